@@ -1,0 +1,74 @@
+"""crm-web: a fast, server-rendered CRM. `create_app` builds the Flask application."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+
+from crm_web.config import DEV_SECRET_KEY, PROJECT_ROOT, cache_settings, settings_from_env
+
+__all__ = ["create_app"]
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: settings from the environment, overridden by `config` (tests use it)."""
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+        instance_path=str(PROJECT_ROOT / "instance"),
+    )
+    settings = settings_from_env()
+    settings.update(config or {})
+    if "CACHE_TYPE" not in settings:
+        settings.update(cache_settings(settings.get("REDIS_URL")))
+    app.config.update(settings)
+    _refuse_dev_secret_in_production(app)
+    os.makedirs(app.instance_path, exist_ok=True)  # the default SQLite file lives there
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    _init_extensions(app)
+    _register_blueprints(app)
+
+    from crm_web import htmx, rendering
+    from crm_web.cli import register_cli
+    from crm_web.errors import register_error_handlers
+
+    htmx.init_app(app)
+    rendering.init_app(app)
+    register_error_handlers(app)
+    register_cli(app)
+    return app
+
+
+def _refuse_dev_secret_in_production(app: Flask) -> None:
+    if app.config["CRM_ENV"] == "production" and app.config["SECRET_KEY"] in (DEV_SECRET_KEY, "", None):
+        raise RuntimeError("SECRET_KEY must be set to a random value when CRM_ENV=production.")
+
+
+def _init_extensions(app: Flask) -> None:
+    from crm_web import database
+    from crm_web.extensions import cache, csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    with app.app_context():
+        database.configure_engine(db.engine)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    cache.init_app(app)
+    login_manager.init_app(app)
+
+    from crm_web import auth
+
+    auth.init_login(login_manager)
+    auth.require_login_everywhere(app)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from crm_web.views import BLUEPRINTS
+
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)

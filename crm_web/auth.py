@@ -1,0 +1,62 @@
+"""Login: the user loader, and what an anonymous request gets."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response, redirect, request, url_for
+from flask_login import LoginManager
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from crm_web.models import User
+
+
+def init_login(login_manager: LoginManager) -> None:
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        from crm_web.extensions import db
+
+        try:
+            key = uuid.UUID(user_id)
+        except ValueError:
+            return None
+        # One statement per request: the user with their organisation.
+        return db.session.scalar(select(User).options(joinedload(User.org)).where(User.id == key))
+
+    @login_manager.unauthorized_handler
+    def unauthorized() -> Response:
+        login_url = url_for("auth.login", next=request.full_path.rstrip("?") if request.method == "GET" else None)
+        if request.path.startswith("/internal/"):
+            return Response('{"error": "authentication required"}', 401, mimetype="application/json")
+        if request.headers.get("HX-Request") == "true":
+            # htmx cannot follow a 302 to a full page; tell it to navigate.
+            response = Response("Your session has expired.", 401)
+            response.headers["HX-Redirect"] = login_url
+            return response
+        return redirect(login_url)
+
+
+def public(view):
+    """Mark a view as reachable without signing in (everything else requires a login)."""
+    view.is_public = True
+    return view
+
+
+def require_login_everywhere(app) -> None:
+    from flask import current_app
+    from flask_login import current_user
+
+    @app.before_request
+    def _require_login():
+        if request.endpoint is None or request.endpoint == "static":
+            return None
+        view = current_app.view_functions.get(request.endpoint)
+        if getattr(view, "is_public", False) or current_user.is_authenticated:
+            return None
+        return current_app.login_manager.unauthorized()

@@ -1,0 +1,26 @@
+"""The data model: every table of the CRM, importable from one place."""
+
+from crm_web.models.activity import (
+    ACTIVITY_PRIORITIES,
+    ACTIVITY_STATUSES,
+    ACTIVITY_TYPES,
+    OPEN_ACTIVITY_STATUSES,
+    Activity,
+)
+from crm_web.models.audit import HISTORY_ACTIONS, RecordHistory, UsageRecord
+from crm_web.models.base import Base, SoftDeleteMixin, utcnow
+from crm_web.models.company import COMPANY_SIZES, Company
+from crm_web.models.contact import CONTACT_STATUSES, LEAD_SOURCES, Contact, ContactCompany
+from crm_web.models.deal import CURRENCIES, DEAL_STATUSES, Deal
+from crm_web.models.lead import LEAD_STATUSES, Lead
+from crm_web.models.organization import Organization, Role, User
+from crm_web.models.pipeline import Pipeline, PipelineStage
+from crm_web.models.tag import Tag, company_tags, contact_tags, deal_tags, lead_tags
+
+__all__ = [
+    "ACTIVITY_PRIORITIES", "ACTIVITY_STATUSES", "ACTIVITY_TYPES", "OPEN_ACTIVITY_STATUSES", "Activity",
+    "HISTORY_ACTIONS", "RecordHistory", "UsageRecord", "Base", "SoftDeleteMixin", "utcnow",
+    "COMPANY_SIZES", "Company", "CONTACT_STATUSES", "LEAD_SOURCES", "Contact", "ContactCompany",
+    "CURRENCIES", "DEAL_STATUSES", "Deal", "LEAD_STATUSES", "Lead", "Organization", "Role", "User",
+    "Pipeline", "PipelineStage", "Tag", "company_tags", "contact_tags", "deal_tags", "lead_tags",
+]

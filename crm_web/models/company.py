@@ -1,0 +1,43 @@
+"""Companies (accounts)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import Index, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from crm_web.models.base import (
+    Base,
+    IdMixin,
+    OrgScopedMixin,
+    OwnedMixin,
+    SoftDeleteMixin,
+    TimestampMixin,
+    VersionedMixin,
+)
+from crm_web.models.mixins import AddressMixin, trigram_index
+from crm_web.models.tag import Tag, company_tags
+
+COMPANY_SIZES = ["1-10", "11-50", "51-200", "201-500", "501-1000", "1000+"]
+
+
+class Company(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin, VersionedMixin, AddressMixin, Base):
+    __tablename__ = "companies"
+    __table_args__ = (
+        Index("ix_companies_org_name", "org_id", "name"),
+        trigram_index("company_name_search_idx", "name"),
+    )
+
+    name: Mapped[str] = mapped_column(String(200))
+    website: Mapped[str | None] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(50))
+    industry: Mapped[str | None] = mapped_column(String(100))
+    size: Mapped[str | None] = mapped_column(String(20))
+    employee_count: Mapped[int | None]
+    annual_revenue: Mapped[Decimal | None] = mapped_column(Numeric(16, 2))
+    description: Mapped[str | None] = mapped_column(Text)
+
+    owner = relationship("User", foreign_keys="Company.owner_id", lazy="raise_on_sql")
+    tags: Mapped[list[Tag]] = relationship(secondary=company_tags, lazy="raise_on_sql", order_by=Tag.name)

@@ -1,0 +1,95 @@
+"""Contacts (people) and their links to companies."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from crm_web.models.base import (
+    Base,
+    IdMixin,
+    OrgScopedMixin,
+    OwnedMixin,
+    SoftDeleteMixin,
+    TimestampMixin,
+    VersionedMixin,
+)
+from crm_web.models.company import Company
+from crm_web.models.mixins import AddressMixin, trigram_index
+from crm_web.models.tag import Tag, contact_tags
+
+CONTACT_STATUSES = [
+    ("lead", "Lead"),
+    ("prospect", "Prospect"),
+    ("customer", "Customer"),
+    ("churned", "Churned"),
+    ("inactive", "Inactive"),
+]
+LEAD_SOURCES = [
+    ("website", "Website"),
+    ("referral", "Referral"),
+    ("event", "Event"),
+    ("cold_call", "Cold call"),
+    ("email_campaign", "Email campaign"),
+    ("social", "Social media"),
+    ("partner", "Partner"),
+    ("other", "Other"),
+]
+
+
+class Contact(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin, VersionedMixin, AddressMixin, Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_org_last_first", "org_id", "last_name", "first_name"),
+        Index("ix_contacts_org_email", "org_id", "email"),
+        Index("ix_contacts_org_company", "org_id", "primary_company_id"),
+        trigram_index("contact_name_search_idx", "first_name", "last_name"),
+        trigram_index("contact_email_search_idx", "email"),
+    )
+
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(50))
+    mobile: Mapped[str | None] = mapped_column(String(50))
+    title: Mapped[str | None] = mapped_column(String(150))
+    department: Mapped[str | None] = mapped_column(String(150))
+    status: Mapped[str] = mapped_column(String(20), default="prospect")
+    lead_source: Mapped[str | None] = mapped_column(String(30))
+    linkedin_url: Mapped[str | None] = mapped_column(String(255))
+    birthday: Mapped[date | None]
+    notes: Mapped[str | None] = mapped_column(Text)
+    do_not_contact: Mapped[bool] = mapped_column(default=False)
+    last_activity_at: Mapped[datetime | None]
+    primary_company_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"))
+
+    owner = relationship("User", foreign_keys="Contact.owner_id", lazy="raise_on_sql")
+    primary_company: Mapped[Company | None] = relationship(lazy="raise_on_sql")
+    tags: Mapped[list[Tag]] = relationship(secondary=contact_tags, lazy="raise_on_sql", order_by=Tag.name)
+    company_links: Mapped[list[ContactCompany]] = relationship(
+        back_populates="contact", lazy="raise_on_sql", cascade="all, delete-orphan"
+    )
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class ContactCompany(IdMixin, TimestampMixin, OrgScopedMixin, Base):
+    """A contact associated with a company beyond its primary one (e.g. board member)."""
+
+    __tablename__ = "contact_companies"
+    __table_args__ = (
+        UniqueConstraint("contact_id", "company_id", name="uq_contact_companies_contact_company"),
+        Index("ix_contact_companies_company", "company_id"),
+    )
+
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    role: Mapped[str | None] = mapped_column(String(120))
+
+    contact: Mapped[Contact] = relationship(back_populates="company_links", lazy="raise_on_sql")
+    company: Mapped[Company] = relationship(lazy="raise_on_sql")

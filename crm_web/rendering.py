@@ -1,0 +1,47 @@
+"""render_page: a whole page, or (for htmx) just the named block it owns, from one template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, make_response, render_template
+from jinja2_fragments.flask import render_block, render_blocks
+
+from crm_web.htmx import wants_fragment
+
+
+def render_page(template: str, block: str | None = None, *, status: int = 200, **context: Any) -> Response:
+    """Render `template`; for a fragment request with `block`, only that block.
+
+    Block names are the snake_case of the DOM id they replace (`contact_table` <-> `#contact-table`).
+    """
+    if block and wants_fragment():
+        body = render_block(template, block, **context)
+    else:
+        body = render_template(template, **context)
+    return make_response(body, status)
+
+
+def render_fragments(template: str, blocks: list[str], *, status: int = 200, **context: Any) -> Response:
+    """Several blocks of one template in one response (the extra ones carry hx-swap-oob)."""
+    return make_response(render_blocks(template, blocks, **context), status)
+
+
+def toast_html(message: str, kind: str = "success", **extra: Any) -> str:
+    """An out-of-band toast to append to any htmx response."""
+    return render_template("components/toast.html", message=message, kind=kind, oob=True, **extra)
+
+
+def with_toast(response: Response, message: str, kind: str = "success", **extra: Any) -> Response:
+    response.set_data(response.get_data(as_text=True) + toast_html(message, kind, **extra))
+    return response
+
+
+def init_app(app: Flask) -> None:
+    from crm_web import formatting
+
+    formatting.register(app)
+
+    from crm_web.models import Role
+
+    app.jinja_env.globals["Role"] = Role

@@ -1,0 +1,347 @@
+"""BaseService: the org-scoped, soft-delete-aware CRUD every entity service is built on.
+
+A service is bound to one Actor (organisation + user + role). Every statement it builds
+starts from `scoped()`, which adds the organisation filter (soft-deleted rows are hidden
+globally, see models/base.py). Writes open and commit their own transaction, check roles,
+and write the record history in that same transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from crm_web.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from crm_web.extensions import db
+from crm_web.models import Role, SoftDeleteMixin, User, utcnow
+from crm_web.permissions import has_role, require_role
+from crm_web.services.history import record_change, snapshot_changes
+
+M = TypeVar("M")
+
+MAX_PER_PAGE = 100
+PAGE_SIZES = (10, 25, 50, 100)
+
+# Database constraint -> (form field, message): integrity errors become form errors.
+CONSTRAINT_MESSAGES: dict[str, tuple[str, str]] = {
+    "deal_value_non_negative": ("value", "Value cannot be negative."),
+    "deal_probability_valid_range": ("probability", "Probability must be between 0 and 100."),
+    "stage_probability_valid_range": ("probability", "Probability must be between 0 and 100."),
+    "stage_not_both_won_and_lost": ("is_lost", "A stage cannot be both won and lost."),
+    "unique_won_stage_per_pipeline": ("is_won", "This pipeline already has a won stage."),
+    "unique_lost_stage_per_pipeline": ("is_lost", "This pipeline already has a lost stage."),
+    "unique_default_pipeline_per_org": ("is_default", "Another pipeline is already the default."),
+    "uq_tags_org_name": ("name", "A tag with this name already exists."),
+    "uq_users_email": ("email", "A user with this email already exists."),
+    "uq_contact_companies_contact_company": ("company_id", "This contact is already linked to that company."),
+    "lead_score_valid_range": ("score", "Score must be between 0 and 100."),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: every service call is made on behalf of one user in one organisation."""
+
+    org_id: uuid.UUID
+    user_id: uuid.UUID | None
+    role: Role = Role.SALES
+    name: str = ""
+
+    @classmethod
+    def of(cls, user: User) -> Actor:
+        return cls(org_id=user.org_id, user_id=user.id, role=Role(user.role), name=user.name)
+
+    def has_role(self, role: Role) -> bool:
+        return has_role(self.role, role)
+
+
+@dataclass
+class Page(Generic[M]):
+    items: list[M]
+    total: int
+    page: int
+    per_page: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def first_index(self) -> int:
+        return 0 if self.total == 0 else (self.page - 1) * self.per_page + 1
+
+    @property
+    def last_index(self) -> int:
+        return min(self.total, self.page * self.per_page)
+
+
+def integrity_to_validation(error: IntegrityError) -> ValidationError:
+    text = str(error.orig)
+    for constraint, (field_name, message) in CONSTRAINT_MESSAGES.items():
+        if constraint in text:
+            return ValidationError(message, {field_name: message})
+    if "UNIQUE" in text.upper() and "users.email" in text:
+        field_name, message = CONSTRAINT_MESSAGES["uq_users_email"]
+        return ValidationError(message, {field_name: message})
+    if "FOREIGN KEY" in text.upper():
+        return ValidationError("A linked record no longer exists.", {})
+    return ValidationError("The change conflicts with existing data.", {})
+
+
+class BaseService(Generic[M]):
+    """Org-scoped CRUD with soft delete, role checks, history and a sort whitelist."""
+
+    model: ClassVar[type]
+    entity_type: ClassVar[str]  # "contact", used in history and messages
+    # Public sort key -> column; "-key" sorts descending.
+    SORT_FIELDS: ClassVar[Mapping[str, Any]] = {}
+    DEFAULT_SORT: ClassVar[str] = "-created_at"
+    # Fields a create/update may set (anything else is ignored, never written).
+    WRITABLE_FIELDS: ClassVar[frozenset[str]] = frozenset()
+    # Fields never recorded in history (noise).
+    HISTORY_IGNORED: ClassVar[frozenset[str]] = frozenset({"updated_at", "version", "position"})
+    FILTER_FIELD_MAP: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, actor: Actor, session: Session | None = None):
+        self.actor = actor
+        self.session: Session = session or db.session
+
+    # --- reading -----------------------------------------------------------------
+
+    @property
+    def org_id(self) -> uuid.UUID:
+        return self.actor.org_id
+
+    def scoped(self, stmt: Select[Any] | None = None) -> Select[Any]:
+        """The one place the organisation filter is added."""
+        stmt = select(self.model) if stmt is None else stmt
+        return stmt.where(self.model.org_id == self.org_id)
+
+    def optimized_query(self) -> Select[Any]:
+        """The scoped select with the eager loads this entity's pages need (override)."""
+        return self.scoped()
+
+    def get(self, entity_id: uuid.UUID, *, query: Select[Any] | None = None) -> M:
+        stmt = (query if query is not None else self.optimized_query()).where(self.model.id == entity_id)
+        obj = self.session.scalars(stmt).unique().one_or_none()
+        if obj is None:
+            raise NotFound(f"That {self.entity_label} does not exist or was deleted.")
+        return obj
+
+    @property
+    def entity_label(self) -> str:
+        return self.entity_type.replace("_", " ")
+
+    def sort_clause(self, sort: str | None) -> list[Any]:
+        key = sort or self.DEFAULT_SORT
+        descending = key.startswith("-")
+        name = key.lstrip("-")
+        if name not in self.SORT_FIELDS:
+            raise ValidationError(f"Cannot sort by {name!r}.", {"sort": f"Unknown sort field {name!r}."})
+        column = self.SORT_FIELDS[name]
+        columns = column if isinstance(column, (list, tuple)) else [column]
+        ordered = [c.desc() if descending else c.asc() for c in columns]
+        return [*ordered, self.model.id]  # a stable order for pagination
+
+    def filter_clause(self, spec: Any) -> ColumnElement[bool] | None:
+        """Compile a FilterSpec against this entity's whitelist."""
+        if spec is None:
+            return None
+        from crm_web.filters.spec import compile_filter
+
+        return compile_filter(spec, self.FILTER_FIELD_MAP)
+
+    def paginate(
+        self,
+        stmt: Select[Any],
+        *,
+        criteria: Sequence[ColumnElement[bool]] = (),
+        sort: str | None = None,
+        page: int = 1,
+        per_page: int = 25,
+    ) -> Page[M]:
+        """Two statements: the total count of the filtered set, and one page of rows."""
+        per_page = max(1, min(per_page, MAX_PER_PAGE))
+        total = self.session.scalar(
+            self.scoped(select(func.count()).select_from(self.model)).where(*criteria)
+        ) or 0
+        page = max(1, min(page, max(1, math.ceil(total / per_page))))
+        rows = self.session.scalars(
+            stmt.where(*criteria).order_by(*self.sort_clause(sort)).limit(per_page).offset((page - 1) * per_page)
+        ).unique().all()
+        return Page(items=list(rows), total=total, page=page, per_page=per_page)
+
+    def list(
+        self,
+        *,
+        filter_spec: Any = None,
+        criteria: Sequence[ColumnElement[bool]] = (),
+        sort: str | None = None,
+        page: int = 1,
+        per_page: int = 25,
+    ) -> Page[M]:
+        clause = self.filter_clause(filter_spec)
+        all_criteria = [*criteria, *([clause] if clause is not None else [])]
+        return self.paginate(self.optimized_query(), criteria=all_criteria, sort=sort, page=page, per_page=per_page)
+
+    # --- permissions -------------------------------------------------------------
+
+    def check_can_modify(self, obj: Any) -> None:
+        """Sales staff change their own (or unowned) records; managers and admins change any."""
+        if self.actor.has_role(Role.MANAGER):
+            return
+        owner_id = getattr(obj, "owner_id", None)
+        if owner_id is not None and owner_id != self.actor.user_id:
+            raise PermissionDenied(f"Only the owner or a manager can change this {self.entity_label}.")
+
+    # --- writing -----------------------------------------------------------------
+
+    def clean(self, values: dict[str, Any], obj: M | None = None) -> dict[str, Any]:
+        """Validate and normalise input for create/update; raise ValidationError (override)."""
+        return values
+
+    def _writable(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in values.items() if k in self.WRITABLE_FIELDS}
+
+    def commit(self) -> None:
+        """Commit the unit of work, turning database refusals into domain errors."""
+        try:
+            self.session.commit()
+        except IntegrityError as error:
+            self.session.rollback()
+            raise integrity_to_validation(error) from error
+        except StaleDataError as error:
+            self.session.rollback()
+            raise Conflict(
+                f"This {self.entity_label} was changed by someone else meanwhile. Reload and try again."
+            ) from error
+
+    def history(self, obj: Any, action: str, changes: dict[str, Any] | None = None) -> None:
+        record_change(self.session, self.actor, self.entity_type, obj, action, changes)
+
+    def create(self, **values: Any) -> M:
+        values = self.clean(self._writable(values))
+        obj = self.model(org_id=self.org_id, **values)
+        if hasattr(obj, "owner_id") and obj.owner_id is None and "owner_id" not in values:
+            obj.owner_id = self.actor.user_id
+        self.session.add(obj)
+        try:
+            self.session.flush()
+        except IntegrityError as error:
+            self.session.rollback()
+            raise integrity_to_validation(error) from error
+        self.history(obj, "created")
+        self.commit()
+        return obj
+
+    def update(self, entity_id: uuid.UUID, **values: Any) -> M:
+        obj = self.get(entity_id, query=self.scoped())
+        self.check_can_modify(obj)
+        values = self.clean(self._writable(values), obj)
+        changes = snapshot_changes(obj, values, ignored=self.HISTORY_IGNORED)
+        for name, value in values.items():
+            setattr(obj, name, value)
+        if changes:
+            self.history(obj, "updated", changes)
+        self.commit()
+        return obj
+
+    def delete(self, entity_id: uuid.UUID, *, hard: bool = False) -> M:
+        """Soft by default: the row goes to the trash and can be restored."""
+        obj = self.get(entity_id, query=self.scoped())
+        self.check_can_modify(obj)
+        if hard:
+            require_role(self.actor.role, Role.ADMIN, "delete permanently")
+            self.history(obj, "purged")
+            self.session.delete(obj)
+        else:
+            self._require_soft_delete()
+            obj.deleted_at = utcnow()
+            obj.deleted_by_id = self.actor.user_id
+            self.history(obj, "deleted")
+        self.commit()
+        return obj
+
+    def delete_many(self, ids: Iterable[uuid.UUID], *, criteria: Sequence[ColumnElement[bool]] = ()) -> list[uuid.UUID]:
+        """Soft-delete many rows in one UPDATE; returns the ids actually deleted (for Undo)."""
+        self._require_soft_delete()
+        id_list = list(ids)
+        stmt = self.scoped(select(self.model.id, self.model.owner_id if hasattr(self.model, "owner_id") else self.model.id))
+        rows = self.session.execute(stmt.where(self.model.id.in_(id_list), *criteria)).all()
+        if not self.actor.has_role(Role.MANAGER) and hasattr(self.model, "owner_id"):
+            if any(owner not in (None, self.actor.user_id) for _, owner in rows):
+                raise PermissionDenied(f"Only the owner or a manager can delete some of these {self.entity_label}s.")
+        deleted = [row[0] for row in rows]
+        if deleted:
+            self.session.execute(
+                update(self.model)
+                .where(self.model.org_id == self.org_id, self.model.id.in_(deleted))
+                .values(deleted_at=utcnow(), deleted_by_id=self.actor.user_id)
+                .execution_options(synchronize_session=False)
+            )
+            record_change(self.session, self.actor, self.entity_type, None, "deleted", None, entity_ids=deleted)
+        self.commit()
+        return deleted
+
+    def restore(self, entity_id: uuid.UUID) -> M:
+        self._require_soft_delete()
+        obj = self.session.scalars(
+            self.scoped(self.model.select_deleted()).where(self.model.id == entity_id)
+        ).one_or_none()
+        if obj is None:
+            raise NotFound(f"That {self.entity_label} is not in the trash.")
+        self.check_can_restore(obj)
+        obj.deleted_at = None
+        obj.deleted_by_id = None
+        self.history(obj, "restored")
+        self.commit()
+        return obj
+
+    def restore_many(self, ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+        self._require_soft_delete()
+        id_list = list(ids)
+        rows = self.session.execute(
+            self.scoped(select(self.model.id, self.model.deleted_by_id))
+            .where(self.model.id.in_(id_list), self.model.deleted_at.is_not(None))
+            .execution_options(include_deleted=True)
+        ).all()
+        if not self.actor.has_role(Role.MANAGER) and any(by != self.actor.user_id for _, by in rows):
+            raise PermissionDenied("You can only restore what you deleted yourself.")
+        restored = [row[0] for row in rows]
+        if restored:
+            self.session.execute(
+                update(self.model)
+                .where(self.model.org_id == self.org_id, self.model.id.in_(restored))
+                .values(deleted_at=None, deleted_by_id=None)
+                .execution_options(synchronize_session=False)
+            )
+            record_change(self.session, self.actor, self.entity_type, None, "restored", None, entity_ids=restored)
+        self.commit()
+        return restored
+
+    def check_can_restore(self, obj: Any) -> None:
+        """Managers and admins restore anything; others only what they deleted themselves (Undo)."""
+        if self.actor.has_role(Role.MANAGER) or obj.deleted_by_id == self.actor.user_id:
+            return
+        raise PermissionDenied("You can only restore what you deleted yourself.")
+
+    def _require_soft_delete(self) -> None:
+        if not issubclass(self.model, SoftDeleteMixin):
+            raise TypeError(f"{self.model.__name__} does not support soft delete")

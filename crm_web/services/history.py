@@ -1,0 +1,94 @@
+"""Record history: written by services in the same transaction as the change they describe."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from crm_web.models import RecordHistory, utcnow
+
+if TYPE_CHECKING:
+    from crm_web.services.base import Actor
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (uuid.UUID, Decimal)):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def label_of(obj: Any) -> str:
+    for attr in ("full_name", "name", "subject"):
+        value = getattr(obj, attr, None)
+        if value:
+            return str(value)[:255]
+    return ""
+
+
+def snapshot_changes(obj: Any, values: Mapping[str, Any], *, ignored: Iterable[str] = ()) -> dict[str, Any]:
+    """{field: [old, new]} for the values that really change."""
+    skip = set(ignored)
+    changes: dict[str, Any] = {}
+    for name, new in values.items():
+        if name in skip or not hasattr(obj, name):
+            continue
+        old = getattr(obj, name)
+        if isinstance(new, list) or isinstance(old, list):
+            continue  # relationships (tags) are recorded by the service that changes them
+        if old != new:
+            changes[name] = [_jsonable(old), _jsonable(new)]
+    return changes
+
+
+def record_change(
+    session: Session,
+    actor: Actor,
+    entity_type: str,
+    obj: Any,
+    action: str,
+    changes: dict[str, Any] | None = None,
+    *,
+    entity_ids: Iterable[uuid.UUID] | None = None,
+) -> None:
+    """Append history rows: one for `obj`, or one per id of a bulk change (one INSERT)."""
+    if entity_ids is not None:
+        now = utcnow()
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "org_id": actor.org_id,
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+                "entity_label": "",
+                "action": action,
+                "changes": {"bulk": True},
+                "actor_id": actor.user_id,
+                "created_at": now,
+            }
+            for entity_id in entity_ids
+        ]
+        if rows:
+            session.execute(insert(RecordHistory), rows)
+        return
+    session.add(
+        RecordHistory(
+            org_id=actor.org_id,
+            entity_type=entity_type,
+            entity_id=obj.id,
+            entity_label=label_of(obj),
+            action=action,
+            changes={k: v for k, v in (changes or {}).items()},
+            actor_id=actor.user_id,
+        )
+    )

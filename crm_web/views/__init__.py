@@ -1,0 +1,14 @@
+"""One blueprint per module; BLUEPRINTS is what create_app registers."""
+
+from crm_web.views.activities import bp as activities
+from crm_web.views.auth import bp as auth
+from crm_web.views.companies import bp as companies
+from crm_web.views.contacts import bp as contacts
+from crm_web.views.dashboard import bp as dashboard
+from crm_web.views.deals import bp as deals
+from crm_web.views.leads import bp as leads
+from crm_web.views.pipelines import bp as pipelines
+from crm_web.views.system import bp as system
+from crm_web.views.trash import bp as trash
+
+BLUEPRINTS = [auth, system, dashboard, contacts, companies, leads, deals, pipelines, activities, trash]
