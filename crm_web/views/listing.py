@@ -13,7 +13,7 @@ from crm_web.params import get_choice_param, get_int_param, get_text_param
 from crm_web.services.base import PAGE_SIZES
 
 # Parameters that belong to the list state (everything else in the URL is the filter).
-LIST_KEYS = ("page", "per_page", "sort", "q", "scope")
+LIST_KEYS = ("q", "scope", "sort", "per_page", "page")
 
 
 @dataclass
