@@ -8,7 +8,8 @@ from flask_wtf.csrf import CSRFProtect
 
 from crm_web.models.base import Base
 
-db = SQLAlchemy(model_class=Base)
+# expire_on_commit=False: a service returns objects a template can render without a reload query.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -153,9 +153,10 @@ class BaseService(Generic[M]):
         key = sort or self.DEFAULT_SORT
         descending = key.startswith("-")
         name = key.lstrip("-")
-        if name not in self.SORT_FIELDS:
+        fields = {"created_at": self.model.created_at, "updated_at": self.model.updated_at, **self.SORT_FIELDS}
+        if name not in fields:
             raise ValidationError(f"Cannot sort by {name!r}.", {"sort": f"Unknown sort field {name!r}."})
-        column = self.SORT_FIELDS[name]
+        column = fields[name]
         columns = column if isinstance(column, (list, tuple)) else [column]
         ordered = [c.desc() if descending else c.asc() for c in columns]
         return [*ordered, self.model.id]  # a stable order for pagination

@@ -1,0 +1,68 @@
+"""Safe parsing of query-string parameters: bad input is a 400 with a readable message, never a 500."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from flask import request
+
+from crm_web.errors import BadRequest
+
+MAX_PARAM_LENGTH = 200
+
+
+def get_int_param(name: str, default: int | None = None, *, min_value: int | None = None,
+                  max_value: int | None = None) -> int | None:
+    """An integer from the query string; missing or empty gives `default`."""
+    raw = request.args.get(name, "").strip()
+    if raw == "":
+        return default
+    if len(raw) > 18 or not raw.lstrip("-").isdigit():
+        raise BadRequest(f"Parameter {name!r} must be a whole number, not {raw[:40]!r}.")
+    value = int(raw)
+    if min_value is not None and value < min_value:
+        raise BadRequest(f"Parameter {name!r} must be at least {min_value}.")
+    if max_value is not None and value > max_value:
+        raise BadRequest(f"Parameter {name!r} must be at most {max_value}.")
+    return value
+
+
+def parse_uuid(raw: str | None, name: str = "id") -> uuid.UUID | None:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return uuid.UUID(raw.strip())
+    except (ValueError, AttributeError):
+        raise BadRequest(f"Parameter {name!r} is not a valid id.") from None
+
+
+def get_uuid_param(name: str) -> uuid.UUID | None:
+    """A UUID from the query string (or None when absent)."""
+    return parse_uuid(request.args.get(name), name)
+
+
+def get_uuid_list(name: str, source: str = "form", limit: int = 1000) -> list[uuid.UUID]:
+    """Many UUIDs (e.g. selected rows of a bulk action) from the form or the query string."""
+    values: Iterable[str] = (request.form if source == "form" else request.args).getlist(name)
+    ids = [parse_uuid(value, name) for value in values if value.strip()]
+    if len(ids) > limit:
+        raise BadRequest(f"At most {limit} records at once.")
+    return [i for i in ids if i is not None]
+
+
+def get_choice_param(name: str, choices: Iterable[str], default: str | None = None) -> str | None:
+    raw = request.args.get(name, "").strip()
+    if raw == "":
+        return default
+    allowed = list(choices)
+    if raw not in allowed:
+        raise BadRequest(f"Parameter {name!r} must be one of: {', '.join(allowed)}.")
+    return raw
+
+
+def get_text_param(name: str, default: str = "", max_length: int = MAX_PARAM_LENGTH) -> str:
+    raw = request.args.get(name, default).strip()
+    if len(raw) > max_length:
+        raise BadRequest(f"Parameter {name!r} is too long (at most {max_length} characters).")
+    return raw

@@ -1,0 +1,74 @@
+"""What every list page reads from its URL (page, size, sort, search, owner scope, filter),
+and how it builds links that keep the rest of the URL intact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import request
+
+from crm_web.params import get_choice_param, get_int_param, get_text_param
+from crm_web.services.base import PAGE_SIZES
+
+# Parameters that belong to the list state (everything else in the URL is the filter).
+LIST_KEYS = ("q", "scope", "sort", "per_page", "page")
+
+
+@dataclass
+class ListQuery:
+    page: int = 1
+    per_page: int = 25
+    sort: str | None = None
+    q: str = ""
+    scope: str = "all"  # "mine" or "all"
+    filter_spec: Any = None
+    filter_pairs: list[tuple[str, str]] = field(default_factory=list)
+
+    def params(self, **overrides: Any) -> list[tuple[str, str]]:
+        """The canonical query pairs of this list state, with overrides (None removes a key)."""
+        state: dict[str, Any] = {"q": self.q or None, "scope": self.scope if self.scope != "all" else None,
+                                 "sort": self.sort, "per_page": self.per_page if self.per_page != 25 else None,
+                                 "page": self.page if self.page != 1 else None}
+        state.update(overrides)
+        pairs = [(k, str(v)) for k in LIST_KEYS if (v := state.get(k)) not in (None, "")]
+        return pairs + list(self.filter_pairs)
+
+    def url(self, base: str, **overrides: Any) -> str:
+        pairs = self.params(**overrides)
+        return f"{base}?{urlencode(pairs)}" if pairs else base
+
+    def sort_url(self, base: str, key: str) -> str:
+        """Clicking a header sorts by it; clicking the sorted header reverses the order."""
+        new = f"-{key}" if self.sort == key else key
+        return self.url(base, sort=new, page=None)
+
+    def sort_state(self, key: str) -> str:
+        if self.sort == key:
+            return "sort-asc"
+        if self.sort == f"-{key}":
+            return "sort-desc"
+        return ""
+
+
+def parse_list_query(filter_fields: Any = None) -> ListQuery:
+    """Read the list state from request.args; a filter is parsed against `filter_fields`."""
+    query = ListQuery(
+        page=get_int_param("page", 1, min_value=1, max_value=1_000_000),
+        per_page=get_int_param("per_page", 25, min_value=1, max_value=max(PAGE_SIZES)),
+        sort=get_text_param("sort", max_length=40) or None,
+        q=get_text_param("q"),
+        scope=get_choice_param("scope", ("all", "mine"), "all"),
+    )
+    if filter_fields:
+        from crm_web.filters.spec import encode_filter, parse_filter
+
+        spec = parse_filter(request.args, filter_fields)
+        query.filter_spec = None if spec.is_empty else spec
+        query.filter_pairs = encode_filter(spec) if not spec.is_empty else []
+    return query
+
+
+def query_string(pairs: list[tuple[str, str]]) -> str:
+    return urlencode(pairs)

@@ -1,0 +1,312 @@
+"""Test harness: one app per database engine, schema built by the migrations, each test rolled back.
+
+- `app` is parametrized over SQLite (always) and PostgreSQL (a throw-away database on
+  TEST_DATABASE_URL). With CI=true a missing PostgreSQL, Redis or Chromium fails the run.
+- Each test runs inside an outer transaction that is rolled back; services' commits
+  become savepoint releases (join_transaction_mode="create_savepoint").
+- `count_queries()` counts the SQL statements the app sends (query budgets).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session as OrmSession
+
+from crm_web import create_app
+from crm_web.extensions import db
+from tests import factories
+
+CI = os.environ.get("CI", "").lower() == "true"
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+CHROMIUM = "/usr/bin/chromium"
+MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
+HX = {"HX-Request": "true"}
+# Statements every signed-in request spends before the page's own work: loading the user.
+LOGIN_STATEMENTS = 1
+
+
+def unavailable(what: str) -> None:
+    """Skip locally, fail in CI: CI must run every kind of test."""
+    if CI:
+        pytest.fail(f"{what} is required when CI=true", pytrace=False)
+    pytest.skip(f"{what} is not available")
+
+
+def base_config(database_url: str) -> dict:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "CACHE_TYPE": "SimpleCache",
+        "REDIS_URL": None,
+        "CRM_INTERNAL_TOKEN": "test-internal-token",
+        "SERVER_NAME": None,
+    }
+
+
+@contextmanager
+def postgres_database(prefix: str = "crm_test") -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
+    admin_url = make_url(TEST_DATABASE_URL).set(database="postgres")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
+        unavailable(f"PostgreSQL at {TEST_DATABASE_URL} ({type(error).__name__})")
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def build_app(database_url: str, **overrides):
+    app = create_app({**base_config(database_url), **overrides})
+    with app.app_context():
+        upgrade(directory=MIGRATIONS)
+        db.session.remove()
+    return app
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def app(request, tmp_path_factory):
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "test.sqlite3"
+        application = build_app(f"sqlite:///{path}")
+        yield application
+        with application.app_context():
+            db.engine.dispose()
+    else:
+        with postgres_database() as url:
+            application = build_app(url)
+            yield application
+            with application.app_context():
+                db.session.remove()
+                db.engine.dispose()
+
+
+@pytest.fixture
+def engine_name(app) -> str:
+    return make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name()
+
+
+@pytest.fixture(autouse=True)
+def _app_context(request):
+    """Tests that use `app` run inside its context with a rolled-back outer transaction."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
+    with app.app_context():
+        connection = db.engine.connect()
+        outer = connection.begin()
+        original_session = db.session
+        db.session = db._make_scoped_session({
+            "class_": BoundSession,
+            "bind": connection,
+            "join_transaction_mode": "create_savepoint",
+            "expire_on_commit": False,
+        })
+        try:
+            yield
+        finally:
+            db.session.remove()
+            db.session = original_session
+            outer.rollback()
+            connection.close()
+        from crm_web.extensions import cache
+
+        cache.clear()
+
+
+class BoundSession(OrmSession):
+    """A plain Session (Flask-SQLAlchemy's get_bind() would ignore `bind` and use the engine)."""
+
+    def __init__(self, db=None, **kwargs):  # Flask-SQLAlchemy's sessionmaker passes db=
+        super().__init__(**kwargs)
+
+
+class CSRFClient(FlaskClient):
+    """A test client that sends a valid CSRF token header on unsafe methods (csrf=False to omit it)."""
+
+    def open(self, *args, csrf: bool = True, **kwargs):
+        method = (kwargs.get("method") or "GET").upper()
+        if csrf and method not in ("GET", "HEAD", "OPTIONS"):
+            headers = dict(kwargs.pop("headers", None) or {})
+            headers.setdefault("X-CSRFToken", self.csrf_token())
+            kwargs["headers"] = headers
+        # A fresh app context per request, as in production: its own `g` and its own session
+        # (bound to the test's connection, so it still sees and rolls back with the test's data).
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+    def csrf_token(self) -> str:
+        with self.session_transaction() as session:
+            raw = session.setdefault("csrf_token", uuid.uuid4().hex)
+        serializer = URLSafeTimedSerializer(self.application.secret_key, salt="wtf-csrf-token")
+        return serializer.dumps(raw)
+
+
+@pytest.fixture
+def client(app):
+    app.test_client_class = CSRFClient
+    return app.test_client()
+
+
+@pytest.fixture
+def org(app):
+    return factories.make_org("acme")
+
+
+@pytest.fixture
+def other_org(app):
+    return factories.make_org("globex")
+
+
+@pytest.fixture
+def users(org):
+    """One user per role in `org`."""
+    return {role: factories.make_user(org, role=role) for role in ("admin", "manager", "sales")}
+
+
+@pytest.fixture
+def login(client, users):
+    """login("sales") signs the client in as that role's user and returns the user."""
+
+    def _login(role_or_user="admin"):
+        user = users[role_or_user] if isinstance(role_or_user, str) else role_or_user
+        with client.session_transaction() as session:
+            session["_user_id"] = str(user.id)
+            session["_fresh"] = True
+        return user
+
+    return _login
+
+
+@pytest.fixture
+def actor(users):
+    """A service Actor for the admin of `org` (use factories.actor_for for other users)."""
+    return factories.actor_for(users["admin"])
+
+
+class QueryCounter:
+    IGNORED = re.compile(r"^\s*(SAVEPOINT|RELEASE|ROLLBACK|BEGIN|COMMIT)\b", re.IGNORECASE)
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.statements)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} statements>\n" + "\n---\n".join(self.statements)
+
+
+@pytest.fixture
+def count_queries(app):
+    """`with count_queries() as q: ...; assert q.count <= N` (transaction control is not counted)."""
+
+    @contextmanager
+    def _count():
+        counter = QueryCounter()
+
+        def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):
+            if not QueryCounter.IGNORED.match(statement):
+                counter.statements.append(statement)
+
+        engine = db.engine
+        event.listen(engine, "before_cursor_execute", before_cursor_execute)
+        try:
+            yield counter
+        finally:
+            event.remove(engine, "before_cursor_execute", before_cursor_execute)
+
+    return _count
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=0.5).ping()
+    except redis.RedisError:
+        unavailable(f"Redis at {TEST_REDIS_URL}")
+    return TEST_REDIS_URL
+
+
+# --- browser tests --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not os.path.exists(CHROMIUM):
+        unavailable(f"Chromium at {CHROMIUM}")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": [
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """The app served over HTTP from a thread, on a fresh SQLite file with the demo data."""
+    from werkzeug.serving import make_server
+
+    from crm_web.services import seeding
+
+    path = tmp_path_factory.mktemp("live") / "live.sqlite3"
+    application = build_app(f"sqlite:///{path}")
+    with application.app_context():
+        org, _ = seeding.ensure_demo_org()
+        seeding.Seeder(org, seed=7).run(companies=10, contacts=30, leads=10, deals=20, activities=30)
+        db.session.remove()
+    server = make_server("127.0.0.1", 0, application, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.application_ref = application
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def browser_login(live_server):
+    """browser_login(page, "sales") signs a Playwright page in as a demo user."""
+
+    def _login(page, role: str = "admin"):
+        page.goto(f"{live_server}/login")
+        page.fill("input[name=email]", f"{role}@example.com")
+        page.fill("input[name=password]", "demo")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server}/")
+        return page
+
+    return _login

@@ -1,0 +1,25 @@
+"""The migrations build the same schema as the models, on both engines."""
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from crm_web.extensions import db
+
+
+def test_migrations_match_models(app):
+    with db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        diff = compare_metadata(context, db.metadata)
+    assert diff == []
+
+
+def test_pg_trgm_indexes_exist_on_postgresql(app, engine_name):
+    if engine_name != "postgresql":
+        return
+    from sqlalchemy import text
+
+    with db.engine.connect() as connection:
+        names = set(connection.scalars(text(
+            "SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%gin_trgm_ops%'")))
+    assert {"company_name_search_idx", "contact_name_search_idx", "contact_email_search_idx", "deal_name_search_idx",
+            "lead_name_search_idx", "lead_email_search_idx", "lead_company_search_idx"} <= names
