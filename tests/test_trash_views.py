@@ -217,8 +217,10 @@ def test_confirmation_names_what_will_go_and_deletes_nothing(client, login, dele
     page = client.get(url).get_data(as_text=True)
     assert "Delete 2 records permanently?" in page and "Peter Gibbons-Smith" in page and "Stapler" in page
     assert page.count('name="item"') == 2
+    assert "hx-post" not in page.split('id="trash-confirm"')[1]  # on its own page: a plain form, PRG
     fragment = client.get(url, headers=HX).get_data(as_text=True)
     assert fragment.lstrip().startswith('<div id="trash-confirm"') and "<html" not in fragment
+    assert 'hx-post="/trash/purge"' in fragment
     assert exists(Deal, deleted["deal"].id)
 
 
@@ -270,3 +272,58 @@ def test_nav_link_only_for_managers_and_admins(client, login):
     assert not re.search(r'href="/trash"', client.get("/").get_data(as_text=True))
     login("manager")
     assert re.search(r'href="/trash"', client.get("/").get_data(as_text=True))
+
+
+# --- components ----------------------------------------------------------------------------
+
+
+def render_macro(app, source, **context):
+    with app.test_request_context():
+        return app.jinja_env.from_string(source).render(**context)
+
+
+def test_history_macro_renders_every_kind_of_entry(app, org, users):
+    from crm_web.models import RecordHistory, utcnow
+
+    def entry(action, changes=None, actor=users["admin"]):
+        return RecordHistory(org_id=org.id, entity_type="deal", entity_id=uuid.uuid4(), action=action,
+                             changes=changes or {}, actor=actor, created_at=utcnow())
+
+    entries = [
+        entry("created"), entry("updated", {"name": ["Old <i>", "New"], "stage_id": ["a", "b"], "probability": [None, 40]}),
+        entry("moved", {"stage": ["Proposal", "Won"]}), entry("converted"), entry("deleted", {"bulk": True}),
+        entry("restored", {"bulk": True, "from_trash": True}), entry("purged", actor=None),
+    ]
+    html = render_macro(app, '{% from "components/history.html" import history_items %}{{ history_items(e) }}',
+                        e=entries)
+    for text in ("created this", "moved this to the trash", "restored this from the trash", "converted this",
+                 "deleted this permanently", "(with other records)", "<strong>System</strong>",
+                 "<del>Old &lt;i&gt;</del>", "<ins>New</ins>", "<del>empty</del>", "<ins>40</ins>",
+                 "<del>Proposal</del>"):
+        assert text in html, text
+    assert "Stage id" in html and ">a<" not in html  # ids are not shown raw
+    assert "No changes recorded yet." in render_macro(
+        app, '{% from "components/history.html" import history_items %}{{ history_items([]) }}')
+
+
+def test_linked_record_shows_a_trashed_company_as_deleted(app, org, users):
+    from sqlalchemy.orm import joinedload
+
+    from crm_web.models import Company
+
+    class Companies(BaseService[Company]):
+        model = Company
+        entity_type = "company"
+
+    company = factories.make_company(org, name="Umbrella")
+    deal = factories.make_deal(org, company_id=company.id)
+    source = ('{% from "components/history.html" import linked_record %}'
+              '{{ linked_record(d.company, d.company_id, "/companies/x", "company") }}')
+
+    def load():
+        db.session.expunge_all()
+        return db.session.scalars(select(Deal).options(joinedload(Deal.company)).where(Deal.id == deal.id)).one()
+
+    assert '<a href="/companies/x">Umbrella</a>' in render_macro(app, source, d=load())
+    Companies(Actor.of(users["admin"])).delete(company.id)
+    assert "(deleted company)" in render_macro(app, source, d=load())

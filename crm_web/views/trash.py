@@ -78,7 +78,8 @@ def restore():
 @bp.get("/trash/purge")
 def confirm_purge():
     items = _service().preview_purge(_selected())
-    return render_page("trash/confirm_purge.html", block="trash_confirm", items=items)
+    # Inline (in the trash page) the confirmation posts with htmx; on its own page it is a plain form.
+    return render_page("trash/confirm_purge.html", block="trash_confirm", items=items, inline=wants_fragment())
 
 
 @bp.post("/trash/purge")
