@@ -440,3 +440,16 @@ def test_a_write_adds_a_constant_number_of_statements(org, users, count_queries)
     with count_queries() as restore_large:
         trash(users).restore([TrashRef("contact", i) for i in many])
     assert restore_small.count == restore_large.count == 3, restore_large  # resolve, UPDATE, INSERT history
+
+
+def test_one_record_changes_are_not_marked_bulk(org, users):
+    a, b, c = (factories.make_contact(org) for _ in range(3))
+    service = Contacts(actor(users))
+    service.delete_many([a.id])
+    service.delete_many([b.id, c.id])
+    trash(users).restore([TrashRef("contact", a.id)])
+    trash(users).restore([TrashRef("contact", b.id), TrashRef("contact", c.id)])
+    first = [e.changes for e in history_for(actor(users), "contact", a.id)]
+    assert first == [{"from_trash": True}, {}]
+    second = [e.changes for e in history_for(actor(users), "contact", b.id)]
+    assert second == [{"from_trash": True, "bulk": True}, {"bulk": True}]

@@ -70,6 +70,9 @@ def record_change(
     """
     if entity_ids is not None:
         now = utcnow()
+        ids = list(entity_ids)
+        # "bulk" tells the timeline the change came with others (not said of a one-record change).
+        marker = {"bulk": True} if len(ids) > 1 else {}
         rows = [
             {
                 "id": uuid.uuid4(),
@@ -78,11 +81,11 @@ def record_change(
                 "entity_id": entity_id,
                 "entity_label": ((labels or {}).get(entity_id) or "")[:255],
                 "action": action,
-                "changes": {"bulk": True, **(changes or {}), **(per_id_changes or {}).get(entity_id, {})},
+                "changes": {**marker, **(changes or {}), **(per_id_changes or {}).get(entity_id, {})},
                 "actor_id": actor.user_id,
                 "created_at": now,
             }
-            for entity_id in entity_ids
+            for entity_id in ids
         ]
         if rows:
             session.execute(insert(RecordHistory), rows)

@@ -301,6 +301,7 @@ class TrashService:
         require_role(self.actor.role, Role.ADMIN, "restore from the trash")
         found, missing = self._resolve_all(refs)
         by_type = _group(found)
+        context = {"from_trash": True, **({"bulk": True} if len(found) > 1 else {})}
         relocated: list[tuple[TrashItem, str]] = []
         per_id_changes: dict[uuid.UUID, dict[str, Any]] = {}
         if "deal" in by_type:
@@ -314,7 +315,7 @@ class TrashService:
                 .values(deleted_at=None, deleted_by_id=None)
                 .execution_options(synchronize_session=False)
             )
-            record_change(self.session, self.actor, entity_type, None, "restored", {"from_trash": True},
+            record_change(self.session, self.actor, entity_type, None, "restored", context,
                           entity_ids=ids, labels={i.id: i.label for i in items}, per_id_changes=per_id_changes)
         self.commit()
         return RestoreResult(restored=found, relocated=relocated, missing=missing)
@@ -380,13 +381,14 @@ class TrashService:
         return PurgeResult(counts=_counts(found), items=found, dry_run=dry_run)
 
     def _purge(self, items: Sequence[TrashItem]) -> None:
+        context = {"bulk": True} if len(items) > 1 else None
         for entity_type, group in _group(items).items():
             model = TRASH_KINDS[entity_type].model
             for start in range(0, len(group), BATCH):
                 batch = group[start:start + BATCH]
                 ids = [item.id for item in batch]
                 # History first: it names what went, and outlives the row (no foreign key).
-                record_change(self.session, self.actor, entity_type, None, "purged", None, entity_ids=ids,
+                record_change(self.session, self.actor, entity_type, None, "purged", context, entity_ids=ids,
                               labels={i.id: i.label for i in batch})
                 self.session.execute(
                     delete(model)
