@@ -286,6 +286,8 @@ def test_edit_form_and_inline_field(client, login, people):
     assert form.status_code == 200 and 'name="title"' in form.text
     saved = client.post(f"/contacts/{john.id}/fields/title", data={"title": "CTO"}, headers=HX)
     assert saved.status_code == 200 and "CTO" in saved.text
+    detail = client.get(f"/contacts/{john.id}").text
+    assert "History" in detail and "updated" in detail and "CTO" in detail  # the record history is shown
     invalid = client.post(f"/contacts/{john.id}/fields/email", data={"email": "nope"}, headers=HX)
     assert invalid.status_code == 422 and "field-error" in invalid.text
     assert client.get(f"/contacts/{john.id}/fields/password/edit", headers=HX).status_code == 404
