@@ -136,6 +136,14 @@ class MoveResult:
             else [self.from_stage, self.to_stage]
         return [(stage, self.stats.get(stage.id, ColumnStats())) for stage in stages]
 
+    @property
+    def totals(self) -> ColumnStats:
+        """The whole filtered board after the move (the same aggregate, every stage)."""
+        stages = {s.id for s in self.pipeline.stages}
+        rows = [s for stage_id, s in self.stats.items() if stage_id in stages]
+        return ColumnStats(count=sum(s.count for s in rows), total=sum((s.total for s in rows), Decimal("0")),
+                           weighted=sum((s.weighted for s in rows), Decimal("0")))
+
 
 @dataclass
 class DealDetail:
@@ -261,6 +269,15 @@ class DealService(BaseService[Deal]):
             owners=[(row.id, row.name) for row in owners],
         )
 
+    def filter_choices(self) -> dict[str, list[tuple[uuid.UUID, str]]]:
+        """The filter builder's tag and owner options (two small queries)."""
+        from crm_web.models import Tag
+
+        tags = self.session.execute(select(Tag.id, Tag.name).where(Tag.org_id == self.org_id).order_by(Tag.name)).all()
+        owners = self.session.execute(
+            select(User.id, User.name).where(User.org_id == self.org_id).order_by(User.name)).all()
+        return {"tags": [(r.id, r.name) for r in tags], "owners": [(r.id, r.name) for r in owners]}
+
     # --- the board ---------------------------------------------------------------
 
     def column_stats(self, pipeline_id: uuid.UUID, criteria: Sequence[ColumnElement[bool]] = ()
@@ -350,9 +367,8 @@ class DealService(BaseService[Deal]):
             changes.pop("stage_id", None)
         self.history(deal, "moved", changes)
         self.commit()
-        touched = {to_stage.id, *([from_stage.id] if from_stage else [])}
-        criteria = [*self.criteria(filter_spec=filter_spec, q=q, scope=scope), Deal.stage_id.in_(touched)]
-        stats = self.column_stats(pipeline.id, criteria)
+        # Every stage in the same one aggregate: the board totals change with the headers.
+        stats = self.column_stats(pipeline.id, self.criteria(filter_spec=filter_spec, q=q, scope=scope))
         return MoveResult(deal=deal, pipeline=pipeline, from_stage=from_stage, to_stage=to_stage, stats=stats)
 
     # --- writing -----------------------------------------------------------------

@@ -198,10 +198,24 @@ class PipelineService(BaseService[Pipeline]):
         self._require_manager("manage pipelines")
         return PipelineSettings(pipelines=self.pipeline_list(), counts=self.stage_counts())
 
+    def settings_pipeline(self, pipeline_id: uuid.UUID) -> PipelineInfo:
+        """A pipeline for a settings form (managers and admins only)."""
+        self._require_manager("manage pipelines")
+        return self.pipeline_get(pipeline_id)
+
+    def settings_stage(self, stage_id: uuid.UUID) -> tuple[PipelineInfo, StageInfo]:
+        """A stage for a settings form (managers and admins only)."""
+        self._require_manager("manage pipelines")
+        return self.stage_lookup(stage_id)
+
     # --- pipeline writes ---------------------------------------------------------
 
-    def _require_manager(self, action: str) -> None:
+    def _require_manager(self, action: str = "manage pipelines") -> None:
         require_role(self.actor.role, Role.MANAGER, action)
+
+    def check_can_manage(self) -> None:
+        """Only managers and admins see pipeline settings."""
+        self._require_manager()
 
     def _pipeline_row(self, pipeline_id: uuid.UUID) -> Pipeline:
         return self.get(pipeline_id, query=self.scoped())
