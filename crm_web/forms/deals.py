@@ -6,6 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, DecimalField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
+from crm_web.forms import select_choices
 from crm_web.forms.pipelines import coerce_uuid
 from crm_web.models import CURRENCIES, LEAD_SOURCES
 
@@ -13,7 +14,7 @@ from crm_web.models import CURRENCIES, LEAD_SOURCES
 class DealForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     value = DecimalField("Value", places=2, default=0, validators=[Optional(), NumberRange(min=0)])
-    currency = SelectField("Currency", choices=[(c, c) for c in CURRENCIES], default="USD")
+    currency = SelectField("Currency", choices=select_choices((c, c) for c in CURRENCIES), default="USD")
     stage_id = SelectField("Stage", coerce=coerce_uuid, validators=[DataRequired(message="Choose a stage.")])
     probability = IntegerField("Probability (%)", validators=[Optional(), NumberRange(0, 100)],
                                description="Leave empty to follow the stage's probability.")
@@ -21,7 +22,7 @@ class DealForm(FlaskForm):
     company_id = SelectField("Company", coerce=coerce_uuid, validate_choice=True)
     contact_id = SelectField("Contact", coerce=coerce_uuid, validate_choice=True)
     owner_id = SelectField("Owner", coerce=coerce_uuid, validate_choice=True)
-    source = SelectField("Source", choices=[("", "—"), *LEAD_SOURCES])
+    source = SelectField("Source", choices=select_choices([("", "—"), *LEAD_SOURCES]), default="")
     lost_reason = StringField("Lost reason", validators=[Optional(), Length(max=255)])
     description = TextAreaField("Description", validators=[Optional(), Length(max=10_000)])
 

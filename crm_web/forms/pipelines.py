@@ -10,6 +10,7 @@ from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
 from crm_web.errors import ValidationError
+from crm_web.forms import select_choices
 from crm_web.models import CURRENCIES
 
 
@@ -35,7 +36,7 @@ def apply_errors(form: FlaskForm, error: ValidationError) -> None:
 
 class PipelineForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
-    currency = SelectField("Currency", choices=[(c, c) for c in CURRENCIES], default="USD")
+    currency = SelectField("Currency", choices=select_choices((c, c) for c in CURRENCIES), default="USD")
     is_default = BooleanField("Default pipeline (the board opens on it)")
 
 
