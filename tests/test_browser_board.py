@@ -88,3 +88,22 @@ def test_failed_move_puts_the_card_back_with_a_toast(page, live_server, browser_
     assert moved.value.status == 409
     page.locator(".toast-error", has_text="changed by someone else").wait_for()
     assert page.locator(f'.board-column[data-stage-id="{source_id}"] [data-deal-id="{deal_id}"]').count() == 1
+
+
+def test_reorder_stages_by_drag(page, live_server, browser_login):
+    browser_login(page, "manager")
+    page.goto(f"{live_server}/pipelines")
+    stages = page.locator(".pipeline-settings").first.locator(".stage-item")
+    ids = [s.get_attribute("data-stage-id") for s in stages.all()]
+    first = stages.nth(0).locator(".stage-name").bounding_box()
+    second = stages.nth(1).locator(".stage-name").bounding_box()
+    with page.expect_response(re.compile(r"/stages/reorder")) as reordered:
+        page.mouse.move(first["x"] + 5, first["y"] + 5)
+        page.mouse.down()
+        page.mouse.move(first["x"] + 10, first["y"] + 15, steps=5)
+        page.mouse.move(second["x"] + 5, second["y"] + second["height"] - 2, steps=15)
+        page.mouse.up()
+    assert reordered.value.status == 200
+    page.reload()
+    stages = page.locator(".pipeline-settings").first.locator(".stage-item")
+    assert [s.get_attribute("data-stage-id") for s in stages.all()] == [ids[1], ids[0], *ids[2:]]
