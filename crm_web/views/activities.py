@@ -1,10 +1,175 @@
-"""Activities (placeholder until its feature lands)."""
+"""Activities: the list with quick views and filters, the reusable new-activity form, edit,
+one-click complete/reopen, soft delete with Undo, and record timelines."""
 
-from flask import Blueprint, render_template
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, redirect, url_for
+from flask_login import current_user
+
+from crm_web.htmx import hx_trigger, wants_fragment
+from crm_web.models import utcnow
+from crm_web.params import get_choice_param, get_uuid_param
+from crm_web.rendering import render_page, with_toast
+from crm_web.services.activities import QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
+from crm_web.services.base import Actor
+from crm_web.views.listing import parse_list_query
 
 bp = Blueprint("activities", __name__)
 
+INDEX = "activities/index.html"
+FORM = "activities/form.html"
+TIMELINE = "activities/timeline.html"
 
-@bp.route("/activities")
+
+# Row and timeline macros (imported without context) mark overdue items against this clock.
+bp.add_app_template_global(utcnow, "utcnow")
+
+
+def _service() -> ActivityService:
+    return ActivityService(Actor.of(current_user))
+
+
+def _filter_fields():
+    try:
+        from crm_web.filters.fields import ACTIVITY_FILTERS
+    except ImportError:  # TEMP until the filters branch lands on main
+        return None
+    return ACTIVITY_FILTERS
+
+
+def _links_from_args() -> Links:
+    return Links(**{name: get_uuid_param(name) for name in ("contact", "company", "deal", "lead")})
+
+
+def _list_context() -> dict[str, Any]:
+    """Everything the list page (and its table fragment) shows."""
+    view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
+    query = parse_list_query(_filter_fields())
+    page = _service().list_activities(view=view, q=query.q, scope=query.scope, filter_spec=query.filter_spec,
+                                      sort=query.sort, page=query.page, per_page=query.per_page)
+    extra = [("view", view)] if view != "mine" else []
+    query.filter_pairs = extra + list(query.filter_pairs)
+    return {"page": page, "query": query, "view": view, "quick_views": QUICK_VIEWS, "filter_fields": _filter_fields(),
+            "title": "Activities"}
+
+
+def _form_context(form, *, activity=None, links: Links | None = None) -> dict[str, Any]:
+    service = _service()
+    form.set_owner_choices(service.owner_choices())
+    links = links or Links()
+    return {"form": form, "activity": activity, "links": links, "link_labels": service.link_labels(links),
+            "title": "Edit activity" if activity else "New activity"}
+
+
+def _new_form(links: Links):
+    from crm_web.forms.activities import ActivityForm
+
+    form = ActivityForm(formdata=None)
+    form.owner_id.data = str(current_user.id)
+    for name, value in links.items():
+        getattr(form, f"{name}_id").data = str(value)
+    return form
+
+
+@bp.get("/activities")
 def index():
-    return render_template("placeholder.html", title="Activities")
+    return render_page(INDEX, block="activity_table", **_list_context())
+
+
+@bp.get("/activities/new")
+def new():
+    links = _links_from_args()
+    return render_page(FORM, block="activity_form", **_form_context(_new_form(links), links=links))
+
+
+@bp.post("/activities")
+def create():
+    from crm_web.forms.activities import ActivityForm
+
+    form = ActivityForm()
+    links = Links(**{name: _form_uuid(form, f"{name}_id") for name in ("contact", "company", "deal", "lead")})
+    context = _form_context(form, links=links)
+    if not form.validate():
+        return render_page(FORM, block="activity_form", status=422, **context)
+    activity = _service().create_activity(**form.values())
+    if not wants_fragment():
+        return redirect(url_for("activities.index"), code=303)
+    response = render_page(FORM, block="activity_form", **_form_context(_new_form(links), links=links))
+    return hx_trigger(with_toast(response, f"Activity “{activity.subject}” created."), "activities-changed")
+
+
+def _form_uuid(form, name: str) -> uuid.UUID | None:
+    raw = getattr(form, name).data
+    try:
+        return uuid.UUID(raw) if raw else None
+    except ValueError:
+        return None  # the form's own validator reports it
+
+
+@bp.get("/activities/<uuid:activity_id>/edit")
+def edit(activity_id: uuid.UUID):
+    from crm_web.forms.activities import ActivityForm
+
+    activity = _service().get_activity(activity_id)
+    form = ActivityForm(formdata=None)
+    form.fill_from(activity)
+    return render_page(FORM, block="activity_form", **_form_context(form, activity=activity))
+
+
+@bp.post("/activities/<uuid:activity_id>")
+def update(activity_id: uuid.UUID):
+    from crm_web.forms.activities import ActivityForm
+
+    service = _service()
+    activity = service.get_activity(activity_id)
+    form = ActivityForm()
+    if not form.validate():
+        return render_page(FORM, block="activity_form", status=422, **_form_context(form, activity=activity))
+    service.update_activity(activity_id, **form.values())
+    return redirect(url_for("activities.index"), code=303)
+
+
+def _row_response(activity, message: str, **toast: Any):
+    if not wants_fragment():
+        return redirect(url_for("activities.index"), code=303)
+    response = render_page(INDEX, block="activity_row", activity=activity)
+    return with_toast(response, message, **toast)
+
+
+@bp.post("/activities/<uuid:activity_id>/complete")
+def complete(activity_id: uuid.UUID):
+    activity = _service().set_completed(activity_id, completed=True)
+    return hx_trigger(_row_response(activity, f"Completed “{activity.subject}”."), "activities-toggled")
+
+
+@bp.post("/activities/<uuid:activity_id>/reopen")
+def reopen(activity_id: uuid.UUID):
+    activity = _service().set_completed(activity_id, completed=False)
+    return hx_trigger(_row_response(activity, f"Reopened “{activity.subject}”."), "activities-toggled")
+
+
+@bp.post("/activities/<uuid:activity_id>/delete")
+def delete(activity_id: uuid.UUID):
+    activity = _service().delete_activity(activity_id)
+    if not wants_fragment():
+        return redirect(url_for("activities.index"), code=303)
+    response = render_page(INDEX, block="deleted_row", activity=activity)
+    return with_toast(response, f"Deleted “{activity.subject}”.",
+                      undo_url=url_for("activities.restore", activity_id=activity.id),
+                      undo_target=f"#activity-{activity.id}")
+
+
+@bp.post("/activities/<uuid:activity_id>/restore")
+def restore(activity_id: uuid.UUID):
+    activity = _service().restore_activity(activity_id)
+    return hx_trigger(_row_response(activity, f"Restored “{activity.subject}”."), "activities-toggled")
+
+
+@bp.get("/activities/timeline")
+def timeline():
+    links = _links_from_args()
+    return render_page(TIMELINE, block="activity_timeline", activities=_service().timeline(links=links),
+                       links=links)
