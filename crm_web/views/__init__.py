@@ -6,9 +6,10 @@ from crm_web.views.companies import bp as companies
 from crm_web.views.contacts import bp as contacts
 from crm_web.views.dashboard import bp as dashboard
 from crm_web.views.deals import bp as deals
+from crm_web.views.internal import bp as internal
 from crm_web.views.leads import bp as leads
 from crm_web.views.pipelines import bp as pipelines
 from crm_web.views.system import bp as system
 from crm_web.views.trash import bp as trash
 
-BLUEPRINTS = [auth, system, dashboard, contacts, companies, leads, deals, pipelines, activities, trash]
+BLUEPRINTS = [auth, system, dashboard, contacts, companies, leads, deals, pipelines, activities, trash, internal]
