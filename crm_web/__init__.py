@@ -33,11 +33,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _init_extensions(app)
     _register_blueprints(app)
 
-    from crm_web import htmx, rendering
+    from crm_web import htmx, rendering, security
     from crm_web.cli import register_cli
     from crm_web.errors import register_error_handlers
 
     htmx.init_app(app)
+    security.init_app(app)
     rendering.init_app(app)
     register_error_handlers(app)
     register_cli(app)
@@ -51,7 +52,7 @@ def _refuse_dev_secret_in_production(app: Flask) -> None:
 
 def _init_extensions(app: Flask) -> None:
     from crm_web import database
-    from crm_web.extensions import cache, csrf, db, login_manager, migrate
+    from crm_web.extensions import cache, csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
     with app.app_context():
@@ -59,6 +60,7 @@ def _init_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     cache.init_app(app)
+    limiter.init_app(app)
     login_manager.init_app(app)
 
     from crm_web import auth

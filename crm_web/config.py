@@ -59,4 +59,9 @@ def settings_from_env() -> dict:
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "PIPELINE_CACHE_TIMEOUT": 300,
         "STATS_CACHE_TIMEOUT": 60,
+        "RATELIMIT_STORAGE_URI": os.environ.get("REDIS_URL") or "memory://",
+        # A Redis outage must not lock everyone out of signing in.
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"),
     }

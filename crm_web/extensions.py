@@ -1,6 +1,8 @@
 """Extensions, created unbound and bound to the app in create_app."""
 
 from flask_caching import Cache
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -14,3 +16,4 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 cache = Cache()
+limiter = Limiter(key_func=get_remote_address)  # storage: RATELIMIT_STORAGE_URI (Redis when configured)

@@ -2,10 +2,11 @@
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from crm_web.auth import public
+from crm_web.extensions import limiter
 from crm_web.forms.auth import LoginForm
 from crm_web.services import accounts
 
@@ -21,6 +22,11 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
+@limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT"],
+    methods=["POST"],
+    error_message="Too many sign-in attempts from your address. Wait a minute and try again.",
+)
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.index"))

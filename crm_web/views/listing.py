@@ -13,7 +13,7 @@ from crm_web.params import get_choice_param, get_int_param, get_text_param
 from crm_web.services.base import PAGE_SIZES
 
 # Parameters that belong to the list state (everything else in the URL is the filter).
-LIST_KEYS = ("page", "per_page", "sort", "q", "scope")
+LIST_KEYS = ("q", "scope", "sort", "per_page", "page")
 
 
 @dataclass
@@ -37,7 +37,7 @@ class ListQuery:
 
     def url(self, base: str, **overrides: Any) -> str:
         pairs = self.params(**overrides)
-        return f"{base}?{urlencode(pairs)}" if pairs else base
+        return f"{base}?{urlencode(pairs, safe=':,')}" if pairs else base
 
     def sort_url(self, base: str, key: str) -> str:
         """Clicking a header sorts by it; clicking the sorted header reverses the order."""
@@ -71,4 +71,4 @@ def parse_list_query(filter_fields: Any = None) -> ListQuery:
 
 
 def query_string(pairs: list[tuple[str, str]]) -> str:
-    return urlencode(pairs)
+    return urlencode(pairs, safe=":,")

@@ -1,0 +1,77 @@
+"""The `crm` commands: demo, seed, create-user. Bad arguments give one line and a non-zero exit."""
+
+import pytest
+from sqlalchemy import func, select
+
+from crm_web.extensions import db
+from crm_web.models import Activity, Company, Contact, Deal, Lead, Organization, Pipeline, User
+
+
+@pytest.fixture
+def cli(app):
+    return app.test_cli_runner()
+
+
+def count(model, org_id):
+    return db.session.scalar(select(func.count()).select_from(model).where(model.org_id == org_id))
+
+
+def test_demo_creates_the_demo_org_once(cli):
+    first = cli.invoke(args=["crm", "demo", "--no-migrate"])
+    assert first.exit_code == 0, first.output
+    assert "admin@example.com" in first.output and "password: demo" in first.output
+    org = db.session.scalar(select(Organization).where(Organization.slug == "demo"))
+    contacts = count(Contact, org.id)
+    assert contacts > 0 and count(Company, org.id) > 0 and count(Deal, org.id) > 0 and count(Lead, org.id) > 0
+    assert count(Pipeline, org.id) == 2
+    assert {u.email for u in db.session.scalars(select(User).where(User.org_id == org.id))} == {
+        "admin@example.com", "manager@example.com", "sales@example.com"}
+
+    second = cli.invoke(args=["crm", "demo", "--no-migrate"])
+    assert second.exit_code == 0 and "already exists" in second.output
+    assert count(Contact, org.id) == contacts
+
+
+def test_demo_has_overdue_activities(cli):
+    from crm_web.models import utcnow
+
+    cli.invoke(args=["crm", "demo", "--no-migrate"])
+    overdue = db.session.scalar(select(func.count()).select_from(Activity).where(
+        Activity.status.in_(("pending", "in_progress")), Activity.due_at < utcnow()))
+    assert overdue > 0
+
+
+def test_create_user_creates_the_org_and_seed_fills_it(cli):
+    result = cli.invoke(args=["crm", "create-user", "--org", "newco", "--email", "boss@newco.example",
+                              "--password", "longpass", "--role", "admin"])
+    assert result.exit_code == 0, result.output
+    org = db.session.scalar(select(Organization).where(Organization.slug == "newco"))
+    assert org is not None
+
+    result = cli.invoke(args=["crm", "seed", "--org", "newco", "--companies", "20", "--contacts", "50",
+                              "--leads", "10", "--deals", "30", "--activities", "40"])
+    assert result.exit_code == 0, result.output
+    assert (count(Company, org.id), count(Contact, org.id), count(Lead, org.id), count(Deal, org.id),
+            count(Activity, org.id)) == (20, 50, 10, 30, 40)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["crm", "seed", "--org", "missing", "--contacts", "5"], "No organisation with slug 'missing'"),
+    (["crm", "seed", "--org", "x", "--contacts", "-5"], "must be zero or more"),
+    (["crm", "create-user", "--org", "acme", "--email", "a@b.example", "--password", "pw12", "--role", "king"],
+     "Invalid value for '--role'"),
+    (["crm", "create-user", "--org", "Bad Slug!", "--email", "a@b.example", "--password", "pw12", "--role", "sales"],
+     "slug"),
+])
+def test_bad_arguments_fail_with_one_line(cli, args, message):
+    result = cli.invoke(args=args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_duplicate_email_is_refused(cli):
+    args = ["crm", "create-user", "--org", "acme", "--email", "dup@acme.example", "--password", "pw12", "--role", "sales"]
+    assert cli.invoke(args=args).exit_code == 0
+    result = cli.invoke(args=args)
+    assert result.exit_code != 0 and "already exists" in result.output
