@@ -17,6 +17,7 @@ from flask import current_app
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import joinedload
 
+from crm_web.filters.fields import ACTIVITY_FILTERS
 from crm_web.errors import BadRequest, NotFound, ValidationError
 from crm_web.models import (
     ACTIVITY_PRIORITIES,
@@ -114,11 +115,7 @@ class ActivityService(BaseService[Activity]):
         "contact_id", "company_id", "deal_id", "lead_id",
     })
 
-    @property
-    def FILTER_FIELD_MAP(self):  # noqa: N802 - BaseService reads it as a class-level setting
-        from crm_web.filters.fields import ACTIVITY_FILTERS
-
-        return ACTIVITY_FILTERS
+    FILTER_FIELD_MAP = ACTIVITY_FILTERS
 
     # --- reading -----------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from typing import Any
 from flask import Blueprint, redirect, url_for
 from flask_login import current_user
 
+from crm_web.errors import ValidationError
+from crm_web.filters.fields import ACTIVITY_FILTERS
 from crm_web.htmx import hx_trigger, wants_fragment
 from crm_web.models import utcnow
 from crm_web.params import get_choice_param, get_uuid_param
@@ -33,10 +35,6 @@ def _service() -> ActivityService:
 
 
 def _filter_fields():
-    try:
-        from crm_web.filters.fields import ACTIVITY_FILTERS
-    except ImportError:  # TEMP until the filters branch lands on main
-        return None
     return ACTIVITY_FILTERS
 
 
@@ -94,11 +92,26 @@ def create():
     context = _form_context(form, links=links)
     if not form.validate():
         return render_page(FORM, block="activity_form", status=422, **context)
-    activity = _service().create_activity(**form.values())
+    try:
+        activity = _service().create_activity(**form.values())
+    except ValidationError as error:
+        return _form_errors(form, error, context)
     if not wants_fragment():
         return redirect(url_for("activities.index"), code=303)
     response = render_page(FORM, block="activity_form", **_form_context(_new_form(links), links=links))
     return hx_trigger(with_toast(response, f"Activity “{activity.subject}” created."), "activities-changed")
+
+
+def _form_errors(form, error: ValidationError, context: dict[str, Any]):
+    """Service-side validation (linked records, owner) shown inline like the form's own errors."""
+    for name, message in error.field_errors.items():
+        if name in form:
+            form[name].errors = [*form[name].errors, message]
+        else:
+            form.form_errors.append(message)
+    if not error.field_errors:
+        form.form_errors.append(error.message)
+    return render_page(FORM, block="activity_form", status=422, **context)
 
 
 def _form_uuid(form, name: str) -> uuid.UUID | None:
@@ -126,9 +139,13 @@ def update(activity_id: uuid.UUID):
     service = _service()
     activity = service.get_activity(activity_id)
     form = ActivityForm()
+    context = _form_context(form, activity=activity)
     if not form.validate():
-        return render_page(FORM, block="activity_form", status=422, **_form_context(form, activity=activity))
-    service.update_activity(activity_id, **form.values())
+        return render_page(FORM, block="activity_form", status=422, **context)
+    try:
+        service.update_activity(activity_id, **form.values())
+    except ValidationError as error:
+        return _form_errors(form, error, context)
     return redirect(url_for("activities.index"), code=303)
 
 
