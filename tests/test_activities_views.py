@@ -44,7 +44,7 @@ def test_list_budget_is_constant(client, org, mine, count_queries):
                                 company_id=company.id, subject=f"Bulk {i}")
     with count_queries() as many:
         assert client.get("/activities?view=all&per_page=50", headers=HX).status_code == 200
-    assert one.count == many.count == LOGIN_STATEMENTS + 2, many
+    assert one.count == many.count == LOGIN_STATEMENTS + 3, many  # count, rows, owner choices for the builder
 
 
 def test_new_form_for_a_record(client, mine):
@@ -154,3 +154,15 @@ def test_timeline_fragment(client, mine, count_queries):
     assert queries.count == LOGIN_STATEMENTS + 1
     assert client.get("/activities/timeline").status_code == 400
     assert client.get("/activities/timeline?deal=junk").status_code == 400
+
+
+def test_filter_builder_on_the_list(client, org, mine):
+    factories.make_activity(org, owner_id=mine["user"].id, subject="Demo meeting", type="meeting")
+    response = client.get("/activities?view=all&f=type.equals.meeting", headers=HX)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Demo meeting" in body and "Call Ada" not in body
+    assert "view=all" in response.headers["HX-Push-Url"] and "f=type.equals.meeting" in response.headers["HX-Push-Url"]
+    page = client.get("/activities?view=all&f=type.equals.meeting").get_data(as_text=True)
+    assert 'id="filter-builder"' in page and "filter-builder.js" in page
+    bad = client.get("/activities?f=type.equals.telegram", headers=HX)
+    assert bad.status_code == 422 and bad.headers["HX-Retarget"] == "#filter-builder"

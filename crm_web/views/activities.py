@@ -17,7 +17,8 @@ from crm_web.params import get_choice_param, get_uuid_param
 from crm_web.rendering import render_page, with_toast
 from crm_web.services.activities import QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
 from crm_web.services.base import Actor
-from crm_web.views.listing import parse_list_query
+from crm_web.views.filtering import builder_fields, parse_filtered_list_query, render_list_page
+from crm_web.views.listing import ListQuery
 
 bp = Blueprint("activities", __name__)
 
@@ -34,23 +35,20 @@ def _service() -> ActivityService:
     return ActivityService(Actor.of(current_user))
 
 
-def _filter_fields():
-    return ACTIVITY_FILTERS
-
-
 def _links_from_args() -> Links:
     return Links(**{name: get_uuid_param(name) for name in ("contact", "company", "deal", "lead")})
 
 
-def _list_context() -> dict[str, Any]:
-    """Everything the list page (and its table fragment) shows."""
+def _list_context(query: ListQuery) -> dict[str, Any]:
+    """Everything the list page (and its table and builder blocks) shows, besides query and builder."""
     view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
-    query = parse_list_query(_filter_fields())
-    page = _service().list_activities(view=view, q=query.q, scope=query.scope, filter_spec=query.filter_spec,
-                                      sort=query.sort, page=query.page, per_page=query.per_page)
-    extra = [("view", view)] if view != "mine" else []
-    query.filter_pairs = extra + list(query.filter_pairs)
-    return {"page": page, "query": query, "view": view, "quick_views": QUICK_VIEWS, "filter_fields": _filter_fields(),
+    service = _service()
+    page = service.list_activities(view=view, q=query.q, scope=query.scope, filter_spec=query.filter_spec,
+                                   sort=query.sort, page=query.page, per_page=query.per_page)
+    # The quick view travels with every list link (sort, pages, search) like the filter does.
+    query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
+    fields_meta = builder_fields(ACTIVITY_FILTERS, choices={"owner": service.owner_choices()})
+    return {"page": page, "view": view, "quick_views": QUICK_VIEWS, "fields_meta": fields_meta,
             "title": "Activities"}
 
 
@@ -74,7 +72,9 @@ def _new_form(links: Links):
 
 @bp.get("/activities")
 def index():
-    return render_page(INDEX, block="activity_table", **_list_context())
+    query, builder = parse_filtered_list_query(ACTIVITY_FILTERS)
+    return render_list_page(INDEX, query=query, builder=builder, list_url=url_for("activities.index"),
+                            table_block="activity_table", **_list_context(query))
 
 
 @bp.get("/activities/new")
