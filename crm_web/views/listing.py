@@ -37,7 +37,7 @@ class ListQuery:
 
     def url(self, base: str, **overrides: Any) -> str:
         pairs = self.params(**overrides)
-        return f"{base}?{urlencode(pairs)}" if pairs else base
+        return f"{base}?{urlencode(pairs, safe=':,')}" if pairs else base
 
     def sort_url(self, base: str, key: str) -> str:
         """Clicking a header sorts by it; clicking the sorted header reverses the order."""
@@ -71,4 +71,4 @@ def parse_list_query(filter_fields: Any = None) -> ListQuery:
 
 
 def query_string(pairs: list[tuple[str, str]]) -> str:
-    return urlencode(pairs)
+    return urlencode(pairs, safe=":,")

@@ -1,0 +1,1 @@
+"""Scale benchmark: seeds PostgreSQL at sizes S, M, L and measures every main page through the app."""
