@@ -149,7 +149,8 @@ def test_writes_into_another_org_are_refused(role_engine, rls_db):
         with conn.begin():
             _set_org(conn, a.id)
             # Another org's rows are invisible to UPDATE and DELETE as well: nothing matches.
-            assert conn.execute(text("UPDATE deals SET name = 'stolen' WHERE id = :id"), {"id": b.deal_id}).rowcount == 0
+            stolen = conn.execute(text("UPDATE deals SET name = 'stolen' WHERE id = :id"), {"id": b.deal_id})
+            assert stolen.rowcount == 0
             assert conn.execute(text("DELETE FROM activities WHERE id = :id"), {"id": b.activity_id}).rowcount == 0
 
 
