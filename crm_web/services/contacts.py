@@ -32,7 +32,7 @@ from crm_web.models import (
 )
 from crm_web.services.base import BaseService, Page
 from crm_web.services.history import history_for, record_change
-from crm_web.services.text_search import text_match
+from crm_web.services.text_search import full_name, text_match
 
 EXPORT_BATCH = 500
 TIMELINE_LIMIT = 50
@@ -136,7 +136,7 @@ class ContactService(BaseService[Contact]):
             criteria.append(clause)
         if scope == "mine":
             criteria.append(Contact.owner_id == self.actor.user_id)
-        match = text_match(self.dialect, q, [Contact.first_name + " " + Contact.last_name, Contact.email])
+        match = text_match(self.dialect, q, [full_name(Contact.first_name, Contact.last_name), Contact.email])
         if match is not None:
             criteria.append(match.clause)
         return criteria, match
