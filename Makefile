@@ -34,4 +34,5 @@ clean:
 	rm -rf $(VENV) instance/*.sqlite3* .pytest_cache
 
 load: install
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
