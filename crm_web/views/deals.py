@@ -120,8 +120,11 @@ def board_column(stage_id: uuid.UUID):
     query, builder = parse_filtered_list_query(DEAL_FILTERS)
     page = _service().board_column(stage_id, filter_spec=query.filter_spec, q=query.q, scope=query.scope,
                                    offset=get_int_param("offset", 0, min_value=0, max_value=1_000_000))
+    board_query = _board_query(page.pipeline.id, query)
+    if not wants_fragment():  # "load more" opened as a page: the block alone is no page, show the board
+        return redirect(url_for("deals.board") + "?" + board_query, 303)
     return render_page("deals/board.html", block="column_page", column_page=page, board=None,
-                       board_query=_board_query(page.pipeline.id, query))
+                       board_query=board_query)
 
 
 def _form_uuid(name: str) -> uuid.UUID | None:
