@@ -17,7 +17,7 @@ from crm_web.filters.fields import DEAL_FILTERS
 from crm_web.forms.deals import DealForm, LostForm
 from crm_web.forms.pipelines import apply_errors
 from crm_web.htmx import hx_location, hx_push_url, hx_trigger, wants_fragment
-from crm_web.params import get_int_param, get_uuid_param, parse_uuid
+from crm_web.params import get_int_param, get_uuid_param, is_whole_number, parse_uuid
 from crm_web.rendering import render_fragments, render_page, with_toast
 from crm_web.services.base import Actor
 from crm_web.services.deals import DealService
@@ -135,7 +135,7 @@ def _form_int(name: str) -> int | None:
     raw = request.form.get(name, "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    if not is_whole_number(raw, 9):
         raise BadRequest(f"Field {name!r} must be a whole number.")
     return int(raw)
 
