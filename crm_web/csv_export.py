@@ -1,0 +1,49 @@
+"""Streamed CSV downloads: rows are written as they are fetched, never built in memory.
+
+`csv_response(filename, header, rows)` wraps a row iterator (e.g. a service generator over
+`yield_per` batches) in `stream_with_context`, so the database session and request context
+stay alive while the body streams. Quoting is the csv module's; text cells that a
+spreadsheet would run as a formula (=, +, -, @, tab, CR) are prefixed with an apostrophe.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date
+from typing import Any
+
+from flask import Response, stream_with_context
+
+BOM = "\ufeff"  # lets Excel detect UTF-8
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def iter_csv(header: Sequence[str], rows: Iterable[Sequence[Any]], *, bom: bool = True) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    yield (BOM if bom else "") + buffer.getvalue()
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow([_cell(v) for v in row])
+        yield buffer.getvalue()
+
+
+def csv_response(basename: str, header: Sequence[str], rows: Iterable[Sequence[Any]], *, bom: bool = True) -> Response:
+    """A streamed text/csv attachment named `<basename>-<YYYY-MM-DD>.csv`."""
+    filename = f"{basename}-{date.today().isoformat()}.csv"
+    response = Response(stream_with_context(iter_csv(header, rows, bom=bom)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,61 @@
+"""Contact forms: the shape of input only (the service validates against the organisation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DateField, EmailField, SelectField, StringField, TextAreaField, URLField
+from wtforms.validators import DataRequired, Email, Length, Optional, URL
+
+from crm_web.models import CONTACT_STATUSES, LEAD_SOURCES
+
+
+def _uuid_or_none(value: Any) -> Any:
+    import uuid
+
+    if value in (None, "", "None"):
+        return None
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return value  # SelectField's choice check reports it
+
+
+class ContactForm(FlaskForm):
+    first_name = StringField("First name", validators=[DataRequired(), Length(max=100)])
+    last_name = StringField("Last name", validators=[Optional(), Length(max=100)])
+    email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=254)])
+    phone = StringField("Phone", validators=[Optional(), Length(max=50)])
+    mobile = StringField("Mobile", validators=[Optional(), Length(max=50)])
+    title = StringField("Job title", validators=[Optional(), Length(max=150)])
+    department = StringField("Department", validators=[Optional(), Length(max=150)])
+    status = SelectField("Status", choices=CONTACT_STATUSES, default="prospect")
+    lead_source = SelectField("Lead source", choices=[("", "—"), *LEAD_SOURCES], validators=[Optional()])
+    primary_company_id = SelectField("Primary company", choices=[], coerce=_uuid_or_none, validate_choice=True)
+    owner_id = SelectField("Owner", choices=[], coerce=_uuid_or_none, validate_choice=True)
+    linkedin_url = URLField("LinkedIn", validators=[Optional(), URL(), Length(max=255)])
+    birthday = DateField("Birthday", validators=[Optional()])
+    city = StringField("City", validators=[Optional(), Length(max=120)])
+    country = StringField("Country", validators=[Optional(), Length(max=120)])
+    do_not_contact = BooleanField("Do not contact")
+    notes = TextAreaField("Notes", validators=[Optional(), Length(max=10000)])
+
+    def set_choices(self, *, companies: list[tuple[Any, str]], owners: list[tuple[Any, str]]) -> ContactForm:
+        self.primary_company_id.choices = [(None, "— none —"), *companies]
+        self.owner_id.choices = [(None, "— unassigned —"), *owners]
+        return self
+
+    def values(self) -> dict[str, Any]:
+        """The service's keyword arguments (empty optional strings become None)."""
+        data = {name: f.data for name, f in self._fields.items() if name != "csrf_token"}
+        for key in ("lead_source", "email", "phone", "mobile", "title", "department", "linkedin_url", "city",
+                    "country", "notes"):
+            if data.get(key) == "":
+                data[key] = None
+        data["last_name"] = data.get("last_name") or ""
+        return data
+
+    def validate_field(self, name: str) -> bool:
+        """Validate one field (inline edit): the others keep their stored values."""
+        return self._fields[name].validate(self)

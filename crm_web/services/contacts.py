@@ -1,0 +1,302 @@
+"""Contacts: the list (annotated counts, search, filters), detail, writes, bulk actions and export.
+
+Query budget of the list: one COUNT, one SELECT of the page (primary company and owner joined,
+deal and activity counts as correlated scalar subqueries) and one SELECT IN for the tags,
+whatever the page size, filter or search.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sqlalchemy import ColumnElement, Select, exists, func, insert, literal, select, update
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
+
+from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
+from crm_web.filters.fields import CONTACT_FILTERS
+from crm_web.models import (
+    CONTACT_STATUSES,
+    LEAD_SOURCES,
+    Activity,
+    Company,
+    Contact,
+    ContactCompany,
+    Deal,
+    Role,
+    Tag,
+    User,
+    contact_tags,
+)
+from crm_web.services.base import BaseService, Page
+from crm_web.services.history import record_change
+from crm_web.services.text_search import text_match
+
+EXPORT_BATCH = 500
+TIMELINE_LIMIT = 50
+
+
+@dataclass
+class ContactRow:
+    """One list row: the contact (primary company, owner and tags loaded) and its counts."""
+
+    contact: Contact
+    deal_count: int
+    activity_count: int
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.contact.id
+
+
+@dataclass
+class ContactDetail:
+    contact: Contact
+    deals: list[Deal]
+    activities: list[Activity]
+    links: list[ContactCompany] = field(default_factory=list)
+    duplicate: Contact | None = None
+
+
+@dataclass
+class Choices:
+    """The organisation's users and tags, for owner pickers, tag pickers and the filter builder."""
+
+    owners: list[tuple[uuid.UUID, str]]
+    tags: list[tuple[uuid.UUID, str]]
+
+
+def _deal_count() -> Any:
+    return (
+        select(func.count(Deal.id))
+        .where(Deal.contact_id == Contact.id, Deal.deleted_at.is_(None))
+        .correlate(Contact)
+        .scalar_subquery()
+        .label("deal_count")
+    )
+
+
+def _activity_count() -> Any:
+    return (
+        select(func.count(Activity.id))
+        .where(Activity.contact_id == Contact.id, Activity.deleted_at.is_(None))
+        .correlate(Contact)
+        .scalar_subquery()
+        .label("activity_count")
+    )
+
+
+class ContactService(BaseService[Contact]):
+    """Contacts of one organisation: soft-deleted, owned, tagged, linked to companies."""
+
+    model = Contact
+    entity_type = "contact"
+    FILTER_FIELD_MAP = CONTACT_FILTERS
+    SORT_FIELDS: ClassVar[dict[str, Any]] = {
+        "name": [Contact.last_name, Contact.first_name],
+        "email": Contact.email,
+        "company": Company.name,
+        "owner": User.name,
+        "status": Contact.status,
+        "deals": _deal_count(),
+        "activities": _activity_count(),
+        "last_activity": Contact.last_activity_at,
+    }
+    DEFAULT_SORT = "name"
+    WRITABLE_FIELDS = frozenset({
+        "first_name", "last_name", "email", "phone", "mobile", "title", "department", "status",
+        "lead_source", "linkedin_url", "birthday", "notes", "do_not_contact", "primary_company_id",
+        "owner_id", "street", "city", "state", "postal_code", "country",
+    })
+    # Fields the detail page edits in place, one at a time.
+    INLINE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "email", "phone", "mobile", "title", "department", "status", "lead_source", "city", "country",
+    )
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    # --- list ----------------------------------------------------------------------
+
+    def _criteria(self, *, filter_spec: Any, q: str, scope: str) -> tuple[list[ColumnElement[bool]], Any]:
+        criteria: list[ColumnElement[bool]] = []
+        clause = self.filter_clause(filter_spec)
+        if clause is not None:
+            criteria.append(clause)
+        if scope == "mine":
+            criteria.append(Contact.owner_id == self.actor.user_id)
+        match = text_match(self.dialect, q, [Contact.first_name + " " + Contact.last_name, Contact.email])
+        if match is not None:
+            criteria.append(match.clause)
+        return criteria, match
+
+    def _rows_query(self) -> Select[Any]:
+        return (
+            self.scoped(select(Contact, _deal_count(), _activity_count()))
+            .outerjoin(Contact.primary_company)
+            .outerjoin(Contact.owner)
+            .options(contains_eager(Contact.primary_company), contains_eager(Contact.owner),
+                     selectinload(Contact.tags))
+        )
+
+    def _order(self, sort: str | None, match: Any) -> list[Any]:
+        try:
+            if match is not None and not sort and self.dialect == "postgresql":
+                return [match.score.desc(), *self.sort_clause("name")]
+            return self.sort_clause(sort)
+        except ValidationError as error:
+            raise BadRequest(error.message) from None
+
+    def contact_list(
+        self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None,
+        page: int = 1, per_page: int = 25,
+    ) -> Page[ContactRow]:
+        """One page of contacts with deal/activity counts; a search ranks by similarity unless sorted."""
+        per_page = max(1, min(per_page, 100))
+        criteria, match = self._criteria(filter_spec=filter_spec, q=q, scope=scope)
+        order = self._order(sort, match)  # validates `sort` before any statement runs
+        total = self.session.scalar(self.scoped(select(func.count()).select_from(Contact)).where(*criteria)) or 0
+        pages = max(1, -(-total // per_page))
+        page = max(1, min(page, pages))
+        rows = self.session.execute(
+            self._rows_query().where(*criteria).order_by(*order).limit(per_page).offset((page - 1) * per_page)
+        ).unique().all()
+        items = [ContactRow(contact, deals or 0, activities or 0) for contact, deals, activities in rows]
+        return Page(items=items, total=total, page=page, per_page=per_page)
+
+    def export_rows(
+        self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None,
+    ) -> Iterator[ContactRow]:
+        """Every contact of the filtered, searched list, fetched in batches (for a streamed CSV)."""
+        criteria, match = self._criteria(filter_spec=filter_spec, q=q, scope=scope)
+        stmt = self._rows_query().where(*criteria).order_by(*self._order(sort, match))
+        result = self.session.execute(stmt.execution_options(yield_per=EXPORT_BATCH))
+        for contact, deals, activities in result:
+            yield ContactRow(contact, deals or 0, activities or 0)
+
+    def choices(self) -> Choices:
+        """Owners and tags in ONE statement (a UNION ALL), for pickers and the filter builder."""
+        users = select(User.id, User.name, literal("owner").label("kind")).where(
+            User.org_id == self.org_id, User.active.is_(True))
+        tags = select(Tag.id, Tag.name, literal("tag").label("kind")).where(Tag.org_id == self.org_id)
+        rows = self.session.execute(users.union_all(tags).order_by("kind", "name")).all()
+        return Choices(owners=[(r[0], r[1]) for r in rows if r[2] == "owner"],
+                       tags=[(r[0], r[1]) for r in rows if r[2] == "tag"])
+
+    def form_choices(self) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:
+        """(owners, companies) for the contact form, in ONE statement."""
+        users = select(User.id, User.name, literal("owner").label("kind")).where(
+            User.org_id == self.org_id, User.active.is_(True))
+        companies = select(Company.id, Company.name, literal("company").label("kind")).where(
+            Company.org_id == self.org_id, Company.deleted_at.is_(None))
+        rows = self.session.execute(users.union_all(companies).order_by("kind", "name")).all()
+        return ([(r[0], r[1]) for r in rows if r[2] == "owner"], [(r[0], r[1]) for r in rows if r[2] == "company"])
+
+    # --- detail --------------------------------------------------------------------
+
+    def optimized_query(self) -> Select[Any]:
+        return self.scoped().options(
+            joinedload(Contact.primary_company), joinedload(Contact.owner), selectinload(Contact.tags),
+        )
+
+    def contact_detail(self, contact_id: uuid.UUID) -> ContactDetail:
+        """The contact with companies, tags, deals, its timeline (newest first) and any email twin: 6 statements."""
+        contact = self.get(contact_id, query=self.optimized_query().options(
+            selectinload(Contact.company_links).joinedload(ContactCompany.company)))
+        deals = self.session.scalars(
+            select(Deal).where(Deal.org_id == self.org_id, Deal.contact_id == contact.id)
+            .options(joinedload(Deal.stage)).order_by(Deal.created_at.desc())
+        ).all()
+        activities = self.session.scalars(
+            select(Activity).where(Activity.org_id == self.org_id, Activity.contact_id == contact.id)
+            .options(joinedload(Activity.owner))
+            .order_by(func.coalesce(Activity.completed_at, Activity.created_at).desc(), Activity.id)
+            .limit(TIMELINE_LIMIT)
+        ).all()
+        links = [link for link in contact.company_links if link.company is not None]
+        duplicate = self.duplicate_of(contact.email, exclude_id=contact.id)
+        return ContactDetail(contact, list(deals), list(activities), links, duplicate)
+
+    def duplicate_of(self, email: str | None, *, exclude_id: uuid.UUID | None = None) -> Contact | None:
+        """Another live contact of the organisation with this email (case-insensitive), if any."""
+        if not email or not email.strip():
+            return None
+        stmt = self.scoped().where(func.lower(Contact.email) == email.strip().lower())
+        if exclude_id is not None:
+            stmt = stmt.where(Contact.id != exclude_id)
+        return self.session.scalars(stmt.order_by(Contact.created_at).limit(1)).first()
+
+    # --- writes --------------------------------------------------------------------
+
+    def clean(self, values: dict[str, Any], obj: Contact | None = None) -> dict[str, Any]:
+        """Names trimmed, first name required, email lower-cased, company and owner from this org."""
+        errors: dict[str, str] = {}
+        for key in ("first_name", "last_name", "email", "phone", "mobile", "title", "department"):
+            if isinstance(values.get(key), str):
+                values[key] = values[key].strip()
+        if "first_name" in values and not values["first_name"]:
+            errors["first_name"] = "First name is required."
+        if values.get("email"):
+            values["email"] = values["email"].lower()
+        elif "email" in values:
+            values["email"] = None
+        if "status" in values and values["status"] not in dict(CONTACT_STATUSES):
+            errors["status"] = "Choose a valid status."
+        if values.get("lead_source") and values["lead_source"] not in dict(LEAD_SOURCES):
+            errors["lead_source"] = "Choose a valid source."
+        if values.get("primary_company_id") and not self.session.scalar(
+            select(exists().where(Company.id == values["primary_company_id"], Company.org_id == self.org_id,
+                                  Company.deleted_at.is_(None)))
+        ):
+            errors["primary_company_id"] = "That company does not exist."
+        if values.get("owner_id") and not self.session.scalar(
+            select(exists().where(User.id == values["owner_id"], User.org_id == self.org_id))
+        ):
+            errors["owner_id"] = "That user is not in your organisation."
+        if errors:
+            raise ValidationError("Please correct the highlighted fields", errors)
+        return values
+
+    def _selected(self, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        """The live ids of this org among `ids` the actor may change (sales: own or unowned)."""
+        rows = self.session.execute(
+            self.scoped(select(Contact.id, Contact.owner_id)).where(Contact.id.in_(list(ids)))
+        ).all()
+        if not self.actor.has_role(Role.MANAGER) and any(o not in (None, self.actor.user_id) for _, o in rows):
+            raise PermissionDenied("Only the owner or a manager can change some of these contacts.")
+        return [row[0] for row in rows]
+
+    def bulk_add_tag(self, ids: Sequence[uuid.UUID], *, tag_id: uuid.UUID) -> list[uuid.UUID]:
+        """Tag the selected contacts with one INSERT ... SELECT (rows already tagged are skipped)."""
+        if not self.session.scalar(select(exists().where(Tag.id == tag_id, Tag.org_id == self.org_id))):
+            raise NotFound("That tag does not exist.")
+        selected = self._selected(ids)
+        if selected:
+            already = exists().where(contact_tags.c.contact_id == Contact.id, contact_tags.c.tag_id == tag_id)
+            self.session.execute(insert(contact_tags).from_select(
+                ["contact_id", "tag_id"],
+                select(Contact.id, literal(tag_id, Tag.id.type)).where(
+                    Contact.org_id == self.org_id, Contact.id.in_(selected), ~already),
+            ))
+            record_change(self.session, self.actor, self.entity_type, None, "updated", None, entity_ids=selected)
+        self.commit()
+        return selected
+
+    def bulk_change_owner(self, ids: Sequence[uuid.UUID], *, owner_id: uuid.UUID) -> list[uuid.UUID]:
+        """Reassign the selected contacts in one UPDATE; the new owner must belong to the org."""
+        if not self.session.scalar(select(exists().where(User.id == owner_id, User.org_id == self.org_id))):
+            raise NotFound("That user is not in your organisation.")
+        selected = self._selected(ids)
+        if selected:
+            self.session.execute(
+                update(Contact)
+                .where(Contact.org_id == self.org_id, Contact.id.in_(selected))
+                .values(owner_id=owner_id, version=Contact.version + 1)
+                .execution_options(synchronize_session=False)
+            )
+            record_change(self.session, self.actor, self.entity_type, None, "updated", None, entity_ids=selected)
+        self.commit()
+        return selected
