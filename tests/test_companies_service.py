@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from crm_web.errors import NotFound, PermissionDenied, ValidationError
+from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
 from crm_web.filters.fields import COMPANY_FILTERS
 from crm_web.filters.spec import parse_filter
@@ -76,7 +76,7 @@ def test_list_search_scope_sort_and_filter(users, world):
 
 
 def test_list_rejects_unknown_sort(users, world):
-    with pytest.raises(ValidationError):
+    with pytest.raises(BadRequest):
         service(users["admin"]).list_rows(sort="password")
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
-from crm_web.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
 from crm_web.filters.fields import LEAD_FILTERS
 from crm_web.filters.spec import parse_filter
@@ -51,7 +51,7 @@ def test_list_search_scope_sort_filter(users, org, other_org):
     assert [lead.first_name for lead in svc.list_leads(sort="name").items] == ["Ben", "Ann"]
     spec = parse_filter(MultiDict([("f", "status.equals.qualified")]), LEAD_FILTERS)
     assert [lead.first_name for lead in svc.list_leads(filter_spec=spec).items] == ["Ben"]
-    with pytest.raises(ValidationError):
+    with pytest.raises(BadRequest):
         svc.list_leads(sort="nope")
 
 

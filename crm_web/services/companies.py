@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, desc, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, desc, exists, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from crm_web.errors import ValidationError
+from crm_web.errors import BadRequest, ValidationError
 from crm_web.filters.fields import COMPANY_FILTERS
 from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, User
 from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
-from crm_web.services.querying import contains_clause, is_org_user, org_users
+from crm_web.services.contacts import Choices, ContactService
+from crm_web.services.text_search import TextMatch, text_match
 
 DETAIL_DEALS_LIMIT = 50
 DETAIL_ACTIVITIES_LIMIT = 25
@@ -115,7 +116,7 @@ class CompanyService(BaseService[Company]):
         "name", "website", "email", "phone", "industry", "size", "employee_count", "annual_revenue",
         "description", "street", "city", "state", "postal_code", "country", "owner_id",
     })
-    SEARCH_COLUMNS = (Company.name, Company.website, Company.email, Company.industry, Company.city)
+    SEARCH_COLUMNS = (Company.name, Company.industry, Company.city, Company.website)
 
     @property
     def SORT_FIELDS(self) -> dict[str, Any]:  # noqa: N802 - BaseService's name; annotations need the org
@@ -134,24 +135,41 @@ class CompanyService(BaseService[Company]):
 
     # --- reading -----------------------------------------------------------------------
 
-    def criteria(self, *, q: str = "", scope: str = "all", filter_spec: Any = None) -> list[ColumnElement[bool]]:
-        """Search, "my companies" and the advanced filter as WHERE clauses (no joins)."""
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def criteria(
+        self, *, q: str = "", scope: str = "all", filter_spec: Any = None
+    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
+        """Search, "my companies" and the advanced filter as WHERE clauses (no joins), plus the search score."""
         clauses: list[ColumnElement[bool]] = []
-        if q:
-            clauses.append(contains_clause(q, *self.SEARCH_COLUMNS))
+        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
+        if match is not None:
+            clauses.append(match.clause)
         if scope == "mine":
             clauses.append(Company.owner_id == self.actor.user_id)
         clause = self.filter_clause(filter_spec)
         if clause is not None:
             clauses.append(clause)
-        return clauses
+        return clauses, match
+
+    def order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
+        """The requested order; an unsorted search ranks by similarity (PostgreSQL). Unknown keys: 400."""
+        try:
+            if match is not None and not sort and self.dialect == "postgresql":
+                return [match.score.desc(), *self.sort_clause(None)]
+            return self.sort_clause(sort)
+        except ValidationError as error:
+            raise BadRequest(error.message) from None
 
     def list_rows(
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None,
         page: int = 1, per_page: int = 25,
     ) -> Page[CompanyRow]:
         """One page of companies with contact count and open deal value: three statements."""
-        criteria = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
+        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
+        order = self.order(sort, match)  # validates `sort` before any statement runs
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         total = self.session.scalar(self.scoped(select(func.count(Company.id))).where(*criteria)) or 0
         page = max(1, min(page, -(-total // per_page) or 1))
@@ -159,7 +177,7 @@ class CompanyService(BaseService[Company]):
             self.scoped(select(Company, contact_count_expr(self.org_id), open_deal_value_expr(self.org_id)))
             .where(*criteria)
             .options(joinedload(Company.owner), selectinload(Company.tags))
-            .order_by(*self.sort_clause(sort))
+            .order_by(*order)
             .limit(per_page)
             .offset((page - 1) * per_page)
         )
@@ -173,7 +191,7 @@ class CompanyService(BaseService[Company]):
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
     ) -> Iterator[tuple[Any, ...]]:
         """Every company of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
-        criteria = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
+        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
         stmt = (
             self.scoped(select(
                 Company.name, Company.industry, Company.website, Company.email, Company.phone, Company.size,
@@ -182,7 +200,7 @@ class CompanyService(BaseService[Company]):
             ))
             .outerjoin(User, User.id == Company.owner_id)
             .where(*criteria)
-            .order_by(*self.sort_clause(sort))
+            .order_by(*self.order(sort, match))
             .execution_options(yield_per=EXPORT_BATCH)
         )
         for row in self.session.execute(stmt):
@@ -272,9 +290,9 @@ class CompanyService(BaseService[Company]):
             for contact, role_, deals, acts in rows
         ]
 
-    def owner_choices(self) -> list[tuple[uuid.UUID, str]]:
-        """Active users of the organisation, for an owner select."""
-        return org_users(self.session, self.org_id)
+    def choices(self) -> Choices:
+        """The organisation's users and tags (owner selects, the filter builder): one statement."""
+        return ContactService(self.actor, self.session).choices()
 
     # --- writing -----------------------------------------------------------------------
 
@@ -292,7 +310,9 @@ class CompanyService(BaseService[Company]):
         for number in ("employee_count", "annual_revenue"):
             if values.get(number) is not None and values[number] < 0:
                 errors[number] = "Cannot be negative."
-        if values.get("owner_id") and not is_org_user(self.session, self.org_id, values["owner_id"]):
+        if values.get("owner_id") and not self.session.scalar(
+            select(exists().where(User.id == values["owner_id"], User.org_id == self.org_id))
+        ):
             errors["owner_id"] = "Choose a user of your organisation."
         if errors:
             raise ValidationError("Please correct the highlighted fields", errors)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from crm_web.errors import Conflict, ValidationError
+from crm_web.errors import BadRequest, Conflict, ValidationError
 from crm_web.filters.fields import LEAD_FILTERS
 from crm_web.models import (
     LEAD_SOURCES,
@@ -33,9 +33,10 @@ from crm_web.models import (
     User,
     utcnow,
 )
-from crm_web.services.base import BaseService, Page
+from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
 from crm_web.services.history import record_change
-from crm_web.services.querying import contains_clause, is_org_user, org_users
+from crm_web.services.contacts import Choices, ContactService
+from crm_web.services.text_search import TextMatch, text_match
 
 CONVERTED = "converted"
 # Statuses a click can set; "converted" is only reached by converting.
@@ -80,7 +81,7 @@ class LeadService(BaseService[Lead]):
         "first_name", "last_name", "email", "phone", "title", "company_name", "website", "source", "score",
         "estimated_value", "notes", "owner_id",
     })
-    SEARCH_COLUMNS = (Lead.first_name, Lead.last_name, Lead.email, Lead.company_name)
+    SEARCH_COLUMNS = (Lead.first_name + " " + Lead.last_name, Lead.email, Lead.company_name)
     EXPORT_HEADER = ("First name", "Last name", "Email", "Phone", "Title", "Company", "Website", "Source",
                      "Status", "Score", "Estimated value", "Owner", "Created", "Converted")
 
@@ -89,32 +90,54 @@ class LeadService(BaseService[Lead]):
 
     # --- reading -----------------------------------------------------------------------
 
-    def criteria(self, *, q: str = "", scope: str = "all", filter_spec: Any = None) -> list[ColumnElement[bool]]:
-        """Search, "my leads" and the advanced filter as WHERE clauses (no joins)."""
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def criteria(
+        self, *, q: str = "", scope: str = "all", filter_spec: Any = None
+    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
+        """Search, "my leads" and the advanced filter as WHERE clauses (no joins), plus the search score."""
         clauses: list[ColumnElement[bool]] = []
-        if q:
-            clauses.append(contains_clause(q, *self.SEARCH_COLUMNS))
+        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
+        if match is not None:
+            clauses.append(match.clause)
         if scope == "mine":
             clauses.append(Lead.owner_id == self.actor.user_id)
         clause = self.filter_clause(filter_spec)
         if clause is not None:
             clauses.append(clause)
-        return clauses
+        return clauses, match
+
+    def order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
+        """The requested order; an unsorted search ranks by similarity (PostgreSQL). Unknown keys: 400."""
+        try:
+            if match is not None and not sort and self.dialect == "postgresql":
+                return [match.score.desc(), *self.sort_clause(None)]
+            return self.sort_clause(sort)
+        except ValidationError as error:
+            raise BadRequest(error.message) from None
 
     def list_leads(
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None,
         page: int = 1, per_page: int = 25,
     ) -> Page[Lead]:
         """One page of leads with owner and tags: three statements (count, rows, tags)."""
-        return self.paginate(
-            self.optimized_query(), criteria=self.criteria(q=q, scope=scope, filter_spec=filter_spec),
-            sort=sort, page=page, per_page=per_page,
-        )
+        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
+        order = self.order(sort, match)
+        per_page = max(1, min(per_page, MAX_PER_PAGE))
+        total = self.session.scalar(self.scoped(select(func.count(Lead.id))).where(*criteria)) or 0
+        page = max(1, min(page, -(-total // per_page) or 1))
+        rows = self.session.scalars(
+            self.optimized_query().where(*criteria).order_by(*order).limit(per_page).offset((page - 1) * per_page)
+        ).unique().all()
+        return Page(items=list(rows), total=total, page=page, per_page=per_page)
 
     def export_rows(
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
     ) -> Iterator[tuple[Any, ...]]:
         """Every lead of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
+        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
         stmt = (
             self.scoped(select(
                 Lead.first_name, Lead.last_name, Lead.email, Lead.phone, Lead.title, Lead.company_name,
@@ -122,8 +145,8 @@ class LeadService(BaseService[Lead]):
                 Lead.created_at, Lead.converted_at,
             ))
             .outerjoin(User, User.id == Lead.owner_id)
-            .where(*self.criteria(q=q, scope=scope, filter_spec=filter_spec))
-            .order_by(*self.sort_clause(sort))
+            .where(*criteria)
+            .order_by(*self.order(sort, match))
             .execution_options(yield_per=EXPORT_BATCH)
         )
         for row in self.session.execute(stmt):
@@ -144,8 +167,9 @@ class LeadService(BaseService[Lead]):
         ))
         return LeadDetail(lead=lead, activities=activities)
 
-    def owner_choices(self) -> list[tuple[uuid.UUID, str]]:
-        return org_users(self.session, self.org_id)
+    def choices(self) -> Choices:
+        """The organisation's users and tags (owner selects, the filter builder): one statement."""
+        return ContactService(self.actor, self.session).choices()
 
     def default_pipeline(self) -> tuple[Pipeline, PipelineStage] | None:
         """The organisation's default pipeline and its first stage, if both exist (one statement)."""
@@ -176,7 +200,9 @@ class LeadService(BaseService[Lead]):
             errors["estimated_value"] = "Cannot be negative."
         if values.get("source") and values["source"] not in SOURCE_VALUES:
             errors["source"] = "Choose one of the listed sources."
-        if values.get("owner_id") and not is_org_user(self.session, self.org_id, values["owner_id"]):
+        if values.get("owner_id") and not self.session.scalar(
+            select(exists().where(User.id == values["owner_id"], User.org_id == self.org_id))
+        ):
             errors["owner_id"] = "Choose a user of your organisation."
         if errors:
             raise ValidationError("Please correct the highlighted fields", errors)
