@@ -324,6 +324,12 @@ class CompanyService(BaseService[Company]):
             values.pop("owner_id", None)
         return self.create(**values)
 
+    def editable(self, company_id: uuid.UUID) -> Company:
+        """The company, if the actor may change it (sales: own or unowned) - for the edit form."""
+        company = self.get(company_id, query=self.scoped())
+        self.check_can_modify(company)
+        return company
+
     def update_company(self, company_id: uuid.UUID, **values: Any) -> Company:
         """Sales staff change their own (or unowned) companies; managers and admins any."""
         return self.update(company_id, **values)
