@@ -214,6 +214,12 @@ class LeadService(BaseService[Lead]):
             values.pop("owner_id", None)
         return self.create(**values)
 
+    def editable(self, lead_id: uuid.UUID) -> Lead:
+        """The lead, if the actor may change it (sales: own or unowned) - for edit and convert forms."""
+        lead = self.get(lead_id, query=self.scoped())
+        self.check_can_modify(lead)
+        return lead
+
     def update_lead(self, lead_id: uuid.UUID, **values: Any) -> Lead:
         """Sales staff change their own (or unowned) leads; managers and admins any."""
         return self.update(lead_id, **values)
