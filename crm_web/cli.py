@@ -85,3 +85,33 @@ def create_user_command(org_slug: str, email: str, password: str, role: str, nam
 
 def register_cli(app: Flask) -> None:
     app.cli.add_command(crm)
+
+
+@crm.command("purge-trash")
+@click.option("--older-than-days", "days_text", default=None, metavar="N",
+              help="Purge what has been in the trash longer than N days [default: TRASH_RETENTION_DAYS, 30].")
+@click.option("--dry-run", is_flag=True, help="List what would be purged; delete nothing.")
+@click.option("--org", "org_slug", default=None, help="Only this organisation (default: all).")
+def purge_trash_command(days_text: str | None, dry_run: bool, org_slug: str | None) -> None:
+    """Retention: permanently delete old trash and report the counts per type."""
+    from crm_web.services.trash import TRASH_TYPES, PurgeResult, purge_expired
+
+    # Parsed by hand so a bad value is one line, like every other error here.
+    if days_text is None:
+        days = int(current_app.config.get("TRASH_RETENTION_DAYS", 30))
+    elif days_text.strip().isdigit():
+        days = int(days_text)
+    else:
+        _fail(f"--older-than-days must be a whole number of days (0 or more), not {days_text!r}.")
+    try:
+        results = purge_expired(days=days, dry_run=dry_run, org_slug=org_slug)
+    except CRMException as error:
+        _fail(error.message)
+    total = PurgeResult(counts={t: sum(r.counts[t] for r in results.values()) for t in TRASH_TYPES}, items=[])
+    verb = "Would purge" if dry_run else "Purged"
+    if dry_run:
+        for slug, result in results.items():
+            for item in result.items:
+                click.echo(f"  {slug}  {item.entity_type:<8} {item.id}  deleted {item.deleted_at:%Y-%m-%d %H:%M}"
+                           f"  {item.display_label}")
+    click.echo(f"{verb} {total.total} record(s) deleted more than {days} day(s) ago: {total.summary()}.")

@@ -1,4 +1,5 @@
-"""Record history: written by services in the same transaction as the change they describe."""
+"""Record history: written by services in the same transaction as the change they describe,
+and read back (newest first, with who did it) for record timelines and the trash."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, joinedload
 
 from crm_web.models import RecordHistory, utcnow
 
@@ -60,23 +61,31 @@ def record_change(
     changes: dict[str, Any] | None = None,
     *,
     entity_ids: Iterable[uuid.UUID] | None = None,
+    labels: Mapping[uuid.UUID, str] | None = None,
+    per_id_changes: Mapping[uuid.UUID, dict[str, Any]] | None = None,
 ) -> None:
-    """Append history rows: one for `obj`, or one per id of a bulk change (one INSERT)."""
+    """Append history rows: one for `obj`, or one per id of a bulk change (one INSERT).
+
+    A bulk change may name each record (`labels`) and add per-record changes (`per_id_changes`).
+    """
     if entity_ids is not None:
         now = utcnow()
+        ids = list(entity_ids)
+        # "bulk" tells the timeline the change came with others (not said of a one-record change).
+        marker = {"bulk": True} if len(ids) > 1 else {}
         rows = [
             {
                 "id": uuid.uuid4(),
                 "org_id": actor.org_id,
                 "entity_type": entity_type,
                 "entity_id": entity_id,
-                "entity_label": "",
+                "entity_label": ((labels or {}).get(entity_id) or "")[:255],
                 "action": action,
-                "changes": {"bulk": True},
+                "changes": {**marker, **(changes or {}), **(per_id_changes or {}).get(entity_id, {})},
                 "actor_id": actor.user_id,
                 "created_at": now,
             }
-            for entity_id in entity_ids
+            for entity_id in ids
         ]
         if rows:
             session.execute(insert(RecordHistory), rows)
@@ -92,3 +101,32 @@ def record_change(
             actor_id=actor.user_id,
         )
     )
+
+
+HISTORY_LIMIT = 50
+
+
+def history_for(
+    actor: Actor,
+    entity_type: str,
+    entity_id: uuid.UUID,
+    *,
+    limit: int = HISTORY_LIMIT,
+    session: Session | None = None,
+) -> list[RecordHistory]:
+    """One record's history in the actor's organisation, newest first, with each actor loaded (one statement)."""
+    from crm_web.extensions import db
+
+    session = session or db.session
+    stmt = (
+        select(RecordHistory)
+        .options(joinedload(RecordHistory.actor))
+        .where(
+            RecordHistory.org_id == actor.org_id,
+            RecordHistory.entity_type == entity_type,
+            RecordHistory.entity_id == entity_id,
+        )
+        .order_by(RecordHistory.created_at.desc(), RecordHistory.id.desc())
+        .limit(max(1, min(limit, 500)))
+    )
+    return list(session.scalars(stmt))

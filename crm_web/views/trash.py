@@ -1,10 +1,88 @@
-"""Trash (placeholder until its feature lands)."""
+"""Trash: every deleted record of the organisation (managers and admins), restore, permanent
+delete after a confirmation that names what will go (admins), and each record's history."""
 
-from flask import Blueprint, render_template
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, request, url_for
+from flask_login import current_user
+
+from crm_web.errors import BadRequest
+from crm_web.htmx import hx_trigger, wants_fragment
+from crm_web.models import Role
+from crm_web.params import get_choice_param
+from crm_web.rendering import render_page, with_toast
+from crm_web.services.base import Actor
+from crm_web.services.trash import TRASH_KINDS, TRASH_TYPES, TrashRef, TrashService, parse_ref
+from crm_web.views.listing import parse_list_query
 
 bp = Blueprint("trash", __name__)
 
+MAX_SELECTED = 1000
+# Malformed types are a 404 from the URL map itself.
+ENTITY_TYPE = "<any(" + ",".join(TRASH_TYPES) + "):entity_type>"
 
-@bp.route("/trash")
+
+def _service() -> TrashService:
+    return TrashService(Actor.of(current_user))
+
+
+def _selected() -> list[TrashRef]:
+    """The `item` values ("deal:<uuid>") of the form (POST) or the query string (GET); junk is a 400."""
+    values = [v for v in request.values.getlist("item") if v.strip()]
+    if len(values) > MAX_SELECTED:
+        raise BadRequest(f"At most {MAX_SELECTED} records at once.")
+    refs = [parse_ref(value) for value in values]
+    if None in refs:
+        raise BadRequest("The selection contains an invalid record reference.")
+    return refs
+
+
+def _index_context() -> dict:
+    query = parse_list_query()
+    entity_type = get_choice_param("type", TRASH_TYPES)
+    # The type filter rides along in every pagination and refresh link.
+    query.filter_pairs = [("type", entity_type)] if entity_type else []
+    page = _service().list_trash(entity_type=entity_type, q=query.q, page=query.page, per_page=query.per_page)
+    return {"page": page, "query": query, "entity_type": entity_type, "kinds": TRASH_KINDS,
+            "can_manage": current_user.has_role(Role.ADMIN),
+            "retention_days": current_app.config.get("TRASH_RETENTION_DAYS", 30)}
+
+
+def _changed(message: str, kind: str = "success"):
+    """After a restore or purge: htmx gets a toast and `trash-changed`; a plain form is redirected."""
+    if wants_fragment():
+        response = render_page("trash/index.html", block="trash_confirm")
+        return hx_trigger(with_toast(response, message, kind), "trash-changed")
+    flash(message, "info")
+    return redirect(url_for("trash.index"), 303)
+
+
+@bp.get("/trash")
 def index():
-    return render_template("placeholder.html", title="Trash")
+    return render_page("trash/index.html", block="trash_table", **_index_context())
+
+
+@bp.get(f"/trash/{ENTITY_TYPE}/<uuid:entity_id>")
+def detail(entity_type: str, entity_id):
+    entry = _service().get_entry(entity_type, entity_id)
+    return render_page("trash/detail.html", block="trash_entry", entry=entry,
+                       can_manage=current_user.has_role(Role.ADMIN))
+
+
+@bp.post("/trash/restore")
+def restore():
+    result = _service().restore(_selected())
+    return _changed(result.message, "info" if result.relocated or result.missing else "success")
+
+
+@bp.get("/trash/purge")
+def confirm_purge():
+    items = _service().preview_purge(_selected())
+    # Inline (in the trash page) the confirmation posts with htmx; on its own page it is a plain form.
+    return render_page("trash/confirm_purge.html", block="trash_confirm", items=items, inline=wants_fragment())
+
+
+@bp.post("/trash/purge")
+def purge():
+    result = _service().purge(_selected())
+    return _changed(result.message)

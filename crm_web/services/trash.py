@@ -1,0 +1,437 @@
+"""The trash: every soft-deleted record of an organisation in one list, restore, permanent delete
+and retention.
+
+Managers and admins may look at the trash; only admins restore from it or purge it (anyone
+may still Undo their own delete right away through the entity's restore endpoint). Purging
+is a plain DELETE: the schema's foreign keys (ON DELETE SET NULL / CASCADE) unlink related
+rows and remove tag links, on PostgreSQL and on SQLite (PRAGMA foreign_keys=ON, see
+database.py). Every restore and purge writes the record history in the same transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, String, delete, func, literal_column, select, union_all, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from crm_web.errors import NotFound, ValidationError
+from crm_web.extensions import db
+from crm_web.models import (
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    Lead,
+    Organization,
+    Pipeline,
+    PipelineStage,
+    RecordHistory,
+    Role,
+    User,
+    utcnow,
+)
+from crm_web.permissions import require_role
+from crm_web.services.base import MAX_PER_PAGE, Actor, Page, integrity_to_validation
+from crm_web.services.history import history_for, record_change
+
+# Deletes and history inserts go in batches: one IN list per statement stays well below driver limits.
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class TrashKind:
+    """One entity type that can be in the trash."""
+
+    name: str  # "contact": the URL and history name
+    label: str  # "Contact"
+    plural: str  # "contacts"
+    model: type
+
+    def label_expr(self) -> ColumnElement[str]:
+        """The record's display name as SQL (searched and listed)."""
+        model = self.model
+        if model in (Contact, Lead):
+            return func.trim(model.first_name + " " + func.coalesce(model.last_name, ""))
+        if model is Activity:
+            return model.subject
+        return model.name
+
+
+TRASH_KINDS: dict[str, TrashKind] = {
+    kind.name: kind
+    for kind in (
+        TrashKind("contact", "Contact", "contacts", Contact),
+        TrashKind("company", "Company", "companies", Company),
+        TrashKind("lead", "Lead", "leads", Lead),
+        TrashKind("deal", "Deal", "deals", Deal),
+        TrashKind("activity", "Activity", "activities", Activity),
+    )
+}
+TRASH_TYPES: tuple[str, ...] = tuple(TRASH_KINDS)
+
+
+class TrashRef(NamedTuple):
+    """A reference to a record in the trash: ("deal", id)."""
+
+    entity_type: str
+    entity_id: uuid.UUID
+
+    @property
+    def key(self) -> str:
+        return f"{self.entity_type}:{self.entity_id}"
+
+
+@dataclass(frozen=True)
+class TrashItem:
+    """One row of the trash list."""
+
+    entity_type: str
+    id: uuid.UUID
+    label: str
+    deleted_at: datetime
+    deleted_by_id: uuid.UUID | None
+    deleted_by_name: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.entity_type}:{self.id}"
+
+    @property
+    def kind(self) -> TrashKind:
+        return TRASH_KINDS[self.entity_type]
+
+    @property
+    def display_label(self) -> str:
+        return self.label or f"(unnamed {self.entity_type})"
+
+
+@dataclass
+class TrashEntry:
+    """One record in the trash with its history (the trash detail page)."""
+
+    item: TrashItem
+    history: list[RecordHistory]
+
+
+@dataclass
+class RestoreResult:
+    restored: list[TrashItem]
+    # Deals whose stage or pipeline no longer exists, and where they were put ("Sales › Lead in").
+    relocated: list[tuple[TrashItem, str]] = field(default_factory=list)
+    missing: int = 0
+
+    @property
+    def message(self) -> str:
+        count = len(self.restored)
+        text = f"Restored {self.restored[0].display_label}." if count == 1 else f"Restored {count} records."
+        for item, where in self.relocated:
+            text += f" {item.display_label} was moved to {where} because its stage no longer exists."
+        if self.missing:
+            text += f" {self.missing} selected record(s) were no longer in the trash."
+        return text
+
+
+@dataclass
+class PurgeResult:
+    counts: dict[str, int]
+    items: list[TrashItem]
+    dry_run: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def message(self) -> str:
+        if self.total == 1 and self.items:
+            return f"Permanently deleted {self.items[0].display_label}."
+        return f"Permanently deleted {self.total} records."
+
+    def summary(self) -> str:
+        """"2 contacts, 0 companies, ..." for the CLI."""
+        return ", ".join(f"{n} {TRASH_KINDS[t].plural if n != 1 else t}" for t, n in self.counts.items())
+
+
+def link_is_trashed(obj: Any, relation: str, fk: str | None = None) -> bool:
+    """True when `obj` links to a record that is in the trash.
+
+    The soft-delete filter (models/base.py) hides trashed rows from eager loads too, so a deal
+    whose company was deleted has `company_id` set but `company` None: pages show
+    "(deleted company)" there. Restoring the company brings the link back.
+    """
+    return getattr(obj, relation) is None and getattr(obj, fk or f"{relation}_id") is not None
+
+
+class TrashService:
+    """The organisation's trash (managers view, admins restore and purge)."""
+
+    def __init__(self, actor: Actor, session: Session | None = None):
+        self.actor = actor
+        self.session: Session = session or db.session
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _union(
+        self,
+        *,
+        entity_type: str | None = None,
+        q: str = "",
+        refs: Sequence[TrashRef] | None = None,
+        deleted_before: datetime | None = None,
+    ):
+        """All trashed rows of the org as one UNION ALL subquery of (entity_type, id, label, deleted_at, deleted_by_id)."""
+        wanted_ids: dict[str, list[uuid.UUID]] | None = None
+        if refs is not None:
+            wanted_ids = defaultdict(list)
+            for ref in refs:
+                wanted_ids[ref.entity_type].append(ref.entity_id)
+        selects = []
+        for kind in TRASH_KINDS.values():
+            if entity_type and kind.name != entity_type:
+                continue
+            if wanted_ids is not None and not wanted_ids.get(kind.name):
+                continue
+            model = kind.model
+            label = kind.label_expr()
+            stmt = select(
+                # A constant from the whitelist above, never user input.
+                literal_column(f"'{kind.name}'", String(20)).label("entity_type"),
+                model.id.label("id"),
+                label.label("label"),
+                model.deleted_at.label("deleted_at"),
+                model.deleted_by_id.label("deleted_by_id"),
+            ).where(model.org_id == self.actor.org_id, model.deleted_at.is_not(None))
+            if q:
+                stmt = stmt.where(label.icontains(q, autoescape=True))
+            if wanted_ids is not None:
+                stmt = stmt.where(model.id.in_(wanted_ids[kind.name]))
+            if deleted_before is not None:
+                stmt = stmt.where(model.deleted_at < deleted_before)
+            selects.append(stmt)
+        if not selects:
+            return None
+        return union_all(*selects).subquery("trash")
+
+    def _items(self, trash, *, limit: int | None = None, offset: int = 0, oldest_first: bool = False) -> list[TrashItem]:
+        deleter = aliased(User)
+        order = trash.c.deleted_at.asc() if oldest_first else trash.c.deleted_at.desc()
+        stmt = (
+            select(trash.c.entity_type, trash.c.id, trash.c.label, trash.c.deleted_at, trash.c.deleted_by_id,
+                   deleter.name)
+            .outerjoin(deleter, deleter.id == trash.c.deleted_by_id)
+            .order_by(order, trash.c.entity_type, trash.c.id)
+            # The rows ARE the soft-deleted ones: skip the global "not deleted" filter.
+            .execution_options(include_deleted=True)
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit).offset(offset)
+        return [
+            TrashItem(entity_type=row[0], id=row[1], label=row[2] or "", deleted_at=row[3], deleted_by_id=row[4],
+                      deleted_by_name=row[5])
+            for row in self.session.execute(stmt)
+        ]
+
+    def list_trash(self, *, entity_type: str | None = None, q: str = "", page: int = 1,
+                   per_page: int = 25) -> Page[TrashItem]:
+        """Managers and admins see the org's trash, newest first: one count and one page query."""
+        require_role(self.actor.role, Role.MANAGER, "open the trash")
+        if entity_type is not None and entity_type not in TRASH_KINDS:
+            raise ValidationError(f"Unknown record type {entity_type!r}.", {"type": "Unknown record type."})
+        per_page = max(1, min(per_page, MAX_PER_PAGE))
+        trash = self._union(entity_type=entity_type, q=q.strip())
+        total = self.session.scalar(
+            select(func.count()).select_from(trash).execution_options(include_deleted=True)
+        ) or 0
+        page = max(1, min(page, max(1, math.ceil(total / per_page))))
+        items = self._items(trash, limit=per_page, offset=(page - 1) * per_page) if total else []
+        return Page(items=items, total=total, page=page, per_page=per_page)
+
+    def resolve(self, refs: Sequence[TrashRef]) -> list[TrashItem]:
+        """The referenced records that are really in this org's trash (others are ignored)."""
+        if not refs:
+            return []
+        trash = self._union(refs=refs)
+        return self._items(trash) if trash is not None else []
+
+    def _resolve_all(self, refs: Sequence[TrashRef]) -> tuple[list[TrashItem], int]:
+        unique = list(dict.fromkeys(refs))
+        if not unique:
+            raise ValidationError("Select at least one record.", {"item": "Select at least one record."})
+        found = self.resolve(unique)
+        if not found:
+            raise NotFound("The selected records are not in the trash.")
+        return found, len(unique) - len(found)
+
+    def get_entry(self, entity_type: str, entity_id: uuid.UUID) -> TrashEntry:
+        """One trashed record with its history (managers and admins)."""
+        require_role(self.actor.role, Role.MANAGER, "open the trash")
+        if entity_type not in TRASH_KINDS:
+            raise NotFound("No such record type.")
+        found = self.resolve([TrashRef(entity_type, entity_id)])
+        if not found:
+            raise NotFound(f"That {entity_type} is not in the trash.")
+        return TrashEntry(item=found[0], history=history_for(self.actor, entity_type, entity_id, session=self.session))
+
+    def preview_purge(self, refs: Sequence[TrashRef]) -> list[TrashItem]:
+        """What a permanent delete of `refs` would remove (admins only): named on the confirmation."""
+        require_role(self.actor.role, Role.ADMIN, "delete permanently")
+        found, _ = self._resolve_all(refs)
+        return found
+
+    # --- writing -----------------------------------------------------------------------
+
+    def commit(self) -> None:
+        try:
+            self.session.commit()
+        except IntegrityError as error:
+            self.session.rollback()
+            raise integrity_to_validation(error) from error
+
+    def restore(self, refs: Sequence[TrashRef]) -> RestoreResult:
+        """Admins restore one or many records from the trash; a deal without a live stage goes to
+        the default pipeline's first stage."""
+        require_role(self.actor.role, Role.ADMIN, "restore from the trash")
+        found, missing = self._resolve_all(refs)
+        by_type = _group(found)
+        context = {"from_trash": True, **({"bulk": True} if len(found) > 1 else {})}
+        relocated: list[tuple[TrashItem, str]] = []
+        per_id_changes: dict[uuid.UUID, dict[str, Any]] = {}
+        if "deal" in by_type:
+            relocated, per_id_changes = self._rehome_deals(by_type["deal"])
+        for entity_type, items in by_type.items():
+            model = TRASH_KINDS[entity_type].model
+            ids = [item.id for item in items]
+            self.session.execute(
+                update(model)
+                .where(model.org_id == self.actor.org_id, model.id.in_(ids), model.deleted_at.is_not(None))
+                .values(deleted_at=None, deleted_by_id=None)
+                .execution_options(synchronize_session=False)
+            )
+            record_change(self.session, self.actor, entity_type, None, "restored", context,
+                          entity_ids=ids, labels={i.id: i.label for i in items}, per_id_changes=per_id_changes)
+        self.commit()
+        return RestoreResult(restored=found, relocated=relocated, missing=missing)
+
+    def _rehome_deals(self, deals: list[TrashItem]) -> tuple[list[tuple[TrashItem, str]], dict[uuid.UUID, dict[str, Any]]]:
+        """Deals whose stage (or pipeline) is gone move to the default pipeline's first stage."""
+        live_stage = aliased(PipelineStage)
+        ids = [d.id for d in deals]
+        homeless = set(self.session.scalars(
+            select(Deal.id)
+            .outerjoin(live_stage, (live_stage.id == Deal.stage_id) & (live_stage.pipeline_id == Deal.pipeline_id)
+                       & (live_stage.org_id == Deal.org_id))
+            .where(Deal.org_id == self.actor.org_id, Deal.id.in_(ids), live_stage.id.is_(None))
+            .execution_options(include_deleted=True)
+        ))
+        if not homeless:
+            return [], {}
+        target = self.session.execute(
+            select(PipelineStage.id, PipelineStage.pipeline_id, PipelineStage.name, Pipeline.name)
+            .join(Pipeline, Pipeline.id == PipelineStage.pipeline_id)
+            .where(Pipeline.org_id == self.actor.org_id)
+            .order_by(Pipeline.is_default.desc(), Pipeline.position, Pipeline.created_at, PipelineStage.position)
+            .limit(1)
+        ).first()
+        moved = [d for d in deals if d.id in homeless]
+        if target is None:
+            where = "no stage (the organisation has no pipeline)"
+            return [(d, where) for d in moved], {d.id: {"stage": ["(deleted stage)", None]} for d in moved}
+        stage_id, pipeline_id, stage_name, pipeline_name = target
+        top = self.session.scalar(
+            select(func.max(Deal.position)).where(Deal.org_id == self.actor.org_id, Deal.stage_id == stage_id)
+            .execution_options(include_deleted=True)
+        )
+        self.session.execute(
+            update(Deal)
+            .where(Deal.org_id == self.actor.org_id, Deal.id.in_([d.id for d in moved]))
+            .values(pipeline_id=pipeline_id, stage_id=stage_id, stage_changed_at=utcnow(),
+                    position=(top or 0) + 1, version=Deal.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        where = f"{pipeline_name} › {stage_name}"
+        changes = {"stage": ["(deleted stage)", where], "relocated": True}
+        return [(d, where) for d in moved], {d.id: dict(changes) for d in moved}
+
+    def purge(self, refs: Sequence[TrashRef]) -> PurgeResult:
+        """Admins delete trashed records for good; links to them are set to null, tag links removed."""
+        require_role(self.actor.role, Role.ADMIN, "delete permanently")
+        found, _ = self._resolve_all(refs)
+        self._purge(found)
+        self.commit()
+        return PurgeResult(counts=_counts(found), items=found)
+
+    def purge_older_than(self, *, days: int, dry_run: bool = False) -> PurgeResult:
+        """Retention (admins, or the CLI): purge what has been in the trash longer than `days` days."""
+        require_role(self.actor.role, Role.ADMIN, "purge the trash")
+        if days < 0:
+            raise ValidationError("The number of days cannot be negative.", {"days": "Must be zero or more."})
+        trash = self._union(deleted_before=utcnow() - timedelta(days=days))
+        found = self._items(trash, oldest_first=True)
+        if not dry_run and found:
+            self._purge(found)
+            self.commit()
+        return PurgeResult(counts=_counts(found), items=found, dry_run=dry_run)
+
+    def _purge(self, items: Sequence[TrashItem]) -> None:
+        context = {"bulk": True} if len(items) > 1 else None
+        for entity_type, group in _group(items).items():
+            model = TRASH_KINDS[entity_type].model
+            for start in range(0, len(group), BATCH):
+                batch = group[start:start + BATCH]
+                ids = [item.id for item in batch]
+                # History first: it names what went, and outlives the row (no foreign key).
+                record_change(self.session, self.actor, entity_type, None, "purged", context, entity_ids=ids,
+                              labels={i.id: i.label for i in batch})
+                self.session.execute(
+                    delete(model)
+                    .where(model.org_id == self.actor.org_id, model.id.in_(ids), model.deleted_at.is_not(None))
+                    .execution_options(synchronize_session=False)
+                )
+
+
+def purge_expired(*, days: int, dry_run: bool = False, org_slug: str | None = None) -> dict[str, PurgeResult]:
+    """Retention for every organisation (or one): {org slug: result}. Run by `crm purge-trash`."""
+    stmt = select(Organization).order_by(Organization.slug)
+    if org_slug:
+        stmt = stmt.where(Organization.slug == org_slug)
+    orgs = list(db.session.scalars(stmt))
+    if org_slug and not orgs:
+        raise NotFound(f"No organisation with slug {org_slug!r}.")
+    results = {}
+    for org in orgs:
+        system = Actor(org_id=org.id, user_id=None, role=Role.ADMIN, name="Retention")
+        results[org.slug] = TrashService(system).purge_older_than(days=days, dry_run=dry_run)
+    return results
+
+
+def parse_ref(raw: str) -> TrashRef | None:
+    """"deal:<uuid>" -> TrashRef; None when malformed or of an unknown type."""
+    entity_type, _, raw_id = raw.strip().partition(":")
+    if entity_type not in TRASH_KINDS:
+        return None
+    try:
+        return TrashRef(entity_type, uuid.UUID(raw_id))
+    except ValueError:
+        return None
+
+
+def _group(items: Iterable[TrashItem]) -> dict[str, list[TrashItem]]:
+    groups: dict[str, list[TrashItem]] = defaultdict(list)
+    for item in items:
+        groups[item.entity_type].append(item)
+    return dict(groups)
+
+
+def _counts(items: Iterable[TrashItem]) -> dict[str, int]:
+    counts = dict.fromkeys(TRASH_KINDS, 0)
+    for item in items:
+        counts[item.entity_type] += 1
+    return counts
