@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
+from wtforms.fields.choices import SelectChoice
 from wtforms import BooleanField, DateField, EmailField, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import DataRequired, Email, Length, Optional, URL
 
 from crm_web.models import CONTACT_STATUSES, LEAD_SOURCES
+
+
+def _choices(pairs: Any) -> list[SelectChoice]:
+    return [SelectChoice(str(value) if value is not None else "", label) for value, label in pairs]
 
 
 def _uuid_or_none(value: Any) -> Any:
@@ -30,8 +35,8 @@ class ContactForm(FlaskForm):
     mobile = StringField("Mobile", validators=[Optional(), Length(max=50)])
     title = StringField("Job title", validators=[Optional(), Length(max=150)])
     department = StringField("Department", validators=[Optional(), Length(max=150)])
-    status = SelectField("Status", choices=CONTACT_STATUSES, default="prospect")
-    lead_source = SelectField("Lead source", choices=[("", "—"), *LEAD_SOURCES], validators=[Optional()])
+    status = SelectField("Status", choices=_choices(CONTACT_STATUSES), default="prospect")
+    lead_source = SelectField("Lead source", choices=_choices([("", "—"), *LEAD_SOURCES]), validators=[Optional()])
     primary_company_id = SelectField("Primary company", choices=[], coerce=_uuid_or_none, validate_choice=True)
     owner_id = SelectField("Owner", choices=[], coerce=_uuid_or_none, validate_choice=True)
     linkedin_url = URLField("LinkedIn", validators=[Optional(), URL(), Length(max=255)])
@@ -42,8 +47,8 @@ class ContactForm(FlaskForm):
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=10000)])
 
     def set_choices(self, *, companies: list[tuple[Any, str]], owners: list[tuple[Any, str]]) -> ContactForm:
-        self.primary_company_id.choices = [(None, "— none —"), *companies]
-        self.owner_id.choices = [(None, "— unassigned —"), *owners]
+        self.primary_company_id.choices = _choices([(None, "— none —"), *companies])
+        self.owner_id.choices = _choices([(None, "— unassigned —"), *owners])
         return self
 
     def values(self) -> dict[str, Any]:

@@ -8,7 +8,9 @@ from crm_web.views.dashboard import bp as dashboard
 from crm_web.views.deals import bp as deals
 from crm_web.views.leads import bp as leads
 from crm_web.views.pipelines import bp as pipelines
+from crm_web.views.search import bp as search
 from crm_web.views.system import bp as system
+from crm_web.views.tags import bp as tags
 from crm_web.views.trash import bp as trash
 
-BLUEPRINTS = [auth, system, dashboard, contacts, companies, leads, deals, pipelines, activities, trash]
+BLUEPRINTS = [auth, system, dashboard, contacts, companies, leads, deals, pipelines, activities, trash, tags, search]
