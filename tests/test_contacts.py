@@ -286,6 +286,8 @@ def test_edit_form_and_inline_field(client, login, people):
     assert form.status_code == 200 and 'name="title"' in form.text
     saved = client.post(f"/contacts/{john.id}/fields/title", data={"title": "CTO"}, headers=HX)
     assert saved.status_code == 200 and "CTO" in saved.text
+    detail = client.get(f"/contacts/{john.id}").text
+    assert "History" in detail and "updated" in detail and "CTO" in detail  # the record history is shown
     invalid = client.post(f"/contacts/{john.id}/fields/email", data={"email": "nope"}, headers=HX)
     assert invalid.status_code == 422 and "field-error" in invalid.text
     assert client.get(f"/contacts/{john.id}/fields/password/edit", headers=HX).status_code == 404
@@ -352,3 +354,37 @@ def test_empty_states(client, login, people):
 def test_unknown_id_restore_is_404(client, login):
     login("admin")
     assert client.post(f"/contacts/{uuid.uuid4()}/restore", headers=HX).status_code == 404
+
+
+def test_builder_groups_round_trip_and_errors_land_on_their_row(client, login, people):
+    login("admin")
+    grouped = client.get("/contacts?field=email&op=contains&value=acme&group=1&field=name&op=contains&value=bob"
+                         "&group=1&g1=any&field=status&op=in&value=customer,prospect&group=0", headers=HX)
+    assert grouped.status_code == 200
+    assert grouped.headers["HX-Push-Url"] == ("/contacts?f=status.in.customer,prospect&f=1:email.contains.acme"
+                                              "&f=1:name.contains.bob&g1=any")
+    page = client.get(grouped.headers["HX-Push-Url"])
+    assert page.status_code == 200 and 'name="g1"' in page.text
+    # Form order: group-1 row, top row, group-1 row. Canonical order puts the top row first,
+    # so error f[2] belongs to the second row of group 1 and is shown there, not elsewhere.
+    bad = client.get("/contacts?field=name&op=contains&value=x&group=1&field=status&op=equals&value=customer"
+                     "&group=0&field=name&op=bogus&value=y&group=1", headers=HX)
+    assert bad.status_code == 422
+
+
+def test_builder_from_error_pins_errors_on_rows():
+    from werkzeug.datastructures import MultiDict
+
+    from crm_web.errors import ValidationError
+    from crm_web.views.filtering import builder_from_error
+
+    args = MultiDict([("field", "name"), ("op", "contains"), ("value", "x"), ("group", "1"),
+                      ("field", "status"), ("op", "equals"), ("value", "customer"), ("group", "0"),
+                      ("field", "name"), ("op", "bogus"), ("value", "y"), ("group", "1"), ("g1", "any")])
+    with pytest.raises(ValidationError) as caught:
+        parse_filter(args, CONTACT_FILTERS)
+    builder = builder_from_error(args, caught.value)
+    assert [r.field for r in builder.rows] == ["status"] and builder.rows[0].error == ""
+    group = builder.groups[0]
+    assert group.match == "any" and [r.op for r in group.rows] == ["contains", "bogus"]
+    assert group.rows[0].error == "" and "not an operator" in group.rows[1].error

@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, exists, func, insert, literal, select, update
-from sqlalchemy.orm import contains_eager, joinedload, selectinload
+from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
 
 from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
 from crm_web.filters.fields import CONTACT_FILTERS
@@ -31,7 +31,7 @@ from crm_web.models import (
     contact_tags,
 )
 from crm_web.services.base import BaseService, Page
-from crm_web.services.history import record_change
+from crm_web.services.history import history_for, record_change
 from crm_web.services.text_search import text_match
 
 EXPORT_BATCH = 500
@@ -57,7 +57,15 @@ class ContactDetail:
     deals: list[Deal]
     activities: list[Activity]
     links: list[ContactCompany] = field(default_factory=list)
-    duplicate: Contact | None = None
+    duplicate: Twin | None = None
+    history: list[Any] = field(default_factory=list)
+
+
+class Twin(NamedTuple):
+    """Another live contact with the same email (the duplicate warning links to it)."""
+
+    id: uuid.UUID
+    full_name: str
 
 
 @dataclass
@@ -203,9 +211,24 @@ class ContactService(BaseService[Contact]):
         )
 
     def contact_detail(self, contact_id: uuid.UUID) -> ContactDetail:
-        """The contact with companies, tags, deals, its timeline (newest first) and any email twin: 6 statements."""
-        contact = self.get(contact_id, query=self.optimized_query().options(
-            selectinload(Contact.company_links).joinedload(ContactCompany.company)))
+        """The contact (with any live email twin), companies, tags, deals, timeline and history: 6 statements."""
+        twin = aliased(Contact)
+
+        def twin_column(column: Any) -> Any:
+            return (
+                select(column)
+                .where(twin.org_id == Contact.org_id, twin.id != Contact.id, twin.deleted_at.is_(None),
+                       Contact.email.is_not(None), func.lower(twin.email) == func.lower(Contact.email))
+                .order_by(twin.created_at, twin.id).limit(1).correlate(Contact).scalar_subquery()
+            )
+
+        stmt = self.optimized_query().options(
+            selectinload(Contact.company_links).joinedload(ContactCompany.company)
+        ).add_columns(twin_column(twin.id), twin_column(twin.first_name + " " + twin.last_name))
+        row = self.session.execute(stmt.where(Contact.id == contact_id)).unique().one_or_none()
+        if row is None:
+            raise NotFound("That contact does not exist or was deleted.")
+        contact, twin_id, twin_name = row
         deals = self.session.scalars(
             select(Deal).where(Deal.org_id == self.org_id, Deal.contact_id == contact.id)
             .options(joinedload(Deal.stage)).order_by(Deal.created_at.desc())
@@ -217,8 +240,9 @@ class ContactService(BaseService[Contact]):
             .limit(TIMELINE_LIMIT)
         ).all()
         links = [link for link in contact.company_links if link.company is not None]
-        duplicate = self.duplicate_of(contact.email, exclude_id=contact.id)
-        return ContactDetail(contact, list(deals), list(activities), links, duplicate)
+        duplicate = Twin(twin_id, twin_name.strip()) if twin_id else None
+        history = history_for(self.actor, self.entity_type, contact.id, session=self.session)
+        return ContactDetail(contact, list(deals), list(activities), links, duplicate, history)
 
     def duplicate_of(self, email: str | None, *, exclude_id: uuid.UUID | None = None) -> Contact | None:
         """Another live contact of the organisation with this email (case-insensitive), if any."""
