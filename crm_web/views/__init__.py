@@ -6,6 +6,7 @@ from crm_web.views.companies import bp as companies
 from crm_web.views.contacts import bp as contacts
 from crm_web.views.dashboard import bp as dashboard
 from crm_web.views.deals import bp as deals
+from crm_web.views.internal import bp as internal
 from crm_web.views.leads import bp as leads
 from crm_web.views.pipelines import bp as pipelines
 from crm_web.views.search import bp as search
@@ -13,4 +14,5 @@ from crm_web.views.system import bp as system
 from crm_web.views.tags import bp as tags
 from crm_web.views.trash import bp as trash
 
-BLUEPRINTS = [auth, system, dashboard, contacts, companies, leads, deals, pipelines, activities, trash, tags, search]
+BLUEPRINTS = [auth, system, dashboard, contacts, companies, leads, deals, pipelines, activities, trash, tags, search,
+              internal]

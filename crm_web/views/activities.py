@@ -1,10 +1,192 @@
-"""Activities (placeholder until its feature lands)."""
+"""Activities: the list with quick views and filters, the reusable new-activity form, edit,
+one-click complete/reopen, soft delete with Undo, and record timelines."""
 
-from flask import Blueprint, render_template
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, redirect, url_for
+from flask_login import current_user
+
+from crm_web.errors import ValidationError
+from crm_web.filters.fields import ACTIVITY_FILTERS
+from crm_web.htmx import hx_trigger, wants_fragment
+from crm_web.models import utcnow
+from crm_web.params import get_choice_param, get_uuid_param
+from crm_web.rendering import render_page, with_toast
+from crm_web.services.activities import QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
+from crm_web.services.base import Actor
+from crm_web.views.filtering import builder_fields, parse_filtered_list_query, render_list_page
+from crm_web.views.listing import ListQuery
 
 bp = Blueprint("activities", __name__)
 
+INDEX = "activities/index.html"
+FORM = "activities/form.html"
+TIMELINE = "activities/timeline.html"
 
-@bp.route("/activities")
+
+# Row and timeline macros (imported without context) mark overdue items against this clock.
+bp.add_app_template_global(utcnow, "utcnow")
+
+
+def _service() -> ActivityService:
+    return ActivityService(Actor.of(current_user))
+
+
+def _links_from_args() -> Links:
+    return Links(**{name: get_uuid_param(name) for name in ("contact", "company", "deal", "lead")})
+
+
+def _list_context(query: ListQuery) -> dict[str, Any]:
+    """Everything the list page (and its table and builder blocks) shows, besides query and builder."""
+    view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
+    service = _service()
+    page = service.list_activities(view=view, q=query.q, scope=query.scope, filter_spec=query.filter_spec,
+                                   sort=query.sort, page=query.page, per_page=query.per_page)
+    # The quick view travels with every list link (sort, pages, search) like the filter does.
+    query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
+    fields_meta = builder_fields(ACTIVITY_FILTERS, choices={"owner": service.owner_choices()})
+    return {"page": page, "view": view, "quick_views": QUICK_VIEWS, "fields_meta": fields_meta,
+            "title": "Activities"}
+
+
+def _form_context(form, *, activity=None, links: Links | None = None) -> dict[str, Any]:
+    service = _service()
+    form.set_owner_choices(service.owner_choices())
+    links = links or Links()
+    return {"form": form, "activity": activity, "links": links, "link_labels": service.link_labels(links),
+            "title": "Edit activity" if activity else "New activity"}
+
+
+def _new_form(links: Links):
+    from crm_web.forms.activities import ActivityForm
+
+    form = ActivityForm(formdata=None)
+    form.owner_id.data = str(current_user.id)
+    for name, value in links.items():
+        getattr(form, f"{name}_id").data = str(value)
+    return form
+
+
+@bp.get("/activities")
 def index():
-    return render_template("placeholder.html", title="Activities")
+    query, builder = parse_filtered_list_query(ACTIVITY_FILTERS)
+    return render_list_page(INDEX, query=query, builder=builder, list_url=url_for("activities.index"),
+                            table_block="activity_table", **_list_context(query))
+
+
+@bp.get("/activities/new")
+def new():
+    links = _links_from_args()
+    return render_page(FORM, block="activity_form", **_form_context(_new_form(links), links=links))
+
+
+@bp.post("/activities")
+def create():
+    from crm_web.forms.activities import ActivityForm
+
+    form = ActivityForm()
+    links = Links(**{name: _form_uuid(form, f"{name}_id") for name in ("contact", "company", "deal", "lead")})
+    context = _form_context(form, links=links)
+    if not form.validate():
+        return render_page(FORM, block="activity_form", status=422, **context)
+    try:
+        activity = _service().create_activity(**form.values())
+    except ValidationError as error:
+        return _form_errors(form, error, context)
+    if not wants_fragment():
+        return redirect(url_for("activities.index"), code=303)
+    response = render_page(FORM, block="activity_form", **_form_context(_new_form(links), links=links))
+    return hx_trigger(with_toast(response, f"Activity “{activity.subject}” created."), "activities-changed")
+
+
+def _form_errors(form, error: ValidationError, context: dict[str, Any]):
+    """Service-side validation (linked records, owner) shown inline like the form's own errors."""
+    for name, message in error.field_errors.items():
+        if name in form:
+            form[name].errors = [*form[name].errors, message]
+        else:
+            form.form_errors.append(message)
+    if not error.field_errors:
+        form.form_errors.append(error.message)
+    return render_page(FORM, block="activity_form", status=422, **context)
+
+
+def _form_uuid(form, name: str) -> uuid.UUID | None:
+    raw = getattr(form, name).data
+    try:
+        return uuid.UUID(raw) if raw else None
+    except ValueError:
+        return None  # the form's own validator reports it
+
+
+@bp.get("/activities/<uuid:activity_id>/edit")
+def edit(activity_id: uuid.UUID):
+    from crm_web.forms.activities import ActivityForm
+
+    activity = _service().get_activity(activity_id)
+    form = ActivityForm(formdata=None)
+    form.fill_from(activity)
+    return render_page(FORM, block="activity_form", **_form_context(form, activity=activity))
+
+
+@bp.post("/activities/<uuid:activity_id>")
+def update(activity_id: uuid.UUID):
+    from crm_web.forms.activities import ActivityForm
+
+    service = _service()
+    activity = service.get_activity(activity_id)
+    form = ActivityForm()
+    context = _form_context(form, activity=activity)
+    if not form.validate():
+        return render_page(FORM, block="activity_form", status=422, **context)
+    try:
+        service.update_activity(activity_id, **form.values())
+    except ValidationError as error:
+        return _form_errors(form, error, context)
+    return redirect(url_for("activities.index"), code=303)
+
+
+def _row_response(activity, message: str, **toast: Any):
+    if not wants_fragment():
+        return redirect(url_for("activities.index"), code=303)
+    response = render_page(INDEX, block="activity_row", activity=activity)
+    return with_toast(response, message, **toast)
+
+
+@bp.post("/activities/<uuid:activity_id>/complete")
+def complete(activity_id: uuid.UUID):
+    activity = _service().set_completed(activity_id, completed=True)
+    return hx_trigger(_row_response(activity, f"Completed “{activity.subject}”."), "activities-toggled")
+
+
+@bp.post("/activities/<uuid:activity_id>/reopen")
+def reopen(activity_id: uuid.UUID):
+    activity = _service().set_completed(activity_id, completed=False)
+    return hx_trigger(_row_response(activity, f"Reopened “{activity.subject}”."), "activities-toggled")
+
+
+@bp.post("/activities/<uuid:activity_id>/delete")
+def delete(activity_id: uuid.UUID):
+    activity = _service().delete_activity(activity_id)
+    if not wants_fragment():
+        return redirect(url_for("activities.index"), code=303)
+    response = render_page(INDEX, block="deleted_row", activity=activity)
+    return with_toast(response, f"Deleted “{activity.subject}”.",
+                      undo_url=url_for("activities.restore", activity_id=activity.id),
+                      undo_target=f"#activity-{activity.id}")
+
+
+@bp.post("/activities/<uuid:activity_id>/restore")
+def restore(activity_id: uuid.UUID):
+    activity = _service().restore_activity(activity_id)
+    return hx_trigger(_row_response(activity, f"Restored “{activity.subject}”."), "activities-toggled")
+
+
+@bp.get("/activities/timeline")
+def timeline():
+    links = _links_from_args()
+    return render_page(TIMELINE, block="activity_timeline", activities=_service().timeline(links=links),
+                       links=links)

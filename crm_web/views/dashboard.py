@@ -1,10 +1,60 @@
-"""Dashboard (placeholder until its feature lands)."""
+"""The dashboard: KPI cards and SVG charts for me, a chosen owner or the whole team.
 
-from flask import Blueprint, render_template
+Each panel is a named block of dashboard/index.html with its own URL (/dashboard/<panel>),
+so it can lazy-load or refresh alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, redirect, url_for
+from flask_login import current_user
+
+from crm_web.charts import nice_scale
+from crm_web.htmx import wants_fragment
+from crm_web.params import get_text_param, parse_uuid
+from crm_web.rendering import render_page
+from crm_web.services.base import Actor
+from crm_web.services.dashboard import PANELS, DashboardService
 
 bp = Blueprint("dashboard", __name__)
+bp.add_app_template_global(nice_scale)
 
 
-@bp.route("/")
+@bp.app_template_filter("month_label")
+def month_label(day) -> str:
+    return day.strftime("%b %Y")
+
+
+TEMPLATE = "dashboard/index.html"
+
+
+def _owner_param() -> str | None:
+    """"me", "all" or a user id (a malformed id is a 400)."""
+    raw = get_text_param("owner", max_length=40)
+    if raw in ("me", "all", ""):
+        return raw or None
+    return str(parse_uuid(raw, "owner"))
+
+
+def _context(panel: str | None = None) -> dict[str, Any]:
+    """The page's context: every panel, or just one for a panel refresh."""
+    service = DashboardService(Actor.of(current_user))
+    scope = service.resolve_scope(_owner_param())
+    data = service.dashboard(scope) if panel is None else {panel: service.panel(panel, scope)}
+    return {"scope": scope, "title": "Dashboard", **data}
+
+
+@bp.get("/")
 def index():
-    return render_template("placeholder.html", title="Dashboard")
+    return render_page(TEMPLATE, block="dashboard_panels", **_context())
+
+
+@bp.get("/dashboard/<panel>")
+def panel(panel: str):
+    if panel not in PANELS:
+        abort(404)
+    if not wants_fragment():
+        return redirect(url_for("dashboard.index", owner=_owner_param()), code=303)
+    return render_page(TEMPLATE, block=panel, **_context(panel))

@@ -1,10 +1,275 @@
-"""Deals (placeholder until its feature lands)."""
+"""Deals: list (filter builder, sort, pages, CSV), kanban board and moves, detail, forms, won/lost, undo."""
 
-from flask import Blueprint, render_template
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, flash, redirect, request, stream_with_context, url_for
+from flask_login import current_user
+
+from crm_web.errors import BadRequest, ValidationError
+from crm_web.filters.fields import DEAL_FILTERS
+from crm_web.forms.deals import DealForm, LostForm
+from crm_web.forms.pipelines import apply_errors
+from crm_web.htmx import hx_location, hx_push_url, hx_trigger, wants_fragment
+from crm_web.params import get_int_param, get_uuid_param, parse_uuid
+from crm_web.rendering import render_fragments, render_page, with_toast
+from crm_web.services.base import Actor
+from crm_web.services.deals import DealService
+from crm_web.views.filtering import FilterBuilder, builder_fields, parse_filtered_list_query, render_list_page
+from crm_web.views.listing import ListQuery
 
 bp = Blueprint("deals", __name__)
 
 
-@bp.route("/deals")
+def _service() -> DealService:
+    return DealService(Actor.of(current_user))
+
+
+def _fields_meta(service: DealService) -> list[dict[str, Any]]:
+    choices = service.filter_choices()
+    return builder_fields(DEAL_FILTERS, tags=choices["tags"], choices={"owner": choices["owners"]})
+
+
+# --- list ------------------------------------------------------------------------------------
+
+
+def list_context(service: DealService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
+    """The list page and its table block: count, rows with relations, tags, filter choices."""
+    page = service.deal_list(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort,
+                             page=query.page, per_page=query.per_page)
+    return {"page": page, "query": query, "builder": builder, "fields_meta": _fields_meta(service),
+            "list_url": url_for("deals.index"), "pipelines": {p.id: p for p in service.pipelines.pipeline_list()}}
+
+
+@bp.get("/deals")
 def index():
-    return render_template("placeholder.html", title="Deals")
+    query, builder = parse_filtered_list_query(DEAL_FILTERS)
+    return render_list_page("deals/index.html", table_block="deal_table", **list_context(_service(), query, builder))
+
+
+@bp.get("/deals/export.csv")
+def export():
+    query, builder = parse_filtered_list_query(DEAL_FILTERS)
+    if builder.has_errors:
+        raise BadRequest("Fix the filter before exporting.")
+    rows = _service().deal_export(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
+    response = Response(stream_with_context(_csv_lines(rows)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = "attachment; filename=deals.csv"
+    return response
+
+
+def _csv_lines(rows: Iterable[list[Any]]):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in rows:
+        # Spreadsheet formula injection: a cell starting with = + - @ is shown as text.
+        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in ("=", "+", "-", "@") else c for c in row])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate(0)
+
+
+# --- board -----------------------------------------------------------------------------------
+
+
+def _board_query(pipeline_id: uuid.UUID | None, query: ListQuery) -> str:
+    """The board's URL state (pipeline, search, filter) for links, load-more and moves."""
+    pairs = ([("pipeline", str(pipeline_id))] if pipeline_id else []) + query.params(page=None, per_page=None, sort=None)
+    return urlencode(pairs)
+
+
+def board_context(service: DealService, query: ListQuery, builder: FilterBuilder, *,
+                  with_builder: bool = False) -> dict[str, Any]:
+    """The board page and its blocks: the cached pipeline, one header aggregate, one windowed card select."""
+    board = service.board(pipeline_id=get_uuid_param("pipeline"), filter_spec=query.filter_spec, q=query.q,
+                          scope=query.scope)
+    return {"board": board, "query": query, "builder": builder,
+            "board_query": _board_query(board.pipeline.id if board.pipeline else None, query),
+            "fields_meta": _fields_meta(service) if with_builder or builder.has_errors else None}
+
+
+@bp.get("/deals/board")
+def board():
+    query, builder = parse_filtered_list_query(DEAL_FILTERS)
+    context = board_context(_service(), query, builder)
+    if builder.has_errors:
+        return render_list_page("deals/board.html", query=query, builder=builder, list_url=url_for("deals.board"),
+                                table_block="board", **{k: v for k, v in context.items() if k not in ("query", "builder")})
+    response = render_page("deals/board.html", block="board", **context)
+    if wants_fragment():
+        hx_push_url(response, url_for("deals.board") + "?" + context["board_query"])
+    return response
+
+
+@bp.get("/deals/board/filter")
+def board_filter():
+    query, builder = parse_filtered_list_query(DEAL_FILTERS)
+    service = _service()
+    return render_page("deals/board.html", block="filter_builder", query=query, builder=builder,
+                       fields_meta=_fields_meta(service), board=None)
+
+
+@bp.get("/deals/board/column/<uuid:stage_id>")
+def board_column(stage_id: uuid.UUID):
+    query, builder = parse_filtered_list_query(DEAL_FILTERS)
+    page = _service().board_column(stage_id, filter_spec=query.filter_spec, q=query.q, scope=query.scope,
+                                   offset=get_int_param("offset", 0, min_value=0, max_value=1_000_000))
+    return render_page("deals/board.html", block="column_page", column_page=page, board=None,
+                       board_query=_board_query(page.pipeline.id, query))
+
+
+def _form_uuid(name: str) -> uuid.UUID | None:
+    return parse_uuid(request.form.get(name), name)
+
+
+def _form_int(name: str) -> int | None:
+    raw = request.form.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise BadRequest(f"Field {name!r} must be a whole number.")
+    return int(raw)
+
+
+@bp.post("/deals/<uuid:deal_id>/move")
+def move(deal_id: uuid.UUID):
+    query, _ = parse_filtered_list_query(DEAL_FILTERS)
+    stage_id = _form_uuid("stage_id")
+    if stage_id is None:
+        raise BadRequest("Choose a stage to move the deal to.")
+    result = _service().deal_move(
+        deal_id, stage_id=stage_id, before_id=_form_uuid("before_id"), after_id=_form_uuid("after_id"),
+        version=_form_int("version"), lost_reason=request.form.get("lost_reason", "")[:255] or None,
+        filter_spec=query.filter_spec, q=query.q, scope=query.scope)
+    response = render_fragments("deals/board.html", ["move_headers"], move=result, board=None)
+    deal = result.deal
+    hx_trigger(response, "deal-moved", {"id": str(deal.id), "version": deal.version, "status": deal.status})
+    if result.from_stage is None or result.from_stage.id != result.to_stage.id:
+        with_toast(response, f"{deal.name} moved to {result.to_stage.name}.", timeout=3000)
+    return response
+
+
+# --- detail and forms ------------------------------------------------------------------------
+
+
+@bp.get("/deals/<uuid:deal_id>")
+def detail(deal_id: uuid.UUID):
+    return render_page("deals/detail.html", detail=_service().deal_detail(deal_id), lost_form=LostForm())
+
+
+def _form_page(form: DealForm, service: DealService, deal_id: uuid.UUID | None, *, status: int = 200) -> Response:
+    form.set_choices(service.choices())
+    return render_page("deals/form.html", block="deal_form", form=form, deal_id=deal_id, status=status)
+
+
+def _saved(deal_id: uuid.UUID, message: str) -> Response:
+    flash(message, "info")
+    url = url_for("deals.detail", deal_id=deal_id)
+    return hx_location(url) if wants_fragment() else redirect(url, 303)
+
+
+@bp.get("/deals/new")
+def new():
+    service = _service()
+    form = DealForm(data={"owner_id": current_user.id})
+    choices = service.choices()
+    pipeline_id = get_uuid_param("pipeline")
+    pipeline = next((p for p in choices.pipelines if p.id == pipeline_id), None) or \
+        next((p for p in choices.pipelines if p.is_default), choices.pipelines[0] if choices.pipelines else None)
+    if pipeline and pipeline.stages:
+        form.stage_id.data = pipeline.stages[0].id
+    return _form_page(form, service, None)
+
+
+@bp.post("/deals")
+def create():
+    service = _service()
+    form = DealForm()
+    form.set_choices(service.choices())
+    if form.validate_on_submit():
+        try:
+            deal = service.deal_create(stage_id=form.stage_id.data, **form.values())
+            return _saved(deal.id, "Deal created.")
+        except ValidationError as error:
+            apply_errors(form, error)
+    return _form_page(form, service, None, status=422)
+
+
+@bp.get("/deals/<uuid:deal_id>/edit")
+def edit(deal_id: uuid.UUID):
+    service = _service()
+    deal = service.deal_detail(deal_id).deal
+    form = DealForm(obj=deal)
+    return _form_page(form, service, deal_id)
+
+
+@bp.post("/deals/<uuid:deal_id>")
+def update(deal_id: uuid.UUID):
+    service = _service()
+    form = DealForm()
+    form.set_choices(service.choices())
+    if form.validate_on_submit():
+        try:
+            service.deal_update(deal_id, stage_id=form.stage_id.data, **form.values())
+            return _saved(deal_id, "Deal saved.")
+        except ValidationError as error:
+            apply_errors(form, error)
+    return _form_page(form, service, deal_id, status=422)
+
+
+@bp.post("/deals/<uuid:deal_id>/won")
+def mark_won(deal_id: uuid.UUID):
+    deal = _service().deal_mark_won(deal_id)
+    return _detail_changed(deal.id, f"{deal.name} is won.")
+
+
+@bp.post("/deals/<uuid:deal_id>/lost")
+def mark_lost(deal_id: uuid.UUID):
+    form = LostForm()
+    if not form.validate_on_submit():
+        raise BadRequest("The lost reason is too long (at most 255 characters).")
+    deal = _service().deal_mark_lost(deal_id, lost_reason=(form.lost_reason.data or "").strip() or None)
+    return _detail_changed(deal.id, f"{deal.name} is lost.")
+
+
+@bp.post("/deals/<uuid:deal_id>/reopen")
+def reopen(deal_id: uuid.UUID):
+    deal = _service().deal_reopen(deal_id)
+    return _detail_changed(deal.id, f"{deal.name} is open again.")
+
+
+def _detail_changed(deal_id: uuid.UUID, message: str) -> Response:
+    if not wants_fragment():
+        return redirect(url_for("deals.detail", deal_id=deal_id), 303)
+    response = render_page("deals/detail.html", block="deal_summary", detail=_service().deal_detail(deal_id),
+                           lost_form=LostForm())
+    return with_toast(response, message)
+
+
+@bp.post("/deals/<uuid:deal_id>/delete")
+def delete(deal_id: uuid.UUID):
+    deal = _service().delete(deal_id)
+    message = f"{deal.name} moved to the trash."
+    if not wants_fragment():
+        flash(message, "info")
+        return redirect(url_for("deals.index"), 303)
+    response = render_page("deals/detail.html", block="deal_page", detail=None, deleted=deal)
+    return with_toast(response, message, undo_url=url_for("deals.restore", deal_id=deal_id),
+                      undo_target="#deal-page")
+
+
+@bp.post("/deals/<uuid:deal_id>/restore")
+def restore(deal_id: uuid.UUID):
+    service = _service()
+    deal = service.restore(deal_id)
+    if not wants_fragment():
+        return redirect(url_for("deals.detail", deal_id=deal_id), 303)
+    response = render_page("deals/detail.html", block="deal_page", detail=service.deal_detail(deal_id),
+                           lost_form=LostForm())
+    return hx_trigger(with_toast(response, f"{deal.name} restored."), "deals-changed")

@@ -1,0 +1,373 @@
+"""Activities (tasks, notes, calls, emails, meetings): lists, quick views, timelines, writes and stats.
+
+Every list loads its contact/company/deal/lead/owner in the same SELECT (joinedload), so a page
+costs the same number of statements for 1 row or 100. Stats are one aggregate each; `get_stats`
+is cached per organisation and user and invalidated by bumping a per-organisation generation key
+whenever any activity of that organisation changes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, timezone
+from typing import Any, ClassVar
+
+from flask import current_app
+from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.orm import joinedload
+
+from crm_web.filters.fields import ACTIVITY_FILTERS
+from crm_web.errors import BadRequest, NotFound, ValidationError
+from crm_web.models import (
+    ACTIVITY_PRIORITIES,
+    ACTIVITY_STATUSES,
+    ACTIVITY_TYPES,
+    OPEN_ACTIVITY_STATUSES,
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    Lead,
+    User,
+    utcnow,
+)
+from crm_web.services.base import Actor, BaseService, Page
+from crm_web.services.cache import cache_get, cache_set
+
+QUICK_VIEWS = [
+    ("mine", "My open"),
+    ("overdue", "Overdue"),
+    ("today", "Due today"),
+    ("upcoming", "Upcoming 7 days"),
+    ("all", "All"),
+]
+QUICK_VIEW_KEYS = tuple(key for key, _ in QUICK_VIEWS)
+UPCOMING_DAYS = 7
+TIMELINE_LIMIT = 50
+
+# The records an activity can be linked to: form/query name -> (column, model).
+LINKS: dict[str, tuple[str, type]] = {
+    "contact": ("contact_id", Contact),
+    "company": ("company_id", Company),
+    "deal": ("deal_id", Deal),
+    "lead": ("lead_id", Lead),
+}
+
+
+def day_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """Start of today and of tomorrow (UTC)."""
+    start = datetime.combine(now.astimezone(timezone.utc).date(), time.min, tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def week_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """Monday 00:00 of this week and of next week (UTC)."""
+    today, _ = day_bounds(now)
+    start = today - timedelta(days=today.weekday())
+    return start, start + timedelta(days=7)
+
+
+def _open() -> ColumnElement[bool]:
+    return Activity.status.in_(OPEN_ACTIVITY_STATUSES)
+
+
+def stats_generation_key(org_id: uuid.UUID) -> str:
+    return f"activity_stats_gen:{org_id}"
+
+
+@dataclass(frozen=True)
+class Links:
+    """The optional record an activity is created for (prefills the form, scopes a timeline)."""
+
+    contact: uuid.UUID | None = None
+    company: uuid.UUID | None = None
+    deal: uuid.UUID | None = None
+    lead: uuid.UUID | None = None
+
+    def items(self) -> list[tuple[str, uuid.UUID]]:
+        return [(name, value) for name in LINKS if (value := getattr(self, name)) is not None]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.items()
+
+    def as_args(self) -> dict[str, uuid.UUID]:
+        """Keyword arguments for url_for and the timeline macro."""
+        return dict(self.items())
+
+
+class ActivityService(BaseService[Activity]):
+    """Org-scoped activities; sales reps change only their own, managers and admins any."""
+
+    model = Activity
+    entity_type = "activity"
+    SORT_FIELDS: ClassVar[dict[str, Any]] = {
+        "due": Activity.due_at,
+        "subject": Activity.subject,
+        "type": Activity.type,
+        "status": Activity.status,
+        "priority": Activity.priority,
+    }
+    DEFAULT_SORT = "due"
+    WRITABLE_FIELDS = frozenset({
+        "type", "subject", "description", "status", "priority", "due_at", "duration_minutes", "owner_id",
+        "contact_id", "company_id", "deal_id", "lead_id",
+    })
+
+    FILTER_FIELD_MAP = ACTIVITY_FILTERS
+
+    # --- reading -----------------------------------------------------------------
+
+    def optimized_query(self) -> Select[Any]:
+        """Activities with everything a row shows, joined into the same SELECT."""
+        return self.scoped().options(
+            joinedload(Activity.contact),
+            joinedload(Activity.company),
+            joinedload(Activity.deal),
+            joinedload(Activity.lead),
+            joinedload(Activity.owner),
+        )
+
+    def view_criteria(self, view: str, *, now: datetime | None = None) -> list[ColumnElement[bool]]:
+        """The WHERE clauses of a quick view (My open, Overdue, Due today, Upcoming 7 days, All)."""
+        now = now or utcnow()
+        if view == "mine":
+            return [Activity.owner_id == self.actor.user_id, _open()]
+        if view == "overdue":
+            return [_open(), Activity.due_at < now]
+        if view == "today":
+            start, end = day_bounds(now)
+            return [_open(), Activity.due_at >= start, Activity.due_at < end]
+        if view == "upcoming":
+            return [_open(), Activity.due_at >= now, Activity.due_at < now + timedelta(days=UPCOMING_DAYS)]
+        if view == "all":
+            return []
+        raise BadRequest(f"Unknown view {view!r}.")
+
+    def list_activities(
+        self,
+        *,
+        view: str = "all",
+        q: str = "",
+        scope: str = "all",
+        filter_spec: Any = None,
+        sort: str | None = None,
+        page: int = 1,
+        per_page: int = 25,
+        now: datetime | None = None,
+    ) -> Page[Activity]:
+        """One page of a quick view, searched and filtered: a count and one joined SELECT."""
+        criteria = self.view_criteria(view, now=now)
+        if q:
+            criteria.append(Activity.subject.ilike(f"%{q}%"))
+        if scope == "mine":
+            criteria.append(Activity.owner_id == self.actor.user_id)
+        return self.list(filter_spec=filter_spec, criteria=criteria, sort=sort, page=page, per_page=per_page)
+
+    def upcoming(self, *, days: int = UPCOMING_DAYS, limit: int = 10, now: datetime | None = None) -> list[Activity]:
+        """Open activities due in the next `days` days, soonest first."""
+        now = now or utcnow()
+        stmt = self.optimized_query().where(
+            _open(), Activity.due_at >= now, Activity.due_at < now + timedelta(days=days)
+        )
+        return list(self.session.scalars(stmt.order_by(Activity.due_at, Activity.id).limit(limit)).unique())
+
+    def overdue(self, *, limit: int = 10, now: datetime | None = None) -> list[Activity]:
+        """Open activities past their due time, most overdue first."""
+        stmt = self.optimized_query().where(_open(), Activity.due_at < (now or utcnow()))
+        return list(self.session.scalars(stmt.order_by(Activity.due_at, Activity.id).limit(limit)).unique())
+
+    def timeline(self, *, links: Links, limit: int = TIMELINE_LIMIT) -> list[Activity]:
+        """A record's activities, newest first (by due time, else creation); one joined SELECT."""
+        if links.is_empty:
+            raise BadRequest("A timeline needs a contact, company, deal or lead.")
+        clauses = [getattr(Activity, LINKS[name][0]) == value for name, value in links.items()]
+        stmt = self.optimized_query().where(or_(*clauses)).order_by(
+            func.coalesce(Activity.due_at, Activity.created_at).desc(), Activity.id
+        )
+        return list(self.session.scalars(stmt.limit(limit)).unique())
+
+    def get_activity(self, activity_id: uuid.UUID) -> Activity:
+        return self.get(activity_id)
+
+    def owner_choices(self) -> list[tuple[uuid.UUID, str]]:
+        """Active users of the organisation, for owner pickers."""
+        rows = self.session.execute(
+            select(User.id, User.name).where(User.org_id == self.org_id, User.active.is_(True)).order_by(User.name)
+        )
+        return [(row.id, row.name) for row in rows]
+
+    def link_labels(self, links: Links) -> dict[str, str]:
+        """Names of the records a new activity is created for; another org's id -> NotFound."""
+        labels: dict[str, str] = {}
+        for name, value in links.items():
+            column, model = LINKS[name]
+            obj = self.session.get(model, value)
+            if obj is None or obj.org_id != self.org_id or obj.deleted_at is not None:
+                raise NotFound(f"That {name} does not exist or was deleted.")
+            labels[name] = getattr(obj, "full_name", None) or obj.name
+        return labels
+
+    # --- writing -----------------------------------------------------------------
+
+    def clean(self, values: dict[str, Any], obj: Activity | None = None) -> dict[str, Any]:
+        """Choices are known values; linked records and the owner belong to this organisation."""
+        errors: dict[str, str] = {}
+        for name, choices in (("type", ACTIVITY_TYPES), ("status", ACTIVITY_STATUSES),
+                              ("priority", ACTIVITY_PRIORITIES)):
+            if name in values and values[name] not in dict(choices):
+                errors[name] = f"Unknown {name} {values[name]!r}."
+        if "subject" in values:
+            values["subject"] = (values["subject"] or "").strip()
+            if not values["subject"]:
+                errors["subject"] = "A subject is required."
+        for name, (column, model) in LINKS.items():
+            value = values.get(column)
+            if value is not None and not self._exists(model, value):
+                errors[column] = f"That {name} does not exist or was deleted."
+        owner_id = values.get("owner_id")
+        if owner_id is not None and not self.session.scalar(
+            select(func.count()).select_from(User).where(User.id == owner_id, User.org_id == self.org_id)
+        ):
+            errors["owner_id"] = "That user is not in your organisation."
+        if errors:
+            raise ValidationError("Please correct the highlighted fields", errors)
+        if "status" in values:
+            was_completed = obj is not None and obj.status == "completed"
+            if values["status"] == "completed" and not was_completed:
+                values["completed_at"] = utcnow()
+            elif values["status"] != "completed":
+                values["completed_at"] = None
+        return values
+
+    def _exists(self, model: type, entity_id: uuid.UUID) -> bool:
+        return bool(self.session.scalar(
+            select(func.count()).select_from(model).where(model.id == entity_id, model.org_id == self.org_id)
+        ))
+
+    def _writable(self, values: dict[str, Any]) -> dict[str, Any]:
+        writable = super()._writable(values)
+        if "completed_at" in values:
+            writable["completed_at"] = values["completed_at"]
+        return writable
+
+    def create_activity(self, **values: Any) -> Activity:
+        """Create an activity (owned by the actor unless an owner is given)."""
+        obj = self.create(**values)
+        self.invalidate_stats()
+        return self.get(obj.id)
+
+    def update_activity(self, activity_id: uuid.UUID, **values: Any) -> Activity:
+        obj = self.update(activity_id, **values)
+        self.invalidate_stats()
+        return self.get(obj.id)
+
+    def set_completed(self, activity_id: uuid.UUID, *, completed: bool) -> Activity:
+        """One-click complete or reopen (reopened activities go back to pending)."""
+        return self.update_activity(activity_id, status="completed" if completed else "pending")
+
+    def delete_activity(self, activity_id: uuid.UUID) -> Activity:
+        """Soft delete: the activity can be restored (Undo) until the trash is purged."""
+        obj = self.delete(activity_id)
+        self.invalidate_stats()
+        return obj
+
+    def restore_activity(self, activity_id: uuid.UUID) -> Activity:
+        obj = self.restore(activity_id)
+        self.invalidate_stats()
+        return self.get(obj.id)
+
+    def delete_many(self, ids, *, criteria=()):  # type: ignore[override]
+        deleted = super().delete_many(ids, criteria=criteria)
+        self.invalidate_stats()
+        return deleted
+
+    def restore_many(self, ids):  # type: ignore[override]
+        restored = super().restore_many(ids)
+        self.invalidate_stats()
+        return restored
+
+    # --- stats -------------------------------------------------------------------
+
+    def invalidate_stats(self) -> None:
+        """Every cached stat of this organisation goes stale at once (a new generation)."""
+        invalidate_org_stats(self.org_id)
+
+    def _stats_generation(self) -> str:
+        key = stats_generation_key(self.org_id)
+        generation = cache_get(key)
+        if generation is None:
+            generation = uuid.uuid4().hex
+            cache_set(key, generation, timeout=0)
+        return generation
+
+    def get_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
+        """Totals per status and type plus due/overdue/completed counts: one aggregate, cached 60 s."""
+        cache_key = f"activity_stats:{self.org_id}:{self._stats_generation()}:{user_id or 'all'}"
+        cached = cache_get(cache_key)
+        if cached is not None:
+            return cached
+        now = now or utcnow()
+        today_start, today_end = day_bounds(now)
+        week_start, week_end = week_bounds(now)
+        columns = {
+            "total": func.count(),
+            "overdue": func.count().filter(_open(), Activity.due_at < now),
+            "due_today": func.count().filter(_open(), Activity.due_at >= today_start, Activity.due_at < today_end),
+            "due_this_week": func.count().filter(_open(), Activity.due_at >= week_start, Activity.due_at < week_end),
+            "completed_this_week": func.count().filter(
+                Activity.status == "completed", Activity.completed_at >= week_start, Activity.completed_at < week_end
+            ),
+            "open": func.count().filter(_open()),
+        }
+        columns |= {f"status_{key}": func.count().filter(Activity.status == key) for key, _ in ACTIVITY_STATUSES}
+        columns |= {f"type_{key}": func.count().filter(Activity.type == key) for key, _ in ACTIVITY_TYPES}
+        row = self._aggregate(columns, user_id)
+        stats = {
+            "total": row["total"],
+            "open": row["open"],
+            "overdue": row["overdue"],
+            "due_today": row["due_today"],
+            "due_this_week": row["due_this_week"],
+            "completed_this_week": row["completed_this_week"],
+            "by_status": {key: row[f"status_{key}"] for key, _ in ACTIVITY_STATUSES},
+            "by_type": {key: row[f"type_{key}"] for key, _ in ACTIVITY_TYPES},
+        }
+        cache_set(cache_key, stats, timeout=current_app.config.get("STATS_CACHE_TIMEOUT", 60))
+        return stats
+
+    def get_type_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
+        """Totals, overdue, per status and per priority: one aggregate."""
+        now = now or utcnow()
+        columns = {"total": func.count(), "overdue": func.count().filter(_open(), Activity.due_at < now)}
+        columns |= {f"status_{key}": func.count().filter(Activity.status == key) for key, _ in ACTIVITY_STATUSES}
+        columns |= {f"priority_{key}": func.count().filter(Activity.priority == key) for key, _ in ACTIVITY_PRIORITIES}
+        row = self._aggregate(columns, user_id)
+        return {
+            "total": row["total"],
+            "overdue": row["overdue"],
+            "by_status": {key: row[f"status_{key}"] for key, _ in ACTIVITY_STATUSES},
+            "by_priority": {key: row[f"priority_{key}"] for key, _ in ACTIVITY_PRIORITIES},
+        }
+
+    def _aggregate(self, columns: dict[str, Any], user_id: uuid.UUID | None) -> dict[str, int]:
+        stmt = self.scoped(select(*(column.label(name) for name, column in columns.items())).select_from(Activity))
+        stmt = stmt.where(Activity.deleted_at.is_(None))
+        if user_id is not None:
+            stmt = stmt.where(Activity.owner_id == user_id)
+        row = self.session.execute(stmt).mappings().one()
+        return {name: int(row[name] or 0) for name in columns}
+
+
+def invalidate_org_stats(org_id: uuid.UUID) -> None:
+    """Call after any change to an organisation's activities (also from other services)."""
+    cache_set(stats_generation_key(org_id), uuid.uuid4().hex, timeout=0)
+
+
+def get_stats(actor: Actor, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
+    return ActivityService(actor).get_stats(user_id=user_id, now=now)
+
+
+def get_type_stats(actor: Actor, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
+    return ActivityService(actor).get_type_stats(user_id=user_id, now=now)

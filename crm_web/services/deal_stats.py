@@ -1,0 +1,139 @@
+"""Deal statistics for the board header, the dashboard and the internal API: one aggregate each.
+
+Both use services/forecast.py's weighted_value(), the one written formula: open deals count
+value x probability / 100, won deals 100 %, lost deals 0 (a lost deal never adds to a forecast).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy.orm import Session
+
+from crm_web.extensions import db
+from crm_web.models import Deal, PipelineStage
+from crm_web.services.base import Actor
+from crm_web.services.forecast import weighted_value
+
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True)
+class PipelineStats:
+    total_count: int
+    open_count: int
+    won_count: int
+    lost_count: int
+    open_value: Decimal
+    won_value: Decimal
+    lost_value: Decimal
+    weighted_open_value: Decimal
+    win_rate: float  # percent of closed deals that were won; 0.0 when none closed
+    average_deal_size: Decimal  # average value of won deals
+    average_days_to_close: float | None  # won deals, created -> closed
+
+
+@dataclass(frozen=True)
+class ForecastMonth:
+    month: date  # the first day of the month
+    count: int
+    weighted: Decimal  # the formula: open x probability, won 100 %
+    best_case: Decimal  # every open and won deal at full value
+
+
+def _days_between(session: Session, start, end) -> ColumnElement:
+    if session.get_bind().dialect.name == "sqlite":
+        return func.julianday(end) - func.julianday(start)
+    return func.extract("epoch", end - start) / 86400.0
+
+
+def _month_key(session: Session, column) -> ColumnElement:
+    if session.get_bind().dialect.name == "sqlite":
+        return func.strftime("%Y-%m", column)
+    return func.to_char(column, "YYYY-MM")
+
+
+def _scope(actor: Actor, owner_id: uuid.UUID | None, pipeline_id: uuid.UUID | None = None) -> list[ColumnElement]:
+    criteria: list[ColumnElement] = [Deal.org_id == actor.org_id]
+    if owner_id is not None:
+        criteria.append(Deal.owner_id == owner_id)
+    if pipeline_id is not None:
+        criteria.append(Deal.pipeline_id == pipeline_id)
+    return criteria
+
+
+def _money(value) -> Decimal:
+    return Decimal(value or 0).quantize(Decimal("0.01"))
+
+
+def pipeline_stats(actor: Actor, *, owner_id: uuid.UUID | None = None,
+                   pipeline_id: uuid.UUID | None = None, session: Session | None = None) -> PipelineStats:
+    """Counts and values by status, weighted open value, win rate, average size and days to close: one query."""
+    session = session or db.session
+    is_open, is_won, is_lost = Deal.status == "open", Deal.status == "won", Deal.status == "lost"
+
+    def count_if(condition):
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    def sum_if(condition, value=Deal.value):
+        return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
+
+    won_days = case((and_(is_won, Deal.closed_at.is_not(None)), _days_between(session, Deal.created_at, Deal.closed_at)))
+    row = session.execute(
+        select(
+            func.count(Deal.id), count_if(is_open), count_if(is_won), count_if(is_lost),
+            sum_if(is_open), sum_if(is_won), sum_if(is_lost),
+            sum_if(is_open, weighted_value()),
+            func.avg(case((is_won, Deal.value))),
+            func.avg(won_days),
+        )
+        .select_from(Deal).outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
+        .where(*_scope(actor, owner_id, pipeline_id))
+    ).one()
+    total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted, avg_size, avg_days = row
+    closed = int(won_count) + int(lost_count)
+    return PipelineStats(
+        total_count=int(total), open_count=int(open_count), won_count=int(won_count), lost_count=int(lost_count),
+        open_value=_money(open_value), won_value=_money(won_value), lost_value=_money(lost_value),
+        weighted_open_value=_money(weighted),
+        win_rate=round(100.0 * int(won_count) / closed, 1) if closed else 0.0,
+        average_deal_size=_money(avg_size),
+        average_days_to_close=round(float(avg_days), 1) if avg_days is not None else None,
+    )
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def forecast(actor: Actor, *, months: int = 6, owner_id: uuid.UUID | None = None, today: date | None = None,
+             session: Session | None = None) -> list[ForecastMonth]:
+    """Weighted and best-case value by expected close month, this month and the next ones: one query.
+
+    Lost deals are excluded outright (they never add to a forecast); won deals count 100 %.
+    """
+    session = session or db.session
+    months = max(1, min(months, 24))
+    first = (today or date.today()).replace(day=1)
+    end = _add_months(first, months)
+    month = _month_key(session, Deal.expected_close_date).label("month")
+    rows = session.execute(
+        select(month, func.count(Deal.id), func.coalesce(func.sum(weighted_value()), 0),
+               func.coalesce(func.sum(Deal.value), 0))
+        .select_from(Deal).outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
+        .where(*_scope(actor, owner_id), Deal.status != "lost",
+               Deal.expected_close_date >= first, Deal.expected_close_date < end)
+        .group_by(month)
+    ).all()
+    found = {key: (int(count), _money(weighted), _money(best)) for key, count, weighted, best in rows}
+    result = []
+    for offset in range(months):
+        day = _add_months(first, offset)
+        count, weighted, best = found.get(day.strftime("%Y-%m"), (0, _money(0), _money(0)))
+        result.append(ForecastMonth(month=day, count=count, weighted=weighted, best_case=best))
+    return result

@@ -1,0 +1,434 @@
+"""Pipelines and their stages: settings, the per-org pipeline cache, and stage deal counts.
+
+Pipelines change rarely and are read on every board, deal form and move, so the org's
+pipelines with their stages are cached as plain dataclasses (one list key and one key per
+pipeline, PIPELINE_CACHE_TIMEOUT seconds) and every write here invalidates them. With Redis
+the cache is shared by all app processes, so a change is seen at once everywhere.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import case, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+
+from crm_web.errors import NotFound, ValidationError
+from crm_web.models import Deal, Pipeline, PipelineStage, Role
+from crm_web.permissions import require_role
+from crm_web.services.base import BaseService, integrity_to_validation
+from crm_web.services.cache import cache_delete, cache_get, cache_set
+
+STARTER_STAGES: list[tuple[str, int, str | None]] = [
+    ("New", 10, None), ("Qualified", 30, None), ("Proposal", 60, None), ("Won", 100, "won"), ("Lost", 0, "lost"),
+]
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    id: uuid.UUID
+    pipeline_id: uuid.UUID
+    name: str
+    position: int
+    probability: int
+    is_won: bool
+    is_lost: bool
+
+    @property
+    def is_closed(self) -> bool:
+        return self.is_won or self.is_lost
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    id: uuid.UUID
+    name: str
+    is_default: bool
+    position: int
+    currency: str
+    stages: tuple[StageInfo, ...] = ()
+
+    def stage(self, stage_id: uuid.UUID | None) -> StageInfo | None:
+        return next((s for s in self.stages if s.id == stage_id), None)
+
+    @property
+    def won_stage(self) -> StageInfo | None:
+        return next((s for s in self.stages if s.is_won), None)
+
+    @property
+    def lost_stage(self) -> StageInfo | None:
+        return next((s for s in self.stages if s.is_lost), None)
+
+    @property
+    def open_stages(self) -> list[StageInfo]:
+        return [s for s in self.stages if not s.is_closed]
+
+
+@dataclass(frozen=True)
+class StageCount:
+    deals: int = 0
+    open_value: Decimal = Decimal("0")
+
+
+@dataclass
+class PipelineSettings:
+    """The /pipelines page: every pipeline with its stages and each stage's deal count and open value."""
+
+    pipelines: list[PipelineInfo]
+    counts: dict[uuid.UUID, StageCount] = field(default_factory=dict)
+
+    def count(self, stage_id: uuid.UUID) -> StageCount:
+        return self.counts.get(stage_id, StageCount())
+
+    def pipeline_deals(self, pipeline: PipelineInfo) -> int:
+        return sum(self.count(s.id).deals for s in pipeline.stages)
+
+
+def _info(pipeline: Pipeline) -> PipelineInfo:
+    return PipelineInfo(
+        id=pipeline.id, name=pipeline.name, is_default=pipeline.is_default, position=pipeline.position,
+        currency=pipeline.currency,
+        stages=tuple(
+            StageInfo(id=s.id, pipeline_id=s.pipeline_id, name=s.name, position=s.position, probability=s.probability,
+                      is_won=s.is_won, is_lost=s.is_lost)
+            for s in sorted(pipeline.stages, key=lambda s: (s.position, s.name))
+        ),
+    )
+
+
+class PipelineService(BaseService[Pipeline]):
+    """Pipeline settings (managers and admins) and cached pipeline reads (everyone)."""
+
+    model = Pipeline
+    entity_type = "pipeline"
+
+    # --- cache -------------------------------------------------------------------
+
+    def _list_key(self) -> str:
+        return f"pipelines:{self.org_id}:list"
+
+    def _pipeline_key(self, pipeline_id: uuid.UUID) -> str:
+        return f"pipelines:{self.org_id}:{pipeline_id}"
+
+    @staticmethod
+    def _timeout() -> int:
+        return int(current_app.config.get("PIPELINE_CACHE_TIMEOUT", 300))
+
+    def invalidate(self, *pipeline_ids: uuid.UUID) -> None:
+        """Every pipeline or stage write ends here: drop the org's list and the touched pipelines."""
+        cache_delete(self._list_key(), *(self._pipeline_key(pid) for pid in pipeline_ids))
+
+    def _load(self, pipeline_id: uuid.UUID | None = None) -> list[PipelineInfo]:
+        # One statement: pipelines joined with their stages.
+        # populate_existing: what goes into the shared cache must be the database's truth,
+        # not a copy this session holds from before a bulk UPDATE.
+        stmt = self.scoped().options(joinedload(Pipeline.stages)).order_by(
+            Pipeline.position, Pipeline.name, Pipeline.id).execution_options(populate_existing=True)
+        if pipeline_id is not None:
+            stmt = stmt.where(Pipeline.id == pipeline_id)
+        return [_info(p) for p in self.session.scalars(stmt).unique().all()]
+
+    # --- reading -----------------------------------------------------------------
+
+    def pipeline_list(self) -> list[PipelineInfo]:
+        """The org's pipelines with their stages, in order (cached)."""
+        cached = cache_get(self._list_key())
+        if cached is not None:
+            return cached
+        pipelines = self._load()
+        cache_set(self._list_key(), pipelines, self._timeout())
+        return pipelines
+
+    def pipeline_get(self, pipeline_id: uuid.UUID) -> PipelineInfo:
+        """One pipeline with its stages (cached); another org's id is NotFound."""
+        cached = cache_get(self._pipeline_key(pipeline_id))
+        if cached is not None:
+            return cached
+        found = self._load(pipeline_id)
+        if not found:
+            raise NotFound("That pipeline does not exist.")
+        cache_set(self._pipeline_key(pipeline_id), found[0], self._timeout())
+        return found[0]
+
+    def board_pipeline(self, pipeline_id: uuid.UUID | None = None) -> tuple[PipelineInfo | None, list[PipelineInfo]]:
+        """The pipeline a board shows (the given one, else the default, else the first) and all of them."""
+        pipelines = self.pipeline_list()
+        if pipeline_id is not None:
+            chosen = next((p for p in pipelines if p.id == pipeline_id), None)
+            if chosen is None:
+                raise NotFound("That pipeline does not exist.")
+            return chosen, pipelines
+        chosen = next((p for p in pipelines if p.is_default), pipelines[0] if pipelines else None)
+        return chosen, pipelines
+
+    def stage_lookup(self, stage_id: uuid.UUID) -> tuple[PipelineInfo, StageInfo]:
+        """A stage of this org and its pipeline (from the cached list); unknown ids are NotFound."""
+        for pipeline in self.pipeline_list():
+            stage = pipeline.stage(stage_id)
+            if stage is not None:
+                return pipeline, stage
+        raise NotFound("That stage does not exist.")
+
+    def stage_counts(self, pipeline_id: uuid.UUID | None = None) -> dict[uuid.UUID, StageCount]:
+        """Deal count and open value of every stage, from one GROUP BY query."""
+        stmt = (
+            select(
+                Deal.stage_id,
+                func.count(Deal.id),
+                func.coalesce(func.sum(case((Deal.status == "open", Deal.value), else_=0)), 0),
+            )
+            .where(Deal.org_id == self.org_id, Deal.stage_id.is_not(None))
+            .group_by(Deal.stage_id)
+        )
+        if pipeline_id is not None:
+            stmt = stmt.where(Deal.pipeline_id == pipeline_id)
+        return {
+            stage_id: StageCount(deals=int(count), open_value=Decimal(value or 0))
+            for stage_id, count, value in self.session.execute(stmt)
+        }
+
+    def settings(self) -> PipelineSettings:
+        """The settings page: cached pipelines plus one aggregate for the stage counts."""
+        self._require_manager("manage pipelines")
+        return PipelineSettings(pipelines=self.pipeline_list(), counts=self.stage_counts())
+
+    def settings_pipeline(self, pipeline_id: uuid.UUID) -> PipelineInfo:
+        """A pipeline for a settings form (managers and admins only)."""
+        self._require_manager("manage pipelines")
+        return self.pipeline_get(pipeline_id)
+
+    def settings_stage(self, stage_id: uuid.UUID) -> tuple[PipelineInfo, StageInfo]:
+        """A stage for a settings form (managers and admins only)."""
+        self._require_manager("manage pipelines")
+        return self.stage_lookup(stage_id)
+
+    # --- pipeline writes ---------------------------------------------------------
+
+    def _require_manager(self, action: str = "manage pipelines") -> None:
+        require_role(self.actor.role, Role.MANAGER, action)
+
+    def check_can_manage(self) -> None:
+        """Only managers and admins see pipeline settings."""
+        self._require_manager()
+
+    def _pipeline_row(self, pipeline_id: uuid.UUID) -> Pipeline:
+        return self.get(pipeline_id, query=self.scoped())
+
+    def pipeline_create(self, *, name: str, currency: str = "USD", is_default: bool = False,
+                        starter_stages: bool = True) -> Pipeline:
+        """Managers create pipelines; a new default demotes the old one in the same transaction."""
+        self._require_manager("create pipelines")
+        position = self.session.scalar(self.scoped(select(func.coalesce(func.max(Pipeline.position), -1) + 1)))
+        pipeline = Pipeline(org_id=self.org_id, name=name.strip(), currency=currency, position=position or 0)
+        self.session.add(pipeline)
+        self.session.flush()
+        for index, (stage_name, probability, kind) in enumerate(STARTER_STAGES if starter_stages else []):
+            self.session.add(PipelineStage(org_id=self.org_id, pipeline_id=pipeline.id, name=stage_name,
+                                           position=index, probability=probability,
+                                           is_won=kind == "won", is_lost=kind == "lost"))
+        self.history(pipeline, "created")
+        demoted = self._make_default(pipeline) if is_default else []
+        self.commit()
+        self.invalidate(pipeline.id, *demoted)
+        return pipeline
+
+    def pipeline_update(self, pipeline_id: uuid.UUID, *, name: str, currency: str | None = None) -> Pipeline:
+        """Rename a pipeline (or change its currency)."""
+        self._require_manager("change pipelines")
+        pipeline = self._pipeline_row(pipeline_id)
+        values: dict[str, Any] = {"name": name.strip()}
+        if currency:
+            values["currency"] = currency
+        changes = {k: [getattr(pipeline, k), v] for k, v in values.items() if getattr(pipeline, k) != v}
+        for key, value in values.items():
+            setattr(pipeline, key, value)
+        if changes:
+            self.history(pipeline, "updated", changes)
+        self.commit()
+        self.invalidate(pipeline.id)
+        return pipeline
+
+    def pipeline_set_default(self, pipeline_id: uuid.UUID) -> Pipeline:
+        """Exactly one default per org: the previous default is demoted in the same transaction."""
+        self._require_manager("change the default pipeline")
+        pipeline = self._pipeline_row(pipeline_id)
+        demoted = self._make_default(pipeline)
+        self.history(pipeline, "updated", {"is_default": [False, True]})
+        self.commit()
+        self.invalidate(pipeline.id, *demoted)
+        return pipeline
+
+    def _make_default(self, pipeline: Pipeline) -> list[uuid.UUID]:
+        demoted = list(self.session.scalars(
+            self.scoped(select(Pipeline.id)).where(Pipeline.is_default.is_(True), Pipeline.id != pipeline.id)
+        ))
+        if demoted:
+            self.session.execute(
+                update(Pipeline).where(Pipeline.org_id == self.org_id, Pipeline.id.in_(demoted))
+                .values(is_default=False).execution_options(synchronize_session="evaluate")
+            )
+        # The partial unique index is checked per statement: the demotion must reach the
+        # database before the promotion, never in the same flush in arbitrary order.
+        self.session.flush()
+        pipeline.is_default = True
+        self.session.flush()
+        return demoted
+
+    def pipeline_delete(self, pipeline_id: uuid.UUID, *, move_to_stage_id: uuid.UUID | None = None) -> None:
+        """A pipeline holding deals is deleted only after its deals move to a stage of another pipeline."""
+        self._require_manager("delete pipelines")
+        pipeline = self._pipeline_row(pipeline_id)
+        if pipeline.is_default:
+            raise ValidationError("The default pipeline cannot be deleted. Make another pipeline the default first.",
+                                  {"move_to_stage_id": "Make another pipeline the default first."})
+        deals = self._deal_count(Deal.pipeline_id == pipeline.id)
+        target_pipeline: uuid.UUID | None = None
+        if deals:
+            if move_to_stage_id is None:
+                message = f"This pipeline holds {deals} deal(s). Choose a stage of another pipeline to move them to."
+                raise ValidationError(message, {"move_to_stage_id": message})
+            target_info, target = self.stage_lookup(move_to_stage_id)
+            if target.pipeline_id == pipeline.id:
+                raise ValidationError("Choose a stage of another pipeline.",
+                                      {"move_to_stage_id": "Choose a stage of another pipeline."})
+            self._move_all_deals(Deal.pipeline_id == pipeline.id, target)
+            target_pipeline = target_info.id
+        self.history(pipeline, "deleted")
+        self.session.delete(pipeline)  # stages go by ON DELETE CASCADE (passive_deletes)
+        self.commit()
+        self.invalidate(pipeline.id, *([target_pipeline] if target_pipeline else []))
+
+    # --- stage writes ------------------------------------------------------------
+
+    def _stage_row(self, stage_id: uuid.UUID) -> PipelineStage:
+        stage = self.session.scalars(
+            select(PipelineStage).where(PipelineStage.org_id == self.org_id, PipelineStage.id == stage_id)
+        ).one_or_none()
+        if stage is None:
+            raise NotFound("That stage does not exist.")
+        return stage
+
+    def _flush_stage(self, values: dict[str, Any]) -> None:
+        try:
+            self.session.flush()
+        except IntegrityError as error:
+            self.session.rollback()
+            raise self._stage_error(error, values) from error
+
+    @staticmethod
+    def _stage_error(error: IntegrityError, values: dict[str, Any]) -> ValidationError:
+        """Constraint -> field error. SQLite names no index in a UNIQUE failure, so the flags decide."""
+        mapped = integrity_to_validation(error)
+        if mapped.field_errors:
+            return mapped
+        if "pipeline_stages" in str(error.orig):
+            if values.get("is_won"):
+                return ValidationError("This pipeline already has a won stage.",
+                                       {"is_won": "This pipeline already has a won stage."})
+            if values.get("is_lost"):
+                return ValidationError("This pipeline already has a lost stage.",
+                                       {"is_lost": "This pipeline already has a lost stage."})
+        return mapped
+
+    def stage_create(self, pipeline_id: uuid.UUID, *, name: str, probability: int = 0, is_won: bool = False,
+                     is_lost: bool = False) -> PipelineStage:
+        """Add a stage at the end; the database refuses a second won/lost stage or a bad probability."""
+        self._require_manager("change stages")
+        pipeline = self._pipeline_row(pipeline_id)
+        position = self.session.scalar(
+            select(func.coalesce(func.max(PipelineStage.position), -1) + 1)
+            .where(PipelineStage.pipeline_id == pipeline.id)
+        )
+        values = {"name": name.strip(), "probability": probability, "is_won": bool(is_won), "is_lost": bool(is_lost)}
+        stage = PipelineStage(org_id=self.org_id, pipeline_id=pipeline.id, position=position or 0, **values)
+        self.session.add(stage)
+        self._flush_stage(values)
+        self.history(pipeline, "updated", {"stage_added": [None, stage.name]})
+        self.commit()
+        self.invalidate(pipeline.id)
+        return stage
+
+    def stage_update(self, stage_id: uuid.UUID, *, name: str, probability: int, is_won: bool,
+                     is_lost: bool) -> PipelineStage:
+        """Rename a stage, change its probability or its won/lost flag."""
+        self._require_manager("change stages")
+        stage = self._stage_row(stage_id)
+        values = {"name": name.strip(), "probability": probability, "is_won": bool(is_won), "is_lost": bool(is_lost)}
+        changes = {k: [getattr(stage, k), v] for k, v in values.items() if getattr(stage, k) != v}
+        for key, value in values.items():
+            setattr(stage, key, value)
+        self._flush_stage(values)
+        if changes:
+            record = {f"stage.{k}": v for k, v in changes.items()}
+            self.history(_StageRef(stage.pipeline_id, stage.name), "updated", record)
+        self.commit()
+        self.invalidate(stage.pipeline_id)
+        return stage
+
+    def stage_reorder(self, pipeline_id: uuid.UUID, stage_ids: Sequence[uuid.UUID]) -> None:
+        """The new order must list every stage of the pipeline exactly once (one executemany)."""
+        self._require_manager("reorder stages")
+        pipeline = self._pipeline_row(pipeline_id)
+        current = set(self.session.scalars(
+            select(PipelineStage.id).where(PipelineStage.pipeline_id == pipeline.id)
+        ))
+        if len(stage_ids) != len(current) or set(stage_ids) != current:
+            raise ValidationError("The stage list is out of date. Reload the page and try again.")
+        self.session.execute(
+            update(PipelineStage),
+            [{"id": stage_id, "position": index} for index, stage_id in enumerate(stage_ids)],
+        )
+        self.history(pipeline, "updated", {"stages_reordered": True})
+        self.commit()
+        self.invalidate(pipeline.id)
+
+    def stage_delete(self, stage_id: uuid.UUID, *, move_to_stage_id: uuid.UUID | None = None) -> None:
+        """A stage holding deals is deleted only after its deals move to another stage of the pipeline."""
+        self._require_manager("delete stages")
+        stage = self._stage_row(stage_id)
+        deals = self._deal_count(Deal.stage_id == stage.id)
+        if deals:
+            if move_to_stage_id is None:
+                message = f"This stage holds {deals} deal(s). Choose where to move them."
+                raise ValidationError(message, {"move_to_stage_id": message})
+            _, target = self.stage_lookup(move_to_stage_id)
+            if target.pipeline_id != stage.pipeline_id or target.id == stage.id:
+                message = "Choose another stage of the same pipeline."
+                raise ValidationError(message, {"move_to_stage_id": message})
+            self._move_all_deals(Deal.stage_id == stage.id, target)
+        self.history(_StageRef(stage.pipeline_id, stage.name), "updated", {"stage_deleted": [stage.name, None]})
+        self.session.delete(stage)
+        self.commit()
+        self.invalidate(stage.pipeline_id)
+
+    # --- helpers -----------------------------------------------------------------
+
+    def _deal_count(self, criterion: Any) -> int:
+        # Trashed deals count too: they would lose their stage when it goes.
+        return self.session.scalar(
+            select(func.count(Deal.id)).where(Deal.org_id == self.org_id, criterion)
+            .execution_options(include_deleted=True)
+        ) or 0
+
+    def _move_all_deals(self, criterion: Any, target: StageInfo) -> None:
+        from crm_web.services.deals import bulk_transition_values
+
+        self.session.execute(
+            update(Deal).where(Deal.org_id == self.org_id, criterion)
+            .values(pipeline_id=target.pipeline_id, version=Deal.version + 1, **bulk_transition_values(target))
+            .execution_options(synchronize_session=False)
+        )
+
+
+@dataclass(frozen=True)
+class _StageRef:
+    """Stage changes are recorded in the pipeline's history (stages have no history of their own)."""
+
+    id: uuid.UUID
+    name: str

@@ -1,0 +1,181 @@
+"""The kanban board over HTTP: page vs fragment, statement budgets, moves, load more, errors."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from crm_web.models import Deal
+from tests import factories
+from tests.conftest import HX, LOGIN_STATEMENTS
+
+
+@pytest.fixture
+def pipeline(org):
+    return factories.make_pipeline(org)
+
+
+@pytest.fixture
+def stages(pipeline):
+    return factories.stages_of(pipeline)
+
+
+def add_deals(org, pipeline, stages, per_stage, tag=None, company=None):
+    from crm_web.extensions import db
+
+    rows = [Deal(org_id=org.id, pipeline_id=pipeline.id, stage_id=stage.id, name=f"Deal {stage.name} {i}",
+                 value=Decimal(100), position=float(i), company_id=company.id if company else None,
+                 tags=[tag] if tag else [])
+            for stage in stages for i in range(per_stage)]
+    db.session.add_all(rows)
+    db.session.commit()
+
+
+def test_board_page(client, login, org, stages):
+    login("manager")
+    deal = factories.make_deal(org, stage=stages[1], name="Acme <b>renewal</b>", value=Decimal("1200"))
+    response = client.get("/deals/board")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "<html" in html and 'id="board"' in html
+    for stage in stages:
+        assert f'data-stage-id="{stage.id}"' in html
+    assert f'data-deal-id="{deal.id}"' in html
+    assert "Acme &lt;b&gt;renewal&lt;/b&gt;" in html  # escaped
+    assert "HX-Request" in response.headers["Vary"]
+    assert "js/board.js" in html
+
+
+def test_board_fragment(client, login, org, stages):
+    login("sales")
+    factories.make_deal(org, stage=stages[0])
+    response = client.get(f"/deals/board?pipeline={stages[0].pipeline_id}", headers=HX)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in html and 'id="board"' in html
+    assert response.headers["HX-Push-Url"].startswith("/deals/board?pipeline=")
+
+
+@pytest.mark.parametrize("per_stage,stage_count", [(1, 3), (100, 3), (1, 10), (50, 10)])
+def test_board_statement_budget(client, login, org, count_queries, per_stage, stage_count):
+    login("manager")
+    pipeline = factories.make_pipeline(org, stages=[(f"S{i}", 10, None) for i in range(stage_count)])
+    add_deals(org, pipeline, factories.stages_of(pipeline), per_stage, tag=factories.make_tag(org),
+              company=factories.make_company(org))
+    with count_queries() as q:
+        response = client.get("/deals/board")
+    assert response.status_code == 200
+    # cold pipeline cache, the header aggregate, the windowed cards, their tags
+    assert q.count == 4 + LOGIN_STATEMENTS, q
+    with count_queries() as q:
+        client.get("/deals/board")
+    assert q.count == 3 + LOGIN_STATEMENTS, q  # pipelines from the cache
+
+
+def test_board_filter_drives_cards_and_headers(client, login, org, stages, users):
+    login("manager")
+    factories.make_deal(org, stage=stages[0], name="Mine", value=Decimal("100"), owner_id=users["sales"].id)
+    factories.make_deal(org, stage=stages[0], name="Theirs", value=Decimal("900"), owner_id=users["admin"].id)
+    html = client.get(f"/deals/board?f=owner.equals.{users['sales'].id}").get_data(as_text=True)
+    assert "Mine" in html and "Theirs" not in html
+    assert "$100" in html and "$1,000" not in html
+    assert 'data-count>1<' in html
+    html = client.get("/deals/board?f=value.greaterThan.500", headers=HX).get_data(as_text=True)
+    assert "Theirs" in html and ">Mine<" not in html
+
+
+def test_board_bad_params(client, login, org, other_org, stages):
+    login("manager")
+    assert client.get("/deals/board?pipeline=junk").status_code == 400
+    assert client.get(f"/deals/board?pipeline={uuid.uuid4()}").status_code == 404
+    foreign = factories.make_pipeline(other_org)
+    assert client.get(f"/deals/board?pipeline={foreign.id}").status_code == 404
+    response = client.get("/deals/board?f=value.greaterThan.abc")
+    assert response.status_code == 422
+    assert client.get(f"/deals/board/column/{stages[0].id}?offset=-1").status_code == 400
+    assert client.get("/deals/board/column/not-a-uuid").status_code == 404
+
+
+def test_board_filter_builder_loads_on_demand(client, login, org, stages):
+    login("manager")
+    response = client.get(f"/deals/board/filter?pipeline={stages[0].pipeline_id}", headers=HX)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'id="filter-builder"' in html and "<html" not in html
+
+
+def test_load_more_fetches_one_column(client, login, org, pipeline, stages, count_queries):
+    login("manager")
+    add_deals(org, pipeline, stages[:2], 60)
+    html = client.get("/deals/board").get_data(as_text=True)
+    assert html.count("data-deal-id=") == 100  # 50 per column
+    assert html.count('class="load-more"') == 2
+    with count_queries() as q:
+        response = client.get(f"/deals/board/column/{stages[0].id}?offset=50", headers=HX)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in html
+    assert html.count("data-deal-id=") == 10 and "load-more" not in html
+    assert "Deal Lead in 59" in html and "Deal Proposal" not in html
+    assert q.count <= 2 + LOGIN_STATEMENTS, q
+
+
+# --- moves ---------------------------------------------------------------------------------
+
+
+def test_move_endpoint(client, login, org, stages, count_queries):
+    login("manager")
+    a = factories.make_deal(org, stage=stages[3], position=1.0, status="won")
+    deal = factories.make_deal(org, stage=stages[0], value=Decimal("1000"))
+    with count_queries() as q:
+        response = client.post(f"/deals/{deal.id}/move",
+                               data={"stage_id": str(stages[3].id), "after_id": str(a.id), "version": "1"},
+                               headers=HX)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert q.count <= 6, q
+    html = response.get_data(as_text=True)
+    assert f'id="stage-header-{stages[0].id}" hx-swap-oob="true"' in html
+    assert f'id="stage-header-{stages[3].id}" hx-swap-oob="true"' in html
+    assert 'id="board-totals" hx-swap-oob="true"' in html
+    assert '"deal-moved"' in response.headers["HX-Trigger"] and '"status": "won"' in response.headers["HX-Trigger"]
+    from crm_web.extensions import db
+
+    moved = db.session.get(Deal, deal.id, populate_existing=True)
+    assert moved.stage_id == stages[3].id and moved.status == "won" and moved.position == 0.0
+
+
+def test_move_errors(client, login, org, other_org, stages, users):
+    login("manager")
+    deal = factories.make_deal(org, stage=stages[0])
+    other_pipeline_stage = factories.stages_of(factories.make_pipeline(org, is_default=False))[0]
+    foreign_stage = factories.stages_of(factories.make_pipeline(other_org))[0]
+    foreign_deal = factories.make_deal(other_org, stage=foreign_stage)
+
+    def move(deal_id, **data):
+        return client.post(f"/deals/{deal_id}/move", data=data, headers=HX)
+
+    response = move(deal.id, stage_id=str(other_pipeline_stage.id))
+    assert response.status_code == 400 and response.headers["HX-Retarget"] == "#toasts"
+    assert move(deal.id, stage_id=str(foreign_stage.id)).status_code == 404
+    assert move(foreign_deal.id, stage_id=str(stages[1].id)).status_code == 404
+    assert move(deal.id, stage_id="junk").status_code == 400
+    assert move(deal.id).status_code == 400
+    assert move(deal.id, stage_id=str(stages[1].id), version="x").status_code == 400
+    assert move(deal.id, stage_id=str(stages[1].id), version="99").status_code == 409
+    assert client.post("/deals/not-a-uuid/move", data={"stage_id": str(stages[1].id)}).status_code == 404
+    response = client.post(f"/deals/{deal.id}/move", data={"stage_id": str(stages[1].id)}, headers=HX, csrf=False)
+    assert response.status_code == 400
+    login("sales")
+    assert move(deal.id, stage_id=str(stages[1].id)).status_code == 200  # unowned: anyone may move it
+    owned = factories.make_deal(org, stage=stages[0], owner_id=users["admin"].id)
+    assert move(owned.id, stage_id=str(stages[1].id)).status_code == 403
+
+
+def test_move_keeps_filter_for_headers(client, login, org, stages, users):
+    login("manager")
+    factories.make_deal(org, stage=stages[1], value=Decimal("500"), owner_id=users["admin"].id)
+    deal = factories.make_deal(org, stage=stages[0], value=Decimal("100"), owner_id=users["sales"].id)
+    response = client.post(f"/deals/{deal.id}/move?f=owner.equals.{users['sales'].id}",
+                           data={"stage_id": str(stages[1].id)}, headers=HX)
+    html = response.get_data(as_text=True)
+    header = html.split(f'id="stage-header-{stages[1].id}"')[1]
+    assert "data-count>1<" in header and "$100" in header

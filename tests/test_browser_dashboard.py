@@ -1,0 +1,35 @@
+"""The dashboard in Chromium: charts render with no console errors; the README screenshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.mark.browser
+def test_dashboard_renders_charts(page, live_server, browser_login):
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_viewport_size({"width": 1360, "height": 1100})
+    browser_login(page, "manager")
+    page.goto(f"{live_server}/?owner=all")
+    charts = page.locator("figure.chart svg[role=img]")
+    assert charts.count() == 5
+    for i in range(5):
+        box = charts.nth(i).bounding_box()
+        assert box and box["width"] > 250 and box["height"] > 90
+    assert page.locator("figure.chart rect.bar").count() > 10
+    assert page.locator(".kpi").count() == 6
+    # The owner switch swaps the panels in place (htmx) and pushes the URL.
+    page.select_option("#dashboard-owner", "me")
+    page.wait_for_url("**owner=me**")
+    assert page.locator("figure.chart svg[role=img]").count() == 5
+    page.goto(f"{live_server}/?owner=all")
+    page.wait_for_load_state("networkidle")
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
+    assert errors == []
