@@ -6,9 +6,10 @@ import uuid
 
 from flask import Response, redirect, request, url_for
 from flask_login import LoginManager
-from sqlalchemy import select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import joinedload
 
+from crm_web.database import CURRENT_ORG_INFO_KEY, CURRENT_ORG_SETTING
 from crm_web.models import User
 
 
@@ -26,8 +27,20 @@ def init_login(login_manager: LoginManager) -> None:
             key = uuid.UUID(user_id)
         except ValueError:
             return None
-        # One statement per request: the user with their organisation.
-        return db.session.scalar(select(User).options(joinedload(User.org)).where(User.id == key))
+        # One statement per request: the user with their organisation. On PostgreSQL the same
+        # statement sets the transaction's org for the row-level security policies (the second
+        # tenant wall, migrations/versions/0002_row_level_security.py); `users` has no policy itself.
+        query = select(User).options(joinedload(User.org)).where(User.id == key)
+        if db.session.get_bind().dialect.name != "postgresql":
+            return db.session.scalar(query)
+        query = query.add_columns(func.set_config(CURRENT_ORG_SETTING, cast(User.org_id, String), True))
+        row = db.session.execute(query).first()
+        if row is None:
+            return None
+        user = row[0]
+        # Later transactions of this request (after a service commit) re-apply it: database.py.
+        db.session.info[CURRENT_ORG_INFO_KEY] = str(user.org_id)
+        return user
 
     @login_manager.unauthorized_handler
     def unauthorized() -> Response:

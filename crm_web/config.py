@@ -62,6 +62,8 @@ def settings_from_env() -> dict:
         "RATELIMIT_STORAGE_URI": os.environ.get("REDIS_URL") or "memory://",
         # A Redis outage must not lock everyone out of signing in.
         "RATELIMIT_SWALLOW_ERRORS": True,
+        # ... nor make each sign-in wait out redis-py's default 5 s timeouts when Redis hangs.
+        "RATELIMIT_STORAGE_OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         "RATELIMIT_HEADERS_ENABLED": True,
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"),
     }

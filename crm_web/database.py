@@ -1,8 +1,17 @@
-"""Engine set-up that differs per database: SQLite needs foreign keys and real transactions."""
+"""Engine and session set-up that differs per database.
+
+SQLite needs foreign keys and real transactions. PostgreSQL gets the signed-in request's org
+re-applied to every transaction after the first (row-level security, see auth.load_user).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.orm import Session
+
+# The PostgreSQL setting the row-level security policies read, and where the session keeps it.
+CURRENT_ORG_SETTING = "app.current_org"
+CURRENT_ORG_INFO_KEY = "crm_current_org"
 
 
 def configure_engine(engine: Engine) -> None:
@@ -22,3 +31,15 @@ def configure_engine(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection):
         connection.exec_driver_sql("BEGIN")
+
+
+@event.listens_for(Session, "after_begin")
+def _reapply_current_org(session, transaction, connection):
+    # The user loader sets the org for the request's first transaction inside its own statement
+    # (transaction-local, so a pooled connection never carries it to another request). A service
+    # commit ends that transaction; the next one must set it again before its first statement.
+    # session.info lives as long as the scoped session, which is removed at app-context teardown.
+    org_id = session.info.get(CURRENT_ORG_INFO_KEY)
+    if org_id is None or connection.dialect.name != "postgresql":
+        return
+    connection.execute(select(func.set_config(CURRENT_ORG_SETTING, org_id, True)))
