@@ -39,6 +39,12 @@ HX = {"HX-Request": "true"}
 LOGIN_STATEMENTS = 1
 
 
+def tenant_statements(engine_name: str, *, commits: int) -> int:
+    """Statements re-applying the tenant (row-level security) setting: on PostgreSQL, one for each
+    transaction a request begins after a service commit (see crm_web/database.py)."""
+    return commits if engine_name == "postgresql" else 0
+
+
 def unavailable(what: str) -> None:
     """Skip locally, fail in CI: CI must run every kind of test."""
     if CI:
