@@ -110,13 +110,16 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     tag = factories.make_tag(org, name=f"{marker} Tag")
     trashed_contact = factories.make_contact(org, first_name=f"{marker}Trashed", owner_id=owner.id, **gone)
     trashed_deal = factories.make_deal(org, stage=stages[0], name=f"{marker} Trashed deal", owner_id=owner.id, **gone)
+    trashed_company = factories.make_company(org, name=f"{marker} Trashed company", owner_id=owner.id, **gone)
+    trashed_lead = factories.make_lead(org, first_name=f"{marker}TrashedLead", owner_id=owner.id, **gone)
     trashed_activity = factories.make_activity(org, subject=f"{marker} Trashed call", owner_id=owner.id, **gone)
     world = World(marker, org, users, stage_order=[s.id for s in stages])
     world.ids.update(
         org=org.id, pipeline=pipeline.id, stage=stages[0].id, stage2=stages[1].id, empty_stage=stages[2].id,
         spare_pipeline=spare.id, company=company.id, contact=contact.id, lead=lead.id, deal=deal.id,
         activity=activity.id, tag=tag.id, trashed_contact=trashed_contact.id, trashed_deal=trashed_deal.id,
-        trashed_activity=trashed_activity.id, sales=users["sales"].id, manager=users["manager"].id,
+        trashed_activity=trashed_activity.id, trashed_company=trashed_company.id, trashed_lead=trashed_lead.id,
+        sales=users["sales"].id, manager=users["manager"].id,
         admin=owner.id,
     )
     return world
@@ -155,6 +158,16 @@ def _deal_form(world: World) -> dict[str, Any]:
             "owner_id": str(world["admin"]), "company_id": "", "contact_id": "", "source": ""}
 
 
+def _company_form(world: World) -> dict[str, Any]:
+    return {"name": "Initech", "website": "https://initech.example", "size": "", "owner_id": str(world["admin"]),
+            "employee_count": "12", "annual_revenue": "1000"}
+
+
+def _lead_form(world: World) -> dict[str, Any]:
+    return {"first_name": "Peter", "last_name": "Gibbons", "email": "peter@initech.example", "source": "",
+            "score": "40", "estimated_value": "900", "owner_id": str(world["admin"])}
+
+
 def _ids(key: str) -> Form:
     return lambda world: {"ids": [str(world[key])]}
 
@@ -171,9 +184,35 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "dashboard.index"): Route(MEMBER),
     ("GET", "dashboard.panel"): Route(MEMBER, args={"panel": "=kpis"}),
     ("GET", "search.index"): Route(MEMBER, query="q=marker"),
-    # --- placeholders of areas not built yet ------------------------------------------------
+    # --- companies --------------------------------------------------------------------------
     ("GET", "companies.index"): Route(MEMBER),
+    ("GET", "companies.export"): Route(MEMBER),
+    ("GET", "companies.new"): Route(MEMBER),
+    ("POST", "companies.create"): Route(MEMBER, form=_company_form),
+    ("GET", "companies.detail"): Route(MEMBER, args={"company_id": "company"}),
+    ("GET", "companies.contacts"): Route(MEMBER, args={"company_id": "company"}),
+    ("GET", "companies.edit"): Route(OWNER, args={"company_id": "company"}),
+    ("POST", "companies.update"): Route(OWNER, args={"company_id": "company"}, form=_company_form),
+    ("POST", "companies.delete"): Route(OWNER, args={"company_id": "company"}, form=lambda w: {}),
+    ("POST", "companies.restore"): Route(OWNER, args={"company_id": "trashed_company"}, form=lambda w: {}),
+    ("POST", "companies.bulk_delete"): Route(OWNER, form=_ids("company")),
+    ("POST", "companies.restore_many"): Route(OWNER, form=_ids("trashed_company")),
+    # --- leads ------------------------------------------------------------------------------
     ("GET", "leads.index"): Route(MEMBER),
+    ("GET", "leads.export"): Route(MEMBER),
+    ("GET", "leads.new"): Route(MEMBER),
+    ("POST", "leads.create"): Route(MEMBER, form=_lead_form),
+    ("GET", "leads.detail"): Route(MEMBER, args={"lead_id": "lead"}),
+    ("GET", "leads.edit"): Route(OWNER, args={"lead_id": "lead"}),
+    ("POST", "leads.update"): Route(OWNER, args={"lead_id": "lead"}, form=_lead_form),
+    ("POST", "leads.set_status"): Route(OWNER, args={"lead_id": "lead"}, form=lambda w: {"status": "contacted"}),
+    ("GET", "leads.convert_form"): Route(OWNER, args={"lead_id": "lead"}),
+    ("POST", "leads.convert"): Route(OWNER, args={"lead_id": "lead"},
+                                    form=lambda w: {"create_deal": "y", "deal_name": "From lead", "deal_value": "500"}),
+    ("POST", "leads.delete"): Route(OWNER, args={"lead_id": "lead"}, form=lambda w: {}),
+    ("POST", "leads.restore"): Route(OWNER, args={"lead_id": "trashed_lead"}, form=lambda w: {}),
+    ("POST", "leads.bulk_delete"): Route(OWNER, form=_ids("lead")),
+    ("POST", "leads.restore_many"): Route(OWNER, form=_ids("trashed_lead")),
     # --- activities -------------------------------------------------------------------------
     ("GET", "activities.index"): Route(MEMBER),
     ("GET", "activities.new"): Route(MEMBER, query="contact={contact}"),
