@@ -17,9 +17,8 @@ def test_migrations_match_models(app):
     assert diff == []
 
 
-def test_pg_trgm_indexes_exist_on_postgresql(app, engine_name):
-    if engine_name != "postgresql":
-        return
+@pytest.mark.postgres_only
+def test_pg_trgm_indexes_exist_on_postgresql(app):
     from sqlalchemy import text
 
     with db.engine.connect() as connection:

@@ -1,10 +1,171 @@
-"""Companies (placeholder until its feature lands)."""
+"""Companies: list (search, filter builder, sort, pages, bulk delete, CSV), detail, contacts panel,
+forms, delete and undo."""
 
-from flask import Blueprint, render_template
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, redirect, url_for
+from flask_login import current_user
+
+from crm_web.csv_export import csv_response
+from crm_web.errors import BadRequest, ValidationError
+from crm_web.filters.fields import COMPANY_FILTERS
+from crm_web.forms.companies import CompanyForm
+from crm_web.htmx import hx_location, wants_fragment
+from crm_web.params import get_uuid_list
+from crm_web.rendering import render_page, with_toast
+from crm_web.services.base import Actor
+from crm_web.services.companies import CompanyService
+from crm_web.views.filtering import FilterBuilder, builder_fields, parse_filtered_list_query, render_list_page
+from crm_web.views.listing import ListQuery
 
 bp = Blueprint("companies", __name__)
 
+TABLE = "#company-table"
 
-@bp.route("/companies")
+
+def _service() -> CompanyService:
+    return CompanyService(Actor.of(current_user))
+
+
+def _plural(count: int) -> str:
+    return f"{count} compan{'ies' if count != 1 else 'y'}"
+
+
+def list_context(service: CompanyService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
+    """Everything the list page and its blocks show (4 statements whatever the page size)."""
+    page = service.list_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort,
+                             page=query.page, per_page=query.per_page)
+    choices = service.choices()
+    fields_meta = builder_fields(COMPANY_FILTERS, tags=choices.tags, choices={"owner": choices.owners})
+    return {"page": page, "choices": choices, "fields_meta": fields_meta, "query": query, "builder": builder,
+            "list_url": url_for("companies.index")}
+
+
+def _table(service: CompanyService, query: ListQuery, builder: FilterBuilder) -> Any:
+    """After a POST from the list: the table block with the list state of the query string."""
+    if not wants_fragment():
+        return redirect(query.url(url_for("companies.index")), 303)
+    return render_page("companies/index.html", block="company_table", **list_context(service, query, builder))
+
+
+@bp.get("/companies")
 def index():
-    return render_template("placeholder.html", title="Companies")
+    query, builder = parse_filtered_list_query(COMPANY_FILTERS)
+    return render_list_page("companies/index.html", table_block="company_table",
+                            **list_context(_service(), query, builder))
+
+
+@bp.get("/companies/export.csv")
+def export():
+    query, builder = parse_filtered_list_query(COMPANY_FILTERS)
+    if builder.has_errors:
+        raise BadRequest("Fix the filter before exporting: " + "; ".join(r.error for r in builder.all_rows if r.error))
+    service = _service()
+    rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
+    return csv_response("companies", service.EXPORT_HEADER, rows)
+
+
+# --- bulk delete (the list's per-row delete is a bulk delete of one) -----------------------------
+
+
+@bp.post("/companies/bulk/delete")
+def bulk_delete():
+    query, builder = parse_filtered_list_query(COMPANY_FILTERS)
+    service = _service()
+    deleted = service.delete_many(get_uuid_list("ids"))
+    return with_toast(_table(service, query, builder), f"Deleted {_plural(len(deleted))}.",
+                      undo_url=query.url(url_for("companies.restore_many")), undo_target=TABLE,
+                      undo_vals={"ids": [str(i) for i in deleted]})
+
+
+@bp.post("/companies/bulk/restore")
+def restore_many():
+    query, builder = parse_filtered_list_query(COMPANY_FILTERS)
+    service = _service()
+    restored = service.restore_many(get_uuid_list("ids"))
+    return with_toast(_table(service, query, builder), f"Restored {_plural(len(restored))}.")
+
+
+# --- detail, contacts panel, delete / restore ------------------------------------------------------
+
+
+@bp.get("/companies/<uuid:company_id>")
+def detail(company_id: uuid.UUID):
+    detail = _service().detail(company_id)
+    return render_page("companies/detail.html", detail=detail, company=detail.company)
+
+
+@bp.get("/companies/<uuid:company_id>/contacts")
+def contacts(company_id: uuid.UUID):
+    company, members = _service().contacts(company_id)
+    return render_page("companies/contacts.html", block="company_contacts", company=company, members=members)
+
+
+@bp.post("/companies/<uuid:company_id>/delete")
+def delete(company_id: uuid.UUID):
+    company = _service().delete(company_id)
+    if not wants_fragment():
+        return redirect(url_for("companies.index"), 303)
+    response = render_page("companies/detail.html", block="company_main", company=company, deleted=True)
+    return with_toast(response, f"Deleted {company.name}. Its contacts and deals are kept.",
+                      undo_url=url_for("companies.restore", company_id=company.id))
+
+
+@bp.post("/companies/<uuid:company_id>/restore")
+def restore(company_id: uuid.UUID):
+    company = _service().restore_company(company_id)
+    url = url_for("companies.detail", company_id=company.id)
+    return hx_location(url) if wants_fragment() else redirect(url, 303)
+
+
+# --- create / edit ----------------------------------------------------------------------------------
+
+
+def form_context(service: CompanyService, form: CompanyForm, company: Any = None) -> dict[str, Any]:
+    form.set_choices(owners=service.choices().owners)
+    return {"form": form, "company": company}
+
+
+def _save(service: CompanyService, form: CompanyForm, company: Any = None):
+    context = form_context(service, form, company)
+    if form.validate_on_submit():
+        try:
+            saved = (service.update_company(company.id, **form.values()) if company
+                     else service.create_company(**form.values()))
+        except ValidationError as error:
+            for key, message in error.field_errors.items():
+                if key in form:
+                    form[key].errors = [*form[key].errors, message]
+                else:
+                    form.form_errors.append(message)
+        else:
+            url = url_for("companies.detail", company_id=saved.id)
+            return hx_location(url) if wants_fragment() else redirect(url, 303)
+    return render_page("companies/form.html", block="company_form", status=422, **context)
+
+
+@bp.get("/companies/new")
+def new():
+    service = _service()
+    return render_page("companies/form.html", **form_context(service, CompanyForm(owner_id=current_user.id)))
+
+
+@bp.post("/companies")
+def create():
+    return _save(_service(), CompanyForm())
+
+
+@bp.get("/companies/<uuid:company_id>/edit")
+def edit(company_id: uuid.UUID):
+    service = _service()
+    company = service.editable(company_id)
+    return render_page("companies/form.html", **form_context(service, CompanyForm(obj=company), company))
+
+
+@bp.post("/companies/<uuid:company_id>")
+def update(company_id: uuid.UUID):
+    service = _service()
+    return _save(service, CompanyForm(), service.editable(company_id))

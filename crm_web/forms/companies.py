@@ -1,0 +1,47 @@
+"""Company form: the shape of input only (the service checks the owner against the organisation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import DecimalField, EmailField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
+
+from crm_web.forms import select_choices
+from crm_web.forms.contacts import _uuid_or_none
+from crm_web.models import COMPANY_SIZES
+
+OPTIONAL_TEXT = ("website", "email", "phone", "industry", "size", "description", "street", "city", "state",
+                 "postal_code", "country")
+
+
+class CompanyForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    website = StringField("Website", validators=[Optional(), Length(max=255)])
+    email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=254)])
+    phone = StringField("Phone", validators=[Optional(), Length(max=50)])
+    industry = StringField("Industry", validators=[Optional(), Length(max=100)])
+    size = SelectField("Size", choices=select_choices([("", "—"), *[(s, s) for s in COMPANY_SIZES]]), validators=[Optional()])
+    employee_count = IntegerField("Employees", validators=[Optional(), NumberRange(min=0, max=10_000_000)])
+    annual_revenue = DecimalField("Annual revenue", places=2,
+                                  validators=[Optional(), NumberRange(min=0, max=10**13)])
+    owner_id = SelectField("Owner", choices=[], coerce=_uuid_or_none, validate_choice=True)
+    street = StringField("Street", validators=[Optional(), Length(max=255)])
+    city = StringField("City", validators=[Optional(), Length(max=120)])
+    state = StringField("State / region", validators=[Optional(), Length(max=120)])
+    postal_code = StringField("Postal code", validators=[Optional(), Length(max=20)])
+    country = StringField("Country", validators=[Optional(), Length(max=120)])
+    description = TextAreaField("Description", validators=[Optional(), Length(max=10000)])
+
+    def set_choices(self, *, owners: list[tuple[Any, str]]) -> CompanyForm:
+        self.owner_id.choices = select_choices([(None, "— unassigned —"), *owners])
+        return self
+
+    def values(self) -> dict[str, Any]:
+        """The service's keyword arguments (empty optional strings become None)."""
+        data = {name: f.data for name, f in self._fields.items() if name != "csrf_token"}
+        for key in OPTIONAL_TEXT:
+            if data.get(key) == "":
+                data[key] = None
+        return data

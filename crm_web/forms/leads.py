@@ -1,0 +1,60 @@
+"""Lead forms: create/edit, one-click status and conversion (shape of input only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DecimalField, EmailField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
+
+from crm_web.forms import select_choices
+from crm_web.forms.contacts import _uuid_or_none
+from crm_web.models import LEAD_SOURCES, LEAD_STATUSES
+
+OPTIONAL_TEXT = ("email", "phone", "title", "company_name", "website", "source", "notes")
+MANUAL_STATUS_CHOICES = [(value, label) for value, label in LEAD_STATUSES if value != "converted"]
+
+
+class LeadForm(FlaskForm):
+    first_name = StringField("First name", validators=[DataRequired(), Length(max=100)])
+    last_name = StringField("Last name", validators=[Optional(), Length(max=100)])
+    email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=254)])
+    phone = StringField("Phone", validators=[Optional(), Length(max=50)])
+    title = StringField("Job title", validators=[Optional(), Length(max=150)])
+    company_name = StringField("Company", validators=[Optional(), Length(max=200)])
+    website = StringField("Website", validators=[Optional(), Length(max=255)])
+    source = SelectField("Source", choices=select_choices([("", "—"), *LEAD_SOURCES]), validators=[Optional()])
+    score = IntegerField("Score (0-100)", default=0, validators=[Optional(), NumberRange(min=0, max=100)])
+    estimated_value = DecimalField("Estimated value", places=2,
+                                   validators=[Optional(), NumberRange(min=0, max=10**11)])
+    owner_id = SelectField("Owner", choices=[], coerce=_uuid_or_none, validate_choice=True)
+    notes = TextAreaField("Notes", validators=[Optional(), Length(max=10000)])
+
+    def set_choices(self, *, owners: list[tuple[Any, str]]) -> LeadForm:
+        self.owner_id.choices = select_choices([(None, "— unassigned —"), *owners])
+        return self
+
+    def values(self) -> dict[str, Any]:
+        """The service's keyword arguments (empty optional strings become None)."""
+        data = {name: f.data for name, f in self._fields.items() if name != "csrf_token"}
+        for key in OPTIONAL_TEXT:
+            if data.get(key) == "":
+                data[key] = None
+        data["last_name"] = data.get("last_name") or ""
+        data["score"] = data.get("score") or 0
+        return data
+
+
+class LeadStatusForm(FlaskForm):
+    status = SelectField("Status", choices=select_choices(MANUAL_STATUS_CHOICES))
+
+
+class ConvertLeadForm(FlaskForm):
+    create_deal = BooleanField("Create a deal in the default pipeline", default=True)
+    deal_name = StringField("Deal name", validators=[Optional(), Length(max=200)])
+    deal_value = DecimalField("Deal value", places=2, validators=[Optional(), NumberRange(min=0, max=10**11)])
+
+    def values(self) -> dict[str, Any]:
+        return {"create_deal": bool(self.create_deal.data), "deal_name": self.deal_name.data or None,
+                "deal_value": self.deal_value.data}

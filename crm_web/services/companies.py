@@ -1,0 +1,339 @@
+"""Companies: the list (contact count and open deal value per row), the detail page (fields,
+stats, contacts with roles and counts, deals, activities), writes, soft delete and export.
+
+Query budgets: the list is three statements (count, rows with their annotations, tags); the
+detail page is five (company with owner and tags, one deal aggregate, one contact count,
+deals, activities); the contacts panel is three (company, contacts with their annotations,
+tags). Soft-deleting a company keeps its contacts and deals: nothing cascades.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, case, desc, exists, func, or_, select
+from sqlalchemy.orm import joinedload, selectinload
+
+from crm_web.errors import BadRequest, ValidationError
+from crm_web.filters.fields import COMPANY_FILTERS
+from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, User
+from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
+from crm_web.services.contacts import Choices, ContactService
+from crm_web.services.text_search import TextMatch, text_match
+
+DETAIL_DEALS_LIMIT = 50
+DETAIL_ACTIVITIES_LIMIT = 25
+COMPANY_CONTACTS_LIMIT = 200
+EXPORT_BATCH = 500
+
+
+@dataclass
+class CompanyRow:
+    """One list row: the company and its annotated numbers."""
+
+    company: Company
+    contact_count: int
+    open_deal_value: Decimal
+
+
+@dataclass
+class CompanyStats:
+    deal_count: int
+    open_deals: int
+    won_deals: int
+    lost_deals: int
+    total_deal_value: Decimal
+    won_deal_value: Decimal
+    contact_count: int
+
+
+@dataclass
+class CompanyContact:
+    """A contact of a company: primary (its primary company) and/or associated with a role."""
+
+    contact: Contact
+    is_primary: bool
+    role: str | None
+    deal_count: int
+    activity_count: int
+
+
+@dataclass
+class CompanyDetail:
+    company: Company
+    stats: CompanyStats
+    deals: list[Deal]
+    activities: list[Activity]
+
+
+def is_contact_of(company_id: Any) -> ColumnElement[bool]:
+    """A contact belongs to a company as its primary company or through an association row.
+
+    `company_id` is a UUID, or `Company.id` to correlate with an enclosing select of companies.
+    """
+    # correlate_except: two levels deep, auto-correlation would not reach the outer companies.
+    associated = (
+        select(ContactCompany.contact_id)
+        .where(ContactCompany.company_id == company_id)
+        .correlate_except(ContactCompany)
+    )
+    return or_(Contact.primary_company_id == company_id, Contact.id.in_(associated))
+
+
+def contact_count_expr(org_id: uuid.UUID) -> ColumnElement[int]:
+    """Live contacts of the enclosing select's company (a correlated scalar subquery)."""
+    return (
+        select(func.count(Contact.id))
+        .where(Contact.org_id == org_id, Contact.deleted_at.is_(None), is_contact_of(Company.id))
+        .correlate(Company)
+        .scalar_subquery()
+    )
+
+
+def open_deal_value_expr(org_id: uuid.UUID) -> ColumnElement[Decimal]:
+    """Sum of the enclosing company's live open deals (a correlated scalar subquery)."""
+    return (
+        select(func.coalesce(func.sum(Deal.value), 0))
+        .where(Deal.org_id == org_id, Deal.company_id == Company.id, Deal.status == "open",
+               Deal.deleted_at.is_(None))
+        .correlate(Company)
+        .scalar_subquery()
+    )
+
+
+class CompanyService(BaseService[Company]):
+    """Org-scoped companies; a deleted company's contacts and deals stay where they are."""
+
+    model = Company
+    entity_type = "company"
+    FILTER_FIELD_MAP = COMPANY_FILTERS
+    DEFAULT_SORT = "name"
+    WRITABLE_FIELDS = frozenset({
+        "name", "website", "email", "phone", "industry", "size", "employee_count", "annual_revenue",
+        "description", "street", "city", "state", "postal_code", "country", "owner_id",
+    })
+    SEARCH_COLUMNS = (Company.name, Company.industry, Company.city, Company.website)
+
+    @property
+    def SORT_FIELDS(self) -> dict[str, Any]:  # noqa: N802 - BaseService's name; annotations need the org
+        return {
+            "name": func.lower(Company.name),
+            "industry": func.lower(Company.industry),
+            "city": func.lower(Company.city),
+            "size": Company.employee_count,
+            "contacts": contact_count_expr(self.org_id),
+            "open_value": open_deal_value_expr(self.org_id),
+        }
+
+    def optimized_query(self) -> Select[Any]:
+        # Joined (not selectin) tags: the detail page's budget has room for one statement here.
+        return self.scoped().options(joinedload(Company.owner), joinedload(Company.tags))
+
+    # --- reading -----------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def criteria(
+        self, *, q: str = "", scope: str = "all", filter_spec: Any = None
+    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
+        """Search, "my companies" and the advanced filter as WHERE clauses (no joins), plus the search score."""
+        clauses: list[ColumnElement[bool]] = []
+        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
+        if match is not None:
+            clauses.append(match.clause)
+        if scope == "mine":
+            clauses.append(Company.owner_id == self.actor.user_id)
+        clause = self.filter_clause(filter_spec)
+        if clause is not None:
+            clauses.append(clause)
+        return clauses, match
+
+    def order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
+        """The requested order; an unsorted search ranks by similarity (PostgreSQL). Unknown keys: 400."""
+        try:
+            if match is not None and not sort and self.dialect == "postgresql":
+                return [match.score.desc(), *self.sort_clause(None)]
+            return self.sort_clause(sort)
+        except ValidationError as error:
+            raise BadRequest(error.message) from None
+
+    def list_rows(
+        self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None,
+        page: int = 1, per_page: int = 25,
+    ) -> Page[CompanyRow]:
+        """One page of companies with contact count and open deal value: three statements."""
+        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
+        order = self.order(sort, match)  # validates `sort` before any statement runs
+        per_page = max(1, min(per_page, MAX_PER_PAGE))
+        total = self.session.scalar(self.scoped(select(func.count(Company.id))).where(*criteria)) or 0
+        page = max(1, min(page, -(-total // per_page) or 1))
+        stmt = (
+            self.scoped(select(Company, contact_count_expr(self.org_id), open_deal_value_expr(self.org_id)))
+            .where(*criteria)
+            .options(joinedload(Company.owner), selectinload(Company.tags))
+            .order_by(*order)
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
+        rows = [
+            CompanyRow(company, int(contacts or 0), Decimal(open_value or 0))
+            for company, contacts, open_value in self.session.execute(stmt).all()
+        ]
+        return Page(items=rows, total=total, page=page, per_page=per_page)
+
+    def export_rows(
+        self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Every company of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
+        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
+        stmt = (
+            self.scoped(select(
+                Company.name, Company.industry, Company.website, Company.email, Company.phone, Company.size,
+                Company.employee_count, Company.annual_revenue, Company.city, Company.country, User.email,
+                contact_count_expr(self.org_id), open_deal_value_expr(self.org_id), Company.created_at,
+            ))
+            .outerjoin(User, User.id == Company.owner_id)
+            .where(*criteria)
+            .order_by(*self.order(sort, match))
+            .execution_options(yield_per=EXPORT_BATCH)
+        )
+        for row in self.session.execute(stmt):
+            yield tuple(row)
+
+    EXPORT_HEADER = ("Name", "Industry", "Website", "Email", "Phone", "Size", "Employees", "Annual revenue",
+                     "City", "Country", "Owner", "Contacts", "Open deal value", "Created")
+
+    def stats(self, company_id: uuid.UUID) -> CompanyStats:
+        """Deal counts and values in one aggregate, plus one count of contacts (primary + associated)."""
+        won, lost, open_ = (Deal.status == "won"), (Deal.status == "lost"), (Deal.status == "open")
+        deal_row = self.session.execute(
+            select(
+                func.count(Deal.id),
+                func.coalesce(func.sum(case((open_, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((won, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((lost, 1), else_=0)), 0),
+                func.coalesce(func.sum(Deal.value), 0),
+                func.coalesce(func.sum(case((won, Deal.value), else_=0)), 0),
+            ).where(Deal.org_id == self.org_id, Deal.company_id == company_id, Deal.deleted_at.is_(None))
+        ).one()
+        contact_count = self.session.scalar(
+            select(func.count(Contact.id)).where(
+                Contact.org_id == self.org_id, Contact.deleted_at.is_(None), is_contact_of(company_id)
+            )
+        ) or 0
+        deals, open_deals, won_deals, lost_deals, total_value, won_value = deal_row
+        return CompanyStats(
+            deal_count=int(deals), open_deals=int(open_deals), won_deals=int(won_deals), lost_deals=int(lost_deals),
+            total_deal_value=Decimal(total_value), won_deal_value=Decimal(won_value), contact_count=int(contact_count),
+        )
+
+    def detail(self, company_id: uuid.UUID) -> CompanyDetail:
+        """Everything the company page shows, in five statements whatever the company's size."""
+        company = self.get(company_id)
+        stats = self.stats(company_id)
+        deals = list(self.session.scalars(
+            select(Deal)
+            .where(Deal.org_id == self.org_id, Deal.company_id == company_id)
+            .options(joinedload(Deal.stage), joinedload(Deal.contact), joinedload(Deal.owner))
+            .order_by(Deal.created_at.desc(), Deal.id)
+            .limit(DETAIL_DEALS_LIMIT)
+        ))
+        activities = list(self.session.scalars(
+            select(Activity)
+            .where(Activity.org_id == self.org_id, Activity.company_id == company_id)
+            .options(joinedload(Activity.owner), joinedload(Activity.contact))
+            .order_by(Activity.created_at.desc(), Activity.id)
+            .limit(DETAIL_ACTIVITIES_LIMIT)
+        ))
+        return CompanyDetail(company=company, stats=stats, deals=deals, activities=activities)
+
+    def contacts(self, company_id: uuid.UUID, *, limit: int = COMPANY_CONTACTS_LIMIT) -> tuple[Company, list[CompanyContact]]:
+        """The company's contacts (primary first, then associated with their role), each with its
+        tags and deal and activity counts: three statements (company, contacts, tags)."""
+        company = self.get(company_id, query=self.scoped())
+        role = (
+            select(ContactCompany.role)
+            .where(ContactCompany.contact_id == Contact.id, ContactCompany.company_id == company_id)
+            .limit(1)
+            .correlate(Contact)
+            .scalar_subquery()
+        )
+        deal_count = (
+            select(func.count(Deal.id))
+            .where(Deal.contact_id == Contact.id, Deal.deleted_at.is_(None))
+            .correlate(Contact)
+            .scalar_subquery()
+        )
+        activity_count = (
+            select(func.count(Activity.id))
+            .where(Activity.contact_id == Contact.id, Activity.deleted_at.is_(None))
+            .correlate(Contact)
+            .scalar_subquery()
+        )
+        is_primary = Contact.primary_company_id == company_id
+        rows = self.session.execute(
+            select(Contact, role, deal_count, activity_count)
+            .where(Contact.org_id == self.org_id, is_contact_of(company_id))
+            .options(joinedload(Contact.primary_company), joinedload(Contact.owner), selectinload(Contact.tags))
+            .order_by(desc(case((is_primary, 1), else_=0)), func.lower(Contact.last_name),
+                      func.lower(Contact.first_name), Contact.id)
+            .limit(limit)
+        ).all()
+        return company, [
+            CompanyContact(contact, contact.primary_company_id == company_id, role_, int(deals or 0), int(acts or 0))
+            for contact, role_, deals, acts in rows
+        ]
+
+    def choices(self) -> Choices:
+        """The organisation's users and tags (owner selects, the filter builder): one statement."""
+        return ContactService(self.actor, self.session).choices()
+
+    # --- writing -----------------------------------------------------------------------
+
+    def clean(self, values: dict[str, Any], obj: Company | None = None) -> dict[str, Any]:
+        """A company needs a name; size is one of the known bands; the owner is a user of the org."""
+        errors: dict[str, str] = {}
+        for key, value in list(values.items()):
+            if isinstance(value, str):
+                values[key] = value.strip() or None
+        if "name" in values or obj is None:
+            if not values.get("name"):
+                errors["name"] = "A company needs a name."
+        if values.get("size") and values["size"] not in COMPANY_SIZES:
+            errors["size"] = "Choose one of the listed sizes."
+        for number in ("employee_count", "annual_revenue"):
+            if values.get(number) is not None and values[number] < 0:
+                errors[number] = "Cannot be negative."
+        if values.get("owner_id") and not self.session.scalar(
+            select(exists().where(User.id == values["owner_id"], User.org_id == self.org_id))
+        ):
+            errors["owner_id"] = "Choose a user of your organisation."
+        if errors:
+            raise ValidationError("Please correct the highlighted fields", errors)
+        return values
+
+    def create_company(self, **values: Any) -> Company:
+        """Create a company owned by the actor unless another owner is chosen."""
+        if not values.get("owner_id"):
+            values.pop("owner_id", None)
+        return self.create(**values)
+
+    def editable(self, company_id: uuid.UUID) -> Company:
+        """The company, if the actor may change it (sales: own or unowned) - for the edit form."""
+        company = self.get(company_id, query=self.scoped())
+        self.check_can_modify(company)
+        return company
+
+    def update_company(self, company_id: uuid.UUID, **values: Any) -> Company:
+        """Sales staff change their own (or unowned) companies; managers and admins any."""
+        return self.update(company_id, **values)
+
+    def restore_company(self, company_id: uuid.UUID) -> Company:
+        """Undo of a delete: the company comes back with the same contacts and deals."""
+        return self.restore(company_id)

@@ -1,0 +1,316 @@
+"""Leads: the list, the detail page, writes, the one-click status flow and conversion.
+
+Conversion turns a lead into a contact, a company (an existing live company of the same
+name, compared case-insensitively, else a new one) and optionally a deal in the default
+pipeline's first stage, all in one transaction. "converted" is reachable only that way, and
+only once: the lead row is locked (FOR UPDATE on PostgreSQL) and versioned, so two
+simultaneous conversions cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, exists, func, select
+from sqlalchemy.orm import joinedload, selectinload
+
+from crm_web.errors import BadRequest, Conflict, ValidationError
+from crm_web.filters.fields import LEAD_FILTERS
+from crm_web.models import (
+    LEAD_SOURCES,
+    LEAD_STATUSES,
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    Lead,
+    Pipeline,
+    PipelineStage,
+    User,
+    utcnow,
+)
+from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
+from crm_web.services.history import record_change
+from crm_web.services.contacts import Choices, ContactService
+from crm_web.services.text_search import TextMatch, text_match
+
+CONVERTED = "converted"
+# Statuses a click can set; "converted" is only reached by converting.
+MANUAL_STATUSES = tuple(value for value, _ in LEAD_STATUSES if value != CONVERTED)
+SOURCE_VALUES = frozenset(value for value, _ in LEAD_SOURCES)
+DETAIL_ACTIVITIES_LIMIT = 25
+EXPORT_BATCH = 500
+
+
+@dataclass
+class LeadDetail:
+    lead: Lead
+    activities: list[Activity]
+
+
+@dataclass
+class Conversion:
+    """What a lead became."""
+
+    lead: Lead
+    contact: Contact
+    company: Company | None
+    company_created: bool
+    deal: Deal | None
+
+
+class LeadService(BaseService[Lead]):
+    """Org-scoped leads; sales staff change only their own (or unowned) leads."""
+
+    model = Lead
+    entity_type = "lead"
+    FILTER_FIELD_MAP = LEAD_FILTERS
+    SORT_FIELDS = {
+        "name": (func.lower(Lead.last_name), func.lower(Lead.first_name)),
+        "company": func.lower(Lead.company_name),
+        "status": Lead.status,
+        "score": Lead.score,
+        "value": Lead.estimated_value,
+        "source": Lead.source,
+    }
+    WRITABLE_FIELDS = frozenset({
+        "first_name", "last_name", "email", "phone", "title", "company_name", "website", "source", "score",
+        "estimated_value", "notes", "owner_id",
+    })
+    SEARCH_COLUMNS = (Lead.first_name + " " + Lead.last_name, Lead.email, Lead.company_name)
+    EXPORT_HEADER = ("First name", "Last name", "Email", "Phone", "Title", "Company", "Website", "Source",
+                     "Status", "Score", "Estimated value", "Owner", "Created", "Converted")
+
+    def optimized_query(self) -> Select[Any]:
+        return self.scoped().options(joinedload(Lead.owner), selectinload(Lead.tags))
+
+    # --- reading -----------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def criteria(
+        self, *, q: str = "", scope: str = "all", filter_spec: Any = None
+    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
+        """Search, "my leads" and the advanced filter as WHERE clauses (no joins), plus the search score."""
+        clauses: list[ColumnElement[bool]] = []
+        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
+        if match is not None:
+            clauses.append(match.clause)
+        if scope == "mine":
+            clauses.append(Lead.owner_id == self.actor.user_id)
+        clause = self.filter_clause(filter_spec)
+        if clause is not None:
+            clauses.append(clause)
+        return clauses, match
+
+    def order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
+        """The requested order; an unsorted search ranks by similarity (PostgreSQL). Unknown keys: 400."""
+        try:
+            if match is not None and not sort and self.dialect == "postgresql":
+                return [match.score.desc(), *self.sort_clause(None)]
+            return self.sort_clause(sort)
+        except ValidationError as error:
+            raise BadRequest(error.message) from None
+
+    def list_leads(
+        self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None,
+        page: int = 1, per_page: int = 25,
+    ) -> Page[Lead]:
+        """One page of leads with owner and tags: three statements (count, rows, tags)."""
+        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
+        order = self.order(sort, match)
+        per_page = max(1, min(per_page, MAX_PER_PAGE))
+        total = self.session.scalar(self.scoped(select(func.count(Lead.id))).where(*criteria)) or 0
+        page = max(1, min(page, -(-total // per_page) or 1))
+        rows = self.session.scalars(
+            self.optimized_query().where(*criteria).order_by(*order).limit(per_page).offset((page - 1) * per_page)
+        ).unique().all()
+        return Page(items=list(rows), total=total, page=page, per_page=per_page)
+
+    def export_rows(
+        self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Every lead of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
+        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
+        stmt = (
+            self.scoped(select(
+                Lead.first_name, Lead.last_name, Lead.email, Lead.phone, Lead.title, Lead.company_name,
+                Lead.website, Lead.source, Lead.status, Lead.score, Lead.estimated_value, User.email,
+                Lead.created_at, Lead.converted_at,
+            ))
+            .outerjoin(User, User.id == Lead.owner_id)
+            .where(*criteria)
+            .order_by(*self.order(sort, match))
+            .execution_options(yield_per=EXPORT_BATCH)
+        )
+        for row in self.session.execute(stmt):
+            yield tuple(row)
+
+    def detail(self, lead_id: uuid.UUID) -> LeadDetail:
+        """The lead with owner, tags and what it became, plus its recent activities."""
+        lead = self.get(lead_id, query=self.scoped().options(
+            joinedload(Lead.owner), selectinload(Lead.tags), joinedload(Lead.converted_contact),
+            joinedload(Lead.converted_company), joinedload(Lead.converted_deal),
+        ))
+        activities = list(self.session.scalars(
+            select(Activity)
+            .where(Activity.org_id == self.org_id, Activity.lead_id == lead_id)
+            .options(joinedload(Activity.owner))
+            .order_by(Activity.created_at.desc(), Activity.id)
+            .limit(DETAIL_ACTIVITIES_LIMIT)
+        ))
+        return LeadDetail(lead=lead, activities=activities)
+
+    def choices(self) -> Choices:
+        """The organisation's users and tags (owner selects, the filter builder): one statement."""
+        return ContactService(self.actor, self.session).choices()
+
+    def default_pipeline(self) -> tuple[Pipeline, PipelineStage] | None:
+        """The organisation's default pipeline and its first stage, if both exist (one statement)."""
+        row = self.session.execute(
+            select(Pipeline, PipelineStage)
+            .join(PipelineStage, PipelineStage.pipeline_id == Pipeline.id)
+            .where(Pipeline.org_id == self.org_id, Pipeline.is_default.is_(True))
+            .order_by(PipelineStage.position, PipelineStage.id)
+            .limit(1)
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    # --- writing -----------------------------------------------------------------------
+
+    def clean(self, values: dict[str, Any], obj: Lead | None = None) -> dict[str, Any]:
+        """A lead needs a first name; score is 0-100; value is not negative; the owner is in the org."""
+        errors: dict[str, str] = {}
+        for key, value in list(values.items()):
+            if isinstance(value, str):
+                values[key] = value.strip() or (None if key != "last_name" else "")
+        if ("first_name" in values or obj is None) and not values.get("first_name"):
+            errors["first_name"] = "A lead needs a first name."
+        if values.get("score") is None and "score" in values:
+            values["score"] = 0
+        if values.get("score") is not None and not 0 <= values["score"] <= 100:
+            errors["score"] = "Score must be between 0 and 100."
+        if values.get("estimated_value") is not None and values["estimated_value"] < 0:
+            errors["estimated_value"] = "Cannot be negative."
+        if values.get("source") and values["source"] not in SOURCE_VALUES:
+            errors["source"] = "Choose one of the listed sources."
+        if values.get("owner_id") and not self.session.scalar(
+            select(exists().where(User.id == values["owner_id"], User.org_id == self.org_id))
+        ):
+            errors["owner_id"] = "Choose a user of your organisation."
+        if errors:
+            raise ValidationError("Please correct the highlighted fields", errors)
+        return values
+
+    def create_lead(self, **values: Any) -> Lead:
+        """A new lead starts as "new", owned by the actor unless another owner is chosen."""
+        if not values.get("owner_id"):
+            values.pop("owner_id", None)
+        return self.create(**values)
+
+    def editable(self, lead_id: uuid.UUID) -> Lead:
+        """The lead, if the actor may change it (sales: own or unowned) - for edit and convert forms."""
+        lead = self.get(lead_id, query=self.scoped())
+        self.check_can_modify(lead)
+        return lead
+
+    def update_lead(self, lead_id: uuid.UUID, **values: Any) -> Lead:
+        """Sales staff change their own (or unowned) leads; managers and admins any."""
+        return self.update(lead_id, **values)
+
+    def set_status(self, lead_id: uuid.UUID, *, status: str) -> Lead:
+        """One click moves a lead between new/contacted/qualified/unqualified; a converted lead stays converted."""
+        if status not in MANUAL_STATUSES:
+            if status == CONVERTED:
+                raise ValidationError("A lead becomes converted only by converting it.", {"status": "Use Convert."})
+            raise ValidationError(f"Unknown status {status[:40]!r}.", {"status": "Unknown status."})
+        lead = self.get(lead_id, query=self.scoped())
+        self.check_can_modify(lead)
+        if lead.status == CONVERTED:
+            raise Conflict("This lead is already converted; its status cannot change.")
+        if lead.status != status:
+            self.history(lead, "updated", {"status": [lead.status, status]})
+            lead.status = status
+            self.commit()
+        return lead
+
+    def convert(
+        self, lead_id: uuid.UUID, *, create_deal: bool = True, deal_name: str | None = None,
+        deal_value: Decimal | None = None,
+    ) -> Conversion:
+        """Lead -> contact (+ company found by name or created, + optional deal), in one transaction."""
+        lead = self.get(lead_id, query=self.scoped().options(selectinload(Lead.tags)).with_for_update(of=Lead))
+        self.check_can_modify(lead)
+        if lead.status == CONVERTED or lead.converted_at is not None:
+            raise Conflict(f"{lead.full_name or 'This lead'} was already converted; a lead converts only once.")
+        if deal_value is not None and deal_value < 0:
+            raise ValidationError("Please correct the highlighted fields", {"deal_value": "Cannot be negative."})
+        target = self.default_pipeline() if create_deal else None
+        if create_deal and target is None:
+            raise ValidationError(
+                "There is no default pipeline with a stage to put the deal in.",
+                {"create_deal": "There is no default pipeline: set one in Settings, or convert without a deal."},
+            )
+        owner_id = lead.owner_id or self.actor.user_id
+        company, company_created = self._company_for(lead, owner_id)
+        # Ids chosen here so the rows can point at each other before the single flush.
+        contact = Contact(
+            id=uuid.uuid4(), org_id=self.org_id, first_name=lead.first_name, last_name=lead.last_name or "", email=lead.email,
+            phone=lead.phone, title=lead.title, lead_source=lead.source, notes=lead.notes, status="prospect",
+            owner_id=owner_id, primary_company_id=company.id if company else None, tags=list(lead.tags),
+        )
+        self.session.add(contact)
+        deal = None
+        if target is not None:
+            pipeline, stage = target
+            deal = Deal(
+                id=uuid.uuid4(), org_id=self.org_id, contact_id=contact.id, name=(deal_name or "").strip() or self._deal_name(lead, company),
+                value=deal_value if deal_value is not None else (lead.estimated_value or Decimal("0")),
+                currency=pipeline.currency, pipeline_id=pipeline.id, stage_id=stage.id, status="open",
+                source=lead.source, owner_id=owner_id, company_id=company.id if company else None,
+                stage_changed_at=utcnow(),
+            )
+            self.session.add(deal)
+        lead.status = CONVERTED
+        lead.converted_at = utcnow()
+        lead.converted_contact_id = contact.id
+        lead.converted_company_id = company.id if company else None
+        lead.converted_deal_id = deal.id if deal else None
+        self.history(lead, "converted", {
+            "contact_id": str(contact.id),
+            "company_id": str(company.id) if company else None,
+            "deal_id": str(deal.id) if deal else None,
+        })
+        for entity_type, created in (("contact", contact), ("company", company if company_created else None),
+                                     ("deal", deal)):
+            if created is not None:
+                record_change(self.session, self.actor, entity_type, created, "created", {"from_lead": str(lead.id)})
+        self.commit()
+        return Conversion(lead=lead, contact=contact, company=company, company_created=company_created, deal=deal)
+
+    def _company_for(self, lead: Lead, owner_id: uuid.UUID | None) -> tuple[Company | None, bool]:
+        """The live company named like the lead's company (case-insensitive), else a new one."""
+        name = (lead.company_name or "").strip()
+        if not name:
+            return None, False
+        existing = self.session.scalars(
+            select(Company)
+            .where(Company.org_id == self.org_id, func.lower(Company.name) == name.lower())
+            .order_by(Company.created_at, Company.id)
+            .limit(1)
+        ).first()
+        if existing is not None:
+            return existing, False
+        company = Company(id=uuid.uuid4(), org_id=self.org_id, name=name, website=lead.website, owner_id=owner_id)
+        self.session.add(company)
+        return company, True
+
+    @staticmethod
+    def _deal_name(lead: Lead, company: Company | None) -> str:
+        return f"{company.name if company else lead.full_name} deal"[:200]
