@@ -17,6 +17,7 @@ from crm_web.models.base import (
     TimestampMixin,
     VersionedMixin,
 )
+from crm_web.models.mixins import trash_index
 
 ACTIVITY_TYPES = [("task", "Task"), ("note", "Note"), ("call", "Call"), ("email", "Email"), ("meeting", "Meeting")]
 ACTIVITY_STATUSES = [
@@ -38,6 +39,7 @@ class Activity(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMi
         Index("ix_activities_company", "company_id"),
         Index("ix_activities_deal", "deal_id"),
         Index("ix_activities_lead", "lead_id"),
+        trash_index("activities"),
     )
 
     type: Mapped[str] = mapped_column(String(20), default="task")

@@ -16,7 +16,7 @@ from crm_web.models.base import (
     TimestampMixin,
     VersionedMixin,
 )
-from crm_web.models.mixins import AddressMixin, search_key_index, trigram_index
+from crm_web.models.mixins import AddressMixin, search_key_index, trash_index, trigram_index
 from crm_web.models.tag import Tag, company_tags
 
 COMPANY_SIZES = ["1-10", "11-50", "51-200", "201-500", "501-1000", "1000+"]
@@ -26,6 +26,7 @@ class Company(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMix
     __tablename__ = "companies"
     __table_args__ = (
         Index("ix_companies_org_name", "org_id", "name"),
+        trash_index("companies"),
         trigram_index("company_name_search_idx", "name"),
     )
 

@@ -18,7 +18,7 @@ from crm_web.models.base import (
     TimestampMixin,
     VersionedMixin,
 )
-from crm_web.models.mixins import full_name, search_key_index, trigram_index
+from crm_web.models.mixins import full_name, search_key_index, trash_index, trigram_index
 from crm_web.models.tag import Tag, lead_tags
 
 LEAD_STATUSES = [
@@ -35,6 +35,7 @@ class Lead(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin,
     __table_args__ = (
         Index("ix_leads_org_status", "org_id", "status"),
         Index("ix_leads_org_created", "org_id", "created_at"),
+        trash_index("leads"),
         CheckConstraint("score >= 0 AND score <= 100", name="lead_score_valid_range"),
         trigram_index("lead_name_search_idx", "first_name", "last_name"),
         trigram_index("lead_email_search_idx", "email"),

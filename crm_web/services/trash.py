@@ -186,8 +186,10 @@ class TrashService:
         q: str = "",
         refs: Sequence[TrashRef] | None = None,
         deleted_before: datetime | None = None,
+        newest: int | None = None,
     ):
-        """All trashed rows of the org as one UNION ALL subquery of (entity_type, id, label, deleted_at, deleted_by_id)."""
+        """All trashed rows of the org as one UNION ALL subquery of (entity_type, id, label, deleted_at, deleted_by_id);
+        with `newest`, only the newest `newest` rows of each table (enough for any page up to that row)."""
         wanted_ids: dict[str, list[uuid.UUID]] | None = None
         if refs is not None:
             wanted_ids = defaultdict(list)
@@ -215,6 +217,12 @@ class TrashService:
                 stmt = stmt.where(model.id.in_(wanted_ids[kind.name]))
             if deleted_before is not None:
                 stmt = stmt.where(model.deleted_at < deleted_before)
+            if newest is not None:
+                # The list's order restricted to one table (its entity_type is constant), so these rows
+                # hold every row of that table the page can show; a backward scan of ix_<table>_org_trashed
+                # serves it. Wrapped: SQLite allows no ORDER BY/LIMIT inside a compound select.
+                branch = stmt.order_by(model.deleted_at.desc(), model.id).limit(newest).subquery()
+                stmt = select(*branch.c)
             selects.append(stmt)
         if not selects:
             return None
@@ -251,7 +259,9 @@ class TrashService:
             select(func.count()).select_from(trash).execution_options(include_deleted=True)
         ) or 0
         page = max(1, min(page, max(1, math.ceil(total / per_page))))
-        items = self._items(trash, limit=per_page, offset=(page - 1) * per_page) if total else []
+        offset = (page - 1) * per_page
+        newest = self._union(entity_type=entity_type, q=q.strip(), newest=offset + per_page)
+        items = self._items(newest, limit=per_page, offset=offset) if total else []
         return Page(items=items, total=total, page=page, per_page=per_page)
 
     def resolve(self, refs: Sequence[TrashRef]) -> list[TrashItem]:
