@@ -184,10 +184,19 @@ class BaseService(Generic[M]):
             self.scoped(select(func.count()).select_from(self.model)).where(*criteria)
         ) or 0
         page = max(1, min(page, max(1, math.ceil(total / per_page))))
-        rows = self.session.scalars(
-            stmt.where(*criteria).order_by(*self.sort_clause(sort)).limit(per_page).offset((page - 1) * per_page)
-        ).unique().all()
+        order = self.sort_clause(sort)
+        page_ids = self.page_ids(self.scoped(select(self.model.id)).where(*criteria), order,
+                                 per_page=per_page, page=page)
+        rows = self.session.scalars(stmt.where(self.model.id.in_(page_ids)).order_by(*order)).unique().all()
         return Page(items=list(rows), total=total, page=page, per_page=per_page)
+
+    @staticmethod
+    def page_ids(ids: Select[Any], order: Sequence[Any], *, per_page: int, page: int) -> Any:
+        """The ids of one page as a subquery: the filtered set is sorted and cut to the page BEFORE
+        eager joins and per-row counts run, so they run for the page's rows only (docs/benchmarks.md).
+        `ids` selects the model's id with the criteria and any joins the order needs; the outer
+        statement repeats `order` (the IN list has none) over those few rows."""
+        return ids.order_by(*order).limit(per_page).offset((page - 1) * per_page).scalar_subquery()
 
     def list(
         self,

@@ -173,13 +173,12 @@ class CompanyService(BaseService[Company]):
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         total = self.session.scalar(self.scoped(select(func.count(Company.id))).where(*criteria)) or 0
         page = max(1, min(page, -(-total // per_page) or 1))
+        page_ids = self.page_ids(self.scoped(select(Company.id)).where(*criteria), order, per_page=per_page, page=page)
         stmt = (
             self.scoped(select(Company, contact_count_expr(self.org_id), open_deal_value_expr(self.org_id)))
-            .where(*criteria)
+            .where(Company.id.in_(page_ids))
             .options(joinedload(Company.owner), selectinload(Company.tags))
             .order_by(*order)
-            .limit(per_page)
-            .offset((page - 1) * per_page)
         )
         rows = [
             CompanyRow(company, int(contacts or 0), Decimal(open_value or 0))

@@ -169,8 +169,12 @@ class ContactService(BaseService[Contact]):
         total = self.session.scalar(self.scoped(select(func.count()).select_from(Contact)).where(*criteria)) or 0
         pages = max(1, -(-total // per_page))
         page = max(1, min(page, pages))
+        # The joins only serve the company/owner sorts; PostgreSQL drops them when the order does not use them.
+        ids = (self.scoped(select(Contact.id)).outerjoin(Contact.primary_company).outerjoin(Contact.owner)
+               .where(*criteria))
+        page_ids = self.page_ids(ids, order, per_page=per_page, page=page)
         rows = self.session.execute(
-            self._rows_query().where(*criteria).order_by(*order).limit(per_page).offset((page - 1) * per_page)
+            self._rows_query().where(Contact.id.in_(page_ids)).order_by(*order)
         ).unique().all()
         items = [ContactRow(contact, deals or 0, activities or 0) for contact, deals, activities in rows]
         return Page(items=items, total=total, page=page, per_page=per_page)
