@@ -85,13 +85,28 @@ def is_contact_of(company_id: Any) -> ColumnElement[bool]:
 
 
 def contact_count_expr(org_id: uuid.UUID) -> ColumnElement[int]:
-    """Live contacts of the enclosing select's company (a correlated scalar subquery)."""
-    return (
+    """Live contacts of the enclosing select's company: those with it as primary company plus those
+    associated with it that have another (or no) primary company — the same set as is_contact_of.
+
+    Two index lookups (ix_contacts_org_company, ix_contact_companies_company) instead of one
+    count over is_contact_of, whose OR no index serves: that scanned every contact per company row."""
+    live = (Contact.org_id == org_id, Contact.deleted_at.is_(None))
+    primary = (
         select(func.count(Contact.id))
-        .where(Contact.org_id == org_id, Contact.deleted_at.is_(None), is_contact_of(Company.id))
+        .where(*live, Contact.primary_company_id == Company.id)
         .correlate(Company)
         .scalar_subquery()
     )
+    # (contact_id, company_id) is unique, so no contact is counted twice.
+    associated = (
+        select(func.count(Contact.id))
+        .join(ContactCompany, ContactCompany.contact_id == Contact.id)
+        .where(*live, ContactCompany.company_id == Company.id,
+               or_(Contact.primary_company_id.is_(None), Contact.primary_company_id != Company.id))
+        .correlate(Company)
+        .scalar_subquery()
+    )
+    return primary + associated
 
 
 def open_deal_value_expr(org_id: uuid.UUID) -> ColumnElement[Decimal]:
