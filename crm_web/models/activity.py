@@ -35,6 +35,7 @@ class Activity(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMi
     __table_args__ = (
         Index("ix_activities_org_status_due", "org_id", "status", "due_at"),
         Index("ix_activities_org_owner_status", "org_id", "owner_id", "status"),
+        Index("ix_activities_org_owner_due", "org_id", "owner_id", "due_at"),
         Index("ix_activities_contact", "contact_id"),
         Index("ix_activities_company", "company_id"),
         Index("ix_activities_deal", "deal_id"),

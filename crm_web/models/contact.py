@@ -46,6 +46,7 @@ class Contact(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMix
         Index("ix_contacts_org_last_first", "org_id", "last_name", "first_name"),
         Index("ix_contacts_org_email", "org_id", "email"),
         Index("ix_contacts_org_company", "org_id", "primary_company_id"),
+        Index("ix_contacts_org_last_activity", "org_id", "last_activity_at"),
         trash_index("contacts"),
         trigram_index("contact_name_search_idx", "first_name", "last_name"),
         trigram_index("contact_email_search_idx", "email"),
