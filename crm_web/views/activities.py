@@ -14,7 +14,7 @@ from crm_web.filters.fields import ACTIVITY_FILTERS
 from crm_web.htmx import hx_trigger, wants_fragment
 from crm_web.models import utcnow
 from crm_web.params import get_choice_param, get_uuid_param
-from crm_web.rendering import render_page, with_toast
+from crm_web.rendering import render_page, with_toast, with_undo
 from crm_web.services.activities import QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
 from crm_web.services.base import Actor
 from crm_web.views.filtering import builder_fields, parse_filtered_list_query, render_list_page
@@ -174,9 +174,21 @@ def delete(activity_id: uuid.UUID):
     if not wants_fragment():
         return redirect(url_for("activities.index"), code=303)
     response = render_page(INDEX, block="deleted_row", activity=activity)
-    return with_toast(response, f"Deleted “{activity.subject}”.",
-                      undo_url=url_for("activities.restore", activity_id=activity.id),
-                      undo_target=f"#activity-{activity.id}")
+    return hx_trigger(with_undo(response, f"Deleted “{activity.subject}”.",
+                                undo_url=url_for("activities.restore", activity_id=activity.id),
+                                target=f"#activity-{activity.id}"), "activities-changed")
+
+
+@bp.post("/activities/<uuid:activity_id>/timeline-delete")
+def timeline_delete(activity_id: uuid.UUID):
+    """A delete from a record's timeline: the item becomes a placeholder; Undo's restore sends
+    activities-toggled, on which the timeline reloads itself with the item back in place."""
+    activity = _service().delete_activity(activity_id)
+    if not wants_fragment():
+        return redirect(url_for("activities.index"), code=303)
+    response = render_page(TIMELINE, block="deleted_item", activity=activity)
+    return hx_trigger(with_undo(response, f"Deleted “{activity.subject}”.",
+                                undo_url=url_for("activities.restore", activity_id=activity.id)), "activities-changed")
 
 
 @bp.post("/activities/<uuid:activity_id>/restore")

@@ -15,7 +15,7 @@ from crm_web.filters.fields import LEAD_FILTERS
 from crm_web.forms.leads import MANUAL_STATUS_CHOICES, ConvertLeadForm, LeadForm, LeadStatusForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_uuid_list
-from crm_web.rendering import render_page, with_toast
+from crm_web.rendering import plural, render_page, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.leads import LeadService
 from crm_web.views.filtering import FilterBuilder, builder_fields, parse_filtered_list_query, render_list_page
@@ -28,10 +28,6 @@ TABLE = "#lead-table"
 
 def _service() -> LeadService:
     return LeadService(Actor.of(current_user))
-
-
-def _plural(count: int) -> str:
-    return f"{count} lead{'s' if count != 1 else ''}"
 
 
 def _apply_errors(form: Any, error: ValidationError) -> None:
@@ -86,9 +82,8 @@ def bulk_delete():
     query, builder = parse_filtered_list_query(LEAD_FILTERS)
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
-    return with_toast(_table(service, query, builder), f"Deleted {_plural(len(deleted))}.",
-                      undo_url=query.url(url_for("leads.restore_many")), undo_target=TABLE,
-                      undo_vals={"ids": [str(i) for i in deleted]})
+    return with_undo(_table(service, query, builder), f"Deleted {plural(len(deleted), 'lead')}.",
+                     undo_url=query.url(url_for("leads.restore_many")), ids=deleted, target=TABLE)
 
 
 @bp.post("/leads/bulk/restore")
@@ -96,7 +91,7 @@ def restore_many():
     query, builder = parse_filtered_list_query(LEAD_FILTERS)
     service = _service()
     restored = service.restore_many(get_uuid_list("ids"))
-    return with_toast(_table(service, query, builder), f"Restored {_plural(len(restored))}.")
+    return with_toast(_table(service, query, builder), f"Restored {plural(len(restored), 'lead')}.")
 
 
 # --- detail, status, delete / restore ---------------------------------------------------------------
@@ -126,7 +121,7 @@ def delete(lead_id: uuid.UUID):
     if not wants_fragment():
         return redirect(url_for("leads.index"), 303)
     response = render_page("leads/detail.html", block="lead_main", lead=lead, deleted=True)
-    return with_toast(response, f"Deleted {lead.full_name}.", undo_url=url_for("leads.restore", lead_id=lead.id))
+    return with_undo(response, f"Deleted {lead.full_name}.", undo_url=url_for("leads.restore", lead_id=lead.id))
 
 
 @bp.post("/leads/<uuid:lead_id>/restore")
