@@ -1,9 +1,9 @@
 """Companies: the list (contact count and open deal value per row), the detail page (fields,
-stats, contacts with roles and counts, deals, activities), writes, soft delete and export.
+stats, contacts with roles and counts, deals, history), writes, soft delete and export.
 
 Query budgets: the list is three statements (count, rows with their annotations, tags); the
 detail page is five (company with owner and tags, one deal aggregate, one contact count,
-deals, activities); the contacts panel is three (company, contacts with their annotations,
+deals, history); the contacts panel is three (company, contacts with their annotations,
 tags). Soft-deleting a company keeps its contacts and deals: nothing cascades.
 """
 
@@ -20,13 +20,13 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.errors import BadRequest, ValidationError
 from crm_web.filters.fields import COMPANY_FILTERS
-from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, User
+from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory, User
 from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
 from crm_web.services.contacts import Choices, ContactService
+from crm_web.services.history import history_for
 from crm_web.services.text_search import TextMatch, text_match
 
 DETAIL_DEALS_LIMIT = 50
-DETAIL_ACTIVITIES_LIMIT = 25
 COMPANY_CONTACTS_LIMIT = 200
 EXPORT_BATCH = 500
 
@@ -67,7 +67,7 @@ class CompanyDetail:
     company: Company
     stats: CompanyStats
     deals: list[Deal]
-    activities: list[Activity]
+    history: list[RecordHistory]
 
 
 def is_contact_of(company_id: Any) -> ColumnElement[bool]:
@@ -244,14 +244,8 @@ class CompanyService(BaseService[Company]):
             .order_by(Deal.created_at.desc(), Deal.id)
             .limit(DETAIL_DEALS_LIMIT)
         ))
-        activities = list(self.session.scalars(
-            select(Activity)
-            .where(Activity.org_id == self.org_id, Activity.company_id == company_id)
-            .options(joinedload(Activity.owner), joinedload(Activity.contact))
-            .order_by(Activity.created_at.desc(), Activity.id)
-            .limit(DETAIL_ACTIVITIES_LIMIT)
-        ))
-        return CompanyDetail(company=company, stats=stats, deals=deals, activities=activities)
+        history = history_for(self.actor, self.entity_type, company_id, session=self.session)
+        return CompanyDetail(company=company, stats=stats, deals=deals, history=history)
 
     def contacts(self, company_id: uuid.UUID, *, limit: int = COMPANY_CONTACTS_LIMIT) -> tuple[Company, list[CompanyContact]]:
         """The company's contacts (primary first, then associated with their role), each with its

@@ -35,7 +35,6 @@ from crm_web.services.history import history_for, record_change
 from crm_web.services.text_search import text_match
 
 EXPORT_BATCH = 500
-TIMELINE_LIMIT = 50
 
 
 @dataclass
@@ -55,7 +54,6 @@ class ContactRow:
 class ContactDetail:
     contact: Contact
     deals: list[Deal]
-    activities: list[Activity]
     links: list[ContactCompany] = field(default_factory=list)
     duplicate: Twin | None = None
     history: list[Any] = field(default_factory=list)
@@ -211,7 +209,9 @@ class ContactService(BaseService[Contact]):
         )
 
     def contact_detail(self, contact_id: uuid.UUID) -> ContactDetail:
-        """The contact (with any live email twin), companies, tags, deals, timeline and history: 6 statements."""
+        """The contact (with any live email twin), companies, tags, deals and history: 5 statements.
+
+        The activity timeline is a panel of its own (ActivityService.timeline), loaded after the page."""
         twin = aliased(Contact)
 
         def twin_column(column: Any) -> Any:
@@ -233,16 +233,10 @@ class ContactService(BaseService[Contact]):
             select(Deal).where(Deal.org_id == self.org_id, Deal.contact_id == contact.id)
             .options(joinedload(Deal.stage)).order_by(Deal.created_at.desc())
         ).all()
-        activities = self.session.scalars(
-            select(Activity).where(Activity.org_id == self.org_id, Activity.contact_id == contact.id)
-            .options(joinedload(Activity.owner))
-            .order_by(func.coalesce(Activity.completed_at, Activity.created_at).desc(), Activity.id)
-            .limit(TIMELINE_LIMIT)
-        ).all()
         links = [link for link in contact.company_links if link.company is not None]
         duplicate = Twin(twin_id, twin_name.strip()) if twin_id else None
         history = history_for(self.actor, self.entity_type, contact.id, session=self.session)
-        return ContactDetail(contact, list(deals), list(activities), links, duplicate, history)
+        return ContactDetail(contact, list(deals), links, duplicate, history)
 
     def duplicate_of(self, email: str | None, *, exclude_id: uuid.UUID | None = None) -> Contact | None:
         """Another live contact of the organisation with this email (case-insensitive), if any."""

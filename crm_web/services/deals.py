@@ -28,7 +28,7 @@ from crm_web.errors import BadRequest, Conflict, NotFound, ValidationError
 from crm_web.models import Company, Contact, Deal, RecordHistory, User, utcnow
 from crm_web.services.base import BaseService, Page, integrity_to_validation
 from crm_web.services.forecast import weighted_value
-from crm_web.services.history import snapshot_changes
+from crm_web.services.history import history_for, snapshot_changes
 from crm_web.services.pipelines import PipelineInfo, PipelineService, StageInfo
 
 BOARD_PAGE_SIZE = 50
@@ -242,12 +242,7 @@ class DealService(BaseService[Deal]):
         """The deal with its relations, its pipeline and stage (cached) and its history."""
         deal = self.get(deal_id)
         pipeline = next((p for p in self.pipelines.pipeline_list() if p.id == deal.pipeline_id), None)
-        history = list(self.session.scalars(
-            select(RecordHistory).options(joinedload(RecordHistory.actor))
-            .where(RecordHistory.org_id == self.org_id, RecordHistory.entity_type == "deal",
-                   RecordHistory.entity_id == deal.id)
-            .order_by(RecordHistory.created_at.desc()).limit(50)
-        ))
+        history = history_for(self.actor, self.entity_type, deal.id, session=self.session)
         return DealDetail(deal=deal, pipeline=pipeline, stage=pipeline.stage(deal.stage_id) if pipeline else None,
                           history=history)
 

@@ -23,18 +23,18 @@ from crm_web.filters.fields import LEAD_FILTERS
 from crm_web.models import (
     LEAD_SOURCES,
     LEAD_STATUSES,
-    Activity,
     Company,
     Contact,
     Deal,
     Lead,
     Pipeline,
     PipelineStage,
+    RecordHistory,
     User,
     utcnow,
 )
 from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
-from crm_web.services.history import record_change
+from crm_web.services.history import history_for, record_change
 from crm_web.services.contacts import Choices, ContactService
 from crm_web.services.text_search import TextMatch, text_match
 
@@ -42,14 +42,13 @@ CONVERTED = "converted"
 # Statuses a click can set; "converted" is only reached by converting.
 MANUAL_STATUSES = tuple(value for value, _ in LEAD_STATUSES if value != CONVERTED)
 SOURCE_VALUES = frozenset(value for value, _ in LEAD_SOURCES)
-DETAIL_ACTIVITIES_LIMIT = 25
 EXPORT_BATCH = 500
 
 
 @dataclass
 class LeadDetail:
     lead: Lead
-    activities: list[Activity]
+    history: list[RecordHistory]
 
 
 @dataclass
@@ -153,19 +152,12 @@ class LeadService(BaseService[Lead]):
             yield tuple(row)
 
     def detail(self, lead_id: uuid.UUID) -> LeadDetail:
-        """The lead with owner, tags and what it became, plus its recent activities."""
+        """The lead with owner, tags and what it became, plus its history (the timeline is its own panel)."""
         lead = self.get(lead_id, query=self.scoped().options(
             joinedload(Lead.owner), selectinload(Lead.tags), joinedload(Lead.converted_contact),
             joinedload(Lead.converted_company), joinedload(Lead.converted_deal),
         ))
-        activities = list(self.session.scalars(
-            select(Activity)
-            .where(Activity.org_id == self.org_id, Activity.lead_id == lead_id)
-            .options(joinedload(Activity.owner))
-            .order_by(Activity.created_at.desc(), Activity.id)
-            .limit(DETAIL_ACTIVITIES_LIMIT)
-        ))
-        return LeadDetail(lead=lead, activities=activities)
+        return LeadDetail(lead=lead, history=history_for(self.actor, self.entity_type, lead_id, session=self.session))
 
     def choices(self) -> Choices:
         """The organisation's users and tags (owner selects, the filter builder): one statement."""
