@@ -248,3 +248,17 @@ def test_dashboard_panels_listen_to_deal_and_activity_events(client, login):
     login("manager")
     html = client.get("/").get_data(as_text=True)
     assert "deals-changed from:body" in html and "activities-changed from:body" in html
+
+
+# --- global search -----------------------------------------------------------------------------------
+
+
+def test_global_search_links_to_detail_pages(client, login, org, stages):
+    login("admin")
+    contact = factories.make_contact(org, first_name="Zebulon", last_name="Quark")
+    company = factories.make_company(org, name="Zebulon Works")
+    lead = factories.make_lead(org, first_name="Zebulon", last_name="Lead")
+    deal = factories.make_deal(org, stage=stages[0], name="Zebulon deal")
+    html = client.get("/search?q=zebulon", headers=HX).get_data(as_text=True)
+    for url in (f"/contacts/{contact.id}", f"/companies/{company.id}", f"/leads/{lead.id}", f"/deals/{deal.id}"):
+        assert f'href="{url}"' in html, url
