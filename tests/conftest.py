@@ -45,6 +45,18 @@ def tenant_statements(engine_name: str, *, commits: int) -> int:
     return commits if engine_name == "postgresql" else 0
 
 
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.postgres_only` tests run only with the PostgreSQL app (never skipped on SQLite)."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_sqlite = callspec is not None and callspec.params.get("app") == "sqlite"
+        (drop if on_sqlite and item.get_closest_marker("postgres_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def unavailable(what: str) -> None:
     """Skip locally, fail in CI: CI must run every kind of test."""
     if CI:

@@ -85,9 +85,8 @@ def test_search_contains_each_word(people, users, engine_name):
         assert len(found) == 2
 
 
-def test_search_is_typo_tolerant_on_postgresql(people, users, engine_name):
-    if engine_name != "postgresql":
-        pytest.skip("trigram similarity is PostgreSQL only")
+@pytest.mark.postgres_only
+def test_search_is_typo_tolerant_on_postgresql(people, users):
     page = svc(users["admin"]).contact_list(q="jonh smiht")
     assert page.items and page.items[0].contact.first_name == "John"
 

@@ -6,7 +6,6 @@ so it tests the engine, not the app. Expected rows are computed by hand from ROW
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from werkzeug.datastructures import MultiDict
 
@@ -51,9 +50,8 @@ from crm_web.filters import (
     parse_filter,
 )
 from crm_web.filters.spec import MAX_CONDITIONS, OPERATORS_BY_TYPE, RELATIVE_RANGES
+from tests.conftest import postgres_database
 
-CI = os.environ.get("CI", "").lower() == "true"
-PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 NOW = datetime(2026, 3, 11, 12, 0, tzinfo=timezone.utc)  # a Wednesday
 
 
@@ -164,23 +162,8 @@ def _load(engine: Engine) -> None:
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     """A throw-away PostgreSQL database (skipped locally if unreachable, required with CI=true)."""
-    admin_url = make_url(PG_ADMIN_URL).set(database="postgres")
-    name = f"crm_filters_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
-        admin.dispose()
-        if CI:
-            pytest.fail(f"PostgreSQL is required when CI=true ({error})", pytrace=False)
-        pytest.skip("PostgreSQL is not available")
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database("crm_filters") as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -1,5 +1,6 @@
 """The migrations build the same schema as the models, on both engines."""
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -13,9 +14,8 @@ def test_migrations_match_models(app):
     assert diff == []
 
 
-def test_pg_trgm_indexes_exist_on_postgresql(app, engine_name):
-    if engine_name != "postgresql":
-        return
+@pytest.mark.postgres_only
+def test_pg_trgm_indexes_exist_on_postgresql(app):
     from sqlalchemy import text
 
     with db.engine.connect() as connection:
