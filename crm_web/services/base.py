@@ -14,14 +14,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm_web.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
-from crm_web.models import Role, SoftDeleteMixin, User, utcnow
+from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import has_role, require_role
 from crm_web.services.history import record_change, snapshot_changes
 
@@ -61,6 +61,14 @@ class Actor:
 
     def has_role(self, role: Role) -> bool:
         return has_role(self.role, role)
+
+
+@dataclass
+class Choices:
+    """The organisation's users and tags, for owner pickers, tag pickers and the filter builder."""
+
+    owners: list[tuple[uuid.UUID, str]]
+    tags: list[tuple[uuid.UUID, str]]
 
 
 @dataclass
@@ -201,6 +209,23 @@ class BaseService(Generic[M]):
         clause = self.filter_clause(filter_spec)
         all_criteria = [*criteria, *([clause] if clause is not None else [])]
         return self.paginate(self.optimized_query(), criteria=all_criteria, sort=sort, page=page, per_page=per_page)
+
+    # --- pickers -----------------------------------------------------------------
+
+    def _active_users(self) -> Select[Any]:
+        return select(User.id, User.name, literal("owner").label("kind")).where(
+            User.org_id == self.org_id, User.active.is_(True))
+
+    def owner_choices(self) -> list[tuple[uuid.UUID, str]]:
+        """The organisation's active users, for owner pickers (one statement)."""
+        return [(row[0], row[1]) for row in self.session.execute(self._active_users().order_by(User.name))]
+
+    def choices(self) -> Choices:
+        """Active users and tags in ONE statement (a UNION ALL), for pickers and the filter builder."""
+        tags = select(Tag.id, Tag.name, literal("tag").label("kind")).where(Tag.org_id == self.org_id)
+        rows = self.session.execute(self._active_users().union_all(tags).order_by("kind", "name")).all()
+        return Choices(owners=[(r[0], r[1]) for r in rows if r[2] == "owner"],
+                       tags=[(r[0], r[1]) for r in rows if r[2] == "tag"])
 
     # --- permissions -------------------------------------------------------------
 

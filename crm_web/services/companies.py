@@ -22,7 +22,6 @@ from crm_web.errors import BadRequest, ValidationError
 from crm_web.filters.fields import COMPANY_FILTERS
 from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory, User
 from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
-from crm_web.services.contacts import Choices, ContactService
 from crm_web.services.history import history_for
 from crm_web.services.text_search import TextMatch, text_match
 
@@ -283,10 +282,6 @@ class CompanyService(BaseService[Company]):
             CompanyContact(contact, contact.primary_company_id == company_id, role_, int(deals or 0), int(acts or 0))
             for contact, role_, deals, acts in rows
         ]
-
-    def choices(self) -> Choices:
-        """The organisation's users and tags (owner selects, the filter builder): one statement."""
-        return ContactService(self.actor, self.session).choices()
 
     # --- writing -----------------------------------------------------------------------
 

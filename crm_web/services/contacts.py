@@ -66,14 +66,6 @@ class Twin(NamedTuple):
     full_name: str
 
 
-@dataclass
-class Choices:
-    """The organisation's users and tags, for owner pickers, tag pickers and the filter builder."""
-
-    owners: list[tuple[uuid.UUID, str]]
-    tags: list[tuple[uuid.UUID, str]]
-
-
 def _deal_count() -> Any:
     return (
         select(func.count(Deal.id))
@@ -183,22 +175,11 @@ class ContactService(BaseService[Contact]):
         for contact, deals, activities in result:
             yield ContactRow(contact, deals or 0, activities or 0)
 
-    def choices(self) -> Choices:
-        """Owners and tags in ONE statement (a UNION ALL), for pickers and the filter builder."""
-        users = select(User.id, User.name, literal("owner").label("kind")).where(
-            User.org_id == self.org_id, User.active.is_(True))
-        tags = select(Tag.id, Tag.name, literal("tag").label("kind")).where(Tag.org_id == self.org_id)
-        rows = self.session.execute(users.union_all(tags).order_by("kind", "name")).all()
-        return Choices(owners=[(r[0], r[1]) for r in rows if r[2] == "owner"],
-                       tags=[(r[0], r[1]) for r in rows if r[2] == "tag"])
-
     def form_choices(self) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:
         """(owners, companies) for the contact form, in ONE statement."""
-        users = select(User.id, User.name, literal("owner").label("kind")).where(
-            User.org_id == self.org_id, User.active.is_(True))
         companies = select(Company.id, Company.name, literal("company").label("kind")).where(
             Company.org_id == self.org_id, Company.deleted_at.is_(None))
-        rows = self.session.execute(users.union_all(companies).order_by("kind", "name")).all()
+        rows = self.session.execute(self._active_users().union_all(companies).order_by("kind", "name")).all()
         return ([(r[0], r[1]) for r in rows if r[2] == "owner"], [(r[0], r[1]) for r in rows if r[2] == "company"])
 
     # --- detail --------------------------------------------------------------------

@@ -246,7 +246,7 @@ class DealService(BaseService[Deal]):
         return DealDetail(deal=deal, pipeline=pipeline, stage=pipeline.stage(deal.stage_id) if pipeline else None,
                           history=history)
 
-    def choices(self) -> DealChoices:
+    def form_choices(self) -> DealChoices:
         """Pipelines (cached), companies, contacts and active users for the deal form."""
         companies = self.session.execute(
             select(Company.id, Company.name).where(Company.org_id == self.org_id)
@@ -254,24 +254,12 @@ class DealService(BaseService[Deal]):
         contacts = self.session.execute(
             select(Contact.id, Contact.first_name, Contact.last_name).where(Contact.org_id == self.org_id)
             .order_by(Contact.first_name, Contact.last_name).limit(CHOICE_LIMIT)).all()
-        owners = self.session.execute(
-            select(User.id, User.name).where(User.org_id == self.org_id, User.active.is_(True)).order_by(User.name)
-        ).all()
         return DealChoices(
             pipelines=self.pipelines.pipeline_list(),
             companies=[(row.id, row.name) for row in companies],
             contacts=[(row.id, f"{row.first_name} {row.last_name}".strip()) for row in contacts],
-            owners=[(row.id, row.name) for row in owners],
+            owners=self.owner_choices(),
         )
-
-    def filter_choices(self) -> dict[str, list[tuple[uuid.UUID, str]]]:
-        """The filter builder's tag and owner options (two small queries)."""
-        from crm_web.models import Tag
-
-        tags = self.session.execute(select(Tag.id, Tag.name).where(Tag.org_id == self.org_id).order_by(Tag.name)).all()
-        owners = self.session.execute(
-            select(User.id, User.name).where(User.org_id == self.org_id).order_by(User.name)).all()
-        return {"tags": [(r.id, r.name) for r in tags], "owners": [(r.id, r.name) for r in owners]}
 
     # --- the board ---------------------------------------------------------------
 

@@ -35,7 +35,6 @@ from crm_web.models import (
 )
 from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
 from crm_web.services.history import history_for, record_change
-from crm_web.services.contacts import Choices, ContactService
 from crm_web.services.text_search import TextMatch, text_match
 
 CONVERTED = "converted"
@@ -158,10 +157,6 @@ class LeadService(BaseService[Lead]):
             joinedload(Lead.converted_company), joinedload(Lead.converted_deal),
         ))
         return LeadDetail(lead=lead, history=history_for(self.actor, self.entity_type, lead_id, session=self.session))
-
-    def choices(self) -> Choices:
-        """The organisation's users and tags (owner selects, the filter builder): one statement."""
-        return ContactService(self.actor, self.session).choices()
 
     def default_pipeline(self) -> tuple[Pipeline, PipelineStage] | None:
         """The organisation's default pipeline and its first stage, if both exist (one statement)."""

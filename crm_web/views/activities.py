@@ -11,6 +11,7 @@ from flask_login import current_user
 
 from crm_web.errors import ValidationError
 from crm_web.filters.fields import ACTIVITY_FILTERS
+from crm_web.forms import apply_errors
 from crm_web.htmx import hx_trigger, wants_fragment
 from crm_web.models import utcnow
 from crm_web.params import get_choice_param, get_uuid_param
@@ -104,13 +105,7 @@ def create():
 
 def _form_errors(form, error: ValidationError, context: dict[str, Any]):
     """Service-side validation (linked records, owner) shown inline like the form's own errors."""
-    for name, message in error.field_errors.items():
-        if name in form:
-            form[name].errors = [*form[name].errors, message]
-        else:
-            form.form_errors.append(message)
-    if not error.field_errors:
-        form.form_errors.append(error.message)
+    apply_errors(form, error)
     return render_page(FORM, block="activity_form", status=422, **context)
 
 

@@ -12,6 +12,7 @@ from flask_login import current_user
 from crm_web.csv_export import csv_response
 from crm_web.errors import BadRequest, ValidationError
 from crm_web.filters.fields import COMPANY_FILTERS
+from crm_web.forms import apply_errors
 from crm_web.forms.companies import CompanyForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_uuid_list
@@ -120,7 +121,7 @@ def restore(company_id: uuid.UUID):
 
 
 def form_context(service: CompanyService, form: CompanyForm, company: Any = None) -> dict[str, Any]:
-    form.set_choices(owners=service.choices().owners)
+    form.set_choices(owners=service.owner_choices())
     return {"form": form, "company": company}
 
 
@@ -131,11 +132,7 @@ def _save(service: CompanyService, form: CompanyForm, company: Any = None):
             saved = (service.update_company(company.id, **form.values()) if company
                      else service.create_company(**form.values()))
         except ValidationError as error:
-            for key, message in error.field_errors.items():
-                if key in form:
-                    form[key].errors = [*form[key].errors, message]
-                else:
-                    form.form_errors.append(message)
+            apply_errors(form, error)
         else:
             url = url_for("companies.detail", company_id=saved.id)
             return hx_location(url) if wants_fragment() else redirect(url, 303)

@@ -11,6 +11,7 @@ from flask_login import current_user
 from crm_web.csv_export import csv_response
 from crm_web.errors import BadRequest, ValidationError
 from crm_web.filters.fields import CONTACT_FILTERS
+from crm_web.forms import apply_errors
 from crm_web.forms.contacts import ContactForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_text_param, get_uuid_list, get_uuid_param, parse_uuid
@@ -194,9 +195,7 @@ def _save(service: ContactService, form: ContactForm, contact: Any = None):
         try:
             saved = service.update(contact.id, **form.values()) if contact else service.create(**form.values())
         except ValidationError as error:
-            for key, message in error.field_errors.items():
-                if key in form:
-                    form[key].errors = [*form[key].errors, message]
+            apply_errors(form, error)
         else:
             url = url_for("contacts.detail", contact_id=saved.id)
             return hx_location(url) if wants_fragment() else redirect(url, 303)

@@ -12,8 +12,8 @@ from flask_login import current_user
 from crm_web.csv_export import csv_response
 from crm_web.errors import BadRequest, ValidationError
 from crm_web.filters.fields import DEAL_FILTERS
+from crm_web.forms import apply_errors
 from crm_web.forms.deals import DealForm, LostForm
-from crm_web.forms.pipelines import apply_errors
 from crm_web.htmx import hx_location, hx_push_url, hx_trigger, wants_fragment
 from crm_web.params import get_int_param, get_uuid_list, get_uuid_param, parse_uuid
 from crm_web.rendering import plural, render_fragments, render_page, with_toast, with_undo
@@ -34,8 +34,8 @@ def _service() -> DealService:
 
 
 def _fields_meta(service: DealService) -> list[dict[str, Any]]:
-    choices = service.filter_choices()
-    return builder_fields(DEAL_FILTERS, tags=choices["tags"], choices={"owner": choices["owners"]})
+    choices = service.choices()
+    return builder_fields(DEAL_FILTERS, tags=choices.tags, choices={"owner": choices.owners})
 
 
 # --- list ------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def detail(deal_id: uuid.UUID):
 
 
 def _form_page(form: DealForm, service: DealService, deal_id: uuid.UUID | None, *, status: int = 200) -> Response:
-    form.set_choices(service.choices())
+    form.set_choices(service.form_choices())
     return render_page("deals/form.html", block="deal_form", form=form, deal_id=deal_id, status=status)
 
 
@@ -222,7 +222,7 @@ def _saved(deal_id: uuid.UUID, message: str) -> Response:
 def new():
     service = _service()
     form = DealForm(data={"owner_id": current_user.id})
-    choices = service.choices()
+    choices = service.form_choices()
     pipeline_id = get_uuid_param("pipeline")
     pipeline = next((p for p in choices.pipelines if p.id == pipeline_id), None) or \
         next((p for p in choices.pipelines if p.is_default), choices.pipelines[0] if choices.pipelines else None)
@@ -235,7 +235,7 @@ def new():
 def create():
     service = _service()
     form = DealForm()
-    form.set_choices(service.choices())
+    form.set_choices(service.form_choices())
     if form.validate_on_submit():
         try:
             deal = service.deal_create(stage_id=form.stage_id.data, **form.values())
@@ -257,7 +257,7 @@ def edit(deal_id: uuid.UUID):
 def update(deal_id: uuid.UUID):
     service = _service()
     form = DealForm()
-    form.set_choices(service.choices())
+    form.set_choices(service.form_choices())
     if form.validate_on_submit():
         try:
             service.deal_update(deal_id, stage_id=form.stage_id.data, **form.values())

@@ -12,6 +12,7 @@ from flask_login import current_user
 from crm_web.csv_export import csv_response
 from crm_web.errors import BadRequest, ValidationError
 from crm_web.filters.fields import LEAD_FILTERS
+from crm_web.forms import apply_errors
 from crm_web.forms.leads import MANUAL_STATUS_CHOICES, ConvertLeadForm, LeadForm, LeadStatusForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_uuid_list
@@ -28,17 +29,6 @@ TABLE = "#lead-table"
 
 def _service() -> LeadService:
     return LeadService(Actor.of(current_user))
-
-
-def _apply_errors(form: Any, error: ValidationError) -> None:
-    """A service's field errors shown next to the form's fields (the rest above the form)."""
-    for key, message in error.field_errors.items():
-        if key in form:
-            form[key].errors = [*form[key].errors, message]
-        else:
-            form.form_errors.append(message)
-    if not error.field_errors:
-        form.form_errors.append(error.message)
 
 
 # --- list -----------------------------------------------------------------------------------------
@@ -153,7 +143,7 @@ def convert(lead_id: uuid.UUID):
         try:
             result = service.convert(lead_id, **form.values())
         except ValidationError as error:
-            _apply_errors(form, error)
+            apply_errors(form, error)
         else:
             flash(f"{result.lead.full_name} was converted.", "info")
             url = url_for("leads.detail", lead_id=lead_id)
@@ -166,7 +156,7 @@ def convert(lead_id: uuid.UUID):
 
 
 def form_context(service: LeadService, form: LeadForm, lead: Any = None) -> dict[str, Any]:
-    form.set_choices(owners=service.choices().owners)
+    form.set_choices(owners=service.owner_choices())
     return {"form": form, "lead": lead}
 
 
@@ -176,7 +166,7 @@ def _save(service: LeadService, form: LeadForm, lead: Any = None):
         try:
             saved = service.update_lead(lead.id, **form.values()) if lead else service.create_lead(**form.values())
         except ValidationError as error:
-            _apply_errors(form, error)
+            apply_errors(form, error)
         else:
             url = url_for("leads.detail", lead_id=saved.id)
             return hx_location(url) if wants_fragment() else redirect(url, 303)
