@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
-from crm_web.models import Company, Contact, Deal, RecordHistory, contact_tags
+from crm_web.models import Company, Contact, Deal, RecordHistory, contact_tags, deal_tags
 from crm_web.services.base import Actor, BaseService
 from tests import factories
 
@@ -180,3 +180,56 @@ def test_other_org_ids_are_not_found_everywhere(users, other_org):
                  lambda: service.delete(theirs.id), lambda: service.restore(theirs.id)):
         with pytest.raises(NotFound):
             call()
+
+
+# --- every entity service: its optimized_query costs the same for 10 and 100 rows -------------
+
+
+def _rows_for(kind, org, n):
+    company = factories.make_company(org)
+    contact = factories.make_contact(org, primary_company_id=company.id)
+    pipeline = factories.make_pipeline(org, is_default=False)
+    deal = factories.make_deal(org, pipeline=pipeline, company_id=company.id, contact_id=contact.id)
+    tag = factories.make_tag(org)
+    makers = {
+        "contact": lambda: factories.make_contact(org, primary_company_id=company.id),
+        "company": lambda: factories.make_company(org),
+        "lead": lambda: factories.make_lead(org),
+        "deal": lambda: factories.make_deal(org, pipeline=pipeline, company_id=company.id, contact_id=contact.id),
+        "activity": lambda: factories.make_activity(org, contact_id=contact.id, company_id=company.id, deal_id=deal.id),
+        "tag": lambda: factories.make_tag(org),
+    }
+    links = {"contact": contact_tags, "deal": deal_tags}
+    for _ in range(n):
+        row = makers[kind]()
+        if kind in links:
+            column = "contact_id" if kind == "contact" else "deal_id"
+            db.session.execute(links[kind].insert().values({column: row.id, "tag_id": tag.id}))
+    db.session.commit()
+    db.session.expunge_all()
+
+
+def _services():
+    from crm_web.services.activities import ActivityService
+    from crm_web.services.companies import CompanyService
+    from crm_web.services.contacts import ContactService
+    from crm_web.services.deals import DealService
+    from crm_web.services.leads import LeadService
+    from crm_web.services.tags import TagService
+
+    return {"contact": ContactService, "company": CompanyService, "lead": LeadService, "deal": DealService,
+            "activity": ActivityService, "tag": TagService}
+
+
+@pytest.mark.parametrize("kind", ["contact", "company", "lead", "deal", "activity", "tag"])
+def test_each_services_optimized_query_is_constant_in_rows(users, org, count_queries, kind):
+    service = _services()[kind](Actor.of(users["admin"]))
+    counts = {}
+    for rows in (10, 100):
+        _rows_for(kind, org, rows if rows == 10 else 90)
+        with count_queries() as q:
+            items = db.session.scalars(service.optimized_query().limit(200)).unique().all()
+        assert len(items) >= rows
+        counts[rows] = q.count
+        db.session.expunge_all()
+    assert counts[10] == counts[100], counts
