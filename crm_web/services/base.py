@@ -19,11 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from crm_web.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
 from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import has_role, require_role
 from crm_web.services.history import record_change, snapshot_changes
+from crm_web.services.text_search import TextMatch, text_match
 
 M = TypeVar("M")
 
@@ -168,6 +169,37 @@ class BaseService(Generic[M]):
         columns = column if isinstance(column, (list, tuple)) else [column]
         ordered = [c.desc() if descending else c.asc() for c in columns]
         return [*ordered, self.model.id]  # a stable order for pagination
+
+    # Columns the list's search box matches (trigram-ranked on PostgreSQL, contains on SQLite).
+    SEARCH_COLUMNS: ClassVar[Sequence[Any]] = ()
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def search_criteria(
+        self, *, q: str = "", scope: str = "all", filter_spec: Any = None
+    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
+        """Search, "mine" and the advanced filter as WHERE clauses (no joins), plus the search score."""
+        clauses: list[ColumnElement[bool]] = []
+        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
+        if match is not None:
+            clauses.append(match.clause)
+        if scope == "mine":
+            clauses.append(self.model.owner_id == self.actor.user_id)
+        clause = self.filter_clause(filter_spec)
+        if clause is not None:
+            clauses.append(clause)
+        return clauses, match
+
+    def search_order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
+        """The requested order; an unsorted search ranks by similarity (PostgreSQL). Unknown keys: 400."""
+        try:
+            if match is not None and not sort and self.dialect == "postgresql":
+                return [match.score.desc(), *self.sort_clause(None)]
+            return self.sort_clause(sort)
+        except ValidationError as error:
+            raise BadRequest(error.message) from None
 
     def filter_clause(self, spec: Any) -> ColumnElement[bool] | None:
         """Compile a FilterSpec against this entity's whitelist."""

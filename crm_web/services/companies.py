@@ -18,12 +18,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, desc, exists, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from crm_web.errors import BadRequest, ValidationError
+from crm_web.errors import ValidationError
 from crm_web.filters.fields import COMPANY_FILTERS
 from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory, User
 from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
 from crm_web.services.history import history_for
-from crm_web.services.text_search import TextMatch, text_match
 
 DETAIL_DEALS_LIMIT = 50
 COMPANY_CONTACTS_LIMIT = 200
@@ -134,41 +133,13 @@ class CompanyService(BaseService[Company]):
 
     # --- reading -----------------------------------------------------------------------
 
-    @property
-    def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
-
-    def criteria(
-        self, *, q: str = "", scope: str = "all", filter_spec: Any = None
-    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
-        """Search, "my companies" and the advanced filter as WHERE clauses (no joins), plus the search score."""
-        clauses: list[ColumnElement[bool]] = []
-        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
-        if match is not None:
-            clauses.append(match.clause)
-        if scope == "mine":
-            clauses.append(Company.owner_id == self.actor.user_id)
-        clause = self.filter_clause(filter_spec)
-        if clause is not None:
-            clauses.append(clause)
-        return clauses, match
-
-    def order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
-        """The requested order; an unsorted search ranks by similarity (PostgreSQL). Unknown keys: 400."""
-        try:
-            if match is not None and not sort and self.dialect == "postgresql":
-                return [match.score.desc(), *self.sort_clause(None)]
-            return self.sort_clause(sort)
-        except ValidationError as error:
-            raise BadRequest(error.message) from None
-
     def list_rows(
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None,
         page: int = 1, per_page: int = 25,
     ) -> Page[CompanyRow]:
         """One page of companies with contact count and open deal value: three statements."""
-        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
-        order = self.order(sort, match)  # validates `sort` before any statement runs
+        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
+        order = self.search_order(sort, match)  # validates `sort` before any statement runs
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         total = self.session.scalar(self.scoped(select(func.count(Company.id))).where(*criteria)) or 0
         page = max(1, min(page, -(-total // per_page) or 1))
@@ -190,7 +161,7 @@ class CompanyService(BaseService[Company]):
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
     ) -> Iterator[tuple[Any, ...]]:
         """Every company of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
-        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
+        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
         stmt = (
             self.scoped(select(
                 Company.name, Company.industry, Company.website, Company.email, Company.phone, Company.size,
@@ -199,7 +170,7 @@ class CompanyService(BaseService[Company]):
             ))
             .outerjoin(User, User.id == Company.owner_id)
             .where(*criteria)
-            .order_by(*self.order(sort, match))
+            .order_by(*self.search_order(sort, match))
             .execution_options(yield_per=EXPORT_BATCH)
         )
         for row in self.session.execute(stmt):

@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, exists, func, insert, literal, select, update
+from sqlalchemy import Select, exists, func, insert, literal, select, update
 from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
 
-from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
+from crm_web.errors import NotFound, PermissionDenied, ValidationError
 from crm_web.filters.fields import CONTACT_FILTERS
 from crm_web.models import (
     CONTACT_STATUSES,
@@ -32,7 +32,6 @@ from crm_web.models import (
 )
 from crm_web.services.base import BaseService, Page
 from crm_web.services.history import history_for, record_change
-from crm_web.services.text_search import text_match
 
 EXPORT_BATCH = 500
 
@@ -103,6 +102,7 @@ class ContactService(BaseService[Contact]):
         "last_activity": Contact.last_activity_at,
     }
     DEFAULT_SORT = "name"
+    SEARCH_COLUMNS = (Contact.first_name + " " + Contact.last_name, Contact.email)
     WRITABLE_FIELDS = frozenset({
         "first_name", "last_name", "email", "phone", "mobile", "title", "department", "status",
         "lead_source", "linkedin_url", "birthday", "notes", "do_not_contact", "primary_company_id",
@@ -113,23 +113,7 @@ class ContactService(BaseService[Contact]):
         "email", "phone", "mobile", "title", "department", "status", "lead_source", "city", "country",
     )
 
-    @property
-    def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
-
     # --- list ----------------------------------------------------------------------
-
-    def _criteria(self, *, filter_spec: Any, q: str, scope: str) -> tuple[list[ColumnElement[bool]], Any]:
-        criteria: list[ColumnElement[bool]] = []
-        clause = self.filter_clause(filter_spec)
-        if clause is not None:
-            criteria.append(clause)
-        if scope == "mine":
-            criteria.append(Contact.owner_id == self.actor.user_id)
-        match = text_match(self.dialect, q, [Contact.first_name + " " + Contact.last_name, Contact.email])
-        if match is not None:
-            criteria.append(match.clause)
-        return criteria, match
 
     def _rows_query(self) -> Select[Any]:
         return (
@@ -140,22 +124,14 @@ class ContactService(BaseService[Contact]):
                      selectinload(Contact.tags))
         )
 
-    def _order(self, sort: str | None, match: Any) -> list[Any]:
-        try:
-            if match is not None and not sort and self.dialect == "postgresql":
-                return [match.score.desc(), *self.sort_clause("name")]
-            return self.sort_clause(sort)
-        except ValidationError as error:
-            raise BadRequest(error.message) from None
-
     def contact_list(
         self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None,
         page: int = 1, per_page: int = 25,
     ) -> Page[ContactRow]:
         """One page of contacts with deal/activity counts; a search ranks by similarity unless sorted."""
         per_page = max(1, min(per_page, 100))
-        criteria, match = self._criteria(filter_spec=filter_spec, q=q, scope=scope)
-        order = self._order(sort, match)  # validates `sort` before any statement runs
+        criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
+        order = self.search_order(sort, match)  # validates `sort` before any statement runs
         total = self.session.scalar(self.scoped(select(func.count()).select_from(Contact)).where(*criteria)) or 0
         pages = max(1, -(-total // per_page))
         page = max(1, min(page, pages))
@@ -169,8 +145,8 @@ class ContactService(BaseService[Contact]):
         self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None,
     ) -> Iterator[ContactRow]:
         """Every contact of the filtered, searched list, fetched in batches (for a streamed CSV)."""
-        criteria, match = self._criteria(filter_spec=filter_spec, q=q, scope=scope)
-        stmt = self._rows_query().where(*criteria).order_by(*self._order(sort, match))
+        criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
+        stmt = self._rows_query().where(*criteria).order_by(*self.search_order(sort, match))
         result = self.session.execute(stmt.execution_options(yield_per=EXPORT_BATCH))
         for contact, deals, activities in result:
             yield ContactRow(contact, deals or 0, activities or 0)
