@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 
@@ -12,13 +13,18 @@ from crm_web.errors import BadRequest
 MAX_PARAM_LENGTH = 200
 
 
+def is_whole_number(text: str, max_digits: int = 18, *, signed: bool = False) -> bool:
+    """ASCII digits only: str.isdigit() also accepts "²" or "١", which int() then refuses (a 500)."""
+    return re.fullmatch(("-?" if signed else "") + f"[0-9]{{1,{max_digits}}}", text) is not None
+
+
 def get_int_param(name: str, default: int | None = None, *, min_value: int | None = None,
                   max_value: int | None = None) -> int | None:
     """An integer from the query string; missing or empty gives `default`."""
     raw = request.args.get(name, "").strip()
     if raw == "":
         return default
-    if len(raw) > 18 or not raw.lstrip("-").isdigit():
+    if not is_whole_number(raw, signed=True):
         raise BadRequest(f"Parameter {name!r} must be a whole number, not {raw[:40]!r}.")
     value = int(raw)
     if min_value is not None and value < min_value:

@@ -1,8 +1,11 @@
-"""Security headers on every response (CSP without inline scripts, no framing, no sniffing)."""
+"""Security headers on every response (CSP without inline scripts, no framing, no sniffing), and
+input no handler should ever see (NUL characters)."""
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, request
+
+from crm_web.errors import BadRequest
 
 # Scripts only from our own origin (htmx, SortableJS and app code are vendored); inline style
 # attributes are allowed for data-driven colours (tag chips, chart bars), never inline scripts.
@@ -29,5 +32,15 @@ def _add_security_headers(response: Response) -> Response:
     return response
 
 
+def _refuse_nul_characters() -> None:
+    """PostgreSQL text cannot hold NUL (the query would fail with a 500) and no form can type one:
+    refuse it once here rather than in every parameter, form and service."""
+    for values in (request.args, request.form):
+        for key, value in values.items(multi=True):
+            if "\x00" in key or "\x00" in value:
+                raise BadRequest("The request contains a NUL character.")
+
+
 def init_app(app: Flask) -> None:
+    app.before_request(_refuse_nul_characters)
     app.after_request(_add_security_headers)

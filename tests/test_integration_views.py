@@ -262,3 +262,10 @@ def test_global_search_links_to_detail_pages(client, login, org, stages):
     html = client.get("/search?q=zebulon", headers=HX).get_data(as_text=True)
     for url in (f"/contacts/{contact.id}", f"/companies/{company.id}", f"/leads/{lead.id}", f"/deals/{deal.id}"):
         assert f'href="{url}"' in html, url
+
+
+def test_timeline_as_a_page_renders_without_the_deleted_item_block(client, login, org):
+    login("manager")
+    contact = factories.make_contact(org)
+    response = client.get(f"/activities/timeline?contact={contact.id}")
+    assert response.status_code == 200 and 'id="activity-timeline"' in response.get_data(as_text=True)

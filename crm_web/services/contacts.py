@@ -144,9 +144,14 @@ class ContactService(BaseService[Contact]):
     def export_rows(
         self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None,
     ) -> Iterator[ContactRow]:
-        """Every contact of the filtered, searched list, fetched in batches (for a streamed CSV)."""
+        """Every contact of the filtered, searched list, fetched in batches (for a streamed CSV).
+
+        Bad input (an unknown sort) raises here, before the response starts streaming."""
         criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
         stmt = self._rows_query().where(*criteria).order_by(*self.search_order(sort, match))
+        return self._stream_rows(stmt)
+
+    def _stream_rows(self, stmt: Any) -> Iterator[ContactRow]:
         result = self.session.execute(stmt.execution_options(yield_per=EXPORT_BATCH))
         for contact, deals, activities in result:
             yield ContactRow(contact, deals or 0, activities or 0)

@@ -217,15 +217,20 @@ class DealService(BaseService[Deal]):
 
     def deal_export(self, *, filter_spec: Any = None, q: str = "", scope: str = "all",
                     sort: str | None = None) -> Iterator[list[Any]]:
-        """CSV rows (header first) of the whole filtered list, streamed in batches."""
-        yield ["Name", "Value", "Currency", "Status", "Pipeline", "Stage", "Probability", "Expected close",
-               "Company", "Contact", "Owner", "Tags", "Created"]
-        names = {p.id: p for p in self.pipelines.pipeline_list()}
+        """CSV rows (header first) of the whole filtered list, streamed in batches.
+
+        Bad input (an unknown sort) raises here, before the response starts streaming."""
         stmt = (self.scoped().options(joinedload(Deal.company), joinedload(Deal.contact), joinedload(Deal.owner),
                                       selectinload(Deal.tags))
                 .where(*self.criteria(filter_spec=filter_spec, q=q, scope=scope))
                 .order_by(*self.sort_clause(sort)).limit(EXPORT_LIMIT)
                 .execution_options(yield_per=500))
+        return self._export_lines(stmt)
+
+    def _export_lines(self, stmt: Any) -> Iterator[list[Any]]:
+        yield ["Name", "Value", "Currency", "Status", "Pipeline", "Stage", "Probability", "Expected close",
+               "Company", "Contact", "Owner", "Tags", "Created"]
+        names = {p.id: p for p in self.pipelines.pipeline_list()}
         for deal in self.session.scalars(stmt):
             pipeline = names.get(deal.pipeline_id)
             stage = pipeline.stage(deal.stage_id) if pipeline else None

@@ -79,9 +79,17 @@ class TagService(BaseService[Tag]):
         return model, table, column, obj
 
     def state(self, entity_type: str, entity_id: uuid.UUID) -> TagState:
-        """The record's tags and the organisation's tags (two statements)."""
+        """The editor of a live record of this organisation (another org's id is NotFound): three statements."""
         if entity_type not in TAGGABLE:
             raise NotFound("Those records cannot be tagged.")
+        model = TAGGABLE[entity_type][0]
+        live = exists().where(model.org_id == self.org_id, model.id == entity_id, model.deleted_at.is_(None))
+        if not self.session.scalar(select(live)):
+            raise NotFound(f"That {entity_type} does not exist or was deleted.")
+        return self._state(entity_type, entity_id)
+
+    def _state(self, entity_type: str, entity_id: uuid.UUID) -> TagState:
+        """The record's tags and the organisation's tags (two statements)."""
         _, table, column = TAGGABLE[entity_type]
         tags = list(self.session.scalars(
             select(Tag).join(table, table.c.tag_id == Tag.id)
@@ -107,14 +115,14 @@ class TagService(BaseService[Tag]):
             self.session.execute(insert(table).values({column: obj.id, "tag_id": tag_id}))
             self.history_for(entity_type, obj, {"tags": ["", "+" + str(tag_id)]})
         self.commit()
-        return self.state(entity_type, entity_id)
+        return self._state(entity_type, entity_id)
 
     def remove(self, entity_type: str, entity_id: uuid.UUID, *, tag_id: uuid.UUID) -> TagState:
         _, table, column, obj = self._record(entity_type, entity_id)
         self.session.execute(delete(table).where(table.c[column] == obj.id, table.c.tag_id == tag_id))
         self.history_for(entity_type, obj, {"tags": ["-" + str(tag_id), ""]})
         self.commit()
-        return self.state(entity_type, entity_id)
+        return self._state(entity_type, entity_id)
 
     def history_for(self, entity_type: str, obj: Any, changes: dict[str, Any]) -> None:
         from crm_web.services.history import record_change

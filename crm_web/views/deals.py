@@ -15,7 +15,7 @@ from crm_web.filters.fields import DEAL_FILTERS
 from crm_web.forms import apply_errors
 from crm_web.forms.deals import DealForm, LostForm
 from crm_web.htmx import hx_location, hx_push_url, hx_trigger, wants_fragment
-from crm_web.params import get_int_param, get_uuid_list, get_uuid_param, parse_uuid
+from crm_web.params import get_int_param, get_uuid_list, get_uuid_param, is_whole_number, parse_uuid
 from crm_web.rendering import plural, render_fragments, render_page, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.deals import DealService
@@ -138,8 +138,11 @@ def board_column(stage_id: uuid.UUID):
     query, builder = parse_filtered_list_query(DEAL_FILTERS)
     page = _service().board_column(stage_id, filter_spec=query.filter_spec, q=query.q, scope=query.scope,
                                    offset=get_int_param("offset", 0, min_value=0, max_value=1_000_000))
+    board_query = _board_query(page.pipeline.id, query)
+    if not wants_fragment():  # "load more" opened as a page: the block alone is no page, show the board
+        return redirect(url_for("deals.board") + "?" + board_query, 303)
     return render_page("deals/board.html", block="column_page", column_page=page, board=None,
-                       board_query=_board_query(page.pipeline.id, query))
+                       board_query=board_query)
 
 
 def _board_block(service: DealService) -> Response:
@@ -175,7 +178,7 @@ def _form_int(name: str) -> int | None:
     raw = request.form.get(name, "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    if not is_whole_number(raw, 9):
         raise BadRequest(f"Field {name!r} must be a whole number.")
     return int(raw)
 

@@ -24,6 +24,7 @@ from flask import Response, request
 
 from crm_web.errors import ValidationError
 from crm_web.htmx import hx_push_url, wants_fragment
+from crm_web.params import is_whole_number
 from crm_web.rendering import render_page
 from crm_web.views.listing import ListQuery, parse_list_query
 
@@ -93,7 +94,7 @@ def _raw_rows(args: Any) -> list[tuple[int, BuilderRow]]:
             head, _, rest = raw.partition(".")
             op, _, value = rest.partition(".")
             group_text, colon, name = head.partition(":")
-            group = int(group_text) if colon and group_text.isdigit() else 0
+            group = int(group_text) if colon and is_whole_number(group_text, 3) else 0
             collected.append((group, position, BuilderRow(name if colon else head, op, value)))
     else:
         fields, ops, values, groups = (args.getlist(k) for k in ("field", "op", "value", "group"))
@@ -101,7 +102,7 @@ def _raw_rows(args: Any) -> list[tuple[int, BuilderRow]]:
             if not name.strip():
                 continue
             group_text = groups[position].strip() if position < len(groups) else ""
-            group = int(group_text) if group_text.isdigit() else 0
+            group = int(group_text) if is_whole_number(group_text, 3) else 0
             op = ops[position] if position < len(ops) else ""
             value = values[position] if position < len(values) else ""
             collected.append((group, position, BuilderRow(name.strip(), op.strip(), value)))

@@ -1,0 +1,360 @@
+"""The security suite's route inventory and the small world of records it requests routes against.
+
+ROUTES classifies every (method, endpoint) of the URL map: who may call it (ACCESS levels), how to
+fill its path arguments from a `World`, and a valid form body for state-changing routes. A route
+missing here fails tests/test_security_routes.py::test_every_route_is_in_the_inventory, so a new
+route cannot ship without its access rule, its cross-org 404 test and its CSRF test.
+
+Records in a World are owned (and trashed) by the org's admin, so a sales user's access to a
+record-changing route shows the "owner or manager" rule (403), not the owner's own access.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from crm_web.models import utcnow
+from tests import factories
+
+ROLES = ("anonymous", "sales", "manager", "admin")
+
+# Access levels: who gets through (everyone else: anonymous -> login, signed in -> 403).
+PUBLIC = "public"      # no sign-in needed
+TOKEN = "token"        # service-to-service: a bearer token, never a session (401 without it)
+MEMBER = "member"      # any signed-in user
+OWNER = "owner"        # the record's owner (sales) or any manager/admin; others 403
+MANAGER = "manager"    # managers and admins
+ADMIN = "admin"        # admins only
+
+ALLOWED, FORBIDDEN, REDIRECT, UNAUTHORIZED = "allowed", "403", "redirect to /login", "401"
+
+
+def expected_access(access: str, role: str) -> str:
+    """The outcome a role should get on a route of the given access level."""
+    if access == PUBLIC:
+        return ALLOWED
+    if access == TOKEN:
+        return UNAUTHORIZED
+    if role == "anonymous":
+        return REDIRECT
+    if access == MEMBER:
+        return ALLOWED
+    if access in (OWNER, MANAGER):
+        return FORBIDDEN if role == "sales" else ALLOWED
+    if access == ADMIN:
+        return ALLOWED if role == "admin" else FORBIDDEN
+    raise AssertionError(f"unknown access level {access!r}")
+
+
+def table_cell(access: str, role: str) -> str:
+    """A cell of docs/security.md's access table (an owner-only route says so for sales)."""
+    if access == OWNER and role == "sales":
+        return "own records only (else 403)"
+    return expected_access(access, role)
+
+
+@dataclass
+class World:
+    """One organisation's records, every kind a route can point at. `marker` is in every name."""
+
+    marker: str
+    org: Any
+    users: dict[str, Any]
+    ids: dict[str, uuid.UUID] = field(default_factory=dict)
+    stage_order: list[uuid.UUID] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> uuid.UUID:
+        return self.ids[key]
+
+
+@functools.cache
+def _password_hash() -> str:
+    from werkzeug.security import generate_password_hash
+
+    return generate_password_hash("secret")
+
+
+def make_users(org: Any) -> dict[str, Any]:
+    """One user per role, password "secret", hashed once per run (hashing is most of a world's cost)."""
+    from crm_web.extensions import db
+    from crm_web.models import User
+
+    users = {}
+    for role in ("admin", "manager", "sales"):
+        n = uuid.uuid4().hex[:8]
+        users[role] = User(org_id=org.id, email=f"{role}-{n}@{org.slug}.test", name=f"{role.title()} {n}",
+                           role=role, active=True, password_hash=_password_hash())
+        db.session.add(users[role])
+    db.session.commit()
+    return users
+
+
+def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
+    """Records of every kind, owned and trashed by the org's admin, with `marker` in their names."""
+    owner = users["admin"]
+    gone = {"deleted_at": utcnow() - timedelta(minutes=5), "deleted_by_id": owner.id}
+    pipeline = factories.make_pipeline(org, name=f"{marker} Pipeline", is_default=True)
+    stages = factories.stages_of(pipeline)
+    spare = factories.make_pipeline(org, name=f"{marker} Spare", is_default=False, stages=[("Only", 10, None)])
+    company = factories.make_company(org, name=f"{marker} Company", owner_id=owner.id)
+    contact = factories.make_contact(org, first_name=f"{marker}Contact", owner_id=owner.id,
+                                     primary_company_id=company.id)
+    lead = factories.make_lead(org, first_name=f"{marker}Lead", owner_id=owner.id)
+    deal = factories.make_deal(org, stage=stages[0], name=f"{marker} Deal", owner_id=owner.id, contact_id=contact.id)
+    activity = factories.make_activity(org, subject=f"{marker} Call", owner_id=owner.id, contact_id=contact.id)
+    tag = factories.make_tag(org, name=f"{marker} Tag")
+    trashed_contact = factories.make_contact(org, first_name=f"{marker}Trashed", owner_id=owner.id, **gone)
+    trashed_deal = factories.make_deal(org, stage=stages[0], name=f"{marker} Trashed deal", owner_id=owner.id, **gone)
+    trashed_company = factories.make_company(org, name=f"{marker} Trashed company", owner_id=owner.id, **gone)
+    trashed_lead = factories.make_lead(org, first_name=f"{marker}TrashedLead", owner_id=owner.id, **gone)
+    trashed_activity = factories.make_activity(org, subject=f"{marker} Trashed call", owner_id=owner.id, **gone)
+    world = World(marker, org, users, stage_order=[s.id for s in stages])
+    world.ids.update(
+        org=org.id, pipeline=pipeline.id, stage=stages[0].id, stage2=stages[1].id, empty_stage=stages[2].id,
+        spare_pipeline=spare.id, company=company.id, contact=contact.id, lead=lead.id, deal=deal.id,
+        activity=activity.id, tag=tag.id, trashed_contact=trashed_contact.id, trashed_deal=trashed_deal.id,
+        trashed_activity=trashed_activity.id, trashed_company=trashed_company.id, trashed_lead=trashed_lead.id,
+        sales=users["sales"].id, manager=users["manager"].id,
+        admin=owner.id,
+    )
+    return world
+
+
+Form = Callable[[World], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """How to call one (method, endpoint): its access level, path arguments and a valid body.
+
+    `args` maps each path argument to a World key (uuid arguments) or a literal (`=value`).
+    `query` adds a query string (World keys in `{braces}`); `form` builds a valid body.
+    """
+
+    access: str
+    args: dict[str, str] = field(default_factory=dict)
+    query: str = ""
+    form: Form | None = None
+    csrf_exempt: bool = False
+
+
+def _activity_form(world: World) -> dict[str, Any]:
+    return {"type": "call", "subject": "Follow up", "status": "pending", "priority": "medium",
+            "due_date": "2030-01-02", "due_time": "10:00", "owner_id": "", "contact_id": str(world["contact"])}
+
+
+def _contact_form(world: World) -> dict[str, Any]:
+    return {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.org", "status": "customer",
+            "owner_id": str(world["admin"]), "primary_company_id": str(world["company"])}
+
+
+def _deal_form(world: World) -> dict[str, Any]:
+    return {"name": "Big deal", "value": "1200", "currency": "USD", "stage_id": str(world["stage"]),
+            "owner_id": str(world["admin"]), "company_id": "", "contact_id": "", "source": ""}
+
+
+def _company_form(world: World) -> dict[str, Any]:
+    return {"name": "Initech", "website": "https://initech.example", "size": "", "owner_id": str(world["admin"]),
+            "employee_count": "12", "annual_revenue": "1000"}
+
+
+def _lead_form(world: World) -> dict[str, Any]:
+    return {"first_name": "Peter", "last_name": "Gibbons", "email": "peter@initech.example", "source": "",
+            "score": "40", "estimated_value": "900", "owner_id": str(world["admin"])}
+
+
+def _ids(key: str) -> Form:
+    return lambda world: {"ids": [str(world[key])]}
+
+
+ROUTES: dict[tuple[str, str], Route] = {
+    # --- public, token and session ----------------------------------------------------------
+    ("GET", "auth.login"): Route(PUBLIC),
+    ("POST", "auth.login"): Route(PUBLIC, form=lambda w: {"email": w.users["sales"].email, "password": "secret"}),
+    ("POST", "auth.logout"): Route(MEMBER, form=lambda w: {}),
+    ("GET", "system.healthz"): Route(PUBLIC),
+    ("GET", "internal.stats"): Route(TOKEN, args={"org_id": "org"}),
+    ("POST", "internal.usage"): Route(TOKEN, args={"org_id": "org"}, form=lambda w: {}, csrf_exempt=True),
+    # --- dashboard and search ---------------------------------------------------------------
+    ("GET", "dashboard.index"): Route(MEMBER),
+    ("GET", "dashboard.panel"): Route(MEMBER, args={"panel": "=kpis"}),
+    ("GET", "search.index"): Route(MEMBER, query="q=marker"),
+    # --- companies --------------------------------------------------------------------------
+    ("GET", "companies.index"): Route(MEMBER),
+    ("GET", "companies.export"): Route(MEMBER),
+    ("GET", "companies.new"): Route(MEMBER),
+    ("POST", "companies.create"): Route(MEMBER, form=_company_form),
+    ("GET", "companies.detail"): Route(MEMBER, args={"company_id": "company"}),
+    ("GET", "companies.contacts"): Route(MEMBER, args={"company_id": "company"}),
+    ("GET", "companies.edit"): Route(OWNER, args={"company_id": "company"}),
+    ("POST", "companies.update"): Route(OWNER, args={"company_id": "company"}, form=_company_form),
+    ("POST", "companies.delete"): Route(OWNER, args={"company_id": "company"}, form=lambda w: {}),
+    ("POST", "companies.restore"): Route(OWNER, args={"company_id": "trashed_company"}, form=lambda w: {}),
+    ("POST", "companies.bulk_delete"): Route(OWNER, form=_ids("company")),
+    ("POST", "companies.restore_many"): Route(OWNER, form=_ids("trashed_company")),
+    # --- leads ------------------------------------------------------------------------------
+    ("GET", "leads.index"): Route(MEMBER),
+    ("GET", "leads.export"): Route(MEMBER),
+    ("GET", "leads.new"): Route(MEMBER),
+    ("POST", "leads.create"): Route(MEMBER, form=_lead_form),
+    ("GET", "leads.detail"): Route(MEMBER, args={"lead_id": "lead"}),
+    ("GET", "leads.edit"): Route(OWNER, args={"lead_id": "lead"}),
+    ("POST", "leads.update"): Route(OWNER, args={"lead_id": "lead"}, form=_lead_form),
+    ("POST", "leads.set_status"): Route(OWNER, args={"lead_id": "lead"}, form=lambda w: {"status": "contacted"}),
+    ("GET", "leads.convert_form"): Route(OWNER, args={"lead_id": "lead"}),
+    ("POST", "leads.convert"): Route(OWNER, args={"lead_id": "lead"},
+                                    form=lambda w: {"create_deal": "y", "deal_name": "From lead", "deal_value": "500"}),
+    ("POST", "leads.delete"): Route(OWNER, args={"lead_id": "lead"}, form=lambda w: {}),
+    ("POST", "leads.restore"): Route(OWNER, args={"lead_id": "trashed_lead"}, form=lambda w: {}),
+    ("POST", "leads.bulk_delete"): Route(OWNER, form=_ids("lead")),
+    ("POST", "leads.restore_many"): Route(OWNER, form=_ids("trashed_lead")),
+    # --- activities -------------------------------------------------------------------------
+    ("GET", "activities.index"): Route(MEMBER),
+    ("GET", "activities.new"): Route(MEMBER, query="contact={contact}"),
+    ("GET", "activities.timeline"): Route(MEMBER, query="contact={contact}"),
+    ("POST", "activities.create"): Route(MEMBER, form=_activity_form),
+    ("GET", "activities.edit"): Route(MEMBER, args={"activity_id": "activity"}),
+    ("POST", "activities.update"): Route(OWNER, args={"activity_id": "activity"}, form=_activity_form),
+    ("POST", "activities.complete"): Route(OWNER, args={"activity_id": "activity"}, form=lambda w: {}),
+    ("POST", "activities.reopen"): Route(OWNER, args={"activity_id": "activity"}, form=lambda w: {}),
+    ("POST", "activities.delete"): Route(OWNER, args={"activity_id": "activity"}, form=lambda w: {}),
+    ("POST", "activities.restore"): Route(OWNER, args={"activity_id": "trashed_activity"}, form=lambda w: {}),
+    # --- contacts ---------------------------------------------------------------------------
+    ("GET", "contacts.index"): Route(MEMBER),
+    ("GET", "contacts.export"): Route(MEMBER),
+    ("GET", "contacts.new"): Route(MEMBER),
+    ("GET", "contacts.check_email"): Route(MEMBER, query="email=someone@example.org"),
+    ("POST", "contacts.create"): Route(MEMBER, form=_contact_form),
+    ("GET", "contacts.detail"): Route(MEMBER, args={"contact_id": "contact"}),
+    ("GET", "contacts.edit"): Route(MEMBER, args={"contact_id": "contact"}),
+    ("POST", "contacts.update"): Route(OWNER, args={"contact_id": "contact"}, form=_contact_form),
+    ("GET", "contacts.show_field"): Route(MEMBER, args={"contact_id": "contact", "name": "=city"}),
+    ("GET", "contacts.edit_field"): Route(MEMBER, args={"contact_id": "contact", "name": "=city"}),
+    ("POST", "contacts.update_field"): Route(OWNER, args={"contact_id": "contact", "name": "=city"},
+                                             form=lambda w: {"city": "Lyon"}),
+    ("POST", "contacts.delete"): Route(OWNER, args={"contact_id": "contact"}, form=lambda w: {}),
+    ("POST", "contacts.restore"): Route(OWNER, args={"contact_id": "trashed_contact"}, form=lambda w: {}),
+    ("POST", "contacts.bulk_delete"): Route(OWNER, form=_ids("contact")),
+    ("POST", "contacts.restore_many"): Route(OWNER, form=_ids("trashed_contact")),
+    ("POST", "contacts.bulk_tag"): Route(OWNER, form=lambda w: {"ids": [str(w["contact"])], "tag_id": str(w["tag"])}),
+    ("POST", "contacts.bulk_owner"): Route(OWNER, form=lambda w: {"ids": [str(w["contact"])],
+                                                                  "owner_id": str(w["sales"])}),
+    # --- deals and the board ----------------------------------------------------------------
+    ("GET", "deals.index"): Route(MEMBER),
+    ("GET", "deals.export"): Route(MEMBER),
+    ("GET", "deals.board"): Route(MEMBER, query="pipeline={pipeline}"),
+    ("GET", "deals.board_filter"): Route(MEMBER),
+    ("GET", "deals.board_column"): Route(MEMBER, args={"stage_id": "stage"}),
+    ("GET", "deals.new"): Route(MEMBER, query="pipeline={pipeline}"),
+    ("POST", "deals.create"): Route(MEMBER, form=_deal_form),
+    ("GET", "deals.detail"): Route(MEMBER, args={"deal_id": "deal"}),
+    ("GET", "deals.edit"): Route(MEMBER, args={"deal_id": "deal"}),
+    ("POST", "deals.update"): Route(OWNER, args={"deal_id": "deal"}, form=_deal_form),
+    ("POST", "deals.move"): Route(OWNER, args={"deal_id": "deal"}, form=lambda w: {"stage_id": str(w["stage2"])}),
+    ("POST", "deals.mark_won"): Route(OWNER, args={"deal_id": "deal"}, form=lambda w: {}),
+    ("POST", "deals.mark_lost"): Route(OWNER, args={"deal_id": "deal"}, form=lambda w: {"lost_reason": "Price"}),
+    ("POST", "deals.reopen"): Route(OWNER, args={"deal_id": "deal"}, form=lambda w: {}),
+    ("POST", "deals.delete"): Route(OWNER, args={"deal_id": "deal"}, form=lambda w: {}),
+    ("POST", "deals.restore"): Route(OWNER, args={"deal_id": "trashed_deal"}, form=lambda w: {}),
+    # --- pipeline settings ------------------------------------------------------------------
+    ("GET", "pipelines.index"): Route(MANAGER),
+    ("GET", "pipelines.new"): Route(MANAGER),
+    ("POST", "pipelines.new"): Route(MANAGER, form=lambda w: {"name": "Renewals", "currency": "EUR"}),
+    ("GET", "pipelines.edit"): Route(MANAGER, args={"pipeline_id": "pipeline"}),
+    ("POST", "pipelines.edit"): Route(MANAGER, args={"pipeline_id": "pipeline"},
+                                      form=lambda w: {"name": "Renamed", "currency": "USD", "is_default": "y"}),
+    ("POST", "pipelines.set_default"): Route(MANAGER, args={"pipeline_id": "spare_pipeline"}, form=lambda w: {}),
+    ("POST", "pipelines.reorder"): Route(MANAGER, args={"pipeline_id": "pipeline"},
+                                         form=lambda w: {"stage_id": [str(i) for i in reversed(w.stage_order)]}),
+    ("GET", "pipelines.delete"): Route(MANAGER, args={"pipeline_id": "spare_pipeline"}),
+    ("POST", "pipelines.delete"): Route(MANAGER, args={"pipeline_id": "spare_pipeline"},
+                                        form=lambda w: {"move_to_stage_id": ""}),
+    ("GET", "pipelines.new_stage"): Route(MANAGER, args={"pipeline_id": "pipeline"}),
+    ("POST", "pipelines.new_stage"): Route(MANAGER, args={"pipeline_id": "pipeline"},
+                                           form=lambda w: {"name": "Demo", "probability": "30"}),
+    ("GET", "pipelines.edit_stage"): Route(MANAGER, args={"stage_id": "stage"}),
+    ("POST", "pipelines.edit_stage"): Route(MANAGER, args={"stage_id": "stage"},
+                                            form=lambda w: {"name": "Qualified", "probability": "20"}),
+    ("GET", "pipelines.delete_stage"): Route(MANAGER, args={"stage_id": "empty_stage"}),
+    ("POST", "pipelines.delete_stage"): Route(MANAGER, args={"stage_id": "empty_stage"},
+                                              form=lambda w: {"move_to_stage_id": ""}),
+    # --- tags -------------------------------------------------------------------------------
+    ("GET", "tags.editor"): Route(MEMBER, args={"entity_type": "=contact", "entity_id": "contact"}),
+    ("POST", "tags.assign"): Route(OWNER, args={"entity_type": "=contact", "entity_id": "contact"},
+                                   form=lambda w: {"tag_id": str(w["tag"])}),
+    ("POST", "tags.remove"): Route(OWNER, args={"entity_type": "=contact", "entity_id": "contact"},
+                                   form=lambda w: {"tag_id": str(w["tag"])}),
+    # --- trash ------------------------------------------------------------------------------
+    ("GET", "trash.index"): Route(MANAGER),
+    ("GET", "trash.detail"): Route(MANAGER, args={"entity_type": "=contact", "entity_id": "trashed_contact"}),
+    ("GET", "trash.confirm_purge"): Route(ADMIN, query="item=contact:{trashed_contact}"),
+    ("POST", "trash.purge"): Route(ADMIN, form=lambda w: {"item": f"contact:{w['trashed_contact']}"}),
+    ("POST", "trash.restore"): Route(ADMIN, form=lambda w: {"item": f"contact:{w['trashed_contact']}"}),
+}
+
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def url_map_routes(app) -> dict[tuple[str, str], Any]:
+    """Every (method, endpoint) the app answers, static files excepted."""
+    found = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            found[(method, rule.endpoint)] = rule
+    return found
+
+
+def uuid_arguments(rule) -> list[str]:
+    from werkzeug.routing import UUIDConverter
+
+    return [name for name, converter in rule._converters.items() if isinstance(converter, UUIDConverter)]
+
+
+def route_url(app, endpoint: str, route: Route, world: World, *, ids_from: World | None = None) -> str:
+    """The route's URL for `world`; `ids_from` substitutes another world's ids for the uuid arguments."""
+    from flask import url_for
+
+    rule = next(r for r in app.url_map.iter_rules() if r.endpoint == endpoint)
+    uuid_args = set(uuid_arguments(rule))
+    values: dict[str, Any] = {}
+    for name, source in route.args.items():
+        if source.startswith("="):
+            values[name] = source[1:]
+        else:
+            values[name] = (ids_from or world)[source] if name in uuid_args else world[source]
+    with app.test_request_context():
+        url = url_for(endpoint, **values)
+    if route.query:
+        url += "?" + route.query.format(**{k: str(v) for k, v in world.ids.items()}).replace("marker", world.marker)
+    return url
+
+
+def call(client, app, method: str, endpoint: str, world: World, *, ids_from: World | None = None,
+         headers: dict[str, str] | None = None, csrf: bool = True):
+    route = ROUTES[(method, endpoint)]
+    url = route_url(app, endpoint, route, world, ids_from=ids_from)
+    data = route.form(world) if route.form else None
+    response = client.open(url, method=method, data=data, headers=headers or {}, csrf=csrf)
+    response.get_data()  # a streamed body (CSV) must finish inside the request's own context
+    return response
+
+
+def outcome(response) -> str:
+    """Classify a response as the access table does."""
+    location = response.headers.get("Location", "")
+    if response.status_code in (301, 302, 303) and location.split("?")[0].endswith("/login"):
+        return REDIRECT
+    if response.status_code == 401:
+        return UNAUTHORIZED
+    if response.status_code == 403:
+        return FORBIDDEN
+    if response.status_code < 400:
+        return ALLOWED
+    return f"unexpected {response.status_code}"
