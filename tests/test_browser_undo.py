@@ -50,3 +50,20 @@ def test_delete_in_a_timeline_and_undo(page, live_server, browser_login):
     toast.get_by_role("button", name="Undo").click()
     expect(page.locator(f"#{item_id} strong").first).to_have_text(subject)
     assert errors == []
+
+
+def test_delete_an_activity_row_and_undo_puts_it_back_in_place(page, live_server, browser_login):
+    errors = _watch(page)
+    browser_login(page, "manager")
+    page.goto(f"{live_server}/activities?view=all")
+    row = page.locator("#activity-table tbody tr.activity-row").nth(1)
+    row_id = row.get_attribute("id")
+    subject = row.locator("td").nth(1).locator("a").first.inner_text()
+    row.get_by_role("button", name=f"Delete {subject}").click()
+    toast = page.locator(".toast", has_text=f"Deleted “{subject}”.")
+    toast.wait_for()
+    expect(page.locator(f"#{row_id}")).to_contain_text("was deleted")
+    toast.get_by_role("button", name="Undo").click()
+    expect(page.locator(f"#{row_id} td").nth(1)).to_contain_text(subject)
+    expect(page.locator("#activity-table tbody tr").nth(1)).to_have_attribute("id", row_id)
+    assert errors == []

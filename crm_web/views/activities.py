@@ -169,9 +169,10 @@ def delete(activity_id: uuid.UUID):
     if not wants_fragment():
         return redirect(url_for("activities.index"), code=303)
     response = render_page(INDEX, block="deleted_row", activity=activity)
-    return hx_trigger(with_undo(response, f"Deleted “{activity.subject}”.",
-                                undo_url=url_for("activities.restore", activity_id=activity.id),
-                                target=f"#activity-{activity.id}"), "activities-changed")
+    # No activities-changed here: the list table reloads on it, which would drop the placeholder
+    # row the Undo swaps back in place.
+    return with_undo(response, f"Deleted “{activity.subject}”.",
+                     undo_url=url_for("activities.restore", activity_id=activity.id), target=f"#activity-{activity.id}")
 
 
 @bp.post("/activities/<uuid:activity_id>/timeline-delete")
