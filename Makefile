@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test install migrate demo serve bench clean
+.PHONY: run test install migrate demo serve bench load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) instance/*.sqlite3* .pytest_cache
+
+load: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.load $(LOAD_ARGS)

@@ -15,6 +15,8 @@ CURRENT_ORG_INFO_KEY = "crm_current_org"
 
 
 def configure_engine(engine: Engine) -> None:
+    if engine.dialect.name == "postgresql":
+        _configure_postgresql(engine)
     if engine.dialect.name != "sqlite":
         return
 
@@ -31,6 +33,20 @@ def configure_engine(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection):
         connection.exec_driver_sql("BEGIN")
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    from crm_web.services.text_search import SIMILARITY_THRESHOLD
+
+    @event.listens_for(engine, "connect")
+    def _trigram_thresholds(dbapi_connection, connection_record):
+        # The search's `%` / `%>` operators (index-backed) compare against these session settings;
+        # set once per pooled connection, so no request pays a statement for them.
+        cursor = dbapi_connection.cursor()
+        for setting in ("pg_trgm.similarity_threshold", "pg_trgm.word_similarity_threshold"):
+            cursor.execute(f"SET {setting} = {float(SIMILARITY_THRESHOLD)}")
+        cursor.close()
+        dbapi_connection.commit()
 
 
 @event.listens_for(Session, "after_begin")

@@ -7,6 +7,9 @@ from alembic.migration import MigrationContext
 from crm_web.extensions import db
 
 
+# The search's trigram expression indexes are PostgreSQL-only (ddl_if); Alembic cannot reflect
+# expression indexes on SQLite and says so, although there is nothing there to compare.
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index")
 def test_migrations_match_models(app):
     with db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -22,4 +25,6 @@ def test_pg_trgm_indexes_exist_on_postgresql(app):
         names = set(connection.scalars(text(
             "SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%gin_trgm_ops%'")))
     assert {"company_name_search_idx", "contact_name_search_idx", "contact_email_search_idx", "deal_name_search_idx",
-            "lead_name_search_idx", "lead_email_search_idx", "lead_company_search_idx"} <= names
+            "lead_name_search_idx", "lead_email_search_idx", "lead_company_search_idx",
+            "contact_name_trgm_idx", "contact_email_trgm_idx", "company_name_trgm_idx", "deal_name_trgm_idx",
+            "lead_name_trgm_idx", "lead_email_trgm_idx", "lead_company_trgm_idx"} <= names

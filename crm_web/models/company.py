@@ -16,7 +16,7 @@ from crm_web.models.base import (
     TimestampMixin,
     VersionedMixin,
 )
-from crm_web.models.mixins import AddressMixin, trigram_index
+from crm_web.models.mixins import AddressMixin, search_key_index, trigram_index
 from crm_web.models.tag import Tag, company_tags
 
 COMPANY_SIZES = ["1-10", "11-50", "51-200", "201-500", "501-1000", "1000+"]
@@ -41,3 +41,9 @@ class Company(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMix
 
     owner = relationship("User", foreign_keys="Company.owner_id", lazy="raise_on_sql")
     tags: Mapped[list[Tag]] = relationship(secondary=company_tags, lazy="raise_on_sql", order_by=Tag.name)
+
+
+# The global and list searches match search_key(...) of these expressions (services/text_search.py).
+_t = Company.__table__
+search_key_index(_t, "company_name_trgm_idx", _t.c.name)
+del _t

@@ -18,7 +18,7 @@ from crm_web.models.base import (
     VersionedMixin,
 )
 from crm_web.models.company import Company
-from crm_web.models.mixins import AddressMixin, trigram_index
+from crm_web.models.mixins import AddressMixin, full_name, search_key_index, trigram_index
 from crm_web.models.tag import Tag, contact_tags
 
 CONTACT_STATUSES = [
@@ -76,6 +76,13 @@ class Contact(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMix
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+
+# The global and list searches match search_key(...) of these expressions (services/text_search.py).
+_t = Contact.__table__
+search_key_index(_t, "contact_name_trgm_idx", full_name(_t.c.first_name, _t.c.last_name))
+search_key_index(_t, "contact_email_trgm_idx", _t.c.email)
+del _t
 
 
 class ContactCompany(IdMixin, TimestampMixin, OrgScopedMixin, Base):

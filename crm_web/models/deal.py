@@ -20,7 +20,7 @@ from crm_web.models.base import (
 )
 from crm_web.models.company import Company
 from crm_web.models.contact import Contact
-from crm_web.models.mixins import trigram_index
+from crm_web.models.mixins import search_key_index, trigram_index
 from crm_web.models.pipeline import Pipeline, PipelineStage
 from crm_web.models.tag import Tag, deal_tags
 
@@ -68,3 +68,9 @@ class Deal(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin,
     contact: Mapped[Contact | None] = relationship(lazy="raise_on_sql")
     company: Mapped[Company | None] = relationship(lazy="raise_on_sql")
     tags: Mapped[list[Tag]] = relationship(secondary=deal_tags, lazy="raise_on_sql", order_by=Tag.name)
+
+
+# The global and list searches match search_key(...) of these expressions (services/text_search.py).
+_t = Deal.__table__
+search_key_index(_t, "deal_name_trgm_idx", _t.c.name)
+del _t

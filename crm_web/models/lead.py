@@ -18,7 +18,7 @@ from crm_web.models.base import (
     TimestampMixin,
     VersionedMixin,
 )
-from crm_web.models.mixins import trigram_index
+from crm_web.models.mixins import full_name, search_key_index, trigram_index
 from crm_web.models.tag import Tag, lead_tags
 
 LEAD_STATUSES = [
@@ -67,3 +67,11 @@ class Lead(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin,
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+
+# The global and list searches match search_key(...) of these expressions (services/text_search.py).
+_t = Lead.__table__
+search_key_index(_t, "lead_name_trgm_idx", full_name(_t.c.first_name, _t.c.last_name))
+search_key_index(_t, "lead_email_trgm_idx", _t.c.email)
+search_key_index(_t, "lead_company_trgm_idx", _t.c.company_name)
+del _t

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Index, String
+from typing import Any
+
+from sqlalchemy import Index, String, func, literal_column
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Mapped, mapped_column
 
 
@@ -25,3 +28,26 @@ def trigram_index(name: str, *columns: str) -> Index:
         postgresql_using="gin",
         postgresql_ops={column: "gin_trgm_ops" for column in columns},
     )
+
+
+def full_name(first: Any, last: Any) -> ColumnElement[str]:
+    """`first || ' ' || last` with the space inline, so it matches the trigram expression indexes."""
+    return first.op("||")(literal_column("' '")).op("||")(last)
+
+
+def search_key(expression: Any) -> ColumnElement[str]:
+    """lower(coalesce(expr, '')): the expression the search's trigram indexes are built on.
+
+    Literals are inline (never bound parameters) so even a generic plan matches the index.
+    """
+    return func.lower(func.coalesce(expression, literal_column("''")))
+
+
+def search_key_index(table: Any, name: str, expression: Any) -> Index:
+    """A trigram GIN index on search_key(expression) of `table`, which the global and list searches
+    match exactly. PostgreSQL only: SQLite's search is a plain scan anyway, and SQLAlchemy cannot
+    reflect SQLite expression indexes (the migration test would warn)."""
+    key = f"{name}_key"
+    # Given the table explicitly: an expression holding a literal column does not attach itself.
+    return Index(name, search_key(expression).label(key), postgresql_using="gin",
+                 postgresql_ops={key: "gin_trgm_ops"}, _table=table).ddl_if(dialect="postgresql")

@@ -32,6 +32,7 @@ from crm_web.models import (
 )
 from crm_web.services.base import BaseService, Page
 from crm_web.services.history import history_for, record_change
+from crm_web.services.text_search import full_name
 
 EXPORT_BATCH = 500
 
@@ -102,7 +103,7 @@ class ContactService(BaseService[Contact]):
         "last_activity": Contact.last_activity_at,
     }
     DEFAULT_SORT = "name"
-    SEARCH_COLUMNS = (Contact.first_name + " " + Contact.last_name, Contact.email)
+    SEARCH_COLUMNS = (full_name(Contact.first_name, Contact.last_name), Contact.email)
     WRITABLE_FIELDS = frozenset({
         "first_name", "last_name", "email", "phone", "mobile", "title", "department", "status",
         "lead_source", "linkedin_url", "birthday", "notes", "do_not_contact", "primary_company_id",

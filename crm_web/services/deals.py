@@ -6,9 +6,9 @@ lost (with an optional reason) and stamps closed_at; entering an open stage from
 state reopens it. A deal's own probability is kept (None means "follow the stage"); the
 weighted value formula in services/forecast.py counts won deals 100 % and lost deals 0.
 
-The board is one GROUP BY stage aggregate for the column headers plus one windowed select
-of the first cards of every column (tags in one selectin load): the statement count never
-grows with the number of stages or deals.
+The board is one GROUP BY stage aggregate for the column headers plus one select of the
+first cards of every column (a UNION ALL of per-stage index scans; tags in one selectin load):
+the statement count never grows with the number of stages or deals.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy import ColumnElement, case, func, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -294,16 +294,18 @@ class DealService(BaseService[Deal]):
             return Board(pipeline=None, pipelines=pipelines, columns=[], today=today)
         criteria = self.criteria(filter_spec=filter_spec, q=q, scope=scope)
         stats = self.column_stats(pipeline.id, criteria)
-        rank = func.row_number().over(partition_by=Deal.stage_id, order_by=(Deal.position, Deal.id)).label("rank")
-        ranked = (
-            self.scoped(select(Deal.id.label("deal_id"), rank))
-            .where(Deal.pipeline_id == pipeline.id, *criteria)
-            .subquery()
-        )
+        # One branch per stage, each an index range scan (org, pipeline, stage, position) that stops
+        # after per_column rows; a window over the whole pipeline sorted every deal (0.8 s at 40k).
+        firsts = []
+        for stage in pipeline.stages:
+            first = (self.scoped(select(Deal.id)).where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id,
+                                                       *criteria)
+                     .order_by(Deal.position, Deal.id).limit(per_column).subquery())
+            firsts.append(select(first.c.id))  # wrapped: SQLite refuses LIMIT inside a UNION branch
         cards = self.session.scalars(
-            select(Deal).join(ranked, ranked.c.deal_id == Deal.id).where(ranked.c.rank <= per_column)
+            select(Deal).where(Deal.id.in_(union_all(*firsts)))
             .options(*self._card_loads()).order_by(Deal.position, Deal.id)
-        ).unique().all()
+        ).unique().all() if firsts else []
         by_stage: dict[uuid.UUID | None, list[Deal]] = {}
         for card in cards:
             by_stage.setdefault(card.stage_id, []).append(card)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from crm_web.models import Company, Contact, Deal, Lead
 from crm_web.services.base import Actor
 from crm_web.extensions import db
-from crm_web.services.text_search import text_match
+from crm_web.services.text_search import full_name, text_match
 
 LIMIT = 5
 MIN_LENGTH = 2
@@ -77,14 +77,14 @@ class SearchService:
             if hits:
                 groups.append(SearchGroup(kind, title, hits))
 
-        contact_name = Contact.first_name + " " + Contact.last_name
+        contact_name = full_name(Contact.first_name, Contact.last_name)
         run("contact", "Contacts", (Contact.id, contact_name, Contact.email), Contact,
             [contact_name, Contact.email], (Contact.last_name, Contact.id),
             lambda r: SearchHit("contact", r[0], r[1].strip(), r[2] or ""))
         run("company", "Companies", (Company.id, Company.name, Company.city), Company,
             [Company.name], (Company.name, Company.id),
             lambda r: SearchHit("company", r[0], r[1], r[2] or ""))
-        lead_name = Lead.first_name + " " + Lead.last_name
+        lead_name = full_name(Lead.first_name, Lead.last_name)
         run("lead", "Leads", (Lead.id, lead_name, Lead.company_name), Lead,
             [lead_name, Lead.email, Lead.company_name], (Lead.last_name, Lead.id),
             lambda r: SearchHit("lead", r[0], r[1].strip(), r[2] or ""))

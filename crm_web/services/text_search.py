@@ -15,6 +15,10 @@ from typing import Any
 from sqlalchemy import and_, func, literal, or_
 from sqlalchemy.sql.elements import ColumnElement
 
+from crm_web.models.mixins import full_name, search_key
+
+__all__ = ["TextMatch", "full_name", "like_escape", "search_key", "text_match"]
+
 # Below this pg_trgm similarity a row is not a match (0.3, pg_trgm's default, misses
 # two-typo names such as "jonh smiht" / "John Smith", which score about 0.29).
 SIMILARITY_THRESHOLD = 0.25
@@ -40,16 +44,21 @@ def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | 
     if not q:
         return None
     words = q.split(" ")[:MAX_WORDS]
-    contains = and_(*(
-        or_(*(func.coalesce(e, "").ilike(f"%{like_escape(w)}%", escape=LIKE_ESCAPE) for e in expressions))
-        for w in words
-    ))
     if dialect != "postgresql":
+        contains = and_(*(
+            or_(*(func.coalesce(e, "").ilike(f"%{like_escape(w)}%", escape=LIKE_ESCAPE) for e in expressions))
+            for w in words
+        ))
         return TextMatch(contains, literal(1.0))
+    # Every condition is on search_key(expression) with an operator gin_trgm_ops serves (ILIKE, %, %>),
+    # so PostgreSQL answers from the trigram indexes instead of scoring every row. `%` and `%>` mean
+    # similarity / word_similarity >= SIMILARITY_THRESHOLD: crm_web.database sets both pg_trgm
+    # thresholds to it on every connection.
     needle = q.lower()
-    scores = []
-    for expression in expressions:
-        value = func.lower(func.coalesce(expression, ""))
-        scores.extend((func.similarity(value, needle), func.word_similarity(needle, value)))
-    score = func.greatest(*scores)
-    return TextMatch(or_(contains, score >= SIMILARITY_THRESHOLD), score)
+    keys = [search_key(e) for e in expressions]
+    contains = and_(*(
+        or_(*(key.ilike(f"%{like_escape(w.lower())}%", escape=LIKE_ESCAPE) for key in keys)) for w in words
+    ))
+    fuzzy = [condition for key in keys for condition in (key.op("%")(needle), key.op("%>")(needle))]
+    scores = [score for key in keys for score in (func.similarity(key, needle), func.word_similarity(needle, key))]
+    return TextMatch(or_(contains, *fuzzy), func.greatest(*scores))

@@ -1,0 +1,148 @@
+"""`make load`: gunicorn (several workers, PostgreSQL + Redis) on 127.0.0.1, a 60 s locust run
+against it, and a streamed CSV export of every contact, sampling each worker's RSS throughout.
+
+Loopback only, bounded in time (locust --run-time, request timeouts), and it stops what it started.
+Uses the L benchmark database (`make bench BENCH_ARGS="--sizes L"` creates it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def workers_of(master: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+class Sampler(threading.Thread):
+    """Peak RSS per worker pid, sampled every 0.2 s, within named phases."""
+
+    def __init__(self, master: int):
+        super().__init__(daemon=True)
+        self.master, self.phase, self.peaks, self.stop = master, "start", {}, threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            for pid in workers_of(self.master):
+                key = (self.phase, pid)
+                self.peaks[key] = max(self.peaks.get(key, 0.0), rss_mb(pid))
+            time.sleep(0.2)
+
+    def peak(self, phase: str) -> tuple[float, int]:
+        values = {pid: mb for (p, pid), mb in self.peaks.items() if p == phase}
+        return (max(values.values()) if values else 0.0), len(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/crm_bench_l")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--spawn-rate", type=int, default=10)
+    parser.add_argument("--run-time", default="60s")
+    parser.add_argument("--timeout", type=int, default=300,
+                        help="gunicorn worker timeout: the 100k-contact export streams for longer than the default 30 s")
+    args = parser.parse_args(argv)
+    import requests
+
+    port = free_port()
+    host = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "CRM_ENV": "production", "SECRET_KEY": os.urandom(32).hex(),
+           "DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url}
+    # The README's production command, on loopback and a free port.
+    server = subprocess.Popen([str(BIN / "gunicorn"), "--workers", str(args.workers), "--bind", f"127.0.0.1:{port}",
+                               "--timeout", str(args.timeout), "wsgi:app"], cwd=ROOT, env=env, start_new_session=True)
+    out = ROOT / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(host + "/healthz", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        sampler = Sampler(server.pid)
+        sampler.start()
+        time.sleep(1)
+        sampler.phase = "idle"
+        time.sleep(2)
+        sampler.phase = "load"
+        started = time.time()
+        subprocess.run([str(BIN / "locust"), "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
+                        "--host", host, "-u", str(args.users), "-r", str(args.spawn_rate), "--run-time", args.run_time,
+                        "--stop-timeout", "10", "--csv", str(out / "load"), "--only-summary"],
+                       cwd=ROOT, check=False, timeout=300)
+        load_seconds = time.time() - started
+        sampler.phase = "export"
+        session = requests.Session()
+        login = session.get(host + "/login", timeout=10)
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login.text).group(1)
+        session.post(host + "/login", data={"csrf_token": token, "email": "admin-l@bench.example",
+                                            "password": "bench-password"}, timeout=10)
+        started = time.time()
+        size = lines = 0
+        export_error = ""
+        try:
+            with session.get(host + "/contacts/export.csv", stream=True, timeout=args.timeout) as response:
+                response.raise_for_status()
+                for chunk in response.iter_content(65536):
+                    size += len(chunk)
+                    lines += chunk.count(b"\n")
+        except requests.RequestException as error:
+            export_error = f" (FAILED: {type(error).__name__})"
+        export_seconds = time.time() - started
+        time.sleep(0.5)
+        sampler.stop.set()
+        sampler.join()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    idle, n = sampler.peak("idle")
+    load, n_load = sampler.peak("load")
+    export, _ = sampler.peak("export")
+    with open(out / "load_stats.csv") as f:
+        rows = list(csv.DictReader(f))
+    print("\n| request | count | failures | median ms | p95 ms | p99 ms | max ms | req/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['Name']} | {r['Request Count']} | {r['Failure Count']} | {r['50%']} | {r['95%']} | "
+              f"{r['99%']} | {float(r['Max Response Time']):.0f} | {float(r['Requests/s']):.1f} |")
+    print(f"\nload phase {load_seconds:.0f} s; {n} workers; peak worker RSS: idle {idle:.0f} MB, "
+          f"during load {load:.0f} MB (over {n_load} worker pids), during the export {export:.0f} MB")
+    print(f"export: {lines - 1:,} contacts, {size / 1e6:.1f} MB in {export_seconds:.1f} s{export_error}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
