@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, make_response, render_template
@@ -35,6 +36,27 @@ def toast_html(message: str, kind: str = "success", **extra: Any) -> str:
 def with_toast(response: Response, message: str, kind: str = "success", **extra: Any) -> Response:
     response.set_data(response.get_data(as_text=True) + toast_html(message, kind, **extra))
     return response
+
+
+def with_undo(response: Response, message: str, *, undo_url: str, ids: Iterable[Any] | None = None,
+              target: str | None = None) -> Response:
+    """The answer to every delete: a toast whose Undo button posts to `undo_url` for 10 seconds.
+
+    `ids` (a bulk delete) are posted back as `ids`, so Undo restores exactly the rows deleted;
+    `target` is the block the restore answer re-renders (the list table, the board), putting the
+    rows back in place; without it the restore answers with its own navigation.
+    """
+    extra: dict[str, Any] = {"undo_url": undo_url}
+    if ids is not None:
+        extra["undo_vals"] = {"ids": [str(i) for i in ids]}
+    if target:
+        extra["undo_target"] = target
+    return with_toast(response, message, **extra)
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """'1 contact', '3 contacts', '2 companies' (for toasts)."""
+    return f"{count} {singular if count == 1 else plural_form or singular + 's'}"
 
 
 def init_app(app: Flask) -> None:

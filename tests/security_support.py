@@ -224,6 +224,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "activities.reopen"): Route(OWNER, args={"activity_id": "activity"}, form=lambda w: {}),
     ("POST", "activities.delete"): Route(OWNER, args={"activity_id": "activity"}, form=lambda w: {}),
     ("POST", "activities.restore"): Route(OWNER, args={"activity_id": "trashed_activity"}, form=lambda w: {}),
+    ("POST", "activities.timeline_delete"): Route(OWNER, args={"activity_id": "activity"}, form=lambda w: {}),
     # --- contacts ---------------------------------------------------------------------------
     ("GET", "contacts.index"): Route(MEMBER),
     ("GET", "contacts.export"): Route(MEMBER),
@@ -261,6 +262,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "deals.reopen"): Route(OWNER, args={"deal_id": "deal"}, form=lambda w: {}),
     ("POST", "deals.delete"): Route(OWNER, args={"deal_id": "deal"}, form=lambda w: {}),
     ("POST", "deals.restore"): Route(OWNER, args={"deal_id": "trashed_deal"}, form=lambda w: {}),
+    ("POST", "deals.bulk_delete"): Route(OWNER, form=_ids("deal")),
+    ("POST", "deals.restore_many"): Route(OWNER, form=_ids("trashed_deal")),
+    ("POST", "deals.board_delete"): Route(OWNER, query="pipeline={pipeline}", form=_ids("deal")),
+    ("POST", "deals.board_restore"): Route(OWNER, query="pipeline={pipeline}", form=_ids("trashed_deal")),
     # --- pipeline settings ------------------------------------------------------------------
     ("GET", "pipelines.index"): Route(MANAGER),
     ("GET", "pipelines.new"): Route(MANAGER),

@@ -107,3 +107,27 @@ def test_reorder_stages_by_drag(page, live_server, browser_login):
     page.reload()
     stages = page.locator(".pipeline-settings").first.locator(".stage-item")
     assert [s.get_attribute("data-stage-id") for s in stages.all()] == [ids[1], ids[0], *ids[2:]]
+
+
+def test_delete_a_card_and_undo_puts_it_back_in_its_column(page, live_server, browser_login):
+    errors = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    browser_login(page, "manager")
+    page.goto(f"{live_server}/deals/board")
+    column = next(c for c in _open_columns(page) if c.locator("[data-deal-id]").count() > 0)
+    stage_id, before = column.get_attribute("data-stage-id"), _count(column)
+    card = column.locator("[data-deal-id]").first
+    deal_id, name = card.get_attribute("data-deal-id"), card.get_attribute("aria-label")
+
+    card.get_by_role("button", name=f"Delete {name}").click()
+    toast = page.locator(".toast", has_text="Deleted 1 deal.")
+    toast.wait_for()
+    page.locator(f'[data-deal-id="{deal_id}"]').wait_for(state="detached")
+    column = page.locator(f'.board-column[data-stage-id="{stage_id}"]')
+    assert _count(column) == before - 1
+
+    toast.get_by_role("button", name="Undo").click()
+    page.locator(f'.board-column[data-stage-id="{stage_id}"] [data-deal-id="{deal_id}"]').wait_for()
+    assert _count(page.locator(f'.board-column[data-stage-id="{stage_id}"]')) == before
+    assert errors == []

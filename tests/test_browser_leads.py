@@ -34,7 +34,7 @@ def test_sales_creates_qualifies_and_converts_a_lead(page, live_server, browser_
     conversion = page.locator("#lead-conversion")
     expect(conversion).to_contain_text("Playwright GmbH")
 
-    conversion.get_by_role("link", name="Playwright GmbH").click()
+    conversion.get_by_role("link", name="Playwright GmbH", exact=True).click()
     expect(page.locator("#company-stats")).to_contain_text("1 open")
     expect(page.locator("#company-contacts")).to_contain_text("Brenda Browser")  # the lazy panel loaded
     assert errors == []

@@ -36,7 +36,7 @@ def test_admin_restores_a_deleted_deal_from_the_trash(page, live_server, live_db
         org = db.session.scalar(select(Organization).where(Organization.slug == "demo"))
         admin = db.session.scalar(select(User).where(User.email == "admin@example.com"))
         deal = db.session.scalars(select(Deal).where(Deal.org_id == org.id).order_by(Deal.name)).first()
-        deal_id, name = deal.id, deal.name
+        deal_id, name, pipeline_id, stage_id = deal.id, deal.name, deal.pipeline_id, deal.stage_id
         Deals(Actor.of(admin)).delete(deal_id)
         db.session.remove()
 
@@ -55,9 +55,12 @@ def test_admin_restores_a_deleted_deal_from_the_trash(page, live_server, live_db
     with live_db.app_context():
         assert db.session.scalar(select(Deal.deleted_at).where(Deal.id == deal_id)
                                  .execution_options(include_deleted=True)) is None
-        # The board is not on main yet: the deal is live again in the query every deal page uses.
         assert db.session.scalar(select(Deal.id).where(Deal.id == deal_id)) == deal_id
         db.session.remove()
+
+    # And it is back on the board, in its stage's column.
+    page.goto(f"{live_server}/deals/board?pipeline={pipeline_id}")
+    expect(page.locator(f'[data-stage-id="{stage_id}"] [data-deal-id="{deal_id}"]')).to_contain_text(name)
     assert errors == []
 
 

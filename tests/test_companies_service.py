@@ -12,6 +12,7 @@ from crm_web.extensions import db
 from crm_web.filters.fields import COMPANY_FILTERS
 from crm_web.filters.spec import parse_filter
 from crm_web.models import Company, Contact, ContactCompany, Deal, RecordHistory
+from crm_web.services.activities import ActivityService, Links
 from crm_web.services.base import Actor
 from crm_web.services.companies import CompanyService
 from tests import factories
@@ -116,14 +117,17 @@ def test_stats_one_aggregate_plus_one_contact_count(users, world, count_queries)
 
 def test_detail_is_five_statements(users, world, count_queries):
     svc = service(users["admin"])
+    svc.update_company(world["acme"].id, description="Tools")
     with count_queries() as q:
         detail = svc.detail(world["acme"].id)
         # Everything the page touches is loaded.
         _ = [(d.stage.name, d.contact and d.contact.full_name, d.owner) for d in detail.deals]
-        _ = [(a.owner, a.contact) for a in detail.activities]
+        _ = [entry.actor for entry in detail.history]
         _ = (detail.company.owner.name, detail.company.tags)
     assert q.count == 5
-    assert len(detail.deals) == 4 and len(detail.activities) == 1
+    assert len(detail.deals) == 4 and [entry.action for entry in detail.history] == ["updated"]
+    # The activities are the timeline panel's (loaded from its own URL after the page).
+    assert len(ActivityService(Actor.of(users["admin"])).timeline(links=Links(company=world["acme"].id))) == 1
 
 
 def test_detail_of_another_org_or_deleted_company_is_not_found(users, world, other_org):

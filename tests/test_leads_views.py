@@ -132,8 +132,12 @@ def test_detail_page_escapes_and_links(client, login, org):
     lead = factories.make_lead(org, first_name=XSS, notes=XSS, company_name=XSS)
     factories.make_activity(org, lead_id=lead.id, subject="Intro call")
     html = client.get(f"/leads/{lead.id}").get_data(as_text=True)
-    assert XSS not in html and "&lt;img src=x" in html and "Intro call" in html
+    assert XSS not in html and "&lt;img src=x" in html
     assert f"/leads/{lead.id}/convert" in html and 'id="lead-status"' in html
+    # The timeline is its own panel, loaded right after the page.
+    assert f'hx-get="/activities/timeline?lead={lead.id}"' in html and 'hx-trigger="load"' in html
+    timeline = client.get(f"/activities/timeline?lead={lead.id}", headers=HX).get_data(as_text=True)
+    assert "Intro call" in timeline and XSS not in timeline
 
 
 def test_detail_budget(client, login, org, count_queries):

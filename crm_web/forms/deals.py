@@ -27,7 +27,7 @@ class DealForm(FlaskForm):
     description = TextAreaField("Description", validators=[Optional(), Length(max=10_000)])
 
     def set_choices(self, choices) -> None:
-        """Selects from DealService.choices(): stages grouped by pipeline, linked records, owners."""
+        """Selects from DealService.form_choices(): stages grouped by pipeline, linked records, owners."""
         self.stage_id.choices = {p.name: [(str(s.id), s.name) for s in p.stages] for p in choices.pipelines}
         self.company_id.choices = [("", "—"), *[(str(i), n) for i, n in choices.companies]]
         self.contact_id.choices = [("", "—"), *[(str(i), n) for i, n in choices.contacts]]

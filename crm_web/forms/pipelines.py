@@ -9,7 +9,6 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
-from crm_web.errors import ValidationError
 from crm_web.forms import select_choices
 from crm_web.models import CURRENCIES
 
@@ -21,17 +20,6 @@ def coerce_uuid(value: Any) -> uuid.UUID | None:
     if isinstance(value, uuid.UUID):
         return value
     return uuid.UUID(str(value))
-
-
-def apply_errors(form: FlaskForm, error: ValidationError) -> None:
-    """Put a service's field errors on the form's fields (unknown fields become form errors)."""
-    for name, message in error.field_errors.items():
-        if name in form._fields:
-            form[name].errors = [*form[name].errors, message]
-        else:
-            form.form_errors.append(message)
-    if not error.field_errors:
-        form.form_errors.append(error.message)
 
 
 class PipelineForm(FlaskForm):

@@ -191,13 +191,6 @@ class ActivityService(BaseService[Activity]):
     def get_activity(self, activity_id: uuid.UUID) -> Activity:
         return self.get(activity_id)
 
-    def owner_choices(self) -> list[tuple[uuid.UUID, str]]:
-        """Active users of the organisation, for owner pickers."""
-        rows = self.session.execute(
-            select(User.id, User.name).where(User.org_id == self.org_id, User.active.is_(True)).order_by(User.name)
-        )
-        return [(row.id, row.name) for row in rows]
-
     def link_labels(self, links: Links) -> dict[str, str]:
         """Names of the records a new activity is created for; another org's id -> NotFound."""
         labels: dict[str, str] = {}

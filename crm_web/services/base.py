@@ -14,16 +14,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from crm_web.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
-from crm_web.models import Role, SoftDeleteMixin, User, utcnow
+from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import has_role, require_role
 from crm_web.services.history import record_change, snapshot_changes
+from crm_web.services.text_search import TextMatch, text_match
 
 M = TypeVar("M")
 
@@ -61,6 +62,14 @@ class Actor:
 
     def has_role(self, role: Role) -> bool:
         return has_role(self.role, role)
+
+
+@dataclass
+class Choices:
+    """The organisation's users and tags, for owner pickers, tag pickers and the filter builder."""
+
+    owners: list[tuple[uuid.UUID, str]]
+    tags: list[tuple[uuid.UUID, str]]
 
 
 @dataclass
@@ -161,6 +170,37 @@ class BaseService(Generic[M]):
         ordered = [c.desc() if descending else c.asc() for c in columns]
         return [*ordered, self.model.id]  # a stable order for pagination
 
+    # Columns the list's search box matches (trigram-ranked on PostgreSQL, contains on SQLite).
+    SEARCH_COLUMNS: ClassVar[Sequence[Any]] = ()
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def search_criteria(
+        self, *, q: str = "", scope: str = "all", filter_spec: Any = None
+    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
+        """Search, "mine" and the advanced filter as WHERE clauses (no joins), plus the search score."""
+        clauses: list[ColumnElement[bool]] = []
+        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
+        if match is not None:
+            clauses.append(match.clause)
+        if scope == "mine":
+            clauses.append(self.model.owner_id == self.actor.user_id)
+        clause = self.filter_clause(filter_spec)
+        if clause is not None:
+            clauses.append(clause)
+        return clauses, match
+
+    def search_order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
+        """The requested order; an unsorted search ranks by similarity (PostgreSQL). Unknown keys: 400."""
+        try:
+            if match is not None and not sort and self.dialect == "postgresql":
+                return [match.score.desc(), *self.sort_clause(None)]
+            return self.sort_clause(sort)
+        except ValidationError as error:
+            raise BadRequest(error.message) from None
+
     def filter_clause(self, spec: Any) -> ColumnElement[bool] | None:
         """Compile a FilterSpec against this entity's whitelist."""
         if spec is None:
@@ -210,6 +250,23 @@ class BaseService(Generic[M]):
         clause = self.filter_clause(filter_spec)
         all_criteria = [*criteria, *([clause] if clause is not None else [])]
         return self.paginate(self.optimized_query(), criteria=all_criteria, sort=sort, page=page, per_page=per_page)
+
+    # --- pickers -----------------------------------------------------------------
+
+    def _active_users(self) -> Select[Any]:
+        return select(User.id, User.name, literal("owner").label("kind")).where(
+            User.org_id == self.org_id, User.active.is_(True))
+
+    def owner_choices(self) -> list[tuple[uuid.UUID, str]]:
+        """The organisation's active users, for owner pickers (one statement)."""
+        return [(row[0], row[1]) for row in self.session.execute(self._active_users().order_by(User.name))]
+
+    def choices(self) -> Choices:
+        """Active users and tags in ONE statement (a UNION ALL), for pickers and the filter builder."""
+        tags = select(Tag.id, Tag.name, literal("tag").label("kind")).where(Tag.org_id == self.org_id)
+        rows = self.session.execute(self._active_users().union_all(tags).order_by("kind", "name")).all()
+        return Choices(owners=[(r[0], r[1]) for r in rows if r[2] == "owner"],
+                       tags=[(r[0], r[1]) for r in rows if r[2] == "tag"])
 
     # --- permissions -------------------------------------------------------------
 

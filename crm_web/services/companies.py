@@ -1,9 +1,9 @@
 """Companies: the list (contact count and open deal value per row), the detail page (fields,
-stats, contacts with roles and counts, deals, activities), writes, soft delete and export.
+stats, contacts with roles and counts, deals, history), writes, soft delete and export.
 
 Query budgets: the list is three statements (count, rows with their annotations, tags); the
 detail page is five (company with owner and tags, one deal aggregate, one contact count,
-deals, activities); the contacts panel is three (company, contacts with their annotations,
+deals, history); the contacts panel is three (company, contacts with their annotations,
 tags). Soft-deleting a company keeps its contacts and deals: nothing cascades.
 """
 
@@ -18,15 +18,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, desc, exists, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from crm_web.errors import BadRequest, ValidationError
+from crm_web.errors import ValidationError
 from crm_web.filters.fields import COMPANY_FILTERS
-from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, User
+from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory, User
 from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
-from crm_web.services.contacts import Choices, ContactService
-from crm_web.services.text_search import TextMatch, text_match
+from crm_web.services.history import history_for
 
 DETAIL_DEALS_LIMIT = 50
-DETAIL_ACTIVITIES_LIMIT = 25
 COMPANY_CONTACTS_LIMIT = 200
 EXPORT_BATCH = 500
 
@@ -67,7 +65,7 @@ class CompanyDetail:
     company: Company
     stats: CompanyStats
     deals: list[Deal]
-    activities: list[Activity]
+    history: list[RecordHistory]
 
 
 def is_contact_of(company_id: Any) -> ColumnElement[bool]:
@@ -150,41 +148,13 @@ class CompanyService(BaseService[Company]):
 
     # --- reading -----------------------------------------------------------------------
 
-    @property
-    def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
-
-    def criteria(
-        self, *, q: str = "", scope: str = "all", filter_spec: Any = None
-    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
-        """Search, "my companies" and the advanced filter as WHERE clauses (no joins), plus the search score."""
-        clauses: list[ColumnElement[bool]] = []
-        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
-        if match is not None:
-            clauses.append(match.clause)
-        if scope == "mine":
-            clauses.append(Company.owner_id == self.actor.user_id)
-        clause = self.filter_clause(filter_spec)
-        if clause is not None:
-            clauses.append(clause)
-        return clauses, match
-
-    def order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
-        """The requested order; an unsorted search ranks by similarity (PostgreSQL). Unknown keys: 400."""
-        try:
-            if match is not None and not sort and self.dialect == "postgresql":
-                return [match.score.desc(), *self.sort_clause(None)]
-            return self.sort_clause(sort)
-        except ValidationError as error:
-            raise BadRequest(error.message) from None
-
     def list_rows(
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None,
         page: int = 1, per_page: int = 25,
     ) -> Page[CompanyRow]:
         """One page of companies with contact count and open deal value: three statements."""
-        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
-        order = self.order(sort, match)  # validates `sort` before any statement runs
+        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
+        order = self.search_order(sort, match)  # validates `sort` before any statement runs
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         total = self.session.scalar(self.scoped(select(func.count(Company.id))).where(*criteria)) or 0
         page = max(1, min(page, -(-total // per_page) or 1))
@@ -205,7 +175,7 @@ class CompanyService(BaseService[Company]):
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
     ) -> Iterator[tuple[Any, ...]]:
         """Every company of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
-        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
+        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
         stmt = (
             self.scoped(select(
                 Company.name, Company.industry, Company.website, Company.email, Company.phone, Company.size,
@@ -214,7 +184,7 @@ class CompanyService(BaseService[Company]):
             ))
             .outerjoin(User, User.id == Company.owner_id)
             .where(*criteria)
-            .order_by(*self.order(sort, match))
+            .order_by(*self.search_order(sort, match))
             .execution_options(yield_per=EXPORT_BATCH)
         )
         for row in self.session.execute(stmt):
@@ -258,14 +228,8 @@ class CompanyService(BaseService[Company]):
             .order_by(Deal.created_at.desc(), Deal.id)
             .limit(DETAIL_DEALS_LIMIT)
         ))
-        activities = list(self.session.scalars(
-            select(Activity)
-            .where(Activity.org_id == self.org_id, Activity.company_id == company_id)
-            .options(joinedload(Activity.owner), joinedload(Activity.contact))
-            .order_by(Activity.created_at.desc(), Activity.id)
-            .limit(DETAIL_ACTIVITIES_LIMIT)
-        ))
-        return CompanyDetail(company=company, stats=stats, deals=deals, activities=activities)
+        history = history_for(self.actor, self.entity_type, company_id, session=self.session)
+        return CompanyDetail(company=company, stats=stats, deals=deals, history=history)
 
     def contacts(self, company_id: uuid.UUID, *, limit: int = COMPANY_CONTACTS_LIMIT) -> tuple[Company, list[CompanyContact]]:
         """The company's contacts (primary first, then associated with their role), each with its
@@ -303,10 +267,6 @@ class CompanyService(BaseService[Company]):
             CompanyContact(contact, contact.primary_company_id == company_id, role_, int(deals or 0), int(acts or 0))
             for contact, role_, deals, acts in rows
         ]
-
-    def choices(self) -> Choices:
-        """The organisation's users and tags (owner selects, the filter builder): one statement."""
-        return ContactService(self.actor, self.session).choices()
 
     # --- writing -----------------------------------------------------------------------
 

@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, exists, func, insert, literal, select, update
+from sqlalchemy import Select, exists, func, insert, literal, select, update
 from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
 
-from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
+from crm_web.errors import NotFound, PermissionDenied, ValidationError
 from crm_web.filters.fields import CONTACT_FILTERS
 from crm_web.models import (
     CONTACT_STATUSES,
@@ -32,10 +32,9 @@ from crm_web.models import (
 )
 from crm_web.services.base import BaseService, Page
 from crm_web.services.history import history_for, record_change
-from crm_web.services.text_search import full_name, text_match
+from crm_web.services.text_search import full_name
 
 EXPORT_BATCH = 500
-TIMELINE_LIMIT = 50
 
 
 @dataclass
@@ -55,7 +54,6 @@ class ContactRow:
 class ContactDetail:
     contact: Contact
     deals: list[Deal]
-    activities: list[Activity]
     links: list[ContactCompany] = field(default_factory=list)
     duplicate: Twin | None = None
     history: list[Any] = field(default_factory=list)
@@ -66,14 +64,6 @@ class Twin(NamedTuple):
 
     id: uuid.UUID
     full_name: str
-
-
-@dataclass
-class Choices:
-    """The organisation's users and tags, for owner pickers, tag pickers and the filter builder."""
-
-    owners: list[tuple[uuid.UUID, str]]
-    tags: list[tuple[uuid.UUID, str]]
 
 
 def _deal_count() -> Any:
@@ -115,6 +105,7 @@ class ContactService(BaseService[Contact]):
         "last_activity": Contact.last_activity_at,
     }
     DEFAULT_SORT = "name"
+    SEARCH_COLUMNS = (full_name(Contact.first_name, Contact.last_name), Contact.email)
     WRITABLE_FIELDS = frozenset({
         "first_name", "last_name", "email", "phone", "mobile", "title", "department", "status",
         "lead_source", "linkedin_url", "birthday", "notes", "do_not_contact", "primary_company_id",
@@ -125,23 +116,7 @@ class ContactService(BaseService[Contact]):
         "email", "phone", "mobile", "title", "department", "status", "lead_source", "city", "country",
     )
 
-    @property
-    def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
-
     # --- list ----------------------------------------------------------------------
-
-    def _criteria(self, *, filter_spec: Any, q: str, scope: str) -> tuple[list[ColumnElement[bool]], Any]:
-        criteria: list[ColumnElement[bool]] = []
-        clause = self.filter_clause(filter_spec)
-        if clause is not None:
-            criteria.append(clause)
-        if scope == "mine":
-            criteria.append(Contact.owner_id == self.actor.user_id)
-        match = text_match(self.dialect, q, [full_name(Contact.first_name, Contact.last_name), Contact.email])
-        if match is not None:
-            criteria.append(match.clause)
-        return criteria, match
 
     def _rows_query(self) -> Select[Any]:
         return (
@@ -152,22 +127,14 @@ class ContactService(BaseService[Contact]):
                      selectinload(Contact.tags))
         )
 
-    def _order(self, sort: str | None, match: Any) -> list[Any]:
-        try:
-            if match is not None and not sort and self.dialect == "postgresql":
-                return [match.score.desc(), *self.sort_clause("name")]
-            return self.sort_clause(sort)
-        except ValidationError as error:
-            raise BadRequest(error.message) from None
-
     def contact_list(
         self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None,
         page: int = 1, per_page: int = 25,
     ) -> Page[ContactRow]:
         """One page of contacts with deal/activity counts; a search ranks by similarity unless sorted."""
         per_page = max(1, min(per_page, 100))
-        criteria, match = self._criteria(filter_spec=filter_spec, q=q, scope=scope)
-        order = self._order(sort, match)  # validates `sort` before any statement runs
+        criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
+        order = self.search_order(sort, match)  # validates `sort` before any statement runs
         total = self.session.scalar(self.scoped(select(func.count()).select_from(Contact)).where(*criteria)) or 0
         pages = max(1, -(-total // per_page))
         page = max(1, min(page, pages))
@@ -187,8 +154,8 @@ class ContactService(BaseService[Contact]):
         """Every contact of the filtered, searched list, fetched in batches (for a streamed CSV).
 
         Bad input (an unknown sort) raises here, before the response starts streaming."""
-        criteria, match = self._criteria(filter_spec=filter_spec, q=q, scope=scope)
-        stmt = self._rows_query().where(*criteria).order_by(*self._order(sort, match))
+        criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
+        stmt = self._rows_query().where(*criteria).order_by(*self.search_order(sort, match))
         return self._stream_rows(stmt)
 
     def _stream_rows(self, stmt: Any) -> Iterator[ContactRow]:
@@ -196,22 +163,11 @@ class ContactService(BaseService[Contact]):
         for contact, deals, activities in result:
             yield ContactRow(contact, deals or 0, activities or 0)
 
-    def choices(self) -> Choices:
-        """Owners and tags in ONE statement (a UNION ALL), for pickers and the filter builder."""
-        users = select(User.id, User.name, literal("owner").label("kind")).where(
-            User.org_id == self.org_id, User.active.is_(True))
-        tags = select(Tag.id, Tag.name, literal("tag").label("kind")).where(Tag.org_id == self.org_id)
-        rows = self.session.execute(users.union_all(tags).order_by("kind", "name")).all()
-        return Choices(owners=[(r[0], r[1]) for r in rows if r[2] == "owner"],
-                       tags=[(r[0], r[1]) for r in rows if r[2] == "tag"])
-
     def form_choices(self) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:
         """(owners, companies) for the contact form, in ONE statement."""
-        users = select(User.id, User.name, literal("owner").label("kind")).where(
-            User.org_id == self.org_id, User.active.is_(True))
         companies = select(Company.id, Company.name, literal("company").label("kind")).where(
             Company.org_id == self.org_id, Company.deleted_at.is_(None))
-        rows = self.session.execute(users.union_all(companies).order_by("kind", "name")).all()
+        rows = self.session.execute(self._active_users().union_all(companies).order_by("kind", "name")).all()
         return ([(r[0], r[1]) for r in rows if r[2] == "owner"], [(r[0], r[1]) for r in rows if r[2] == "company"])
 
     # --- detail --------------------------------------------------------------------
@@ -222,7 +178,9 @@ class ContactService(BaseService[Contact]):
         )
 
     def contact_detail(self, contact_id: uuid.UUID) -> ContactDetail:
-        """The contact (with any live email twin), companies, tags, deals, timeline and history: 6 statements."""
+        """The contact (with any live email twin), companies, tags, deals and history: 5 statements.
+
+        The activity timeline is a panel of its own (ActivityService.timeline), loaded after the page."""
         twin = aliased(Contact)
 
         def twin_column(column: Any) -> Any:
@@ -244,16 +202,10 @@ class ContactService(BaseService[Contact]):
             select(Deal).where(Deal.org_id == self.org_id, Deal.contact_id == contact.id)
             .options(joinedload(Deal.stage)).order_by(Deal.created_at.desc())
         ).all()
-        activities = self.session.scalars(
-            select(Activity).where(Activity.org_id == self.org_id, Activity.contact_id == contact.id)
-            .options(joinedload(Activity.owner))
-            .order_by(func.coalesce(Activity.completed_at, Activity.created_at).desc(), Activity.id)
-            .limit(TIMELINE_LIMIT)
-        ).all()
         links = [link for link in contact.company_links if link.company is not None]
         duplicate = Twin(twin_id, twin_name.strip()) if twin_id else None
         history = history_for(self.actor, self.entity_type, contact.id, session=self.session)
-        return ContactDetail(contact, list(deals), list(activities), links, duplicate, history)
+        return ContactDetail(contact, list(deals), links, duplicate, history)
 
     def duplicate_of(self, email: str | None, *, exclude_id: uuid.UUID | None = None) -> Contact | None:
         """Another live contact of the organisation with this email (case-insensitive), if any."""

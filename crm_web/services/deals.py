@@ -28,7 +28,7 @@ from crm_web.errors import BadRequest, Conflict, NotFound, ValidationError
 from crm_web.models import Company, Contact, Deal, RecordHistory, User, utcnow
 from crm_web.services.base import BaseService, Page, integrity_to_validation
 from crm_web.services.forecast import weighted_value
-from crm_web.services.history import snapshot_changes
+from crm_web.services.history import history_for, snapshot_changes
 from crm_web.services.pipelines import PipelineInfo, PipelineService, StageInfo
 
 BOARD_PAGE_SIZE = 50
@@ -247,16 +247,11 @@ class DealService(BaseService[Deal]):
         """The deal with its relations, its pipeline and stage (cached) and its history."""
         deal = self.get(deal_id)
         pipeline = next((p for p in self.pipelines.pipeline_list() if p.id == deal.pipeline_id), None)
-        history = list(self.session.scalars(
-            select(RecordHistory).options(joinedload(RecordHistory.actor))
-            .where(RecordHistory.org_id == self.org_id, RecordHistory.entity_type == "deal",
-                   RecordHistory.entity_id == deal.id)
-            .order_by(RecordHistory.created_at.desc()).limit(50)
-        ))
+        history = history_for(self.actor, self.entity_type, deal.id, session=self.session)
         return DealDetail(deal=deal, pipeline=pipeline, stage=pipeline.stage(deal.stage_id) if pipeline else None,
                           history=history)
 
-    def choices(self) -> DealChoices:
+    def form_choices(self) -> DealChoices:
         """Pipelines (cached), companies, contacts and active users for the deal form."""
         companies = self.session.execute(
             select(Company.id, Company.name).where(Company.org_id == self.org_id)
@@ -264,24 +259,12 @@ class DealService(BaseService[Deal]):
         contacts = self.session.execute(
             select(Contact.id, Contact.first_name, Contact.last_name).where(Contact.org_id == self.org_id)
             .order_by(Contact.first_name, Contact.last_name).limit(CHOICE_LIMIT)).all()
-        owners = self.session.execute(
-            select(User.id, User.name).where(User.org_id == self.org_id, User.active.is_(True)).order_by(User.name)
-        ).all()
         return DealChoices(
             pipelines=self.pipelines.pipeline_list(),
             companies=[(row.id, row.name) for row in companies],
             contacts=[(row.id, f"{row.first_name} {row.last_name}".strip()) for row in contacts],
-            owners=[(row.id, row.name) for row in owners],
+            owners=self.owner_choices(),
         )
-
-    def filter_choices(self) -> dict[str, list[tuple[uuid.UUID, str]]]:
-        """The filter builder's tag and owner options (two small queries)."""
-        from crm_web.models import Tag
-
-        tags = self.session.execute(select(Tag.id, Tag.name).where(Tag.org_id == self.org_id).order_by(Tag.name)).all()
-        owners = self.session.execute(
-            select(User.id, User.name).where(User.org_id == self.org_id).order_by(User.name)).all()
-        return {"tags": [(r.id, r.name) for r in tags], "owners": [(r.id, r.name) for r in owners]}
 
     # --- the board ---------------------------------------------------------------
 

@@ -15,41 +15,38 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from crm_web.errors import BadRequest, Conflict, ValidationError
+from crm_web.errors import Conflict, ValidationError
 from crm_web.filters.fields import LEAD_FILTERS
 from crm_web.models import (
     LEAD_SOURCES,
     LEAD_STATUSES,
-    Activity,
     Company,
     Contact,
     Deal,
     Lead,
     Pipeline,
     PipelineStage,
+    RecordHistory,
     User,
     utcnow,
 )
 from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
-from crm_web.services.history import record_change
-from crm_web.services.contacts import Choices, ContactService
-from crm_web.services.text_search import TextMatch, text_match
+from crm_web.services.history import history_for, record_change
 
 CONVERTED = "converted"
 # Statuses a click can set; "converted" is only reached by converting.
 MANUAL_STATUSES = tuple(value for value, _ in LEAD_STATUSES if value != CONVERTED)
 SOURCE_VALUES = frozenset(value for value, _ in LEAD_SOURCES)
-DETAIL_ACTIVITIES_LIMIT = 25
 EXPORT_BATCH = 500
 
 
 @dataclass
 class LeadDetail:
     lead: Lead
-    activities: list[Activity]
+    history: list[RecordHistory]
 
 
 @dataclass
@@ -90,41 +87,13 @@ class LeadService(BaseService[Lead]):
 
     # --- reading -----------------------------------------------------------------------
 
-    @property
-    def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
-
-    def criteria(
-        self, *, q: str = "", scope: str = "all", filter_spec: Any = None
-    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
-        """Search, "my leads" and the advanced filter as WHERE clauses (no joins), plus the search score."""
-        clauses: list[ColumnElement[bool]] = []
-        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
-        if match is not None:
-            clauses.append(match.clause)
-        if scope == "mine":
-            clauses.append(Lead.owner_id == self.actor.user_id)
-        clause = self.filter_clause(filter_spec)
-        if clause is not None:
-            clauses.append(clause)
-        return clauses, match
-
-    def order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
-        """The requested order; an unsorted search ranks by similarity (PostgreSQL). Unknown keys: 400."""
-        try:
-            if match is not None and not sort and self.dialect == "postgresql":
-                return [match.score.desc(), *self.sort_clause(None)]
-            return self.sort_clause(sort)
-        except ValidationError as error:
-            raise BadRequest(error.message) from None
-
     def list_leads(
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None,
         page: int = 1, per_page: int = 25,
     ) -> Page[Lead]:
         """One page of leads with owner and tags: three statements (count, rows, tags)."""
-        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
-        order = self.order(sort, match)
+        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
+        order = self.search_order(sort, match)
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         total = self.session.scalar(self.scoped(select(func.count(Lead.id))).where(*criteria)) or 0
         page = max(1, min(page, -(-total // per_page) or 1))
@@ -137,7 +106,7 @@ class LeadService(BaseService[Lead]):
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
     ) -> Iterator[tuple[Any, ...]]:
         """Every lead of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
-        criteria, match = self.criteria(q=q, scope=scope, filter_spec=filter_spec)
+        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
         stmt = (
             self.scoped(select(
                 Lead.first_name, Lead.last_name, Lead.email, Lead.phone, Lead.title, Lead.company_name,
@@ -146,30 +115,19 @@ class LeadService(BaseService[Lead]):
             ))
             .outerjoin(User, User.id == Lead.owner_id)
             .where(*criteria)
-            .order_by(*self.order(sort, match))
+            .order_by(*self.search_order(sort, match))
             .execution_options(yield_per=EXPORT_BATCH)
         )
         for row in self.session.execute(stmt):
             yield tuple(row)
 
     def detail(self, lead_id: uuid.UUID) -> LeadDetail:
-        """The lead with owner, tags and what it became, plus its recent activities."""
+        """The lead with owner, tags and what it became, plus its history (the timeline is its own panel)."""
         lead = self.get(lead_id, query=self.scoped().options(
             joinedload(Lead.owner), selectinload(Lead.tags), joinedload(Lead.converted_contact),
             joinedload(Lead.converted_company), joinedload(Lead.converted_deal),
         ))
-        activities = list(self.session.scalars(
-            select(Activity)
-            .where(Activity.org_id == self.org_id, Activity.lead_id == lead_id)
-            .options(joinedload(Activity.owner))
-            .order_by(Activity.created_at.desc(), Activity.id)
-            .limit(DETAIL_ACTIVITIES_LIMIT)
-        ))
-        return LeadDetail(lead=lead, activities=activities)
-
-    def choices(self) -> Choices:
-        """The organisation's users and tags (owner selects, the filter builder): one statement."""
-        return ContactService(self.actor, self.session).choices()
+        return LeadDetail(lead=lead, history=history_for(self.actor, self.entity_type, lead_id, session=self.session))
 
     def default_pipeline(self) -> tuple[Pipeline, PipelineStage] | None:
         """The organisation's default pipeline and its first stage, if both exist (one statement)."""

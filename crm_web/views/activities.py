@@ -11,10 +11,11 @@ from flask_login import current_user
 
 from crm_web.errors import ValidationError
 from crm_web.filters.fields import ACTIVITY_FILTERS
+from crm_web.forms import apply_errors
 from crm_web.htmx import hx_trigger, wants_fragment
 from crm_web.models import utcnow
 from crm_web.params import get_choice_param, get_uuid_param
-from crm_web.rendering import render_page, with_toast
+from crm_web.rendering import render_page, with_toast, with_undo
 from crm_web.services.activities import QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
 from crm_web.services.base import Actor
 from crm_web.views.filtering import builder_fields, parse_filtered_list_query, render_list_page
@@ -104,13 +105,7 @@ def create():
 
 def _form_errors(form, error: ValidationError, context: dict[str, Any]):
     """Service-side validation (linked records, owner) shown inline like the form's own errors."""
-    for name, message in error.field_errors.items():
-        if name in form:
-            form[name].errors = [*form[name].errors, message]
-        else:
-            form.form_errors.append(message)
-    if not error.field_errors:
-        form.form_errors.append(error.message)
+    apply_errors(form, error)
     return render_page(FORM, block="activity_form", status=422, **context)
 
 
@@ -174,9 +169,22 @@ def delete(activity_id: uuid.UUID):
     if not wants_fragment():
         return redirect(url_for("activities.index"), code=303)
     response = render_page(INDEX, block="deleted_row", activity=activity)
-    return with_toast(response, f"Deleted “{activity.subject}”.",
-                      undo_url=url_for("activities.restore", activity_id=activity.id),
-                      undo_target=f"#activity-{activity.id}")
+    # No activities-changed here: the list table reloads on it, which would drop the placeholder
+    # row the Undo swaps back in place.
+    return with_undo(response, f"Deleted “{activity.subject}”.",
+                     undo_url=url_for("activities.restore", activity_id=activity.id), target=f"#activity-{activity.id}")
+
+
+@bp.post("/activities/<uuid:activity_id>/timeline-delete")
+def timeline_delete(activity_id: uuid.UUID):
+    """A delete from a record's timeline: the item becomes a placeholder; Undo's restore sends
+    activities-toggled, on which the timeline reloads itself with the item back in place."""
+    activity = _service().delete_activity(activity_id)
+    if not wants_fragment():
+        return redirect(url_for("activities.index"), code=303)
+    response = render_page(TIMELINE, block="deleted_item", activity=activity)
+    return hx_trigger(with_undo(response, f"Deleted “{activity.subject}”.",
+                                undo_url=url_for("activities.restore", activity_id=activity.id)), "activities-changed")
 
 
 @bp.post("/activities/<uuid:activity_id>/restore")

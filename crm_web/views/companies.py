@@ -12,10 +12,11 @@ from flask_login import current_user
 from crm_web.csv_export import csv_response
 from crm_web.errors import BadRequest, ValidationError
 from crm_web.filters.fields import COMPANY_FILTERS
+from crm_web.forms import apply_errors
 from crm_web.forms.companies import CompanyForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_uuid_list
-from crm_web.rendering import render_page, with_toast
+from crm_web.rendering import plural, render_page, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.companies import CompanyService
 from crm_web.views.filtering import FilterBuilder, builder_fields, parse_filtered_list_query, render_list_page
@@ -28,10 +29,6 @@ TABLE = "#company-table"
 
 def _service() -> CompanyService:
     return CompanyService(Actor.of(current_user))
-
-
-def _plural(count: int) -> str:
-    return f"{count} compan{'ies' if count != 1 else 'y'}"
 
 
 def list_context(service: CompanyService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
@@ -76,9 +73,8 @@ def bulk_delete():
     query, builder = parse_filtered_list_query(COMPANY_FILTERS)
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
-    return with_toast(_table(service, query, builder), f"Deleted {_plural(len(deleted))}.",
-                      undo_url=query.url(url_for("companies.restore_many")), undo_target=TABLE,
-                      undo_vals={"ids": [str(i) for i in deleted]})
+    return with_undo(_table(service, query, builder), f"Deleted {plural(len(deleted), 'company', 'companies')}.",
+                     undo_url=query.url(url_for("companies.restore_many")), ids=deleted, target=TABLE)
 
 
 @bp.post("/companies/bulk/restore")
@@ -86,7 +82,7 @@ def restore_many():
     query, builder = parse_filtered_list_query(COMPANY_FILTERS)
     service = _service()
     restored = service.restore_many(get_uuid_list("ids"))
-    return with_toast(_table(service, query, builder), f"Restored {_plural(len(restored))}.")
+    return with_toast(_table(service, query, builder), f"Restored {plural(len(restored), 'company', 'companies')}.")
 
 
 # --- detail, contacts panel, delete / restore ------------------------------------------------------
@@ -110,8 +106,8 @@ def delete(company_id: uuid.UUID):
     if not wants_fragment():
         return redirect(url_for("companies.index"), 303)
     response = render_page("companies/detail.html", block="company_main", company=company, deleted=True)
-    return with_toast(response, f"Deleted {company.name}. Its contacts and deals are kept.",
-                      undo_url=url_for("companies.restore", company_id=company.id))
+    return with_undo(response, f"Deleted {company.name}. Its contacts and deals are kept.",
+                     undo_url=url_for("companies.restore", company_id=company.id))
 
 
 @bp.post("/companies/<uuid:company_id>/restore")
@@ -125,7 +121,7 @@ def restore(company_id: uuid.UUID):
 
 
 def form_context(service: CompanyService, form: CompanyForm, company: Any = None) -> dict[str, Any]:
-    form.set_choices(owners=service.choices().owners)
+    form.set_choices(owners=service.owner_choices())
     return {"form": form, "company": company}
 
 
@@ -136,11 +132,7 @@ def _save(service: CompanyService, form: CompanyForm, company: Any = None):
             saved = (service.update_company(company.id, **form.values()) if company
                      else service.create_company(**form.values()))
         except ValidationError as error:
-            for key, message in error.field_errors.items():
-                if key in form:
-                    form[key].errors = [*form[key].errors, message]
-                else:
-                    form.form_errors.append(message)
+            apply_errors(form, error)
         else:
             url = url_for("companies.detail", company_id=saved.id)
             return hx_location(url) if wants_fragment() else redirect(url, 303)

@@ -11,10 +11,11 @@ from flask_login import current_user
 from crm_web.csv_export import csv_response
 from crm_web.errors import BadRequest, ValidationError
 from crm_web.filters.fields import CONTACT_FILTERS
+from crm_web.forms import apply_errors
 from crm_web.forms.contacts import ContactForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_text_param, get_uuid_list, get_uuid_param, parse_uuid
-from crm_web.rendering import render_fragments, render_page, with_toast
+from crm_web.rendering import plural, render_fragments, render_page, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.contacts import ContactRow, ContactService
 from crm_web.views.filtering import FilterBuilder, builder_fields, parse_filtered_list_query, render_list_page
@@ -81,9 +82,8 @@ def bulk_delete():
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
     response = _table(service, query, builder)
-    return with_toast(response, f"Deleted {len(deleted)} contact{'s' if len(deleted) != 1 else ''}.",
-                      undo_url=query.url(url_for("contacts.restore_many")), undo_target=TABLE,
-                      undo_vals={"ids": [str(i) for i in deleted]})
+    return with_undo(response, f"Deleted {plural(len(deleted), 'contact')}.",
+                     undo_url=query.url(url_for("contacts.restore_many")), ids=deleted, target=TABLE)
 
 
 @bp.post("/contacts/bulk/restore")
@@ -91,7 +91,7 @@ def restore_many():
     query, builder = parse_filtered_list_query(CONTACT_FILTERS)
     service = _service()
     restored = service.restore_many(get_uuid_list("ids"))
-    return with_toast(_table(service, query, builder), f"Restored {len(restored)} contact{'s' if len(restored) != 1 else ''}.")
+    return with_toast(_table(service, query, builder), f"Restored {plural(len(restored), 'contact')}.")
 
 
 @bp.post("/contacts/bulk/tag")
@@ -100,7 +100,7 @@ def bulk_tag():
     tag_id = parse_uuid(request.form.get("tag_id"), "tag_id") or abort(400, "Choose a tag.")
     service = _service()
     tagged = service.bulk_add_tag(get_uuid_list("ids"), tag_id=tag_id)
-    return with_toast(_table(service, query, builder), f"Tagged {len(tagged)} contact{'s' if len(tagged) != 1 else ''}.")
+    return with_toast(_table(service, query, builder), f"Tagged {plural(len(tagged), 'contact')}.")
 
 
 @bp.post("/contacts/bulk/owner")
@@ -109,7 +109,7 @@ def bulk_owner():
     owner_id = parse_uuid(request.form.get("owner_id"), "owner_id") or abort(400, "Choose an owner.")
     service = _service()
     changed = service.bulk_change_owner(get_uuid_list("ids"), owner_id=owner_id)
-    return with_toast(_table(service, query, builder), f"Reassigned {len(changed)} contact{'s' if len(changed) != 1 else ''}.")
+    return with_toast(_table(service, query, builder), f"Reassigned {plural(len(changed), 'contact')}.")
 
 
 # --- detail, inline edit, delete / restore -------------------------------------------------------
@@ -169,7 +169,7 @@ def delete(contact_id: uuid.UUID):
     if not wants_fragment():
         return redirect(url_for("contacts.index"), 303)
     response = render_page("contacts/detail.html", block="contact_main", contact=contact, deleted=True)
-    return with_toast(response, f"Deleted {contact.full_name}.", undo_url=url_for("contacts.restore", contact_id=contact.id))
+    return with_undo(response, f"Deleted {contact.full_name}.", undo_url=url_for("contacts.restore", contact_id=contact.id))
 
 
 @bp.post("/contacts/<uuid:contact_id>/restore")
@@ -195,9 +195,7 @@ def _save(service: ContactService, form: ContactForm, contact: Any = None):
         try:
             saved = service.update(contact.id, **form.values()) if contact else service.create(**form.values())
         except ValidationError as error:
-            for key, message in error.field_errors.items():
-                if key in form:
-                    form[key].errors = [*form[key].errors, message]
+            apply_errors(form, error)
         else:
             url = url_for("contacts.detail", contact_id=saved.id)
             return hx_location(url) if wants_fragment() else redirect(url, 303)

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, flash, redirect, request, stream_with_context, url_for
+from flask import Blueprint, Response, flash, redirect, request, url_for
 from flask_login import current_user
 
+from crm_web.csv_export import csv_response
 from crm_web.errors import BadRequest, ValidationError
 from crm_web.filters.fields import DEAL_FILTERS
+from crm_web.forms import apply_errors
 from crm_web.forms.deals import DealForm, LostForm
-from crm_web.forms.pipelines import apply_errors
 from crm_web.htmx import hx_location, hx_push_url, hx_trigger, wants_fragment
-from crm_web.params import get_int_param, get_uuid_param, is_whole_number, parse_uuid
-from crm_web.rendering import render_fragments, render_page, with_toast
+from crm_web.params import get_int_param, get_uuid_list, get_uuid_param, is_whole_number, parse_uuid
+from crm_web.rendering import plural, render_fragments, render_page, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.deals import DealService
 from crm_web.views.filtering import FilterBuilder, builder_fields, parse_filtered_list_query, render_list_page
@@ -26,14 +24,18 @@ from crm_web.views.listing import ListQuery
 
 bp = Blueprint("deals", __name__)
 
+TABLE = "#deal-table"
+BOARD = "#board"
+CHANGED = "deals-changed"  # dashboard panels (and anything else showing deals) refresh on it
+
 
 def _service() -> DealService:
     return DealService(Actor.of(current_user))
 
 
 def _fields_meta(service: DealService) -> list[dict[str, Any]]:
-    choices = service.filter_choices()
-    return builder_fields(DEAL_FILTERS, tags=choices["tags"], choices={"owner": choices["owners"]})
+    choices = service.choices()
+    return builder_fields(DEAL_FILTERS, tags=choices.tags, choices={"owner": choices.owners})
 
 
 # --- list ------------------------------------------------------------------------------------
@@ -59,20 +61,36 @@ def export():
     if builder.has_errors:
         raise BadRequest("Fix the filter before exporting.")
     rows = _service().deal_export(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
-    response = Response(stream_with_context(_csv_lines(rows)), mimetype="text/csv")
-    response.headers["Content-Disposition"] = "attachment; filename=deals.csv"
-    return response
+    header = next(rows)
+    return csv_response("deals", header, rows)
 
 
-def _csv_lines(rows: Iterable[list[Any]]):
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for row in rows:
-        # Spreadsheet formula injection: a cell starting with = + - @ is shown as text.
-        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in ("=", "+", "-", "@") else c for c in row])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate(0)
+def _table(service: DealService, query: ListQuery, builder: FilterBuilder) -> Any:
+    """After a POST from the list: the table block with the list state of the query string."""
+    if not wants_fragment():
+        return redirect(query.url(url_for("deals.index")), 303)
+    return hx_trigger(render_page("deals/index.html", block="deal_table", **list_context(service, query, builder)),
+                      CHANGED)
+
+
+# --- bulk delete (the list's per-row delete is a bulk delete of one) ---------------------------
+
+
+@bp.post("/deals/bulk/delete")
+def bulk_delete():
+    query, builder = parse_filtered_list_query(DEAL_FILTERS)
+    service = _service()
+    deleted = service.delete_many(get_uuid_list("ids"))
+    return with_undo(_table(service, query, builder), f"Deleted {plural(len(deleted), 'deal')}.",
+                     undo_url=query.url(url_for("deals.restore_many")), ids=deleted, target=TABLE)
+
+
+@bp.post("/deals/bulk/restore")
+def restore_many():
+    query, builder = parse_filtered_list_query(DEAL_FILTERS)
+    service = _service()
+    restored = service.restore_many(get_uuid_list("ids"))
+    return with_toast(_table(service, query, builder), f"Restored {plural(len(restored), 'deal')}.")
 
 
 # --- board -----------------------------------------------------------------------------------
@@ -127,6 +145,31 @@ def board_column(stage_id: uuid.UUID):
                        board_query=board_query)
 
 
+def _board_block(service: DealService) -> Response:
+    """After a POST from the board: the board block in the state of the query string (pipeline, filter)."""
+    query, builder = parse_filtered_list_query(DEAL_FILTERS)
+    context = board_context(service, query, builder)
+    if not wants_fragment():
+        return redirect(url_for("deals.board") + "?" + context["board_query"], 303)
+    return hx_trigger(render_page("deals/board.html", block="board", **context), CHANGED)
+
+
+@bp.post("/deals/board/delete")
+def board_delete():
+    service = _service()
+    deleted = service.delete_many(get_uuid_list("ids"))
+    return with_undo(_board_block(service), f"Deleted {plural(len(deleted), 'deal')}.",
+                     undo_url=url_for("deals.board_restore") + "?" + request.query_string.decode(),
+                     ids=deleted, target=BOARD)
+
+
+@bp.post("/deals/board/restore")
+def board_restore():
+    service = _service()
+    restored = service.restore_many(get_uuid_list("ids"))
+    return with_toast(_board_block(service), f"Restored {plural(len(restored), 'deal')}.")
+
+
 def _form_uuid(name: str) -> uuid.UUID | None:
     return parse_uuid(request.form.get(name), name)
 
@@ -153,6 +196,7 @@ def move(deal_id: uuid.UUID):
     response = render_fragments("deals/board.html", ["move_headers"], move=result, board=None)
     deal = result.deal
     hx_trigger(response, "deal-moved", {"id": str(deal.id), "version": deal.version, "status": deal.status})
+    hx_trigger(response, CHANGED)
     if result.from_stage is None or result.from_stage.id != result.to_stage.id:
         with_toast(response, f"{deal.name} moved to {result.to_stage.name}.", timeout=3000)
     return response
@@ -167,21 +211,21 @@ def detail(deal_id: uuid.UUID):
 
 
 def _form_page(form: DealForm, service: DealService, deal_id: uuid.UUID | None, *, status: int = 200) -> Response:
-    form.set_choices(service.choices())
+    form.set_choices(service.form_choices())
     return render_page("deals/form.html", block="deal_form", form=form, deal_id=deal_id, status=status)
 
 
 def _saved(deal_id: uuid.UUID, message: str) -> Response:
     flash(message, "info")
     url = url_for("deals.detail", deal_id=deal_id)
-    return hx_location(url) if wants_fragment() else redirect(url, 303)
+    return hx_trigger(hx_location(url), CHANGED) if wants_fragment() else redirect(url, 303)
 
 
 @bp.get("/deals/new")
 def new():
     service = _service()
     form = DealForm(data={"owner_id": current_user.id})
-    choices = service.choices()
+    choices = service.form_choices()
     pipeline_id = get_uuid_param("pipeline")
     pipeline = next((p for p in choices.pipelines if p.id == pipeline_id), None) or \
         next((p for p in choices.pipelines if p.is_default), choices.pipelines[0] if choices.pipelines else None)
@@ -194,7 +238,7 @@ def new():
 def create():
     service = _service()
     form = DealForm()
-    form.set_choices(service.choices())
+    form.set_choices(service.form_choices())
     if form.validate_on_submit():
         try:
             deal = service.deal_create(stage_id=form.stage_id.data, **form.values())
@@ -216,7 +260,7 @@ def edit(deal_id: uuid.UUID):
 def update(deal_id: uuid.UUID):
     service = _service()
     form = DealForm()
-    form.set_choices(service.choices())
+    form.set_choices(service.form_choices())
     if form.validate_on_submit():
         try:
             service.deal_update(deal_id, stage_id=form.stage_id.data, **form.values())
@@ -252,7 +296,7 @@ def _detail_changed(deal_id: uuid.UUID, message: str) -> Response:
         return redirect(url_for("deals.detail", deal_id=deal_id), 303)
     response = render_page("deals/detail.html", block="deal_summary", detail=_service().deal_detail(deal_id),
                            lost_form=LostForm())
-    return with_toast(response, message)
+    return hx_trigger(with_toast(response, message), CHANGED)
 
 
 @bp.post("/deals/<uuid:deal_id>/delete")
@@ -263,8 +307,8 @@ def delete(deal_id: uuid.UUID):
         flash(message, "info")
         return redirect(url_for("deals.index"), 303)
     response = render_page("deals/detail.html", block="deal_page", detail=None, deleted=deal)
-    return with_toast(response, message, undo_url=url_for("deals.restore", deal_id=deal_id),
-                      undo_target="#deal-page")
+    return hx_trigger(with_undo(response, message, undo_url=url_for("deals.restore", deal_id=deal_id),
+                                target="#deal-page"), CHANGED)
 
 
 @bp.post("/deals/<uuid:deal_id>/restore")
@@ -275,4 +319,4 @@ def restore(deal_id: uuid.UUID):
         return redirect(url_for("deals.detail", deal_id=deal_id), 303)
     response = render_page("deals/detail.html", block="deal_page", detail=service.deal_detail(deal_id),
                            lost_form=LostForm())
-    return hx_trigger(with_toast(response, f"{deal.name} restored."), "deals-changed")
+    return hx_trigger(with_toast(response, f"{deal.name} restored."), CHANGED)

@@ -12,10 +12,11 @@ from flask_login import current_user
 from crm_web.csv_export import csv_response
 from crm_web.errors import BadRequest, ValidationError
 from crm_web.filters.fields import LEAD_FILTERS
+from crm_web.forms import apply_errors
 from crm_web.forms.leads import MANUAL_STATUS_CHOICES, ConvertLeadForm, LeadForm, LeadStatusForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_uuid_list
-from crm_web.rendering import render_page, with_toast
+from crm_web.rendering import plural, render_page, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.leads import LeadService
 from crm_web.views.filtering import FilterBuilder, builder_fields, parse_filtered_list_query, render_list_page
@@ -28,21 +29,6 @@ TABLE = "#lead-table"
 
 def _service() -> LeadService:
     return LeadService(Actor.of(current_user))
-
-
-def _plural(count: int) -> str:
-    return f"{count} lead{'s' if count != 1 else ''}"
-
-
-def _apply_errors(form: Any, error: ValidationError) -> None:
-    """A service's field errors shown next to the form's fields (the rest above the form)."""
-    for key, message in error.field_errors.items():
-        if key in form:
-            form[key].errors = [*form[key].errors, message]
-        else:
-            form.form_errors.append(message)
-    if not error.field_errors:
-        form.form_errors.append(error.message)
 
 
 # --- list -----------------------------------------------------------------------------------------
@@ -86,9 +72,8 @@ def bulk_delete():
     query, builder = parse_filtered_list_query(LEAD_FILTERS)
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
-    return with_toast(_table(service, query, builder), f"Deleted {_plural(len(deleted))}.",
-                      undo_url=query.url(url_for("leads.restore_many")), undo_target=TABLE,
-                      undo_vals={"ids": [str(i) for i in deleted]})
+    return with_undo(_table(service, query, builder), f"Deleted {plural(len(deleted), 'lead')}.",
+                     undo_url=query.url(url_for("leads.restore_many")), ids=deleted, target=TABLE)
 
 
 @bp.post("/leads/bulk/restore")
@@ -96,7 +81,7 @@ def restore_many():
     query, builder = parse_filtered_list_query(LEAD_FILTERS)
     service = _service()
     restored = service.restore_many(get_uuid_list("ids"))
-    return with_toast(_table(service, query, builder), f"Restored {_plural(len(restored))}.")
+    return with_toast(_table(service, query, builder), f"Restored {plural(len(restored), 'lead')}.")
 
 
 # --- detail, status, delete / restore ---------------------------------------------------------------
@@ -126,7 +111,7 @@ def delete(lead_id: uuid.UUID):
     if not wants_fragment():
         return redirect(url_for("leads.index"), 303)
     response = render_page("leads/detail.html", block="lead_main", lead=lead, deleted=True)
-    return with_toast(response, f"Deleted {lead.full_name}.", undo_url=url_for("leads.restore", lead_id=lead.id))
+    return with_undo(response, f"Deleted {lead.full_name}.", undo_url=url_for("leads.restore", lead_id=lead.id))
 
 
 @bp.post("/leads/<uuid:lead_id>/restore")
@@ -158,7 +143,7 @@ def convert(lead_id: uuid.UUID):
         try:
             result = service.convert(lead_id, **form.values())
         except ValidationError as error:
-            _apply_errors(form, error)
+            apply_errors(form, error)
         else:
             flash(f"{result.lead.full_name} was converted.", "info")
             url = url_for("leads.detail", lead_id=lead_id)
@@ -171,7 +156,7 @@ def convert(lead_id: uuid.UUID):
 
 
 def form_context(service: LeadService, form: LeadForm, lead: Any = None) -> dict[str, Any]:
-    form.set_choices(owners=service.choices().owners)
+    form.set_choices(owners=service.owner_choices())
     return {"form": form, "lead": lead}
 
 
@@ -181,7 +166,7 @@ def _save(service: LeadService, form: LeadForm, lead: Any = None):
         try:
             saved = service.update_lead(lead.id, **form.values()) if lead else service.create_lead(**form.values())
         except ValidationError as error:
-            _apply_errors(form, error)
+            apply_errors(form, error)
         else:
             url = url_for("leads.detail", lead_id=saved.id)
             return hx_location(url) if wants_fragment() else redirect(url, 303)

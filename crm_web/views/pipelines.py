@@ -8,7 +8,8 @@ from flask import Blueprint, redirect, url_for
 from flask_login import current_user
 
 from crm_web.errors import ValidationError
-from crm_web.forms.pipelines import MoveDealsForm, PipelineForm, StageForm, apply_errors
+from crm_web.forms import apply_errors
+from crm_web.forms.pipelines import MoveDealsForm, PipelineForm, StageForm
 from crm_web.htmx import wants_fragment
 from crm_web.params import get_uuid_list
 from crm_web.rendering import render_page, with_toast

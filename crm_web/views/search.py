@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Blueprint, url_for
-from werkzeug.routing import BuildError
 from flask_login import current_user
 
 from crm_web.params import get_text_param
@@ -14,19 +13,14 @@ from crm_web.services.search import SearchService, highlight
 bp = Blueprint("search", __name__)
 bp.add_app_template_filter(highlight, "highlight")
 
-# Where a hit links to; types whose pages are not built yet fall back to their list.
+# Where a hit links to: the record's detail page.
 DETAIL_ENDPOINTS = {"contact": ("contacts.detail", "contact_id"), "company": ("companies.detail", "company_id"),
                     "lead": ("leads.detail", "lead_id"), "deal": ("deals.detail", "deal_id")}
-LIST_ENDPOINTS = {"contact": "contacts.index", "company": "companies.index", "lead": "leads.index",
-                  "deal": "deals.index"}
 
 
 def hit_url(kind: str, hit_id) -> str:
     endpoint, arg = DETAIL_ENDPOINTS[kind]
-    try:
-        return url_for(endpoint, **{arg: hit_id})
-    except BuildError:  # the other area's detail page may not exist yet
-        return url_for(LIST_ENDPOINTS[kind])
+    return url_for(endpoint, **{arg: hit_id})
 
 
 @bp.get("/search")
