@@ -277,7 +277,7 @@ def report(all_results: dict[str, list[Result]], requests: int) -> str:
     for index, first in enumerate(all_results[sizes[0]]):
         row = [all_results[size][index] for size in sizes]
         if first.missing:
-            lines.append(f"| {first.page} | " + " | ".join(["–"] * 3 * len(sizes)) + f" | not built yet |")
+            lines.append(f"| {first.page} | " + " | ".join(["–"] * 3 * len(sizes)) + " | not built yet |")
             continue
         cells = []
         for r in row:

@@ -8,7 +8,6 @@ from flask.cli import AppGroup
 from flask_migrate import upgrade
 
 from crm_web.errors import CRMException
-from crm_web.extensions import db
 
 crm = AppGroup("crm", help="crm-web administration commands.")
 

@@ -13,7 +13,6 @@ from crm_web.extensions import cache
 from crm_web.models import Activity
 from crm_web.services.activities import ActivityService, Links, get_stats, get_type_stats
 from tests import factories
-from tests.conftest import HX, LOGIN_STATEMENTS
 
 # A Wednesday: the week runs Mon 23 Nov 00:00 -> Mon 30 Nov 00:00 (UTC).
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)

@@ -13,7 +13,7 @@ from crm_web.errors import NotFound, PermissionDenied
 from crm_web.models import utcnow
 from crm_web.services.dashboard import DashboardService
 from tests import factories
-from tests.conftest import HX, LOGIN_STATEMENTS
+from tests.conftest import HX
 
 TODAY = utcnow().date()
 THIS_MONTH = TODAY.replace(day=1)

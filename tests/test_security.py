@@ -2,7 +2,6 @@
 
 import re
 
-import pytest
 
 from tests import factories
 from tests.conftest import base_config

@@ -72,7 +72,7 @@ def test_every_uuid_argument_is_filled_from_the_world(bare_app):
 def access_table(app) -> str:
     rules = url_map_routes(app)
     lines = [
-        f"Generated from the route inventory (tests/security_support.py) and proven cell by cell by",
+        "Generated from the route inventory (tests/security_support.py) and proven cell by cell by",
         f"`tests/test_security_routes.py::test_role_access`. Regenerate: `{REGENERATE}`",
         "",
         "A sales user may change only records they own (or unowned ones): the tests request those",

@@ -29,7 +29,6 @@ from crm_web.models import (
     Contact,
     Deal,
     Lead,
-    User,
     utcnow,
 )
 from crm_web.services.base import Actor, BaseService, Page
@@ -220,9 +219,7 @@ class ActivityService(BaseService[Activity]):
             if value is not None and not self._exists(model, value):
                 errors[column] = f"That {name} does not exist or was deleted."
         owner_id = values.get("owner_id")
-        if owner_id is not None and not self.session.scalar(
-            select(func.count()).select_from(User).where(User.id == owner_id, User.org_id == self.org_id)
-        ):
+        if owner_id is not None and not self.is_org_user(owner_id):
             errors["owner_id"] = "That user is not in your organisation."
         if errors:
             raise ValidationError("Please correct the highlighted fields", errors)

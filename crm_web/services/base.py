@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, literal, select, update
+from sqlalchemy import ColumnElement, Select, exists, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -277,6 +277,16 @@ class BaseService(Generic[M]):
         owner_id = getattr(obj, "owner_id", None)
         if owner_id is not None and owner_id != self.actor.user_id:
             raise PermissionDenied(f"Only the owner or a manager can change this {self.entity_label}.")
+
+    def editable(self, entity_id: uuid.UUID) -> M:
+        """The record, if the actor may change it (sales: own or unowned): for edit forms."""
+        obj = self.get(entity_id, query=self.scoped())
+        self.check_can_modify(obj)
+        return obj
+
+    def is_org_user(self, user_id: uuid.UUID) -> bool:
+        """Whether a chosen owner belongs to the actor's organisation (ids come from forms)."""
+        return bool(self.session.scalar(select(exists().where(User.id == user_id, User.org_id == self.org_id))))
 
     # --- writing -----------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, desc, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, desc, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.errors import ValidationError
@@ -284,9 +284,7 @@ class CompanyService(BaseService[Company]):
         for number in ("employee_count", "annual_revenue"):
             if values.get(number) is not None and values[number] < 0:
                 errors[number] = "Cannot be negative."
-        if values.get("owner_id") and not self.session.scalar(
-            select(exists().where(User.id == values["owner_id"], User.org_id == self.org_id))
-        ):
+        if values.get("owner_id") and not self.is_org_user(values["owner_id"]):
             errors["owner_id"] = "Choose a user of your organisation."
         if errors:
             raise ValidationError("Please correct the highlighted fields", errors)
@@ -297,12 +295,6 @@ class CompanyService(BaseService[Company]):
         if not values.get("owner_id"):
             values.pop("owner_id", None)
         return self.create(**values)
-
-    def editable(self, company_id: uuid.UUID) -> Company:
-        """The company, if the actor may change it (sales: own or unowned) - for the edit form."""
-        company = self.get(company_id, query=self.scoped())
-        self.check_can_modify(company)
-        return company
 
     def update_company(self, company_id: uuid.UUID, **values: Any) -> Company:
         """Sales staff change their own (or unowned) companies; managers and admins any."""

@@ -239,9 +239,7 @@ class ContactService(BaseService[Contact]):
                                   Company.deleted_at.is_(None)))
         ):
             errors["primary_company_id"] = "That company does not exist."
-        if values.get("owner_id") and not self.session.scalar(
-            select(exists().where(User.id == values["owner_id"], User.org_id == self.org_id))
-        ):
+        if values.get("owner_id") and not self.is_org_user(values["owner_id"]):
             errors["owner_id"] = "That user is not in your organisation."
         if errors:
             raise ValidationError("Please correct the highlighted fields", errors)
@@ -274,7 +272,7 @@ class ContactService(BaseService[Contact]):
 
     def bulk_change_owner(self, ids: Sequence[uuid.UUID], *, owner_id: uuid.UUID) -> list[uuid.UUID]:
         """Reassign the selected contacts in one UPDATE; the new owner must belong to the org."""
-        if not self.session.scalar(select(exists().where(User.id == owner_id, User.org_id == self.org_id))):
+        if not self.is_org_user(owner_id):
             raise NotFound("That user is not in your organisation.")
         selected = self._selected(ids)
         if selected:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.errors import Conflict, ValidationError
@@ -158,9 +158,7 @@ class LeadService(BaseService[Lead]):
             errors["estimated_value"] = "Cannot be negative."
         if values.get("source") and values["source"] not in SOURCE_VALUES:
             errors["source"] = "Choose one of the listed sources."
-        if values.get("owner_id") and not self.session.scalar(
-            select(exists().where(User.id == values["owner_id"], User.org_id == self.org_id))
-        ):
+        if values.get("owner_id") and not self.is_org_user(values["owner_id"]):
             errors["owner_id"] = "Choose a user of your organisation."
         if errors:
             raise ValidationError("Please correct the highlighted fields", errors)
@@ -171,12 +169,6 @@ class LeadService(BaseService[Lead]):
         if not values.get("owner_id"):
             values.pop("owner_id", None)
         return self.create(**values)
-
-    def editable(self, lead_id: uuid.UUID) -> Lead:
-        """The lead, if the actor may change it (sales: own or unowned) - for edit and convert forms."""
-        lead = self.get(lead_id, query=self.scoped())
-        self.check_can_modify(lead)
-        return lead
 
     def update_lead(self, lead_id: uuid.UUID, **values: Any) -> Lead:
         """Sales staff change their own (or unowned) leads; managers and admins any."""
