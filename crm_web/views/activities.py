@@ -121,7 +121,9 @@ def _form_uuid(form, name: str) -> uuid.UUID | None:
 def edit(activity_id: uuid.UUID):
     from crm_web.forms.activities import ActivityForm
 
-    activity = _service().get_activity(activity_id)
+    service = _service()
+    activity = service.get_activity(activity_id)
+    service.check_can_modify(activity)  # a form the user could not save is not offered
     form = ActivityForm(formdata=None)
     form.fill_from(activity)
     return render_page(FORM, block="activity_form", **_form_context(form, activity=activity))

@@ -218,6 +218,7 @@ def create():
 def edit(contact_id: uuid.UUID):
     service = _service()
     contact = service.get(contact_id)
+    service.check_can_modify(contact)  # a form the user could not save is not offered
     return render_page("contacts/form.html", **form_context(service, ContactForm(obj=contact), contact))
 
 

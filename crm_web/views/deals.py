@@ -252,6 +252,7 @@ def create():
 def edit(deal_id: uuid.UUID):
     service = _service()
     deal = service.deal_detail(deal_id).deal
+    service.check_can_modify(deal)  # a form the user could not save is not offered
     form = DealForm(obj=deal)
     return _form_page(form, service, deal_id)
 
