@@ -82,16 +82,17 @@ def is_contact_of(company_id: Any) -> ColumnElement[bool]:
     return or_(Contact.primary_company_id == company_id, Contact.id.in_(associated))
 
 
-def contact_count_expr(org_id: uuid.UUID) -> ColumnElement[int]:
-    """Live contacts of the enclosing select's company: those with it as primary company plus those
-    associated with it that have another (or no) primary company — the same set as is_contact_of.
+def contact_count_expr(org_id: uuid.UUID, company_id: Any = Company.id) -> ColumnElement[int]:
+    """Live contacts of a company (by default the enclosing select's): those with it as primary
+    company plus those associated with it that have another (or no) primary company — the same
+    set as is_contact_of.
 
     Two index lookups (ix_contacts_org_company, ix_contact_companies_company) instead of one
     count over is_contact_of, whose OR no index serves: that scanned every contact per company row."""
     live = (Contact.org_id == org_id, Contact.deleted_at.is_(None))
     primary = (
         select(func.count(Contact.id))
-        .where(*live, Contact.primary_company_id == Company.id)
+        .where(*live, Contact.primary_company_id == company_id)
         .correlate(Company)
         .scalar_subquery()
     )
@@ -99,8 +100,8 @@ def contact_count_expr(org_id: uuid.UUID) -> ColumnElement[int]:
     associated = (
         select(func.count(Contact.id))
         .join(ContactCompany, ContactCompany.contact_id == Contact.id)
-        .where(*live, ContactCompany.company_id == Company.id,
-               or_(Contact.primary_company_id.is_(None), Contact.primary_company_id != Company.id))
+        .where(*live, ContactCompany.company_id == company_id,
+               or_(Contact.primary_company_id.is_(None), Contact.primary_company_id != company_id))
         .correlate(Company)
         .scalar_subquery()
     )
@@ -206,11 +207,7 @@ class CompanyService(BaseService[Company]):
                 func.coalesce(func.sum(case((won, Deal.value), else_=0)), 0),
             ).where(Deal.org_id == self.org_id, Deal.company_id == company_id, Deal.deleted_at.is_(None))
         ).one()
-        contact_count = self.session.scalar(
-            select(func.count(Contact.id)).where(
-                Contact.org_id == self.org_id, Contact.deleted_at.is_(None), is_contact_of(company_id)
-            )
-        ) or 0
+        contact_count = self.session.scalar(select(contact_count_expr(self.org_id, company_id))) or 0
         deals, open_deals, won_deals, lost_deals, total_value, won_value = deal_row
         return CompanyStats(
             deal_count=int(deals), open_deals=int(open_deals), won_deals=int(won_deals), lost_deals=int(lost_deals),
