@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from crm_web.models import Deal
+from crm_web.services.deals import BOARD_PAGE_SIZE
 from tests import factories
 from tests.conftest import HX, LOGIN_STATEMENTS, tenant_statements
 
@@ -106,16 +107,16 @@ def test_board_filter_builder_loads_on_demand(client, login, org, stages):
 
 def test_load_more_fetches_one_column(client, login, org, pipeline, stages, count_queries):
     login("manager")
-    add_deals(org, pipeline, stages[:2], 60)
+    add_deals(org, pipeline, stages[:2], BOARD_PAGE_SIZE * 2 + 5)
     html = client.get("/deals/board").get_data(as_text=True)
-    assert html.count("data-deal-id=") == 100  # 50 per column
+    assert html.count("data-deal-id=") == 2 * BOARD_PAGE_SIZE  # the first page of each column
     assert html.count('class="load-more"') == 2
     with count_queries() as q:
-        response = client.get(f"/deals/board/column/{stages[0].id}?offset=50", headers=HX)
+        response = client.get(f"/deals/board/column/{stages[0].id}?offset={2 * BOARD_PAGE_SIZE}", headers=HX)
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "<html" not in html
-    assert html.count("data-deal-id=") == 10 and "load-more" not in html
-    assert "Deal Lead in 59" in html and "Deal Proposal" not in html
+    assert html.count("data-deal-id=") == 5 and "load-more" not in html
+    assert f"Deal Lead in {BOARD_PAGE_SIZE * 2 + 4}" in html and "Deal Proposal" not in html
     assert q.count <= 2 + LOGIN_STATEMENTS, q
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.models import Deal, RecordHistory
-from crm_web.services.deals import DealService
+from crm_web.services.deals import BOARD_PAGE_SIZE, DealService
 from tests import factories
 
 
@@ -200,7 +200,7 @@ def test_board_statement_count_is_constant(service, org, count_queries, deals_pe
         board = service.board()
     assert q.count == 3, q  # headers aggregate, windowed cards, tags
     assert sum(c.stats.count for c in board.columns) == 10 * deals_per_stage
-    assert all(len(c.cards) == min(deals_per_stage, 50) for c in board.columns)
+    assert all(len(c.cards) == min(deals_per_stage, BOARD_PAGE_SIZE) for c in board.columns)
 
 
 # --- list, create, update, close -----------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_web.models.base import (
@@ -84,6 +84,8 @@ class Contact(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMix
 _t = Contact.__table__
 search_key_index(_t, "contact_name_trgm_idx", full_name(_t.c.first_name, _t.c.last_name))
 search_key_index(_t, "contact_email_trgm_idx", _t.c.email)
+# Duplicate-email checks compare lower(email) (ContactService.duplicate_of, the contact page's twin).
+Index("ix_contacts_org_email_key", _t.c.org_id, func.lower(_t.c.email))
 del _t
 
 

@@ -31,7 +31,9 @@ from crm_web.services.forecast import weighted_value
 from crm_web.services.history import history_for, snapshot_changes
 from crm_web.services.pipelines import PipelineInfo, PipelineService, StageInfo
 
-BOARD_PAGE_SIZE = 50
+# Cards per column before "Load more": rendering cards, not SQL, is most of the board's time
+# (50 per column was ~300 cards and ~150 ms of templating; docs/benchmarks.md).
+BOARD_PAGE_SIZE = 20
 EXPORT_LIMIT = 50_000
 CHOICE_LIMIT = 500
 
