@@ -13,7 +13,7 @@ from crm_web.errors import NotFound, PermissionDenied
 from crm_web.models import utcnow
 from crm_web.services.dashboard import DashboardService
 from tests import factories
-from tests.conftest import HX
+from tests.conftest import HX, LOGIN_STATEMENTS
 
 TODAY = utcnow().date()
 THIS_MONTH = TODAY.replace(day=1)
@@ -203,8 +203,8 @@ def test_query_budget_cold_and_warm(client, login, pipeline_data, count_queries,
     with count_queries() as warm:
         assert client.get("/").status_code == 200
     assert cold.count <= 8, cold
-    assert warm.count < cold.count, warm
-    assert warm.count == cold.count - 1  # the activity stats come from the cache
+    # Every panel comes from the cache; a manager's owner switcher still lists the team.
+    assert warm.count == LOGIN_STATEMENTS + (1 if role == "manager" else 0), warm
 
 
 def test_budget_does_not_grow_with_data(client, org, login, users, pipeline_data, count_queries):

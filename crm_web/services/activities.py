@@ -2,8 +2,8 @@
 
 Every list loads its contact/company/deal/lead/owner in the same SELECT (joinedload), so a page
 costs the same number of statements for 1 row or 100. Stats are one aggregate each; `get_stats`
-is cached per organisation and user and invalidated by bumping a per-organisation generation key
-whenever any activity of that organisation changes.
+is cached per organisation and user (services/stats_cache.py: any committed activity change
+makes it stale).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from typing import Any, ClassVar
 
-from flask import current_app
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import joinedload
 
@@ -32,7 +31,7 @@ from crm_web.models import (
     utcnow,
 )
 from crm_web.services.base import Actor, BaseService, Page
-from crm_web.services.cache import cache_get, cache_set
+from crm_web.services.stats_cache import cached_stats
 
 QUICK_VIEWS = [
     ("mine", "My open"),
@@ -69,10 +68,6 @@ def week_bounds(now: datetime) -> tuple[datetime, datetime]:
 
 def _open() -> ColumnElement[bool]:
     return Activity.status.in_(OPEN_ACTIVITY_STATUSES)
-
-
-def stats_generation_key(org_id: uuid.UUID) -> str:
-    return f"activity_stats_gen:{org_id}"
 
 
 @dataclass(frozen=True)
@@ -245,12 +240,10 @@ class ActivityService(BaseService[Activity]):
     def create_activity(self, **values: Any) -> Activity:
         """Create an activity (owned by the actor unless an owner is given)."""
         obj = self.create(**values)
-        self.invalidate_stats()
         return self.get(obj.id)
 
     def update_activity(self, activity_id: uuid.UUID, **values: Any) -> Activity:
         obj = self.update(activity_id, **values)
-        self.invalidate_stats()
         return self.get(obj.id)
 
     def set_completed(self, activity_id: uuid.UUID, *, completed: bool) -> Activity:
@@ -259,46 +252,20 @@ class ActivityService(BaseService[Activity]):
 
     def delete_activity(self, activity_id: uuid.UUID) -> Activity:
         """Soft delete: the activity can be restored (Undo) until the trash is purged."""
-        obj = self.delete(activity_id)
-        self.invalidate_stats()
-        return obj
+        return self.delete(activity_id)
 
     def restore_activity(self, activity_id: uuid.UUID) -> Activity:
         obj = self.restore(activity_id)
-        self.invalidate_stats()
         return self.get(obj.id)
-
-    def delete_many(self, ids, *, criteria=()):  # type: ignore[override]
-        deleted = super().delete_many(ids, criteria=criteria)
-        self.invalidate_stats()
-        return deleted
-
-    def restore_many(self, ids):  # type: ignore[override]
-        restored = super().restore_many(ids)
-        self.invalidate_stats()
-        return restored
 
     # --- stats -------------------------------------------------------------------
 
-    def invalidate_stats(self) -> None:
-        """Every cached stat of this organisation goes stale at once (a new generation)."""
-        invalidate_org_stats(self.org_id)
-
-    def _stats_generation(self) -> str:
-        key = stats_generation_key(self.org_id)
-        generation = cache_get(key)
-        if generation is None:
-            generation = uuid.uuid4().hex
-            cache_set(key, generation, timeout=0)
-        return generation
-
     def get_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
-        """Totals per status and type plus due/overdue/completed counts: one aggregate, cached 60 s."""
-        cache_key = f"activity_stats:{self.org_id}:{self._stats_generation()}:{user_id or 'all'}"
-        cached = cache_get(cache_key)
-        if cached is not None:
-            return cached
-        now = now or utcnow()
+        """Totals per status and type plus due/overdue/completed counts: one aggregate, cached."""
+        return cached_stats(self.org_id, f"activity_stats:{user_id or 'all'}",
+                            lambda: self._compute_stats(user_id=user_id, now=now or utcnow()))
+
+    def _compute_stats(self, *, user_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:
         today_start, today_end = day_bounds(now)
         week_start, week_end = week_bounds(now)
         columns = {
@@ -314,7 +281,7 @@ class ActivityService(BaseService[Activity]):
         columns |= {f"status_{key}": func.count().filter(Activity.status == key) for key, _ in ACTIVITY_STATUSES}
         columns |= {f"type_{key}": func.count().filter(Activity.type == key) for key, _ in ACTIVITY_TYPES}
         row = self._aggregate(columns, user_id)
-        stats = {
+        return {
             "total": row["total"],
             "open": row["open"],
             "overdue": row["overdue"],
@@ -324,8 +291,6 @@ class ActivityService(BaseService[Activity]):
             "by_status": {key: row[f"status_{key}"] for key, _ in ACTIVITY_STATUSES},
             "by_type": {key: row[f"type_{key}"] for key, _ in ACTIVITY_TYPES},
         }
-        cache_set(cache_key, stats, timeout=current_app.config.get("STATS_CACHE_TIMEOUT", 60))
-        return stats
 
     def get_type_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
         """Totals, overdue, per status and per priority: one aggregate."""
@@ -348,11 +313,6 @@ class ActivityService(BaseService[Activity]):
             stmt = stmt.where(Activity.owner_id == user_id)
         row = self.session.execute(stmt).mappings().one()
         return {name: int(row[name] or 0) for name in columns}
-
-
-def invalidate_org_stats(org_id: uuid.UUID) -> None:
-    """Call after any change to an organisation's activities (also from other services)."""
-    cache_set(stats_generation_key(org_id), uuid.uuid4().hex, timeout=0)
 
 
 def get_stats(actor: Actor, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:

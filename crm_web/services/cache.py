@@ -45,6 +45,17 @@ def cache_get(key: str) -> Any | None:
     return value
 
 
+def cache_get_many(*keys: str) -> list[Any | None]:
+    """The cached values in one round trip (None for each miss), all None when the cache is unreachable."""
+    try:
+        values = cache.get_many(*keys)
+    except RedisError as error:
+        _failed("get", error)
+        return [None] * len(keys)
+    _recovered()
+    return list(values)
+
+
 def cache_set(key: str, value: Any, timeout: int | None = None) -> None:
     """Store `value` for `timeout` seconds; an unreachable cache is ignored."""
     try:

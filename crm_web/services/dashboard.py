@@ -1,9 +1,10 @@
 """The dashboard's numbers: KPIs and chart series for one owner scope, one aggregate per panel.
 
 Deal totals and the forecast come from services/deal_stats.py; deals by stage and won/lost per
-month are computed here with services/forecast.py's weighted formula; activity numbers are the
-(cached) ActivityService.get_stats. Cold, the whole page is at most 8 statements; warm, the
-activity stats cost none.
+month are computed here with services/forecast.py's weighted formula; activity numbers are
+ActivityService.get_stats. The panels are cached per organisation, owner scope and day
+(services/stats_cache.py: any committed change to deals, activities or pipelines makes them
+stale). Cold, the whole page is at most 8 statements; warm, only the scope's user list.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from crm_web.services import deal_stats
 from crm_web.services.activities import ActivityService
 from crm_web.services.base import Actor
 from crm_web.services.forecast import weighted_value
+from crm_web.services.stats_cache import cached_stats
 
 PANELS = ("kpis", "deals_by_stage", "forecast", "won_lost", "activity_charts")
 HISTORY_MONTHS = 6
@@ -197,10 +199,16 @@ class DashboardService:
     def panel(self, name: str, scope: Scope) -> Any:
         if name not in PANELS:
             raise NotFound("No such dashboard panel.")
-        return getattr(self, name)(scope)
+        return self._cached(f"dashboard_{name}", scope, lambda: getattr(self, name)(scope))
 
     def dashboard(self, scope: Scope) -> dict[str, Any]:
-        """Every panel; the KPIs reuse the won/lost months and the activity stats of the charts."""
+        """Every panel (cached); the KPIs reuse the won/lost months and the activity stats of the charts."""
+        return self._cached("dashboard", scope, lambda: self._all_panels(scope))
+
+    def _cached(self, name: str, scope: Scope, compute: Any) -> Any:
+        return cached_stats(self.actor.org_id, f"{name}:{scope.owner_id or 'all'}:{self.today}", compute)
+
+    def _all_panels(self, scope: Scope) -> dict[str, Any]:
         won_lost = self.won_lost(scope)
         return {
             "kpis": self.kpis(scope, won_lost=won_lost),

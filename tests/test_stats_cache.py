@@ -1,0 +1,131 @@
+"""Cached statistics (services/stats_cache.py): served from the cache until any write path changes
+what they count, whichever service, bulk statement or trash action made the change."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from crm_web.models import utcnow
+from crm_web.services.activities import ActivityService
+from crm_web.services.dashboard import DashboardService
+from crm_web.services.deals import DealService
+from crm_web.services.leads import LeadService
+from crm_web.services.pipelines import PipelineService
+from crm_web.services.trash import TrashRef, TrashService
+from tests import factories
+from tests.conftest import HX, LOGIN_STATEMENTS
+
+
+@pytest.fixture
+def board(org, users):
+    pipeline = factories.make_pipeline(org, name="Sales")
+    lead_in, proposal, negotiation, won, lost = factories.stages_of(pipeline)
+    deals = [factories.make_deal(org, stage=lead_in, value=Decimal("1000"), owner_id=users["sales"].id),
+             factories.make_deal(org, stage=proposal, value=Decimal("2000"), owner_id=users["sales"].id)]
+    trashed = factories.make_deal(org, stage=negotiation, value=Decimal("500"), deleted_at=utcnow(),
+                                  deleted_by_id=users["admin"].id)
+    activity = factories.make_activity(org, subject="Call back", type="call", status="pending",
+                                       deleted_at=utcnow(), deleted_by_id=users["admin"].id)
+    return {"pipeline": pipeline, "stages": (lead_in, proposal, negotiation, won, lost), "deals": deals,
+            "trashed": trashed, "activity": activity}
+
+
+def numbers(actor):
+    service = DashboardService(actor)
+    return service.dashboard(service.resolve_scope("all"))
+
+
+def _changes(actor, board):
+    lead_in, proposal, negotiation, won, _ = board["stages"]
+    first, second = board["deals"]
+    deals = DealService(actor)
+    return {
+        "board move": lambda: deals.deal_move(first.id, stage_id=negotiation.id),
+        "won": lambda: deals.deal_mark_won(second.id),
+        "edit": lambda: deals.deal_update(first.id, value=Decimal("1500")),
+        "bulk delete": lambda: deals.delete_many([first.id, second.id]),
+        "trash restore": lambda: TrashService(actor).restore([TrashRef("deal", board["trashed"].id)]),
+        "trash purge": lambda: TrashService(actor).purge([TrashRef("deal", board["trashed"].id)]),
+        "stage probability": lambda: PipelineService(actor).stage_update(
+            lead_in.id, name=lead_in.name, probability=55, is_won=False, is_lost=False),
+        "activity restored": lambda: TrashService(actor).restore([TrashRef("activity", board["activity"].id)]),
+        "new activity": lambda: ActivityService(actor).create_activity(subject="Demo", type="meeting",
+                                                                        status="pending"),
+        "lead converted": lambda: LeadService(actor).convert(
+            factories.make_lead(actor_org(actor), first_name="Ada", last_name="Lovelace", company_name="Engines").id,
+            create_deal=True, deal_value=Decimal("700")),
+    }
+
+
+def actor_org(actor):
+    from crm_web.extensions import db
+    from crm_web.models import Organization
+
+    return db.session.get(Organization, actor.org_id)
+
+
+def test_dashboard_is_served_from_the_cache(actor, board, count_queries):
+    first = numbers(actor)
+    with count_queries() as q:
+        assert numbers(actor) == first
+    assert q.count == 1, q  # the owner switcher's user list; every panel comes from the cache
+
+
+@pytest.mark.parametrize("change", ["board move", "won", "edit", "bulk delete", "trash restore", "trash purge",
+                                    "stage probability", "activity restored", "new activity", "lead converted"])
+def test_any_change_to_what_the_dashboard_counts_makes_it_stale(actor, board, count_queries, change):
+    before = numbers(actor)
+    _changes(actor, board)[change]()
+    with count_queries() as q:
+        after = numbers(actor)
+    assert q.count > 1, "recomputed, not served stale"
+    if change != "trash purge":  # a trashed deal never counted; purging it is still a write to deals
+        assert after != before
+
+
+def test_another_organisations_change_keeps_the_cache(actor, board, other_org, count_queries):
+    numbers(actor)
+    stranger = factories.actor_for(factories.make_user(other_org, role="admin"))
+    factories.make_deal(other_org, value=Decimal("10"))
+    ActivityService(stranger).create_activity(subject="Elsewhere", type="task", status="pending")
+    with count_queries() as q:
+        numbers(actor)
+    assert q.count == 1, q
+
+
+def test_a_rolled_back_write_does_not_invalidate(actor, board, count_queries):
+    from crm_web.extensions import db
+
+    numbers(actor)
+    board["deals"][0].value = Decimal("1")
+    db.session.flush()
+    db.session.rollback()
+    with count_queries() as q:
+        numbers(actor)
+    assert q.count == 1, q
+
+
+def test_board_headers_are_cached_for_the_whole_pipeline_only(client, login, board, count_queries):
+    login("manager")
+    client.get("/deals/board")
+    with count_queries() as warm:
+        html = client.get("/deals/board", headers=HX).get_data(as_text=True)
+    assert "3,000" in html or "3000" in html  # total of the pipeline's two live deals
+    with count_queries() as filtered:
+        client.get("/deals/board?f=value.greaterThan.1500", headers=HX)
+    assert len(filtered.statements) == len(warm.statements) + 1  # a filtered board aggregates its own set
+    assert warm.count == 2 + LOGIN_STATEMENTS, warm  # cards and their tags; headers from the cache
+
+
+def test_board_headers_follow_a_move(client, login, board):
+    login("manager")
+    _, proposal, negotiation, _, _ = board["stages"]
+    client.get("/deals/board")
+    deal = board["deals"][0]
+    assert client.post(f"/deals/{deal.id}/move", data={"stage_id": str(negotiation.id), "version": deal.version},
+                       headers=HX).status_code == 200
+    html = client.get("/deals/board", headers=HX).get_data(as_text=True)
+    header = html.split(f'id="stage-header-{negotiation.id}"', 1)[1].split("</header>", 1)[0]
+    assert "<strong data-count>1</strong>" in header
