@@ -248,8 +248,9 @@ class ActivityService(BaseService[Activity]):
         self.invalidate_stats()
         return self.get(obj.id)
 
-    def update_activity(self, activity_id: uuid.UUID, **values: Any) -> Activity:
-        obj = self.update(activity_id, **values)
+    def update_activity(self, activity_id: uuid.UUID, *, expected_version: int | None = None,
+                        **values: Any) -> Activity:
+        obj = self.update(activity_id, expected_version=expected_version, **values)
         self.invalidate_stats()
         return self.get(obj.id)
 
