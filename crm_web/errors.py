@@ -36,6 +36,12 @@ class Conflict(CRMException):
     status_code = 409
     title = "The record changed meanwhile"
 
+    def __init__(self, message: str | None = None, *, current_version: int | None = None):
+        super().__init__(message)
+        # The record's version now, when known: an edit form re-rendered with it saves over the
+        # other change on purpose ("Save anyway").
+        self.current_version = current_version
+
 
 class ValidationError(CRMException):
     status_code = 422

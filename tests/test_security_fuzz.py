@@ -162,25 +162,37 @@ def form_targets(world: World) -> list[tuple[str, dict[str, st.SearchStrategy]]]
     contact_fields = {k: junk() for k in ("first_name", "last_name", "email", "phone", "mobile", "title", "department",
                                           "status", "lead_source", "linkedin_url", "birthday", "city", "country",
                                           "do_not_contact", "notes")}
-    contact_fields.update(primary_company_id=any_id, owner_id=any_id)
+    # Edit forms post the version they were rendered with: junk is a 422, never a 500.
+    version = junk(["1", "2", "999999999", "1000000000"])
+    contact_fields.update(primary_company_id=any_id, owner_id=any_id, version=version)
     deal_fields = {k: junk() for k in ("name", "value", "currency", "probability", "expected_close_date", "source",
                                        "lost_reason", "description")}
-    deal_fields.update(stage_id=any_id, company_id=any_id, contact_id=any_id, owner_id=any_id)
+    deal_fields.update(stage_id=any_id, company_id=any_id, contact_id=any_id, owner_id=any_id, version=version)
     activity_fields = {k: junk() for k in ("type", "subject", "description", "status", "priority", "due_date",
                                            "due_time", "duration_minutes")}
-    activity_fields.update(owner_id=any_id, contact_id=any_id, company_id=any_id, deal_id=any_id, lead_id=any_id)
+    activity_fields.update(owner_id=any_id, contact_id=any_id, company_id=any_id, deal_id=any_id, lead_id=any_id,
+                           version=version)
+    company_fields = {k: junk() for k in ("name", "website", "email", "phone", "industry", "size", "employee_count",
+                                          "annual_revenue", "street", "city", "state", "postal_code", "country",
+                                          "description")}
+    company_fields.update(owner_id=any_id, version=version)
+    lead_fields = {k: junk() for k in ("first_name", "last_name", "email", "phone", "title", "company_name",
+                                       "website", "source", "score", "estimated_value", "notes")}
+    lead_fields.update(owner_id=any_id, version=version)
     stage_fields = {"name": junk(), "probability": junk(["0", "100", "101"]), "is_won": junk(["y"]),
                     "is_lost": junk(["y"])}
     contact, deal, activity = world["contact"], world["deal"], world["activity"]
     return [
         ("/contacts", contact_fields),
         (f"/contacts/{contact}", contact_fields),
-        (f"/contacts/{contact}/fields/city", {"city": junk()}),
-        (f"/contacts/{contact}/fields/email", {"email": junk()}),
-        (f"/contacts/{contact}/fields/status", {"status": junk()}),
+        (f"/contacts/{contact}/fields/city", {"city": junk(), "original": junk()}),
+        (f"/contacts/{contact}/fields/email", {"email": junk(), "original": junk()}),
+        (f"/contacts/{contact}/fields/status", {"status": junk(), "original": junk(["customer", "lead"])}),
         ("/contacts/bulk/tag", {"ids": st.lists(any_id, max_size=3), "tag_id": any_id}),
         ("/contacts/bulk/owner", {"ids": st.lists(any_id, max_size=3), "owner_id": any_id}),
         ("/contacts/bulk/restore", {"ids": st.lists(any_id, max_size=3)}),
+        (f"/companies/{world['company']}", company_fields),
+        (f"/leads/{world['lead']}", lead_fields),
         ("/deals", deal_fields),
         (f"/deals/{deal}", deal_fields),
         (f"/deals/{deal}/move", {"stage_id": any_id, "before_id": any_id, "after_id": any_id, "version": junk(),

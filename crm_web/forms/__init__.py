@@ -3,10 +3,13 @@
 from collections.abc import Iterable
 from typing import Any
 
-from wtforms import Form
+from wtforms import Form, HiddenField
 from wtforms.fields.choices import SelectChoice
 
-from crm_web.errors import ValidationError
+from crm_web.errors import Conflict, ValidationError
+from crm_web.params import is_whole_number
+
+DAMAGED_VERSION = "This form is damaged or out of date. Reload the page to edit the latest version."
 
 
 def select_choices(pairs: Iterable[tuple[Any, str]]) -> list[SelectChoice]:
@@ -24,3 +27,42 @@ def apply_errors(form: Form, error: ValidationError) -> None:
             form.form_errors.append(message)
     if not error.field_errors:
         form.form_errors.append(error.message)
+
+
+class VersionField(HiddenField):
+    """The version of the record an edit form was rendered with. Missing or empty: None (the save is
+    last-write-wins, as for old pages and API-like clients); anything but a whole number is a form error
+    (422), and is rendered back as posted so a re-submit cannot skip the check."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        raw = str(valuelist[0]).strip() if valuelist else ""
+        self.data = None
+        if raw and not is_whole_number(raw, 9):
+            raise ValueError(DAMAGED_VERSION)
+        if raw:
+            self.data = int(raw)
+
+    def _value(self) -> str:
+        if self.process_errors and self.raw_data:
+            return str(self.raw_data[0])
+        return str(self.data) if self.data is not None else ""
+
+
+class VersionedForm:
+    """Mixin of the full edit forms of versioned records (contacts, companies, leads, deals, activities):
+    the form posts `version`; the service refuses a stale one (BaseService.check_version)."""
+
+    version = VersionField()
+    conflict: str | None = None
+
+    @property
+    def expected_version(self) -> int | None:
+        return self.version.data
+
+
+def apply_conflict(form: VersionedForm, error: Conflict) -> None:
+    """A stale save: the message goes above the form, which keeps the typed values and now carries the
+    record's current version, so saving again overwrites the other change on purpose ("Save anyway")."""
+    form.conflict = error.message
+    if error.current_version is not None:
+        form.version.data = error.current_version

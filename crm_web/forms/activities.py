@@ -11,6 +11,7 @@ from wtforms import DateField, HiddenField, IntegerField, SelectField, StringFie
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
+from crm_web.forms import VersionedForm
 from crm_web.models import ACTIVITY_PRIORITIES, ACTIVITY_STATUSES, ACTIVITY_TYPES, Activity
 
 LINK_FIELDS = ("contact_id", "company_id", "deal_id", "lead_id")
@@ -28,7 +29,7 @@ def _uuid_or_blank(form, field) -> None:
             raise ValidationError("Not a valid record id.") from None
 
 
-class ActivityForm(FlaskForm):
+class ActivityForm(VersionedForm, FlaskForm):
     type = SelectField("Type", choices=_choices(ACTIVITY_TYPES), default="task")
     subject = StringField("Subject", validators=[DataRequired(), Length(max=255)])
     description = TextAreaField("Notes", validators=[Optional(), Length(max=10_000)])
@@ -54,6 +55,7 @@ class ActivityForm(FlaskForm):
             self.due_date.data = activity.due_at.date()
             self.due_time.data = activity.due_at.time().replace(tzinfo=None)
         self.owner_id.data = str(activity.owner_id) if activity.owner_id else ""
+        self.version.data = activity.version
         for name in LINK_FIELDS:
             value = getattr(activity, name)
             getattr(self, name).data = str(value) if value else ""

@@ -8,7 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import DecimalField, EmailField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
 
-from crm_web.forms import select_choices
+from crm_web.forms import VersionedForm, select_choices
 from crm_web.forms.contacts import _uuid_or_none
 from crm_web.models import COMPANY_SIZES
 
@@ -16,7 +16,7 @@ OPTIONAL_TEXT = ("website", "email", "phone", "industry", "size", "description",
                  "postal_code", "country")
 
 
-class CompanyForm(FlaskForm):
+class CompanyForm(VersionedForm, FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     website = StringField("Website", validators=[Optional(), Length(max=255)])
     email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=254)])
@@ -40,7 +40,7 @@ class CompanyForm(FlaskForm):
 
     def values(self) -> dict[str, Any]:
         """The service's keyword arguments (empty optional strings become None)."""
-        data = {name: f.data for name, f in self._fields.items() if name != "csrf_token"}
+        data = {name: f.data for name, f in self._fields.items() if name not in ("csrf_token", "version")}
         for key in OPTIONAL_TEXT:
             if data.get(key) == "":
                 data[key] = None

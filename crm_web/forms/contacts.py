@@ -9,6 +9,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms import BooleanField, DateField, EmailField, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import DataRequired, Email, Length, Optional, URL
 
+from crm_web.forms import VersionedForm
 from crm_web.models import CONTACT_STATUSES, LEAD_SOURCES
 
 
@@ -27,7 +28,7 @@ def _uuid_or_none(value: Any) -> Any:
         return value  # SelectField's choice check reports it
 
 
-class ContactForm(FlaskForm):
+class ContactForm(VersionedForm, FlaskForm):
     first_name = StringField("First name", validators=[DataRequired(), Length(max=100)])
     last_name = StringField("Last name", validators=[Optional(), Length(max=100)])
     email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=254)])
@@ -53,7 +54,7 @@ class ContactForm(FlaskForm):
 
     def values(self) -> dict[str, Any]:
         """The service's keyword arguments (empty optional strings become None)."""
-        data = {name: f.data for name, f in self._fields.items() if name != "csrf_token"}
+        data = {name: f.data for name, f in self._fields.items() if name not in ("csrf_token", "version")}
         for key in ("lead_source", "email", "phone", "mobile", "title", "department", "linkedin_url", "city",
                     "country", "notes"):
             if data.get(key) == "":

@@ -6,12 +6,12 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, DecimalField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
-from crm_web.forms import select_choices
+from crm_web.forms import VersionedForm, select_choices
 from crm_web.forms.pipelines import coerce_uuid
 from crm_web.models import CURRENCIES, LEAD_SOURCES
 
 
-class DealForm(FlaskForm):
+class DealForm(VersionedForm, FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     value = DecimalField("Value", places=2, default=0, validators=[Optional(), NumberRange(min=0)])
     currency = SelectField("Currency", choices=select_choices((c, c) for c in CURRENCIES), default="USD")
@@ -34,7 +34,7 @@ class DealForm(FlaskForm):
         self.owner_id.choices = [("", "—"), *[(str(i), n) for i, n in choices.owners]]
 
     def values(self) -> dict:
-        data = {k: v for k, v in self.data.items() if k not in ("csrf_token", "stage_id")}
+        data = {k: v for k, v in self.data.items() if k not in ("csrf_token", "stage_id", "version")}
         data["source"] = data.get("source") or None
         data["lost_reason"] = (data.get("lost_reason") or "").strip() or None
         if data.get("value") is None:

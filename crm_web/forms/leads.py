@@ -8,7 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, DecimalField, EmailField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
 
-from crm_web.forms import select_choices
+from crm_web.forms import VersionedForm, select_choices
 from crm_web.forms.contacts import _uuid_or_none
 from crm_web.models import LEAD_SOURCES, LEAD_STATUSES
 
@@ -16,7 +16,7 @@ OPTIONAL_TEXT = ("email", "phone", "title", "company_name", "website", "source",
 MANUAL_STATUS_CHOICES = [(value, label) for value, label in LEAD_STATUSES if value != "converted"]
 
 
-class LeadForm(FlaskForm):
+class LeadForm(VersionedForm, FlaskForm):
     first_name = StringField("First name", validators=[DataRequired(), Length(max=100)])
     last_name = StringField("Last name", validators=[Optional(), Length(max=100)])
     email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=254)])
@@ -37,7 +37,7 @@ class LeadForm(FlaskForm):
 
     def values(self) -> dict[str, Any]:
         """The service's keyword arguments (empty optional strings become None)."""
-        data = {name: f.data for name, f in self._fields.items() if name != "csrf_token"}
+        data = {name: f.data for name, f in self._fields.items() if name not in ("csrf_token", "version")}
         for key in OPTIONAL_TEXT:
             if data.get(key) == "":
                 data[key] = None

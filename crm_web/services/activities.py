@@ -242,8 +242,9 @@ class ActivityService(BaseService[Activity]):
         obj = self.create(**values)
         return self.get(obj.id)
 
-    def update_activity(self, activity_id: uuid.UUID, **values: Any) -> Activity:
-        obj = self.update(activity_id, **values)
+    def update_activity(self, activity_id: uuid.UUID, *, expected_version: int | None = None,
+                        **values: Any) -> Activity:
+        obj = self.update(activity_id, expected_version=expected_version, **values)
         return self.get(obj.id)
 
     def set_completed(self, activity_id: uuid.UUID, *, completed: bool) -> Activity:

@@ -23,12 +23,14 @@ from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, Val
 from crm_web.extensions import db
 from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import has_role, require_role
-from crm_web.services.history import record_change, snapshot_changes
+from crm_web.services.history import history_for, record_change, snapshot_changes
 from crm_web.services.text_search import TextMatch, text_match
 
 M = TypeVar("M")
 
 MAX_PER_PAGE = 100
+# History rows read to name who changed a record (or one field) when an edit is refused as stale.
+CONFLICT_HISTORY_ROWS = 20
 PAGE_SIZES = (10, 25, 50, 100)
 
 # Database constraint -> (form field, message): integrity errors become form errors.
@@ -112,6 +114,13 @@ def integrity_to_validation(error: IntegrityError) -> ValidationError:
     if "FOREIGN KEY" in text.upper():
         return ValidationError("A linked record no longer exists.", {})
     return ValidationError("The change conflicts with existing data.", {})
+
+
+def same_value(current: Any, shown: Any) -> bool:
+    """Whether a stored value is still what a form showed: form values are text, and empty is None."""
+    if current in (None, "") or shown in (None, ""):
+        return current in (None, "") and shown in (None, "")
+    return str(current) == str(shown)
 
 
 class BaseService(Generic[M]):
@@ -328,9 +337,14 @@ class BaseService(Generic[M]):
         self.commit()
         return obj
 
-    def update(self, entity_id: uuid.UUID, **values: Any) -> M:
+    def update(self, entity_id: uuid.UUID, *, expected_version: int | None = None,
+               expected_values: Mapping[str, Any] | None = None, **values: Any) -> M:
+        """Change a record. `expected_version`: the version an edit form was rendered with;
+        `expected_values`: fields as an inline edit showed them. Either stale -> Conflict."""
         obj = self.get(entity_id, query=self.scoped())
         self.check_can_modify(obj)
+        self.check_version(obj, expected_version)
+        self.check_unchanged(obj, expected_values or {})
         values = self.clean(self._writable(values), obj)
         changes = snapshot_changes(obj, values, ignored=self.HISTORY_IGNORED)
         for name, value in values.items():
@@ -339,6 +353,47 @@ class BaseService(Generic[M]):
             self.history(obj, "updated", changes)
         self.commit()
         return obj
+
+    # --- stale edits (optimistic locking of forms) ----------------------------------
+
+    def check_version(self, obj: Any, expected_version: int | None) -> None:
+        """A form rendered from an older version may not overwrite a newer one. None (no version was
+        posted: an old page, an API-like client) keeps last-write-wins."""
+        if expected_version is None or obj.version == expected_version:
+            return
+        raise Conflict(self.changed_since(obj), current_version=obj.version)
+
+    def check_unchanged(self, obj: Any, shown: Mapping[str, Any]) -> None:
+        """Only the given fields must still hold what was shown: an inline edit is not refused because
+        another field was saved meanwhile (which bumps the version)."""
+        changed = [name for name, value in shown.items() if not same_value(getattr(obj, name), value)]
+        if changed:
+            raise Conflict(self.changed_since(obj, fields=changed), current_version=obj.version)
+
+    def changed_since(self, obj: Any, *, fields: Sequence[str] = ()) -> str:
+        """Who last changed the record (or one of `fields`) and when, from its history: one statement,
+        run only when an edit is refused."""
+        entries = history_for(self.actor, self.entity_type, obj.id, limit=CONFLICT_HISTORY_ROWS,
+                              session=self.session)
+        entry = next((e for e in entries if e.action != "created"
+                      and (not fields or any(name in (e.changes or {}) for name in fields))), None)
+        what = f"this {self.entity_label}"
+        if fields:
+            what = f"the {fields[0].replace('_', ' ')} of {what}"
+        if entry is None:
+            message = f"Someone else changed {what} after you opened it for editing."
+        else:
+            at = entry.created_at
+            when = at.strftime("%H:%M UTC") if at.date() == utcnow().date() else at.strftime("%d %b %Y %H:%M UTC")
+            if entry.actor_id is not None and entry.actor_id == self.actor.user_id:
+                message = f"You changed {what} in another tab or window at {when}, after you opened it for editing."
+            else:
+                who = entry.actor.name if entry.actor is not None else "Someone else"
+                message = f"{who} changed {what} at {when}, after you opened it for editing."
+        if len(fields) == 1:
+            now = getattr(obj, fields[0])
+            message += f" It is now “{now}”." if now not in (None, "") else " It is now empty."
+        return message
 
     def delete(self, entity_id: uuid.UUID, *, hard: bool = False) -> M:
         """Soft by default: the row goes to the trash and can be restored."""

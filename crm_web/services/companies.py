@@ -293,9 +293,10 @@ class CompanyService(BaseService[Company]):
             values.pop("owner_id", None)
         return self.create(**values)
 
-    def update_company(self, company_id: uuid.UUID, **values: Any) -> Company:
+    def update_company(self, company_id: uuid.UUID, *, expected_version: int | None = None,
+                       **values: Any) -> Company:
         """Sales staff change their own (or unowned) companies; managers and admins any."""
-        return self.update(company_id, **values)
+        return self.update(company_id, expected_version=expected_version, **values)
 
     def restore_company(self, company_id: uuid.UUID) -> Company:
         """Undo of a delete: the company comes back with the same contacts and deals."""

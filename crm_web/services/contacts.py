@@ -245,6 +245,14 @@ class ContactService(BaseService[Contact]):
             raise ValidationError("Please correct the highlighted fields", errors)
         return values
 
+    def update_field(self, contact_id: uuid.UUID, name: str, value: Any, *, original: str | None = None) -> Contact:
+        """One field edited in place. `original` is the value the user saw: if someone else changed THIS
+        field since, Conflict; saves of other fields meanwhile do not count. None: last write wins."""
+        if name not in self.INLINE_FIELDS:
+            raise ValidationError(f"{name!r} cannot be edited in place.", {})
+        expected = {name: original} if original is not None else None
+        return self.update(contact_id, expected_values=expected, **{name: value})
+
     def _selected(self, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
         """The live ids of this org among `ids` the actor may change (sales: own or unowned)."""
         rows = self.session.execute(

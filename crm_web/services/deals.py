@@ -407,10 +407,13 @@ class DealService(BaseService[Deal]):
         return deal
 
     def deal_update(self, deal_id: uuid.UUID, *, stage_id: uuid.UUID | None = None,
-                    tag_ids: Sequence[uuid.UUID] | None = None, **values: Any) -> Deal:
-        """Edit a deal; a stage change goes through the same rule as a board move."""
+                    tag_ids: Sequence[uuid.UUID] | None = None, expected_version: int | None = None,
+                    **values: Any) -> Deal:
+        """Edit a deal; a stage change goes through the same rule as a board move. A form rendered
+        from an older version is refused (BaseService.check_version)."""
         deal = self.get(deal_id, query=self.scoped().options(selectinload(Deal.tags)))
         self.check_can_modify(deal)
+        self.check_version(deal, expected_version)
         values = self.clean(self._writable(values), deal)
         changes = snapshot_changes(deal, values, ignored=self.HISTORY_IGNORED)
         for name, value in values.items():

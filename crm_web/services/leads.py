@@ -170,9 +170,9 @@ class LeadService(BaseService[Lead]):
             values.pop("owner_id", None)
         return self.create(**values)
 
-    def update_lead(self, lead_id: uuid.UUID, **values: Any) -> Lead:
+    def update_lead(self, lead_id: uuid.UUID, *, expected_version: int | None = None, **values: Any) -> Lead:
         """Sales staff change their own (or unowned) leads; managers and admins any."""
-        return self.update(lead_id, **values)
+        return self.update(lead_id, expected_version=expected_version, **values)
 
     def set_status(self, lead_id: uuid.UUID, *, status: str) -> Lead:
         """One click moves a lead between new/contacted/qualified/unqualified; a converted lead stays converted."""

@@ -9,9 +9,9 @@ from typing import Any
 from flask import Blueprint, redirect, url_for
 from flask_login import current_user
 
-from crm_web.errors import ValidationError
+from crm_web.errors import Conflict, ValidationError
 from crm_web.filters.fields import ACTIVITY_FILTERS
-from crm_web.forms import apply_errors
+from crm_web.forms import apply_conflict, apply_errors
 from crm_web.htmx import hx_trigger, wants_fragment
 from crm_web.models import utcnow
 from crm_web.params import get_choice_param, get_uuid_param
@@ -140,9 +140,12 @@ def update(activity_id: uuid.UUID):
     if not form.validate():
         return render_page(FORM, block="activity_form", status=422, **context)
     try:
-        service.update_activity(activity_id, **form.values())
+        service.update_activity(activity_id, expected_version=form.expected_version, **form.values())
     except ValidationError as error:
         return _form_errors(form, error, context)
+    except Conflict as error:  # a stale form: shown again with the typed values and who changed it
+        apply_conflict(form, error)
+        return render_page(FORM, block="activity_form", status=409, **context)
     return redirect(url_for("activities.index"), code=303)
 
 

@@ -10,9 +10,9 @@ from flask import Blueprint, redirect, url_for
 from flask_login import current_user
 
 from crm_web.csv_export import csv_response
-from crm_web.errors import BadRequest, ValidationError
+from crm_web.errors import BadRequest, Conflict, ValidationError
 from crm_web.filters.fields import COMPANY_FILTERS
-from crm_web.forms import apply_errors
+from crm_web.forms import apply_conflict, apply_errors
 from crm_web.forms.companies import CompanyForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_uuid_list
@@ -127,16 +127,20 @@ def form_context(service: CompanyService, form: CompanyForm, company: Any = None
 
 def _save(service: CompanyService, form: CompanyForm, company: Any = None):
     context = form_context(service, form, company)
+    status = 422
     if form.validate_on_submit():
         try:
-            saved = (service.update_company(company.id, **form.values()) if company
-                     else service.create_company(**form.values()))
+            saved = (service.update_company(company.id, expected_version=form.expected_version, **form.values())
+                     if company else service.create_company(**form.values()))
         except ValidationError as error:
             apply_errors(form, error)
+        except Conflict as error:  # a stale form: shown again with the typed values and who changed it
+            apply_conflict(form, error)
+            status = 409
         else:
             url = url_for("companies.detail", company_id=saved.id)
             return hx_location(url) if wants_fragment() else redirect(url, 303)
-    return render_page("companies/form.html", block="company_form", status=422, **context)
+    return render_page("companies/form.html", block="company_form", status=status, **context)
 
 
 @bp.get("/companies/new")

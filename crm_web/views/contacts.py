@@ -9,9 +9,9 @@ from flask import Blueprint, abort, get_template_attribute, redirect, request, u
 from flask_login import current_user
 
 from crm_web.csv_export import csv_response
-from crm_web.errors import BadRequest, ValidationError
+from crm_web.errors import BadRequest, Conflict, ValidationError
 from crm_web.filters.fields import CONTACT_FILTERS
-from crm_web.forms import apply_errors
+from crm_web.forms import apply_conflict, apply_errors
 from crm_web.forms.contacts import ContactForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_text_param, get_uuid_list, get_uuid_param, parse_uuid
@@ -125,9 +125,10 @@ def detail(contact_id: uuid.UUID):
     return render_page("contacts/detail.html", **detail_context(_service(), contact_id))
 
 
-def _inline_field(contact: Any, name: str, form: ContactForm | None = None, status: int = 200) -> Any:
+def _inline_field(contact: Any, name: str, form: ContactForm | None = None, status: int = 200, *,
+                  original: str | None = None, conflict: str | None = None) -> Any:
     macro = get_template_attribute("components/contact_field.html", "inline_field")
-    return macro(contact, name, form), status
+    return macro(contact, name, form, original=original, conflict=conflict), status
 
 
 def _check_inline(name: str) -> None:
@@ -150,16 +151,21 @@ def edit_field(contact_id: uuid.UUID, name: str):
 
 @bp.post("/contacts/<uuid:contact_id>/fields/<name>")
 def update_field(contact_id: uuid.UUID, name: str):
+    """Save one field. The form posts the value it showed (`original`): only a change of THIS field by
+    someone else meanwhile is a conflict (409, the typed value kept; saving again overwrites it)."""
     _check_inline(name)
     service = _service()
     form = ContactForm()
+    original = request.form.get("original")  # absent (an old page): last write wins
     if not form.validate_field(name):
-        return _inline_field(service.get(contact_id), name, form, 422)
+        return _inline_field(service.get(contact_id), name, form, 422, original=original)
     try:
-        contact = service.update(contact_id, **{name: form.values()[name]})
+        contact = service.update_field(contact_id, name, form.values()[name], original=original)
     except ValidationError as error:
         form[name].errors = [error.field_errors.get(name, error.message)]
-        return _inline_field(service.get(contact_id), name, form, 422)
+        return _inline_field(service.get(contact_id), name, form, 422, original=original)
+    except Conflict as error:
+        return _inline_field(service.get(contact_id), name, form, 409, conflict=error.message)
     return _inline_field(contact, name)
 
 
@@ -191,15 +197,20 @@ def form_context(service: ContactService, form: ContactForm, contact: Any = None
 
 def _save(service: ContactService, form: ContactForm, contact: Any = None):
     context = form_context(service, form, contact)
+    status = 422
     if form.validate_on_submit():
         try:
-            saved = service.update(contact.id, **form.values()) if contact else service.create(**form.values())
+            saved = (service.update(contact.id, expected_version=form.expected_version, **form.values()) if contact
+                     else service.create(**form.values()))
         except ValidationError as error:
             apply_errors(form, error)
+        except Conflict as error:  # a stale form: shown again with the typed values and who changed it
+            apply_conflict(form, error)
+            status = 409
         else:
             url = url_for("contacts.detail", contact_id=saved.id)
             return hx_location(url) if wants_fragment() else redirect(url, 303)
-    return render_page("contacts/form.html", block="contact_form", status=422, **context)
+    return render_page("contacts/form.html", block="contact_form", status=status, **context)
 
 
 @bp.get("/contacts/new")

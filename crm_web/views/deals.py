@@ -10,9 +10,9 @@ from flask import Blueprint, Response, flash, redirect, request, url_for
 from flask_login import current_user
 
 from crm_web.csv_export import csv_response
-from crm_web.errors import BadRequest, ValidationError
+from crm_web.errors import BadRequest, Conflict, ValidationError
 from crm_web.filters.fields import DEAL_FILTERS
-from crm_web.forms import apply_errors
+from crm_web.forms import apply_conflict, apply_errors
 from crm_web.forms.deals import DealForm, LostForm
 from crm_web.htmx import hx_location, hx_push_url, hx_trigger, wants_fragment
 from crm_web.params import get_int_param, get_uuid_list, get_uuid_param, is_whole_number, parse_uuid
@@ -262,13 +262,18 @@ def update(deal_id: uuid.UUID):
     service = _service()
     form = DealForm()
     form.set_choices(service.form_choices())
+    status = 422
     if form.validate_on_submit():
         try:
-            service.deal_update(deal_id, stage_id=form.stage_id.data, **form.values())
+            service.deal_update(deal_id, stage_id=form.stage_id.data, expected_version=form.expected_version,
+                                **form.values())
             return _saved(deal_id, "Deal saved.")
         except ValidationError as error:
             apply_errors(form, error)
-    return _form_page(form, service, deal_id, status=422)
+        except Conflict as error:  # a stale form: shown again with the typed values and who changed it
+            apply_conflict(form, error)
+            status = 409
+    return _form_page(form, service, deal_id, status=status)
 
 
 @bp.post("/deals/<uuid:deal_id>/won")

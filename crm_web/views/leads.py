@@ -10,9 +10,9 @@ from flask import Blueprint, flash, redirect, url_for
 from flask_login import current_user
 
 from crm_web.csv_export import csv_response
-from crm_web.errors import BadRequest, ValidationError
+from crm_web.errors import BadRequest, Conflict, ValidationError
 from crm_web.filters.fields import LEAD_FILTERS
-from crm_web.forms import apply_errors
+from crm_web.forms import apply_conflict, apply_errors
 from crm_web.forms.leads import MANUAL_STATUS_CHOICES, ConvertLeadForm, LeadForm, LeadStatusForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_uuid_list
@@ -162,15 +162,20 @@ def form_context(service: LeadService, form: LeadForm, lead: Any = None) -> dict
 
 def _save(service: LeadService, form: LeadForm, lead: Any = None):
     context = form_context(service, form, lead)
+    status = 422
     if form.validate_on_submit():
         try:
-            saved = service.update_lead(lead.id, **form.values()) if lead else service.create_lead(**form.values())
+            saved = (service.update_lead(lead.id, expected_version=form.expected_version, **form.values()) if lead
+                     else service.create_lead(**form.values()))
         except ValidationError as error:
             apply_errors(form, error)
+        except Conflict as error:  # a stale form: shown again with the typed values and who changed it
+            apply_conflict(form, error)
+            status = 409
         else:
             url = url_for("leads.detail", lead_id=saved.id)
             return hx_location(url) if wants_fragment() else redirect(url, 303)
-    return render_page("leads/form.html", block="lead_form", status=422, **context)
+    return render_page("leads/form.html", block="lead_form", status=status, **context)
 
 
 @bp.get("/leads/new")

@@ -23,6 +23,10 @@
     { code: '[23]..', swap: true },
     // Form validation errors: the server re-renders the form; swap it in place.
     { code: '422', swap: true },
+    // Conflict: a stale edit form comes back with the typed values and who changed the record;
+    // swap it in place like 422 (other 409s carry HX-Retarget: #toasts). Still an error, so a
+    // refused board move puts its card back.
+    { code: '409', swap: true, error: true },
     // Other errors are retargeted by the server (HX-Retarget: #toasts) to a
     // toast; htmx:beforeSwap below stops those that are not.
     { code: '[45]..', swap: true, error: true },
@@ -37,7 +41,7 @@
 
   document.addEventListener('htmx:beforeSwap', function (evt) {
     var xhr = evt.detail.xhr;
-    if (!xhr || xhr.status < 400 || xhr.status === 422) return;
+    if (!xhr || xhr.status < 400 || xhr.status === 422 || xhr.status === 409) return;
     if (xhr.getResponseHeader('HX-Retarget')) return; // the server chose where it goes
     // An error page (or proxy error) would otherwise replace part of the page.
     // A 401 normally carries HX-Redirect, which htmx follows before this event.
