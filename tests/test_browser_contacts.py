@@ -80,3 +80,17 @@ def test_delete_and_undo(page, live_server, browser_login):
     expect(page.locator("#contact-table tbody")).to_contain_text(name)
     expect(page.locator("#toasts")).to_contain_text("Restored 1 contact")
     assert errors == []
+
+
+def test_duplicate_email_warning_while_typing(page, live_server, browser_login):
+    errors = _errors(page)
+    browser_login(page, "sales")
+    page.goto(f"{live_server}/contacts")
+    email = page.locator("#contact-table tbody a[href^='mailto:']").first.inner_text().strip()
+    page.goto(f"{live_server}/contacts/new")
+    page.fill("#email", email.upper())  # the check is case-insensitive
+    warning = page.locator("#email-warning")
+    expect(warning).to_contain_text("Another contact already uses this email")
+    page.fill("#email", "nobody-uses-this@example.org")
+    expect(warning).not_to_contain_text("Another contact")
+    assert errors == []

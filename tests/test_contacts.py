@@ -419,3 +419,13 @@ def test_builder_from_error_pins_errors_on_rows():
     group = builder.groups[0]
     assert group.match == "any" and [r.op for r in group.rows] == ["contains", "bogus"]
     assert group.rows[0].error == "" and "not an operator" in group.rows[1].error
+
+
+def test_form_attributes_render_as_html_attributes(client, login, people):
+    """htmx reads hx-* (dashes); WTForms keeps underscores except for data_/aria_, and None is no value."""
+    login("sales")
+    html = client.get("/contacts/new").get_data(as_text=True)
+    assert 'hx-get="/contacts/check-email' in html and "hx_get" not in html
+    assert '="None"' not in html
+    html = client.post("/contacts", data={"first_name": "", "email": "x@example.com"}).get_data(as_text=True)
+    assert 'aria-describedby="err-first_name"' in html and '="None"' not in html
