@@ -17,7 +17,7 @@ from crm_web.models.base import (
     TimestampMixin,
     VersionedMixin,
 )
-from crm_web.models.mixins import trash_index
+from crm_web.models.mixins import live_index, trash_index
 
 ACTIVITY_TYPES = [("task", "Task"), ("note", "Note"), ("call", "Call"), ("email", "Email"), ("meeting", "Meeting")]
 ACTIVITY_STATUSES = [
@@ -41,6 +41,7 @@ class Activity(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMi
         Index("ix_activities_deal", "deal_id"),
         Index("ix_activities_lead", "lead_id"),
         trash_index("activities"),
+        live_index("activities", "owner_id", "status"),
     )
 
     type: Mapped[str] = mapped_column(String(20), default="task")

@@ -18,7 +18,7 @@ from crm_web.models.base import (
     VersionedMixin,
 )
 from crm_web.models.company import Company
-from crm_web.models.mixins import AddressMixin, full_name, search_key_index, trash_index, trigram_index
+from crm_web.models.mixins import AddressMixin, full_name, live_index, search_key_index, trash_index, trigram_index
 from crm_web.models.tag import Tag, contact_tags
 
 CONTACT_STATUSES = [
@@ -48,6 +48,7 @@ class Contact(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMix
         Index("ix_contacts_org_company", "org_id", "primary_company_id"),
         Index("ix_contacts_org_last_activity", "org_id", "last_activity_at"),
         trash_index("contacts"),
+        live_index("contacts", "status"),
         trigram_index("contact_name_search_idx", "first_name", "last_name"),
         trigram_index("contact_email_search_idx", "email"),
     )

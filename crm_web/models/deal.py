@@ -20,7 +20,7 @@ from crm_web.models.base import (
 )
 from crm_web.models.company import Company
 from crm_web.models.contact import Contact
-from crm_web.models.mixins import search_key_index, trash_index, trigram_index
+from crm_web.models.mixins import live_index, search_key_index, trash_index, trigram_index
 from crm_web.models.pipeline import Pipeline, PipelineStage
 from crm_web.models.tag import Tag, deal_tags
 
@@ -41,6 +41,7 @@ class Deal(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin,
         Index("ix_deals_org_company", "org_id", "company_id"),
         Index("ix_deals_org_created", "org_id", "created_at"),
         trash_index("deals"),
+        live_index("deals", "status"),
         Index("ix_deals_org_contact", "org_id", "contact_id"),
         trigram_index("deal_name_search_idx", "name"),
     )

@@ -53,6 +53,15 @@ def search_key_index(table: Any, name: str, expression: Any) -> Index:
                  postgresql_ops={key: "gin_trgm_ops"}, _table=table).ddl_if(dialect="postgresql")
 
 
+def live_index(table_name: str, *columns: str) -> Index:
+    """A partial (org_id, *columns) index of the live rows only. A list page's total is a count of the
+    org's live rows (often by status or owner): without it PostgreSQL read every row to check
+    deleted_at (43 ms for 100k contacts); with it the count is an index-only scan (docs/benchmarks.md)."""
+    predicate = text("deleted_at IS NULL")
+    return Index(f"ix_{table_name}_org_{'_'.join(columns)}_live", "org_id", *columns,
+                 postgresql_where=predicate, sqlite_where=predicate)
+
+
 def trash_index(table_name: str) -> Index:
     """A partial (org_id, deleted_at) index of the trashed rows only: the trash page reads the newest
     of them per table (a backward range scan serves ORDER BY deleted_at DESC), and live pages never
