@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/crm_bench_l")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (>1: the gthread worker)")
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--spawn-rate", type=int, default=10)
     parser.add_argument("--run-time", default="60s")
@@ -81,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "CRM_ENV": "production", "SECRET_KEY": os.urandom(32).hex(),
            "DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url}
     # The README's production command, on loopback and a free port.
-    server = subprocess.Popen([str(BIN / "gunicorn"), "--workers", str(args.workers), "--bind", f"127.0.0.1:{port}",
-                               "--timeout", str(args.timeout), "wsgi:app"], cwd=ROOT, env=env, start_new_session=True)
+    server = subprocess.Popen([str(BIN / "gunicorn"), "--workers", str(args.workers), "--threads", str(args.threads),
+                               "--bind", f"127.0.0.1:{port}", "--timeout", str(args.timeout), "wsgi:app"],
+                              cwd=ROOT, env=env, start_new_session=True)
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     try:

@@ -198,7 +198,7 @@ def _plan_indexes(engine, captured: list[tuple[str, Any]]) -> list[str]:
 
 
 def measure(url: str, requests: int) -> list[Result]:
-    from crm_web import create_app
+    from crm_web import create_app, freeze_startup_objects
     from crm_web.extensions import db
     from crm_web.models import Organization, User
 
@@ -208,6 +208,7 @@ def measure(url: str, requests: int) -> list[Result]:
         config.update({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": os.environ["REDIS_URL"],
                        "CACHE_KEY_PREFIX": f"bench-{time.time_ns()}:"})
     app = create_app(config)
+    freeze_startup_objects()  # as wsgi.py does for every serving process
     with app.app_context():
         admin_id = db.session.scalar(select(User.id).join(Organization, Organization.id == User.org_id)
                                      .where(Organization.slug == "bench", User.role == "admin"))
