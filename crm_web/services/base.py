@@ -247,6 +247,20 @@ class BaseService(Generic[M]):
         statement repeats `order` (the IN list has none) over those few rows."""
         return ids.order_by(*order).limit(per_page).offset((page - 1) * per_page).scalar_subquery()
 
+    def searched_page_ids(self, ids: Select[Any], order: Sequence[Any], *, per_page: int, page: int
+                          ) -> tuple[list[uuid.UUID], int, int]:
+        """(ids of one page, total, page) for a search, in ONE statement: ranking already reads every
+        match, so the total rides along as count(*) OVER () instead of a second scan of the trigram
+        indexes (docs/benchmarks.md). Only a page past the end costs two more statements (clamped)."""
+        counted = ids.add_columns(func.count().over()).order_by(*order).limit(per_page)
+        rows = self.session.execute(counted.offset((page - 1) * per_page)).all()
+        if rows or page == 1:
+            return [row[0] for row in rows], rows[0][1] if rows else 0, page
+        total = self.session.scalar(select(func.count()).select_from(ids.subquery())) or 0
+        page = max(1, math.ceil(total / per_page))
+        rows = self.session.execute(counted.offset((page - 1) * per_page)).all()
+        return [row[0] for row in rows], total, page
+
     def list(
         self,
         *,

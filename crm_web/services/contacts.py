@@ -135,13 +135,15 @@ class ContactService(BaseService[Contact]):
         per_page = max(1, min(per_page, 100))
         criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
         order = self.search_order(sort, match)  # validates `sort` before any statement runs
-        total = self.session.scalar(self.scoped(select(func.count()).select_from(Contact)).where(*criteria)) or 0
-        pages = max(1, -(-total // per_page))
-        page = max(1, min(page, pages))
         # The joins only serve the company/owner sorts; PostgreSQL drops them when the order does not use them.
         ids = (self.scoped(select(Contact.id)).outerjoin(Contact.primary_company).outerjoin(Contact.owner)
                .where(*criteria))
-        page_ids = self.page_ids(ids, order, per_page=per_page, page=page)
+        if match is not None:
+            page_ids, total, page = self.searched_page_ids(ids, order, per_page=per_page, page=page)
+        else:
+            total = self.session.scalar(self.scoped(select(func.count()).select_from(Contact)).where(*criteria)) or 0
+            page = max(1, min(page, max(1, -(-total // per_page))))
+            page_ids = self.page_ids(ids, order, per_page=per_page, page=page)
         rows = self.session.execute(
             self._rows_query().where(Contact.id.in_(page_ids)).order_by(*order)
         ).unique().all()
