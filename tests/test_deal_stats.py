@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from crm_web.services.deal_stats import forecast, pipeline_stats
+from crm_web.services.deal_stats import forecast, pipeline_stats, rollup
 from crm_web.services.forecast import weighted_value_of
 from tests import factories
 
@@ -75,3 +75,30 @@ def test_forecast_lost_never_adds_and_won_counts_fully(org, stages, actor, count
     assert rows[1].weighted == 0 and rows[1].best_case == 0 and rows[1].count == 0  # only a lost deal
     assert rows[5].weighted == Decimal("30") and rows[5].best_case == Decimal("300")
     assert len(forecast(actor, months=3, today=TODAY)) == 3
+
+
+@pytest.mark.parametrize("owner", ["all", "sales"])
+def test_the_dashboard_rollup_agrees_with_the_per_panel_queries(org, stages, actor, users, count_queries, owner):
+    """deal_stats.rollup folds into exactly what pipeline_stats() and forecast() compute, in one statement."""
+    created = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    sales = users["sales"].id
+    factories.make_deal(org, stage=stages[1], value=Decimal("1000"), expected_close_date=TODAY, owner_id=sales)
+    factories.make_deal(org, stage=stages[0], value=Decimal("200.50"), probability=35, expected_close_date=date(2026, 5, 2))
+    factories.make_deal(org, stage=stages[3], value=Decimal("3000"), status="won", created_at=created,
+                        closed_at=created + timedelta(days=10), expected_close_date=TODAY, owner_id=sales)
+    factories.make_deal(org, stage=stages[3], value=Decimal("1000"), status="won", created_at=created,
+                        closed_at=created + timedelta(days=75))
+    factories.make_deal(org, stage=stages[3], value=Decimal("10"), status="won", closed_at=None)
+    factories.make_deal(org, stage=stages[4], value=Decimal("9999"), status="lost", probability=90,
+                        closed_at=datetime(2026, 2, 3, tzinfo=timezone.utc), expected_close_date=TODAY)
+    factories.make_deal(org, stage=stages[2], value=Decimal("70"), expected_close_date=date(2026, 12, 1))  # beyond
+    owner_id = sales if owner == "sales" else None
+    with count_queries() as q:
+        rolled = rollup(actor, owner_id=owner_id, forecast_from=date(2026, 3, 1), forecast_until=date(2026, 9, 1),
+                        closed_since=datetime(2025, 10, 1, tzinfo=timezone.utc))
+    assert q.count == 1
+    assert rolled.pipeline_stats() == pipeline_stats(actor, owner_id=owner_id)
+    by_month = rolled.forecast()
+    for month in forecast(actor, owner_id=owner_id, today=TODAY):
+        count, weighted, best = by_month.get(month.month.strftime("%Y-%m"), (0, Decimal(0), Decimal(0)))
+        assert (count, weighted, best) == (month.count, month.weighted, month.best_case), month

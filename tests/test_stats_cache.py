@@ -129,3 +129,19 @@ def test_board_headers_follow_a_move(client, login, board):
     html = client.get("/deals/board", headers=HX).get_data(as_text=True)
     header = html.split(f'id="stage-header-{negotiation.id}"', 1)[1].split("</header>", 1)[0]
     assert "<strong data-count>1</strong>" in header
+
+
+def test_a_deal_change_keeps_the_activity_stats_and_an_activity_change_keeps_the_deal_numbers(
+        actor, board, count_queries):
+    numbers(actor)
+    lead_in, _, negotiation, _, _ = board["stages"]
+    DealService(actor).deal_move(board["deals"][0].id, stage_id=negotiation.id)
+    with count_queries() as q:
+        numbers(actor)
+    assert [s for s in q.statements if "FROM activities" in s] == [], q  # only the deal rollup ran again
+    assert any("FROM deals" in s for s in q.statements), q
+    ActivityService(actor).create_activity(subject="Demo", type="meeting", status="pending")
+    with count_queries() as q:
+        numbers(actor)
+    assert [s for s in q.statements if "FROM deals" in s] == [], q
+    assert any("FROM activities" in s for s in q.statements), q

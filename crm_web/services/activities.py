@@ -263,7 +263,7 @@ class ActivityService(BaseService[Activity]):
 
     def get_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
         """Totals per status and type plus due/overdue/completed counts: one aggregate, cached."""
-        return cached_stats(self.org_id, f"activity_stats:{user_id or 'all'}",
+        return cached_stats(self.org_id, "activities", f"activity_stats:{user_id or 'all'}",
                             lambda: self._compute_stats(user_id=user_id, now=now or utcnow()))
 
     def _compute_stats(self, *, user_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:

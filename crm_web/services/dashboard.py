@@ -1,12 +1,12 @@
-"""The dashboard's numbers: KPIs and chart series for one owner scope, one aggregate per panel.
+"""The dashboard's numbers: KPIs and chart series for one owner scope.
 
-Deal totals and the forecast come from services/deal_stats.py; deals by stage and won/lost per
-month are computed here with services/forecast.py's weighted formula; activity numbers are
-ActivityService.get_stats. The panels are cached per organisation, owner scope and day
-(services/stats_cache.py: any committed change to deals, activities or pipelines makes them
-stale). Cold, the whole page is at most 8 statements; warm, only the scope's user list.
+Every deal number (KPIs, deals by stage, forecast, won/lost per month) folds one GROUP BY over
+the scope's deals (deal_stats.rollup, services/forecast.py's weighted formula): one scan instead
+of one per panel. Activity numbers are ActivityService.get_stats. Both are cached per
+organisation and scope (services/stats_cache.py: a committed change to deals or pipelines makes
+the rollup stale, a change to activities the activity stats). Cold, the page is at most 8
+statements; warm, the user load and a manager's owner list.
 """
-
 from __future__ import annotations
 
 import uuid
@@ -15,15 +15,15 @@ from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal_column, select
+from sqlalchemy import select
 
 from crm_web.errors import NotFound, PermissionDenied
 from crm_web.extensions import db
-from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, Deal, Pipeline, PipelineStage, Role, User, utcnow
+from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, Role, User, utcnow
 from crm_web.services import deal_stats
 from crm_web.services.activities import ActivityService
 from crm_web.services.base import Actor
-from crm_web.services.forecast import weighted_value
+from crm_web.services.pipelines import PipelineService
 from crm_web.services.stats_cache import cached_stats
 
 PANELS = ("kpis", "deals_by_stage", "forecast", "won_lost", "activity_charts")
@@ -85,6 +85,7 @@ class DashboardService:
         self.session = db.session
         self.today = today or utcnow().date()
         self._activity_stats: dict[uuid.UUID | None, dict[str, Any]] = {}
+        self._rollups: dict[uuid.UUID | None, deal_stats.DealRollup] = {}
 
     # --- scope -------------------------------------------------------------------
 
@@ -114,10 +115,10 @@ class DashboardService:
 
     # --- panels ------------------------------------------------------------------
 
-    def kpis(self, scope: Scope, *, won_lost: list[MonthResult] | None = None) -> dict[str, Any]:
+    def kpis(self, scope: Scope) -> dict[str, Any]:
         """Open pipeline value, weighted forecast, won this month, win rate, open and overdue tasks."""
-        stats = deal_stats.pipeline_stats(self.actor, owner_id=scope.owner_id)
-        this_month = (won_lost or self.won_lost(scope, months=1))[-1]
+        stats = self.rollup(scope).pipeline_stats()
+        this_month = self.won_lost(scope)[-1]
         activities = self.activity_stats(scope)
         return {
             "open_value": stats.open_value,
@@ -132,55 +133,53 @@ class DashboardService:
             "overdue_tasks": activities["overdue"],
         }
 
+    def rollup(self, scope: Scope) -> deal_stats.DealRollup:
+        """The scope's deals grouped once (cached until a deal or pipeline changes); every deal panel folds it."""
+        if scope.owner_id not in self._rollups:
+            first_closed = _add_months(self.today.replace(day=1), -(HISTORY_MONTHS - 1))
+            forecast_from = self.today.replace(day=1)
+            self._rollups[scope.owner_id] = cached_stats(
+                self.actor.org_id, "deals", f"deal_rollup:{scope.owner_id or 'all'}:{self.today}",
+                lambda: deal_stats.rollup(
+                    self.actor, owner_id=scope.owner_id, forecast_from=forecast_from,
+                    forecast_until=_add_months(forecast_from, FORECAST_MONTHS),
+                    closed_since=datetime.combine(first_closed, time.min, tzinfo=timezone.utc)))
+        return self._rollups[scope.owner_id]
+
     def deals_by_stage(self, scope: Scope) -> list[StageBar]:
         """Open deals per stage of every pipeline (empty stages included): count, value, weighted value."""
-        on = [Deal.stage_id == PipelineStage.id, Deal.status == "open", Deal.deleted_at.is_(None),
-              Deal.org_id == self.actor.org_id]
-        if scope.owner_id is not None:
-            on.append(Deal.owner_id == scope.owner_id)
-        rows = self.session.execute(
-            select(
-                Pipeline.name, PipelineStage.name, func.count(Deal.id),
-                func.coalesce(func.sum(Deal.value), 0), func.coalesce(func.sum(weighted_value()), 0),
-            )
-            .select_from(PipelineStage)
-            .join(Pipeline, Pipeline.id == PipelineStage.pipeline_id)
-            .outerjoin(Deal, and_(*on))
-            .where(PipelineStage.org_id == self.actor.org_id, PipelineStage.is_won.is_(False),
-                   PipelineStage.is_lost.is_(False))
-            .group_by(Pipeline.id, Pipeline.position, Pipeline.name, PipelineStage.id, PipelineStage.position,
-                      PipelineStage.name)
-            .order_by(Pipeline.position, Pipeline.name, PipelineStage.position)
-        ).all()
-        return [StageBar(pipeline=p, stage=s, count=int(c), value=_money(v), weighted=_money(w))
-                for p, s, c, v, w in rows]
+        found = self.rollup(scope).open_by_stage()
+        return [
+            StageBar(pipeline=pipeline.name, stage=stage.name, count=count, value=_money(value),
+                     weighted=_money(weighted))
+            for pipeline in PipelineService(self.actor).pipeline_list()
+            for stage in pipeline.stages if not stage.is_closed
+            for count, value, weighted in [found.get(stage.id, (0, ZERO, ZERO))]
+        ]
 
     def forecast(self, scope: Scope) -> list[deal_stats.ForecastMonth]:
-        return deal_stats.forecast(self.actor, months=FORECAST_MONTHS, owner_id=scope.owner_id, today=self.today)
-
-    def won_lost(self, scope: Scope, *, months: int = HISTORY_MONTHS) -> list[MonthResult]:
-        """Deals won and lost per month of closing, the last `months` months up to this one."""
-        first = _add_months(self.today.replace(day=1), -(months - 1))
-        start = datetime.combine(first, time.min, tzinfo=timezone.utc)
-        month = self._month_of(Deal.closed_at).label("month")
-        won, lost = Deal.status == "won", Deal.status == "lost"
-        criteria = [Deal.org_id == self.actor.org_id, Deal.status.in_(("won", "lost")), Deal.closed_at >= start]
-        if scope.owner_id is not None:
-            criteria.append(Deal.owner_id == scope.owner_id)
-        rows = self.session.execute(
-            select(
-                month,
-                func.count().filter(won), func.coalesce(func.sum(case((won, Deal.value), else_=0)), 0),
-                func.count().filter(lost), func.coalesce(func.sum(case((lost, Deal.value), else_=0)), 0),
-            ).where(*criteria).group_by(month)
-        ).all()
-        found = {key: row for key, *row in rows}
+        """Weighted and best-case value by expected close month, this month and the next ones."""
+        found = self.rollup(scope).forecast()
+        first = self.today.replace(day=1)
         result = []
-        for offset in range(months):
+        for offset in range(FORECAST_MONTHS):
             day = _add_months(first, offset)
-            won_count, won_value, lost_count, lost_value = found.get(day.strftime("%Y-%m"), (0, 0, 0, 0))
-            result.append(MonthResult(month=day, won_count=int(won_count), won_value=_money(won_value),
-                                      lost_count=int(lost_count), lost_value=_money(lost_value)))
+            count, weighted, best = found.get(day.strftime("%Y-%m"), (0, ZERO, ZERO))
+            result.append(deal_stats.ForecastMonth(month=day, count=count, weighted=_money(weighted),
+                                                   best_case=_money(best)))
+        return result
+
+    def won_lost(self, scope: Scope) -> list[MonthResult]:
+        """Deals won and lost per month of closing, the last HISTORY_MONTHS months up to this one."""
+        found = self.rollup(scope).closed_by_month()
+        first = _add_months(self.today.replace(day=1), -(HISTORY_MONTHS - 1))
+        result = []
+        for offset in range(HISTORY_MONTHS):
+            day = _add_months(first, offset)
+            month = found.get(day.strftime("%Y-%m"), {"won": (0, ZERO), "lost": (0, ZERO)})
+            (won_count, won_value), (lost_count, lost_value) = month["won"], month["lost"]
+            result.append(MonthResult(month=day, won_count=won_count, won_value=_money(won_value),
+                                      lost_count=lost_count, lost_value=_money(lost_value)))
         return result
 
     def activity_stats(self, scope: Scope) -> dict[str, Any]:
@@ -199,27 +198,14 @@ class DashboardService:
     def panel(self, name: str, scope: Scope) -> Any:
         if name not in PANELS:
             raise NotFound("No such dashboard panel.")
-        return self._cached(f"dashboard_{name}", scope, lambda: getattr(self, name)(scope))
+        return getattr(self, name)(scope)
 
     def dashboard(self, scope: Scope) -> dict[str, Any]:
-        """Every panel (cached); the KPIs reuse the won/lost months and the activity stats of the charts."""
-        return self._cached("dashboard", scope, lambda: self._all_panels(scope))
-
-    def _cached(self, name: str, scope: Scope, compute: Any) -> Any:
-        return cached_stats(self.actor.org_id, f"{name}:{scope.owner_id or 'all'}:{self.today}", compute)
-
-    def _all_panels(self, scope: Scope) -> dict[str, Any]:
-        won_lost = self.won_lost(scope)
+        """Every panel: the deal panels fold one (cached) rollup, the KPIs share the charts' activity stats."""
         return {
-            "kpis": self.kpis(scope, won_lost=won_lost),
+            "kpis": self.kpis(scope),
             "deals_by_stage": self.deals_by_stage(scope),
             "forecast": self.forecast(scope),
-            "won_lost": won_lost,
+            "won_lost": self.won_lost(scope),
             "activity_charts": self.activity_charts(scope),
         }
-
-    def _month_of(self, column) -> Any:
-        # closed_at is a UTC timestamp: month it in UTC on PostgreSQL whatever the session time zone.
-        if self.session.get_bind().dialect.name == "sqlite":
-            return func.strftime("%Y-%m", column)
-        return func.to_char(func.timezone(literal_column("'UTC'"), column), "YYYY-MM")

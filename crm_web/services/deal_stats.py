@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from crm_web.extensions import db
@@ -137,3 +137,114 @@ def forecast(actor: Actor, *, months: int = 6, owner_id: uuid.UUID | None = None
         count, weighted, best = found.get(day.strftime("%Y-%m"), (0, _money(0), _money(0)))
         result.append(ForecastMonth(month=day, count=count, weighted=weighted, best_case=best))
     return result
+
+
+# --- the dashboard's rollup ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RollupGroup:
+    """Deals of one stage and status, by expected-close month and by closing month (each None
+    outside its window), with their count, value and weighted value."""
+
+    stage_id: uuid.UUID | None
+    status: str
+    expected_month: str | None  # "YYYY-MM" within the forecast window
+    closed_month: str | None  # "YYYY-MM" (UTC) within the won/lost history window
+    count: int
+    value: Decimal
+    weighted: Decimal
+    won_days: float  # created -> closed days summed over won deals with a close time
+    won_timed: int  # how many won deals have a close time
+
+
+@dataclass(frozen=True)
+class DealRollup:
+    """Every deal number of the dashboard from ONE aggregate over the scope's deals (a single scan of
+    the table instead of one per panel); the panels fold these few groups in Python."""
+
+    groups: tuple[RollupGroup, ...]
+
+    def _sum(self, *, status: str | None = None) -> tuple[int, Decimal, Decimal]:
+        chosen = [g for g in self.groups if status is None or g.status == status]
+        return (sum(g.count for g in chosen), sum((g.value for g in chosen), ZERO),
+                sum((g.weighted for g in chosen), ZERO))
+
+    def pipeline_stats(self) -> PipelineStats:
+        """The same numbers as pipeline_stats() for the same scope."""
+        total, _, _ = self._sum()
+        open_count, open_value, weighted = self._sum(status="open")
+        won_count, won_value, _ = self._sum(status="won")
+        lost_count, lost_value, _ = self._sum(status="lost")
+        timed = sum(g.won_timed for g in self.groups)
+        closed = won_count + lost_count
+        return PipelineStats(
+            total_count=total, open_count=open_count, won_count=won_count, lost_count=lost_count,
+            open_value=_money(open_value), won_value=_money(won_value), lost_value=_money(lost_value),
+            weighted_open_value=_money(weighted),
+            win_rate=round(100.0 * won_count / closed, 1) if closed else 0.0,
+            average_deal_size=_money(won_value / won_count if won_count else 0),
+            average_days_to_close=round(sum(g.won_days for g in self.groups) / timed, 1) if timed else None,
+        )
+
+    def open_by_stage(self) -> dict[uuid.UUID | None, tuple[int, Decimal, Decimal]]:
+        """Open deals per stage: (count, value, weighted value)."""
+        found: dict[uuid.UUID | None, tuple[int, Decimal, Decimal]] = {}
+        for g in self.groups:
+            if g.status == "open":
+                count, value, weighted = found.get(g.stage_id, (0, ZERO, ZERO))
+                found[g.stage_id] = (count + g.count, value + g.value, weighted + g.weighted)
+        return found
+
+    def forecast(self) -> dict[str, tuple[int, Decimal, Decimal]]:
+        """Open and won deals by expected-close month of the window: (count, weighted, best case)."""
+        found: dict[str, tuple[int, Decimal, Decimal]] = {}
+        for g in self.groups:
+            if g.expected_month is not None and g.status != "lost":
+                count, weighted, best = found.get(g.expected_month, (0, ZERO, ZERO))
+                found[g.expected_month] = (count + g.count, weighted + g.weighted, best + g.value)
+        return found
+
+    def closed_by_month(self) -> dict[str, dict[str, tuple[int, Decimal]]]:
+        """Won and lost deals by closing month of the window: {"YYYY-MM": {"won": (count, value), ...}}."""
+        found: dict[str, dict[str, tuple[int, Decimal]]] = {}
+        for g in self.groups:
+            if g.closed_month is not None:
+                month = found.setdefault(g.closed_month, {"won": (0, ZERO), "lost": (0, ZERO)})
+                count, value = month[g.status]
+                month[g.status] = (count + g.count, value + g.value)
+        return found
+
+
+def rollup(actor: Actor, *, owner_id: uuid.UUID | None = None, forecast_from: date, forecast_until: date,
+           closed_since: datetime, session: Session | None = None) -> DealRollup:
+    """The dashboard's deal numbers in one GROUP BY (stage, status, forecast month, closing month)."""
+    session = session or db.session
+    in_forecast = and_(Deal.expected_close_date >= forecast_from, Deal.expected_close_date < forecast_until)
+    closed_recently = and_(Deal.status.in_(("won", "lost")), Deal.closed_at >= closed_since)
+    expected_month = case((in_forecast, _month_key(session, Deal.expected_close_date))).label("expected_month")
+    closed_month = case((closed_recently, _utc_month_key(session, Deal.closed_at))).label("closed_month")
+    won_timed = and_(Deal.status == "won", Deal.closed_at.is_not(None))
+    rows = session.execute(
+        select(
+            Deal.stage_id, Deal.status, expected_month, closed_month,
+            func.count(), func.coalesce(func.sum(Deal.value), 0), func.coalesce(func.sum(weighted_value()), 0),
+            func.coalesce(func.sum(case((won_timed, _days_between(session, Deal.created_at, Deal.closed_at)))), 0),
+            func.count().filter(won_timed),
+        )
+        .select_from(Deal).outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
+        .where(*_scope(actor, owner_id))
+        .group_by(Deal.stage_id, Deal.status, expected_month, closed_month)
+    ).all()
+    return DealRollup(tuple(
+        RollupGroup(stage_id, status, expected, closed, int(count), Decimal(value or 0), Decimal(weighted or 0),
+                    float(days or 0), int(timed))
+        for stage_id, status, expected, closed, count, value, weighted, days, timed in rows
+    ))
+
+
+def _utc_month_key(session: Session, column) -> ColumnElement:
+    # closed_at is a UTC timestamp: month it in UTC on PostgreSQL whatever the session time zone.
+    if session.get_bind().dialect.name == "sqlite":
+        return func.strftime("%Y-%m", column)
+    return func.to_char(func.timezone(literal_column("'UTC'"), column), "YYYY-MM")

@@ -299,7 +299,8 @@ class DealService(BaseService[Deal]):
         if criteria:
             stats = self.column_stats(pipeline.id, criteria)
         else:  # the whole pipeline: the one aggregate over every deal in it, cached until a deal changes
-            stats = cached_stats(self.org_id, f"board_columns:{pipeline.id}", lambda: self.column_stats(pipeline.id))
+            stats = cached_stats(self.org_id, "deals", f"board_columns:{pipeline.id}",
+                                 lambda: self.column_stats(pipeline.id))
         # One branch per stage, each an index range scan (org, pipeline, stage, position) that stops
         # after per_column rows; a window over the whole pipeline sorted every deal (0.8 s at 40k).
         firsts = []

@@ -1,13 +1,15 @@
-"""Cached statistics of an organisation: dashboard panels, board headers, activity stats.
+"""Cached statistics of an organisation: the dashboard's deal rollup, board headers, activity stats.
 
-Every entry's key carries the organisation's *stats generation*. Any commit that wrote a table
-the statistics read (deals, activities, pipelines, stages) starts a new generation, so no write
-path (a form, a board move, a bulk action, the trash, a lead conversion, a CLI command) can leave
-a stale number behind: the session hooks below notice the writes once, for all of them. Entries
-also expire after STATS_CACHE_TIMEOUT, because "overdue" and "this month" move with the clock.
+Every entry belongs to a *domain* (deals or activities) and its key carries the organisation's
+generation of that domain. Any commit that wrote a table of the domain (deals, pipelines and
+stages; activities) starts a new generation, so no write path (a form, a board move, a bulk
+action, the trash, a lead conversion, a CLI command) can leave a stale number behind: the session
+hooks below notice the writes once, for all of them. A board move recomputes the deal numbers
+only, not the activity stats. Entries also expire after STATS_CACHE_TIMEOUT, because "overdue"
+and "this month" move with the clock.
 
 Bulk statements made outside a request (CLI commands) do not say which organisation they touched;
-they start a new global generation, which every key carries too.
+they start a new generation of the domain for every organisation, which every key carries too.
 """
 
 from __future__ import annotations
@@ -26,30 +28,30 @@ from crm_web.services.cache import cache_get_many, cache_set
 
 T = TypeVar("T")
 
-STATS_TABLES = frozenset({"deals", "activities", "pipelines", "pipeline_stages"})
+DOMAIN_OF_TABLE = {"deals": "deals", "pipelines": "deals", "pipeline_stages": "deals", "activities": "activities"}
 EVERY_ORG = "*"
 _STALE_INFO_KEY = "crm_stale_stats"
 
 
-def _generation_key(org: str) -> str:
-    return f"stats_generation:{org}"
+def _generation_key(org: str, domain: str) -> str:
+    return f"stats_generation:{domain}:{org}"
 
 
-def _new_generation(org: str) -> None:
-    cache_set(_generation_key(org), uuid.uuid4().hex, timeout=0)
+def _new_generation(org: str, domain: str) -> None:
+    cache_set(_generation_key(org, domain), uuid.uuid4().hex, timeout=0)
 
 
-def cached_stats(org_id: uuid.UUID, name: str, compute: Callable[[], T]) -> T:
-    """`compute()` once per generation (and timeout); `name` says which numbers and for whom."""
+def cached_stats(org_id: uuid.UUID, domain: str, name: str, compute: Callable[[], T]) -> T:
+    """`compute()` once per generation of `domain` (and timeout); `name` says which numbers and for whom."""
     org = str(org_id)
-    every, own = cache_get_many(_generation_key(EVERY_ORG), _generation_key(org))
-    if every is None:
-        every = uuid.uuid4().hex
-        cache_set(_generation_key(EVERY_ORG), every, timeout=0)
-    if own is None:
-        own = uuid.uuid4().hex
-        cache_set(_generation_key(org), own, timeout=0)
-    key = f"stats:{org}:{every}:{own}:{name}"
+    generations = []
+    for owner, generation in zip((EVERY_ORG, org), cache_get_many(_generation_key(EVERY_ORG, domain),
+                                                                  _generation_key(org, domain))):
+        if generation is None:
+            generation = uuid.uuid4().hex
+            cache_set(_generation_key(owner, domain), generation, timeout=0)
+        generations.append(generation)
+    key = f"stats:{domain}:{org}:{':'.join(generations)}:{name}"
     (value,) = cache_get_many(key)
     if value is None:
         value = compute()
@@ -59,35 +61,39 @@ def cached_stats(org_id: uuid.UUID, name: str, compute: Callable[[], T]) -> T:
 
 def invalidate(org_id: uuid.UUID | str) -> None:
     """Every cached statistic of the organisation goes stale at once."""
-    _new_generation(str(org_id))
+    for domain in set(DOMAIN_OF_TABLE.values()):
+        _new_generation(str(org_id), domain)
 
 
 # --- noticing writes ---------------------------------------------------------------------------
 
 
-def _stale(session: Session) -> set[str]:
+def _stale(session: Session) -> set[tuple[str, str]]:
+    """(org, domain) pairs written by the session's transaction."""
     return session.info.setdefault(_STALE_INFO_KEY, set())
 
 
 @event.listens_for(Session, "after_flush")
 def _note_flushed_rows(session: Session, flush_context: Any) -> None:
     for obj in chain(session.new, session.dirty, session.deleted):
-        if getattr(obj, "__tablename__", None) in STATS_TABLES and getattr(obj, "org_id", None):
-            _stale(session).add(str(obj.org_id))
+        domain = DOMAIN_OF_TABLE.get(getattr(obj, "__tablename__", None))
+        if domain and getattr(obj, "org_id", None):
+            _stale(session).add((str(obj.org_id), domain))
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _note_bulk_statements(state: ORMExecuteState) -> None:
     if not (state.is_update or state.is_delete or state.is_insert) or state.bind_mapper is None:
         return
-    if state.bind_mapper.local_table.name in STATS_TABLES:
-        _stale(state.session).add(state.session.info.get(CURRENT_ORG_INFO_KEY) or EVERY_ORG)
+    domain = DOMAIN_OF_TABLE.get(state.bind_mapper.local_table.name)
+    if domain:
+        _stale(state.session).add((state.session.info.get(CURRENT_ORG_INFO_KEY) or EVERY_ORG, domain))
 
 
 @event.listens_for(Session, "after_commit")
 def _start_new_generations(session: Session) -> None:
-    for org in session.info.pop(_STALE_INFO_KEY, ()):
-        _new_generation(org)
+    for org, domain in session.info.pop(_STALE_INFO_KEY, ()):
+        _new_generation(org, domain)
 
 
 @event.listens_for(Session, "after_rollback")
