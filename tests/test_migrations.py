@@ -29,3 +29,17 @@ def test_pg_trgm_indexes_exist_on_postgresql(app):
             "lead_name_search_idx", "lead_email_search_idx", "lead_company_search_idx",
             "contact_name_trgm_idx", "contact_email_trgm_idx", "company_name_trgm_idx", "deal_name_trgm_idx",
             "lead_name_trgm_idx", "lead_email_trgm_idx", "lead_company_trgm_idx"} <= names
+
+
+@pytest.mark.postgres_only
+def test_trigram_functions_are_costed_for_the_planner(app):
+    """Migration 0007: with pg_trgm's default COST 1 the planner scanned mid-size tables instead of
+    using the trigram indexes (docs/benchmarks.md)."""
+    from sqlalchemy import text
+
+    with db.engine.connect() as connection:
+        costs = dict(connection.execute(text(
+            "SELECT proname, procost FROM pg_proc WHERE proname IN "
+            "('similarity', 'word_similarity', 'similarity_op', 'word_similarity_commutator_op')")).all())
+    assert costs == {"similarity": 100, "word_similarity": 100, "similarity_op": 100,
+                     "word_similarity_commutator_op": 100}
