@@ -150,6 +150,9 @@ def page_specs(app) -> list[PageSpec]:
             .group_by(Deal.contact_id).order_by(func.count().desc()).limit(1))
         deal_id = db.session.scalar(select(Deal.id).where(Deal.deleted_at.is_(None)).order_by(Deal.id).limit(1))
         last_name = db.session.scalar(select(Contact.last_name).where(*live).order_by(Contact.id).limit(1))
+        # The hardest honest term: the commonest first name matches the most rows.
+        common = db.session.scalar(select(Contact.first_name).where(*live).group_by(Contact.first_name)
+                                   .order_by(func.count().desc(), Contact.first_name).limit(1))
         db.session.remove()
     term = last_name.lower()
     typo = term[:-2] + term[-1] + term[-2] if term[-1] != term[-2] else term[:-1] + "x"  # two letters swapped
@@ -172,6 +175,7 @@ def page_specs(app) -> list[PageSpec]:
         PageSpec("activities list", "activities.index"),
         PageSpec("trash", "trash.index"),
         PageSpec("global search", "search.index", {"q": term[:5]}, search=True),
+        PageSpec("global search, commonest first name", "search.index", {"q": common.lower()}, search=True),
     ]
 
 

@@ -36,15 +36,18 @@ def configure_engine(engine: Engine) -> None:
 
 
 def _configure_postgresql(engine: Engine) -> None:
-    from crm_web.services.text_search import SIMILARITY_THRESHOLD
+    from crm_web.services.text_search import SIMILARITY_THRESHOLD, WORD_SIMILARITY_THRESHOLD
+
+    thresholds = {"pg_trgm.similarity_threshold": SIMILARITY_THRESHOLD,
+                  "pg_trgm.word_similarity_threshold": WORD_SIMILARITY_THRESHOLD}
 
     @event.listens_for(engine, "connect")
     def _trigram_thresholds(dbapi_connection, connection_record):
         # The search's `%` / `%>` operators (index-backed) compare against these session settings;
         # set once per pooled connection, so no request pays a statement for them.
         cursor = dbapi_connection.cursor()
-        for setting in ("pg_trgm.similarity_threshold", "pg_trgm.word_similarity_threshold"):
-            cursor.execute(f"SET {setting} = {float(SIMILARITY_THRESHOLD)}")
+        for setting, value in thresholds.items():
+            cursor.execute(f"SET {setting} = {float(value)}")
         cursor.close()
         dbapi_connection.commit()
 

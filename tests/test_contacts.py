@@ -91,6 +91,21 @@ def test_search_is_typo_tolerant_on_postgresql(people, users):
     assert page.items and page.items[0].contact.first_name == "John"
 
 
+@pytest.mark.postgres_only
+def test_fuzzy_search_finds_typos_in_one_word_but_short_needles_only_match_contents(org, users):
+    for first, last in [("Adrian", "Silva"), ("Laura", "Lewis"), ("Lee", "Park"), ("Kathleen", "Ng"),
+                        ("Martin", "Ode")]:
+        factories.make_contact(org, first_name=first, last_name=last)
+    service = svc(users["admin"])
+
+    def names(q):
+        return {row.contact.full_name for row in service.contact_list(q=q).items}
+
+    assert "Adrian Silva" in names("silav")  # one typo in one word of the name (word similarity 0.5)
+    assert names("lee") == {"Lee Park", "Kathleen Ng"}  # 3 letters: contains only, not every "le..." word
+    assert "Laura Lewis" not in names("mart") and "Martin Ode" in names("mart")
+
+
 def test_other_org_is_invisible(people, users, other_org):
     stranger = factories.make_contact(other_org, first_name="Eve")
     service = svc(users["admin"])
