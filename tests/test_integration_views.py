@@ -269,3 +269,12 @@ def test_timeline_as_a_page_renders_without_the_deleted_item_block(client, login
     contact = factories.make_contact(org)
     response = client.get(f"/activities/timeline?contact={contact.id}")
     assert response.status_code == 200 and 'id="activity-timeline"' in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("entities", ["contacts", "companies", "leads", "deals"])
+def test_an_export_with_a_bad_filter_is_a_400_naming_the_condition(client, login, entities):
+    login("manager")
+    response = client.get(f"/{entities}/export.csv?f=bogus.equals.x")
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert "Fix the filter before exporting:" in body and "bogus" in body

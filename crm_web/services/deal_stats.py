@@ -95,14 +95,21 @@ def pipeline_stats(actor: Actor, *, owner_id: uuid.UUID | None = None,
         .where(*_scope(actor, owner_id, pipeline_id))
     ).one()
     total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted, avg_size, avg_days = row
+    return _pipeline_stats(total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted,
+                           avg_size, avg_days)
+
+
+def _pipeline_stats(total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted,
+                    average_size, average_days) -> PipelineStats:
+    """The one place the derived numbers (win rate, rounding) are computed, whichever query counted."""
     closed = int(won_count) + int(lost_count)
     return PipelineStats(
         total_count=int(total), open_count=int(open_count), won_count=int(won_count), lost_count=int(lost_count),
         open_value=_money(open_value), won_value=_money(won_value), lost_value=_money(lost_value),
         weighted_open_value=_money(weighted),
         win_rate=round(100.0 * int(won_count) / closed, 1) if closed else 0.0,
-        average_deal_size=_money(avg_size),
-        average_days_to_close=round(float(avg_days), 1) if avg_days is not None else None,
+        average_deal_size=_money(average_size),
+        average_days_to_close=round(float(average_days), 1) if average_days is not None else None,
     )
 
 
@@ -177,15 +184,9 @@ class DealRollup:
         won_count, won_value, _ = self._sum(status="won")
         lost_count, lost_value, _ = self._sum(status="lost")
         timed = sum(g.won_timed for g in self.groups)
-        closed = won_count + lost_count
-        return PipelineStats(
-            total_count=total, open_count=open_count, won_count=won_count, lost_count=lost_count,
-            open_value=_money(open_value), won_value=_money(won_value), lost_value=_money(lost_value),
-            weighted_open_value=_money(weighted),
-            win_rate=round(100.0 * won_count / closed, 1) if closed else 0.0,
-            average_deal_size=_money(won_value / won_count if won_count else 0),
-            average_days_to_close=round(sum(g.won_days for g in self.groups) / timed, 1) if timed else None,
-        )
+        return _pipeline_stats(total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted,
+                               won_value / won_count if won_count else None,
+                               sum(g.won_days for g in self.groups) / timed if timed else None)
 
     def open_by_stage(self) -> dict[uuid.UUID | None, tuple[int, Decimal, Decimal]]:
         """Open deals per stage: (count, value, weighted value)."""

@@ -10,7 +10,7 @@ from flask import Blueprint, redirect, url_for
 from flask_login import current_user
 
 from crm_web.csv_export import csv_response
-from crm_web.errors import BadRequest, Conflict, ValidationError
+from crm_web.errors import Conflict, ValidationError
 from crm_web.filters.fields import COMPANY_FILTERS
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.forms.companies import CompanyForm
@@ -19,7 +19,13 @@ from crm_web.params import get_uuid_list
 from crm_web.rendering import plural, render_page, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.companies import CompanyService
-from crm_web.views.filtering import FilterBuilder, builder_fields, parse_filtered_list_query, render_list_page
+from crm_web.views.filtering import (
+    FilterBuilder,
+    builder_fields,
+    parse_export_query,
+    parse_filtered_list_query,
+    render_list_page,
+)
 from crm_web.views.listing import ListQuery
 
 bp = Blueprint("companies", __name__)
@@ -57,9 +63,7 @@ def index():
 
 @bp.get("/companies/export.csv")
 def export():
-    query, builder = parse_filtered_list_query(COMPANY_FILTERS)
-    if builder.has_errors:
-        raise BadRequest("Fix the filter before exporting: " + "; ".join(r.error for r in builder.all_rows if r.error))
+    query = parse_export_query(COMPANY_FILTERS)
     service = _service()
     rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
     return csv_response("companies", service.EXPORT_HEADER, rows)

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, get_template_attribute, redirect, request, u
 from flask_login import current_user
 
 from crm_web.csv_export import csv_response
-from crm_web.errors import BadRequest, Conflict, ValidationError
+from crm_web.errors import Conflict, ValidationError
 from crm_web.filters.fields import CONTACT_FILTERS
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.forms.contacts import ContactForm
@@ -18,7 +18,13 @@ from crm_web.params import get_text_param, get_uuid_list, get_uuid_param, parse_
 from crm_web.rendering import plural, render_fragments, render_page, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.contacts import ContactRow, ContactService
-from crm_web.views.filtering import FilterBuilder, builder_fields, parse_filtered_list_query, render_list_page
+from crm_web.views.filtering import (
+    FilterBuilder,
+    builder_fields,
+    parse_export_query,
+    parse_filtered_list_query,
+    render_list_page,
+)
 from crm_web.views.listing import ListQuery
 
 bp = Blueprint("contacts", __name__)
@@ -58,9 +64,7 @@ def index():
 
 @bp.get("/contacts/export.csv")
 def export():
-    query, builder = parse_filtered_list_query(CONTACT_FILTERS)
-    if builder.has_errors:
-        raise BadRequest("Fix the filter before exporting: " + "; ".join(r.error for r in builder.all_rows if r.error))
+    query = parse_export_query(CONTACT_FILTERS)
     rows = _service().export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
     return csv_response("contacts", CSV_HEADER, (_csv_row(row) for row in rows))
 

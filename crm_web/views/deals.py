@@ -19,7 +19,13 @@ from crm_web.params import get_int_param, get_uuid_list, get_uuid_param, is_whol
 from crm_web.rendering import plural, render_fragments, render_page, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.deals import DealService
-from crm_web.views.filtering import FilterBuilder, builder_fields, parse_filtered_list_query, render_list_page
+from crm_web.views.filtering import (
+    FilterBuilder,
+    builder_fields,
+    parse_export_query,
+    parse_filtered_list_query,
+    render_list_page,
+)
 from crm_web.views.listing import ListQuery
 
 bp = Blueprint("deals", __name__)
@@ -57,9 +63,7 @@ def index():
 
 @bp.get("/deals/export.csv")
 def export():
-    query, builder = parse_filtered_list_query(DEAL_FILTERS)
-    if builder.has_errors:
-        raise BadRequest("Fix the filter before exporting.")
+    query = parse_export_query(DEAL_FILTERS)
     rows = _service().deal_export(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
     header = next(rows)
     return csv_response("deals", header, rows)

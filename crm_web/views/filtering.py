@@ -22,7 +22,7 @@ from typing import Any
 
 from flask import Response, request
 
-from crm_web.errors import ValidationError
+from crm_web.errors import BadRequest, ValidationError
 from crm_web.htmx import hx_push_url, wants_fragment
 from crm_web.params import is_whole_number
 from crm_web.rendering import render_page
@@ -144,6 +144,15 @@ def parse_filtered_list_query(filter_fields: Any) -> tuple[ListQuery, FilterBuil
         query = parse_list_query(None)
         return query, builder_from_error(request.args, error)
     return query, builder_from_spec(query.filter_spec)
+
+
+def parse_export_query(filter_fields: Any) -> ListQuery:
+    """The list state for a CSV export: there is no page to show an invalid filter on, so it is a 400
+    naming each bad condition."""
+    query, builder = parse_filtered_list_query(filter_fields)
+    if builder.has_errors:
+        raise BadRequest("Fix the filter before exporting: " + "; ".join(r.error for r in builder.all_rows if r.error))
+    return query
 
 
 def builder_fields(

@@ -19,7 +19,13 @@ from crm_web.params import get_uuid_list
 from crm_web.rendering import plural, render_page, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.leads import LeadService
-from crm_web.views.filtering import FilterBuilder, builder_fields, parse_filtered_list_query, render_list_page
+from crm_web.views.filtering import (
+    FilterBuilder,
+    builder_fields,
+    parse_export_query,
+    parse_filtered_list_query,
+    render_list_page,
+)
 from crm_web.views.listing import ListQuery
 
 bp = Blueprint("leads", __name__)
@@ -59,9 +65,7 @@ def index():
 
 @bp.get("/leads/export.csv")
 def export():
-    query, builder = parse_filtered_list_query(LEAD_FILTERS)
-    if builder.has_errors:
-        raise BadRequest("Fix the filter before exporting: " + "; ".join(r.error for r in builder.all_rows if r.error))
+    query = parse_export_query(LEAD_FILTERS)
     service = _service()
     rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
     return csv_response("leads", service.EXPORT_HEADER, rows)
