@@ -446,8 +446,9 @@ def test_form_attributes_render_as_html_attributes(client, login, people):
     assert 'aria-describedby="err-first_name"' in html and '="None"' not in html
 
 
-def test_searched_pages_count_and_clamp_like_plain_ones(org, users, count_queries):
-    """A search returns its total with the page ids (one statement); a page past the end shows the last one."""
+def test_searched_pages_count_and_clamp_like_plain_ones(org, users, count_queries, engine_name):
+    """A search returns its total with the page ids (one statement); a page past the end shows the last one.
+    On PostgreSQL a needle long enough for typo tolerance costs one EXISTS more: it picks the tier."""
     for i in range(7):
         factories.make_contact(org, first_name=f"Ada{i}", last_name="Lovelace", email=f"ada{i}@example.com")
     factories.make_contact(org, first_name="Grace", last_name="Hopper")
@@ -457,7 +458,8 @@ def test_searched_pages_count_and_clamp_like_plain_ones(org, users, count_querie
     assert (page.total, page.page, len(page.items)) == (7, 2, 3)
     with count_queries() as plain:
         service.contact_list(per_page=3, page=2)
-    assert q.count == plain.count, q  # the count rides along with the ranked ids, then the rows
+    tier_check = 1 if engine_name == "postgresql" else 0
+    assert q.count == plain.count + tier_check, q  # the count rides along with the ranked ids, then the rows
     last = service.contact_list(q="lovelace", per_page=3, page=99)
     assert (last.total, last.page, len(last.items)) == (7, 3, 1)
     none = service.contact_list(q="nobody-by-that-name", per_page=3, page=5)

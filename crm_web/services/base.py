@@ -189,23 +189,29 @@ class BaseService(Generic[M]):
     def search_criteria(
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None
     ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
-        """Search, "mine" and the advanced filter as WHERE clauses (no joins), plus the search score."""
+        """Search, "mine" and the advanced filter as WHERE clauses (no joins), plus the search's ranking.
+
+        The search's exact words win; only when no row has them does the list fall back to typo-tolerant
+        matching (text_search), decided by one EXISTS that stops at the first exact match."""
         clauses: list[ColumnElement[bool]] = []
-        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
-        if match is not None:
-            clauses.append(match.clause)
         if scope == "mine":
             clauses.append(self.model.owner_id == self.actor.user_id)
         clause = self.filter_clause(filter_spec)
         if clause is not None:
             clauses.append(clause)
-        return clauses, match
+        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
+        if match is None:
+            return clauses, None
+        if match.fallback is not None and not self.session.scalar(
+                select(self.scoped(select(self.model.id)).where(*clauses, match.clause).exists())):
+            match = match.fallback
+        return [match.clause, *clauses], match
 
     def search_order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
-        """The requested order; an unsorted search ranks by similarity (PostgreSQL). Unknown keys: 400."""
+        """The requested order; an unsorted search puts the best match first. Unknown keys: 400."""
         try:
-            if match is not None and not sort and self.dialect == "postgresql":
-                return [match.score.desc(), *self.sort_clause(None)]
+            if match is not None and not sort:
+                return [match.rank, *self.sort_clause(None)]
             return self.sort_clause(sort)
         except ValidationError as error:
             raise BadRequest(error.message) from None

@@ -155,7 +155,7 @@ class CompanyService(BaseService[Company]):
     ) -> Page[CompanyRow]:
         """One page of companies with contact count and open deal value: three statements."""
         criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
-        order = self.search_order(sort, match)  # validates `sort` before any statement runs
+        order = self.search_order(sort, match)  # validates `sort` before the list's statements run
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         total = self.session.scalar(self.scoped(select(func.count(Company.id))).where(*criteria)) or 0
         page = max(1, min(page, -(-total // per_page) or 1))

@@ -134,7 +134,7 @@ class ContactService(BaseService[Contact]):
         """One page of contacts with deal/activity counts; a search ranks by similarity unless sorted."""
         per_page = max(1, min(per_page, 100))
         criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
-        order = self.search_order(sort, match)  # validates `sort` before any statement runs
+        order = self.search_order(sort, match)  # validates `sort` before the list's statements run
         # The joins only serve the company/owner sorts; PostgreSQL drops them when the order does not use them.
         ids = (self.scoped(select(Contact.id)).outerjoin(Contact.primary_company).outerjoin(Contact.owner)
                .where(*criteria))

@@ -35,6 +35,7 @@ from crm_web.models import (
 )
 from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
 from crm_web.services.history import history_for, record_change
+from crm_web.services.text_search import full_name
 
 CONVERTED = "converted"
 # Statuses a click can set; "converted" is only reached by converting.
@@ -78,7 +79,8 @@ class LeadService(BaseService[Lead]):
         "first_name", "last_name", "email", "phone", "title", "company_name", "website", "source", "score",
         "estimated_value", "notes", "owner_id",
     })
-    SEARCH_COLUMNS = (Lead.first_name + " " + Lead.last_name, Lead.email, Lead.company_name)
+    # full_name: the same expression as the trigram index on leads, so the search can use it.
+    SEARCH_COLUMNS = (full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name)
     EXPORT_HEADER = ("First name", "Last name", "Email", "Phone", "Title", "Company", "Website", "Source",
                      "Status", "Score", "Estimated value", "Owner", "Created", "Converted")
 

@@ -1,7 +1,7 @@
 """Global search: contacts, companies, leads and deals at once, at most one query per type.
 
-Each type is one SELECT of at most LIMIT rows (typo-tolerant trigram ranking on PostgreSQL,
-contains on SQLite, see text_search). Results carry the text to highlight; highlighting
+Each type is one SELECT of at most LIMIT rows: the exact matches, topped up with typo-tolerant
+ones on PostgreSQL (see text_search). Results carry the text to highlight; highlighting
 itself (escape first, then <mark>) happens in `highlight`.
 """
 
@@ -12,12 +12,12 @@ import uuid
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
-from sqlalchemy import select
+from sqlalchemy import Select, func, literal, select, union_all
 
 from crm_web.models import Company, Contact, Deal, Lead
 from crm_web.services.base import Actor
 from crm_web.extensions import db
-from crm_web.services.text_search import full_name, text_match
+from crm_web.services.text_search import TextMatch, full_name, text_match
 
 LIMIT = 5
 MIN_LENGTH = 2
@@ -66,29 +66,39 @@ class SearchService:
         if len(q) < MIN_LENGTH:
             return []
         dialect = self.session.get_bind().dialect.name
-        org = self.actor.org_id
         groups = []
-
-        def run(kind, title, columns, model, expressions, order, make):
+        for kind, title, model, label, detail, expressions in (
+            ("contact", "Contacts", Contact, full_name(Contact.first_name, Contact.last_name), Contact.email,
+             [full_name(Contact.first_name, Contact.last_name), Contact.email]),
+            ("company", "Companies", Company, Company.name, Company.city, [Company.name]),
+            ("lead", "Leads", Lead, full_name(Lead.first_name, Lead.last_name), Lead.company_name,
+             [full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name]),
+            ("deal", "Deals", Deal, Deal.name, Deal.status, [Deal.name]),
+        ):
             match = text_match(dialect, q, expressions)
-            stmt = select(*columns).where(model.org_id == org, match.clause)
-            stmt = stmt.order_by(match.score.desc(), *order).limit(LIMIT)
-            hits = [make(row) for row in self.session.execute(stmt)]
-            if hits:
-                groups.append(SearchGroup(kind, title, hits))
-
-        contact_name = full_name(Contact.first_name, Contact.last_name)
-        run("contact", "Contacts", (Contact.id, contact_name, Contact.email), Contact,
-            [contact_name, Contact.email], (Contact.last_name, Contact.id),
-            lambda r: SearchHit("contact", r[0], r[1].strip(), r[2] or ""))
-        run("company", "Companies", (Company.id, Company.name, Company.city), Company,
-            [Company.name], (Company.name, Company.id),
-            lambda r: SearchHit("company", r[0], r[1], r[2] or ""))
-        lead_name = full_name(Lead.first_name, Lead.last_name)
-        run("lead", "Leads", (Lead.id, lead_name, Lead.company_name), Lead,
-            [lead_name, Lead.email, Lead.company_name], (Lead.last_name, Lead.id),
-            lambda r: SearchHit("lead", r[0], r[1].strip(), r[2] or ""))
-        run("deal", "Deals", (Deal.id, Deal.name, Deal.status), Deal,
-            [Deal.name], (Deal.name, Deal.id),
-            lambda r: SearchHit("deal", r[0], r[1], r[2] or ""))
+            rows = self.session.execute(self._best(model, label, detail, match)).all()
+            if rows:
+                groups.append(SearchGroup(kind, title, [SearchHit(kind, row.id, row.label.strip(), row.detail or "")
+                                                        for row in rows]))
         return groups
+
+    def _best(self, model, label, detail, match: TextMatch) -> Select:
+        """The LIMIT best rows of one type in ONE statement: the exact matches, topped up with typo-tolerant
+        ones only when there are fewer than LIMIT of them (a one-time filter: otherwise that branch never
+        runs, which keeps a common name's type-ahead from scoring its thousands of rows)."""
+
+        def tier(number: int, clause, rank) -> Select:
+            return (select(model.id.label("id"), label.label("label"), detail.label("detail"),
+                           literal(number).label("tier"), rank.label("rank"))
+                    .where(model.org_id == self.actor.org_id, clause)
+                    .order_by(rank, label, model.id).limit(LIMIT))
+
+        exact = tier(0, match.clause, match.rank)
+        if match.fallback is None:
+            return exact
+        shown = exact.cte("exact")
+        fuzzy = tier(1, match.fallback.clause, match.fallback.rank).where(
+            select(func.count()).select_from(shown).scalar_subquery() < LIMIT,
+            model.id.not_in(select(shown.c.id)))
+        both = union_all(select(shown), fuzzy).subquery()
+        return select(both).order_by(both.c.tier, both.c.rank, both.c.label, both.c.id).limit(LIMIT)

@@ -1,9 +1,15 @@
-"""Typo-tolerant text search shared by list pages and the global search.
+"""Text search shared by the list pages and the global search, in two tiers.
 
-PostgreSQL: pg_trgm similarity over the given expressions (a name with a typo such as
-"jonh smiht" still finds "John Smith"), plus a plain contains so short prefixes match; the
-score orders results. SQLite: every word must be contained (case-insensitive) in one of the
-expressions; the score is a constant. Both return bound-parameter SQL, never string-built SQL.
+Exact: every word of the query is in one of the expressions (case-insensitive); a word of one or
+two letters must start a word ("jo" finds "John" and "Mary Jones", not "Major"), a longer one may
+sit anywhere. Ranked cheaply, by how the first expression (the record's name) begins, with no
+per-row scoring, so a common name costs what fetching its matches costs.
+
+Fuzzy (PostgreSQL, needles of MIN_FUZZY_LENGTH letters or more): pg_trgm similarity, so a name
+with typos ("jonh smiht") still finds "John Smith"; ranked by score. It is the fallback for when
+the exact words find too few rows: scoring every candidate of a common name was what made its
+search slow (docs/benchmarks.md). Both tiers are bound-parameter SQL, never string-built SQL, and
+every condition is on search_key(expression), which the trigram GIN indexes serve.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_
+from sqlalchemy import and_, case, func, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm_web.models.mixins import full_name, search_key
@@ -26,8 +32,12 @@ SIMILARITY_THRESHOLD = 0.25
 # At 0.25 a short needle matched any name with a word starting with its first letter ("lee": 8,806
 # of 100k contacts, 1.4 s for the global search); pg_trgm's default 0.6 loses "silav" -> Silva.
 WORD_SIMILARITY_THRESHOLD = 0.5
-# Shorter needles get contains-matching only: a trigram match of 1-3 letters is noise, not a typo.
+# Shorter needles get exact matching only: a trigram match of 1-3 letters is noise, not a typo.
 MIN_FUZZY_LENGTH = 4
+# Shorter words match at the start of a word: they hold no trigram, so "contains" could only be
+# answered by reading every row (60 ms for "jo" in 100k contacts), and users typing two letters
+# mean the start of a name anyway.
+MIN_CONTAINS_LENGTH = 3
 LIKE_ESCAPE = "\\"
 MAX_WORDS = 6
 
@@ -38,35 +48,47 @@ def like_escape(text: str) -> str:
 
 @dataclass(frozen=True)
 class TextMatch:
-    """A WHERE clause for the search and a score expression to order by (higher is better)."""
+    """A WHERE clause and a rank to order by (lower is better); `fallback` is the fuzzy tier to use
+    when this one matches too few rows (None: there is none)."""
 
     clause: ColumnElement[bool]
-    score: ColumnElement[Any]
+    rank: ColumnElement[Any]
+    fallback: TextMatch | None = None
+
+
+def _has_word(key: ColumnElement[str], word: str) -> ColumnElement[bool]:
+    escaped = like_escape(word)
+    if len(word) < MIN_CONTAINS_LENGTH:
+        return or_(key.ilike(f"{escaped}%", escape=LIKE_ESCAPE), key.ilike(f"% {escaped}%", escape=LIKE_ESCAPE))
+    return key.ilike(f"%{escaped}%", escape=LIKE_ESCAPE)
+
+
+def _name_rank(name: ColumnElement[str], needle: str) -> ColumnElement[int]:
+    """0 the name is the query, 1 starts with it, 2 a word of it starts with it, 3 anything else."""
+    escaped = like_escape(needle)
+    return case(
+        (name == needle, 0),
+        (name.like(f"{escaped}%", escape=LIKE_ESCAPE), 1),
+        (name.like(f"% {escaped}%", escape=LIKE_ESCAPE), 2),
+        else_=3,
+    )
 
 
 def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | None:
-    """Match `q` against `expressions` (e.g. full name, email); None when q is blank."""
+    """Match `q` against `expressions` (the first is the record's name); None when q is blank."""
     q = " ".join(q.split())
     if not q:
         return None
-    words = q.split(" ")[:MAX_WORDS]
-    if dialect != "postgresql":
-        contains = and_(*(
-            or_(*(func.coalesce(e, "").ilike(f"%{like_escape(w)}%", escape=LIKE_ESCAPE) for e in expressions))
-            for w in words
-        ))
-        return TextMatch(contains, literal(1.0))
-    # Every condition is on search_key(expression) with an operator gin_trgm_ops serves (ILIKE, %, %>),
-    # so PostgreSQL answers from the trigram indexes instead of scoring every row. `%` and `%>` mean
-    # similarity >= SIMILARITY_THRESHOLD and word_similarity >= WORD_SIMILARITY_THRESHOLD:
-    # crm_web.database sets both pg_trgm thresholds on every connection.
     needle = q.lower()
+    words = needle.split(" ")[:MAX_WORDS]
     keys = [search_key(e) for e in expressions]
-    contains = and_(*(
-        or_(*(key.ilike(f"%{like_escape(w.lower())}%", escape=LIKE_ESCAPE) for key in keys)) for w in words
-    ))
-    scores = [score for key in keys for score in (func.similarity(key, needle), func.word_similarity(needle, key))]
-    if len(needle) < MIN_FUZZY_LENGTH:
-        return TextMatch(contains, func.greatest(*scores))
-    fuzzy = [condition for key in keys for condition in (key.op("%")(needle), key.op("%>")(needle))]
-    return TextMatch(or_(contains, *fuzzy), func.greatest(*scores))
+    exact = and_(*(or_(*(_has_word(key, word) for key in keys)) for word in words))
+    fallback = None
+    if dialect == "postgresql" and len(needle) >= MIN_FUZZY_LENGTH:
+        # `%` and `%>` mean similarity >= SIMILARITY_THRESHOLD and word_similarity >=
+        # WORD_SIMILARITY_THRESHOLD: crm_web.database sets both pg_trgm thresholds on every connection.
+        fuzzy = or_(*(condition for key in keys for condition in (key.op("%")(needle), key.op("%>")(needle))))
+        score = func.greatest(*(s for key in keys
+                                for s in (func.similarity(key, needle), func.word_similarity(needle, key))))
+        fallback = TextMatch(fuzzy, -score)
+    return TextMatch(exact, _name_rank(keys[0], needle), fallback)

@@ -1,0 +1,88 @@
+"""Text search in two tiers (services/text_search.py): the exact words first, ranked by how the name
+begins; typo-tolerant matches (PostgreSQL) only top up a global search with few exact hits, or stand in
+for a list search with none."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event
+
+from crm_web.extensions import db
+from crm_web.services.contacts import ContactService
+from crm_web.services.search import SearchService
+from tests import factories
+
+
+def contact_names(user, q):
+    return [row.contact.full_name for row in ContactService(factories.actor_for(user)).contact_list(q=q).items]
+
+
+def global_contacts(user, q):
+    groups = {group.kind: group for group in SearchService(factories.actor_for(user)).search(q)}
+    return [hit.label for hit in groups["contact"].hits] if "contact" in groups else []
+
+
+def make_people(org, *names, email=None):
+    for name in names:
+        first, last = name.split(" ", 1)
+        factories.make_contact(org, first_name=first, last_name=last,
+                               email=email or f"{first}.{last}@example.com".lower().replace(" ", ""))
+
+
+def test_one_or_two_letters_match_the_start_of_a_word(org, users):
+    """Two letters hold no trigram, so they match where users mean them (and an index can serve it)."""
+    make_people(org, "John Smith", "Mary Jones", "Major Tom")
+    for q in ("jo", "JO"):
+        assert sorted(contact_names(users["admin"], q)) == ["John Smith", "Mary Jones"]
+        assert global_contacts(users["admin"], q) == ["John Smith", "Mary Jones"]
+    assert contact_names(users["admin"], "ajo") == ["Major Tom"]  # three letters: anywhere
+
+
+def test_exact_matches_rank_by_how_the_name_begins(org, users):
+    make_people(org, "Elton Johnson", "Ajohnny Bee", "John Zed", "Bo Kim")
+    factories.make_contact(org, first_name="Ann", last_name="Lee", email="john@example.com")
+    expected = ["John Zed", "Elton Johnson", "Ajohnny Bee", "Ann Lee"]  # starts, a word starts, inside, email
+    assert contact_names(users["admin"], "john") == expected
+    assert global_contacts(users["admin"], "john") == expected
+
+
+@pytest.mark.postgres_only
+def test_typos_top_up_a_global_search_only_when_exact_matches_are_few(org, users):
+    make_people(org, "Adrian Silva", "Ana Silvia")
+    assert global_contacts(users["admin"], "silav") == ["Adrian Silva", "Ana Silvia"]  # no exact: typos
+    assert global_contacts(users["admin"], "silva") == ["Adrian Silva", "Ana Silvia"]  # exact first, topped up
+    make_people(org, *(f"Person{i} Silva" for i in range(5)))
+    assert "Ana Silvia" not in global_contacts(users["admin"], "silva")  # five exact: no typo search at all
+
+
+@pytest.mark.postgres_only
+def test_a_list_search_falls_back_to_typos_only_when_no_row_has_the_words(org, users):
+    make_people(org, "Adrian Silva", "Ana Silvia")
+    assert contact_names(users["admin"], "silva") == ["Adrian Silva"]
+    assert sorted(contact_names(users["admin"], "silav")) == ["Adrian Silva", "Ana Silvia"]
+    assert contact_names(users["admin"], "jonh smiht") == []
+    make_people(org, "John Smith")
+    assert contact_names(users["admin"], "jonh smiht") == ["John Smith"]
+
+
+@pytest.mark.postgres_only
+def test_a_common_name_never_runs_the_typo_search(org, users):
+    """The typo tier sits behind a one-time filter: with LIMIT exact hits its scan never runs, so a common
+    name's type-ahead does not score thousands of rows (docs/benchmarks.md)."""
+    make_people(org, *(f"John Person{i}" for i in range(6)))
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        captured.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert len(global_contacts(users["admin"], "john")) == 5
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    (statement, parameters), = [(s, p) for s, p in captured if "FROM contacts" in s]
+    plan = "\n".join(db.session.connection().exec_driver_sql(
+        "EXPLAIN (ANALYZE, COSTS OFF) " + statement, parameters).scalars())
+    typo_scan = [line for line in plan.splitlines() if "similarity" in line or "%>" in line]
+    assert typo_scan, plan
+    assert "(never executed)" in plan, plan
