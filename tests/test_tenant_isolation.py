@@ -294,9 +294,19 @@ def test_setting_the_org_costs_no_extra_statement(role_app, rls_db):
     assert len(statements) == 1 and "set_config" in statements[0]
 
 
-def test_search_under_the_policy_needs_ilike_marked_leakproof(rls_db, role_engine):
-    """Why docs/security.md asks for `ALTER FUNCTION texticlike(text, text) LEAKPROOF` in production."""
-    query = text("EXPLAIN SELECT id FROM contacts WHERE first_name ILIKE '%abc%'")
+# The functions of models.mixins.search_key over a full name: lower(first || ' ' || last).
+SEARCH_KEY_FUNCTIONS = ("lower(text)", "textcat(text, text)")
+
+
+@pytest.mark.parametrize("condition, function", [
+    ("ILIKE '%abc%'", "texticlike(text, text)"),  # the exact tier
+    ("% 'abcd'", "similarity_op(text, text)"),  # the typo tier: similarity
+    ("%> 'abcd'", "word_similarity_commutator_op(text, text)"),  # the typo tier: word similarity
+])
+def test_search_under_the_policy_needs_its_operators_marked_leakproof(rls_db, role_engine, condition, function):
+    """Why docs/security.md asks for `ALTER FUNCTION ... LEAKPROOF` on the search's three operators."""
+    key = "lower(first_name || ' ' || last_name)"  # models.mixins.search_key of the full name
+    query = text(f"EXPLAIN SELECT id FROM contacts WHERE {key} {condition}")
 
     def plan() -> str:
         with role_engine.begin() as conn:
@@ -306,12 +316,17 @@ def test_search_under_the_policy_needs_ilike_marked_leakproof(rls_db, role_engin
 
     owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
     try:
-        # Policy conditions run before any non-leakproof condition, so ILIKE cannot drive an index scan.
-        assert "contact_name_search_idx" not in plan()
+        # Policy conditions run before any non-leakproof condition, so it cannot drive an index scan.
+        assert "contact_name_trgm_idx" not in plan()
         with owner.connect() as conn:  # pg_proc is per database: this touches only the test's database
-            conn.execute(text("ALTER FUNCTION texticlike(text, text) LEAKPROOF"))
-        assert "contact_name_search_idx" in plan()
+            for name in SEARCH_KEY_FUNCTIONS:
+                conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
+        assert "contact_name_trgm_idx" not in plan()  # the search key's functions alone are not enough
+        with owner.connect() as conn:
+            conn.execute(text(f"ALTER FUNCTION {function} LEAKPROOF"))
+        assert "contact_name_trgm_idx" in plan()
     finally:
         with owner.connect() as conn:
-            conn.execute(text("ALTER FUNCTION texticlike(text, text) NOT LEAKPROOF"))
+            for name in (*SEARCH_KEY_FUNCTIONS, function):
+                conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
         owner.dispose()

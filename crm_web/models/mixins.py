@@ -36,11 +36,14 @@ def full_name(first: Any, last: Any) -> ColumnElement[str]:
 
 
 def search_key(expression: Any) -> ColumnElement[str]:
-    """lower(coalesce(expr, '')): the expression the search's trigram indexes are built on.
+    """lower(expr): the expression the search's trigram indexes are built on.
 
-    Literals are inline (never bound parameters) so even a generic plan matches the index.
+    No COALESCE: PostgreSQL assumes a COALESCE may leak, so under row-level security it ran the
+    policy first and no search of the production role could use these indexes (migration 0008,
+    docs/security.md). A NULL column simply matches nothing. Literals are inline (never bound
+    parameters) so even a generic plan matches the index.
     """
-    return func.lower(func.coalesce(expression, literal_column("''")))
+    return func.lower(expression)
 
 
 def search_key_index(table: Any, name: str, expression: Any) -> Index:
