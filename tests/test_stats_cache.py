@@ -145,3 +145,20 @@ def test_a_deal_change_keeps_the_activity_stats_and_an_activity_change_keeps_the
         numbers(actor)
     assert [s for s in q.statements if "FROM deals" in s] == [], q
     assert any("FROM activities" in s for s in q.statements), q
+
+
+def test_activity_stats_expire_with_the_clock_but_deal_numbers_only_with_writes(app, actor, board, count_queries):
+    """"Overdue" moves with the clock, so the activity stats expire after ACTIVITY_STATS_CACHE_TIMEOUT; the deal
+    numbers change only with writes (and the date, in their keys), so a quiet minute does not recompute them."""
+    import time
+
+    app.config.update(ACTIVITY_STATS_CACHE_TIMEOUT=1)
+    try:
+        numbers(actor)
+        time.sleep(1.1)
+        with count_queries() as q:
+            numbers(actor)
+    finally:
+        app.config.update(ACTIVITY_STATS_CACHE_TIMEOUT=60)
+    assert any("FROM activities" in s for s in q.statements), q
+    assert [s for s in q.statements if "FROM deals" in s] == [], q

@@ -5,8 +5,11 @@ generation of that domain. Any commit that wrote a table of the domain (deals, p
 stages; activities) starts a new generation, so no write path (a form, a board move, a bulk
 action, the trash, a lead conversion, a CLI command) can leave a stale number behind: the session
 hooks below notice the writes once, for all of them. A board move recomputes the deal numbers
-only, not the activity stats. Entries also expire after STATS_CACHE_TIMEOUT, because "overdue"
-and "this month" move with the clock.
+only, not the activity stats. Activity stats also expire after a minute
+(ACTIVITY_STATS_CACHE_TIMEOUT), because "overdue" and "due today" move with the clock. Deal numbers
+move only with writes and the date, which the dashboard's keys carry, so their timeout
+(DEAL_STATS_CACHE_TIMEOUT, an hour) is only a safety net for writes made outside the app (psql):
+a read-mostly hour does not recompute the whole-table aggregates every minute.
 
 Bulk statements made outside a request (CLI commands) do not say which organisation they touched;
 they start a new generation of the domain for every organisation, which every key carries too.
@@ -29,6 +32,7 @@ from crm_web.services.cache import cache_get_many, cache_set
 T = TypeVar("T")
 
 DOMAIN_OF_TABLE = {"deals": "deals", "pipelines": "deals", "pipeline_stages": "deals", "activities": "activities"}
+TIMEOUT_SETTING = {"deals": "DEAL_STATS_CACHE_TIMEOUT", "activities": "ACTIVITY_STATS_CACHE_TIMEOUT"}
 EVERY_ORG = "*"
 _STALE_INFO_KEY = "crm_stale_stats"
 
@@ -55,7 +59,7 @@ def cached_stats(org_id: uuid.UUID, domain: str, name: str, compute: Callable[[]
     (value,) = cache_get_many(key)
     if value is None:
         value = compute()
-        cache_set(key, value, timeout=current_app.config.get("STATS_CACHE_TIMEOUT", 60))
+        cache_set(key, value, timeout=current_app.config[TIMEOUT_SETTING[domain]])
     return value
 
 
