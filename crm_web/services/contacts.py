@@ -131,7 +131,7 @@ class ContactService(BaseService[Contact]):
         self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None,
         page: int = 1, per_page: int = 25,
     ) -> Page[ContactRow]:
-        """One page of contacts with deal/activity counts; a search ranks by similarity unless sorted."""
+        """One page of contacts with deal/activity counts; a search puts the best match first unless sorted."""
         per_page = max(1, min(per_page, 100))
         criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
         order = self.search_order(sort, match)  # validates `sort` before the list's statements run
