@@ -150,6 +150,7 @@ def page_specs(app) -> list[PageSpec]:
             .group_by(Deal.contact_id).order_by(func.count().desc()).limit(1))
         deal_id = db.session.scalar(select(Deal.id).where(Deal.deleted_at.is_(None)).order_by(Deal.id).limit(1))
         last_name = db.session.scalar(select(Contact.last_name).where(*live).order_by(Contact.id).limit(1))
+        company_name = db.session.scalar(select(Company.name).where(Company.id == company_id))
         # The hardest honest term: the commonest first name matches the most rows.
         common = db.session.scalar(select(Contact.first_name).where(*live).group_by(Contact.first_name)
                                    .order_by(func.count().desc(), Contact.first_name).limit(1))
@@ -166,6 +167,7 @@ def page_specs(app) -> list[PageSpec]:
         PageSpec("contact list, searched with a typo", "contacts.index", {"q": typo}, search=True),
         PageSpec("contact detail", "contacts.detail", {"contact_id": contact_id}),
         PageSpec("company list", "companies.index"),
+        PageSpec("company list, searched", "companies.index", {"q": company_name.split()[0].lower()}, search=True),
         PageSpec("company detail", "companies.detail", {"company_id": company_id}),
         PageSpec("lead list", "leads.index"),
         PageSpec("deal list", "deals.index"),

@@ -47,4 +47,7 @@ class Company(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMix
 # The global and list searches match search_key(...) of these expressions (services/text_search.py).
 _t = Company.__table__
 search_key_index(_t, "company_name_trgm_idx", _t.c.name)
+search_key_index(_t, "company_industry_trgm_idx", _t.c.industry)
+search_key_index(_t, "company_city_trgm_idx", _t.c.city)
+search_key_index(_t, "company_website_trgm_idx", _t.c.website)
 del _t
