@@ -87,7 +87,11 @@ def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | 
     if dialect == "postgresql" and len(needle) >= MIN_FUZZY_LENGTH:
         # `%` and `%>` mean similarity >= SIMILARITY_THRESHOLD and word_similarity >=
         # WORD_SIMILARITY_THRESHOLD: crm_web.database sets both pg_trgm thresholds on every connection.
-        fuzzy = or_(*(condition for key in keys for condition in (key.op("%")(needle), key.op("%>")(needle))))
+        # A one-word needle is a typo in one word, which `%>` finds; the whole-string `%` only adds
+        # two-word typos ("jonh smiht", word similarity 0.45) and, for one word, thousands of weak
+        # candidates to recheck ("henyr": 17 ms instead of 7 for 100k contacts, the same top rows).
+        operators = ("%", "%>") if len(words) > 1 else ("%>",)
+        fuzzy = or_(*(key.op(operator)(needle) for key in keys for operator in operators))
         score = func.greatest(*(s for key in keys
                                 for s in (func.similarity(key, needle), func.word_similarity(needle, key))))
         fallback = TextMatch(fuzzy, -score)
