@@ -197,6 +197,20 @@ def test_list_search_scope_and_filter(fixture_set, users):
     assert service.list_activities(filter_spec=spec).total == 2
 
 
+def test_list_search_matches_words_and_takes_wildcards_literally(org, users):
+    for subject in ("Call: renewal at 100% discount", "Renewal call", "Email: intro"):
+        factories.make_activity(org, subject=subject, owner_id=users["manager"].id)
+    service = service_for(users["manager"])
+
+    def found(q):
+        return sorted(a.subject for a in service.list_activities(q=q).items)
+
+    assert found("call renewal") == ["Call: renewal at 100% discount", "Renewal call"]  # any order
+    assert found("100%") == ["Call: renewal at 100% discount"]
+    assert found("10_") == []  # an underscore, not "any one character" (which would match "100")
+    assert found("%al") == []  # a percent sign, not "anything" (which would match "Call", "Renewal")
+
+
 def _make_many(org, owner, n, contact=None, company=None):
     for i in range(n):
         factories.make_activity(org, owner_id=owner.id, subject=f"Bulk {i}",

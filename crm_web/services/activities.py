@@ -32,6 +32,7 @@ from crm_web.models import (
 )
 from crm_web.services.base import Actor, BaseService, Page
 from crm_web.services.stats_cache import cached_stats
+from crm_web.services.text_search import text_match
 
 QUICK_VIEWS = [
     ("mine", "My open"),
@@ -153,8 +154,9 @@ class ActivityService(BaseService[Activity]):
     ) -> Page[Activity]:
         """One page of a quick view, searched and filtered: a count and one joined SELECT."""
         criteria = self.view_criteria(view, now=now)
-        if q:
-            criteria.append(Activity.subject.ilike(f"%{q}%"))
+        match = text_match(self.dialect, q, [Activity.subject])
+        if match is not None:  # the exact words only: subjects have no trigram index for a typo search
+            criteria.append(match.clause)
         if scope == "mine":
             criteria.append(Activity.owner_id == self.actor.user_id)
         return self.list(filter_spec=filter_spec, criteria=criteria, sort=sort, page=page, per_page=per_page)
