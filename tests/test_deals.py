@@ -210,6 +210,7 @@ def test_list_search_and_scope(service, org, stages, users):
     factories.make_deal(org, stage=stages[0], name="Big 50% deal", owner_id=users["manager"].id)
     factories.make_deal(org, stage=stages[0], name="Small", owner_id=users["sales"].id)
     assert [d.name for d in service.deal_list(q="50%").items] == ["Big 50% deal"]
+    assert [d.name for d in service.deal_list(q="deal  big").items] == ["Big 50% deal"]  # words, any order
     assert [d.name for d in service.deal_list(scope="mine").items] == ["Big 50% deal"]
     assert service.deal_list(sort="name").items[0].name == "Big 50% deal"
     with pytest.raises(ValidationError):

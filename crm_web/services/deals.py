@@ -31,6 +31,7 @@ from crm_web.services.forecast import weighted_value
 from crm_web.services.history import history_for, snapshot_changes
 from crm_web.services.pipelines import PipelineInfo, PipelineService, StageInfo
 from crm_web.services.stats_cache import cached_stats
+from crm_web.services.text_search import text_match
 
 # Cards per column before "Load more": rendering cards, not SQL, is most of the board's time
 # (50 per column was ~300 cards and ~150 ms of templating; docs/benchmarks.md).
@@ -206,8 +207,9 @@ class DealService(BaseService[Deal]):
         clause = self.filter_clause(filter_spec)
         if clause is not None:
             clauses.append(clause)
-        if q:
-            clauses.append(Deal.name.ilike(f"%{_escape_like(q)}%", escape="\\"))
+        match = text_match(self.dialect, q, [Deal.name])
+        if match is not None:  # the exact words, like every list's search box (no typo tier on the board)
+            clauses.append(match.clause)
         if scope == "mine":
             clauses.append(Deal.owner_id == self.actor.user_id)
         return clauses
@@ -489,10 +491,6 @@ class DealService(BaseService[Deal]):
         if deal.pipeline_id is None:
             return None
         return next((p for p in self.pipelines.pipeline_list() if p.id == deal.pipeline_id), None)
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _neighbour(deal: Deal | None, stage_id: uuid.UUID, moving_id: uuid.UUID) -> float | None:

@@ -63,13 +63,14 @@ def _has_word(key: ColumnElement[str], word: str) -> ColumnElement[bool]:
     return key.ilike(f"%{escaped}%", escape=LIKE_ESCAPE)
 
 
-def _name_rank(name: ColumnElement[str], needle: str) -> ColumnElement[int]:
+def _name_rank(name: ColumnElement[str], q: str) -> ColumnElement[int]:
     """0 the name is the query, 1 starts with it, 2 a word of it starts with it, 3 anything else."""
-    escaped = like_escape(needle)
+    escaped = like_escape(q)
+    name = func.rtrim(name)  # a contact with no last name is "john " in full_name
     return case(
-        (name == needle, 0),
-        (name.like(f"{escaped}%", escape=LIKE_ESCAPE), 1),
-        (name.like(f"% {escaped}%", escape=LIKE_ESCAPE), 2),
+        (name.ilike(escaped, escape=LIKE_ESCAPE), 0),
+        (name.ilike(f"{escaped}%", escape=LIKE_ESCAPE), 1),
+        (name.ilike(f"% {escaped}%", escape=LIKE_ESCAPE), 2),
         else_=3,
     )
 
@@ -79,8 +80,11 @@ def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | 
     q = " ".join(q.split())
     if not q:
         return None
+    # The exact tier compares with ILIKE and the query as typed: SQLite folds only A-Z, on both sides
+    # alike, so "Émile" still finds "Émile" there (a Python-lowered "émile" would not). The typo tier
+    # is PostgreSQL's, whose lower() folds like Python's.
+    words = q.split(" ")[:MAX_WORDS]
     needle = q.lower()
-    words = needle.split(" ")[:MAX_WORDS]
     keys = [search_key(e) for e in expressions]
     exact = and_(*(or_(*(_has_word(key, word) for key in keys)) for word in words))
     fallback = None
@@ -95,4 +99,4 @@ def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | 
         score = func.greatest(*(s for key in keys
                                 for s in (func.similarity(key, needle), func.word_similarity(needle, key))))
         fallback = TextMatch(fuzzy, -score)
-    return TextMatch(exact, _name_rank(keys[0], needle), fallback)
+    return TextMatch(exact, _name_rank(keys[0], q), fallback)
