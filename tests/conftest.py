@@ -318,6 +318,15 @@ def live_server(tmp_path_factory):
 
 
 @pytest.fixture
+def page_errors(page):
+    """The page's console errors and uncaught exceptions, collected from the start of the test."""
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+@pytest.fixture
 def browser_login(live_server):
     """browser_login(page, "sales") signs a Playwright page in as a demo user."""
 

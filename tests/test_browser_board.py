@@ -15,10 +15,7 @@ def _open_columns(page):
     return [c for c in page.locator(".board-column:not([data-stage-won]):not([data-stage-lost])").all()]
 
 
-def test_drag_card_to_another_column_and_move_by_keyboard(page, live_server, browser_login):
-    errors = []
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    page.on("pageerror", lambda error: errors.append(str(error)))
+def test_drag_card_to_another_column_and_move_by_keyboard(page, page_errors, live_server, browser_login):
     browser_login(page, "manager")
     page.goto(f"{live_server}/deals/board")
 
@@ -67,7 +64,7 @@ def test_drag_card_to_another_column_and_move_by_keyboard(page, live_server, bro
     page.reload()
     assert page.locator(f'.board-column[data-stage-id="{source_id}"] [data-deal-id="{deal_id}"]').count() == 1
     assert page.locator(f"#stage-header-{source_id} [data-count]").inner_text() == str(before_source)
-    assert errors == []
+    assert page_errors == []
 
 
 def test_failed_move_puts_the_card_back_with_a_toast(page, live_server, browser_login):
@@ -109,10 +106,7 @@ def test_reorder_stages_by_drag(page, live_server, browser_login):
     assert [s.get_attribute("data-stage-id") for s in stages.all()] == [ids[1], ids[0], *ids[2:]]
 
 
-def test_delete_a_card_and_undo_puts_it_back_in_its_column(page, live_server, browser_login):
-    errors = []
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    page.on("pageerror", lambda error: errors.append(str(error)))
+def test_delete_a_card_and_undo_puts_it_back_in_its_column(page, page_errors, live_server, browser_login):
     browser_login(page, "manager")
     page.goto(f"{live_server}/deals/board")
     column = next(c for c in _open_columns(page) if c.locator("[data-deal-id]").count() > 0)
@@ -130,4 +124,4 @@ def test_delete_a_card_and_undo_puts_it_back_in_its_column(page, live_server, br
     toast.get_by_role("button", name="Undo").click()
     page.locator(f'.board-column[data-stage-id="{stage_id}"] [data-deal-id="{deal_id}"]').wait_for()
     assert _count(page.locator(f'.board-column[data-stage-id="{stage_id}"]')) == before
-    assert errors == []
+    assert page_errors == []

@@ -11,12 +11,6 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.browser
 
 
-def _watch(page):
-    errors = []
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    return errors
-
 
 def _unexpected(errors: list[str]) -> list[str]:
     """Console errors besides the 409 itself (Chromium and htmx both log the status)."""
@@ -28,8 +22,8 @@ def _a_contact_url(page, live_server, nth: int) -> str:
     return live_server + page.locator("#contact-table tbody tr td:nth-child(2) a").nth(nth).get_attribute("href")
 
 
-def test_stale_edit_form_shows_the_conflict_and_keeps_the_typed_text(page, browser, live_server, browser_login):
-    errors = _watch(page)
+def test_stale_edit_form_shows_the_conflict_and_keeps_the_typed_text(page, page_errors, browser, live_server,
+                                                                     browser_login):
     browser_login(page, "admin")
     contact = _a_contact_url(page, live_server, 3)
     page.goto(contact + "/edit")
@@ -46,7 +40,7 @@ def test_stale_edit_form_shows_the_conflict_and_keeps_the_typed_text(page, brows
     conflict = page.locator("#contact-form #edit-conflict")
     expect(conflict).to_contain_text(re.compile(r"Max Manager changed this contact at \d\d:\d\d UTC"))
     expect(page.locator("#title")).to_have_value("Head of Mine")  # the typed text is still there
-    assert page.url == contact + "/edit" and _unexpected(errors) == []
+    assert page.url == contact + "/edit" and _unexpected(page_errors) == []
     expect(conflict.get_by_role("link", name="Reload the latest version")).to_have_attribute(
         "href", contact.removeprefix(live_server) + "/edit")
     conflict.get_by_role("button", name="Save anyway").click()
@@ -55,9 +49,8 @@ def test_stale_edit_form_shows_the_conflict_and_keeps_the_typed_text(page, brows
     other.context.close()
 
 
-def test_inline_edit_of_a_field_changed_meanwhile_shows_the_conflict_inline(page, browser, live_server,
+def test_inline_edit_of_a_field_changed_meanwhile_shows_the_conflict_inline(page, page_errors, browser, live_server,
                                                                               browser_login):
-    errors = _watch(page)
     browser_login(page, "admin")
     contact = _a_contact_url(page, live_server, 4)
     page.goto(contact)
@@ -86,5 +79,5 @@ def test_inline_edit_of_a_field_changed_meanwhile_shows_the_conflict_inline(page
     expect(page.locator("#field-department input[name=department]")).to_have_value("My department")
     page.locator("#field-department").get_by_role("button", name="Save anyway").click()
     expect(page.locator("#field-department button.inline-edit")).to_contain_text("My department")
-    assert _unexpected(errors) == []
+    assert _unexpected(page_errors) == []
     other.context.close()

@@ -18,15 +18,8 @@ def _names(page):
     return _rows(page).locator("td:nth-child(2) a").all_inner_texts()
 
 
-def _errors(page):
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    return errors
 
-
-def test_active_search(page, live_server, browser_login):
-    errors = _errors(page)
+def test_active_search(page, page_errors, live_server, browser_login):
     browser_login(page, "sales")
     page.goto(f"{live_server}/contacts?sort=-name")
     first = _names(page)[0]
@@ -36,11 +29,10 @@ def test_active_search(page, live_server, browser_login):
     page.wait_for_url(re.compile(r"q=" + re.escape(partial) + "&sort=-name"))
     expect(page.locator("#contact-table tbody")).to_contain_text(first)
     assert len(_names(page)) < 30
-    assert errors == []
+    assert page_errors == []
 
 
-def test_filter_builder_url_is_shareable(page, live_server, browser_login, context):
-    errors = _errors(page)
+def test_filter_builder_url_is_shareable(page, page_errors, live_server, browser_login, context):
     browser_login(page, "sales")
     page.goto(f"{live_server}/contacts?per_page=100")
     builder = page.locator("#filter-builder")
@@ -64,11 +56,10 @@ def test_filter_builder_url_is_shareable(page, live_server, browser_login, conte
     assert _names(shared) == names
     # The shared page's builder shows the two conditions again.
     expect(shared.locator("#filter-builder [data-filter-row]")).to_have_count(2)
-    assert errors == []
+    assert page_errors == []
 
 
-def test_delete_and_undo(page, live_server, browser_login):
-    errors = _errors(page)
+def test_delete_and_undo(page, page_errors, live_server, browser_login):
     browser_login(page, "sales")
     page.goto(f"{live_server}/contacts?scope=mine")
     name = _names(page)[0]
@@ -79,11 +70,10 @@ def test_delete_and_undo(page, live_server, browser_login):
     toast.get_by_role("button", name="Undo").click()
     expect(page.locator("#contact-table tbody")).to_contain_text(name)
     expect(page.locator("#toasts")).to_contain_text("Restored 1 contact")
-    assert errors == []
+    assert page_errors == []
 
 
-def test_duplicate_email_warning_while_typing(page, live_server, browser_login):
-    errors = _errors(page)
+def test_duplicate_email_warning_while_typing(page, page_errors, live_server, browser_login):
     browser_login(page, "sales")
     page.goto(f"{live_server}/contacts")
     email = page.locator("#contact-table tbody a[href^='mailto:']").first.inner_text().strip()
@@ -93,4 +83,4 @@ def test_duplicate_email_warning_while_typing(page, live_server, browser_login):
     expect(warning).to_contain_text("Another contact already uses this email")
     page.fill("#email", "nobody-uses-this@example.org")
     expect(warning).not_to_contain_text("Another contact")
-    assert errors == []
+    assert page_errors == []

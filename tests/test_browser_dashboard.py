@@ -12,10 +12,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.mark.browser
-def test_dashboard_renders_charts(page, live_server, browser_login, tmp_path):
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
+def test_dashboard_renders_charts(page, page_errors, live_server, browser_login, tmp_path):
     page.set_viewport_size({"width": 1360, "height": 1100})
     browser_login(page, "manager")
     page.goto(f"{live_server}/?owner=all")
@@ -35,4 +32,4 @@ def test_dashboard_renders_charts(page, live_server, browser_login, tmp_path):
     # Refresh the README screenshot only on request, so a test run never dirties the checkout.
     target = DOCS / "dashboard.png" if os.environ.get("CRM_UPDATE_SCREENSHOTS") else tmp_path / "dashboard.png"
     page.screenshot(path=str(target), full_page=True)
-    assert errors == []
+    assert page_errors == []

@@ -7,15 +7,8 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.browser
 
 
-def _watch_errors(page):
-    errors = []
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    return errors
 
-
-def test_sales_creates_qualifies_and_converts_a_lead(page, live_server, browser_login):
-    errors = _watch_errors(page)
+def test_sales_creates_qualifies_and_converts_a_lead(page, page_errors, live_server, browser_login):
     browser_login(page, "sales")
     page.goto(f"{live_server}/leads/new")
     page.fill("#first_name", "Brenda")
@@ -37,11 +30,10 @@ def test_sales_creates_qualifies_and_converts_a_lead(page, live_server, browser_
     conversion.get_by_role("link", name="Playwright GmbH", exact=True).click()
     expect(page.locator("#company-stats")).to_contain_text("1 open")
     expect(page.locator("#company-contacts")).to_contain_text("Brenda Browser")  # the lazy panel loaded
-    assert errors == []
+    assert page_errors == []
 
 
-def test_delete_a_company_from_the_list_and_undo(page, live_server, browser_login):
-    errors = _watch_errors(page)
+def test_delete_a_company_from_the_list_and_undo(page, page_errors, live_server, browser_login):
     browser_login(page, "admin")
     page.goto(f"{live_server}/companies?sort=name")
     first = page.locator("#company-table tbody tr").first
@@ -52,4 +44,4 @@ def test_delete_a_company_from_the_list_and_undo(page, live_server, browser_logi
     expect(page.locator("#company-table tbody")).not_to_contain_text(name)
     toast.get_by_role("button", name="Undo").click()
     expect(page.locator("#company-table tbody tr").first).to_contain_text(name)
-    assert errors == []
+    assert page_errors == []

@@ -5,10 +5,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 
-def test_admin_signs_in_and_sees_the_shell(page, live_server, browser_login):
-    errors = []
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    page.on("pageerror", lambda error: errors.append(str(error)))
+def test_admin_signs_in_and_sees_the_shell(page, page_errors, live_server, browser_login):
 
     browser_login(page, "admin")
 
@@ -18,7 +15,7 @@ def test_admin_signs_in_and_sees_the_shell(page, live_server, browser_login):
     assert page.locator(".user-menu").inner_text().startswith("Ada Admin")
     page.keyboard.press("/")
     assert page.evaluate("document.activeElement.id") == "global-search-input"
-    assert errors == []
+    assert page_errors == []
 
 
 def test_wrong_password_stays_on_login_with_a_message(page, live_server):

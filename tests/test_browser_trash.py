@@ -28,10 +28,7 @@ def live_db(live_server, tmp_path_factory):
         db.engine.dispose()
 
 
-def test_admin_restores_a_deleted_deal_from_the_trash(page, live_server, live_db, browser_login):
-    errors = []
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    page.on("pageerror", lambda error: errors.append(str(error)))
+def test_admin_restores_a_deleted_deal_from_the_trash(page, page_errors, live_server, live_db, browser_login):
     with live_db.app_context():
         org = db.session.scalar(select(Organization).where(Organization.slug == "demo"))
         admin = db.session.scalar(select(User).where(User.email == "admin@example.com"))
@@ -61,7 +58,7 @@ def test_admin_restores_a_deleted_deal_from_the_trash(page, live_server, live_db
     # And it is back on the board, in its stage's column.
     page.goto(f"{live_server}/deals/board?pipeline={pipeline_id}")
     expect(page.locator(f'[data-stage-id="{stage_id}"] [data-deal-id="{deal_id}"]')).to_contain_text(name)
-    assert errors == []
+    assert page_errors == []
 
 
 def test_admin_purges_selected_records_after_a_confirmation(page, live_server, live_db, browser_login):

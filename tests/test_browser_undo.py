@@ -6,15 +6,8 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.browser
 
 
-def _watch(page):
-    errors = []
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    return errors
 
-
-def test_bulk_delete_deals_and_undo_brings_both_back(page, live_server, browser_login):
-    errors = _watch(page)
+def test_bulk_delete_deals_and_undo_brings_both_back(page, page_errors, live_server, browser_login):
     browser_login(page, "manager")
     page.goto(f"{live_server}/deals?sort=name")
     rows = page.locator("#deal-table tbody tr")
@@ -30,11 +23,10 @@ def test_bulk_delete_deals_and_undo_brings_both_back(page, live_server, browser_
     page.locator(".toast", has_text="Restored 2 deals.").wait_for()
     expect(page.locator("#deal-table tbody tr").first).to_have_attribute("data-deal-id", ids[0])
     expect(page.locator(f"#deal-{ids[1]}")).to_be_visible()
-    assert errors == []
+    assert page_errors == []
 
 
-def test_delete_in_a_timeline_and_undo(page, live_server, browser_login):
-    errors = _watch(page)
+def test_delete_in_a_timeline_and_undo(page, page_errors, live_server, browser_login):
     browser_login(page, "manager")
     page.goto(f"{live_server}/activities?view=all")
     link = page.locator("#activity-table a.activity-link[href^='/contacts/']").first
@@ -49,11 +41,10 @@ def test_delete_in_a_timeline_and_undo(page, live_server, browser_login):
     page.locator(f"#{item_id}").wait_for(state="detached")
     toast.get_by_role("button", name="Undo").click()
     expect(page.locator(f"#{item_id} strong").first).to_have_text(subject)
-    assert errors == []
+    assert page_errors == []
 
 
-def test_delete_an_activity_row_and_undo_puts_it_back_in_place(page, live_server, browser_login):
-    errors = _watch(page)
+def test_delete_an_activity_row_and_undo_puts_it_back_in_place(page, page_errors, live_server, browser_login):
     browser_login(page, "manager")
     page.goto(f"{live_server}/activities?view=all")
     row = page.locator("#activity-table tbody tr.activity-row").nth(1)
@@ -66,4 +57,4 @@ def test_delete_an_activity_row_and_undo_puts_it_back_in_place(page, live_server
     toast.get_by_role("button", name="Undo").click()
     expect(page.locator(f"#{row_id} td").nth(1)).to_contain_text(subject)
     expect(page.locator("#activity-table tbody tr").nth(1)).to_have_attribute("id", row_id)
-    assert errors == []
+    assert page_errors == []

@@ -59,6 +59,11 @@ class VersionedForm:
     def expected_version(self) -> int | None:
         return self.version.data
 
+    def record_data(self, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The submitted values that belong to the record: not the CSRF token, not the version."""
+        skipped = ("csrf_token", "version", *exclude)
+        return {name: field.data for name, field in self._fields.items() if name not in skipped}
+
 
 def apply_conflict(form: VersionedForm, error: Conflict) -> None:
     """A stale save: the message goes above the form, which keeps the typed values and now carries the

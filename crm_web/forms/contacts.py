@@ -54,7 +54,7 @@ class ContactForm(VersionedForm, FlaskForm):
 
     def values(self) -> dict[str, Any]:
         """The service's keyword arguments (empty optional strings become None)."""
-        data = {name: f.data for name, f in self._fields.items() if name not in ("csrf_token", "version")}
+        data = self.record_data()
         for key in ("lead_source", "email", "phone", "mobile", "title", "department", "linkedin_url", "city",
                     "country", "notes"):
             if data.get(key) == "":

@@ -34,7 +34,7 @@ class DealForm(VersionedForm, FlaskForm):
         self.owner_id.choices = [("", "—"), *[(str(i), n) for i, n in choices.owners]]
 
     def values(self) -> dict:
-        data = {k: v for k, v in self.data.items() if k not in ("csrf_token", "stage_id", "version")}
+        data = self.record_data(exclude=("stage_id",))
         data["source"] = data.get("source") or None
         data["lost_reason"] = (data.get("lost_reason") or "").strip() or None
         if data.get("value") is None:

@@ -37,7 +37,7 @@ class LeadForm(VersionedForm, FlaskForm):
 
     def values(self) -> dict[str, Any]:
         """The service's keyword arguments (empty optional strings become None)."""
-        data = {name: f.data for name, f in self._fields.items() if name not in ("csrf_token", "version")}
+        data = self.record_data()
         for key in OPTIONAL_TEXT:
             if data.get(key) == "":
                 data[key] = None
