@@ -138,13 +138,13 @@ def test_a_deal_change_keeps_the_activity_stats_and_an_activity_change_keeps_the
     DealService(actor).deal_move(board["deals"][0].id, stage_id=negotiation.id)
     with count_queries() as q:
         numbers(actor)
-    assert [s for s in q.statements if "FROM activities" in s] == [], q  # only the deal rollup ran again
-    assert any("FROM deals" in s for s in q.statements), q
+    assert [s for s in q.statements if "FROM activity_tallies" in s] == [], q  # only the deal rollup ran again
+    assert any("FROM deal_tallies" in s for s in q.statements), q
     ActivityService(actor).create_activity(subject="Demo", type="meeting", status="pending")
     with count_queries() as q:
         numbers(actor)
-    assert [s for s in q.statements if "FROM deals" in s] == [], q
-    assert any("FROM activities" in s for s in q.statements), q
+    assert [s for s in q.statements if "FROM deal_tallies" in s] == [], q
+    assert any("FROM activity_tallies" in s for s in q.statements), q
 
 
 def test_activity_stats_expire_with_the_clock_but_deal_numbers_only_with_writes(app, actor, board, count_queries):
@@ -166,6 +166,6 @@ def test_activity_stats_expire_with_the_clock_but_deal_numbers_only_with_writes(
             numbers(actor)
     finally:
         app.config.update(saved)
-    assert any("FROM activities" in s for s in minute.statements), minute
-    assert [s for s in minute.statements if "FROM deals" in s] == [], minute
-    assert any("FROM deals" in s for s in hour.statements), hour  # the safety net does expire
+    assert any("FROM activity_tallies" in s for s in minute.statements), minute
+    assert [s for s in minute.statements if "FROM deal_tallies" in s] == [], minute
+    assert any("FROM deal_tallies" in s for s in hour.statements), hour  # the safety net does expire

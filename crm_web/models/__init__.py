@@ -16,6 +16,7 @@ from crm_web.models.lead import LEAD_STATUSES, Lead
 from crm_web.models.organization import Organization, Role, User
 from crm_web.models.pipeline import Pipeline, PipelineStage
 from crm_web.models.tag import Tag, company_tags, contact_tags, deal_tags, lead_tags
+from crm_web.models.tally import ActivityTally, DealTally
 
 __all__ = [
     "ACTIVITY_PRIORITIES", "ACTIVITY_STATUSES", "ACTIVITY_TYPES", "OPEN_ACTIVITY_STATUSES", "Activity",
@@ -23,4 +24,5 @@ __all__ = [
     "COMPANY_SIZES", "Company", "CONTACT_STATUSES", "LEAD_SOURCES", "Contact", "ContactCompany",
     "CURRENCIES", "DEAL_STATUSES", "Deal", "LEAD_STATUSES", "Lead", "Organization", "Role", "User",
     "Pipeline", "PipelineStage", "Tag", "company_tags", "contact_tags", "deal_tags", "lead_tags",
+    "ActivityTally", "DealTally",
 ]

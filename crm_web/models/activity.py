@@ -42,6 +42,10 @@ class Activity(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMi
         Index("ix_activities_lead", "lead_id"),
         trash_index("activities"),
         live_index("activities", "owner_id", "status"),
+        # The dashboard's clock-bound counts (overdue, due and completed this week): index-only
+        # range counts, the owner filtered inside the index (services/tallies.py).
+        live_index("activities", "status", "due_at", "owner_id"),
+        live_index("activities", "status", "completed_at", "owner_id"),
     )
 
     type: Mapped[str] = mapped_column(String(20), default="task")

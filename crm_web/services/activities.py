@@ -30,6 +30,7 @@ from crm_web.models import (
     Lead,
     utcnow,
 )
+from crm_web.services import tallies
 from crm_web.services.base import Actor, BaseService, Page
 from crm_web.services.stats_cache import cached_stats
 from crm_web.services.text_search import text_match
@@ -264,36 +265,40 @@ class ActivityService(BaseService[Activity]):
     # --- stats -------------------------------------------------------------------
 
     def get_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
-        """Totals per status and type plus due/overdue/completed counts: one aggregate, cached."""
+        """Totals per status and type plus due/overdue/completed counts, cached (two small statements)."""
         return cached_stats(self.org_id, "activities", f"activity_stats:{user_id or 'all'}",
                             lambda: self._compute_stats(user_id=user_id, now=now or utcnow()))
 
     def _compute_stats(self, *, user_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:
+        """Per status and type from the tallies the database keeps (services/tallies.py); the counts
+        that move with the clock from index ranges of the live open or completed activities."""
         today_start, today_end = day_bounds(now)
         week_start, week_end = week_bounds(now)
-        columns = {
-            "total": func.count(),
-            "overdue": func.count().filter(_open(), Activity.due_at < now),
-            "due_today": func.count().filter(_open(), Activity.due_at >= today_start, Activity.due_at < today_end),
-            "due_this_week": func.count().filter(_open(), Activity.due_at >= week_start, Activity.due_at < week_end),
-            "completed_this_week": func.count().filter(
-                Activity.status == "completed", Activity.completed_at >= week_start, Activity.completed_at < week_end
-            ),
-            "open": func.count().filter(_open()),
+        counts = tallies.activity_counts(self.session, self.org_id, owner_id=user_id)
+        clock = {
+            "overdue": (_open(), Activity.due_at < now),
+            "due_today": (_open(), Activity.due_at >= today_start, Activity.due_at < today_end),
+            "due_this_week": (_open(), Activity.due_at >= week_start, Activity.due_at < week_end),
+            "completed_this_week": (Activity.status == "completed", Activity.completed_at >= week_start,
+                                    Activity.completed_at < week_end),
         }
-        columns |= {f"status_{key}": func.count().filter(Activity.status == key) for key, _ in ACTIVITY_STATUSES}
-        columns |= {f"type_{key}": func.count().filter(Activity.type == key) for key, _ in ACTIVITY_TYPES}
-        row = self._aggregate(columns, user_id)
+        row = self.session.execute(select(*(
+            self._live_count(user_id, *criteria).label(name) for name, criteria in clock.items()
+        ))).mappings().one()
+        by_status = {key: sum(n for (status, _), n in counts.items() if status == key) for key, _ in ACTIVITY_STATUSES}
         return {
-            "total": row["total"],
-            "open": row["open"],
-            "overdue": row["overdue"],
-            "due_today": row["due_today"],
-            "due_this_week": row["due_this_week"],
-            "completed_this_week": row["completed_this_week"],
-            "by_status": {key: row[f"status_{key}"] for key, _ in ACTIVITY_STATUSES},
-            "by_type": {key: row[f"type_{key}"] for key, _ in ACTIVITY_TYPES},
+            "total": sum(counts.values()),
+            "open": sum(by_status[status] for status in OPEN_ACTIVITY_STATUSES),
+            **{name: int(row[name] or 0) for name in clock},
+            "by_status": by_status,
+            "by_type": {key: sum(n for (_, type_), n in counts.items() if type_ == key) for key, _ in ACTIVITY_TYPES},
         }
+
+    def _live_count(self, user_id: uuid.UUID | None, *criteria: ColumnElement[bool]) -> Any:
+        stmt = self.scoped(select(func.count()).select_from(Activity)).where(Activity.deleted_at.is_(None), *criteria)
+        if user_id is not None:
+            stmt = stmt.where(Activity.owner_id == user_id)
+        return stmt.scalar_subquery()
 
     def get_type_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
         """Totals, overdue, per status and per priority: one aggregate."""

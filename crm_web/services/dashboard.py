@@ -1,11 +1,12 @@
 """The dashboard's numbers: KPIs and chart series for one owner scope.
 
-Every deal number (KPIs, deals by stage, forecast, won/lost per month) folds one GROUP BY over
-the scope's deals (deal_stats.rollup, services/forecast.py's weighted formula): one scan instead
-of one per panel. Activity numbers are ActivityService.get_stats. Both are cached per
-organisation and scope (services/stats_cache.py: a committed change to deals or pipelines makes
-the rollup stale, a change to activities the activity stats). Cold, the page is at most 8
-statements; warm, the user load and a manager's owner list.
+Every deal number (KPIs, deals by stage, forecast, won/lost per month) folds the scope's deal
+tallies (deal_stats.rollup: the few hundred rows the database keeps, services/tallies.py) instead
+of aggregating every deal. Activity numbers are ActivityService.get_stats (activity tallies plus
+the clock-bound counts). Both are cached per organisation and scope (services/stats_cache.py: a
+committed change to deals or pipelines makes the rollup stale, a change to activities the
+activity stats). Cold, the page is at most 8 statements; warm, the user load and a manager's
+owner list.
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""Deal statistics for the board header, the dashboard and the internal API: one aggregate each.
+"""Deal statistics for the board header, the dashboard and the internal API.
 
-Both use services/forecast.py's weighted_value(), the one written formula: open deals count
-value x probability / 100, won deals 100 %, lost deals 0 (a lost deal never adds to a forecast).
+pipeline_stats() and forecast() aggregate the deals (any owner or pipeline); the dashboard's
+rollup() reads the tallies the database keeps (services/tallies.py) instead of every deal. All use
+services/forecast.py's formula: open deals count value x probability / 100, won deals 100 %, lost
+deals 0 (a lost deal never adds to a forecast); tests/test_tallies.py checks they agree.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, and_, case, func, literal_column, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from crm_web.extensions import db
 from crm_web.models import Deal, PipelineStage
+from crm_web.services import tallies
 from crm_web.services.base import Actor
 from crm_web.services.forecast import weighted_value
 
@@ -167,8 +170,8 @@ class RollupGroup:
 
 @dataclass(frozen=True)
 class DealRollup:
-    """Every deal number of the dashboard from ONE aggregate over the scope's deals (a single scan of
-    the table instead of one per panel); the panels fold these few groups in Python."""
+    """Every deal number of the dashboard from the scope's tallies (a few hundred rows, not every
+    deal); the panels fold these groups in Python."""
 
     groups: tuple[RollupGroup, ...]
 
@@ -219,33 +222,18 @@ class DealRollup:
 
 def rollup(actor: Actor, *, owner_id: uuid.UUID | None = None, forecast_from: date, forecast_until: date,
            closed_since: datetime, session: Session | None = None) -> DealRollup:
-    """The dashboard's deal numbers in one GROUP BY (stage, status, forecast month, closing month)."""
+    """The dashboard's deal numbers, from the tallies the database keeps (services/tallies.py):
+    a few hundred rows instead of every deal, folded into the windows here."""
     session = session or db.session
-    in_forecast = and_(Deal.expected_close_date >= forecast_from, Deal.expected_close_date < forecast_until)
-    closed_recently = and_(Deal.status.in_(("won", "lost")), Deal.closed_at >= closed_since)
-    expected_month = case((in_forecast, _month_key(session, Deal.expected_close_date))).label("expected_month")
-    closed_month = case((closed_recently, _utc_month_key(session, Deal.closed_at))).label("closed_month")
-    won_timed = and_(Deal.status == "won", Deal.closed_at.is_not(None))
-    rows = session.execute(
-        select(
-            Deal.stage_id, Deal.status, expected_month, closed_month,
-            func.count(), func.coalesce(func.sum(Deal.value), 0), func.coalesce(func.sum(weighted_value()), 0),
-            func.coalesce(func.sum(case((won_timed, _days_between(session, Deal.created_at, Deal.closed_at)))), 0),
-            func.count().filter(won_timed),
-        )
-        .select_from(Deal).outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
-        .where(*_scope(actor, owner_id))
-        .group_by(Deal.stage_id, Deal.status, expected_month, closed_month)
-    ).all()
-    return DealRollup(tuple(
-        RollupGroup(stage_id, status, expected, closed, int(count), Decimal(value or 0), Decimal(weighted or 0),
-                    float(days or 0), int(timed))
-        for stage_id, status, expected, closed, count, value, weighted, days, timed in rows
-    ))
-
-
-def _utc_month_key(session: Session, column) -> ColumnElement:
-    # closed_at is a UTC timestamp: month it in UTC on PostgreSQL whatever the session time zone.
-    if session.get_bind().dialect.name == "sqlite":
-        return func.strftime("%Y-%m", column)
-    return func.to_char(func.timezone(literal_column("'UTC'"), column), "YYYY-MM")
+    since = closed_since.date()
+    folded: dict[tuple, list] = {}
+    for group in tallies.deal_groups(session, actor.org_id, owner_id=owner_id):
+        expected = group.expected_month
+        closed = group.closed_month
+        key = (group.stage_id, group.status,
+               expected.strftime("%Y-%m") if expected and forecast_from <= expected < forecast_until else None,
+               closed.strftime("%Y-%m") if closed and closed >= since else None)
+        sums = folded.setdefault(key, [0, ZERO, ZERO, 0.0, 0])
+        for index, amount in enumerate((group.deals, group.value, group.weighted, group.won_days, group.won_timed)):
+            sums[index] += amount
+    return DealRollup(tuple(RollupGroup(*key, *sums) for key, sums in folded.items()))

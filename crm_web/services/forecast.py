@@ -24,7 +24,9 @@ def effective_probability(deal: type[Deal] = Deal, stage: type[PipelineStage] = 
 
 def weighted_value(deal: type[Deal] = Deal, stage: type[PipelineStage] = PipelineStage) -> ColumnElement:
     """SQL expression: the deal's weighted value (see module docstring)."""
-    return cast(deal.value * effective_probability(deal, stage) / 100, Numeric(16, 2))
+    # Rounded to the cent per deal (round() too: SQLite's CAST to NUMERIC does not round), as the
+    # tallies' triggers do (migration 0010).
+    return cast(func.round(deal.value * effective_probability(deal, stage) / 100, 2), Numeric(16, 2))
 
 
 def weighted_value_of(*, value: Decimal, status: str, probability: int | None, stage_probability: int | None) -> Decimal:

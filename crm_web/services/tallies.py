@@ -1,0 +1,92 @@
+"""The tallies the database keeps of deals and activities (models/tally.py): read, and folded when they pile up.
+
+Each write appends the difference it made, so an organisation's rows grow with its writes; the
+first read that finds more than COMPACT_AFTER appended rows folds them into one row per group
+(a DELETE ... RETURNING and one INSERT in its own short transaction). A concurrent write is safe:
+its rows are either among those deleted, and so summed, or appended after and left alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, insert, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from crm_web.models import ActivityTally, DealTally
+
+# Appended rows an organisation gathers before a read folds them: reading that many more costs about
+# a millisecond, and the read that folds them pays two statements more, once per COMPACT_AFTER writes.
+COMPACT_AFTER = 2000
+
+
+@dataclass(frozen=True)
+class DealGroup:
+    stage_id: uuid.UUID | None
+    status: str
+    expected_month: date | None
+    closed_month: date | None
+    deals: int
+    value: Decimal
+    weighted: Decimal
+    won_days: float
+    won_timed: int
+
+
+DEAL_KEYS = (DealTally.org_id, DealTally.owner_id, DealTally.stage_id, DealTally.status, DealTally.expected_month,
+             DealTally.closed_month)
+DEAL_SUMS = (DealTally.deals, DealTally.value, DealTally.weighted, DealTally.won_days, DealTally.won_timed)
+ACTIVITY_KEYS = (ActivityTally.org_id, ActivityTally.owner_id, ActivityTally.status, ActivityTally.type)
+ACTIVITY_SUMS = (ActivityTally.activities,)
+
+
+def deal_groups(session: Session, org_id: uuid.UUID, *, owner_id: uuid.UUID | None = None) -> list[DealGroup]:
+    """Live deals of the organisation (or of one owner) by stage, status, expected month, closing month."""
+    keys = (DealTally.stage_id, DealTally.status, DealTally.expected_month, DealTally.closed_month)
+    rows = _read(session, DealTally, keys, DEAL_SUMS, org_id, owner_id)
+    return [DealGroup(stage_id, status, expected, closed, int(deals), Decimal(value or 0), Decimal(weighted or 0),
+                      float(won_days or 0), int(won_timed or 0))
+            for stage_id, status, expected, closed, deals, value, weighted, won_days, won_timed in rows if deals]
+
+
+def activity_counts(session: Session, org_id: uuid.UUID, *, owner_id: uuid.UUID | None = None
+                    ) -> dict[tuple[str, str], int]:
+    """Live activities of the organisation (or of one owner) by (status, type)."""
+    rows = _read(session, ActivityTally, (ActivityTally.status, ActivityTally.type), ACTIVITY_SUMS, org_id, owner_id)
+    return {(status, type_): int(count) for status, type_, count in rows if count}
+
+
+def _read(session: Session, model: Any, keys: Sequence[InstrumentedAttribute], sums: Sequence[InstrumentedAttribute],
+          org_id: uuid.UUID, owner_id: uuid.UUID | None) -> list[tuple]:
+    criteria: list[ColumnElement[bool]] = [model.org_id == org_id]
+    if owner_id is not None:
+        criteria.append(model.owner_id == owner_id)
+    rows = session.execute(
+        select(*keys, *(func.sum(column) for column in sums), func.count().filter(model.compacted.is_(False)))
+        .where(*criteria).group_by(*keys)
+    ).all()
+    if sum(row[-1] for row in rows) > COMPACT_AFTER:
+        compact(session, model, org_id)
+    return [tuple(row[:-1]) for row in rows]
+
+
+def compact(session: Session, model: Any, org_id: uuid.UUID) -> None:
+    """Fold the organisation's rows of `model` into one per group (groups summing to nothing go)."""
+    keys, sums = (DEAL_KEYS, DEAL_SUMS) if model is DealTally else (ACTIVITY_KEYS, ACTIVITY_SUMS)
+    removed = session.execute(delete(model).where(model.org_id == org_id).returning(*keys, *sums)).all()
+    totals: dict[tuple, list] = {}
+    for row in removed:
+        group = totals.setdefault(tuple(row[:len(keys)]), [0] * len(sums))
+        for index, amount in enumerate(row[len(keys):]):
+            group[index] += amount
+    rows = [{**{key.key: value for key, value in zip(keys, group)},
+             **{column.key: amount for column, amount in zip(sums, amounts)}, "compacted": True}
+            for group, amounts in totals.items() if any(amounts)]
+    if rows:
+        session.execute(insert(model.__table__), rows)  # one executemany (the ORM's bulk path asks row by row)
+    session.commit()

@@ -1,0 +1,224 @@
+"""The tallies the database keeps (migration 0010's triggers) equal the aggregates, after every kind of write.
+
+Each scenario writes through the services (and, for bulk paths, plain statements), then compares
+what the dashboard and the board read from the tallies with the same numbers aggregated from the
+deals and activities themselves, for the whole team and for each owner, on both engines.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, insert, select, text, update
+
+from crm_web.extensions import db
+from crm_web.models import (
+    ACTIVITY_STATUSES,
+    ACTIVITY_TYPES,
+    OPEN_ACTIVITY_STATUSES,
+    Activity,
+    ActivityTally,
+    Deal,
+    DealTally,
+    utcnow,
+)
+from crm_web.services import tallies
+from crm_web.services.activities import ActivityService
+from crm_web.services.deal_stats import forecast, pipeline_stats, rollup
+from crm_web.services.deals import DealService
+from crm_web.services.pipelines import PipelineService
+from crm_web.services.trash import TrashRef, TrashService
+from tests import factories
+
+TODAY = utcnow().date()
+FIRST = TODAY.replace(day=1)
+
+
+def _month(offset: int) -> date:
+    index = FIRST.year * 12 + FIRST.month - 1 + offset
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _deals_by_closing_month(org, owner_id, since: date) -> dict[str, dict[str, tuple[int, Decimal]]]:
+    """Won and lost deals per closing month, counted from the deals (the rollup's closed_by_month)."""
+    stmt = select(Deal).where(Deal.org_id == org.id, Deal.status.in_(("won", "lost")), Deal.closed_at.is_not(None))
+    if owner_id is not None:
+        stmt = stmt.where(Deal.owner_id == owner_id)
+    found: dict[str, dict[str, tuple[int, Decimal]]] = {}
+    for deal in db.session.scalars(stmt):
+        if deal.closed_at.date() >= since:
+            month = found.setdefault(deal.closed_at.strftime("%Y-%m"), {"won": (0, Decimal(0)), "lost": (0, Decimal(0))})
+            count, value = month[deal.status]
+            month[deal.status] = (count + 1, value + deal.value)
+    return found
+
+
+def assert_deal_tallies_agree(actor, org, owners) -> None:
+    since = _month(-6)
+    for owner_id in (None, *owners):
+        rolled = rollup(actor, owner_id=owner_id, forecast_from=FIRST, forecast_until=_month(6),
+                        closed_since=datetime.combine(since, time.min, tzinfo=timezone.utc))
+        assert rolled.pipeline_stats() == pipeline_stats(actor, owner_id=owner_id)
+        expected_forecast = {month.month.strftime("%Y-%m"): (month.count, month.weighted, month.best_case)
+                             for month in forecast(actor, months=6, owner_id=owner_id, today=TODAY) if month.count}
+        assert {month: (count, weighted.quantize(Decimal("0.01")), best.quantize(Decimal("0.01")))
+                for month, (count, weighted, best) in rolled.forecast().items()} == expected_forecast
+        assert rolled.closed_by_month() == _deals_by_closing_month(org, owner_id, since)
+    service = DealService(actor)
+    for pipeline in PipelineService(actor).pipeline_list():
+        direct = service.column_stats(pipeline.id)
+        from_tallies = service.stage_totals()
+        for stage in pipeline.stages:
+            mine, theirs = from_tallies.get(stage.id), direct.get(stage.id)
+            assert (mine.count if mine else 0) == (theirs.count if theirs else 0), stage.name
+            if theirs:
+                assert (mine.total, mine.weighted.quantize(Decimal("0.01"))) == \
+                    (theirs.total, theirs.weighted.quantize(Decimal("0.01"))), stage.name
+
+
+def assert_activity_tallies_agree(actor, org, owners) -> None:
+    for owner_id in (None, *owners):
+        stmt = select(Activity.status, Activity.type).where(Activity.org_id == org.id)
+        if owner_id is not None:
+            stmt = stmt.where(Activity.owner_id == owner_id)
+        live = Counter(db.session.execute(stmt).all())  # soft-deleted rows are hidden globally
+        stats = ActivityService(actor)._compute_stats(user_id=owner_id, now=utcnow())
+        assert stats["total"] == sum(live.values())
+        assert stats["by_status"] == {key: sum(n for (s, _), n in live.items() if s == key) for key, _ in ACTIVITY_STATUSES}
+        assert stats["by_type"] == {key: sum(n for (_, t), n in live.items() if t == key) for key, _ in ACTIVITY_TYPES}
+        assert stats["open"] == sum(n for (s, _), n in live.items() if s in OPEN_ACTIVITY_STATUSES)
+
+
+@pytest.fixture
+def world(org, users):
+    """Two pipelines, deals of three owners in every status, with and without their own probability."""
+    pipelines = [factories.make_pipeline(org), factories.make_pipeline(org, name="Renewals", is_default=False)]
+    owners = [users["admin"].id, users["sales"].id, None]
+    created = datetime.combine(_month(-3), time(9), tzinfo=timezone.utc)
+    deals = []
+    for index in range(24):
+        stage = factories.stages_of(pipelines[index % 2])[index % 5]
+        status = "won" if stage.is_won else "lost" if stage.is_lost else "open"
+        deals.append(factories.make_deal(
+            org, stage=stage, status=status, owner_id=owners[index % 3], value=Decimal(f"{1000 + 37 * index}.55"),
+            probability=(15 + index) if index % 4 == 0 else None, expected_close_date=_month(index % 8 - 1) + timedelta(days=index),
+            created_at=created, closed_at=created + timedelta(days=3 * index) if status != "open" else None))
+    return {"pipelines": pipelines, "deals": deals, "owners": [users["admin"].id, users["sales"].id]}
+
+
+def test_a_fresh_world_agrees(actor, org, world):
+    assert_deal_tallies_agree(actor, org, world["owners"])
+
+
+def test_edits_and_moves_agree(actor, org, world, users):
+    service = DealService(actor)
+    stages = factories.stages_of(world["pipelines"][0])
+    first, second, third = world["deals"][0], world["deals"][2], world["deals"][4]
+    service.deal_update(first.id, value=Decimal("123.45"), probability=None, expected_close_date=_month(2),
+                        owner_id=users["sales"].id)
+    service.deal_move(second.id, stage_id=stages[3].id)  # won now
+    service.deal_move(third.id, stage_id=stages[4].id, lost_reason="Price")  # lost now
+    service.deal_move(second.id, stage_id=stages[1].id)  # and open again
+    service.deal_create(stage_id=stages[2].id, name="New", value=Decimal("50.10"), expected_close_date=TODAY)
+    assert_deal_tallies_agree(actor, org, world["owners"])
+
+
+def test_trash_restore_purge_and_bulk_statements_agree(actor, org, world):
+    service = DealService(actor)
+    deals = world["deals"]
+    service.delete(deals[0].id)
+    service.delete_many([deals[1].id, deals[2].id, deals[3].id])
+    service.restore(deals[0].id)
+    service.restore_many([deals[1].id])
+    TrashService(actor).purge([TrashRef("deal", deals[2].id)])
+    db.session.execute(update(Deal).where(Deal.org_id == org.id, Deal.status == "open").values(value=Deal.value + 1))
+    db.session.commit()
+    assert_deal_tallies_agree(actor, org, world["owners"])
+
+
+def test_a_stage_probability_change_and_a_stage_delete_agree(actor, org, world):
+    stages = factories.stages_of(world["pipelines"][0])
+    pipelines = PipelineService(actor)
+    pipelines.stage_update(stages[1].id, name=stages[1].name, probability=65, is_won=False, is_lost=False)
+    assert_deal_tallies_agree(actor, org, world["owners"])
+    pipelines.stage_delete(stages[0].id, move_to_stage_id=stages[2].id)
+    assert_deal_tallies_agree(actor, org, world["owners"])
+
+
+def test_a_stage_deleted_under_its_deals_leaves_them_weighing_nothing(actor, org, world):
+    """Outside the services (psql) a stage can go while open deals point at it: they keep counting,
+    at 0 % like any deal without a stage, and the tallies still agree."""
+    stage = factories.stages_of(world["pipelines"][1])[1]
+    db.session.execute(text("DELETE FROM pipeline_stages WHERE id = :id"), {"id": stage.id.hex if
+                       db.engine.dialect.name == "sqlite" else stage.id})
+    db.session.commit()
+    db.session.expire_all()
+    assert_deal_tallies_agree(actor, org, world["owners"])
+
+
+def test_an_edit_that_changes_nothing_counted_appends_nothing(actor, org, world):
+    service = DealService(actor)
+    before = db.session.scalar(select(func.count()).select_from(DealTally))
+    service.deal_update(world["deals"][1].id, name="Renamed", description="Only words changed")
+    assert db.session.scalar(select(func.count()).select_from(DealTally)) == before
+
+
+@pytest.mark.postgres_only  # SQLite's triggers are per row
+def test_a_set_based_statement_appends_one_row_per_group_on_postgresql(actor, org, world, users):
+    stage = factories.stages_of(world["pipelines"][0])[1]
+    for i in range(30):
+        factories.make_deal(org, stage=stage, name=f"Bulk {i}", value=Decimal(10), owner_id=users["sales"].id,
+                            expected_close_date=TODAY)
+    before = db.session.scalar(select(func.count()).select_from(DealTally))
+    db.session.execute(update(Deal).where(Deal.name.like("Bulk %")).values(value=Deal.value + 5))
+    db.session.commit()
+    assert db.session.scalar(select(func.count()).select_from(DealTally)) - before == 1  # 30 deals, one group
+    assert_deal_tallies_agree(actor, org, world["owners"])
+
+
+def test_another_orgs_deals_never_count(actor, org, world, other_org):
+    factories.make_deal(other_org, value=Decimal("99999"))
+    assert_deal_tallies_agree(actor, org, world["owners"])
+    assert sum(group.deals for group in tallies.deal_groups(db.session, other_org.id)) == 1
+
+
+def test_folding_keeps_every_number_and_leaves_one_row_per_group(actor, org, world, monkeypatch, count_queries):
+    service = DealService(actor)
+    for deal in world["deals"][:8]:
+        service.deal_update(deal.id, value=deal.value + 1)
+    groups_before = tallies.deal_groups(db.session, org.id)
+    rows_before = db.session.scalar(select(func.count()).select_from(DealTally).where(DealTally.org_id == org.id))
+    monkeypatch.setattr(tallies, "COMPACT_AFTER", 3)
+    with count_queries() as folding:
+        assert sorted(tallies.deal_groups(db.session, org.id), key=repr) == sorted(groups_before, key=repr)
+    assert folding.count == 3, folding  # the read, then DELETE ... RETURNING and one INSERT
+    rows_after = db.session.scalar(select(func.count()).select_from(DealTally).where(DealTally.org_id == org.id))
+    assert rows_after == len(groups_before) < rows_before
+    assert not db.session.scalar(select(func.count()).select_from(DealTally).where(DealTally.compacted.is_(False)))
+    with count_queries() as reading:
+        assert sorted(tallies.deal_groups(db.session, org.id), key=repr) == sorted(groups_before, key=repr)
+    assert reading.count == 1, "folded rows are not folded again"
+    assert_deal_tallies_agree(actor, org, world["owners"])
+
+
+def test_activity_tallies_agree_after_every_kind_of_write(actor, org, users, monkeypatch):
+    service = ActivityService(actor)
+    owners = [users["admin"].id, users["sales"].id]
+    made = [factories.make_activity(org, type=ACTIVITY_TYPES[i % 5][0], status=ACTIVITY_STATUSES[i % 4][0],
+                                    owner_id=(owners + [None])[i % 3]) for i in range(15)]
+    assert_activity_tallies_agree(actor, org, owners)
+    service.update_activity(made[0].id, type="call", owner_id=users["sales"].id)
+    service.set_completed(made[1].id, completed=True)
+    service.delete_activity(made[2].id)
+    service.delete_many([made[3].id, made[4].id])
+    service.restore_activity(made[2].id)
+    db.session.execute(update(Activity).where(Activity.org_id == org.id, Activity.type == "note")
+                       .values(status="cancelled"))
+    db.session.commit()
+    assert_activity_tallies_agree(actor, org, owners)
+    monkeypatch.setattr(tallies, "COMPACT_AFTER", 1)
+    assert_activity_tallies_agree(actor, org, owners)  # folded on the first read, the same numbers
+    assert not db.session.scalar(select(func.count()).select_from(ActivityTally).where(ActivityTally.compacted.is_(False)))
