@@ -15,6 +15,7 @@ from crm_web.services.leads import LeadService
 from crm_web.services.search import SearchService
 from crm_web.services.text_search import search_key
 from tests import factories
+from tests.conftest import LOGIN_STATEMENTS
 
 
 def contact_names(user, q):
@@ -108,6 +109,65 @@ def test_a_common_name_never_runs_the_typo_search(org, users):
                   for i, line in enumerate(lines) if "%>" in line and ("Filter" in line or "Cond" in line)]
     assert typo_nodes, plan
     assert all("(never executed)" in node for node in typo_nodes), plan
+
+
+def test_names_that_start_with_the_query_come_first_in_alphabetical_order(org, users):
+    """With LIMIT of them the global search reads them from the name index and ranks nothing else; with
+    fewer it ranks every match. Both orders agree: the name is the query, then starts with it (case
+    ignored), then the rest."""
+    make_people(org, "Elton Johnson", "john adams", "JOHN BROWN", "John Zed", "Johnny Cash")
+    factories.make_contact(org, first_name="John", last_name="")
+    assert global_contacts(users["admin"], "john") == ["John", "john adams", "JOHN BROWN", "John Zed",
+                                                       "Johnny Cash"]  # five start with it: Elton waits
+    assert global_contacts(users["admin"], "johnn")[0] == "Johnny Cash"  # then typo-tolerant ones on PostgreSQL
+    make_people(org, "Johnathan Moss")
+    assert global_contacts(users["admin"], "jo")[:2] == ["John", "john adams"]
+
+
+@pytest.mark.postgres_only
+def test_a_common_name_is_read_from_the_name_index_and_ranks_nothing(org, users):
+    make_people(org, *(f"John Person{i}" for i in range(6)), "Elton Johnson")
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        captured.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert len(global_contacts(users["admin"], "john")) == 5
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    (statement, parameters), = [(s, p) for s, p in captured if "FROM contacts" in s]
+    connection = db.session.connection()
+    connection.execute(text("SET LOCAL enable_seqscan = off"))  # tiny table: make the index the choice
+    plan = "\n".join(connection.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + statement, parameters).scalars())
+    assert "contact_name_order_idx" in plan, plan
+    lines = plan.splitlines()
+    ranking = [next(node for node in reversed(lines[:i]) if "->" in node)
+               for i, line in enumerate(lines) if "~~*" in line and ("Filter" in line or "Cond" in line)]
+    assert ranking and all("(never executed)" in node for node in ranking), plan
+
+
+def test_the_global_search_costs_the_same_for_one_match_or_many(client, org, login, count_queries):
+    """One statement per type (plus, on PostgreSQL, the transaction-local plan setting), whatever it finds."""
+    login("admin")
+    make_people(org, "Zora Quill")
+    with count_queries() as one:
+        assert "Quill" in client.get("/search?q=zora").get_data(as_text=True)
+    make_people(org, *(f"Zora Person{i}" for i in range(30)))
+    with count_queries() as many:
+        assert "Person0" in client.get("/search?q=zora").get_data(as_text=True)
+    assert one.count == many.count == LOGIN_STATEMENTS + 4 + (db.engine.dialect.name == "postgresql"), many
+
+
+def test_a_statement_built_for_one_organisation_never_answers_for_another(org, other_org, users):
+    """The global search builds each statement once per query shape, the organisation a bound parameter."""
+    make_people(org, "Walter Ours")
+    make_people(other_org, "Walter Theirs")
+    theirs = factories.make_user(other_org, role="admin")
+    assert global_contacts(users["admin"], "walter") == ["Walter Ours"]
+    assert global_contacts(theirs, "walter") == ["Walter Theirs"]
+    assert global_contacts(theirs, "ours") == []
 
 
 # What the search boxes match: every list's SEARCH_COLUMNS, and the deal name (global search only).

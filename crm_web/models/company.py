@@ -16,7 +16,7 @@ from crm_web.models.base import (
     TimestampMixin,
     VersionedMixin,
 )
-from crm_web.models.mixins import AddressMixin, search_key_index, trash_index, trigram_index
+from crm_web.models.mixins import AddressMixin, name_order_index, search_key_index, trash_index, trigram_index
 from crm_web.models.tag import Tag, company_tags
 
 COMPANY_SIZES = ["1-10", "11-50", "51-200", "201-500", "501-1000", "1000+"]
@@ -50,4 +50,5 @@ search_key_index(_t, "company_name_trgm_idx", _t.c.name)
 search_key_index(_t, "company_industry_trgm_idx", _t.c.industry)
 search_key_index(_t, "company_city_trgm_idx", _t.c.city)
 search_key_index(_t, "company_website_trgm_idx", _t.c.website)
+name_order_index(_t, "company_name_order_idx", _t.c.name)
 del _t

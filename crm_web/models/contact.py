@@ -18,7 +18,15 @@ from crm_web.models.base import (
     VersionedMixin,
 )
 from crm_web.models.company import Company
-from crm_web.models.mixins import AddressMixin, full_name, live_index, search_key_index, trash_index, trigram_index
+from crm_web.models.mixins import (
+    AddressMixin,
+    full_name,
+    live_index,
+    name_order_index,
+    search_key_index,
+    trash_index,
+    trigram_index,
+)
 from crm_web.models.tag import Tag, contact_tags
 
 CONTACT_STATUSES = [
@@ -87,6 +95,7 @@ search_key_index(_t, "contact_name_trgm_idx", full_name(_t.c.first_name, _t.c.la
 search_key_index(_t, "contact_email_trgm_idx", _t.c.email)
 # Duplicate-email checks compare lower(email) (ContactService.duplicate_of, the contact page's twin).
 Index("ix_contacts_org_email_key", _t.c.org_id, func.lower(_t.c.email))
+name_order_index(_t, "contact_name_order_idx", full_name(_t.c.first_name, _t.c.last_name))
 del _t
 
 

@@ -20,7 +20,7 @@ from crm_web.models.base import (
 )
 from crm_web.models.company import Company
 from crm_web.models.contact import Contact
-from crm_web.models.mixins import live_index, search_key_index, trash_index, trigram_index
+from crm_web.models.mixins import live_index, name_order_index, search_key_index, trash_index, trigram_index
 from crm_web.models.pipeline import Pipeline, PipelineStage
 from crm_web.models.tag import Tag, deal_tags
 
@@ -76,4 +76,5 @@ class Deal(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin,
 # The global and list searches match search_key(...) of these expressions (services/text_search.py).
 _t = Deal.__table__
 search_key_index(_t, "deal_name_trgm_idx", _t.c.name)
+name_order_index(_t, "deal_name_order_idx", _t.c.name)
 del _t

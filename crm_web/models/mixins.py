@@ -46,6 +46,23 @@ def search_key(expression: Any) -> ColumnElement[str]:
     return func.lower(expression)
 
 
+def name_order_key(expression: Any, dialect: str) -> ColumnElement[str]:
+    """search_key(expression) compared byte by byte: the global search ranks names that start with the
+    query first and reads them in this order from name_order_index, stopping after a page. (PostgreSQL's
+    default collation orders by language rules, which an index range for "starts with" cannot use;
+    SQLite compares bytes already.)"""
+    key = search_key(expression)
+    return key.collate("C") if dialect == "postgresql" else key
+
+
+def name_order_index(table: Any, name: str, expression: Any) -> Index:
+    """A btree index of the live rows on (org_id, name_order_key(expression)). PostgreSQL only, like
+    search_key_index."""
+    key = f"{name}_key"
+    return Index(name, table.c.org_id, name_order_key(expression, "postgresql").label(key),
+                 postgresql_where=text("deleted_at IS NULL"), _table=table).ddl_if(dialect="postgresql")
+
+
 def search_key_index(table: Any, name: str, expression: Any) -> Index:
     """A trigram GIN index on search_key(expression) of `table`, which the global and list searches
     match exactly. PostgreSQL only: SQLite's search is a plain scan anyway, and SQLAlchemy cannot

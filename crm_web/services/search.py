@@ -12,12 +12,12 @@ import uuid
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
-from sqlalchemy import Select, func, literal, select, union_all
+from sqlalchemy import ColumnElement, Select, Uuid, bindparam, func, literal, select, union_all
 
 from crm_web.models import Company, Contact, Deal, Lead
 from crm_web.services.base import Actor
 from crm_web.extensions import db
-from crm_web.services.text_search import TextMatch, full_name, text_match
+from crm_web.services.text_search import TextMatch, full_name, match_terms, search_terms
 
 LIMIT = 5
 MIN_LENGTH = 2
@@ -54,6 +54,19 @@ def highlight(text: str, q: str) -> Markup:
     return Markup("").join(out)
 
 
+# What the global search looks through: (kind, title, model, label, detail, searched expressions).
+SEARCHED = (
+    ("contact", "Contacts", Contact, full_name(Contact.first_name, Contact.last_name), Contact.email,
+     [full_name(Contact.first_name, Contact.last_name), Contact.email]),
+    ("company", "Companies", Company, Company.name, Company.city, [Company.name]),
+    ("lead", "Leads", Lead, full_name(Lead.first_name, Lead.last_name), Lead.company_name,
+     [full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name]),
+    ("deal", "Deals", Deal, Deal.name, Deal.status, [Deal.name]),
+)
+# One statement per kind and query shape, built once per process (a few hundred shapes at most).
+_statements: dict[tuple, Select] = {}
+
+
 class SearchService:
     """Search everything the actor's organisation owns (soft-deleted rows are hidden globally)."""
 
@@ -63,42 +76,59 @@ class SearchService:
 
     def search(self, q: str) -> list[SearchGroup]:
         q = " ".join(q.split())[:100]
-        if len(q) < MIN_LENGTH:
+        terms = search_terms(self.session.get_bind().dialect.name, q) if len(q) >= MIN_LENGTH else None
+        if terms is None:
             return []
-        dialect = self.session.get_bind().dialect.name
+        if terms.shape[0] == "postgresql":
+            # Plan each statement once per connection (psycopg prepares a statement on its fifth run):
+            # their plans do not depend on the words, and planning these CTEs cost more than running
+            # them (a typo search at L: 38 -> 30 ms). Transaction-local, so no other page is affected.
+            self.session.execute(select(func.set_config("plan_cache_mode", "force_generic_plan", True)))
         groups = []
-        for kind, title, model, label, detail, expressions in (
-            ("contact", "Contacts", Contact, full_name(Contact.first_name, Contact.last_name), Contact.email,
-             [full_name(Contact.first_name, Contact.last_name), Contact.email]),
-            ("company", "Companies", Company, Company.name, Company.city, [Company.name]),
-            ("lead", "Leads", Lead, full_name(Lead.first_name, Lead.last_name), Lead.company_name,
-             [full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name]),
-            ("deal", "Deals", Deal, Deal.name, Deal.status, [Deal.name]),
-        ):
-            match = text_match(dialect, q, expressions)
-            rows = self.session.execute(self._best(model, label, detail, match)).all()
+        for kind, title, model, label, detail, expressions in SEARCHED:
+            statement = _statements.get((kind, terms.shape))
+            if statement is None:
+                statement = _statements[(kind, terms.shape)] = _best(model, label, detail,
+                                                                     match_terms(terms, expressions))
+            rows = self.session.execute(statement, {**terms.params, "org_id": self.actor.org_id}).all()
             if rows:
                 groups.append(SearchGroup(kind, title, [SearchHit(kind, row.id, row.label.strip(), row.detail or "")
                                                         for row in rows]))
         return groups
 
-    def _best(self, model, label, detail, match: TextMatch) -> Select:
-        """The LIMIT best rows of one type in ONE statement: the exact matches, topped up with typo-tolerant
-        ones only when there are fewer than LIMIT of them (a one-time filter: otherwise that branch never
-        runs, which keeps a common name's type-ahead from scoring its thousands of rows)."""
 
-        def tier(number: int, clause, rank) -> Select:
-            return (select(model.id.label("id"), label.label("label"), detail.label("detail"),
-                           literal(number).label("tier"), rank.label("rank"))
-                    .where(model.org_id == self.actor.org_id, clause)
-                    .order_by(rank, label, model.id).limit(LIMIT))
+def _best(model, label, detail, match: TextMatch) -> Select:
+    """The LIMIT best rows of one type in ONE statement, each step behind a one-time filter that
+    skips it once the steps before found LIMIT rows:
 
-        exact = tier(0, match.clause, match.rank)
-        if match.fallback is None:
-            return exact
-        shown = exact.cte("exact")
+    1. names that start with the query, read in name order from the name index, stopping at LIMIT
+       rows (a common first name: five index entries instead of ranking its thousands of rows);
+    2. otherwise every exact match, ranked;
+    3. topped up with typo-tolerant matches when there are fewer than LIMIT exact ones.
+
+    The organisation is the bound parameter `org_id`, so the statement serves every organisation.
+    """
+    org_id = bindparam("org_id", type_=Uuid)
+
+    def tier(number: int, clause, rank) -> Select:
+        return (select(model.id.label("id"), label.label("label"), detail.label("detail"),
+                       literal(number).label("tier"), rank.label("rank"), match.name_order.label("name_order"))
+                .where(model.org_id == org_id, clause)
+                .order_by(rank, match.name_order, model.id).limit(LIMIT))
+
+    def fewer_than_limit(rows) -> ColumnElement[bool]:
+        return select(func.count()).select_from(rows).scalar_subquery() < LIMIT
+
+    starting = tier(0, match.starts_with, match.rank).order_by(None).order_by(match.name_order, model.id) \
+        .cte("starting")
+    ranked = tier(0, match.clause, match.rank).where(fewer_than_limit(starting)).subquery()
+    exact = union_all(  # each branch wrapped: SQLite refuses LIMIT inside a UNION branch
+        select(starting).where(~fewer_than_limit(starting)), select(ranked),
+    ).cte("exact")
+    if match.fallback is None:
+        found = exact
+    else:
         fuzzy = tier(1, match.fallback.clause, match.fallback.rank).where(
-            select(func.count()).select_from(shown).scalar_subquery() < LIMIT,
-            model.id.not_in(select(shown.c.id)))
-        both = union_all(select(shown), fuzzy).subquery()
-        return select(both).order_by(both.c.tier, both.c.rank, both.c.label, both.c.id).limit(LIMIT)
+            fewer_than_limit(exact), model.id.not_in(select(exact.c.id)))
+        found = union_all(select(exact), fuzzy).subquery()
+    return select(found).order_by(found.c.tier, found.c.rank, found.c.name_order, found.c.id).limit(LIMIT)

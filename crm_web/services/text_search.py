@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_
+from sqlalchemy import String, and_, bindparam, case, func, or_
 from sqlalchemy.sql.elements import ColumnElement
 
-from crm_web.models.mixins import full_name, search_key
+from crm_web.models.mixins import full_name, name_order_key, search_key
 
-__all__ = ["TextMatch", "full_name", "like_escape", "search_key", "text_match"]
+__all__ = ["SearchTerms", "TextMatch", "full_name", "like_escape", "match_terms", "search_key", "search_terms",
+           "text_match"]
 
 # Below this pg_trgm similarity a row is not a match (0.3, pg_trgm's default, misses
 # two-typo names such as "jonh smiht" / "John Smith", which score about 0.29).
@@ -40,6 +41,7 @@ MIN_FUZZY_LENGTH = 4
 MIN_CONTAINS_LENGTH = 3
 LIKE_ESCAPE = "\\"
 MAX_WORDS = 6
+LAST_CODE_POINT = "\U0010ffff"
 
 
 def like_escape(text: str) -> str:
@@ -47,47 +49,33 @@ def like_escape(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class TextMatch:
-    """A WHERE clause and a rank to order by (lower is better); `fallback` is the fuzzy tier to use
-    when this one matches too few rows (None: there is none)."""
+class SearchTerms:
+    """What a query asks, without any SQL: `shape` decides the statement, `params` its values
+    (bound by name). The global search builds each statement once per shape and reuses it with
+    new params: building the SQL expressions cost more than running them."""
 
-    clause: ColumnElement[bool]
-    rank: ColumnElement[Any]
-    fallback: TextMatch | None = None
-
-
-def _has_word(key: ColumnElement[str], word: str) -> ColumnElement[bool]:
-    escaped = like_escape(word)
-    if len(word) < MIN_CONTAINS_LENGTH:
-        return or_(key.ilike(f"{escaped}%", escape=LIKE_ESCAPE), key.ilike(f"% {escaped}%", escape=LIKE_ESCAPE))
-    return key.ilike(f"%{escaped}%", escape=LIKE_ESCAPE)
+    shape: tuple[str, tuple[bool, ...], tuple[str, ...]]  # dialect, short word?, fuzzy operators
+    params: dict[str, str]
 
 
-def _name_rank(name: ColumnElement[str], q: str) -> ColumnElement[int]:
-    """0 the name is the query, 1 starts with it, 2 a word of it starts with it, 3 anything else."""
-    escaped = like_escape(q)
-    name = func.rtrim(name)  # a contact with no last name is "john " in full_name
-    return case(
-        (name.ilike(escaped, escape=LIKE_ESCAPE), 0),
-        (name.ilike(f"{escaped}%", escape=LIKE_ESCAPE), 1),
-        (name.ilike(f"% {escaped}%", escape=LIKE_ESCAPE), 2),
-        else_=3,
-    )
-
-
-def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | None:
-    """Match `q` against `expressions` (the first is the record's name); None when q is blank."""
+def search_terms(dialect: str, q: str) -> SearchTerms | None:
+    """The terms of `q` (None when blank). The exact tier compares with ILIKE and the query as typed:
+    SQLite folds only A-Z, on both sides alike, so "Émile" still finds "Émile" there (a
+    Python-lowered "émile" would not). The typo tier is PostgreSQL's, whose lower() folds like Python's."""
     q = " ".join(q.split())
     if not q:
         return None
-    # The exact tier compares with ILIKE and the query as typed: SQLite folds only A-Z, on both sides
-    # alike, so "Émile" still finds "Émile" there (a Python-lowered "émile" would not). The typo tier
-    # is PostgreSQL's, whose lower() folds like Python's.
     words = q.split(" ")[:MAX_WORDS]
+    escaped = like_escape(q)
+    params = {"name_is": escaped, "name_starts": f"{escaped}%", "name_word_starts": f"% {escaped}%", "prefix": q}
+    for index, word in enumerate(words):
+        word = like_escape(word)
+        if len(word) < MIN_CONTAINS_LENGTH:
+            params |= {f"word{index}_start": f"{word}%", f"word{index}_inner": f"% {word}%"}
+        else:
+            params[f"word{index}"] = f"%{word}%"
     needle = q.lower()
-    keys = [search_key(e) for e in expressions]
-    exact = and_(*(or_(*(_has_word(key, word) for key in keys)) for word in words))
-    fallback = None
+    operators: tuple[str, ...] = ()
     if dialect == "postgresql" and len(needle) >= MIN_FUZZY_LENGTH:
         # `%` and `%>` mean similarity >= SIMILARITY_THRESHOLD and word_similarity >=
         # WORD_SIMILARITY_THRESHOLD: crm_web.database sets both pg_trgm thresholds on every connection.
@@ -95,8 +83,61 @@ def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | 
         # two-word typos ("jonh smiht", word similarity 0.45) and, for one word, thousands of weak
         # candidates to recheck ("henyr": 17 ms instead of 7 for 100k contacts, the same top rows).
         operators = ("%", "%>") if len(words) > 1 else ("%>",)
+        params["needle"] = needle
+    short = tuple(len(word) < MIN_CONTAINS_LENGTH for word in words)
+    return SearchTerms((dialect, short, operators), params)
+
+
+@dataclass(frozen=True)
+class TextMatch:
+    """A WHERE clause and a rank to order by (lower is better); `fallback` is the fuzzy tier to use
+    when this one matches too few rows (None: there is none). `starts_with` holds the rows whose
+    name starts with the query (the best ranks) as a range of `name_order`, which
+    models/mixins.name_order_index serves in that order."""
+
+    clause: ColumnElement[bool]
+    rank: ColumnElement[Any]
+    fallback: TextMatch | None = None
+    starts_with: ColumnElement[bool] | None = None
+    name_order: ColumnElement[str] | None = None
+
+
+def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | None:
+    """Match `q` against `expressions` (the first is the record's name); None when q is blank."""
+    terms = search_terms(dialect, q)
+    return None if terms is None else match_terms(terms, expressions)
+
+
+def match_terms(terms: SearchTerms, expressions: Sequence[Any]) -> TextMatch:
+    """The SQL for `terms` against `expressions`, its values bound by the names in terms.params (a
+    statement built from it can be executed again with another query's params of the same shape)."""
+    dialect, short_words, operators = terms.shape
+
+    def value(name: str) -> Any:
+        return bindparam(name, terms.params[name], type_=String)
+
+    def ilike(key: ColumnElement[str], name: str) -> ColumnElement[bool]:
+        return key.ilike(value(name), escape=LIKE_ESCAPE)
+
+    keys = [search_key(e) for e in expressions]
+    exact = and_(*(
+        or_(*(or_(ilike(key, f"word{index}_start"), ilike(key, f"word{index}_inner")) if short else
+              ilike(key, f"word{index}") for key in keys))
+        for index, short in enumerate(short_words)))
+    name = func.rtrim(keys[0])  # a contact with no last name is "john " in full_name
+    # 0 the name is the query, 1 starts with it, 2 a word of it starts with it, 3 anything else.
+    rank = case((ilike(name, "name_is"), 0), (ilike(name, "name_starts"), 1), (ilike(name, "name_word_starts"), 2),
+                else_=3)
+    fallback = None
+    if operators:
+        needle = value("needle")
         fuzzy = or_(*(key.op(operator)(needle) for key in keys for operator in operators))
         score = func.greatest(*(s for key in keys
                                 for s in (func.similarity(key, needle), func.word_similarity(needle, key))))
         fallback = TextMatch(fuzzy, -score)
-    return TextMatch(exact, _name_rank(keys[0], q), fallback)
+    name_order = name_order_key(expressions[0], dialect)
+    prefix = func.lower(value("prefix"))
+    # Every name that starts with the prefix sorts between it and the prefix followed by the last
+    # code point (byte order, so UTF-8 keeps code point order).
+    starts_with = and_(name_order >= prefix, name_order < prefix.op("||")(LAST_CODE_POINT))
+    return TextMatch(exact, rank, fallback, starts_with, name_order)
