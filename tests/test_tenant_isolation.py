@@ -330,3 +330,35 @@ def test_search_under_the_policy_needs_its_operators_marked_leakproof(rls_db, ro
             for name in (*SEARCH_KEY_FUNCTIONS, function):
                 conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
         owner.dispose()
+
+
+def test_the_name_order_range_needs_only_the_search_key_functions_marked(rls_db, role_engine):
+    """The global search's "starts with" range (migration 0011) compares with text_ge/text_lt, which
+    PostgreSQL ships LEAKPROOF: marking the search key's lower and textcat is all it needs."""
+    key = "lower(first_name || ' ' || last_name) COLLATE \"C\""
+    query = text(f"EXPLAIN SELECT id FROM contacts WHERE org_id = :org AND deleted_at IS NULL "
+                 f"AND {key} >= 'abc' AND {key} < 'abd'")
+
+    def plan() -> str:
+        with role_engine.begin() as conn:
+            _set_org(conn, rls_db.a.id)
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            conn.execute(text("SET LOCAL enable_bitmapscan = off"))  # the org_id index alone would do
+            return "\n".join(conn.scalars(query, {"org": rls_db.a.id}))
+
+    def range_in_the_index_condition() -> bool:
+        conditions = [line for line in plan().splitlines() if "Index Cond" in line]
+        return any(">= 'abc'" in line and "< 'abd'" in line for line in conditions)
+
+    owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
+    try:
+        assert not range_in_the_index_condition()  # the policy first: the range filters every org row
+        with owner.connect() as conn:
+            for name in SEARCH_KEY_FUNCTIONS:
+                conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
+        assert range_in_the_index_condition(), plan()
+    finally:
+        with owner.connect() as conn:
+            for name in SEARCH_KEY_FUNCTIONS:
+                conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
+        owner.dispose()
