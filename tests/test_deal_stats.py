@@ -23,6 +23,9 @@ def test_formula_in_python():
     assert weighted_value_of(value=Decimal(1000), status="lost", probability=90, stage_probability=90) == 0
     assert weighted_value_of(value=Decimal(1000), status="won", probability=10, stage_probability=0) == 1000
     assert weighted_value_of(value=Decimal(1000), status="open", probability=None, stage_probability=30) == 300
+    # Half up, like the SQL formula on PostgreSQL.
+    assert weighted_value_of(value=Decimal("0.05"), status="open", probability=50, stage_probability=0) == \
+        Decimal("0.03")
 
 
 def test_pipeline_stats_one_query(org, stages, actor, users, count_queries):

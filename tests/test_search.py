@@ -160,6 +160,17 @@ def test_the_global_search_costs_the_same_for_one_match_or_many(client, org, log
     assert one.count == many.count == LOGIN_STATEMENTS + 4 + (db.engine.dialect.name == "postgresql"), many
 
 
+@pytest.mark.parametrize("q", ["ab", "a%", "5%", "x\\", "a_ b", "%%"])
+def test_like_wildcards_in_short_words_are_searched_for_literally(org, users, q):
+    """A short word is judged by its length as typed: escaping "5%" to "5\\%" once gave it the shape
+    of a long word without the long word's parameters (a 500, or another query's words reused)."""
+    make_people(org, "Ab Normal", "Fifty Percent")
+    factories.make_contact(org, first_name="Five", last_name="5% Off", email="five@example.com")
+    expected = {"ab": ["Ab Normal"], "5%": ["Five 5% Off"]}.get(q, [])
+    assert contact_names(users["admin"], q) == expected
+    assert global_contacts(users["admin"], q) == expected
+
+
 def test_a_statement_built_for_one_organisation_never_answers_for_another(org, other_org, users):
     """The global search builds each statement once per query shape, the organisation a bound parameter."""
     make_people(org, "Walter Ours")

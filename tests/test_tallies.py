@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, select, text, update
 
 from crm_web.extensions import db
 from crm_web.models import (
@@ -67,6 +67,13 @@ def assert_deal_tallies_agree(actor, org, owners) -> None:
         assert {month: (count, weighted.quantize(Decimal("0.01")), best.quantize(Decimal("0.01")))
                 for month, (count, weighted, best) in rolled.forecast().items()} == expected_forecast
         assert rolled.closed_by_month() == _deals_by_closing_month(org, owner_id, since)
+        open_deals = [Deal.status == "open"] + ([Deal.owner_id == owner_id] if owner_id else [])
+        expected_by_stage = {}
+        for pipeline in PipelineService(actor).pipeline_list():
+            for stage_id, stats in DealService(actor).column_stats(pipeline.id, open_deals).items():
+                expected_by_stage[stage_id] = (stats.count, stats.total, stats.weighted.quantize(Decimal("0.01")))
+        assert {stage_id: (count, value, weighted.quantize(Decimal("0.01")))
+                for stage_id, (count, value, weighted) in rolled.open_by_stage().items()} == expected_by_stage
     service = DealService(actor)
     for pipeline in PipelineService(actor).pipeline_list():
         direct = service.column_stats(pipeline.id)

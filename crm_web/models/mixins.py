@@ -58,8 +58,7 @@ def name_order_key(expression: Any, dialect: str) -> ColumnElement[str]:
 def name_order_index(table: Any, name: str, expression: Any) -> Index:
     """A btree index of the live rows on (org_id, name_order_key(expression)). PostgreSQL only, like
     search_key_index."""
-    key = f"{name}_key"
-    return Index(name, table.c.org_id, name_order_key(expression, "postgresql").label(key),
+    return Index(name, table.c.org_id, name_order_key(expression, "postgresql"),
                  postgresql_where=text("deleted_at IS NULL"), _table=table).ddl_if(dialect="postgresql")
 
 

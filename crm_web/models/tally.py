@@ -19,12 +19,13 @@ import uuid
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Index, Integer, Numeric, String, false
+from sqlalchemy import BigInteger, Identity, Index, Integer, Numeric, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_web.models.base import Base
 
-# SQLite only auto-increments an INTEGER PRIMARY KEY.
+# SQLite only auto-increments an INTEGER PRIMARY KEY. On PostgreSQL an identity column: unlike a
+# serial's sequence it needs no grant of its own, and the triggers insert as the app's role.
 TALLY_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -34,7 +35,7 @@ class DealTally(Base):
     __tablename__ = "deal_tallies"
     __table_args__ = (Index("ix_deal_tallies_org_owner", "org_id", "owner_id"),)
 
-    id: Mapped[int] = mapped_column(TALLY_ID, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(TALLY_ID, Identity(), primary_key=True)
     org_id: Mapped[uuid.UUID]
     owner_id: Mapped[uuid.UUID | None]
     stage_id: Mapped[uuid.UUID | None]
@@ -55,7 +56,7 @@ class ActivityTally(Base):
     __tablename__ = "activity_tallies"
     __table_args__ = (Index("ix_activity_tallies_org_owner", "org_id", "owner_id"),)
 
-    id: Mapped[int] = mapped_column(TALLY_ID, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(TALLY_ID, Identity(), primary_key=True)
     org_id: Mapped[uuid.UUID]
     owner_id: Mapped[uuid.UUID | None]
     status: Mapped[str] = mapped_column(String(20))

@@ -1,9 +1,10 @@
 """Activities (tasks, notes, calls, emails, meetings): lists, quick views, timelines, writes and stats.
 
 Every list loads its contact/company/deal/lead/owner in the same SELECT (joinedload), so a page
-costs the same number of statements for 1 row or 100. Stats are one aggregate each; `get_stats`
-is cached per organisation and user (services/stats_cache.py: any committed activity change
-makes it stale).
+costs the same number of statements for 1 row or 100. `get_stats` reads the tallies the database
+keeps (services/tallies.py) plus index-only counts of what moves with the clock, and is cached
+per organisation and user (services/stats_cache.py: any committed activity change makes it
+stale); `get_type_stats` is one aggregate.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ lost (with an optional reason) and stamps closed_at; entering an open stage from
 state reopens it. A deal's own probability is kept (None means "follow the stage"); the
 weighted value formula in services/forecast.py counts won deals 100 % and lost deals 0.
 
-The board is one GROUP BY stage aggregate for the column headers plus one select of the
-first cards of every column (a UNION ALL of per-stage index scans; tags in one selectin load):
-the statement count never grows with the number of stages or deals.
+The board's column headers are the deal tallies the database keeps (services/tallies.py; one
+GROUP BY stage over the deals when the board is filtered), plus one select of the first cards of
+every column (a UNION ALL of per-stage index scans; tags in one selectin load): the statement
+count never grows with the number of stages or deals.
 """
 
 from __future__ import annotations
@@ -304,7 +305,8 @@ class DealService(BaseService[Deal]):
 
     def board(self, *, pipeline_id: uuid.UUID | None = None, filter_spec: Any = None, q: str = "",
               scope: str = "all", per_column: int = BOARD_PAGE_SIZE, today: date | None = None) -> Board:
-        """The kanban board: headers from one aggregate, the first cards of every column from one select."""
+        """The kanban board: headers from the tallies (or one aggregate when filtered), the first cards of
+        every column from one select."""
         pipeline, pipelines = self.pipelines.board_pipeline(pipeline_id)
         today = today or date.today()
         if pipeline is None:

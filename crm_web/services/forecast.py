@@ -6,7 +6,7 @@ won deals count 100 %; lost deals count 0.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import ColumnElement, Numeric, case, cast, func
 
@@ -37,4 +37,5 @@ def weighted_value_of(*, value: Decimal, status: str, probability: int | None, s
         percent = 0
     else:
         percent = probability if probability is not None else (stage_probability or 0)
-    return (Decimal(value) * percent / 100).quantize(Decimal("0.01"))
+    # Half up, as PostgreSQL rounds numeric (Python's default, half even, made 0.025 -> 0.02, not 0.03).
+    return (Decimal(value) * percent / 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)

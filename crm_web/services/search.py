@@ -79,7 +79,7 @@ class SearchService:
         terms = search_terms(self.session.get_bind().dialect.name, q) if len(q) >= MIN_LENGTH else None
         if terms is None:
             return []
-        if terms.shape[0] == "postgresql":
+        if terms.shape.dialect == "postgresql":
             # Plan each statement once per connection (psycopg prepares a statement on its fifth run):
             # their plans do not depend on the words, and planning these CTEs cost more than running
             # them (a typo search at L: 38 -> 30 ms). Transaction-local, so no other page is affected.

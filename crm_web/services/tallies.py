@@ -2,8 +2,10 @@
 
 Each write appends the difference it made, so an organisation's rows grow with its writes; the
 first read that finds more than COMPACT_AFTER appended rows folds them into one row per group
-(a DELETE ... RETURNING and one INSERT in its own short transaction). A concurrent write is safe:
-its rows are either among those deleted, and so summed, or appended after and left alone.
+(a DELETE ... RETURNING and one INSERT, committed at once: reads hold nothing pending, and the
+only callers are the cached statistics' reads). A concurrent write is safe: its rows are either
+among those deleted, and so summed, or appended after and left alone; a second reader folding at
+the same time waits for the first, then finds only what was appended since.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from crm_web.models import ActivityTally, DealTally
 
-# Appended rows an organisation gathers before a read folds them: reading that many more costs about
-# a millisecond, and the read that folds them pays two statements more, once per COMPACT_AFTER writes.
+# Appended rows a read may find (in its scope: the organisation, or one owner) before it folds the
+# organisation's rows: reading that many more costs about a millisecond, and the read that folds
+# them pays three statements more (DELETE, INSERT, COMMIT), once per COMPACT_AFTER writes.
 COMPACT_AFTER = 2000
 
 

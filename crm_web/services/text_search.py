@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import String, and_, bindparam, case, func, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm_web.models.mixins import full_name, name_order_key, search_key
 
-__all__ = ["SearchTerms", "TextMatch", "full_name", "like_escape", "match_terms", "search_key", "search_terms",
+__all__ = ["SearchShape", "SearchTerms", "TextMatch", "full_name", "like_escape", "match_terms", "search_key", "search_terms",
            "text_match"]
 
 # Below this pg_trgm similarity a row is not a match (0.3, pg_trgm's default, misses
@@ -48,13 +48,21 @@ def like_escape(text: str) -> str:
     return text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
 
 
+class SearchShape(NamedTuple):
+    """What decides a search statement's SQL (the words themselves are bound parameters)."""
+
+    dialect: str
+    short_words: tuple[bool, ...]  # per word: fewer than MIN_CONTAINS_LENGTH letters
+    fuzzy_operators: tuple[str, ...]  # the typo tier's pg_trgm operators; none: no typo tier
+
+
 @dataclass(frozen=True)
 class SearchTerms:
     """What a query asks, without any SQL: `shape` decides the statement, `params` its values
     (bound by name). The global search builds each statement once per shape and reuses it with
     new params: building the SQL expressions cost more than running them."""
 
-    shape: tuple[str, tuple[bool, ...], tuple[str, ...]]  # dialect, short word?, fuzzy operators
+    shape: SearchShape
     params: dict[str, str]
 
 
@@ -68,9 +76,10 @@ def search_terms(dialect: str, q: str) -> SearchTerms | None:
     words = q.split(" ")[:MAX_WORDS]
     escaped = like_escape(q)
     params = {"name_is": escaped, "name_starts": f"{escaped}%", "name_word_starts": f"% {escaped}%", "prefix": q}
-    for index, word in enumerate(words):
+    short = tuple(len(word) < MIN_CONTAINS_LENGTH for word in words)  # as typed, before escaping
+    for index, (word, is_short) in enumerate(zip(words, short)):
         word = like_escape(word)
-        if len(word) < MIN_CONTAINS_LENGTH:
+        if is_short:
             params |= {f"word{index}_start": f"{word}%", f"word{index}_inner": f"% {word}%"}
         else:
             params[f"word{index}"] = f"%{word}%"
@@ -84,8 +93,7 @@ def search_terms(dialect: str, q: str) -> SearchTerms | None:
         # candidates to recheck ("henyr": 17 ms instead of 7 for 100k contacts, the same top rows).
         operators = ("%", "%>") if len(words) > 1 else ("%>",)
         params["needle"] = needle
-    short = tuple(len(word) < MIN_CONTAINS_LENGTH for word in words)
-    return SearchTerms((dialect, short, operators), params)
+    return SearchTerms(SearchShape(dialect, short, operators), params)
 
 
 @dataclass(frozen=True)
@@ -103,18 +111,22 @@ class TextMatch:
 
 
 def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | None:
-    """Match `q` against `expressions` (the first is the record's name); None when q is blank."""
+    """Match `q` against `expressions` (the first is the record's name), its words in the SQL as
+    values (unique bound parameters, so it can sit in any statement); None when q is blank."""
     terms = search_terms(dialect, q)
-    return None if terms is None else match_terms(terms, expressions)
+    return None if terms is None else match_terms(terms, expressions, reusable=False)
 
 
-def match_terms(terms: SearchTerms, expressions: Sequence[Any]) -> TextMatch:
-    """The SQL for `terms` against `expressions`, its values bound by the names in terms.params (a
-    statement built from it can be executed again with another query's params of the same shape)."""
+def match_terms(terms: SearchTerms, expressions: Sequence[Any], *, reusable: bool = True) -> TextMatch:
+    """The SQL for `terms` against `expressions`. Reusable: the words are bound parameters named as
+    in terms.params and carry no value, so a statement built from it runs again with any params of
+    the same shape and refuses to run without them (never with another query's words)."""
     dialect, short_words, operators = terms.shape
 
     def value(name: str) -> Any:
-        return bindparam(name, terms.params[name], type_=String)
+        if reusable:
+            return bindparam(name, type_=String)
+        return bindparam(name, terms.params[name], type_=String, unique=True)
 
     def ilike(key: ColumnElement[str], name: str) -> ColumnElement[bool]:
         return key.ilike(value(name), escape=LIKE_ESCAPE)

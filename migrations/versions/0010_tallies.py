@@ -12,7 +12,9 @@ triggers keep them as each write commits, on both engines:
   counted column changed.
 
 A stage's probability weighs its open deals that have none of their own, so changing it (or
-deleting the stage, which leaves them at 0 %) appends the difference for those deals.
+deleting the stage, which leaves them at 0 %) appends the difference for those deals; on
+PostgreSQL a deal write holds its stages FOR SHARE, so such a change waits for it (and the other
+way round) instead of rebasing without it. TRUNCATE is not counted (nothing in the app truncates).
 
 The weighted formula is services/forecast.py's (open: value x probability / 100 rounded to the
 cent per deal, won 100 %, lost 0); tests/test_tallies.py checks that the tallies equal the
@@ -111,7 +113,7 @@ def _create_tables() -> None:
     tally_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
     op.create_table(
         "deal_tallies",
-        sa.Column("id", tally_id, autoincrement=True, nullable=False),
+        sa.Column("id", tally_id, sa.Identity(), nullable=False),
         sa.Column("org_id", sa.Uuid(), nullable=False),
         sa.Column("owner_id", sa.Uuid(), nullable=True),
         sa.Column("stage_id", sa.Uuid(), nullable=True),
@@ -129,7 +131,7 @@ def _create_tables() -> None:
     op.create_index("ix_deal_tallies_org_owner", "deal_tallies", ["org_id", "owner_id"])
     op.create_table(
         "activity_tallies",
-        sa.Column("id", tally_id, autoincrement=True, nullable=False),
+        sa.Column("id", tally_id, sa.Identity(), nullable=False),
         sa.Column("org_id", sa.Uuid(), nullable=False),
         sa.Column("owner_id", sa.Uuid(), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
@@ -155,14 +157,26 @@ def _postgresql_triggers() -> None:
         ("activity", "activity_tallies", ACTIVITY_KEYS, "activities", _live_activities),
     ):
         insert = f"INSERT INTO {tally} ({keys}, {sums}) "
+
+        def lock_stages(*tables: str) -> str:
+            # A deal weighs itself with its stage's probability as this transaction sees it; without
+            # the lock a concurrent probability change could commit a rebase that misses this deal.
+            if name != "deal":
+                return ""
+            stage_ids = " UNION ".join(f"SELECT stage_id FROM {t}" for t in tables)
+            return f"PERFORM 1 FROM pipeline_stages WHERE id IN ({stage_ids}) ORDER BY id FOR SHARE;"
+
         op.execute(f"""
             CREATE FUNCTION {name}_tallies_count() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 IF TG_OP = 'INSERT' THEN
+                    {lock_stages('new_rows')}
                     {insert}{_sum_groups(live('new_rows', '1'), keys, sums)};
                 ELSIF TG_OP = 'UPDATE' THEN
+                    {lock_stages('old_rows', 'new_rows')}
                     {insert}{_sum_groups(live('old_rows', '-1') + ' UNION ALL ' + live('new_rows', '1'), keys, sums)};
                 ELSE
+                    {lock_stages('old_rows')}
                     {insert}{_sum_groups(live('old_rows', '-1'), keys, sums)};
                 END IF;
                 RETURN NULL;
