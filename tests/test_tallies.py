@@ -50,7 +50,8 @@ def _deals_by_closing_month(org, owner_id, since: date) -> dict[str, dict[str, t
     found: dict[str, dict[str, tuple[int, Decimal]]] = {}
     for deal in db.session.scalars(stmt):
         if deal.closed_at.date() >= since:
-            month = found.setdefault(deal.closed_at.strftime("%Y-%m"), {"won": (0, Decimal(0)), "lost": (0, Decimal(0))})
+            nothing = {"won": (0, Decimal(0)), "lost": (0, Decimal(0))}
+            month = found.setdefault(deal.closed_at.strftime("%Y-%m"), nothing)
             count, value = month[deal.status]
             month[deal.status] = (count + 1, value + deal.value)
     return found
@@ -94,7 +95,8 @@ def assert_activity_tallies_agree(actor, org, owners) -> None:
         live = Counter(db.session.execute(stmt).all())  # soft-deleted rows are hidden globally
         stats = ActivityService(actor)._compute_stats(user_id=owner_id, now=utcnow())
         assert stats["total"] == sum(live.values())
-        assert stats["by_status"] == {key: sum(n for (s, _), n in live.items() if s == key) for key, _ in ACTIVITY_STATUSES}
+        assert stats["by_status"] == {key: sum(n for (s, _), n in live.items() if s == key)
+                                      for key, _ in ACTIVITY_STATUSES}
         assert stats["by_type"] == {key: sum(n for (_, t), n in live.items() if t == key) for key, _ in ACTIVITY_TYPES}
         assert stats["open"] == sum(n for (s, _), n in live.items() if s in OPEN_ACTIVITY_STATUSES)
 
@@ -111,7 +113,8 @@ def world(org, users):
         status = "won" if stage.is_won else "lost" if stage.is_lost else "open"
         deals.append(factories.make_deal(
             org, stage=stage, status=status, owner_id=owners[index % 3], value=Decimal(f"{1000 + 37 * index}.55"),
-            probability=(15 + index) if index % 4 == 0 else None, expected_close_date=_month(index % 8 - 1) + timedelta(days=index),
+            probability=(15 + index) if index % 4 == 0 else None,
+            expected_close_date=_month(index % 8 - 1) + timedelta(days=index),
             created_at=created, closed_at=created + timedelta(days=3 * index) if status != "open" else None))
     return {"pipelines": pipelines, "deals": deals, "owners": [users["admin"].id, users["sales"].id]}
 
@@ -228,4 +231,5 @@ def test_activity_tallies_agree_after_every_kind_of_write(actor, org, users, mon
     assert_activity_tallies_agree(actor, org, owners)
     monkeypatch.setattr(tallies, "COMPACT_AFTER", 1)
     assert_activity_tallies_agree(actor, org, owners)  # folded on the first read, the same numbers
-    assert not db.session.scalar(select(func.count()).select_from(ActivityTally).where(ActivityTally.compacted.is_(False)))
+    appended = select(func.count()).select_from(ActivityTally).where(ActivityTally.compacted.is_(False))
+    assert not db.session.scalar(appended)

@@ -23,8 +23,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from crm_web.models.mixins import full_name, name_order_key, search_key
 
-__all__ = ["SearchShape", "SearchTerms", "TextMatch", "full_name", "like_escape", "match_terms", "search_key", "search_terms",
-           "text_match"]
+__all__ = ["SearchShape", "SearchTerms", "TextMatch", "full_name", "like_escape", "match_terms", "search_key",
+           "search_terms", "text_match"]
 
 # Below this pg_trgm similarity a row is not a match (0.3, pg_trgm's default, misses
 # two-typo names such as "jonh smiht" / "John Smith", which score about 0.29).

@@ -182,7 +182,8 @@ def _postgresql_triggers() -> None:
                 RETURN NULL;
             END $$""")
         table = f"{name}s" if name == "deal" else "activities"
-        for event, tables in (("INSERT", "NEW TABLE AS new_rows"), ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        for event, tables in (("INSERT", "NEW TABLE AS new_rows"),
+                              ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
                               ("DELETE", "OLD TABLE AS old_rows")):
             op.execute(f"CREATE TRIGGER {name}_tallies_{event.lower()} AFTER {event} ON {table} "
                        f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION {name}_tallies_count()")
