@@ -29,15 +29,21 @@ from crm_web.models.base import Base
 TALLY_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class DealTally(Base):
+class TallyMixin:
+    """One appended difference (or, once compacted, one group's sum) of an organisation's counts."""
+
+    id: Mapped[int] = mapped_column(TALLY_ID, Identity(), primary_key=True)
+    org_id: Mapped[uuid.UUID]
+    owner_id: Mapped[uuid.UUID | None]
+    compacted: Mapped[bool] = mapped_column(default=False, server_default=false())  # a sum, not a delta
+
+
+class DealTally(TallyMixin, Base):
     """Live deals of one group: owner, stage, status, expected-close month, closing month (UTC)."""
 
     __tablename__ = "deal_tallies"
     __table_args__ = (Index("ix_deal_tallies_org_owner", "org_id", "owner_id"),)
 
-    id: Mapped[int] = mapped_column(TALLY_ID, Identity(), primary_key=True)
-    org_id: Mapped[uuid.UUID]
-    owner_id: Mapped[uuid.UUID | None]
     stage_id: Mapped[uuid.UUID | None]
     status: Mapped[str] = mapped_column(String(10))
     expected_month: Mapped[date | None]  # the first day of the month
@@ -47,19 +53,14 @@ class DealTally(Base):
     weighted: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=Decimal("0"))  # services/forecast.py
     won_days: Mapped[float] = mapped_column(default=0.0)  # created -> closed, summed over won deals
     won_timed: Mapped[int] = mapped_column(default=0)  # won deals with a close time
-    compacted: Mapped[bool] = mapped_column(default=False, server_default=false())  # a sum, not a delta
 
 
-class ActivityTally(Base):
+class ActivityTally(TallyMixin, Base):
     """Live activities of one owner, status and type."""
 
     __tablename__ = "activity_tallies"
     __table_args__ = (Index("ix_activity_tallies_org_owner", "org_id", "owner_id"),)
 
-    id: Mapped[int] = mapped_column(TALLY_ID, Identity(), primary_key=True)
-    org_id: Mapped[uuid.UUID]
-    owner_id: Mapped[uuid.UUID | None]
     status: Mapped[str] = mapped_column(String(20))
     type: Mapped[str] = mapped_column(String(20))
     activities: Mapped[int] = mapped_column(default=0)
-    compacted: Mapped[bool] = mapped_column(default=False, server_default=false())

@@ -296,10 +296,12 @@ class ActivityService(BaseService[Activity]):
         }
 
     def _live_count(self, user_id: uuid.UUID | None, *criteria: ColumnElement[bool]) -> Any:
-        stmt = self.scoped(select(func.count()).select_from(Activity)).where(Activity.deleted_at.is_(None), *criteria)
-        if user_id is not None:
-            stmt = stmt.where(Activity.owner_id == user_id)
-        return stmt.scalar_subquery()
+        return self._live(select(func.count()).select_from(Activity), user_id).where(*criteria).scalar_subquery()
+
+    def _live(self, stmt: Select, user_id: uuid.UUID | None) -> Select:
+        """The organisation's live activities, or one owner's."""
+        stmt = self.scoped(stmt).where(Activity.deleted_at.is_(None))
+        return stmt if user_id is None else stmt.where(Activity.owner_id == user_id)
 
     def get_type_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
         """Totals, overdue, per status and per priority: one aggregate."""
@@ -316,10 +318,8 @@ class ActivityService(BaseService[Activity]):
         }
 
     def _aggregate(self, columns: dict[str, Any], user_id: uuid.UUID | None) -> dict[str, int]:
-        stmt = self.scoped(select(*(column.label(name) for name, column in columns.items())).select_from(Activity))
-        stmt = stmt.where(Activity.deleted_at.is_(None))
-        if user_id is not None:
-            stmt = stmt.where(Activity.owner_id == user_id)
+        stmt = self._live(select(*(column.label(name) for name, column in columns.items())).select_from(Activity),
+                          user_id)
         row = self.session.execute(stmt).mappings().one()
         return {name: int(row[name] or 0) for name in columns}
 
