@@ -36,18 +36,14 @@ def configure_engine(engine: Engine) -> None:
 
 
 def _configure_postgresql(engine: Engine) -> None:
-    from crm_web.services.text_search import SIMILARITY_THRESHOLD, WORD_SIMILARITY_THRESHOLD
-
-    thresholds = {"pg_trgm.similarity_threshold": SIMILARITY_THRESHOLD,
-                  "pg_trgm.word_similarity_threshold": WORD_SIMILARITY_THRESHOLD}
+    from crm_web.services.text_search import SIMILARITY_THRESHOLD
 
     @event.listens_for(engine, "connect")
-    def _trigram_thresholds(dbapi_connection, connection_record):
-        # The search's `%` / `%>` operators (index-backed) compare against these session settings;
-        # set once per pooled connection, so no request pays a statement for them.
+    def _trigram_threshold(dbapi_connection, connection_record):
+        # The typo search's `%` operator (index-backed) compares against this session setting; set
+        # once per pooled connection, so no request pays a statement for it.
         cursor = dbapi_connection.cursor()
-        for setting, value in thresholds.items():
-            cursor.execute(f"SET {setting} = {float(value)}")
+        cursor.execute(f"SET pg_trgm.similarity_threshold = {float(SIMILARITY_THRESHOLD)}")
         cursor.close()
         dbapi_connection.commit()
 

@@ -1,19 +1,19 @@
 """Text search in two tiers (services/text_search.py): the exact words first, ranked by how the name
-begins; typo-tolerant matches (PostgreSQL) only top up a global search with few exact hits, or stand in
-for a list search with none."""
+begins; on PostgreSQL the words corrected against the organisation's vocabulary only top up a global
+search with few exact hits, or stand in for a list search with none."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, select, text
 
 from crm_web.extensions import db
-from crm_web.models import Deal
+from crm_web.models import Deal, SearchWord
 from crm_web.services.companies import CompanyService
 from crm_web.services.contacts import ContactService
 from crm_web.services.leads import LeadService
 from crm_web.services.search import SearchService
-from crm_web.services.text_search import search_key
+from crm_web.services.text_search import edit_distance, search_key
 from tests import factories
 from tests.conftest import LOGIN_STATEMENTS
 
@@ -69,7 +69,7 @@ def test_a_name_that_is_the_query_comes_first_even_without_a_last_name(org, user
 @pytest.mark.postgres_only
 def test_typos_top_up_a_global_search_only_when_exact_matches_are_few(org, users):
     make_people(org, "Adrian Silva", "Ana Silvia")
-    assert global_contacts(users["admin"], "silav") == ["Adrian Silva", "Ana Silvia"]  # no exact: typos
+    assert global_contacts(users["admin"], "silav") == ["Adrian Silva"]  # no exact: one swap from "silva" only
     assert global_contacts(users["admin"], "silva") == ["Adrian Silva", "Ana Silvia"]  # exact first, topped up
     make_people(org, *(f"Person{i} Silva" for i in range(5)))
     assert "Ana Silvia" not in global_contacts(users["admin"], "silva")  # five exact: no typo search at all
@@ -79,7 +79,7 @@ def test_typos_top_up_a_global_search_only_when_exact_matches_are_few(org, users
 def test_a_list_search_falls_back_to_typos_only_when_no_row_has_the_words(org, users):
     make_people(org, "Adrian Silva", "Ana Silvia")
     assert contact_names(users["admin"], "silva") == ["Adrian Silva"]
-    assert sorted(contact_names(users["admin"], "silav")) == ["Adrian Silva", "Ana Silvia"]
+    assert contact_names(users["admin"], "silav") == ["Adrian Silva"]  # "silvia" is three edits away
     assert contact_names(users["admin"], "jonh smiht") == []
     make_people(org, "John Smith")
     assert contact_names(users["admin"], "jonh smiht") == ["John Smith"]
@@ -114,9 +114,9 @@ def nodes_testing(lines: list[str], operator: str) -> list[str]:
 def test_a_common_name_never_runs_the_typo_search(org, users):
     """The typo tier sits behind a one-time filter: with LIMIT exact hits its scan never runs, so a common
     name's type-ahead does not score thousands of rows (docs/benchmarks.md)."""
-    make_people(org, *(f"John Person{i}" for i in range(6)))
+    make_people(org, *(f"John Person{i}" for i in range(6)), "Joan Zed")  # "joan": one letter from "john"
     lines = global_search_plan(users["admin"], "john")
-    typo_nodes = nodes_testing(lines, "%>")
+    typo_nodes = nodes_testing(lines, "'%joan%'")
     assert typo_nodes and all("(never executed)" in node for node in typo_nodes), "\n".join(lines)
 
 
@@ -143,7 +143,8 @@ def test_a_common_name_is_read_from_the_name_index_and_ranks_nothing(org, users)
 
 
 def test_the_global_search_costs_the_same_for_one_match_or_many(client, org, login, count_queries):
-    """One statement per type (plus, on PostgreSQL, the transaction-local plan setting), whatever it finds."""
+    """One statement per type (plus, on PostgreSQL, the transaction-local plan setting and the vocabulary
+    lookup of words long enough to correct), whatever it finds."""
     login("admin")
     make_people(org, "Zora Quill")
     with count_queries() as one:
@@ -151,7 +152,7 @@ def test_the_global_search_costs_the_same_for_one_match_or_many(client, org, log
     make_people(org, *(f"Zora Person{i}" for i in range(30)))
     with count_queries() as many:
         assert "Person0" in client.get("/search?q=zora").get_data(as_text=True)
-    assert one.count == many.count == LOGIN_STATEMENTS + 4 + (db.engine.dialect.name == "postgresql"), many
+    assert one.count == many.count == LOGIN_STATEMENTS + 4 + 2 * (db.engine.dialect.name == "postgresql"), many
 
 
 @pytest.mark.parametrize("q", ["ab", "a%", "5%", "x\\", "a_ b", "%%"])
@@ -191,3 +192,71 @@ def test_every_searched_expression_has_a_trigram_index(org, model, expression):
     compiled = stmt.compile(connection)
     plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).scalars())
     assert "_trgm_idx" in plan, plan
+
+
+# The typo tier: spelling corrections from the organisation's vocabulary (models/search_word.py).
+
+@pytest.mark.parametrize("a, b, distance", [
+    ("john", "john", 0), ("jonh", "john", 1), ("smiht", "smith", 1), ("jon", "john", 1), ("joan", "john", 1),
+    ("silav", "silvia", 3), ("mcdnoald", "mcdonald", 1), ("", "abc", 3), ("ca", "abc", 3), ("abc", "", 3),
+])
+def test_edit_distance_counts_a_swap_of_neighbours_as_one_edit(a, b, distance):
+    assert edit_distance(a, b) == distance == edit_distance(b, a)
+
+
+def vocabulary(org) -> set[str]:
+    return set(db.session.scalars(select(SearchWord.word).where(SearchWord.org_id == org.id)))
+
+
+@pytest.mark.postgres_only
+def test_the_vocabulary_follows_every_write_of_a_searched_name(org, other_org, users):
+    """Migration 0012's triggers: words of letters, apostrophes and hyphens, 3 or more of them, lower
+    case, from every column the searches match; digits split words; an update adds its new words."""
+    factories.make_contact(org, first_name="Seán", last_name="O'Brien-Hale", email="sean.obrien59@mail.example")
+    factories.make_lead(org, first_name="Li", last_name="Wu", company_name="Initech")
+    factories.make_company(org, name="Umbrella Corp", city="Raccoon", website="https://umbrella.example")
+    factories.make_deal(org, name="Q4 renewal")
+    assert {"seán", "o'brien-hale", "sean", "obrien", "mail", "example", "initech", "umbrella", "corp",
+            "raccoon", "https", "renewal"} <= vocabulary(org)
+    assert not {"li", "wu", "q", "59"} & vocabulary(org)
+    contact = factories.make_contact(org, first_name="Zed", last_name="Quist")
+    ContactService(factories.actor_for(users["admin"])).update(contact.id, last_name="Quistorp")
+    assert {"quist", "quistorp"} <= vocabulary(org)
+    assert "quistorp" not in vocabulary(other_org)
+    assert len(vocabulary(org)) == db.session.scalar(
+        select(func.count()).select_from(SearchWord).where(SearchWord.org_id == org.id))  # each word once
+
+
+@pytest.mark.postgres_only
+def test_a_typo_finds_what_the_corrected_words_find_ranked_like_an_exact_search(org, users):
+    make_people(org, "Bob Smith", "Ann Smith", "Smithers Ray", "John Smith", "Jon Smith", "Jane Smyth")
+    # "smiht" -> "smith": the name that starts with it first, then the names with a word that does.
+    assert global_contacts(users["admin"], "smiht")[:4] == ["Smithers Ray", "Ann Smith", "Bob Smith", "John Smith"]
+    # A swapped letter is likelier than a missing one: "jonh" is "john" before "jon".
+    assert global_contacts(users["admin"], "jonh smiht")[:2] == ["John Smith", "Jon Smith"]
+    assert contact_names(users["admin"], "jonh smiht")[:2] == ["John Smith", "Jon Smith"]
+    assert "Jane Smyth" in contact_names(users["admin"], "smyht")
+    assert contact_names(users["admin"], "xqzvw") == []  # nothing one edit away: no typo tier, nothing found
+
+
+@pytest.mark.postgres_only
+def test_a_deleted_contact_is_not_found_by_its_words_left_in_the_vocabulary(org, users):
+    """Words are never removed (search_word.py): a correction to the word of a deleted record finds
+    nothing the exact search would not."""
+    gone = factories.make_contact(org, first_name="Wilhelmina", last_name="Gone")
+    ContactService(factories.actor_for(users["admin"])).delete(gone.id)
+    assert "wilhelmina" in vocabulary(org)
+    assert global_contacts(users["admin"], "wilhelmnia") == []
+    assert contact_names(users["admin"], "wilhelmnia") == []
+
+
+@pytest.mark.postgres_only
+def test_a_typo_of_a_common_name_reads_the_corrected_names_from_the_name_index(org, users):
+    """The corrected words take the exact tier's two steps: with LIMIT names starting with the corrected
+    query, the name index answers and the corrected matches are never ranked."""
+    make_people(org, *(f"Smith Person{i}" for i in range(6)))
+    lines = global_search_plan(users["admin"], "smiht")
+    read = nodes_testing(lines, ">= 'smith'")
+    assert any("contact_name_order_idx" in node and "(never executed)" not in node for node in read), "\n".join(lines)
+    ranked = nodes_testing(lines, "'%smith%'")
+    assert ranked and all("(never executed)" in node for node in ranked), "\n".join(lines)

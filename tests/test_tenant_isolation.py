@@ -95,7 +95,7 @@ def test_the_role_is_subject_to_row_level_security(role_engine):
 
 
 @pytest.mark.parametrize("table", ["contacts", "deals", "activities", "tags", "pipelines", "pipeline_stages",
-                                   "deal_tallies", "activity_tallies"])
+                                   "deal_tallies", "activity_tallies", "search_words"])
 def test_unscoped_select_sees_only_the_current_org(role_engine, rls_db, table):
     with role_engine.begin() as conn:
         _set_org(conn, rls_db.a.id)
@@ -263,15 +263,15 @@ def test_downgrade_removes_the_policies_and_upgrade_restores_them():
     with postgres_database("crm_rls_down") as url:
         application = build_app(url)
         with application.app_context():
-            assert db.session.scalar(query) == 17
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 17
+            assert db.session.scalar(query) == 18
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 18
             db.session.remove()
             downgrade(directory=MIGRATIONS, revision="0001_initial")
             assert db.session.scalar(query) == 0
             assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 0
             db.session.remove()
             upgrade(directory=MIGRATIONS)
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 17
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 18
             db.session.remove()
             db.engine.dispose()
 
@@ -300,15 +300,17 @@ def test_setting_the_org_costs_no_extra_statement(role_app, rls_db):
 SEARCH_KEY_FUNCTIONS = ("lower(text)", "textcat(text, text)")
 
 
-@pytest.mark.parametrize("condition, function", [
-    ("ILIKE '%abc%'", "texticlike(text, text)"),  # the exact tier
-    ("% 'abcd'", "similarity_op(text, text)"),  # the typo tier: similarity
-    ("%> 'abcd'", "word_similarity_commutator_op(text, text)"),  # the typo tier: word similarity
+@pytest.mark.parametrize("table, key, condition, function, index", [
+    # The exact tier: models.mixins.search_key of the full name.
+    ("contacts", "lower(first_name || ' ' || last_name)", "ILIKE '%abc%'", "texticlike(text, text)",
+     "contact_name_trgm_idx"),
+    # The typo tier's vocabulary lookup (services/text_search.correct_spelling).
+    ("search_words", "word", "% 'abcd'", "similarity_op(text, text)", "search_word_trgm_idx"),
 ])
-def test_search_under_the_policy_needs_its_operators_marked_leakproof(rls_db, role_engine, condition, function):
-    """Why docs/security.md asks for `ALTER FUNCTION ... LEAKPROOF` on the search's three operators."""
-    key = "lower(first_name || ' ' || last_name)"  # models.mixins.search_key of the full name
-    query = text(f"EXPLAIN SELECT id FROM contacts WHERE {key} {condition}")
+def test_search_under_the_policy_needs_its_operators_marked_leakproof(rls_db, role_engine, table, key, condition,
+                                                                      function, index):
+    """Why docs/security.md asks for `ALTER FUNCTION ... LEAKPROOF` on the search's functions."""
+    query = text(f"EXPLAIN SELECT id FROM {table} WHERE {key} {condition}")
 
     def plan() -> str:
         with role_engine.begin() as conn:
@@ -319,14 +321,14 @@ def test_search_under_the_policy_needs_its_operators_marked_leakproof(rls_db, ro
     owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
     try:
         # Policy conditions run before any non-leakproof condition, so it cannot drive an index scan.
-        assert "contact_name_trgm_idx" not in plan()
+        assert index not in plan()
         with owner.connect() as conn:  # pg_proc is per database: this touches only the test's database
             for name in SEARCH_KEY_FUNCTIONS:
                 conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
-        assert "contact_name_trgm_idx" not in plan()  # the search key's functions alone are not enough
+        assert index not in plan()  # the search key's functions alone are not enough
         with owner.connect() as conn:
             conn.execute(text(f"ALTER FUNCTION {function} LEAKPROOF"))
-        assert "contact_name_trgm_idx" in plan()
+        assert index in plan()
     finally:
         with owner.connect() as conn:
             for name in (*SEARCH_KEY_FUNCTIONS, function):
@@ -379,3 +381,16 @@ def test_the_role_writes_deals_and_activities_and_their_tallies_follow(role_engi
         assert conn.scalar(text("SELECT coalesce(sum(deals), 0) FROM deal_tallies")) == before - 1
         assert _org_ids(conn, "deal_tallies") == {a.id} and _org_ids(conn, "activity_tallies") == {a.id}
         conn.rollback()
+
+
+def test_the_role_writes_a_contact_and_its_new_words_join_its_org_vocabulary(role_engine, rls_db):
+    """The search words' trigger (migration 0012) runs as the app's role: it sees only its own
+    organisation's words and adds to them alone."""
+    a = rls_db.a
+    with role_engine.begin() as conn:
+        _set_org(conn, a.id)
+        conn.execute(text("UPDATE contacts SET first_name = 'Quenby' WHERE id = :id"), {"id": a.contact_id})
+        assert conn.scalar(text("SELECT count(*) FROM search_words WHERE word = 'quenby'")) == 1
+        assert _org_ids(conn, "search_words") == {a.id}
+        conn.rollback()
+

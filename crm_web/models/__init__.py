@@ -15,6 +15,7 @@ from crm_web.models.deal import CURRENCIES, DEAL_STATUSES, Deal
 from crm_web.models.lead import LEAD_STATUSES, Lead
 from crm_web.models.organization import Organization, Role, User
 from crm_web.models.pipeline import Pipeline, PipelineStage
+from crm_web.models.search_word import SearchWord
 from crm_web.models.tag import Tag, company_tags, contact_tags, deal_tags, lead_tags
 from crm_web.models.tally import ActivityTally, DealTally
 
@@ -24,5 +25,5 @@ __all__ = [
     "COMPANY_SIZES", "Company", "CONTACT_STATUSES", "LEAD_SOURCES", "Contact", "ContactCompany",
     "CURRENCIES", "DEAL_STATUSES", "Deal", "LEAD_STATUSES", "Lead", "Organization", "Role", "User",
     "Pipeline", "PipelineStage", "Tag", "company_tags", "contact_tags", "deal_tags", "lead_tags",
-    "ActivityTally", "DealTally",
+    "ActivityTally", "DealTally", "SearchWord",
 ]

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, Select, Uuid, event, select
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, MetaData, Select, Uuid, event, select
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -33,6 +33,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# The id of a table that triggers append to. SQLite only auto-increments an INTEGER PRIMARY KEY;
+# PostgreSQL gets an identity column, which (unlike a serial's sequence) needs no grant of its own:
+# the triggers insert as the app's role.
+TRIGGER_ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:

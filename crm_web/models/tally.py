@@ -19,20 +19,16 @@ import uuid
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Identity, Index, Integer, Numeric, String, false
+from sqlalchemy import Identity, Index, Numeric, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm_web.models.base import Base
-
-# SQLite only auto-increments an INTEGER PRIMARY KEY. On PostgreSQL an identity column: unlike a
-# serial's sequence it needs no grant of its own, and the triggers insert as the app's role.
-TALLY_ID = BigInteger().with_variant(Integer(), "sqlite")
+from crm_web.models.base import TRIGGER_ROW_ID, Base
 
 
 class TallyMixin:
     """One appended difference (or, once compacted, one group's sum) of an organisation's counts."""
 
-    id: Mapped[int] = mapped_column(TALLY_ID, Identity(), primary_key=True)
+    id: Mapped[int] = mapped_column(TRIGGER_ROW_ID, Identity(), primary_key=True)
     org_id: Mapped[uuid.UUID]
     owner_id: Mapped[uuid.UUID | None]
     compacted: Mapped[bool] = mapped_column(default=False, server_default=false())  # a sum, not a delta

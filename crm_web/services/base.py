@@ -24,7 +24,7 @@ from crm_web.extensions import db
 from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import has_role, require_role
 from crm_web.services.history import history_for, record_change, snapshot_changes
-from crm_web.services.text_search import TextMatch, text_match
+from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_terms
 
 M = TypeVar("M")
 
@@ -191,20 +191,24 @@ class BaseService(Generic[M]):
     ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
         """Search, "mine" and the advanced filter as WHERE clauses (no joins), plus the search's ranking.
 
-        The search's exact words win; only when no row has them does the list fall back to typo-tolerant
-        matching (text_search), decided by one EXISTS that stops at the first exact match."""
+        The search's exact words win; only when no row has them does the list fall back to their
+        spelling corrections (text_search), decided by one EXISTS that stops at the first exact match."""
         clauses: list[ColumnElement[bool]] = []
         if scope == "mine":
             clauses.append(self.model.owner_id == self.actor.user_id)
         clause = self.filter_clause(filter_spec)
         if clause is not None:
             clauses.append(clause)
-        match = text_match(self.dialect, q, self.SEARCH_COLUMNS)
-        if match is None:
+        terms = search_terms(self.dialect, q)
+        if terms is None:
             return clauses, None
-        if match.fallback is not None and not self.session.scalar(
+        match = match_terms(terms, self.SEARCH_COLUMNS, reusable=False)
+        if terms.correctable and not self.session.scalar(
                 select(self.scoped(select(self.model.id)).where(*clauses, match.clause).exists())):
-            match = match.fallback
+            corrected = match_terms(correct_spelling(self.session, self.actor.org_id, terms), self.SEARCH_COLUMNS,
+                                    reusable=False).corrected
+            if corrected is not None:  # else the exact words stand, matching nothing
+                match = corrected
         return [match.clause, *clauses], match
 
     def search_order(self, sort: str | None, match: TextMatch | None) -> list[Any]:

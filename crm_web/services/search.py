@@ -1,8 +1,9 @@
 """Global search: contacts, companies, leads and deals at once, at most one query per type.
 
-Each type is one SELECT of at most LIMIT rows: the exact matches, topped up with typo-tolerant
-ones on PostgreSQL (see text_search). Results carry the text to highlight; highlighting
-itself (escape first, then <mark>) happens in `highlight`.
+Each type is one SELECT of at most LIMIT rows: the exact matches, topped up on PostgreSQL with the
+matches of the query's words corrected against the organisation's vocabulary (see text_search).
+Results carry the text to highlight; highlighting itself (escape first, then <mark>) happens in
+`highlight`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 from markupsafe import Markup, escape
 from sqlalchemy import ColumnElement, Select, Uuid, bindparam, func, literal, select, union_all
@@ -17,7 +19,8 @@ from sqlalchemy import ColumnElement, Select, Uuid, bindparam, func, literal, se
 from crm_web.models import Company, Contact, Deal, Lead
 from crm_web.services.base import Actor
 from crm_web.extensions import db
-from crm_web.services.text_search import TextMatch, full_name, match_terms, search_terms
+from crm_web.services.text_search import (SearchShape, SearchTerms, TextMatch, correct_spelling, full_name,
+                                          match_terms, search_terms)
 
 LIMIT = 5
 MIN_LENGTH = 2
@@ -63,8 +66,6 @@ SEARCHED = (
      [full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name]),
     ("deal", "Deals", Deal, Deal.name, Deal.status, [Deal.name]),
 )
-# One statement per kind and query shape, built once per process (a few hundred shapes at most).
-_statements: dict[tuple, Select] = {}
 
 
 class SearchService:
@@ -84,17 +85,23 @@ class SearchService:
             # their plans do not depend on the words, and planning these CTEs cost more than running
             # them (a typo search at L: 38 -> 30 ms). Transaction-local, so no other page is affected.
             self.session.execute(select(func.set_config("plan_cache_mode", "force_generic_plan", True)))
+        terms = correct_spelling(self.session, self.actor.org_id, terms)
         groups = []
-        for kind, title, model, label, detail, expressions in SEARCHED:
-            statement = _statements.get((kind, terms.shape))
-            if statement is None:
-                statement = _statements[(kind, terms.shape)] = _best(model, label, detail,
-                                                                     match_terms(terms, expressions))
-            rows = self.session.execute(statement, {**terms.params, "org_id": self.actor.org_id}).all()
+        for index, (kind, title, *_) in enumerate(SEARCHED):
+            rows = self.session.execute(_statement(index, terms.shape),
+                                        {**terms.params, "org_id": self.actor.org_id}).all()
             if rows:
                 groups.append(SearchGroup(kind, title, [SearchHit(kind, row.id, row.label.strip(), row.detail or "")
                                                         for row in rows]))
         return groups
+
+
+@lru_cache(maxsize=1024)
+def _statement(index: int, shape: SearchShape) -> Select:
+    """SEARCHED[index]'s statement for queries of this shape, built once per process: building it cost
+    more than running it. Bounded: an odd query's shape does not stay forever."""
+    _, _, model, label, detail, expressions = SEARCHED[index]
+    return _best(model, label, detail, match_terms(SearchTerms(shape, {}), expressions))
 
 
 def _best(model, label, detail, match: TextMatch) -> Select:
@@ -104,7 +111,8 @@ def _best(model, label, detail, match: TextMatch) -> Select:
     1. names that start with the query, read in name order from the name index, stopping at LIMIT
        rows (a common first name: five index entries instead of ranking its thousands of rows);
     2. otherwise every exact match, ranked;
-    3. topped up with typo-tolerant matches when there are fewer than LIMIT exact ones.
+    3. with fewer than LIMIT exact rows, the same two steps for the corrected words: names that
+       start with the corrected query ("smiht": "Smith Inc" first), then every corrected match.
 
     The organisation is the bound parameter `org_id`, so the statement serves every organisation.
     """
@@ -116,19 +124,23 @@ def _best(model, label, detail, match: TextMatch) -> Select:
                 .where(model.org_id == org_id, clause)
                 .order_by(rank, match.name_order, model.id).limit(LIMIT))
 
-    def fewer_than_limit(rows) -> ColumnElement[bool]:
-        return select(func.count()).select_from(rows).scalar_subquery() < LIMIT
+    def count(rows) -> ColumnElement[int]:
+        return select(func.count()).select_from(rows).scalar_subquery()
 
-    starting = tier(0, match.starts_with, match.rank).order_by(None).order_by(match.name_order, model.id) \
-        .cte("starting")
-    ranked = tier(0, match.clause, match.rank).where(fewer_than_limit(starting)).subquery()
-    exact = union_all(  # each branch wrapped: SQLite refuses LIMIT inside a UNION branch
-        select(starting).where(~fewer_than_limit(starting)), select(ranked),
-    ).cte("exact")
-    if match.fallback is None:
-        found = exact
-    else:
-        fuzzy = tier(1, match.fallback.clause, match.fallback.rank).where(
-            fewer_than_limit(exact), model.id.not_in(select(exact.c.id)))
-        found = union_all(select(exact), fuzzy).subquery()
+    def best(number: int, words: TextMatch, before=None):
+        """Steps 1-2 for `words`; after `before`, only while it holds fewer than LIMIT rows, and only
+        rows it does not hold."""
+        def new(rows: Select) -> Select:
+            return rows if before is None else rows.where(count(before) < LIMIT, model.id.not_in(select(before.c.id)))
+
+        starting = new(tier(number, words.starts_with, words.rank).order_by(None)
+                       .order_by(match.name_order, model.id)).cte(f"starting{number}")
+        enough = (count(starting) if before is None else count(starting) + count(before)) >= LIMIT
+        ranked = new(tier(number, words.clause, words.rank).where(~enough)).subquery()
+        # each branch wrapped: SQLite refuses LIMIT inside a UNION branch
+        return union_all(select(starting).where(enough), select(ranked)).cte(f"best{number}")
+
+    found = best(0, match)
+    if match.corrected is not None:
+        found = union_all(select(found), select(best(1, match.corrected, found))).subquery()
     return select(found).order_by(found.c.tier, found.c.rank, found.c.name_order, found.c.id).limit(LIMIT)

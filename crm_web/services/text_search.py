@@ -5,36 +5,44 @@ two letters must start a word ("jo" finds "John" and "Mary Jones", not "Major"),
 sit anywhere. Ranked cheaply, by how the first expression (the record's name) begins, with no
 per-row scoring, so a common name costs what fetching its matches costs.
 
-Fuzzy (PostgreSQL, needles of MIN_FUZZY_LENGTH letters or more): pg_trgm similarity, so a name
-with typos ("jonh smiht") still finds "John Smith"; ranked by score. It is the fallback for when
-the exact words find too few rows: scoring every candidate of a common name was what made its
-search slow (docs/benchmarks.md). Both tiers are bound-parameter SQL, never string-built SQL, and
-every condition is on search_key(expression), which the trigram GIN indexes serve.
+Typo (PostgreSQL): the query's words of MIN_CORRECTED_LENGTH letters or more are looked up in the
+organisation's vocabulary (models/search_word.py) for the words one edit away (two from
+LONG_WORD letters): a letter added, dropped, changed, or two neighbours swapped. The exact tier
+then runs again with each word or any of its corrections ("jonh smiht" finds John Smith through
+john|jon and smith), ranked by how the name begins with the best correction. It is the fallback
+for when the exact words find too few rows. Scoring every row that shares trigrams with a typo,
+as this tier used to, cost a common surname's every row ("smiht": 1,611 Smiths, docs/benchmarks.md);
+the vocabulary has about a thousand words at that size. Both tiers are bound-parameter SQL, never
+string-built SQL, and every condition is on search_key(expression), which the trigram GIN indexes serve.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, and_, bindparam, case, func, or_
+from sqlalchemy import String, and_, bindparam, case, func, literal, or_, select, union_all
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from crm_web.models import SearchWord
 from crm_web.models.mixins import full_name, name_order_key, search_key
 
-__all__ = ["SearchShape", "SearchTerms", "TextMatch", "full_name", "like_escape", "match_terms", "search_key",
-           "search_terms", "text_match"]
+__all__ = ["SearchShape", "SearchTerms", "TextMatch", "correct_spelling", "edit_distance", "full_name", "like_escape",
+           "match_terms", "search_key", "search_terms", "text_match"]
 
-# Below this pg_trgm similarity a row is not a match (0.3, pg_trgm's default, misses
-# two-typo names such as "jonh smiht" / "John Smith", which score about 0.29).
+# The vocabulary lookup's candidates: words with at least this pg_trgm similarity to the typed one
+# (`%`, served by the trigram index; crm_web.database sets it on every connection). A one-edit typo
+# of a 4-letter word scores 0.25 ("jonh" / "john"); the edit distance then decides.
 SIMILARITY_THRESHOLD = 0.25
-# Word similarity finds a typo in one word of a longer name ("silav" in "Adrian Silva" scores 0.5).
-# At 0.25 a short needle matched any name with a word starting with its first letter ("lee": 8,806
-# of 100k contacts, 1.4 s for the global search); pg_trgm's default 0.6 loses "silav" -> Silva.
-WORD_SIMILARITY_THRESHOLD = 0.5
-# Shorter needles get exact matching only: a trigram match of 1-3 letters is noise, not a typo.
-MIN_FUZZY_LENGTH = 4
+# Shorter words are not corrected: one edit away from a 3-letter word is half the vocabulary.
+MIN_CORRECTED_LENGTH = 4
+# From this length a word may be two edits away from what was meant ("mcdonlad" -> "mcdonald" is one).
+LONG_WORD = 7
+# At most this many corrections per word, the closest first.
+MAX_CORRECTIONS = 3
 # Shorter words match at the start of a word: they hold no trigram, so "contains" could only be
 # answered by reading every row (60 ms for "jo" in 100k contacts), and users typing two letters
 # mean the start of a name anyway.
@@ -53,7 +61,7 @@ class SearchShape(NamedTuple):
 
     dialect: str
     short_words: tuple[bool, ...]  # per word: fewer than MIN_CONTAINS_LENGTH letters
-    fuzzy_operators: tuple[str, ...]  # the typo tier's pg_trgm operators; none: no typo tier
+    corrections: tuple[int, ...] = ()  # per word: how many corrections; empty: no typo tier
 
 
 @dataclass(frozen=True)
@@ -64,11 +72,17 @@ class SearchTerms:
 
     shape: SearchShape
     params: dict[str, str]
+    words: tuple[str, ...] = ()  # lower case
+
+    @property
+    def correctable(self) -> bool:
+        """Whether a word could have a typo tier (correct_spelling looks it up)."""
+        return self.shape.dialect == "postgresql" and any(len(word) >= MIN_CORRECTED_LENGTH for word in self.words)
 
 
 def search_terms(dialect: str, q: str) -> SearchTerms | None:
-    """The terms of `q` (None when blank). The exact tier compares with ILIKE and the query as typed:
-    SQLite folds only A-Z, on both sides alike, so "Émile" still finds "Émile" there (a
+    """The exact terms of `q` (None when blank). The exact tier compares with ILIKE and the query as
+    typed: SQLite folds only A-Z, on both sides alike, so "Émile" still finds "Émile" there (a
     Python-lowered "émile" would not). The typo tier is PostgreSQL's, whose lower() folds like Python's."""
     q = " ".join(q.split())
     if not q:
@@ -83,36 +97,79 @@ def search_terms(dialect: str, q: str) -> SearchTerms | None:
             params |= {f"word{index}_start": f"{word}%", f"word{index}_inner": f"% {word}%"}
         else:
             params[f"word{index}"] = f"%{word}%"
-    needle = q.lower()
-    operators: tuple[str, ...] = ()
-    if dialect == "postgresql" and len(needle) >= MIN_FUZZY_LENGTH:
-        # `%` and `%>` mean similarity >= SIMILARITY_THRESHOLD and word_similarity >=
-        # WORD_SIMILARITY_THRESHOLD: crm_web.database sets both pg_trgm thresholds on every connection.
-        # A one-word needle is a typo in one word, which `%>` finds; the whole-string `%` only adds
-        # two-word typos ("jonh smiht", word similarity 0.45) and, for one word, thousands of weak
-        # candidates to recheck ("henyr": 17 ms instead of 7 for 100k contacts, the same top rows).
-        operators = ("%", "%>") if len(words) > 1 else ("%>",)
-        params["needle"] = needle
-    return SearchTerms(SearchShape(dialect, short, operators), params)
+    return SearchTerms(SearchShape(dialect, short), params, tuple(word.lower() for word in words))
+
+
+def correct_spelling(session: Session, org_id: uuid.UUID, terms: SearchTerms) -> SearchTerms:
+    """`terms` with a typo tier: each word's closest vocabulary words (one statement). The same terms
+    when no word has any, or none could (see SearchTerms.correctable)."""
+    if not terms.correctable:
+        return terms
+    looked_up = [(index, word) for index, word in enumerate(terms.words) if len(word) >= MIN_CORRECTED_LENGTH]
+    found: dict[int, dict[str, float]] = {index: {} for index, _ in looked_up}
+    for index, word, similarity in session.execute(union_all(*(
+            select(literal(index), SearchWord.word, func.similarity(SearchWord.word, typed))
+            .where(SearchWord.org_id == org_id, SearchWord.word.op("%")(typed))
+            for index, typed in looked_up))):
+        found[index][word] = similarity  # a word added twice at once is stored twice (search_word.py)
+    corrections = [_closest(word, found.get(index, {})) for index, word in enumerate(terms.words)]
+    if not any(corrections):
+        return terms
+    params = dict(terms.params)
+    best = []  # the query as meant: a known word as typed, an unknown one as its closest correction
+    for index, (word, fixes) in enumerate(zip(terms.words, corrections)):
+        params |= {f"fix{index}_{number}": f"%{like_escape(fix)}%" for number, fix in enumerate(fixes)}
+        best.append(fixes[0] if fixes and word not in found.get(index, {}) else word)
+    phrase = like_escape(" ".join(best))
+    params |= {"fixed_is": phrase, "fixed_starts": f"{phrase}%", "fixed_word_starts": f"% {phrase}%",
+               "fixed_prefix": " ".join(best)}
+    return replace(terms, shape=terms.shape._replace(corrections=tuple(map(len, corrections))), params=params)
+
+
+def _closest(word: str, candidates: dict[str, float]) -> tuple[str, ...]:
+    """The candidates within the word's edit distance, closest first: fewer edits, then the same
+    length (a swapped or mistyped letter is likelier than a missing one: "jonh" meant "john"
+    before "jon"), then trigram similarity, then alphabetical."""
+    allowed = 2 if len(word) >= LONG_WORD else 1
+    ranked = sorted((distance, len(candidate) != len(word), -similarity, candidate)
+                    for candidate, similarity in candidates.items()
+                    if candidate != word and (distance := edit_distance(word, candidate)) <= allowed)
+    return tuple(candidate for *_, candidate in ranked[:MAX_CORRECTIONS])
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: adding, dropping or changing a letter, or swapping two
+    neighbouring letters, is one edit each."""
+    before_previous: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, letter in enumerate(a, 1):
+        current = [i]
+        for j, other in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (letter != other))
+            if i > 1 and j > 1 and letter == b[j - 2] and a[i - 2] == other:
+                cost = min(cost, before_previous[j - 2] + 1)
+            current.append(cost)
+        before_previous, previous = previous, current
+    return previous[-1]
 
 
 @dataclass(frozen=True)
 class TextMatch:
-    """A WHERE clause and a rank to order by (lower is better); `fallback` is the fuzzy tier to use
+    """A WHERE clause and a rank to order by (lower is better); `corrected` is the typo tier to use
     when this one matches too few rows (None: there is none). `starts_with` holds the rows whose
     name starts with the query (the best ranks) as a range of `name_order`, which
     models/mixins.name_order_index serves in that order."""
 
     clause: ColumnElement[bool]
     rank: ColumnElement[Any]
-    fallback: TextMatch | None = None
+    corrected: TextMatch | None = None
     starts_with: ColumnElement[bool] | None = None
     name_order: ColumnElement[str] | None = None
 
 
 def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | None:
-    """Match `q` against `expressions` (the first is the record's name), its words in the SQL as
-    values (unique bound parameters, so it can sit in any statement); None when q is blank."""
+    """Match the exact words of `q` against `expressions` (the first is the record's name), as values
+    (unique bound parameters, so it can sit in any statement); None when q is blank."""
     terms = search_terms(dialect, q)
     return None if terms is None else match_terms(terms, expressions, reusable=False)
 
@@ -121,7 +178,7 @@ def match_terms(terms: SearchTerms, expressions: Sequence[Any], *, reusable: boo
     """The SQL for `terms` against `expressions`. Reusable: the words are bound parameters named as
     in terms.params and carry no value, so a statement built from it runs again with any params of
     the same shape and refuses to run without them (never with another query's words)."""
-    dialect, short_words, operators = terms.shape
+    dialect, short_words, corrections = terms.shape
 
     def value(name: str) -> Any:
         if reusable:
@@ -132,24 +189,33 @@ def match_terms(terms: SearchTerms, expressions: Sequence[Any], *, reusable: boo
         return key.ilike(value(name), escape=LIKE_ESCAPE)
 
     keys = [search_key(e) for e in expressions]
-    exact = and_(*(
-        or_(*(or_(ilike(key, f"word{index}_start"), ilike(key, f"word{index}_inner")) if short else
-              ilike(key, f"word{index}") for key in keys))
-        for index, short in enumerate(short_words)))
+
+    def typed(index: int, short: bool) -> list[str]:  # the patterns of the word as typed
+        return [f"word{index}_start", f"word{index}_inner"] if short else [f"word{index}"]
+
+    def every_word(patterns: Sequence[Sequence[str]]) -> ColumnElement[bool]:
+        """Each word's patterns (any of them) in one of the keys."""
+        return and_(*(or_(*(ilike(key, pattern) for key in keys for pattern in word)) for word in patterns))
+
     name = func.rtrim(keys[0])  # a contact with no last name is "john " in full_name
-    # 0 the name is the query, 1 starts with it, 2 a word of it starts with it, 3 anything else.
-    rank = case((ilike(name, "name_is"), 0), (ilike(name, "name_starts"), 1), (ilike(name, "name_word_starts"), 2),
-                else_=3)
-    fallback = None
-    if operators:
-        needle = value("needle")
-        fuzzy = or_(*(key.op(operator)(needle) for key in keys for operator in operators))
-        score = func.greatest(*(s for key in keys
-                                for s in (func.similarity(key, needle), func.word_similarity(needle, key))))
-        fallback = TextMatch(fuzzy, -score)
+
+    def rank(phrase: str) -> ColumnElement[int]:
+        # 0 the name is the phrase, 1 starts with it, 2 a word of it starts with it, 3 anything else.
+        return case((ilike(name, f"{phrase}_is"), 0), (ilike(name, f"{phrase}_starts"), 1),
+                    (ilike(name, f"{phrase}_word_starts"), 2), else_=3)
+
     name_order = name_order_key(expressions[0], dialect)
-    prefix = func.lower(value("prefix"))
-    # Every name that starts with the prefix sorts between it and the prefix followed by the last
-    # code point (byte order, so UTF-8 keeps code point order).
-    starts_with = and_(name_order >= prefix, name_order < prefix.op("||")(LAST_CODE_POINT))
-    return TextMatch(exact, rank, fallback, starts_with, name_order)
+
+    def starting(prefix: str) -> ColumnElement[bool]:
+        # Every name that starts with the prefix sorts between it and the prefix followed by the last
+        # code point (byte order, so UTF-8 keeps code point order).
+        low = func.lower(value(prefix))
+        return and_(name_order >= low, name_order < low.op("||")(LAST_CODE_POINT))
+
+    exact = [typed(index, short) for index, short in enumerate(short_words)]
+    corrected = None
+    if corrections:
+        fixes = [[*word, *(f"fix{index}_{number}" for number in range(count))]
+                 for index, (word, count) in enumerate(zip(exact, corrections))]
+        corrected = TextMatch(every_word(fixes), rank("fixed"), None, starting("fixed_prefix"), name_order)
+    return TextMatch(every_word(exact), rank("name"), corrected, starting("prefix"), name_order)
