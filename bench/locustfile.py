@@ -20,7 +20,7 @@ CSRF_INPUT = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 CSRF_HEADER = re.compile(r'"X-CSRFToken": "([^"]+)"')
 CARD = re.compile(r'data-deal-id="([0-9a-f-]{36})"\s+data-version="(\d+)"')
 STAGE_OPTION = re.compile(r'<option value="([0-9a-f-]{36})"(?! data-lost)>')
-WORDS = ["smith", "john", "wallace", "mart", "jonh smiht", "acme", "renewal", "pilot", "ander", "lee"]
+WORDS = ["smith", "john", "wallace", "mart", "jonh smiht", "smiht", "acme", "renewal", "pilot", "ander", "lee"]
 CONTACT_FILTERS = [
     "f=status.equals.customer", "f=city.contains.an&sort=last_activity", "f=tags.isEmpty&sort=email",
     "f=doNotContact.isTrue", "f=status.in.lead,prospect&match=any&f=name.startsWith.ma",

@@ -281,7 +281,7 @@ def measure(url: str, requests: int) -> list[Result]:
         if spec.search and engine.dialect.name == "postgresql":
             result.plan_indexes = _plan_indexes(engine, list(captured))
         results.append(result)
-        print(f"  {spec.name:38} {result.median_ms:7.1f} {result.p95_ms:7.1f} ms {counted:3} statements"
+        print(f"  {spec.name:48} {result.median_ms:7.1f} {result.p95_ms:7.1f} ms {counted:3} statements"
               f"{'' if status == 200 else f'  HTTP {status}'}")
     engine.dispose()
     return results

@@ -8,12 +8,13 @@ from crm_web.extensions import db
 
 
 NAME_ORDER_INDEXES = {"contact_name_order_idx", "company_name_order_idx", "lead_name_order_idx", "deal_name_order_idx"}
+SURNAME_INDEXES = {"contact_surname_idx", "lead_surname_idx"}
 
 
 def _comparable(obj, name, type_, reflected, compare_to) -> bool:
     # Alembic reflects an index expression without its COLLATE, so these would always differ;
     # test_name_order_indexes_compare_bytes checks them instead.
-    return not (type_ == "index" and name in NAME_ORDER_INDEXES)
+    return not (type_ == "index" and name in NAME_ORDER_INDEXES | SURNAME_INDEXES)
 
 
 # SQLAlchemy cannot reflect expression indexes on SQLite (the search's trigram ones are PostgreSQL-only,
@@ -67,3 +68,18 @@ def test_name_order_indexes_compare_bytes(app):
     for definition in definitions.values():
         assert 'USING btree (org_id, lower(' in definition and 'COLLATE "C")' in definition
         assert definition.endswith("WHERE (deleted_at IS NULL)")
+
+
+@pytest.mark.postgres_only
+def test_surname_indexes_lead_with_the_last_name_then_the_name_in_bytes(app):
+    """Migration 0013 and models/mixins.surname_index: (org_id, lower(last_name), lower(name) COLLATE "C")."""
+    from sqlalchemy import text
+
+    with db.engine.connect() as connection:
+        definitions = dict(connection.execute(text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE '%\\_surname\\_idx'")).all())
+    assert set(definitions) == SURNAME_INDEXES
+    for definition in definitions.values():
+        assert "USING btree (org_id, lower((last_name)::text), lower(" in definition and 'COLLATE "C")' in definition
+        assert definition.endswith("WHERE (deleted_at IS NULL)")
+

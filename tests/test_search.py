@@ -232,9 +232,10 @@ def test_a_typo_finds_what_the_corrected_words_find_ranked_like_an_exact_search(
     make_people(org, "Bob Smith", "Ann Smith", "Smithers Ray", "John Smith", "Jon Smith", "Jane Smyth")
     # "smiht" -> "smith": the name that starts with it first, then the names with a word that does.
     assert global_contacts(users["admin"], "smiht")[:4] == ["Smithers Ray", "Ann Smith", "Bob Smith", "John Smith"]
-    # A swapped letter is likelier than a missing one: "jonh" is "john" before "jon".
-    assert global_contacts(users["admin"], "jonh smiht")[:2] == ["John Smith", "Jon Smith"]
-    assert contact_names(users["admin"], "jonh smiht")[:2] == ["John Smith", "Jon Smith"]
+    # A swapped letter is likelier than a missing one: "jonh" is "john", not "jon".
+    assert global_contacts(users["admin"], "jonh smiht") == ["John Smith"]
+    assert contact_names(users["admin"], "jonh smiht") == ["John Smith"]
+    assert global_contacts(users["admin"], "jno smiht") == []  # three letters are never corrected
     assert "Jane Smyth" in contact_names(users["admin"], "smyht")
     assert contact_names(users["admin"], "xqzvw") == []  # nothing one edit away: no typo tier, nothing found
 
@@ -259,4 +260,21 @@ def test_a_typo_of_a_common_name_reads_the_corrected_names_from_the_name_index(o
     read = nodes_testing(lines, ">= 'smith'")
     assert any("contact_name_order_idx" in node and "(never executed)" not in node for node in read), "\n".join(lines)
     ranked = nodes_testing(lines, "'%smith%'")
+    assert ranked and all("(never executed)" in node for node in ranked), "\n".join(lines)
+
+
+def test_a_person_whose_last_name_is_the_query_ranks_right_after_names_starting_with_it(org, users):
+    make_people(org, "Ann Williamson", "Zed Williams", "Bob Williams", "Williams Ray", "Cy Old-Williams")
+    expected = ["Williams Ray", "Bob Williams", "Zed Williams", "Ann Williamson", "Cy Old-Williams"]
+    assert global_contacts(users["admin"], "williams") == expected
+    assert contact_names(users["admin"], "WILLIAMS") == expected
+
+
+@pytest.mark.postgres_only
+def test_a_common_last_name_is_read_from_the_surname_index_and_ranks_nothing(org, users):
+    make_people(org, *(f"Person{i} Williams" for i in range(6)), "Ann Williamson")
+    lines = global_search_plan(users["admin"], "williams")
+    read = nodes_testing(lines, "lower((last_name)::text) =")
+    assert any("contact_surname_idx" in node and "(never executed)" not in node for node in read), "\n".join(lines)
+    ranked = nodes_testing(lines, "'%williams%'")
     assert ranked and all("(never executed)" in node for node in ranked), "\n".join(lines)

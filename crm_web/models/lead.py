@@ -18,7 +18,8 @@ from crm_web.models.base import (
     TimestampMixin,
     VersionedMixin,
 )
-from crm_web.models.mixins import full_name, name_order_index, search_key_index, trash_index, trigram_index
+from crm_web.models.mixins import (full_name, name_order_index, search_key_index, surname_index, trash_index,
+                                   trigram_index)
 from crm_web.models.tag import Tag, lead_tags
 
 LEAD_STATUSES = [
@@ -76,4 +77,5 @@ search_key_index(_t, "lead_name_trgm_idx", full_name(_t.c.first_name, _t.c.last_
 search_key_index(_t, "lead_email_trgm_idx", _t.c.email)
 search_key_index(_t, "lead_company_trgm_idx", _t.c.company_name)
 name_order_index(_t, "lead_name_order_idx", full_name(_t.c.first_name, _t.c.last_name))
+surname_index(_t, "lead_surname_idx", _t.c.last_name, full_name(_t.c.first_name, _t.c.last_name))
 del _t

@@ -62,6 +62,14 @@ def name_order_index(table: Any, name: str, expression: Any) -> Index:
                  postgresql_where=text("deleted_at IS NULL"), _table=table).ddl_if(dialect="postgresql")
 
 
+def surname_index(table: Any, name: str, surname: Any, expression: Any) -> Index:
+    """A btree index of the live rows on (org_id, search_key(surname), name_order_key(expression)): the
+    people whose last name is the query, in name order, so the global search reads the first few of
+    a common surname instead of ranking all of them. PostgreSQL only, like name_order_index."""
+    return Index(name, table.c.org_id, search_key(surname), name_order_key(expression, "postgresql"),
+                 postgresql_where=text("deleted_at IS NULL"), _table=table).ddl_if(dialect="postgresql")
+
+
 def search_key_index(table: Any, name: str, expression: Any) -> Index:
     """A trigram GIN index on search_key(expression) of `table`, which the global and list searches
     match exactly. PostgreSQL only: SQLite's search is a plain scan anyway, and SQLAlchemy cannot

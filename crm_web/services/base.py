@@ -181,6 +181,8 @@ class BaseService(Generic[M]):
 
     # Columns the list's search box matches (trigram-ranked on PostgreSQL, contains on SQLite).
     SEARCH_COLUMNS: ClassVar[Sequence[Any]] = ()
+    # A person's last name: a row whose last name is the query ranks right after names starting with it.
+    SEARCH_SURNAME: ClassVar[Any] = None
 
     @property
     def dialect(self) -> str:
@@ -202,11 +204,12 @@ class BaseService(Generic[M]):
         terms = search_terms(self.dialect, q)
         if terms is None:
             return clauses, None
-        match = match_terms(terms, self.SEARCH_COLUMNS, reusable=False)
+        surname = type(self).SEARCH_SURNAME  # a mapped attribute: read on an instance, it would load itself
+        match = match_terms(terms, self.SEARCH_COLUMNS, surname=surname, reusable=False)
         if terms.correctable and not self.session.scalar(
                 select(self.scoped(select(self.model.id)).where(*clauses, match.clause).exists())):
             corrected = match_terms(correct_spelling(self.session, self.actor.org_id, terms), self.SEARCH_COLUMNS,
-                                    reusable=False).corrected
+                                    surname=surname, reusable=False).corrected
             if corrected is not None:  # else the exact words stand, matching nothing
                 match = corrected
         return [match.clause, *clauses], match

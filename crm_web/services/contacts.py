@@ -106,6 +106,7 @@ class ContactService(BaseService[Contact]):
     }
     DEFAULT_SORT = "name"
     SEARCH_COLUMNS = (full_name(Contact.first_name, Contact.last_name), Contact.email)
+    SEARCH_SURNAME = Contact.last_name
     WRITABLE_FIELDS = frozenset({
         "first_name", "last_name", "email", "phone", "mobile", "title", "department", "status",
         "lead_source", "linkedin_url", "birthday", "notes", "do_not_contact", "primary_company_id",

@@ -81,6 +81,7 @@ class LeadService(BaseService[Lead]):
     })
     # full_name: the same expression as the trigram index on leads, so the search can use it.
     SEARCH_COLUMNS = (full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name)
+    SEARCH_SURNAME = Lead.last_name
     EXPORT_HEADER = ("First name", "Last name", "Email", "Phone", "Title", "Company", "Website", "Source",
                      "Status", "Score", "Estimated value", "Owner", "Created", "Converted")
 

@@ -127,14 +127,16 @@ def correct_spelling(session: Session, org_id: uuid.UUID, terms: SearchTerms) ->
 
 
 def _closest(word: str, candidates: dict[str, float]) -> tuple[str, ...]:
-    """The candidates within the word's edit distance, closest first: fewer edits, then the same
-    length (a swapped or mistyped letter is likelier than a missing one: "jonh" meant "john"
-    before "jon"), then trigram similarity, then alphabetical."""
+    """The closest candidates within the word's edit distance: the fewest edits, and of those the
+    same length if any (a swapped or mistyped letter is likelier than a missing one: "jonh" meant
+    "john", not "jon"; "williasm" meant "williams", not "william", which would also bring every
+    William). Ties ordered by trigram similarity, then alphabetically."""
     allowed = 2 if len(word) >= LONG_WORD else 1
     ranked = sorted((distance, len(candidate) != len(word), -similarity, candidate)
                     for candidate, similarity in candidates.items()
                     if candidate != word and (distance := edit_distance(word, candidate)) <= allowed)
-    return tuple(candidate for *_, candidate in ranked[:MAX_CORRECTIONS])
+    closest = [candidate for distance, other_length, _, candidate in ranked if (distance, other_length) == ranked[0][:2]]
+    return tuple(closest[:MAX_CORRECTIONS])
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -157,14 +159,16 @@ def edit_distance(a: str, b: str) -> int:
 class TextMatch:
     """A WHERE clause and a rank to order by (lower is better); `corrected` is the typo tier to use
     when this one matches too few rows (None: there is none). `starts_with` holds the rows whose
-    name starts with the query (the best ranks) as a range of `name_order`, which
-    models/mixins.name_order_index serves in that order."""
+    name starts with the query (ranks 0 and 1) as a range of `name_order`, which
+    models/mixins.name_order_index serves in that order; `surnamed` the people whose last name is
+    the query (rank 2), which models/mixins.surname_index serves in name order."""
 
     clause: ColumnElement[bool]
     rank: ColumnElement[Any]
     corrected: TextMatch | None = None
     starts_with: ColumnElement[bool] | None = None
     name_order: ColumnElement[str] | None = None
+    surnamed: ColumnElement[bool] | None = None
 
 
 def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | None:
@@ -174,10 +178,13 @@ def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | 
     return None if terms is None else match_terms(terms, expressions, reusable=False)
 
 
-def match_terms(terms: SearchTerms, expressions: Sequence[Any], *, reusable: bool = True) -> TextMatch:
-    """The SQL for `terms` against `expressions`. Reusable: the words are bound parameters named as
-    in terms.params and carry no value, so a statement built from it runs again with any params of
-    the same shape and refuses to run without them (never with another query's words)."""
+def match_terms(terms: SearchTerms, expressions: Sequence[Any], *, surname: Any = None,
+                reusable: bool = True) -> TextMatch:
+    """The SQL for `terms` against `expressions`; `surname`: a person's last name, which ranks a person
+    whose last name is the query right after the names that start with it. Reusable: the words are
+    bound parameters named as in terms.params and carry no value, so a statement built from it runs
+    again with any params of the same shape and refuses to run without them (never with another
+    query's words)."""
     dialect, short_words, corrections = terms.shape
 
     def value(name: str) -> Any:
@@ -198,13 +205,19 @@ def match_terms(terms: SearchTerms, expressions: Sequence[Any], *, reusable: boo
         return and_(*(or_(*(ilike(key, pattern) for key in keys for pattern in word)) for word in patterns))
 
     name = func.rtrim(keys[0])  # a contact with no last name is "john " in full_name
-
-    def rank(phrase: str) -> ColumnElement[int]:
-        # 0 the name is the phrase, 1 starts with it, 2 a word of it starts with it, 3 anything else.
-        return case((ilike(name, f"{phrase}_is"), 0), (ilike(name, f"{phrase}_starts"), 1),
-                    (ilike(name, f"{phrase}_word_starts"), 2), else_=3)
-
     name_order = name_order_key(expressions[0], dialect)
+
+    def surnamed(prefix: str) -> ColumnElement[bool] | None:
+        return None if surname is None else search_key(surname) == func.lower(value(prefix))
+
+    def rank(phrase: str, prefix: str) -> ColumnElement[int]:
+        # 0 the name is the phrase, 1 starts with it, 2 the last name is the phrase (people), 3 a word
+        # of the name starts with it, 4 anything else.
+        ranks = [(ilike(name, f"{phrase}_is"), 0), (ilike(name, f"{phrase}_starts"), 1),
+                 (ilike(name, f"{phrase}_word_starts"), 3)]
+        if surname is not None:
+            ranks.insert(2, (surnamed(prefix), 2))
+        return case(*ranks, else_=4)
 
     def starting(prefix: str) -> ColumnElement[bool]:
         # Every name that starts with the prefix sorts between it and the prefix followed by the last
@@ -217,5 +230,7 @@ def match_terms(terms: SearchTerms, expressions: Sequence[Any], *, reusable: boo
     if corrections:
         fixes = [[*word, *(f"fix{index}_{number}" for number in range(count))]
                  for index, (word, count) in enumerate(zip(exact, corrections))]
-        corrected = TextMatch(every_word(fixes), rank("fixed"), None, starting("fixed_prefix"), name_order)
-    return TextMatch(every_word(exact), rank("name"), corrected, starting("prefix"), name_order)
+        corrected = TextMatch(every_word(fixes), rank("fixed", "fixed_prefix"), None, starting("fixed_prefix"),
+                              name_order, surnamed("fixed_prefix"))
+    return TextMatch(every_word(exact), rank("name", "prefix"), corrected, starting("prefix"), name_order,
+                     surnamed("prefix"))
