@@ -48,7 +48,7 @@ class PageSpec:
     name: str
     endpoint: str
     args: dict[str, Any] = field(default_factory=dict)
-    search: bool = False  # fuzzy search: its own 50 ms target and a plan check
+    search: bool = False  # a search (exact or typo): its own 50 ms target and a plan check
     cold: bool = False  # empty the cache before every request: the first view after a change
 
 

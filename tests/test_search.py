@@ -4,6 +4,8 @@ search with few exact hits, or stand in for a list search with none."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import event, func, select, text
 
@@ -13,7 +15,8 @@ from crm_web.services.companies import CompanyService
 from crm_web.services.contacts import ContactService
 from crm_web.services.leads import LeadService
 from crm_web.services.search import SearchService
-from crm_web.services.text_search import edit_distance, search_key
+from crm_web.services.text_search import correct_spelling, edit_distance, search_key, search_terms
+from crm_web.services.trash import TrashRef, TrashService
 from tests import factories
 from tests.conftest import LOGIN_STATEMENTS
 
@@ -68,11 +71,13 @@ def test_a_name_that_is_the_query_comes_first_even_without_a_last_name(org, user
 
 @pytest.mark.postgres_only
 def test_typos_top_up_a_global_search_only_when_exact_matches_are_few(org, users):
-    make_people(org, "Adrian Silva", "Ana Silvia")
-    assert global_contacts(users["admin"], "silav") == ["Adrian Silva"]  # no exact: one swap from "silva" only
-    assert global_contacts(users["admin"], "silva") == ["Adrian Silva", "Ana Silvia"]  # exact first, topped up
-    make_people(org, *(f"Person{i} Silva" for i in range(5)))
-    assert "Ana Silvia" not in global_contacts(users["admin"], "silva")  # five exact: no typo search at all
+    make_people(org, "Adrian Silva", "Ana Silvia", "Silavan Roy")
+    # "silav" is in no name as a word: the exact match inside "Silavan" first, topped up with "silva"
+    # (one swap; "silvia" is three edits away).
+    assert global_contacts(users["admin"], "silav") == ["Silavan Roy", "Adrian Silva"]
+    assert global_contacts(users["admin"], "silva") == ["Adrian Silva"]  # a known word is never corrected
+    make_people(org, *(f"Silavan{i} Roy" for i in range(4)))
+    assert "Adrian Silva" not in global_contacts(users["admin"], "silav")  # five exact: no typo search at all
 
 
 @pytest.mark.postgres_only
@@ -114,9 +119,9 @@ def nodes_testing(lines: list[str], operator: str) -> list[str]:
 def test_a_common_name_never_runs_the_typo_search(org, users):
     """The typo tier sits behind a one-time filter: with LIMIT exact hits its scan never runs, so a common
     name's type-ahead does not score thousands of rows (docs/benchmarks.md)."""
-    make_people(org, *(f"John Person{i}" for i in range(6)), "Joan Zed")  # "joan": one letter from "john"
-    lines = global_search_plan(users["admin"], "john")
-    typo_nodes = nodes_testing(lines, "'%joan%'")
+    make_people(org, *(f"Ann Smith{i}" for i in range(6)))  # "mith": in six names, one letter from "smith"
+    lines = global_search_plan(users["admin"], "mith")
+    typo_nodes = nodes_testing(lines, "'%smith%'")
     assert typo_nodes and all("(never executed)" in node for node in typo_nodes), "\n".join(lines)
 
 
@@ -210,45 +215,100 @@ def vocabulary(org) -> set[str]:
 
 @pytest.mark.postgres_only
 def test_the_vocabulary_follows_every_write_of_a_searched_name(org, other_org, users):
-    """Migration 0012's triggers: words of letters, apostrophes and hyphens, 3 or more of them, lower
-    case, from every column the searches match; digits split words; an update adds its new words."""
+    """Migration 0012's triggers: words of letters, apostrophes and hyphens, and each hyphenated part,
+    3 or more letters, lower case, from every column the searches match; digits split words; an
+    update adds its new words; another organisation's words stay its own."""
     factories.make_contact(org, first_name="Seán", last_name="O'Brien-Hale", email="sean.obrien59@mail.example")
+    factories.make_contact(org, first_name="Zoë", last_name="D’Arcy")
     factories.make_lead(org, first_name="Li", last_name="Wu", company_name="Initech")
     factories.make_company(org, name="Umbrella Corp", city="Raccoon", website="https://umbrella.example")
     factories.make_deal(org, name="Q4 renewal")
-    assert {"seán", "o'brien-hale", "sean", "obrien", "mail", "example", "initech", "umbrella", "corp",
-            "raccoon", "https", "renewal"} <= vocabulary(org)
-    assert not {"li", "wu", "q", "59"} & vocabulary(org)
+    assert {"seán", "o'brien-hale", "o'brien", "hale", "zoë", "d’arcy", "sean", "obrien", "mail", "example",
+            "initech", "umbrella", "corp", "raccoon", "https", "renewal"} <= vocabulary(org)
+    assert not {"li", "wu", "q", "59", "o", "d"} & vocabulary(org)
     contact = factories.make_contact(org, first_name="Zed", last_name="Quist")
-    ContactService(factories.actor_for(users["admin"])).update(contact.id, last_name="Quistorp")
+    service = ContactService(factories.actor_for(users["admin"]))
+    service.update(contact.id, last_name="Quistorp")
     assert {"quist", "quistorp"} <= vocabulary(org)
     assert "quistorp" not in vocabulary(other_org)
-    assert len(vocabulary(org)) == db.session.scalar(
-        select(func.count()).select_from(SearchWord).where(SearchWord.org_id == org.id))  # each word once
+    words = len(vocabulary(org))
+    service.update(contact.id, status="customer")  # no searched column: nothing to add
+    assert db.session.scalar(select(func.count()).select_from(SearchWord).where(SearchWord.org_id == org.id)) \
+        == words  # and each word once
+
+
+@pytest.mark.postgres_only
+def test_the_migration_fills_the_vocabulary_from_existing_rows():
+    from flask_migrate import downgrade, upgrade
+
+    from tests.conftest import MIGRATIONS, build_app, postgres_database
+
+    with postgres_database("crm_vocab") as url:
+        application = build_app(url)
+        with application.app_context():
+            org = factories.make_org()
+            downgrade(directory=MIGRATIONS, revision="0011_name_order_indexes")
+            db.session.execute(text("INSERT INTO contacts (id, org_id, first_name, last_name, email, status, version, "
+                                    "do_not_contact, created_at, updated_at) VALUES (:id, :org, 'Wilma', "
+                                    "'Flintstone-Slate', NULL, 'lead', 1, false, now(), now())"),
+                               {"id": uuid.uuid4(), "org": org.id})
+            db.session.commit()
+            upgrade(directory=MIGRATIONS)
+            assert {"wilma", "flintstone-slate", "flintstone", "slate"} <= vocabulary(org)
+            db.session.remove()
+            db.engine.dispose()
 
 
 @pytest.mark.postgres_only
 def test_a_typo_finds_what_the_corrected_words_find_ranked_like_an_exact_search(org, users):
     make_people(org, "Bob Smith", "Ann Smith", "Smithers Ray", "John Smith", "Jon Smith", "Jane Smyth")
-    # "smiht" -> "smith": the name that starts with it first, then the names with a word that does.
+    # "smiht" -> "smith": the name that starts with it first, then the people called Smith.
     assert global_contacts(users["admin"], "smiht")[:4] == ["Smithers Ray", "Ann Smith", "Bob Smith", "John Smith"]
+    assert global_contacts(users["admin"], "smtih")[:2] == ["Smithers Ray", "Ann Smith"]  # a swap inside
     # A swapped letter is likelier than a missing one: "jonh" is "john", not "jon".
     assert global_contacts(users["admin"], "jonh smiht") == ["John Smith"]
     assert contact_names(users["admin"], "jonh smiht") == ["John Smith"]
-    assert global_contacts(users["admin"], "jno smiht") == []  # three letters are never corrected
+    assert contact_names(users["admin"], "jhon smith") == ["John Smith"]  # few trigrams in common, one edit
     assert "Jane Smyth" in contact_names(users["admin"], "smyht")
+    assert global_contacts(users["admin"], "jno smiht") == []  # three letters are never corrected
     assert contact_names(users["admin"], "xqzvw") == []  # nothing one edit away: no typo tier, nothing found
 
 
 @pytest.mark.postgres_only
-def test_a_deleted_contact_is_not_found_by_its_words_left_in_the_vocabulary(org, users):
-    """Words are never removed (search_word.py): a correction to the word of a deleted record finds
-    nothing the exact search would not."""
-    gone = factories.make_contact(org, first_name="Wilhelmina", last_name="Gone")
+@pytest.mark.parametrize("q, found", [
+    ("o'brein", ["Seán O'Brien"]), ("sean o'brein", ["Seán O'Brien"]), ("sáen", ["Seán O'Brien"]),
+    ("émlie", ["Émile Zola"]), ("zo émlie", ["Émile Zola"]),
+    # LIKE's wildcards are searched for as typed (nothing has them), then corrected like any letter.
+    ("smi%th", ["Smith Jones"]), ("smi_h", ["Smith Jones"]), ("smi\\th", ["Smith Jones"]),
+    ("a b c d e f zloa", []),  # the first six words only, all too short to correct
+    ("zloa zloa zloa zloa zloa zloa", ["Émile Zola"]),
+])
+def test_odd_words_take_the_typo_path_without_surprises(org, users, q, found):
+    make_people(org, "Seán O'Brien", "Émile Zola", "Smith Jones")
+    assert contact_names(users["admin"], q) == found
+    assert global_contacts(users["admin"], q) == found
+
+
+@pytest.mark.postgres_only
+def test_another_organisations_words_never_correct_a_query(org, other_org, users):
+    make_people(other_org, "Ann Smith", "Bob Smith")
+    make_people(org, "Ann Jones")
+    terms = search_terms("postgresql", "smiht")
+    assert correct_spelling(db.session, org.id, terms) is terms  # no "smith" in this organisation's names
+    assert global_contacts(users["admin"], "smiht") == [] and contact_names(users["admin"], "smiht") == []
+
+
+@pytest.mark.postgres_only
+def test_a_trashed_contact_keeps_its_words_and_a_purged_one_takes_them_away(org, users):
+    """Soft delete keeps the words (the contact can come back); a permanent delete removes the words
+    no other row contains, so a purged name leaves nothing behind. Neither is ever found."""
+    make_people(org, "Ann Hale")
+    gone = factories.make_contact(org, first_name="Wilhelmina", last_name="Hale", email="wilhelmina@hale.example")
     ContactService(factories.actor_for(users["admin"])).delete(gone.id)
     assert "wilhelmina" in vocabulary(org)
-    assert global_contacts(users["admin"], "wilhelmnia") == []
-    assert contact_names(users["admin"], "wilhelmnia") == []
+    assert global_contacts(users["admin"], "wilhelmnia") == [] and contact_names(users["admin"], "wilhelmnia") == []
+    TrashService(factories.actor_for(users["admin"])).purge([TrashRef("contact", gone.id)])
+    assert "wilhelmina" not in vocabulary(org) and {"hale", "ann"} <= vocabulary(org)
 
 
 @pytest.mark.postgres_only

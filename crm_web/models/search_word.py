@@ -5,12 +5,14 @@ A typo search used to score every row that shares a few trigrams with the query:
 against this short list of distinct words (about a thousand at bench size L) and then running the
 exact search with the corrected words finds the same people for the price of an exact search.
 
-PostgreSQL only: triggers written by migration 0012 add the words of every inserted or updated
-contact, lead, company and deal, whatever wrote it (a form, an import, the CLI seed, psql). SQLite
-has the table but never fills it: its search has no typo tier. Words are only added, never removed:
-a word whose records are gone corrects a query to a word the exact search then does not find. Two
-transactions adding the same new word at once may both add it; readers ignore the duplicate, and
-nobody waits on a unique index.
+PostgreSQL only: triggers written by migration 0012 keep it, whatever wrote the rows (a form, an
+import, the CLI seed, psql): an insert or a change of a searched column adds the new words; a
+permanent delete removes the words no remaining row contains, so a purged name leaves nothing
+behind (soft delete keeps them: the record can come back, and the search never finds it). A word
+is a run of letters, apostrophes and hyphens, and each hyphenated part, of 3 to 50 characters,
+lower case ("o'brien-hale", "o'brien", "hale"; digits split words). SQLite has the table but never
+fills it: its search has no typo tier. Two transactions adding the same new word at once may both
+add it; readers ignore the duplicate, and nobody waits on a unique index.
 
 No foreign key on org_id, like the tallies: the triggers insert for an organisation as it is written.
 """
@@ -24,9 +26,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_web.models.base import TRIGGER_ROW_ID, Base
 
-# The words the triggers keep: letters, apostrophes and hyphens ("o'brien", "mary-jane"), 3 to 50 of
-# them. Digits split words ("smith59@example.com" adds "smith", "example", "com").
-MIN_WORD_LENGTH = 3
 MAX_WORD_LENGTH = 50
 
 
@@ -36,8 +35,10 @@ class SearchWord(Base):
     __tablename__ = "search_words"
     __table_args__ = (
         Index("ix_search_words_org_word", "org_id", "word"),
-        # The typo search's lookup (`word % typed`). A plain index on SQLite, which never reads it.
-        Index("search_word_trgm_idx", "word", postgresql_using="gin", postgresql_ops={"word": "gin_trgm_ops"}),
+        # The typo search's lookup (`org_id = :org AND word % typed`), one organisation's words only
+        # (btree_gin). A plain index on SQLite, which never reads it.
+        Index("search_word_trgm_idx", "org_id", "word", postgresql_using="gin",
+              postgresql_ops={"word": "gin_trgm_ops"}),
     )
 
     id: Mapped[int] = mapped_column(TRIGGER_ROW_ID, Identity(), primary_key=True)

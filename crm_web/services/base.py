@@ -179,7 +179,7 @@ class BaseService(Generic[M]):
         ordered = [c.desc() if descending else c.asc() for c in columns]
         return [*ordered, self.model.id]  # a stable order for pagination
 
-    # Columns the list's search box matches (trigram-ranked on PostgreSQL, contains on SQLite).
+    # Columns the list's search box matches (services/text_search: the words, else their corrections).
     SEARCH_COLUMNS: ClassVar[Sequence[Any]] = ()
     # A person's last name: a row whose last name is the query ranks right after names starting with it.
     SEARCH_SURNAME: ClassVar[Any] = None

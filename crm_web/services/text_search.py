@@ -5,15 +5,16 @@ two letters must start a word ("jo" finds "John" and "Mary Jones", not "Major"),
 sit anywhere. Ranked cheaply, by how the first expression (the record's name) begins, with no
 per-row scoring, so a common name costs what fetching its matches costs.
 
-Typo (PostgreSQL): the query's words of MIN_CORRECTED_LENGTH letters or more are looked up in the
-organisation's vocabulary (models/search_word.py) for the words one edit away (two from
-LONG_WORD letters): a letter added, dropped, changed, or two neighbours swapped. The exact tier
-then runs again with each word or any of its corrections ("jonh smiht" finds John Smith through
-john|jon and smith), ranked by how the name begins with the best correction. It is the fallback
-for when the exact words find too few rows. Scoring every row that shares trigrams with a typo,
-as this tier used to, cost a common surname's every row ("smiht": 1,611 Smiths, docs/benchmarks.md);
-the vocabulary has about a thousand words at that size. Both tiers are bound-parameter SQL, never
-string-built SQL, and every condition is on search_key(expression), which the trigram GIN indexes serve.
+Typo (PostgreSQL): each word of the query of MIN_CORRECTED_LENGTH letters or more that the
+organisation's names do not have is looked up in their vocabulary (models/search_word.py) for the
+closest words one edit away (two from LONG_WORD letters): a letter added, dropped or changed, or two
+neighbours swapped. The exact tier then runs again with each word or its corrections ("jonh smiht"
+finds John Smith through john and smith), ranked by how the name begins with the corrected query.
+Shorter words and known words stay as typed ("bob smiht" needs a Bob). It is the fallback for when
+the exact words find too few rows. Scoring every row that shares trigrams with a typo, as this tier
+used to, cost a common surname's every row ("smiht": 1,611 Smiths, docs/benchmarks.md); the
+vocabulary has about a thousand words at that size. Both tiers are bound-parameter SQL, never
+string-built SQL; every row condition is on search_key(expression), which the trigram GIN indexes serve.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ from crm_web.models.mixins import full_name, name_order_key, search_key
 __all__ = ["SearchShape", "SearchTerms", "TextMatch", "correct_spelling", "edit_distance", "full_name", "like_escape",
            "match_terms", "search_key", "search_terms", "text_match"]
 
-# The vocabulary lookup's candidates: words with at least this pg_trgm similarity to the typed one
-# (`%`, served by the trigram index; crm_web.database sets it on every connection). A one-edit typo
-# of a 4-letter word scores 0.25 ("jonh" / "john"); the edit distance then decides.
-SIMILARITY_THRESHOLD = 0.25
+# The vocabulary lookup's candidates: words of about the typed length with at least this pg_trgm
+# similarity to it (`%`, served by the trigram index; crm_web.database sets it on every connection);
+# the edit distance then decides. Low, because a swap inside a short word leaves few trigrams in
+# common: "jhon" / "john" share one of nine (0.11), "smtih" / "smith" two of ten.
+SIMILARITY_THRESHOLD = 0.1
 # Shorter words are not corrected: one edit away from a 3-letter word is half the vocabulary.
 MIN_CORRECTED_LENGTH = 4
 # From this length a word may be two edits away from what was meant ("mcdonlad" -> "mcdonald" is one).
@@ -101,29 +103,38 @@ def search_terms(dialect: str, q: str) -> SearchTerms | None:
 
 
 def correct_spelling(session: Session, org_id: uuid.UUID, terms: SearchTerms) -> SearchTerms:
-    """`terms` with a typo tier: each word's closest vocabulary words (one statement). The same terms
-    when no word has any, or none could (see SearchTerms.correctable)."""
+    """`terms` with a typo tier: each word the organisation's names do not have, replaced by its
+    closest vocabulary words (one statement; this organisation's vocabulary only, like every query
+    of a service). The same terms when no word has any, or none could (SearchTerms.correctable).
+    Words the vocabulary has, and words under MIN_CORRECTED_LENGTH letters, stay as typed."""
     if not terms.correctable:
         return terms
     looked_up = [(index, word) for index, word in enumerate(terms.words) if len(word) >= MIN_CORRECTED_LENGTH]
     found: dict[int, dict[str, float]] = {index: {} for index, _ in looked_up}
     for index, word, similarity in session.execute(union_all(*(
             select(literal(index), SearchWord.word, func.similarity(SearchWord.word, typed))
-            .where(SearchWord.org_id == org_id, SearchWord.word.op("%")(typed))
+            .where(SearchWord.org_id == org_id, SearchWord.word.op("%")(typed),
+                   func.length(SearchWord.word).between(len(typed) - _allowed_edits(typed),
+                                                        len(typed) + _allowed_edits(typed)))
             for index, typed in looked_up))):
         found[index][word] = similarity  # a word added twice at once is stored twice (search_word.py)
-    corrections = [_closest(word, found.get(index, {})) for index, word in enumerate(terms.words)]
+    corrections = [() if word in found.get(index, {}) else _closest(word, found.get(index, {}))
+                   for index, word in enumerate(terms.words)]
     if not any(corrections):
         return terms
     params = dict(terms.params)
-    best = []  # the query as meant: a known word as typed, an unknown one as its closest correction
+    meant = []  # the query as meant: each word as typed, or as its closest correction
     for index, (word, fixes) in enumerate(zip(terms.words, corrections)):
         params |= {f"fix{index}_{number}": f"%{like_escape(fix)}%" for number, fix in enumerate(fixes)}
-        best.append(fixes[0] if fixes and word not in found.get(index, {}) else word)
-    phrase = like_escape(" ".join(best))
+        meant.append(fixes[0] if fixes else word)
+    phrase = like_escape(" ".join(meant))
     params |= {"fixed_is": phrase, "fixed_starts": f"{phrase}%", "fixed_word_starts": f"% {phrase}%",
-               "fixed_prefix": " ".join(best)}
+               "fixed_prefix": " ".join(meant)}
     return replace(terms, shape=terms.shape._replace(corrections=tuple(map(len, corrections))), params=params)
+
+
+def _allowed_edits(word: str) -> int:
+    return 2 if len(word) >= LONG_WORD else 1
 
 
 def _closest(word: str, candidates: dict[str, float]) -> tuple[str, ...]:
@@ -131,11 +142,10 @@ def _closest(word: str, candidates: dict[str, float]) -> tuple[str, ...]:
     same length if any (a swapped or mistyped letter is likelier than a missing one: "jonh" meant
     "john", not "jon"; "williasm" meant "williams", not "william", which would also bring every
     William). Ties ordered by trigram similarity, then alphabetically."""
-    allowed = 2 if len(word) >= LONG_WORD else 1
     ranked = sorted((distance, len(candidate) != len(word), -similarity, candidate)
                     for candidate, similarity in candidates.items()
-                    if candidate != word and (distance := edit_distance(word, candidate)) <= allowed)
-    closest = [candidate for distance, other_length, _, candidate in ranked if (distance, other_length) == ranked[0][:2]]
+                    if (distance := edit_distance(word, candidate)) <= _allowed_edits(word))
+    closest = [candidate for *kind, _, candidate in ranked if kind == list(ranked[0][:2])]
     return tuple(closest[:MAX_CORRECTIONS])
 
 
