@@ -204,7 +204,7 @@ class BaseService(Generic[M]):
         terms = search_terms(self.dialect, q)
         if terms is None:
             return clauses, None
-        surname = type(self).SEARCH_SURNAME  # a mapped attribute: read on an instance, it would load itself
+        surname = type(self).SEARCH_SURNAME  # a mapped attribute (a descriptor): read on the service it fails
         match = match_terms(terms, self.SEARCH_COLUMNS, surname=surname, reusable=False)
         if terms.correctable and not self.session.scalar(
                 select(self.scoped(select(self.model.id)).where(*clauses, match.clause).exists())):

@@ -1,7 +1,8 @@
 """Global search: contacts, companies, leads and deals at once, at most one query per type.
 
-Each type is one SELECT of at most LIMIT rows: the exact matches, topped up on PostgreSQL with the
-matches of the query's words corrected against the organisation's vocabulary (see text_search).
+Each type is one SELECT of at most LIMIT rows: the exact matches or, on PostgreSQL when there are
+none, the matches of the query's words corrected against the organisation's vocabulary (see
+text_search).
 Results carry the text to highlight; highlighting itself (escape first, then <mark>) happens in
 `highlight`.
 """
@@ -116,8 +117,9 @@ def _best(model, label, detail, match: TextMatch) -> Select:
     2. with fewer, people whose last name is the query, read in name order from the surname index
        (a common last name: the same);
     3. with fewer still, every exact match, ranked;
-    4. with fewer than LIMIT exact rows, the same three steps for the corrected words ("smiht":
-       "Smith Inc" from the name index, then the Smiths from the surname index).
+    4. only when the exact words found nothing, the same three steps for the corrected words
+       ("smiht" for contacts: "Smithers Ray" from the name index, then the Smiths from the surname
+       index).
 
     The organisation is the bound parameter `org_id`, so the statement serves every organisation.
     """
@@ -132,29 +134,28 @@ def _best(model, label, detail, match: TextMatch) -> Select:
     def count(rows) -> ColumnElement[int]:
         return select(func.count()).select_from(rows).scalar_subquery()
 
-    def best(number: int, words: TextMatch, before=None):
-        """Steps 1-3 for `words`; after `before`, only while it holds fewer than LIMIT rows, and only
-        rows it does not hold."""
-        def new(rows: Select) -> Select:
-            return rows if before is None else rows.where(count(before) < LIMIT, model.id.not_in(select(before.c.id)))
+    def steps(number: int, words: TextMatch, *, unless_found=None) -> CTE:
+        """Steps 1-3 for `words` (the query's or the corrected words); none if `unless_found` has rows."""
+        def when_needed(rows: Select) -> Select:
+            return rows if unless_found is None else rows.where(count(unless_found) == 0)
 
-        def read_in_name_order(name: str, clause, *found) -> CTE:
-            """Up to LIMIT rows of `clause` in name order, not in `found`, while those hold fewer."""
-            rows = new(tier(number, clause, words.rank).order_by(None).order_by(match.name_order, model.id))
-            for rows_found in found:
-                rows = rows.where(count(rows_found) < LIMIT, model.id.not_in(select(rows_found.c.id)))
-            return rows.cte(f"{name}{number}")
+        read: list[CTE] = []  # steps 1 and 2, each skipped once the ones before hold LIMIT rows
 
-        read = [read_in_name_order("starting", words.starts_with)]
+        def read_in_name_order(name: str, clause) -> None:
+            rows = when_needed(tier(number, clause, words.rank).order_by(None).order_by(match.name_order, model.id))
+            for earlier in read:
+                rows = rows.where(count(earlier) < LIMIT, model.id.not_in(select(earlier.c.id)))
+            read.append(rows.cte(f"{name}{number}"))
+
+        read_in_name_order("starting", words.starts_with)
         if words.surnamed is not None:
-            read.append(read_in_name_order("surnamed", words.surnamed, *read))
-        counts = [count(rows) for rows in (*read, *([before] if before is not None else []))]
-        enough = sum(counts[1:], counts[0]) >= LIMIT
-        ranked = new(tier(number, words.clause, words.rank).where(~enough)).subquery()
+            read_in_name_order("surnamed", words.surnamed)
+        enough = sum((count(rows) for rows in read[1:]), count(read[0])) >= LIMIT
+        ranked = when_needed(tier(number, words.clause, words.rank).where(~enough)).subquery()
         # each branch wrapped: SQLite refuses LIMIT inside a UNION branch
-        return union_all(*(select(rows).where(enough) for rows in read), select(ranked)).cte(f"best{number}")
+        return union_all(*(select(rows).where(enough) for rows in read), select(ranked)).cte(f"steps{number}")
 
-    found = best(0, match)
+    found = steps(0, match)
     if match.corrected is not None:
-        found = union_all(select(found), select(best(1, match.corrected, found))).subquery()
+        found = union_all(select(found), select(steps(1, match.corrected, unless_found=found))).subquery()
     return select(found).order_by(found.c.tier, found.c.rank, found.c.name_order, found.c.id).limit(LIMIT)

@@ -5,16 +5,17 @@ two letters must start a word ("jo" finds "John" and "Mary Jones", not "Major"),
 sit anywhere. Ranked cheaply, by how the first expression (the record's name) begins, with no
 per-row scoring, so a common name costs what fetching its matches costs.
 
-Typo (PostgreSQL): each word of the query of MIN_CORRECTED_LENGTH letters or more that the
-organisation's names do not have is looked up in their vocabulary (models/search_word.py) for the
-closest words one edit away (two from LONG_WORD letters): a letter added, dropped or changed, or two
-neighbours swapped. The exact tier then runs again with each word or its corrections ("jonh smiht"
-finds John Smith through john and smith), ranked by how the name begins with the corrected query.
-Shorter words and known words stay as typed ("bob smiht" needs a Bob). It is the fallback for when
-the exact words find too few rows. Scoring every row that shares trigrams with a typo, as this tier
-used to, cost a common surname's every row ("smiht": 1,611 Smiths, docs/benchmarks.md); the
-vocabulary has about a thousand words at that size. Both tiers are bound-parameter SQL, never
-string-built SQL; every row condition is on search_key(expression), which the trigram GIN indexes serve.
+Typo (PostgreSQL): each word of the query of MIN_CORRECTED_LENGTH letters or more is looked up in
+the organisation's vocabulary (models/search_word.py) for the closest words one edit away (two
+from LONG_WORD letters): a letter added, dropped or changed, or two neighbours swapped. The exact
+tier then runs again with each word or its corrections ("jonh smiht" finds John Smith through
+john and smith), ranked by how the name begins with the corrected query. Shorter words stay as
+typed ("bob smiht" needs a Bob). It is the fallback for when no row has the exact words. Scoring
+every row that shares trigrams with a typo, as this tier used to, cost a common surname's every
+row ("smiht": 1,611 Smiths, docs/benchmarks.md); the vocabulary has about a thousand words at that
+size. Both tiers are bound-parameter SQL, never string-built SQL; the word conditions are ILIKE on
+search_key(expression), which the trigram GIN indexes serve, and the name and surname steps are
+ranges and equalities the btree indexes serve.
 """
 
 from __future__ import annotations
@@ -103,30 +104,31 @@ def search_terms(dialect: str, q: str) -> SearchTerms | None:
 
 
 def correct_spelling(session: Session, org_id: uuid.UUID, terms: SearchTerms) -> SearchTerms:
-    """`terms` with a typo tier: each word the organisation's names do not have, replaced by its
-    closest vocabulary words (one statement; this organisation's vocabulary only, like every query
-    of a service). The same terms when no word has any, or none could (SearchTerms.correctable).
-    Words the vocabulary has, and words under MIN_CORRECTED_LENGTH letters, stay as typed."""
+    """`terms` with a typo tier: each word of MIN_CORRECTED_LENGTH letters or more may also be one of
+    its closest vocabulary words (one statement; this organisation's vocabulary only, like every
+    query of a service). The same terms when no word has any, or none could (SearchTerms.correctable).
+    A word the vocabulary has is corrected too: the typo tier only runs when the exact words found
+    nothing, and the vocabulary may hold a typo that was later fixed in the record."""
     if not terms.correctable:
         return terms
     looked_up = [(index, word) for index, word in enumerate(terms.words) if len(word) >= MIN_CORRECTED_LENGTH]
     found: dict[int, dict[str, float]] = {index: {} for index, _ in looked_up}
     for index, word, similarity in session.execute(union_all(*(
             select(literal(index), SearchWord.word, func.similarity(SearchWord.word, typed))
-            .where(SearchWord.org_id == org_id, SearchWord.word.op("%")(typed),
+            .where(SearchWord.org_id == org_id, SearchWord.word.op("%")(typed), SearchWord.word != typed,
                    func.length(SearchWord.word).between(len(typed) - _allowed_edits(typed),
                                                         len(typed) + _allowed_edits(typed)))
             for index, typed in looked_up))):
         found[index][word] = similarity  # a word added twice at once is stored twice (search_word.py)
-    corrections = [() if word in found.get(index, {}) else _closest(word, found.get(index, {}))
-                   for index, word in enumerate(terms.words)]
+    corrections = [_closest(word, found.get(index, {})) for index, word in enumerate(terms.words)]
     if not any(corrections):
         return terms
     params = dict(terms.params)
-    meant = []  # the query as meant: each word as typed, or as its closest correction
+    meant = []  # the query as meant: each word as its closest correction, or as typed
     for index, (word, fixes) in enumerate(zip(terms.words, corrections)):
         params |= {f"fix{index}_{number}": f"%{like_escape(fix)}%" for number, fix in enumerate(fixes)}
         meant.append(fixes[0] if fixes else word)
+    # The words of the query past MAX_WORDS are not in it: they match nothing either.
     phrase = like_escape(" ".join(meant))
     params |= {"fixed_is": phrase, "fixed_starts": f"{phrase}%", "fixed_word_starts": f"% {phrase}%",
                "fixed_prefix": " ".join(meant)}
@@ -145,8 +147,11 @@ def _closest(word: str, candidates: dict[str, float]) -> tuple[str, ...]:
     ranked = sorted((distance, len(candidate) != len(word), -similarity, candidate)
                     for candidate, similarity in candidates.items()
                     if (distance := edit_distance(word, candidate)) <= _allowed_edits(word))
-    closest = [candidate for *kind, _, candidate in ranked if kind == list(ranked[0][:2])]
-    return tuple(closest[:MAX_CORRECTIONS])
+    if not ranked:
+        return ()
+    closest = ranked[0][:2]
+    return tuple(candidate for distance, other_length, _, candidate in ranked
+                 if (distance, other_length) == closest)[:MAX_CORRECTIONS]
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -168,7 +173,7 @@ def edit_distance(a: str, b: str) -> int:
 @dataclass(frozen=True)
 class TextMatch:
     """A WHERE clause and a rank to order by (lower is better); `corrected` is the typo tier to use
-    when this one matches too few rows (None: there is none). `starts_with` holds the rows whose
+    when this one matches nothing (None: there is none). `starts_with` holds the rows whose
     name starts with the query (ranks 0 and 1) as a range of `name_order`, which
     models/mixins.name_order_index serves in that order; `surnamed` the people whose last name is
     the query (rank 2), which models/mixins.surname_index serves in name order."""

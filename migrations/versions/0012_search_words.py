@@ -6,12 +6,15 @@ query's words against this table's distinct words (about a thousand at L, 0.1 ms
 exact search with them (models/search_word.py, services/text_search.py).
 
 PostgreSQL: AFTER triggers on the four searched tables:
-- INSERT (per statement, over the transition table: one INSERT whatever the write's size) and
-  UPDATE of a searched column (per changed row; a board move or a bulk status change costs
-  nothing): add the rows' words the organisation does not have yet;
-- DELETE (per statement; a purge: soft delete is an UPDATE and keeps them): drop the deleted rows'
-  words that no remaining row's searched text contains, so a permanently deleted name leaves
-  nothing behind. A word inside another row's text stays (one trigram index lookup per search key).
+- INSERT (per statement, over the transition table: one INSERT whatever the write's size): add the
+  rows' words the organisation does not have yet;
+- UPDATE of a searched column (per changed row; a board move, a bulk status change or a soft
+  delete costs nothing): add the new words, drop the old ones no row contains any more;
+- DELETE (per statement; a purge: soft delete keeps the words, the record can come back): drop the
+  deleted rows' words that no remaining row's searched text contains.
+So neither a permanently deleted record nor a record's former name leaves a word behind. A word
+inside another row's text stays (one trigram index lookup per search key), and so may a word that
+a purge checks while another transaction inserts it (the purge cannot see the new row yet).
 A word is a run of letters, apostrophes and hyphens, and each hyphenated part on its own
 ("o'brien-hale", "o'brien", "hale"), trimmed of apostrophes and hyphens, 3-50 characters, lower
 case: the same lower() the search keys use, so every word is a substring of a search key and the
@@ -76,6 +79,18 @@ def _still_used(org_id: str, word: str) -> str:
                        f"AND ({' OR '.join(map(contains, keys))}))" for table, (_, keys) in SEARCHED.items())
 
 
+def _row(version: str, columns: tuple[str, ...]) -> str:
+    """A row trigger's NEW or OLD as a one-row table r."""
+    return "(SELECT " + ", ".join(f"{version}.{column} AS {column}" for column in ("org_id", *columns)) + ") r"
+
+
+def _drop_unused(rows: str, columns: tuple[str, ...]) -> str:
+    """PL/pgSQL: DELETE each word of `rows` that no row of any searched table still contains."""
+    return (f"FOR gone IN {_words_of(rows, columns)} LOOP "
+            f"IF NOT ({_still_used('gone.org_id', 'gone.word')}) THEN "
+            f"DELETE FROM search_words WHERE org_id = gone.org_id AND word = gone.word; END IF; END LOOP;")
+
+
 def upgrade():
     op.create_table(
         "search_words",
@@ -96,41 +111,39 @@ def upgrade():
     op.execute("ALTER TABLE search_words FORCE ROW LEVEL SECURITY")
     op.execute(f"CREATE POLICY tenant_isolation ON search_words USING {condition} WITH CHECK {condition}")
     for table, (columns, _) in SEARCHED.items():
-        new_row = ", ".join(f"NEW.{column} AS {column}" for column in ("org_id", *columns))
         op.execute(f"""
             CREATE FUNCTION {table}_search_words_add() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                IF TG_OP = 'INSERT' THEN
-                    {_add('new_rows r', columns)};
-                ELSE
-                    {_add(f'(SELECT {new_row}) r', columns)};
-                END IF;
+                {_add('new_rows r', columns)};
                 RETURN NULL;
             END $$""")
-        # Each probe of _still_used must use the trigram indexes: a word being purged is usually in no
-        # other row, and a scan for it reads every row of the organisation (120 ms a word for 100k
-        # contacts at L). Expecting a few matches, the planner takes an EXISTS that scans (all rows, or
-        # the org_id index) for one that stops early, the more so when a GIN index has many pending
+        # Each probe of _still_used must use the trigram indexes: a word being dropped is usually in
+        # no other row, and a scan for it reads every row of the organisation (120 ms a word for 100k
+        # contacts at L). Expecting a few matches, the planner takes an EXISTS that scans (all rows,
+        # or an org_id index) for one that stops early, the more so when a GIN index has many pending
         # entries (400 ms to purge one contact after a bulk rename, 20 with these settings): so only
         # bitmap scans, planned with the word.
         op.execute(f"""
-            CREATE FUNCTION {table}_search_words_drop() RETURNS trigger LANGUAGE plpgsql
-            SET enable_seqscan = off SET enable_indexscan = off SET plan_cache_mode = force_custom_plan AS $$
+            CREATE FUNCTION {table}_search_words_change() RETURNS trigger LANGUAGE plpgsql
+            SET enable_seqscan = off SET enable_indexscan = off SET enable_indexonlyscan = off
+            SET plan_cache_mode = force_custom_plan AS $$
             DECLARE gone record;
             BEGIN
-                FOR gone IN {_words_of('old_rows r', columns)} LOOP
-                    IF NOT ({_still_used('gone.org_id', 'gone.word')}) THEN
-                        DELETE FROM search_words WHERE org_id = gone.org_id AND word = gone.word;
-                    END IF;
-                END LOOP;
+                IF TG_OP = 'UPDATE' THEN
+                    {_add(_row('NEW', columns), columns)};
+                    {_drop_unused(_row('OLD', columns), columns)}
+                ELSE
+                    {_drop_unused('old_rows r', columns)}
+                END IF;
                 RETURN NULL;
             END $$""")
         changed = " OR ".join(f"OLD.{column} IS DISTINCT FROM NEW.{column}" for column in columns)
         for event, level, function in (
             ("INSERT", "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT", "add"),
-            # A row trigger: an update that changes no searched column costs nothing.
-            (f"UPDATE OF {', '.join(columns)}", f"FOR EACH ROW WHEN ({changed})", "add"),
-            ("DELETE", "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT", "drop"),
+            # A row trigger: an update that changes no searched column (a board move, a bulk status
+            # change, a soft delete) costs nothing; a rename adds the new words, drops the old.
+            (f"UPDATE OF {', '.join(columns)}", f"FOR EACH ROW WHEN ({changed})", "change"),
+            ("DELETE", "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT", "change"),
         ):
             name = f"{table}_search_words_{event.split()[0].lower()}"
             op.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} {level} "
@@ -146,7 +159,7 @@ def downgrade():
         for table in SEARCHED:
             for event in ("insert", "update", "delete"):
                 op.execute(f"DROP TRIGGER {table}_search_words_{event} ON {table}")
-            for function in ("add", "drop"):
+            for function in ("add", "change"):
                 op.execute(f"DROP FUNCTION {table}_search_words_{function}()")
     op.drop_index("search_word_trgm_idx", table_name="search_words")
     op.drop_index("ix_search_words_org_word", table_name="search_words")
