@@ -56,14 +56,18 @@ def test_trigram_functions_are_costed_for_the_planner(app):
                      "word_similarity_commutator_op": 100}
 
 
-@pytest.mark.postgres_only
-def test_name_order_indexes_compare_bytes(app):
-    """Migration 0011 and models/mixins.name_order_index: (org_id, lower(name) COLLATE "C") of the live rows."""
+def _index_definitions(name_like: str) -> dict[str, str]:
     from sqlalchemy import text
 
     with db.engine.connect() as connection:
-        definitions = dict(connection.execute(text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE '%\\_name\\_order\\_idx'")).all())
+        return dict(connection.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE :name"),
+                                       {"name": name_like}).all())
+
+
+@pytest.mark.postgres_only
+def test_name_order_indexes_compare_bytes(app):
+    """Migration 0011 and models/mixins.name_order_index: (org_id, lower(name) COLLATE "C") of the live rows."""
+    definitions = _index_definitions("%\\_name\\_order\\_idx")
     assert set(definitions) == NAME_ORDER_INDEXES
     for definition in definitions.values():
         assert 'USING btree (org_id, lower(' in definition and 'COLLATE "C")' in definition
@@ -73,13 +77,8 @@ def test_name_order_indexes_compare_bytes(app):
 @pytest.mark.postgres_only
 def test_surname_indexes_lead_with_the_last_name_then_the_name_in_bytes(app):
     """Migration 0013 and models/mixins.surname_index: (org_id, lower(last_name), lower(name) COLLATE "C")."""
-    from sqlalchemy import text
-
-    with db.engine.connect() as connection:
-        definitions = dict(connection.execute(text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE '%\\_surname\\_idx'")).all())
+    definitions = _index_definitions("%\\_surname\\_idx")
     assert set(definitions) == SURNAME_INDEXES
     for definition in definitions.values():
         assert "USING btree (org_id, lower((last_name)::text), lower(" in definition and 'COLLATE "C")' in definition
         assert definition.endswith("WHERE (deleted_at IS NULL)")
-
