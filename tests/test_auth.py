@@ -24,6 +24,16 @@ def test_login_and_logout(client, org):
     assert client.get("/").status_code == 302
 
 
+def test_logout_ends_a_remembered_sign_in(client, org):
+    factories.make_user(org, role="sales", email="rep@acme.test", password="s3cret")
+    assert login_form(client, "rep@acme.test", "s3cret", remember="y").status_code == 303
+    assert client.get_cookie("remember_token") is not None
+    response = client.post("/logout")
+    assert response.status_code == 303
+    assert client.get_cookie("remember_token") is None
+    assert client.get("/").status_code == 302
+
+
 def test_login_email_is_case_insensitive(client, org):
     factories.make_user(org, email="mixed@acme.test", password="pw12")
     assert login_form(client, "MIXED@acme.test", "pw12").status_code == 303

@@ -44,7 +44,8 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
-    logout_user()
+    # Clear first: logout_user() leaves the marker that makes Flask-Login delete the remember cookie.
     session.clear()
+    logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"), code=303)
