@@ -72,19 +72,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--spawn-rate", type=int, default=10)
     parser.add_argument("--run-time", default="60s")
-    parser.add_argument("--timeout", type=int, default=300,
-                        help="gunicorn worker timeout: the 100k-contact export streams for longer than the default 30 s")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=300,
+        help="gunicorn worker timeout: the 100k-contact export streams for longer than the default 30 s",
+    )
     args = parser.parse_args(argv)
     import requests
 
     port = free_port()
     host = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CRM_ENV": "production", "SECRET_KEY": os.urandom(32).hex(),
-           "DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url}
+    env = {
+        **os.environ,
+        "CRM_ENV": "production",
+        "SECRET_KEY": os.urandom(32).hex(),
+        "DATABASE_URL": args.database_url,
+        "REDIS_URL": args.redis_url,
+    }
     # The README's production command, on loopback and a free port.
-    server = subprocess.Popen([str(BIN / "gunicorn"), "--workers", str(args.workers), "--threads", str(args.threads),
-                               "--bind", f"127.0.0.1:{port}", "--timeout", str(args.timeout), "wsgi:app"],
-                              cwd=ROOT, env=env, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "--workers",
+            str(args.workers),
+            "--threads",
+            str(args.threads),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            str(args.timeout),
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     try:
@@ -101,17 +124,40 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2)
         sampler.phase = "load"
         started = time.time()
-        subprocess.run([str(BIN / "locust"), "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
-                        "--host", host, "-u", str(args.users), "-r", str(args.spawn_rate), "--run-time", args.run_time,
-                        "--stop-timeout", "10", "--csv", str(out / "load"), "--only-summary"],
-                       cwd=ROOT, check=False, timeout=300)
+        subprocess.run(
+            [
+                str(BIN / "locust"),
+                "-f",
+                str(ROOT / "bench" / "locustfile.py"),
+                "--headless",
+                "--host",
+                host,
+                "-u",
+                str(args.users),
+                "-r",
+                str(args.spawn_rate),
+                "--run-time",
+                args.run_time,
+                "--stop-timeout",
+                "10",
+                "--csv",
+                str(out / "load"),
+                "--only-summary",
+            ],
+            cwd=ROOT,
+            check=False,
+            timeout=300,
+        )
         load_seconds = time.time() - started
         sampler.phase = "export"
         session = requests.Session()
         login = session.get(host + "/login", timeout=10)
         token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login.text).group(1)
-        session.post(host + "/login", data={"csrf_token": token, "email": "admin-l@bench.example",
-                                            "password": "bench-password"}, timeout=10)
+        session.post(
+            host + "/login",
+            data={"csrf_token": token, "email": "admin-l@bench.example", "password": "bench-password"},
+            timeout=10,
+        )
         started = time.time()
         size = lines = 0
         export_error = ""
@@ -138,10 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| request | count | failures | median ms | p95 ms | p99 ms | max ms | req/s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['Name']} | {r['Request Count']} | {r['Failure Count']} | {r['50%']} | {r['95%']} | "
-              f"{r['99%']} | {float(r['Max Response Time']):.0f} | {float(r['Requests/s']):.1f} |")
-    print(f"\nload phase {load_seconds:.0f} s; {n} workers; peak worker RSS: idle {idle:.0f} MB, "
-          f"during load {load:.0f} MB (over {n_load} worker pids), during the export {export:.0f} MB")
+        print(
+            f"| {r['Name']} | {r['Request Count']} | {r['Failure Count']} | {r['50%']} | {r['95%']} | "
+            f"{r['99%']} | {float(r['Max Response Time']):.0f} | {float(r['Requests/s']):.1f} |"
+        )
+    print(
+        f"\nload phase {load_seconds:.0f} s; {n} workers; peak worker RSS: idle {idle:.0f} MB, "
+        f"during load {load:.0f} MB (over {n_load} worker pids), during the export {export:.0f} MB"
+    )
     print(f"export: {lines - 1:,} contacts, {size / 1e6:.1f} MB in {export_seconds:.1f} s{export_error}")
     return 0
 

@@ -22,8 +22,11 @@ CARD = re.compile(r'data-deal-id="([0-9a-f-]{36})"\s+data-version="(\d+)"')
 STAGE_OPTION = re.compile(r'<option value="([0-9a-f-]{36})"(?! data-lost)>')
 WORDS = ["smith", "john", "wallace", "mart", "jonh smiht", "smiht", "acme", "renewal", "pilot", "ander", "lee"]
 CONTACT_FILTERS = [
-    "f=status.equals.customer", "f=city.contains.an&sort=last_activity", "f=tags.isEmpty&sort=email",
-    "f=doNotContact.isTrue", "f=status.in.lead,prospect&match=any&f=name.startsWith.ma",
+    "f=status.equals.customer",
+    "f=city.contains.an&sort=last_activity",
+    "f=tags.isEmpty&sort=email",
+    "f=doNotContact.isTrue",
+    "f=status.in.lead,prospect&match=any&f=name.startsWith.ma",
 ]
 DEAL_FILTERS = ["f=status.equals.open", "f=value.greaterThan.50000", "f=name.contains.pilot&sort=value"]
 SHARED: dict[str, object] = {}
@@ -36,8 +39,9 @@ def sign_in_once(environment, **_kwargs):
     session = requests.Session()
     page = session.get(environment.host + "/login", timeout=10)
     token = CSRF_INPUT.search(page.text).group(1)
-    response = session.post(environment.host + "/login", data={"csrf_token": token, "email": EMAIL,
-                                                               "password": PASSWORD}, timeout=10)
+    response = session.post(
+        environment.host + "/login", data={"csrf_token": token, "email": EMAIL, "password": PASSWORD}, timeout=10
+    )
     response.raise_for_status()
     home = session.get(environment.host + "/", timeout=10)
     SHARED["cookies"] = session.cookies.get_dict()
@@ -86,9 +90,12 @@ class CrmUser(HttpUser):
         if not cards or not stages:
             return
         deal_id, version = random.choice(cards)
-        with self.client.post(f"/deals/{deal_id}/move", name="/deals/<id>/move",
-                              data={"stage_id": random.choice(stages), "version": version},
-                              headers={"X-CSRFToken": SHARED["csrf"], "HX-Request": "true"},
-                              catch_response=True) as response:
+        with self.client.post(
+            f"/deals/{deal_id}/move",
+            name="/deals/<id>/move",
+            data={"stage_id": random.choice(stages), "version": version},
+            headers={"X-CSRFToken": SHARED["csrf"], "HX-Request": "true"},
+            catch_response=True,
+        ) as response:
             if response.status_code in (200, 409):
                 response.success()

@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,27 +96,42 @@ def ensure_database(server: str, size: str, *, fresh: bool) -> str:
     url = database_url(server, size)
     name = make_url(url).database
     _recreate(server, name, drop=fresh)
-    for attempt in (1, 2):
+    for _attempt in (1, 2):
         app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
         with app.app_context():
             upgrade(directory=str(ROOT / "migrations"))
             org = accounts.org_by_slug("bench")
             # Trashed contacts count too (the seeding trashes 1% of them), or every run re-seeds.
-            have = org is not None and db.session.scalar(
-                select(func.count()).select_from(Contact).where(Contact.org_id == org.id)
-                .execution_options(include_deleted=True)
-            ) == SIZES[size]["contacts"]
+            have = (
+                org is not None
+                and db.session.scalar(
+                    select(func.count())
+                    .select_from(Contact)
+                    .where(Contact.org_id == org.id)
+                    .execution_options(include_deleted=True)
+                )
+                == SIZES[size]["contacts"]
+            )
             if not have and org is None:
                 for role in ("admin", "manager", "sales"):
-                    accounts.create_user(org_slug="bench", email=f"{role}-{size.lower()}@bench.example",
-                                         password=PASSWORD, role=role, name=f"Bench {role.title()}")
+                    accounts.create_user(
+                        org_slug="bench",
+                        email=f"{role}-{size.lower()}@bench.example",
+                        password=PASSWORD,
+                        role=role,
+                        name=f"Bench {role.title()}",
+                    )
                 org = accounts.org_by_slug("bench")
                 started = time.perf_counter()
                 seeding.Seeder(org, seed=1).run(**SIZES[size])
                 for table in TRASHED_TABLES:
-                    db.session.execute(text(
-                        f"UPDATE {table} SET deleted_at = now() - random() * interval '20 days' "
-                        f"WHERE org_id = :org AND random() < :share"), {"org": org.id, "share": TRASHED_SHARE})
+                    db.session.execute(
+                        text(
+                            f"UPDATE {table} SET deleted_at = now() - random() * interval '20 days' "
+                            f"WHERE org_id = :org AND random() < :share"
+                        ),
+                        {"org": org.id, "share": TRASHED_SHARE},
+                    )
                 db.session.commit()
                 print(f"  seeded {size} in {time.perf_counter() - started:.0f} s")
                 have = True
@@ -142,28 +157,48 @@ def page_specs(app) -> list[PageSpec]:
         live = (Contact.deleted_at.is_(None),)
         company_id = db.session.scalar(
             # A live company: the seeding trashes 1% of them, and a trashed one's page is a 404.
-            select(Contact.primary_company_id).join(Company, Company.id == Contact.primary_company_id)
+            select(Contact.primary_company_id)
+            .join(Company, Company.id == Contact.primary_company_id)
             .where(Company.deleted_at.is_(None), *live)
-            .group_by(Contact.primary_company_id).order_by(func.count().desc()).limit(1))
+            .group_by(Contact.primary_company_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        )
         contact_id = db.session.scalar(
-            select(Deal.contact_id).where(Deal.contact_id.is_not(None), Deal.deleted_at.is_(None))
-            .group_by(Deal.contact_id).order_by(func.count().desc()).limit(1))
+            select(Deal.contact_id)
+            .where(Deal.contact_id.is_not(None), Deal.deleted_at.is_(None))
+            .group_by(Deal.contact_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        )
         deal_id = db.session.scalar(select(Deal.id).where(Deal.deleted_at.is_(None)).order_by(Deal.id).limit(1))
         # A typical last name, the same at every size (ids are random, so "the first contact" was a
         # different name at each size, sometimes too short for the typo tier): of the last names of 5+
         # letters, the one in the middle by frequency. The commonest first name is the stress row.
         by_frequency = db.session.scalars(
-            select(Contact.last_name).where(*live, func.length(Contact.last_name) >= 5)
-            .group_by(Contact.last_name).order_by(func.count().desc(), Contact.last_name)).all()
+            select(Contact.last_name)
+            .where(*live, func.length(Contact.last_name) >= 5)
+            .group_by(Contact.last_name)
+            .order_by(func.count().desc(), Contact.last_name)
+        ).all()
         last_name = by_frequency[len(by_frequency) // 2]
         company_name = db.session.scalar(select(Company.name).where(Company.id == company_id))
         # The hardest honest terms: the commonest first name matches the most rows, and a typo of the
         # commonest last name corrects to the word with the most rows to rank.
-        common = db.session.scalar(select(Contact.first_name).where(*live).group_by(Contact.first_name)
-                                   .order_by(func.count().desc(), Contact.first_name).limit(1))
-        common_last = db.session.scalar(select(Contact.last_name).where(*live, func.length(Contact.last_name) >= 5)
-                                        .group_by(Contact.last_name)
-                                        .order_by(func.count().desc(), Contact.last_name).limit(1))
+        common = db.session.scalar(
+            select(Contact.first_name)
+            .where(*live)
+            .group_by(Contact.first_name)
+            .order_by(func.count().desc(), Contact.first_name)
+            .limit(1)
+        )
+        common_last = db.session.scalar(
+            select(Contact.last_name)
+            .where(*live, func.length(Contact.last_name) >= 5)
+            .group_by(Contact.last_name)
+            .order_by(func.count().desc(), Contact.last_name)
+            .limit(1)
+        )
         db.session.remove()
 
     def typo(word: str) -> str:  # the last two letters swapped
@@ -174,12 +209,19 @@ def page_specs(app) -> list[PageSpec]:
         PageSpec("dashboard", "dashboard.index"),
         PageSpec("dashboard, cold cache", "dashboard.index", cold=True),
         PageSpec("contact list", "contacts.index"),
-        PageSpec("contact list, filtered", "contacts.index",
-                 {"f": ["status.equals.customer", "city.contains.an"], "sort": "last_activity"}),
+        PageSpec(
+            "contact list, filtered",
+            "contacts.index",
+            {"f": ["status.equals.customer", "city.contains.an"], "sort": "last_activity"},
+        ),
         PageSpec("contact list, searched", "contacts.index", {"q": term}, search=True),
         PageSpec("contact list, searched with a typo", "contacts.index", {"q": typo(term)}, search=True),
-        PageSpec("contact list, typo of the commonest last name", "contacts.index",
-                 {"q": typo(common_last.lower())}, search=True),
+        PageSpec(
+            "contact list, typo of the commonest last name",
+            "contacts.index",
+            {"q": typo(common_last.lower())},
+            search=True,
+        ),
         PageSpec("contact detail", "contacts.detail", {"contact_id": contact_id}),
         PageSpec("company list", "companies.index"),
         PageSpec("company list, searched", "companies.index", {"q": company_name.split()[0].lower()}, search=True),
@@ -194,8 +236,12 @@ def page_specs(app) -> list[PageSpec]:
         PageSpec("global search", "search.index", {"q": term[:5]}, search=True),
         PageSpec("global search with a typo", "search.index", {"q": typo(term)}, search=True),
         PageSpec("global search, commonest first name", "search.index", {"q": common.lower()}, search=True),
-        PageSpec("global search, typo of the commonest last name", "search.index", {"q": typo(common_last.lower())},
-                 search=True),
+        PageSpec(
+            "global search, typo of the commonest last name",
+            "search.index",
+            {"q": typo(common_last.lower())},
+            search=True,
+        ),
     ]
 
 
@@ -232,21 +278,36 @@ def measure(url: str, requests: int) -> list[Result]:
     from crm_web.extensions import cache, db
     from crm_web.models import Organization, User
 
-    config = {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False,
-              "RATELIMIT_ENABLED": False}
+    config = {
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SECRET_KEY": "bench",
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_ENABLED": False,
+    }
     if os.environ.get("REDIS_URL"):
-        config.update({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": os.environ["REDIS_URL"],
-                       "CACHE_KEY_PREFIX": f"bench-{time.time_ns()}:"})
+        config.update(
+            {
+                "CACHE_TYPE": "RedisCache",
+                "CACHE_REDIS_URL": os.environ["REDIS_URL"],
+                "CACHE_KEY_PREFIX": f"bench-{time.time_ns()}:",
+            }
+        )
     app = create_app(config)
     freeze_startup_objects()  # as wsgi.py does for every serving process
     with app.app_context():
-        admin_id = db.session.scalar(select(User.id).join(Organization, Organization.id == User.org_id)
-                                     .where(Organization.slug == "bench", User.role == "admin"))
+        admin_id = db.session.scalar(
+            select(User.id)
+            .join(Organization, Organization.id == User.org_id)
+            .where(Organization.slug == "bench", User.role == "admin")
+        )
         engine = db.engine
         db.session.remove()
     captured: list[tuple[str, Any]] = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda conn, cursor, statement, params, context, many: captured.append((statement, params)))
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, params, context, many: captured.append((statement, params)),
+    )
     client = app.test_client()
     with client.session_transaction() as session:
         session["_user_id"] = str(admin_id)
@@ -256,6 +317,7 @@ def measure(url: str, requests: int) -> list[Result]:
         with app.test_request_context():
             from flask import url_for
             from werkzeug.routing import BuildError
+
             try:
                 path = url_for(spec.endpoint, **spec.args)
             except BuildError:  # the area's page is not on this branch yet
@@ -276,36 +338,47 @@ def measure(url: str, requests: int) -> list[Result]:
             timings.append((time.perf_counter() - started) * 1000)
             status = response.status_code
             counted = len(captured)
-        result = Result(spec.name, path, statistics.median(timings), _p95(sorted(timings)), counted, status,
-                        spec.search)
+        result = Result(
+            spec.name, path, statistics.median(timings), _p95(sorted(timings)), counted, status, spec.search
+        )
         if spec.search and engine.dialect.name == "postgresql":
             result.plan_indexes = _plan_indexes(engine, list(captured))
         results.append(result)
-        print(f"  {spec.name:48} {result.median_ms:7.1f} {result.p95_ms:7.1f} ms {counted:3} statements"
-              f"{'' if status == 200 else f'  HTTP {status}'}")
+        print(
+            f"  {spec.name:48} {result.median_ms:7.1f} {result.p95_ms:7.1f} ms {counted:3} statements"
+            f"{'' if status == 200 else f'  HTTP {status}'}"
+        )
     engine.dispose()
     return results
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                         if line.startswith("MemTotal")))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = int(
+        next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    )
     try:
         pg = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
     except OSError:
         pg = "psql not found"
-    return (f"{cpu}, {os.cpu_count()} cores, {memory_kb // 1024 // 1024} GiB RAM, {platform.system()} "
-            f"{platform.release()}; Python {platform.python_version()}; {pg}; "
-            f"cache: {'Redis' if os.environ.get('REDIS_URL') else 'in-process'}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {memory_kb // 1024 // 1024} GiB RAM, {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}; {pg}; "
+        f"cache: {'Redis' if os.environ.get('REDIS_URL') else 'in-process'}"
+    )
 
 
 def report(all_results: dict[str, list[Result]], requests: int) -> str:
     sizes = list(all_results)
     largest = sizes[-1]
-    header = ("| page | " + " | ".join(f"{s} median | {s} p95 | {s} stmts" for s in sizes)
-              + f" | target at {largest} |")
+    header = "| page | " + " | ".join(f"{s} median | {s} p95 | {s} stmts" for s in sizes) + f" | target at {largest} |"
     lines = [header, "|---|" + "---:|" * (3 * len(sizes)) + "---|"]
     misses = []
     for index, first in enumerate(all_results[sizes[0]]):
@@ -327,24 +400,32 @@ def report(all_results: dict[str, list[Result]], requests: int) -> str:
         if last.p95_ms >= limit or not constant or last.status != 200:
             misses.append(first.page)
         lines.append(f"| {first.page} | " + " | ".join(cells) + " | " + "; ".join(verdict) + " |")
-    plans = [f"- {r.page} (`{r.path}`): " + (", ".join(f"`{i}`" for i in r.plan_indexes) or "no index (scans)")
-             for r in all_results[largest] if r.search and not r.missing]
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    plans = [
+        f"- {r.page} (`{r.path}`): " + (", ".join(f"`{i}`" for i in r.plan_indexes) or "no index (scans)")
+        for r in all_results[largest]
+        if r.search and not r.missing
+    ]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"Run {stamp} on {machine()}.\n\n"
-        f"Sizes: " + "; ".join(f"{s} = " + ", ".join(f"{n:,} {k}" for k, n in SIZES[s].items()) for s in sizes)
+        f"Sizes: "
+        + "; ".join(f"{s} = " + ", ".join(f"{n:,} {k}" for k, n in SIZES[s].items()) for s in sizes)
         + f" (plus {TRASHED_SHARE:.0%} of contacts, companies, leads and deals in the trash).\n\n"
         f"{requests} requests per page after 3 warm-up requests, in-process WSGI test client (server time, "
         f"no network), signed in as an admin of the one organisation holding all rows, connected as the "
         f"PostgreSQL superuser (row-level security is bypassed; see docs/security.md for the `LEAKPROOF` "
         f"note that keeps trigram indexes usable under the policies). Times in ms; `stmts` = SQL "
-        f"statements per request, sign-in user load included. \"Cold cache\" rows empty the cache before "
+        f'statements per request, sign-in user load included. "Cold cache" rows empty the cache before '
         f"each request: what the first viewer after a change to deals, activities or pipelines waits "
         f"(services/stats_cache.py); the other rows are warm, as for every later viewer. Serving processes "
         f"freeze their start-up objects out of the garbage collector (wsgi.py); so does this bench.\n\n"
-        + "\n".join(lines) + "\n\n"
-        + f"Indexes in the EXPLAIN ANALYZE plans of the search requests at {largest}:\n\n" + "\n".join(plans) + "\n\n"
-        + ("Misses: " + ", ".join(misses) if misses else "Every measured page meets its target.") + "\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + f"Indexes in the EXPLAIN ANALYZE plans of the search requests at {largest}:\n\n"
+        + "\n".join(plans)
+        + "\n\n"
+        + ("Misses: " + ", ".join(misses) if misses else "Every measured page meets its target.")
+        + "\n"
     )
 
 

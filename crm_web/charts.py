@@ -23,4 +23,3 @@ def nice_scale(max_value: float | Decimal | int, ticks: int = 4, *, integer: boo
     axis_max = step * math.ceil(top / step - 1e-9)
     count = round(axis_max / step)
     return axis_max, [round(step * i, 6) for i in range(count + 1)]
-

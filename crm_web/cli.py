@@ -49,8 +49,9 @@ def _non_negative(ctx, param, value: int) -> int:
 @click.option("--deals", default=0, callback=_non_negative, show_default=True)
 @click.option("--activities", default=0, callback=_non_negative, show_default=True)
 @click.option("--random-seed", default=42, show_default=True)
-def seed_command(org_slug: str, companies: int, contacts: int, leads: int, deals: int, activities: int,
-                 random_seed: int) -> None:
+def seed_command(
+    org_slug: str, companies: int, contacts: int, leads: int, deals: int, activities: int, random_seed: int
+) -> None:
     """Bulk volume for benchmarks, inserted in batches."""
     from crm_web.services import accounts, seeding
 
@@ -87,8 +88,13 @@ def register_cli(app: Flask) -> None:
 
 
 @crm.command("purge-trash")
-@click.option("--older-than-days", "days_text", default=None, metavar="N",
-              help="Purge what has been in the trash longer than N days [default: TRASH_RETENTION_DAYS, 30].")
+@click.option(
+    "--older-than-days",
+    "days_text",
+    default=None,
+    metavar="N",
+    help="Purge what has been in the trash longer than N days [default: TRASH_RETENTION_DAYS, 30].",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be purged; delete nothing.")
 @click.option("--org", "org_slug", default=None, help="Only this organisation (default: all).")
 def purge_trash_command(days_text: str | None, dry_run: bool, org_slug: str | None) -> None:
@@ -111,6 +117,8 @@ def purge_trash_command(days_text: str | None, dry_run: bool, org_slug: str | No
     if dry_run:
         for slug, result in results.items():
             for item in result.items:
-                click.echo(f"  {slug}  {item.entity_type:<8} {item.id}  deleted {item.deleted_at:%Y-%m-%d %H:%M}"
-                           f"  {item.display_label}")
+                click.echo(
+                    f"  {slug}  {item.entity_type:<8} {item.id}  deleted {item.deleted_at:%Y-%m-%d %H:%M}"
+                    f"  {item.display_label}"
+                )
     click.echo(f"{verb} {total.total} record(s) deleted more than {days} day(s) ago: {total.summary()}.")

@@ -19,9 +19,9 @@ def _bool(name: str, default: bool = False) -> bool:
 def database_url_from(url: str) -> str:
     """Accept the common `postgres://` / `postgresql://` spellings and use psycopg 3."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
@@ -42,9 +42,7 @@ def settings_from_env() -> dict:
     instance_db = PROJECT_ROOT / "instance" / "crm.sqlite3"
     return {
         "SECRET_KEY": os.environ.get("SECRET_KEY", DEV_SECRET_KEY),
-        "SQLALCHEMY_DATABASE_URI": database_url_from(
-            os.environ.get("DATABASE_URL", f"sqlite:///{instance_db}")
-        ),
+        "SQLALCHEMY_DATABASE_URI": database_url_from(os.environ.get("DATABASE_URL", f"sqlite:///{instance_db}")),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "CRM_INTERNAL_TOKEN": os.environ.get("CRM_INTERNAL_TOKEN") or None,

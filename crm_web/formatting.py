@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from flask import Flask
@@ -37,7 +37,7 @@ def short_datetime(value: datetime | None) -> str:
 def time_ago(value: datetime | None, now: datetime | None = None) -> str:
     if value is None:
         return "—"
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     seconds = int((now - value).total_seconds())
     future = seconds < 0
     seconds = abs(seconds)

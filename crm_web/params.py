@@ -18,8 +18,9 @@ def is_whole_number(text: str, max_digits: int = 18, *, signed: bool = False) ->
     return re.fullmatch(("-?" if signed else "") + f"[0-9]{{1,{max_digits}}}", text) is not None
 
 
-def get_int_param(name: str, default: int | None = None, *, min_value: int | None = None,
-                  max_value: int | None = None) -> int | None:
+def get_int_param(
+    name: str, default: int | None = None, *, min_value: int | None = None, max_value: int | None = None
+) -> int | None:
     """An integer from the query string; missing or empty gives `default`."""
     raw = request.args.get(name, "").strip()
     if raw == "":

@@ -38,8 +38,9 @@ def with_toast(response: Response, message: str, kind: str = "success", **extra:
     return response
 
 
-def with_undo(response: Response, message: str, *, undo_url: str, ids: Iterable[Any] | None = None,
-              target: str | None = None) -> Response:
+def with_undo(
+    response: Response, message: str, *, undo_url: str, ids: Iterable[Any] | None = None, target: str | None = None
+) -> Response:
     """The answer to every delete: a toast whose Undo button posts to `undo_url` for 10 seconds.
 
     `ids` (a bulk delete) are posted back as `ids`, so Undo restores exactly the rows deleted;

@@ -88,7 +88,7 @@ def postgres_database(prefix: str = "crm_test") -> Iterator[str]:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as error:
         unavailable(f"PostgreSQL at {TEST_DATABASE_URL} ({type(error).__name__})")
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
@@ -139,12 +139,14 @@ def _app_context(request):
         connection = db.engine.connect()
         outer = connection.begin()
         original_session = db.session
-        db.session = db._make_scoped_session({
-            "class_": BoundSession,
-            "bind": connection,
-            "join_transaction_mode": "create_savepoint",
-            "expire_on_commit": False,
-        })
+        db.session = db._make_scoped_session(
+            {
+                "class_": BoundSession,
+                "bind": connection,
+                "join_transaction_mode": "create_savepoint",
+                "expire_on_commit": False,
+            }
+        )
         try:
             yield
         finally:
@@ -288,8 +290,14 @@ def browser_type_launch_args(browser_type_launch_args):
         **browser_type_launch_args,
         "executable_path": CHROMIUM,
         "args": [
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
         ],
     }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -37,11 +37,23 @@ def make_org(slug: str | None = None) -> Organization:
     return _save(Organization(name=slug.title(), slug=slug))
 
 
-def make_user(org: Organization, *, role: str = "sales", email: str | None = None, password: str = "secret",
-              name: str | None = None, active: bool = True) -> User:
+def make_user(
+    org: Organization,
+    *,
+    role: str = "sales",
+    email: str | None = None,
+    password: str = "secret",
+    name: str | None = None,
+    active: bool = True,
+) -> User:
     n = next(_seq)
-    user = User(org_id=org.id, email=email or f"{role}{n}@{org.slug}.test", name=name or f"{role.title()} User {n}",
-                role=role, active=active)
+    user = User(
+        org_id=org.id,
+        email=email or f"{role}{n}@{org.slug}.test",
+        name=name or f"{role.title()} User {n}",
+        role=role,
+        active=active,
+    )
     user.set_password(password)
     return _save(user)
 
@@ -76,16 +88,35 @@ def make_tag(org: Organization, **values: Any) -> Tag:
     return _save(Tag(org_id=org.id, **values))
 
 
-DEFAULT_STAGES = [("Lead in", 10, None), ("Proposal", 50, None), ("Negotiation", 80, None), ("Won", 100, "won"),
-                  ("Lost", 0, "lost")]
+DEFAULT_STAGES = [
+    ("Lead in", 10, None),
+    ("Proposal", 50, None),
+    ("Negotiation", 80, None),
+    ("Won", 100, "won"),
+    ("Lost", 0, "lost"),
+]
 
 
-def make_pipeline(org: Organization, *, name: str | None = None, is_default: bool = True,
-                  stages: list[tuple[str, int, str | None]] | None = None) -> Pipeline:
+def make_pipeline(
+    org: Organization,
+    *,
+    name: str | None = None,
+    is_default: bool = True,
+    stages: list[tuple[str, int, str | None]] | None = None,
+) -> Pipeline:
     pipeline = _save(Pipeline(org_id=org.id, name=name or f"Pipeline {next(_seq)}", is_default=is_default))
     for position, (stage_name, probability, kind) in enumerate(stages or DEFAULT_STAGES):
-        db.session.add(PipelineStage(org_id=org.id, pipeline_id=pipeline.id, name=stage_name, position=position,
-                                     probability=probability, is_won=kind == "won", is_lost=kind == "lost"))
+        db.session.add(
+            PipelineStage(
+                org_id=org.id,
+                pipeline_id=pipeline.id,
+                name=stage_name,
+                position=position,
+                probability=probability,
+                is_won=kind == "won",
+                is_lost=kind == "lost",
+            )
+        )
     db.session.commit()
     return pipeline
 
@@ -93,13 +124,16 @@ def make_pipeline(org: Organization, *, name: str | None = None, is_default: boo
 def stages_of(pipeline: Pipeline) -> list[PipelineStage]:
     from sqlalchemy import select
 
-    return list(db.session.scalars(
-        select(PipelineStage).where(PipelineStage.pipeline_id == pipeline.id).order_by(PipelineStage.position)
-    ))
+    return list(
+        db.session.scalars(
+            select(PipelineStage).where(PipelineStage.pipeline_id == pipeline.id).order_by(PipelineStage.position)
+        )
+    )
 
 
-def make_deal(org: Organization, *, pipeline: Pipeline | None = None, stage: PipelineStage | None = None,
-              **values: Any) -> Deal:
+def make_deal(
+    org: Organization, *, pipeline: Pipeline | None = None, stage: PipelineStage | None = None, **values: Any
+) -> Deal:
     if pipeline is None and stage is None:
         pipeline = make_pipeline(org, is_default=False)
     if stage is None:
@@ -111,5 +145,5 @@ def make_deal(org: Organization, *, pipeline: Pipeline | None = None, stage: Pip
 
 def make_activity(org: Organization, **values: Any) -> Activity:
     values.setdefault("subject", f"Call {next(_seq)}")
-    values.setdefault("due_at", datetime.now(timezone.utc) + timedelta(days=1))
+    values.setdefault("due_at", datetime.now(UTC) + timedelta(days=1))
     return _save(Activity(org_id=org.id, **values))

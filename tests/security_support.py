@@ -24,12 +24,12 @@ from tests import factories
 ROLES = ("anonymous", "sales", "manager", "admin")
 
 # Access levels: who gets through (everyone else: anonymous -> login, signed in -> 403).
-PUBLIC = "public"      # no sign-in needed
-TOKEN = "token"        # service-to-service: a bearer token, never a session (401 without it)
-MEMBER = "member"      # any signed-in user
-OWNER = "owner"        # the record's owner (sales) or any manager/admin; others 403
-MANAGER = "manager"    # managers and admins
-ADMIN = "admin"        # admins only
+PUBLIC = "public"  # no sign-in needed
+TOKEN = "token"  # service-to-service: a bearer token, never a session (401 without it)
+MEMBER = "member"  # any signed-in user
+OWNER = "owner"  # the record's owner (sales) or any manager/admin; others 403
+MANAGER = "manager"  # managers and admins
+ADMIN = "admin"  # admins only
 
 ALLOWED, FORBIDDEN, REDIRECT, UNAUTHORIZED = "allowed", "403", "redirect to /login", "401"
 
@@ -87,8 +87,14 @@ def make_users(org: Any) -> dict[str, Any]:
     users = {}
     for role in ("admin", "manager", "sales"):
         n = uuid.uuid4().hex[:8]
-        users[role] = User(org_id=org.id, email=f"{role}-{n}@{org.slug}.test", name=f"{role.title()} {n}",
-                           role=role, active=True, password_hash=_password_hash())
+        users[role] = User(
+            org_id=org.id,
+            email=f"{role}-{n}@{org.slug}.test",
+            name=f"{role.title()} {n}",
+            role=role,
+            active=True,
+            password_hash=_password_hash(),
+        )
         db.session.add(users[role])
     db.session.commit()
     return users
@@ -102,8 +108,9 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     stages = factories.stages_of(pipeline)
     spare = factories.make_pipeline(org, name=f"{marker} Spare", is_default=False, stages=[("Only", 10, None)])
     company = factories.make_company(org, name=f"{marker} Company", owner_id=owner.id)
-    contact = factories.make_contact(org, first_name=f"{marker}Contact", owner_id=owner.id,
-                                     primary_company_id=company.id)
+    contact = factories.make_contact(
+        org, first_name=f"{marker}Contact", owner_id=owner.id, primary_company_id=company.id
+    )
     lead = factories.make_lead(org, first_name=f"{marker}Lead", owner_id=owner.id)
     deal = factories.make_deal(org, stage=stages[0], name=f"{marker} Deal", owner_id=owner.id, contact_id=contact.id)
     activity = factories.make_activity(org, subject=f"{marker} Call", owner_id=owner.id, contact_id=contact.id)
@@ -115,11 +122,25 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     trashed_activity = factories.make_activity(org, subject=f"{marker} Trashed call", owner_id=owner.id, **gone)
     world = World(marker, org, users, stage_order=[s.id for s in stages])
     world.ids.update(
-        org=org.id, pipeline=pipeline.id, stage=stages[0].id, stage2=stages[1].id, empty_stage=stages[2].id,
-        spare_pipeline=spare.id, company=company.id, contact=contact.id, lead=lead.id, deal=deal.id,
-        activity=activity.id, tag=tag.id, trashed_contact=trashed_contact.id, trashed_deal=trashed_deal.id,
-        trashed_activity=trashed_activity.id, trashed_company=trashed_company.id, trashed_lead=trashed_lead.id,
-        sales=users["sales"].id, manager=users["manager"].id,
+        org=org.id,
+        pipeline=pipeline.id,
+        stage=stages[0].id,
+        stage2=stages[1].id,
+        empty_stage=stages[2].id,
+        spare_pipeline=spare.id,
+        company=company.id,
+        contact=contact.id,
+        lead=lead.id,
+        deal=deal.id,
+        activity=activity.id,
+        tag=tag.id,
+        trashed_contact=trashed_contact.id,
+        trashed_deal=trashed_deal.id,
+        trashed_activity=trashed_activity.id,
+        trashed_company=trashed_company.id,
+        trashed_lead=trashed_lead.id,
+        sales=users["sales"].id,
+        manager=users["manager"].id,
         admin=owner.id,
     )
     return world
@@ -144,28 +165,63 @@ class Route:
 
 
 def _activity_form(world: World) -> dict[str, Any]:
-    return {"type": "call", "subject": "Follow up", "status": "pending", "priority": "medium",
-            "due_date": "2030-01-02", "due_time": "10:00", "owner_id": "", "contact_id": str(world["contact"])}
+    return {
+        "type": "call",
+        "subject": "Follow up",
+        "status": "pending",
+        "priority": "medium",
+        "due_date": "2030-01-02",
+        "due_time": "10:00",
+        "owner_id": "",
+        "contact_id": str(world["contact"]),
+    }
 
 
 def _contact_form(world: World) -> dict[str, Any]:
-    return {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.org", "status": "customer",
-            "owner_id": str(world["admin"]), "primary_company_id": str(world["company"])}
+    return {
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": "ada@example.org",
+        "status": "customer",
+        "owner_id": str(world["admin"]),
+        "primary_company_id": str(world["company"]),
+    }
 
 
 def _deal_form(world: World) -> dict[str, Any]:
-    return {"name": "Big deal", "value": "1200", "currency": "USD", "stage_id": str(world["stage"]),
-            "owner_id": str(world["admin"]), "company_id": "", "contact_id": "", "source": ""}
+    return {
+        "name": "Big deal",
+        "value": "1200",
+        "currency": "USD",
+        "stage_id": str(world["stage"]),
+        "owner_id": str(world["admin"]),
+        "company_id": "",
+        "contact_id": "",
+        "source": "",
+    }
 
 
 def _company_form(world: World) -> dict[str, Any]:
-    return {"name": "Initech", "website": "https://initech.example", "size": "", "owner_id": str(world["admin"]),
-            "employee_count": "12", "annual_revenue": "1000"}
+    return {
+        "name": "Initech",
+        "website": "https://initech.example",
+        "size": "",
+        "owner_id": str(world["admin"]),
+        "employee_count": "12",
+        "annual_revenue": "1000",
+    }
 
 
 def _lead_form(world: World) -> dict[str, Any]:
-    return {"first_name": "Peter", "last_name": "Gibbons", "email": "peter@initech.example", "source": "",
-            "score": "40", "estimated_value": "900", "owner_id": str(world["admin"])}
+    return {
+        "first_name": "Peter",
+        "last_name": "Gibbons",
+        "email": "peter@initech.example",
+        "source": "",
+        "score": "40",
+        "estimated_value": "900",
+        "owner_id": str(world["admin"]),
+    }
 
 
 def _ids(key: str) -> Form:
@@ -207,8 +263,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "leads.update"): Route(OWNER, args={"lead_id": "lead"}, form=_lead_form),
     ("POST", "leads.set_status"): Route(OWNER, args={"lead_id": "lead"}, form=lambda w: {"status": "contacted"}),
     ("GET", "leads.convert_form"): Route(OWNER, args={"lead_id": "lead"}),
-    ("POST", "leads.convert"): Route(OWNER, args={"lead_id": "lead"},
-                                    form=lambda w: {"create_deal": "y", "deal_name": "From lead", "deal_value": "500"}),
+    ("POST", "leads.convert"): Route(
+        OWNER,
+        args={"lead_id": "lead"},
+        form=lambda w: {"create_deal": "y", "deal_name": "From lead", "deal_value": "500"},
+    ),
     ("POST", "leads.delete"): Route(OWNER, args={"lead_id": "lead"}, form=lambda w: {}),
     ("POST", "leads.restore"): Route(OWNER, args={"lead_id": "trashed_lead"}, form=lambda w: {}),
     ("POST", "leads.bulk_delete"): Route(OWNER, form=_ids("lead")),
@@ -236,15 +295,17 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "contacts.update"): Route(OWNER, args={"contact_id": "contact"}, form=_contact_form),
     ("GET", "contacts.show_field"): Route(MEMBER, args={"contact_id": "contact", "name": "=city"}),
     ("GET", "contacts.edit_field"): Route(MEMBER, args={"contact_id": "contact", "name": "=city"}),
-    ("POST", "contacts.update_field"): Route(OWNER, args={"contact_id": "contact", "name": "=city"},
-                                             form=lambda w: {"city": "Lyon"}),
+    ("POST", "contacts.update_field"): Route(
+        OWNER, args={"contact_id": "contact", "name": "=city"}, form=lambda w: {"city": "Lyon"}
+    ),
     ("POST", "contacts.delete"): Route(OWNER, args={"contact_id": "contact"}, form=lambda w: {}),
     ("POST", "contacts.restore"): Route(OWNER, args={"contact_id": "trashed_contact"}, form=lambda w: {}),
     ("POST", "contacts.bulk_delete"): Route(OWNER, form=_ids("contact")),
     ("POST", "contacts.restore_many"): Route(OWNER, form=_ids("trashed_contact")),
     ("POST", "contacts.bulk_tag"): Route(OWNER, form=lambda w: {"ids": [str(w["contact"])], "tag_id": str(w["tag"])}),
-    ("POST", "contacts.bulk_owner"): Route(OWNER, form=lambda w: {"ids": [str(w["contact"])],
-                                                                  "owner_id": str(w["sales"])}),
+    ("POST", "contacts.bulk_owner"): Route(
+        OWNER, form=lambda w: {"ids": [str(w["contact"])], "owner_id": str(w["sales"])}
+    ),
     # --- deals and the board ----------------------------------------------------------------
     ("GET", "deals.index"): Route(MEMBER),
     ("GET", "deals.export"): Route(MEMBER),
@@ -271,29 +332,41 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "pipelines.new"): Route(MANAGER),
     ("POST", "pipelines.new"): Route(MANAGER, form=lambda w: {"name": "Renewals", "currency": "EUR"}),
     ("GET", "pipelines.edit"): Route(MANAGER, args={"pipeline_id": "pipeline"}),
-    ("POST", "pipelines.edit"): Route(MANAGER, args={"pipeline_id": "pipeline"},
-                                      form=lambda w: {"name": "Renamed", "currency": "USD", "is_default": "y"}),
+    ("POST", "pipelines.edit"): Route(
+        MANAGER,
+        args={"pipeline_id": "pipeline"},
+        form=lambda w: {"name": "Renamed", "currency": "USD", "is_default": "y"},
+    ),
     ("POST", "pipelines.set_default"): Route(MANAGER, args={"pipeline_id": "spare_pipeline"}, form=lambda w: {}),
-    ("POST", "pipelines.reorder"): Route(MANAGER, args={"pipeline_id": "pipeline"},
-                                         form=lambda w: {"stage_id": [str(i) for i in reversed(w.stage_order)]}),
+    ("POST", "pipelines.reorder"): Route(
+        MANAGER,
+        args={"pipeline_id": "pipeline"},
+        form=lambda w: {"stage_id": [str(i) for i in reversed(w.stage_order)]},
+    ),
     ("GET", "pipelines.delete"): Route(MANAGER, args={"pipeline_id": "spare_pipeline"}),
-    ("POST", "pipelines.delete"): Route(MANAGER, args={"pipeline_id": "spare_pipeline"},
-                                        form=lambda w: {"move_to_stage_id": ""}),
+    ("POST", "pipelines.delete"): Route(
+        MANAGER, args={"pipeline_id": "spare_pipeline"}, form=lambda w: {"move_to_stage_id": ""}
+    ),
     ("GET", "pipelines.new_stage"): Route(MANAGER, args={"pipeline_id": "pipeline"}),
-    ("POST", "pipelines.new_stage"): Route(MANAGER, args={"pipeline_id": "pipeline"},
-                                           form=lambda w: {"name": "Demo", "probability": "30"}),
+    ("POST", "pipelines.new_stage"): Route(
+        MANAGER, args={"pipeline_id": "pipeline"}, form=lambda w: {"name": "Demo", "probability": "30"}
+    ),
     ("GET", "pipelines.edit_stage"): Route(MANAGER, args={"stage_id": "stage"}),
-    ("POST", "pipelines.edit_stage"): Route(MANAGER, args={"stage_id": "stage"},
-                                            form=lambda w: {"name": "Qualified", "probability": "20"}),
+    ("POST", "pipelines.edit_stage"): Route(
+        MANAGER, args={"stage_id": "stage"}, form=lambda w: {"name": "Qualified", "probability": "20"}
+    ),
     ("GET", "pipelines.delete_stage"): Route(MANAGER, args={"stage_id": "empty_stage"}),
-    ("POST", "pipelines.delete_stage"): Route(MANAGER, args={"stage_id": "empty_stage"},
-                                              form=lambda w: {"move_to_stage_id": ""}),
+    ("POST", "pipelines.delete_stage"): Route(
+        MANAGER, args={"stage_id": "empty_stage"}, form=lambda w: {"move_to_stage_id": ""}
+    ),
     # --- tags -------------------------------------------------------------------------------
     ("GET", "tags.editor"): Route(MEMBER, args={"entity_type": "=contact", "entity_id": "contact"}),
-    ("POST", "tags.assign"): Route(OWNER, args={"entity_type": "=contact", "entity_id": "contact"},
-                                   form=lambda w: {"tag_id": str(w["tag"])}),
-    ("POST", "tags.remove"): Route(OWNER, args={"entity_type": "=contact", "entity_id": "contact"},
-                                   form=lambda w: {"tag_id": str(w["tag"])}),
+    ("POST", "tags.assign"): Route(
+        OWNER, args={"entity_type": "=contact", "entity_id": "contact"}, form=lambda w: {"tag_id": str(w["tag"])}
+    ),
+    ("POST", "tags.remove"): Route(
+        OWNER, args={"entity_type": "=contact", "entity_id": "contact"}, form=lambda w: {"tag_id": str(w["tag"])}
+    ),
     # --- trash ------------------------------------------------------------------------------
     ("GET", "trash.index"): Route(MANAGER),
     ("GET", "trash.detail"): Route(MANAGER, args={"entity_type": "=contact", "entity_id": "trashed_contact"}),
@@ -341,8 +414,17 @@ def route_url(app, endpoint: str, route: Route, world: World, *, ids_from: World
     return url
 
 
-def call(client, app, method: str, endpoint: str, world: World, *, ids_from: World | None = None,
-         headers: dict[str, str] | None = None, csrf: bool = True):
+def call(
+    client,
+    app,
+    method: str,
+    endpoint: str,
+    world: World,
+    *,
+    ids_from: World | None = None,
+    headers: dict[str, str] | None = None,
+    csrf: bool = True,
+):
     route = ROUTES[(method, endpoint)]
     url = route_url(app, endpoint, route, world, ids_from=ids_from)
     data = route.form(world) if route.form else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -15,7 +15,7 @@ from crm_web.services.activities import ActivityService, Links, get_stats, get_t
 from tests import factories
 
 # A Wednesday: the week runs Mon 23 Nov 00:00 -> Mon 30 Nov 00:00 (UTC).
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -29,20 +29,25 @@ def fixture_set(org, other_org, users):
         return factories.make_activity(org, **values)
 
     rows = {
-        "overdue_task": make(type="task", status="pending", priority="high", due_at=NOW - timedelta(days=2),
-                             contact_id=contact.id),
-        "overdue_today_call": make(type="call", status="in_progress", priority="urgent",
-                                   due_at=NOW - timedelta(hours=1)),
-        "today_email": make(type="email", status="pending", priority="low", due_at=NOW + timedelta(hours=3),
-                            contact_id=contact.id),
+        "overdue_task": make(
+            type="task", status="pending", priority="high", due_at=NOW - timedelta(days=2), contact_id=contact.id
+        ),
+        "overdue_today_call": make(
+            type="call", status="in_progress", priority="urgent", due_at=NOW - timedelta(hours=1)
+        ),
+        "today_email": make(
+            type="email", status="pending", priority="low", due_at=NOW + timedelta(hours=3), contact_id=contact.id
+        ),
         "week_meeting": make(type="meeting", status="pending", due_at=NOW + timedelta(days=3)),
-        "done_note": make(type="note", status="completed", due_at=NOW - timedelta(days=1),
-                          completed_at=NOW - timedelta(days=1)),
+        "done_note": make(
+            type="note", status="completed", due_at=NOW - timedelta(days=1), completed_at=NOW - timedelta(days=1)
+        ),
         "cancelled_task": make(type="task", status="cancelled", due_at=NOW - timedelta(days=10)),
         "undated_task": make(type="task", status="pending", due_at=None),
         "manager_call": make(type="call", status="pending", due_at=NOW + timedelta(days=10), owner_id=manager.id),
-        "done_last_week": make(type="task", status="completed", due_at=NOW - timedelta(days=8),
-                               completed_at=NOW - timedelta(days=7)),
+        "done_last_week": make(
+            type="task", status="completed", due_at=NOW - timedelta(days=8), completed_at=NOW - timedelta(days=7)
+        ),
         "deleted": make(type="task", status="pending", due_at=NOW - timedelta(days=1), deleted_at=NOW),
     }
     factories.make_activity(other_org, status="pending", due_at=NOW - timedelta(days=1))
@@ -148,8 +153,14 @@ def test_stats_with_redis(app, fixture_set, actor, redis_url, count_queries):
     from crm_web.services import cache as cache_helper
 
     redis_cache = Cache()
-    redis_cache.init_app(app, config={"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": redis_url,
-                                      "CACHE_KEY_PREFIX": f"crm-test-{uuid.uuid4().hex}:"})
+    redis_cache.init_app(
+        app,
+        config={
+            "CACHE_TYPE": "RedisCache",
+            "CACHE_REDIS_URL": redis_url,
+            "CACHE_KEY_PREFIX": f"crm-test-{uuid.uuid4().hex}:",
+        },
+    )
     original = cache_helper.cache
     cache_helper.cache = redis_cache
     try:
@@ -167,14 +178,29 @@ def test_stats_with_redis(app, fixture_set, actor, redis_url, count_queries):
 # --- reading -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("view,expected", [
-    ("mine", {"overdue_task", "overdue_today_call", "today_email", "week_meeting", "undated_task"}),
-    ("overdue", {"overdue_task", "overdue_today_call"}),
-    ("today", {"overdue_today_call", "today_email"}),
-    ("upcoming", {"today_email", "week_meeting"}),
-    ("all", {"overdue_task", "overdue_today_call", "today_email", "week_meeting", "done_note", "cancelled_task",
-             "undated_task", "manager_call", "done_last_week"}),
-])
+@pytest.mark.parametrize(
+    "view,expected",
+    [
+        ("mine", {"overdue_task", "overdue_today_call", "today_email", "week_meeting", "undated_task"}),
+        ("overdue", {"overdue_task", "overdue_today_call"}),
+        ("today", {"overdue_today_call", "today_email"}),
+        ("upcoming", {"today_email", "week_meeting"}),
+        (
+            "all",
+            {
+                "overdue_task",
+                "overdue_today_call",
+                "today_email",
+                "week_meeting",
+                "done_note",
+                "cancelled_task",
+                "undated_task",
+                "manager_call",
+                "done_last_week",
+            },
+        ),
+    ],
+)
 def test_quick_views(fixture_set, users, view, expected):
     page = service_for(users["sales"]).list_activities(view=view, now=NOW, per_page=100)
     names = {name for name, a in fixture_set.items() if isinstance(a, Activity) and a.id in {i.id for i in page.items}}
@@ -213,8 +239,13 @@ def test_list_search_matches_words_and_takes_wildcards_literally(org, users):
 
 def _make_many(org, owner, n, contact=None, company=None):
     for i in range(n):
-        factories.make_activity(org, owner_id=owner.id, subject=f"Bulk {i}",
-                                contact_id=contact.id if contact else None, company_id=company.id if company else None)
+        factories.make_activity(
+            org,
+            owner_id=owner.id,
+            subject=f"Bulk {i}",
+            contact_id=contact.id if contact else None,
+            company_id=company.id if company else None,
+        )
 
 
 def test_list_loads_relations_in_the_same_query(org, users, count_queries):
@@ -295,10 +326,12 @@ def test_sales_cannot_change_someone_elses_activity(fixture_set, users):
 def test_other_org_ids_are_not_found(fixture_set, other_org):
     outsider = factories.make_user(other_org, role="admin")
     service = service_for(outsider)
-    for call in (lambda: service.get_activity(fixture_set["week_meeting"].id),
-                 lambda: service.set_completed(fixture_set["week_meeting"].id, completed=True),
-                 lambda: service.delete_activity(fixture_set["week_meeting"].id),
-                 lambda: service.link_labels(Links(contact=fixture_set["contact"].id))):
+    for call in (
+        lambda: service.get_activity(fixture_set["week_meeting"].id),
+        lambda: service.set_completed(fixture_set["week_meeting"].id, completed=True),
+        lambda: service.delete_activity(fixture_set["week_meeting"].id),
+        lambda: service.link_labels(Links(contact=fixture_set["contact"].id)),
+    ):
         with pytest.raises(NotFound):
             call()
 

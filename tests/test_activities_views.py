@@ -40,8 +40,9 @@ def test_list_budget_is_constant(client, org, mine, count_queries):
         assert client.get("/activities?view=all", headers=HX).status_code == 200
     company = factories.make_company(org)
     for i in range(25):
-        factories.make_activity(org, owner_id=mine["user"].id, contact_id=mine["contact"].id,
-                                company_id=company.id, subject=f"Bulk {i}")
+        factories.make_activity(
+            org, owner_id=mine["user"].id, contact_id=mine["contact"].id, company_id=company.id, subject=f"Bulk {i}"
+        )
     with count_queries() as many:
         assert client.get("/activities?view=all&per_page=50", headers=HX).status_code == 200
     assert one.count == many.count == LOGIN_STATEMENTS + 3, many  # count, rows, owner choices for the builder
@@ -62,18 +63,36 @@ def test_new_form_rejects_bad_and_foreign_ids(client, mine, other_org):
 
 
 def test_create_plain_form_redirects(client, mine):
-    response = client.post("/activities", data={"subject": "Send offer", "type": "email", "status": "pending",
-                                                 "priority": "high", "due_date": "2026-12-01", "due_time": "14:30",
-                                                 "owner_id": str(mine["user"].id)})
+    response = client.post(
+        "/activities",
+        data={
+            "subject": "Send offer",
+            "type": "email",
+            "status": "pending",
+            "priority": "high",
+            "due_date": "2026-12-01",
+            "due_time": "14:30",
+            "owner_id": str(mine["user"].id),
+        },
+    )
     assert response.status_code == 303 and response.headers["Location"] == "/activities"
     activity = db.session.query(Activity).filter_by(subject="Send offer").one()
     assert activity.due_at.isoformat() == "2026-12-01T14:30:00+00:00" and activity.priority == "high"
 
 
 def test_create_from_a_record_with_htmx(client, mine):
-    response = client.post("/activities", headers=HX, data={
-        "subject": "Follow up", "type": "task", "status": "pending", "priority": "medium",
-        "owner_id": str(mine["user"].id), "contact_id": str(mine["contact"].id)})
+    response = client.post(
+        "/activities",
+        headers=HX,
+        data={
+            "subject": "Follow up",
+            "type": "task",
+            "status": "pending",
+            "priority": "medium",
+            "owner_id": str(mine["user"].id),
+            "contact_id": str(mine["contact"].id),
+        },
+    )
     body = response.get_data(as_text=True)
     assert response.status_code == 200 and "activities-changed" in response.headers["HX-Trigger"]
     assert 'id="activity-form"' in body and "hx-swap-oob" in body and "Follow up" in body
@@ -81,13 +100,25 @@ def test_create_from_a_record_with_htmx(client, mine):
 
 
 def test_create_errors_render_inline_with_422_and_foreign_links_404(client, mine, other_org):
-    response = client.post("/activities", headers=HX, data={"subject": "", "type": "task", "status": "pending",
-                                                            "priority": "medium", "owner_id": ""})
+    response = client.post(
+        "/activities",
+        headers=HX,
+        data={"subject": "", "type": "task", "status": "pending", "priority": "medium", "owner_id": ""},
+    )
     assert response.status_code == 422 and 'class="field-error"' in response.get_data(as_text=True)
     foreign = factories.make_contact(other_org)
-    response = client.post("/activities", headers=HX, data={"subject": "x", "type": "task", "status": "pending",
-                                                            "priority": "medium", "owner_id": "",
-                                                            "contact_id": str(foreign.id)})
+    response = client.post(
+        "/activities",
+        headers=HX,
+        data={
+            "subject": "x",
+            "type": "task",
+            "status": "pending",
+            "priority": "medium",
+            "owner_id": "",
+            "contact_id": str(foreign.id),
+        },
+    )
     assert response.status_code == 404  # another org's record: never a leak
 
 
@@ -100,9 +131,17 @@ def test_edit_and_update(client, mine):
     activity = mine["activity"]
     page = client.get(f"/activities/{activity.id}/edit")
     assert page.status_code == 200 and "Call Ada" in page.get_data(as_text=True)
-    response = client.post(f"/activities/{activity.id}", data={
-        "subject": "Call Ada again", "type": "call", "status": "in_progress", "priority": "urgent",
-        "owner_id": str(mine["user"].id), "contact_id": str(mine["contact"].id)})
+    response = client.post(
+        f"/activities/{activity.id}",
+        data={
+            "subject": "Call Ada again",
+            "type": "call",
+            "status": "in_progress",
+            "priority": "urgent",
+            "owner_id": str(mine["user"].id),
+            "contact_id": str(mine["contact"].id),
+        },
+    )
     assert response.status_code == 303
     db.session.expire_all()
     assert db.session.get(Activity, activity.id).subject == "Call Ada again"

@@ -57,12 +57,17 @@ def test_next_parameter_only_allows_local_paths(client, org):
     factories.make_user(org, email="rep@acme.test", password="s3cret")
     page = client.get("/login?next=//evil.example/x")
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    response = client.post("/login?next=//evil.example/x",
-                           data={"email": "rep@acme.test", "password": "s3cret", "csrf_token": token}, csrf=False)
+    response = client.post(
+        "/login?next=//evil.example/x",
+        data={"email": "rep@acme.test", "password": "s3cret", "csrf_token": token},
+        csrf=False,
+    )
     assert response.headers["Location"] == "/"
 
 
-@pytest.mark.parametrize("path", ["/", "/contacts", "/companies", "/leads", "/deals", "/activities", "/trash", "/pipelines"])
+@pytest.mark.parametrize(
+    "path", ["/", "/contacts", "/companies", "/leads", "/deals", "/activities", "/trash", "/pipelines"]
+)
 def test_protected_pages_redirect_to_login(client, app, path):
     response = client.get(path)
     assert response.status_code == 302

@@ -26,10 +26,20 @@ def stages(pipeline):
 def add_deals(org, pipeline, stages, per_stage, tag=None, company=None):
     from crm_web.extensions import db
 
-    rows = [Deal(org_id=org.id, pipeline_id=pipeline.id, stage_id=stage.id, name=f"Deal {stage.name} {i}",
-                 value=Decimal(100), position=float(i), company_id=company.id if company else None,
-                 tags=[tag] if tag else [])
-            for stage in stages for i in range(per_stage)]
+    rows = [
+        Deal(
+            org_id=org.id,
+            pipeline_id=pipeline.id,
+            stage_id=stage.id,
+            name=f"Deal {stage.name} {i}",
+            value=Decimal(100),
+            position=float(i),
+            company_id=company.id if company else None,
+            tags=[tag] if tag else [],
+        )
+        for stage in stages
+        for i in range(per_stage)
+    ]
     db.session.add_all(rows)
     db.session.commit()
 
@@ -62,8 +72,14 @@ def test_board_fragment(client, login, org, stages):
 def test_board_statement_budget(client, login, org, count_queries, per_stage, stage_count):
     login("manager")
     pipeline = factories.make_pipeline(org, stages=[(f"S{i}", 10, None) for i in range(stage_count)])
-    add_deals(org, pipeline, factories.stages_of(pipeline), per_stage, tag=factories.make_tag(org),
-              company=factories.make_company(org))
+    add_deals(
+        org,
+        pipeline,
+        factories.stages_of(pipeline),
+        per_stage,
+        tag=factories.make_tag(org),
+        company=factories.make_company(org),
+    )
     with count_queries() as q:
         response = client.get("/deals/board")
     assert response.status_code == 200
@@ -81,7 +97,7 @@ def test_board_filter_drives_cards_and_headers(client, login, org, stages, users
     html = client.get(f"/deals/board?f=owner.equals.{users['sales'].id}").get_data(as_text=True)
     assert "Mine" in html and "Theirs" not in html
     assert "$100" in html and "$1,000" not in html
-    assert 'data-count>1<' in html
+    assert "data-count>1<" in html
     html = client.get("/deals/board?f=value.greaterThan.500", headers=HX).get_data(as_text=True)
     assert "Theirs" in html and ">Mine<" not in html
 
@@ -128,9 +144,11 @@ def test_move_endpoint(client, login, org, stages, count_queries, engine_name):
     a = factories.make_deal(org, stage=stages[3], position=1.0, status="won")
     deal = factories.make_deal(org, stage=stages[0], value=Decimal("1000"))
     with count_queries() as q:
-        response = client.post(f"/deals/{deal.id}/move",
-                               data={"stage_id": str(stages[3].id), "after_id": str(a.id), "version": "1"},
-                               headers=HX)
+        response = client.post(
+            f"/deals/{deal.id}/move",
+            data={"stage_id": str(stages[3].id), "after_id": str(a.id), "version": "1"},
+            headers=HX,
+        )
     assert response.status_code == 200, response.get_data(as_text=True)
     # The move's own budget is 6 including the login; the headers re-rendered after the
     # commit add the tenant re-apply on PostgreSQL.
@@ -177,8 +195,9 @@ def test_move_keeps_filter_for_headers(client, login, org, stages, users):
     login("manager")
     factories.make_deal(org, stage=stages[1], value=Decimal("500"), owner_id=users["admin"].id)
     deal = factories.make_deal(org, stage=stages[0], value=Decimal("100"), owner_id=users["sales"].id)
-    response = client.post(f"/deals/{deal.id}/move?f=owner.equals.{users['sales'].id}",
-                           data={"stage_id": str(stages[1].id)}, headers=HX)
+    response = client.post(
+        f"/deals/{deal.id}/move?f=owner.equals.{users['sales'].id}", data={"stage_id": str(stages[1].id)}, headers=HX
+    )
     html = response.get_data(as_text=True)
     header = html.split(f'id="stage-header-{stages[1].id}"')[1]
     assert "data-count>1<" in header and "$100" in header

@@ -40,7 +40,8 @@ def test_drag_card_to_another_column_and_move_by_keyboard(page, page_errors, liv
     header = page.locator(f"#stage-header-{target_id} [data-count]")
     page.wait_for_function(
         "([id, n]) => document.querySelector(`#stage-header-${id} [data-count]`).textContent.trim() === String(n)",
-        arg=[target_id, before_target + 1])
+        arg=[target_id, before_target + 1],
+    )
     assert header.inner_text() == str(before_target + 1)
     assert page.locator(f"#stage-header-{source_id} [data-count]").inner_text() == str(before_source - 1)
 

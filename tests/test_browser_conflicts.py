@@ -11,7 +11,6 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.browser
 
 
-
 def _unexpected(errors: list[str]) -> list[str]:
     """Console errors besides the 409 itself (Chromium and htmx both log the status)."""
     return [e for e in errors if "409" not in e]
@@ -22,8 +21,9 @@ def _a_contact_url(page, live_server, nth: int) -> str:
     return live_server + page.locator("#contact-table tbody tr td:nth-child(2) a").nth(nth).get_attribute("href")
 
 
-def test_stale_edit_form_shows_the_conflict_and_keeps_the_typed_text(page, page_errors, browser, live_server,
-                                                                     browser_login):
+def test_stale_edit_form_shows_the_conflict_and_keeps_the_typed_text(
+    page, page_errors, browser, live_server, browser_login
+):
     browser_login(page, "admin")
     contact = _a_contact_url(page, live_server, 3)
     page.goto(contact + "/edit")
@@ -42,15 +42,17 @@ def test_stale_edit_form_shows_the_conflict_and_keeps_the_typed_text(page, page_
     expect(page.locator("#title")).to_have_value("Head of Mine")  # the typed text is still there
     assert page.url == contact + "/edit" and _unexpected(page_errors) == []
     expect(conflict.get_by_role("link", name="Reload the latest version")).to_have_attribute(
-        "href", contact.removeprefix(live_server) + "/edit")
+        "href", contact.removeprefix(live_server) + "/edit"
+    )
     conflict.get_by_role("button", name="Save anyway").click()
     page.wait_for_url(contact)
     expect(page.locator("#field-title")).to_contain_text("Head of Mine")
     other.context.close()
 
 
-def test_inline_edit_of_a_field_changed_meanwhile_shows_the_conflict_inline(page, page_errors, browser, live_server,
-                                                                              browser_login):
+def test_inline_edit_of_a_field_changed_meanwhile_shows_the_conflict_inline(
+    page, page_errors, browser, live_server, browser_login
+):
     browser_login(page, "admin")
     contact = _a_contact_url(page, live_server, 4)
     page.goto(contact)
@@ -75,7 +77,8 @@ def test_inline_edit_of_a_field_changed_meanwhile_shows_the_conflict_inline(page
     page.fill("#field-department input[name=department]", "My department")
     page.locator("#field-department").get_by_role("button", name="Save").click()
     expect(page.locator("#field-department .edit-conflict")).to_contain_text(
-        "Max Manager changed the department of this contact")
+        "Max Manager changed the department of this contact"
+    )
     expect(page.locator("#field-department input[name=department]")).to_have_value("My department")
     page.locator("#field-department").get_by_role("button", name="Save anyway").click()
     expect(page.locator("#field-department button.inline-edit")).to_contain_text("My department")

@@ -18,7 +18,6 @@ def _names(page):
     return _rows(page).locator("td:nth-child(2) a").all_inner_texts()
 
 
-
 def test_active_search(page, page_errors, live_server, browser_login):
     browser_login(page, "sales")
     page.goto(f"{live_server}/contacts?sort=-name")

@@ -7,7 +7,6 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.browser
 
 
-
 def test_sales_creates_qualifies_and_converts_a_lead(page, page_errors, live_server, browser_login):
     browser_login(page, "sales")
     page.goto(f"{live_server}/leads/new")

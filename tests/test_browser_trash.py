@@ -50,8 +50,10 @@ def test_admin_restores_a_deleted_deal_from_the_trash(page, page_errors, live_se
     row.wait_for(state="detached")  # the table refreshed itself on `trash-changed`
 
     with live_db.app_context():
-        assert db.session.scalar(select(Deal.deleted_at).where(Deal.id == deal_id)
-                                 .execution_options(include_deleted=True)) is None
+        assert (
+            db.session.scalar(select(Deal.deleted_at).where(Deal.id == deal_id).execution_options(include_deleted=True))
+            is None
+        )
         assert db.session.scalar(select(Deal.id).where(Deal.id == deal_id)) == deal_id
         db.session.remove()
 
@@ -64,8 +66,9 @@ def test_admin_restores_a_deleted_deal_from_the_trash(page, page_errors, live_se
 def test_admin_purges_selected_records_after_a_confirmation(page, live_server, live_db, browser_login):
     with live_db.app_context():
         admin = db.session.scalar(select(User).where(User.email == "admin@example.com"))
-        deals = db.session.scalars(select(Deal).where(Deal.org_id == admin.org_id).order_by(Deal.name.desc())
-                                   .limit(2)).all()
+        deals = db.session.scalars(
+            select(Deal).where(Deal.org_id == admin.org_id).order_by(Deal.name.desc()).limit(2)
+        ).all()
         ids = [d.id for d in deals]
         names = [d.name for d in deals]
         Deals(Actor.of(admin)).delete_many(ids)
@@ -85,6 +88,8 @@ def test_admin_purges_selected_records_after_a_confirmation(page, live_server, l
     expect(page.locator("#trash-confirm")).to_be_empty()
 
     with live_db.app_context():
-        assert db.session.scalars(select(Deal.id).where(Deal.id.in_(ids))
-                                  .execution_options(include_deleted=True)).all() == []
+        assert (
+            db.session.scalars(select(Deal.id).where(Deal.id.in_(ids)).execution_options(include_deleted=True)).all()
+            == []
+        )
         db.session.remove()

@@ -6,14 +6,13 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.browser
 
 
-
 def test_bulk_delete_deals_and_undo_brings_both_back(page, page_errors, live_server, browser_login):
     browser_login(page, "manager")
     page.goto(f"{live_server}/deals?sort=name")
     rows = page.locator("#deal-table tbody tr")
     ids = [rows.nth(i).get_attribute("data-deal-id") for i in range(2)]
     for deal_id in ids:
-        page.locator(f'#deal-{deal_id} input[data-select-row]').check()
+        page.locator(f"#deal-{deal_id} input[data-select-row]").check()
     page.locator("[data-bulk-bar]").get_by_role("button", name="Delete").click()
     toast = page.locator(".toast", has_text="Deleted 2 deals.")
     toast.wait_for()

@@ -25,7 +25,10 @@ def test_demo_creates_the_demo_org_once(cli):
     assert contacts > 0 and count(Company, org.id) > 0 and count(Deal, org.id) > 0 and count(Lead, org.id) > 0
     assert count(Pipeline, org.id) == 2
     assert {u.email for u in db.session.scalars(select(User).where(User.org_id == org.id))} == {
-        "admin@example.com", "manager@example.com", "sales@example.com"}
+        "admin@example.com",
+        "manager@example.com",
+        "sales@example.com",
+    }
 
     second = cli.invoke(args=["crm", "demo", "--no-migrate"])
     assert second.exit_code == 0 and "already exists" in second.output
@@ -36,33 +39,87 @@ def test_demo_has_overdue_activities(cli):
     from crm_web.models import utcnow
 
     cli.invoke(args=["crm", "demo", "--no-migrate"])
-    overdue = db.session.scalar(select(func.count()).select_from(Activity).where(
-        Activity.status.in_(("pending", "in_progress")), Activity.due_at < utcnow()))
+    overdue = db.session.scalar(
+        select(func.count())
+        .select_from(Activity)
+        .where(Activity.status.in_(("pending", "in_progress")), Activity.due_at < utcnow())
+    )
     assert overdue > 0
 
 
 def test_create_user_creates_the_org_and_seed_fills_it(cli):
-    result = cli.invoke(args=["crm", "create-user", "--org", "newco", "--email", "boss@newco.example",
-                              "--password", "longpass", "--role", "admin"])
+    result = cli.invoke(
+        args=[
+            "crm",
+            "create-user",
+            "--org",
+            "newco",
+            "--email",
+            "boss@newco.example",
+            "--password",
+            "longpass",
+            "--role",
+            "admin",
+        ]
+    )
     assert result.exit_code == 0, result.output
     org = db.session.scalar(select(Organization).where(Organization.slug == "newco"))
     assert org is not None
 
-    result = cli.invoke(args=["crm", "seed", "--org", "newco", "--companies", "20", "--contacts", "50",
-                              "--leads", "10", "--deals", "30", "--activities", "40"])
+    result = cli.invoke(
+        args=[
+            "crm",
+            "seed",
+            "--org",
+            "newco",
+            "--companies",
+            "20",
+            "--contacts",
+            "50",
+            "--leads",
+            "10",
+            "--deals",
+            "30",
+            "--activities",
+            "40",
+        ]
+    )
     assert result.exit_code == 0, result.output
-    assert (count(Company, org.id), count(Contact, org.id), count(Lead, org.id), count(Deal, org.id),
-            count(Activity, org.id)) == (20, 50, 10, 30, 40)
+    assert (
+        count(Company, org.id),
+        count(Contact, org.id),
+        count(Lead, org.id),
+        count(Deal, org.id),
+        count(Activity, org.id),
+    ) == (20, 50, 10, 30, 40)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["crm", "seed", "--org", "missing", "--contacts", "5"], "No organisation with slug 'missing'"),
-    (["crm", "seed", "--org", "x", "--contacts", "-5"], "must be zero or more"),
-    (["crm", "create-user", "--org", "acme", "--email", "a@b.example", "--password", "pw12", "--role", "king"],
-     "Invalid value for '--role'"),
-    (["crm", "create-user", "--org", "Bad Slug!", "--email", "a@b.example", "--password", "pw12", "--role", "sales"],
-     "slug"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["crm", "seed", "--org", "missing", "--contacts", "5"], "No organisation with slug 'missing'"),
+        (["crm", "seed", "--org", "x", "--contacts", "-5"], "must be zero or more"),
+        (
+            ["crm", "create-user", "--org", "acme", "--email", "a@b.example", "--password", "pw12", "--role", "king"],
+            "Invalid value for '--role'",
+        ),
+        (
+            [
+                "crm",
+                "create-user",
+                "--org",
+                "Bad Slug!",
+                "--email",
+                "a@b.example",
+                "--password",
+                "pw12",
+                "--role",
+                "sales",
+            ],
+            "slug",
+        ),
+    ],
+)
 def test_bad_arguments_fail_with_one_line(cli, args, message):
     result = cli.invoke(args=args)
     assert result.exit_code != 0
@@ -71,7 +128,18 @@ def test_bad_arguments_fail_with_one_line(cli, args, message):
 
 
 def test_duplicate_email_is_refused(cli):
-    args = ["crm", "create-user", "--org", "acme", "--email", "dup@acme.example", "--password", "pw12", "--role", "sales"]
+    args = [
+        "crm",
+        "create-user",
+        "--org",
+        "acme",
+        "--email",
+        "dup@acme.example",
+        "--password",
+        "pw12",
+        "--role",
+        "sales",
+    ]
     assert cli.invoke(args=args).exit_code == 0
     result = cli.invoke(args=args)
     assert result.exit_code != 0 and "already exists" in result.output

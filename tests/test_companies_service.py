@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
 from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
@@ -16,7 +17,6 @@ from crm_web.services.activities import ActivityService, Links
 from crm_web.services.base import Actor
 from crm_web.services.companies import CompanyService
 from tests import factories
-from werkzeug.datastructures import MultiDict
 
 
 def link(org, contact, company, role=None):
@@ -40,15 +40,25 @@ def world(org, users):
     link(org, bob, acme, role="Board member")
     both = factories.make_contact(org, first_name="Cara", last_name="Cole", primary_company_id=acme.id)
     link(org, both, acme, role="Champion")
-    gone = factories.make_contact(org, first_name="Gone", last_name="Ghost", primary_company_id=acme.id,
-                                  deleted_at=factories.datetime.now(factories.timezone.utc))
+    gone = factories.make_contact(
+        org,
+        first_name="Gone",
+        last_name="Ghost",
+        primary_company_id=acme.id,
+        deleted_at=factories.datetime.now(factories.timezone.utc),
+    )
     pipeline = factories.make_pipeline(org)
     factories.make_deal(org, pipeline=pipeline, company_id=acme.id, contact_id=alice.id, value=Decimal("100"))
     factories.make_deal(org, pipeline=pipeline, company_id=acme.id, value=Decimal("200.50"))
     factories.make_deal(org, pipeline=pipeline, company_id=acme.id, status="won", value=Decimal("1000"))
     factories.make_deal(org, pipeline=pipeline, company_id=acme.id, status="lost", value=Decimal("7"))
-    factories.make_deal(org, pipeline=pipeline, company_id=acme.id, value=Decimal("999"),
-                        deleted_at=factories.datetime.now(factories.timezone.utc))
+    factories.make_deal(
+        org,
+        pipeline=pipeline,
+        company_id=acme.id,
+        value=Decimal("999"),
+        deleted_at=factories.datetime.now(factories.timezone.utc),
+    )
     factories.make_activity(org, company_id=acme.id, contact_id=alice.id)
     factories.make_activity(org, contact_id=alice.id)
     return {"acme": acme, "bare": bare, "alice": alice, "bob": bob, "both": both, "gone": gone}

@@ -133,7 +133,10 @@ def test_bulk_delete_then_undo(client, login, org):
     assert "Company 000" not in html.split("toast")[0] and "Company 002" in html
     restored = client.post("/companies/bulk/restore", data={"ids": ids}, headers=HX)
     assert "Restored 2 companies." in restored.get_data(as_text=True)
-    assert db.session.scalars(select(Company.deleted_at).where(Company.id.in_([c.id for c in companies]))).all() == [None] * 3
+    assert (
+        db.session.scalars(select(Company.deleted_at).where(Company.id.in_([c.id for c in companies]))).all()
+        == [None] * 3
+    )
 
 
 def test_bulk_delete_without_htmx_redirects(client, login, org):
@@ -167,9 +170,12 @@ def _company_with_everything(org, n_contacts):
     tag = factories.make_tag(org, name=f"VIP {uuid.uuid4().hex[:6]}")
     for i in range(n_contacts):
         contact = factories.make_contact(org, first_name=f"P{i}", primary_company_id=company.id)
-        db.session.execute(contact.__class__.tags.property.secondary.insert().values(contact_id=contact.id, tag_id=tag.id))
-        factories.make_deal(org, pipeline=pipeline, company_id=company.id, contact_id=contact.id,
-                            status=("open", "won", "lost")[i % 3])
+        db.session.execute(
+            contact.__class__.tags.property.secondary.insert().values(contact_id=contact.id, tag_id=tag.id)
+        )
+        factories.make_deal(
+            org, pipeline=pipeline, company_id=company.id, contact_id=contact.id, status=("open", "won", "lost")[i % 3]
+        )
         factories.make_activity(org, company_id=company.id, contact_id=contact.id)
         associate = factories.make_contact(org, first_name=f"A{i}")
         db.session.add(ContactCompany(org_id=org.id, contact_id=associate.id, company_id=company.id, role="Advisor"))
@@ -219,8 +225,14 @@ def test_detail_of_junk_other_org_and_deleted_ids_is_404(client, login, org, oth
     login("sales")
     foreign = factories.make_company(other_org)
     gone = factories.make_company(org, deleted_at=factories.datetime.now(factories.timezone.utc))
-    for url in ("/companies/not-a-uuid", f"/companies/{foreign.id}", f"/companies/{gone.id}",
-                f"/companies/{foreign.id}/contacts", f"/companies/{foreign.id}/edit", f"/companies/{uuid.uuid4()}"):
+    for url in (
+        "/companies/not-a-uuid",
+        f"/companies/{foreign.id}",
+        f"/companies/{gone.id}",
+        f"/companies/{foreign.id}/contacts",
+        f"/companies/{foreign.id}/edit",
+        f"/companies/{uuid.uuid4()}",
+    ):
         assert client.get(url).status_code == 404, url
     assert client.post(f"/companies/{foreign.id}/delete", headers=HX).status_code == 404
 
@@ -278,8 +290,16 @@ def test_new_form_renders(client, login):
 
 def test_create_redirects_to_the_new_company(client, login, users):
     login("sales")
-    response = client.post("/companies", data={"name": "Initech", "industry": "Software", "size": "11-50",
-                                               "employee_count": "20", "owner_id": str(users["sales"].id)})
+    response = client.post(
+        "/companies",
+        data={
+            "name": "Initech",
+            "industry": "Software",
+            "size": "11-50",
+            "employee_count": "20",
+            "owner_id": str(users["sales"].id),
+        },
+    )
     assert response.status_code == 303
     company = db.session.scalars(select(Company).where(Company.name == "Initech")).one()
     assert response.headers["Location"].endswith(f"/companies/{company.id}")
@@ -294,8 +314,11 @@ def test_create_via_htmx_navigates_with_hx_location(client, login):
 
 def test_create_errors_rerender_the_form_inline(client, login):
     login("sales")
-    response = client.post("/companies", data={"name": "", "email": "nope", "employee_count": "-3",
-                                               "owner_id": str(uuid.uuid4())}, headers=HX)
+    response = client.post(
+        "/companies",
+        data={"name": "", "email": "nope", "employee_count": "-3", "owner_id": str(uuid.uuid4())},
+        headers=HX,
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 422 and "<html" not in html
     assert html.lstrip().startswith('<form id="company-form"')

@@ -34,8 +34,11 @@ def test_two_users_editing_the_same_contact(users, org):
     loaded = mine.get(contact.id)  # this user's copy: version 1
     assert loaded.version == 1
     # The other user's save lands first (another session: a plain UPDATE that bumps the version).
-    db.session.execute(Contact.__table__.update().where(Contact.__table__.c.id == contact.id)
-                       .values(title="CTO", version=Contact.__table__.c.version + 1))
+    db.session.execute(
+        Contact.__table__.update()
+        .where(Contact.__table__.c.id == contact.id)
+        .values(title="CTO", version=Contact.__table__.c.version + 1)
+    )
     with pytest.raises(Conflict):
         mine.update(contact.id, title="CFO")
 
@@ -114,14 +117,32 @@ def _make_deal(org: Any) -> Deal:
 
 
 CASES = [
-    Case("contact", Contact, lambda org: factories.make_contact(org, title="Original"), "/contacts/{id}",
-         "contact-form", "title"),
-    Case("company", Company, lambda org: factories.make_company(org, industry="Original"), "/companies/{id}",
-         "company-form", "industry"),
+    Case(
+        "contact",
+        Contact,
+        lambda org: factories.make_contact(org, title="Original"),
+        "/contacts/{id}",
+        "contact-form",
+        "title",
+    ),
+    Case(
+        "company",
+        Company,
+        lambda org: factories.make_company(org, industry="Original"),
+        "/companies/{id}",
+        "company-form",
+        "industry",
+    ),
     Case("lead", Lead, lambda org: factories.make_lead(org, title="Original"), "/leads/{id}", "lead-form", "title"),
     Case("deal", Deal, _make_deal, "/deals/{id}", "deal-form", "name"),
-    Case("activity", Activity, lambda org: factories.make_activity(org, subject="Original"), "/activities/{id}",
-         "activity-form", "subject"),
+    Case(
+        "activity",
+        Activity,
+        lambda org: factories.make_activity(org, subject="Original"),
+        "/activities/{id}",
+        "activity-form",
+        "subject",
+    ),
 ]
 
 
@@ -246,9 +267,8 @@ def test_version_check_costs_nothing_when_current_and_one_statement_when_stale(u
         service.update(contact_id, expected_version=2, title="Mine")
     assert not any("record_history" in s and s.lstrip().upper().startswith("SELECT") for s in current.statements)
     db.session.expire_all()
-    with count_queries() as stale:
-        with pytest.raises(Conflict) as error:
-            service.update(contact_id, expected_version=1, title="Stale")
+    with count_queries() as stale, pytest.raises(Conflict) as error:
+        service.update(contact_id, expected_version=1, title="Stale")
     history_reads = [s for s in stale.statements if "record_history" in s and s.lstrip().upper().startswith("SELECT")]
     assert len(history_reads) == 1 and len(stale) == 2  # the record, then who changed it
     assert error.value.current_version == 3
@@ -258,18 +278,31 @@ def test_version_check_costs_nothing_when_current_and_one_statement_when_stale(u
 
 def test_conflict_message_without_history_is_generic(users, org):
     contact = factories.make_contact(org)  # made by a factory: no history at all
-    db.session.execute(Contact.__table__.update().where(Contact.__table__.c.id == contact.id)
-                       .values(version=Contact.__table__.c.version + 1))
+    db.session.execute(
+        Contact.__table__.update()
+        .where(Contact.__table__.c.id == contact.id)
+        .values(version=Contact.__table__.c.version + 1)
+    )
     db.session.expire_all()
     with pytest.raises(Conflict) as error:
         ContactService(Actor.of(users["admin"])).update(contact.id, expected_version=1, title="X")
     assert error.value.message == "Someone else changed this contact after you opened it for editing."
 
 
-@pytest.mark.parametrize("current,shown,same", [
-    (None, "", True), ("", None, True), (None, None, True), ("a", "a", True), ("a", "b", False),
-    (None, "a", False), ("a", "", False), (0, "0", True), (0, "", False),
-])
+@pytest.mark.parametrize(
+    "current,shown,same",
+    [
+        (None, "", True),
+        ("", None, True),
+        (None, None, True),
+        ("a", "a", True),
+        ("a", "b", False),
+        (None, "a", False),
+        ("a", "", False),
+        (0, "0", True),
+        (0, "", False),
+    ],
+)
 def test_same_value_compares_as_form_text(current, shown, same):
     assert same_value(current, shown) is same
 
@@ -312,8 +345,9 @@ def test_inline_edit_of_a_field_someone_else_changed_is_a_409_shown_inline(clien
     db.session.expire_all()
     assert db.session.get(Contact, contact.id).email == "jane@example.com"
     # Save anyway: the re-rendered form shows the current value as `original`.
-    again = form_values(refused.text.replace('<form class="inline-edit"', '<form id="inline" class="inline-edit"'),
-                        "inline")
+    again = form_values(
+        refused.text.replace('<form class="inline-edit"', '<form id="inline" class="inline-edit"'), "inline"
+    )
     assert again == {"original": "jane@example.com", "email": "mine@example.com"}
     assert client.post(f"/contacts/{contact.id}/fields/email", data=again, headers=HX).status_code == 200
     db.session.expire_all()
@@ -344,8 +378,9 @@ def test_inline_validation_error_keeps_the_original_shown(client, login, org, ja
     assert invalid.status_code == 422
     ContactService(Actor.of(jane)).update(contact.id, email="jane@example.com")
     # The 422 form still carries what was first shown, so the later save is refused, not an overwrite.
-    retry = form_values(invalid.text.replace('<form class="inline-edit"', '<form id="inline" class="inline-edit"'),
-                        "inline")
+    retry = form_values(
+        invalid.text.replace('<form class="inline-edit"', '<form id="inline" class="inline-edit"'), "inline"
+    )
     assert retry["original"] == "old@example.com"
     retry["email"] = "mine@example.com"
     assert client.post(f"/contacts/{contact.id}/fields/email", data=retry, headers=HX).status_code == 409

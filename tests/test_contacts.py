@@ -33,10 +33,18 @@ def spec(**args):
 def people(org, users):
     co = factories.make_company(org, name="Acme Corp")
     sales = users["sales"]
-    john = factories.make_contact(org, first_name="John", last_name="Smith", email="john@acme.com",
-                                  primary_company_id=co.id, owner_id=sales.id, status="customer")
-    jane = factories.make_contact(org, first_name="Jane", last_name="Doe", email="jane@acme.com",
-                                  owner_id=users["manager"].id)
+    john = factories.make_contact(
+        org,
+        first_name="John",
+        last_name="Smith",
+        email="john@acme.com",
+        primary_company_id=co.id,
+        owner_id=sales.id,
+        status="customer",
+    )
+    jane = factories.make_contact(
+        org, first_name="Jane", last_name="Doe", email="jane@acme.com", owner_id=users["manager"].id
+    )
     bob = factories.make_contact(org, first_name="Bob", last_name="Stone", email="bob@else.com", owner_id=sales.id)
     pipeline = factories.make_pipeline(org)
     factories.make_deal(org, pipeline=pipeline, contact_id=john.id)
@@ -77,7 +85,7 @@ def test_list_filter_scope_and_sort(people, users):
 
 def test_search_contains_each_word(people, users):
     page = svc(users["admin"]).contact_list(q="john smi")
-    assert [r.contact.first_name for r in page.items][0] == "John"
+    assert next(r.contact.first_name for r in page.items) == "John"
     found = [r.contact.first_name for r in svc(users["admin"]).contact_list(q="ACME.COM").items]
     assert sorted(found) == ["Jane", "John"]  # exact matches: a list never adds corrected ones to them
 
@@ -90,8 +98,13 @@ def test_search_is_typo_tolerant_on_postgresql(people, users):
 
 @pytest.mark.postgres_only
 def test_a_typo_in_one_word_is_corrected_but_short_needles_only_match_contents(org, users):
-    for first, last in [("Adrian", "Silva"), ("Laura", "Lewis"), ("Lee", "Park"), ("Kathleen", "Ng"),
-                        ("Martin", "Ode")]:
+    for first, last in [
+        ("Adrian", "Silva"),
+        ("Laura", "Lewis"),
+        ("Lee", "Park"),
+        ("Kathleen", "Ng"),
+        ("Martin", "Ode"),
+    ]:
         factories.make_contact(org, first_name=first, last_name=last)
     service = svc(users["admin"])
 
@@ -162,17 +175,29 @@ def test_duplicate_email_check_can_use_the_email_key_index(people, users):
         captured.append((statement, parameters))
 
     # Enough contacts in the org (and fresh statistics) that the plan reflects the index, not a tiny table.
-    db.session.execute(Contact.__table__.insert(), [
-        {"id": uuid.uuid4(), "org_id": people["john"].org_id, "first_name": f"P{i}", "last_name": "",
-         "email": f"person{i}@example.com", "status": "prospect", "do_not_contact": False, "version": 1}
-        for i in range(2000)])
+    db.session.execute(
+        Contact.__table__.insert(),
+        [
+            {
+                "id": uuid.uuid4(),
+                "org_id": people["john"].org_id,
+                "first_name": f"P{i}",
+                "last_name": "",
+                "email": f"person{i}@example.com",
+                "status": "prospect",
+                "do_not_contact": False,
+                "version": 1,
+            }
+            for i in range(2000)
+        ],
+    )
     db.session.execute(text("ANALYZE contacts"))
     event.listen(db.engine, "before_cursor_execute", capture)
     try:
         svc(users["admin"]).duplicate_of("John@Acme.com")
     finally:
         event.remove(db.engine, "before_cursor_execute", capture)
-    (statement, parameters), = [(s, p) for s, p in captured if "FROM contacts" in s]
+    ((statement, parameters),) = [(s, p) for s, p in captured if "FROM contacts" in s]
     plan = "\n".join(db.session.connection().exec_driver_sql("EXPLAIN " + statement, parameters).scalars())
     assert "Index Scan using ix_contacts_org_email_key" in plan, plan
 
@@ -208,8 +233,10 @@ def test_list_page_and_fragment(client, login, people):
 
 def test_builder_form_pushes_canonical_url(client, login, people):
     login("sales")
-    response = client.get("/contacts?match=any&field=name&op=contains&value=john&group=0"
-                          "&field=email&op=endsWith&value=else.com&group=0", headers=HX)
+    response = client.get(
+        "/contacts?match=any&field=name&op=contains&value=john&group=0&field=email&op=endsWith&value=else.com&group=0",
+        headers=HX,
+    )
     assert response.status_code == 200
     assert response.headers["HX-Push-Url"] == "/contacts?match=any&f=name.contains.john&f=email.endsWith.else.com"
     assert "John" in response.text and "Bob" in response.text and "Jane" not in response.text
@@ -253,7 +280,7 @@ def test_csv_export_quotes_and_filters(client, login, org, people):
     login("admin")
     response = client.get("/contacts/export.csv?q=acme")
     assert response.status_code == 200 and response.mimetype == "text/csv"
-    assert "attachment; filename=\"contacts-" in response.headers["Content-Disposition"]
+    assert 'attachment; filename="contacts-' in response.headers["Content-Disposition"]
     text = response.get_data(as_text=True)
     assert text.startswith("\ufeff")
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
@@ -280,14 +307,20 @@ def test_bulk_delete_view_and_one_undo(client, login, people):
 def test_bulk_tag_and_owner_views(client, login, org, users, people):
     tag = factories.make_tag(org, name="Hot")
     login("admin")
-    response = client.post("/contacts/bulk/tag", data={"ids": [str(people["jane"].id)], "tag_id": str(tag.id)},
-                           headers=HX)
+    response = client.post(
+        "/contacts/bulk/tag", data={"ids": [str(people["jane"].id)], "tag_id": str(tag.id)}, headers=HX
+    )
     assert response.status_code == 200 and "Tagged 1 contact." in response.text
-    response = client.post("/contacts/bulk/owner", data={"ids": [str(people["jane"].id)],
-                                                          "owner_id": str(users["sales"].id)}, headers=HX)
+    response = client.post(
+        "/contacts/bulk/owner", data={"ids": [str(people["jane"].id)], "owner_id": str(users["sales"].id)}, headers=HX
+    )
     assert response.status_code == 200 and "Reassigned 1 contact." in response.text
-    assert client.post("/contacts/bulk/owner", data={"ids": [str(people["jane"].id)], "owner_id": "junk"},
-                       headers=HX).status_code == 400
+    assert (
+        client.post(
+            "/contacts/bulk/owner", data={"ids": [str(people["jane"].id)], "owner_id": "junk"}, headers=HX
+        ).status_code
+        == 400
+    )
 
 
 def test_detail_delete_and_undo(client, login, people):
@@ -313,8 +346,9 @@ def test_create_validation_and_duplicate_warning(client, login, people):
     assert "Another contact already uses this email" in warning.text
     assert f"/contacts/{people['john'].id}" in warning.text
     assert "Another contact" not in client.get("/contacts/check-email?email=nobody@x.com", headers=HX).text
-    created = client.post("/contacts", data={"first_name": "Johnny", "email": "john@acme.com", "status": "lead"},
-                          headers=HX)
+    created = client.post(
+        "/contacts", data={"first_name": "Johnny", "email": "john@acme.com", "status": "lead"}, headers=HX
+    )
     assert created.status_code == 204 and "/contacts/" in created.headers["HX-Location"]
     new_id = created.headers["HX-Location"].split("/contacts/")[1].split('"')[0]
     detail = client.get(f"/contacts/{new_id}")
@@ -375,8 +409,12 @@ def test_list_query_budget_is_constant(client, login, org, users, count_queries)
     first = factories.make_contact(org, first_name="Alpha", primary_company_id=company.id, owner_id=users["sales"].id)
     db.session.execute(contact_tags.insert().values(contact_id=first.id, tag_id=tag.id))
     db.session.commit()
-    urls = ["/contacts?per_page=10", "/contacts?per_page=100", "/contacts?per_page=10&f=name.contains.a&q=a",
-            f"/contacts?per_page=100&f=tags.in.{tag.id}&scope=mine&q=alp&sort=-deals"]
+    urls = [
+        "/contacts?per_page=10",
+        "/contacts?per_page=100",
+        "/contacts?per_page=10&f=name.contains.a&q=a",
+        f"/contacts?per_page=100&f=tags.in.{tag.id}&scope=mine&q=alp&sort=-deals",
+    ]
     one = [_budget(client, u, count_queries) for u in urls]
     for i in range(120):
         factories.make_contact(org, first_name=f"Alp{i}", primary_company_id=company.id, owner_id=users["sales"].id)
@@ -402,17 +440,24 @@ def test_unknown_id_restore_is_404(client, login):
 
 def test_builder_groups_round_trip_and_errors_land_on_their_row(client, login, people):
     login("admin")
-    grouped = client.get("/contacts?field=email&op=contains&value=acme&group=1&field=name&op=contains&value=bob"
-                         "&group=1&g1=any&field=status&op=in&value=customer,prospect&group=0", headers=HX)
+    grouped = client.get(
+        "/contacts?field=email&op=contains&value=acme&group=1&field=name&op=contains&value=bob"
+        "&group=1&g1=any&field=status&op=in&value=customer,prospect&group=0",
+        headers=HX,
+    )
     assert grouped.status_code == 200
-    assert grouped.headers["HX-Push-Url"] == ("/contacts?f=status.in.customer,prospect&f=1:email.contains.acme"
-                                              "&f=1:name.contains.bob&g1=any")
+    assert grouped.headers["HX-Push-Url"] == (
+        "/contacts?f=status.in.customer,prospect&f=1:email.contains.acme&f=1:name.contains.bob&g1=any"
+    )
     page = client.get(grouped.headers["HX-Push-Url"])
     assert page.status_code == 200 and 'name="g1"' in page.text
     # Form order: group-1 row, top row, group-1 row. Canonical order puts the top row first,
     # so error f[2] belongs to the second row of group 1 and is shown there, not elsewhere.
-    bad = client.get("/contacts?field=name&op=contains&value=x&group=1&field=status&op=equals&value=customer"
-                     "&group=0&field=name&op=bogus&value=y&group=1", headers=HX)
+    bad = client.get(
+        "/contacts?field=name&op=contains&value=x&group=1&field=status&op=equals&value=customer"
+        "&group=0&field=name&op=bogus&value=y&group=1",
+        headers=HX,
+    )
     assert bad.status_code == 422
 
 
@@ -422,9 +467,23 @@ def test_builder_from_error_pins_errors_on_rows():
     from crm_web.errors import ValidationError
     from crm_web.views.filtering import builder_from_error
 
-    args = MultiDict([("field", "name"), ("op", "contains"), ("value", "x"), ("group", "1"),
-                      ("field", "status"), ("op", "equals"), ("value", "customer"), ("group", "0"),
-                      ("field", "name"), ("op", "bogus"), ("value", "y"), ("group", "1"), ("g1", "any")])
+    args = MultiDict(
+        [
+            ("field", "name"),
+            ("op", "contains"),
+            ("value", "x"),
+            ("group", "1"),
+            ("field", "status"),
+            ("op", "equals"),
+            ("value", "customer"),
+            ("group", "0"),
+            ("field", "name"),
+            ("op", "bogus"),
+            ("value", "y"),
+            ("group", "1"),
+            ("g1", "any"),
+        ]
+    )
     with pytest.raises(ValidationError) as caught:
         parse_filter(args, CONTACT_FILTERS)
     builder = builder_from_error(args, caught.value)

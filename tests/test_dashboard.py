@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -21,7 +21,7 @@ LAST_MONTH_DAY = THIS_MONTH - timedelta(days=1)
 
 
 def at_noon(day: date) -> datetime:
-    return datetime.combine(day, time(12), tzinfo=timezone.utc)
+    return datetime.combine(day, time(12), tzinfo=UTC)
 
 
 @pytest.fixture
@@ -32,12 +32,21 @@ def pipeline_data(org, users):
     pipeline = factories.make_pipeline(org, name="Sales")
     lead_in, proposal, negotiation, won, lost = factories.stages_of(pipeline)
     factories.make_deal(org, stage=lead_in, value=Decimal("1000"), owner_id=sales.id, expected_close_date=TODAY)
-    factories.make_deal(org, stage=proposal, value=Decimal("2000"), probability=25, owner_id=sales.id,
-                        expected_close_date=TODAY)
-    factories.make_deal(org, stage=won, value=Decimal("3000"), status="won", owner_id=sales.id,
-                        closed_at=at_noon(TODAY), expected_close_date=TODAY)
-    factories.make_deal(org, stage=lost, value=Decimal("500"), status="lost", owner_id=sales.id,
-                        closed_at=at_noon(LAST_MONTH_DAY))
+    factories.make_deal(
+        org, stage=proposal, value=Decimal("2000"), probability=25, owner_id=sales.id, expected_close_date=TODAY
+    )
+    factories.make_deal(
+        org,
+        stage=won,
+        value=Decimal("3000"),
+        status="won",
+        owner_id=sales.id,
+        closed_at=at_noon(TODAY),
+        expected_close_date=TODAY,
+    )
+    factories.make_deal(
+        org, stage=lost, value=Decimal("500"), status="lost", owner_id=sales.id, closed_at=at_noon(LAST_MONTH_DAY)
+    )
     factories.make_deal(org, stage=negotiation, value=Decimal("4000"), owner_id=manager.id)
     factories.make_deal(org, stage=negotiation, value=Decimal("9999"), owner_id=sales.id, deleted_at=utcnow())
     now = utcnow()
@@ -152,7 +161,9 @@ def test_page_has_every_panel_and_accessible_charts(client, login, pipeline_data
     assert "Expected close month" in html and "Closing month" in html and "Stage" in html
 
 
-@pytest.mark.parametrize("query,status", [("owner=junk", 400), (f"owner={uuid.uuid4()}", 404), ("owner=" + "x" * 50, 400)])
+@pytest.mark.parametrize(
+    "query,status", [("owner=junk", 400), (f"owner={uuid.uuid4()}", 404), ("owner=" + "x" * 50, 400)]
+)
 def test_bad_owner_param(client, login, query, status):
     login("manager")
     assert client.get(f"/?{query}").status_code == status
@@ -172,9 +183,16 @@ def test_owner_switch_changes_numbers(client, login, pipeline_data, users):
     assert "$3,000" in rep and users["sales"].name in rep
 
 
-@pytest.mark.parametrize("panel,dom_id", [("kpis", "kpis"), ("deals_by_stage", "deals-by-stage"),
-                                          ("forecast", "forecast"), ("won_lost", "won-lost"),
-                                          ("activity_charts", "activity-charts")])
+@pytest.mark.parametrize(
+    "panel,dom_id",
+    [
+        ("kpis", "kpis"),
+        ("deals_by_stage", "deals-by-stage"),
+        ("forecast", "forecast"),
+        ("won_lost", "won-lost"),
+        ("activity_charts", "activity-charts"),
+    ],
+)
 def test_each_panel_has_its_own_url(client, login, pipeline_data, panel, dom_id):
     login("manager")
     response = client.get(f"/dashboard/{panel}?owner=all", headers=HX)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -24,18 +24,32 @@ def test_formula_in_python():
     assert weighted_value_of(value=Decimal(1000), status="won", probability=10, stage_probability=0) == 1000
     assert weighted_value_of(value=Decimal(1000), status="open", probability=None, stage_probability=30) == 300
     # Half up, like the SQL formula on PostgreSQL.
-    assert weighted_value_of(value=Decimal("0.05"), status="open", probability=50, stage_probability=0) == \
-        Decimal("0.03")
+    assert weighted_value_of(value=Decimal("0.05"), status="open", probability=50, stage_probability=0) == Decimal(
+        "0.03"
+    )
 
 
 def test_pipeline_stats_one_query(org, stages, actor, users, count_queries):
-    created = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    created = datetime(2026, 1, 1, tzinfo=UTC)
     factories.make_deal(org, stage=stages[1], value=Decimal("1000"))  # 500 weighted
     factories.make_deal(org, stage=stages[0], value=Decimal("200"), probability=50)  # 100 weighted
-    factories.make_deal(org, stage=stages[3], value=Decimal("3000"), status="won", created_at=created,
-                        closed_at=created + timedelta(days=10))
-    factories.make_deal(org, stage=stages[3], value=Decimal("1000"), status="won", created_at=created,
-                        closed_at=created + timedelta(days=20), owner_id=users["sales"].id)
+    factories.make_deal(
+        org,
+        stage=stages[3],
+        value=Decimal("3000"),
+        status="won",
+        created_at=created,
+        closed_at=created + timedelta(days=10),
+    )
+    factories.make_deal(
+        org,
+        stage=stages[3],
+        value=Decimal("1000"),
+        status="won",
+        created_at=created,
+        closed_at=created + timedelta(days=20),
+        owner_id=users["sales"].id,
+    )
     factories.make_deal(org, stage=stages[4], value=Decimal("9999"), status="lost", probability=90)
     factories.make_deal(other := factories.make_org(), value=Decimal("5"))  # another org never counts
     with count_queries() as q:
@@ -63,8 +77,9 @@ def test_forecast_lost_never_adds_and_won_counts_fully(org, stages, actor, count
     next_month = date(2026, 4, 2)
     factories.make_deal(org, stage=stages[1], value=Decimal("1000"), expected_close_date=in_month)  # 500
     factories.make_deal(org, stage=stages[3], value=Decimal("400"), status="won", expected_close_date=in_month)
-    factories.make_deal(org, stage=stages[4], value=Decimal("7777"), status="lost", probability=80,
-                        expected_close_date=in_month)
+    factories.make_deal(
+        org, stage=stages[4], value=Decimal("7777"), status="lost", probability=80, expected_close_date=in_month
+    )
     factories.make_deal(org, stage=stages[4], value=Decimal("5000"), status="lost", expected_close_date=next_month)
     factories.make_deal(org, stage=stages[0], value=Decimal("300"), expected_close_date=date(2026, 8, 31))
     factories.make_deal(org, stage=stages[0], value=Decimal("300"), expected_close_date=date(2026, 9, 1))  # beyond
@@ -83,22 +98,50 @@ def test_forecast_lost_never_adds_and_won_counts_fully(org, stages, actor, count
 @pytest.mark.parametrize("owner", ["all", "sales"])
 def test_the_dashboard_rollup_agrees_with_the_per_panel_queries(org, stages, actor, users, count_queries, owner):
     """deal_stats.rollup folds into exactly what pipeline_stats() and forecast() compute, in one statement."""
-    created = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    created = datetime(2026, 1, 1, tzinfo=UTC)
     sales = users["sales"].id
     factories.make_deal(org, stage=stages[1], value=Decimal("1000"), expected_close_date=TODAY, owner_id=sales)
-    factories.make_deal(org, stage=stages[0], value=Decimal("200.50"), probability=35, expected_close_date=date(2026, 5, 2))
-    factories.make_deal(org, stage=stages[3], value=Decimal("3000"), status="won", created_at=created,
-                        closed_at=created + timedelta(days=10), expected_close_date=TODAY, owner_id=sales)
-    factories.make_deal(org, stage=stages[3], value=Decimal("1000"), status="won", created_at=created,
-                        closed_at=created + timedelta(days=75))
+    factories.make_deal(
+        org, stage=stages[0], value=Decimal("200.50"), probability=35, expected_close_date=date(2026, 5, 2)
+    )
+    factories.make_deal(
+        org,
+        stage=stages[3],
+        value=Decimal("3000"),
+        status="won",
+        created_at=created,
+        closed_at=created + timedelta(days=10),
+        expected_close_date=TODAY,
+        owner_id=sales,
+    )
+    factories.make_deal(
+        org,
+        stage=stages[3],
+        value=Decimal("1000"),
+        status="won",
+        created_at=created,
+        closed_at=created + timedelta(days=75),
+    )
     factories.make_deal(org, stage=stages[3], value=Decimal("10"), status="won", closed_at=None)
-    factories.make_deal(org, stage=stages[4], value=Decimal("9999"), status="lost", probability=90,
-                        closed_at=datetime(2026, 2, 3, tzinfo=timezone.utc), expected_close_date=TODAY)
+    factories.make_deal(
+        org,
+        stage=stages[4],
+        value=Decimal("9999"),
+        status="lost",
+        probability=90,
+        closed_at=datetime(2026, 2, 3, tzinfo=UTC),
+        expected_close_date=TODAY,
+    )
     factories.make_deal(org, stage=stages[2], value=Decimal("70"), expected_close_date=date(2026, 12, 1))  # beyond
     owner_id = sales if owner == "sales" else None
     with count_queries() as q:
-        rolled = rollup(actor, owner_id=owner_id, forecast_from=date(2026, 3, 1), forecast_until=date(2026, 9, 1),
-                        closed_since=datetime(2025, 10, 1, tzinfo=timezone.utc))
+        rolled = rollup(
+            actor,
+            owner_id=owner_id,
+            forecast_from=date(2026, 3, 1),
+            forecast_until=date(2026, 9, 1),
+            closed_since=datetime(2025, 10, 1, tzinfo=UTC),
+        )
     assert q.count == 1
     assert rolled.pipeline_stats() == pipeline_stats(actor, owner_id=owner_id)
     by_month = rolled.forecast()

@@ -135,9 +135,15 @@ def test_move_query_budget(service, org, stages, count_queries):
 def test_board_columns_cards_and_headers(service, org, stages, users):
     tag = factories.make_tag(org, name="hot")
     company = factories.make_company(org, name="Initech")
-    deal = factories.make_deal(org, stage=stages[1], value=Decimal("1000"), company_id=company.id,
-                               owner_id=users["sales"].id, expected_close_date=date.today() - timedelta(days=3),
-                               tags=[tag])
+    deal = factories.make_deal(
+        org,
+        stage=stages[1],
+        value=Decimal("1000"),
+        company_id=company.id,
+        owner_id=users["sales"].id,
+        expected_close_date=date.today() - timedelta(days=3),
+        tags=[tag],
+    )
     factories.make_deal(org, stage=stages[1], value=Decimal("3000"))
     factories.make_deal(org, stage=stages[3], value=Decimal("200"), status="won")
     factories.make_deal(org, stage=stages[4], value=Decimal("999"), status="lost")
@@ -191,8 +197,18 @@ def test_board_statement_count_is_constant(service, org, count_queries, deals_pe
     rows = []
     for stage in factories.stages_of(pipeline):
         for i in range(deals_per_stage):
-            rows.append(Deal(org_id=org.id, pipeline_id=pipeline.id, stage_id=stage.id, name=f"D{i}",
-                             value=Decimal(10), position=float(i), company_id=company.id, tags=[tag]))
+            rows.append(
+                Deal(
+                    org_id=org.id,
+                    pipeline_id=pipeline.id,
+                    stage_id=stage.id,
+                    name=f"D{i}",
+                    value=Decimal(10),
+                    position=float(i),
+                    company_id=company.id,
+                    tags=[tag],
+                )
+            )
     service.session.add_all(rows)
     service.session.commit()
     service.pipelines.pipeline_list()  # warm: the cold cache costs one more statement

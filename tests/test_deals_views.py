@@ -78,14 +78,25 @@ def test_create_and_edit(client, login, org, stages, users):
     assert response.status_code == 422 and 'id="deal-form"' in response.get_data(as_text=True)
     response = client.post("/deals", data={"name": "Fresh", "stage_id": str(stages[3].id), "value": "-5"})
     assert response.status_code == 422
-    response = client.post("/deals", data={"name": "Fresh", "stage_id": str(stages[3].id), "value": "250",
-                                           "owner_id": str(users["sales"].id), "currency": "USD"})
+    response = client.post(
+        "/deals",
+        data={
+            "name": "Fresh",
+            "stage_id": str(stages[3].id),
+            "value": "250",
+            "owner_id": str(users["sales"].id),
+            "currency": "USD",
+        },
+    )
     assert response.status_code == 303
     deal = db.session.query(Deal).filter_by(org_id=org.id, name="Fresh").one()
     assert deal.status == "won" and deal.owner_id == users["sales"].id
     assert client.get(f"/deals/{deal.id}/edit").status_code == 200
-    response = client.post(f"/deals/{deal.id}", data={"name": "Fresh 2", "stage_id": str(stages[1].id), "value": "250",
-                                                      "currency": "USD"}, headers=HX)
+    response = client.post(
+        f"/deals/{deal.id}",
+        data={"name": "Fresh 2", "stage_id": str(stages[1].id), "value": "250", "currency": "USD"},
+        headers=HX,
+    )
     assert response.status_code == 204 and response.headers["HX-Location"]
     deal = fresh(deal.id)
     assert deal.name == "Fresh 2" and deal.status == "open" and deal.closed_at is None

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from crm_web.config import cache_settings
 from crm_web.extensions import db
 from tests import factories
-from tests.conftest import CSRFClient, TEST_DATABASE_URL, build_app, postgres_database, unavailable
+from tests.conftest import TEST_DATABASE_URL, CSRFClient, build_app, postgres_database, unavailable
 
 CACHE_LOGGER = "crm_web.services.cache"
 
@@ -46,9 +46,21 @@ class PrivateRedis:
         import redis
 
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 5
@@ -84,8 +96,11 @@ def private_redis():
 def _pages(application) -> list[str]:
     """Every GET route without path arguments (new pages join the test by themselves)."""
     return sorted(
-        rule.rule for rule in application.url_map.iter_rules()
-        if "GET" in rule.methods and not rule.arguments and rule.endpoint != "static"
+        rule.rule
+        for rule in application.url_map.iter_rules()
+        if "GET" in rule.methods
+        and not rule.arguments
+        and rule.endpoint != "static"
         and not rule.endpoint.startswith("auth.")
     )
 
@@ -210,9 +225,15 @@ def _terminate_backends(database: str) -> int:
     admin = create_engine(make_url(TEST_DATABASE_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            return len(conn.scalars(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name "
-                "AND pid <> pg_backend_pid()"), {"name": database}).all())
+            return len(
+                conn.scalars(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name "
+                        "AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": database},
+                ).all()
+            )
     finally:
         admin.dispose()
 
@@ -305,7 +326,7 @@ def test_a_hung_redis_costs_a_bounded_wait_not_a_stalled_sign_in(hung_redis_app)
     from crm_web.services.cache import cache_get
 
     started = time.monotonic()
-    client, response = _sign_in(hung_redis_app, "admin@hung.redis", "pw")
+    _client, response = _sign_in(hung_redis_app, "admin@hung.redis", "pw")
     sign_in = time.monotonic() - started
     assert response.status_code == 303
     with hung_redis_app.app_context():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -17,7 +17,7 @@ from crm_web.models import Activity, Company, Contact, Deal, Lead, contact_tags,
 from tests import factories
 
 MODELS = {"contact": Contact, "company": Company, "lead": Lead, "deal": Deal, "activity": Activity}
-NOW = datetime(2026, 3, 11, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 11, 12, tzinfo=UTC)
 SOME_ID = "6f1c0d2e-0000-4000-8000-000000000001"
 
 
@@ -41,7 +41,8 @@ def sample_value(field, op: str) -> str | None:
     }[kind]
     if arity == "pair":
         return {FieldType.DATE: "2026-03-01,2026-03-31", FieldType.DATETIME: "2026-03-01,2026-03-31T12:00:00Z"}.get(
-            kind, "1,100")
+            kind, "1,100"
+        )
     if arity == "list" and kind is FieldType.CHOICE:
         return ",".join(v.replace("\\", "\\\\").replace(",", "\\,") for v, _ in field.choices[:2])
     return single
@@ -78,8 +79,14 @@ def contact_codes(org, query: list[tuple[str, str]]) -> list[str]:
 def test_contact_filters_on_real_rows(app, org, other_org, users) -> None:
     acme = factories.make_company(org, name="Acme Corp")
     vip = factories.make_tag(org, name="vip")
-    alice = factories.make_contact(org, first_name="Alice", last_name="Smith", primary_company_id=acme.id,
-                                   status="customer", owner_id=users["sales"].id)
+    alice = factories.make_contact(
+        org,
+        first_name="Alice",
+        last_name="Smith",
+        primary_company_id=acme.id,
+        status="customer",
+        owner_id=users["sales"].id,
+    )
     factories.make_contact(org, first_name="Bob", last_name="Jones", email=None, status="lead")
     factories.make_contact(other_org, first_name="Alice", last_name="Other")
     db.session.execute(contact_tags.insert().values(contact_id=alice.id, tag_id=vip.id))
@@ -93,12 +100,15 @@ def test_contact_filters_on_real_rows(app, org, other_org, users) -> None:
     assert contact_codes(org, [("f", f"owner.equals.{users['sales'].id}")]) == ["Alice"]
     assert contact_codes(org, [("f", "email.isEmpty")]) == ["Bob"]
     assert contact_codes(org, [("f", "name.contains.smith"), ("f", "status.in.lead"), ("match", "any")]) == [
-        "Alice", "Bob"]
+        "Alice",
+        "Bob",
+    ]
     assert contact_codes(org, [("f", "created.before.2000-01-01")]) == []
     # Without an injected clock, relative ranges are anchored on the current UTC time.
     spec = parse_filter(MultiDict([("f", "created.inRange.last7Days")]), CONTACT_FILTERS)
-    stmt = select(func.count()).select_from(Contact).where(
-        Contact.org_id == org.id, compile_filter(spec, CONTACT_FILTERS))
+    stmt = (
+        select(func.count()).select_from(Contact).where(Contact.org_id == org.id, compile_filter(spec, CONTACT_FILTERS))
+    )
     assert db.session.scalar(stmt) == 2
 
 
@@ -106,7 +116,7 @@ def test_a_trashed_related_row_counts_as_absent(app, org) -> None:
     """The soft-delete criteria reach into the EXISTS, so a trashed company no longer matches."""
     acme = factories.make_company(org, name="Acme Corp")
     factories.make_contact(org, first_name="Alice", primary_company_id=acme.id)
-    acme.deleted_at = datetime.now(timezone.utc)
+    acme.deleted_at = datetime.now(UTC)
     db.session.commit()
     assert contact_codes(org, [("f", "company.equals.acme corp")]) == []
     assert contact_codes(org, [("f", "company.isEmpty")]) == ["Alice"]

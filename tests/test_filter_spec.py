@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -52,7 +52,7 @@ from crm_web.filters import (
 from crm_web.filters.spec import MAX_CONDITIONS, OPERATORS_BY_TYPE, RELATIVE_RANGES
 from tests.conftest import postgres_database
 
-NOW = datetime(2026, 3, 11, 12, 0, tzinfo=timezone.utc)  # a Wednesday
+NOW = datetime(2026, 3, 11, 12, 0, tzinfo=UTC)  # a Wednesday
 
 
 class TestBase(DeclarativeBase):
@@ -120,23 +120,74 @@ VIP, TRIAL, CHURN = (uuid.UUID(f"10000000-0000-4000-8000-00000000000{n}") for n 
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 COMPANIES = {1: "Acme", 2: "Globex", 3: "100% Real_Co"}
 # code, first, last, email, qty, amount, due, seen_at, ref, status, active, company, tags
 ROWS = [
-    ("a", "Alice", "Smith", "alice@acme.com", 5, Decimal("100.00"), date(2026, 3, 11), utc(2026, 3, 11, 8),
-     U1, "open", True, 1, [VIP, TRIAL]),
-    ("b", "Bob", "Smithers", "bob@globex.com", 10, Decimal("250.50"), date(2026, 3, 10),
-     utc(2026, 3, 10, 23, 59, 59), U2, "won", False, 2, [VIP]),
+    (
+        "a",
+        "Alice",
+        "Smith",
+        "alice@acme.com",
+        5,
+        Decimal("100.00"),
+        date(2026, 3, 11),
+        utc(2026, 3, 11, 8),
+        U1,
+        "open",
+        True,
+        1,
+        [VIP, TRIAL],
+    ),
+    (
+        "b",
+        "Bob",
+        "Smithers",
+        "bob@globex.com",
+        10,
+        Decimal("250.50"),
+        date(2026, 3, 10),
+        utc(2026, 3, 10, 23, 59, 59),
+        U2,
+        "won",
+        False,
+        2,
+        [VIP],
+    ),
     ("c", "Carol", "Jones", None, None, None, None, None, None, "lost", None, None, []),
-    ("d", "Dave", "O'Brien", "", 0, Decimal("0.00"), date(2026, 2, 15), utc(2026, 3, 12), U1, "open", True, 3,
-     [CHURN]),
-    ("e", "Éva", "100%", "eva_x@real.co", -3, Decimal("99.99"), date(2026, 3, 16), utc(2026, 1, 1), U3, "open",
-     False, 1, [TRIAL]),
-    ("f", "'; DROP TABLE flt_items; --", "x%' OR '1'='1", "FRANK@ACME.COM", 7, Decimal("1000000.00"),
-     date(2025, 12, 31), utc(2026, 3, 9, 10), U2, "won", True, 2, [VIP, CHURN]),
+    ("d", "Dave", "O'Brien", "", 0, Decimal("0.00"), date(2026, 2, 15), utc(2026, 3, 12), U1, "open", True, 3, [CHURN]),
+    (
+        "e",
+        "Éva",
+        "100%",
+        "eva_x@real.co",
+        -3,
+        Decimal("99.99"),
+        date(2026, 3, 16),
+        utc(2026, 1, 1),
+        U3,
+        "open",
+        False,
+        1,
+        [TRIAL],
+    ),
+    (
+        "f",
+        "'; DROP TABLE flt_items; --",
+        "x%' OR '1'='1",
+        "FRANK@ACME.COM",
+        7,
+        Decimal("1000000.00"),
+        date(2025, 12, 31),
+        utc(2026, 3, 9, 10),
+        U2,
+        "won",
+        True,
+        2,
+        [VIP, CHURN],
+    ),
     ("g", "Back\\slash", "Dots.and,commas", None, None, None, None, None, None, "lost", None, None, []),
 ]
 ALL = "abcdefg"
@@ -146,15 +197,30 @@ def _load(engine: Engine) -> None:
     TestBase.metadata.create_all(engine)
     with engine.begin() as conn:
         conn.execute(Company.__table__.insert(), [{"id": k, "name": v} for k, v in COMPANIES.items()])
-        conn.execute(Tag.__table__.insert(), [{"id": VIP, "name": "vip"}, {"id": TRIAL, "name": "trial"},
-                                              {"id": CHURN, "name": "churn"}])
+        conn.execute(
+            Tag.__table__.insert(),
+            [{"id": VIP, "name": "vip"}, {"id": TRIAL, "name": "trial"}, {"id": CHURN, "name": "churn"}],
+        )
         for n, row in enumerate(ROWS, start=1):
             code, first, last, email, qty, amount, due, seen, ref, status, active, company, tags = row
-            conn.execute(Item.__table__.insert(), {
-                "id": n, "code": code, "first_name": first, "last_name": last, "email": email, "qty": qty,
-                "amount": amount, "due": due, "seen_at": seen, "ref": ref, "status": status, "active": active,
-                "company_id": company,
-            })
+            conn.execute(
+                Item.__table__.insert(),
+                {
+                    "id": n,
+                    "code": code,
+                    "first_name": first,
+                    "last_name": last,
+                    "email": email,
+                    "qty": qty,
+                    "amount": amount,
+                    "due": due,
+                    "seen_at": seen,
+                    "ref": ref,
+                    "status": status,
+                    "active": active,
+                    "company_id": company,
+                },
+            )
             if tags:
                 conn.execute(item_tags.insert(), [{"item_id": n, "tag_id": t} for t in tags])
 
@@ -168,10 +234,7 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        eng = create_engine("sqlite://")
-    else:
-        eng = create_engine(request.getfixturevalue("pg_url"))
+    eng = create_engine("sqlite://") if request.param == "sqlite" else create_engine(request.getfixturevalue("pg_url"))
     _load(eng)
     yield eng
     eng.dispose()
@@ -398,9 +461,9 @@ def test_trigram_index_serves_contains_on_postgresql(pg_url: str) -> None:
         with eng.begin() as conn:
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
             conn.execute(text("CREATE TABLE flt_big (id serial PRIMARY KEY, name varchar(100) NOT NULL)"))
-            conn.execute(text(
-                "INSERT INTO flt_big (name) SELECT 'person ' || md5(i::text) FROM generate_series(1, 5000) AS i"
-            ))
+            conn.execute(
+                text("INSERT INTO flt_big (name) SELECT 'person ' || md5(i::text) FROM generate_series(1, 5000) AS i")
+            )
             conn.execute(text("CREATE INDEX flt_big_name_trgm ON flt_big USING gin (name gin_trgm_ops)"))
             conn.execute(text("ANALYZE flt_big"))
         big = Table("flt_big", MetaData(), Column("id", Integer, primary_key=True), Column("name", String(100)))
@@ -441,51 +504,103 @@ def test_canonical_round_trip(query: str) -> None:
 
 
 def test_example_from_the_issue() -> None:
-    args = MultiDict(f("status.equals.open", "1:name.contains.smith", "1:email.endsWith.acme.com",
-                       match="all", g1="any"))
+    args = MultiDict(
+        f("status.equals.open", "1:name.contains.smith", "1:email.endsWith.acme.com", match="all", g1="any")
+    )
     spec = parse_filter(args, FIELDS)
     assert spec == FilterSpec(
         conditions=(Condition("status", "equals", "open"),),
         groups=(Group((Condition("name", "contains", "smith"), Condition("email", "endsWith", "acme.com")), "any"),),
         match="all",
     )
-    assert encode_filter(spec) == [("f", "status.equals.open"), ("f", "1:name.contains.smith"),
-                                   ("f", "1:email.endsWith.acme.com"), ("g1", "any")]
+    assert encode_filter(spec) == [
+        ("f", "status.equals.open"),
+        ("f", "1:name.contains.smith"),
+        ("f", "1:email.endsWith.acme.com"),
+        ("g1", "any"),
+    ]
 
 
 def test_values_are_typed() -> None:
-    spec = parse_filter(MultiDict(f("qty.equals.5", "amount.equals.5", "qty.equals.1.50", "due.onDate.2026-01-02",
-                                    "seen.after.2026-01-02T03:04:05+02:00", f"ref.equals.{U1}",
-                                    "status.in.open,won")), FIELDS)
+    spec = parse_filter(
+        MultiDict(
+            f(
+                "qty.equals.5",
+                "amount.equals.5",
+                "qty.equals.1.50",
+                "due.onDate.2026-01-02",
+                "seen.after.2026-01-02T03:04:05+02:00",
+                f"ref.equals.{U1}",
+                "status.in.open,won",
+            )
+        ),
+        FIELDS,
+    )
     values = [c.value for c in spec.conditions]
-    assert values == [5, Decimal("5"), Decimal("1.50"), date(2026, 1, 2), utc(2026, 1, 2, 1, 4, 5), U1,
-                      ("open", "won")]
+    assert values == [5, Decimal("5"), Decimal("1.50"), date(2026, 1, 2), utc(2026, 1, 2, 1, 4, 5), U1, ("open", "won")]
     assert type(values[0]) is int and type(values[1]) is Decimal
 
 
 def test_non_canonical_input_is_normalised() -> None:
-    args = MultiDict(f("2:qty.equals.1", "name.contains.x", "seen.onDate.2026-01-01", "7:qty.equals.2",
-                       "active.isTrue.", g7="any", g2="all", g3="any", match=""))
+    args = MultiDict(
+        f(
+            "2:qty.equals.1",
+            "name.contains.x",
+            "seen.onDate.2026-01-01",
+            "7:qty.equals.2",
+            "active.isTrue.",
+            g7="any",
+            g2="all",
+            g3="any",
+            match="",
+        )
+    )
     spec = parse_filter(args, FIELDS)
-    assert encode_filter(spec) == [("f", "name.contains.x"), ("f", "seen.onDate.2026-01-01"), ("f", "active.isTrue"),
-                                   ("f", "1:qty.equals.1"), ("f", "2:qty.equals.2"), ("g2", "any")]
+    assert encode_filter(spec) == [
+        ("f", "name.contains.x"),
+        ("f", "seen.onDate.2026-01-01"),
+        ("f", "active.isTrue"),
+        ("f", "1:qty.equals.1"),
+        ("f", "2:qty.equals.2"),
+        ("g2", "any"),
+    ]
 
 
 def test_builder_form_shape_gives_the_same_spec() -> None:
-    builder = MultiDict([
-        ("field", "status"), ("op", "equals"), ("value", "open"), ("group", ""),
-        ("field", "name"), ("op", "contains"), ("value", "smith"), ("group", "1"),
-        ("field", ""), ("op", ""), ("value", ""), ("group", ""),  # the blank template row
-        ("field", "email"), ("op", "endsWith"), ("value", "acme.com"), ("group", "1"),
-        ("field", "active"), ("op", "isTrue"), ("value", "stale"), ("group", "0"),
-        ("match", "all"), ("g1", "any"),
-    ])
-    canonical = MultiDict(f("status.equals.open", "active.isTrue", "1:name.contains.smith",
-                            "1:email.endsWith.acme.com", g1="any"))
+    builder = MultiDict(
+        [
+            ("field", "status"),
+            ("op", "equals"),
+            ("value", "open"),
+            ("group", ""),
+            ("field", "name"),
+            ("op", "contains"),
+            ("value", "smith"),
+            ("group", "1"),
+            ("field", ""),
+            ("op", ""),
+            ("value", ""),
+            ("group", ""),  # the blank template row
+            ("field", "email"),
+            ("op", "endsWith"),
+            ("value", "acme.com"),
+            ("group", "1"),
+            ("field", "active"),
+            ("op", "isTrue"),
+            ("value", "stale"),
+            ("group", "0"),
+            ("match", "all"),
+            ("g1", "any"),
+        ]
+    )
+    canonical = MultiDict(
+        f("status.equals.open", "active.isTrue", "1:name.contains.smith", "1:email.endsWith.acme.com", g1="any")
+    )
     assert parse_filter(builder, FIELDS) == parse_filter(canonical, FIELDS)
     # `f` wins when both are present; a plain dict works too
     assert parse_filter({"f": "qty.equals.1", "field": "qty", "op": "equals", "value": "2"}, FIELDS) == FilterSpec(
-        (Condition("qty", "equals", 1),))
+        (Condition("qty", "equals", 1),)
+    )
     assert parse_filter({"f": ["qty.equals.1", "qty.equals.2"]}, FIELDS).conditions[1].value == 2
 
 
@@ -588,8 +703,24 @@ raw_conditions = st.one_of(
         st.sampled_from(["", "", "1:", "2:", "0:", "1:1:", "x:"]),
         st.one_of(st.sampled_from(FIELD_NAMES), texts),
         st.one_of(st.sampled_from(OPS), texts),
-        st.one_of(st.none(), texts, st.sampled_from(["5", "-1.25", "2026-03-01", "2026-03-01,2026-03-05", str(U1),
-                                                     "open,won", "today", "1,2", "a\\,b", "2026-03-01T10:00Z"])),
+        st.one_of(
+            st.none(),
+            texts,
+            st.sampled_from(
+                [
+                    "5",
+                    "-1.25",
+                    "2026-03-01",
+                    "2026-03-01,2026-03-05",
+                    str(U1),
+                    "open,won",
+                    "today",
+                    "1,2",
+                    "a\\,b",
+                    "2026-03-01T10:00Z",
+                ]
+            ),
+        ),
     ),
 )
 keys = st.one_of(st.sampled_from(["f", "f", "f", "field", "op", "value", "group", "match", "g1", "g2"]), texts)
@@ -611,11 +742,13 @@ def test_parse_never_fails_unexpectedly(pairs: list[tuple[str, str]]) -> None:
 
 
 safe_text = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=1, max_size=30)
-numbers = st.one_of(st.integers(-10**15, 10**15),
-                    st.decimals(min_value=-10**9, max_value=10**9, places=2, allow_nan=False, allow_infinity=False))
-money = st.decimals(min_value=-10**9, max_value=10**9, places=2, allow_nan=False, allow_infinity=False)
+numbers = st.one_of(
+    st.integers(-(10**15), 10**15),
+    st.decimals(min_value=-(10**9), max_value=10**9, places=2, allow_nan=False, allow_infinity=False),
+)
+money = st.decimals(min_value=-(10**9), max_value=10**9, places=2, allow_nan=False, allow_infinity=False)
 dates = st.dates(date(1900, 1, 1), date(2100, 12, 31))
-datetimes = st.datetimes(datetime(1900, 1, 1), datetime(2100, 1, 1), timezones=st.just(timezone.utc))
+datetimes = st.datetimes(datetime(1900, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC))
 
 
 def _pair(strategy: st.SearchStrategy) -> st.SearchStrategy:
@@ -633,14 +766,22 @@ def _condition_strategy(name: str) -> st.SearchStrategy:
         FieldType.TEXT: lambda op: safe_text,
         FieldType.NUMBER: lambda op: _pair(numbers) if op == "between" else numbers,
         FieldType.MONEY: lambda op: _pair(money) if op == "between" else money,
-        FieldType.DATE: lambda op: (_pair(dates) if op == "between" else
-                                    st.sampled_from(list(RELATIVE_RANGES)) if op == "inRange" else dates),
-        FieldType.DATETIME: lambda op: (dates if op == "onDate" else
-                                        st.sampled_from(list(RELATIVE_RANGES)) if op == "inRange" else
-                                        _pair(datetimes) if op == "between" else datetimes),
+        FieldType.DATE: lambda op: (
+            _pair(dates) if op == "between" else st.sampled_from(list(RELATIVE_RANGES)) if op == "inRange" else dates
+        ),
+        FieldType.DATETIME: lambda op: (
+            dates
+            if op == "onDate"
+            else st.sampled_from(list(RELATIVE_RANGES))
+            if op == "inRange"
+            else _pair(datetimes)
+            if op == "between"
+            else datetimes
+        ),
         FieldType.UUID: lambda op: _items(st.uuids()) if op == "in" else st.uuids(),
-        FieldType.CHOICE: lambda op: _items(st.sampled_from(choices)) if op in ("in", "notIn")
-        else st.sampled_from(choices),
+        FieldType.CHOICE: lambda op: (
+            _items(st.sampled_from(choices)) if op in ("in", "notIn") else st.sampled_from(choices)
+        ),
         FieldType.TAG: lambda op: _items(st.uuids()),
         FieldType.BOOLEAN: lambda op: st.none(),
     }
@@ -659,8 +800,9 @@ matches = st.sampled_from(["all", "any"])
 specs = st.builds(
     lambda conds, groups, match: FilterSpec(tuple(conds), tuple(groups), match),
     st.lists(conditions, max_size=4),
-    st.lists(st.builds(lambda c, m: Group(tuple(c), m), st.lists(conditions, min_size=1, max_size=3), matches),
-             max_size=3),
+    st.lists(
+        st.builds(lambda c, m: Group(tuple(c), m), st.lists(conditions, min_size=1, max_size=3), matches), max_size=3
+    ),
     matches,
 )
 

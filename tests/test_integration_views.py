@@ -19,7 +19,6 @@ def stages(org):
     return factories.stages_of(factories.make_pipeline(org))
 
 
-
 def is_deleted(model, row_id) -> bool:
     row = db.session.execute(
         db.select(model.deleted_at).where(model.id == row_id).execution_options(include_deleted=True)
@@ -38,7 +37,7 @@ def test_deal_list_rows_have_selection_and_delete(client, login, org, stages):
     login("manager")
     deal = factories.make_deal(org, stage=stages[0], name="Listed")
     html = client.get("/deals").get_data(as_text=True)
-    assert 'data-bulk-bar' in html and f'value="{deal.id}"' in html and "/deals/bulk/delete" in html
+    assert "data-bulk-bar" in html and f'value="{deal.id}"' in html and "/deals/bulk/delete" in html
     assert 'aria-label="Delete Listed"' in html
 
 
@@ -119,8 +118,9 @@ def test_board_delete_budget_is_constant(client, login, org, stages, count_queri
     deals = [factories.make_deal(org, stage=stages[i % 3]) for i in range(cards)]
     client.get(f"/deals/board?pipeline={stages[0].pipeline_id}")  # warm the pipeline cache
     with count_queries() as q:
-        response = client.post(f"/deals/board/delete?pipeline={stages[0].pipeline_id}",
-                               data={"ids": [str(deals[0].id)]}, headers=HX)
+        response = client.post(
+            f"/deals/board/delete?pipeline={stages[0].pipeline_id}", data={"ids": [str(deals[0].id)]}, headers=HX
+        )
     assert response.status_code == 200
     # select + update + history insert, then the board (headers aggregate, windowed cards, tags)
     assert q.count <= 7 + LOGIN_STATEMENTS, q
@@ -188,8 +188,12 @@ def test_activity_rows_link_to_their_records(client, login, org, users, stages):
 @pytest.mark.parametrize("kind", ["contact", "company", "deal", "lead"])
 def test_detail_pages_load_the_shared_timeline(client, login, org, stages, kind):
     login("manager")
-    record = {"contact": lambda: factories.make_contact(org), "company": lambda: factories.make_company(org),
-              "deal": lambda: factories.make_deal(org, stage=stages[0]), "lead": lambda: factories.make_lead(org)}[kind]()
+    record = {
+        "contact": lambda: factories.make_contact(org),
+        "company": lambda: factories.make_company(org),
+        "deal": lambda: factories.make_deal(org, stage=stages[0]),
+        "lead": lambda: factories.make_lead(org),
+    }[kind]()
     factories.make_activity(org, subject="Shared timeline item", **{f"{kind}_id": record.id})
     path = {"company": "companies"}.get(kind, kind + "s")
     html = client.get(f"/{path}/{record.id}").get_data(as_text=True)
@@ -230,12 +234,12 @@ def test_deleted_company_shows_on_contact_and_deal_pages(client, login, org, sta
 
 def test_deal_views_send_deals_changed(client, login, org, stages):
     login("manager")
-    response = client.post("/deals", data={"name": "Evented", "stage_id": str(stages[0].id), "value": "10"},
-                           headers=HX)
+    response = client.post("/deals", data={"name": "Evented", "stage_id": str(stages[0].id), "value": "10"}, headers=HX)
     assert response.status_code == 204 and "deals-changed" in events(response)
     deal = db.session.execute(db.select(Deal).where(Deal.name == "Evented")).scalar_one()
-    response = client.post(f"/deals/{deal.id}", data={"name": "Evented 2", "stage_id": str(stages[0].id),
-                                                      "value": "20"}, headers=HX)
+    response = client.post(
+        f"/deals/{deal.id}", data={"name": "Evented 2", "stage_id": str(stages[0].id), "value": "20"}, headers=HX
+    )
     assert "deals-changed" in events(response)
     response = client.post(f"/deals/{deal.id}/move", data={"stage_id": str(stages[1].id)}, headers=HX)
     assert response.status_code == 200 and "deals-changed" in events(response)

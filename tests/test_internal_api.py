@@ -41,7 +41,12 @@ def populated(org, other_org, users):
 
 
 EXPECTED = {
-    "contacts": 3, "companies": 2, "deals": 4, "leads": 1, "activities": 2, "users": 3,
+    "contacts": 3,
+    "companies": 2,
+    "deals": 4,
+    "leads": 1,
+    "activities": 2,
+    "users": 3,
     "deals_by_status": {
         "open": {"count": 2, "value": "300.50"},
         "won": {"count": 1, "value": "1000.00"},
@@ -89,10 +94,16 @@ def test_service_raises_not_found_for_unknown_org(app):
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
-@pytest.mark.parametrize("headers", [
-    {}, {"Authorization": "Bearer wrong"}, {"Authorization": "test-internal-token"},
-    {"Authorization": "Basic test-internal-token"}, {"Authorization": "Bearer "},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "test-internal-token"},
+        {"Authorization": "Basic test-internal-token"},
+        {"Authorization": "Bearer "},
+    ],
+)
 def test_missing_or_wrong_token_is_401(client, org, method, headers):
     path = f"/internal/orgs/{org.id}/" + ("stats" if method == "get" else "usage")
     response = getattr(client, method)(path, headers=headers, csrf=False)

@@ -40,8 +40,9 @@ def count(model):
 
 
 def test_list_search_scope_sort_filter(users, org, other_org):
-    factories.make_lead(org, first_name="Ann", last_name="Zed", company_name="Globex", score=10,
-                        owner_id=users["sales"].id)
+    factories.make_lead(
+        org, first_name="Ann", last_name="Zed", company_name="Globex", score=10, owner_id=users["sales"].id
+    )
     factories.make_lead(org, first_name="Ben", last_name="Young", company_name="Initech", score=90, status="qualified")
     factories.make_lead(other_org, first_name="Ann", company_name="Globex")
     svc = service(users["sales"])
@@ -111,9 +112,17 @@ def test_convert_creates_contact_company_and_deal_in_one_go(users, org):
     factories.make_pipeline(org, is_default=False)
     first_stage = factories.stages_of(pipeline)[0]
     vip, hot = factories.make_tag(org, name="VIP"), factories.make_tag(org, name="Hot")
-    lead = factories.make_lead(org, first_name="Ann", last_name="Lee", email="ann@initech.test", company_name="Initech",
-                               website="initech.test", source="referral", estimated_value=Decimal("5000"),
-                               owner_id=users["sales"].id)
+    lead = factories.make_lead(
+        org,
+        first_name="Ann",
+        last_name="Lee",
+        email="ann@initech.test",
+        company_name="Initech",
+        website="initech.test",
+        source="referral",
+        estimated_value=Decimal("5000"),
+        owner_id=users["sales"].id,
+    )
     tag_lead(lead, vip, hot)
     result = service(users["sales"]).convert(lead.id, create_deal=True)
 
@@ -128,7 +137,10 @@ def test_convert_creates_contact_company_and_deal_in_one_go(users, org):
     lead = db.session.get(Lead, lead.id)
     assert lead.status == "converted" and lead.converted_at is not None
     assert (lead.converted_contact_id, lead.converted_company_id, lead.converted_deal_id) == (
-        contact.id, result.company.id, deal.id)
+        contact.id,
+        result.company.id,
+        deal.id,
+    )
     assert actions(lead.id) == ["converted"]
     assert actions(contact.id) == ["created"] and actions(deal.id) == ["created"]
 
@@ -192,9 +204,13 @@ def test_convert_refuses_a_negative_deal_value(users, org):
 def test_another_orgs_lead_is_not_found(users, org, other_org):
     foreign = factories.make_lead(other_org)
     svc = service(users["admin"])
-    for call in (lambda: svc.detail(foreign.id), lambda: svc.convert(foreign.id, create_deal=False),
-                 lambda: svc.set_status(foreign.id, status="contacted"), lambda: svc.update_lead(foreign.id, score=1),
-                 lambda: svc.delete(foreign.id)):
+    for call in (
+        lambda: svc.detail(foreign.id),
+        lambda: svc.convert(foreign.id, create_deal=False),
+        lambda: svc.set_status(foreign.id, status="contacted"),
+        lambda: svc.update_lead(foreign.id, score=1),
+        lambda: svc.delete(foreign.id),
+    ):
         with pytest.raises(NotFound):
             call()
 
@@ -205,8 +221,14 @@ def test_detail_links_to_what_the_lead_became(users, org, count_queries):
     factories.make_activity(org, lead_id=lead.id)
     with count_queries() as q:
         detail = service(users["admin"]).detail(lead.id)
-        _ = (detail.lead.converted_contact.full_name, detail.lead.converted_company.name, detail.lead.converted_deal,
-             detail.lead.tags, detail.lead.owner, [entry.actor for entry in detail.history])
+        _ = (
+            detail.lead.converted_contact.full_name,
+            detail.lead.converted_company.name,
+            detail.lead.converted_deal,
+            detail.lead.tags,
+            detail.lead.owner,
+            [entry.actor for entry in detail.history],
+        )
     assert q.count == 3
     assert detail.lead.converted_contact.id == result.contact.id
     assert "converted" in [entry.action for entry in detail.history]

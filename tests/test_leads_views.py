@@ -110,10 +110,14 @@ def test_bulk_delete_and_undo(client, login, org, users):
     response = client.post("/leads/bulk/delete?sort=name", data={"ids": ids}, headers=HX)
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "Deleted 3 leads." in html and "/leads/bulk/restore?sort=name" in html
-    assert db.session.scalar(select(func.count()).select_from(Lead).where(Lead.id.in_([lead.id for lead in leads]))) == 0
+    assert (
+        db.session.scalar(select(func.count()).select_from(Lead).where(Lead.id.in_([lead.id for lead in leads]))) == 0
+    )
     undo = client.post("/leads/bulk/restore", data={"ids": ids}, headers=HX)
     assert undo.status_code == 200 and "Restored 3 leads." in undo.get_data(as_text=True)
-    assert db.session.scalar(select(func.count()).select_from(Lead).where(Lead.id.in_([lead.id for lead in leads]))) == 3
+    assert (
+        db.session.scalar(select(func.count()).select_from(Lead).where(Lead.id.in_([lead.id for lead in leads]))) == 3
+    )
 
 
 def test_bulk_delete_csrf_and_permissions(client, login, org, users):
@@ -152,8 +156,14 @@ def test_bad_other_org_and_deleted_ids_are_404(client, login, org, other_org):
     login("admin")
     foreign = factories.make_lead(other_org)
     gone = factories.make_lead(org, deleted_at=factories.datetime.now(factories.timezone.utc))
-    for url in ("/leads/123", f"/leads/{foreign.id}", f"/leads/{gone.id}", f"/leads/{foreign.id}/edit",
-                f"/leads/{foreign.id}/convert", f"/leads/{uuid.uuid4()}"):
+    for url in (
+        "/leads/123",
+        f"/leads/{foreign.id}",
+        f"/leads/{gone.id}",
+        f"/leads/{foreign.id}/edit",
+        f"/leads/{foreign.id}/convert",
+        f"/leads/{uuid.uuid4()}",
+    ):
         assert client.get(url).status_code == 404, url
     for url in (f"/leads/{foreign.id}/status", f"/leads/{foreign.id}/convert", f"/leads/{foreign.id}/delete"):
         assert client.post(url, data={"status": "contacted"}, headers=HX).status_code == 404, url
@@ -200,11 +210,14 @@ def test_convert_form_shows_the_target_pipeline_and_default_value(client, login,
 def test_convert_creates_everything_and_the_lead_links_to_it(client, login, org):
     login("sales")
     factories.make_pipeline(org, is_default=True)
-    lead = factories.make_lead(org, first_name="Ann", last_name="Lee", company_name="Initech",
-                               estimated_value=Decimal("500"))
+    lead = factories.make_lead(
+        org, first_name="Ann", last_name="Lee", company_name="Initech", estimated_value=Decimal("500")
+    )
     response = client.post(f"/leads/{lead.id}/convert", data={"create_deal": "y", "deal_value": "750"}, headers=HX)
     assert response.status_code == 204 and response.headers["HX-Location"].find(f"/leads/{lead.id}") > 0
-    converted = db.session.scalars(select(Lead).where(Lead.id == lead.id).execution_options(populate_existing=True)).one()
+    converted = db.session.scalars(
+        select(Lead).where(Lead.id == lead.id).execution_options(populate_existing=True)
+    ).one()
     assert converted.status == "converted" and converted.converted_deal_id is not None
     assert db.session.scalar(select(Deal.value).where(Deal.id == converted.converted_deal_id)) == Decimal("750")
     html = client.get(f"/leads/{lead.id}").get_data(as_text=True)
@@ -271,8 +284,9 @@ def test_create_edit_and_inline_errors(client, login, org, users):
     lead = db.session.scalars(select(Lead).where(Lead.first_name == "Ann")).one()
     assert lead.score == 40 and lead.status == "new"
     assert 'value="Ann"' in client.get(f"/leads/{lead.id}/edit").get_data(as_text=True)
-    updated = client.post(f"/leads/{lead.id}", data={"first_name": "Anne", "owner_id": str(users["sales"].id)},
-                          headers=HX)
+    updated = client.post(
+        f"/leads/{lead.id}", data={"first_name": "Anne", "owner_id": str(users["sales"].id)}, headers=HX
+    )
     assert updated.status_code == 204 and lead_value(lead, Lead.first_name) == "Anne"
 
 

@@ -6,7 +6,6 @@ from alembic.migration import MigrationContext
 
 from crm_web.extensions import db
 
-
 NAME_ORDER_INDEXES = {"contact_name_order_idx", "company_name_order_idx", "lead_name_order_idx", "deal_name_order_idx"}
 SURNAME_INDEXES = {"contact_surname_idx", "lead_surname_idx"}
 
@@ -23,8 +22,7 @@ def _comparable(obj, name, type_, reflected, compare_to) -> bool:
 @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_migrations_match_models(app):
     with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True,
-                                                               "include_object": _comparable})
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_object": _comparable})
         diff = compare_metadata(context, db.metadata)
     assert diff == []
 
@@ -34,12 +32,23 @@ def test_pg_trgm_indexes_exist_on_postgresql(app):
     from sqlalchemy import text
 
     with db.engine.connect() as connection:
-        names = set(connection.scalars(text(
-            "SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%gin_trgm_ops%'")))
-    assert {"company_name_search_idx", "contact_name_search_idx", "contact_email_search_idx", "deal_name_search_idx",
-            "lead_name_search_idx", "lead_email_search_idx", "lead_company_search_idx",
-            "contact_name_trgm_idx", "contact_email_trgm_idx", "company_name_trgm_idx", "deal_name_trgm_idx",
-            "lead_name_trgm_idx", "lead_email_trgm_idx", "lead_company_trgm_idx"} <= names
+        names = set(connection.scalars(text("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%gin_trgm_ops%'")))
+    assert {
+        "company_name_search_idx",
+        "contact_name_search_idx",
+        "contact_email_search_idx",
+        "deal_name_search_idx",
+        "lead_name_search_idx",
+        "lead_email_search_idx",
+        "lead_company_search_idx",
+        "contact_name_trgm_idx",
+        "contact_email_trgm_idx",
+        "company_name_trgm_idx",
+        "deal_name_trgm_idx",
+        "lead_name_trgm_idx",
+        "lead_email_trgm_idx",
+        "lead_company_trgm_idx",
+    } <= names
 
 
 @pytest.mark.postgres_only
@@ -49,19 +58,31 @@ def test_trigram_functions_are_costed_for_the_planner(app):
     from sqlalchemy import text
 
     with db.engine.connect() as connection:
-        costs = dict(connection.execute(text(
-            "SELECT proname, procost FROM pg_proc WHERE proname IN "
-            "('similarity', 'word_similarity', 'similarity_op', 'word_similarity_commutator_op')")).all())
-    assert costs == {"similarity": 100, "word_similarity": 100, "similarity_op": 100,
-                     "word_similarity_commutator_op": 100}
+        costs = dict(
+            connection.execute(
+                text(
+                    "SELECT proname, procost FROM pg_proc WHERE proname IN "
+                    "('similarity', 'word_similarity', 'similarity_op', 'word_similarity_commutator_op')"
+                )
+            ).all()
+        )
+    assert costs == {
+        "similarity": 100,
+        "word_similarity": 100,
+        "similarity_op": 100,
+        "word_similarity_commutator_op": 100,
+    }
 
 
 def _index_definitions(name_like: str) -> dict[str, str]:
     from sqlalchemy import text
 
     with db.engine.connect() as connection:
-        return dict(connection.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE :name"),
-                                       {"name": name_like}).all())
+        return dict(
+            connection.execute(
+                text("SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE :name"), {"name": name_like}
+            ).all()
+        )
 
 
 @pytest.mark.postgres_only
@@ -70,7 +91,7 @@ def test_name_order_indexes_compare_bytes(app):
     definitions = _index_definitions("%\\_name\\_order\\_idx")
     assert set(definitions) == NAME_ORDER_INDEXES
     for definition in definitions.values():
-        assert 'USING btree (org_id, lower(' in definition and 'COLLATE "C")' in definition
+        assert "USING btree (org_id, lower(" in definition and 'COLLATE "C")' in definition
         assert definition.endswith("WHERE (deleted_at IS NULL)")
 
 

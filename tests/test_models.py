@@ -51,15 +51,25 @@ class TestConstraints:
     def test_deal_value_non_negative(self, org):
         pipeline = factories.make_pipeline(org)
         first = factories.stages_of(pipeline)[0]
-        assert_rejected(Deal(org_id=org.id, name="Negative", value=Decimal("-1"), pipeline_id=pipeline.id, stage_id=first.id))
+        assert_rejected(
+            Deal(org_id=org.id, name="Negative", value=Decimal("-1"), pipeline_id=pipeline.id, stage_id=first.id)
+        )
         factories.make_deal(org, pipeline=pipeline, value=Decimal("0"))
 
     @pytest.mark.parametrize("probability", [-1, 101])
     def test_deal_probability_range(self, org, probability):
         pipeline = factories.make_pipeline(org)
         first = factories.stages_of(pipeline)[0]
-        assert_rejected(Deal(org_id=org.id, name="Bad", value=Decimal("1"), probability=probability,
-                             pipeline_id=pipeline.id, stage_id=first.id))
+        assert_rejected(
+            Deal(
+                org_id=org.id,
+                name="Bad",
+                value=Decimal("1"),
+                probability=probability,
+                pipeline_id=pipeline.id,
+                stage_id=first.id,
+            )
+        )
 
     @pytest.mark.parametrize("probability", [0, 100, None])
     def test_deal_probability_valid_values(self, org, probability):
@@ -90,8 +100,9 @@ class TestSoftDelete:
         db.session.expunge_all()
         from sqlalchemy.orm import selectinload
 
-        loaded = db.session.scalars(select(Contact).options(selectinload(Contact.primary_company))
-                                    .where(Contact.id == contact.id)).one()
+        loaded = db.session.scalars(
+            select(Contact).options(selectinload(Contact.primary_company)).where(Contact.id == contact.id)
+        ).one()
         assert loaded.primary_company is None  # the link stays in the row, the company is in the trash
         assert loaded.primary_company_id == company.id
 

@@ -15,12 +15,12 @@ def test_int_param_valid(app, query, expected):
         assert get_int_param("page", 1, min_value=1) == expected
 
 
-@pytest.mark.parametrize("query", ["page=abc", "page=1.5", "page=0", "page=-1", "page=99999999999999999999999",
-                                   "page=1e3", "page=%00"])
+@pytest.mark.parametrize(
+    "query", ["page=abc", "page=1.5", "page=0", "page=-1", "page=99999999999999999999999", "page=1e3", "page=%00"]
+)
 def test_int_param_invalid(app, query):
-    with app.test_request_context(f"/?{query}"):
-        with pytest.raises(BadRequest) as error:
-            get_int_param("page", 1, min_value=1, max_value=1000)
+    with app.test_request_context(f"/?{query}"), pytest.raises(BadRequest) as error:
+        get_int_param("page", 1, min_value=1, max_value=1000)
     assert "page" in error.value.message
 
 
@@ -31,9 +31,8 @@ def test_uuid_params(app):
         assert get_uuid_param("missing") is None
         with pytest.raises(BadRequest):
             get_uuid_param("bad")
-    with app.test_request_context("/", method="POST", data={"ids": [str(good), "nope"]}):
-        with pytest.raises(BadRequest):
-            get_uuid_list("ids")
+    with app.test_request_context("/", method="POST", data={"ids": [str(good), "nope"]}), pytest.raises(BadRequest):
+        get_uuid_list("ids")
 
 
 def test_choice_and_text_params(app):
@@ -41,9 +40,8 @@ def test_choice_and_text_params(app):
         assert get_choice_param("scope", ["all", "mine"]) == "mine"
         with pytest.raises(BadRequest):
             get_text_param("q")
-    with app.test_request_context("/?scope=everyone"):
-        with pytest.raises(BadRequest):
-            get_choice_param("scope", ["all", "mine"])
+    with app.test_request_context("/?scope=everyone"), pytest.raises(BadRequest):
+        get_choice_param("scope", ["all", "mine"])
 
 
 def test_list_query_builds_canonical_links(app):

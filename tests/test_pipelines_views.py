@@ -53,19 +53,27 @@ def test_create_pipeline_and_stage_forms(client, login, org):
     response = client.post("/pipelines/new", data={"name": "", "currency": "EUR"})
     assert response.status_code == 422 and "field-error" in response.get_data(as_text=True)
     # a second won stage: the database refuses, the form shows it on the won checkbox
-    response = client.post(f"/pipelines/{created.id}/stages/new", data={"name": "Won 2", "probability": "100",
-                                                                         "is_won": "y"})
+    response = client.post(
+        f"/pipelines/{created.id}/stages/new", data={"name": "Won 2", "probability": "100", "is_won": "y"}
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 422 and "This pipeline already has a won stage." in html
-    assert 'id="field-is_won"' in html.split("This pipeline already has a won stage.")[0].rsplit("<div class=\"field", 1)[1] \
+    assert (
+        'id="field-is_won"' in html.split("This pipeline already has a won stage.")[0].rsplit('<div class="field', 1)[1]
         or "has-error" in html
-    response = client.post(f"/pipelines/{created.id}/stages/new", data={"name": "Both", "probability": "5",
-                                                                         "is_won": "y", "is_lost": "y"})
+    )
+    response = client.post(
+        f"/pipelines/{created.id}/stages/new", data={"name": "Both", "probability": "5", "is_won": "y", "is_lost": "y"}
+    )
     assert response.status_code == 422
     response = client.post(f"/pipelines/{created.id}/stages/new", data={"name": "Demo", "probability": "40"})
     assert response.status_code == 303
-    assert "Demo" in [s.name for s in PipelineService(factories.actor_for(
-        db.session.get(type(created), created.id) and _manager(org))).pipeline_get(created.id).stages]
+    assert "Demo" in [
+        s.name
+        for s in PipelineService(factories.actor_for(db.session.get(type(created), created.id) and _manager(org)))
+        .pipeline_get(created.id)
+        .stages
+    ]
 
 
 def _manager(org):
@@ -98,8 +106,9 @@ def test_reorder_stages(client, login, pipeline):
     login("manager")
     stages = factories.stages_of(pipeline)
     order = [s.id for s in reversed(stages)]
-    response = client.post(f"/pipelines/{pipeline.id}/stages/reorder", data={"stage_id": [str(i) for i in order]},
-                           headers=HX)
+    response = client.post(
+        f"/pipelines/{pipeline.id}/stages/reorder", data={"stage_id": [str(i) for i in order]}, headers=HX
+    )
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert html.index(str(order[0])) < html.index(str(order[-1]))
@@ -142,8 +151,12 @@ def test_two_apps_share_the_pipeline_cache(tmp_path, redis_url):
 
     database = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
     prefix = f"crm-test-{uuid.uuid4().hex[:8]}:"
-    config = {**base_config(database), "CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": redis_url,
-              "CACHE_KEY_PREFIX": prefix}
+    config = {
+        **base_config(database),
+        "CACHE_TYPE": "RedisCache",
+        "CACHE_REDIS_URL": redis_url,
+        "CACHE_KEY_PREFIX": prefix,
+    }
     first, second = create_app(config), create_app(config)
     with first.app_context():
         upgrade(directory=MIGRATIONS)
@@ -178,15 +191,19 @@ def test_two_apps_share_the_pipeline_cache(tmp_path, redis_url):
 
 def test_redis_down_is_a_cache_miss(tmp_path, monkeypatch):
     database = f"sqlite:///{tmp_path / 'down.sqlite3'}"
-    config = {**base_config(database), "CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": "redis://127.0.0.1:1/0",
-              "CACHE_KEY_PREFIX": "crm-down:", "CACHE_OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}}
-    from flask_migrate import upgrade
-
-    from tests.conftest import MIGRATIONS
-
+    config = {
+        **base_config(database),
+        "CACHE_TYPE": "RedisCache",
+        "CACHE_REDIS_URL": "redis://127.0.0.1:1/0",
+        "CACHE_KEY_PREFIX": "crm-down:",
+        "CACHE_OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+    }
     import logging
 
+    from flask_migrate import upgrade
+
     from crm_web.services import cache as cache_module
+    from tests.conftest import MIGRATIONS
 
     app = create_app(config)
     records: list[logging.LogRecord] = []

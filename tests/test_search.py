@@ -33,8 +33,9 @@ def global_contacts(user, q):
 def make_people(org, *names, email=None):
     for name in names:
         first, last = name.split(" ", 1)
-        factories.make_contact(org, first_name=first, last_name=last,
-                               email=email or f"{first}.{last}@example.com".lower().replace(" ", ""))
+        factories.make_contact(
+            org, first_name=first, last_name=last, email=email or f"{first}.{last}@example.com".lower().replace(" ", "")
+        )
 
 
 def test_one_or_two_letters_match_the_start_of_a_word(org, users):
@@ -101,7 +102,7 @@ def global_search_plan(user, q: str) -> list[str]:
         assert len(global_contacts(user, q)) == 5
     finally:
         event.remove(db.engine, "before_cursor_execute", capture)
-    (statement, parameters), = [(s, p) for s, p in captured if "FROM contacts" in s]
+    ((statement, parameters),) = [(s, p) for s, p in captured if "FROM contacts" in s]
     connection = db.session.connection()
     connection.execute(text("SET LOCAL enable_seqscan = off"))
     return list(connection.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + statement, parameters).scalars())
@@ -109,8 +110,11 @@ def global_search_plan(user, q: str) -> list[str]:
 
 def nodes_testing(lines: list[str], operator: str) -> list[str]:
     """The plan nodes with `operator` in a condition of theirs."""
-    return [next(node for node in reversed(lines[:i]) if "->" in node)
-            for i, line in enumerate(lines) if operator in line and ("Filter" in line or "Cond" in line)]
+    return [
+        next(node for node in reversed(lines[:i]) if "->" in node)
+        for i, line in enumerate(lines)
+        if operator in line and ("Filter" in line or "Cond" in line)
+    ]
 
 
 def assert_never_runs(lines: list[str], condition: str) -> None:
@@ -139,8 +143,13 @@ def test_names_that_start_with_the_query_come_first_in_alphabetical_order(org, u
     ignored), then the rest."""
     make_people(org, "Elton Johnson", "john adams", "JOHN BROWN", "John Zed", "Johnny Cash")
     factories.make_contact(org, first_name="John", last_name="")
-    assert global_contacts(users["admin"], "john") == ["John", "john adams", "JOHN BROWN", "John Zed",
-                                                       "Johnny Cash"]  # five start with it: Elton waits
+    assert global_contacts(users["admin"], "john") == [
+        "John",
+        "john adams",
+        "JOHN BROWN",
+        "John Zed",
+        "Johnny Cash",
+    ]  # five start with it: Elton waits
     assert global_contacts(users["admin"], "johnn")[0] == "Johnny Cash"  # inside a name: found as typed
     make_people(org, "Johnathan Moss")
     assert global_contacts(users["admin"], "jo")[:2] == ["John", "john adams"]
@@ -189,8 +198,11 @@ def test_a_statement_built_for_one_organisation_never_answers_for_another(org, o
 
 
 # What the search boxes match: every list's SEARCH_COLUMNS, and the deal name (global search only).
-SEARCHED = [(service.model, expression) for service in (ContactService, CompanyService, LeadService)
-            for expression in service.SEARCH_COLUMNS] + [(Deal, Deal.name)]
+SEARCHED = [
+    (service.model, expression)
+    for service in (ContactService, CompanyService, LeadService)
+    for expression in service.SEARCH_COLUMNS
+] + [(Deal, Deal.name)]
 
 
 @pytest.mark.postgres_only
@@ -208,10 +220,22 @@ def test_every_searched_expression_has_a_trigram_index(org, model, expression):
 
 # The typo tier: spelling corrections from the organisation's vocabulary (models/search_word.py).
 
-@pytest.mark.parametrize("a, b, distance", [
-    ("john", "john", 0), ("jonh", "john", 1), ("smiht", "smith", 1), ("jon", "john", 1), ("joan", "john", 1),
-    ("silav", "silvia", 3), ("mcdnoald", "mcdonald", 1), ("", "abc", 3), ("ca", "abc", 3), ("abc", "", 3),
-])
+
+@pytest.mark.parametrize(
+    "a, b, distance",
+    [
+        ("john", "john", 0),
+        ("jonh", "john", 1),
+        ("smiht", "smith", 1),
+        ("jon", "john", 1),
+        ("joan", "john", 1),
+        ("silav", "silvia", 3),
+        ("mcdnoald", "mcdonald", 1),
+        ("", "abc", 3),
+        ("ca", "abc", 3),
+        ("abc", "", 3),
+    ],
+)
 def test_edit_distance_counts_a_swap_of_neighbours_as_one_edit(a, b, distance):
     assert edit_distance(a, b) == distance == edit_distance(b, a)
 
@@ -230,8 +254,24 @@ def test_the_vocabulary_follows_every_write_of_a_searched_name(org, other_org, u
     factories.make_lead(org, first_name="Li", last_name="Wu", company_name="Initech")
     factories.make_company(org, name="Umbrella Corp", city="Raccoon", website="https://umbrella.example")
     factories.make_deal(org, name="Q4 renewal")
-    assert {"seán", "o'brien-hale", "o'brien", "hale", "zoë", "d’arcy", "sean", "obrien", "mail", "example",
-            "initech", "umbrella", "corp", "raccoon", "https", "renewal"} <= vocabulary(org)
+    assert {
+        "seán",
+        "o'brien-hale",
+        "o'brien",
+        "hale",
+        "zoë",
+        "d’arcy",
+        "sean",
+        "obrien",
+        "mail",
+        "example",
+        "initech",
+        "umbrella",
+        "corp",
+        "raccoon",
+        "https",
+        "renewal",
+    } <= vocabulary(org)
     assert not {"li", "wu", "q", "59", "o", "d"} & vocabulary(org)
     contact = factories.make_contact(org, first_name="Zed", last_name="Quist")
     service = ContactService(factories.actor_for(users["admin"]))
@@ -240,8 +280,9 @@ def test_the_vocabulary_follows_every_write_of_a_searched_name(org, other_org, u
     assert "quistorp" not in vocabulary(other_org)
     words = len(vocabulary(org))
     service.update(contact.id, status="customer")  # no searched column: nothing to add
-    assert db.session.scalar(select(func.count()).select_from(SearchWord).where(SearchWord.org_id == org.id)) \
-        == words  # and each word once
+    assert (
+        db.session.scalar(select(func.count()).select_from(SearchWord).where(SearchWord.org_id == org.id)) == words
+    )  # and each word once
 
 
 @pytest.mark.postgres_only
@@ -255,10 +296,14 @@ def test_the_migration_fills_the_vocabulary_from_existing_rows():
         with application.app_context():
             org = factories.make_org()
             downgrade(directory=MIGRATIONS, revision="0011_name_order_indexes")
-            db.session.execute(text("INSERT INTO contacts (id, org_id, first_name, last_name, email, status, version, "
-                                    "do_not_contact, created_at, updated_at) VALUES (:id, :org, 'Wilma', "
-                                    "'Flintstone-Slate', NULL, 'lead', 1, false, now(), now())"),
-                               {"id": uuid.uuid4(), "org": org.id})
+            db.session.execute(
+                text(
+                    "INSERT INTO contacts (id, org_id, first_name, last_name, email, status, version, "
+                    "do_not_contact, created_at, updated_at) VALUES (:id, :org, 'Wilma', "
+                    "'Flintstone-Slate', NULL, 'lead', 1, false, now(), now())"
+                ),
+                {"id": uuid.uuid4(), "org": org.id},
+            )
             db.session.commit()
             upgrade(directory=MIGRATIONS)
             assert {"wilma", "flintstone-slate", "flintstone", "slate"} <= vocabulary(org)
@@ -282,14 +327,22 @@ def test_a_typo_finds_what_the_corrected_words_find_ranked_like_an_exact_search(
 
 
 @pytest.mark.postgres_only
-@pytest.mark.parametrize("q, found", [
-    ("o'brein", ["Seán O'Brien"]), ("sean o'brein", ["Seán O'Brien"]), ("sáen", ["Seán O'Brien"]),
-    ("émlie", ["Émile Zola"]), ("zo émlie", ["Émile Zola"]),
-    # LIKE's wildcards are searched for as typed (nothing has them), then corrected like any letter.
-    ("smi%th", ["Smith Jones"]), ("smi_h", ["Smith Jones"]), ("smi\\th", ["Smith Jones"]),
-    ("a b c d e f zloa", []),  # the first six words only, all too short to correct
-    ("zloa zloa zloa zloa zloa zloa", ["Émile Zola"]),
-])
+@pytest.mark.parametrize(
+    "q, found",
+    [
+        ("o'brein", ["Seán O'Brien"]),
+        ("sean o'brein", ["Seán O'Brien"]),
+        ("sáen", ["Seán O'Brien"]),
+        ("émlie", ["Émile Zola"]),
+        ("zo émlie", ["Émile Zola"]),
+        # LIKE's wildcards are searched for as typed (nothing has them), then corrected like any letter.
+        ("smi%th", ["Smith Jones"]),
+        ("smi_h", ["Smith Jones"]),
+        ("smi\\th", ["Smith Jones"]),
+        ("a b c d e f zloa", []),  # the first six words only, all too short to correct
+        ("zloa zloa zloa zloa zloa zloa", ["Émile Zola"]),
+    ],
+)
 def test_odd_words_take_the_typo_path_without_surprises(org, users, q, found):
     make_people(org, "Seán O'Brien", "Émile Zola", "Smith Jones")
     assert contact_names(users["admin"], q) == found
@@ -364,4 +417,3 @@ def test_people_called_the_query_fill_the_five_in_name_order(org, users):
     expected = ["Williams Ray", "Williams Williams", "Person0 Williams", "Person1 Williams", "Person2 Williams"]
     assert global_contacts(users["admin"], "williams") == expected
     assert contact_names(users["admin"], "williams")[:5] == expected
-

@@ -2,7 +2,6 @@
 
 import re
 
-
 from tests import factories
 from tests.conftest import base_config
 
@@ -24,11 +23,11 @@ def test_no_inline_scripts_in_the_layout(client, login):
 
 
 def test_login_is_rate_limited_with_a_clear_message(tmp_path):
-    from crm_web import create_app
-    from crm_web.extensions import db
     from flask_migrate import upgrade
 
-    from tests.conftest import CSRFClient, MIGRATIONS
+    from crm_web import create_app
+    from crm_web.extensions import db
+    from tests.conftest import MIGRATIONS, CSRFClient
 
     app = create_app({**base_config(f"sqlite:///{tmp_path / 'rl.sqlite3'}"), "LOGIN_RATE_LIMIT": "3 per minute"})
     with app.app_context():
@@ -37,8 +36,9 @@ def test_login_is_rate_limited_with_a_clear_message(tmp_path):
         factories.make_user(org, email="rl@rl.example", password="right")
         app.test_client_class = CSRFClient
         client = app.test_client()
-        statuses = [client.post("/login", data={"email": "rl@rl.example", "password": "wrong"}).status_code
-                    for _ in range(4)]
+        statuses = [
+            client.post("/login", data={"email": "rl@rl.example", "password": "wrong"}).status_code for _ in range(4)
+        ]
         assert statuses[:3] == [422, 422, 422]
         assert statuses[3] == 429
         blocked = client.post("/login", data={"email": "rl@rl.example", "password": "right"})

@@ -17,8 +17,20 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
-LEAKS = ("Traceback", "File \"", "/work/", "site-packages", "SELECT", "sqlalchemy", "psycopg", "sqlite3",
-         "ZeroDivisionError", "OperationalError", "ProgrammingError", "secret-detail")
+LEAKS = (
+    "Traceback",
+    'File "',
+    "/work/",
+    "site-packages",
+    "SELECT",
+    "sqlalchemy",
+    "psycopg",
+    "sqlite3",
+    "ZeroDivisionError",
+    "OperationalError",
+    "ProgrammingError",
+    "secret-detail",
+)
 
 
 def assert_secure_headers(response, what) -> None:
@@ -55,15 +67,18 @@ def test_headers_on_every_kind_of_response(app, client, signed_in):
         "403 toast": client.get("/trash", headers=HX),
         "405": client.put("/contacts"),
         "422 form": client.post("/contacts", data={"first_name": ""}),
-        "redirect": client.post(f"/contacts/{world['contact']}/delete".replace(str(world["contact"]),
-                                                                              str(uuid.uuid4()))),
+        "redirect": client.post(
+            f"/contacts/{world['contact']}/delete".replace(str(world["contact"]), str(uuid.uuid4()))
+        ),
         "csv": client.get("/contacts/export.csv"),
         "healthz json": client.get("/healthz"),
         "internal json 401": client.get(f"/internal/orgs/{world['org']}/stats"),
-        "internal json": client.get(f"/internal/orgs/{world['org']}/stats",
-                                    headers={"Authorization": "Bearer test-internal-token"}),
-        "internal json 400": client.get("/internal/orgs/nope/stats",
-                                        headers={"Authorization": "Bearer test-internal-token"}),
+        "internal json": client.get(
+            f"/internal/orgs/{world['org']}/stats", headers={"Authorization": "Bearer test-internal-token"}
+        ),
+        "internal json 400": client.get(
+            "/internal/orgs/nope/stats", headers={"Authorization": "Bearer test-internal-token"}
+        ),
         "static": client.get("/static/css/app.css"),
     }
     assert responses["404 page"].status_code == 404 and responses["403"].status_code == 403
@@ -77,8 +92,11 @@ def test_headers_on_every_kind_of_response(app, client, signed_in):
 
 
 def test_anonymous_responses_have_the_headers(app, client):
-    for what, response in {"login": client.get("/login"), "redirect": client.get("/contacts"),
-                           "401 htmx": client.get("/contacts", headers=HX)}.items():
+    for what, response in {
+        "login": client.get("/login"),
+        "redirect": client.get("/contacts"),
+        "401 htmx": client.get("/contacts", headers=HX),
+    }.items():
         assert_secure_headers(response, what)
 
 

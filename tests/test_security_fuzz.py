@@ -22,37 +22,89 @@ from crm_web.services.dashboard import PANELS
 from tests.conftest import HX
 from tests.security_support import World, build_world, make_users
 
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 FORM_FUZZ = settings(FUZZ, max_examples=400)
 
 OPERATORS = sorted({op for ops in OPERATORS_BY_TYPE.values() for op in ops})
 # Inputs that broke (or nearly broke) parsers before: signs, non-ASCII digits, NUL, huge numbers.
-NASTY = ["", " ", "-1", "0", "--5", "+3", "²", "١٢", "1e309", "NaN", "inf", "99999999999999999999999",
-         "\x00", "a\x00b", "%", "_", "\\", "'", "\"", "<script>", "..", ".", ":", "1:", "::", "today", "-0",
-         "2024-02-30", "2024-13-01", "0001-01-01", "9999-12-31", "1.5", "1,5", "true", "null", "[]", "a" * 500]
+NASTY = [
+    "",
+    " ",
+    "-1",
+    "0",
+    "--5",
+    "+3",
+    "²",
+    "١٢",
+    "1e309",
+    "NaN",
+    "inf",
+    "99999999999999999999999",
+    "\x00",
+    "a\x00b",
+    "%",
+    "_",
+    "\\",
+    "'",
+    '"',
+    "<script>",
+    "..",
+    ".",
+    ":",
+    "1:",
+    "::",
+    "today",
+    "-0",
+    "2024-02-30",
+    "2024-13-01",
+    "0001-01-01",
+    "9999-12-31",
+    "1.5",
+    "1,5",
+    "true",
+    "null",
+    "[]",
+    "a" * 500,
+]
 
 
 def junk(extra: list[str] | tuple[str, ...] = ()) -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(NASTY + list(extra)), st.text(max_size=40),
-                     st.text(alphabet=string.digits + "-.:", max_size=12),
-                     st.uuids().map(str))
+    return st.one_of(
+        st.sampled_from(NASTY + list(extra)),
+        st.text(max_size=40),
+        st.text(alphabet=string.digits + "-.:", max_size=12),
+        st.uuids().map(str),
+    )
 
 
 def filter_value(fields: dict) -> st.SearchStrategy[str]:
     """`f` values: mostly well-formed field.op.value triples with junk parts, sometimes grouped."""
-    names = sorted(fields) + ["owner", "nope", ""]
-    triple = st.tuples(st.sampled_from(names) | junk(), st.sampled_from(OPERATORS) | junk(),
-                       junk(["last_7_days", "this_month", "1,2", "a,b", "2024-01-01,2024-02-01"]))
+    names = [*sorted(fields), "owner", "nope", ""]
+    triple = st.tuples(
+        st.sampled_from(names) | junk(),
+        st.sampled_from(OPERATORS) | junk(),
+        junk(["last_7_days", "this_month", "1,2", "a,b", "2024-01-01,2024-02-01"]),
+    )
     group = st.sampled_from(["", "", "1:", "2:", "0:", "x:", "²:", "99999999999:"])
     return st.tuples(group, triple).map(lambda gt: f"{gt[0]}{gt[1][0]}.{gt[1][1]}.{gt[1][2]}")
 
 
 def list_params(fields: dict | None, extra: dict[str, st.SearchStrategy] | None = None):
     keys = {
-        "page": junk(), "per_page": junk(["10", "25", "100", "101"]), "sort": junk(["name", "-name", "-value"]),
-        "q": junk(), "scope": junk(["all", "mine"]), "match": junk(["all", "any"]), "g1": junk(["any", "all"]),
-        "g2": junk(), **(extra or {}),
+        "page": junk(),
+        "per_page": junk(["10", "25", "100", "101"]),
+        "sort": junk(["name", "-name", "-value"]),
+        "q": junk(),
+        "scope": junk(["all", "mine"]),
+        "match": junk(["all", "any"]),
+        "g1": junk(["any", "all"]),
+        "g2": junk(),
+        **(extra or {}),
     }
     if fields is not None:
         keys["f"] = st.lists(filter_value(fields), max_size=4)
@@ -129,17 +181,30 @@ def test_board_parameters_never_500(app, admin_client, world):
 def test_dashboard_search_and_lookup_parameters_never_500(app, admin_client, world):
     ids = [str(world[k]) for k in ("contact", "company", "deal", "lead", "sales", "trashed_contact")]
     targets = st.one_of(
-        st.tuples(st.sampled_from(["/"] + [f"/dashboard/{p}" for p in PANELS] + ["/dashboard/nope"]),
-                  st.fixed_dictionaries({}, optional={"owner": junk(["me", "all", *ids])})),
+        st.tuples(
+            st.sampled_from(["/"] + [f"/dashboard/{p}" for p in PANELS] + ["/dashboard/nope"]),
+            st.fixed_dictionaries({}, optional={"owner": junk(["me", "all", *ids])}),
+        ),
         st.tuples(st.just("/search"), st.fixed_dictionaries({}, optional={"q": junk()})),
-        st.tuples(st.just("/contacts/check-email"),
-                  st.fixed_dictionaries({}, optional={"email": junk(), "exclude": junk(ids)})),
-        st.tuples(st.sampled_from(["/activities/timeline", "/activities/new", "/deals/new"]),
-                  st.fixed_dictionaries({}, optional={k: junk(ids) for k in ("contact", "company", "deal", "lead",
-                                                                             "pipeline")})),
-        st.tuples(st.just("/trash/purge"),
-                  st.fixed_dictionaries({}, optional={"item": st.lists(
-                      st.one_of(junk(), st.sampled_from(ids).map(lambda i: f"contact:{i}")), max_size=3)})),
+        st.tuples(
+            st.just("/contacts/check-email"),
+            st.fixed_dictionaries({}, optional={"email": junk(), "exclude": junk(ids)}),
+        ),
+        st.tuples(
+            st.sampled_from(["/activities/timeline", "/activities/new", "/deals/new"]),
+            st.fixed_dictionaries(
+                {}, optional={k: junk(ids) for k in ("contact", "company", "deal", "lead", "pipeline")}
+            ),
+        ),
+        st.tuples(
+            st.just("/trash/purge"),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "item": st.lists(st.one_of(junk(), st.sampled_from(ids).map(lambda i: f"contact:{i}")), max_size=3)
+                },
+            ),
+        ),
     )
 
     @FUZZ
@@ -156,31 +221,109 @@ def test_dashboard_search_and_lookup_parameters_never_500(app, admin_client, wor
 
 
 def form_targets(world: World) -> list[tuple[str, dict[str, st.SearchStrategy]]]:
-    ids = [str(world[k]) for k in ("contact", "company", "deal", "lead", "stage", "stage2", "tag", "sales",
-                                   "pipeline", "trashed_contact")]
+    ids = [
+        str(world[k])
+        for k in (
+            "contact",
+            "company",
+            "deal",
+            "lead",
+            "stage",
+            "stage2",
+            "tag",
+            "sales",
+            "pipeline",
+            "trashed_contact",
+        )
+    ]
     any_id = junk(ids)
-    contact_fields = {k: junk() for k in ("first_name", "last_name", "email", "phone", "mobile", "title", "department",
-                                          "status", "lead_source", "linkedin_url", "birthday", "city", "country",
-                                          "do_not_contact", "notes")}
+    contact_fields = {
+        k: junk()
+        for k in (
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "mobile",
+            "title",
+            "department",
+            "status",
+            "lead_source",
+            "linkedin_url",
+            "birthday",
+            "city",
+            "country",
+            "do_not_contact",
+            "notes",
+        )
+    }
     # Edit forms post the version they were rendered with: junk is a 422, never a 500.
     version = junk(["1", "2", "999999999", "1000000000"])
     contact_fields.update(primary_company_id=any_id, owner_id=any_id, version=version)
-    deal_fields = {k: junk() for k in ("name", "value", "currency", "probability", "expected_close_date", "source",
-                                       "lost_reason", "description")}
+    deal_fields = {
+        k: junk()
+        for k in (
+            "name",
+            "value",
+            "currency",
+            "probability",
+            "expected_close_date",
+            "source",
+            "lost_reason",
+            "description",
+        )
+    }
     deal_fields.update(stage_id=any_id, company_id=any_id, contact_id=any_id, owner_id=any_id, version=version)
-    activity_fields = {k: junk() for k in ("type", "subject", "description", "status", "priority", "due_date",
-                                           "due_time", "duration_minutes")}
-    activity_fields.update(owner_id=any_id, contact_id=any_id, company_id=any_id, deal_id=any_id, lead_id=any_id,
-                           version=version)
-    company_fields = {k: junk() for k in ("name", "website", "email", "phone", "industry", "size", "employee_count",
-                                          "annual_revenue", "street", "city", "state", "postal_code", "country",
-                                          "description")}
+    activity_fields = {
+        k: junk()
+        for k in ("type", "subject", "description", "status", "priority", "due_date", "due_time", "duration_minutes")
+    }
+    activity_fields.update(
+        owner_id=any_id, contact_id=any_id, company_id=any_id, deal_id=any_id, lead_id=any_id, version=version
+    )
+    company_fields = {
+        k: junk()
+        for k in (
+            "name",
+            "website",
+            "email",
+            "phone",
+            "industry",
+            "size",
+            "employee_count",
+            "annual_revenue",
+            "street",
+            "city",
+            "state",
+            "postal_code",
+            "country",
+            "description",
+        )
+    }
     company_fields.update(owner_id=any_id, version=version)
-    lead_fields = {k: junk() for k in ("first_name", "last_name", "email", "phone", "title", "company_name",
-                                       "website", "source", "score", "estimated_value", "notes")}
+    lead_fields = {
+        k: junk()
+        for k in (
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "title",
+            "company_name",
+            "website",
+            "source",
+            "score",
+            "estimated_value",
+            "notes",
+        )
+    }
     lead_fields.update(owner_id=any_id, version=version)
-    stage_fields = {"name": junk(), "probability": junk(["0", "100", "101"]), "is_won": junk(["y"]),
-                    "is_lost": junk(["y"])}
+    stage_fields = {
+        "name": junk(),
+        "probability": junk(["0", "100", "101"]),
+        "is_won": junk(["y"]),
+        "is_lost": junk(["y"]),
+    }
     contact, deal, activity = world["contact"], world["deal"], world["activity"]
     return [
         ("/contacts", contact_fields),
@@ -195,8 +338,10 @@ def form_targets(world: World) -> list[tuple[str, dict[str, st.SearchStrategy]]]
         (f"/leads/{world['lead']}", lead_fields),
         ("/deals", deal_fields),
         (f"/deals/{deal}", deal_fields),
-        (f"/deals/{deal}/move", {"stage_id": any_id, "before_id": any_id, "after_id": any_id, "version": junk(),
-                                 "lost_reason": junk()}),
+        (
+            f"/deals/{deal}/move",
+            {"stage_id": any_id, "before_id": any_id, "after_id": any_id, "version": junk(), "lost_reason": junk()},
+        ),
         (f"/deals/{deal}/lost", {"lost_reason": junk()}),
         ("/activities", activity_fields),
         (f"/activities/{activity}", activity_fields),
@@ -229,9 +374,15 @@ def test_forms_never_500(app, admin_client, world):
 
 
 def test_junk_path_segments_are_404_not_500(app, admin_client):
-    for path in ("/contacts/not-a-uuid", f"/contacts/{uuid.uuid4()}/fields/nope", "/dashboard/%00",
-                 f"/tags/nope/{uuid.uuid4()}", f"/trash/nope/{uuid.uuid4()}", "/deals/board/column/123",
-                 "/internal/orgs/%00/stats"):
+    for path in (
+        "/contacts/not-a-uuid",
+        f"/contacts/{uuid.uuid4()}/fields/nope",
+        "/dashboard/%00",
+        f"/tags/nope/{uuid.uuid4()}",
+        f"/trash/nope/{uuid.uuid4()}",
+        "/deals/board/column/123",
+        "/internal/orgs/%00/stats",
+    ):
         check(admin_client.get(path), path)
 
 
@@ -243,8 +394,9 @@ def test_whole_number_parameters_refuse_non_ascii_digits(raw, app, admin_client,
     """str.isdigit() accepted "²" and lstrip("-") accepted "--5"; int() then raised (a 500)."""
     assert admin_client.get(f"/contacts?page={raw}").status_code == 400
     assert admin_client.get(f"/deals/board/column/{world['stage']}?offset={raw}", headers=HX).status_code == 400
-    move = admin_client.post(f"/deals/{world['deal']}/move", data={"stage_id": str(world["stage2"]), "version": raw},
-                             headers=HX)
+    move = admin_client.post(
+        f"/deals/{world['deal']}/move", data={"stage_id": str(world["stage2"]), "version": raw}, headers=HX
+    )
     assert move.status_code == 400
 
 
@@ -259,8 +411,9 @@ def test_export_with_an_unknown_sort_is_refused_before_streaming(path, app, admi
     assert response.status_code in (400, 422) and response.mimetype != "text/csv"
 
 
-@pytest.mark.parametrize("url", ["/contacts?q=%00", "/search?q=a%00", "/trash?q=%00", "/deals/board?q=%00",
-                                 "/contacts?x%00=1"])
+@pytest.mark.parametrize(
+    "url", ["/contacts?q=%00", "/search?q=a%00", "/trash?q=%00", "/deals/board?q=%00", "/contacts?x%00=1"]
+)
 def test_nul_in_a_query_string_is_400(url, app, admin_client):
     """PostgreSQL refuses NUL in text: these were 500s there."""
     response = admin_client.get(url)

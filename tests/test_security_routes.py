@@ -29,8 +29,8 @@ from tests.security_support import (
     call,
     expected_access,
     make_users,
-    table_cell,
     outcome,
+    table_cell,
     url_map_routes,
     uuid_arguments,
 )
@@ -44,8 +44,15 @@ REGENERATE = "UPDATE_SECURITY_DOC=1 .venv/bin/python -m pytest -q tests/test_sec
 @pytest.fixture(scope="module")
 def bare_app():
     """An app for reading the URL map only (no database work)."""
-    return create_app({"TESTING": True, "SECRET_KEY": "x", "SQLALCHEMY_DATABASE_URI": "sqlite://",
-                       "CACHE_TYPE": "SimpleCache", "CRM_INTERNAL_TOKEN": "t"})
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "x",
+            "SQLALCHEMY_DATABASE_URI": "sqlite://",
+            "CACHE_TYPE": "SimpleCache",
+            "CRM_INTERNAL_TOKEN": "t",
+        }
+    )
 
 
 def test_every_route_is_in_the_inventory(bare_app):
@@ -55,7 +62,8 @@ def test_every_route_is_in_the_inventory(bare_app):
     assert not missing, (
         f"Routes without a security classification: {missing}. Add each to ROUTES in "
         "tests/security_support.py (access level, path arguments, a valid form), then regenerate "
-        f"docs/security.md with: {REGENERATE}")
+        f"docs/security.md with: {REGENERATE}"
+    )
     assert not stale, f"ROUTES lists routes the app no longer has: {stale}"
 
 
@@ -94,8 +102,9 @@ def test_access_table_in_docs_is_current(bare_app):
     text = DOC.read_text()
     section = f"## Access by role\n\n{DOC_START}\n{table}\n{DOC_END}\n"
     if DOC_START in text:
-        current = re.search(r"## Access by role\n\n" + re.escape(DOC_START) + r".*?" + re.escape(DOC_END) + r"\n",
-                            text, re.S)
+        current = re.search(
+            r"## Access by role\n\n" + re.escape(DOC_START) + r".*?" + re.escape(DOC_END) + r"\n", text, re.S
+        )
         updated = text.replace(current.group(0), section) if current else text
     else:
         updated = text.rstrip("\n") + "\n\n" + section
@@ -127,8 +136,11 @@ def _sign_in(client, user) -> None:
 
 ROUTE_KEYS = sorted(ROUTES)
 ROUTE_IDS = [f"{method}-{endpoint}" for method, endpoint in ROUTE_KEYS]
-UUID_ROUTES = [key for key in ROUTE_KEYS if any(not v.startswith("=") for v in ROUTES[key].args.values())
-               and ROUTES[key].access != TOKEN]
+UUID_ROUTES = [
+    key
+    for key in ROUTE_KEYS
+    if any(not v.startswith("=") for v in ROUTES[key].args.values()) and ROUTES[key].access != TOKEN
+]
 
 
 # --- another org's ids: 404 on every route --------------------------------------------------

@@ -22,8 +22,20 @@ PAYLOADS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "{{7*
 MARK = "Zq"
 
 TEXT_FIELDS = {
-    Contact: ("first_name", "last_name", "phone", "mobile", "title", "department", "street", "city", "state",
-              "country", "notes", "linkedin_url"),
+    Contact: (
+        "first_name",
+        "last_name",
+        "phone",
+        "mobile",
+        "title",
+        "department",
+        "street",
+        "city",
+        "state",
+        "country",
+        "notes",
+        "linkedin_url",
+    ),
     Company: ("name", "website", "phone", "industry", "description", "street", "city", "state", "country"),
     Lead: ("first_name", "last_name", "phone", "title", "company_name", "website", "notes"),
     Deal: ("name", "lost_reason", "description"),
@@ -46,8 +58,11 @@ def poisoned(app, client, org, payload):
     world = build_world(org, make_users(org), "Xss")
     for model, columns in TEXT_FIELDS.items():
         db.session.execute(
-            update(model).where(model.org_id == org.id).values({c: payload for c in columns})
-            .execution_options(include_deleted=True, synchronize_session=False))
+            update(model)
+            .where(model.org_id == org.id)
+            .values({c: payload for c in columns})
+            .execution_options(include_deleted=True, synchronize_session=False)
+        )
     db.session.execute(insert(contact_tags).values(contact_id=world["contact"], tag_id=world["tag"]))
     db.session.commit()
     db.session.expire_all()
@@ -61,7 +76,7 @@ def poisoned(app, client, org, payload):
 
 
 def assert_rendered_as_text(body: str, payload: str, where: str) -> None:
-    raw = payload[len(MARK):]
+    raw = payload[len(MARK) :]
     shown = body.replace("<mark>", "").replace("</mark>", "")  # search highlights the marker
     assert str(escape(payload)) in shown, f"{where}: the payload is not shown, so the test proves nothing"
     if raw != str(escape(raw)):
@@ -72,18 +87,33 @@ def assert_rendered_as_text(body: str, payload: str, where: str) -> None:
 
 def pages(world) -> list[tuple[str, dict]]:
     return [
-        ("/", {}), ("/contacts", {}), ("/contacts", HX), (f"/contacts/{world['contact']}", {}),
-        (f"/contacts/{world['contact']}/edit", {}), (f"/contacts/{world['contact']}/fields/city", HX),
-        ("/companies", {}), (f"/companies/{world['company']}", {}), (f"/companies/{world['company']}/edit", {}),
-        ("/leads", {}), (f"/leads/{world['lead']}", {}), (f"/leads/{world['lead']}/edit", {}),
-        ("/deals", {}), (f"/deals/{world['deal']}", {}), (f"/deals/{world['deal']}/edit", {}),
-        (f"/deals/board?pipeline={world['pipeline']}", {}), (f"/deals/board/column/{world['stage']}", HX),
-        ("/activities?view=all", {}), (f"/activities/{world['activity']}/edit", {}),
+        ("/", {}),
+        ("/contacts", {}),
+        ("/contacts", HX),
+        (f"/contacts/{world['contact']}", {}),
+        (f"/contacts/{world['contact']}/edit", {}),
+        (f"/contacts/{world['contact']}/fields/city", HX),
+        ("/companies", {}),
+        (f"/companies/{world['company']}", {}),
+        (f"/companies/{world['company']}/edit", {}),
+        ("/leads", {}),
+        (f"/leads/{world['lead']}", {}),
+        (f"/leads/{world['lead']}/edit", {}),
+        ("/deals", {}),
+        (f"/deals/{world['deal']}", {}),
+        (f"/deals/{world['deal']}/edit", {}),
+        (f"/deals/board?pipeline={world['pipeline']}", {}),
+        (f"/deals/board/column/{world['stage']}", HX),
+        ("/activities?view=all", {}),
+        (f"/activities/{world['activity']}/edit", {}),
         (f"/activities/timeline?contact={world['contact']}", HX),
-        (f"/search?q={MARK}", {}), (f"/search?q={MARK}", HX),
-        ("/trash", {}), (f"/trash/contact/{world['trashed_contact']}", {}),
+        (f"/search?q={MARK}", {}),
+        (f"/search?q={MARK}", HX),
+        ("/trash", {}),
+        (f"/trash/contact/{world['trashed_contact']}", {}),
         (f"/trash/purge?item=contact:{world['trashed_contact']}", {}),
-        ("/pipelines", {}), (f"/pipelines/{world['pipeline']}/edit", {}),
+        ("/pipelines", {}),
+        (f"/pipelines/{world['pipeline']}/edit", {}),
         (f"/tags/contact/{world['contact']}", HX),
     ]
 
@@ -96,9 +126,13 @@ def test_payloads_render_as_text_on_every_page(app, client, poisoned, payload):
 
 
 def test_payloads_render_as_text_in_toasts(app, client, poisoned, payload):
-    for path in (f"/contacts/{poisoned['contact']}/delete", f"/deals/{poisoned['deal']}/delete",
-                 f"/activities/{poisoned['activity']}/delete", f"/companies/{poisoned['company']}/delete",
-                 f"/leads/{poisoned['lead']}/delete"):
+    for path in (
+        f"/contacts/{poisoned['contact']}/delete",
+        f"/deals/{poisoned['deal']}/delete",
+        f"/activities/{poisoned['activity']}/delete",
+        f"/companies/{poisoned['company']}/delete",
+        f"/leads/{poisoned['lead']}/delete",
+    ):
         response = client.post(path, headers=HX)
         assert response.status_code == 200, (path, response.status_code)
         body = response.get_data(as_text=True)
@@ -108,7 +142,7 @@ def test_payloads_render_as_text_in_toasts(app, client, poisoned, payload):
 
 def test_search_highlight_escapes_around_the_match(app, client, poisoned, payload):
     """highlight() wraps matches in <mark>: the text around and inside the match stays escaped."""
-    raw = payload[len(MARK):]
+    raw = payload[len(MARK) :]
     body = client.get("/search", query_string={"q": raw[:6]}, headers=HX).get_data(as_text=True)
     if raw != str(escape(raw)):
         assert raw not in body

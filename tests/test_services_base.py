@@ -1,6 +1,7 @@
 """BaseService: org scoping, CRUD, soft delete and restore, role checks, history, error mapping."""
 
 from decimal import Decimal
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import select
@@ -16,18 +17,19 @@ from tests import factories
 class Companies(BaseService[Company]):
     model = Company
     entity_type = "company"
-    SORT_FIELDS = {"name": Company.name}
+    SORT_FIELDS: ClassVar[dict[str, Any]] = {"name": Company.name}
     WRITABLE_FIELDS = frozenset({"name", "industry", "owner_id"})
 
 
 class Contacts(BaseService[Contact]):
     model = Contact
     entity_type = "contact"
-    SORT_FIELDS = {"name": (Contact.last_name, Contact.first_name)}
+    SORT_FIELDS: ClassVar[dict[str, Any]] = {"name": (Contact.last_name, Contact.first_name)}
 
     def optimized_query(self):
-        return self.scoped().options(joinedload(Contact.primary_company), joinedload(Contact.owner),
-                                     selectinload(Contact.tags))
+        return self.scoped().options(
+            joinedload(Contact.primary_company), joinedload(Contact.owner), selectinload(Contact.tags)
+        )
 
 
 class Deals(BaseService[Deal]):
@@ -37,8 +39,11 @@ class Deals(BaseService[Deal]):
 
 
 def history(entity_id):
-    return list(db.session.scalars(select(RecordHistory).where(RecordHistory.entity_id == entity_id)
-                                   .order_by(RecordHistory.created_at)))
+    return list(
+        db.session.scalars(
+            select(RecordHistory).where(RecordHistory.entity_id == entity_id).order_by(RecordHistory.created_at)
+        )
+    )
 
 
 def test_create_sets_org_and_owner_and_records_history(users):
@@ -137,8 +142,9 @@ def test_concurrent_update_of_a_stale_copy_is_a_conflict(users, org, app):
 
     company = factories.make_company(org, name="Original")
     # Another request changed the row meanwhile (bumping its version).
-    database.session.execute(Company.__table__.update().where(Company.id == company.id)
-                             .values(name="Theirs", version=Company.version + 1))
+    database.session.execute(
+        Company.__table__.update().where(Company.id == company.id).values(name="Theirs", version=Company.version + 1)
+    )
     with pytest.raises(Conflict):
         Companies(Actor.of(users["admin"])).update(company.id, name="Mine")
 
@@ -150,7 +156,13 @@ def test_sort_whitelist_and_pagination(users, org):
     assert [c.name for c in service.list(sort="name").items] == ["a", "b", "c"]
     assert [c.name for c in service.list(sort="-name").items] == ["c", "b", "a"]
     page = service.list(sort="name", page=2, per_page=2)
-    assert ([c.name for c in page.items], page.total, page.pages, page.has_prev, page.has_next) == (["c"], 3, 2, True, False)
+    assert ([c.name for c in page.items], page.total, page.pages, page.has_prev, page.has_next) == (
+        ["c"],
+        3,
+        2,
+        True,
+        False,
+    )
     assert service.list(sort="name", page=99, per_page=2).page == 2  # past the end: the last page
     with pytest.raises(ValidationError):
         service.list(sort="password_hash")
@@ -176,8 +188,12 @@ def test_optimized_query_costs_the_same_for_10_and_100_rows(users, org, count_qu
 def test_other_org_ids_are_not_found_everywhere(users, other_org):
     theirs = factories.make_company(other_org)
     service = Companies(Actor.of(users["admin"]))
-    for call in (lambda: service.get(theirs.id), lambda: service.update(theirs.id, name="x"),
-                 lambda: service.delete(theirs.id), lambda: service.restore(theirs.id)):
+    for call in (
+        lambda: service.get(theirs.id),
+        lambda: service.update(theirs.id, name="x"),
+        lambda: service.delete(theirs.id),
+        lambda: service.restore(theirs.id),
+    ):
         with pytest.raises(NotFound):
             call()
 
@@ -217,8 +233,14 @@ def _services():
     from crm_web.services.leads import LeadService
     from crm_web.services.tags import TagService
 
-    return {"contact": ContactService, "company": CompanyService, "lead": LeadService, "deal": DealService,
-            "activity": ActivityService, "tag": TagService}
+    return {
+        "contact": ContactService,
+        "company": CompanyService,
+        "lead": LeadService,
+        "deal": DealService,
+        "activity": ActivityService,
+        "tag": TagService,
+    }
 
 
 @pytest.mark.parametrize("kind", ["contact", "company", "lead", "deal", "activity", "tag"])

@@ -22,14 +22,23 @@ from tests.conftest import HX, LOGIN_STATEMENTS
 def board(org, users):
     pipeline = factories.make_pipeline(org, name="Sales")
     lead_in, proposal, negotiation, won, lost = factories.stages_of(pipeline)
-    deals = [factories.make_deal(org, stage=lead_in, value=Decimal("1000"), owner_id=users["sales"].id),
-             factories.make_deal(org, stage=proposal, value=Decimal("2000"), owner_id=users["sales"].id)]
-    trashed = factories.make_deal(org, stage=negotiation, value=Decimal("500"), deleted_at=utcnow(),
-                                  deleted_by_id=users["admin"].id)
-    activity = factories.make_activity(org, subject="Call back", type="call", status="pending",
-                                       deleted_at=utcnow(), deleted_by_id=users["admin"].id)
-    return {"pipeline": pipeline, "stages": (lead_in, proposal, negotiation, won, lost), "deals": deals,
-            "trashed": trashed, "activity": activity}
+    deals = [
+        factories.make_deal(org, stage=lead_in, value=Decimal("1000"), owner_id=users["sales"].id),
+        factories.make_deal(org, stage=proposal, value=Decimal("2000"), owner_id=users["sales"].id),
+    ]
+    trashed = factories.make_deal(
+        org, stage=negotiation, value=Decimal("500"), deleted_at=utcnow(), deleted_by_id=users["admin"].id
+    )
+    activity = factories.make_activity(
+        org, subject="Call back", type="call", status="pending", deleted_at=utcnow(), deleted_by_id=users["admin"].id
+    )
+    return {
+        "pipeline": pipeline,
+        "stages": (lead_in, proposal, negotiation, won, lost),
+        "deals": deals,
+        "trashed": trashed,
+        "activity": activity,
+    }
 
 
 def numbers(actor):
@@ -38,7 +47,7 @@ def numbers(actor):
 
 
 def _changes(actor, board):
-    lead_in, proposal, negotiation, won, _ = board["stages"]
+    lead_in, _proposal, negotiation, _won, _ = board["stages"]
     first, second = board["deals"]
     deals = DealService(actor)
     return {
@@ -49,13 +58,17 @@ def _changes(actor, board):
         "trash restore": lambda: TrashService(actor).restore([TrashRef("deal", board["trashed"].id)]),
         "trash purge": lambda: TrashService(actor).purge([TrashRef("deal", board["trashed"].id)]),
         "stage probability": lambda: PipelineService(actor).stage_update(
-            lead_in.id, name=lead_in.name, probability=55, is_won=False, is_lost=False),
+            lead_in.id, name=lead_in.name, probability=55, is_won=False, is_lost=False
+        ),
         "activity restored": lambda: TrashService(actor).restore([TrashRef("activity", board["activity"].id)]),
-        "new activity": lambda: ActivityService(actor).create_activity(subject="Demo", type="meeting",
-                                                                        status="pending"),
+        "new activity": lambda: ActivityService(actor).create_activity(
+            subject="Demo", type="meeting", status="pending"
+        ),
         "lead converted": lambda: LeadService(actor).convert(
             factories.make_lead(actor_org(actor), first_name="Ada", last_name="Lovelace", company_name="Engines").id,
-            create_deal=True, deal_value=Decimal("700")),
+            create_deal=True,
+            deal_value=Decimal("700"),
+        ),
     }
 
 
@@ -73,8 +86,21 @@ def test_dashboard_is_served_from_the_cache(actor, board, count_queries):
     assert q.count == 1, q  # the owner switcher's user list; every panel comes from the cache
 
 
-@pytest.mark.parametrize("change", ["board move", "won", "edit", "bulk delete", "trash restore", "trash purge",
-                                    "stage probability", "activity restored", "new activity", "lead converted"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "board move",
+        "won",
+        "edit",
+        "bulk delete",
+        "trash restore",
+        "trash purge",
+        "stage probability",
+        "activity restored",
+        "new activity",
+        "lead converted",
+    ],
+)
 def test_any_change_to_what_the_dashboard_counts_makes_it_stale(actor, board, count_queries, change):
     before = numbers(actor)
     _changes(actor, board)[change]()
@@ -121,20 +147,25 @@ def test_board_headers_are_cached_for_the_whole_pipeline_only(client, login, boa
 
 def test_board_headers_follow_a_move(client, login, board):
     login("manager")
-    _, proposal, negotiation, _, _ = board["stages"]
+    _, _proposal, negotiation, _, _ = board["stages"]
     client.get("/deals/board")
     deal = board["deals"][0]
-    assert client.post(f"/deals/{deal.id}/move", data={"stage_id": str(negotiation.id), "version": deal.version},
-                       headers=HX).status_code == 200
+    assert (
+        client.post(
+            f"/deals/{deal.id}/move", data={"stage_id": str(negotiation.id), "version": deal.version}, headers=HX
+        ).status_code
+        == 200
+    )
     html = client.get("/deals/board", headers=HX).get_data(as_text=True)
     header = html.split(f'id="stage-header-{negotiation.id}"', 1)[1].split("</header>", 1)[0]
     assert "<strong data-count>1</strong>" in header
 
 
 def test_a_deal_change_keeps_the_activity_stats_and_an_activity_change_keeps_the_deal_numbers(
-        actor, board, count_queries):
+    actor, board, count_queries
+):
     numbers(actor)
-    lead_in, _, negotiation, _, _ = board["stages"]
+    _lead_in, _, negotiation, _, _ = board["stages"]
     DealService(actor).deal_move(board["deals"][0].id, stage_id=negotiation.id)
     with count_queries() as q:
         numbers(actor)
@@ -148,7 +179,7 @@ def test_a_deal_change_keeps_the_activity_stats_and_an_activity_change_keeps_the
 
 
 def test_activity_stats_expire_with_the_clock_but_deal_numbers_only_with_writes(app, actor, board, count_queries):
-    """"Overdue" moves with the clock, so the activity stats expire after ACTIVITY_STATS_CACHE_TIMEOUT; the deal
+    """ "Overdue" moves with the clock, so the activity stats expire after ACTIVITY_STATS_CACHE_TIMEOUT; the deal
     numbers change only with writes (and the date, in their keys), so they live for DEAL_STATS_CACHE_TIMEOUT,
     a far longer safety net (shortened here to seconds)."""
     import time

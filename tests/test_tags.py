@@ -24,8 +24,12 @@ def test_assign_creates_inline_and_reuses_by_name(org, users):
 
 @pytest.mark.parametrize("kind", ["contact", "company", "lead", "deal"])
 def test_every_taggable_type(org, users, kind):
-    record = {"contact": factories.make_contact, "company": factories.make_company,
-              "lead": factories.make_lead, "deal": factories.make_deal}[kind](org)
+    record = {
+        "contact": factories.make_contact,
+        "company": factories.make_company,
+        "lead": factories.make_lead,
+        "deal": factories.make_deal,
+    }[kind](org)
     tag = factories.make_tag(org)
     state = TagService(factories.actor_for(users["admin"])).assign(kind, record.id, tag_id=tag.id)
     assert [t.id for t in state.tags] == [tag.id]
@@ -50,8 +54,9 @@ def test_errors(org, other_org, users):
 def test_tag_views(client, login, org, other_org):
     contact = factories.make_contact(org)
     login("admin")
-    response = client.post(f"/tags/contact/{contact.id}/assign", data={"name": "<b>VIP</b>", "color": "#00aa00"},
-                           headers=HX)
+    response = client.post(
+        f"/tags/contact/{contact.id}/assign", data={"name": "<b>VIP</b>", "color": "#00aa00"}, headers=HX
+    )
     assert response.status_code == 200 and f'id="tags-contact-{contact.id}"' in response.text
     assert "&lt;b&gt;VIP&lt;/b&gt;" in response.text and "<b>VIP" not in response.text
     assert client.post(f"/tags/account/{contact.id}/assign", data={"name": "x"}, headers=HX).status_code == 404

@@ -8,7 +8,7 @@ deals and activities themselves, for the whole team and for each owner, on both 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -60,21 +60,33 @@ def _deals_by_closing_month(org, owner_id, since: date) -> dict[str, dict[str, t
 def assert_deal_tallies_agree(actor, org, owners) -> None:
     since = _month(-6)
     for owner_id in (None, *owners):
-        rolled = rollup(actor, owner_id=owner_id, forecast_from=FIRST, forecast_until=_month(6),
-                        closed_since=datetime.combine(since, time.min, tzinfo=timezone.utc))
+        rolled = rollup(
+            actor,
+            owner_id=owner_id,
+            forecast_from=FIRST,
+            forecast_until=_month(6),
+            closed_since=datetime.combine(since, time.min, tzinfo=UTC),
+        )
         assert rolled.pipeline_stats() == pipeline_stats(actor, owner_id=owner_id)
-        expected_forecast = {month.month.strftime("%Y-%m"): (month.count, month.weighted, month.best_case)
-                             for month in forecast(actor, months=6, owner_id=owner_id, today=TODAY) if month.count}
-        assert {month: (count, weighted.quantize(Decimal("0.01")), best.quantize(Decimal("0.01")))
-                for month, (count, weighted, best) in rolled.forecast().items()} == expected_forecast
+        expected_forecast = {
+            month.month.strftime("%Y-%m"): (month.count, month.weighted, month.best_case)
+            for month in forecast(actor, months=6, owner_id=owner_id, today=TODAY)
+            if month.count
+        }
+        assert {
+            month: (count, weighted.quantize(Decimal("0.01")), best.quantize(Decimal("0.01")))
+            for month, (count, weighted, best) in rolled.forecast().items()
+        } == expected_forecast
         assert rolled.closed_by_month() == _deals_by_closing_month(org, owner_id, since)
         open_deals = [Deal.status == "open"] + ([Deal.owner_id == owner_id] if owner_id else [])
         expected_by_stage = {}
         for pipeline in PipelineService(actor).pipeline_list():
             for stage_id, stats in DealService(actor).column_stats(pipeline.id, open_deals).items():
                 expected_by_stage[stage_id] = (stats.count, stats.total, stats.weighted.quantize(Decimal("0.01")))
-        assert {stage_id: (count, value, weighted.quantize(Decimal("0.01")))
-                for stage_id, (count, value, weighted) in rolled.open_by_stage().items()} == expected_by_stage
+        assert {
+            stage_id: (count, value, weighted.quantize(Decimal("0.01")))
+            for stage_id, (count, value, weighted) in rolled.open_by_stage().items()
+        } == expected_by_stage
     service = DealService(actor)
     for pipeline in PipelineService(actor).pipeline_list():
         direct = service.column_stats(pipeline.id)
@@ -83,8 +95,10 @@ def assert_deal_tallies_agree(actor, org, owners) -> None:
             mine, theirs = from_tallies.get(stage.id), direct.get(stage.id)
             assert (mine.count if mine else 0) == (theirs.count if theirs else 0), stage.name
             if theirs:
-                assert (mine.total, mine.weighted.quantize(Decimal("0.01"))) == \
-                    (theirs.total, theirs.weighted.quantize(Decimal("0.01"))), stage.name
+                assert (mine.total, mine.weighted.quantize(Decimal("0.01"))) == (
+                    theirs.total,
+                    theirs.weighted.quantize(Decimal("0.01")),
+                ), stage.name
 
 
 def assert_activity_tallies_agree(actor, org, owners) -> None:
@@ -95,8 +109,9 @@ def assert_activity_tallies_agree(actor, org, owners) -> None:
         live = Counter(db.session.execute(stmt).all())  # soft-deleted rows are hidden globally
         stats = ActivityService(actor)._compute_stats(user_id=owner_id, now=utcnow())
         assert stats["total"] == sum(live.values())
-        assert stats["by_status"] == {key: sum(n for (s, _), n in live.items() if s == key)
-                                      for key, _ in ACTIVITY_STATUSES}
+        assert stats["by_status"] == {
+            key: sum(n for (s, _), n in live.items() if s == key) for key, _ in ACTIVITY_STATUSES
+        }
         assert stats["by_type"] == {key: sum(n for (_, t), n in live.items() if t == key) for key, _ in ACTIVITY_TYPES}
         assert stats["open"] == sum(n for (s, _), n in live.items() if s in OPEN_ACTIVITY_STATUSES)
 
@@ -106,16 +121,24 @@ def world(org, users):
     """Two pipelines, deals of three owners in every status, with and without their own probability."""
     pipelines = [factories.make_pipeline(org), factories.make_pipeline(org, name="Renewals", is_default=False)]
     owners = [users["admin"].id, users["sales"].id, None]
-    created = datetime.combine(_month(-3), time(9), tzinfo=timezone.utc)
+    created = datetime.combine(_month(-3), time(9), tzinfo=UTC)
     deals = []
     for index in range(24):
         stage = factories.stages_of(pipelines[index % 2])[index % 5]
         status = "won" if stage.is_won else "lost" if stage.is_lost else "open"
-        deals.append(factories.make_deal(
-            org, stage=stage, status=status, owner_id=owners[index % 3], value=Decimal(f"{1000 + 37 * index}.55"),
-            probability=(15 + index) if index % 4 == 0 else None,
-            expected_close_date=_month(index % 8 - 1) + timedelta(days=index),
-            created_at=created, closed_at=created + timedelta(days=3 * index) if status != "open" else None))
+        deals.append(
+            factories.make_deal(
+                org,
+                stage=stage,
+                status=status,
+                owner_id=owners[index % 3],
+                value=Decimal(f"{1000 + 37 * index}.55"),
+                probability=(15 + index) if index % 4 == 0 else None,
+                expected_close_date=_month(index % 8 - 1) + timedelta(days=index),
+                created_at=created,
+                closed_at=created + timedelta(days=3 * index) if status != "open" else None,
+            )
+        )
     return {"pipelines": pipelines, "deals": deals, "owners": [users["admin"].id, users["sales"].id]}
 
 
@@ -127,8 +150,9 @@ def test_edits_and_moves_agree(actor, org, world, users):
     service = DealService(actor)
     stages = factories.stages_of(world["pipelines"][0])
     first, second, third = world["deals"][0], world["deals"][2], world["deals"][4]
-    service.deal_update(first.id, value=Decimal("123.45"), probability=None, expected_close_date=_month(2),
-                        owner_id=users["sales"].id)
+    service.deal_update(
+        first.id, value=Decimal("123.45"), probability=None, expected_close_date=_month(2), owner_id=users["sales"].id
+    )
     service.deal_move(second.id, stage_id=stages[3].id)  # won now
     service.deal_move(third.id, stage_id=stages[4].id, lost_reason="Price")  # lost now
     service.deal_move(second.id, stage_id=stages[1].id)  # and open again
@@ -162,8 +186,10 @@ def test_a_stage_deleted_under_its_deals_leaves_them_weighing_nothing(actor, org
     """Outside the services (psql) a stage can go while open deals point at it: they keep counting,
     at 0 % like any deal without a stage, and the tallies still agree."""
     stage = factories.stages_of(world["pipelines"][1])[1]
-    db.session.execute(text("DELETE FROM pipeline_stages WHERE id = :id"), {"id": stage.id.hex if
-                       db.engine.dialect.name == "sqlite" else stage.id})
+    db.session.execute(
+        text("DELETE FROM pipeline_stages WHERE id = :id"),
+        {"id": stage.id.hex if db.engine.dialect.name == "sqlite" else stage.id},
+    )
     db.session.commit()
     db.session.expire_all()
     assert_deal_tallies_agree(actor, org, world["owners"])
@@ -180,8 +206,9 @@ def test_an_edit_that_changes_nothing_counted_appends_nothing(actor, org, world)
 def test_a_set_based_statement_appends_one_row_per_group_on_postgresql(actor, org, world, users):
     stage = factories.stages_of(world["pipelines"][0])[1]
     for i in range(30):
-        factories.make_deal(org, stage=stage, name=f"Bulk {i}", value=Decimal(10), owner_id=users["sales"].id,
-                            expected_close_date=TODAY)
+        factories.make_deal(
+            org, stage=stage, name=f"Bulk {i}", value=Decimal(10), owner_id=users["sales"].id, expected_close_date=TODAY
+        )
     before = db.session.scalar(select(func.count()).select_from(DealTally))
     db.session.execute(update(Deal).where(Deal.name.like("Bulk %")).values(value=Deal.value + 5))
     db.session.commit()
@@ -217,16 +244,21 @@ def test_folding_keeps_every_number_and_leaves_one_row_per_group(actor, org, wor
 def test_activity_tallies_agree_after_every_kind_of_write(actor, org, users, monkeypatch):
     service = ActivityService(actor)
     owners = [users["admin"].id, users["sales"].id]
-    made = [factories.make_activity(org, type=ACTIVITY_TYPES[i % 5][0], status=ACTIVITY_STATUSES[i % 4][0],
-                                    owner_id=(owners + [None])[i % 3]) for i in range(15)]
+    made = [
+        factories.make_activity(
+            org, type=ACTIVITY_TYPES[i % 5][0], status=ACTIVITY_STATUSES[i % 4][0], owner_id=([*owners, None])[i % 3]
+        )
+        for i in range(15)
+    ]
     assert_activity_tallies_agree(actor, org, owners)
     service.update_activity(made[0].id, type="call", owner_id=users["sales"].id)
     service.set_completed(made[1].id, completed=True)
     service.delete_activity(made[2].id)
     service.delete_many([made[3].id, made[4].id])
     service.restore_activity(made[2].id)
-    db.session.execute(update(Activity).where(Activity.org_id == org.id, Activity.type == "note")
-                       .values(status="cancelled"))
+    db.session.execute(
+        update(Activity).where(Activity.org_id == org.id, Activity.type == "note").values(status="cancelled")
+    )
     db.session.commit()
     assert_activity_tallies_agree(actor, org, owners)
     monkeypatch.setattr(tallies, "COMPACT_AFTER", 1)

@@ -30,13 +30,15 @@ def _seed_org(slug: str) -> SimpleNamespace:
     user = factories.make_user(org, role="admin")
     contact = factories.make_contact(org, last_name=f"{slug}-contact")
     tag = factories.make_tag(org)
-    db.session.execute(text("INSERT INTO contact_tags (contact_id, tag_id) VALUES (:c, :t)"),
-                       {"c": contact.id, "t": tag.id})
+    db.session.execute(
+        text("INSERT INTO contact_tags (contact_id, tag_id) VALUES (:c, :t)"), {"c": contact.id, "t": tag.id}
+    )
     db.session.commit()
     deal = factories.make_deal(org, contact_id=contact.id)
     activity = factories.make_activity(org, contact_id=contact.id)
-    return SimpleNamespace(id=org.id, user_id=user.id, contact_id=contact.id, tag_id=tag.id, deal_id=deal.id,
-                           activity_id=activity.id)
+    return SimpleNamespace(
+        id=org.id, user_id=user.id, contact_id=contact.id, tag_id=tag.id, deal_id=deal.id, activity_id=activity.id
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +96,20 @@ def test_the_role_is_subject_to_row_level_security(role_engine):
         assert conn.scalar(text("SELECT rolbypassrls FROM pg_roles WHERE rolname = current_user")) is False
 
 
-@pytest.mark.parametrize("table", ["contacts", "deals", "activities", "tags", "pipelines", "pipeline_stages",
-                                   "deal_tallies", "activity_tallies", "search_words"])
+@pytest.mark.parametrize(
+    "table",
+    [
+        "contacts",
+        "deals",
+        "activities",
+        "tags",
+        "pipelines",
+        "pipeline_stages",
+        "deal_tallies",
+        "activity_tallies",
+        "search_words",
+    ],
+)
 def test_unscoped_select_sees_only_the_current_org(role_engine, rls_db, table):
     with role_engine.begin() as conn:
         _set_org(conn, rls_db.a.id)
@@ -146,8 +160,10 @@ def test_writes_into_another_org_are_refused(role_engine, rls_db):
             conn.execute(text("UPDATE contacts SET org_id = :org WHERE id = :id"), {"org": b.id, "id": a.contact_id})
         with pytest.raises(ProgrammingError, match="row-level security"), conn.begin():
             _set_org(conn, a.id)  # tagging our own contact with another org's tag
-            conn.execute(text("INSERT INTO contact_tags (contact_id, tag_id) VALUES (:c, :t)"),
-                         {"c": a.contact_id, "t": b.tag_id})
+            conn.execute(
+                text("INSERT INTO contact_tags (contact_id, tag_id) VALUES (:c, :t)"),
+                {"c": a.contact_id, "t": b.tag_id},
+            )
         with conn.begin():
             _set_org(conn, a.id)
             # Another org's rows are invisible to UPDATE and DELETE as well: nothing matches.
@@ -183,8 +199,9 @@ def role_app(rls_db):
         db.session.commit()
         deals = sorted(str(org_id) for org_id in db.session.scalars(select(Deal.org_id)))
         activities = sorted(str(org_id) for org_id in db.session.scalars(select(Activity.org_id)))
-        return jsonify(contacts=contacts, deals=deals, activities=activities,
-                       info=db.session.info.get(CURRENT_ORG_INFO_KEY))
+        return jsonify(
+            contacts=contacts, deals=deals, activities=activities, info=db.session.info.get(CURRENT_ORG_INFO_KEY)
+        )
 
     @application.route("/_test/noop")
     def noop():
@@ -211,8 +228,7 @@ def test_a_signed_in_request_sees_only_its_org_even_unscoped(role_app, rls_db, w
     response = _signed_in_client(role_app, org.user_id).get("/_test/unscoped")
     assert response.status_code == 200
     body = response.get_json()
-    assert body == {"contacts": [str(org.id)], "deals": [str(org.id)], "activities": [str(org.id)],
-                    "info": str(org.id)}
+    assert body == {"contacts": [str(org.id)], "deals": [str(org.id)], "activities": [str(org.id)], "info": str(org.id)}
 
 
 def test_the_org_does_not_outlive_the_request(role_app, rls_db):
@@ -241,12 +257,22 @@ def test_every_table_with_an_org_has_the_policy(rls_db):
     engine = create_engine(rls_db.owner_url)
     try:
         with engine.connect() as conn:
-            with_org = set(conn.scalars(text(
-                "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' "
-                "AND column_name = 'org_id'")))
-            protected = set(conn.scalars(text(
-                "SELECT c.relname FROM pg_class c JOIN pg_policies p ON p.tablename = c.relname "
-                "AND p.policyname = 'tenant_isolation' WHERE c.relrowsecurity AND c.relforcerowsecurity")))
+            with_org = set(
+                conn.scalars(
+                    text(
+                        "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' "
+                        "AND column_name = 'org_id'"
+                    )
+                )
+            )
+            protected = set(
+                conn.scalars(
+                    text(
+                        "SELECT c.relname FROM pg_class c JOIN pg_policies p ON p.tablename = c.relname "
+                        "AND p.policyname = 'tenant_isolation' WHERE c.relrowsecurity AND c.relforcerowsecurity"
+                    )
+                )
+            )
     finally:
         engine.dispose()
     # users: signing in looks a user up across orgs (see the migration's docstring).
@@ -300,15 +326,24 @@ def test_setting_the_org_costs_no_extra_statement(role_app, rls_db):
 SEARCH_KEY_FUNCTIONS = ("lower(text)", "textcat(text, text)")
 
 
-@pytest.mark.parametrize("table, key, condition, function, index", [
-    # The exact tier: models.mixins.search_key of the full name.
-    ("contacts", "lower(first_name || ' ' || last_name)", "ILIKE '%abc%'", "texticlike(text, text)",
-     "contact_name_trgm_idx"),
-    # The typo tier's vocabulary lookup (services/text_search.correct_spelling).
-    ("search_words", "word", "% 'abcd'", "similarity_op(text, text)", "search_word_trgm_idx"),
-])
-def test_search_under_the_policy_needs_its_operators_marked_leakproof(rls_db, role_engine, table, key, condition,
-                                                                      function, index):
+@pytest.mark.parametrize(
+    "table, key, condition, function, index",
+    [
+        # The exact tier: models.mixins.search_key of the full name.
+        (
+            "contacts",
+            "lower(first_name || ' ' || last_name)",
+            "ILIKE '%abc%'",
+            "texticlike(text, text)",
+            "contact_name_trgm_idx",
+        ),
+        # The typo tier's vocabulary lookup (services/text_search.correct_spelling).
+        ("search_words", "word", "% 'abcd'", "similarity_op(text, text)", "search_word_trgm_idx"),
+    ],
+)
+def test_search_under_the_policy_needs_its_operators_marked_leakproof(
+    rls_db, role_engine, table, key, condition, function, index
+):
     """Why docs/security.md asks for `ALTER FUNCTION ... LEAKPROOF` on the search's functions."""
     query = text(f"EXPLAIN SELECT id FROM {table} WHERE {key} {condition}")
 
@@ -340,8 +375,10 @@ def test_the_name_order_range_needs_only_the_search_key_functions_marked(rls_db,
     """The global search's "starts with" range (migration 0011) compares with text_ge/text_lt, which
     PostgreSQL ships LEAKPROOF: marking the search key's lower and textcat is all it needs."""
     key = "lower(first_name || ' ' || last_name) COLLATE \"C\""
-    query = text(f"EXPLAIN SELECT id FROM contacts WHERE org_id = :org AND deleted_at IS NULL "
-                 f"AND {key} >= 'abc' AND {key} < 'abd'")
+    query = text(
+        f"EXPLAIN SELECT id FROM contacts WHERE org_id = :org AND deleted_at IS NULL "
+        f"AND {key} >= 'abc' AND {key} < 'abd'"
+    )
 
     def plan() -> str:
         with role_engine.begin() as conn:
@@ -394,10 +431,12 @@ def test_the_role_writes_a_contact_and_its_new_words_join_its_org_vocabulary(rol
             _set_org(conn, org.id)
             conn.execute(text("UPDATE contacts SET first_name = 'Quenby' WHERE id = :id"), {"id": org.contact_id})
         assert list(conn.scalars(quenby)) == [a.id]  # the policy: org A's view
-        for statement in ("DELETE FROM contact_tags WHERE contact_id = :id",
-                          "UPDATE deals SET contact_id = NULL WHERE contact_id = :id",
-                          "UPDATE activities SET contact_id = NULL WHERE contact_id = :id",
-                          "DELETE FROM contacts WHERE id = :id"):  # org A purges its contact
+        for statement in (
+            "DELETE FROM contact_tags WHERE contact_id = :id",
+            "UPDATE deals SET contact_id = NULL WHERE contact_id = :id",
+            "UPDATE activities SET contact_id = NULL WHERE contact_id = :id",
+            "DELETE FROM contacts WHERE id = :id",
+        ):  # org A purges its contact
             conn.execute(text(statement), {"id": a.contact_id})
         assert list(conn.scalars(quenby)) == []
         conn.execute(text("SELECT set_config('app.current_org', '', true)"))  # the system context sees all

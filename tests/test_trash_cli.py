@@ -27,15 +27,23 @@ def cli(app):
 
 
 def exists(model, entity_id):
-    return db.session.scalar(select(func.count()).select_from(model).where(model.id == entity_id)
-                             .execution_options(include_deleted=True)) == 1
+    return (
+        db.session.scalar(
+            select(func.count()).select_from(model).where(model.id == entity_id).execution_options(include_deleted=True)
+        )
+        == 1
+    )
 
 
 def trash_aged(service, obj, days):
     service.delete(obj.id)
     model = service.model
-    db.session.execute(update(model).where(model.id == obj.id).values(deleted_at=utcnow() - timedelta(days=days))
-                       .execution_options(include_deleted=True))
+    db.session.execute(
+        update(model)
+        .where(model.id == obj.id)
+        .values(deleted_at=utcnow() - timedelta(days=days))
+        .execution_options(include_deleted=True)
+    )
     db.session.commit()
 
 
@@ -55,8 +63,10 @@ def test_dry_run_lists_what_would_go_and_deletes_nothing(cli, aged, org):
     result = cli.invoke(args=["crm", "purge-trash", "--dry-run", "--org", org.slug])
     assert result.exit_code == 0, result.output
     assert "Old Timer" in result.output and "Ancient deal" in result.output and "Fresh" not in result.output
-    assert ("Would purge 2 record(s) deleted more than 30 day(s) ago: "
-            "1 contact, 0 companies, 0 leads, 1 deal, 0 activities.") in result.output
+    assert (
+        "Would purge 2 record(s) deleted more than 30 day(s) ago: "
+        "1 contact, 0 companies, 0 leads, 1 deal, 0 activities."
+    ) in result.output
     assert all(exists(m, aged[k].id) for m, k in ((Contact, "old_contact"), (Deal, "old_deal")))
 
 
@@ -66,8 +76,9 @@ def test_real_run_purges_old_trash_with_the_configured_default(cli, aged, app):
     assert "Purged 2 record(s) deleted more than 30 day(s) ago" in result.output
     assert not exists(Contact, aged["old_contact"].id) and not exists(Deal, aged["old_deal"].id)
     assert exists(Contact, aged["recent"].id)
-    assert db.session.scalar(select(func.count()).select_from(RecordHistory)
-                             .where(RecordHistory.action == "purged")) == 2
+    assert (
+        db.session.scalar(select(func.count()).select_from(RecordHistory).where(RecordHistory.action == "purged")) == 2
+    )
 
 
 def test_days_option_and_config_default(cli, aged, app, monkeypatch):
@@ -78,12 +89,15 @@ def test_days_option_and_config_default(cli, aged, app, monkeypatch):
     assert "Would purge 2 record(s) deleted more than 1 day(s) ago" in result.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--older-than-days", "-3"], "--older-than-days must be a whole number"),
-    (["--older-than-days", "abc"], "--older-than-days must be a whole number"),
-    (["--older-than-days", ""], "--older-than-days must be a whole number"),
-    (["--org", "nope"], "No organisation with slug 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--older-than-days", "-3"], "--older-than-days must be a whole number"),
+        (["--older-than-days", "abc"], "--older-than-days must be a whole number"),
+        (["--older-than-days", ""], "--older-than-days must be a whole number"),
+        (["--org", "nope"], "No organisation with slug 'nope'"),
+    ],
+)
 def test_bad_arguments_fail_with_one_line(cli, app, args, message):
     result = cli.invoke(args=["crm", "purge-trash", *args])
     assert result.exit_code != 0

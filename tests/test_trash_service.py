@@ -69,20 +69,28 @@ def ref(obj, entity_type):
 
 
 def is_deleted(model, entity_id):
-    return db.session.scalar(
-        select(model.deleted_at).where(model.id == entity_id).execution_options(include_deleted=True)
-    ) is not None
+    return (
+        db.session.scalar(select(model.deleted_at).where(model.id == entity_id).execution_options(include_deleted=True))
+        is not None
+    )
 
 
 def exists(model, entity_id):
-    return db.session.scalar(
-        select(func.count()).select_from(model).where(model.id == entity_id).execution_options(include_deleted=True)
-    ) == 1
+    return (
+        db.session.scalar(
+            select(func.count()).select_from(model).where(model.id == entity_id).execution_options(include_deleted=True)
+        )
+        == 1
+    )
 
 
 def actions(entity_id):
-    return [h.action for h in db.session.scalars(
-        select(RecordHistory).where(RecordHistory.entity_id == entity_id).order_by(RecordHistory.created_at))]
+    return [
+        h.action
+        for h in db.session.scalars(
+            select(RecordHistory).where(RecordHistory.entity_id == entity_id).order_by(RecordHistory.created_at)
+        )
+    ]
 
 
 @pytest.fixture
@@ -111,8 +119,13 @@ def test_list_shows_every_type_with_who_deleted_it_newest_first(trashed, users):
     assert page.total == 5
     assert [i.entity_type for i in page.items] == ["activity", "deal", "lead", "contact", "company"]
     labels = {i.entity_type: i.label for i in page.items}
-    assert labels == {"company": "Initech", "contact": "Peter Gibbons", "lead": "Milton Waddams",
-                      "deal": "Stapler deal", "activity": "Call Bill"}
+    assert labels == {
+        "company": "Initech",
+        "contact": "Peter Gibbons",
+        "lead": "Milton Waddams",
+        "deal": "Stapler deal",
+        "activity": "Call Bill",
+    }
     assert {i.deleted_by_name for i in page.items} == {users["sales"].name}
 
 
@@ -258,8 +271,9 @@ def test_restoring_a_deal_whose_pipeline_was_deleted_also_rehomes_it(org, users)
     Deals(actor(users)).delete(deal.id)
     db.session.delete(db.session.get(Pipeline, gone.id))
     db.session.commit()
-    assert db.session.execute(select(Deal.pipeline_id, Deal.stage_id).where(Deal.id == deal.id)
-                              .execution_options(include_deleted=True)).one() == (None, None)
+    assert db.session.execute(
+        select(Deal.pipeline_id, Deal.stage_id).where(Deal.id == deal.id).execution_options(include_deleted=True)
+    ).one() == (None, None)
     result = trash(users).restore([ref(deal, "deal")])
     assert result.relocated[0][1] == "Main › Lead in"
     assert db.session.scalar(select(Deal.stage_id).where(Deal.id == deal.id)) == factories.stages_of(default)[0].id
@@ -278,8 +292,9 @@ def test_deleting_a_company_keeps_its_contacts_and_deals_linked(org, users):
     loaded = db.session.scalars(select(Deal).options(joinedload(Deal.company)).where(Deal.id == deal.id)).one()
     assert loaded.company_id == company.id and loaded.company is None
     assert link_is_trashed(loaded, "company")
-    person = db.session.scalars(select(Contact).options(joinedload(Contact.primary_company))
-                                .where(Contact.id == contact.id)).one()
+    person = db.session.scalars(
+        select(Contact).options(joinedload(Contact.primary_company)).where(Contact.id == contact.id)
+    ).one()
     assert link_is_trashed(person, "primary_company")
 
     trash(users).restore([ref(company, "company")])
@@ -309,11 +324,13 @@ def test_purge_unlinks_related_rows_and_removes_tag_links(org, users):
     result = trash(users).purge([ref(contact, "contact"), ref(deal, "deal"), ref(company, "company")])
     assert result.counts == {"contact": 1, "company": 1, "lead": 0, "deal": 1, "activity": 0}
     assert not exists(Contact, contact.id) and not exists(Deal, deal.id) and not exists(Company, company.id)
-    act = db.session.execute(select(Activity.contact_id, Activity.deal_id, Activity.company_id)
-                             .where(Activity.id == activity.id)).one()
+    act = db.session.execute(
+        select(Activity.contact_id, Activity.deal_id, Activity.company_id).where(Activity.id == activity.id)
+    ).one()
     assert tuple(act) == (None, None, None)
-    converted = db.session.execute(select(Lead.converted_contact_id, Lead.converted_deal_id)
-                                   .where(Lead.id == lead.id)).one()
+    converted = db.session.execute(
+        select(Lead.converted_contact_id, Lead.converted_deal_id).where(Lead.id == lead.id)
+    ).one()
     assert tuple(converted) == (None, None)
     assert db.session.scalar(select(func.count()).select_from(contact_tags)) == 0
     assert db.session.scalar(select(func.count()).select_from(deal_tags)) == 0
@@ -344,8 +361,12 @@ def test_preview_names_what_will_go(trashed, users):
 
 
 def age(model, entity_id, days):
-    db.session.execute(update(model).where(model.id == entity_id)
-                       .values(deleted_at=utcnow() - timedelta(days=days)).execution_options(include_deleted=True))
+    db.session.execute(
+        update(model)
+        .where(model.id == entity_id)
+        .values(deleted_at=utcnow() - timedelta(days=days))
+        .execution_options(include_deleted=True)
+    )
     db.session.commit()
 
 
@@ -372,8 +393,9 @@ def test_retention_for_all_orgs_uses_a_system_actor(trashed, users, other_org):
     results = purge_expired(days=30)
     assert results[other_org.slug].total == 1 and not exists(Contact, outsider.id)
     assert all(r.total == 0 for slug, r in results.items() if slug != other_org.slug)
-    entry = db.session.scalars(select(RecordHistory).where(RecordHistory.entity_id == outsider.id,
-                                                           RecordHistory.action == "purged")).one()
+    entry = db.session.scalars(
+        select(RecordHistory).where(RecordHistory.entity_id == outsider.id, RecordHistory.action == "purged")
+    ).one()
     assert entry.actor_id is None
 
 
@@ -394,7 +416,15 @@ def test_history_for_every_kind_of_change(org, users):
 
     entries = history_for(actor(users), "contact", contact.id)
     assert [e.action for e in reversed(entries)] == [
-        "created", "updated", "deleted", "restored", "deleted", "restored", "deleted", "purged"]
+        "created",
+        "updated",
+        "deleted",
+        "restored",
+        "deleted",
+        "restored",
+        "deleted",
+        "purged",
+    ]
     updated = entries[-2]
     assert updated.changes == {"last_name": ["N", "Nagheenanajar"], "email": [None, "samir@initech.test"]}
     assert entries[3].changes.get("bulk") is True and entries[2].changes.get("bulk") is True

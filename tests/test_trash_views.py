@@ -26,13 +26,19 @@ class Deals(BaseService[Deal]):
 
 
 def exists(model, entity_id):
-    return db.session.scalar(select(func.count()).select_from(model).where(model.id == entity_id)
-                             .execution_options(include_deleted=True)) == 1
+    return (
+        db.session.scalar(
+            select(func.count()).select_from(model).where(model.id == entity_id).execution_options(include_deleted=True)
+        )
+        == 1
+    )
 
 
 def is_deleted(model, entity_id):
-    return db.session.scalar(select(model.deleted_at).where(model.id == entity_id)
-                             .execution_options(include_deleted=True)) is not None
+    return (
+        db.session.scalar(select(model.deleted_at).where(model.id == entity_id).execution_options(include_deleted=True))
+        is not None
+    )
 
 
 @pytest.fixture
@@ -143,8 +149,9 @@ def test_trash_entry_shows_its_history(client, login, deleted, users, count_quer
     assert fragment.lstrip().startswith('<section id="trash-entry"') and "<html" not in fragment
 
 
-@pytest.mark.parametrize("path", ["/trash/user/{id}", "/trash/deal/not-a-uuid", "/trash/deal/{random}",
-                                  "/trash/contact/{deal}"])
+@pytest.mark.parametrize(
+    "path", ["/trash/user/{id}", "/trash/deal/not-a-uuid", "/trash/deal/{random}", "/trash/contact/{deal}"]
+)
 def test_junk_or_wrong_detail_urls_are_404(client, login, deleted, path):
     login("admin")
     url = path.format(id=deleted["deal"].id, random=uuid.uuid4(), deal=deleted["deal"].id)
@@ -168,8 +175,9 @@ def test_another_orgs_trash_is_invisible(client, login, deleted, other_org):
 
 def test_htmx_restore_answers_with_a_toast_and_an_event(client, login, deleted):
     login("admin")
-    response = client.post("/trash/restore", data={"item": [key(deleted["deal"], "deal"),
-                                                             key(deleted["contact"], "contact")]}, headers=HX)
+    response = client.post(
+        "/trash/restore", data={"item": [key(deleted["deal"], "deal"), key(deleted["contact"], "contact")]}, headers=HX
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "Restored 2 records." in html and 'hx-swap-oob="beforeend:#toasts"' in html
@@ -191,10 +199,16 @@ def test_manager_and_sales_cannot_restore_from_the_trash(client, login, deleted)
     assert is_deleted(Deal, deleted["deal"].id)
 
 
-@pytest.mark.parametrize("items,status", [
-    ([], 422), (["deal:123"], 400), (["user:" + str(uuid.UUID(int=1))], 400), (["nonsense"], 400),
-    (["deal:" + str(uuid.UUID(int=7))], 404),
-])
+@pytest.mark.parametrize(
+    "items,status",
+    [
+        ([], 422),
+        (["deal:123"], 400),
+        (["user:" + str(uuid.UUID(int=1))], 400),
+        (["nonsense"], 400),
+        (["deal:" + str(uuid.UUID(int=7))], 404),
+    ],
+)
 def test_bad_selections(client, login, deleted, items, status):
     login("admin")
     assert client.post("/trash/restore", data={"item": items}, headers=HX).status_code == status
@@ -286,24 +300,47 @@ def test_history_macro_renders_every_kind_of_entry(app, org, users):
     from crm_web.models import RecordHistory, utcnow
 
     def entry(action, changes=None, actor=users["admin"]):
-        return RecordHistory(org_id=org.id, entity_type="deal", entity_id=uuid.uuid4(), action=action,
-                             changes=changes or {}, actor=actor, created_at=utcnow())
+        return RecordHistory(
+            org_id=org.id,
+            entity_type="deal",
+            entity_id=uuid.uuid4(),
+            action=action,
+            changes=changes or {},
+            actor=actor,
+            created_at=utcnow(),
+        )
 
     entries = [
-        entry("created"), entry("updated", {"name": ["Old <i>", "New"], "stage_id": ["a", "b"], "probability": [None, 40]}),
-        entry("moved", {"stage": ["Proposal", "Won"]}), entry("converted"), entry("deleted", {"bulk": True}),
-        entry("restored", {"bulk": True, "from_trash": True}), entry("purged", actor=None),
+        entry("created"),
+        entry("updated", {"name": ["Old <i>", "New"], "stage_id": ["a", "b"], "probability": [None, 40]}),
+        entry("moved", {"stage": ["Proposal", "Won"]}),
+        entry("converted"),
+        entry("deleted", {"bulk": True}),
+        entry("restored", {"bulk": True, "from_trash": True}),
+        entry("purged", actor=None),
     ]
-    html = render_macro(app, '{% from "components/history.html" import history_items %}{{ history_items(e) }}',
-                        e=entries)
-    for text in ("created this", "moved this to the trash", "restored this from the trash", "converted this",
-                 "deleted this permanently", "(with other records)", "<strong>System</strong>",
-                 "<del>Old &lt;i&gt;</del>", "<ins>New</ins>", "<del>empty</del>", "<ins>40</ins>",
-                 "<del>Proposal</del>"):
+    html = render_macro(
+        app, '{% from "components/history.html" import history_items %}{{ history_items(e) }}', e=entries
+    )
+    for text in (
+        "created this",
+        "moved this to the trash",
+        "restored this from the trash",
+        "converted this",
+        "deleted this permanently",
+        "(with other records)",
+        "<strong>System</strong>",
+        "<del>Old &lt;i&gt;</del>",
+        "<ins>New</ins>",
+        "<del>empty</del>",
+        "<ins>40</ins>",
+        "<del>Proposal</del>",
+    ):
         assert text in html, text
     assert "Stage id" in html and ">a<" not in html  # ids are not shown raw
     assert "No changes recorded yet." in render_macro(
-        app, '{% from "components/history.html" import history_items %}{{ history_items([]) }}')
+        app, '{% from "components/history.html" import history_items %}{{ history_items([]) }}'
+    )
 
 
 def test_linked_record_shows_a_trashed_company_as_deleted(app, org, users):
@@ -317,8 +354,10 @@ def test_linked_record_shows_a_trashed_company_as_deleted(app, org, users):
 
     company = factories.make_company(org, name="Umbrella")
     deal = factories.make_deal(org, company_id=company.id)
-    source = ('{% from "components/history.html" import linked_record %}'
-              '{{ linked_record(d.company, d.company_id, "/companies/x", "company") }}')
+    source = (
+        '{% from "components/history.html" import linked_record %}'
+        '{{ linked_record(d.company, d.company_id, "/companies/x", "company") }}'
+    )
 
     def load():
         db.session.expunge_all()

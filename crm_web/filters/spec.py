@@ -28,7 +28,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -62,7 +62,7 @@ MATCHES = ("all", "any")
 # --- the whitelist ------------------------------------------------------------------------
 
 
-class FieldType(str, enum.Enum):
+class FieldType(enum.StrEnum):
     TEXT = "text"
     NUMBER = "number"
     MONEY = "money"
@@ -118,7 +118,9 @@ class FilterField:
         return cls(label, FieldType.UUID, (column,), via)
 
     @classmethod
-    def choice(cls, label: str, column: Any, choices: Iterable[tuple[str, str] | str], *, via: Any = None) -> FilterField:
+    def choice(
+        cls, label: str, column: Any, choices: Iterable[tuple[str, str] | str], *, via: Any = None
+    ) -> FilterField:
         pairs = tuple((c, c) if isinstance(c, str) else (str(c[0]), str(c[1])) for c in choices)
         return cls(label, FieldType.CHOICE, (column,), via, pairs)
 
@@ -138,31 +140,78 @@ class FilterField:
 NONE, SINGLE, LIST, PAIR, RANGE = "none", "single", "list", "pair", "range"
 
 OPERATOR_ARITY: dict[str, str] = {
-    "equals": SINGLE, "notEquals": SINGLE, "contains": SINGLE, "notContains": SINGLE,
-    "startsWith": SINGLE, "endsWith": SINGLE, "isEmpty": NONE, "isNotEmpty": NONE,
-    "greaterThan": SINGLE, "greaterOrEqual": SINGLE, "lessThan": SINGLE, "lessOrEqual": SINGLE,
-    "between": PAIR, "in": LIST, "notIn": LIST, "onDate": SINGLE, "before": SINGLE,
-    "after": SINGLE, "inRange": RANGE, "isTrue": NONE, "isFalse": NONE,
+    "equals": SINGLE,
+    "notEquals": SINGLE,
+    "contains": SINGLE,
+    "notContains": SINGLE,
+    "startsWith": SINGLE,
+    "endsWith": SINGLE,
+    "isEmpty": NONE,
+    "isNotEmpty": NONE,
+    "greaterThan": SINGLE,
+    "greaterOrEqual": SINGLE,
+    "lessThan": SINGLE,
+    "lessOrEqual": SINGLE,
+    "between": PAIR,
+    "in": LIST,
+    "notIn": LIST,
+    "onDate": SINGLE,
+    "before": SINGLE,
+    "after": SINGLE,
+    "inRange": RANGE,
+    "isTrue": NONE,
+    "isFalse": NONE,
 }
 
 OPERATOR_LABELS: dict[str, str] = {
-    "equals": "is", "notEquals": "is not", "contains": "contains", "notContains": "does not contain",
-    "startsWith": "starts with", "endsWith": "ends with", "isEmpty": "is empty",
-    "isNotEmpty": "is not empty", "greaterThan": "is greater than",
-    "greaterOrEqual": "is at least", "lessThan": "is less than", "lessOrEqual": "is at most",
-    "between": "is between", "in": "is any of", "notIn": "is none of", "onDate": "is on",
-    "before": "is before", "after": "is after", "inRange": "is in", "isTrue": "is yes",
+    "equals": "is",
+    "notEquals": "is not",
+    "contains": "contains",
+    "notContains": "does not contain",
+    "startsWith": "starts with",
+    "endsWith": "ends with",
+    "isEmpty": "is empty",
+    "isNotEmpty": "is not empty",
+    "greaterThan": "is greater than",
+    "greaterOrEqual": "is at least",
+    "lessThan": "is less than",
+    "lessOrEqual": "is at most",
+    "between": "is between",
+    "in": "is any of",
+    "notIn": "is none of",
+    "onDate": "is on",
+    "before": "is before",
+    "after": "is after",
+    "inRange": "is in",
+    "isTrue": "is yes",
     "isFalse": "is no",
 }
 TAG_OPERATOR_LABELS = {"in": "has any of", "notIn": "has none of", "isEmpty": "has no tags", "isNotEmpty": "has tags"}
 
-_NUMERIC_OPS = ("equals", "notEquals", "greaterThan", "greaterOrEqual", "lessThan", "lessOrEqual",
-                "between", "isEmpty", "isNotEmpty")
+_NUMERIC_OPS = (
+    "equals",
+    "notEquals",
+    "greaterThan",
+    "greaterOrEqual",
+    "lessThan",
+    "lessOrEqual",
+    "between",
+    "isEmpty",
+    "isNotEmpty",
+)
 _DATE_OPS = ("onDate", "before", "after", "between", "inRange", "isEmpty", "isNotEmpty")
 
 OPERATORS_BY_TYPE: dict[FieldType, tuple[str, ...]] = {
-    FieldType.TEXT: ("equals", "notEquals", "contains", "notContains", "startsWith", "endsWith",
-                     "isEmpty", "isNotEmpty"),
+    FieldType.TEXT: (
+        "equals",
+        "notEquals",
+        "contains",
+        "notContains",
+        "startsWith",
+        "endsWith",
+        "isEmpty",
+        "isNotEmpty",
+    ),
     FieldType.NUMBER: _NUMERIC_OPS,
     FieldType.MONEY: _NUMERIC_OPS,
     FieldType.DATE: _DATE_OPS,
@@ -174,14 +223,28 @@ OPERATORS_BY_TYPE: dict[FieldType, tuple[str, ...]] = {
 }
 
 # A negative operator compiles as the negation of its positive twin, NULL-safely.
-NEGATIONS = {"notEquals": "equals", "notContains": "contains", "notIn": "in",
-             "isEmpty": "isNotEmpty", "isFalse": "isTrue"}
+NEGATIONS = {
+    "notEquals": "equals",
+    "notContains": "contains",
+    "notIn": "in",
+    "isEmpty": "isNotEmpty",
+    "isFalse": "isTrue",
+}
 
 RELATIVE_RANGES: dict[str, str] = {
-    "today": "Today", "yesterday": "Yesterday", "thisWeek": "This week", "lastWeek": "Last week",
-    "nextWeek": "Next week", "thisMonth": "This month", "lastMonth": "Last month",
-    "nextMonth": "Next month", "last7Days": "Last 7 days", "last30Days": "Last 30 days",
-    "next7Days": "Next 7 days", "next30Days": "Next 30 days", "thisYear": "This year",
+    "today": "Today",
+    "yesterday": "Yesterday",
+    "thisWeek": "This week",
+    "lastWeek": "Last week",
+    "nextWeek": "Next week",
+    "thisMonth": "This month",
+    "lastMonth": "Last month",
+    "nextMonth": "Next month",
+    "last7Days": "Last 7 days",
+    "last30Days": "Last 30 days",
+    "next7Days": "Next 7 days",
+    "next30Days": "Next 30 days",
+    "thisYear": "This year",
 }
 
 
@@ -230,7 +293,7 @@ def _format_scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
@@ -341,8 +404,7 @@ def _collect_raw(args: Any) -> list[_Raw]:
         op = ops[i] if i < len(ops) else ""
         value = values[i] if i < len(values) else ""
         group_text = groups[i].strip() if i < len(groups) else ""
-        item = _Raw(len(rows), 0, field_name.strip(), op.strip(), value if value != "" else None,
-                    lenient_value=True)
+        item = _Raw(len(rows), 0, field_name.strip(), op.strip(), value if value != "" else None, lenient_value=True)
         if group_text not in ("", "0"):
             try:
                 item.group = _parse_group_number(group_text)
@@ -416,8 +478,8 @@ def _parse_date_or_datetime(text: str) -> date | datetime:
         if _DATETIME_RE.fullmatch(text):
             value = datetime.fromisoformat(text.replace(" ", "T", 1))
             if value.tzinfo is None:
-                value = value.replace(tzinfo=timezone.utc)  # naive means UTC
-            return value.astimezone(timezone.utc)
+                value = value.replace(tzinfo=UTC)  # naive means UTC
+            return value.astimezone(UTC)
     except ValueError:
         pass
     raise _ConditionError(f"{_q(text)} is not a date or date-time (use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ).")
@@ -488,7 +550,7 @@ def _sort_key(value: Any) -> Any:
     if isinstance(value, datetime):
         return value
     if isinstance(value, date):  # a whole day, compared with date-times by its start
-        return datetime.combine(value, time.min, tzinfo=timezone.utc)
+        return datetime.combine(value, time.min, tzinfo=UTC)
     return value
 
 
@@ -559,7 +621,7 @@ def _numeric(value: Any) -> Any:
 
 
 def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def _relative_range(name: str, today: date) -> tuple[date, date]:
@@ -615,8 +677,12 @@ def _positive(ff: FilterField, op: str, column: Any, value: Any, today: date) ->
         if op == "isNotEmpty":
             return and_(column.is_not(None), column != "")
         pattern = _like_escape(value)
-        pattern = {"equals": pattern, "contains": f"%{pattern}%", "startsWith": f"{pattern}%",
-                   "endsWith": f"%{pattern}"}[op]
+        pattern = {
+            "equals": pattern,
+            "contains": f"%{pattern}%",
+            "startsWith": f"{pattern}%",
+            "endsWith": f"%{pattern}",
+        }[op]
         # ILIKE on the bare column, so a trigram GIN index can serve contains on PostgreSQL.
         return column.ilike(pattern, escape=LIKE_ESCAPE)
     if op == "isNotEmpty":
@@ -628,8 +694,13 @@ def _positive(ff: FilterField, op: str, column: Any, value: Any, today: date) ->
     if kind in (FieldType.NUMBER, FieldType.MONEY):
         if op == "between":
             return and_(column >= _numeric(value[0]), column <= _numeric(value[1]))
-        compare = {"equals": column.__eq__, "greaterThan": column.__gt__, "greaterOrEqual": column.__ge__,
-                   "lessThan": column.__lt__, "lessOrEqual": column.__le__}[op]
+        compare = {
+            "equals": column.__eq__,
+            "greaterThan": column.__gt__,
+            "greaterOrEqual": column.__ge__,
+            "lessThan": column.__lt__,
+            "lessOrEqual": column.__le__,
+        }[op]
         return compare(_numeric(value))
     if kind in (FieldType.DATE, FieldType.DATETIME):
         if op == "onDate":
@@ -640,8 +711,9 @@ def _positive(ff: FilterField, op: str, column: Any, value: Any, today: date) ->
         if op == "after":
             return _lower_bound(ff, column, value, strict=True)
         if op == "between":
-            return and_(_lower_bound(ff, column, value[0], strict=False),
-                        _upper_bound(ff, column, value[1], strict=False))
+            return and_(
+                _lower_bound(ff, column, value[0], strict=False), _upper_bound(ff, column, value[1], strict=False)
+            )
         if op == "inRange":
             start, end = _date_bounds(ff, *_relative_range(value, today))
             return and_(column >= start, column < end)
@@ -700,8 +772,8 @@ def compile_filter(
     """
     if spec.is_empty:
         return None
-    moment = now if now is not None else datetime.now(timezone.utc)
-    today = (moment.astimezone(timezone.utc) if moment.tzinfo else moment).date()
+    moment = now if now is not None else datetime.now(UTC)
+    today = (moment.astimezone(UTC) if moment.tzinfo else moment).date()
 
     def one(index: int, condition: Condition) -> ColumnElement[bool]:
         ff = fields.get(condition.field)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 from typing import Any
 
 from flask_wtf import FlaskForm
@@ -64,7 +64,7 @@ class ActivityForm(VersionedForm, FlaskForm):
         """The validated input as service keyword arguments (due date + time -> one UTC datetime)."""
         due_at = None
         if self.due_date.data is not None:
-            due_at = datetime.combine(self.due_date.data, self.due_time.data or time(9, 0), tzinfo=timezone.utc)
+            due_at = datetime.combine(self.due_date.data, self.due_time.data or time(9, 0), tzinfo=UTC)
         values: dict[str, Any] = {
             "type": self.type.data,
             "subject": self.subject.data,

@@ -12,8 +12,19 @@ from crm_web.forms import VersionedForm, select_choices
 from crm_web.forms.contacts import _uuid_or_none
 from crm_web.models import COMPANY_SIZES
 
-OPTIONAL_TEXT = ("website", "email", "phone", "industry", "size", "description", "street", "city", "state",
-                 "postal_code", "country")
+OPTIONAL_TEXT = (
+    "website",
+    "email",
+    "phone",
+    "industry",
+    "size",
+    "description",
+    "street",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+)
 
 
 class CompanyForm(VersionedForm, FlaskForm):
@@ -22,10 +33,11 @@ class CompanyForm(VersionedForm, FlaskForm):
     email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=254)])
     phone = StringField("Phone", validators=[Optional(), Length(max=50)])
     industry = StringField("Industry", validators=[Optional(), Length(max=100)])
-    size = SelectField("Size", choices=select_choices([("", "—"), *[(s, s) for s in COMPANY_SIZES]]), validators=[Optional()])
+    size = SelectField(
+        "Size", choices=select_choices([("", "—"), *[(s, s) for s in COMPANY_SIZES]]), validators=[Optional()]
+    )
     employee_count = IntegerField("Employees", validators=[Optional(), NumberRange(min=0, max=10_000_000)])
-    annual_revenue = DecimalField("Annual revenue", places=2,
-                                  validators=[Optional(), NumberRange(min=0, max=10**13)])
+    annual_revenue = DecimalField("Annual revenue", places=2, validators=[Optional(), NumberRange(min=0, max=10**13)])
     owner_id = SelectField("Owner", choices=[], coerce=_uuid_or_none, validate_choice=True)
     street = StringField("Street", validators=[Optional(), Length(max=255)])
     city = StringField("City", validators=[Optional(), Length(max=120)])

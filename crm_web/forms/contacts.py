@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms.fields.choices import SelectChoice
 from wtforms import BooleanField, DateField, EmailField, SelectField, StringField, TextAreaField, URLField
-from wtforms.validators import DataRequired, Email, Length, Optional, URL
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import URL, DataRequired, Email, Length, Optional
 
 from crm_web.forms import VersionedForm
 from crm_web.models import CONTACT_STATUSES, LEAD_SOURCES
@@ -55,8 +55,18 @@ class ContactForm(VersionedForm, FlaskForm):
     def values(self) -> dict[str, Any]:
         """The service's keyword arguments (empty optional strings become None)."""
         data = self.record_data()
-        for key in ("lead_source", "email", "phone", "mobile", "title", "department", "linkedin_url", "city",
-                    "country", "notes"):
+        for key in (
+            "lead_source",
+            "email",
+            "phone",
+            "mobile",
+            "title",
+            "department",
+            "linkedin_url",
+            "city",
+            "country",
+            "notes",
+        ):
             if data.get(key) == "":
                 data[key] = None
         data["last_name"] = data.get("last_name") or ""

@@ -16,8 +16,11 @@ class DealForm(VersionedForm, FlaskForm):
     value = DecimalField("Value", places=2, default=0, validators=[Optional(), NumberRange(min=0)])
     currency = SelectField("Currency", choices=select_choices((c, c) for c in CURRENCIES), default="USD")
     stage_id = SelectField("Stage", coerce=coerce_uuid, validators=[DataRequired(message="Choose a stage.")])
-    probability = IntegerField("Probability (%)", validators=[Optional(), NumberRange(0, 100)],
-                               description="Leave empty to follow the stage's probability.")
+    probability = IntegerField(
+        "Probability (%)",
+        validators=[Optional(), NumberRange(0, 100)],
+        description="Leave empty to follow the stage's probability.",
+    )
     expected_close_date = DateField("Expected close", validators=[Optional()])
     company_id = SelectField("Company", coerce=coerce_uuid, validate_choice=True)
     contact_id = SelectField("Contact", coerce=coerce_uuid, validate_choice=True)

@@ -26,8 +26,7 @@ class LeadForm(VersionedForm, FlaskForm):
     website = StringField("Website", validators=[Optional(), Length(max=255)])
     source = SelectField("Source", choices=select_choices([("", "—"), *LEAD_SOURCES]), validators=[Optional()])
     score = IntegerField("Score (0-100)", default=0, validators=[Optional(), NumberRange(min=0, max=100)])
-    estimated_value = DecimalField("Estimated value", places=2,
-                                   validators=[Optional(), NumberRange(min=0, max=10**11)])
+    estimated_value = DecimalField("Estimated value", places=2, validators=[Optional(), NumberRange(min=0, max=10**11)])
     owner_id = SelectField("Owner", choices=[], coerce=_uuid_or_none, validate_choice=True)
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=10000)])
 
@@ -56,5 +55,8 @@ class ConvertLeadForm(FlaskForm):
     deal_value = DecimalField("Deal value", places=2, validators=[Optional(), NumberRange(min=0, max=10**11)])
 
     def values(self) -> dict[str, Any]:
-        return {"create_deal": bool(self.create_deal.data), "deal_name": self.deal_name.data or None,
-                "deal_value": self.deal_value.data}
+        return {
+            "create_deal": bool(self.create_deal.data),
+            "deal_name": self.deal_name.data or None,
+            "deal_value": self.deal_value.data,
+        }

@@ -18,8 +18,14 @@ from crm_web.models.base import (
     TimestampMixin,
     VersionedMixin,
 )
-from crm_web.models.mixins import (full_name, name_order_index, search_key_index, surname_index, trash_index,
-                                   trigram_index)
+from crm_web.models.mixins import (
+    full_name,
+    name_order_index,
+    search_key_index,
+    surname_index,
+    trash_index,
+    trigram_index,
+)
 from crm_web.models.tag import Tag, lead_tags
 
 LEAD_STATUSES = [

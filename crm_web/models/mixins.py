@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Index, String, func, literal_column, text
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 
 class AddressMixin:
@@ -58,16 +58,27 @@ def name_order_key(expression: Any, dialect: str) -> ColumnElement[str]:
 def name_order_index(table: Any, name: str, expression: Any) -> Index:
     """A btree index of the live rows on (org_id, name_order_key(expression)). PostgreSQL only, like
     search_key_index."""
-    return Index(name, table.c.org_id, name_order_key(expression, "postgresql"),
-                 postgresql_where=text("deleted_at IS NULL"), _table=table).ddl_if(dialect="postgresql")
+    return Index(
+        name,
+        table.c.org_id,
+        name_order_key(expression, "postgresql"),
+        postgresql_where=text("deleted_at IS NULL"),
+        _table=table,
+    ).ddl_if(dialect="postgresql")
 
 
 def surname_index(table: Any, name: str, surname: Any, expression: Any) -> Index:
     """A btree index of the live rows on (org_id, search_key(surname), name_order_key(expression)): the
     people whose last name is the query, in name order, so the global search reads the first few of
     a common surname instead of ranking all of them. PostgreSQL only, like name_order_index."""
-    return Index(name, table.c.org_id, search_key(surname), name_order_key(expression, "postgresql"),
-                 postgresql_where=text("deleted_at IS NULL"), _table=table).ddl_if(dialect="postgresql")
+    return Index(
+        name,
+        table.c.org_id,
+        search_key(surname),
+        name_order_key(expression, "postgresql"),
+        postgresql_where=text("deleted_at IS NULL"),
+        _table=table,
+    ).ddl_if(dialect="postgresql")
 
 
 def search_key_index(table: Any, name: str, expression: Any) -> Index:
@@ -76,8 +87,13 @@ def search_key_index(table: Any, name: str, expression: Any) -> Index:
     reflect SQLite expression indexes (the migration test would warn)."""
     key = f"{name}_key"
     # Given the table explicitly: an expression holding a literal column does not attach itself.
-    return Index(name, search_key(expression).label(key), postgresql_using="gin",
-                 postgresql_ops={key: "gin_trgm_ops"}, _table=table).ddl_if(dialect="postgresql")
+    return Index(
+        name,
+        search_key(expression).label(key),
+        postgresql_using="gin",
+        postgresql_ops={key: "gin_trgm_ops"},
+        _table=table,
+    ).ddl_if(dialect="postgresql")
 
 
 def live_index(table_name: str, *columns: str) -> Index:
@@ -85,8 +101,13 @@ def live_index(table_name: str, *columns: str) -> Index:
     org's live rows (often by status or owner): without it PostgreSQL read every row to check
     deleted_at (43 ms for 100k contacts); with it the count is an index-only scan (docs/benchmarks.md)."""
     predicate = text("deleted_at IS NULL")
-    return Index(f"ix_{table_name}_org_{'_'.join(columns)}_live", "org_id", *columns,
-                 postgresql_where=predicate, sqlite_where=predicate)
+    return Index(
+        f"ix_{table_name}_org_{'_'.join(columns)}_live",
+        "org_id",
+        *columns,
+        postgresql_where=predicate,
+        sqlite_where=predicate,
+    )
 
 
 def trash_index(table_name: str) -> Index:
@@ -94,5 +115,6 @@ def trash_index(table_name: str) -> Index:
     of them per table (a backward range scan serves ORDER BY deleted_at DESC), and live pages never
     pay for it. Declared with both dialects' WHERE so the migration test compares equal on each."""
     predicate = text("deleted_at IS NOT NULL")
-    return Index(f"ix_{table_name}_org_trashed", "org_id", "deleted_at",
-                 postgresql_where=predicate, sqlite_where=predicate)
+    return Index(
+        f"ix_{table_name}_org_trashed", "org_id", "deleted_at", postgresql_where=predicate, sqlite_where=predicate
+    )

@@ -14,7 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from crm_web.models.base import Base, IdMixin, TimestampMixin
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     """Ordered: each role can do everything the roles below it can."""
 
     SALES = "sales"

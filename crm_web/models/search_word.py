@@ -37,8 +37,9 @@ class SearchWord(Base):
         Index("ix_search_words_org_word", "org_id", "word"),
         # The typo search's lookup (`org_id = :org AND word % typed`), one organisation's words only
         # (btree_gin). A plain index on SQLite, which never reads it.
-        Index("search_word_trgm_idx", "org_id", "word", postgresql_using="gin",
-              postgresql_ops={"word": "gin_trgm_ops"}),
+        Index(
+            "search_word_trgm_idx", "org_id", "word", postgresql_using="gin", postgresql_ops={"word": "gin_trgm_ops"}
+        ),
     )
 
     id: Mapped[int] = mapped_column(TRIGGER_ROW_ID, Identity(), primary_key=True)

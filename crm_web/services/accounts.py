@@ -31,8 +31,9 @@ def org_by_slug(slug: str) -> Organization | None:
     return db.session.scalar(select(Organization).where(Organization.slug == slug))
 
 
-def create_user(*, org_slug: str, email: str, password: str, role: str, name: str | None = None,
-                org_name: str | None = None) -> User:
+def create_user(
+    *, org_slug: str, email: str, password: str, role: str, name: str | None = None, org_name: str | None = None
+) -> User:
     """Create a user; creates the organisation too when no org has that slug (a new customer)."""
     errors: dict[str, str] = {}
     if not SLUG_PATTERN.match(org_slug or ""):

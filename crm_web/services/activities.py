@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import joinedload
 
-from crm_web.filters.fields import ACTIVITY_FILTERS
 from crm_web.errors import BadRequest, NotFound, ValidationError
+from crm_web.filters.fields import ACTIVITY_FILTERS
 from crm_web.models import (
     ACTIVITY_PRIORITIES,
     ACTIVITY_STATUSES,
@@ -58,7 +58,7 @@ LINKS: dict[str, tuple[str, type]] = {
 
 def day_bounds(now: datetime) -> tuple[datetime, datetime]:
     """Start of today and of tomorrow (UTC)."""
-    start = datetime.combine(now.astimezone(timezone.utc).date(), time.min, tzinfo=timezone.utc)
+    start = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
     return start, start + timedelta(days=1)
 
 
@@ -107,10 +107,22 @@ class ActivityService(BaseService[Activity]):
         "priority": Activity.priority,
     }
     DEFAULT_SORT = "due"
-    WRITABLE_FIELDS = frozenset({
-        "type", "subject", "description", "status", "priority", "due_at", "duration_minutes", "owner_id",
-        "contact_id", "company_id", "deal_id", "lead_id",
-    })
+    WRITABLE_FIELDS = frozenset(
+        {
+            "type",
+            "subject",
+            "description",
+            "status",
+            "priority",
+            "due_at",
+            "duration_minutes",
+            "owner_id",
+            "contact_id",
+            "company_id",
+            "deal_id",
+            "lead_id",
+        }
+    )
 
     FILTER_FIELD_MAP = ACTIVITY_FILTERS
 
@@ -181,8 +193,10 @@ class ActivityService(BaseService[Activity]):
         if links.is_empty:
             raise BadRequest("A timeline needs a contact, company, deal or lead.")
         clauses = [getattr(Activity, LINKS[name][0]) == value for name, value in links.items()]
-        stmt = self.optimized_query().where(or_(*clauses)).order_by(
-            func.coalesce(Activity.due_at, Activity.created_at).desc(), Activity.id
+        stmt = (
+            self.optimized_query()
+            .where(or_(*clauses))
+            .order_by(func.coalesce(Activity.due_at, Activity.created_at).desc(), Activity.id)
         )
         return list(self.session.scalars(stmt.limit(limit)).unique())
 
@@ -193,7 +207,7 @@ class ActivityService(BaseService[Activity]):
         """Names of the records a new activity is created for; another org's id -> NotFound."""
         labels: dict[str, str] = {}
         for name, value in links.items():
-            column, model = LINKS[name]
+            _column, model = LINKS[name]
             obj = self.session.get(model, value)
             if obj is None or obj.org_id != self.org_id or obj.deleted_at is not None:
                 raise NotFound(f"That {name} does not exist or was deleted.")
@@ -205,8 +219,11 @@ class ActivityService(BaseService[Activity]):
     def clean(self, values: dict[str, Any], obj: Activity | None = None) -> dict[str, Any]:
         """Choices are known values; linked records and the owner belong to this organisation."""
         errors: dict[str, str] = {}
-        for name, choices in (("type", ACTIVITY_TYPES), ("status", ACTIVITY_STATUSES),
-                              ("priority", ACTIVITY_PRIORITIES)):
+        for name, choices in (
+            ("type", ACTIVITY_TYPES),
+            ("status", ACTIVITY_STATUSES),
+            ("priority", ACTIVITY_PRIORITIES),
+        ):
             if name in values and values[name] not in dict(choices):
                 errors[name] = f"Unknown {name} {values[name]!r}."
         if "subject" in values:
@@ -231,9 +248,11 @@ class ActivityService(BaseService[Activity]):
         return values
 
     def _exists(self, model: type, entity_id: uuid.UUID) -> bool:
-        return bool(self.session.scalar(
-            select(func.count()).select_from(model).where(model.id == entity_id, model.org_id == self.org_id)
-        ))
+        return bool(
+            self.session.scalar(
+                select(func.count()).select_from(model).where(model.id == entity_id, model.org_id == self.org_id)
+            )
+        )
 
     def _writable(self, values: dict[str, Any]) -> dict[str, Any]:
         writable = super()._writable(values)
@@ -246,8 +265,9 @@ class ActivityService(BaseService[Activity]):
         obj = self.create(**values)
         return self.get(obj.id)
 
-    def update_activity(self, activity_id: uuid.UUID, *, expected_version: int | None = None,
-                        **values: Any) -> Activity:
+    def update_activity(
+        self, activity_id: uuid.UUID, *, expected_version: int | None = None, **values: Any
+    ) -> Activity:
         obj = self.update(activity_id, expected_version=expected_version, **values)
         return self.get(obj.id)
 
@@ -267,8 +287,12 @@ class ActivityService(BaseService[Activity]):
 
     def get_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
         """Totals per status and type plus due/overdue/completed counts, cached (two small statements)."""
-        return cached_stats(self.org_id, "activities", f"activity_stats:{user_id or 'all'}",
-                            lambda: self._compute_stats(user_id=user_id, now=now or utcnow()))
+        return cached_stats(
+            self.org_id,
+            "activities",
+            f"activity_stats:{user_id or 'all'}",
+            lambda: self._compute_stats(user_id=user_id, now=now or utcnow()),
+        )
 
     def _compute_stats(self, *, user_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:
         """Per status and type from the tallies the database keeps (services/tallies.py); the counts
@@ -280,12 +304,19 @@ class ActivityService(BaseService[Activity]):
             "overdue": (_open(), Activity.due_at < now),
             "due_today": (_open(), Activity.due_at >= today_start, Activity.due_at < today_end),
             "due_this_week": (_open(), Activity.due_at >= week_start, Activity.due_at < week_end),
-            "completed_this_week": (Activity.status == "completed", Activity.completed_at >= week_start,
-                                    Activity.completed_at < week_end),
+            "completed_this_week": (
+                Activity.status == "completed",
+                Activity.completed_at >= week_start,
+                Activity.completed_at < week_end,
+            ),
         }
-        row = self.session.execute(select(*(
-            self._live_count(user_id, *criteria).label(name) for name, criteria in clock.items()
-        ))).mappings().one()
+        row = (
+            self.session.execute(
+                select(*(self._live_count(user_id, *criteria).label(name) for name, criteria in clock.items()))
+            )
+            .mappings()
+            .one()
+        )
         by_status = {key: sum(n for (status, _), n in counts.items() if status == key) for key, _ in ACTIVITY_STATUSES}
         return {
             "total": sum(counts.values()),
@@ -318,8 +349,9 @@ class ActivityService(BaseService[Activity]):
         }
 
     def _aggregate(self, columns: dict[str, Any], user_id: uuid.UUID | None) -> dict[str, int]:
-        stmt = self._live(select(*(column.label(name) for name, column in columns.items())).select_from(Activity),
-                          user_id)
+        stmt = self._live(
+            select(*(column.label(name) for name, column in columns.items())).select_from(Activity), user_id
+        )
         row = self.session.execute(stmt).mappings().one()
         return {name: int(row[name] or 0) for name in columns}
 

@@ -207,9 +207,14 @@ class BaseService(Generic[M]):
         surname = type(self).SEARCH_SURNAME  # a mapped attribute (a descriptor): read on the service it fails
         match = match_terms(terms, self.SEARCH_COLUMNS, surname=surname, reusable=False)
         if terms.correctable and not self.session.scalar(
-                select(self.scoped(select(self.model.id)).where(*clauses, match.clause).exists())):
-            corrected = match_terms(correct_spelling(self.session, self.actor.org_id, terms), self.SEARCH_COLUMNS,
-                                    surname=surname, reusable=False).corrected
+            select(self.scoped(select(self.model.id)).where(*clauses, match.clause).exists())
+        ):
+            corrected = match_terms(
+                correct_spelling(self.session, self.actor.org_id, terms),
+                self.SEARCH_COLUMNS,
+                surname=surname,
+                reusable=False,
+            ).corrected
             if corrected is not None:  # else the exact words stand, matching nothing
                 match = corrected
         return [match.clause, *clauses], match
@@ -242,13 +247,12 @@ class BaseService(Generic[M]):
     ) -> Page[M]:
         """Two statements: the total count of the filtered set, and one page of rows."""
         per_page = max(1, min(per_page, MAX_PER_PAGE))
-        total = self.session.scalar(
-            self.scoped(select(func.count()).select_from(self.model)).where(*criteria)
-        ) or 0
+        total = self.session.scalar(self.scoped(select(func.count()).select_from(self.model)).where(*criteria)) or 0
         page = max(1, min(page, max(1, math.ceil(total / per_page))))
         order = self.sort_clause(sort)
-        page_ids = self.page_ids(self.scoped(select(self.model.id)).where(*criteria), order,
-                                 per_page=per_page, page=page)
+        page_ids = self.page_ids(
+            self.scoped(select(self.model.id)).where(*criteria), order, per_page=per_page, page=page
+        )
         rows = self.session.scalars(stmt.where(self.model.id.in_(page_ids)).order_by(*order)).unique().all()
         return Page(items=list(rows), total=total, page=page, per_page=per_page)
 
@@ -260,8 +264,9 @@ class BaseService(Generic[M]):
         statement repeats `order` (the IN list has none) over those few rows."""
         return ids.order_by(*order).limit(per_page).offset((page - 1) * per_page).scalar_subquery()
 
-    def searched_page_ids(self, ids: Select[Any], order: Sequence[Any], *, per_page: int, page: int
-                          ) -> tuple[list[uuid.UUID], int, int]:
+    def searched_page_ids(
+        self, ids: Select[Any], order: Sequence[Any], *, per_page: int, page: int
+    ) -> tuple[list[uuid.UUID], int, int]:
         """(ids of one page, total, page) for a search, in ONE statement: ranking already reads every
         match, so the total rides along as count(*) OVER () instead of a second scan of the trigram
         indexes (docs/benchmarks.md). Only a page past the end costs two more statements (clamped)."""
@@ -291,7 +296,8 @@ class BaseService(Generic[M]):
 
     def _active_users(self) -> Select[Any]:
         return select(User.id, User.name, literal("owner").label("kind")).where(
-            User.org_id == self.org_id, User.active.is_(True))
+            User.org_id == self.org_id, User.active.is_(True)
+        )
 
     def owner_choices(self) -> list[tuple[uuid.UUID, str]]:
         """The organisation's active users, for owner pickers (one statement)."""
@@ -301,8 +307,9 @@ class BaseService(Generic[M]):
         """Active users and tags in ONE statement (a UNION ALL), for pickers and the filter builder."""
         tags = select(Tag.id, Tag.name, literal("tag").label("kind")).where(Tag.org_id == self.org_id)
         rows = self.session.execute(self._active_users().union_all(tags).order_by("kind", "name")).all()
-        return Choices(owners=[(r[0], r[1]) for r in rows if r[2] == "owner"],
-                       tags=[(r[0], r[1]) for r in rows if r[2] == "tag"])
+        return Choices(
+            owners=[(r[0], r[1]) for r in rows if r[2] == "owner"], tags=[(r[0], r[1]) for r in rows if r[2] == "tag"]
+        )
 
     # --- permissions -------------------------------------------------------------
 
@@ -364,8 +371,14 @@ class BaseService(Generic[M]):
         self.commit()
         return obj
 
-    def update(self, entity_id: uuid.UUID, *, expected_version: int | None = None,
-               expected_values: Mapping[str, Any] | None = None, **values: Any) -> M:
+    def update(
+        self,
+        entity_id: uuid.UUID,
+        *,
+        expected_version: int | None = None,
+        expected_values: Mapping[str, Any] | None = None,
+        **values: Any,
+    ) -> M:
         """Change a record. `expected_version`: the version an edit form was rendered with;
         `expected_values`: fields as an inline edit showed them. Either stale -> Conflict."""
         obj = self.get(entity_id, query=self.scoped())
@@ -400,10 +413,15 @@ class BaseService(Generic[M]):
     def changed_since(self, obj: Any, *, fields: Sequence[str] = ()) -> str:
         """Who last changed the record (or one of `fields`) and when, from its history: one statement,
         run only when an edit is refused."""
-        entries = history_for(self.actor, self.entity_type, obj.id, limit=CONFLICT_HISTORY_ROWS,
-                              session=self.session)
-        entry = next((e for e in entries if e.action != "created"
-                      and (not fields or any(name in (e.changes or {}) for name in fields))), None)
+        entries = history_for(self.actor, self.entity_type, obj.id, limit=CONFLICT_HISTORY_ROWS, session=self.session)
+        entry = next(
+            (
+                e
+                for e in entries
+                if e.action != "created" and (not fields or any(name in (e.changes or {}) for name in fields))
+            ),
+            None,
+        )
         what = f"this {self.entity_label}"
         if fields:
             what = f"the {fields[0].replace('_', ' ')} of {what}"
@@ -442,11 +460,16 @@ class BaseService(Generic[M]):
         """Soft-delete many rows in one UPDATE; returns the ids actually deleted (for Undo)."""
         self._require_soft_delete()
         id_list = list(ids)
-        stmt = self.scoped(select(self.model.id, self.model.owner_id if hasattr(self.model, "owner_id") else self.model.id))
+        stmt = self.scoped(
+            select(self.model.id, self.model.owner_id if hasattr(self.model, "owner_id") else self.model.id)
+        )
         rows = self.session.execute(stmt.where(self.model.id.in_(id_list), *criteria)).all()
-        if not self.actor.has_role(Role.MANAGER) and hasattr(self.model, "owner_id"):
-            if any(owner not in (None, self.actor.user_id) for _, owner in rows):
-                raise PermissionDenied(f"Only the owner or a manager can delete some of these {self.entity_label}s.")
+        if (
+            not self.actor.has_role(Role.MANAGER)
+            and hasattr(self.model, "owner_id")
+            and any(owner not in (None, self.actor.user_id) for _, owner in rows)
+        ):
+            raise PermissionDenied(f"Only the owner or a manager can delete some of these {self.entity_label}s.")
         deleted = [row[0] for row in rows]
         if deleted:
             self.session.execute(

@@ -100,8 +100,11 @@ def contact_count_expr(org_id: uuid.UUID, company_id: Any = Company.id) -> Colum
     associated = (
         select(func.count(Contact.id))
         .join(ContactCompany, ContactCompany.contact_id == Contact.id)
-        .where(*live, ContactCompany.company_id == company_id,
-               or_(Contact.primary_company_id.is_(None), Contact.primary_company_id != company_id))
+        .where(
+            *live,
+            ContactCompany.company_id == company_id,
+            or_(Contact.primary_company_id.is_(None), Contact.primary_company_id != company_id),
+        )
         .correlate(Company)
         .scalar_subquery()
     )
@@ -112,8 +115,7 @@ def open_deal_value_expr(org_id: uuid.UUID) -> ColumnElement[Decimal]:
     """Sum of the enclosing company's live open deals (a correlated scalar subquery)."""
     return (
         select(func.coalesce(func.sum(Deal.value), 0))
-        .where(Deal.org_id == org_id, Deal.company_id == Company.id, Deal.status == "open",
-               Deal.deleted_at.is_(None))
+        .where(Deal.org_id == org_id, Deal.company_id == Company.id, Deal.status == "open", Deal.deleted_at.is_(None))
         .correlate(Company)
         .scalar_subquery()
     )
@@ -126,14 +128,29 @@ class CompanyService(BaseService[Company]):
     entity_type = "company"
     FILTER_FIELD_MAP = COMPANY_FILTERS
     DEFAULT_SORT = "name"
-    WRITABLE_FIELDS = frozenset({
-        "name", "website", "email", "phone", "industry", "size", "employee_count", "annual_revenue",
-        "description", "street", "city", "state", "postal_code", "country", "owner_id",
-    })
+    WRITABLE_FIELDS = frozenset(
+        {
+            "name",
+            "website",
+            "email",
+            "phone",
+            "industry",
+            "size",
+            "employee_count",
+            "annual_revenue",
+            "description",
+            "street",
+            "city",
+            "state",
+            "postal_code",
+            "country",
+            "owner_id",
+        }
+    )
     SEARCH_COLUMNS = (Company.name, Company.industry, Company.city, Company.website)
 
     @property
-    def SORT_FIELDS(self) -> dict[str, Any]:  # noqa: N802 - BaseService's name; annotations need the org
+    def SORT_FIELDS(self) -> dict[str, Any]:
         return {
             "name": func.lower(Company.name),
             "industry": func.lower(Company.industry),
@@ -150,8 +167,14 @@ class CompanyService(BaseService[Company]):
     # --- reading -----------------------------------------------------------------------
 
     def list_rows(
-        self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None,
-        page: int = 1, per_page: int = 25,
+        self,
+        *,
+        q: str = "",
+        scope: str = "all",
+        filter_spec: Any = None,
+        sort: str | None = None,
+        page: int = 1,
+        per_page: int = 25,
     ) -> Page[CompanyRow]:
         """One page of companies with contact count and open deal value: three statements."""
         criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
@@ -178,11 +201,24 @@ class CompanyService(BaseService[Company]):
         """Every company of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
         criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
         stmt = (
-            self.scoped(select(
-                Company.name, Company.industry, Company.website, Company.email, Company.phone, Company.size,
-                Company.employee_count, Company.annual_revenue, Company.city, Company.country, User.email,
-                contact_count_expr(self.org_id), open_deal_value_expr(self.org_id), Company.created_at,
-            ))
+            self.scoped(
+                select(
+                    Company.name,
+                    Company.industry,
+                    Company.website,
+                    Company.email,
+                    Company.phone,
+                    Company.size,
+                    Company.employee_count,
+                    Company.annual_revenue,
+                    Company.city,
+                    Company.country,
+                    User.email,
+                    contact_count_expr(self.org_id),
+                    open_deal_value_expr(self.org_id),
+                    Company.created_at,
+                )
+            )
             .outerjoin(User, User.id == Company.owner_id)
             .where(*criteria)
             .order_by(*self.search_order(sort, match))
@@ -191,8 +227,22 @@ class CompanyService(BaseService[Company]):
         for row in self.session.execute(stmt):
             yield tuple(row)
 
-    EXPORT_HEADER = ("Name", "Industry", "Website", "Email", "Phone", "Size", "Employees", "Annual revenue",
-                     "City", "Country", "Owner", "Contacts", "Open deal value", "Created")
+    EXPORT_HEADER = (
+        "Name",
+        "Industry",
+        "Website",
+        "Email",
+        "Phone",
+        "Size",
+        "Employees",
+        "Annual revenue",
+        "City",
+        "Country",
+        "Owner",
+        "Contacts",
+        "Open deal value",
+        "Created",
+    )
 
     def stats(self, company_id: uuid.UUID) -> CompanyStats:
         """Deal counts and values in one aggregate, plus one count of contacts (primary + associated)."""
@@ -210,25 +260,34 @@ class CompanyService(BaseService[Company]):
         contact_count = self.session.scalar(select(contact_count_expr(self.org_id, company_id))) or 0
         deals, open_deals, won_deals, lost_deals, total_value, won_value = deal_row
         return CompanyStats(
-            deal_count=int(deals), open_deals=int(open_deals), won_deals=int(won_deals), lost_deals=int(lost_deals),
-            total_deal_value=Decimal(total_value), won_deal_value=Decimal(won_value), contact_count=int(contact_count),
+            deal_count=int(deals),
+            open_deals=int(open_deals),
+            won_deals=int(won_deals),
+            lost_deals=int(lost_deals),
+            total_deal_value=Decimal(total_value),
+            won_deal_value=Decimal(won_value),
+            contact_count=int(contact_count),
         )
 
     def detail(self, company_id: uuid.UUID) -> CompanyDetail:
         """Everything the company page shows, in five statements whatever the company's size."""
         company = self.get(company_id)
         stats = self.stats(company_id)
-        deals = list(self.session.scalars(
-            select(Deal)
-            .where(Deal.org_id == self.org_id, Deal.company_id == company_id)
-            .options(joinedload(Deal.stage), joinedload(Deal.contact), joinedload(Deal.owner))
-            .order_by(Deal.created_at.desc(), Deal.id)
-            .limit(DETAIL_DEALS_LIMIT)
-        ))
+        deals = list(
+            self.session.scalars(
+                select(Deal)
+                .where(Deal.org_id == self.org_id, Deal.company_id == company_id)
+                .options(joinedload(Deal.stage), joinedload(Deal.contact), joinedload(Deal.owner))
+                .order_by(Deal.created_at.desc(), Deal.id)
+                .limit(DETAIL_DEALS_LIMIT)
+            )
+        )
         history = history_for(self.actor, self.entity_type, company_id, session=self.session)
         return CompanyDetail(company=company, stats=stats, deals=deals, history=history)
 
-    def contacts(self, company_id: uuid.UUID, *, limit: int = COMPANY_CONTACTS_LIMIT) -> tuple[Company, list[CompanyContact]]:
+    def contacts(
+        self, company_id: uuid.UUID, *, limit: int = COMPANY_CONTACTS_LIMIT
+    ) -> tuple[Company, list[CompanyContact]]:
         """The company's contacts (primary first, then associated with their role), each with its
         tags and deal and activity counts: three statements (company, contacts, tags)."""
         company = self.get(company_id, query=self.scoped())
@@ -256,8 +315,12 @@ class CompanyService(BaseService[Company]):
             select(Contact, role, deal_count, activity_count)
             .where(Contact.org_id == self.org_id, is_contact_of(company_id))
             .options(joinedload(Contact.primary_company), joinedload(Contact.owner), selectinload(Contact.tags))
-            .order_by(desc(case((is_primary, 1), else_=0)), func.lower(Contact.last_name),
-                      func.lower(Contact.first_name), Contact.id)
+            .order_by(
+                desc(case((is_primary, 1), else_=0)),
+                func.lower(Contact.last_name),
+                func.lower(Contact.first_name),
+                Contact.id,
+            )
             .limit(limit)
         ).all()
         return company, [
@@ -273,9 +336,8 @@ class CompanyService(BaseService[Company]):
         for key, value in list(values.items()):
             if isinstance(value, str):
                 values[key] = value.strip() or None
-        if "name" in values or obj is None:
-            if not values.get("name"):
-                errors["name"] = "A company needs a name."
+        if ("name" in values or obj is None) and not values.get("name"):
+            errors["name"] = "A company needs a name."
         if values.get("size") and values["size"] not in COMPANY_SIZES:
             errors["size"] = "Choose one of the listed sizes."
         for number in ("employee_count", "annual_revenue"):
@@ -293,8 +355,7 @@ class CompanyService(BaseService[Company]):
             values.pop("owner_id", None)
         return self.create(**values)
 
-    def update_company(self, company_id: uuid.UUID, *, expected_version: int | None = None,
-                       **values: Any) -> Company:
+    def update_company(self, company_id: uuid.UUID, *, expected_version: int | None = None, **values: Any) -> Company:
         """Sales staff change their own (or unowned) companies; managers and admins any."""
         return self.update(company_id, expected_version=expected_version, **values)
 

@@ -107,14 +107,41 @@ class ContactService(BaseService[Contact]):
     DEFAULT_SORT = "name"
     SEARCH_COLUMNS = (full_name(Contact.first_name, Contact.last_name), Contact.email)
     SEARCH_SURNAME = Contact.last_name
-    WRITABLE_FIELDS = frozenset({
-        "first_name", "last_name", "email", "phone", "mobile", "title", "department", "status",
-        "lead_source", "linkedin_url", "birthday", "notes", "do_not_contact", "primary_company_id",
-        "owner_id", "street", "city", "state", "postal_code", "country",
-    })
+    WRITABLE_FIELDS = frozenset(
+        {
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "mobile",
+            "title",
+            "department",
+            "status",
+            "lead_source",
+            "linkedin_url",
+            "birthday",
+            "notes",
+            "do_not_contact",
+            "primary_company_id",
+            "owner_id",
+            "street",
+            "city",
+            "state",
+            "postal_code",
+            "country",
+        }
+    )
     # Fields the detail page edits in place, one at a time.
     INLINE_FIELDS: ClassVar[tuple[str, ...]] = (
-        "email", "phone", "mobile", "title", "department", "status", "lead_source", "city", "country",
+        "email",
+        "phone",
+        "mobile",
+        "title",
+        "department",
+        "status",
+        "lead_source",
+        "city",
+        "country",
     )
 
     # --- list ----------------------------------------------------------------------
@@ -124,35 +151,44 @@ class ContactService(BaseService[Contact]):
             self.scoped(select(Contact, _deal_count(), _activity_count()))
             .outerjoin(Contact.primary_company)
             .outerjoin(Contact.owner)
-            .options(contains_eager(Contact.primary_company), contains_eager(Contact.owner),
-                     selectinload(Contact.tags))
+            .options(contains_eager(Contact.primary_company), contains_eager(Contact.owner), selectinload(Contact.tags))
         )
 
     def contact_list(
-        self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None,
-        page: int = 1, per_page: int = 25,
+        self,
+        *,
+        filter_spec: Any = None,
+        q: str = "",
+        scope: str = "all",
+        sort: str | None = None,
+        page: int = 1,
+        per_page: int = 25,
     ) -> Page[ContactRow]:
         """One page of contacts with deal/activity counts; a search puts the best match first unless sorted."""
         per_page = max(1, min(per_page, 100))
         criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
         order = self.search_order(sort, match)  # validates `sort` before the list's statements run
         # The joins only serve the company/owner sorts; PostgreSQL drops them when the order does not use them.
-        ids = (self.scoped(select(Contact.id)).outerjoin(Contact.primary_company).outerjoin(Contact.owner)
-               .where(*criteria))
+        ids = (
+            self.scoped(select(Contact.id)).outerjoin(Contact.primary_company).outerjoin(Contact.owner).where(*criteria)
+        )
         if match is not None:
             page_ids, total, page = self.searched_page_ids(ids, order, per_page=per_page, page=page)
         else:
             total = self.session.scalar(self.scoped(select(func.count()).select_from(Contact)).where(*criteria)) or 0
             page = max(1, min(page, max(1, -(-total // per_page))))
             page_ids = self.page_ids(ids, order, per_page=per_page, page=page)
-        rows = self.session.execute(
-            self._rows_query().where(Contact.id.in_(page_ids)).order_by(*order)
-        ).unique().all()
+        rows = self.session.execute(self._rows_query().where(Contact.id.in_(page_ids)).order_by(*order)).unique().all()
         items = [ContactRow(contact, deals or 0, activities or 0) for contact, deals, activities in rows]
         return Page(items=items, total=total, page=page, per_page=per_page)
 
     def export_rows(
-        self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None,
+        self,
+        *,
+        filter_spec: Any = None,
+        q: str = "",
+        scope: str = "all",
+        sort: str | None = None,
     ) -> Iterator[ContactRow]:
         """Every contact of the filtered, searched list, fetched in batches (for a streamed CSV).
 
@@ -169,7 +205,8 @@ class ContactService(BaseService[Contact]):
     def form_choices(self) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:
         """(owners, companies) for the contact form, in ONE statement."""
         companies = select(Company.id, Company.name, literal("company").label("kind")).where(
-            Company.org_id == self.org_id, Company.deleted_at.is_(None))
+            Company.org_id == self.org_id, Company.deleted_at.is_(None)
+        )
         rows = self.session.execute(self._active_users().union_all(companies).order_by("kind", "name")).all()
         return ([(r[0], r[1]) for r in rows if r[2] == "owner"], [(r[0], r[1]) for r in rows if r[2] == "company"])
 
@@ -177,7 +214,9 @@ class ContactService(BaseService[Contact]):
 
     def optimized_query(self) -> Select[Any]:
         return self.scoped().options(
-            joinedload(Contact.primary_company), joinedload(Contact.owner), selectinload(Contact.tags),
+            joinedload(Contact.primary_company),
+            joinedload(Contact.owner),
+            selectinload(Contact.tags),
         )
 
     def contact_detail(self, contact_id: uuid.UUID) -> ContactDetail:
@@ -189,21 +228,33 @@ class ContactService(BaseService[Contact]):
         def twin_column(column: Any) -> Any:
             return (
                 select(column)
-                .where(twin.org_id == Contact.org_id, twin.id != Contact.id, twin.deleted_at.is_(None),
-                       Contact.email.is_not(None), func.lower(twin.email) == func.lower(Contact.email))
-                .order_by(twin.created_at, twin.id).limit(1).correlate(Contact).scalar_subquery()
+                .where(
+                    twin.org_id == Contact.org_id,
+                    twin.id != Contact.id,
+                    twin.deleted_at.is_(None),
+                    Contact.email.is_not(None),
+                    func.lower(twin.email) == func.lower(Contact.email),
+                )
+                .order_by(twin.created_at, twin.id)
+                .limit(1)
+                .correlate(Contact)
+                .scalar_subquery()
             )
 
-        stmt = self.optimized_query().options(
-            selectinload(Contact.company_links).joinedload(ContactCompany.company)
-        ).add_columns(twin_column(twin.id), twin_column(twin.first_name + " " + twin.last_name))
+        stmt = (
+            self.optimized_query()
+            .options(selectinload(Contact.company_links).joinedload(ContactCompany.company))
+            .add_columns(twin_column(twin.id), twin_column(twin.first_name + " " + twin.last_name))
+        )
         row = self.session.execute(stmt.where(Contact.id == contact_id)).unique().one_or_none()
         if row is None:
             raise NotFound("That contact does not exist or was deleted.")
         contact, twin_id, twin_name = row
         deals = self.session.scalars(
-            select(Deal).where(Deal.org_id == self.org_id, Deal.contact_id == contact.id)
-            .options(joinedload(Deal.stage)).order_by(Deal.created_at.desc())
+            select(Deal)
+            .where(Deal.org_id == self.org_id, Deal.contact_id == contact.id)
+            .options(joinedload(Deal.stage))
+            .order_by(Deal.created_at.desc())
         ).all()
         links = [link for link in contact.company_links if link.company is not None]
         duplicate = Twin(twin_id, twin_name.strip()) if twin_id else None
@@ -238,8 +289,13 @@ class ContactService(BaseService[Contact]):
         if values.get("lead_source") and values["lead_source"] not in dict(LEAD_SOURCES):
             errors["lead_source"] = "Choose a valid source."
         if values.get("primary_company_id") and not self.session.scalar(
-            select(exists().where(Company.id == values["primary_company_id"], Company.org_id == self.org_id,
-                                  Company.deleted_at.is_(None)))
+            select(
+                exists().where(
+                    Company.id == values["primary_company_id"],
+                    Company.org_id == self.org_id,
+                    Company.deleted_at.is_(None),
+                )
+            )
         ):
             errors["primary_company_id"] = "That company does not exist."
         if values.get("owner_id") and not self.is_org_user(values["owner_id"]):
@@ -272,11 +328,14 @@ class ContactService(BaseService[Contact]):
         selected = self._selected(ids)
         if selected:
             already = exists().where(contact_tags.c.contact_id == Contact.id, contact_tags.c.tag_id == tag_id)
-            self.session.execute(insert(contact_tags).from_select(
-                ["contact_id", "tag_id"],
-                select(Contact.id, literal(tag_id, Tag.id.type)).where(
-                    Contact.org_id == self.org_id, Contact.id.in_(selected), ~already),
-            ))
+            self.session.execute(
+                insert(contact_tags).from_select(
+                    ["contact_id", "tag_id"],
+                    select(Contact.id, literal(tag_id, Tag.id.type)).where(
+                        Contact.org_id == self.org_id, Contact.id.in_(selected), ~already
+                    ),
+                )
+            )
             record_change(self.session, self.actor, self.entity_type, None, "updated", None, entity_ids=selected)
         self.commit()
         return selected

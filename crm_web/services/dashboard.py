@@ -8,11 +8,12 @@ committed change to deals or pipelines makes the rollup stale, a change to activ
 activity stats). Cold, the page is at most 8 statements; warm, the user load and a manager's
 owner list.
 """
+
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -140,21 +141,29 @@ class DashboardService:
             first_closed = _add_months(self.today.replace(day=1), -(HISTORY_MONTHS - 1))
             forecast_from = self.today.replace(day=1)
             self._rollups[scope.owner_id] = cached_stats(
-                self.actor.org_id, "deals", f"deal_rollup:{scope.owner_id or 'all'}:{self.today}",
+                self.actor.org_id,
+                "deals",
+                f"deal_rollup:{scope.owner_id or 'all'}:{self.today}",
                 lambda: deal_stats.rollup(
-                    self.actor, owner_id=scope.owner_id, forecast_from=forecast_from,
+                    self.actor,
+                    owner_id=scope.owner_id,
+                    forecast_from=forecast_from,
                     forecast_until=_add_months(forecast_from, FORECAST_MONTHS),
-                    closed_since=datetime.combine(first_closed, time.min, tzinfo=timezone.utc)))
+                    closed_since=datetime.combine(first_closed, time.min, tzinfo=UTC),
+                ),
+            )
         return self._rollups[scope.owner_id]
 
     def deals_by_stage(self, scope: Scope) -> list[StageBar]:
         """Open deals per stage of every pipeline (empty stages included): count, value, weighted value."""
         found = self.rollup(scope).open_by_stage()
         return [
-            StageBar(pipeline=pipeline.name, stage=stage.name, count=count, value=_money(value),
-                     weighted=_money(weighted))
+            StageBar(
+                pipeline=pipeline.name, stage=stage.name, count=count, value=_money(value), weighted=_money(weighted)
+            )
             for pipeline in PipelineService(self.actor).pipeline_list()
-            for stage in pipeline.stages if not stage.is_closed
+            for stage in pipeline.stages
+            if not stage.is_closed
             for count, value, weighted in [found.get(stage.id, (0, ZERO, ZERO))]
         ]
 
@@ -166,8 +175,9 @@ class DashboardService:
         for offset in range(FORECAST_MONTHS):
             day = _add_months(first, offset)
             count, weighted, best = found.get(day.strftime("%Y-%m"), (0, ZERO, ZERO))
-            result.append(deal_stats.ForecastMonth(month=day, count=count, weighted=_money(weighted),
-                                                   best_case=_money(best)))
+            result.append(
+                deal_stats.ForecastMonth(month=day, count=count, weighted=_money(weighted), best_case=_money(best))
+            )
         return result
 
     def won_lost(self, scope: Scope) -> list[MonthResult]:
@@ -179,8 +189,15 @@ class DashboardService:
             day = _add_months(first, offset)
             month = found.get(day.strftime("%Y-%m"), {"won": (0, ZERO), "lost": (0, ZERO)})
             (won_count, won_value), (lost_count, lost_value) = month["won"], month["lost"]
-            result.append(MonthResult(month=day, won_count=won_count, won_value=_money(won_value),
-                                      lost_count=lost_count, lost_value=_money(lost_value)))
+            result.append(
+                MonthResult(
+                    month=day,
+                    won_count=won_count,
+                    won_value=_money(won_value),
+                    lost_count=lost_count,
+                    lost_value=_money(lost_value),
+                )
+            )
         return result
 
     def activity_stats(self, scope: Scope) -> dict[str, Any]:

@@ -73,8 +73,13 @@ def _money(value) -> Decimal:
     return Decimal(value or 0).quantize(Decimal("0.01"))
 
 
-def pipeline_stats(actor: Actor, *, owner_id: uuid.UUID | None = None,
-                   pipeline_id: uuid.UUID | None = None, session: Session | None = None) -> PipelineStats:
+def pipeline_stats(
+    actor: Actor,
+    *,
+    owner_id: uuid.UUID | None = None,
+    pipeline_id: uuid.UUID | None = None,
+    session: Session | None = None,
+) -> PipelineStats:
     """Counts and values by status, weighted open value, win rate, average size and days to close: one query."""
     session = session or db.session
     is_open, is_won, is_lost = Deal.status == "open", Deal.status == "won", Deal.status == "lost"
@@ -85,30 +90,45 @@ def pipeline_stats(actor: Actor, *, owner_id: uuid.UUID | None = None,
     def sum_if(condition, value=Deal.value):
         return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
 
-    won_days = case((and_(is_won, Deal.closed_at.is_not(None)), _days_between(session, Deal.created_at, Deal.closed_at)))
+    won_days = case(
+        (and_(is_won, Deal.closed_at.is_not(None)), _days_between(session, Deal.created_at, Deal.closed_at))
+    )
     row = session.execute(
         select(
-            func.count(Deal.id), count_if(is_open), count_if(is_won), count_if(is_lost),
-            sum_if(is_open), sum_if(is_won), sum_if(is_lost),
+            func.count(Deal.id),
+            count_if(is_open),
+            count_if(is_won),
+            count_if(is_lost),
+            sum_if(is_open),
+            sum_if(is_won),
+            sum_if(is_lost),
             sum_if(is_open, weighted_value()),
             func.avg(case((is_won, Deal.value))),
             func.avg(won_days),
         )
-        .select_from(Deal).outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
+        .select_from(Deal)
+        .outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
         .where(*_scope(actor, owner_id, pipeline_id))
     ).one()
     total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted, avg_size, avg_days = row
-    return _pipeline_stats(total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted,
-                           avg_size, avg_days)
+    return _pipeline_stats(
+        total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted, avg_size, avg_days
+    )
 
 
-def _pipeline_stats(total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted,
-                    average_size, average_days) -> PipelineStats:
+def _pipeline_stats(
+    total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted, average_size, average_days
+) -> PipelineStats:
     """The one place the derived numbers (win rate, rounding) are computed, whichever query counted."""
     closed = int(won_count) + int(lost_count)
     return PipelineStats(
-        total_count=int(total), open_count=int(open_count), won_count=int(won_count), lost_count=int(lost_count),
-        open_value=_money(open_value), won_value=_money(won_value), lost_value=_money(lost_value),
+        total_count=int(total),
+        open_count=int(open_count),
+        won_count=int(won_count),
+        lost_count=int(lost_count),
+        open_value=_money(open_value),
+        won_value=_money(won_value),
+        lost_value=_money(lost_value),
         weighted_open_value=_money(weighted),
         win_rate=round(100.0 * int(won_count) / closed, 1) if closed else 0.0,
         average_deal_size=_money(average_size),
@@ -121,8 +141,14 @@ def _add_months(day: date, months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def forecast(actor: Actor, *, months: int = 6, owner_id: uuid.UUID | None = None, today: date | None = None,
-             session: Session | None = None) -> list[ForecastMonth]:
+def forecast(
+    actor: Actor,
+    *,
+    months: int = 6,
+    owner_id: uuid.UUID | None = None,
+    today: date | None = None,
+    session: Session | None = None,
+) -> list[ForecastMonth]:
     """Weighted and best-case value by expected close month, this month and the next ones: one query.
 
     Lost deals are excluded outright (they never add to a forecast); won deals count 100 %.
@@ -133,11 +159,20 @@ def forecast(actor: Actor, *, months: int = 6, owner_id: uuid.UUID | None = None
     end = _add_months(first, months)
     month = _month_key(session, Deal.expected_close_date).label("month")
     rows = session.execute(
-        select(month, func.count(Deal.id), func.coalesce(func.sum(weighted_value()), 0),
-               func.coalesce(func.sum(Deal.value), 0))
-        .select_from(Deal).outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
-        .where(*_scope(actor, owner_id), Deal.status != "lost",
-               Deal.expected_close_date >= first, Deal.expected_close_date < end)
+        select(
+            month,
+            func.count(Deal.id),
+            func.coalesce(func.sum(weighted_value()), 0),
+            func.coalesce(func.sum(Deal.value), 0),
+        )
+        .select_from(Deal)
+        .outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
+        .where(
+            *_scope(actor, owner_id),
+            Deal.status != "lost",
+            Deal.expected_close_date >= first,
+            Deal.expected_close_date < end,
+        )
         .group_by(month)
     ).all()
     found = {key: (int(count), _money(weighted), _money(best)) for key, count, weighted, best in rows}
@@ -177,8 +212,11 @@ class DealRollup:
 
     def _sum(self, *, status: str | None = None) -> tuple[int, Decimal, Decimal]:
         chosen = [g for g in self.groups if status is None or g.status == status]
-        return (sum(g.count for g in chosen), sum((g.value for g in chosen), ZERO),
-                sum((g.weighted for g in chosen), ZERO))
+        return (
+            sum(g.count for g in chosen),
+            sum((g.value for g in chosen), ZERO),
+            sum((g.weighted for g in chosen), ZERO),
+        )
 
     def pipeline_stats(self) -> PipelineStats:
         """The same numbers as pipeline_stats() for the same scope."""
@@ -187,9 +225,18 @@ class DealRollup:
         won_count, won_value, _ = self._sum(status="won")
         lost_count, lost_value, _ = self._sum(status="lost")
         timed = sum(g.won_timed for g in self.groups)
-        return _pipeline_stats(total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted,
-                               won_value / won_count if won_count else None,
-                               sum(g.won_days for g in self.groups) / timed if timed else None)
+        return _pipeline_stats(
+            total,
+            open_count,
+            won_count,
+            lost_count,
+            open_value,
+            won_value,
+            lost_value,
+            weighted,
+            won_value / won_count if won_count else None,
+            sum(g.won_days for g in self.groups) / timed if timed else None,
+        )
 
     def open_by_stage(self) -> dict[uuid.UUID | None, tuple[int, Decimal, Decimal]]:
         """Open deals per stage: (count, value, weighted value)."""
@@ -220,8 +267,15 @@ class DealRollup:
         return found
 
 
-def rollup(actor: Actor, *, owner_id: uuid.UUID | None = None, forecast_from: date, forecast_until: date,
-           closed_since: datetime, session: Session | None = None) -> DealRollup:
+def rollup(
+    actor: Actor,
+    *,
+    owner_id: uuid.UUID | None = None,
+    forecast_from: date,
+    forecast_until: date,
+    closed_since: datetime,
+    session: Session | None = None,
+) -> DealRollup:
     """The dashboard's deal numbers, from the tallies the database keeps (services/tallies.py):
     a few hundred rows instead of every deal, folded into the windows here."""
     session = session or db.session
@@ -230,9 +284,12 @@ def rollup(actor: Actor, *, owner_id: uuid.UUID | None = None, forecast_from: da
     for group in tallies.deal_groups(session, actor.org_id, owner_id=owner_id):
         expected = group.expected_month
         closed = group.closed_month
-        key = (group.stage_id, group.status,
-               expected.strftime("%Y-%m") if expected and forecast_from <= expected < forecast_until else None,
-               closed.strftime("%Y-%m") if closed and closed >= since else None)
+        key = (
+            group.stage_id,
+            group.status,
+            expected.strftime("%Y-%m") if expected and forecast_from <= expected < forecast_until else None,
+            closed.strftime("%Y-%m") if closed and closed >= since else None,
+        )
         sums = folded.setdefault(key, [0, ZERO, ZERO, 0.0, 0])
         for index, amount in enumerate((group.deals, group.value, group.weighted, group.won_days, group.won_timed)):
             sums[index] += amount

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, case, func, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
@@ -45,8 +45,9 @@ CHOICE_LIMIT = 500
 # --- the stage-transition rule --------------------------------------------------------------
 
 
-def apply_stage(deal: Deal, stage: StageInfo, *, lost_reason: str | None = None,
-                now: datetime | None = None) -> dict[str, Any]:
+def apply_stage(
+    deal: Deal, stage: StageInfo, *, lost_reason: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """Put `deal` in `stage` with the status that stage implies; returns {field: [old, new]}."""
     now = now or utcnow()
     values: dict[str, Any] = {}
@@ -138,8 +139,11 @@ class MoveResult:
     @property
     def columns(self) -> list[tuple[StageInfo, ColumnStats]]:
         """The affected columns (one when the deal stayed in its stage) with their new header numbers."""
-        stages = [self.to_stage] if self.from_stage is None or self.from_stage.id == self.to_stage.id \
+        stages = (
+            [self.to_stage]
+            if self.from_stage is None or self.from_stage.id == self.to_stage.id
             else [self.from_stage, self.to_stage]
+        )
         return [(stage, self.stats.get(stage.id, ColumnStats())) for stage in stages]
 
     @property
@@ -147,8 +151,11 @@ class MoveResult:
         """The whole filtered board after the move (the same aggregate, every stage)."""
         stages = {s.id for s in self.pipeline.stages}
         rows = [s for stage_id, s in self.stats.items() if stage_id in stages]
-        return ColumnStats(count=sum(s.count for s in rows), total=sum((s.total for s in rows), Decimal("0")),
-                           weighted=sum((s.weighted for s in rows), Decimal("0")))
+        return ColumnStats(
+            count=sum(s.count for s in rows),
+            total=sum((s.total for s in rows), Decimal("0")),
+            weighted=sum((s.weighted for s in rows), Decimal("0")),
+        )
 
 
 @dataclass
@@ -174,18 +181,33 @@ class DealService(BaseService[Deal]):
 
     model = Deal
     entity_type = "deal"
-    SORT_FIELDS = {
-        "name": Deal.name, "value": Deal.value, "expected_close_date": Deal.expected_close_date,
-        "status": Deal.status, "closed_at": Deal.closed_at, "probability": Deal.probability,
+    SORT_FIELDS: ClassVar[dict[str, Any]] = {
+        "name": Deal.name,
+        "value": Deal.value,
+        "expected_close_date": Deal.expected_close_date,
+        "status": Deal.status,
+        "closed_at": Deal.closed_at,
+        "probability": Deal.probability,
     }
     DEFAULT_SORT = "-created_at"
-    WRITABLE_FIELDS = frozenset({
-        "name", "value", "currency", "probability", "expected_close_date", "source", "description",
-        "contact_id", "company_id", "owner_id", "lost_reason",
-    })
+    WRITABLE_FIELDS = frozenset(
+        {
+            "name",
+            "value",
+            "currency",
+            "probability",
+            "expected_close_date",
+            "source",
+            "description",
+            "contact_id",
+            "company_id",
+            "owner_id",
+            "lost_reason",
+        }
+    )
 
     @property
-    def FILTER_FIELD_MAP(self):  # noqa: N802 - the BaseService hook; imported lazily (filters land separately)
+    def FILTER_FIELD_MAP(self):
         from crm_web.filters.fields import DEAL_FILTERS
 
         return DEAL_FILTERS
@@ -216,37 +238,76 @@ class DealService(BaseService[Deal]):
             clauses.append(Deal.owner_id == self.actor.user_id)
         return clauses
 
-    def deal_list(self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None,
-                  page: int = 1, per_page: int = 25) -> Page[Deal]:
+    def deal_list(
+        self,
+        *,
+        filter_spec: Any = None,
+        q: str = "",
+        scope: str = "all",
+        sort: str | None = None,
+        page: int = 1,
+        per_page: int = 25,
+    ) -> Page[Deal]:
         """One page of deals: a count, the rows with their relations joined, and the tags."""
-        return self.paginate(self.optimized_query(), criteria=self.criteria(filter_spec=filter_spec, q=q, scope=scope),
-                             sort=sort, page=page, per_page=per_page)
+        return self.paginate(
+            self.optimized_query(),
+            criteria=self.criteria(filter_spec=filter_spec, q=q, scope=scope),
+            sort=sort,
+            page=page,
+            per_page=per_page,
+        )
 
-    def deal_export(self, *, filter_spec: Any = None, q: str = "", scope: str = "all",
-                    sort: str | None = None) -> Iterator[list[Any]]:
+    def deal_export(
+        self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None
+    ) -> Iterator[list[Any]]:
         """CSV rows (header first) of the whole filtered list, streamed in batches.
 
         Bad input (an unknown sort) raises here, before the response starts streaming."""
-        stmt = (self.scoped().options(joinedload(Deal.company), joinedload(Deal.contact), joinedload(Deal.owner),
-                                      selectinload(Deal.tags))
-                .where(*self.criteria(filter_spec=filter_spec, q=q, scope=scope))
-                .order_by(*self.sort_clause(sort)).limit(EXPORT_LIMIT)
-                .execution_options(yield_per=500))
+        stmt = (
+            self.scoped()
+            .options(
+                joinedload(Deal.company), joinedload(Deal.contact), joinedload(Deal.owner), selectinload(Deal.tags)
+            )
+            .where(*self.criteria(filter_spec=filter_spec, q=q, scope=scope))
+            .order_by(*self.sort_clause(sort))
+            .limit(EXPORT_LIMIT)
+            .execution_options(yield_per=500)
+        )
         return self._export_lines(stmt)
 
     def _export_lines(self, stmt: Any) -> Iterator[list[Any]]:
-        yield ["Name", "Value", "Currency", "Status", "Pipeline", "Stage", "Probability", "Expected close",
-               "Company", "Contact", "Owner", "Tags", "Created"]
+        yield [
+            "Name",
+            "Value",
+            "Currency",
+            "Status",
+            "Pipeline",
+            "Stage",
+            "Probability",
+            "Expected close",
+            "Company",
+            "Contact",
+            "Owner",
+            "Tags",
+            "Created",
+        ]
         names = {p.id: p for p in self.pipelines.pipeline_list()}
         for deal in self.session.scalars(stmt):
             pipeline = names.get(deal.pipeline_id)
             stage = pipeline.stage(deal.stage_id) if pipeline else None
             yield [
-                deal.name, f"{deal.value:.2f}", deal.currency, deal.status, pipeline.name if pipeline else "",
-                stage.name if stage else "", "" if deal.probability is None else deal.probability,
+                deal.name,
+                f"{deal.value:.2f}",
+                deal.currency,
+                deal.status,
+                pipeline.name if pipeline else "",
+                stage.name if stage else "",
+                "" if deal.probability is None else deal.probability,
                 deal.expected_close_date.isoformat() if deal.expected_close_date else "",
-                deal.company.name if deal.company else "", deal.contact.full_name if deal.contact else "",
-                deal.owner.name if deal.owner else "", ", ".join(t.name for t in deal.tags),
+                deal.company.name if deal.company else "",
+                deal.contact.full_name if deal.contact else "",
+                deal.owner.name if deal.owner else "",
+                ", ".join(t.name for t in deal.tags),
                 deal.created_at.date().isoformat(),
             ]
 
@@ -255,17 +316,24 @@ class DealService(BaseService[Deal]):
         deal = self.get(deal_id)
         pipeline = next((p for p in self.pipelines.pipeline_list() if p.id == deal.pipeline_id), None)
         history = history_for(self.actor, self.entity_type, deal.id, session=self.session)
-        return DealDetail(deal=deal, pipeline=pipeline, stage=pipeline.stage(deal.stage_id) if pipeline else None,
-                          history=history)
+        return DealDetail(
+            deal=deal, pipeline=pipeline, stage=pipeline.stage(deal.stage_id) if pipeline else None, history=history
+        )
 
     def form_choices(self) -> DealChoices:
         """Pipelines (cached), companies, contacts and active users for the deal form."""
         companies = self.session.execute(
-            select(Company.id, Company.name).where(Company.org_id == self.org_id)
-            .order_by(Company.name).limit(CHOICE_LIMIT)).all()
+            select(Company.id, Company.name)
+            .where(Company.org_id == self.org_id)
+            .order_by(Company.name)
+            .limit(CHOICE_LIMIT)
+        ).all()
         contacts = self.session.execute(
-            select(Contact.id, Contact.first_name, Contact.last_name).where(Contact.org_id == self.org_id)
-            .order_by(Contact.first_name, Contact.last_name).limit(CHOICE_LIMIT)).all()
+            select(Contact.id, Contact.first_name, Contact.last_name)
+            .where(Contact.org_id == self.org_id)
+            .order_by(Contact.first_name, Contact.last_name)
+            .limit(CHOICE_LIMIT)
+        ).all()
         return DealChoices(
             pipelines=self.pipelines.pipeline_list(),
             companies=[(row.id, row.name) for row in companies],
@@ -275,15 +343,21 @@ class DealService(BaseService[Deal]):
 
     # --- the board ---------------------------------------------------------------
 
-    def column_stats(self, pipeline_id: uuid.UUID, criteria: Sequence[ColumnElement[bool]] = ()
-                     ) -> dict[uuid.UUID, ColumnStats]:
+    def column_stats(
+        self, pipeline_id: uuid.UUID, criteria: Sequence[ColumnElement[bool]] = ()
+    ) -> dict[uuid.UUID, ColumnStats]:
         """Count, total and weighted value per stage of the filtered set: one GROUP BY stage."""
         from crm_web.models import PipelineStage
 
         stmt = (
-            select(Deal.stage_id, func.count(Deal.id), func.coalesce(func.sum(Deal.value), 0),
-                   func.coalesce(func.sum(weighted_value()), 0))
-            .select_from(Deal).outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
+            select(
+                Deal.stage_id,
+                func.count(Deal.id),
+                func.coalesce(func.sum(Deal.value), 0),
+                func.coalesce(func.sum(weighted_value()), 0),
+            )
+            .select_from(Deal)
+            .outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
             .where(Deal.org_id == self.org_id, Deal.pipeline_id == pipeline_id, *criteria)
             .group_by(Deal.stage_id)
         )
@@ -298,13 +372,23 @@ class DealService(BaseService[Deal]):
         for group in tallies.deal_groups(self.session, self.org_id):
             if group.stage_id is not None:
                 current = totals.get(group.stage_id, ColumnStats())
-                totals[group.stage_id] = ColumnStats(count=current.count + group.deals,
-                                                     total=current.total + group.value,
-                                                     weighted=current.weighted + group.weighted)
+                totals[group.stage_id] = ColumnStats(
+                    count=current.count + group.deals,
+                    total=current.total + group.value,
+                    weighted=current.weighted + group.weighted,
+                )
         return totals
 
-    def board(self, *, pipeline_id: uuid.UUID | None = None, filter_spec: Any = None, q: str = "",
-              scope: str = "all", per_column: int = BOARD_PAGE_SIZE, today: date | None = None) -> Board:
+    def board(
+        self,
+        *,
+        pipeline_id: uuid.UUID | None = None,
+        filter_spec: Any = None,
+        q: str = "",
+        scope: str = "all",
+        per_column: int = BOARD_PAGE_SIZE,
+        today: date | None = None,
+    ) -> Board:
         """The kanban board: headers from the tallies (or one aggregate when filtered), the first cards of
         every column from one select."""
         pipeline, pipelines = self.pipelines.board_pipeline(pipeline_id)
@@ -320,39 +404,86 @@ class DealService(BaseService[Deal]):
         # after per_column rows; a window over the whole pipeline sorted every deal (0.8 s at 40k).
         firsts = []
         for stage in pipeline.stages:
-            first = (self.scoped(select(Deal.id)).where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id,
-                                                       *criteria)
-                     .order_by(Deal.position, Deal.id).limit(per_column).subquery())
+            first = (
+                self.scoped(select(Deal.id))
+                .where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id, *criteria)
+                .order_by(Deal.position, Deal.id)
+                .limit(per_column)
+                .subquery()
+            )
             firsts.append(select(first.c.id))  # wrapped: SQLite refuses LIMIT inside a UNION branch
-        cards = self.session.scalars(
-            select(Deal).where(Deal.id.in_(union_all(*firsts)))
-            .options(*self._card_loads()).order_by(Deal.position, Deal.id)
-        ).unique().all() if firsts else []
+        cards = (
+            self.session.scalars(
+                select(Deal)
+                .where(Deal.id.in_(union_all(*firsts)))
+                .options(*self._card_loads())
+                .order_by(Deal.position, Deal.id)
+            )
+            .unique()
+            .all()
+            if firsts
+            else []
+        )
         by_stage: dict[uuid.UUID | None, list[Deal]] = {}
         for card in cards:
             by_stage.setdefault(card.stage_id, []).append(card)
-        columns = [BoardColumn(stage=stage, stats=stats.get(stage.id, ColumnStats()), cards=by_stage.get(stage.id, []))
-                   for stage in pipeline.stages]
+        columns = [
+            BoardColumn(stage=stage, stats=stats.get(stage.id, ColumnStats()), cards=by_stage.get(stage.id, []))
+            for stage in pipeline.stages
+        ]
         return Board(pipeline=pipeline, pipelines=pipelines, columns=columns, today=today)
 
-    def board_column(self, stage_id: uuid.UUID, *, filter_spec: Any = None, q: str = "", scope: str = "all",
-                     offset: int = 0, limit: int = BOARD_PAGE_SIZE, today: date | None = None) -> ColumnPage:
-        """"Load more": the next page of one column only."""
+    def board_column(
+        self,
+        stage_id: uuid.UUID,
+        *,
+        filter_spec: Any = None,
+        q: str = "",
+        scope: str = "all",
+        offset: int = 0,
+        limit: int = BOARD_PAGE_SIZE,
+        today: date | None = None,
+    ) -> ColumnPage:
+        """ "Load more": the next page of one column only."""
         pipeline, stage = self.pipelines.stage_lookup(stage_id)
         criteria = self.criteria(filter_spec=filter_spec, q=q, scope=scope)
-        cards = list(self.session.scalars(
-            self.scoped().where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id, *criteria)
-            .options(*self._card_loads()).order_by(Deal.position, Deal.id).offset(offset).limit(limit + 1)
-        ).unique().all())
+        cards = list(
+            self.session.scalars(
+                self.scoped()
+                .where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id, *criteria)
+                .options(*self._card_loads())
+                .order_by(Deal.position, Deal.id)
+                .offset(offset)
+                .limit(limit + 1)
+            )
+            .unique()
+            .all()
+        )
         more = len(cards) > limit
-        return ColumnPage(pipeline=pipeline, stage=stage, cards=cards[:limit], offset=offset,
-                          next_offset=offset + limit if more else None, today=today or date.today())
+        return ColumnPage(
+            pipeline=pipeline,
+            stage=stage,
+            cards=cards[:limit],
+            offset=offset,
+            next_offset=offset + limit if more else None,
+            today=today or date.today(),
+        )
 
     # --- moving ------------------------------------------------------------------
 
-    def deal_move(self, deal_id: uuid.UUID, *, stage_id: uuid.UUID, before_id: uuid.UUID | None = None,
-                  after_id: uuid.UUID | None = None, version: int | None = None, lost_reason: str | None = None,
-                  filter_spec: Any = None, q: str = "", scope: str = "all") -> MoveResult:
+    def deal_move(
+        self,
+        deal_id: uuid.UUID,
+        *,
+        stage_id: uuid.UUID,
+        before_id: uuid.UUID | None = None,
+        after_id: uuid.UUID | None = None,
+        version: int | None = None,
+        lost_reason: str | None = None,
+        filter_spec: Any = None,
+        q: str = "",
+        scope: str = "all",
+    ) -> MoveResult:
         """Move a deal to a stage of its pipeline, between two neighbours (one row rewritten)."""
         wanted = [deal_id, *(i for i in (before_id, after_id) if i is not None)]
         # The deal and its neighbours in one statement.
@@ -393,10 +524,11 @@ class DealService(BaseService[Deal]):
                 raise ValidationError("Please correct the highlighted fields", {"name": "A deal needs a name."})
         for key, model in (("company_id", Company), ("contact_id", Contact), ("owner_id", User)):
             if values.get(key) is not None:
-                found = self.session.scalar(select(model.id).where(model.org_id == self.org_id, model.id == values[key]))
+                found = self.session.scalar(
+                    select(model.id).where(model.org_id == self.org_id, model.id == values[key])
+                )
                 if found is None:
-                    raise ValidationError("Please correct the highlighted fields",
-                                          {key: "That record does not exist."})
+                    raise ValidationError("Please correct the highlighted fields", {key: "That record does not exist."})
         return values
 
     def deal_create(self, *, stage_id: uuid.UUID, tag_ids: Sequence[uuid.UUID] = (), **values: Any) -> Deal:
@@ -406,8 +538,9 @@ class DealService(BaseService[Deal]):
         deal = Deal(org_id=self.org_id, **values)
         if "owner_id" not in values or deal.owner_id is None:
             deal.owner_id = values.get("owner_id") or self.actor.user_id
-        top = self.session.scalar(select(func.min(Deal.position)).where(
-            Deal.org_id == self.org_id, Deal.stage_id == stage.id))
+        top = self.session.scalar(
+            select(func.min(Deal.position)).where(Deal.org_id == self.org_id, Deal.stage_id == stage.id)
+        )
         deal.position = (top - 1.0) if top is not None else 0.0
         deal.status = "open"
         apply_stage(deal, stage, lost_reason=values.get("lost_reason"))
@@ -422,9 +555,15 @@ class DealService(BaseService[Deal]):
         self.commit()
         return deal
 
-    def deal_update(self, deal_id: uuid.UUID, *, stage_id: uuid.UUID | None = None,
-                    tag_ids: Sequence[uuid.UUID] | None = None, expected_version: int | None = None,
-                    **values: Any) -> Deal:
+    def deal_update(
+        self,
+        deal_id: uuid.UUID,
+        *,
+        stage_id: uuid.UUID | None = None,
+        tag_ids: Sequence[uuid.UUID] | None = None,
+        expected_version: int | None = None,
+        **values: Any,
+    ) -> Deal:
         """Edit a deal; a stage change goes through the same rule as a board move. A form rendered
         from an older version is refused (BaseService.check_version)."""
         deal = self.get(deal_id, query=self.scoped().options(selectinload(Deal.tags)))
@@ -447,8 +586,11 @@ class DealService(BaseService[Deal]):
     def _set_tags(self, deal: Deal, tag_ids: Sequence[uuid.UUID], *, new: bool = False) -> None:
         from crm_web.models import Tag
 
-        tags = list(self.session.scalars(select(Tag).where(Tag.org_id == self.org_id, Tag.id.in_(list(tag_ids))))) \
-            if tag_ids else []
+        tags = (
+            list(self.session.scalars(select(Tag).where(Tag.org_id == self.org_id, Tag.id.in_(list(tag_ids)))))
+            if tag_ids
+            else []
+        )
         if new:
             deal.tags = tags
         else:

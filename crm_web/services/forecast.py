@@ -29,7 +29,9 @@ def weighted_value(deal: type[Deal] = Deal, stage: type[PipelineStage] = Pipelin
     return cast(func.round(deal.value * effective_probability(deal, stage) / 100, 2), Numeric(16, 2))
 
 
-def weighted_value_of(*, value: Decimal, status: str, probability: int | None, stage_probability: int | None) -> Decimal:
+def weighted_value_of(
+    *, value: Decimal, status: str, probability: int | None, stage_probability: int | None
+) -> Decimal:
     """The same formula in Python, for a single deal already in memory."""
     if status == "won":
         percent = 100

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import joinedload, selectinload
@@ -67,7 +67,7 @@ class LeadService(BaseService[Lead]):
     model = Lead
     entity_type = "lead"
     FILTER_FIELD_MAP = LEAD_FILTERS
-    SORT_FIELDS = {
+    SORT_FIELDS: ClassVar[dict[str, Any]] = {
         "name": (func.lower(Lead.last_name), func.lower(Lead.first_name)),
         "company": func.lower(Lead.company_name),
         "status": Lead.status,
@@ -75,15 +75,41 @@ class LeadService(BaseService[Lead]):
         "value": Lead.estimated_value,
         "source": Lead.source,
     }
-    WRITABLE_FIELDS = frozenset({
-        "first_name", "last_name", "email", "phone", "title", "company_name", "website", "source", "score",
-        "estimated_value", "notes", "owner_id",
-    })
+    WRITABLE_FIELDS = frozenset(
+        {
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "title",
+            "company_name",
+            "website",
+            "source",
+            "score",
+            "estimated_value",
+            "notes",
+            "owner_id",
+        }
+    )
     # full_name: the same expression as the trigram index on leads, so the search can use it.
     SEARCH_COLUMNS = (full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name)
     SEARCH_SURNAME = Lead.last_name
-    EXPORT_HEADER = ("First name", "Last name", "Email", "Phone", "Title", "Company", "Website", "Source",
-                     "Status", "Score", "Estimated value", "Owner", "Created", "Converted")
+    EXPORT_HEADER = (
+        "First name",
+        "Last name",
+        "Email",
+        "Phone",
+        "Title",
+        "Company",
+        "Website",
+        "Source",
+        "Status",
+        "Score",
+        "Estimated value",
+        "Owner",
+        "Created",
+        "Converted",
+    )
 
     def optimized_query(self) -> Select[Any]:
         return self.scoped().options(joinedload(Lead.owner), selectinload(Lead.tags))
@@ -91,8 +117,14 @@ class LeadService(BaseService[Lead]):
     # --- reading -----------------------------------------------------------------------
 
     def list_leads(
-        self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None,
-        page: int = 1, per_page: int = 25,
+        self,
+        *,
+        q: str = "",
+        scope: str = "all",
+        filter_spec: Any = None,
+        sort: str | None = None,
+        page: int = 1,
+        per_page: int = 25,
     ) -> Page[Lead]:
         """One page of leads with owner and tags: three statements (count, rows, tags)."""
         criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
@@ -100,9 +132,13 @@ class LeadService(BaseService[Lead]):
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         total = self.session.scalar(self.scoped(select(func.count(Lead.id))).where(*criteria)) or 0
         page = max(1, min(page, -(-total // per_page) or 1))
-        rows = self.session.scalars(
-            self.optimized_query().where(*criteria).order_by(*order).limit(per_page).offset((page - 1) * per_page)
-        ).unique().all()
+        rows = (
+            self.session.scalars(
+                self.optimized_query().where(*criteria).order_by(*order).limit(per_page).offset((page - 1) * per_page)
+            )
+            .unique()
+            .all()
+        )
         return Page(items=list(rows), total=total, page=page, per_page=per_page)
 
     def export_rows(
@@ -111,11 +147,24 @@ class LeadService(BaseService[Lead]):
         """Every lead of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
         criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
         stmt = (
-            self.scoped(select(
-                Lead.first_name, Lead.last_name, Lead.email, Lead.phone, Lead.title, Lead.company_name,
-                Lead.website, Lead.source, Lead.status, Lead.score, Lead.estimated_value, User.email,
-                Lead.created_at, Lead.converted_at,
-            ))
+            self.scoped(
+                select(
+                    Lead.first_name,
+                    Lead.last_name,
+                    Lead.email,
+                    Lead.phone,
+                    Lead.title,
+                    Lead.company_name,
+                    Lead.website,
+                    Lead.source,
+                    Lead.status,
+                    Lead.score,
+                    Lead.estimated_value,
+                    User.email,
+                    Lead.created_at,
+                    Lead.converted_at,
+                )
+            )
             .outerjoin(User, User.id == Lead.owner_id)
             .where(*criteria)
             .order_by(*self.search_order(sort, match))
@@ -126,10 +175,16 @@ class LeadService(BaseService[Lead]):
 
     def detail(self, lead_id: uuid.UUID) -> LeadDetail:
         """The lead with owner, tags and what it became, plus its history (the timeline is its own panel)."""
-        lead = self.get(lead_id, query=self.scoped().options(
-            joinedload(Lead.owner), selectinload(Lead.tags), joinedload(Lead.converted_contact),
-            joinedload(Lead.converted_company), joinedload(Lead.converted_deal),
-        ))
+        lead = self.get(
+            lead_id,
+            query=self.scoped().options(
+                joinedload(Lead.owner),
+                selectinload(Lead.tags),
+                joinedload(Lead.converted_contact),
+                joinedload(Lead.converted_company),
+                joinedload(Lead.converted_deal),
+            ),
+        )
         return LeadDetail(lead=lead, history=history_for(self.actor, self.entity_type, lead_id, session=self.session))
 
     def default_pipeline(self) -> tuple[Pipeline, PipelineStage] | None:
@@ -194,7 +249,11 @@ class LeadService(BaseService[Lead]):
         return lead
 
     def convert(
-        self, lead_id: uuid.UUID, *, create_deal: bool = True, deal_name: str | None = None,
+        self,
+        lead_id: uuid.UUID,
+        *,
+        create_deal: bool = True,
+        deal_name: str | None = None,
         deal_value: Decimal | None = None,
     ) -> Conversion:
         """Lead -> contact (+ company found by name or created, + optional deal), in one transaction."""
@@ -214,19 +273,37 @@ class LeadService(BaseService[Lead]):
         company, company_created = self._company_for(lead, owner_id)
         # Ids chosen here so the rows can point at each other before the single flush.
         contact = Contact(
-            id=uuid.uuid4(), org_id=self.org_id, first_name=lead.first_name, last_name=lead.last_name or "", email=lead.email,
-            phone=lead.phone, title=lead.title, lead_source=lead.source, notes=lead.notes, status="prospect",
-            owner_id=owner_id, primary_company_id=company.id if company else None, tags=list(lead.tags),
+            id=uuid.uuid4(),
+            org_id=self.org_id,
+            first_name=lead.first_name,
+            last_name=lead.last_name or "",
+            email=lead.email,
+            phone=lead.phone,
+            title=lead.title,
+            lead_source=lead.source,
+            notes=lead.notes,
+            status="prospect",
+            owner_id=owner_id,
+            primary_company_id=company.id if company else None,
+            tags=list(lead.tags),
         )
         self.session.add(contact)
         deal = None
         if target is not None:
             pipeline, stage = target
             deal = Deal(
-                id=uuid.uuid4(), org_id=self.org_id, contact_id=contact.id, name=(deal_name or "").strip() or self._deal_name(lead, company),
+                id=uuid.uuid4(),
+                org_id=self.org_id,
+                contact_id=contact.id,
+                name=(deal_name or "").strip() or self._deal_name(lead, company),
                 value=deal_value if deal_value is not None else (lead.estimated_value or Decimal("0")),
-                currency=pipeline.currency, pipeline_id=pipeline.id, stage_id=stage.id, status="open",
-                source=lead.source, owner_id=owner_id, company_id=company.id if company else None,
+                currency=pipeline.currency,
+                pipeline_id=pipeline.id,
+                stage_id=stage.id,
+                status="open",
+                source=lead.source,
+                owner_id=owner_id,
+                company_id=company.id if company else None,
                 stage_changed_at=utcnow(),
             )
             self.session.add(deal)
@@ -235,13 +312,20 @@ class LeadService(BaseService[Lead]):
         lead.converted_contact_id = contact.id
         lead.converted_company_id = company.id if company else None
         lead.converted_deal_id = deal.id if deal else None
-        self.history(lead, "converted", {
-            "contact_id": str(contact.id),
-            "company_id": str(company.id) if company else None,
-            "deal_id": str(deal.id) if deal else None,
-        })
-        for entity_type, created in (("contact", contact), ("company", company if company_created else None),
-                                     ("deal", deal)):
+        self.history(
+            lead,
+            "converted",
+            {
+                "contact_id": str(contact.id),
+                "company_id": str(company.id) if company else None,
+                "deal_id": str(deal.id) if deal else None,
+            },
+        )
+        for entity_type, created in (
+            ("contact", contact),
+            ("company", company if company_created else None),
+            ("deal", deal),
+        ):
             if created is not None:
                 record_change(self.session, self.actor, entity_type, created, "created", {"from_lead": str(lead.id)})
         self.commit()

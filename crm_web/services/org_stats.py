@@ -86,8 +86,10 @@ def org_stats(*, org_id: uuid.UUID, session: Session | None = None) -> OrgStats:
         org_id=org_id,
         **{name: int(row[name]) for name in (*COUNTED, "users")},
         deals_by_status={
-            status: {"count": int(row[f"deals_{status}"]),
-                     "value": str(Decimal(row[f"deals_{status}_value"]).quantize(Decimal("0.01")))}
+            status: {
+                "count": int(row[f"deals_{status}"]),
+                "value": str(Decimal(row[f"deals_{status}_value"]).quantize(Decimal("0.01"))),
+            }
             for status in DEAL_STATUS_KEYS
         },
     )
@@ -123,8 +125,10 @@ def record_usage(*, org_id: uuid.UUID, session: Session | None = None) -> UsageS
         *(_count(COUNTED[name], org_id) for name in names),
         _users(org_id),
     ).where(_org_exists(org_id))
-    stmt = insert(table).from_select(["id", "org_id", "recorded_at", *names, "users"], source).returning(
-        *(table.c[name] for name in ("id", "org_id", "recorded_at", *names, "users"))
+    stmt = (
+        insert(table)
+        .from_select(["id", "org_id", "recorded_at", *names, "users"], source)
+        .returning(*(table.c[name] for name in ("id", "org_id", "recorded_at", *names, "users")))
     )
     row = session.execute(stmt).mappings().one_or_none()
     if row is None:
@@ -132,5 +136,3 @@ def record_usage(*, org_id: uuid.UUID, session: Session | None = None) -> UsageS
         raise NotFound("Organisation not found.")
     session.commit()
     return UsageSnapshot(**dict(row))
-
-

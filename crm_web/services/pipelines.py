@@ -26,7 +26,11 @@ from crm_web.services.base import BaseService, integrity_to_validation
 from crm_web.services.cache import cache_delete, cache_get, cache_set
 
 STARTER_STAGES: list[tuple[str, int, str | None]] = [
-    ("New", 10, None), ("Qualified", 30, None), ("Proposal", 60, None), ("Won", 100, "won"), ("Lost", 0, "lost"),
+    ("New", 10, None),
+    ("Qualified", 30, None),
+    ("Proposal", 60, None),
+    ("Won", 100, "won"),
+    ("Lost", 0, "lost"),
 ]
 
 
@@ -92,11 +96,21 @@ class PipelineSettings:
 
 def _info(pipeline: Pipeline) -> PipelineInfo:
     return PipelineInfo(
-        id=pipeline.id, name=pipeline.name, is_default=pipeline.is_default, position=pipeline.position,
+        id=pipeline.id,
+        name=pipeline.name,
+        is_default=pipeline.is_default,
+        position=pipeline.position,
         currency=pipeline.currency,
         stages=tuple(
-            StageInfo(id=s.id, pipeline_id=s.pipeline_id, name=s.name, position=s.position, probability=s.probability,
-                      is_won=s.is_won, is_lost=s.is_lost)
+            StageInfo(
+                id=s.id,
+                pipeline_id=s.pipeline_id,
+                name=s.name,
+                position=s.position,
+                probability=s.probability,
+                is_won=s.is_won,
+                is_lost=s.is_lost,
+            )
             for s in sorted(pipeline.stages, key=lambda s: (s.position, s.name))
         ),
     )
@@ -128,8 +142,12 @@ class PipelineService(BaseService[Pipeline]):
         # One statement: pipelines joined with their stages.
         # populate_existing: what goes into the shared cache must be the database's truth,
         # not a copy this session holds from before a bulk UPDATE.
-        stmt = self.scoped().options(joinedload(Pipeline.stages)).order_by(
-            Pipeline.position, Pipeline.name, Pipeline.id).execution_options(populate_existing=True)
+        stmt = (
+            self.scoped()
+            .options(joinedload(Pipeline.stages))
+            .order_by(Pipeline.position, Pipeline.name, Pipeline.id)
+            .execution_options(populate_existing=True)
+        )
         if pipeline_id is not None:
             stmt = stmt.where(Pipeline.id == pipeline_id)
         return [_info(p) for p in self.session.scalars(stmt).unique().all()]
@@ -220,8 +238,9 @@ class PipelineService(BaseService[Pipeline]):
     def _pipeline_row(self, pipeline_id: uuid.UUID) -> Pipeline:
         return self.get(pipeline_id, query=self.scoped())
 
-    def pipeline_create(self, *, name: str, currency: str = "USD", is_default: bool = False,
-                        starter_stages: bool = True) -> Pipeline:
+    def pipeline_create(
+        self, *, name: str, currency: str = "USD", is_default: bool = False, starter_stages: bool = True
+    ) -> Pipeline:
         """Managers create pipelines; a new default demotes the old one in the same transaction."""
         self._require_manager("create pipelines")
         position = self.session.scalar(self.scoped(select(func.coalesce(func.max(Pipeline.position), -1) + 1)))
@@ -229,9 +248,17 @@ class PipelineService(BaseService[Pipeline]):
         self.session.add(pipeline)
         self.session.flush()
         for index, (stage_name, probability, kind) in enumerate(STARTER_STAGES if starter_stages else []):
-            self.session.add(PipelineStage(org_id=self.org_id, pipeline_id=pipeline.id, name=stage_name,
-                                           position=index, probability=probability,
-                                           is_won=kind == "won", is_lost=kind == "lost"))
+            self.session.add(
+                PipelineStage(
+                    org_id=self.org_id,
+                    pipeline_id=pipeline.id,
+                    name=stage_name,
+                    position=index,
+                    probability=probability,
+                    is_won=kind == "won",
+                    is_lost=kind == "lost",
+                )
+            )
         self.history(pipeline, "created")
         demoted = self._make_default(pipeline) if is_default else []
         self.commit()
@@ -265,13 +292,17 @@ class PipelineService(BaseService[Pipeline]):
         return pipeline
 
     def _make_default(self, pipeline: Pipeline) -> list[uuid.UUID]:
-        demoted = list(self.session.scalars(
-            self.scoped(select(Pipeline.id)).where(Pipeline.is_default.is_(True), Pipeline.id != pipeline.id)
-        ))
+        demoted = list(
+            self.session.scalars(
+                self.scoped(select(Pipeline.id)).where(Pipeline.is_default.is_(True), Pipeline.id != pipeline.id)
+            )
+        )
         if demoted:
             self.session.execute(
-                update(Pipeline).where(Pipeline.org_id == self.org_id, Pipeline.id.in_(demoted))
-                .values(is_default=False).execution_options(synchronize_session="evaluate")
+                update(Pipeline)
+                .where(Pipeline.org_id == self.org_id, Pipeline.id.in_(demoted))
+                .values(is_default=False)
+                .execution_options(synchronize_session="evaluate")
             )
         # The partial unique index is checked per statement: the demotion must reach the
         # database before the promotion, never in the same flush in arbitrary order.
@@ -285,8 +316,10 @@ class PipelineService(BaseService[Pipeline]):
         self._require_manager("delete pipelines")
         pipeline = self._pipeline_row(pipeline_id)
         if pipeline.is_default:
-            raise ValidationError("The default pipeline cannot be deleted. Make another pipeline the default first.",
-                                  {"move_to_stage_id": "Make another pipeline the default first."})
+            raise ValidationError(
+                "The default pipeline cannot be deleted. Make another pipeline the default first.",
+                {"move_to_stage_id": "Make another pipeline the default first."},
+            )
         deals = self._deal_count(Deal.pipeline_id == pipeline.id)
         target_pipeline: uuid.UUID | None = None
         if deals:
@@ -295,8 +328,9 @@ class PipelineService(BaseService[Pipeline]):
                 raise ValidationError(message, {"move_to_stage_id": message})
             target_info, target = self.stage_lookup(move_to_stage_id)
             if target.pipeline_id == pipeline.id:
-                raise ValidationError("Choose a stage of another pipeline.",
-                                      {"move_to_stage_id": "Choose a stage of another pipeline."})
+                raise ValidationError(
+                    "Choose a stage of another pipeline.", {"move_to_stage_id": "Choose a stage of another pipeline."}
+                )
             self._move_all_deals(Deal.pipeline_id == pipeline.id, target)
             target_pipeline = target_info.id
         self.history(pipeline, "deleted")
@@ -329,21 +363,25 @@ class PipelineService(BaseService[Pipeline]):
             return mapped
         if "pipeline_stages" in str(error.orig):
             if values.get("is_won"):
-                return ValidationError("This pipeline already has a won stage.",
-                                       {"is_won": "This pipeline already has a won stage."})
+                return ValidationError(
+                    "This pipeline already has a won stage.", {"is_won": "This pipeline already has a won stage."}
+                )
             if values.get("is_lost"):
-                return ValidationError("This pipeline already has a lost stage.",
-                                       {"is_lost": "This pipeline already has a lost stage."})
+                return ValidationError(
+                    "This pipeline already has a lost stage.", {"is_lost": "This pipeline already has a lost stage."}
+                )
         return mapped
 
-    def stage_create(self, pipeline_id: uuid.UUID, *, name: str, probability: int = 0, is_won: bool = False,
-                     is_lost: bool = False) -> PipelineStage:
+    def stage_create(
+        self, pipeline_id: uuid.UUID, *, name: str, probability: int = 0, is_won: bool = False, is_lost: bool = False
+    ) -> PipelineStage:
         """Add a stage at the end; the database refuses a second won/lost stage or a bad probability."""
         self._require_manager("change stages")
         pipeline = self._pipeline_row(pipeline_id)
         position = self.session.scalar(
-            select(func.coalesce(func.max(PipelineStage.position), -1) + 1)
-            .where(PipelineStage.pipeline_id == pipeline.id)
+            select(func.coalesce(func.max(PipelineStage.position), -1) + 1).where(
+                PipelineStage.pipeline_id == pipeline.id
+            )
         )
         values = {"name": name.strip(), "probability": probability, "is_won": bool(is_won), "is_lost": bool(is_lost)}
         stage = PipelineStage(org_id=self.org_id, pipeline_id=pipeline.id, position=position or 0, **values)
@@ -354,8 +392,9 @@ class PipelineService(BaseService[Pipeline]):
         self.invalidate(pipeline.id)
         return stage
 
-    def stage_update(self, stage_id: uuid.UUID, *, name: str, probability: int, is_won: bool,
-                     is_lost: bool) -> PipelineStage:
+    def stage_update(
+        self, stage_id: uuid.UUID, *, name: str, probability: int, is_won: bool, is_lost: bool
+    ) -> PipelineStage:
         """Rename a stage, change its probability or its won/lost flag."""
         self._require_manager("change stages")
         stage = self._stage_row(stage_id)
@@ -375,9 +414,7 @@ class PipelineService(BaseService[Pipeline]):
         """The new order must list every stage of the pipeline exactly once (one executemany)."""
         self._require_manager("reorder stages")
         pipeline = self._pipeline_row(pipeline_id)
-        current = set(self.session.scalars(
-            select(PipelineStage.id).where(PipelineStage.pipeline_id == pipeline.id)
-        ))
+        current = set(self.session.scalars(select(PipelineStage.id).where(PipelineStage.pipeline_id == pipeline.id)))
         if len(stage_ids) != len(current) or set(stage_ids) != current:
             raise ValidationError("The stage list is out of date. Reload the page and try again.")
         self.session.execute(
@@ -411,16 +448,21 @@ class PipelineService(BaseService[Pipeline]):
 
     def _deal_count(self, criterion: Any) -> int:
         # Trashed deals count too: they would lose their stage when it goes.
-        return self.session.scalar(
-            select(func.count(Deal.id)).where(Deal.org_id == self.org_id, criterion)
-            .execution_options(include_deleted=True)
-        ) or 0
+        return (
+            self.session.scalar(
+                select(func.count(Deal.id))
+                .where(Deal.org_id == self.org_id, criterion)
+                .execution_options(include_deleted=True)
+            )
+            or 0
+        )
 
     def _move_all_deals(self, criterion: Any, target: StageInfo) -> None:
         from crm_web.services.deals import bulk_transition_values
 
         self.session.execute(
-            update(Deal).where(Deal.org_id == self.org_id, criterion)
+            update(Deal)
+            .where(Deal.org_id == self.org_id, criterion)
             .values(pipeline_id=target.pipeline_id, version=Deal.version + 1, **bulk_transition_values(target))
             .execution_options(synchronize_session=False)
         )

@@ -17,11 +17,18 @@ from functools import lru_cache
 from markupsafe import Markup, escape
 from sqlalchemy import CTE, ColumnElement, Select, Uuid, bindparam, func, literal, select, union_all
 
+from crm_web.extensions import db
 from crm_web.models import Company, Contact, Deal, Lead
 from crm_web.services.base import Actor
-from crm_web.extensions import db
-from crm_web.services.text_search import (SearchShape, SearchTerms, TextMatch, correct_spelling, full_name,
-                                          match_terms, search_terms)
+from crm_web.services.text_search import (
+    SearchShape,
+    SearchTerms,
+    TextMatch,
+    correct_spelling,
+    full_name,
+    match_terms,
+    search_terms,
+)
 
 LIMIT = 5
 MIN_LENGTH = 2
@@ -51,8 +58,8 @@ def highlight(text: str, q: str) -> Markup:
     out = []
     last = 0
     for found in pattern.finditer(text):
-        out.append(escape(text[last:found.start()]))
-        out.append(Markup("<mark>%s</mark>") % text[found.start():found.end()])
+        out.append(escape(text[last : found.start()]))
+        out.append(Markup("<mark>%s</mark>") % text[found.start() : found.end()])
         last = found.end()
     out.append(escape(text[last:]))
     return Markup("").join(out)
@@ -61,11 +68,25 @@ def highlight(text: str, q: str) -> Markup:
 # What the global search looks through: (kind, title, model, label, detail, searched expressions,
 # the last name of a person).
 SEARCHED = (
-    ("contact", "Contacts", Contact, full_name(Contact.first_name, Contact.last_name), Contact.email,
-     [full_name(Contact.first_name, Contact.last_name), Contact.email], Contact.last_name),
+    (
+        "contact",
+        "Contacts",
+        Contact,
+        full_name(Contact.first_name, Contact.last_name),
+        Contact.email,
+        [full_name(Contact.first_name, Contact.last_name), Contact.email],
+        Contact.last_name,
+    ),
     ("company", "Companies", Company, Company.name, Company.city, [Company.name], None),
-    ("lead", "Leads", Lead, full_name(Lead.first_name, Lead.last_name), Lead.company_name,
-     [full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name], Lead.last_name),
+    (
+        "lead",
+        "Leads",
+        Lead,
+        full_name(Lead.first_name, Lead.last_name),
+        Lead.company_name,
+        [full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name],
+        Lead.last_name,
+    ),
     ("deal", "Deals", Deal, Deal.name, Deal.status, [Deal.name], None),
 )
 
@@ -92,11 +113,15 @@ class SearchService:
         terms = correct_spelling(self.session, self.actor.org_id, terms)
         groups = []
         for index, (kind, title, *_) in enumerate(SEARCHED):
-            rows = self.session.execute(_statement(index, terms.shape),
-                                        {**terms.params, "org_id": self.actor.org_id}).all()
+            rows = self.session.execute(
+                _statement(index, terms.shape), {**terms.params, "org_id": self.actor.org_id}
+            ).all()
             if rows:
-                groups.append(SearchGroup(kind, title, [SearchHit(kind, row.id, row.label.strip(), row.detail or "")
-                                                        for row in rows]))
+                groups.append(
+                    SearchGroup(
+                        kind, title, [SearchHit(kind, row.id, row.label.strip(), row.detail or "") for row in rows]
+                    )
+                )
         return groups
 
 
@@ -126,16 +151,26 @@ def _best(model, label, detail, match: TextMatch) -> Select:
     org_id = bindparam("org_id", type_=Uuid)
 
     def tier(number: int, clause, rank) -> Select:
-        return (select(model.id.label("id"), label.label("label"), detail.label("detail"),
-                       literal(number).label("tier"), rank.label("rank"), match.name_order.label("name_order"))
-                .where(model.org_id == org_id, clause)
-                .order_by(rank, match.name_order, model.id).limit(LIMIT))
+        return (
+            select(
+                model.id.label("id"),
+                label.label("label"),
+                detail.label("detail"),
+                literal(number).label("tier"),
+                rank.label("rank"),
+                match.name_order.label("name_order"),
+            )
+            .where(model.org_id == org_id, clause)
+            .order_by(rank, match.name_order, model.id)
+            .limit(LIMIT)
+        )
 
     def count(rows) -> ColumnElement[int]:
         return select(func.count()).select_from(rows).scalar_subquery()
 
     def steps(number: int, words: TextMatch, *, unless_found=None) -> CTE:
         """Steps 1-3 for `words` (the query's or the corrected words); none if `unless_found` has rows."""
+
         def when_needed(rows: Select) -> Select:
             return rows if unless_found is None else rows.where(count(unless_found) == 0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -35,18 +35,49 @@ from crm_web.models import (
 )
 
 BATCH = 5000
+DEAL_KINDS = ["Renewal", "Expansion", "New licence", "Pilot", "Upgrade", "Consulting"]
+ACTIVITY_TOPICS = ["intro", "follow up", "demo", "pricing", "contract review", "check-in"]
 Progress = Callable[[str, int], None]
 
 PIPELINES = [
-    ("Sales", True, [("Qualification", 10), ("Needs analysis", 25), ("Proposal", 50), ("Negotiation", 75),
-                     ("Won", 100, "won"), ("Lost", 0, "lost")]),
-    ("Partnerships", False, [("Intro", 10), ("Evaluation", 40), ("Contract", 80), ("Signed", 100, "won"),
-                             ("Dropped", 0, "lost")]),
+    (
+        "Sales",
+        True,
+        [
+            ("Qualification", 10),
+            ("Needs analysis", 25),
+            ("Proposal", 50),
+            ("Negotiation", 75),
+            ("Won", 100, "won"),
+            ("Lost", 0, "lost"),
+        ],
+    ),
+    (
+        "Partnerships",
+        False,
+        [("Intro", 10), ("Evaluation", 40), ("Contract", 80), ("Signed", 100, "won"), ("Dropped", 0, "lost")],
+    ),
 ]
-TAGS = [("VIP", "#dc2626"), ("Hot", "#ea580c"), ("Partner", "#2563eb"), ("Newsletter", "#16a34a"),
-        ("Enterprise", "#7c3aed"), ("Follow-up", "#ca8a04")]
-INDUSTRIES = ["Software", "Manufacturing", "Retail", "Healthcare", "Finance", "Logistics", "Education",
-              "Media", "Energy", "Hospitality"]
+TAGS = [
+    ("VIP", "#dc2626"),
+    ("Hot", "#ea580c"),
+    ("Partner", "#2563eb"),
+    ("Newsletter", "#16a34a"),
+    ("Enterprise", "#7c3aed"),
+    ("Follow-up", "#ca8a04"),
+]
+INDUSTRIES = [
+    "Software",
+    "Manufacturing",
+    "Retail",
+    "Healthcare",
+    "Finance",
+    "Logistics",
+    "Education",
+    "Media",
+    "Energy",
+    "Hospitality",
+]
 
 
 def _batches(rows: Iterator[dict[str, Any]], size: int = BATCH) -> Iterator[list[dict[str, Any]]]:
@@ -69,7 +100,7 @@ class Seeder:
         self.fake = Faker()
         self.fake.seed_instance(seed)
         self.progress = progress or (lambda label, n: None)
-        self.now = datetime.now(timezone.utc)
+        self.now = datetime.now(UTC)
         self.user_ids = list(db.session.scalars(select(User.id).where(User.org_id == org.id)))
         self.tag_ids = list(db.session.scalars(select(Tag.id).where(Tag.org_id == org.id)))
         # Pools of fake values: Faker is slow per call, so draw from pools for bulk volume.
@@ -101,10 +132,16 @@ class Seeder:
         if existing:
             for pipeline in existing:
                 stages = db.session.scalars(
-                    select(PipelineStage).where(PipelineStage.pipeline_id == pipeline.id).order_by(PipelineStage.position)
+                    select(PipelineStage)
+                    .where(PipelineStage.pipeline_id == pipeline.id)
+                    .order_by(PipelineStage.position)
                 ).all()
-                result.append((pipeline.id, [(s.id, s.probability, "won" if s.is_won else "lost" if s.is_lost else None)
-                                             for s in stages]))
+                result.append(
+                    (
+                        pipeline.id,
+                        [(s.id, s.probability, "won" if s.is_won else "lost" if s.is_lost else None) for s in stages],
+                    )
+                )
             return result
         for position, (name, is_default, stages) in enumerate(PIPELINES):
             pipeline = Pipeline(org_id=self.org.id, name=name, is_default=is_default, position=position)
@@ -113,8 +150,15 @@ class Seeder:
             stage_rows = []
             for stage_position, spec in enumerate(stages):
                 kind = spec[2] if len(spec) > 2 else None
-                stage = PipelineStage(org_id=self.org.id, pipeline_id=pipeline.id, name=spec[0], position=stage_position,
-                                      probability=spec[1], is_won=kind == "won", is_lost=kind == "lost")
+                stage = PipelineStage(
+                    org_id=self.org.id,
+                    pipeline_id=pipeline.id,
+                    name=spec[0],
+                    position=stage_position,
+                    probability=spec[1],
+                    is_won=kind == "won",
+                    is_lost=kind == "lost",
+                )
                 db.session.add(stage)
                 db.session.flush()
                 stage_rows.append((stage.id, spec[1], kind))
@@ -134,12 +178,23 @@ class Seeder:
                 name = f"{word} {rng.choice(['Inc', 'LLC', 'Group', 'Labs', 'Systems', 'GmbH', 'Partners'])}"
                 if i >= len(self.company_words):
                     name = f"{name} {i}"
-                yield {"id": cid, "org_id": org_id, "owner_id": self._owner(), "name": name,
-                       "website": f"https://www.{word.lower()}{i}.example", "industry": rng.choice(INDUSTRIES),
-                       "size": rng.choice(COMPANY_SIZES), "employee_count": rng.randint(1, 5000),
-                       "annual_revenue": Decimal(rng.randint(1, 500)) * 100000, "phone": f"+1-555-{rng.randint(1000000, 9999999)}",
-                       "city": rng.choice(self.cities), "country": rng.choice(["United States", "Germany", "France", "United Kingdom", "Canada"]),
-                       "created_at": now - timedelta(days=rng.randint(0, 720)), "updated_at": now, "version": 1}
+                yield {
+                    "id": cid,
+                    "org_id": org_id,
+                    "owner_id": self._owner(),
+                    "name": name,
+                    "website": f"https://www.{word.lower()}{i}.example",
+                    "industry": rng.choice(INDUSTRIES),
+                    "size": rng.choice(COMPANY_SIZES),
+                    "employee_count": rng.randint(1, 5000),
+                    "annual_revenue": Decimal(rng.randint(1, 500)) * 100000,
+                    "phone": f"+1-555-{rng.randint(1000000, 9999999)}",
+                    "city": rng.choice(self.cities),
+                    "country": rng.choice(["United States", "Germany", "France", "United Kingdom", "Canada"]),
+                    "created_at": now - timedelta(days=rng.randint(0, 720)),
+                    "updated_at": now,
+                    "version": 1,
+                }
 
         self._insert(Company, company_rows(), "companies")
 
@@ -151,14 +206,27 @@ class Seeder:
                 first, last = rng.choice(self.first_names), rng.choice(self.last_names)
                 company_id = rng.choice(company_ids) if company_ids and rng.random() < 0.85 else None
                 contact_company[cid] = company_id
-                yield {"id": cid, "org_id": org_id, "owner_id": self._owner(), "first_name": first, "last_name": last,
-                       "email": f"{first.lower()}.{last.lower()}{i}@example.com", "phone": f"+1-555-{rng.randint(1000000, 9999999)}",
-                       "title": rng.choice(["CEO", "CTO", "VP Sales", "Head of Marketing", "Engineer", "Buyer", "Office Manager", "CFO"]),
-                       "status": rng.choice(["lead", "prospect", "customer", "customer", "churned", "inactive"]),
-                       "lead_source": rng.choice(LEAD_SOURCES)[0], "city": rng.choice(self.cities),
-                       "primary_company_id": company_id, "do_not_contact": rng.random() < 0.03,
-                       "last_activity_at": now - timedelta(days=rng.randint(0, 120)) if rng.random() < 0.7 else None,
-                       "created_at": now - timedelta(days=rng.randint(0, 720)), "updated_at": now, "version": 1}
+                yield {
+                    "id": cid,
+                    "org_id": org_id,
+                    "owner_id": self._owner(),
+                    "first_name": first,
+                    "last_name": last,
+                    "email": f"{first.lower()}.{last.lower()}{i}@example.com",
+                    "phone": f"+1-555-{rng.randint(1000000, 9999999)}",
+                    "title": rng.choice(
+                        ["CEO", "CTO", "VP Sales", "Head of Marketing", "Engineer", "Buyer", "Office Manager", "CFO"]
+                    ),
+                    "status": rng.choice(["lead", "prospect", "customer", "customer", "churned", "inactive"]),
+                    "lead_source": rng.choice(LEAD_SOURCES)[0],
+                    "city": rng.choice(self.cities),
+                    "primary_company_id": company_id,
+                    "do_not_contact": rng.random() < 0.03,
+                    "last_activity_at": now - timedelta(days=rng.randint(0, 120)) if rng.random() < 0.7 else None,
+                    "created_at": now - timedelta(days=rng.randint(0, 720)),
+                    "updated_at": now,
+                    "version": 1,
+                }
 
         self._insert(Contact, contact_rows(), "contacts")
 
@@ -167,27 +235,59 @@ class Seeder:
                 if company_ids and rng.random() < 0.1:
                     other = rng.choice(company_ids)
                     if other != contact_company.get(cid):
-                        yield {"id": uuid.uuid4(), "org_id": org_id, "contact_id": cid, "company_id": other,
-                               "role": rng.choice(["Advisor", "Board member", "Consultant", "Investor"]),
-                               "created_at": now, "updated_at": now}
+                        yield {
+                            "id": uuid.uuid4(),
+                            "org_id": org_id,
+                            "contact_id": cid,
+                            "company_id": other,
+                            "role": rng.choice(["Advisor", "Board member", "Consultant", "Investor"]),
+                            "created_at": now,
+                            "updated_at": now,
+                        }
 
         self._insert(ContactCompany, association_rows(), "contact links")
 
         if self.tag_ids:
-            self._insert(contact_tags, ({"contact_id": cid, "tag_id": tid} for cid in contact_ids
-                                        for tid in rng.sample(self.tag_ids, rng.choice([0, 0, 1, 1, 2]))), "contact tags")
-            self._insert(company_tags, ({"company_id": cid, "tag_id": tid} for cid in company_ids
-                                        for tid in rng.sample(self.tag_ids, rng.choice([0, 1]))), "company tags")
+            self._insert(
+                contact_tags,
+                (
+                    {"contact_id": cid, "tag_id": tid}
+                    for cid in contact_ids
+                    for tid in rng.sample(self.tag_ids, rng.choice([0, 0, 1, 1, 2]))
+                ),
+                "contact tags",
+            )
+            self._insert(
+                company_tags,
+                (
+                    {"company_id": cid, "tag_id": tid}
+                    for cid in company_ids
+                    for tid in rng.sample(self.tag_ids, rng.choice([0, 1]))
+                ),
+                "company tags",
+            )
 
         def lead_rows():
             for i in range(leads):
                 first, last = rng.choice(self.first_names), rng.choice(self.last_names)
-                yield {"id": uuid.uuid4(), "org_id": org_id, "owner_id": self._owner(), "first_name": first, "last_name": last,
-                       "email": f"{first.lower()}.{last.lower()}.lead{i}@example.net", "company_name": f"{rng.choice(self.company_words)} {rng.choice(['Co', 'Ltd', 'Studio'])}",
-                       "title": rng.choice(["Founder", "Manager", "Director", "Analyst"]), "source": rng.choice(LEAD_SOURCES)[0],
-                       "status": rng.choice(["new", "new", "contacted", "qualified", "unqualified"]), "score": rng.randint(0, 100),
-                       "estimated_value": Decimal(rng.randint(1, 200)) * 500, "phone": f"+1-555-{rng.randint(1000000, 9999999)}",
-                       "created_at": now - timedelta(days=rng.randint(0, 365)), "updated_at": now, "version": 1}
+                yield {
+                    "id": uuid.uuid4(),
+                    "org_id": org_id,
+                    "owner_id": self._owner(),
+                    "first_name": first,
+                    "last_name": last,
+                    "email": f"{first.lower()}.{last.lower()}.lead{i}@example.net",
+                    "company_name": f"{rng.choice(self.company_words)} {rng.choice(['Co', 'Ltd', 'Studio'])}",
+                    "title": rng.choice(["Founder", "Manager", "Director", "Analyst"]),
+                    "source": rng.choice(LEAD_SOURCES)[0],
+                    "status": rng.choice(["new", "new", "contacted", "qualified", "unqualified"]),
+                    "score": rng.randint(0, 100),
+                    "estimated_value": Decimal(rng.randint(1, 200)) * 500,
+                    "phone": f"+1-555-{rng.randint(1000000, 9999999)}",
+                    "created_at": now - timedelta(days=rng.randint(0, 365)),
+                    "updated_at": now,
+                    "version": 1,
+                }
 
         self._insert(Lead, lead_rows(), "leads")
 
@@ -196,7 +296,7 @@ class Seeder:
         def deal_rows():
             for i in range(deals):
                 pipeline_id, stages = pipelines[0] if rng.random() < 0.8 or len(pipelines) == 1 else pipelines[1]
-                stage_id, probability, kind = rng.choice(stages)
+                stage_id, _probability, kind = rng.choice(stages)
                 contact_id = rng.choice(contact_ids) if contact_ids else None
                 company_id = contact_company.get(contact_id) if contact_id else None
                 status = {"won": "won", "lost": "lost"}.get(kind or "", "open")
@@ -206,18 +306,42 @@ class Seeder:
                     closed_at = now - timedelta(days=rng.randint(0, 30))
                 deal_id = uuid.uuid4()
                 deal_ids.append(deal_id)
-                yield {"id": deal_id, "org_id": org_id, "owner_id": self._owner(),
-                       "name": f"{rng.choice(['Renewal', 'Expansion', 'New licence', 'Pilot', 'Upgrade', 'Consulting'])} – {rng.choice(self.company_words)} {i}",
-                       "value": Decimal(rng.randint(1, 400)) * 250, "currency": "USD", "probability": None, "status": status,
-                       "expected_close_date": (now + timedelta(days=rng.randint(-60, 180))).date(), "closed_at": closed_at,
-                       "lost_reason": rng.choice(["Price", "Timing", "Competitor", "No budget"]) if status == "lost" else None,
-                       "position": float(i), "pipeline_id": pipeline_id, "stage_id": stage_id, "contact_id": contact_id,
-                       "company_id": company_id, "stage_changed_at": created, "created_at": created, "updated_at": now, "version": 1}
+                yield {
+                    "id": deal_id,
+                    "org_id": org_id,
+                    "owner_id": self._owner(),
+                    "name": f"{rng.choice(DEAL_KINDS)} – {rng.choice(self.company_words)} {i}",
+                    "value": Decimal(rng.randint(1, 400)) * 250,
+                    "currency": "USD",
+                    "probability": None,
+                    "status": status,
+                    "expected_close_date": (now + timedelta(days=rng.randint(-60, 180))).date(),
+                    "closed_at": closed_at,
+                    "lost_reason": rng.choice(["Price", "Timing", "Competitor", "No budget"])
+                    if status == "lost"
+                    else None,
+                    "position": float(i),
+                    "pipeline_id": pipeline_id,
+                    "stage_id": stage_id,
+                    "contact_id": contact_id,
+                    "company_id": company_id,
+                    "stage_changed_at": created,
+                    "created_at": created,
+                    "updated_at": now,
+                    "version": 1,
+                }
 
         self._insert(Deal, deal_rows(), "deals")
         if self.tag_ids:
-            self._insert(deal_tags, ({"deal_id": did, "tag_id": tid} for did in deal_ids
-                                     for tid in rng.sample(self.tag_ids, rng.choice([0, 0, 1]))), "deal tags")
+            self._insert(
+                deal_tags,
+                (
+                    {"deal_id": did, "tag_id": tid}
+                    for did in deal_ids
+                    for tid in rng.sample(self.tag_ids, rng.choice([0, 0, 1]))
+                ),
+                "deal tags",
+            )
 
         def activity_rows():
             for _ in range(activities):
@@ -225,21 +349,34 @@ class Seeder:
                 due = now + timedelta(days=rng.randint(-30, 30), hours=rng.randint(0, 8))
                 status = rng.choice(["pending", "pending", "in_progress", "completed", "completed", "cancelled"])
                 contact_id = rng.choice(contact_ids) if contact_ids else None
-                yield {"id": uuid.uuid4(), "org_id": org_id, "owner_id": self._owner(), "type": kind,
-                       "subject": f"{dict(ACTIVITY_TYPES)[kind]}: {rng.choice(['intro', 'follow up', 'demo', 'pricing', 'contract review', 'check-in'])}",
-                       "status": status, "priority": rng.choice(ACTIVITY_PRIORITIES)[0], "due_at": due,
-                       "completed_at": due if status == "completed" else None, "contact_id": contact_id,
-                       "company_id": contact_company.get(contact_id) if contact_id else None,
-                       "deal_id": rng.choice(deal_ids) if deal_ids and rng.random() < 0.4 else None,
-                       "created_at": due - timedelta(days=rng.randint(1, 20)), "updated_at": now, "version": 1}
+                yield {
+                    "id": uuid.uuid4(),
+                    "org_id": org_id,
+                    "owner_id": self._owner(),
+                    "type": kind,
+                    "subject": f"{dict(ACTIVITY_TYPES)[kind]}: {rng.choice(ACTIVITY_TOPICS)}",
+                    "status": status,
+                    "priority": rng.choice(ACTIVITY_PRIORITIES)[0],
+                    "due_at": due,
+                    "completed_at": due if status == "completed" else None,
+                    "contact_id": contact_id,
+                    "company_id": contact_company.get(contact_id) if contact_id else None,
+                    "deal_id": rng.choice(deal_ids) if deal_ids and rng.random() < 0.4 else None,
+                    "created_at": due - timedelta(days=rng.randint(1, 20)),
+                    "updated_at": now,
+                    "version": 1,
+                }
 
         self._insert(Activity, activity_rows(), "activities")
         db.session.commit()
         return {"companies": companies, "contacts": contacts, "leads": leads, "deals": deals, "activities": activities}
 
 
-DEMO_USERS = [("admin@example.com", "Ada Admin", "admin"), ("manager@example.com", "Max Manager", "manager"),
-              ("sales@example.com", "Sam Sales", "sales")]
+DEMO_USERS = [
+    ("admin@example.com", "Ada Admin", "admin"),
+    ("manager@example.com", "Max Manager", "manager"),
+    ("sales@example.com", "Sam Sales", "sales"),
+]
 DEMO_PASSWORD = "demo"
 
 

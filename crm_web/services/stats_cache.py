@@ -49,8 +49,9 @@ def cached_stats(org_id: uuid.UUID, domain: str, name: str, compute: Callable[[]
     """`compute()` once per generation of `domain` (and timeout); `name` says which numbers and for whom."""
     org = str(org_id)
     generations = []
-    for owner, generation in zip((EVERY_ORG, org), cache_get_many(_generation_key(EVERY_ORG, domain),
-                                                                  _generation_key(org, domain))):
+    for owner, generation in zip(
+        (EVERY_ORG, org), cache_get_many(_generation_key(EVERY_ORG, domain), _generation_key(org, domain)), strict=False
+    ):
         if generation is None:
             generation = uuid.uuid4().hex
             cache_set(_generation_key(owner, domain), generation, timeout=0)

@@ -91,13 +91,25 @@ class TagService(BaseService[Tag]):
     def _state(self, entity_type: str, entity_id: uuid.UUID) -> TagState:
         """The record's tags and the organisation's tags (two statements)."""
         _, table, column = TAGGABLE[entity_type]
-        tags = list(self.session.scalars(
-            select(Tag).join(table, table.c.tag_id == Tag.id)
-            .where(Tag.org_id == self.org_id, table.c[column] == entity_id).order_by(Tag.name)))
+        tags = list(
+            self.session.scalars(
+                select(Tag)
+                .join(table, table.c.tag_id == Tag.id)
+                .where(Tag.org_id == self.org_id, table.c[column] == entity_id)
+                .order_by(Tag.name)
+            )
+        )
         return TagState(entity_type, entity_id, tags, self.all())
 
-    def assign(self, entity_type: str, entity_id: uuid.UUID, *, tag_id: uuid.UUID | None = None,
-               name: str | None = None, color: str | None = None) -> TagState:
+    def assign(
+        self,
+        entity_type: str,
+        entity_id: uuid.UUID,
+        *,
+        tag_id: uuid.UUID | None = None,
+        name: str | None = None,
+        color: str | None = None,
+    ) -> TagState:
         """Attach an existing tag, or create one by name (reusing a tag of that name) and attach it."""
         _, table, column, obj = self._record(entity_type, entity_id)
         if tag_id is None:

@@ -41,8 +41,14 @@ class DealGroup:
     won_timed: int
 
 
-DEAL_KEYS = (DealTally.org_id, DealTally.owner_id, DealTally.stage_id, DealTally.status, DealTally.expected_month,
-             DealTally.closed_month)
+DEAL_KEYS = (
+    DealTally.org_id,
+    DealTally.owner_id,
+    DealTally.stage_id,
+    DealTally.status,
+    DealTally.expected_month,
+    DealTally.closed_month,
+)
 DEAL_SUMS = (DealTally.deals, DealTally.value, DealTally.weighted, DealTally.won_days, DealTally.won_timed)
 ACTIVITY_KEYS = (ActivityTally.org_id, ActivityTally.owner_id, ActivityTally.status, ActivityTally.type)
 ACTIVITY_SUMS = (ActivityTally.activities,)
@@ -52,26 +58,46 @@ def deal_groups(session: Session, org_id: uuid.UUID, *, owner_id: uuid.UUID | No
     """Live deals of the organisation (or of one owner) by stage, status, expected month, closing month."""
     keys = (DealTally.stage_id, DealTally.status, DealTally.expected_month, DealTally.closed_month)
     rows = _read(session, DealTally, keys, DEAL_SUMS, org_id, owner_id)
-    return [DealGroup(stage_id, status, expected, closed, int(deals), Decimal(value or 0), Decimal(weighted or 0),
-                      float(won_days or 0), int(won_timed or 0))
-            for stage_id, status, expected, closed, deals, value, weighted, won_days, won_timed in rows if deals]
+    return [
+        DealGroup(
+            stage_id,
+            status,
+            expected,
+            closed,
+            int(deals),
+            Decimal(value or 0),
+            Decimal(weighted or 0),
+            float(won_days or 0),
+            int(won_timed or 0),
+        )
+        for stage_id, status, expected, closed, deals, value, weighted, won_days, won_timed in rows
+        if deals
+    ]
 
 
-def activity_counts(session: Session, org_id: uuid.UUID, *, owner_id: uuid.UUID | None = None
-                    ) -> dict[tuple[str, str], int]:
+def activity_counts(
+    session: Session, org_id: uuid.UUID, *, owner_id: uuid.UUID | None = None
+) -> dict[tuple[str, str], int]:
     """Live activities of the organisation (or of one owner) by (status, type)."""
     rows = _read(session, ActivityTally, (ActivityTally.status, ActivityTally.type), ACTIVITY_SUMS, org_id, owner_id)
     return {(status, type_): int(count) for status, type_, count in rows if count}
 
 
-def _read(session: Session, model: Any, keys: Sequence[InstrumentedAttribute], sums: Sequence[InstrumentedAttribute],
-          org_id: uuid.UUID, owner_id: uuid.UUID | None) -> list[tuple]:
+def _read(
+    session: Session,
+    model: Any,
+    keys: Sequence[InstrumentedAttribute],
+    sums: Sequence[InstrumentedAttribute],
+    org_id: uuid.UUID,
+    owner_id: uuid.UUID | None,
+) -> list[tuple]:
     criteria: list[ColumnElement[bool]] = [model.org_id == org_id]
     if owner_id is not None:
         criteria.append(model.owner_id == owner_id)
     rows = session.execute(
         select(*keys, *(func.sum(column) for column in sums), func.count().filter(model.compacted.is_(False)))
-        .where(*criteria).group_by(*keys)
+        .where(*criteria)
+        .group_by(*keys)
     ).all()
     if sum(row[-1] for row in rows) > COMPACT_AFTER:
         compact(session, model, org_id)
@@ -84,12 +110,18 @@ def compact(session: Session, model: Any, org_id: uuid.UUID) -> None:
     removed = session.execute(delete(model).where(model.org_id == org_id).returning(*keys, *sums)).all()
     totals: dict[tuple, list] = {}
     for row in removed:
-        group = totals.setdefault(tuple(row[:len(keys)]), [0] * len(sums))
-        for index, amount in enumerate(row[len(keys):]):
+        group = totals.setdefault(tuple(row[: len(keys)]), [0] * len(sums))
+        for index, amount in enumerate(row[len(keys) :]):
             group[index] += amount
-    rows = [{**{key.key: value for key, value in zip(keys, group)},
-             **{column.key: amount for column, amount in zip(sums, amounts)}, "compacted": True}
-            for group, amounts in totals.items() if any(amounts)]
+    rows = [
+        {
+            **{key.key: value for key, value in zip(keys, group, strict=False)},
+            **{column.key: amount for column, amount in zip(sums, amounts, strict=False)},
+            "compacted": True,
+        }
+        for group, amounts in totals.items()
+        if any(amounts)
+    ]
     if rows:
         session.execute(insert(model.__table__), rows)  # one executemany (the ORM's bulk path asks row by row)
     session.commit()

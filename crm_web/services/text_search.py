@@ -32,8 +32,19 @@ from sqlalchemy.sql.elements import ColumnElement
 from crm_web.models import SearchWord
 from crm_web.models.mixins import full_name, name_order_key, search_key
 
-__all__ = ["SearchShape", "SearchTerms", "TextMatch", "correct_spelling", "edit_distance", "full_name", "like_escape",
-           "match_terms", "search_key", "search_terms", "text_match"]
+__all__ = [
+    "SearchShape",
+    "SearchTerms",
+    "TextMatch",
+    "correct_spelling",
+    "edit_distance",
+    "full_name",
+    "like_escape",
+    "match_terms",
+    "search_key",
+    "search_terms",
+    "text_match",
+]
 
 # The vocabulary lookup's candidates: words of about the typed length with at least this pg_trgm
 # similarity to it (`%`, served by the trigram index; crm_web.database sets it on every connection);
@@ -94,7 +105,7 @@ def search_terms(dialect: str, q: str) -> SearchTerms | None:
     escaped = like_escape(q)
     params = {"name_is": escaped, "name_starts": f"{escaped}%", "name_word_starts": f"% {escaped}%", "prefix": q}
     short = tuple(len(word) < MIN_CONTAINS_LENGTH for word in words)  # as typed, before escaping
-    for index, (word, is_short) in enumerate(zip(words, short)):
+    for index, (word, is_short) in enumerate(zip(words, short, strict=False)):
         word = like_escape(word)
         if is_short:
             params |= {f"word{index}_start": f"{word}%", f"word{index}_inner": f"% {word}%"}
@@ -113,25 +124,38 @@ def correct_spelling(session: Session, org_id: uuid.UUID, terms: SearchTerms) ->
         return terms
     looked_up = [(index, word) for index, word in enumerate(terms.words) if len(word) >= MIN_CORRECTED_LENGTH]
     found: dict[int, dict[str, float]] = {index: {} for index, _ in looked_up}
-    for index, word, similarity in session.execute(union_all(*(
-            select(literal(index), SearchWord.word, func.similarity(SearchWord.word, typed))
-            .where(SearchWord.org_id == org_id, SearchWord.word.op("%")(typed), SearchWord.word != typed,
-                   func.length(SearchWord.word).between(len(typed) - _allowed_edits(typed),
-                                                        len(typed) + _allowed_edits(typed)))
-            for index, typed in looked_up))):
+    for index, word, similarity in session.execute(
+        union_all(
+            *(
+                select(literal(index), SearchWord.word, func.similarity(SearchWord.word, typed)).where(
+                    SearchWord.org_id == org_id,
+                    SearchWord.word.op("%")(typed),
+                    SearchWord.word != typed,
+                    func.length(SearchWord.word).between(
+                        len(typed) - _allowed_edits(typed), len(typed) + _allowed_edits(typed)
+                    ),
+                )
+                for index, typed in looked_up
+            )
+        )
+    ):
         found[index][word] = similarity  # a word added twice at once is stored twice (search_word.py)
     corrections = [_closest(word, found.get(index, {})) for index, word in enumerate(terms.words)]
     if not any(corrections):
         return terms
     params = dict(terms.params)
     meant = []  # the query as meant: each word as its closest correction, or as typed
-    for index, (word, fixes) in enumerate(zip(terms.words, corrections)):
+    for index, (word, fixes) in enumerate(zip(terms.words, corrections, strict=False)):
         params |= {f"fix{index}_{number}": f"%{like_escape(fix)}%" for number, fix in enumerate(fixes)}
         meant.append(fixes[0] if fixes else word)
     # The words of the query past MAX_WORDS are not in it: they match nothing either.
     phrase = like_escape(" ".join(meant))
-    params |= {"fixed_is": phrase, "fixed_starts": f"{phrase}%", "fixed_word_starts": f"% {phrase}%",
-               "fixed_prefix": " ".join(meant)}
+    params |= {
+        "fixed_is": phrase,
+        "fixed_starts": f"{phrase}%",
+        "fixed_word_starts": f"% {phrase}%",
+        "fixed_prefix": " ".join(meant),
+    }
     return replace(terms, shape=terms.shape._replace(corrections=tuple(map(len, corrections))), params=params)
 
 
@@ -144,14 +168,17 @@ def _closest(word: str, candidates: dict[str, float]) -> tuple[str, ...]:
     same length if any (a swapped or mistyped letter is likelier than a missing one: "jonh" meant
     "john", not "jon"; "williasm" meant "williams", not "william", which would also bring every
     William). Ties ordered by trigram similarity, then alphabetically."""
-    ranked = sorted((distance, len(candidate) != len(word), -similarity, candidate)
-                    for candidate, similarity in candidates.items()
-                    if (distance := edit_distance(word, candidate)) <= _allowed_edits(word))
+    ranked = sorted(
+        (distance, len(candidate) != len(word), -similarity, candidate)
+        for candidate, similarity in candidates.items()
+        if (distance := edit_distance(word, candidate)) <= _allowed_edits(word)
+    )
     if not ranked:
         return ()
     closest = ranked[0][:2]
-    return tuple(candidate for distance, other_length, _, candidate in ranked
-                 if (distance, other_length) == closest)[:MAX_CORRECTIONS]
+    return tuple(candidate for distance, other_length, _, candidate in ranked if (distance, other_length) == closest)[
+        :MAX_CORRECTIONS
+    ]
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -193,8 +220,9 @@ def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | 
     return None if terms is None else match_terms(terms, expressions, reusable=False)
 
 
-def match_terms(terms: SearchTerms, expressions: Sequence[Any], *, surname: Any = None,
-                reusable: bool = True) -> TextMatch:
+def match_terms(
+    terms: SearchTerms, expressions: Sequence[Any], *, surname: Any = None, reusable: bool = True
+) -> TextMatch:
     """The SQL for `terms` against `expressions`; `surname`: a person's last name, which ranks a person
     whose last name is the query right after the names that start with it. Reusable: the words are
     bound parameters named as in terms.params and carry no value, so a statement built from it runs
@@ -228,8 +256,11 @@ def match_terms(terms: SearchTerms, expressions: Sequence[Any], *, surname: Any 
     def rank(phrase: str, prefix: str) -> ColumnElement[int]:
         # 0 the name is the phrase, 1 starts with it, 2 the last name is the phrase (people), 3 a word
         # of the name starts with it, 4 anything else.
-        ranks = [(ilike(name, f"{phrase}_is"), 0), (ilike(name, f"{phrase}_starts"), 1),
-                 (ilike(name, f"{phrase}_word_starts"), 3)]
+        ranks = [
+            (ilike(name, f"{phrase}_is"), 0),
+            (ilike(name, f"{phrase}_starts"), 1),
+            (ilike(name, f"{phrase}_word_starts"), 3),
+        ]
         if surname is not None:
             ranks.insert(2, (surnamed(prefix), 2))
         return case(*ranks, else_=4)
@@ -243,9 +274,18 @@ def match_terms(terms: SearchTerms, expressions: Sequence[Any], *, surname: Any 
     exact = [typed(index, short) for index, short in enumerate(short_words)]
     corrected = None
     if corrections:
-        fixes = [[*word, *(f"fix{index}_{number}" for number in range(count))]
-                 for index, (word, count) in enumerate(zip(exact, corrections))]
-        corrected = TextMatch(every_word(fixes), rank("fixed", "fixed_prefix"), None, starting("fixed_prefix"),
-                              name_order, surnamed("fixed_prefix"))
-    return TextMatch(every_word(exact), rank("name", "prefix"), corrected, starting("prefix"), name_order,
-                     surnamed("prefix"))
+        fixes = [
+            [*word, *(f"fix{index}_{number}" for number in range(count))]
+            for index, (word, count) in enumerate(zip(exact, corrections, strict=False))
+        ]
+        corrected = TextMatch(
+            every_word(fixes),
+            rank("fixed", "fixed_prefix"),
+            None,
+            starting("fixed_prefix"),
+            name_order,
+            surnamed("fixed_prefix"),
+        )
+    return TextMatch(
+        every_word(exact), rank("name", "prefix"), corrected, starting("prefix"), name_order, surnamed("prefix")
+    )

@@ -156,7 +156,7 @@ class PurgeResult:
         return f"Permanently deleted {self.total} records."
 
     def summary(self) -> str:
-        """"2 contacts, 0 companies, ..." for the CLI."""
+        """ "2 contacts, 0 companies, ..." for the CLI."""
         return ", ".join(f"{n} {TRASH_KINDS[t].plural if n != 1 else t}" for t, n in self.counts.items())
 
 
@@ -228,12 +228,15 @@ class TrashService:
             return None
         return union_all(*selects).subquery("trash")
 
-    def _items(self, trash, *, limit: int | None = None, offset: int = 0, oldest_first: bool = False) -> list[TrashItem]:
+    def _items(
+        self, trash, *, limit: int | None = None, offset: int = 0, oldest_first: bool = False
+    ) -> list[TrashItem]:
         deleter = aliased(User)
         order = trash.c.deleted_at.asc() if oldest_first else trash.c.deleted_at.desc()
         stmt = (
-            select(trash.c.entity_type, trash.c.id, trash.c.label, trash.c.deleted_at, trash.c.deleted_by_id,
-                   deleter.name)
+            select(
+                trash.c.entity_type, trash.c.id, trash.c.label, trash.c.deleted_at, trash.c.deleted_by_id, deleter.name
+            )
             .outerjoin(deleter, deleter.id == trash.c.deleted_by_id)
             .order_by(order, trash.c.entity_type, trash.c.id)
             # The rows ARE the soft-deleted ones: skip the global "not deleted" filter.
@@ -242,22 +245,29 @@ class TrashService:
         if limit is not None:
             stmt = stmt.limit(limit).offset(offset)
         return [
-            TrashItem(entity_type=row[0], id=row[1], label=row[2] or "", deleted_at=row[3], deleted_by_id=row[4],
-                      deleted_by_name=row[5])
+            TrashItem(
+                entity_type=row[0],
+                id=row[1],
+                label=row[2] or "",
+                deleted_at=row[3],
+                deleted_by_id=row[4],
+                deleted_by_name=row[5],
+            )
             for row in self.session.execute(stmt)
         ]
 
-    def list_trash(self, *, entity_type: str | None = None, q: str = "", page: int = 1,
-                   per_page: int = 25) -> Page[TrashItem]:
+    def list_trash(
+        self, *, entity_type: str | None = None, q: str = "", page: int = 1, per_page: int = 25
+    ) -> Page[TrashItem]:
         """Managers and admins see the org's trash, newest first: one count and one page query."""
         require_role(self.actor.role, Role.MANAGER, "open the trash")
         if entity_type is not None and entity_type not in TRASH_KINDS:
             raise ValidationError(f"Unknown record type {entity_type!r}.", {"type": "Unknown record type."})
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         trash = self._union(entity_type=entity_type, q=q.strip())
-        total = self.session.scalar(
-            select(func.count()).select_from(trash).execution_options(include_deleted=True)
-        ) or 0
+        total = (
+            self.session.scalar(select(func.count()).select_from(trash).execution_options(include_deleted=True)) or 0
+        )
         page = max(1, min(page, max(1, math.ceil(total / per_page))))
         offset = (page - 1) * per_page
         newest = self._union(entity_type=entity_type, q=q.strip(), newest=offset + per_page)
@@ -325,22 +335,39 @@ class TrashService:
                 .values(deleted_at=None, deleted_by_id=None)
                 .execution_options(synchronize_session=False)
             )
-            record_change(self.session, self.actor, entity_type, None, "restored", context,
-                          entity_ids=ids, labels={i.id: i.label for i in items}, per_id_changes=per_id_changes)
+            record_change(
+                self.session,
+                self.actor,
+                entity_type,
+                None,
+                "restored",
+                context,
+                entity_ids=ids,
+                labels={i.id: i.label for i in items},
+                per_id_changes=per_id_changes,
+            )
         self.commit()
         return RestoreResult(restored=found, relocated=relocated, missing=missing)
 
-    def _rehome_deals(self, deals: list[TrashItem]) -> tuple[list[tuple[TrashItem, str]], dict[uuid.UUID, dict[str, Any]]]:
+    def _rehome_deals(
+        self, deals: list[TrashItem]
+    ) -> tuple[list[tuple[TrashItem, str]], dict[uuid.UUID, dict[str, Any]]]:
         """Deals whose stage (or pipeline) is gone move to the default pipeline's first stage."""
         live_stage = aliased(PipelineStage)
         ids = [d.id for d in deals]
-        homeless = set(self.session.scalars(
-            select(Deal.id)
-            .outerjoin(live_stage, (live_stage.id == Deal.stage_id) & (live_stage.pipeline_id == Deal.pipeline_id)
-                       & (live_stage.org_id == Deal.org_id))
-            .where(Deal.org_id == self.actor.org_id, Deal.id.in_(ids), live_stage.id.is_(None))
-            .execution_options(include_deleted=True)
-        ))
+        homeless = set(
+            self.session.scalars(
+                select(Deal.id)
+                .outerjoin(
+                    live_stage,
+                    (live_stage.id == Deal.stage_id)
+                    & (live_stage.pipeline_id == Deal.pipeline_id)
+                    & (live_stage.org_id == Deal.org_id),
+                )
+                .where(Deal.org_id == self.actor.org_id, Deal.id.in_(ids), live_stage.id.is_(None))
+                .execution_options(include_deleted=True)
+            )
+        )
         if not homeless:
             return [], {}
         target = self.session.execute(
@@ -356,14 +383,20 @@ class TrashService:
             return [(d, where) for d in moved], {d.id: {"stage": ["(deleted stage)", None]} for d in moved}
         stage_id, pipeline_id, stage_name, pipeline_name = target
         top = self.session.scalar(
-            select(func.max(Deal.position)).where(Deal.org_id == self.actor.org_id, Deal.stage_id == stage_id)
+            select(func.max(Deal.position))
+            .where(Deal.org_id == self.actor.org_id, Deal.stage_id == stage_id)
             .execution_options(include_deleted=True)
         )
         self.session.execute(
             update(Deal)
             .where(Deal.org_id == self.actor.org_id, Deal.id.in_([d.id for d in moved]))
-            .values(pipeline_id=pipeline_id, stage_id=stage_id, stage_changed_at=utcnow(),
-                    position=(top or 0) + 1, version=Deal.version + 1)
+            .values(
+                pipeline_id=pipeline_id,
+                stage_id=stage_id,
+                stage_changed_at=utcnow(),
+                position=(top or 0) + 1,
+                version=Deal.version + 1,
+            )
             .execution_options(synchronize_session=False)
         )
         where = f"{pipeline_name} › {stage_name}"
@@ -395,11 +428,19 @@ class TrashService:
         for entity_type, group in _group(items).items():
             model = TRASH_KINDS[entity_type].model
             for start in range(0, len(group), BATCH):
-                batch = group[start:start + BATCH]
+                batch = group[start : start + BATCH]
                 ids = [item.id for item in batch]
                 # History first: it names what went, and outlives the row (no foreign key).
-                record_change(self.session, self.actor, entity_type, None, "purged", context, entity_ids=ids,
-                              labels={i.id: i.label for i in batch})
+                record_change(
+                    self.session,
+                    self.actor,
+                    entity_type,
+                    None,
+                    "purged",
+                    context,
+                    entity_ids=ids,
+                    labels={i.id: i.label for i in batch},
+                )
                 self.session.execute(
                     delete(model)
                     .where(model.org_id == self.actor.org_id, model.id.in_(ids), model.deleted_at.is_not(None))
@@ -423,7 +464,7 @@ def purge_expired(*, days: int, dry_run: bool = False, org_slug: str | None = No
 
 
 def parse_ref(raw: str) -> TrashRef | None:
-    """"deal:<uuid>" -> TrashRef; None when malformed or of an unknown type."""
+    """ "deal:<uuid>" -> TrashRef; None when malformed or of an unknown type."""
     entity_type, _, raw_id = raw.strip().partition(":")
     if entity_type not in TRASH_KINDS:
         return None

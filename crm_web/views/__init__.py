@@ -14,5 +14,18 @@ from crm_web.views.system import bp as system
 from crm_web.views.tags import bp as tags
 from crm_web.views.trash import bp as trash
 
-BLUEPRINTS = [auth, system, dashboard, contacts, companies, leads, deals, pipelines, activities, trash, tags, search,
-              internal]
+BLUEPRINTS = [
+    auth,
+    system,
+    dashboard,
+    contacts,
+    companies,
+    leads,
+    deals,
+    pipelines,
+    activities,
+    trash,
+    tags,
+    search,
+    internal,
+]

@@ -44,21 +44,32 @@ def _list_context(query: ListQuery) -> dict[str, Any]:
     """Everything the list page (and its table and builder blocks) shows, besides query and builder."""
     view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
     service = _service()
-    page = service.list_activities(view=view, q=query.q, scope=query.scope, filter_spec=query.filter_spec,
-                                   sort=query.sort, page=query.page, per_page=query.per_page)
+    page = service.list_activities(
+        view=view,
+        q=query.q,
+        scope=query.scope,
+        filter_spec=query.filter_spec,
+        sort=query.sort,
+        page=query.page,
+        per_page=query.per_page,
+    )
     # The quick view travels with every list link (sort, pages, search) like the filter does.
     query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
     fields_meta = builder_fields(ACTIVITY_FILTERS, choices={"owner": service.owner_choices()})
-    return {"page": page, "view": view, "quick_views": QUICK_VIEWS, "fields_meta": fields_meta,
-            "title": "Activities"}
+    return {"page": page, "view": view, "quick_views": QUICK_VIEWS, "fields_meta": fields_meta, "title": "Activities"}
 
 
 def _form_context(form, *, activity=None, links: Links | None = None) -> dict[str, Any]:
     service = _service()
     form.set_owner_choices(service.owner_choices())
     links = links or Links()
-    return {"form": form, "activity": activity, "links": links, "link_labels": service.link_labels(links),
-            "title": "Edit activity" if activity else "New activity"}
+    return {
+        "form": form,
+        "activity": activity,
+        "links": links,
+        "link_labels": service.link_labels(links),
+        "title": "Edit activity" if activity else "New activity",
+    }
 
 
 def _new_form(links: Links):
@@ -74,8 +85,14 @@ def _new_form(links: Links):
 @bp.get("/activities")
 def index():
     query, builder = parse_filtered_list_query(ACTIVITY_FILTERS)
-    return render_list_page(INDEX, query=query, builder=builder, list_url=url_for("activities.index"),
-                            table_block="activity_table", **_list_context(query))
+    return render_list_page(
+        INDEX,
+        query=query,
+        builder=builder,
+        list_url=url_for("activities.index"),
+        table_block="activity_table",
+        **_list_context(query),
+    )
 
 
 @bp.get("/activities/new")
@@ -176,8 +193,12 @@ def delete(activity_id: uuid.UUID):
     response = render_page(INDEX, block="deleted_row", activity=activity)
     # No activities-changed here: the list table reloads on it, which would drop the placeholder
     # row the Undo swaps back in place.
-    return with_undo(response, f"Deleted “{activity.subject}”.",
-                     undo_url=url_for("activities.restore", activity_id=activity.id), target=f"#activity-{activity.id}")
+    return with_undo(
+        response,
+        f"Deleted “{activity.subject}”.",
+        undo_url=url_for("activities.restore", activity_id=activity.id),
+        target=f"#activity-{activity.id}",
+    )
 
 
 @bp.post("/activities/<uuid:activity_id>/timeline-delete")
@@ -188,8 +209,12 @@ def timeline_delete(activity_id: uuid.UUID):
     if not wants_fragment():
         return redirect(url_for("activities.index"), code=303)
     response = render_page(TIMELINE, block="deleted_item", activity=activity)
-    return hx_trigger(with_undo(response, f"Deleted “{activity.subject}”.",
-                                undo_url=url_for("activities.restore", activity_id=activity.id)), "activities-changed")
+    return hx_trigger(
+        with_undo(
+            response, f"Deleted “{activity.subject}”.", undo_url=url_for("activities.restore", activity_id=activity.id)
+        ),
+        "activities-changed",
+    )
 
 
 @bp.post("/activities/<uuid:activity_id>/restore")
@@ -201,5 +226,4 @@ def restore(activity_id: uuid.UUID):
 @bp.get("/activities/timeline")
 def timeline():
     links = _links_from_args()
-    return render_page(TIMELINE, block="activity_timeline", activities=_service().timeline(links=links),
-                       links=links)
+    return render_page(TIMELINE, block="activity_timeline", activities=_service().timeline(links=links), links=links)

@@ -39,12 +39,24 @@ def _service() -> CompanyService:
 
 def list_context(service: CompanyService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
     """Everything the list page and its blocks show (4 statements whatever the page size)."""
-    page = service.list_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort,
-                             page=query.page, per_page=query.per_page)
+    page = service.list_rows(
+        filter_spec=query.filter_spec,
+        q=query.q,
+        scope=query.scope,
+        sort=query.sort,
+        page=query.page,
+        per_page=query.per_page,
+    )
     choices = service.choices()
     fields_meta = builder_fields(COMPANY_FILTERS, tags=choices.tags, choices={"owner": choices.owners})
-    return {"page": page, "choices": choices, "fields_meta": fields_meta, "query": query, "builder": builder,
-            "list_url": url_for("companies.index")}
+    return {
+        "page": page,
+        "choices": choices,
+        "fields_meta": fields_meta,
+        "query": query,
+        "builder": builder,
+        "list_url": url_for("companies.index"),
+    }
 
 
 def _table(service: CompanyService, query: ListQuery, builder: FilterBuilder) -> Any:
@@ -57,8 +69,9 @@ def _table(service: CompanyService, query: ListQuery, builder: FilterBuilder) ->
 @bp.get("/companies")
 def index():
     query, builder = parse_filtered_list_query(COMPANY_FILTERS)
-    return render_list_page("companies/index.html", table_block="company_table",
-                            **list_context(_service(), query, builder))
+    return render_list_page(
+        "companies/index.html", table_block="company_table", **list_context(_service(), query, builder)
+    )
 
 
 @bp.get("/companies/export.csv")
@@ -77,8 +90,13 @@ def bulk_delete():
     query, builder = parse_filtered_list_query(COMPANY_FILTERS)
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
-    return with_undo(_table(service, query, builder), f"Deleted {plural(len(deleted), 'company', 'companies')}.",
-                     undo_url=query.url(url_for("companies.restore_many")), ids=deleted, target=TABLE)
+    return with_undo(
+        _table(service, query, builder),
+        f"Deleted {plural(len(deleted), 'company', 'companies')}.",
+        undo_url=query.url(url_for("companies.restore_many")),
+        ids=deleted,
+        target=TABLE,
+    )
 
 
 @bp.post("/companies/bulk/restore")
@@ -110,8 +128,11 @@ def delete(company_id: uuid.UUID):
     if not wants_fragment():
         return redirect(url_for("companies.index"), 303)
     response = render_page("companies/detail.html", block="company_main", company=company, deleted=True)
-    return with_undo(response, f"Deleted {company.name}. Its contacts and deals are kept.",
-                     undo_url=url_for("companies.restore", company_id=company.id))
+    return with_undo(
+        response,
+        f"Deleted {company.name}. Its contacts and deals are kept.",
+        undo_url=url_for("companies.restore", company_id=company.id),
+    )
 
 
 @bp.post("/companies/<uuid:company_id>/restore")
@@ -134,8 +155,11 @@ def _save(service: CompanyService, form: CompanyForm, company: Any = None):
     status = 422
     if form.validate_on_submit():
         try:
-            saved = (service.update_company(company.id, expected_version=form.expected_version, **form.values())
-                     if company else service.create_company(**form.values()))
+            saved = (
+                service.update_company(company.id, expected_version=form.expected_version, **form.values())
+                if company
+                else service.create_company(**form.values())
+            )
         except ValidationError as error:
             apply_errors(form, error)
         except Conflict as error:  # a stale form: shown again with the typed values and who changed it

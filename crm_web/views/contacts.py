@@ -30,8 +30,20 @@ from crm_web.views.listing import ListQuery
 bp = Blueprint("contacts", __name__)
 
 TABLE = "#contact-table"
-CSV_HEADER = ["First name", "Last name", "Email", "Phone", "Title", "Company", "Owner", "Status", "Tags",
-              "Deals", "Activities", "Last activity"]
+CSV_HEADER = [
+    "First name",
+    "Last name",
+    "Email",
+    "Phone",
+    "Title",
+    "Company",
+    "Owner",
+    "Status",
+    "Tags",
+    "Deals",
+    "Activities",
+    "Last activity",
+]
 
 
 def _service() -> ContactService:
@@ -40,12 +52,24 @@ def _service() -> ContactService:
 
 def list_context(service: ContactService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
     """Everything the list page and its blocks show (4 statements whatever the page size)."""
-    page = service.contact_list(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort,
-                                page=query.page, per_page=query.per_page)
+    page = service.contact_list(
+        filter_spec=query.filter_spec,
+        q=query.q,
+        scope=query.scope,
+        sort=query.sort,
+        page=query.page,
+        per_page=query.per_page,
+    )
     choices = service.choices()
     fields_meta = builder_fields(CONTACT_FILTERS, tags=choices.tags, choices={"owner": choices.owners})
-    return {"page": page, "choices": choices, "fields_meta": fields_meta, "query": query, "builder": builder,
-            "list_url": url_for("contacts.index")}
+    return {
+        "page": page,
+        "choices": choices,
+        "fields_meta": fields_meta,
+        "query": query,
+        "builder": builder,
+        "list_url": url_for("contacts.index"),
+    }
 
 
 def _table(service: ContactService, query: ListQuery, builder: FilterBuilder) -> Any:
@@ -71,10 +95,20 @@ def export():
 
 def _csv_row(row: ContactRow) -> list[Any]:
     c = row.contact
-    return [c.first_name, c.last_name, c.email, c.phone, c.title,
-            c.primary_company.name if c.primary_company else "", c.owner.name if c.owner else "", c.status,
-            ", ".join(t.name for t in c.tags), row.deal_count, row.activity_count,
-            c.last_activity_at.isoformat() if c.last_activity_at else ""]
+    return [
+        c.first_name,
+        c.last_name,
+        c.email,
+        c.phone,
+        c.title,
+        c.primary_company.name if c.primary_company else "",
+        c.owner.name if c.owner else "",
+        c.status,
+        ", ".join(t.name for t in c.tags),
+        row.deal_count,
+        row.activity_count,
+        c.last_activity_at.isoformat() if c.last_activity_at else "",
+    ]
 
 
 # --- bulk actions (and the list's per-row delete, which is a bulk delete of one) ----------------
@@ -86,8 +120,13 @@ def bulk_delete():
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
     response = _table(service, query, builder)
-    return with_undo(response, f"Deleted {plural(len(deleted), 'contact')}.",
-                     undo_url=query.url(url_for("contacts.restore_many")), ids=deleted, target=TABLE)
+    return with_undo(
+        response,
+        f"Deleted {plural(len(deleted), 'contact')}.",
+        undo_url=query.url(url_for("contacts.restore_many")),
+        ids=deleted,
+        target=TABLE,
+    )
 
 
 @bp.post("/contacts/bulk/restore")
@@ -129,8 +168,15 @@ def detail(contact_id: uuid.UUID):
     return render_page("contacts/detail.html", **detail_context(_service(), contact_id))
 
 
-def _inline_field(contact: Any, name: str, form: ContactForm | None = None, status: int = 200, *,
-                  original: str | None = None, conflict: str | None = None) -> Any:
+def _inline_field(
+    contact: Any,
+    name: str,
+    form: ContactForm | None = None,
+    status: int = 200,
+    *,
+    original: str | None = None,
+    conflict: str | None = None,
+) -> Any:
     macro = get_template_attribute("components/contact_field.html", "inline_field")
     return macro(contact, name, form, original=original, conflict=conflict), status
 
@@ -179,7 +225,9 @@ def delete(contact_id: uuid.UUID):
     if not wants_fragment():
         return redirect(url_for("contacts.index"), 303)
     response = render_page("contacts/detail.html", block="contact_main", contact=contact, deleted=True)
-    return with_undo(response, f"Deleted {contact.full_name}.", undo_url=url_for("contacts.restore", contact_id=contact.id))
+    return with_undo(
+        response, f"Deleted {contact.full_name}.", undo_url=url_for("contacts.restore", contact_id=contact.id)
+    )
 
 
 @bp.post("/contacts/<uuid:contact_id>/restore")
@@ -204,8 +252,11 @@ def _save(service: ContactService, form: ContactForm, contact: Any = None):
     status = 422
     if form.validate_on_submit():
         try:
-            saved = (service.update(contact.id, expected_version=form.expected_version, **form.values()) if contact
-                     else service.create(**form.values()))
+            saved = (
+                service.update(contact.id, expected_version=form.expected_version, **form.values())
+                if contact
+                else service.create(**form.values())
+            )
         except ValidationError as error:
             apply_errors(form, error)
         except Conflict as error:  # a stale form: shown again with the typed values and who changed it

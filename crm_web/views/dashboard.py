@@ -31,7 +31,7 @@ TEMPLATE = "dashboard/index.html"
 
 
 def _owner_param() -> str | None:
-    """"me", "all" or a user id (a malformed id is a 400)."""
+    """ "me", "all" or a user id (a malformed id is a 400)."""
     raw = get_text_param("owner", max_length=40)
     if raw in ("me", "all", ""):
         return raw or None

@@ -49,10 +49,22 @@ def _fields_meta(service: DealService) -> list[dict[str, Any]]:
 
 def list_context(service: DealService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
     """The list page and its table block: count, rows with relations, tags, filter choices."""
-    page = service.deal_list(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort,
-                             page=query.page, per_page=query.per_page)
-    return {"page": page, "query": query, "builder": builder, "fields_meta": _fields_meta(service),
-            "list_url": url_for("deals.index"), "pipelines": {p.id: p for p in service.pipelines.pipeline_list()}}
+    page = service.deal_list(
+        filter_spec=query.filter_spec,
+        q=query.q,
+        scope=query.scope,
+        sort=query.sort,
+        page=query.page,
+        per_page=query.per_page,
+    )
+    return {
+        "page": page,
+        "query": query,
+        "builder": builder,
+        "fields_meta": _fields_meta(service),
+        "list_url": url_for("deals.index"),
+        "pipelines": {p.id: p for p in service.pipelines.pipeline_list()},
+    }
 
 
 @bp.get("/deals")
@@ -73,8 +85,9 @@ def _table(service: DealService, query: ListQuery, builder: FilterBuilder) -> An
     """After a POST from the list: the table block with the list state of the query string."""
     if not wants_fragment():
         return redirect(query.url(url_for("deals.index")), 303)
-    return hx_trigger(render_page("deals/index.html", block="deal_table", **list_context(service, query, builder)),
-                      CHANGED)
+    return hx_trigger(
+        render_page("deals/index.html", block="deal_table", **list_context(service, query, builder)), CHANGED
+    )
 
 
 # --- bulk delete (the list's per-row delete is a bulk delete of one) ---------------------------
@@ -85,8 +98,13 @@ def bulk_delete():
     query, builder = parse_filtered_list_query(DEAL_FILTERS)
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
-    return with_undo(_table(service, query, builder), f"Deleted {plural(len(deleted), 'deal')}.",
-                     undo_url=query.url(url_for("deals.restore_many")), ids=deleted, target=TABLE)
+    return with_undo(
+        _table(service, query, builder),
+        f"Deleted {plural(len(deleted), 'deal')}.",
+        undo_url=query.url(url_for("deals.restore_many")),
+        ids=deleted,
+        target=TABLE,
+    )
 
 
 @bp.post("/deals/bulk/restore")
@@ -102,18 +120,26 @@ def restore_many():
 
 def _board_query(pipeline_id: uuid.UUID | None, query: ListQuery) -> str:
     """The board's URL state (pipeline, search, filter) for links, load-more and moves."""
-    pairs = ([("pipeline", str(pipeline_id))] if pipeline_id else []) + query.params(page=None, per_page=None, sort=None)
+    pairs = ([("pipeline", str(pipeline_id))] if pipeline_id else []) + query.params(
+        page=None, per_page=None, sort=None
+    )
     return urlencode(pairs)
 
 
-def board_context(service: DealService, query: ListQuery, builder: FilterBuilder, *,
-                  with_builder: bool = False) -> dict[str, Any]:
+def board_context(
+    service: DealService, query: ListQuery, builder: FilterBuilder, *, with_builder: bool = False
+) -> dict[str, Any]:
     """The board page and its blocks: the cached pipeline, one header aggregate, one windowed card select."""
-    board = service.board(pipeline_id=get_uuid_param("pipeline"), filter_spec=query.filter_spec, q=query.q,
-                          scope=query.scope)
-    return {"board": board, "query": query, "builder": builder,
-            "board_query": _board_query(board.pipeline.id if board.pipeline else None, query),
-            "fields_meta": _fields_meta(service) if with_builder or builder.has_errors else None}
+    board = service.board(
+        pipeline_id=get_uuid_param("pipeline"), filter_spec=query.filter_spec, q=query.q, scope=query.scope
+    )
+    return {
+        "board": board,
+        "query": query,
+        "builder": builder,
+        "board_query": _board_query(board.pipeline.id if board.pipeline else None, query),
+        "fields_meta": _fields_meta(service) if with_builder or builder.has_errors else None,
+    }
 
 
 @bp.get("/deals/board")
@@ -121,8 +147,14 @@ def board():
     query, builder = parse_filtered_list_query(DEAL_FILTERS)
     context = board_context(_service(), query, builder)
     if builder.has_errors:
-        return render_list_page("deals/board.html", query=query, builder=builder, list_url=url_for("deals.board"),
-                                table_block="board", **{k: v for k, v in context.items() if k not in ("query", "builder")})
+        return render_list_page(
+            "deals/board.html",
+            query=query,
+            builder=builder,
+            list_url=url_for("deals.board"),
+            table_block="board",
+            **{k: v for k, v in context.items() if k not in ("query", "builder")},
+        )
     response = render_page("deals/board.html", block="board", **context)
     if wants_fragment():
         hx_push_url(response, url_for("deals.board") + "?" + context["board_query"])
@@ -133,20 +165,30 @@ def board():
 def board_filter():
     query, builder = parse_filtered_list_query(DEAL_FILTERS)
     service = _service()
-    return render_page("deals/board.html", block="filter_builder", query=query, builder=builder,
-                       fields_meta=_fields_meta(service), board=None)
+    return render_page(
+        "deals/board.html",
+        block="filter_builder",
+        query=query,
+        builder=builder,
+        fields_meta=_fields_meta(service),
+        board=None,
+    )
 
 
 @bp.get("/deals/board/column/<uuid:stage_id>")
 def board_column(stage_id: uuid.UUID):
-    query, builder = parse_filtered_list_query(DEAL_FILTERS)
-    page = _service().board_column(stage_id, filter_spec=query.filter_spec, q=query.q, scope=query.scope,
-                                   offset=get_int_param("offset", 0, min_value=0, max_value=1_000_000))
+    query, _builder = parse_filtered_list_query(DEAL_FILTERS)
+    page = _service().board_column(
+        stage_id,
+        filter_spec=query.filter_spec,
+        q=query.q,
+        scope=query.scope,
+        offset=get_int_param("offset", 0, min_value=0, max_value=1_000_000),
+    )
     board_query = _board_query(page.pipeline.id, query)
     if not wants_fragment():  # "load more" opened as a page: the block alone is no page, show the board
         return redirect(url_for("deals.board") + "?" + board_query, 303)
-    return render_page("deals/board.html", block="column_page", column_page=page, board=None,
-                       board_query=board_query)
+    return render_page("deals/board.html", block="column_page", column_page=page, board=None, board_query=board_query)
 
 
 def _board_block(service: DealService) -> Response:
@@ -162,9 +204,13 @@ def _board_block(service: DealService) -> Response:
 def board_delete():
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
-    return with_undo(_board_block(service), f"Deleted {plural(len(deleted), 'deal')}.",
-                     undo_url=url_for("deals.board_restore") + "?" + request.query_string.decode(),
-                     ids=deleted, target=BOARD)
+    return with_undo(
+        _board_block(service),
+        f"Deleted {plural(len(deleted), 'deal')}.",
+        undo_url=url_for("deals.board_restore") + "?" + request.query_string.decode(),
+        ids=deleted,
+        target=BOARD,
+    )
 
 
 @bp.post("/deals/board/restore")
@@ -194,9 +240,16 @@ def move(deal_id: uuid.UUID):
     if stage_id is None:
         raise BadRequest("Choose a stage to move the deal to.")
     result = _service().deal_move(
-        deal_id, stage_id=stage_id, before_id=_form_uuid("before_id"), after_id=_form_uuid("after_id"),
-        version=_form_int("version"), lost_reason=request.form.get("lost_reason", "")[:255] or None,
-        filter_spec=query.filter_spec, q=query.q, scope=query.scope)
+        deal_id,
+        stage_id=stage_id,
+        before_id=_form_uuid("before_id"),
+        after_id=_form_uuid("after_id"),
+        version=_form_int("version"),
+        lost_reason=request.form.get("lost_reason", "")[:255] or None,
+        filter_spec=query.filter_spec,
+        q=query.q,
+        scope=query.scope,
+    )
     response = render_fragments("deals/board.html", ["move_headers"], move=result, board=None)
     deal = result.deal
     hx_trigger(response, "deal-moved", {"id": str(deal.id), "version": deal.version, "status": deal.status})
@@ -231,8 +284,9 @@ def new():
     form = DealForm(data={"owner_id": current_user.id})
     choices = service.form_choices()
     pipeline_id = get_uuid_param("pipeline")
-    pipeline = next((p for p in choices.pipelines if p.id == pipeline_id), None) or \
-        next((p for p in choices.pipelines if p.is_default), choices.pipelines[0] if choices.pipelines else None)
+    pipeline = next((p for p in choices.pipelines if p.id == pipeline_id), None) or next(
+        (p for p in choices.pipelines if p.is_default), choices.pipelines[0] if choices.pipelines else None
+    )
     if pipeline and pipeline.stages:
         form.stage_id.data = pipeline.stages[0].id
     return _form_page(form, service, None)
@@ -269,8 +323,9 @@ def update(deal_id: uuid.UUID):
     status = 422
     if form.validate_on_submit():
         try:
-            service.deal_update(deal_id, stage_id=form.stage_id.data, expected_version=form.expected_version,
-                                **form.values())
+            service.deal_update(
+                deal_id, stage_id=form.stage_id.data, expected_version=form.expected_version, **form.values()
+            )
             return _saved(deal_id, "Deal saved.")
         except ValidationError as error:
             apply_errors(form, error)
@@ -304,8 +359,9 @@ def reopen(deal_id: uuid.UUID):
 def _detail_changed(deal_id: uuid.UUID, message: str) -> Response:
     if not wants_fragment():
         return redirect(url_for("deals.detail", deal_id=deal_id), 303)
-    response = render_page("deals/detail.html", block="deal_summary", detail=_service().deal_detail(deal_id),
-                           lost_form=LostForm())
+    response = render_page(
+        "deals/detail.html", block="deal_summary", detail=_service().deal_detail(deal_id), lost_form=LostForm()
+    )
     return hx_trigger(with_toast(response, message), CHANGED)
 
 
@@ -317,8 +373,9 @@ def delete(deal_id: uuid.UUID):
         flash(message, "info")
         return redirect(url_for("deals.index"), 303)
     response = render_page("deals/detail.html", block="deal_page", detail=None, deleted=deal)
-    return hx_trigger(with_undo(response, message, undo_url=url_for("deals.restore", deal_id=deal_id),
-                                target="#deal-page"), CHANGED)
+    return hx_trigger(
+        with_undo(response, message, undo_url=url_for("deals.restore", deal_id=deal_id), target="#deal-page"), CHANGED
+    )
 
 
 @bp.post("/deals/<uuid:deal_id>/restore")
@@ -327,6 +384,7 @@ def restore(deal_id: uuid.UUID):
     deal = service.restore(deal_id)
     if not wants_fragment():
         return redirect(url_for("deals.detail", deal_id=deal_id), 303)
-    response = render_page("deals/detail.html", block="deal_page", detail=service.deal_detail(deal_id),
-                           lost_form=LostForm())
+    response = render_page(
+        "deals/detail.html", block="deal_page", detail=service.deal_detail(deal_id), lost_form=LostForm()
+    )
     return hx_trigger(with_toast(response, f"{deal.name} restored."), CHANGED)

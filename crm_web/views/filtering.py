@@ -69,7 +69,7 @@ class FilterBuilder:
 
 def _format_value(op: str, value: Any) -> str:
     """The builder's text form of a parsed value (the engine's own canonical encoding)."""
-    from crm_web.filters.spec import Condition, encode_filter, FilterSpec
+    from crm_web.filters.spec import Condition, FilterSpec, encode_filter
 
     encoded = encode_filter(FilterSpec((Condition("x", op, value),)))[0][1]
     return encoded.split(".", 2)[2] if encoded.count(".") >= 2 else ""

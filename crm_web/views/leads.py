@@ -42,12 +42,24 @@ def _service() -> LeadService:
 
 def list_context(service: LeadService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
     """Everything the list page and its blocks show (4 statements whatever the page size)."""
-    page = service.list_leads(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort,
-                              page=query.page, per_page=query.per_page)
+    page = service.list_leads(
+        filter_spec=query.filter_spec,
+        q=query.q,
+        scope=query.scope,
+        sort=query.sort,
+        page=query.page,
+        per_page=query.per_page,
+    )
     choices = service.choices()
     fields_meta = builder_fields(LEAD_FILTERS, tags=choices.tags, choices={"owner": choices.owners})
-    return {"page": page, "choices": choices, "fields_meta": fields_meta, "query": query, "builder": builder,
-            "list_url": url_for("leads.index")}
+    return {
+        "page": page,
+        "choices": choices,
+        "fields_meta": fields_meta,
+        "query": query,
+        "builder": builder,
+        "list_url": url_for("leads.index"),
+    }
 
 
 def _table(service: LeadService, query: ListQuery, builder: FilterBuilder) -> Any:
@@ -76,8 +88,13 @@ def bulk_delete():
     query, builder = parse_filtered_list_query(LEAD_FILTERS)
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
-    return with_undo(_table(service, query, builder), f"Deleted {plural(len(deleted), 'lead')}.",
-                     undo_url=query.url(url_for("leads.restore_many")), ids=deleted, target=TABLE)
+    return with_undo(
+        _table(service, query, builder),
+        f"Deleted {plural(len(deleted), 'lead')}.",
+        undo_url=query.url(url_for("leads.restore_many")),
+        ids=deleted,
+        target=TABLE,
+    )
 
 
 @bp.post("/leads/bulk/restore")
@@ -152,8 +169,9 @@ def convert(lead_id: uuid.UUID):
             flash(f"{result.lead.full_name} was converted.", "info")
             url = url_for("leads.detail", lead_id=lead_id)
             return hx_location(url) if wants_fragment() else redirect(url, 303)
-    return render_page("leads/convert.html", block="convert_form", status=422,
-                       **convert_context(service, form, lead_id))
+    return render_page(
+        "leads/convert.html", block="convert_form", status=422, **convert_context(service, form, lead_id)
+    )
 
 
 # --- create / edit ----------------------------------------------------------------------------------------
@@ -169,8 +187,11 @@ def _save(service: LeadService, form: LeadForm, lead: Any = None):
     status = 422
     if form.validate_on_submit():
         try:
-            saved = (service.update_lead(lead.id, expected_version=form.expected_version, **form.values()) if lead
-                     else service.create_lead(**form.values()))
+            saved = (
+                service.update_lead(lead.id, expected_version=form.expected_version, **form.values())
+                if lead
+                else service.create_lead(**form.values())
+            )
         except ValidationError as error:
             apply_errors(form, error)
         except Conflict as error:  # a stale form: shown again with the typed values and who changed it

@@ -28,9 +28,13 @@ class ListQuery:
 
     def params(self, **overrides: Any) -> list[tuple[str, str]]:
         """The canonical query pairs of this list state, with overrides (None removes a key)."""
-        state: dict[str, Any] = {"q": self.q or None, "scope": self.scope if self.scope != "all" else None,
-                                 "sort": self.sort, "per_page": self.per_page if self.per_page != 25 else None,
-                                 "page": self.page if self.page != 1 else None}
+        state: dict[str, Any] = {
+            "q": self.q or None,
+            "scope": self.scope if self.scope != "all" else None,
+            "sort": self.sort,
+            "per_page": self.per_page if self.per_page != 25 else None,
+            "page": self.page if self.page != 1 else None,
+        }
         state.update(overrides)
         pairs = [(k, str(v)) for k in LIST_KEYS if (v := state.get(k)) not in (None, "")]
         return pairs + list(self.filter_pairs)

@@ -62,8 +62,7 @@ def edit(pipeline_id: uuid.UUID):
             return redirect(url_for("pipelines.index"), 303)
         except ValidationError as error:
             apply_errors(form, error)
-    return render_page("pipelines/pipeline_form.html", form=form, pipeline=pipeline,
-                       status=422 if form.errors else 200)
+    return render_page("pipelines/pipeline_form.html", form=form, pipeline=pipeline, status=422 if form.errors else 200)
 
 
 @bp.post("/pipelines/<uuid:pipeline_id>/default")
@@ -86,7 +85,8 @@ def delete(pipeline_id: uuid.UUID):
     pipeline = service.settings_pipeline(pipeline_id)
     form = MoveDealsForm()
     form.move_to_stage_id.choices = [("", "—")] + [
-        (str(s.id), f"{p.name} › {s.name}") for p in service.pipeline_list() if p.id != pipeline_id for s in p.stages]
+        (str(s.id), f"{p.name} › {s.name}") for p in service.pipeline_list() if p.id != pipeline_id for s in p.stages
+    ]
     if form.validate_on_submit():
         try:
             service.pipeline_delete(pipeline_id, move_to_stage_id=form.move_to_stage_id.data)
@@ -94,8 +94,14 @@ def delete(pipeline_id: uuid.UUID):
         except ValidationError as error:
             apply_errors(form, error)
     deals = service.settings().pipeline_deals(pipeline)
-    return render_page("pipelines/delete.html", form=form, pipeline=pipeline, stage=None, deals=deals,
-                       status=422 if form.errors else 200)
+    return render_page(
+        "pipelines/delete.html",
+        form=form,
+        pipeline=pipeline,
+        stage=None,
+        deals=deals,
+        status=422 if form.errors else 200,
+    )
 
 
 @bp.route("/pipelines/<uuid:pipeline_id>/stages/new", methods=["GET", "POST"], endpoint="new_stage")
@@ -105,30 +111,43 @@ def new_stage(pipeline_id: uuid.UUID):
     form = StageForm()
     if form.validate_on_submit():
         try:
-            service.stage_create(pipeline_id, name=form.name.data, probability=form.probability.data,
-                                 is_won=form.is_won.data, is_lost=form.is_lost.data)
+            service.stage_create(
+                pipeline_id,
+                name=form.name.data,
+                probability=form.probability.data,
+                is_won=form.is_won.data,
+                is_lost=form.is_lost.data,
+            )
             return redirect(url_for("pipelines.index"), 303)
         except ValidationError as error:
             apply_errors(form, error)
-    return render_page("pipelines/stage_form.html", form=form, pipeline=pipeline, stage=None,
-                       status=422 if form.errors else 200)
+    return render_page(
+        "pipelines/stage_form.html", form=form, pipeline=pipeline, stage=None, status=422 if form.errors else 200
+    )
 
 
 @bp.route("/pipelines/stages/<uuid:stage_id>/edit", methods=["GET", "POST"], endpoint="edit_stage")
 def edit_stage(stage_id: uuid.UUID):
     service = _service()
     pipeline, stage = service.settings_stage(stage_id)
-    form = StageForm(data={"name": stage.name, "probability": stage.probability, "is_won": stage.is_won,
-                           "is_lost": stage.is_lost})
+    form = StageForm(
+        data={"name": stage.name, "probability": stage.probability, "is_won": stage.is_won, "is_lost": stage.is_lost}
+    )
     if form.validate_on_submit():
         try:
-            service.stage_update(stage_id, name=form.name.data, probability=form.probability.data,
-                                 is_won=form.is_won.data, is_lost=form.is_lost.data)
+            service.stage_update(
+                stage_id,
+                name=form.name.data,
+                probability=form.probability.data,
+                is_won=form.is_won.data,
+                is_lost=form.is_lost.data,
+            )
             return redirect(url_for("pipelines.index"), 303)
         except ValidationError as error:
             apply_errors(form, error)
-    return render_page("pipelines/stage_form.html", form=form, pipeline=pipeline, stage=stage,
-                       status=422 if form.errors else 200)
+    return render_page(
+        "pipelines/stage_form.html", form=form, pipeline=pipeline, stage=stage, status=422 if form.errors else 200
+    )
 
 
 @bp.route("/pipelines/stages/<uuid:stage_id>/delete", methods=["GET", "POST"], endpoint="delete_stage")
@@ -144,5 +163,11 @@ def delete_stage(stage_id: uuid.UUID):
         except ValidationError as error:
             apply_errors(form, error)
     deals = service.settings().count(stage_id).deals
-    return render_page("pipelines/delete.html", form=form, pipeline=pipeline, stage=stage, deals=deals,
-                       status=422 if form.errors else 200)
+    return render_page(
+        "pipelines/delete.html",
+        form=form,
+        pipeline=pipeline,
+        stage=stage,
+        deals=deals,
+        status=422 if form.errors else 200,
+    )

@@ -14,8 +14,12 @@ bp = Blueprint("search", __name__)
 bp.add_app_template_filter(highlight, "highlight")
 
 # Where a hit links to: the record's detail page.
-DETAIL_ENDPOINTS = {"contact": ("contacts.detail", "contact_id"), "company": ("companies.detail", "company_id"),
-                    "lead": ("leads.detail", "lead_id"), "deal": ("deals.detail", "deal_id")}
+DETAIL_ENDPOINTS = {
+    "contact": ("contacts.detail", "contact_id"),
+    "company": ("companies.detail", "company_id"),
+    "lead": ("leads.detail", "lead_id"),
+    "deal": ("deals.detail", "deal_id"),
+}
 
 
 def hit_url(kind: str, hit_id) -> str:

@@ -28,8 +28,12 @@ def editor(entity_type: str, entity_id: uuid.UUID):
 @bp.post("/tags/<entity_type>/<uuid:entity_id>/assign")
 def assign(entity_type: str, entity_id: uuid.UUID):
     state = TagService(Actor.of(current_user)).assign(
-        entity_type, entity_id, tag_id=parse_uuid(request.form.get("tag_id"), "tag_id"),
-        name=request.form.get("name", "")[:200], color=request.form.get("color", "")[:20])
+        entity_type,
+        entity_id,
+        tag_id=parse_uuid(request.form.get("tag_id"), "tag_id"),
+        name=request.form.get("name", "")[:200],
+        color=request.form.get("color", "")[:20],
+    )
     return _editor(state)
 
 

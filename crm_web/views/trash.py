@@ -43,9 +43,14 @@ def _index_context() -> dict:
     # The type filter rides along in every pagination and refresh link.
     query.filter_pairs = [("type", entity_type)] if entity_type else []
     page = _service().list_trash(entity_type=entity_type, q=query.q, page=query.page, per_page=query.per_page)
-    return {"page": page, "query": query, "entity_type": entity_type, "kinds": TRASH_KINDS,
-            "can_manage": current_user.has_role(Role.ADMIN),
-            "retention_days": current_app.config.get("TRASH_RETENTION_DAYS", 30)}
+    return {
+        "page": page,
+        "query": query,
+        "entity_type": entity_type,
+        "kinds": TRASH_KINDS,
+        "can_manage": current_user.has_role(Role.ADMIN),
+        "retention_days": current_app.config.get("TRASH_RETENTION_DAYS", 30),
+    }
 
 
 def _changed(message: str, kind: str = "success"):
@@ -65,8 +70,9 @@ def index():
 @bp.get(f"/trash/{ENTITY_TYPE}/<uuid:entity_id>")
 def detail(entity_type: str, entity_id):
     entry = _service().get_entry(entity_type, entity_id)
-    return render_page("trash/detail.html", block="trash_entry", entry=entry,
-                       can_manage=current_user.has_role(Role.ADMIN))
+    return render_page(
+        "trash/detail.html", block="trash_entry", entry=entry, can_manage=current_user.has_role(Role.ADMIN)
+    )
 
 
 @bp.post("/trash/restore")

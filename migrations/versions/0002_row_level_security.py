@@ -15,8 +15,8 @@ plain role (docs/security.md, "Tenant isolation"). A no-op on SQLite.
 Revision ID: 0002_rls
 Revises: 0001_initial
 """
-from alembic import op
 
+from alembic import op
 
 revision = "0002_rls"
 down_revision = "0001_initial"
@@ -24,8 +24,17 @@ branch_labels = None
 depends_on = None
 
 TENANT_TABLES = [
-    "companies", "contacts", "contact_companies", "leads", "pipelines", "pipeline_stages", "deals",
-    "activities", "tags", "record_history", "usage_records",
+    "companies",
+    "contacts",
+    "contact_companies",
+    "leads",
+    "pipelines",
+    "pipeline_stages",
+    "deals",
+    "activities",
+    "tags",
+    "record_history",
+    "usage_records",
 ]
 # Link tables without org_id: (table, parent table, parent key column). A link row is visible and
 # writable only when both its tag and its parent record are in the current org.

@@ -9,8 +9,8 @@ SQLAlchemy cannot reflect SQLite expression indexes).
 Revision ID: 0003_search_indexes
 Revises: 0002_rls
 """
-from alembic import op
 
+from alembic import op
 
 revision = "0003_search_indexes"
 down_revision = "0002_rls"

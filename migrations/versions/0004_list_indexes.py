@@ -11,9 +11,9 @@ owner (the default "my open activities" view), contacts by last activity (a comm
 Revision ID: 0004_list_indexes
 Revises: 0003_search_indexes
 """
-from alembic import op
-import sqlalchemy as sa
 
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0004_list_indexes"
 down_revision = "0003_search_indexes"
@@ -31,8 +31,9 @@ SORT_INDEXES = [
 
 def upgrade():
     for table in TRASHABLE:
-        op.create_index(f"ix_{table}_org_trashed", table, ["org_id", "deleted_at"],
-                        postgresql_where=TRASHED, sqlite_where=TRASHED)
+        op.create_index(
+            f"ix_{table}_org_trashed", table, ["org_id", "deleted_at"], postgresql_where=TRASHED, sqlite_where=TRASHED
+        )
     for name, table, columns in SORT_INDEXES:
         op.create_index(name, table, columns)
 

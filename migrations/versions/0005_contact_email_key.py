@@ -7,9 +7,9 @@ lower(email); without this index each of them scanned every contact of the organ
 Revision ID: 0005_contact_email_key
 Revises: 0004_list_indexes
 """
-from alembic import op
-import sqlalchemy as sa
 
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0005_contact_email_key"
 down_revision = "0004_list_indexes"

@@ -9,9 +9,9 @@ index-only scan (18 ms and 25 ms). Declared in the models with models/mixins.liv
 Revision ID: 0006_live_count_indexes
 Revises: 0005_contact_email_key
 """
-from alembic import op
-import sqlalchemy as sa
 
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0006_live_count_indexes"
 down_revision = "0005_contact_email_key"

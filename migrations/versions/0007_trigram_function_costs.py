@@ -11,16 +11,20 @@ defaults (docs/benchmarks.md).
 Revision ID: 0007_trigram_function_costs
 Revises: 0006_live_count_indexes
 """
-from alembic import op
 
+from alembic import op
 
 revision = "0007_trigram_function_costs"
 down_revision = "0006_live_count_indexes"
 branch_labels = None
 depends_on = None
 
-FUNCTIONS = ("similarity(text, text)", "word_similarity(text, text)", "similarity_op(text, text)",
-             "word_similarity_commutator_op(text, text)")
+FUNCTIONS = (
+    "similarity(text, text)",
+    "word_similarity(text, text)",
+    "similarity_op(text, text)",
+    "word_similarity_commutator_op(text, text)",
+)
 
 
 def _set_cost(cost: int) -> None:

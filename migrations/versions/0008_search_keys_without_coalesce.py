@@ -9,8 +9,8 @@ column now matches nothing, as before. PostgreSQL only, like 0003.
 Revision ID: 0008_search_keys
 Revises: 0007_trigram_function_costs
 """
-from alembic import op
 
+from alembic import op
 
 revision = "0008_search_keys"
 down_revision = "0007_trigram_function_costs"

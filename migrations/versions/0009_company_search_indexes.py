@@ -8,8 +8,8 @@ PostgreSQL only, like 0003 and 0008.
 Revision ID: 0009_company_search_indexes
 Revises: 0008_search_keys
 """
-from alembic import op
 
+from alembic import op
 
 revision = "0009_company_search_indexes"
 down_revision = "0008_search_keys"

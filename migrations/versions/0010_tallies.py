@@ -24,9 +24,9 @@ on purpose: a migration is a frozen snapshot.
 Revision ID: 0010_tallies
 Revises: 0009_company_search_indexes
 """
-from alembic import op
-import sqlalchemy as sa
 
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0010_tallies"
 down_revision = "0009_company_search_indexes"
@@ -41,8 +41,18 @@ DEAL_KEYS = "org_id, owner_id, stage_id, status, expected_month, closed_month"
 DEAL_SUMS = "deals, value, weighted, won_days, won_timed"
 ACTIVITY_KEYS = "org_id, owner_id, status, type"
 # Columns of a deal that change what it counts for.
-DEAL_COUNTED = ("org_id", "owner_id", "stage_id", "status", "expected_close_date", "closed_at", "value",
-                "probability", "created_at", "deleted_at")
+DEAL_COUNTED = (
+    "org_id",
+    "owner_id",
+    "stage_id",
+    "status",
+    "expected_close_date",
+    "closed_at",
+    "value",
+    "probability",
+    "created_at",
+    "deleted_at",
+)
 ACTIVITY_COUNTED = ("org_id", "owner_id", "status", "type", "deleted_at")
 
 
@@ -60,21 +70,30 @@ def _deal_keys(d: str, dialect: str) -> str:
     else:
         expected = f"date_trunc('month', {d}.expected_close_date::timestamp)::date"
         closed = f"date_trunc('month', {d}.closed_at AT TIME ZONE 'UTC')::date"
-    return (f"{d}.org_id, {d}.owner_id, {d}.stage_id, {d}.status, {expected} AS expected_month, "
-            f"CASE WHEN {d}.status IN ('won', 'lost') THEN {closed} END AS closed_month")
+    return (
+        f"{d}.org_id, {d}.owner_id, {d}.stage_id, {d}.status, {expected} AS expected_month, "
+        f"CASE WHEN {d}.status IN ('won', 'lost') THEN {closed} END AS closed_month"
+    )
 
 
 def _deal_sums(d: str, sign: str, stage_probability: str, dialect: str) -> str:
     """What deal `d` adds to its group (sign 1) or takes away (sign -1): DEAL_SUMS."""
-    percent = (f"(CASE {d}.status WHEN 'won' THEN 100 WHEN 'lost' THEN 0 "
-               f"ELSE coalesce({d}.probability, {stage_probability}, 0) END)")
+    percent = (
+        f"(CASE {d}.status WHEN 'won' THEN 100 WHEN 'lost' THEN 0 "
+        f"ELSE coalesce({d}.probability, {stage_probability}, 0) END)"
+    )
     won_timed = f"{d}.status = 'won' AND {d}.closed_at IS NOT NULL"
-    days = (f"julianday({d}.closed_at) - julianday({d}.created_at)" if dialect == "sqlite"
-            else f"extract(epoch FROM {d}.closed_at - {d}.created_at) / 86400.0")
-    return (f"{sign} AS deals, {sign} * {d}.value AS value, "
-            f"{sign} * {_weighted(f'{d}.value', percent, dialect)} AS weighted, "
-            f"{sign} * (CASE WHEN {won_timed} THEN {days} ELSE 0 END) AS won_days, "
-            f"{sign} * (CASE WHEN {won_timed} THEN 1 ELSE 0 END) AS won_timed")
+    days = (
+        f"julianday({d}.closed_at) - julianday({d}.created_at)"
+        if dialect == "sqlite"
+        else f"extract(epoch FROM {d}.closed_at - {d}.created_at) / 86400.0"
+    )
+    return (
+        f"{sign} AS deals, {sign} * {d}.value AS value, "
+        f"{sign} * {_weighted(f'{d}.value', percent, dialect)} AS weighted, "
+        f"{sign} * (CASE WHEN {won_timed} THEN {days} ELSE 0 END) AS won_days, "
+        f"{sign} * (CASE WHEN {won_timed} THEN 1 ELSE 0 END) AS won_timed"
+    )
 
 
 def _deal_row(d: str, sign: str, stage_probability: str, dialect: str) -> str:
@@ -89,8 +108,10 @@ def _sum_groups(rows: str, keys: str, sums: str) -> str:
 
 
 def _live_deals(table: str, sign: str) -> str:
-    return (f"SELECT {_deal_row('d', sign, 's.probability', 'postgresql')} FROM {table} d "
-            f"LEFT JOIN pipeline_stages s ON s.id = d.stage_id WHERE d.deleted_at IS NULL")
+    return (
+        f"SELECT {_deal_row('d', sign, 's.probability', 'postgresql')} FROM {table} d "
+        f"LEFT JOIN pipeline_stages s ON s.id = d.stage_id WHERE d.deleted_at IS NULL"
+    )
 
 
 def _live_activities(table: str, sign: str) -> str:
@@ -142,8 +163,13 @@ def _create_tables() -> None:
     )
     op.create_index("ix_activity_tallies_org_owner", "activity_tallies", ["org_id", "owner_id"])
     for columns in (("status", "due_at", "owner_id"), ("status", "completed_at", "owner_id")):
-        op.create_index(f"ix_activities_org_{'_'.join(columns)}_live", "activities", ["org_id", *columns],
-                        postgresql_where=LIVE, sqlite_where=LIVE)
+        op.create_index(
+            f"ix_activities_org_{'_'.join(columns)}_live",
+            "activities",
+            ["org_id", *columns],
+            postgresql_where=LIVE,
+            sqlite_where=LIVE,
+        )
 
 
 def _postgresql_triggers() -> None:
@@ -170,23 +196,27 @@ def _postgresql_triggers() -> None:
             CREATE FUNCTION {name}_tallies_count() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 IF TG_OP = 'INSERT' THEN
-                    {lock_stages('new_rows')}
-                    {insert}{_sum_groups(live('new_rows', '1'), keys, sums)};
+                    {lock_stages("new_rows")}
+                    {insert}{_sum_groups(live("new_rows", "1"), keys, sums)};
                 ELSIF TG_OP = 'UPDATE' THEN
-                    {lock_stages('old_rows', 'new_rows')}
-                    {insert}{_sum_groups(live('old_rows', '-1') + ' UNION ALL ' + live('new_rows', '1'), keys, sums)};
+                    {lock_stages("old_rows", "new_rows")}
+                    {insert}{_sum_groups(live("old_rows", "-1") + " UNION ALL " + live("new_rows", "1"), keys, sums)};
                 ELSE
-                    {lock_stages('old_rows')}
-                    {insert}{_sum_groups(live('old_rows', '-1'), keys, sums)};
+                    {lock_stages("old_rows")}
+                    {insert}{_sum_groups(live("old_rows", "-1"), keys, sums)};
                 END IF;
                 RETURN NULL;
             END $$""")
         table = f"{name}s" if name == "deal" else "activities"
-        for event, tables in (("INSERT", "NEW TABLE AS new_rows"),
-                              ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
-                              ("DELETE", "OLD TABLE AS old_rows")):
-            op.execute(f"CREATE TRIGGER {name}_tallies_{event.lower()} AFTER {event} ON {table} "
-                       f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION {name}_tallies_count()")
+        for event, tables in (
+            ("INSERT", "NEW TABLE AS new_rows"),
+            ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+            ("DELETE", "OLD TABLE AS old_rows"),
+        ):
+            op.execute(
+                f"CREATE TRIGGER {name}_tallies_{event.lower()} AFTER {event} ON {table} "
+                f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION {name}_tallies_count()"
+            )
     op.execute(f"""
         CREATE FUNCTION deal_tallies_rebase_stage() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE new_percent integer := 0;
@@ -194,15 +224,19 @@ def _postgresql_triggers() -> None:
             IF TG_OP = 'UPDATE' THEN
                 new_percent := NEW.probability;
             END IF;
-            {_stage_rebase('new_percent', 'postgresql')};
+            {_stage_rebase("new_percent", "postgresql")};
             RETURN OLD;  -- a BEFORE DELETE trigger returning NULL would cancel the delete
         END $$""")
-    op.execute("CREATE TRIGGER deal_tallies_stage_probability AFTER UPDATE OF probability ON pipeline_stages "
-               "FOR EACH ROW WHEN (OLD.probability IS DISTINCT FROM NEW.probability) "
-               "EXECUTE FUNCTION deal_tallies_rebase_stage()")
+    op.execute(
+        "CREATE TRIGGER deal_tallies_stage_probability AFTER UPDATE OF probability ON pipeline_stages "
+        "FOR EACH ROW WHEN (OLD.probability IS DISTINCT FROM NEW.probability) "
+        "EXECUTE FUNCTION deal_tallies_rebase_stage()"
+    )
     # BEFORE: the stage's deals still point at it (the delete then sets their stage to NULL).
-    op.execute("CREATE TRIGGER deal_tallies_stage_delete BEFORE DELETE ON pipeline_stages "
-               "FOR EACH ROW EXECUTE FUNCTION deal_tallies_rebase_stage()")
+    op.execute(
+        "CREATE TRIGGER deal_tallies_stage_delete BEFORE DELETE ON pipeline_stages "
+        "FOR EACH ROW EXECUTE FUNCTION deal_tallies_rebase_stage()"
+    )
 
 
 def _sqlite_triggers() -> None:
@@ -211,6 +245,7 @@ def _sqlite_triggers() -> None:
         ("deal", "deals", "deal_tallies", DEAL_KEYS, DEAL_SUMS, DEAL_COUNTED),
         ("activity", "activities", "activity_tallies", ACTIVITY_KEYS, "activities", ACTIVITY_COUNTED),
     ):
+
         def row(d, sign):
             if name == "deal":
                 return _deal_row(d, sign, stage_probability.format(d=d), "sqlite")
@@ -221,14 +256,20 @@ def _sqlite_triggers() -> None:
 
         changed = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in counted)
         op.execute(f"CREATE TRIGGER {name}_tallies_insert AFTER INSERT ON {table} BEGIN {add('NEW', '1')} END")
-        op.execute(f"CREATE TRIGGER {name}_tallies_update AFTER UPDATE ON {table} WHEN {changed} "
-                   f"BEGIN {add('OLD', '-1')} {add('NEW', '1')} END")
+        op.execute(
+            f"CREATE TRIGGER {name}_tallies_update AFTER UPDATE ON {table} WHEN {changed} "
+            f"BEGIN {add('OLD', '-1')} {add('NEW', '1')} END"
+        )
         op.execute(f"CREATE TRIGGER {name}_tallies_delete AFTER DELETE ON {table} BEGIN {add('OLD', '-1')} END")
-    op.execute("CREATE TRIGGER deal_tallies_stage_probability AFTER UPDATE OF probability ON pipeline_stages "
-               "WHEN OLD.probability IS NOT NEW.probability "
-               f"BEGIN {_stage_rebase('NEW.probability', 'sqlite')}; END")
-    op.execute("CREATE TRIGGER deal_tallies_stage_delete BEFORE DELETE ON pipeline_stages "
-               f"BEGIN {_stage_rebase('0', 'sqlite')}; END")
+    op.execute(
+        "CREATE TRIGGER deal_tallies_stage_probability AFTER UPDATE OF probability ON pipeline_stages "
+        "WHEN OLD.probability IS NOT NEW.probability "
+        f"BEGIN {_stage_rebase('NEW.probability', 'sqlite')}; END"
+    )
+    op.execute(
+        "CREATE TRIGGER deal_tallies_stage_delete BEFORE DELETE ON pipeline_stages "
+        f"BEGIN {_stage_rebase('0', 'sqlite')}; END"
+    )
 
 
 def _backfill(dialect: str) -> None:

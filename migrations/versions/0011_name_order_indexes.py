@@ -11,8 +11,8 @@ models/mixins.name_order_index.
 Revision ID: 0011_name_order_indexes
 Revises: 0010_tallies
 """
-from alembic import op
 
+from alembic import op
 
 revision = "0011_name_order_indexes"
 down_revision = "0010_tallies"
@@ -31,8 +31,9 @@ def upgrade():
     if op.get_bind().dialect.name != "postgresql":
         return
     for name, table, expression in INDEXES:
-        op.execute(f'CREATE INDEX {name} ON {table} (org_id, (lower({expression}) COLLATE "C")) '
-                   f"WHERE deleted_at IS NULL")
+        op.execute(
+            f'CREATE INDEX {name} ON {table} (org_id, (lower({expression}) COLLATE "C")) WHERE deleted_at IS NULL'
+        )
     for _, table, _ in INDEXES:
         op.execute(f"ANALYZE {table}")  # expression statistics come only from ANALYZE (see 0008)
 

@@ -27,9 +27,9 @@ indexes only (its search has no typo tier).
 Revision ID: 0012_search_words
 Revises: 0011_name_order_indexes
 """
-from alembic import op
-import sqlalchemy as sa
 
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0012_search_words"
 down_revision = "0011_name_order_indexes"
@@ -42,12 +42,18 @@ CURRENT_ORG = "nullif(current_setting('app.current_org', true), '')::uuid"
 # Each searched table: the columns its searches match (services' SEARCH_COLUMNS and search.SEARCHED),
 # and the search keys (models/mixins.search_key) its trigram indexes serve.
 SEARCHED = {
-    "contacts": (("first_name", "last_name", "email"),
-                 ("lower((x.first_name || ' ') || x.last_name)", "lower(x.email)")),
-    "leads": (("first_name", "last_name", "email", "company_name"),
-              ("lower((x.first_name || ' ') || x.last_name)", "lower(x.email)", "lower(x.company_name)")),
-    "companies": (("name", "industry", "city", "website"),
-                  ("lower(x.name)", "lower(x.industry)", "lower(x.city)", "lower(x.website)")),
+    "contacts": (
+        ("first_name", "last_name", "email"),
+        ("lower((x.first_name || ' ') || x.last_name)", "lower(x.email)"),
+    ),
+    "leads": (
+        ("first_name", "last_name", "email", "company_name"),
+        ("lower((x.first_name || ' ') || x.last_name)", "lower(x.email)", "lower(x.company_name)"),
+    ),
+    "companies": (
+        ("name", "industry", "city", "website"),
+        ("lower(x.name)", "lower(x.industry)", "lower(x.city)", "lower(x.website)"),
+    ),
     "deals": (("name",), ("lower(x.name)",)),
 }
 APOSTROPHES = "''’"  # SQL-quoted: ' and ’
@@ -56,27 +62,36 @@ APOSTROPHES = "''’"  # SQL-quoted: ' and ’
 def _words_of(rows: str, columns: tuple[str, ...]) -> str:
     """SELECT DISTINCT org_id, word of every word of `rows` (a table or a transition table, alias r)."""
     text = f"lower(concat_ws(' ', {', '.join(f'r.{column}' for column in columns)}))"
-    splits = (f"SELECT btrim(token, '{APOSTROPHES}-') AS word "
-              f"FROM regexp_split_to_table({text}, '[^[:alpha:]{APOSTROPHES}{separator}]+') AS token"
-              for separator in ("-", ""))  # hyphenated words whole, then their parts
-    return (f"SELECT DISTINCT r.org_id, w.word FROM {rows} CROSS JOIN LATERAL ({' UNION '.join(splits)}) w "
-            f"WHERE length(w.word) BETWEEN 3 AND 50")
+    splits = (
+        f"SELECT btrim(token, '{APOSTROPHES}-') AS word "
+        f"FROM regexp_split_to_table({text}, '[^[:alpha:]{APOSTROPHES}{separator}]+') AS token"
+        for separator in ("-", "")
+    )  # hyphenated words whole, then their parts
+    return (
+        f"SELECT DISTINCT r.org_id, w.word FROM {rows} CROSS JOIN LATERAL ({' UNION '.join(splits)}) w "
+        f"WHERE length(w.word) BETWEEN 3 AND 50"
+    )
 
 
 def _add(rows: str, columns: tuple[str, ...]) -> str:
     """INSERT the words of `rows` the organisation does not have yet."""
-    return (f"INSERT INTO search_words (org_id, word) SELECT org_id, word FROM ({_words_of(rows, columns)}) n "
-            f"WHERE NOT EXISTS (SELECT 1 FROM search_words s WHERE s.org_id = n.org_id AND s.word = n.word)")
+    return (
+        f"INSERT INTO search_words (org_id, word) SELECT org_id, word FROM ({_words_of(rows, columns)}) n "
+        f"WHERE NOT EXISTS (SELECT 1 FROM search_words s WHERE s.org_id = n.org_id AND s.word = n.word)"
+    )
 
 
 def _still_used(org_id: str, word: str) -> str:
     """Whether a row of any searched table contains `word` (a trigram index lookup per search key).
     ILIKE: texticlike is LEAKPROOF in production (docs/security.md), so the policy lets it use them."""
+
     def contains(key: str) -> str:
         return f"{key} ILIKE '%' || {word} || '%'"
 
-    return " OR ".join(f"EXISTS (SELECT 1 FROM {table} x WHERE x.org_id = {org_id} "
-                       f"AND ({' OR '.join(map(contains, keys))}))" for table, (_, keys) in SEARCHED.items())
+    return " OR ".join(
+        f"EXISTS (SELECT 1 FROM {table} x WHERE x.org_id = {org_id} AND ({' OR '.join(map(contains, keys))}))"
+        for table, (_, keys) in SEARCHED.items()
+    )
 
 
 def _row(version: str, columns: tuple[str, ...]) -> str:
@@ -86,9 +101,11 @@ def _row(version: str, columns: tuple[str, ...]) -> str:
 
 def _drop_unused(rows: str, columns: tuple[str, ...]) -> str:
     """PL/pgSQL: DELETE each word of `rows` that no row of any searched table still contains."""
-    return (f"FOR gone IN {_words_of(rows, columns)} LOOP "
-            f"IF NOT ({_still_used('gone.org_id', 'gone.word')}) THEN "
-            f"DELETE FROM search_words WHERE org_id = gone.org_id AND word = gone.word; END IF; END LOOP;")
+    return (
+        f"FOR gone IN {_words_of(rows, columns)} LOOP "
+        f"IF NOT ({_still_used('gone.org_id', 'gone.word')}) THEN "
+        f"DELETE FROM search_words WHERE org_id = gone.org_id AND word = gone.word; END IF; END LOOP;"
+    )
 
 
 def upgrade():
@@ -102,8 +119,13 @@ def upgrade():
     op.create_index("ix_search_words_org_word", "search_words", ["org_id", "word"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
-    op.create_index("search_word_trgm_idx", "search_words", ["org_id", "word"], postgresql_using="gin",
-                    postgresql_ops={"word": "gin_trgm_ops"})
+    op.create_index(
+        "search_word_trgm_idx",
+        "search_words",
+        ["org_id", "word"],
+        postgresql_using="gin",
+        postgresql_ops={"word": "gin_trgm_ops"},
+    )
     if op.get_bind().dialect.name != "postgresql":
         return
     condition = f"({SYSTEM_CONTEXT} OR org_id = {CURRENT_ORG})"
@@ -114,7 +136,7 @@ def upgrade():
         op.execute(f"""
             CREATE FUNCTION {table}_search_words_add() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                {_add('new_rows r', columns)};
+                {_add("new_rows r", columns)};
                 RETURN NULL;
             END $$""")
         # Each probe of _still_used must use the trigram indexes: a word being dropped is usually in
@@ -130,10 +152,10 @@ def upgrade():
             DECLARE gone record;
             BEGIN
                 IF TG_OP = 'UPDATE' THEN
-                    {_add(_row('NEW', columns), columns)};
-                    {_drop_unused(_row('OLD', columns), columns)}
+                    {_add(_row("NEW", columns), columns)};
+                    {_drop_unused(_row("OLD", columns), columns)}
                 ELSE
-                    {_drop_unused('old_rows r', columns)}
+                    {_drop_unused("old_rows r", columns)}
                 END IF;
                 RETURN NULL;
             END $$""")
@@ -146,8 +168,10 @@ def upgrade():
             ("DELETE", "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT", "change"),
         ):
             name = f"{table}_search_words_{event.split()[0].lower()}"
-            op.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} {level} "
-                       f"EXECUTE FUNCTION {table}_search_words_{function}()")
+            op.execute(
+                f"CREATE TRIGGER {name} AFTER {event} ON {table} {level} "
+                f"EXECUTE FUNCTION {table}_search_words_{function}()"
+            )
     # Today's words, in one INSERT (the UNION keeps one of each).
     everything = " UNION ".join(_words_of(f"{table} r", columns) for table, (columns, _) in SEARCHED.items())
     op.execute(f"INSERT INTO search_words (org_id, word) {everything}")

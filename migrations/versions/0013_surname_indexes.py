@@ -9,8 +9,8 @@ with it. A common surname was every one of its rows to fetch, rank and sort for 
 Revision ID: 0013_surname_indexes
 Revises: 0012_search_words
 """
-from alembic import op
 
+from alembic import op
 
 revision = "0013_surname_indexes"
 down_revision = "0012_search_words"
@@ -24,8 +24,10 @@ def upgrade():
     if op.get_bind().dialect.name != "postgresql":
         return
     for name, table in INDEXES:
-        op.execute(f"CREATE INDEX {name} ON {table} (org_id, lower(last_name), "
-                   f"(lower((first_name || ' ') || last_name) COLLATE \"C\")) WHERE deleted_at IS NULL")
+        op.execute(
+            f"CREATE INDEX {name} ON {table} (org_id, lower(last_name), "
+            f"(lower((first_name || ' ') || last_name) COLLATE \"C\")) WHERE deleted_at IS NULL"
+        )
         op.execute(f"ANALYZE {table}")  # expression statistics come only from ANALYZE (see 0008)
 
 
