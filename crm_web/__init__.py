@@ -29,7 +29,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     _refuse_dev_secret_in_production(app)
     os.makedirs(app.instance_path, exist_ok=True)  # the default SQLite file lives there
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging()
 
     _init_extensions(app)
     _register_blueprints(app)
@@ -56,6 +56,18 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _configure_logging() -> None:
+    """Warnings and errors of every library, and the app's own messages from INFO up.
+
+    Not INFO for everything: libraries (Alembic's plugins, for one) announce their set-up at INFO, which
+    buried every CLI command's own output. Request lines come from the server: werkzeug's in
+    development, gunicorn's access log in production. Left alone when logging is already set up (a
+    server's configuration, pytest's capture)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger(__name__).setLevel(logging.INFO)
 
 
 def _refuse_dev_secret_in_production(app: Flask) -> None:
