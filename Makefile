@@ -1,43 +1,68 @@
-# crm-web: `make run` serves the demo on http://127.0.0.1:5000, `make test` runs the whole suite.
+# crm-web: `make run` serves the demo on http://127.0.0.1:5000 (`make run PORT=8000` elsewhere),
+# `make test` runs the whole suite. Everything installs from the lock file requirements/dev.txt.
 PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 5000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FLASK := $(BIN)/flask --app wsgi
+LOCK := requirements/dev.txt
+PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
 
-.PHONY: run test lint install migrate demo serve bench load clean
+.PHONY: run test test-fast lint hooks install lock upgrade migrate demo bench load clean
 
-$(STAMP): pyproject.toml
+# Re-installs only when the lock file (or pyproject.toml) changed since the last install.
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	$(BIN)/pip install --quiet -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# After editing the dependencies in pyproject.toml: re-pin (keeping every pin that still fits).
+# `make upgrade` moves every pin to the newest version pyproject.toml allows.
+lock: install
+	$(PIP_COMPILE) --extra demo --extra test --extra dev -o $(LOCK) pyproject.toml
+	$(PIP_COMPILE) -c $(LOCK) -o requirements/main.txt pyproject.toml
+	$(PIP_COMPILE) -c $(LOCK) --extra bench -o requirements/bench.txt pyproject.toml
+
+upgrade:
+	$(MAKE) lock LOCK_ARGS=--upgrade
 
 migrate: install
 	$(FLASK) db upgrade
 
 demo: install
-	$(FLASK) crm demo
+	$(FLASK) crm demo --url http://$(HOST):$(PORT)
 
 run: demo
-	$(FLASK) run --host 127.0.0.1 --port 5000
+	$(FLASK) run --host $(HOST) --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything but the slow tier (browser, property fuzzing, fault injection): a quick check while coding.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Runs the same checks as `make lint` before every commit of this clone (.pre-commit-config.yaml).
+hooks: install
+	$(BIN)/pre-commit install
+
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+load: install
+	$(BIN)/pip install --quiet -r requirements/bench.txt
+	$(BIN)/python -m bench.load $(LOAD_ARGS)
+
 clean:
 	rm -rf $(VENV) instance/*.sqlite3* .pytest_cache
-
-load: install
-	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python -m bench.load $(LOAD_ARGS)

@@ -29,7 +29,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     _refuse_dev_secret_in_production(app)
     os.makedirs(app.instance_path, exist_ok=True)  # the default SQLite file lives there
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging()
 
     _init_extensions(app)
     _register_blueprints(app)
@@ -50,12 +50,23 @@ def freeze_startup_objects() -> None:
     """Move everything built so far out of the cyclic garbage collector's reach, for a serving process.
 
     Modules, mappers, compiled templates and the app live as long as the process; without this every
-    full collection re-scans them, and a request that triggers one (often the board, which builds
-    many objects) paid 50-100 ms for it: the board's p95 at L went from ~140 to ~65 ms
-    (docs/benchmarks.md). Not for tests, which build many short-lived apps.
+    full collection re-scans them, during whichever request triggers it (often the board, which
+    builds many objects): docs/design.md, "Serving". Not for tests, which build many short-lived apps.
     """
     gc.collect()
     gc.freeze()
+
+
+def _configure_logging() -> None:
+    """Warnings and errors of every library, and the app's own messages from INFO up.
+
+    Not INFO for everything: libraries (Alembic's plugins, for one) announce their set-up at INFO, which
+    buried every CLI command's own output. Request lines come from the server: werkzeug's in
+    development, gunicorn's access log in production. Left alone when logging is already set up (a
+    server's configuration, pytest's capture)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger(__name__).setLevel(logging.INFO)
 
 
 def _refuse_dev_secret_in_production(app: Flask) -> None:

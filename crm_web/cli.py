@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -12,16 +14,20 @@ from crm_web.errors import CRMException
 crm = AppGroup("crm", help="crm-web administration commands.")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
 @crm.command("demo")
 @click.option("--no-migrate", is_flag=True, help="Skip `db upgrade` (the schema already exists).")
-def demo_command(no_migrate: bool) -> None:
+@click.option(
+    "--url", default="http://127.0.0.1:5000", show_default=True, help="Where the app is served (printed only)."
+)
+def demo_command(no_migrate: bool, url: str) -> None:
     """Upgrade the database and create (once) a demo organisation with realistic data."""
     from crm_web.services import seeding
 
+    _require_generator()
     if not no_migrate:
         upgrade()
     org, created = seeding.ensure_demo_org()
@@ -30,9 +36,18 @@ def demo_command(no_migrate: bool) -> None:
         click.echo(f"Created the demo organisation {org.name!r}.")
     else:
         click.echo(f"The demo organisation {org.name!r} already exists; left as it is.")
-    click.echo("Open http://127.0.0.1:5000 and sign in as one of:")
+    click.echo(f"Open {url} and sign in as one of:")
     for email, _, role in seeding.DEMO_USERS:
         click.echo(f"  {email:<22} password: {seeding.DEMO_PASSWORD}   ({role})")
+
+
+def _require_generator() -> None:
+    from crm_web.services import seeding
+
+    try:
+        seeding.require_generator()
+    except seeding.GeneratorMissing as error:
+        _fail(str(error))
 
 
 def _non_negative(ctx, param, value: int) -> int:
@@ -55,6 +70,7 @@ def seed_command(
     """Bulk volume for benchmarks, inserted in batches."""
     from crm_web.services import accounts, seeding
 
+    _require_generator()
     org = accounts.org_by_slug(org_slug)
     if org is None:
         _fail(f"No organisation with slug {org_slug!r} (create one with `crm create-user`).")

@@ -18,12 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from flask import g
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import scoped_session, sessionmaker
 
 from crm_web import create_app
 from crm_web.extensions import db
@@ -139,13 +140,11 @@ def _app_context(request):
         connection = db.engine.connect()
         outer = connection.begin()
         original_session = db.session
-        db.session = db._make_scoped_session(
-            {
-                "class_": BoundSession,
-                "bind": connection,
-                "join_transaction_mode": "create_savepoint",
-                "expire_on_commit": False,
-            }
+        # The app's own kind of scoped session (one per app context), bound to the test's connection:
+        # services' commits release savepoints of the outer transaction.
+        db.session = scoped_session(
+            sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False),
+            scopefunc=lambda: id(g._get_current_object()),  # `g` is one object per app context
         )
         try:
             yield
@@ -157,13 +156,6 @@ def _app_context(request):
         from crm_web.extensions import cache
 
         cache.clear()
-
-
-class BoundSession(OrmSession):
-    """A plain Session (Flask-SQLAlchemy's get_bind() would ignore `bind` and use the engine)."""
-
-    def __init__(self, db=None, **kwargs):  # Flask-SQLAlchemy's sessionmaker passes db=
-        super().__init__(**kwargs)
 
 
 class CSRFClient(FlaskClient):

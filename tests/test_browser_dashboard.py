@@ -12,6 +12,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_dashboard_renders_charts(page, page_errors, live_server, browser_login, tmp_path):
     page.set_viewport_size({"width": 1360, "height": 1100})
     browser_login(page, "manager")

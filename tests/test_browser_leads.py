@@ -4,7 +4,7 @@ company it became; a company deleted from the list comes back with Undo."""
 import pytest
 from playwright.sync_api import expect
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_sales_creates_qualifies_and_converts_a_lead(page, page_errors, live_server, browser_login):

@@ -2,7 +2,7 @@
 
 import pytest
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_admin_signs_in_and_sees_the_shell(page, page_errors, live_server, browser_login):

@@ -9,7 +9,7 @@ from crm_web.models import Deal, Organization, User
 from crm_web.services.base import Actor, BaseService
 from tests.conftest import build_app
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 class Deals(BaseService[Deal]):

@@ -143,3 +143,41 @@ def test_duplicate_email_is_refused(cli):
     assert cli.invoke(args=args).exit_code == 0
     result = cli.invoke(args=args)
     assert result.exit_code != 0 and "already exists" in result.output
+
+
+def test_demo_prints_the_url_it_is_given(cli):
+    result = cli.invoke(args=["crm", "demo", "--no-migrate", "--url", "http://127.0.0.1:8123"])
+    assert result.exit_code == 0, result.output
+    assert "Open http://127.0.0.1:8123 and sign in" in result.output
+    assert "5000" not in result.output
+
+
+def test_demo_and_seed_without_the_generator_say_what_to_install_and_write_nothing(cli, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faker", None)  # what `import faker` meets when it is not installed
+    for args in (["crm", "demo", "--no-migrate"], ["crm", "seed", "--org", "demo", "--contacts", "1"]):
+        result = cli.invoke(args=args)
+        assert result.exit_code == 1
+        assert "pip install -e '.[demo]'" in result.output
+    assert db.session.scalar(select(Organization).where(Organization.slug == "demo")) is None
+
+
+def test_a_command_prints_its_own_output_not_library_set_up_logs(tmp_path):
+    """A real process, as a user runs it: the app configures logging there, not pytest."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}", "REDIS_URL": ""}
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    upgrade = subprocess.run([*flask, "db", "upgrade"], cwd=root, env=env, capture_output=True, text=True)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert "Running upgrade" in upgrade.stderr  # which migrations ran is worth a line each
+    demo = subprocess.run([*flask, "crm", "demo", "--no-migrate"], cwd=root, env=env, capture_output=True, text=True)
+    assert demo.returncode == 0, demo.stderr
+    assert demo.stderr == ""
+    assert demo.stdout.splitlines()[0] == "Created the demo organisation 'Acme Demo'."
+    assert len(demo.stdout.splitlines()) == 5  # that, the URL, one line per demo login

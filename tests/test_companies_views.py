@@ -151,7 +151,8 @@ def test_bulk_delete_bad_ids_and_csrf(client, login, org):
     company = factories.make_company(org)
     assert client.post("/companies/bulk/delete", data={"ids": ["not-a-uuid"]}, headers=HX).status_code == 400
     assert client.post("/companies/bulk/delete", data={"ids": [str(company.id)]}, csrf=False).status_code == 400
-    assert db.session.scalar(select(Company.deleted_at).where(Company.id == company.id)) is None
+    stored = select(Company.deleted_at).where(Company.id == company.id).execution_options(include_deleted=True)
+    assert db.session.execute(stored).scalar_one() is None  # still there, and not in the trash
 
 
 def test_bulk_delete_by_sales_of_others_is_403(client, login, org, users):
@@ -224,7 +225,7 @@ def test_contacts_panel_budget_roles_and_fragment(client, login, org, count_quer
 def test_detail_of_junk_other_org_and_deleted_ids_is_404(client, login, org, other_org):
     login("sales")
     foreign = factories.make_company(other_org)
-    gone = factories.make_company(org, deleted_at=factories.datetime.now(factories.timezone.utc))
+    gone = factories.make_company(org, deleted_at=factories.datetime.now(factories.UTC))
     for url in (
         "/companies/not-a-uuid",
         f"/companies/{foreign.id}",
@@ -272,11 +273,12 @@ def test_delete_without_htmx_redirects_and_needs_csrf(client, login, org):
 
 def test_sales_cannot_delete_or_edit_someone_elses_company(client, login, org, users):
     login("sales")
-    company = factories.make_company(org, owner_id=users["manager"].id)
+    company = factories.make_company(org, owner_id=users["manager"].id, name="Theirs")
     assert client.post(f"/companies/{company.id}/delete", headers=HX).status_code == 403
     assert client.get(f"/companies/{company.id}/edit").status_code == 403
     assert client.post(f"/companies/{company.id}", data={"name": "Hijack"}).status_code == 403
-    assert db.session.scalar(select(Company.name).where(Company.id == company.id)) != "Hijack"
+    stored = select(Company.name, Company.deleted_at).where(Company.id == company.id)
+    assert db.session.execute(stored.execution_options(include_deleted=True)).one() == ("Theirs", None)
 
 
 # --- create and edit --------------------------------------------------------------------------------

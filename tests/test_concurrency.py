@@ -1,5 +1,5 @@
 """Concurrent saves of one record: the later save either wins cleanly or is told the record changed
-(409), never a silent overwrite (docs/benchmarks.md, "Concurrency").
+(409), never a silent overwrite (docs/design.md, "Concurrent edits").
 
 - Within one request window: optimistic locking on the `version` column (StaleDataError -> Conflict).
 - Across minutes: every full edit form posts the version it was rendered with; a stale one is shown

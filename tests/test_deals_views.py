@@ -6,6 +6,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
 from crm_web.extensions import db
 from crm_web.models import Deal
@@ -124,7 +125,8 @@ def test_delete_with_undo(client, login, org, stages, users):
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "in the trash" in html
     assert f"/deals/{deal.id}/restore" in html and "Undo" in html
-    assert fresh(deal.id) is None or fresh(deal.id).deleted_at is not None
+    trashed = select(Deal.deleted_at).where(Deal.id == deal.id).execution_options(include_deleted=True)
+    assert db.session.execute(trashed).scalar_one() is not None  # in the trash, not gone
     response = client.post(f"/deals/{deal.id}/restore", headers=HX)
     assert response.status_code == 200 and "Trashable" in response.get_data(as_text=True)
     login("sales")

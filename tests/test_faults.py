@@ -21,6 +21,8 @@ from crm_web.extensions import db
 from tests import factories
 from tests.conftest import TEST_DATABASE_URL, CSRFClient, build_app, postgres_database, unavailable
 
+pytestmark = pytest.mark.slow  # each test starts and kills its own server
+
 CACHE_LOGGER = "crm_web.services.cache"
 
 

@@ -727,6 +727,7 @@ keys = st.one_of(st.sampled_from(["f", "f", "f", "field", "op", "value", "group"
 values = st.one_of(raw_conditions, st.sampled_from(["any", "all", "", "1", "qty", "equals", "status"]))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(keys, values), max_size=8))
 def test_parse_never_fails_unexpectedly(pairs: list[tuple[str, str]]) -> None:
@@ -807,6 +808,7 @@ specs = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(specs)
 def test_parse_encode_round_trip(spec: FilterSpec) -> None:

@@ -155,6 +155,7 @@ LIST_PAGES = [
 
 
 @pytest.mark.parametrize("path,fields,extra", LIST_PAGES, ids=[p[0] for p in LIST_PAGES])
+@pytest.mark.slow
 def test_list_parameters_never_500(path, fields, extra, app, admin_client):
     @FUZZ
     @given(params=list_params(fields, extra), htmx=st.booleans())
@@ -165,6 +166,7 @@ def test_list_parameters_never_500(path, fields, extra, app, admin_client):
     run()
 
 
+@pytest.mark.slow
 def test_board_parameters_never_500(app, admin_client, world):
     board_extra = {"pipeline": junk([str(world["pipeline"]), str(world["spare_pipeline"])]), "offset": junk()}
     paths = ["/deals/board", "/deals/board/filter", f"/deals/board/column/{world['stage']}"]
@@ -178,6 +180,7 @@ def test_board_parameters_never_500(app, admin_client, world):
     run()
 
 
+@pytest.mark.slow
 def test_dashboard_search_and_lookup_parameters_never_500(app, admin_client, world):
     ids = [str(world[k]) for k in ("contact", "company", "deal", "lead", "sales", "trashed_contact")]
     targets = st.one_of(
@@ -358,6 +361,7 @@ def form_targets(world: World) -> list[tuple[str, dict[str, st.SearchStrategy]]]
     ]
 
 
+@pytest.mark.slow
 def test_forms_never_500(app, admin_client, world):
     targets = form_targets(world)
 

@@ -178,25 +178,28 @@ def test_a_deal_change_keeps_the_activity_stats_and_an_activity_change_keeps_the
     assert any("FROM activity_tallies" in s for s in q.statements), q
 
 
-def test_activity_stats_expire_with_the_clock_but_deal_numbers_only_with_writes(app, actor, board, count_queries):
+def test_activity_stats_expire_with_the_clock_but_deal_numbers_only_with_writes(
+    app, actor, board, count_queries, monkeypatch
+):
     """ "Overdue" moves with the clock, so the activity stats expire after ACTIVITY_STATS_CACHE_TIMEOUT; the deal
     numbers change only with writes (and the date, in their keys), so they live for DEAL_STATS_CACHE_TIMEOUT,
-    a far longer safety net (shortened here to seconds)."""
-    import time
-
-    assert app.config["DEAL_STATS_CACHE_TIMEOUT"] >= 60 * app.config["ACTIVITY_STATS_CACHE_TIMEOUT"]
-    saved = {key: app.config[key] for key in ("ACTIVITY_STATS_CACHE_TIMEOUT", "DEAL_STATS_CACHE_TIMEOUT")}
-    app.config.update(ACTIVITY_STATS_CACHE_TIMEOUT=1, DEAL_STATS_CACHE_TIMEOUT=3)
-    try:
+    a far longer safety net. The test cache (cachelib's SimpleCache) reads a clock the test moves."""
+    now = [1_000_000.0]
+    monkeypatch.setattr("cachelib.simple.time", lambda: now[0])
+    activity_timeout = app.config["ACTIVITY_STATS_CACHE_TIMEOUT"]
+    deal_timeout = app.config["DEAL_STATS_CACHE_TIMEOUT"]
+    assert deal_timeout >= 60 * activity_timeout
+    numbers(actor)
+    now[0] += activity_timeout - 1
+    with count_queries() as within:
         numbers(actor)
-        time.sleep(1.2)
-        with count_queries() as minute:
-            numbers(actor)
-        time.sleep(2.0)
-        with count_queries() as hour:
-            numbers(actor)
-    finally:
-        app.config.update(saved)
+    assert not [s for s in within.statements if "_tallies" in s], within  # nothing expired yet
+    now[0] += 2
+    with count_queries() as minute:
+        numbers(actor)
+    now[0] += deal_timeout
+    with count_queries() as hour:
+        numbers(actor)
     assert any("FROM activity_tallies" in s for s in minute.statements), minute
     assert [s for s in minute.statements if "FROM deal_tallies" in s] == [], minute
     assert any("FROM deal_tallies" in s for s in hour.statements), hour  # the safety net does expire

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from faker import Faker
 from sqlalchemy import insert, select
 
 from crm_web.extensions import db
@@ -91,10 +90,27 @@ def _batches(rows: Iterator[dict[str, Any]], size: int = BATCH) -> Iterator[list
         yield batch
 
 
+class GeneratorMissing(RuntimeError):
+    """Faker (the `demo` extra) is not installed: the app runs without it, only the generator needs it."""
+
+
+def require_generator() -> None:
+    """Raise GeneratorMissing before anything is written, rather than halfway through."""
+    try:
+        import faker  # noqa: F401
+    except ImportError:
+        raise GeneratorMissing(
+            "The demo data generator is not installed: pip install -e '.[demo]' (make run installs it)."
+        ) from None
+
+
 class Seeder:
     """Generates one organisation's data; every table is written with executemany batches."""
 
     def __init__(self, org: Organization, *, seed: int = 42, progress: Progress | None = None):
+        require_generator()
+        from faker import Faker  # the `demo` extra, imported only here (see require_generator)
+
         self.org = org
         self.rng = random.Random(seed)
         self.fake = Faker()

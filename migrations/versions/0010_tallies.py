@@ -18,8 +18,8 @@ way round) instead of rebasing without it. TRUNCATE is not counted (nothing in t
 
 The weighted formula is services/forecast.py's (open: value x probability / 100 rounded to the
 cent per deal, won 100 %, lost 0); tests/test_tallies.py checks that the tallies equal the
-aggregates after every kind of write, on both engines. This file keeps its own copy of the SQL
-on purpose: a migration is a frozen snapshot.
+aggregates after every kind of write, on both engines. The SQL is in migrations/sql/0010_tallies_*.sql,
+frozen with this migration; tests/test_database_sql.py ties it to the schema and to the formula.
 
 Revision ID: 0010_tallies
 Revises: 0009_company_search_indexes
@@ -28,106 +28,14 @@ Revises: 0009_company_search_indexes
 import sqlalchemy as sa
 from alembic import op
 
+from crm_web.sql_files import execute_file
+
 revision = "0010_tallies"
 down_revision = "0009_company_search_indexes"
 branch_labels = None
 depends_on = None
 
 LIVE = sa.text("deleted_at IS NULL")
-SYSTEM_CONTEXT = "coalesce(current_setting('app.current_org', true), '') = ''"
-CURRENT_ORG = "nullif(current_setting('app.current_org', true), '')::uuid"
-
-DEAL_KEYS = "org_id, owner_id, stage_id, status, expected_month, closed_month"
-DEAL_SUMS = "deals, value, weighted, won_days, won_timed"
-ACTIVITY_KEYS = "org_id, owner_id, status, type"
-# Columns of a deal that change what it counts for.
-DEAL_COUNTED = (
-    "org_id",
-    "owner_id",
-    "stage_id",
-    "status",
-    "expected_close_date",
-    "closed_at",
-    "value",
-    "probability",
-    "created_at",
-    "deleted_at",
-)
-ACTIVITY_COUNTED = ("org_id", "owner_id", "status", "type", "deleted_at")
-
-
-def _weighted(value: str, percent: str, dialect: str) -> str:
-    # services/forecast.py's formula: rounded to the cent per deal.
-    if dialect == "sqlite":
-        return f"round({value} * {percent} / 100.0, 2)"
-    return f"CAST({value} * {percent} / 100 AS numeric(16, 2))"
-
-
-def _deal_keys(d: str, dialect: str) -> str:
-    """The group of deal `d`: DEAL_KEYS."""
-    if dialect == "sqlite":
-        expected, closed = (f"strftime('%Y-%m-01', {d}.expected_close_date)", f"strftime('%Y-%m-01', {d}.closed_at)")
-    else:
-        expected = f"date_trunc('month', {d}.expected_close_date::timestamp)::date"
-        closed = f"date_trunc('month', {d}.closed_at AT TIME ZONE 'UTC')::date"
-    return (
-        f"{d}.org_id, {d}.owner_id, {d}.stage_id, {d}.status, {expected} AS expected_month, "
-        f"CASE WHEN {d}.status IN ('won', 'lost') THEN {closed} END AS closed_month"
-    )
-
-
-def _deal_sums(d: str, sign: str, stage_probability: str, dialect: str) -> str:
-    """What deal `d` adds to its group (sign 1) or takes away (sign -1): DEAL_SUMS."""
-    percent = (
-        f"(CASE {d}.status WHEN 'won' THEN 100 WHEN 'lost' THEN 0 "
-        f"ELSE coalesce({d}.probability, {stage_probability}, 0) END)"
-    )
-    won_timed = f"{d}.status = 'won' AND {d}.closed_at IS NOT NULL"
-    days = (
-        f"julianday({d}.closed_at) - julianday({d}.created_at)"
-        if dialect == "sqlite"
-        else f"extract(epoch FROM {d}.closed_at - {d}.created_at) / 86400.0"
-    )
-    return (
-        f"{sign} AS deals, {sign} * {d}.value AS value, "
-        f"{sign} * {_weighted(f'{d}.value', percent, dialect)} AS weighted, "
-        f"{sign} * (CASE WHEN {won_timed} THEN {days} ELSE 0 END) AS won_days, "
-        f"{sign} * (CASE WHEN {won_timed} THEN 1 ELSE 0 END) AS won_timed"
-    )
-
-
-def _deal_row(d: str, sign: str, stage_probability: str, dialect: str) -> str:
-    return f"{_deal_keys(d, dialect)}, {_deal_sums(d, sign, stage_probability, dialect)}"
-
-
-def _sum_groups(rows: str, keys: str, sums: str) -> str:
-    """Sum `rows` per group; groups the statement left unchanged are not written."""
-    summed = ", ".join(f"sum({column})" for column in sums.split(", "))
-    changed = " OR ".join(f"sum({column}) <> 0" for column in sums.split(", "))
-    return f"SELECT {keys}, {summed} FROM ({rows}) AS changed GROUP BY {keys} HAVING {changed}"
-
-
-def _live_deals(table: str, sign: str) -> str:
-    return (
-        f"SELECT {_deal_row('d', sign, 's.probability', 'postgresql')} FROM {table} d "
-        f"LEFT JOIN pipeline_stages s ON s.id = d.stage_id WHERE d.deleted_at IS NULL"
-    )
-
-
-def _live_activities(table: str, sign: str) -> str:
-    return f"SELECT {ACTIVITY_KEYS}, {sign} AS activities FROM {table} WHERE deleted_at IS NULL"
-
-
-def _stage_rebase(new_percent: str, dialect: str) -> str:
-    """The stage OLD's open deals without a probability of their own: weight at `new_percent` minus
-    weight at OLD.probability."""
-    delta = f"{_weighted('d.value', new_percent, dialect)} - {_weighted('d.value', 'OLD.probability', dialect)}"
-    return (
-        f"INSERT INTO deal_tallies ({DEAL_KEYS}, {DEAL_SUMS}) "
-        f"SELECT {DEAL_KEYS}, 0, 0, sum(delta), 0, 0 FROM (SELECT {_deal_keys('d', dialect)}, {delta} AS delta "
-        f"FROM deals d WHERE d.stage_id = OLD.id AND d.deleted_at IS NULL AND d.status = 'open' "
-        f"AND d.probability IS NULL) AS rebased GROUP BY {DEAL_KEYS} HAVING sum(delta) <> 0"
-    )
 
 
 def _create_tables() -> None:
@@ -172,130 +80,10 @@ def _create_tables() -> None:
         )
 
 
-def _postgresql_triggers() -> None:
-    for table in ("deal_tallies", "activity_tallies"):
-        condition = f"({SYSTEM_CONTEXT} OR org_id = {CURRENT_ORG})"
-        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-        op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-        op.execute(f"CREATE POLICY tenant_isolation ON {table} USING {condition} WITH CHECK {condition}")
-    for name, tally, keys, sums, live in (
-        ("deal", "deal_tallies", DEAL_KEYS, DEAL_SUMS, _live_deals),
-        ("activity", "activity_tallies", ACTIVITY_KEYS, "activities", _live_activities),
-    ):
-        insert = f"INSERT INTO {tally} ({keys}, {sums}) "
-
-        def lock_stages(*tables: str) -> str:
-            # A deal weighs itself with its stage's probability as this transaction sees it; without
-            # the lock a concurrent probability change could commit a rebase that misses this deal.
-            if name != "deal":
-                return ""
-            stage_ids = " UNION ".join(f"SELECT stage_id FROM {t}" for t in tables)
-            return f"PERFORM 1 FROM pipeline_stages WHERE id IN ({stage_ids}) ORDER BY id FOR SHARE;"
-
-        op.execute(f"""
-            CREATE FUNCTION {name}_tallies_count() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF TG_OP = 'INSERT' THEN
-                    {lock_stages("new_rows")}
-                    {insert}{_sum_groups(live("new_rows", "1"), keys, sums)};
-                ELSIF TG_OP = 'UPDATE' THEN
-                    {lock_stages("old_rows", "new_rows")}
-                    {insert}{_sum_groups(live("old_rows", "-1") + " UNION ALL " + live("new_rows", "1"), keys, sums)};
-                ELSE
-                    {lock_stages("old_rows")}
-                    {insert}{_sum_groups(live("old_rows", "-1"), keys, sums)};
-                END IF;
-                RETURN NULL;
-            END $$""")
-        table = f"{name}s" if name == "deal" else "activities"
-        for event, tables in (
-            ("INSERT", "NEW TABLE AS new_rows"),
-            ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
-            ("DELETE", "OLD TABLE AS old_rows"),
-        ):
-            op.execute(
-                f"CREATE TRIGGER {name}_tallies_{event.lower()} AFTER {event} ON {table} "
-                f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION {name}_tallies_count()"
-            )
-    op.execute(f"""
-        CREATE FUNCTION deal_tallies_rebase_stage() RETURNS trigger LANGUAGE plpgsql AS $$
-        DECLARE new_percent integer := 0;
-        BEGIN
-            IF TG_OP = 'UPDATE' THEN
-                new_percent := NEW.probability;
-            END IF;
-            {_stage_rebase("new_percent", "postgresql")};
-            RETURN OLD;  -- a BEFORE DELETE trigger returning NULL would cancel the delete
-        END $$""")
-    op.execute(
-        "CREATE TRIGGER deal_tallies_stage_probability AFTER UPDATE OF probability ON pipeline_stages "
-        "FOR EACH ROW WHEN (OLD.probability IS DISTINCT FROM NEW.probability) "
-        "EXECUTE FUNCTION deal_tallies_rebase_stage()"
-    )
-    # BEFORE: the stage's deals still point at it (the delete then sets their stage to NULL).
-    op.execute(
-        "CREATE TRIGGER deal_tallies_stage_delete BEFORE DELETE ON pipeline_stages "
-        "FOR EACH ROW EXECUTE FUNCTION deal_tallies_rebase_stage()"
-    )
-
-
-def _sqlite_triggers() -> None:
-    stage_probability = "(SELECT probability FROM pipeline_stages WHERE id = {d}.stage_id)"
-    for name, table, tally, keys, sums, counted in (
-        ("deal", "deals", "deal_tallies", DEAL_KEYS, DEAL_SUMS, DEAL_COUNTED),
-        ("activity", "activities", "activity_tallies", ACTIVITY_KEYS, "activities", ACTIVITY_COUNTED),
-    ):
-
-        def row(d, sign):
-            if name == "deal":
-                return _deal_row(d, sign, stage_probability.format(d=d), "sqlite")
-            return ", ".join(f"{d}.{key}" for key in keys.split(", ")) + f", {sign}"
-
-        def add(d, sign):
-            return f"INSERT INTO {tally} ({keys}, {sums}) SELECT {row(d, sign)} WHERE {d}.deleted_at IS NULL;"
-
-        changed = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in counted)
-        op.execute(f"CREATE TRIGGER {name}_tallies_insert AFTER INSERT ON {table} BEGIN {add('NEW', '1')} END")
-        op.execute(
-            f"CREATE TRIGGER {name}_tallies_update AFTER UPDATE ON {table} WHEN {changed} "
-            f"BEGIN {add('OLD', '-1')} {add('NEW', '1')} END"
-        )
-        op.execute(f"CREATE TRIGGER {name}_tallies_delete AFTER DELETE ON {table} BEGIN {add('OLD', '-1')} END")
-    op.execute(
-        "CREATE TRIGGER deal_tallies_stage_probability AFTER UPDATE OF probability ON pipeline_stages "
-        "WHEN OLD.probability IS NOT NEW.probability "
-        f"BEGIN {_stage_rebase('NEW.probability', 'sqlite')}; END"
-    )
-    op.execute(
-        "CREATE TRIGGER deal_tallies_stage_delete BEFORE DELETE ON pipeline_stages "
-        f"BEGIN {_stage_rebase('0', 'sqlite')}; END"
-    )
-
-
-def _backfill(dialect: str) -> None:
-    """Today's totals, written as already compacted sums."""
-    if dialect == "sqlite":
-        stage_probability = "(SELECT probability FROM pipeline_stages s WHERE s.id = d.stage_id)"
-        deals = f"SELECT {_deal_row('d', '1', stage_probability, 'sqlite')} FROM deals d WHERE d.deleted_at IS NULL"
-    else:
-        deals = _live_deals("deals", "1")
-    op.execute(f"INSERT INTO deal_tallies ({DEAL_KEYS}, {DEAL_SUMS}) {_sum_groups(deals, DEAL_KEYS, DEAL_SUMS)}")
-    activities = _sum_groups(_live_activities("activities", "1"), ACTIVITY_KEYS, "activities")
-    op.execute(f"INSERT INTO activity_tallies ({ACTIVITY_KEYS}, activities) {activities}")
-    for table in ("deal_tallies", "activity_tallies"):
-        op.execute(f"UPDATE {table} SET compacted = true")
-
-
 def upgrade():
-    dialect = op.get_bind().dialect.name
     _create_tables()
-    if dialect == "postgresql":
-        _postgresql_triggers()
-    else:
-        _sqlite_triggers()
-    _backfill(dialect)
-    if dialect == "postgresql":
-        op.execute("ANALYZE activities")
+    # The policies, triggers and backfill: migrations/sql/0010_tallies_<dialect>.sql.
+    execute_file(op, revision)
 
 
 def downgrade():
