@@ -45,7 +45,7 @@ def world(org, users):
         first_name="Gone",
         last_name="Ghost",
         primary_company_id=acme.id,
-        deleted_at=factories.datetime.now(factories.timezone.utc),
+        deleted_at=factories.datetime.now(factories.UTC),
     )
     pipeline = factories.make_pipeline(org)
     factories.make_deal(org, pipeline=pipeline, company_id=acme.id, contact_id=alice.id, value=Decimal("100"))
@@ -57,7 +57,7 @@ def world(org, users):
         pipeline=pipeline,
         company_id=acme.id,
         value=Decimal("999"),
-        deleted_at=factories.datetime.now(factories.timezone.utc),
+        deleted_at=factories.datetime.now(factories.UTC),
     )
     factories.make_activity(org, company_id=acme.id, contact_id=alice.id)
     factories.make_activity(org, contact_id=alice.id)
