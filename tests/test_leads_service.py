@@ -147,7 +147,7 @@ def test_convert_creates_contact_company_and_deal_in_one_go(users, org):
 
 def test_convert_reuses_a_live_company_by_name_case_insensitively(users, org, other_org):
     factories.make_company(other_org, name="Initech")
-    factories.make_company(org, name="initech", deleted_at=factories.datetime.now(factories.timezone.utc))
+    factories.make_company(org, name="initech", deleted_at=factories.datetime.now(factories.UTC))
     existing = factories.make_company(org, name="INITECH")
     lead = factories.make_lead(org, company_name=" Initech ")
     before = count(Company)
