@@ -72,7 +72,6 @@ def base_config(database_url: str) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "CACHE_TYPE": "SimpleCache",
         "REDIS_URL": None,
-        "CRM_INTERNAL_TOKEN": "test-internal-token",
         "SERVER_NAME": None,
         "RATELIMIT_STORAGE_URI": "memory://",
         "LOGIN_RATE_LIMIT": "1000 per minute",  # tests sign in often; test_security sets a real limit
