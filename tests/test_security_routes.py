@@ -87,7 +87,7 @@ def access_table(app) -> str:
         "routes on records owned by an admin and expect 403. htmx requests of an",
         "anonymous user get `401` with `HX-Redirect` instead of the redirect. `/internal/*` needs an",
         "`Authorization: Bearer` token scoped to the endpoint and the organisation, whatever the session",
-        "(401 without a valid one, 403 outside its scope; see "Internal API tokens" above).",
+        "(401 without a valid one, 403 outside its scope; see Internal API tokens above).",
         "",
         "| Method | Route | Endpoint | " + " | ".join(ROLES) + " |",
         "|---|---|---|" + "---|" * len(ROLES),
