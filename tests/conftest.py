@@ -154,8 +154,10 @@ def _app_context(request):
             outer.rollback()
             connection.close()
         from crm_web.extensions import cache
+        from crm_web.services.cache import breaker
 
         cache.clear()
+        breaker.reset()  # per process: a test that made the cache fail must not open it for the next
 
 
 class BoundSession(OrmSession):

@@ -34,11 +34,9 @@ class Organization(IdMixin, TimestampMixin, Base):
 
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(80), unique=True)
-    # services/cache_versions.py: every cached value's key carries its domain's version; a commit
-    # that writes the domain sets a new one in the same transaction, so no cache can outlive it.
-    pipelines_cache_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    deals_cache_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    activities_cache_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # services/cache_versions.py: every cached value's key carries it; it changes when a change could
+    # not reach the cache, so the organisation's old entries can never come back.
+    cache_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class User(UserMixin, IdMixin, TimestampMixin, Base):

@@ -8,9 +8,8 @@ Cache plain data (dataclasses, dicts, tuples of primitives), never ORM instances
 A circuit breaker, per process: a Redis that fails (refuses, or hangs until the socket timeout)
 is skipped for CACHE_BREAKER_SECONDS; then one call tries it again, and success closes the
 breaker. So a hung Redis costs one socket timeout per process every few seconds, not several per
-request. Nothing here needs invalidations to reach Redis: cached values are keyed by versions
-kept in the database (services/cache_versions.py), so a write made while Redis was away can
-never be hidden by an entry it failed to delete.
+request. A change whose invalidation cannot be stored changes the organisation's cache epoch in
+the database instead (services/cache_versions.py), so it is never hidden by an old entry.
 """
 
 from __future__ import annotations
@@ -44,6 +43,10 @@ class _Breaker:
                 return False
             self.open_until = now + _cool_down()  # the others keep skipping while this one probes
             return True
+
+    def is_open(self) -> bool:
+        """Whether Redis is being skipped right now (a probe may still be due)."""
+        return self.open_until != 0.0
 
     def failed(self, operation: str, error: Exception) -> None:
         with self.lock:
@@ -85,7 +88,14 @@ def _cool_down() -> float:
 
 def cache_get(key: str) -> Any | None:
     """The cached value, or None on a miss or when the cache is unreachable."""
-    (value,) = cache_get_many(key)
+    if not breaker.allows():
+        return None
+    try:
+        value = cache.get(key)
+    except RedisError as error:
+        breaker.failed("get", error)
+        return None
+    breaker.succeeded()
     return value
 
 
@@ -102,20 +112,21 @@ def cache_get_many(*keys: str) -> list[Any | None]:
     return list(values)
 
 
-def cache_set(key: str, value: Any, timeout: int | None = None) -> None:
-    """Store `value` for `timeout` seconds; an unreachable cache is ignored."""
+def cache_set(key: str, value: Any, timeout: int | None = None) -> bool:
+    """Store `value` for `timeout` seconds; False when the cache is unreachable (or skipped by the breaker)."""
     if not breaker.allows():
-        return
+        return False
     try:
         cache.set(key, value, timeout=timeout)
     except RedisError as error:
         breaker.failed("set", error)
-    else:
-        breaker.succeeded()
+        return False
+    breaker.succeeded()
+    return True
 
 
 def cache_delete(*keys: str) -> None:
-    """Drop keys; an unreachable cache is ignored (versioned keys make a missed delete harmless)."""
+    """Drop keys; an unreachable cache is ignored."""
     if not keys or not breaker.allows():
         return
     try:

@@ -1,41 +1,46 @@
-"""Versions of an organisation's cached data, kept in the database beside the data they describe.
+"""Which cached values are current: a generation per domain in the cache, an epoch per organisation
+in the database, so that no cached value can outlive a change, whether or not the cache heard of it.
 
 Cached values belong to a *domain* of an organisation: its pipelines (with their stages), its deal
-numbers (board headers, dashboard rollups) or its activity numbers. Every key carries the domain's
-current version (`versioned_key`), read from the organisation's row (`<domain>_cache_version`).
+numbers (board headers, dashboard rollups) or its activity numbers. Every key carries
+(`versioned_key`):
 
-The commit that writes a table of a domain sets a new random version in the same transaction (the
-session hooks below notice the writes, for every write path: forms, board moves, bulk statements,
-the trash, a lead conversion, the CLI). So once a change is committed, every process looks for new
-keys; nothing needs to reach Redis for that, which a hung or restarting Redis could not promise.
-A process that read the old version just before a commit may still store a value under the old
-key; nobody asks for that key again. Versions are random, not counters: a rolled-back bump can
-never be reused by a later commit for different data.
+- the domain's **generation**, kept in the cache itself: any commit that wrote a table of the
+  domain (the session hooks below notice it, for every write path: forms, board moves, bulk
+  statements, the trash, a lead conversion, the CLI) sets a new one right after the commit, so
+  every process looks for new keys. Bulk statements outside a signed-in PostgreSQL request do not
+  say which organisation they touched; they start a new generation for every organisation.
+- the organisation's **epoch**, kept in PostgreSQL (`organizations.cache_epoch`): it changes only
+  when a new generation could not be stored, because the cache was unreachable or its circuit
+  breaker open (services/cache.py). Then the change would be hidden by its old entries once the
+  cache is back; instead the epoch changes, in the writing transaction when the breaker is already
+  open, else right after it, and every process abandons every entry of the organisation made
+  before. Reading the epoch costs no statement in a signed-in request: the user loader loads the
+  organisation's row, and a loaded (or newly created) row records its epoch in the session.
 
-Reading the versions costs no statement in a signed-in request: the user loader loads the
-organisation's row with the user, and a loaded row records its versions in the session. Elsewhere
-(the CLI, services called directly) the first lookup selects them once for the session; the
-session's own commits keep them current.
-
-Bulk statements made outside a signed-in PostgreSQL request do not say which organisation they
-touched; they set a new version of the domain for every organisation.
+Generations and epochs are random, never counters: a lost or rolled-back one is never reused for
+different data. A value a process computed from the database just before a commit can only be
+stored under the old generation, which nobody asks for again.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from collections.abc import Iterable
 from itertools import chain
 from typing import Any, cast
 
-from sqlalchemy import Table, event, select, update
+from sqlalchemy import Engine, Table, event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from crm_web.database import CURRENT_ORG_INFO_KEY, AnySession
 from crm_web.models import Organization
+from crm_web.services.cache import breaker, cache_get_many, cache_set
 
-DOMAINS = ("pipelines", "deals", "activities")
+logger = logging.getLogger(__name__)
+
 # Which domains a write to a table makes stale (the board headers read stage names and probabilities).
 DOMAINS_OF_TABLE: dict[str, tuple[str, ...]] = {
     "pipelines": ("pipelines", "deals"),
@@ -45,37 +50,56 @@ DOMAINS_OF_TABLE: dict[str, tuple[str, ...]] = {
 }
 EVERY_ORG = "*"
 _TABLE = cast(Table, Organization.__table__)
-_COLUMNS = {domain: _TABLE.c[f"{domain}_cache_version"] for domain in DOMAINS}
-_KNOWN = "crm_cache_versions"  # session.info: {org id: {domain: version}}
+_EPOCHS = "crm_cache_epochs"  # session.info: {org id: epoch}
 _STALE = "crm_cache_stale"  # session.info: {(org id or EVERY_ORG, domain)} written by the transaction
-_BUMPED = "crm_cache_bumped"  # session.info: the new versions, known once the commit succeeds
+_NEW_EPOCHS = "crm_cache_new_epochs"  # session.info: epochs set by the transaction, known once it commits
 
 
-def _known(session: AnySession) -> dict[str, dict[str, int]]:
-    return session.info.setdefault(_KNOWN, {})
+def _new() -> str:
+    return secrets.token_hex(8)
 
 
-def version(session: AnySession, org_id: uuid.UUID | str, domain: str) -> int:
-    """The domain's current version for the organisation."""
-    known = _known(session)
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def _epochs(session: AnySession) -> dict[str, int]:
+    return session.info.setdefault(_EPOCHS, {})
+
+
+def epoch(session: AnySession, org_id: uuid.UUID | str) -> int:
+    """The organisation's epoch: from its row if this session loaded or made it, else one SELECT."""
+    known = _epochs(session)
     org = str(org_id)
     if org not in known:
-        row = session.execute(select(*_COLUMNS.values()).where(Organization.id == uuid.UUID(org))).one_or_none()
-        known[org] = dict(zip(DOMAINS, row, strict=True)) if row is not None else dict.fromkeys(DOMAINS, 0)
-    return known[org][domain]
+        value = session.scalar(select(_TABLE.c.cache_epoch).where(_TABLE.c.id == uuid.UUID(org)))
+        known[org] = value or 0
+    return known[org]
+
+
+def _generation_key(org: str, domain: str) -> str:
+    return f"generation:{domain}:{org}"
 
 
 def versioned_key(session: AnySession, org_id: uuid.UUID | str, domain: str, *parts: Any) -> str:
-    """`<domain>:<org>:v<version>:<parts...>`: a key no value computed before the last change can have."""
-    return ":".join([domain, str(org_id), f"v{version(session, org_id, domain)}", *(str(p) for p in parts)])
+    """`<domain>:<org>:<epoch>:<generations>:<parts...>`: a key no value computed before the last
+    change of the domain can have. One cache round trip for the generations."""
+    org = str(org_id)
+    generations = []
+    owners = (EVERY_ORG, org)
+    for owner, generation in zip(owners, cache_get_many(*(_generation_key(o, domain) for o in owners)), strict=True):
+        if generation is None:  # first use, expired, or the cache is away (then nothing is stored anyway)
+            generation = _new()
+            cache_set(_generation_key(owner, domain), generation, timeout=0)
+        generations.append(generation)
+    return ":".join([domain, org, f"e{epoch(session, org)}", *generations, *(str(p) for p in parts)])
 
 
-# --- loaded rows tell their versions ------------------------------------------------------------
+# --- loaded rows tell their epoch ----------------------------------------------------------------
 
 
 def _remember(target: Organization, session: Session | None) -> None:
-    if session is not None:
-        _known(session)[str(target.id)] = {domain: getattr(target, f"{domain}_cache_version") for domain in DOMAINS}
+    if session is not None and target.id is not None:
+        _epochs(session)[str(target.id)] = target.cache_epoch or 0
 
 
 @event.listens_for(Organization, "load")
@@ -86,6 +110,12 @@ def _remember_loaded(target: Organization, context: Any) -> None:
 @event.listens_for(Organization, "refresh")
 def _remember_refreshed(target: Organization, context: Any, attrs: Iterable[str] | None) -> None:
     _remember(target, context.session)
+
+
+@event.listens_for(Session, "pending_to_persistent")
+def _remember_created(session: Session, instance: Any) -> None:
+    if isinstance(instance, Organization):
+        _remember(instance, session)
 
 
 # --- noticing writes ----------------------------------------------------------------------------
@@ -113,41 +143,62 @@ def _note_bulk_statements(state: ORMExecuteState) -> None:
     _stale(state.session).update((org, domain) for domain in domains)
 
 
+def _epoch_statement(orgs: set[str], value: int) -> Any:
+    statement = update(_TABLE).values(cache_epoch=value, updated_at=_TABLE.c.updated_at)  # not a change of the org
+    if EVERY_ORG not in orgs:
+        statement = statement.where(_TABLE.c.id.in_(sorted(uuid.UUID(org) for org in orgs)))
+    return statement
+
+
 @event.listens_for(Session, "before_commit")
-def _set_new_versions(session: Session) -> None:
-    # Flush first, so the writes still pending are noticed too; then one UPDATE per organisation
-    # (in id order, so two transactions never wait on each other's rows in opposite orders), as the
-    # transaction's last statement: the row lock is held only for the commit.
+def _new_epochs_while_the_cache_is_away(session: Session) -> None:
+    # Flush first, so the writes still pending are noticed too. With the breaker open the new
+    # generations cannot be stored after the commit: change the epoch in this very transaction.
     session.flush()
-    stale = session.info.pop(_STALE, None)
-    if not stale:
+    stale = session.info.get(_STALE)
+    if not stale or not breaker.is_open():
         return
-    by_org: dict[str, dict[str, int]] = {}
-    for org, domain in stale:
-        by_org.setdefault(org, {})[domain] = secrets.randbits(62)
-    table = _TABLE
-    for org in sorted(by_org):
-        values = {_COLUMNS[domain].key: new for domain, new in by_org[org].items()}
-        statement = update(table).values(updated_at=table.c.updated_at, **values)  # not a change of the org
-        if org != EVERY_ORG:
-            statement = statement.where(table.c.id == uuid.UUID(org))
-        session.execute(statement)
-    session.info[_BUMPED] = by_org
+    orgs = {org for org, _domain in stale}
+    value = secrets.randbits(62)
+    session.execute(_epoch_statement(orgs, value))
+    session.info[_NEW_EPOCHS] = (orgs, value)
 
 
 @event.listens_for(Session, "after_commit")
-def _remember_new_versions(session: Session) -> None:
-    bumped = session.info.pop(_BUMPED, None)
-    if not bumped:
+def _new_generations(session: Session) -> None:
+    stale = session.info.pop(_STALE, None)
+    new_epochs = session.info.pop(_NEW_EPOCHS, None)
+    if new_epochs is not None:
+        orgs, value = new_epochs
+        known = _epochs(session)
+        for org in known if EVERY_ORG in orgs else orgs & set(known):
+            known[org] = value
+    if not stale:
         return
-    known = _known(session)
-    for org in sorted(bumped):  # the order of the UPDATEs: a specific org's version wins over EVERY_ORG's
-        targets = known.values() if org == EVERY_ORG else [known[org]] if org in known else []
-        for target in targets:
-            target.update(bumped[org])
+    lost = {org for org, domain in sorted(stale) if not cache_set(_generation_key(org, domain), _new(), timeout=0)}
+    if lost and new_epochs is None:
+        _new_epochs_after_the_commit(session, lost)
+
+
+def _new_epochs_after_the_commit(session: Session, orgs: set[str]) -> None:
+    """The cache failed just now, after the commit: the organisations' entries must go all the same."""
+    value = secrets.randbits(62)
+    bind = session.get_bind()
+    try:
+        if isinstance(bind, Engine):
+            with bind.begin() as connection:
+                connection.execute(_epoch_statement(orgs, value))
+        else:  # a session bound to a connection (the tests' outer transaction)
+            bind.execute(_epoch_statement(orgs, value))
+    except Exception:  # the write itself is committed; a failure here only costs freshness until timeouts
+        logger.exception("Could not set a new cache epoch for %s after a cache failure", sorted(orgs))
+        return
+    known = _epochs(session)
+    for org in known if EVERY_ORG in orgs else orgs & set(known):
+        known[org] = value
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_rolled_back(session: Session) -> None:
     session.info.pop(_STALE, None)
-    session.info.pop(_BUMPED, None)
+    session.info.pop(_NEW_EPOCHS, None)

@@ -2,10 +2,10 @@
 
 Pipelines change rarely and are read on every board, deal form and move, so the org's
 pipelines with their stages are cached as plain dataclasses (one list key and one key per
-pipeline, PIPELINE_CACHE_TIMEOUT seconds). The keys carry the org's pipelines version, which every
-commit that writes a pipeline or a stage changes (services/cache_versions.py). With Redis the cache
-is shared by all app processes, so a change is seen at once everywhere, even one made while Redis
-was unreachable.
+pipeline, PIPELINE_CACHE_TIMEOUT seconds). The keys carry the org's pipelines generation, which
+every commit that writes a pipeline or a stage renews, and its cache epoch (services/cache_versions.py).
+With Redis the cache is shared by all app processes, so a change is seen at once everywhere, even one
+made while Redis was unreachable.
 """
 
 from __future__ import annotations

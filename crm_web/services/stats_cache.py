@@ -1,13 +1,13 @@
 """Cached statistics of an organisation: the dashboard's deal rollup, board headers, activity stats.
 
-Every entry belongs to a *domain* (deals or activities) and its key carries the organisation's
-version of that domain (services/cache_versions.py): any commit that wrote a table of the domain
-(deals, pipelines and stages; activities) sets a new version in the same transaction, so no write
-path (a form, a board move, a bulk action, the trash, a lead conversion, a CLI command) can leave a
-stale number behind, whether or not Redis was reachable at the time. A board move recomputes the
-deal numbers only, not the activity stats. Activity stats also expire after a minute
-(ACTIVITY_STATS_CACHE_TIMEOUT), because "overdue" and "due today" move with the clock. Deal numbers
-move only with writes and the date, which the dashboard's keys carry, so their timeout
+Every entry belongs to a *domain* (deals or activities) and its key carries the domain's generation
+and the organisation's epoch (services/cache_versions.py): any commit that wrote a table of the
+domain (deals, pipelines and stages; activities) starts a new generation, so no write path (a form,
+a board move, a bulk action, the trash, a lead conversion, a CLI command) can leave a stale number
+behind, and a change the cache could not be told of changes the epoch, so it cannot either. A board
+move recomputes the deal numbers only, not the activity stats. Activity stats also expire after a
+minute (ACTIVITY_STATS_CACHE_TIMEOUT), because "overdue" and "due today" move with the clock. Deal
+numbers move only with writes and the date, which the dashboard's keys carry, so their timeout
 (DEAL_STATS_CACHE_TIMEOUT, an hour) is only a safety net for writes made outside the app (psql):
 a read-mostly hour does not recompute the whole-table aggregates every minute.
 """
