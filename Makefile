@@ -38,8 +38,14 @@ migrate: install
 demo: install
 	$(FLASK) crm demo --url http://$(HOST):$(PORT)
 
+# On PostgreSQL (DATABASE_URL=postgresql...) the migrations and the demo run as that URL's role, the
+# tables' owner; the server runs as the plain web role `crm web-role` makes, under row-level security.
 run: demo
+ifneq ($(filter postgres%,$(DATABASE_URL)),)
+	DATABASE_URL="$$($(FLASK) crm web-role --print-url)" $(FLASK) run --host $(HOST) --port $(PORT)
+else
 	$(FLASK) run --host $(HOST) --port $(PORT)
+endif
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

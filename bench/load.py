@@ -2,7 +2,8 @@
 against it, and a streamed CSV export of every contact, sampling each worker's RSS throughout.
 
 Loopback only, bounded in time (locust --run-time, request timeouts), and it stops what it started.
-Uses the L benchmark database (`make bench BENCH_ARGS="--sizes L"` creates it).
+Uses the L benchmark database (`make bench BENCH_ARGS="--sizes L"` creates it), served as the plain
+web role (`flask crm web-role`, made here as the owner), so row-level security is in every number.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ class Sampler(threading.Thread):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/crm_bench_l")
+    parser.add_argument(
+        "--database-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/crm_bench_l",
+        help="the owner's (or a superuser's) URL: the server itself connects as the web role made from it",
+    )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (>1: the gthread worker)")
@@ -81,13 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import requests
 
+    from bench.run import web_role_url
+
     port = free_port()
     host = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "CRM_ENV": "production",
+        "CRM_ALLOW_PLAIN_HTTP": "true",  # loopback without TLS: cookies without Secure, no HSTS
         "SECRET_KEY": os.urandom(32).hex(),
-        "DATABASE_URL": args.database_url,
+        "DATABASE_URL": web_role_url(args.database_url),
         "REDIS_URL": args.redis_url,
     }
     # The README's production command, on loopback and a free port.

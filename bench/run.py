@@ -148,6 +148,24 @@ def ensure_database(server: str, size: str, *, fresh: bool) -> str:
     raise RuntimeError(f"could not seed {name}")
 
 
+WEB_ROLE = os.environ.get("BENCH_WEB_ROLE", "crm_web")
+
+
+def web_role_url(url: str) -> str:
+    """The plain role the pages are served as (`flask crm web-role`, run here as the owner), so every
+    measured statement passes the row-level security policies, as in production."""
+    from crm_web import create_app
+    from crm_web.extensions import db
+    from crm_web.services.db_roles import ensure_web_role
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+    with app.app_context():
+        role = ensure_web_role(name=WEB_ROLE)
+        db.session.remove()
+        db.engine.dispose()
+    return role.url
+
+
 def page_specs(app) -> list[PageSpec]:
     """The pages to measure, with ids picked from the data (a company with contacts, etc.)."""
     from crm_web.extensions import db
@@ -250,11 +268,13 @@ def _p95(sorted_ms: list[float]) -> float:
     return sorted_ms[max(0, math.ceil(0.95 * len(sorted_ms)) - 1)]
 
 
-def _plan_indexes(engine, captured: list[tuple[str, Any]]) -> list[str]:
-    """EXPLAIN ANALYZE every statement of one request; the indexes the plans used (a branch that never
-    ran, such as the global search's typo tier behind its one-time filter, does not count)."""
+def _plan_indexes(engine, captured: list[tuple[str, Any]], org_id: Any) -> list[str]:
+    """EXPLAIN ANALYZE every statement of one request, in the organisation's row-level security context;
+    the indexes the plans used (a branch that never ran, such as the global search's typo tier behind
+    its one-time filter, does not count)."""
     found: list[str] = []
     with engine.connect() as conn:
+        conn.execute(select(func.set_config("app.current_org", str(org_id), True)))
         for statement, params in captured:
             if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
                 continue
@@ -274,12 +294,23 @@ def _plan_indexes(engine, captured: list[tuple[str, Any]]) -> list[str]:
 
 
 def measure(url: str, requests: int) -> list[Result]:
+    """Every page as the web role; what to request (ids, terms) is picked as the owner, who sees all rows."""
     from crm_web import create_app, freeze_startup_objects
     from crm_web.extensions import cache, db
     from crm_web.models import Organization, User
 
+    owner_app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+    specs = page_specs(owner_app)
+    with owner_app.app_context():
+        admin_id, org_id = db.session.execute(
+            select(User.id, User.org_id)
+            .join(Organization, Organization.id == User.org_id)
+            .where(Organization.slug == "bench", User.role == "admin")
+        ).one()
+        db.session.remove()
+        db.engine.dispose()
     config = {
-        "SQLALCHEMY_DATABASE_URI": url,
+        "SQLALCHEMY_DATABASE_URI": web_role_url(url),
         "SECRET_KEY": "bench",
         "WTF_CSRF_ENABLED": False,
         "RATELIMIT_ENABLED": False,
@@ -295,13 +326,7 @@ def measure(url: str, requests: int) -> list[Result]:
     app = create_app(config)
     freeze_startup_objects()  # as wsgi.py does for every serving process
     with app.app_context():
-        admin_id = db.session.scalar(
-            select(User.id)
-            .join(Organization, Organization.id == User.org_id)
-            .where(Organization.slug == "bench", User.role == "admin")
-        )
         engine = db.engine
-        db.session.remove()
     captured: list[tuple[str, Any]] = []
     event.listen(
         engine,
@@ -313,7 +338,7 @@ def measure(url: str, requests: int) -> list[Result]:
         session["_user_id"] = str(admin_id)
         session["_fresh"] = True
     results = []
-    for spec in page_specs(app):
+    for spec in specs:
         with app.test_request_context():
             from flask import url_for
             from werkzeug.routing import BuildError
@@ -342,7 +367,7 @@ def measure(url: str, requests: int) -> list[Result]:
             spec.name, path, statistics.median(timings), _p95(sorted(timings)), counted, status, spec.search
         )
         if spec.search and engine.dialect.name == "postgresql":
-            result.plan_indexes = _plan_indexes(engine, list(captured))
+            result.plan_indexes = _plan_indexes(engine, list(captured), org_id)
         results.append(result)
         print(
             f"  {spec.name:48} {result.median_ms:7.1f} {result.p95_ms:7.1f} ms {counted:3} statements"
@@ -413,8 +438,9 @@ def report(all_results: dict[str, list[Result]], requests: int) -> str:
         + f" (plus {TRASHED_SHARE:.0%} of contacts, companies, leads and deals in the trash).\n\n"
         f"{requests} requests per page after 3 warm-up requests, in-process WSGI test client (server time, "
         f"no network), signed in as an admin of the one organisation holding all rows, connected as the "
-        f"PostgreSQL superuser (row-level security is bypassed; see docs/security.md for the `LEAKPROOF` "
-        f"note that keeps trigram indexes usable under the policies). Times in ms; `stmts` = SQL "
+        f"plain web role (`flask crm web-role`: row-level security applies to every statement, with the "
+        f"`LEAKPROOF` marks of docs/security.md that keep trigram indexes usable under the policies). "
+        f"Times in ms; `stmts` = SQL "
         f'statements per request, sign-in user load included. "Cold cache" rows empty the cache before '
         f"each request: what the first viewer after a change to deals, activities or pipelines waits "
         f"(services/stats_cache.py); the other rows are warm, as for every later viewer. Serving processes "

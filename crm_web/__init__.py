@@ -30,6 +30,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _refuse_dev_secret_in_production(app)
     os.makedirs(app.instance_path, exist_ok=True)  # the default SQLite file lives there
     _configure_logging()
+    _warn_about_retired_settings()
 
     _init_extensions(app)
     _register_blueprints(app)
@@ -74,13 +75,25 @@ def _refuse_dev_secret_in_production(app: Flask) -> None:
         raise RuntimeError("SECRET_KEY must be set to a random value when CRM_ENV=production.")
 
 
+def _warn_about_retired_settings() -> None:
+    if os.environ.get("CRM_INTERNAL_TOKEN"):
+        logging.getLogger(__name__).warning(
+            "CRM_INTERNAL_TOKEN is no longer read. Import it once as a scoped token, e.g. `flask --app wsgi crm "
+            "api-token create --name legacy --from-env CRM_INTERNAL_TOKEN --scope stats:read --scope usage:write "
+            "--all-orgs`, then unset it (README, Internal API)."
+        )
+
+
 def _init_extensions(app: Flask) -> None:
     from crm_web import database
     from crm_web.extensions import cache, csrf, db, limiter, login_manager, migrate
 
+    database.prepare_settings(app.config)
     db.init_app(app)
     with app.app_context():
         database.configure_engine(db.engine)
+    database.end_sessions_quietly(app)
+    database.refuse_privileged_role_in_production(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     cache.init_app(app)
@@ -88,7 +101,7 @@ def _init_extensions(app: Flask) -> None:
     login_manager.init_app(app)
 
     from crm_web import auth
-    from crm_web.services import stats_cache  # noqa: F401 - its session hooks keep cached stats fresh
+    from crm_web.services import cache_versions  # noqa: F401 - its session hooks keep cached values current
 
     auth.init_login(login_manager)
     auth.require_login_everywhere(app)

@@ -6,10 +6,10 @@ import uuid
 
 from flask import Response, redirect, request, url_for
 from flask_login import LoginManager
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from crm_web.database import CURRENT_ORG_INFO_KEY, CURRENT_ORG_SETTING
+from crm_web.database import CURRENT_ORG_INFO_KEY, tenant_settings
 from crm_web.models import User
 
 
@@ -29,11 +29,12 @@ def init_login(login_manager: LoginManager) -> None:
             return None
         # One statement per request: the user with their organisation. On PostgreSQL the same
         # statement sets the transaction's org for the row-level security policies (the second
-        # tenant wall, migrations/versions/0002_row_level_security.py); `users` has no policy itself.
+        # tenant wall, migrations/versions/0002_row_level_security.py; `users` has no policy itself)
+        # and the request's timeouts (crm_web/database.py).
         query = select(User).options(joinedload(User.org)).where(User.id == key)
         if db.session.get_bind().dialect.name != "postgresql":
             return db.session.scalar(query)
-        query = query.add_columns(func.set_config(CURRENT_ORG_SETTING, cast(User.org_id, String), True))
+        query = query.add_columns(*tenant_settings(User.org_id))
         row = db.session.execute(query).first()
         if row is None:
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import NoReturn
+from datetime import timedelta
 
 import click
 from flask import Flask, current_app
@@ -138,3 +139,127 @@ def purge_trash_command(days_text: str | None, dry_run: bool, org_slug: str | No
                     f"  {item.display_label}"
                 )
     click.echo(f"{verb} {total.total} record(s) deleted more than {days} day(s) ago: {total.summary()}.")
+
+
+@crm.command("web-role")
+@click.option("--name", default="crm_web", show_default=True, help="The role the web app connects as.")
+@click.option("--password-env", default=None, metavar="VAR", help="Set the role's password from this variable.")
+@click.option("--print-url", is_flag=True, help="Print only the role's DATABASE_URL (for scripts).")
+def web_role_command(name: str, password_env: str | None, print_url: bool) -> None:
+    """Create (once) and grant the plain PostgreSQL role the web app must connect as.
+
+    Run it as the tables' owner (the role that ran `db upgrade`) after every upgrade."""
+    import os
+
+    from crm_web.services.db_roles import ensure_web_role
+
+    password = None
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            _fail(f"{password_env} is not set.")
+    try:
+        role = ensure_web_role(name=name, password=password)
+    except CRMException as error:
+        _fail(error.message)
+    if print_url:
+        click.echo(role.url)
+        return
+    click.echo(f"{'Created' if role.created else 'Updated'} the web role {role.name}; serve the app with")
+    click.echo(f"  DATABASE_URL={role.url}")
+    if not role.leakproof:
+        click.echo("Not a superuser: ask one to mark the search functions LEAKPROOF (docs/security.md).")
+
+
+api_token = AppGroup("api-token", help="Tokens of the internal service API (/internal/*).")
+crm.add_command(api_token)
+
+
+def _parse_duration(text: str) -> timedelta:
+    """`30m`, `12h`, `7d`: a whole number and a unit."""
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    value, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not value.isdigit():
+        _fail(f"A duration is a whole number and m, h or d (e.g. 24h), not {text!r}.")
+    return timedelta(**{units[unit]: int(value)})
+
+
+def _print_issued(issued) -> None:
+    click.echo(f"Token {issued.token.name} ({issued.token.prefix}...), scopes {', '.join(issued.token.scopes)}.")
+    click.echo("The secret (shown once, stored only as a hash):")
+    click.echo(f"  {issued.secret}")
+
+
+@api_token.command("create")
+@click.option("--name", required=True, help="Who uses it (e.g. billing); rotation and revocation go by name.")
+@click.option("--scope", "scopes", multiple=True, required=True, help="stats:read and/or usage:write.")
+@click.option("--org", "org_slugs", multiple=True, help="An organisation it may act for (repeat for more).")
+@click.option("--all-orgs", is_flag=True, help="It may act for every organisation, present and future.")
+@click.option("--expires-in", default=None, metavar="DURATION", help="e.g. 90d (default: until rotated or revoked).")
+@click.option(
+    "--from-env",
+    default=None,
+    metavar="VAR",
+    help="Import the secret from this variable (migrating CRM_INTERNAL_TOKEN) instead of generating one.",
+)
+def api_token_create(
+    name: str, scopes: tuple[str, ...], org_slugs: tuple[str, ...], all_orgs: bool, expires_in: str | None, from_env
+) -> None:
+    """Create a token; prints its secret once."""
+    from crm_web.models import utcnow
+    from crm_web.services import api_tokens
+
+    try:
+        issued = api_tokens.create(
+            name=name,
+            scopes=list(scopes),
+            org_slugs=list(org_slugs),
+            all_orgs=all_orgs,
+            expires_at=utcnow() + _parse_duration(expires_in) if expires_in else None,
+            secret=api_tokens.secret_from_env(from_env) if from_env else None,
+        )
+    except CRMException as error:
+        _fail(error.message)
+    if from_env:
+        click.echo(f"Imported {from_env} as token {issued.token.name} ({issued.token.prefix}...); unset it now.")
+    else:
+        _print_issued(issued)
+
+
+@api_token.command("rotate")
+@click.option("--name", required=True)
+@click.option("--overlap", default="24h", show_default=True, help="How long the old token keeps working.")
+def api_token_rotate(name: str, overlap: str) -> None:
+    """A new token with the same rights; the old one works for the overlap, then expires."""
+    from crm_web.services import api_tokens
+
+    try:
+        issued = api_tokens.rotate(name=name, overlap=_parse_duration(overlap))
+    except CRMException as error:
+        _fail(error.message)
+    _print_issued(issued)
+    click.echo(f"The previous token of {name} stops working in {overlap}.")
+
+
+@api_token.command("revoke")
+@click.option("--name", required=True)
+def api_token_revoke(name: str) -> None:
+    """End every token of that name now."""
+    from crm_web.services import api_tokens
+
+    click.echo(f"Revoked {api_tokens.revoke(name=name)} token(s) named {name}.")
+
+
+@api_token.command("list")
+def api_token_list() -> None:
+    """Every token: name, prefix, scopes, organisations, state."""
+    from crm_web.models import utcnow
+    from crm_web.services import api_tokens
+
+    now = utcnow()
+    for token in api_tokens.listing():
+        state = "revoked" if token.revoked_at else "expired" if not token.usable(now) else "active"
+        if token.expires_at and state == "active":
+            state += f" until {token.expires_at:%Y-%m-%d %H:%M} UTC"
+        orgs = "all organisations" if token.all_orgs else f"{len(token.org_ids)} organisation(s)"
+        click.echo(f"{token.name:<16} {token.prefix}...  {','.join(token.scopes):<24} {orgs:<20} {state}")

@@ -25,6 +25,11 @@ def database_url_from(url: str) -> str:
     return url
 
 
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value is None or not value.strip() else int(value)
+
+
 def cache_settings(redis_url: str | None) -> dict:
     """Redis when configured (shared by every app process), else a per-process cache."""
     if redis_url:
@@ -40,25 +45,45 @@ def cache_settings(redis_url: str | None) -> dict:
 
 def settings_from_env() -> dict:
     instance_db = PROJECT_ROOT / "instance" / "crm.sqlite3"
+    production = os.environ.get("CRM_ENV", "development") == "production"
+    # Production speaks HTTPS: Secure cookies and HSTS, unless a plain-HTTP set-up (a load test on
+    # loopback) opts out explicitly. Outside production SESSION_COOKIE_SECURE still turns them on.
+    https = _bool("SESSION_COOKIE_SECURE", production and not _bool("CRM_ALLOW_PLAIN_HTTP"))
     return {
         "SECRET_KEY": os.environ.get("SECRET_KEY", DEV_SECRET_KEY),
         "SQLALCHEMY_DATABASE_URI": database_url_from(os.environ.get("DATABASE_URL", f"sqlite:///{instance_db}")),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
-        "CRM_INTERNAL_TOKEN": os.environ.get("CRM_INTERNAL_TOKEN") or None,
         "CRM_ENV": os.environ.get("CRM_ENV", "development"),
         "TRASH_RETENTION_DAYS": int(os.environ.get("TRASH_RETENTION_DAYS", "30")),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE"),
+        "SESSION_COOKIE_SECURE": https,
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
-        "REMEMBER_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE"),
+        "REMEMBER_COOKIE_SECURE": https,
+        # Strict-Transport-Security max-age in seconds (0: no header); sent only with Secure cookies.
+        "HSTS_SECONDS": _int("HSTS_SECONDS", 31_536_000) if https else 0,
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "PIPELINE_CACHE_TIMEOUT": 300,
         # services/stats_cache.py: "overdue" moves with the clock; deal numbers only with writes.
         "ACTIVITY_STATS_CACHE_TIMEOUT": 60,
         "DEAL_STATS_CACHE_TIMEOUT": 3600,
+        # services/cache.py: after a Redis failure, skip Redis for this many seconds (per process).
+        "CACHE_BREAKER_SECONDS": float(os.environ.get("CACHE_BREAKER_SECONDS", "5")),
+        # crm_web/database.py: PostgreSQL limits set per transaction (milliseconds; 0 = none). A request
+        # that hits one answers 503 with Retry-After instead of holding its worker.
+        "DB_STATEMENT_TIMEOUT_MS": _int("DB_STATEMENT_TIMEOUT_MS", 10_000),
+        "DB_LOCK_TIMEOUT_MS": _int("DB_LOCK_TIMEOUT_MS", 3_000),
+        "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": _int("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 30_000),
+        # Long work (CSV exports, later imports): a statement may run, and the transaction may wait for a
+        # slow client between batches, this long.
+        "DB_LONG_STATEMENT_TIMEOUT_MS": _int("DB_LONG_STATEMENT_TIMEOUT_MS", 120_000),
+        "DB_LONG_IDLE_IN_TRANSACTION_TIMEOUT_MS": _int("DB_LONG_IDLE_IN_TRANSACTION_TIMEOUT_MS", 300_000),
+        # /healthz asks each dependency with this budget (milliseconds).
+        "HEALTHZ_TIMEOUT_MS": _int("HEALTHZ_TIMEOUT_MS", 1_000),
+        # Seconds a 503 (database restarting, a timeout fired) tells the client to wait.
+        "RETRY_AFTER_SECONDS": _int("RETRY_AFTER_SECONDS", 5),
         "RATELIMIT_STORAGE_URI": os.environ.get("REDIS_URL") or "memory://",
         # A Redis outage must not lock everyone out of signing in.
         "RATELIMIT_SWALLOW_ERRORS": True,
@@ -66,4 +91,7 @@ def settings_from_env() -> dict:
         "RATELIMIT_STORAGE_OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         "RATELIMIT_HEADERS_ENABLED": True,
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"),
+        # The internal API: requests per token, and failed token checks per client address.
+        "INTERNAL_RATE_LIMIT": os.environ.get("INTERNAL_RATE_LIMIT", "120 per minute"),
+        "INTERNAL_AUTH_FAILURE_LIMIT": os.environ.get("INTERNAL_AUTH_FAILURE_LIMIT", "20 per minute"),
     }

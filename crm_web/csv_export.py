@@ -2,8 +2,10 @@
 
 `csv_response(filename, header, rows)` wraps a row iterator (e.g. a service generator over
 `yield_per` batches) in `stream_with_context`, so the database session and request context
-stay alive while the body streams. Quoting is the csv module's; text cells that a
-spreadsheet would run as a formula (=, +, -, @, tab, CR) are prefixed with an apostrophe.
+stay alive while the body streams. The export's transaction runs on the long database limits
+(DB_LONG_*, crm_web/database.py), not a page's: it may stream for minutes to a slow client.
+Quoting is the csv module's; text cells that a spreadsheet would run as a formula (=, +, -, @,
+tab, CR) are prefixed with an apostrophe.
 """
 
 from __future__ import annotations
@@ -40,10 +42,19 @@ def iter_csv(header: Sequence[str], rows: Iterable[Sequence[Any]], *, bom: bool 
         yield buffer.getvalue()
 
 
+def _on_long_limits(lines: Iterator[str]) -> Iterator[str]:
+    from crm_web.database import use_long_limits
+    from crm_web.extensions import db
+
+    use_long_limits(db.session)  # before the rows' first statement
+    yield from lines
+
+
 def csv_response(basename: str, header: Sequence[str], rows: Iterable[Sequence[Any]], *, bom: bool = True) -> Response:
     """A streamed text/csv attachment named `<basename>-<YYYY-MM-DD>.csv`."""
     filename = f"{basename}-{date.today().isoformat()}.csv"
-    response = Response(stream_with_context(iter_csv(header, rows, bom=bom)), mimetype="text/csv")
+    body = _on_long_limits(iter_csv(header, rows, bom=bom))
+    response = Response(stream_with_context(body), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "no-store"
     return response

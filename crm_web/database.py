@@ -1,17 +1,76 @@
-"""Engine and session set-up that differs per database.
+"""Engine and session set-up that differs per database, and what a failing database means.
 
-SQLite needs foreign keys and real transactions. PostgreSQL gets the signed-in request's org
-re-applied to every transaction after the first (row-level security, see auth.load_user).
+SQLite needs foreign keys and real transactions. PostgreSQL gets, for every transaction of a
+signed-in request, the request's org (row-level security, see auth.load_user) and the statement,
+lock and idle-in-transaction timeouts, all transaction-local (`set_config(..., true)`, which is
+`SET LOCAL`): a pooled connection never carries them into another request, and they work the same
+behind a transaction pooler. The first transaction gets them inside the user loader's own
+statement; later ones in one `SELECT set_config(...)` when they begin, so neither costs a statement
+of its own. Statements before any org is known (the loader's own lookup, sign-in) run under the
+role's defaults, which `flask crm web-role` sets to the same values.
+
+A database that restarts, refuses connections or fires one of the timeouts is *unavailable*, not
+broken: `is_unavailable()` tells those errors apart, and crm_web/errors.py answers them 503 with
+Retry-After.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, event, func, select
-from sqlalchemy.orm import Session
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import current_app, has_app_context
+from sqlalchemy import Engine, String, cast, event, func, literal, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session, scoped_session
+
+logger = logging.getLogger(__name__)
 
 # The PostgreSQL setting the row-level security policies read, and where the session keeps it.
 CURRENT_ORG_SETTING = "app.current_org"
 CURRENT_ORG_INFO_KEY = "crm_current_org"
+# A session or Flask-SQLAlchemy's scoped db.session.
+AnySession = Session | scoped_session[Any]
+# Which timeout profile the session's transactions use ("long" for exports), see use_long_limits().
+LIMITS_INFO_KEY = "crm_db_limits"
+
+# PostgreSQL setting -> app setting, per profile (milliseconds; "0" turns a limit off).
+TIMEOUT_SETTINGS: dict[str, dict[str, str]] = {
+    "default": {
+        "statement_timeout": "DB_STATEMENT_TIMEOUT_MS",
+        "lock_timeout": "DB_LOCK_TIMEOUT_MS",
+        "idle_in_transaction_session_timeout": "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+    },
+    "long": {
+        "statement_timeout": "DB_LONG_STATEMENT_TIMEOUT_MS",
+        "lock_timeout": "DB_LOCK_TIMEOUT_MS",
+        "idle_in_transaction_session_timeout": "DB_LONG_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+    },
+}
+
+# SQLSTATEs of a database that is going away, refusing work for now, or cancelled our statement:
+# class 08 (connection exception), 57 (operator intervention: query_canceled 57014, admin_shutdown
+# 57P01, crash_shutdown 57P02, cannot_connect_now 57P03, idle_session_timeout 57P05), 53 (insufficient
+# resources: too_many_connections 53300), lock_not_available 55P03, idle_in_transaction_session_timeout
+# 25P03, and serialization/deadlock (40001, 40P01) which a retry resolves.
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57", "53")
+_UNAVAILABLE_SQLSTATES = {"55P03", "25P03", "40001", "40P01"}
+
+
+def prepare_settings(config: dict[str, Any]) -> None:
+    """Engine options that depend on the URL: PostgreSQL gives up connecting after DB_CONNECT_TIMEOUT_S."""
+    url = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() != "postgresql":
+        return
+    options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    connect_args = dict(options.get("connect_args") or {})
+    # libpq's default is to wait as long as the kernel does (minutes) for a host that drops packets.
+    connect_args.setdefault("connect_timeout", int(config.get("DB_CONNECT_TIMEOUT_S", 5)))
+    options["connect_args"] = connect_args
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 
 def configure_engine(engine: Engine) -> None:
@@ -48,13 +107,142 @@ def _configure_postgresql(engine: Engine) -> None:
         dbapi_connection.commit()
 
 
+# --- per-transaction settings --------------------------------------------------------------------
+
+
+def timeout_values(config: Mapping[str, Any], profile: str = "default") -> dict[str, str]:
+    """The PostgreSQL timeouts of a profile, as set_config values (milliseconds)."""
+    return {name: str(int(config.get(key) or 0)) for name, key in TIMEOUT_SETTINGS[profile].items()}
+
+
+def _timeout_columns(profile: str) -> list[Any]:
+    if not has_app_context():
+        return []
+    values = timeout_values(current_app.config, profile)
+    return [func.set_config(literal(name), literal(value), True) for name, value in values.items()]
+
+
+def tenant_settings(org_id: Any, profile: str = "default") -> list[Any]:
+    """Columns that set the transaction's org and timeouts: select them along with the first statement."""
+    return [func.set_config(CURRENT_ORG_SETTING, cast(org_id, String), True), *_timeout_columns(profile)]
+
+
 @event.listens_for(Session, "after_begin")
 def _reapply_current_org(session, transaction, connection):
-    # The user loader sets the org for the request's first transaction inside its own statement
-    # (transaction-local, so a pooled connection never carries it to another request). A service
-    # commit ends that transaction; the next one must set it again before its first statement.
-    # session.info lives as long as the scoped session, which is removed at app-context teardown.
+    # The user loader sets the org and the timeouts for the request's first transaction inside its own
+    # statement. A service commit ends that transaction; the next one must set them again before its
+    # first statement. session.info lives as long as the scoped session, which is removed at
+    # app-context teardown.
     org_id = session.info.get(CURRENT_ORG_INFO_KEY)
     if org_id is None or connection.dialect.name != "postgresql":
         return
-    connection.execute(select(func.set_config(CURRENT_ORG_SETTING, org_id, True)))
+    connection.execute(select(*tenant_settings(org_id, session.info.get(LIMITS_INFO_KEY, "default"))))
+
+
+def use_long_limits(session: AnySession) -> None:
+    """From now on this session's transactions run on the long limits (a streamed export, an import)."""
+    session.info[LIMITS_INFO_KEY] = "long"
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(*_timeout_columns("long")))
+
+
+def apply_timeouts(session: AnySession, statement_ms: int) -> None:
+    """A tighter budget for the rest of the current transaction (the health check)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    value = str(int(statement_ms))
+    session.execute(
+        select(func.set_config("statement_timeout", value, True), func.set_config("lock_timeout", value, True))
+    )
+
+
+# --- a database that is not there right now ------------------------------------------------------
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True for errors a retry in a few seconds resolves: a restart, a refused or dropped connection,
+    a statement, lock or idle timeout that fired, a busy SQLite file, an exhausted connection pool."""
+    if isinstance(error, PoolTimeoutError):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES) or sqlstate in _UNAVAILABLE_SQLSTATES
+    if isinstance(error, OperationalError):
+        message = str(original).lower()
+        # psycopg raises OperationalError without a SQLSTATE when it cannot reach the server at all;
+        # SQLite's are "database is locked" / "busy" (everything else from SQLite is a bug, not an outage).
+        if original.__class__.__module__.startswith("psycopg"):
+            return True
+        return "locked" in message or "busy" in message
+    return False
+
+
+def end_sessions_quietly(app: Any) -> None:
+    """A connection cut after the response was ready (a restart between the view's last statement and
+    the end of the request) must not turn a finished response into a 500 when the session is closed.
+    Registered after Flask-SQLAlchemy's own teardown, so it runs first (teardowns run in reverse)."""
+
+    @app.teardown_appcontext
+    def _remove_session(exception: BaseException | None) -> None:
+        from crm_web.extensions import db
+
+        try:
+            db.session.remove()
+        except DBAPIError as error:
+            if not is_unavailable(error):
+                raise
+            logger.warning("Database connection lost at the end of a request: %s", error.__class__.__name__)
+            try:
+                db.session.remove()  # the connection is invalidated by now: closing no longer talks to it
+            except DBAPIError:
+                db.session.registry.clear()
+
+
+# --- the web role --------------------------------------------------------------------------------
+
+
+def role_bypasses_row_security(session: AnySession) -> bool:
+    """Whether the connected role ignores the tenant policies: a superuser, BYPASSRLS, or a member of
+    the tenant tables' owner (the policies are not FORCEd: the owner is the system role)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    return bool(
+        session.scalar(
+            text(
+                "SELECT r.rolsuper OR r.rolbypassrls OR pg_has_role(current_user, c.relowner, 'USAGE') "
+                "FROM pg_roles r, pg_class c WHERE r.rolname = current_user AND c.oid = 'contacts'::regclass"
+            )
+        )
+    )
+
+
+def refuse_privileged_role_in_production(app: Any) -> None:
+    """In production the web app must not run as a role that bypasses the tenant policies: the
+    first request of each process checks, and a privileged role makes every request a 503 (logged)
+    unless CRM_ALLOW_PRIVILEGED_DB_ROLE is set. The CLI never serves requests, so it may be the owner."""
+    if app.config.get("CRM_ENV") != "production" or app.config.get("CRM_ALLOW_PRIVILEGED_DB_ROLE"):
+        return
+    if make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name() != "postgresql":
+        return
+    checked: list[bool] = []
+
+    @app.before_request
+    def _check_the_role():
+        if checked:
+            return None
+        from crm_web.errors import error_response
+        from crm_web.extensions import db
+
+        if role_bypasses_row_security(db.session):
+            logger.critical(
+                "Refusing requests: the database role bypasses row-level security (superuser, BYPASSRLS or "
+                "table owner). Serve with the web role (`flask crm web-role`), see docs/security.md."
+            )
+            return error_response(503, "The service is misconfigured.", "Service unavailable")
+        checked.append(True)
+        return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -67,6 +67,9 @@ def _is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
+UNAVAILABLE_MESSAGE = "The service is briefly unavailable. Please try again in a few seconds."
+
+
 def error_response(status: int, message: str, title: str | None = None) -> Response:
     """Render an error for whoever asked: JSON, an htmx toast, or a full page."""
     if _wants_json():
@@ -84,7 +87,29 @@ def error_response(status: int, message: str, title: str | None = None) -> Respo
     return response
 
 
+def _rollback_quietly() -> None:
+    from crm_web.extensions import db
+
+    try:
+        db.session.rollback()
+    except Exception:  # the connection may be gone already; the pool replaces it
+        logger.debug("Rollback after a database error failed", exc_info=True)
+
+
+def unavailable_response(retry_after: int | None = None) -> Response:
+    """503 with Retry-After: the database is restarting, unreachable, or a timeout fired."""
+    # Render the page signed out: the layout reads current_user, whose row the rollback expired (or
+    # never loaded), and reading it again would ask the unavailable database from the error handler.
+    from crm_web.extensions import login_manager
+
+    g._login_user = login_manager.anonymous_user()
+    response = error_response(503, UNAVAILABLE_MESSAGE, "Temporarily unavailable")
+    response.headers["Retry-After"] = str(retry_after or current_app.config.get("RETRY_AFTER_SECONDS", 5))
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
+    from crm_web.database import is_unavailable
     from crm_web.extensions import db
 
     @app.errorhandler(CRMException)
@@ -108,6 +133,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
-        db.session.rollback()
+        _rollback_quietly()
+        if is_unavailable(error):
+            # An outage, not a bug: one line in the log, a 503 the client may retry.
+            logger.warning("Database unavailable on %s %s: %s", request.method, request.path, error.__class__.__name__)
+            return unavailable_response()
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return error_response(500, "Something went wrong on our side. Please try again.", "Server error")

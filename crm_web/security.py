@@ -1,9 +1,10 @@
-"""Security headers on every response (CSP without inline scripts, no framing, no sniffing), and
-input no handler should ever see (NUL characters)."""
+"""Security headers on every response (CSP without inline scripts, no framing, no sniffing; HSTS when
+the site speaks HTTPS), no caching of anything but static files, and input no handler should ever
+see (NUL characters)."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 
 from crm_web.errors import BadRequest
 
@@ -31,6 +32,13 @@ def _add_security_headers(response: Response) -> Response:
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    hsts = current_app.config.get("HSTS_SECONDS", 0)
+    if hsts:
+        response.headers.setdefault("Strict-Transport-Security", f"max-age={int(hsts)}")
+    if request.endpoint != "static":
+        # Pages and fragments show one user's data: no browser or proxy may keep a copy (the back
+        # button after sign-out asks the server again, and gets the login page).
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 

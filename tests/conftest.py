@@ -73,7 +73,6 @@ def base_config(database_url: str) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "CACHE_TYPE": "SimpleCache",
         "REDIS_URL": None,
-        "CRM_INTERNAL_TOKEN": "test-internal-token",
         "SERVER_NAME": None,
         "RATELIMIT_STORAGE_URI": "memory://",
         "LOGIN_RATE_LIMIT": "1000 per minute",  # tests sign in often; test_security sets a real limit
@@ -154,8 +153,10 @@ def _app_context(request):
             outer.rollback()
             connection.close()
         from crm_web.extensions import cache
+        from crm_web.services.cache import breaker
 
         cache.clear()
+        breaker.reset()  # per process: a test that made the cache fail must not open it for the next
 
 
 class CSRFClient(FlaskClient):

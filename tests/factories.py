@@ -10,6 +10,7 @@ from typing import Any
 from crm_web.extensions import db
 from crm_web.models import (
     Activity,
+    ApiToken,
     Company,
     Contact,
     Deal,
@@ -29,6 +30,34 @@ def _save(obj: Any) -> Any:
     db.session.add(obj)
     db.session.commit()
     return obj
+
+
+# The secret of the internal API token tests make (services/api_tokens.py); only its hash is stored.
+INTERNAL_TOKEN = "crm_test-internal-token-of-the-test-suite"
+BEARER = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+
+
+def make_api_token(
+    *orgs: Organization,
+    all_orgs: bool = False,
+    scopes: tuple[str, ...] = ("stats:read", "usage:write"),
+    secret: str = INTERNAL_TOKEN,
+    name: str = "test",
+    **values: Any,
+) -> ApiToken:
+    """An internal API token for `orgs` (or every organisation) with the secret INTERNAL_TOKEN."""
+    from crm_web.services.api_tokens import hash_secret
+
+    token = ApiToken(
+        name=name,
+        prefix=secret[:12],
+        token_hash=hash_secret(secret),
+        scopes=list(scopes),
+        org_ids=[str(org.id) for org in orgs],
+        all_orgs=all_orgs,
+        **values,
+    )
+    return _save(token)
 
 
 def make_org(slug: str | None = None) -> Organization:

@@ -1,7 +1,7 @@
 """The `crm` commands: demo, seed, create-user. Bad arguments give one line and a non-zero exit."""
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from crm_web.extensions import db
 from crm_web.models import Activity, Company, Contact, Deal, Lead, Organization, Pipeline, User
@@ -181,3 +181,24 @@ def test_a_command_prints_its_own_output_not_library_set_up_logs(tmp_path):
     assert demo.stderr == ""
     assert demo.stdout.splitlines()[0] == "Created the demo organisation 'Acme Demo'."
     assert len(demo.stdout.splitlines()) == 5  # that, the URL, one line per demo login
+def test_web_role_makes_a_plain_role_and_refuses_a_privileged_one(cli, engine_name):
+    """`crm web-role` (services/db_roles.py); its grants are proven in tests/test_tenant_isolation.py. On
+    PostgreSQL the role, its grants and settings are made inside the test's transaction, rolled back."""
+    import uuid as uuid_module
+
+    name = f"crm_cli_web_{uuid_module.uuid4().hex[:8]}"
+    result = cli.invoke(args=["crm", "web-role", "--name", name, "--print-url"])
+    if engine_name == "sqlite":
+        assert result.exit_code == 1 and "PostgreSQL only" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().startswith(f"postgresql+psycopg://{name}@")
+    flags = db.session.execute(
+        text("SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = :n"), {"n": name}
+    ).one()
+    assert tuple(flags) == (False, False, True)
+    again = cli.invoke(args=["crm", "web-role", "--name", name])
+    assert again.exit_code == 0 and "Updated the web role" in again.output
+    for refused, message in (("postgres", "superuser"), ("bad name!", "letters, digits")):
+        result = cli.invoke(args=["crm", "web-role", "--name", refused])
+        assert result.exit_code == 1 and message in result.output, result.output

@@ -1,4 +1,6 @@
-"""The internal JSON API: token auth, one round trip per call, exact counts, JSON errors."""
+"""The internal JSON API: scoped token auth, one round trip per call plus the token's, exact counts, JSON errors.
+
+Tokens and their scopes, rotation, limits and row-level security: tests/test_api_tokens.py."""
 
 from __future__ import annotations
 
@@ -13,7 +15,16 @@ from crm_web.models import UsageRecord, utcnow
 from crm_web.services import org_stats
 from tests import factories
 
-TOKEN = {"Authorization": "Bearer test-internal-token"}
+TOKEN = factories.BEARER
+# Checking the bearer token (and, on PostgreSQL, setting its organisation) is one statement, like the
+# user loader of a page (services/api_tokens.authenticate).
+TOKEN_STATEMENTS = 1
+
+
+@pytest.fixture(autouse=True)
+def every_org_token(app):
+    """The token of these tests may act for every organisation (scoping: tests/test_api_tokens.py)."""
+    return factories.make_api_token(all_orgs=True)
 
 
 @pytest.fixture
@@ -60,7 +71,7 @@ def test_stats_counts_everything_in_one_statement(client, populated, count_queri
         response = client.get(f"/internal/orgs/{populated.id}/stats", headers=TOKEN)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.json == {"org_id": str(populated.id), **EXPECTED}
-    assert queries.count == 1, queries
+    assert queries.count == TOKEN_STATEMENTS + 1, queries
 
 
 def test_stats_of_an_empty_org(client, org):
@@ -73,7 +84,7 @@ def test_usage_records_a_snapshot_in_one_statement(client, populated, count_quer
     with count_queries() as queries:
         response = client.post(f"/internal/orgs/{populated.id}/usage", headers=TOKEN, csrf=False)
     assert response.status_code == 201, response.get_data(as_text=True)
-    assert queries.count == 1, queries
+    assert queries.count == TOKEN_STATEMENTS + 1, queries
     body = response.json
     assert {k: body[k] for k in ("contacts", "companies", "deals", "leads", "activities", "users")} == {
         k: v for k, v in EXPECTED.items() if k != "deals_by_status"
@@ -99,8 +110,10 @@ def test_service_raises_not_found_for_unknown_org(app):
     [
         {},
         {"Authorization": "Bearer wrong"},
-        {"Authorization": "test-internal-token"},
-        {"Authorization": "Basic test-internal-token"},
+        {"Authorization": factories.INTERNAL_TOKEN},
+        {"Authorization": f"Basic {factories.INTERNAL_TOKEN}"},
+        {"Authorization": f"Bearer {factories.INTERNAL_TOKEN}x"},
+        {"Authorization": f"Bearer {factories.INTERNAL_TOKEN[:-1]}"},
         {"Authorization": "Bearer "},
     ],
 )
@@ -125,13 +138,16 @@ def test_unknown_org_is_404(client, method, suffix):
     assert response.json == {"error": "Organisation not found."}
 
 
-def test_endpoints_are_off_without_a_configured_token(client, org, app):
-    app.config["CRM_INTERNAL_TOKEN"] = None
+def test_the_retired_environment_token_opens_nothing(client, org, app, monkeypatch):
+    monkeypatch.setenv("CRM_INTERNAL_TOKEN", "a-value-an-old-deployment-still-sets")
+    app.config["CRM_INTERNAL_TOKEN"] = "a-value-an-old-deployment-still-sets"
     try:
-        response = client.get(f"/internal/orgs/{org.id}/stats", headers=TOKEN)
+        response = client.get(
+            f"/internal/orgs/{org.id}/stats", headers={"Authorization": "Bearer a-value-an-old-deployment-still-sets"}
+        )
     finally:
-        app.config["CRM_INTERNAL_TOKEN"] = "test-internal-token"
-    assert response.status_code == 404 and response.is_json and set(response.json) == {"error"}
+        del app.config["CRM_INTERNAL_TOKEN"]
+    assert response.status_code == 401 and response.is_json and set(response.json) == {"error"}
 
 
 def test_no_login_and_no_csrf_needed(client, org):

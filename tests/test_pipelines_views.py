@@ -189,7 +189,7 @@ def test_two_apps_share_the_pipeline_cache(tmp_path, redis_url):
             db.engine.dispose()
 
 
-def test_redis_down_is_a_cache_miss(tmp_path, monkeypatch):
+def test_redis_down_is_a_cache_miss(tmp_path):
     database = f"sqlite:///{tmp_path / 'down.sqlite3'}"
     config = {
         **base_config(database),
@@ -209,7 +209,7 @@ def test_redis_down_is_a_cache_miss(tmp_path, monkeypatch):
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
-    monkeypatch.setattr(cache_module, "_outage_logged", False)
+    cache_module.breaker.reset()  # a fresh process: no outage seen yet
     with app.app_context():
         upgrade(directory=MIGRATIONS)  # (alembic's logging set-up replaces pytest's handlers)
         cache_module.logger.addHandler(handler)
@@ -223,4 +223,5 @@ def test_redis_down_is_a_cache_miss(tmp_path, monkeypatch):
         db.session.remove()
         db.engine.dispose()
     cache_module.logger.removeHandler(handler)
+    cache_module.breaker.reset()
     assert len([r for r in records if r.levelname == "WARNING"]) == 1  # logged once, not per call

@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from tests import factories
 from tests.conftest import base_config
 
@@ -58,3 +60,74 @@ def test_session_is_renewed_at_login(client, org):
     with client.session_transaction() as session:
         assert "planted" not in session
         assert "_user_id" in session
+
+
+# --- production defaults (issue 16) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "environment, secure",
+    [
+        ({"CRM_ENV": "production"}, True),
+        ({"CRM_ENV": "production", "CRM_ALLOW_PLAIN_HTTP": "true"}, False),  # a plain-HTTP test set-up
+        ({"CRM_ENV": "production", "SESSION_COOKIE_SECURE": "false"}, False),
+        ({"CRM_ENV": "development"}, False),
+        ({"CRM_ENV": "development", "SESSION_COOKIE_SECURE": "true"}, True),
+    ],
+)
+def test_production_defaults_to_secure_cookies_and_hsts(monkeypatch, environment, secure):
+    from crm_web.config import settings_from_env
+
+    for name in ("CRM_ENV", "CRM_ALLOW_PLAIN_HTTP", "SESSION_COOKIE_SECURE", "HSTS_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings = settings_from_env()
+    assert settings["SESSION_COOKIE_SECURE"] is secure and settings["REMEMBER_COOKIE_SECURE"] is secure
+    assert settings["HSTS_SECONDS"] == (31_536_000 if secure else 0)
+
+
+def test_a_production_sign_in_sets_secure_cookies_and_hsts(tmp_path, monkeypatch):
+    from flask_migrate import upgrade
+
+    from crm_web import create_app
+    from crm_web.extensions import db
+    from tests.conftest import MIGRATIONS, CSRFClient
+
+    monkeypatch.setenv("CRM_ENV", "production")
+    for name in ("CRM_ALLOW_PLAIN_HTTP", "SESSION_COOKIE_SECURE", "HSTS_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    config = base_config(f"sqlite:///{tmp_path / 'prod.sqlite3'}")
+    app = create_app({**config, "CRM_ENV": "production", "SECRET_KEY": "a-production-secret"})
+    app.test_client_class = CSRFClient
+    with app.app_context():
+        upgrade(directory=MIGRATIONS)
+        org = factories.make_org("prod")
+        factories.make_user(org, email="prod@prod.example", password="right")
+        client = app.test_client()
+        response = client.post("/login", data={"email": "prod@prod.example", "password": "right", "remember": "y"})
+        assert response.status_code == 303
+        cookies = response.headers.getlist("Set-Cookie")
+        assert len(cookies) == 2 and all("; Secure" in cookie for cookie in cookies), cookies  # session, remember
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_pages_and_fragments_are_never_stored_by_a_browser_or_proxy(client, login):
+    login("admin")
+    responses = {
+        "page": client.get("/contacts"),
+        "fragment": client.get("/contacts", headers={"HX-Request": "true"}),
+        "dashboard panel": client.get("/dashboard/kpis", headers={"HX-Request": "true"}),
+        "error page": client.get("/contacts/not-an-id"),
+        "csv": client.get("/contacts/export.csv"),
+        "login page": client.get("/login"),
+    }
+    for what, response in responses.items():
+        response.get_data()
+        assert response.headers["Cache-Control"] == "no-store", what
+    static = client.get("/static/css/app.css")
+    assert "no-store" not in static.headers.get("Cache-Control", "")
+    static.close()
+    assert "Strict-Transport-Security" not in responses["page"].headers  # not outside production

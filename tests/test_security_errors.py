@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from crm_web.extensions import db
+from tests import factories
 from tests.conftest import HX, CSRFClient, build_app
 from tests.security_support import build_world, make_users
 
@@ -48,6 +49,7 @@ def assert_no_leak(body: str, what) -> None:
 @pytest.fixture
 def signed_in(client, org):
     world = build_world(org, make_users(org), "Err")
+    factories.make_api_token(org)
     with client.session_transaction() as session:
         session["_user_id"] = str(world.users["sales"].id)
     return world
@@ -73,12 +75,8 @@ def test_headers_on_every_kind_of_response(app, client, signed_in):
         "csv": client.get("/contacts/export.csv"),
         "healthz json": client.get("/healthz"),
         "internal json 401": client.get(f"/internal/orgs/{world['org']}/stats"),
-        "internal json": client.get(
-            f"/internal/orgs/{world['org']}/stats", headers={"Authorization": "Bearer test-internal-token"}
-        ),
-        "internal json 400": client.get(
-            "/internal/orgs/nope/stats", headers={"Authorization": "Bearer test-internal-token"}
-        ),
+        "internal json": client.get(f"/internal/orgs/{world['org']}/stats", headers=factories.BEARER),
+        "internal json 400": client.get("/internal/orgs/nope/stats", headers=factories.BEARER),
         "static": client.get("/static/css/app.css"),
     }
     assert responses["404 page"].status_code == 404 and responses["403"].status_code == 403

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from crm_web import create_app
 from crm_web.extensions import db
 from crm_web.models import Base
+from tests import factories
 from tests.conftest import HX
 from tests.security_support import (
     ALLOWED,
@@ -50,7 +51,6 @@ def bare_app():
             "SECRET_KEY": "x",
             "SQLALCHEMY_DATABASE_URI": "sqlite://",
             "CACHE_TYPE": "SimpleCache",
-            "CRM_INTERNAL_TOKEN": "t",
         }
     )
 
@@ -85,8 +85,9 @@ def access_table(app) -> str:
         "",
         "A sales user may change only records they own (or unowned ones): the tests request those",
         "routes on records owned by an admin and expect 403. htmx requests of an",
-        "anonymous user get `401` with `HX-Redirect` instead of the redirect. `/internal/*` needs the",
-        "`Authorization: Bearer` service token whatever the session (401 without it).",
+        "anonymous user get `401` with `HX-Redirect` instead of the redirect. `/internal/*` needs an",
+        "`Authorization: Bearer` token scoped to the endpoint and the organisation, whatever the session",
+        "(401 without a valid one, 403 outside its scope; see Internal API tokens above).",
         "",
         "| Method | Route | Endpoint | " + " | ".join(ROLES) + " |",
         "|---|---|---|" + "---|" * len(ROLES),
@@ -186,11 +187,12 @@ def test_role_access(key, role, app, client, world):
 @pytest.mark.parametrize("key", [k for k in ROUTE_KEYS if ROUTES[k].access == TOKEN], ids=lambda k: k[1])
 def test_internal_routes_accept_only_the_token(key, app, client, world):
     method, endpoint = key
+    factories.make_api_token(world.org)
     _sign_in(client, world.users["admin"])
     assert call(client, app, method, endpoint, world).status_code == 401
     wrong = call(client, app, method, endpoint, world, headers={"Authorization": "Bearer wrong"})
     assert wrong.status_code == 401 and wrong.is_json
-    right = call(client, app, method, endpoint, world, headers={"Authorization": "Bearer test-internal-token"})
+    right = call(client, app, method, endpoint, world, headers=factories.BEARER)
     assert right.status_code in (200, 201), right.get_data(as_text=True)
 
 

@@ -20,7 +20,8 @@ from sqlalchemy.exc import ProgrammingError
 from crm_web import create_app
 from crm_web.database import CURRENT_ORG_INFO_KEY
 from crm_web.extensions import db
-from crm_web.models import Activity, Contact, Deal
+from crm_web.models import Activity, Contact, Deal, Organization
+from crm_web.services.db_roles import ensure_web_role
 from tests import factories
 from tests.conftest import TEST_DATABASE_URL, base_config, build_app, postgres_database
 
@@ -53,20 +54,20 @@ def rls_db():
                 a, b = _seed_org("alpha"), _seed_org("beta")
                 db.session.remove()
                 db.engine.dispose()
-            database = make_url(owner_url).database
-            with admin.connect() as conn:
-                # Trust auth on 127.0.0.1: no password needed for the test role.
-                conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
-                conn.execute(text(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"'))
-            owner = create_engine(owner_url, isolation_level="AUTOCOMMIT")
-            with owner.connect() as conn:
-                conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
-                conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"'))
-                # No grant on sequences: every id is a UUID or an identity column (the tallies), which needs
-                # none, so a later migration's table never fails the app's writes for want of one.
-            owner.dispose()
-            role_url = make_url(owner_url).set(username=role).render_as_string(hide_password=False)
-            yield SimpleNamespace(owner_url=owner_url, role_url=role_url, role=role, a=a, b=b)
+            with owner_app.app_context():
+                # What `flask crm web-role` does (trust auth on 127.0.0.1: no password needed). No grant on
+                # sequences: every id is a UUID or an identity column (the tallies), which needs none, so a
+                # later migration's table never fails the app's writes for want of one. The LEAKPROOF marks
+                # are left to the tests below, which show what each one changes.
+                web_role = ensure_web_role(name=role, mark_leakproof=False)
+                db.session.remove()
+                db.engine.dispose()
+            assert web_role.created and web_role.url == make_url(owner_url).set(username=role).render_as_string(
+                hide_password=False
+            )
+            yield SimpleNamespace(
+                owner_url=owner_url, role_url=web_role.url, role=role, a=a, b=b, database=make_url(owner_url).database
+            )
     finally:
         # The database (and with it every grant) is gone by now, so the role has nothing left.
         with admin.connect() as conn:
@@ -126,18 +127,67 @@ def test_tag_links_follow_the_parent_org(role_engine, rls_db):
     assert links == {(rls_db.a.contact_id, rls_db.a.tag_id)}
 
 
-def test_no_setting_is_the_system_context_and_sees_everything(role_engine, rls_db):
-    both = {rls_db.a.id, rls_db.b.id}
-    with role_engine.connect() as conn:  # never set in this session: current_setting(.., true) is NULL
-        assert conn.scalar(text("SELECT current_setting('app.current_org', true)")) is None
-        assert _org_ids(conn, "contacts") == both
+def _tenant_tables(conn) -> list[str]:
+    return sorted(conn.scalars(text("SELECT tablename FROM pg_policies WHERE policyname = 'tenant_isolation'")))
+
+
+def test_without_an_org_the_role_sees_nothing_and_writes_nothing(role_engine, rls_db):
+    """Row-level security fails closed: a missing or empty app.current_org matches no row of any tenant
+    table (before migration 0015 both meant "every organisation")."""
+    with role_engine.connect() as conn:
+        tables = _tenant_tables(conn)
+        assert len(tables) == 18
         conn.rollback()
+        for setting in (None, ""):  # never set in the session; set to '' (or ended: it then reads '')
+            with conn.begin():
+                if setting is not None:
+                    conn.execute(select(func.set_config("app.current_org", setting, True)))
+                assert conn.scalar(text("SELECT current_setting('app.current_org', true)")) == setting
+                for table in tables:
+                    assert conn.scalar(text(f"SELECT count(*) FROM {table}")) == 0, (setting, table)
+                assert conn.execute(text("UPDATE contacts SET last_name = 'x'")).rowcount == 0
+                assert conn.execute(text("DELETE FROM deals")).rowcount == 0
+            with pytest.raises(ProgrammingError, match="row-level security"), conn.begin():
+                if setting is not None:
+                    conn.execute(select(func.set_config("app.current_org", setting, True)))
+                conn.execute(_new_contact(rls_db.a.id))
         with conn.begin():
             _set_org(conn, rls_db.a.id)
-        # The transaction-local value has ended: the setting now reads '' and means "system" too.
+        # The transaction-local value has ended: the setting now reads '' and sees nothing again.
         assert conn.scalar(text("SELECT current_setting('app.current_org', true)")) == ""
-        assert _org_ids(conn, "contacts") == both
-        assert len(conn.execute(text("SELECT 1 FROM contact_tags")).all()) == 2
+        assert _org_ids(conn, "contacts") == set()
+        assert conn.execute(text("SELECT 1 FROM contact_tags")).all() == []
+
+
+def test_the_owner_is_the_system_role_and_sees_every_org(rls_db):
+    """Migrations and the CLI run as the tables' owner, which the (not FORCEd) policies do not bind."""
+    owner = f"crm_owner_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(TEST_DATABASE_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    superuser = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER NOBYPASSRLS'))
+            conn.execute(text(f'GRANT CONNECT ON DATABASE "{rls_db.database}" TO "{owner}"'))
+        with superuser.connect() as conn:
+            conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{owner}"'))
+            conn.execute(text(f'ALTER TABLE contacts OWNER TO "{owner}"'))
+        engine = create_engine(make_url(rls_db.owner_url).set(username=owner))
+        try:
+            with engine.connect() as conn:
+                assert _org_ids(conn, "contacts") == {rls_db.a.id, rls_db.b.id}
+                privileged = text("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
+                assert conn.scalar(privileged) is False
+        finally:
+            engine.dispose()
+    finally:
+        with superuser.connect() as conn:
+            conn.execute(text("ALTER TABLE contacts OWNER TO CURRENT_USER"))
+            conn.execute(text(f'REVOKE ALL ON SCHEMA public FROM "{owner}"'))
+        with admin.connect() as conn:
+            conn.execute(text(f'REVOKE CONNECT ON DATABASE "{rls_db.database}" FROM "{owner}"'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{owner}"'))
+        superuser.dispose()
+        admin.dispose()
 
 
 def _new_contact(org_id):
@@ -207,6 +257,15 @@ def role_app(rls_db):
     def noop():
         return "ok"
 
+    @application.route("/_test/limits")
+    def limits():
+        names = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+        query = select(*(func.current_setting(name) for name in names))
+        first = list(db.session.execute(query).one())
+        db.session.commit()  # the next transaction gets them again (database.py's after_begin)
+        second = list(db.session.execute(query).one())
+        return jsonify(first=first, second=second)
+
     application.extensions["test_sessions"] = sessions
     yield application
     with application.app_context():
@@ -242,8 +301,8 @@ def test_the_org_does_not_outlive_the_request(role_app, rls_db):
         assert CURRENT_ORG_INFO_KEY not in db.session.info
         # ... and the pooled connection kept nothing: the set_config was transaction-local.
         assert db.session.scalar(text("SELECT current_setting('app.current_org', true)")) in (None, "")
-        # Outside a signed-in request (CLI, internal API) the app is in the system context.
-        assert set(db.session.scalars(select(Contact.org_id))) == {rls_db.a.id, rls_db.b.id}
+        # Outside a signed-in request the web role sees no organisation's rows (the CLI runs as the owner).
+        assert set(db.session.scalars(select(Contact.org_id))) == set()
         db.session.remove()
 
 
@@ -251,6 +310,89 @@ def test_the_app_pages_work_as_the_plain_role(role_app, rls_db):
     client = _signed_in_client(role_app, rls_db.a.user_id)
     assert client.get("/").status_code == 200
     assert client.get("/healthz").status_code == 200
+
+
+def test_every_transaction_of_a_request_runs_under_the_timeouts(role_app, rls_db):
+    """Set per transaction (SET LOCAL), in statements the request sends anyway: safe behind a
+    transaction pooler, and nothing left on the pooled connection afterwards."""
+    response = _signed_in_client(role_app, rls_db.a.user_id).get("/_test/limits")
+    expected = ["10s", "3s", "30s"]  # config.py's defaults, as PostgreSQL shows them
+    assert response.get_json() == {"first": expected, "second": expected}
+
+
+def test_the_web_role_is_granted_what_the_app_needs_and_no_more(role_engine, rls_db):
+    with role_engine.connect() as conn:
+        with pytest.raises(ProgrammingError, match="permission denied"):
+            conn.execute(text("SELECT * FROM alembic_version"))
+        conn.rollback()
+        assert conn.scalar(text("SELECT count(*) FROM api_tokens")) >= 0  # read to check a bearer token
+        with pytest.raises(ProgrammingError, match="permission denied"):
+            conn.execute(text("DELETE FROM api_tokens"))
+        conn.rollback()
+        # The statements before a request sets its own limits run under the role's defaults.
+        assert conn.scalar(text("SELECT current_setting('lock_timeout')")) == "3s"
+
+
+def test_sign_in_works_as_the_plain_role(role_app, rls_db):
+    """Anonymous routes see no tenant row; signing in needs none (users and organizations have no policy)."""
+    from tests.conftest import CSRFClient
+
+    owner_app = create_app(base_config(rls_db.owner_url))
+    with owner_app.app_context():
+        user = factories.make_user(db.session.get(Organization, rls_db.a.id), role="sales", password="pw")
+        email = user.email
+        db.session.remove()
+        db.engine.dispose()
+    role_app.test_client_class = CSRFClient
+    client = role_app.test_client()
+    response = client.post("/login", data={"email": email, "password": "pw"})
+    assert response.status_code == 303
+    assert client.get("/contacts").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def scoped_tokens(rls_db):
+    """Tokens made as the owner: one for org A only, one for every organisation."""
+    owner_app = create_app(base_config(rls_db.owner_url))
+    with owner_app.app_context():
+        org_a = db.session.get(Organization, rls_db.a.id)
+        factories.make_api_token(org_a, secret="crm_rls-token-of-org-a-only-xxxxxxxxxxxx", name="a-only")
+        factories.make_api_token(all_orgs=True, secret="crm_rls-token-of-every-org-xxxxxxxxxxxxx", name="all")
+        db.session.remove()
+        db.engine.dispose()
+    return {
+        "a": {"Authorization": "Bearer crm_rls-token-of-org-a-only-xxxxxxxxxxxx"},
+        "all": {"Authorization": "Bearer crm_rls-token-of-every-org-xxxxxxxxxxxxx"},
+    }
+
+
+def test_the_internal_api_runs_as_the_plain_role_in_the_token_org(role_app, rls_db, scoped_tokens):
+    """The token's organisation is set for the transaction (row-level security), as for a page."""
+    client = role_app.test_client()
+    stats = client.get(f"/internal/orgs/{rls_db.a.id}/stats", headers=scoped_tokens["a"])
+    assert stats.status_code == 200 and stats.get_json()["contacts"] == 1 and stats.get_json()["deals"] == 1
+    assert client.get(f"/internal/orgs/{rls_db.b.id}/stats", headers=scoped_tokens["a"]).status_code == 403
+    other = client.get(f"/internal/orgs/{rls_db.b.id}/stats", headers=scoped_tokens["all"])
+    assert other.status_code == 200 and other.get_json()["contacts"] == 1
+    usage = client.post(f"/internal/orgs/{rls_db.b.id}/usage", headers=scoped_tokens["all"])
+    assert usage.status_code == 201 and usage.get_json()["org_id"] == str(rls_db.b.id)
+
+
+def test_in_production_a_role_that_bypasses_the_policies_is_refused(rls_db, caplog):
+    """The owner (or a superuser) serving the web app would see every organisation: each process checks
+    on its first request and refuses to serve."""
+    production = {"CRM_ENV": "production", "SECRET_KEY": "a-real-secret-key"}
+    privileged = create_app({**base_config(rls_db.owner_url), **production})
+    client = privileged.test_client()
+    assert client.get("/healthz").status_code == 503
+    assert client.get("/login").status_code == 503
+    assert "bypasses row-level security" in caplog.text
+    plain = create_app({**base_config(rls_db.role_url), **production, "SESSION_COOKIE_SECURE": False})
+    assert plain.test_client().get("/login").status_code == 200
+    for application in (privileged, plain):
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 def test_every_table_with_an_org_has_the_policy(rls_db):
@@ -269,14 +411,17 @@ def test_every_table_with_an_org_has_the_policy(rls_db):
                 conn.scalars(
                     text(
                         "SELECT c.relname FROM pg_class c JOIN pg_policies p ON p.tablename = c.relname "
-                        "AND p.policyname = 'tenant_isolation' WHERE c.relrowsecurity AND c.relforcerowsecurity"
+                        "AND p.policyname = 'tenant_isolation' WHERE c.relrowsecurity"
                     )
                 )
             )
+            forced = conn.scalar(text("SELECT count(*) FROM pg_class WHERE relforcerowsecurity"))
     finally:
         engine.dispose()
     # users: signing in looks a user up across orgs (see the migration's docstring).
     assert with_org - protected == {"users"}
+    # Not FORCEd (migration 0015): the tables' owner is the system role of migrations and the CLI.
+    assert forced == 0
     assert {"contact_tags", "company_tags", "lead_tags", "deal_tags"} <= protected
 
 
@@ -346,29 +491,47 @@ def test_search_under_the_policy_needs_its_operators_marked_leakproof(
 ):
     """Why docs/security.md asks for `ALTER FUNCTION ... LEAKPROOF` on the search's functions."""
     query = text(f"EXPLAIN SELECT id FROM {table} WHERE {key} {condition}")
+    others = text(
+        "SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = CAST(:table AS regclass) "
+        "AND i.indexrelid <> CAST(:index AS regclass) "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
+    )
+    superuser = create_engine(rls_db.owner_url)
 
     def plan() -> str:
-        with role_engine.begin() as conn:
+        # The fail-closed policy (org_id = the org) can use the org_id indexes, which on these tiny tables
+        # always win; without them (dropped in a transaction that is rolled back) only the search's index
+        # is left to show whether the search condition may drive a scan at all.
+        with superuser.connect() as conn:
+            for name in conn.scalars(others, {"table": table, "index": index}).all():
+                conn.execute(text(f"DROP INDEX {name}"))
+            conn.execute(text(f'SET LOCAL ROLE "{rls_db.role}"'))
             _set_org(conn, rls_db.a.id)
             conn.execute(text("SET LOCAL enable_seqscan = off"))  # tiny table: make the index the cheap path
-            return "\n".join(conn.scalars(query))
+            found = list(conn.scalars(query))
+            conn.rollback()
+        # The search condition itself in the index's condition (the vocabulary's index starts with org_id,
+        # which the policy alone may use).
+        searched = condition.split()[-1]
+        return "\n".join(line for line in found if "Index Cond" in line and searched in line)
 
     owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
     try:
         # Policy conditions run before any non-leakproof condition, so it cannot drive an index scan.
-        assert index not in plan()
+        assert plan() == ""
         with owner.connect() as conn:  # pg_proc is per database: this touches only the test's database
             for name in SEARCH_KEY_FUNCTIONS:
                 conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
-        assert index not in plan()  # the search key's functions alone are not enough
+        assert plan() == ""  # the search key's functions alone are not enough
         with owner.connect() as conn:
             conn.execute(text(f"ALTER FUNCTION {function} LEAKPROOF"))
-        assert index in plan()
+        assert plan() != ""
     finally:
         with owner.connect() as conn:
             for name in (*SEARCH_KEY_FUNCTIONS, function):
                 conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
         owner.dispose()
+        superuser.dispose()
 
 
 def test_the_name_order_range_needs_only_the_search_key_functions_marked(rls_db, role_engine):
@@ -439,6 +602,8 @@ def test_the_role_writes_a_contact_and_its_new_words_join_its_org_vocabulary(rol
         ):  # org A purges its contact
             conn.execute(text(statement), {"id": a.contact_id})
         assert list(conn.scalars(quenby)) == []
-        conn.execute(text("SELECT set_config('app.current_org', '', true)"))  # the system context sees all
+        conn.execute(text("SELECT set_config('app.current_org', '', true)"))  # no org: no words at all
+        assert list(conn.scalars(quenby)) == []
+        _set_org(conn, b.id)
         assert list(conn.scalars(quenby)) == [b.id]
         conn.rollback()

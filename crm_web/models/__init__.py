@@ -7,6 +7,7 @@ from crm_web.models.activity import (
     OPEN_ACTIVITY_STATUSES,
     Activity,
 )
+from crm_web.models.api_token import ApiToken
 from crm_web.models.audit import HISTORY_ACTIONS, RecordHistory, UsageRecord
 from crm_web.models.base import Base, SoftDeleteMixin, utcnow
 from crm_web.models.company import COMPANY_SIZES, Company
@@ -33,6 +34,7 @@ __all__ = [
     "OPEN_ACTIVITY_STATUSES",
     "Activity",
     "ActivityTally",
+    "ApiToken",
     "Base",
     "Company",
     "Contact",

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -34,6 +34,9 @@ class Organization(IdMixin, TimestampMixin, Base):
 
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(80), unique=True)
+    # services/cache_versions.py: every cached value's key carries it; it changes when a change could
+    # not reach the cache, so the organisation's old entries can never come back.
+    cache_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class User(UserMixin, IdMixin, TimestampMixin, Base):

@@ -4,75 +4,151 @@ Flask-Caching's direct `cache.get/set/delete` raise `redis.exceptions.RedisError
 is down (only the decorators swallow it). Services call these helpers instead: a failure is
 logged once per outage (not once per request) and the caller falls back to the database.
 Cache plain data (dataclasses, dicts, tuples of primitives), never ORM instances.
+
+A circuit breaker, per process: a Redis that fails (refuses, or hangs until the socket timeout)
+is skipped for CACHE_BREAKER_SECONDS; then one call tries it again, and success closes the
+breaker. So a hung Redis costs one socket timeout per process every few seconds, not several per
+request. A change whose invalidation cannot be stored changes the organisation's cache epoch in
+the database instead (services/cache_versions.py), so it is never hidden by an old entry.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
+from flask import current_app, has_app_context
 from redis.exceptions import RedisError
 
 from crm_web.extensions import cache
 
 logger = logging.getLogger(__name__)
 
-_outage_logged = False
+
+class _Breaker:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open_until = 0.0  # monotonic time before which Redis is skipped
+        self.outage_logged = False
+
+    def allows(self) -> bool:
+        """Closed: yes. Open: no, until the cool-down ends; then this one caller tries Redis again."""
+        if self.open_until == 0.0:
+            return True
+        with self.lock:
+            now = time.monotonic()
+            if now < self.open_until:
+                return False
+            self.open_until = now + _cool_down()  # the others keep skipping while this one probes
+            return True
+
+    def is_open(self) -> bool:
+        """Whether Redis is being skipped right now (a probe may still be due)."""
+        return self.open_until != 0.0
+
+    def failed(self, operation: str, error: Exception) -> None:
+        with self.lock:
+            self.open_until = time.monotonic() + _cool_down()
+            first = not self.outage_logged
+            self.outage_logged = True
+        if first:
+            logger.warning(
+                "Cache unavailable (%s failed: %s); serving from the database, retrying every %.0f s.",
+                operation,
+                error,
+                _cool_down(),
+            )
+
+    def succeeded(self) -> None:
+        if self.open_until == 0.0 and not self.outage_logged:
+            return
+        with self.lock:
+            self.open_until = 0.0
+            recovered = self.outage_logged
+            self.outage_logged = False
+        if recovered:
+            logger.info("Cache available again.")
+
+    def reset(self) -> None:
+        with self.lock:
+            self.open_until = 0.0
+            self.outage_logged = False
 
 
-def _failed(operation: str, error: Exception) -> None:
-    global _outage_logged
-    if not _outage_logged:
-        _outage_logged = True
-        logger.warning("Cache unavailable (%s failed: %s); serving from the database.", operation, error)
+breaker = _Breaker()
 
 
-def _recovered() -> None:
-    global _outage_logged
-    if _outage_logged:
-        _outage_logged = False
-        logger.info("Cache available again.")
+def _cool_down() -> float:
+    if has_app_context():
+        return float(current_app.config.get("CACHE_BREAKER_SECONDS", 5))
+    return 5.0
 
 
 def cache_get(key: str) -> Any | None:
     """The cached value, or None on a miss or when the cache is unreachable."""
+    if not breaker.allows():
+        return None
     try:
         value = cache.get(key)
     except RedisError as error:
-        _failed("get", error)
+        breaker.failed("get", error)
         return None
-    _recovered()
+    breaker.succeeded()
     return value
 
 
 def cache_get_many(*keys: str) -> list[Any | None]:
     """The cached values in one round trip (None for each miss), all None when the cache is unreachable."""
+    if not breaker.allows():
+        return [None] * len(keys)
     try:
         values = cache.get_many(*keys)
     except RedisError as error:
-        _failed("get", error)
+        breaker.failed("get", error)
         return [None] * len(keys)
-    _recovered()
+    breaker.succeeded()
     return list(values)
 
 
-def cache_set(key: str, value: Any, timeout: int | None = None) -> None:
-    """Store `value` for `timeout` seconds; an unreachable cache is ignored."""
+def cache_set(key: str, value: Any, timeout: int | None = None) -> bool:
+    """Store `value` for `timeout` seconds; False when the cache is unreachable (or skipped by the breaker)."""
+    if not breaker.allows():
+        return False
     try:
         cache.set(key, value, timeout=timeout)
     except RedisError as error:
-        _failed("set", error)
-    else:
-        _recovered()
+        breaker.failed("set", error)
+        return False
+    breaker.succeeded()
+    return True
 
 
 def cache_delete(*keys: str) -> None:
-    """Drop keys (invalidation); an unreachable cache is ignored (entries expire by timeout)."""
-    if not keys:
+    """Drop keys; an unreachable cache is ignored."""
+    if not keys or not breaker.allows():
         return
     try:
         cache.delete_many(*keys)
     except RedisError as error:
-        _failed("delete", error)
+        breaker.failed("delete", error)
     else:
-        _recovered()
+        breaker.succeeded()
+
+
+def cache_status() -> str:
+    """Ask the cache itself (the health check): "ok", "unavailable", or "in-process" (no shared cache).
+
+    Always asks, whatever the breaker says, and its answer opens or closes the breaker."""
+    backend = getattr(cache, "cache", None)
+    client = getattr(backend, "_write_client", None)
+    if client is None:
+        return "in-process"
+    try:
+        client.ping()
+    except RedisError as error:
+        breaker.failed("ping", error)
+        return "unavailable"
+    breaker.succeeded()
+    return "ok"

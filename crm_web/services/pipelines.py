@@ -2,8 +2,10 @@
 
 Pipelines change rarely and are read on every board, deal form and move, so the org's
 pipelines with their stages are cached as plain dataclasses (one list key and one key per
-pipeline, PIPELINE_CACHE_TIMEOUT seconds) and every write here invalidates them. With Redis
-the cache is shared by all app processes, so a change is seen at once everywhere.
+pipeline, PIPELINE_CACHE_TIMEOUT seconds). The keys carry the org's pipelines generation, which
+every commit that writes a pipeline or a stage renews, and its cache epoch (services/cache_versions.py).
+With Redis the cache is shared by all app processes, so a change is seen at once everywhere, even one
+made while Redis was unreachable.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from crm_web.errors import NotFound, ValidationError
 from crm_web.models import Deal, Pipeline, PipelineStage, Role
 from crm_web.permissions import require_role
 from crm_web.services.base import BaseService, integrity_to_validation
-from crm_web.services.cache import cache_delete, cache_get, cache_set
+from crm_web.services.cache import cache_get, cache_set
+from crm_web.services.cache_versions import versioned_key
 
 STARTER_STAGES: list[tuple[str, int, str | None]] = [
     ("New", 10, None),
@@ -125,18 +128,14 @@ class PipelineService(BaseService[Pipeline]):
     # --- cache -------------------------------------------------------------------
 
     def _list_key(self) -> str:
-        return f"pipelines:{self.org_id}:list"
+        return versioned_key(self.session, self.org_id, "pipelines", "list")
 
     def _pipeline_key(self, pipeline_id: uuid.UUID) -> str:
-        return f"pipelines:{self.org_id}:{pipeline_id}"
+        return versioned_key(self.session, self.org_id, "pipelines", pipeline_id)
 
     @staticmethod
     def _timeout() -> int:
         return int(current_app.config.get("PIPELINE_CACHE_TIMEOUT", 300))
-
-    def invalidate(self, *pipeline_ids: uuid.UUID) -> None:
-        """Every pipeline or stage write ends here: drop the org's list and the touched pipelines."""
-        cache_delete(self._list_key(), *(self._pipeline_key(pid) for pid in pipeline_ids))
 
     def _load(self, pipeline_id: uuid.UUID | None = None) -> list[PipelineInfo]:
         # One statement: pipelines joined with their stages.
@@ -260,9 +259,9 @@ class PipelineService(BaseService[Pipeline]):
                 )
             )
         self.history(pipeline, "created")
-        demoted = self._make_default(pipeline) if is_default else []
+        if is_default:
+            self._make_default(pipeline)
         self.commit()
-        self.invalidate(pipeline.id, *demoted)
         return pipeline
 
     def pipeline_update(self, pipeline_id: uuid.UUID, *, name: str, currency: str | None = None) -> Pipeline:
@@ -278,20 +277,18 @@ class PipelineService(BaseService[Pipeline]):
         if changes:
             self.history(pipeline, "updated", changes)
         self.commit()
-        self.invalidate(pipeline.id)
         return pipeline
 
     def pipeline_set_default(self, pipeline_id: uuid.UUID) -> Pipeline:
         """Exactly one default per org: the previous default is demoted in the same transaction."""
         self._require_manager("change the default pipeline")
         pipeline = self._pipeline_row(pipeline_id)
-        demoted = self._make_default(pipeline)
+        self._make_default(pipeline)
         self.history(pipeline, "updated", {"is_default": [False, True]})
         self.commit()
-        self.invalidate(pipeline.id, *demoted)
         return pipeline
 
-    def _make_default(self, pipeline: Pipeline) -> list[uuid.UUID]:
+    def _make_default(self, pipeline: Pipeline) -> None:
         demoted = list(
             self.session.scalars(
                 self.scoped(select(Pipeline.id)).where(Pipeline.is_default.is_(True), Pipeline.id != pipeline.id)
@@ -309,7 +306,6 @@ class PipelineService(BaseService[Pipeline]):
         self.session.flush()
         pipeline.is_default = True
         self.session.flush()
-        return demoted
 
     def pipeline_delete(self, pipeline_id: uuid.UUID, *, move_to_stage_id: uuid.UUID | None = None) -> None:
         """A pipeline holding deals is deleted only after its deals move to a stage of another pipeline."""
@@ -321,22 +317,19 @@ class PipelineService(BaseService[Pipeline]):
                 {"move_to_stage_id": "Make another pipeline the default first."},
             )
         deals = self._deal_count(Deal.pipeline_id == pipeline.id)
-        target_pipeline: uuid.UUID | None = None
         if deals:
             if move_to_stage_id is None:
                 message = f"This pipeline holds {deals} deal(s). Choose a stage of another pipeline to move them to."
                 raise ValidationError(message, {"move_to_stage_id": message})
-            target_info, target = self.stage_lookup(move_to_stage_id)
+            _, target = self.stage_lookup(move_to_stage_id)
             if target.pipeline_id == pipeline.id:
                 raise ValidationError(
                     "Choose a stage of another pipeline.", {"move_to_stage_id": "Choose a stage of another pipeline."}
                 )
             self._move_all_deals(Deal.pipeline_id == pipeline.id, target)
-            target_pipeline = target_info.id
         self.history(pipeline, "deleted")
         self.session.delete(pipeline)  # stages go by ON DELETE CASCADE (passive_deletes)
         self.commit()
-        self.invalidate(pipeline.id, *([target_pipeline] if target_pipeline else []))
 
     # --- stage writes ------------------------------------------------------------
 
@@ -389,7 +382,6 @@ class PipelineService(BaseService[Pipeline]):
         self._flush_stage(values)
         self.history(pipeline, "updated", {"stage_added": [None, stage.name]})
         self.commit()
-        self.invalidate(pipeline.id)
         return stage
 
     def stage_update(
@@ -407,7 +399,6 @@ class PipelineService(BaseService[Pipeline]):
             record = {f"stage.{k}": v for k, v in changes.items()}
             self.history(_StageRef(stage.pipeline_id, stage.name), "updated", record)
         self.commit()
-        self.invalidate(stage.pipeline_id)
         return stage
 
     def stage_reorder(self, pipeline_id: uuid.UUID, stage_ids: Sequence[uuid.UUID]) -> None:
@@ -423,7 +414,6 @@ class PipelineService(BaseService[Pipeline]):
         )
         self.history(pipeline, "updated", {"stages_reordered": True})
         self.commit()
-        self.invalidate(pipeline.id)
 
     def stage_delete(self, stage_id: uuid.UUID, *, move_to_stage_id: uuid.UUID | None = None) -> None:
         """A stage holding deals is deleted only after its deals move to another stage of the pipeline."""
@@ -442,7 +432,6 @@ class PipelineService(BaseService[Pipeline]):
         self.history(_StageRef(stage.pipeline_id, stage.name), "updated", {"stage_deleted": [stage.name, None]})
         self.session.delete(stage)
         self.commit()
-        self.invalidate(stage.pipeline_id)
 
     # --- helpers -----------------------------------------------------------------
 

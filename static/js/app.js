@@ -38,6 +38,14 @@
   // app.css has the .htmx-indicator rules; htmx's injected inline <style>
   // would also need a CSP nonce.
   htmx.config.includeIndicatorStyles = false;
+  // No copies of pages in the tab: htmx would keep the last pages' HTML in
+  // sessionStorage for its back button, where it outlives a sign-out. Back and
+  // forward ask the server instead (a full page: see historyRestoreAsHxRequest),
+  // and what an older version of this file stored is dropped on every load.
+  htmx.config.historyCacheSize = 0;
+  try {
+    sessionStorage.removeItem('htmx-history-cache');
+  } catch (e) { /* storage disabled: nothing was stored either */ }
 
   document.addEventListener('htmx:beforeSwap', function (evt) {
     var xhr = evt.detail.xhr;
