@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
 from datetime import timedelta
+from typing import NoReturn
 
 import click
 from flask import Flask, current_app

@@ -181,6 +181,8 @@ def test_a_command_prints_its_own_output_not_library_set_up_logs(tmp_path):
     assert demo.stderr == ""
     assert demo.stdout.splitlines()[0] == "Created the demo organisation 'Acme Demo'."
     assert len(demo.stdout.splitlines()) == 5  # that, the URL, one line per demo login
+
+
 def test_web_role_makes_a_plain_role_and_refuses_a_privileged_one(cli, engine_name):
     """`crm web-role` (services/db_roles.py); its grants are proven in tests/test_tenant_isolation.py. On
     PostgreSQL the role, its grants and settings are made inside the test's transaction, rolled back."""
