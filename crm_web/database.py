@@ -58,3 +58,11 @@ def _reapply_current_org(session, transaction, connection):
     if org_id is None or connection.dialect.name != "postgresql":
         return
     connection.execute(select(func.set_config(CURRENT_ORG_SETTING, org_id, True)))
+
+
+def use_org(session: Session, org_id: object) -> None:
+    """Act for one organisation in a request nobody is signed in to yet (a password link): on
+    PostgreSQL, set the row-level security setting now and for the request's later transactions."""
+    session.info[CURRENT_ORG_INFO_KEY] = str(org_id)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.set_config(CURRENT_ORG_SETTING, str(org_id), True)))

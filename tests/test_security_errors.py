@@ -49,7 +49,7 @@ def assert_no_leak(body: str, what) -> None:
 def signed_in(client, org):
     world = build_world(org, make_users(org), "Err")
     with client.session_transaction() as session:
-        session["_user_id"] = str(world.users["sales"].id)
+        session["_user_id"] = world.users["sales"].get_id()
     return world
 
 
