@@ -349,7 +349,7 @@ class UserService:
             )
         )
         moved = (entry.changes or {}).get("moved") if entry is not None else None
-        if entry is None or not moved:
+        if entry is None or not moved or not any(moved.get(name) for name in REASSIGNABLE):
             raise NotFound("There is nothing to undo for that user.")
         to_id = uuid.UUID(moved["to"])
         returned = 0
