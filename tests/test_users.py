@@ -287,7 +287,7 @@ def test_users_page_budget_is_the_same_for_3_and_50_users(client, login, org, us
     login("admin")
     with count_queries() as few:
         assert client.get("/settings/users").status_code == 200
-    for n in range(47):
+    for _ in range(47):
         factories.make_user(org, role="sales")
     with count_queries() as many:
         body = client.get("/settings/users").get_data(as_text=True)
