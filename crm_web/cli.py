@@ -137,3 +137,8 @@ def purge_trash_command(days_text: str | None, dry_run: bool, org_slug: str | No
             click.echo(f"  {slug} keeps its trash {org_days} day(s) (its own setting).")
     shown = days if days is not None else default_days
     click.echo(f"{verb} {total.total} record(s) deleted more than {shown} day(s) ago: {total.summary()}.")
+    from crm_web.services.tags import purge_trashed_tags
+
+    tags = purge_trashed_tags(days=days, default_days=default_days, org_slug=org_slug, dry_run=dry_run)
+    if tags:
+        click.echo(f"{verb} {tags} deleted tag(s) as well.")

@@ -214,3 +214,34 @@ class TagService(BaseService[Tag]):
     def restore(self, entity_id: uuid.UUID) -> Tag:
         self._require_manager("restore tags")
         return super().restore(entity_id)
+
+
+def purge_trashed_tags(
+    *, days: int | None, default_days: int, org_slug: str | None = None, dry_run: bool = False
+) -> int:
+    """Retention for deleted tags, like the trash's (`crm purge-trash`): one DELETE per organisation."""
+    from datetime import timedelta
+
+    from crm_web.extensions import db
+    from crm_web.models import Organization, utcnow
+    from crm_web.services.organisations import retention_days
+
+    stmt = select(Organization)
+    if org_slug:
+        stmt = stmt.where(Organization.slug == org_slug)
+    total = 0
+    for org in db.session.scalars(stmt):
+        cutoff = utcnow() - timedelta(days=retention_days(org, default_days) if days is None else days)
+        expired = (Tag.org_id == org.id, Tag.deleted_at.is_not(None), Tag.deleted_at < cutoff)
+        if dry_run:
+            total += (
+                db.session.scalar(
+                    select(func.count()).select_from(Tag).where(*expired).execution_options(include_deleted=True)
+                )
+                or 0
+            )
+        else:
+            total += len(db.session.scalars(delete(Tag).where(*expired).returning(Tag.id)).all())
+    if not dry_run:
+        db.session.commit()
+    return total
