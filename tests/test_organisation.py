@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from crm_web.errors import PermissionDenied
 from crm_web.extensions import cache, db
 from crm_web.models import Organization, Pipeline, Tag, contact_tags
 from crm_web.services.activities import ActivityService, day_bounds, week_bounds
@@ -160,12 +161,12 @@ def test_a_deleted_tag_leaves_records_and_pickers_and_its_name_can_be_reused(org
     reused = service.assign("contact", contact.id, name="Hot")  # the trashed tag gives its name up
     assert [t.name for t in reused.tags] == ["Hot"] and reused.tags[0].id != tag.id
     assert db.session.scalar(select(Tag.id).where(Tag.id == tag.id).execution_options(include_deleted=True)) is None
-    with pytest.raises(Exception):
+    with pytest.raises(PermissionDenied):
         TagService(Actor.of(users["sales"])).delete(reused.tags[0].id)
 
 
 def test_organisation_service_refuses_bad_values_and_non_admins(users):
-    from crm_web.errors import PermissionDenied, ValidationError
+    from crm_web.errors import ValidationError
 
     with pytest.raises(PermissionDenied):
         OrganisationService(Actor.of(users["manager"])).update(
