@@ -422,3 +422,25 @@ def test_tags_settings_budget_does_not_grow(client, login, org, count_queries):
     with count_queries() as many:
         client.get("/settings/tags")
     assert few.count == many.count
+
+
+def test_user_page_budget_does_not_grow_with_its_history(client, login, users, count_queries, engine_name):
+    login("manager")
+    url = f"/settings/users/{users['sales'].id}"
+    with count_queries() as few:
+        assert client.get(url).status_code == 200
+    admin = service(users["admin"])
+    for role in ("manager", "sales", "manager", "sales"):
+        admin.change_role(users["sales"].id, role=role)
+    with count_queries() as many:
+        body = client.get(url).get_data(as_text=True)
+    assert few.count == many.count == LOGIN_STATEMENTS + 2 + tenant_statements(engine_name, commits=0), many
+    assert body.count("history-updated") == 4
+
+
+def test_account_and_organisation_pages_cost_the_user_load_only(client, login, count_queries):
+    login("admin")
+    for url in ("/account", "/settings/organisation"):
+        with count_queries() as queries:
+            assert client.get(url).status_code == 200
+        assert queries.count == LOGIN_STATEMENTS, (url, queries)
