@@ -32,8 +32,8 @@ SEEN_RESOLUTION_SECONDS = 60
 # Why a request lost its session (g.session_ended), and what the login page then says.
 ENDED_MESSAGES = {
     "deactivated": "Your account has been deactivated. Ask an administrator of your organisation for access.",
-    "revoked": "You were signed out: your session was ended (a password or role change, or a sign-out "
-    "everywhere). Please sign in again.",
+    "revoked": "You were signed out: you signed out in another browser, your password or role changed, or "
+    "your sessions were ended. Please sign in again.",
     "idle": "You were signed out after {idle} minutes without activity. Please sign in again.",
     "expired": "Your session is more than {hours} hours old. Please sign in again.",
 }

@@ -16,7 +16,7 @@ def test_invite_set_password_deactivate_and_the_next_click_signs_out(
 ):
     email = f"invitee-{uuid.uuid4().hex[:8]}@example.com"
     browser_login(page, "admin")
-    page.click("summary:has-text('Settings')")
+    page.hover("nav.main-nav a:has-text('Settings')")
     page.click(".nav-menu-items a:has-text('Users')")
     page.wait_for_url(f"{live_server}/settings/users")
     page.click("text=Add a user")
@@ -60,7 +60,7 @@ def test_invite_set_password_deactivate_and_the_next_click_signs_out(
 
 def test_a_sales_user_gets_a_403_page_for_the_team_settings(page, page_errors, live_server, browser_login):
     browser_login(page, "sales")
-    expect(page.locator("summary:has-text('Settings')")).to_have_count(0)
+    expect(page.locator("nav.main-nav a:has-text('Settings')")).to_have_count(0)
     response = page.goto(f"{live_server}/settings/users")
     assert response.status == 403
     expect(page.locator(".error-page")).to_contain_text("403")

@@ -214,15 +214,23 @@ def test_a_link_expires_and_a_new_one_replaces_the_old(client, users):
     assert client.get("/set-password/not-a-token").status_code == 404
 
 
-def test_a_link_is_useless_for_another_organisation(client, users, other_org):
-    """The link names its user and organisation: moving it to another org's user finds nothing."""
+def test_a_link_is_useless_for_another_organisation(app, client, users, other_org):
+    """A link belongs to one user: another organisation's admin can neither create one for that user
+    nor, holding one, use it for anything but that user's password."""
     stranger = factories.make_user(other_org, role="admin")
+    with pytest.raises(NotFound):
+        service(stranger).password_link(users["sales"].id)
     link = service(users["admin"]).password_link(users["sales"].id)
-    db.session.execute(
-        UserToken.__table__.update().where(UserToken.user_id == users["sales"].id).values(user_id=stranger.id)
-    )
-    db.session.commit()
-    assert client.get(f"/set-password/{link.token}").status_code == 404
+    from tests.test_sessions import login_form
+
+    factories.make_user(other_org, role="sales", email="rep@globex.test", password=PASSWORD)
+    assert login_form(client, "rep@globex.test").status_code == 303  # signed in to the other organisation
+    response = client.post(f"/set-password/{link.token}", data={"password": PASSWORD, "confirm_password": PASSWORD})
+    assert response.status_code == 303
+    assert "rep@globex.test" not in client.get("/").get_data(as_text=True)  # now the link's own user only
+    db.session.expire_all()
+    assert db.session.get(User, users["sales"].id).check_password(PASSWORD)
+    assert db.session.scalar(select(User).where(User.email == "rep@globex.test")).check_password(PASSWORD)
 
 
 def test_a_reset_link_ends_the_users_sessions_and_is_recorded(users):

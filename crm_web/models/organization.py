@@ -111,7 +111,8 @@ class UserToken(IdMixin, Base):
 
     __tablename__ = "user_tokens"
 
-    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    # No org_id: a link belongs to its user (and so to the user's organisation only). Like `users`,
+    # the table has no row-level security policy: a link is opened before anyone is signed in.
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     purpose: Mapped[str] = mapped_column(String(10))  # "invite" or "reset"
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)

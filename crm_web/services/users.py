@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from crm_web.database import use_org
@@ -190,8 +191,6 @@ class UserService:
         return record_change(self.session, self.actor, ENTITY, user, action, changes)
 
     def _commit(self) -> None:
-        from sqlalchemy.exc import IntegrityError
-
         try:
             self.session.commit()
         except IntegrityError as error:
@@ -409,7 +408,6 @@ class UserService:
         expires_at = now + timedelta(days=current_app.config.get("PASSWORD_LINK_DAYS", 7))
         self.session.add(
             UserToken(
-                org_id=user.org_id,
                 user_id=user.id,
                 purpose=purpose,
                 token_hash=_token_hash(token),
@@ -496,12 +494,12 @@ def sign_out(user_id: uuid.UUID) -> None:
 
 
 def find_link(token: str) -> tuple[UserToken, User] | None:
-    """The unused, unexpired link with this token and its active user (of the link's organisation)."""
+    """The unused, unexpired link with this token and its active user."""
     if not token or len(token) > 200:
         return None
     row = db.session.execute(
         select(UserToken, User)
-        .join(User, and_(User.id == UserToken.user_id, User.org_id == UserToken.org_id))
+        .join(User, User.id == UserToken.user_id)
         .options(joinedload(User.org))
         .where(
             UserToken.token_hash == _token_hash(token),

@@ -3,8 +3,9 @@
 - users.session_version: part of every session and remember cookie; bumping it ends them all.
 - users.must_change_password: an admin chose the password, the user picks their own at first sign-in.
 - A unique index on lower(email): one account per email across the product, whatever its case.
-- user_tokens: invitation and reset links (the token's SHA-256 only). Like `users`, no row-level
-  security policy: the link is opened before anyone is signed in, and found by its hash alone.
+- user_tokens: invitation and reset links (the token's SHA-256 only), each bound to its user (no
+  org_id of its own). Like `users`, no row-level security policy: the link is opened before anyone
+  is signed in, and found by its hash alone.
 - organizations: default currency, time zone, trash retention, when the stages were reviewed.
 - tags: soft delete (deleted_at, deleted_by_id), so deleting a tag can be undone.
 
@@ -33,7 +34,6 @@ def upgrade():
     op.create_index("uq_users_email_key", "users", [sa.text("lower(email)")], unique=True)
     op.create_table(
         "user_tokens",
-        sa.Column("org_id", sa.Uuid(), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
         sa.Column("purpose", sa.String(length=10), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
@@ -43,9 +43,6 @@ def upgrade():
         sa.Column("created_by_id", sa.Uuid(), nullable=True),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["org_id"], ["organizations.id"], name=op.f("fk_user_tokens_org_id_organizations"), ondelete="CASCADE"
-        ),
-        sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_user_tokens_user_id_users"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
@@ -54,7 +51,6 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_user_tokens_token_hash")),
     )
-    op.create_index(op.f("ix_user_tokens_org_id"), "user_tokens", ["org_id"], unique=False)
     op.create_index(op.f("ix_user_tokens_user_id"), "user_tokens", ["user_id"], unique=False)
     op.add_column("tags", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
     # No foreign key on deleted_by_id (users are deactivated, never deleted): SQLite could add one
@@ -67,7 +63,6 @@ def downgrade():
         batch.drop_column("deleted_by_id")
         batch.drop_column("deleted_at")
     op.drop_index(op.f("ix_user_tokens_user_id"), table_name="user_tokens")
-    op.drop_index(op.f("ix_user_tokens_org_id"), table_name="user_tokens")
     op.drop_table("user_tokens")
     op.drop_index("uq_users_email_key", table_name="users")
     with op.batch_alter_table("users") as batch:
