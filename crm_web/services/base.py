@@ -62,7 +62,7 @@ class Actor:
     @classmethod
     def of(cls, user: User) -> Actor:
         # The organisation when it is already loaded (the user loader joins it), never a query.
-        org = inspect(user).attrs.org.loaded_value
+        org: Any = inspect(user).attrs.org.loaded_value
         time_zone = getattr(org, "time_zone", None) or "UTC"
         return cls(org_id=user.org_id, user_id=user.id, role=Role(user.role), name=user.name, time_zone=time_zone)
 
