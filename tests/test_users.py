@@ -452,3 +452,12 @@ def test_account_and_organisation_pages_cost_the_user_load_only(client, login, c
         with count_queries() as queries:
             assert client.get(url).status_code == 200
         assert queries.count == LOGIN_STATEMENTS, (url, queries)
+
+
+def test_deactivating_without_handing_over_offers_reactivation_not_undo(client, login, users):
+    login("admin")
+    assert client.post(f"/settings/users/{users['sales'].id}/deactivate", data={"reassign_to": ""}).status_code == 303
+    body = client.get(f"/settings/users/{users['sales'].id}").get_data(as_text=True)
+    assert "Undo: reactivate" not in body and "Reactivate" in body
+    assert client.post(f"/settings/users/{users['sales'].id}/reactivate").status_code == 303
+    assert client.post(f"/settings/users/{users['sales'].id}/reactivate").status_code == 422  # already active
