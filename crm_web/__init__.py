@@ -32,6 +32,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _configure_logging()
     _warn_about_retired_settings()
 
+    _trust_proxies(app)
     _init_extensions(app)
     _register_blueprints(app)
 
@@ -82,6 +83,14 @@ def _warn_about_retired_settings() -> None:
             "api-token create --name legacy --from-env CRM_INTERNAL_TOKEN --scope stats:read --scope usage:write "
             "--all-orgs`, then unset it (README, Internal API)."
         )
+def _trust_proxies(app: Flask) -> None:
+    """Behind TRUSTED_PROXY_HOPS proxies, the client address (sign-in limits) and scheme come from
+    their X-Forwarded-For/-Proto; with none, those headers are ignored (anyone can send them)."""
+    hops = int(app.config.get("TRUSTED_PROXY_HOPS") or 0)
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 def _init_extensions(app: Flask) -> None:

@@ -110,7 +110,8 @@ def register_cli(app: Flask) -> None:
     "days_text",
     default=None,
     metavar="N",
-    help="Purge what has been in the trash longer than N days [default: TRASH_RETENTION_DAYS, 30].",
+    help="Purge what has been in the trash longer than N days [default: each organisation's retention "
+    "setting, else TRASH_RETENTION_DAYS, 30].",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be purged; delete nothing.")
 @click.option("--org", "org_slug", default=None, help="Only this organisation (default: all).")
@@ -119,14 +120,14 @@ def purge_trash_command(days_text: str | None, dry_run: bool, org_slug: str | No
     from crm_web.services.trash import TRASH_TYPES, PurgeResult, purge_expired
 
     # Parsed by hand so a bad value is one line, like every other error here.
-    if days_text is None:
-        days = int(current_app.config.get("TRASH_RETENTION_DAYS", 30))
-    elif days_text.strip().isdigit():
+    default_days = int(current_app.config.get("TRASH_RETENTION_DAYS", 30))
+    days: int | None = None  # each organisation's own retention, else the default
+    if days_text is not None:
+        if not days_text.strip().isdigit():
+            _fail(f"--older-than-days must be a whole number of days (0 or more), not {days_text!r}.")
         days = int(days_text)
-    else:
-        _fail(f"--older-than-days must be a whole number of days (0 or more), not {days_text!r}.")
     try:
-        results = purge_expired(days=days, dry_run=dry_run, org_slug=org_slug)
+        results = purge_expired(days=days, dry_run=dry_run, org_slug=org_slug, default_days=default_days)
     except CRMException as error:
         _fail(error.message)
     total = PurgeResult(counts={t: sum(r.counts[t] for r in results.values()) for t in TRASH_TYPES}, items=[])
@@ -138,7 +139,26 @@ def purge_trash_command(days_text: str | None, dry_run: bool, org_slug: str | No
                     f"  {slug}  {item.entity_type:<8} {item.id}  deleted {item.deleted_at:%Y-%m-%d %H:%M}"
                     f"  {item.display_label}"
                 )
-    click.echo(f"{verb} {total.total} record(s) deleted more than {days} day(s) ago: {total.summary()}.")
+    if days is None:
+        from sqlalchemy import select
+
+        from crm_web.extensions import db
+        from crm_web.models import Organization
+
+        own = db.session.execute(
+            select(Organization.slug, Organization.trash_retention_days)
+            .where(Organization.trash_retention_days.is_not(None), Organization.slug.in_(list(results)))
+            .order_by(Organization.slug)
+        ).all()
+        for slug, org_days in own:
+            click.echo(f"  {slug} keeps its trash {org_days} day(s) (its own setting).")
+    shown = days if days is not None else default_days
+    click.echo(f"{verb} {total.total} record(s) deleted more than {shown} day(s) ago: {total.summary()}.")
+    from crm_web.services.tags import purge_trashed_tags
+
+    tags = purge_trashed_tags(days=days, default_days=default_days, org_slug=org_slug, dry_run=dry_run)
+    if tags:
+        click.echo(f"{verb} {tags} deleted tag(s) as well.")
 
 
 @crm.command("web-role")

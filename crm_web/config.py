@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -14,6 +15,11 @@ def _bool(name: str, default: bool = False) -> bool:
     if value is None:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
 
 
 def database_url_from(url: str) -> str:
@@ -90,7 +96,20 @@ def settings_from_env() -> dict:
         # ... nor make each sign-in wait out redis-py's default 5 s timeouts when Redis hangs.
         "RATELIMIT_STORAGE_OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         "RATELIMIT_HEADERS_ENABLED": True,
-        "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"),
+        # ... and keep limiting while Redis is away: each process counts in memory until it returns.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        # Failed sign-ins only (views/auth.py), per address and per account; the stacked windows are
+        # the backoff: a minute's pause after a burst, then an hour, then a day.
+        "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "20 per minute; 100 per hour"),
+        "LOGIN_ACCOUNT_RATE_LIMIT": os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT", "5 per minute; 20 per hour; 50 per day"),
+        # Proxies in front of the app whose X-Forwarded-For/-Proto to trust (0: none, the peer is the client).
+        "TRUSTED_PROXY_HOPS": _int("TRUSTED_PROXY_HOPS", 0),
+        # auth.py: a session ends after this long, or this long unused; "keep me signed in" lasts REMEMBER_DAYS.
+        "SESSION_MAX_AGE_HOURS": _int("SESSION_MAX_AGE_HOURS", 12),
+        "SESSION_IDLE_MINUTES": _int("SESSION_IDLE_MINUTES", 120),
+        "REMEMBER_COOKIE_DURATION": timedelta(days=_int("REMEMBER_DAYS", 30)),
+        # services/users.py: invitation and password reset links.
+        "PASSWORD_LINK_DAYS": 7,
         # The internal API: requests per token, and failed token checks per client address.
         "INTERNAL_RATE_LIMIT": os.environ.get("INTERNAL_RATE_LIMIT", "120 per minute"),
         "INTERNAL_AUTH_FAILURE_LIMIT": os.environ.get("INTERNAL_AUTH_FAILURE_LIMIT", "20 per minute"),

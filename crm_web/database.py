@@ -246,3 +246,11 @@ def refuse_privileged_role_in_production(app: Any) -> None:
             return error_response(503, "The service is misconfigured.", "Service unavailable")
         checked.append(True)
         return None
+
+
+def use_org(session: Session, org_id: object) -> None:
+    """Act for one organisation in a request nobody is signed in to yet (a password link): on
+    PostgreSQL, set the row-level security setting now and for the request's later transactions."""
+    session.info[CURRENT_ORG_INFO_KEY] = str(org_id)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(*tenant_settings(org_id, session.info.get(LIMITS_INFO_KEY, "default"))))

@@ -129,6 +129,8 @@ def register_error_handlers(app: Flask) -> None:
     def handle_http_error(error: HTTPException):
         if error.code is None or error.code < 400:
             return error
+        if error.response is not None:  # an answer made for this error (the sign-in limit's page)
+            return error.response
         return error_response(error.code, error.description or error.name, error.name)
 
     @app.errorhandler(Exception)

@@ -76,6 +76,7 @@ def base_config(database_url: str) -> dict:
         "SERVER_NAME": None,
         "RATELIMIT_STORAGE_URI": "memory://",
         "LOGIN_RATE_LIMIT": "1000 per minute",  # tests sign in often; test_security sets a real limit
+        "LOGIN_ACCOUNT_RATE_LIMIT": "1000 per minute",
     }
 
 
@@ -209,7 +210,7 @@ def login(client, users):
     def _login(role_or_user="admin"):
         user = users[role_or_user] if isinstance(role_or_user, str) else role_or_user
         with client.session_transaction() as session:
-            session["_user_id"] = str(user.id)
+            session["_user_id"] = user.get_id()
             session["_fresh"] = True
         return user
 

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from crm_web.extensions import db
-from crm_web.models import Activity, Company, Contact, Deal, Lead, Organization, Pipeline, User
+from crm_web.models import Activity, Company, Contact, Deal, Lead, Organization, Pipeline, PipelineStage, User
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_create_user_creates_the_org_and_seed_fills_it(cli):
             "--email",
             "boss@newco.example",
             "--password",
-            "longpass",
+            "tidal-lantern-42",
             "--role",
             "admin",
         ]
@@ -65,6 +65,14 @@ def test_create_user_creates_the_org_and_seed_fills_it(cli):
     assert result.exit_code == 0, result.output
     org = db.session.scalar(select(Organization).where(Organization.slug == "newco"))
     assert org is not None
+    # A new customer can work at once: a default pipeline with the starter stages.
+    pipeline = db.session.scalar(select(Pipeline).where(Pipeline.org_id == org.id))
+    assert pipeline is not None and pipeline.is_default
+    stages = db.session.scalars(
+        select(PipelineStage).where(PipelineStage.pipeline_id == pipeline.id).order_by(PipelineStage.position)
+    ).all()
+    assert [s.name for s in stages] == ["New", "Qualified", "Proposal", "Won", "Lost"]
+    assert stages[-2].is_won and stages[-1].is_lost
 
     result = cli.invoke(
         args=[
@@ -136,7 +144,7 @@ def test_duplicate_email_is_refused(cli):
         "--email",
         "dup@acme.example",
         "--password",
-        "pw12",
+        "tidal-lantern-42",
         "--role",
         "sales",
     ]
@@ -204,3 +212,27 @@ def test_web_role_makes_a_plain_role_and_refuses_a_privileged_one(cli, engine_na
     for refused, message in (("postgres", "superuser"), ("bad name!", "letters, digits")):
         result = cli.invoke(args=["crm", "web-role", "--name", refused])
         assert result.exit_code == 1 and message in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "password,email,message",
+    [
+        ("short-pw", "a@acme.example", "at least 10 characters"),
+        ("qwertyuiop", "a@acme.example", "most common passwords"),
+        ("Password123", "a@acme.example", "most common passwords"),
+        ("jane.doe-2026!", "jane.doe@acme.example", "email address"),
+    ],
+)
+def test_create_user_applies_the_password_policy(cli, password, email, message):
+    result = cli.invoke(
+        args=["crm", "create-user", "--org", "acme", "--email", email, "--password", password, "--role", "sales"]
+    )
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+    assert db.session.scalar(select(User.id).where(User.email == email)) is None
+
+
+def test_duplicate_email_is_refused_whatever_its_case(cli):
+    base = ["crm", "create-user", "--org", "acme", "--password", "tidal-lantern-42", "--role", "sales", "--email"]
+    assert cli.invoke(args=[*base, "Mixed.Case@acme.example"]).exit_code == 0
+    result = cli.invoke(args=[*base, "mixed.case@ACME.example"])
+    assert result.exit_code != 0 and "already exists" in result.output

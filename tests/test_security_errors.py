@@ -51,7 +51,7 @@ def signed_in(client, org):
     world = build_world(org, make_users(org), "Err")
     factories.make_api_token(org)
     with client.session_transaction() as session:
-        session["_user_id"] = str(world.users["sales"].id)
+        session["_user_id"] = world.users["sales"].get_id()
     return world
 
 

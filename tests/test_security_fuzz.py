@@ -131,7 +131,7 @@ def world(org):
 @pytest.fixture
 def admin_client(client, world):
     with client.session_transaction() as session:
-        session["_user_id"] = str(world.users["admin"].id)
+        session["_user_id"] = world.users["admin"].get_id()
         session["_fresh"] = True
     return client
 

@@ -67,7 +67,7 @@ def poisoned(app, client, org, payload):
     db.session.commit()
     db.session.expire_all()
     with client.session_transaction() as session:
-        session["_user_id"] = str(world.users["admin"].id)
+        session["_user_id"] = world.users["admin"].get_id()
         session["_fresh"] = True
     # A change through the app, so record history holds the payload too.
     changed = client.post(f"/contacts/{world['contact']}/fields/city", data={"city": payload + "2"}, headers=HX)

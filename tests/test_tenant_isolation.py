@@ -276,7 +276,7 @@ def role_app(rls_db):
 def _signed_in_client(application, user_id):
     client = application.test_client()
     with client.session_transaction() as session:
-        session["_user_id"] = str(user_id)
+        session["_user_id"] = f"{user_id}.1"  # a new user's first session version
         session["_fresh"] = True
     return client
 

@@ -14,7 +14,7 @@ from crm_web.models.company import COMPANY_SIZES, Company
 from crm_web.models.contact import CONTACT_STATUSES, LEAD_SOURCES, Contact, ContactCompany
 from crm_web.models.deal import CURRENCIES, DEAL_STATUSES, Deal
 from crm_web.models.lead import LEAD_STATUSES, Lead
-from crm_web.models.organization import Organization, Role, User
+from crm_web.models.organization import DEFAULT_TIME_ZONE, Organization, Role, User, UserToken
 from crm_web.models.pipeline import Pipeline, PipelineStage
 from crm_web.models.search_word import SearchWord
 from crm_web.models.tag import Tag, company_tags, contact_tags, deal_tags, lead_tags
@@ -28,6 +28,7 @@ __all__ = [
     "CONTACT_STATUSES",
     "CURRENCIES",
     "DEAL_STATUSES",
+    "DEFAULT_TIME_ZONE",
     "HISTORY_ACTIONS",
     "LEAD_SOURCES",
     "LEAD_STATUSES",
@@ -52,6 +53,7 @@ __all__ = [
     "Tag",
     "UsageRecord",
     "User",
+    "UserToken",
     "company_tags",
     "contact_tags",
     "deal_tags",

@@ -7,11 +7,13 @@ import uuid
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String, false, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from crm_web.models.base import Base, IdMixin, TimestampMixin
+from crm_web.models.base import Base, IdMixin, TimestampMixin, utcnow
+
+DEFAULT_TIME_ZONE = "UTC"
 
 
 class Role(enum.StrEnum):
@@ -37,6 +39,14 @@ class Organization(IdMixin, TimestampMixin, Base):
     # services/cache_versions.py: every cached value's key carries it; it changes when a change could
     # not reach the cache, so the organisation's old entries can never come back.
     cache_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The currency new pipelines and deals start with.
+    default_currency: Mapped[str] = mapped_column(String(3), default="USD", server_default="USD")
+    # An IANA zone: what "today", "this week" and "due today" mean; stored datetimes stay UTC.
+    time_zone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIME_ZONE, server_default=DEFAULT_TIME_ZONE)
+    # `crm purge-trash` without an age purges what is older than this; None: TRASH_RETENTION_DAYS.
+    trash_retention_days: Mapped[int | None] = mapped_column(default=None)
+    # The getting-started checklist's "review your pipeline stages", once someone confirmed them.
+    stages_reviewed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class User(UserMixin, IdMixin, TimestampMixin, Base):
@@ -45,10 +55,15 @@ class User(UserMixin, IdMixin, TimestampMixin, Base):
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    # Empty until an invited user chooses a password (no password matches it).
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20), default=Role.SALES.value)
     active: Mapped[bool] = mapped_column(default=True)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Part of every session and remember cookie (get_id): bumping it ends them all (auth.py).
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    # Set when an admin chose the password: the user must pick their own at first sign-in.
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     org: Mapped[Organization] = relationship(lazy="raise_on_sql")
 
@@ -56,11 +71,26 @@ class User(UserMixin, IdMixin, TimestampMixin, Base):
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
-        return check_password_hash(self.password_hash, password)
+        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_hash)
+
+    def get_id(self) -> str:
+        """The session's and remember cookie's user id: the id and the session version."""
+        return f"{self.id}.{self.session_version}"
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
+
+    @property
+    def status(self) -> str:
+        """ "active", "invited" (no password chosen yet) or "deactivated"."""
+        if not self.active:
+            return "deactivated"
+        return "active" if self.password_hash else "invited"
 
     @property
     def role_enum(self) -> Role:
@@ -73,3 +103,23 @@ class User(UserMixin, IdMixin, TimestampMixin, Base):
     def initials(self) -> str:
         parts = self.name.split()
         return "".join(p[0] for p in parts[:2]).upper() or self.email[:1].upper()
+
+
+# One account per email across the whole product, whatever its case.
+Index("uq_users_email_key", func.lower(User.__table__.c.email), unique=True)
+
+
+class UserToken(IdMixin, Base):
+    """A one-time link to choose a password: an invitation or a reset. Only its hash is stored."""
+
+    __tablename__ = "user_tokens"
+
+    # No org_id: a link belongs to its user (and so to the user's organisation only). Like `users`,
+    # the table has no row-level security policy: a link is opened before anyone is signed in.
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(10))  # "invite" or "reset"
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

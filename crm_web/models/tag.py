@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import Column, ForeignKey, String, Table, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm_web.models.base import Base, IdMixin, OrgScopedMixin, TimestampMixin
+from crm_web.models.base import Base, IdMixin, OrgScopedMixin, SoftDeleteMixin, TimestampMixin
 
 
-class Tag(IdMixin, TimestampMixin, OrgScopedMixin, Base):
+class Tag(IdMixin, TimestampMixin, OrgScopedMixin, SoftDeleteMixin, Base):
+    """A deleted tag keeps its links until Undo (or a new tag takes its name, which purges it)."""
+
     __tablename__ = "tags"
     __table_args__ = (UniqueConstraint("org_id", "name", name="uq_tags_org_name"),)
 
     name: Mapped[str] = mapped_column(String(60))
     color: Mapped[str] = mapped_column(String(7), default="#6366f1")
+    # No foreign key (migration 0014: SQLite could add one only by rebuilding the table).
+    deleted_by_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
 
 
 def _tag_link_table(name: str, entity_table: str) -> Table:

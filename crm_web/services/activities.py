@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
@@ -56,17 +56,19 @@ LINKS: dict[str, tuple[str, type]] = {
 }
 
 
-def day_bounds(now: datetime) -> tuple[datetime, datetime]:
-    """Start of today and of tomorrow (UTC)."""
-    start = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
-    return start, start + timedelta(days=1)
+def day_bounds(now: datetime, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """Start of today and of tomorrow in the organisation's time zone, as UTC instants."""
+    day = now.astimezone(tz).date()
+    start = datetime.combine(day, time.min, tzinfo=tz)
+    return start.astimezone(UTC), datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
 
 
-def week_bounds(now: datetime) -> tuple[datetime, datetime]:
-    """Monday 00:00 of this week and of next week (UTC)."""
-    today, _ = day_bounds(now)
-    start = today - timedelta(days=today.weekday())
-    return start, start + timedelta(days=7)
+def week_bounds(now: datetime, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """Monday 00:00 of this week and of next week in the organisation's time zone, as UTC instants."""
+    day = now.astimezone(tz).date()
+    monday = day - timedelta(days=day.weekday())
+    start = datetime.combine(monday, time.min, tzinfo=tz)
+    return start.astimezone(UTC), datetime.combine(monday + timedelta(days=7), time.min, tzinfo=tz).astimezone(UTC)
 
 
 def _open() -> ColumnElement[bool]:
@@ -128,6 +130,13 @@ class ActivityService(BaseService[Activity]):
 
     # --- reading -----------------------------------------------------------------
 
+    @property
+    def zone(self) -> tzinfo:
+        """Where "today" and "this week" are: the organisation's time zone."""
+        from crm_web.services.organisations import zone
+
+        return zone(self.actor.time_zone)
+
     def optimized_query(self) -> Select[Any]:
         """Activities with everything a row shows, joined into the same SELECT."""
         return self.scoped().options(
@@ -146,7 +155,7 @@ class ActivityService(BaseService[Activity]):
         if view == "overdue":
             return [_open(), Activity.due_at < now]
         if view == "today":
-            start, end = day_bounds(now)
+            start, end = day_bounds(now, self.zone)
             return [_open(), Activity.due_at >= start, Activity.due_at < end]
         if view == "upcoming":
             return [_open(), Activity.due_at >= now, Activity.due_at < now + timedelta(days=UPCOMING_DAYS)]
@@ -297,8 +306,8 @@ class ActivityService(BaseService[Activity]):
     def _compute_stats(self, *, user_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:
         """Per status and type from the tallies the database keeps (services/tallies.py); the counts
         that move with the clock from index ranges of the live open or completed activities."""
-        today_start, today_end = day_bounds(now)
-        week_start, week_end = week_bounds(now)
+        today_start, today_end = day_bounds(now, self.zone)
+        week_start, week_end = week_bounds(now, self.zone)
         counts = tallies.activity_counts(self.session, self.org_id, owner_id=user_id)
         clock = {
             "overdue": (_open(), Activity.due_at < now),

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, exists, func, literal, select, update
+from sqlalchemy import ColumnElement, Select, exists, func, inspect, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -57,10 +57,14 @@ class Actor:
     user_id: uuid.UUID | None
     role: Role = Role.SALES
     name: str = ""
+    time_zone: str = "UTC"  # the organisation's: what "today" and "this week" mean
 
     @classmethod
     def of(cls, user: User) -> Actor:
-        return cls(org_id=user.org_id, user_id=user.id, role=Role(user.role), name=user.name)
+        # The organisation when it is already loaded (the user loader joins it), never a query.
+        org: Any = inspect(user).attrs.org.loaded_value
+        time_zone = getattr(org, "time_zone", None) or "UTC"
+        return cls(org_id=user.org_id, user_id=user.id, role=Role(user.role), name=user.name, time_zone=time_zone)
 
     def has_role(self, role: Role) -> bool:
         return has_role(self.role, role)

@@ -63,8 +63,8 @@ def record_change(
     entity_ids: Iterable[uuid.UUID] | None = None,
     labels: Mapping[uuid.UUID, str] | None = None,
     per_id_changes: Mapping[uuid.UUID, dict[str, Any]] | None = None,
-) -> None:
-    """Append history rows: one for `obj`, or one per id of a bulk change (one INSERT).
+) -> RecordHistory | None:
+    """Append history rows: one for `obj` (returned), or one per id of a bulk change (one INSERT).
 
     A bulk change may name each record (`labels`) and add per-record changes (`per_id_changes`).
     """
@@ -89,18 +89,18 @@ def record_change(
         ]
         if rows:
             session.execute(insert(RecordHistory), rows)
-        return
-    session.add(
-        RecordHistory(
-            org_id=actor.org_id,
-            entity_type=entity_type,
-            entity_id=obj.id,
-            entity_label=label_of(obj),
-            action=action,
-            changes={k: v for k, v in (changes or {}).items()},
-            actor_id=actor.user_id,
-        )
+        return None
+    entry = RecordHistory(
+        org_id=actor.org_id,
+        entity_type=entity_type,
+        entity_id=obj.id,
+        entity_label=label_of(obj),
+        action=action,
+        changes={k: v for k, v in (changes or {}).items()},
+        actor_id=actor.user_id,
     )
+    session.add(entry)
+    return entry
 
 
 HISTORY_LIMIT = 50

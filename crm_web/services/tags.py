@@ -11,10 +11,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import Uuid, delete, exists, func, insert, literal, select
 
 from crm_web.errors import NotFound, ValidationError
-from crm_web.models import Company, Contact, Deal, Lead, Tag, company_tags, contact_tags, deal_tags, lead_tags
+from crm_web.models import Company, Contact, Deal, Lead, Role, Tag, company_tags, contact_tags, deal_tags, lead_tags
+from crm_web.permissions import require_role
 from crm_web.services.base import BaseService
 
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -27,6 +28,14 @@ TAGGABLE: dict[str, tuple[type, Any, str]] = {
     "lead": (Lead, lead_tags, "lead_id"),
     "deal": (Deal, deal_tags, "deal_id"),
 }
+
+
+@dataclass(frozen=True)
+class TagUsage:
+    """A tag of the settings page and how many records carry it."""
+
+    tag: Tag
+    uses: int
 
 
 @dataclass
@@ -116,6 +125,7 @@ class TagService(BaseService[Tag]):
             values = self.clean({"name": name, "color": color})
             tag = self.session.scalars(self.scoped().where(Tag.name == values["name"])).first()
             if tag is None:
+                self._free_name(values["name"])
                 tag = Tag(org_id=self.org_id, **values)
                 self.session.add(tag)
                 self.session.flush()
@@ -140,3 +150,98 @@ class TagService(BaseService[Tag]):
         from crm_web.services.history import record_change
 
         record_change(self.session, self.actor, entity_type, obj, "updated", changes)
+
+    # --- the settings page (managers and admins) ------------------------------------------
+
+    def _require_manager(self, action: str) -> None:
+        require_role(self.actor.role, Role.MANAGER, action)
+
+    def usage_list(self) -> list[TagUsage]:
+        """The organisation's tags with how many records carry each: one statement."""
+        self._require_manager("manage tags")
+        uses = sum(
+            (
+                select(func.count()).select_from(table).where(table.c.tag_id == Tag.id).correlate(Tag).scalar_subquery()
+                for _, table, _ in TAGGABLE.values()
+            ),
+            literal(0),
+        )
+        rows = self.session.execute(self.scoped(select(Tag, uses)).order_by(func.lower(Tag.name), Tag.id)).all()
+        return [TagUsage(tag, int(count or 0)) for tag, count in rows]
+
+    def _free_name(self, name: str, keep: uuid.UUID | None = None) -> None:
+        """A deleted tag gives its name up to a new or renamed one (and can no longer be restored)."""
+        self.session.execute(
+            delete(Tag)
+            .where(Tag.org_id == self.org_id, Tag.name == name, Tag.deleted_at.is_not(None), Tag.id != keep)
+            .execution_options(synchronize_session=False)
+        )
+
+    def rename(self, tag_id: uuid.UUID, *, name: str, color: str) -> Tag:
+        """A new name (unique in the organisation) and colour."""
+        self._require_manager("change tags")
+        values = self.clean({"name": name, "color": color})
+        self._free_name(values["name"], keep=tag_id)
+        return self.update(tag_id, **values)
+
+    def merge(self, tag_id: uuid.UUID, *, into_id: uuid.UUID) -> tuple[str, Tag]:
+        """Every record tagged with the first tag gets the second; the first is then deleted for good
+        (one INSERT ... SELECT per taggable type, then one DELETE)."""
+        self._require_manager("merge tags")
+        source, into = self.get(tag_id), self.get(into_id)
+        if source.id == into.id:
+            raise ValidationError("Choose another tag to merge into.", {"into": "Choose another tag."})
+        for _, table, column in TAGGABLE.values():
+            link = table.c[column]
+            already = select(link).where(table.c.tag_id == into.id)
+            self.session.execute(
+                insert(table).from_select(
+                    [column, "tag_id"],
+                    select(link, literal(into.id, Uuid())).where(table.c.tag_id == source.id, link.not_in(already)),
+                )
+            )
+        self.history(into, "updated", {"merged": [source.name, into.name]})
+        self.history(source, "purged", {"merged_into": ["", into.name]})
+        self.session.execute(delete(Tag).where(Tag.org_id == self.org_id, Tag.id == source.id))
+        self.commit()
+        return source.name, into
+
+    def delete(self, entity_id: uuid.UUID, *, hard: bool = False) -> Tag:
+        """Soft: the tag leaves every record and picker, and Undo brings it back with its links."""
+        self._require_manager("delete tags")
+        return super().delete(entity_id, hard=hard)
+
+    def restore(self, entity_id: uuid.UUID) -> Tag:
+        self._require_manager("restore tags")
+        return super().restore(entity_id)
+
+
+def purge_trashed_tags(
+    *, days: int | None, default_days: int, org_slug: str | None = None, dry_run: bool = False
+) -> int:
+    """Retention for deleted tags, like the trash's (`crm purge-trash`): one DELETE per organisation."""
+    from datetime import timedelta
+
+    from crm_web.extensions import db
+    from crm_web.models import Organization, utcnow
+    from crm_web.services.organisations import retention_days
+
+    stmt = select(Organization)
+    if org_slug:
+        stmt = stmt.where(Organization.slug == org_slug)
+    total = 0
+    for org in db.session.scalars(stmt):
+        cutoff = utcnow() - timedelta(days=retention_days(org, default_days) if days is None else days)
+        expired = (Tag.org_id == org.id, Tag.deleted_at.is_not(None), Tag.deleted_at < cutoff)
+        if dry_run:
+            total += (
+                db.session.scalar(
+                    select(func.count()).select_from(Tag).where(*expired).execution_options(include_deleted=True)
+                )
+                or 0
+            )
+        else:
+            total += len(db.session.scalars(delete(Tag).where(*expired).returning(Tag.id)).all())
+    if not dry_run:
+        db.session.commit()
+    return total

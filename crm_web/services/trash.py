@@ -448,8 +448,13 @@ class TrashService:
                 )
 
 
-def purge_expired(*, days: int, dry_run: bool = False, org_slug: str | None = None) -> dict[str, PurgeResult]:
-    """Retention for every organisation (or one): {org slug: result}. Run by `crm purge-trash`."""
+def purge_expired(
+    *, days: int | None, dry_run: bool = False, org_slug: str | None = None, default_days: int = 30
+) -> dict[str, PurgeResult]:
+    """Retention for every organisation (or one): {org slug: result}. Run by `crm purge-trash`.
+    `days` None: each organisation's own retention (Settings › Organisation), else `default_days`."""
+    from crm_web.services.organisations import retention_days
+
     stmt = select(Organization).order_by(Organization.slug)
     if org_slug:
         stmt = stmt.where(Organization.slug == org_slug)
@@ -459,7 +464,8 @@ def purge_expired(*, days: int, dry_run: bool = False, org_slug: str | None = No
     results = {}
     for org in orgs:
         system = Actor(org_id=org.id, user_id=None, role=Role.ADMIN, name="Retention")
-        results[org.slug] = TrashService(system).purge_older_than(days=days, dry_run=dry_run)
+        age = retention_days(org, default_days) if days is None else days
+        results[org.slug] = TrashService(system).purge_older_than(days=age, dry_run=dry_run)
     return results
 
 

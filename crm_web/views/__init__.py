@@ -1,5 +1,6 @@
 """One blueprint per module; BLUEPRINTS is what create_app registers."""
 
+from crm_web.views.account import bp as account
 from crm_web.views.activities import bp as activities
 from crm_web.views.auth import bp as auth
 from crm_web.views.companies import bp as companies
@@ -10,6 +11,7 @@ from crm_web.views.internal import bp as internal
 from crm_web.views.leads import bp as leads
 from crm_web.views.pipelines import bp as pipelines
 from crm_web.views.search import bp as search
+from crm_web.views.settings import bp as settings
 from crm_web.views.system import bp as system
 from crm_web.views.tags import bp as tags
 from crm_web.views.trash import bp as trash
@@ -26,6 +28,8 @@ BLUEPRINTS = [
     activities,
     trash,
     tags,
+    settings,
+    account,
     search,
     internal,
 ]

@@ -17,6 +17,7 @@ from crm_web.params import get_text_param, parse_uuid
 from crm_web.rendering import render_page
 from crm_web.services.base import Actor
 from crm_web.services.dashboard import PANELS, DashboardService
+from crm_web.services.organisations import OrganisationService, local_today
 
 bp = Blueprint("dashboard", __name__)
 bp.add_app_template_global(nice_scale)
@@ -40,10 +41,20 @@ def _owner_param() -> str | None:
 
 def _context(panel: str | None = None) -> dict[str, Any]:
     """The page's context: every panel, or just one for a panel refresh."""
-    service = DashboardService(Actor.of(current_user))
+    actor = Actor.of(current_user)
+    service = DashboardService(actor, today=local_today(current_user.org.time_zone))
     scope = service.resolve_scope(_owner_param())
     data = service.dashboard(scope) if panel is None else {panel: service.panel(panel, scope)}
-    return {"scope": scope, "title": "Dashboard", **data}
+    checklist = None
+    if panel is None and _all_zero(data):
+        # Only then (one statement): a new organisation's first steps instead of empty charts.
+        checklist = OrganisationService(actor).getting_started(current_user.org)
+    return {"scope": scope, "title": "Dashboard", "checklist": checklist, **data}
+
+
+def _all_zero(data: dict[str, Any]) -> bool:
+    kpis = data["kpis"]
+    return not (kpis["open_count"] or kpis["won_count"] or kpis["lost_count"] or data["activity_charts"]["total"])
 
 
 @bp.get("/")

@@ -281,7 +281,7 @@ def _saved(deal_id: uuid.UUID, message: str) -> Response:
 @bp.get("/deals/new")
 def new():
     service = _service()
-    form = DealForm(data={"owner_id": current_user.id})
+    form = DealForm(data={"owner_id": current_user.id, "currency": current_user.org.default_currency})
     choices = service.form_choices()
     pipeline_id = get_uuid_param("pipeline")
     pipeline = next((p for p in choices.pipelines if p.id == pipeline_id), None) or next(

@@ -149,7 +149,10 @@ def convert_context(service: LeadService, form: ConvertLeadForm, lead_id: uuid.U
     lead = service.editable(lead_id)
     if form.deal_value.data is None and not form.is_submitted():
         form.deal_value.data = lead.estimated_value
-    return {"form": form, "lead": lead, "target": service.default_pipeline()}
+    target = service.default_pipeline()
+    if target is None:
+        form.create_deal.data = False  # nowhere to put a deal: the option is unticked and disabled
+    return {"form": form, "lead": lead, "target": target}
 
 
 @bp.get("/leads/<uuid:lead_id>/convert")

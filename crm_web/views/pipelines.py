@@ -39,7 +39,7 @@ def index():
 def new():
     service = _service()
     service.check_can_manage()
-    form = PipelineForm()
+    form = PipelineForm(data={"currency": current_user.org.default_currency})
     if form.validate_on_submit():
         try:
             service.pipeline_create(name=form.name.data, currency=form.currency.data, is_default=form.is_default.data)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_cache_versions"
-down_revision = "0013_surname_indexes"
+down_revision = "0014_accounts"
 branch_labels = None
 depends_on = None
 

@@ -272,6 +272,24 @@
     root.querySelectorAll('[data-sortable]').forEach(wireSortable);
   }
 
+  /* ----------------------------------------------------------------- copy */
+
+  // <button data-copy="#field">: copies the field's value (an invitation link) and says so.
+  document.addEventListener('click', function (e) {
+    var button = e.target.closest ? e.target.closest('[data-copy]') : null;
+    if (!button) return;
+    var field = document.querySelector(button.getAttribute('data-copy'));
+    if (!field) return;
+    field.select();
+    function done() { toast('Copied to the clipboard.', 'success', { timeout: 2500 }); }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(field.value).then(done, function () { document.execCommand('copy'); done(); });
+    } else {
+      document.execCommand('copy');
+      done();
+    }
+  });
+
   /* ----------------------------------------------------------------- init */
 
   // htmx.onLoad runs for the initial body and for all new content, including
