@@ -83,6 +83,8 @@ def _warn_about_retired_settings() -> None:
             "api-token create --name legacy --from-env CRM_INTERNAL_TOKEN --scope stats:read --scope usage:write "
             "--all-orgs`, then unset it (README, Internal API)."
         )
+
+
 def _trust_proxies(app: Flask) -> None:
     """Behind TRUSTED_PROXY_HOPS proxies, the client address (sign-in limits) and scheme come from
     their X-Forwarded-For/-Proto; with none, those headers are ignored (anyone can send them)."""
