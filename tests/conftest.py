@@ -153,11 +153,12 @@ def _app_context(request):
             db.session = original_session
             outer.rollback()
             connection.close()
-        from crm_web.extensions import cache
+        from crm_web.extensions import cache, limiter
         from crm_web.services.cache import breaker
 
         cache.clear()
         breaker.reset()  # per process: a test that made the cache fail must not open it for the next
+        limiter.reset()  # the session-wide app's in-memory counters: one test's failures are not the next's
 
 
 class CSRFClient(FlaskClient):
