@@ -224,7 +224,7 @@ def test_contacts_panel_budget_roles_and_fragment(client, login, org, count_quer
 def test_detail_of_junk_other_org_and_deleted_ids_is_404(client, login, org, other_org):
     login("sales")
     foreign = factories.make_company(other_org)
-    gone = factories.make_company(org, deleted_at=factories.datetime.now(factories.timezone.utc))
+    gone = factories.make_company(org, deleted_at=factories.datetime.now(factories.UTC))
     for url in (
         "/companies/not-a-uuid",
         f"/companies/{foreign.id}",

@@ -22,8 +22,8 @@ from crm_web.extensions import db
 from crm_web.forms import DAMAGED_VERSION
 from crm_web.models import Activity, Company, Contact, Deal, Lead, Pipeline
 from crm_web.services.base import Actor, same_value
+from crm_web.services.board import BoardService
 from crm_web.services.contacts import ContactService
-from crm_web.services.deals import DealService
 from tests import factories
 from tests.conftest import HX
 
@@ -216,7 +216,7 @@ def test_a_board_move_makes_an_open_deal_form_stale(client, login, org, users, j
     login("admin")
     stale = _open_form(client, case, deal)
     proposal = factories.stages_of(db.session.get(Pipeline, deal.pipeline_id))[1]
-    DealService(Actor.of(jane)).deal_move(deal.id, stage_id=proposal.id, version=1)
+    BoardService(Actor.of(jane)).move(deal.id, stage_id=proposal.id, version=1)
     stale["name"] = "Renamed"
     refused = client.post(f"/deals/{deal.id}", data=stale)
     assert refused.status_code == 409 and "Jane Doe changed this deal" in refused.text

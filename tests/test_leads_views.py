@@ -155,7 +155,7 @@ def test_detail_budget(client, login, org, count_queries):
 def test_bad_other_org_and_deleted_ids_are_404(client, login, org, other_org):
     login("admin")
     foreign = factories.make_lead(other_org)
-    gone = factories.make_lead(org, deleted_at=factories.datetime.now(factories.timezone.utc))
+    gone = factories.make_lead(org, deleted_at=factories.datetime.now(factories.UTC))
     for url in (
         "/leads/123",
         f"/leads/{foreign.id}",

@@ -10,29 +10,28 @@ stale); `get_type_stats` is one aggregate.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
+from crm_web.entities import ACTIVITY, activity_links
 from crm_web.errors import BadRequest, NotFound, ValidationError
-from crm_web.filters.fields import ACTIVITY_FILTERS
 from crm_web.models import (
     ACTIVITY_PRIORITIES,
     ACTIVITY_STATUSES,
     ACTIVITY_TYPES,
     OPEN_ACTIVITY_STATUSES,
     Activity,
-    Company,
-    Contact,
-    Deal,
-    Lead,
     utcnow,
 )
 from crm_web.services import tallies
-from crm_web.services.base import Actor, BaseService, Page
+from crm_web.services.base import Actor, BaseService
+from crm_web.services.last_activity import contacts_of_activities, refresh_last_activity
+from crm_web.services.pagination import Page
 from crm_web.services.stats_cache import cached_stats
 from crm_web.services.text_search import text_match
 
@@ -47,13 +46,8 @@ QUICK_VIEW_KEYS = tuple(key for key, _ in QUICK_VIEWS)
 UPCOMING_DAYS = 7
 TIMELINE_LIMIT = 50
 
-# The records an activity can be linked to: form/query name -> (column, model).
-LINKS: dict[str, tuple[str, type]] = {
-    "contact": ("contact_id", Contact),
-    "company": ("company_id", Company),
-    "deal": ("deal_id", Deal),
-    "lead": ("lead_id", Lead),
-}
+# The records an activity can be linked to (the entity registry): form/query name -> (column, model).
+LINKS: dict[str, tuple[str, Any]] = {e.name: (e.activity_link, e.model) for e in activity_links() if e.activity_link}
 
 
 def day_bounds(now: datetime) -> tuple[datetime, datetime]:
@@ -97,8 +91,7 @@ class Links:
 class ActivityService(BaseService[Activity]):
     """Org-scoped activities; sales reps change only their own, managers and admins any."""
 
-    model = Activity
-    entity_type = "activity"
+    entity = ACTIVITY
     SORT_FIELDS: ClassVar[dict[str, Any]] = {
         "due": Activity.due_at,
         "subject": Activity.subject,
@@ -124,9 +117,10 @@ class ActivityService(BaseService[Activity]):
         }
     )
 
-    FILTER_FIELD_MAP = ACTIVITY_FILTERS
-
     # --- reading -----------------------------------------------------------------
+
+    def edit_query(self) -> Select[Any]:
+        return self.optimized_query()
 
     def optimized_query(self) -> Select[Any]:
         """Activities with everything a row shows, joined into the same SELECT."""
@@ -154,7 +148,7 @@ class ActivityService(BaseService[Activity]):
             return []
         raise BadRequest(f"Unknown view {view!r}.")
 
-    def list_activities(
+    def list_page(  # type: ignore[override]
         self,
         *,
         view: str = "all",
@@ -173,7 +167,18 @@ class ActivityService(BaseService[Activity]):
             criteria.append(match.clause)
         if scope == "mine":
             criteria.append(Activity.owner_id == self.actor.user_id)
-        return self.list(filter_spec=filter_spec, criteria=criteria, sort=sort, page=page, per_page=per_page)
+        clause = self.filter_clause(filter_spec)
+        if clause is not None:
+            criteria.append(clause)
+        order = self.search_order(sort, None)
+        query = self.optimized_query()
+        return self.paginate(
+            lambda found: self.session.scalars(query.where(Activity.id.in_(found)).order_by(*order)).unique(),
+            criteria=criteria,
+            order=order,
+            page=page,
+            per_page=per_page,
+        )
 
     def upcoming(self, *, days: int = UPCOMING_DAYS, limit: int = 10, now: datetime | None = None) -> list[Activity]:
         """Open activities due in the next `days` days, soonest first."""
@@ -199,9 +204,6 @@ class ActivityService(BaseService[Activity]):
             .order_by(func.coalesce(Activity.due_at, Activity.created_at).desc(), Activity.id)
         )
         return list(self.session.scalars(stmt.limit(limit)).unique())
-
-    def get_activity(self, activity_id: uuid.UUID) -> Activity:
-        return self.get(activity_id)
 
     def link_labels(self, links: Links) -> dict[str, str]:
         """Names of the records a new activity is created for; another org's id -> NotFound."""
@@ -260,28 +262,59 @@ class ActivityService(BaseService[Activity]):
             writable["completed_at"] = values["completed_at"]
         return writable
 
-    def create_activity(self, **values: Any) -> Activity:
-        """Create an activity (owned by the actor unless an owner is given)."""
-        obj = self.create(**values)
-        return self.get(obj.id)
+    # Every write keeps the linked contacts' last activity true (services/last_activity.py), in the
+    # write's own transaction: single writes note their activity's contact in `history`, bulk writes
+    # theirs before the UPDATE, and `commit` recomputes them first.
 
-    def update_activity(
-        self, activity_id: uuid.UUID, *, expected_version: int | None = None, **values: Any
+    def __init__(self, actor: Actor, session: Session | None = None):
+        super().__init__(actor, session)
+        self._touched: set[uuid.UUID | None] = set()
+
+    def history(self, obj: Any, action: str, changes: dict[str, Any] | None = None) -> None:
+        super().history(obj, action, changes)
+        self._touched.add(obj.contact_id)
+
+    def commit(self) -> None:
+        touched = {contact_id for contact_id in self._touched if contact_id is not None}
+        self._touched = set()
+        if touched:
+            self.session.flush()
+            refresh_last_activity(self.session, self.org_id, touched)
+        super().commit()
+
+    def create(self, **values: Any) -> Activity:
+        """Create an activity (owned by the actor unless an owner is given)."""
+        return self.get(super().create(**values).id)
+
+    def update(
+        self,
+        entity_id: uuid.UUID,
+        *,
+        expected_version: int | None = None,
+        expected_values: Mapping[str, Any] | None = None,
+        **values: Any,
     ) -> Activity:
-        obj = self.update(activity_id, expected_version=expected_version, **values)
+        # The contact it leaves behind (a moved activity) is recomputed too.
+        self._touched.add(self.session.scalar(self.scoped(select(Activity.contact_id)).where(Activity.id == entity_id)))
+        obj = super().update(entity_id, expected_version=expected_version, expected_values=expected_values, **values)
         return self.get(obj.id)
 
     def set_completed(self, activity_id: uuid.UUID, *, completed: bool) -> Activity:
         """One-click complete or reopen (reopened activities go back to pending)."""
-        return self.update_activity(activity_id, status="completed" if completed else "pending")
+        return self.update(activity_id, status="completed" if completed else "pending")
 
-    def delete_activity(self, activity_id: uuid.UUID) -> Activity:
-        """Soft delete: the activity can be restored (Undo) until the trash is purged."""
-        return self.delete(activity_id)
+    def restore(self, entity_id: uuid.UUID) -> Activity:
+        return self.get(super().restore(entity_id).id)
 
-    def restore_activity(self, activity_id: uuid.UUID) -> Activity:
-        obj = self.restore(activity_id)
-        return self.get(obj.id)
+    def delete_many(self, ids: Iterable[uuid.UUID], *, criteria: Sequence[ColumnElement[bool]] = ()) -> list[uuid.UUID]:
+        ids = list(ids)
+        self._touched.update(contacts_of_activities(self.session, self.org_id, ids))
+        return super().delete_many(ids, criteria=criteria)
+
+    def restore_many(self, ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+        ids = list(ids)
+        self._touched.update(contacts_of_activities(self.session, self.org_id, ids))
+        return super().restore_many(ids)
 
     # --- stats -------------------------------------------------------------------
 

@@ -8,11 +8,10 @@ and write the record history in that same transaction.
 
 from __future__ import annotations
 
-import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, exists, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
@@ -24,29 +23,18 @@ from crm_web.extensions import db
 from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import has_role, require_role
 from crm_web.services.history import history_for, record_change, snapshot_changes
+from crm_web.services.integrity import integrity_to_validation
+from crm_web.services.pagination import Page, clamp_page, clamp_per_page, page_ids
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_terms
 
-M = TypeVar("M")
+if TYPE_CHECKING:
+    from crm_web.entities import Entity
 
-MAX_PER_PAGE = 100
+M = TypeVar("M")
+T = TypeVar("T")
+
 # History rows read to name who changed a record (or one field) when an edit is refused as stale.
 CONFLICT_HISTORY_ROWS = 20
-PAGE_SIZES = (10, 25, 50, 100)
-
-# Database constraint -> (form field, message): integrity errors become form errors.
-CONSTRAINT_MESSAGES: dict[str, tuple[str, str]] = {
-    "deal_value_non_negative": ("value", "Value cannot be negative."),
-    "deal_probability_valid_range": ("probability", "Probability must be between 0 and 100."),
-    "stage_probability_valid_range": ("probability", "Probability must be between 0 and 100."),
-    "stage_not_both_won_and_lost": ("is_lost", "A stage cannot be both won and lost."),
-    "unique_won_stage_per_pipeline": ("is_won", "This pipeline already has a won stage."),
-    "unique_lost_stage_per_pipeline": ("is_lost", "This pipeline already has a lost stage."),
-    "unique_default_pipeline_per_org": ("is_default", "Another pipeline is already the default."),
-    "uq_tags_org_name": ("name", "A tag with this name already exists."),
-    "uq_users_email": ("email", "A user with this email already exists."),
-    "uq_contact_companies_contact_company": ("company_id", "This contact is already linked to that company."),
-    "lead_score_valid_range": ("score", "Score must be between 0 and 100."),
-}
 
 
 @dataclass(frozen=True)
@@ -74,48 +62,6 @@ class Choices:
     tags: list[tuple[uuid.UUID, str]]
 
 
-@dataclass
-class Page(Generic[M]):
-    items: list[M]
-    total: int
-    page: int
-    per_page: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-    @property
-    def first_index(self) -> int:
-        return 0 if self.total == 0 else (self.page - 1) * self.per_page + 1
-
-    @property
-    def last_index(self) -> int:
-        return min(self.total, self.page * self.per_page)
-
-
-def integrity_to_validation(error: IntegrityError) -> ValidationError:
-    text = str(error.orig)
-    for constraint, (field_name, message) in CONSTRAINT_MESSAGES.items():
-        if constraint in text:
-            return ValidationError(message, {field_name: message})
-    if "UNIQUE" in text.upper() and "users.email" in text:
-        field_name, message = CONSTRAINT_MESSAGES["uq_users_email"]
-        return ValidationError(message, {field_name: message})
-    if "FOREIGN KEY" in text.upper():
-        return ValidationError("A linked record no longer exists.", {})
-    return ValidationError("The change conflicts with existing data.", {})
-
-
 def same_value(current: Any, shown: Any) -> bool:
     """Whether a stored value is still what a form showed: form values are text, and empty is None."""
     if current in (None, "") or shown in (None, ""):
@@ -135,7 +81,19 @@ class BaseService(Generic[M]):
     WRITABLE_FIELDS: ClassVar[frozenset[str]] = frozenset()
     # Fields never recorded in history (noise).
     HISTORY_IGNORED: ClassVar[frozenset[str]] = frozenset({"updated_at", "version", "position"})
-    FILTER_FIELD_MAP: ClassVar[Mapping[str, Any]] = {}
+
+    # The registry's declaration (crm_web/entities.py): entity services take their model, name,
+    # filter whitelist and searched columns from it.
+    entity: ClassVar[Entity | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("entity")
+        if declared is not None:
+            cls.model = declared.model
+            cls.entity_type = declared.name
+            cls.SEARCH_COLUMNS = declared.searched
+            cls.SEARCH_SURNAME = declared.surname
 
     def __init__(self, actor: Actor, session: Session | None = None):
         self.actor = actor
@@ -228,69 +186,86 @@ class BaseService(Generic[M]):
         except ValidationError as error:
             raise BadRequest(error.message) from None
 
+    def filter_fields(self) -> Mapping[str, Any]:
+        """The entity's filter whitelist (with its custom fields, when they come)."""
+        return self.entity.filter_fields() if self.entity is not None else {}
+
     def filter_clause(self, spec: Any) -> ColumnElement[bool] | None:
         """Compile a FilterSpec against this entity's whitelist."""
         if spec is None:
             return None
         from crm_web.filters.spec import compile_filter
 
-        return compile_filter(spec, self.FILTER_FIELD_MAP)
+        return compile_filter(spec, self.filter_fields())
+
+    def count(self, criteria: Sequence[ColumnElement[bool]] = ()) -> int:
+        """How many of the organisation's live rows meet the criteria (no joins)."""
+        return self.session.scalar(self.scoped(select(func.count()).select_from(self.model)).where(*criteria)) or 0
 
     def paginate(
         self,
-        stmt: Select[Any],
+        rows: Callable[[Any], Iterable[T]],
         *,
         criteria: Sequence[ColumnElement[bool]] = (),
-        sort: str | None = None,
+        order: Sequence[Any],
         page: int = 1,
         per_page: int = 25,
-    ) -> Page[M]:
-        """Two statements: the total count of the filtered set, and one page of rows."""
-        per_page = max(1, min(per_page, MAX_PER_PAGE))
-        total = self.session.scalar(self.scoped(select(func.count()).select_from(self.model)).where(*criteria)) or 0
-        page = max(1, min(page, max(1, math.ceil(total / per_page))))
-        order = self.sort_clause(sort)
-        page_ids = self.page_ids(
-            self.scoped(select(self.model.id)).where(*criteria), order, per_page=per_page, page=page
-        )
-        rows = self.session.scalars(stmt.where(self.model.id.in_(page_ids)).order_by(*order)).unique().all()
-        return Page(items=list(rows), total=total, page=page, per_page=per_page)
+        ids: Select[Any] | None = None,
+        searched: bool = False,
+    ) -> Page[T]:
+        """The one way a list is cut into pages: the ids of the requested page (clamped to the last one),
+        then `rows(page_ids)` loads just those rows with what they show.
 
-    @staticmethod
-    def page_ids(ids: Select[Any], order: Sequence[Any], *, per_page: int, page: int) -> Any:
-        """The ids of one page as a subquery: the filtered set is sorted and cut to the page BEFORE
-        eager joins and per-row counts run, so they run for the page's rows only (docs/benchmarks.md).
-        `ids` selects the model's id with the criteria and any joins the order needs; the outer
-        statement repeats `order` (the IN list has none) over those few rows."""
-        return ids.order_by(*order).limit(per_page).offset((page - 1) * per_page).scalar_subquery()
+        `ids` selects the model's id plus any joins the order needs (default: none). A search counts
+        its matches in the same statement as the page (count(*) OVER (): ranking reads every match
+        anyway); otherwise a COUNT comes first."""
+        per_page = clamp_per_page(per_page)
+        ids = (ids if ids is not None else self.scoped(select(self.model.id))).where(*criteria)
+        if searched:
+            found, total, page = self._searched_page_ids(ids, order, per_page=per_page, page=page)
+            return Page(items=list(rows(found)), total=total, page=page, per_page=per_page)
+        total = self.count(criteria)
+        page = clamp_page(page, total, per_page)
+        items = list(rows(page_ids(ids, order, per_page=per_page, page=page)))
+        return Page(items=items, total=total, page=page, per_page=per_page)
 
-    def searched_page_ids(
+    def _searched_page_ids(
         self, ids: Select[Any], order: Sequence[Any], *, per_page: int, page: int
     ) -> tuple[list[uuid.UUID], int, int]:
-        """(ids of one page, total, page) for a search, in ONE statement: ranking already reads every
-        match, so the total rides along as count(*) OVER () instead of a second scan of the trigram
-        indexes (docs/benchmarks.md). Only a page past the end costs two more statements (clamped)."""
+        """(ids of one page, total, page) for a search in ONE statement; only a page past the end costs
+        two more (the count, then the clamped page)."""
         counted = ids.add_columns(func.count().over()).order_by(*order).limit(per_page)
-        rows = self.session.execute(counted.offset((page - 1) * per_page)).all()
-        if rows or page == 1:
-            return [row[0] for row in rows], rows[0][1] if rows else 0, page
+        found = self.session.execute(counted.offset((page - 1) * per_page)).all()
+        if found or page == 1:
+            return [row[0] for row in found], found[0][1] if found else 0, page
         total = self.session.scalar(select(func.count()).select_from(ids.subquery())) or 0
-        page = max(1, math.ceil(total / per_page))
-        rows = self.session.execute(counted.offset((page - 1) * per_page)).all()
-        return [row[0] for row in rows], total, page
+        page = clamp_page(page, total, per_page)
+        found = self.session.execute(counted.offset((page - 1) * per_page)).all()
+        return [row[0] for row in found], total, page
 
-    def list(
+    def list_page(
         self,
         *,
         filter_spec: Any = None,
-        criteria: Sequence[ColumnElement[bool]] = (),
+        q: str = "",
+        scope: str = "all",
         sort: str | None = None,
         page: int = 1,
         per_page: int = 25,
-    ) -> Page[M]:
-        clause = self.filter_clause(filter_spec)
-        all_criteria = [*criteria, *([clause] if clause is not None else [])]
-        return self.paginate(self.optimized_query(), criteria=all_criteria, sort=sort, page=page, per_page=per_page)
+    ) -> Page[Any]:
+        """One page of the list: search, "mine" and the filter, in the requested order (override to add
+        what a row shows)."""
+        criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
+        order = self.search_order(sort, match)
+        query = self.optimized_query()
+        return self.paginate(
+            lambda found: self.session.scalars(query.where(self.model.id.in_(found)).order_by(*order)).unique(),
+            criteria=criteria,
+            order=order,
+            page=page,
+            per_page=per_page,
+            searched=match is not None,
+        )
 
     # --- pickers -----------------------------------------------------------------
 
@@ -321,11 +296,16 @@ class BaseService(Generic[M]):
         if owner_id is not None and owner_id != self.actor.user_id:
             raise PermissionDenied(f"Only the owner or a manager can change this {self.entity_label}.")
 
-    def editable(self, entity_id: uuid.UUID) -> M:
-        """The record, if the actor may change it (sales: own or unowned): for edit forms."""
-        obj = self.get(entity_id, query=self.scoped())
+    def get_for_edit(self, entity_id: uuid.UUID, *, query: Select[Any] | None = None) -> M:
+        """The record, if the actor may change it: another organisation's or a deleted record is NotFound
+        (404), one the actor may not change PermissionDenied (403). Every edit form and save uses it."""
+        obj = self.get(entity_id, query=query if query is not None else self.edit_query())
         self.check_can_modify(obj)
         return obj
+
+    def edit_query(self) -> Select[Any]:
+        """What an edit form reads of a record (override when its form shows relations)."""
+        return self.scoped()
 
     def is_org_user(self, user_id: uuid.UUID) -> bool:
         """Whether a chosen owner belongs to the actor's organisation (ids come from forms)."""
@@ -381,8 +361,7 @@ class BaseService(Generic[M]):
     ) -> M:
         """Change a record. `expected_version`: the version an edit form was rendered with;
         `expected_values`: fields as an inline edit showed them. Either stale -> Conflict."""
-        obj = self.get(entity_id, query=self.scoped())
-        self.check_can_modify(obj)
+        obj = self.get_for_edit(entity_id, query=self.scoped())
         self.check_version(obj, expected_version)
         self.check_unchanged(obj, expected_values or {})
         values = self.clean(self._writable(values), obj)
@@ -442,8 +421,7 @@ class BaseService(Generic[M]):
 
     def delete(self, entity_id: uuid.UUID, *, hard: bool = False) -> M:
         """Soft by default: the row goes to the trash and can be restored."""
-        obj = self.get(entity_id, query=self.scoped())
-        self.check_can_modify(obj)
+        obj = self.get_for_edit(entity_id, query=self.scoped())
         if hard:
             require_role(self.actor.role, Role.ADMIN, "delete permanently")
             self.history(obj, "purged")

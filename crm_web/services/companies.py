@@ -18,11 +18,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, desc, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
+from crm_web.entities import COMPANY
 from crm_web.errors import ValidationError
-from crm_web.filters.fields import COMPANY_FILTERS
-from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory, User
-from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
+from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory
+from crm_web.services.base import BaseService
 from crm_web.services.history import history_for
+from crm_web.services.pagination import Page
 
 DETAIL_DEALS_LIMIT = 50
 COMPANY_CONTACTS_LIMIT = 200
@@ -124,9 +125,7 @@ def open_deal_value_expr(org_id: uuid.UUID) -> ColumnElement[Decimal]:
 class CompanyService(BaseService[Company]):
     """Org-scoped companies; a deleted company's contacts and deals stay where they are."""
 
-    model = Company
-    entity_type = "company"
-    FILTER_FIELD_MAP = COMPANY_FILTERS
+    entity = COMPANY
     DEFAULT_SORT = "name"
     WRITABLE_FIELDS = frozenset(
         {
@@ -147,7 +146,6 @@ class CompanyService(BaseService[Company]):
             "owner_id",
         }
     )
-    SEARCH_COLUMNS = (Company.name, Company.industry, Company.city, Company.website)
 
     @property
     def SORT_FIELDS(self) -> dict[str, Any]:
@@ -166,7 +164,7 @@ class CompanyService(BaseService[Company]):
 
     # --- reading -----------------------------------------------------------------------
 
-    def list_rows(
+    def list_page(
         self,
         *,
         q: str = "",
@@ -179,70 +177,44 @@ class CompanyService(BaseService[Company]):
         """One page of companies with contact count and open deal value: three statements."""
         criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
         order = self.search_order(sort, match)  # validates `sort` before the list's statements run
-        per_page = max(1, min(per_page, MAX_PER_PAGE))
-        total = self.session.scalar(self.scoped(select(func.count(Company.id))).where(*criteria)) or 0
-        page = max(1, min(page, -(-total // per_page) or 1))
-        page_ids = self.page_ids(self.scoped(select(Company.id)).where(*criteria), order, per_page=per_page, page=page)
-        stmt = (
-            self.scoped(select(Company, contact_count_expr(self.org_id), open_deal_value_expr(self.org_id)))
-            .where(Company.id.in_(page_ids))
-            .options(joinedload(Company.owner), selectinload(Company.tags))
-            .order_by(*order)
+
+        def rows(found: Any) -> list[CompanyRow]:
+            stmt = self._rows_query().options(selectinload(Company.tags)).where(Company.id.in_(found))
+            return self._rows(stmt.order_by(*order))
+
+        return self.paginate(
+            rows, criteria=criteria, order=order, page=page, per_page=per_page, searched=match is not None
         )
-        rows = [
+
+    def _rows_query(self) -> Select[Any]:
+        return self.scoped(select(Company, contact_count_expr(self.org_id), open_deal_value_expr(self.org_id))).options(
+            joinedload(Company.owner)
+        )
+
+    def _rows(self, stmt: Select[Any]) -> list[CompanyRow]:
+        return [
             CompanyRow(company, int(contacts or 0), Decimal(open_value or 0))
             for company, contacts, open_value in self.session.execute(stmt).all()
         ]
-        return Page(items=rows, total=total, page=page, per_page=per_page)
 
     def export_rows(
         self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
-    ) -> Iterator[tuple[Any, ...]]:
-        """Every company of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
+    ) -> Iterator[CompanyRow]:
+        """Every company of the filtered list (owner loaded), fetched in batches (for a streamed CSV).
+
+        Bad input (an unknown sort) raises here, before the response starts streaming."""
         criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
         stmt = (
-            self.scoped(
-                select(
-                    Company.name,
-                    Company.industry,
-                    Company.website,
-                    Company.email,
-                    Company.phone,
-                    Company.size,
-                    Company.employee_count,
-                    Company.annual_revenue,
-                    Company.city,
-                    Company.country,
-                    User.email,
-                    contact_count_expr(self.org_id),
-                    open_deal_value_expr(self.org_id),
-                    Company.created_at,
-                )
-            )
-            .outerjoin(User, User.id == Company.owner_id)
+            self._rows_query()
             .where(*criteria)
             .order_by(*self.search_order(sort, match))
             .execution_options(yield_per=EXPORT_BATCH)
         )
-        for row in self.session.execute(stmt):
-            yield tuple(row)
+        return self._stream_rows(stmt)
 
-    EXPORT_HEADER = (
-        "Name",
-        "Industry",
-        "Website",
-        "Email",
-        "Phone",
-        "Size",
-        "Employees",
-        "Annual revenue",
-        "City",
-        "Country",
-        "Owner",
-        "Contacts",
-        "Open deal value",
-        "Created",
-    )
+    def _stream_rows(self, stmt: Select[Any]) -> Iterator[CompanyRow]:
+        for company, contacts, open_value in self.session.execute(stmt):
+            yield CompanyRow(company, int(contacts or 0), Decimal(open_value or 0))
 
     def stats(self, company_id: uuid.UUID) -> CompanyStats:
         """Deal counts and values in one aggregate, plus one count of contacts (primary + associated)."""
@@ -349,16 +321,8 @@ class CompanyService(BaseService[Company]):
             raise ValidationError("Please correct the highlighted fields", errors)
         return values
 
-    def create_company(self, **values: Any) -> Company:
+    def create(self, **values: Any) -> Company:
         """Create a company owned by the actor unless another owner is chosen."""
         if not values.get("owner_id"):
             values.pop("owner_id", None)
-        return self.create(**values)
-
-    def update_company(self, company_id: uuid.UUID, *, expected_version: int | None = None, **values: Any) -> Company:
-        """Sales staff change their own (or unowned) companies; managers and admins any."""
-        return self.update(company_id, expected_version=expected_version, **values)
-
-    def restore_company(self, company_id: uuid.UUID) -> Company:
-        """Undo of a delete: the company comes back with the same contacts and deals."""
-        return self.restore(company_id)
+        return super().create(**values)

@@ -15,8 +15,8 @@ from typing import Any, ClassVar, NamedTuple
 from sqlalchemy import Select, exists, func, insert, literal, select, update
 from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
 
+from crm_web.entities import CONTACT
 from crm_web.errors import NotFound, PermissionDenied, ValidationError
-from crm_web.filters.fields import CONTACT_FILTERS
 from crm_web.models import (
     CONTACT_STATUSES,
     LEAD_SOURCES,
@@ -30,9 +30,9 @@ from crm_web.models import (
     User,
     contact_tags,
 )
-from crm_web.services.base import BaseService, Page
+from crm_web.services.base import BaseService
 from crm_web.services.history import history_for, record_change
-from crm_web.services.text_search import full_name
+from crm_web.services.pagination import Page
 
 EXPORT_BATCH = 500
 
@@ -91,9 +91,7 @@ def _activity_count() -> Any:
 class ContactService(BaseService[Contact]):
     """Contacts of one organisation: soft-deleted, owned, tagged, linked to companies."""
 
-    model = Contact
-    entity_type = "contact"
-    FILTER_FIELD_MAP = CONTACT_FILTERS
+    entity = CONTACT
     SORT_FIELDS: ClassVar[dict[str, Any]] = {
         "name": [Contact.last_name, Contact.first_name],
         "email": Contact.email,
@@ -105,8 +103,6 @@ class ContactService(BaseService[Contact]):
         "last_activity": Contact.last_activity_at,
     }
     DEFAULT_SORT = "name"
-    SEARCH_COLUMNS = (full_name(Contact.first_name, Contact.last_name), Contact.email)
-    SEARCH_SURNAME = Contact.last_name
     WRITABLE_FIELDS = frozenset(
         {
             "first_name",
@@ -154,7 +150,7 @@ class ContactService(BaseService[Contact]):
             .options(contains_eager(Contact.primary_company), contains_eager(Contact.owner), selectinload(Contact.tags))
         )
 
-    def contact_list(
+    def list_page(
         self,
         *,
         filter_spec: Any = None,
@@ -165,22 +161,18 @@ class ContactService(BaseService[Contact]):
         per_page: int = 25,
     ) -> Page[ContactRow]:
         """One page of contacts with deal/activity counts; a search puts the best match first unless sorted."""
-        per_page = max(1, min(per_page, 100))
         criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
         order = self.search_order(sort, match)  # validates `sort` before the list's statements run
+
+        def rows(found: Any) -> list[ContactRow]:
+            result = self.session.execute(self._rows_query().where(Contact.id.in_(found)).order_by(*order)).unique()
+            return [ContactRow(contact, deals or 0, activities or 0) for contact, deals, activities in result]
+
         # The joins only serve the company/owner sorts; PostgreSQL drops them when the order does not use them.
-        ids = (
-            self.scoped(select(Contact.id)).outerjoin(Contact.primary_company).outerjoin(Contact.owner).where(*criteria)
+        ids = self.scoped(select(Contact.id)).outerjoin(Contact.primary_company).outerjoin(Contact.owner)
+        return self.paginate(
+            rows, criteria=criteria, order=order, page=page, per_page=per_page, ids=ids, searched=match is not None
         )
-        if match is not None:
-            page_ids, total, page = self.searched_page_ids(ids, order, per_page=per_page, page=page)
-        else:
-            total = self.session.scalar(self.scoped(select(func.count()).select_from(Contact)).where(*criteria)) or 0
-            page = max(1, min(page, max(1, -(-total // per_page))))
-            page_ids = self.page_ids(ids, order, per_page=per_page, page=page)
-        rows = self.session.execute(self._rows_query().where(Contact.id.in_(page_ids)).order_by(*order)).unique().all()
-        items = [ContactRow(contact, deals or 0, activities or 0) for contact, deals, activities in rows]
-        return Page(items=items, total=total, page=page, per_page=per_page)
 
     def export_rows(
         self,
@@ -212,6 +204,9 @@ class ContactService(BaseService[Contact]):
 
     # --- detail --------------------------------------------------------------------
 
+    def edit_query(self) -> Select[Any]:
+        return self.optimized_query()
+
     def optimized_query(self) -> Select[Any]:
         return self.scoped().options(
             joinedload(Contact.primary_company),
@@ -219,7 +214,7 @@ class ContactService(BaseService[Contact]):
             selectinload(Contact.tags),
         )
 
-    def contact_detail(self, contact_id: uuid.UUID) -> ContactDetail:
+    def detail(self, contact_id: uuid.UUID) -> ContactDetail:
         """The contact (with any live email twin), companies, tags, deals and history: 5 statements.
 
         The activity timeline is a panel of its own (ActivityService.timeline), loaded after the page."""

@@ -16,11 +16,13 @@ from typing import Any
 from sqlalchemy import Uuid, exists, func, insert, literal, select
 from sqlalchemy.orm import Session
 
+from crm_web.entities import ENTITIES
 from crm_web.errors import NotFound
 from crm_web.extensions import db
-from crm_web.models import Activity, Company, Contact, Deal, Lead, Organization, UsageRecord, User, utcnow
+from crm_web.models import Deal, Organization, UsageRecord, User, utcnow
 
-COUNTED = {"contacts": Contact, "companies": Company, "deals": Deal, "leads": Lead, "activities": Activity}
+# What the organisation counts name: every counted entity of the registry, by its plural.
+COUNTED = {e.plural: e.model for e in ENTITIES.values() if e.counted}
 DEAL_STATUS_KEYS = ("open", "won", "lost")
 
 

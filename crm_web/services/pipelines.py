@@ -22,8 +22,10 @@ from sqlalchemy.orm import joinedload
 from crm_web.errors import NotFound, ValidationError
 from crm_web.models import Deal, Pipeline, PipelineStage, Role
 from crm_web.permissions import require_role
-from crm_web.services.base import BaseService, integrity_to_validation
+from crm_web.services.base import BaseService
 from crm_web.services.cache import cache_delete, cache_get, cache_set
+from crm_web.services.deal_stages import bulk_transition_values
+from crm_web.services.integrity import integrity_to_validation
 
 STARTER_STAGES: list[tuple[str, int, str | None]] = [
     ("New", 10, None),
@@ -458,8 +460,6 @@ class PipelineService(BaseService[Pipeline]):
         )
 
     def _move_all_deals(self, criterion: Any, target: StageInfo) -> None:
-        from crm_web.services.deals import bulk_transition_values
-
         self.session.execute(
             update(Deal)
             .where(Deal.org_id == self.org_id, criterion)

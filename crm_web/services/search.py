@@ -17,15 +17,14 @@ from functools import lru_cache
 from markupsafe import Markup, escape
 from sqlalchemy import CTE, ColumnElement, Select, Uuid, bindparam, func, literal, select, union_all
 
+from crm_web.entities import Entity, searched_globally
 from crm_web.extensions import db
-from crm_web.models import Company, Contact, Deal, Lead
 from crm_web.services.base import Actor
 from crm_web.services.text_search import (
     SearchShape,
     SearchTerms,
     TextMatch,
     correct_spelling,
-    full_name,
     match_terms,
     search_terms,
 )
@@ -65,30 +64,8 @@ def highlight(text: str, q: str) -> Markup:
     return Markup("").join(out)
 
 
-# What the global search looks through: (kind, title, model, label, detail, searched expressions,
-# the last name of a person).
-SEARCHED = (
-    (
-        "contact",
-        "Contacts",
-        Contact,
-        full_name(Contact.first_name, Contact.last_name),
-        Contact.email,
-        [full_name(Contact.first_name, Contact.last_name), Contact.email],
-        Contact.last_name,
-    ),
-    ("company", "Companies", Company, Company.name, Company.city, [Company.name], None),
-    (
-        "lead",
-        "Leads",
-        Lead,
-        full_name(Lead.first_name, Lead.last_name),
-        Lead.company_name,
-        [full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name],
-        Lead.last_name,
-    ),
-    ("deal", "Deals", Deal, Deal.name, Deal.status, [Deal.name], None),
-)
+# What the global search looks through, in the order its groups are shown (the entity registry).
+SEARCHED: tuple[Entity, ...] = tuple(searched_globally())
 
 
 class SearchService:
@@ -112,16 +89,13 @@ class SearchService:
             self.session.execute(select(func.set_config("plan_cache_mode", "force_generic_plan", True)))
         terms = correct_spelling(self.session, self.actor.org_id, terms)
         groups = []
-        for index, (kind, title, *_) in enumerate(SEARCHED):
+        for index, kind in enumerate(SEARCHED):
             rows = self.session.execute(
                 _statement(index, terms.shape), {**terms.params, "org_id": self.actor.org_id}
             ).all()
             if rows:
-                groups.append(
-                    SearchGroup(
-                        kind, title, [SearchHit(kind, row.id, row.label.strip(), row.detail or "") for row in rows]
-                    )
-                )
+                hits = [SearchHit(kind.name, row.id, row.label.strip(), row.detail or "") for row in rows]
+                groups.append(SearchGroup(kind.name, kind.global_search.title, hits))
         return groups
 
 
@@ -129,8 +103,10 @@ class SearchService:
 def _statement(index: int, shape: SearchShape) -> Select:
     """SEARCHED[index]'s statement for queries of this shape, built once per process: building it cost
     more than running it. Bounded: an odd query's shape does not stay forever."""
-    _, _, model, label, detail, expressions, surname = SEARCHED[index]
-    return _best(model, label, detail, match_terms(SearchTerms(shape, {}), expressions, surname=surname))
+    kind = SEARCHED[index]
+    search = kind.global_search
+    match = match_terms(SearchTerms(shape, {}), search.searched, surname=kind.surname)
+    return _best(kind.model, search.label, search.detail, match)
 
 
 def _best(model, label, detail, match: TextMatch) -> Select:

@@ -2,6 +2,7 @@
 
 from crm_web.views.activities import bp as activities
 from crm_web.views.auth import bp as auth
+from crm_web.views.board import bp as board
 from crm_web.views.companies import bp as companies
 from crm_web.views.contacts import bp as contacts
 from crm_web.views.dashboard import bp as dashboard
@@ -22,6 +23,7 @@ BLUEPRINTS = [
     companies,
     leads,
     deals,
+    board,
     pipelines,
     activities,
     trash,

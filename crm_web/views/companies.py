@@ -9,9 +9,9 @@ from typing import Any
 from flask import Blueprint, redirect, url_for
 from flask_login import current_user
 
-from crm_web.csv_export import csv_response
+from crm_web.csv_export import entity_csv_response
+from crm_web.entities import COMPANY
 from crm_web.errors import Conflict, ValidationError
-from crm_web.filters.fields import COMPANY_FILTERS
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.forms.companies import CompanyForm
 from crm_web.htmx import hx_location, wants_fragment
@@ -39,7 +39,7 @@ def _service() -> CompanyService:
 
 def list_context(service: CompanyService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
     """Everything the list page and its blocks show (4 statements whatever the page size)."""
-    page = service.list_rows(
+    page = service.list_page(
         filter_spec=query.filter_spec,
         q=query.q,
         scope=query.scope,
@@ -48,7 +48,7 @@ def list_context(service: CompanyService, query: ListQuery, builder: FilterBuild
         per_page=query.per_page,
     )
     choices = service.choices()
-    fields_meta = builder_fields(COMPANY_FILTERS, tags=choices.tags, choices={"owner": choices.owners})
+    fields_meta = builder_fields(COMPANY.filter_fields(), tags=choices.tags, choices={"owner": choices.owners})
     return {
         "page": page,
         "choices": choices,
@@ -68,7 +68,7 @@ def _table(service: CompanyService, query: ListQuery, builder: FilterBuilder) ->
 
 @bp.get("/companies")
 def index():
-    query, builder = parse_filtered_list_query(COMPANY_FILTERS)
+    query, builder = parse_filtered_list_query(COMPANY.filter_fields())
     return render_list_page(
         "companies/index.html", table_block="company_table", **list_context(_service(), query, builder)
     )
@@ -76,10 +76,9 @@ def index():
 
 @bp.get("/companies/export.csv")
 def export():
-    query = parse_export_query(COMPANY_FILTERS)
-    service = _service()
-    rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
-    return csv_response("companies", service.EXPORT_HEADER, rows)
+    query = parse_export_query(COMPANY.filter_fields())
+    rows = _service().export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
+    return entity_csv_response(COMPANY, rows)
 
 
 # --- bulk delete (the list's per-row delete is a bulk delete of one) -----------------------------
@@ -87,7 +86,7 @@ def export():
 
 @bp.post("/companies/bulk/delete")
 def bulk_delete():
-    query, builder = parse_filtered_list_query(COMPANY_FILTERS)
+    query, builder = parse_filtered_list_query(COMPANY.filter_fields())
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
     return with_undo(
@@ -101,7 +100,7 @@ def bulk_delete():
 
 @bp.post("/companies/bulk/restore")
 def restore_many():
-    query, builder = parse_filtered_list_query(COMPANY_FILTERS)
+    query, builder = parse_filtered_list_query(COMPANY.filter_fields())
     service = _service()
     restored = service.restore_many(get_uuid_list("ids"))
     return with_toast(_table(service, query, builder), f"Restored {plural(len(restored), 'company', 'companies')}.")
@@ -137,7 +136,7 @@ def delete(company_id: uuid.UUID):
 
 @bp.post("/companies/<uuid:company_id>/restore")
 def restore(company_id: uuid.UUID):
-    company = _service().restore_company(company_id)
+    company = _service().restore(company_id)
     url = url_for("companies.detail", company_id=company.id)
     return hx_location(url) if wants_fragment() else redirect(url, 303)
 
@@ -156,9 +155,9 @@ def _save(service: CompanyService, form: CompanyForm, company: Any = None):
     if form.validate_on_submit():
         try:
             saved = (
-                service.update_company(company.id, expected_version=form.expected_version, **form.values())
+                service.update(company.id, expected_version=form.expected_version, **form.values())
                 if company
-                else service.create_company(**form.values())
+                else service.create(**form.values())
             )
         except ValidationError as error:
             apply_errors(form, error)
@@ -185,11 +184,11 @@ def create():
 @bp.get("/companies/<uuid:company_id>/edit")
 def edit(company_id: uuid.UUID):
     service = _service()
-    company = service.editable(company_id)
+    company = service.get_for_edit(company_id)
     return render_page("companies/form.html", **form_context(service, CompanyForm(obj=company), company))
 
 
 @bp.post("/companies/<uuid:company_id>")
 def update(company_id: uuid.UUID):
     service = _service()
-    return _save(service, CompanyForm(), service.editable(company_id))
+    return _save(service, CompanyForm(), service.get_for_edit(company_id))

@@ -8,16 +8,16 @@ from typing import Any
 from flask import Blueprint, abort, get_template_attribute, redirect, request, url_for
 from flask_login import current_user
 
-from crm_web.csv_export import csv_response
+from crm_web.csv_export import entity_csv_response
+from crm_web.entities import CONTACT
 from crm_web.errors import Conflict, ValidationError
-from crm_web.filters.fields import CONTACT_FILTERS
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.forms.contacts import ContactForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_text_param, get_uuid_list, get_uuid_param, parse_uuid
 from crm_web.rendering import plural, render_fragments, render_page, with_toast, with_undo
 from crm_web.services.base import Actor
-from crm_web.services.contacts import ContactRow, ContactService
+from crm_web.services.contacts import ContactService
 from crm_web.views.filtering import (
     FilterBuilder,
     builder_fields,
@@ -30,20 +30,6 @@ from crm_web.views.listing import ListQuery
 bp = Blueprint("contacts", __name__)
 
 TABLE = "#contact-table"
-CSV_HEADER = [
-    "First name",
-    "Last name",
-    "Email",
-    "Phone",
-    "Title",
-    "Company",
-    "Owner",
-    "Status",
-    "Tags",
-    "Deals",
-    "Activities",
-    "Last activity",
-]
 
 
 def _service() -> ContactService:
@@ -52,7 +38,7 @@ def _service() -> ContactService:
 
 def list_context(service: ContactService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
     """Everything the list page and its blocks show (4 statements whatever the page size)."""
-    page = service.contact_list(
+    page = service.list_page(
         filter_spec=query.filter_spec,
         q=query.q,
         scope=query.scope,
@@ -61,7 +47,7 @@ def list_context(service: ContactService, query: ListQuery, builder: FilterBuild
         per_page=query.per_page,
     )
     choices = service.choices()
-    fields_meta = builder_fields(CONTACT_FILTERS, tags=choices.tags, choices={"owner": choices.owners})
+    fields_meta = builder_fields(CONTACT.filter_fields(), tags=choices.tags, choices={"owner": choices.owners})
     return {
         "page": page,
         "choices": choices,
@@ -81,34 +67,16 @@ def _table(service: ContactService, query: ListQuery, builder: FilterBuilder) ->
 
 @bp.get("/contacts")
 def index():
-    query, builder = parse_filtered_list_query(CONTACT_FILTERS)
+    query, builder = parse_filtered_list_query(CONTACT.filter_fields())
     context = list_context(_service(), query, builder)
     return render_list_page("contacts/index.html", table_block="contact_table", **context)
 
 
 @bp.get("/contacts/export.csv")
 def export():
-    query = parse_export_query(CONTACT_FILTERS)
+    query = parse_export_query(CONTACT.filter_fields())
     rows = _service().export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
-    return csv_response("contacts", CSV_HEADER, (_csv_row(row) for row in rows))
-
-
-def _csv_row(row: ContactRow) -> list[Any]:
-    c = row.contact
-    return [
-        c.first_name,
-        c.last_name,
-        c.email,
-        c.phone,
-        c.title,
-        c.primary_company.name if c.primary_company else "",
-        c.owner.name if c.owner else "",
-        c.status,
-        ", ".join(t.name for t in c.tags),
-        row.deal_count,
-        row.activity_count,
-        c.last_activity_at.isoformat() if c.last_activity_at else "",
-    ]
+    return entity_csv_response(CONTACT, rows)
 
 
 # --- bulk actions (and the list's per-row delete, which is a bulk delete of one) ----------------
@@ -116,7 +84,7 @@ def _csv_row(row: ContactRow) -> list[Any]:
 
 @bp.post("/contacts/bulk/delete")
 def bulk_delete():
-    query, builder = parse_filtered_list_query(CONTACT_FILTERS)
+    query, builder = parse_filtered_list_query(CONTACT.filter_fields())
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
     response = _table(service, query, builder)
@@ -131,7 +99,7 @@ def bulk_delete():
 
 @bp.post("/contacts/bulk/restore")
 def restore_many():
-    query, builder = parse_filtered_list_query(CONTACT_FILTERS)
+    query, builder = parse_filtered_list_query(CONTACT.filter_fields())
     service = _service()
     restored = service.restore_many(get_uuid_list("ids"))
     return with_toast(_table(service, query, builder), f"Restored {plural(len(restored), 'contact')}.")
@@ -139,7 +107,7 @@ def restore_many():
 
 @bp.post("/contacts/bulk/tag")
 def bulk_tag():
-    query, builder = parse_filtered_list_query(CONTACT_FILTERS)
+    query, builder = parse_filtered_list_query(CONTACT.filter_fields())
     tag_id = parse_uuid(request.form.get("tag_id"), "tag_id") or abort(400, "Choose a tag.")
     service = _service()
     tagged = service.bulk_add_tag(get_uuid_list("ids"), tag_id=tag_id)
@@ -148,7 +116,7 @@ def bulk_tag():
 
 @bp.post("/contacts/bulk/owner")
 def bulk_owner():
-    query, builder = parse_filtered_list_query(CONTACT_FILTERS)
+    query, builder = parse_filtered_list_query(CONTACT.filter_fields())
     owner_id = parse_uuid(request.form.get("owner_id"), "owner_id") or abort(400, "Choose an owner.")
     service = _service()
     changed = service.bulk_change_owner(get_uuid_list("ids"), owner_id=owner_id)
@@ -159,7 +127,7 @@ def bulk_owner():
 
 
 def detail_context(service: ContactService, contact_id: uuid.UUID) -> dict[str, Any]:
-    detail = service.contact_detail(contact_id)
+    detail = service.detail(contact_id)
     return {"detail": detail, "contact": detail.contact, "inline_fields": service.INLINE_FIELDS}
 
 
@@ -283,15 +251,14 @@ def create():
 @bp.get("/contacts/<uuid:contact_id>/edit")
 def edit(contact_id: uuid.UUID):
     service = _service()
-    contact = service.get(contact_id)
-    service.check_can_modify(contact)  # a form the user could not save is not offered
+    contact = service.get_for_edit(contact_id)  # a form the user could not save is not offered
     return render_page("contacts/form.html", **form_context(service, ContactForm(obj=contact), contact))
 
 
 @bp.post("/contacts/<uuid:contact_id>")
 def update(contact_id: uuid.UUID):
     service = _service()
-    return _save(service, ContactForm(), service.get(contact_id))
+    return _save(service, ContactForm(), service.get_for_edit(contact_id))
 
 
 @bp.get("/contacts/check-email")

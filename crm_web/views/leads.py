@@ -9,9 +9,9 @@ from typing import Any
 from flask import Blueprint, flash, redirect, url_for
 from flask_login import current_user
 
-from crm_web.csv_export import csv_response
+from crm_web.csv_export import entity_csv_response
+from crm_web.entities import LEAD
 from crm_web.errors import BadRequest, Conflict, ValidationError
-from crm_web.filters.fields import LEAD_FILTERS
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.forms.leads import MANUAL_STATUS_CHOICES, ConvertLeadForm, LeadForm, LeadStatusForm
 from crm_web.htmx import hx_location, wants_fragment
@@ -42,7 +42,7 @@ def _service() -> LeadService:
 
 def list_context(service: LeadService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
     """Everything the list page and its blocks show (4 statements whatever the page size)."""
-    page = service.list_leads(
+    page = service.list_page(
         filter_spec=query.filter_spec,
         q=query.q,
         scope=query.scope,
@@ -51,7 +51,7 @@ def list_context(service: LeadService, query: ListQuery, builder: FilterBuilder)
         per_page=query.per_page,
     )
     choices = service.choices()
-    fields_meta = builder_fields(LEAD_FILTERS, tags=choices.tags, choices={"owner": choices.owners})
+    fields_meta = builder_fields(LEAD.filter_fields(), tags=choices.tags, choices={"owner": choices.owners})
     return {
         "page": page,
         "choices": choices,
@@ -71,21 +71,20 @@ def _table(service: LeadService, query: ListQuery, builder: FilterBuilder) -> An
 
 @bp.get("/leads")
 def index():
-    query, builder = parse_filtered_list_query(LEAD_FILTERS)
+    query, builder = parse_filtered_list_query(LEAD.filter_fields())
     return render_list_page("leads/index.html", table_block="lead_table", **list_context(_service(), query, builder))
 
 
 @bp.get("/leads/export.csv")
 def export():
-    query = parse_export_query(LEAD_FILTERS)
-    service = _service()
-    rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
-    return csv_response("leads", service.EXPORT_HEADER, rows)
+    query = parse_export_query(LEAD.filter_fields())
+    rows = _service().export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
+    return entity_csv_response(LEAD, rows)
 
 
 @bp.post("/leads/bulk/delete")
 def bulk_delete():
-    query, builder = parse_filtered_list_query(LEAD_FILTERS)
+    query, builder = parse_filtered_list_query(LEAD.filter_fields())
     service = _service()
     deleted = service.delete_many(get_uuid_list("ids"))
     return with_undo(
@@ -99,7 +98,7 @@ def bulk_delete():
 
 @bp.post("/leads/bulk/restore")
 def restore_many():
-    query, builder = parse_filtered_list_query(LEAD_FILTERS)
+    query, builder = parse_filtered_list_query(LEAD.filter_fields())
     service = _service()
     restored = service.restore_many(get_uuid_list("ids"))
     return with_toast(_table(service, query, builder), f"Restored {plural(len(restored), 'lead')}.")
@@ -146,7 +145,7 @@ def restore(lead_id: uuid.UUID):
 
 
 def convert_context(service: LeadService, form: ConvertLeadForm, lead_id: uuid.UUID) -> dict[str, Any]:
-    lead = service.editable(lead_id)
+    lead = service.get_for_edit(lead_id)
     if form.deal_value.data is None and not form.is_submitted():
         form.deal_value.data = lead.estimated_value
     return {"form": form, "lead": lead, "target": service.default_pipeline()}
@@ -188,9 +187,9 @@ def _save(service: LeadService, form: LeadForm, lead: Any = None):
     if form.validate_on_submit():
         try:
             saved = (
-                service.update_lead(lead.id, expected_version=form.expected_version, **form.values())
+                service.update(lead.id, expected_version=form.expected_version, **form.values())
                 if lead
-                else service.create_lead(**form.values())
+                else service.create(**form.values())
             )
         except ValidationError as error:
             apply_errors(form, error)
@@ -216,11 +215,11 @@ def create():
 @bp.get("/leads/<uuid:lead_id>/edit")
 def edit(lead_id: uuid.UUID):
     service = _service()
-    lead = service.editable(lead_id)
+    lead = service.get_for_edit(lead_id)
     return render_page("leads/form.html", **form_context(service, LeadForm(obj=lead), lead))
 
 
 @bp.post("/leads/<uuid:lead_id>")
 def update(lead_id: uuid.UUID):
     service = _service()
-    return _save(service, LeadForm(), service.editable(lead_id))
+    return _save(service, LeadForm(), service.get_for_edit(lead_id))

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from flask import request
 
 from crm_web.params import get_choice_param, get_int_param, get_text_param
-from crm_web.services.base import PAGE_SIZES
+from crm_web.services.pagination import PAGE_SIZES
 
 # Parameters that belong to the list state (everything else in the URL is the filter).
 LIST_KEYS = ("q", "scope", "sort", "per_page", "page")
