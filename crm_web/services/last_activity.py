@@ -31,10 +31,11 @@ def contacts_of_activities(session: Session, org_id: uuid.UUID, activity_ids: It
     return {contact_id for contact_id in rows if contact_id is not None}
 
 
-def refresh_last_activity(session: Session, org_id: uuid.UUID, contact_ids: Iterable[uuid.UUID]) -> None:
-    """Recompute the contacts' last activity from their live activities: one UPDATE (none if no contact)."""
-    ids = [contact_id for contact_id in contact_ids if contact_id is not None]
-    if not ids:
+def refresh_last_activity(session: Session, org_id: uuid.UUID, contact_ids: Iterable[uuid.UUID] | None) -> None:
+    """Recompute the contacts' last activity from their live activities: one UPDATE (none if no contact).
+    `contact_ids` None: every contact of the organisation (the demo seeder)."""
+    ids = None if contact_ids is None else [contact_id for contact_id in contact_ids if contact_id is not None]
+    if ids is not None and not ids:
         return
     latest = (
         select(func.max(func.coalesce(Activity.completed_at, Activity.created_at)))
@@ -44,7 +45,7 @@ def refresh_last_activity(session: Session, org_id: uuid.UUID, contact_ids: Iter
     )
     session.execute(
         update(Contact)
-        .where(Contact.org_id == org_id, Contact.id.in_(ids))
+        .where(Contact.org_id == org_id, *([] if ids is None else [Contact.id.in_(ids)]))
         .values(last_activity_at=latest, updated_at=Contact.updated_at)  # not an edit of the contact
         .execution_options(synchronize_session=False)
     )

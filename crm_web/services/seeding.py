@@ -33,6 +33,7 @@ from crm_web.models import (
     contact_tags,
     deal_tags,
 )
+from crm_web.services.last_activity import refresh_last_activity
 
 BATCH = 5000
 DEAL_KINDS = ["Renewal", "Expansion", "New licence", "Pilot", "Upgrade", "Consulting"]
@@ -222,7 +223,6 @@ class Seeder:
                     "city": rng.choice(self.cities),
                     "primary_company_id": company_id,
                     "do_not_contact": rng.random() < 0.03,
-                    "last_activity_at": now - timedelta(days=rng.randint(0, 120)) if rng.random() < 0.7 else None,
                     "created_at": now - timedelta(days=rng.randint(0, 720)),
                     "updated_at": now,
                     "version": 1,
@@ -368,6 +368,7 @@ class Seeder:
                 }
 
         self._insert(Activity, activity_rows(), "activities")
+        refresh_last_activity(db.session, org_id, None)
         db.session.commit()
         return {"companies": companies, "contacts": contacts, "leads": leads, "deals": deals, "activities": activities}
 
