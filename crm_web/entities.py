@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, func
 
 from crm_web.filters.fields import ACTIVITY_FILTERS, COMPANY_FILTERS, CONTACT_FILTERS, DEAL_FILTERS, LEAD_FILTERS
-from crm_web.filters.spec import FilterField
+from crm_web.filters.types import FilterField
 from crm_web.models import Activity, Company, Contact, Deal, Lead, company_tags, contact_tags, deal_tags, lead_tags
 from crm_web.models.mixins import full_name
 from crm_web.services.trash_rules import refresh_contacts_of_activities, rehome_deals

@@ -214,7 +214,7 @@ def test_unknown_view_is_bad_request(actor):
 
 def test_list_search_scope_and_filter(fixture_set, users):
     from crm_web.filters.fields import ACTIVITY_FILTERS
-    from crm_web.filters.spec import parse_filter
+    from crm_web.filters import parse_filter
 
     service = service_for(users["manager"])
     assert service.list_page(q="zzz-none").total == 0

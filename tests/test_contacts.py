@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from crm_web.errors import BadRequest, NotFound, PermissionDenied
 from crm_web.extensions import db
 from crm_web.filters.fields import CONTACT_FILTERS
-from crm_web.filters.spec import parse_filter
+from crm_web.filters import parse_filter
 from crm_web.models import Contact, contact_tags
 from crm_web.services.activities import ActivityService, Links
 from crm_web.services.base import Actor
@@ -461,11 +461,12 @@ def test_builder_groups_round_trip_and_errors_land_on_their_row(client, login, p
     assert bad.status_code == 422
 
 
-def test_builder_from_error_pins_errors_on_rows():
+def test_builder_pins_each_rows_error_on_that_row():
     from werkzeug.datastructures import MultiDict
 
     from crm_web.errors import ValidationError
-    from crm_web.views.filtering import builder_from_error
+    from crm_web.filters import parse_rows
+    from crm_web.views.filtering import builder_from_rows
 
     args = MultiDict(
         [
@@ -486,7 +487,8 @@ def test_builder_from_error_pins_errors_on_rows():
     )
     with pytest.raises(ValidationError) as caught:
         parse_filter(args, CONTACT_FILTERS)
-    builder = builder_from_error(args, caught.value)
+    assert "not an operator" in caught.value.message
+    builder = builder_from_rows(parse_rows(args, CONTACT_FILTERS))
     assert [r.field for r in builder.rows] == ["status"] and builder.rows[0].error == ""
     group = builder.groups[0]
     assert group.match == "any" and [r.op for r in group.rows] == ["contains", "bogus"]

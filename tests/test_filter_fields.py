@@ -13,7 +13,7 @@ from crm_web.entities import ENTITIES
 from crm_web.extensions import db
 from crm_web.filters import FieldType, compile_filter, describe_fields, parse_filter
 from crm_web.filters.fields import CONTACT_FILTERS, DEAL_FILTERS
-from crm_web.filters.spec import OPERATOR_ARITY, OPERATORS_BY_TYPE
+from crm_web.filters.types import OPERATOR_ARITY, OPERATORS_BY_TYPE
 from crm_web.models import Contact, Deal, contact_tags, deal_tags
 from tests import factories
 

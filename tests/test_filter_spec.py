@@ -49,7 +49,7 @@ from crm_web.filters import (
     encode_filter,
     parse_filter,
 )
-from crm_web.filters.spec import MAX_CONDITIONS, OPERATORS_BY_TYPE, RELATIVE_RANGES
+from crm_web.filters.types import MAX_CONDITIONS, OPERATORS_BY_TYPE, RELATIVE_RANGES
 from tests.conftest import postgres_database
 
 NOW = datetime(2026, 3, 11, 12, 0, tzinfo=UTC)  # a Wednesday
@@ -787,7 +787,7 @@ def _condition_strategy(name: str) -> st.SearchStrategy:
     }
 
     def for_op(op: str) -> st.SearchStrategy:
-        from crm_web.filters.spec import OPERATOR_ARITY
+        from crm_web.filters.types import OPERATOR_ARITY
 
         value = st.none() if OPERATOR_ARITY[op] == "none" else by_op[kind](op)
         return value.map(lambda v: Condition(name, op, v))

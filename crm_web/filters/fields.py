@@ -6,7 +6,7 @@ because they appear in shared links; renaming one breaks bookmarks.
 
 from __future__ import annotations
 
-from crm_web.filters.spec import FilterField
+from crm_web.filters.types import FilterField
 from crm_web.models import (
     ACTIVITY_PRIORITIES,
     ACTIVITY_STATUSES,

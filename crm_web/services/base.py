@@ -194,7 +194,7 @@ class BaseService(Generic[M]):
         """Compile a FilterSpec against this entity's whitelist."""
         if spec is None:
             return None
-        from crm_web.filters.spec import compile_filter
+        from crm_web.filters.compile import compile_filter
 
         return compile_filter(spec, self.filter_fields())
 

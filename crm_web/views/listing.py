@@ -66,7 +66,7 @@ def parse_list_query(filter_fields: Any = None) -> ListQuery:
         scope=get_choice_param("scope", ("all", "mine"), "all"),
     )
     if filter_fields:
-        from crm_web.filters.spec import encode_filter, parse_filter
+        from crm_web.filters import encode_filter, parse_filter
 
         spec = parse_filter(request.args, filter_fields)
         query.filter_spec = None if spec.is_empty else spec
