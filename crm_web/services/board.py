@@ -25,7 +25,7 @@ from crm_web.services.base import BaseService
 from crm_web.services.deal_stages import apply_stage
 from crm_web.services.deals import DealService
 from crm_web.services.forecast import weighted_value
-from crm_web.services.pipelines import PipelineInfo, PipelineService, StageInfo
+from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
 from crm_web.services.stats_cache import cached_stats
 
 # Cards per column before "Load more": rendering cards, not SQL, is most of the board's time.
@@ -118,8 +118,8 @@ class BoardService(BaseService[Deal]):
         return DealService(self.actor, self.session)
 
     @property
-    def pipelines(self) -> PipelineService:
-        return PipelineService(self.actor, self.session)
+    def pipelines(self) -> PipelineCatalog:
+        return PipelineCatalog(self.actor, self.session)
 
     def column_stats(
         self, pipeline_id: uuid.UUID, criteria: Sequence[ColumnElement[bool]] = ()

@@ -25,7 +25,7 @@ from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, Role, User, utcnow
 from crm_web.services import deal_stats
 from crm_web.services.activities import ActivityService
 from crm_web.services.base import Actor
-from crm_web.services.pipelines import PipelineService
+from crm_web.services.pipeline_catalog import PipelineCatalog
 from crm_web.services.stats_cache import cached_stats
 
 PANELS = ("kpis", "deals_by_stage", "forecast", "won_lost", "activity_charts")
@@ -161,7 +161,7 @@ class DashboardService:
             StageBar(
                 pipeline=pipeline.name, stage=stage.name, count=count, value=_money(value), weighted=_money(weighted)
             )
-            for pipeline in PipelineService(self.actor).pipeline_list()
+            for pipeline in PipelineCatalog(self.actor).pipeline_list()
             for stage in pipeline.stages
             if not stage.is_closed
             for count, value, weighted in [found.get(stage.id, (0, ZERO, ZERO))]

@@ -18,7 +18,7 @@ from crm_web.models import Deal, utcnow
 from crm_web.services.history import snapshot_changes
 
 if TYPE_CHECKING:
-    from crm_web.services.pipelines import StageInfo
+    from crm_web.services.pipeline_catalog import StageInfo
 
 
 def apply_stage(

@@ -23,7 +23,7 @@ from crm_web.services.deal_stages import apply_stage
 from crm_web.services.history import history_for, snapshot_changes
 from crm_web.services.integrity import integrity_to_validation
 from crm_web.services.pagination import Page
-from crm_web.services.pipelines import PipelineInfo, PipelineService, StageInfo
+from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
 from crm_web.services.text_search import text_match
 
 EXPORT_LIMIT = 50_000
@@ -91,8 +91,8 @@ class DealService(BaseService[Deal]):
     )
 
     @property
-    def pipelines(self) -> PipelineService:
-        return PipelineService(self.actor, self.session)
+    def pipelines(self) -> PipelineCatalog:
+        return PipelineCatalog(self.actor, self.session)
 
     # --- reading -----------------------------------------------------------------
 
