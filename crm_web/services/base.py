@@ -22,7 +22,8 @@ from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, Val
 from crm_web.extensions import db
 from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import has_role, require_role
-from crm_web.services.history import history_for, record_change, snapshot_changes
+from crm_web.services.conflicts import EditConflict, changed_fields, stale_edit
+from crm_web.services.history import record_change, snapshot_changes
 from crm_web.services.integrity import integrity_to_validation
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page, page_ids
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_terms
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 
 M = TypeVar("M")
 T = TypeVar("T")
-
-# History rows read to name who changed a record (or one field) when an edit is refused as stale.
-CONFLICT_HISTORY_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -60,13 +58,6 @@ class Choices:
 
     owners: list[tuple[uuid.UUID, str]]
     tags: list[tuple[uuid.UUID, str]]
-
-
-def same_value(current: Any, shown: Any) -> bool:
-    """Whether a stored value is still what a form showed: form values are text, and empty is None."""
-    if current in (None, "") or shown in (None, ""):
-        return current in (None, "") and shown in (None, "")
-    return str(current) == str(shown)
 
 
 class BaseService(Generic[M]):
@@ -380,44 +371,16 @@ class BaseService(Generic[M]):
         posted: an old page, an API-like client) keeps last-write-wins."""
         if expected_version is None or obj.version == expected_version:
             return
-        raise Conflict(self.changed_since(obj), current_version=obj.version)
+        raise EditConflict(stale_edit(self.session, self.actor, self.entity_type, self.entity_label, obj))
 
     def check_unchanged(self, obj: Any, shown: Mapping[str, Any]) -> None:
         """Only the given fields must still hold what was shown: an inline edit is not refused because
         another field was saved meanwhile (which bumps the version)."""
-        changed = [name for name, value in shown.items() if not same_value(getattr(obj, name), value)]
+        changed = changed_fields(obj, shown)
         if changed:
-            raise Conflict(self.changed_since(obj, fields=changed), current_version=obj.version)
-
-    def changed_since(self, obj: Any, *, fields: Sequence[str] = ()) -> str:
-        """Who last changed the record (or one of `fields`) and when, from its history: one statement,
-        run only when an edit is refused."""
-        entries = history_for(self.actor, self.entity_type, obj.id, limit=CONFLICT_HISTORY_ROWS, session=self.session)
-        entry = next(
-            (
-                e
-                for e in entries
-                if e.action != "created" and (not fields or any(name in (e.changes or {}) for name in fields))
-            ),
-            None,
-        )
-        what = f"this {self.entity_label}"
-        if fields:
-            what = f"the {fields[0].replace('_', ' ')} of {what}"
-        if entry is None:
-            message = f"Someone else changed {what} after you opened it for editing."
-        else:
-            at = entry.created_at
-            when = at.strftime("%H:%M UTC") if at.date() == utcnow().date() else at.strftime("%d %b %Y %H:%M UTC")
-            if entry.actor_id is not None and entry.actor_id == self.actor.user_id:
-                message = f"You changed {what} in another tab or window at {when}, after you opened it for editing."
-            else:
-                who = entry.actor.name if entry.actor is not None else "Someone else"
-                message = f"{who} changed {what} at {when}, after you opened it for editing."
-        if len(fields) == 1:
-            now = getattr(obj, fields[0])
-            message += f" It is now “{now}”." if now not in (None, "") else " It is now empty."
-        return message
+            raise EditConflict(
+                stale_edit(self.session, self.actor, self.entity_type, self.entity_label, obj, fields=changed)
+            )
 
     def delete(self, entity_id: uuid.UUID, *, hard: bool = False) -> M:
         """Soft by default: the row goes to the trash and can be restored."""

@@ -11,7 +11,7 @@ from flask_login import current_user
 from crm_web.csv_export import entity_csv_response
 from crm_web.entities import CONTACT
 from crm_web.errors import Conflict, ValidationError
-from crm_web.forms import apply_conflict, apply_errors
+from crm_web.forms import apply_conflict, apply_errors, conflict_message
 from crm_web.forms.contacts import ContactForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_text_param, get_uuid_list, get_uuid_param, parse_uuid
@@ -183,7 +183,7 @@ def update_field(contact_id: uuid.UUID, name: str):
         form[name].errors = [error.field_errors.get(name, error.message)]
         return _inline_field(service.get(contact_id), name, form, 422, original=original)
     except Conflict as error:
-        return _inline_field(service.get(contact_id), name, form, 409, conflict=error.message)
+        return _inline_field(service.get(contact_id), name, form, 409, conflict=conflict_message(error))
     return _inline_field(contact, name)
 
 
