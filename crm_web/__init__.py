@@ -77,7 +77,7 @@ def _init_extensions(app: Flask) -> None:
     login_manager.init_app(app)
 
     from crm_web import auth
-    from crm_web.services import stats_cache  # noqa: F401 - its session hooks keep cached stats fresh
+    from crm_web.services.stats import cache as stats_cache  # noqa: F401 - its session hooks keep cached stats fresh
 
     auth.init_login(login_manager)
     auth.require_login_everywhere(app)

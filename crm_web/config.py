@@ -56,7 +56,7 @@ def settings_from_env() -> dict:
         "REMEMBER_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE"),
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "PIPELINE_CACHE_TIMEOUT": 300,
-        # services/stats_cache.py: "overdue" moves with the clock; deal numbers only with writes.
+        # services/stats/cache.py: "overdue" moves with the clock; deal numbers only with writes.
         "ACTIVITY_STATS_CACHE_TIMEOUT": 60,
         "DEAL_STATS_CACHE_TIMEOUT": 3600,
         "RATELIMIT_STORAGE_URI": os.environ.get("REDIS_URL") or "memory://",

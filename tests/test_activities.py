@@ -11,8 +11,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import cache
 from crm_web.models import Activity
-from crm_web.services.activities import ActivityService, Links, get_stats, get_type_stats
+from crm_web.services.activities import ActivityService, Links
+from crm_web.services.stats.activities import activity_stats as get_stats
 from tests import factories
+from tests.stats_oracles import activity_type_stats as get_type_stats
 
 # A Wednesday: the week runs Mon 23 Nov 00:00 -> Mon 30 Nov 00:00 (UTC).
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -213,8 +215,8 @@ def test_unknown_view_is_bad_request(actor):
 
 
 def test_list_search_scope_and_filter(fixture_set, users):
-    from crm_web.filters.fields import ACTIVITY_FILTERS
     from crm_web.filters import parse_filter
+    from crm_web.filters.fields import ACTIVITY_FILTERS
 
     service = service_for(users["manager"])
     assert service.list_page(q="zzz-none").total == 0

@@ -11,8 +11,8 @@ from sqlalchemy import select, text
 
 from crm_web.errors import BadRequest, NotFound, PermissionDenied
 from crm_web.extensions import db
-from crm_web.filters.fields import CONTACT_FILTERS
 from crm_web.filters import parse_filter
+from crm_web.filters.fields import CONTACT_FILTERS
 from crm_web.models import Contact, contact_tags
 from crm_web.services.activities import ActivityService, Links
 from crm_web.services.base import Actor

@@ -11,8 +11,8 @@ from werkzeug.datastructures import MultiDict
 from crm_web.entities import LEAD
 from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
-from crm_web.filters.fields import LEAD_FILTERS
 from crm_web.filters import parse_filter
+from crm_web.filters.fields import LEAD_FILTERS
 from crm_web.models import Company, Contact, Deal, Lead, RecordHistory, lead_tags
 from crm_web.services.activities import ActivityService, Links
 from crm_web.services.base import Actor

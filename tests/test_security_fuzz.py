@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from crm_web.filters.fields import ACTIVITY_FILTERS, CONTACT_FILTERS, DEAL_FILTERS
 from crm_web.filters.types import OPERATORS_BY_TYPE
-from crm_web.services.dashboard import PANELS
+from crm_web.services.stats.dashboard import PANELS
 from tests.conftest import HX
 from tests.security_support import World, build_world, make_users
 

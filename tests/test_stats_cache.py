@@ -1,4 +1,4 @@
-"""Cached statistics (services/stats_cache.py): served from the cache until any write path changes
+"""Cached statistics (services/stats/cache.py): served from the cache until any write path changes
 what they count, whichever service, bulk statement or trash action made the change."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 from crm_web.models import utcnow
 from crm_web.services.activities import ActivityService
 from crm_web.services.board import BoardService
-from crm_web.services.dashboard import DashboardService
 from crm_web.services.deals import DealService
 from crm_web.services.leads import LeadService
 from crm_web.services.pipelines import PipelineService
+from crm_web.services.stats.dashboard import DashboardService
 from crm_web.services.trash import TrashRef, TrashService
 from tests import factories
 from tests.conftest import HX, LOGIN_STATEMENTS

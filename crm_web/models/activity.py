@@ -43,7 +43,7 @@ class Activity(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMi
         trash_index("activities"),
         live_index("activities", "owner_id", "status"),
         # The dashboard's clock-bound counts (overdue, due and completed this week): index-only
-        # range counts, the owner filtered inside the index (services/tallies.py).
+        # range counts, the owner filtered inside the index (services/stats/tallies.py).
         live_index("activities", "status", "due_at", "owner_id"),
         live_index("activities", "status", "completed_at", "owner_id"),
     )

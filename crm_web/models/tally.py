@@ -7,7 +7,7 @@ per statement: the row's counts are the difference the statement made (negative 
 the group), so every write path (a form, a board move, a bulk delete, the trash, a CLI seed,
 psql) is counted by the same code and in the same transaction. Rows are only appended, never
 updated, so two users moving deals between the same stages never wait on each other;
-services/tallies.py folds them back into one row per group when they pile up.
+services/stats/tallies.py folds them back into one row per group when they pile up.
 
 No foreign key on org_id: deleting an organisation cascades to its deals, whose trigger then
 appends rows for an organisation that is being deleted (they sum to zero and are compacted away).
@@ -46,7 +46,7 @@ class DealTally(TallyMixin, Base):
     closed_month: Mapped[date | None]
     deals: Mapped[int] = mapped_column(default=0)
     value: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=Decimal("0"))
-    weighted: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=Decimal("0"))  # services/forecast.py
+    weighted: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=Decimal("0"))  # services/stats/formula.py
     won_days: Mapped[float] = mapped_column(default=0.0)  # created -> closed, summed over won deals
     won_timed: Mapped[int] = mapped_column(default=0)  # won deals with a close time
 

@@ -1,10 +1,7 @@
-"""Activities (tasks, notes, calls, emails, meetings): lists, quick views, timelines, writes and stats.
+"""Activities (tasks, notes, calls, emails, meetings): lists, quick views, timelines and writes.
 
 Every list loads its contact/company/deal/lead/owner in the same SELECT (joinedload), so a page
-costs the same number of statements for 1 row or 100. `get_stats` reads the tallies the database
-keeps (services/tallies.py) plus index-only counts of what moves with the clock, and is cached
-per organisation and user (services/stats_cache.py: any committed activity change makes it
-stale); `get_type_stats` is one aggregate.
+costs the same number of statements for 1 row or 100. Their numbers are services/stats/activities.py.
 """
 
 from __future__ import annotations
@@ -12,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
@@ -28,11 +25,10 @@ from crm_web.models import (
     Activity,
     utcnow,
 )
-from crm_web.services import tallies
 from crm_web.services.base import Actor, BaseService
 from crm_web.services.last_activity import contacts_of_activities, refresh_last_activity
 from crm_web.services.pagination import Page
-from crm_web.services.stats_cache import cached_stats
+from crm_web.services.stats.units import day_bounds
 from crm_web.services.text_search import text_match
 
 QUICK_VIEWS = [
@@ -48,19 +44,6 @@ TIMELINE_LIMIT = 50
 
 # The records an activity can be linked to (the entity registry): form/query name -> (column, model).
 LINKS: dict[str, tuple[str, Any]] = {e.name: (e.activity_link, e.model) for e in activity_links() if e.activity_link}
-
-
-def day_bounds(now: datetime) -> tuple[datetime, datetime]:
-    """Start of today and of tomorrow (UTC)."""
-    start = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
-    return start, start + timedelta(days=1)
-
-
-def week_bounds(now: datetime) -> tuple[datetime, datetime]:
-    """Monday 00:00 of this week and of next week (UTC)."""
-    today, _ = day_bounds(now)
-    start = today - timedelta(days=today.weekday())
-    return start, start + timedelta(days=7)
 
 
 def _open() -> ColumnElement[bool]:
@@ -315,83 +298,3 @@ class ActivityService(BaseService[Activity]):
         ids = list(ids)
         self._touched.update(contacts_of_activities(self.session, self.org_id, ids))
         return super().restore_many(ids)
-
-    # --- stats -------------------------------------------------------------------
-
-    def get_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
-        """Totals per status and type plus due/overdue/completed counts, cached (two small statements)."""
-        return cached_stats(
-            self.org_id,
-            "activities",
-            f"activity_stats:{user_id or 'all'}",
-            lambda: self._compute_stats(user_id=user_id, now=now or utcnow()),
-        )
-
-    def _compute_stats(self, *, user_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:
-        """Per status and type from the tallies the database keeps (services/tallies.py); the counts
-        that move with the clock from index ranges of the live open or completed activities."""
-        today_start, today_end = day_bounds(now)
-        week_start, week_end = week_bounds(now)
-        counts = tallies.activity_counts(self.session, self.org_id, owner_id=user_id)
-        clock = {
-            "overdue": (_open(), Activity.due_at < now),
-            "due_today": (_open(), Activity.due_at >= today_start, Activity.due_at < today_end),
-            "due_this_week": (_open(), Activity.due_at >= week_start, Activity.due_at < week_end),
-            "completed_this_week": (
-                Activity.status == "completed",
-                Activity.completed_at >= week_start,
-                Activity.completed_at < week_end,
-            ),
-        }
-        row = (
-            self.session.execute(
-                select(*(self._live_count(user_id, *criteria).label(name) for name, criteria in clock.items()))
-            )
-            .mappings()
-            .one()
-        )
-        by_status = {key: sum(n for (status, _), n in counts.items() if status == key) for key, _ in ACTIVITY_STATUSES}
-        return {
-            "total": sum(counts.values()),
-            "open": sum(by_status[status] for status in OPEN_ACTIVITY_STATUSES),
-            **{name: int(row[name] or 0) for name in clock},
-            "by_status": by_status,
-            "by_type": {key: sum(n for (_, type_), n in counts.items() if type_ == key) for key, _ in ACTIVITY_TYPES},
-        }
-
-    def _live_count(self, user_id: uuid.UUID | None, *criteria: ColumnElement[bool]) -> Any:
-        return self._live(select(func.count()).select_from(Activity), user_id).where(*criteria).scalar_subquery()
-
-    def _live(self, stmt: Select, user_id: uuid.UUID | None) -> Select:
-        """The organisation's live activities, or one owner's."""
-        stmt = self.scoped(stmt).where(Activity.deleted_at.is_(None))
-        return stmt if user_id is None else stmt.where(Activity.owner_id == user_id)
-
-    def get_type_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
-        """Totals, overdue, per status and per priority: one aggregate."""
-        now = now or utcnow()
-        columns = {"total": func.count(), "overdue": func.count().filter(_open(), Activity.due_at < now)}
-        columns |= {f"status_{key}": func.count().filter(Activity.status == key) for key, _ in ACTIVITY_STATUSES}
-        columns |= {f"priority_{key}": func.count().filter(Activity.priority == key) for key, _ in ACTIVITY_PRIORITIES}
-        row = self._aggregate(columns, user_id)
-        return {
-            "total": row["total"],
-            "overdue": row["overdue"],
-            "by_status": {key: row[f"status_{key}"] for key, _ in ACTIVITY_STATUSES},
-            "by_priority": {key: row[f"priority_{key}"] for key, _ in ACTIVITY_PRIORITIES},
-        }
-
-    def _aggregate(self, columns: dict[str, Any], user_id: uuid.UUID | None) -> dict[str, int]:
-        stmt = self._live(
-            select(*(column.label(name) for name, column in columns.items())).select_from(Activity), user_id
-        )
-        row = self.session.execute(stmt).mappings().one()
-        return {name: int(row[name] or 0) for name in columns}
-
-
-def get_stats(actor: Actor, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
-    return ActivityService(actor).get_stats(user_id=user_id, now=now)
-
-
-def get_type_stats(actor: Actor, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
-    return ActivityService(actor).get_type_stats(user_id=user_id, now=now)

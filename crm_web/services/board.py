@@ -1,6 +1,6 @@
 """The kanban board: its columns, "load more" and moving a deal between and within columns.
 
-The column headers are the deal tallies the database keeps (services/tallies.py; one GROUP BY
+The column headers are the deal tallies the database keeps (services/stats/tallies.py; one GROUP BY
 stage over the deals when the board is filtered), plus one select of the first cards of every
 column (a UNION ALL of per-stage index scans; tags in one selectin load): the statement count
 never grows with the number of stages or deals. A move goes through the stage rule
@@ -20,13 +20,13 @@ from sqlalchemy import ColumnElement, func, select, union_all
 
 from crm_web.errors import BadRequest, Conflict, NotFound
 from crm_web.models import Deal, PipelineStage
-from crm_web.services import tallies
 from crm_web.services.base import BaseService
 from crm_web.services.deal_stages import apply_stage
 from crm_web.services.deals import DealService
-from crm_web.services.forecast import weighted_value
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
-from crm_web.services.stats_cache import cached_stats
+from crm_web.services.stats import tallies
+from crm_web.services.stats.cache import cached_stats
+from crm_web.services.stats.formula import weighted_value
 
 # Cards per column before "Load more": rendering cards, not SQL, is most of the board's time.
 BOARD_PAGE_SIZE = 20
@@ -143,7 +143,7 @@ class BoardService(BaseService[Deal]):
         }
 
     def stage_totals(self) -> dict[uuid.UUID, ColumnStats]:
-        """Count, total and weighted value of every stage's live deals (services/tallies.py)."""
+        """Count, total and weighted value of every stage's live deals (services/stats/tallies.py)."""
         totals: dict[uuid.UUID, ColumnStats] = {}
         for group in tallies.deal_groups(self.session, self.org_id):
             if group.stage_id is not None:

@@ -4,7 +4,7 @@ or stage deleted with its deals moved, the trash re-homing a deal).
 Entering a won stage makes the deal won and stamps closed_at; entering a lost stage makes it lost
 (with an optional reason) and stamps closed_at; entering an open stage from a closed state reopens
 it. A deal's own probability is kept (None means "follow the stage"); the weighted value formula
-in services/forecast.py counts won deals 100 % and lost deals 0.
+in services/stats/formula.py counts won deals 100 % and lost deals 0.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from crm_web.htmx import wants_fragment
 from crm_web.params import get_text_param, parse_uuid
 from crm_web.rendering import render_page
 from crm_web.services.base import Actor
-from crm_web.services.dashboard import PANELS, DashboardService
+from crm_web.services.stats.dashboard import PANELS, DashboardService
 
 bp = Blueprint("dashboard", __name__)
 bp.add_app_template_global(nice_scale)
