@@ -51,8 +51,7 @@ def freeze_startup_objects() -> None:
 
     Modules, mappers, compiled templates and the app live as long as the process; without this every
     full collection re-scans them, and a request that triggers one (often the board, which builds
-    many objects) paid 50-100 ms for it: the board's p95 at L went from ~140 to ~65 ms
-    (docs/benchmarks.md). Not for tests, which build many short-lived apps.
+    many objects) pays for it. Not for tests, which build many short-lived apps.
     """
     gc.collect()
     gc.freeze()

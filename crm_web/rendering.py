@@ -61,10 +61,6 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
 
 
 def init_app(app: Flask) -> None:
-    from crm_web import formatting
+    from crm_web import templating
 
-    formatting.register(app)
-
-    from crm_web.models import Role
-
-    app.jinja_env.globals["Role"] = Role
+    templating.register(app)

@@ -1,6 +1,6 @@
 """Each entity's filter whitelist: the only fields a URL can filter on, and how.
 
-A service sets `FILTER_FIELD_MAP = CONTACT_FILTERS` (etc.). Public names are short and stable
+The entity registry (crm_web/entities.py) names each entity's whitelist. Public names are short and stable
 because they appear in shared links; renaming one breaks bookmarks.
 """
 
@@ -120,12 +120,4 @@ ACTIVITY_FILTERS: dict[str, FilterField] = {
     "deal": F.text("Deal", Deal.name, via=Activity.deal),
     "lead": F.text("Lead", Lead.first_name, Lead.last_name, via=Activity.lead),
     "created": F.datetime("Created", Activity.created_at),
-}
-
-ALL_FILTERS: dict[str, dict[str, FilterField]] = {
-    "contact": CONTACT_FILTERS,
-    "company": COMPANY_FILTERS,
-    "lead": LEAD_FILTERS,
-    "deal": DEAL_FILTERS,
-    "activity": ACTIVITY_FILTERS,
 }

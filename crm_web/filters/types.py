@@ -12,7 +12,6 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 MAX_CONDITIONS = 20
 MAX_ROWS_READ = 50  # rows read to show a too-long filter back as typed
@@ -237,12 +236,3 @@ class FilterSpec:
     @property
     def is_empty(self) -> bool:
         return not self.conditions and not any(g.conditions for g in self.groups)
-
-    def to_query_pairs(self) -> list[tuple[str, str]]:
-        from crm_web.filters.grammar import encode_filter
-
-        return encode_filter(self)
-
-    def to_query_string(self) -> str:
-        # ":" and "," are legal in a query string; leaving them readable keeps links readable.
-        return urlencode(self.to_query_pairs(), safe=":,")

@@ -82,8 +82,8 @@ class SearchService:
             return []
         if terms.shape.dialect == "postgresql":
             # Plan the statements without the words' values: their plans do not depend on the words,
-            # and a custom plan estimates every pattern against the column statistics, which cost more
-            # than running these CTEs (a typo search at L: 38 -> 30 ms). Transaction-local, so no
+            # and a custom plan estimates every pattern against the column statistics, which costs more
+            # than running these CTEs. Transaction-local, so no
             # other page is affected. (Each request plans them again: psycopg deallocates its
             # prepared statements at every rollback, which is how a read-only request ends.)
             self.session.execute(select(func.set_config("plan_cache_mode", "force_generic_plan", True)))

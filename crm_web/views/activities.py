@@ -13,7 +13,6 @@ from crm_web.entities import ACTIVITY
 from crm_web.errors import Conflict, ValidationError
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.htmx import hx_trigger, wants_fragment
-from crm_web.models import utcnow
 from crm_web.params import get_choice_param, get_uuid_param
 from crm_web.rendering import render_page, with_toast, with_undo
 from crm_web.services.activities import QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
@@ -26,10 +25,6 @@ bp = Blueprint("activities", __name__)
 INDEX = "activities/index.html"
 FORM = "activities/form.html"
 TIMELINE = "activities/timeline.html"
-
-
-# Row and timeline macros (imported without context) mark overdue items against this clock.
-bp.add_app_template_global(utcnow, "utcnow")
 
 
 def _service() -> ActivityService:

@@ -11,10 +11,9 @@ from crm_web.entities import entity
 from crm_web.params import get_text_param
 from crm_web.rendering import render_page
 from crm_web.services.base import Actor
-from crm_web.services.search import SearchService, highlight
+from crm_web.services.search import SearchService
 
 bp = Blueprint("search", __name__)
-bp.add_app_template_filter(highlight, "highlight")
 
 
 def hit_url(kind: str, hit_id: uuid.UUID) -> str:
