@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -12,7 +14,7 @@ from crm_web.errors import CRMException
 crm = AppGroup("crm", help="crm-web administration commands.")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 

@@ -65,7 +65,8 @@ class VersionedForm:
     def record_data(self, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
         """The submitted values that belong to the record: not the CSRF token, not the version."""
         skipped = ("csrf_token", "version", *exclude)
-        return {name: field.data for name, field in self._fields.items() if name not in skipped}
+        fields = self._fields  # type: ignore[attr-defined]  # mixed into a wtforms Form
+        return {name: field.data for name, field in fields.items() if name not in skipped}
 
 
 def conflict_message(error: Conflict, *, today: date | None = None) -> str:

@@ -129,7 +129,7 @@ class VersionedMixin:
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
-        return {"version_id_col": cls.__table__.c.version}
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]  # a mixin of a mapped class
 
 
 @event.listens_for(Session, "do_orm_execute")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from crm_web.entities import ACTIVITY, activity_links
@@ -28,6 +28,7 @@ from crm_web.models import (
 from crm_web.services.base import Actor, BaseService
 from crm_web.services.last_activity import contacts_of_activities, refresh_last_activity
 from crm_web.services.pagination import Page
+from crm_web.services.sql import AnySelect
 from crm_web.services.stats.units import day_bounds
 from crm_web.services.text_search import text_match
 
@@ -102,10 +103,10 @@ class ActivityService(BaseService[Activity]):
 
     # --- reading -----------------------------------------------------------------
 
-    def edit_query(self) -> Select[Any]:
+    def edit_query(self) -> AnySelect:
         return self.optimized_query()
 
-    def optimized_query(self) -> Select[Any]:
+    def optimized_query(self) -> AnySelect:
         """Activities with everything a row shows, joined into the same SELECT."""
         return self.scoped().options(
             joinedload(Activity.contact),
@@ -131,7 +132,7 @@ class ActivityService(BaseService[Activity]):
             return []
         raise BadRequest(f"Unknown view {view!r}.")
 
-    def list_page(  # type: ignore[override]
+    def list_page(
         self,
         *,
         view: str = "all",
@@ -232,14 +233,14 @@ class ActivityService(BaseService[Activity]):
                 values["completed_at"] = None
         return values
 
-    def _exists(self, model: type, entity_id: uuid.UUID) -> bool:
+    def _exists(self, model: Any, entity_id: uuid.UUID) -> bool:
         return bool(
             self.session.scalar(
                 select(func.count()).select_from(model).where(model.id == entity_id, model.org_id == self.org_id)
             )
         )
 
-    def _writable(self, values: dict[str, Any]) -> dict[str, Any]:
+    def _writable(self, values: Mapping[str, Any]) -> dict[str, Any]:
         writable = super()._writable(values)
         if "completed_at" in values:
             writable["completed_at"] = values["completed_at"]

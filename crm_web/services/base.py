@@ -13,19 +13,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, exists, func, literal, select, update
+from sqlalchemy import ColumnElement, exists, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
-from crm_web.extensions import db
 from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import has_role, require_role
 from crm_web.services.conflicts import EditConflict, changed_fields, stale_edit
 from crm_web.services.history import record_change, snapshot_changes
 from crm_web.services.integrity import integrity_to_validation
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page, page_ids
+from crm_web.services.sql import AnySelect, session_or_default
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_terms
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class Choices:
 class BaseService(Generic[M]):
     """Org-scoped CRUD with soft delete, role checks, history and a sort whitelist."""
 
-    model: ClassVar[type]
+    model: ClassVar[Any]
     entity_type: ClassVar[str]  # "contact", used in history and messages
     # Public sort key -> column; "-key" sorts descending.
     SORT_FIELDS: ClassVar[Mapping[str, Any]] = {}
@@ -88,7 +88,7 @@ class BaseService(Generic[M]):
 
     def __init__(self, actor: Actor, session: Session | None = None):
         self.actor = actor
-        self.session: Session = session or db.session
+        self.session: Session = session_or_default(session)
 
     # --- reading -----------------------------------------------------------------
 
@@ -96,16 +96,16 @@ class BaseService(Generic[M]):
     def org_id(self) -> uuid.UUID:
         return self.actor.org_id
 
-    def scoped(self, stmt: Select[Any] | None = None) -> Select[Any]:
+    def scoped(self, stmt: AnySelect | None = None) -> AnySelect:
         """The one place the organisation filter is added."""
         stmt = select(self.model) if stmt is None else stmt
         return stmt.where(self.model.org_id == self.org_id)
 
-    def optimized_query(self) -> Select[Any]:
+    def optimized_query(self) -> AnySelect:
         """The scoped select with the eager loads this entity's pages need (override)."""
         return self.scoped()
 
-    def get(self, entity_id: uuid.UUID, *, query: Select[Any] | None = None) -> M:
+    def get(self, entity_id: uuid.UUID, *, query: AnySelect | None = None) -> M:
         stmt = (query if query is not None else self.optimized_query()).where(self.model.id == entity_id)
         obj = self.session.scalars(stmt).unique().one_or_none()
         if obj is None:
@@ -116,11 +116,15 @@ class BaseService(Generic[M]):
     def entity_label(self) -> str:
         return self.entity_type.replace("_", " ")
 
+    def sort_fields(self) -> Mapping[str, Any]:
+        """Public sort key -> column(s) (override when they depend on the actor)."""
+        return self.SORT_FIELDS
+
     def sort_clause(self, sort: str | None) -> list[Any]:
         key = sort or self.DEFAULT_SORT
         descending = key.startswith("-")
         name = key.lstrip("-")
-        fields = {"created_at": self.model.created_at, "updated_at": self.model.updated_at, **self.SORT_FIELDS}
+        fields = {"created_at": self.model.created_at, "updated_at": self.model.updated_at, **self.sort_fields()}
         if name not in fields:
             raise ValidationError(f"Cannot sort by {name!r}.", {"sort": f"Unknown sort field {name!r}."})
         column = fields[name]
@@ -201,7 +205,7 @@ class BaseService(Generic[M]):
         order: Sequence[Any],
         page: int = 1,
         per_page: int = 25,
-        ids: Select[Any] | None = None,
+        ids: AnySelect | None = None,
         searched: bool = False,
     ) -> Page[T]:
         """The one way a list is cut into pages: the ids of the requested page (clamped to the last one),
@@ -221,7 +225,7 @@ class BaseService(Generic[M]):
         return Page(items=items, total=total, page=page, per_page=per_page)
 
     def _searched_page_ids(
-        self, ids: Select[Any], order: Sequence[Any], *, per_page: int, page: int
+        self, ids: AnySelect, order: Sequence[Any], *, per_page: int, page: int
     ) -> tuple[list[uuid.UUID], int, int]:
         """(ids of one page, total, page) for a search in ONE statement; only a page past the end costs
         two more (the count, then the clamped page)."""
@@ -260,7 +264,7 @@ class BaseService(Generic[M]):
 
     # --- pickers -----------------------------------------------------------------
 
-    def _active_users(self) -> Select[Any]:
+    def _active_users(self) -> AnySelect:
         return select(User.id, User.name, literal("owner").label("kind")).where(
             User.org_id == self.org_id, User.active.is_(True)
         )
@@ -287,14 +291,14 @@ class BaseService(Generic[M]):
         if owner_id is not None and owner_id != self.actor.user_id:
             raise PermissionDenied(f"Only the owner or a manager can change this {self.entity_label}.")
 
-    def get_for_edit(self, entity_id: uuid.UUID, *, query: Select[Any] | None = None) -> M:
+    def get_for_edit(self, entity_id: uuid.UUID, *, query: AnySelect | None = None) -> M:
         """The record, if the actor may change it: another organisation's or a deleted record is NotFound
         (404), one the actor may not change PermissionDenied (403). Every edit form and save uses it."""
         obj = self.get(entity_id, query=query if query is not None else self.edit_query())
         self.check_can_modify(obj)
         return obj
 
-    def edit_query(self) -> Select[Any]:
+    def edit_query(self) -> AnySelect:
         """What an edit form reads of a record (override when its form shows relations)."""
         return self.scoped()
 
@@ -384,7 +388,7 @@ class BaseService(Generic[M]):
 
     def delete(self, entity_id: uuid.UUID, *, hard: bool = False) -> M:
         """Soft by default: the row goes to the trash and can be restored."""
-        obj = self.get_for_edit(entity_id, query=self.scoped())
+        obj: Any = self.get_for_edit(entity_id, query=self.scoped())
         if hard:
             require_role(self.actor.role, Role.ADMIN, "delete permanently")
             self.history(obj, "purged")

@@ -10,12 +10,12 @@ tags). Soft-deleting a company keeps its contacts and deals: nothing cascades.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, desc, func, or_, select
+from sqlalchemy import ColumnElement, case, desc, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.entities import COMPANY
@@ -24,6 +24,7 @@ from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCom
 from crm_web.services.base import BaseService
 from crm_web.services.history import history_for
 from crm_web.services.pagination import Page
+from crm_web.services.sql import AnySelect
 
 DETAIL_DEALS_LIMIT = 50
 COMPANY_CONTACTS_LIMIT = 200
@@ -147,8 +148,7 @@ class CompanyService(BaseService[Company]):
         }
     )
 
-    @property
-    def SORT_FIELDS(self) -> dict[str, Any]:
+    def sort_fields(self) -> Mapping[str, Any]:
         return {
             "name": func.lower(Company.name),
             "industry": func.lower(Company.industry),
@@ -158,7 +158,7 @@ class CompanyService(BaseService[Company]):
             "open_value": open_deal_value_expr(self.org_id),
         }
 
-    def optimized_query(self) -> Select[Any]:
+    def optimized_query(self) -> AnySelect:
         # Joined (not selectin) tags: the detail page's budget has room for one statement here.
         return self.scoped().options(joinedload(Company.owner), joinedload(Company.tags))
 
@@ -186,12 +186,12 @@ class CompanyService(BaseService[Company]):
             rows, criteria=criteria, order=order, page=page, per_page=per_page, searched=match is not None
         )
 
-    def _rows_query(self) -> Select[Any]:
+    def _rows_query(self) -> AnySelect:
         return self.scoped(select(Company, contact_count_expr(self.org_id), open_deal_value_expr(self.org_id))).options(
             joinedload(Company.owner)
         )
 
-    def _rows(self, stmt: Select[Any]) -> list[CompanyRow]:
+    def _rows(self, stmt: AnySelect) -> list[CompanyRow]:
         return [
             CompanyRow(company, int(contacts or 0), Decimal(open_value or 0))
             for company, contacts, open_value in self.session.execute(stmt).all()
@@ -212,7 +212,7 @@ class CompanyService(BaseService[Company]):
         )
         return self._stream_rows(stmt)
 
-    def _stream_rows(self, stmt: Select[Any]) -> Iterator[CompanyRow]:
+    def _stream_rows(self, stmt: AnySelect) -> Iterator[CompanyRow]:
         for company, contacts, open_value in self.session.execute(stmt):
             yield CompanyRow(company, int(contacts or 0), Decimal(open_value or 0))
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
-from sqlalchemy import Select, exists, func, insert, literal, select, update
+from sqlalchemy import exists, func, insert, literal, select, update
 from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
 
 from crm_web.entities import CONTACT
@@ -33,6 +33,7 @@ from crm_web.models import (
 from crm_web.services.base import BaseService
 from crm_web.services.history import history_for, record_change
 from crm_web.services.pagination import Page
+from crm_web.services.sql import AnySelect
 
 EXPORT_BATCH = 500
 
@@ -142,7 +143,7 @@ class ContactService(BaseService[Contact]):
 
     # --- list ----------------------------------------------------------------------
 
-    def _rows_query(self) -> Select[Any]:
+    def _rows_query(self) -> AnySelect:
         return (
             self.scoped(select(Contact, _deal_count(), _activity_count()))
             .outerjoin(Contact.primary_company)
@@ -204,10 +205,10 @@ class ContactService(BaseService[Contact]):
 
     # --- detail --------------------------------------------------------------------
 
-    def edit_query(self) -> Select[Any]:
+    def edit_query(self) -> AnySelect:
         return self.optimized_query()
 
-    def optimized_query(self) -> Select[Any]:
+    def optimized_query(self) -> AnySelect:
         return self.scoped().options(
             joinedload(Contact.primary_company),
             joinedload(Contact.owner),

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -24,6 +24,7 @@ from crm_web.services.history import history_for, snapshot_changes
 from crm_web.services.integrity import integrity_to_validation
 from crm_web.services.pagination import Page
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
+from crm_web.services.sql import AnySelect
 from crm_web.services.text_search import text_match
 
 EXPORT_LIMIT = 50_000
@@ -100,10 +101,10 @@ class DealService(BaseService[Deal]):
     def card_loads() -> list[Any]:
         return [joinedload(Deal.company), joinedload(Deal.contact), joinedload(Deal.owner), selectinload(Deal.tags)]
 
-    def edit_query(self) -> Select[Any]:
+    def edit_query(self) -> AnySelect:
         return self.scoped().options(selectinload(Deal.tags))
 
-    def optimized_query(self):
+    def optimized_query(self) -> AnySelect:
         return self.scoped().options(*self.card_loads(), joinedload(Deal.stage))
 
     def criteria(self, *, filter_spec: Any = None, q: str = "", scope: str = "all") -> list[ColumnElement[bool]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.entities import LEAD
@@ -34,6 +34,7 @@ from crm_web.models import (
 )
 from crm_web.services.base import BaseService
 from crm_web.services.history import history_for, record_change
+from crm_web.services.sql import AnySelect
 
 CONVERTED = "converted"
 # Statuses a click can set; "converted" is only reached by converting.
@@ -88,7 +89,7 @@ class LeadService(BaseService[Lead]):
         }
     )
 
-    def optimized_query(self) -> Select[Any]:
+    def optimized_query(self) -> AnySelect:
         return self.scoped().options(joinedload(Lead.owner), selectinload(Lead.tags))
 
     # --- reading -----------------------------------------------------------------------

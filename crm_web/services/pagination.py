@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select
+from crm_web.services.sql import AnySelect
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ def clamp_page(page: int, total: int, per_page: int) -> int:
     return max(1, min(page, page_count(total, per_page)))
 
 
-def page_ids(ids: Select[Any], order: Sequence[Any], *, per_page: int, page: int) -> Any:
+def page_ids(ids: AnySelect, order: Sequence[Any], *, per_page: int, page: int) -> Any:
     """The ids of one page as a subquery: the filtered set is sorted and cut to the page BEFORE eager
     joins and per-row counts run, so they run for the page's rows only. `ids` selects the model's id
     with the criteria and any joins the order needs; the outer statement repeats `order` (the IN list

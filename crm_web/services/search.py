@@ -13,13 +13,15 @@ import re
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from markupsafe import Markup, escape
-from sqlalchemy import CTE, ColumnElement, Select, Uuid, bindparam, func, literal, select, union_all
+from sqlalchemy import CTE, ColumnElement, Uuid, bindparam, func, literal, select, union_all
+from sqlalchemy.orm import Session
 
-from crm_web.entities import Entity, searched_globally
-from crm_web.extensions import db
+from crm_web.entities import Entity, GlobalSearch, searched_globally
 from crm_web.services.base import Actor
+from crm_web.services.sql import AnySelect, session_or_default
 from crm_web.services.text_search import (
     SearchShape,
     SearchTerms,
@@ -68,12 +70,17 @@ def highlight(text: str, q: str) -> Markup:
 SEARCHED: tuple[Entity, ...] = tuple(searched_globally())
 
 
+def _search_of(kind: Entity) -> GlobalSearch:
+    assert kind.global_search is not None  # SEARCHED holds only entities that declare one
+    return kind.global_search
+
+
 class SearchService:
     """Search everything the actor's organisation owns (soft-deleted rows are hidden globally)."""
 
-    def __init__(self, actor: Actor, session=None):
+    def __init__(self, actor: Actor, session: Session | None = None):
         self.actor = actor
-        self.session = session or db.session
+        self.session = session_or_default(session)
 
     def search(self, q: str) -> list[SearchGroup]:
         q = " ".join(q.split())[:100]
@@ -95,21 +102,21 @@ class SearchService:
             ).all()
             if rows:
                 hits = [SearchHit(kind.name, row.id, row.label.strip(), row.detail or "") for row in rows]
-                groups.append(SearchGroup(kind.name, kind.global_search.title, hits))
+                groups.append(SearchGroup(kind.name, _search_of(kind).title, hits))
         return groups
 
 
 @lru_cache(maxsize=1024)
-def _statement(index: int, shape: SearchShape) -> Select:
+def _statement(index: int, shape: SearchShape) -> AnySelect:
     """SEARCHED[index]'s statement for queries of this shape, built once per process: building it cost
     more than running it. Bounded: an odd query's shape does not stay forever."""
     kind = SEARCHED[index]
-    search = kind.global_search
+    search = _search_of(kind)
     match = match_terms(SearchTerms(shape, {}), search.searched, surname=kind.surname)
     return _best(kind.model, search.label, search.detail, match)
 
 
-def _best(model, label, detail, match: TextMatch) -> Select:
+def _best(model: Any, label: Any, detail: Any, match: TextMatch) -> AnySelect:
     """The LIMIT best rows of one type in ONE statement, each step behind a one-time filter that
     skips it once the steps before found LIMIT rows:
 
@@ -125,8 +132,10 @@ def _best(model, label, detail, match: TextMatch) -> Select:
     The organisation is the bound parameter `org_id`, so the statement serves every organisation.
     """
     org_id = bindparam("org_id", type_=Uuid)
+    name_order = match.name_order
+    assert name_order is not None  # match_terms always orders by name
 
-    def tier(number: int, clause, rank) -> Select:
+    def tier(number: int, clause: Any, rank: Any) -> AnySelect:
         return (
             select(
                 model.id.label("id"),
@@ -134,26 +143,26 @@ def _best(model, label, detail, match: TextMatch) -> Select:
                 detail.label("detail"),
                 literal(number).label("tier"),
                 rank.label("rank"),
-                match.name_order.label("name_order"),
+                name_order.label("name_order"),
             )
             .where(model.org_id == org_id, clause)
-            .order_by(rank, match.name_order, model.id)
+            .order_by(rank, name_order, model.id)
             .limit(LIMIT)
         )
 
-    def count(rows) -> ColumnElement[int]:
+    def count(rows: Any) -> ColumnElement[int]:
         return select(func.count()).select_from(rows).scalar_subquery()
 
-    def steps(number: int, words: TextMatch, *, unless_found=None) -> CTE:
+    def steps(number: int, words: TextMatch, *, unless_found: Any = None) -> CTE:
         """Steps 1-3 for `words` (the query's or the corrected words); none if `unless_found` has rows."""
 
-        def when_needed(rows: Select) -> Select:
+        def when_needed(rows: AnySelect) -> AnySelect:
             return rows if unless_found is None else rows.where(count(unless_found) == 0)
 
         read: list[CTE] = []  # steps 1 and 2, each skipped once the ones before hold LIMIT rows
 
-        def read_in_name_order(name: str, clause) -> None:
-            rows = when_needed(tier(number, clause, words.rank).order_by(None).order_by(match.name_order, model.id))
+        def read_in_name_order(name: str, clause: Any) -> None:
+            rows = when_needed(tier(number, clause, words.rank).order_by(None).order_by(name_order, model.id))
             for earlier in read:
                 rows = rows.where(count(earlier) < LIMIT, model.id.not_in(select(earlier.c.id)))
             read.append(rows.cte(f"{name}{number}"))
@@ -166,7 +175,7 @@ def _best(model, label, detail, match: TextMatch) -> Select:
         # each branch wrapped: SQLite refuses LIMIT inside a UNION branch
         return union_all(*(select(rows).where(enough) for rows in read), select(ranked)).cte(f"steps{number}")
 
-    found = steps(0, match)
+    found: Any = steps(0, match)
     if match.corrected is not None:
         found = union_all(select(found), select(steps(1, match.corrected, unless_found=found))).subquery()
     return select(found).order_by(found.c.tier, found.c.rank, found.c.name_order, found.c.id).limit(LIMIT)

@@ -90,6 +90,7 @@ class TagService(BaseService[Tag]):
         """The record's tags and the organisation's tags (two statements)."""
         kind = _taggable(entity_type)
         table, column = kind.tag_table, kind.tag_column
+        assert table is not None  # _taggable checked it
         tags = list(
             self.session.scalars(
                 select(Tag)

@@ -260,8 +260,9 @@ def match_terms(
             (ilike(name, f"{phrase}_starts"), 1),
             (ilike(name, f"{phrase}_word_starts"), 3),
         ]
-        if surname is not None:
-            ranks.insert(2, (surnamed(prefix), 2))
+        surname_clause = surnamed(prefix)
+        if surname_clause is not None:
+            ranks.insert(2, (surname_clause, 2))
         return case(*ranks, else_=4)
 
     def starting(prefix: str) -> ColumnElement[bool]:

@@ -36,6 +36,7 @@ from crm_web.services.base import Actor
 from crm_web.services.history import history_for, record_change
 from crm_web.services.integrity import integrity_to_validation
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page
+from crm_web.services.sql import session_or_default
 
 # Deletes and history inserts go in batches: one IN list per statement stays well below driver limits.
 BATCH = 500
@@ -143,7 +144,7 @@ class TrashService:
 
     def __init__(self, actor: Actor, session: Session | None = None):
         self.actor = actor
-        self.session: Session = session or db.session
+        self.session: Session = session_or_default(session)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class TrashService:
         refs: Sequence[TrashRef] | None = None,
         deleted_before: datetime | None = None,
         newest: int | None = None,
-    ):
+    ) -> Any:
         """All trashed rows of the org as one UNION ALL subquery of (entity_type, id, label, deleted_at, deleted_by_id);
         with `newest`, only the newest `newest` rows of each table (enough for any page up to that row)."""
         wanted_ids: dict[str, list[uuid.UUID]] | None = None
@@ -197,7 +198,7 @@ class TrashService:
         return union_all(*selects).subquery("trash")
 
     def _items(
-        self, trash, *, limit: int | None = None, offset: int = 0, oldest_first: bool = False
+        self, trash: Any, *, limit: int | None = None, offset: int = 0, oldest_first: bool = False
     ) -> list[TrashItem]:
         deleter = aliased(User)
         order = trash.c.deleted_at.asc() if oldest_first else trash.c.deleted_at.desc()

@@ -14,7 +14,7 @@ from crm_web.entities import DEAL
 from crm_web.errors import BadRequest
 from crm_web.htmx import hx_push_url, hx_trigger, wants_fragment
 from crm_web.params import get_int_param, get_uuid_list, get_uuid_param, is_whole_number, parse_uuid
-from crm_web.rendering import plural, render_fragments, render_page, with_toast, with_undo
+from crm_web.rendering import plural, render_fragments, render_page, see_other, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.board import BoardService
 from crm_web.views.deals import CHANGED, fields_meta
@@ -108,7 +108,7 @@ def _board_block(service: BoardService) -> Response:
     query, builder = parse_filtered_list_query(DEAL.filter_fields())
     context = board_context(service, query, builder)
     if not wants_fragment():
-        return redirect(url_for("board.index") + "?" + context["board_query"], 303)
+        return see_other(url_for("board.index") + "?" + context["board_query"])
     return hx_trigger(render_page("deals/board.html", block="board", **context), CHANGED)
 
 

@@ -15,7 +15,7 @@ from crm_web.forms import apply_conflict, apply_errors
 from crm_web.forms.deals import DealForm, LostForm
 from crm_web.htmx import hx_location, hx_trigger, wants_fragment
 from crm_web.params import get_uuid_list, get_uuid_param
-from crm_web.rendering import plural, render_page, with_toast, with_undo
+from crm_web.rendering import plural, render_page, see_other, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.deals import DealService
 from crm_web.views.filtering import (
@@ -128,7 +128,7 @@ def _form_page(form: DealForm, service: DealService, deal_id: uuid.UUID | None, 
 def _saved(deal_id: uuid.UUID, message: str) -> Response:
     flash(message, "info")
     url = url_for("deals.detail", deal_id=deal_id)
-    return hx_trigger(hx_location(url), CHANGED) if wants_fragment() else redirect(url, 303)
+    return hx_trigger(hx_location(url), CHANGED) if wants_fragment() else see_other(url)
 
 
 @bp.get("/deals/new")
@@ -210,7 +210,7 @@ def reopen(deal_id: uuid.UUID):
 
 def _detail_changed(deal_id: uuid.UUID, message: str) -> Response:
     if not wants_fragment():
-        return redirect(url_for("deals.detail", deal_id=deal_id), 303)
+        return see_other(url_for("deals.detail", deal_id=deal_id))
     response = render_page(
         "deals/detail.html", block="deal_summary", detail=_service().detail(deal_id), lost_form=LostForm()
     )

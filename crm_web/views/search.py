@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from flask import Blueprint, url_for
 from flask_login import current_user
@@ -20,7 +21,8 @@ def hit_url(kind: str, hit_id: uuid.UUID) -> str:
     """Where a hit links to: the record's detail page (the entity registry names it)."""
     found = entity(kind)
     assert found.detail_endpoint is not None  # only entities with a detail page are searched
-    return url_for(found.detail_endpoint, **{found.id_arg: hit_id})
+    values: dict[str, Any] = {found.id_arg: hit_id}
+    return url_for(found.detail_endpoint, **values)
 
 
 @bp.get("/search")

@@ -8,12 +8,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from crm_web.extensions import db
 from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, OPEN_ACTIVITY_STATUSES, Activity, utcnow
 from crm_web.services.base import Actor
+from crm_web.services.sql import AnySelect, session_or_default
 from crm_web.services.stats import tallies
 from crm_web.services.stats.cache import cached_stats
 from crm_web.services.stats.units import day_bounds, week_bounds
@@ -31,7 +31,7 @@ def activity_stats(
         actor.org_id,
         "activities",
         f"activity_stats:{user_id or 'all'}",
-        lambda: compute_activity_stats(session or db.session, actor.org_id, user_id=user_id, now=now or utcnow()),
+        lambda: compute_activity_stats(session_or_default(session), actor.org_id, user_id=user_id, now=now or utcnow()),
     )
 
 
@@ -75,7 +75,7 @@ def _live_count(org_id: uuid.UUID, user_id: uuid.UUID | None, *criteria: ColumnE
     )
 
 
-def live_activities(stmt: Select[Any], org_id: uuid.UUID, user_id: uuid.UUID | None) -> Select[Any]:
+def live_activities(stmt: AnySelect, org_id: uuid.UUID, user_id: uuid.UUID | None) -> AnySelect:
     """The organisation's live activities, or one owner's."""
     stmt = stmt.where(Activity.org_id == org_id, Activity.deleted_at.is_(None))
     return stmt if user_id is None else stmt.where(Activity.owner_id == user_id)

@@ -81,7 +81,7 @@ def _stale(session: Session) -> set[tuple[str, str]]:
 @event.listens_for(Session, "after_flush")
 def _note_flushed_rows(session: Session, flush_context: Any) -> None:
     for obj in chain(session.new, session.dirty, session.deleted):
-        domain = DOMAIN_OF_TABLE.get(getattr(obj, "__tablename__", None))
+        domain = DOMAIN_OF_TABLE.get(getattr(obj, "__tablename__", ""))
         if domain and getattr(obj, "org_id", None):
             _stale(session).add((str(obj.org_id), domain))
 
@@ -90,7 +90,7 @@ def _note_flushed_rows(session: Session, flush_context: Any) -> None:
 def _note_bulk_statements(state: ORMExecuteState) -> None:
     if not (state.is_update or state.is_delete or state.is_insert) or state.bind_mapper is None:
         return
-    domain = DOMAIN_OF_TABLE.get(state.bind_mapper.local_table.name)
+    domain = DOMAIN_OF_TABLE.get(getattr(state.bind_mapper.local_table, "name", ""))
     if domain:
         _stale(state.session).add((state.session.info.get(CURRENT_ORG_INFO_KEY) or EVERY_ORG, domain))
 

@@ -12,11 +12,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from crm_web.extensions import db
 from crm_web.services.base import Actor
+from crm_web.services.sql import session_or_default
 from crm_web.services.stats import tallies
 from crm_web.services.stats.units import ZERO, money, month_key
 
@@ -45,7 +46,16 @@ class ForecastMonth:
 
 
 def derive_pipeline_stats(
-    total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted, average_size, average_days
+    total: Any,
+    open_count: Any,
+    won_count: Any,
+    lost_count: Any,
+    open_value: Any,
+    won_value: Any,
+    lost_value: Any,
+    weighted: Any,
+    average_size: Any,
+    average_days: Any,
 ) -> PipelineStats:
     """The one place the derived numbers (win rate, rounding) are computed, whichever query counted."""
     closed = int(won_count) + int(lost_count)
@@ -158,7 +168,7 @@ def rollup(
 ) -> DealRollup:
     """The dashboard's deal numbers, from the tallies the database keeps (services/stats/tallies.py):
     a few hundred rows instead of every deal, folded into the windows here."""
-    session = session or db.session
+    session = session_or_default(session)
     since = closed_since.date()
     folded: dict[tuple, list] = {}
     for group in tallies.deal_groups(session, actor.org_id, owner_id=owner_id):
