@@ -14,11 +14,33 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, func
 
-from crm_web.filters.fields import ACTIVITY_FILTERS, COMPANY_FILTERS, CONTACT_FILTERS, DEAL_FILTERS, LEAD_FILTERS
 from crm_web.filters.types import FilterField
-from crm_web.models import Activity, Company, Contact, Deal, Lead, company_tags, contact_tags, deal_tags, lead_tags
+from crm_web.models import (
+    ACTIVITY_PRIORITIES,
+    ACTIVITY_STATUSES,
+    ACTIVITY_TYPES,
+    COMPANY_SIZES,
+    CONTACT_STATUSES,
+    CURRENCIES,
+    DEAL_STATUSES,
+    LEAD_SOURCES,
+    LEAD_STATUSES,
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    Lead,
+    PipelineStage,
+    Tag,
+    company_tags,
+    contact_tags,
+    deal_tags,
+    lead_tags,
+)
 from crm_web.models.mixins import full_name
 from crm_web.services.trash_rules import refresh_contacts_of_activities, rehome_deals
+
+F = FilterField
 
 
 @dataclass(frozen=True)
@@ -65,6 +87,8 @@ class Entity:
     label: str  # "Contact"
     plural: str  # "contacts": messages, blueprint, organisation counts
     model: Any
+    # The filter whitelist: the only fields a URL can filter on, and how. The names appear in shared
+    # links: renaming one breaks bookmarks.
     filters: Mapping[str, FilterField]
     trash: TrashRule
     # The list's search box: the words match any of these (services/text_search); `surname` ranks
@@ -129,7 +153,25 @@ CONTACT = Entity(
     label="Contact",
     plural="contacts",
     model=Contact,
-    filters=CONTACT_FILTERS,
+    filters={
+        "name": F.text("Name", Contact.first_name, Contact.last_name),
+        "email": F.text("Email", Contact.email),
+        "phone": F.text("Phone", Contact.phone, Contact.mobile),
+        "title": F.text("Job title", Contact.title),
+        "department": F.text("Department", Contact.department),
+        "company": F.text("Company", Company.name, via=Contact.primary_company),
+        "city": F.text("City", Contact.city),
+        "country": F.text("Country", Contact.country),
+        "status": F.choice("Status", Contact.status, CONTACT_STATUSES),
+        "source": F.choice("Lead source", Contact.lead_source, LEAD_SOURCES),
+        "owner": F.uuid("Owner", Contact.owner_id),
+        "doNotContact": F.boolean("Do not contact", Contact.do_not_contact),
+        "birthday": F.date("Birthday", Contact.birthday),
+        "lastActivity": F.datetime("Last activity", Contact.last_activity_at),
+        "created": F.datetime("Created", Contact.created_at),
+        "updated": F.datetime("Updated", Contact.updated_at),
+        "tags": F.tag("Tags", Contact.tags, Tag.id),
+    },
     trash=TrashRule(label=_person_label(Contact)),
     searched=(full_name(Contact.first_name, Contact.last_name), Contact.email),
     surname=Contact.last_name,
@@ -164,7 +206,22 @@ COMPANY = Entity(
     label="Company",
     plural="companies",
     model=Company,
-    filters=COMPANY_FILTERS,
+    filters={
+        "name": F.text("Name", Company.name),
+        "email": F.text("Email", Company.email),
+        "phone": F.text("Phone", Company.phone),
+        "website": F.text("Website", Company.website),
+        "industry": F.text("Industry", Company.industry),
+        "city": F.text("City", Company.city),
+        "country": F.text("Country", Company.country),
+        "size": F.choice("Size", Company.size, COMPANY_SIZES),
+        "employees": F.number("Employees", Company.employee_count),
+        "revenue": F.money("Annual revenue", Company.annual_revenue),
+        "owner": F.uuid("Owner", Company.owner_id),
+        "created": F.datetime("Created", Company.created_at),
+        "updated": F.datetime("Updated", Company.updated_at),
+        "tags": F.tag("Tags", Company.tags, Tag.id),
+    },
     trash=TrashRule(label=Company.name),
     searched=(Company.name, Company.industry, Company.city, Company.website),
     global_search=GlobalSearch(title="Companies", label=Company.name, detail=Company.city, searched=(Company.name,)),
@@ -195,7 +252,23 @@ LEAD = Entity(
     label="Lead",
     plural="leads",
     model=Lead,
-    filters=LEAD_FILTERS,
+    filters={
+        "name": F.text("Name", Lead.first_name, Lead.last_name),
+        "email": F.text("Email", Lead.email),
+        "phone": F.text("Phone", Lead.phone),
+        "title": F.text("Job title", Lead.title),
+        "company": F.text("Company", Lead.company_name),
+        "website": F.text("Website", Lead.website),
+        "status": F.choice("Status", Lead.status, LEAD_STATUSES),
+        "source": F.choice("Source", Lead.source, LEAD_SOURCES),
+        "score": F.number("Score", Lead.score),
+        "value": F.money("Estimated value", Lead.estimated_value),
+        "owner": F.uuid("Owner", Lead.owner_id),
+        "converted": F.datetime("Converted", Lead.converted_at),
+        "created": F.datetime("Created", Lead.created_at),
+        "updated": F.datetime("Updated", Lead.updated_at),
+        "tags": F.tag("Tags", Lead.tags, Tag.id),
+    },
     trash=TrashRule(label=_person_label(Lead)),
     # full_name: the same expression as the trigram index on leads, so the search can use it.
     searched=(full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name),
@@ -233,7 +306,27 @@ DEAL = Entity(
     label="Deal",
     plural="deals",
     model=Deal,
-    filters=DEAL_FILTERS,
+    filters={
+        "name": F.text("Name", Deal.name),
+        "value": F.money("Value", Deal.value),
+        "currency": F.choice("Currency", Deal.currency, CURRENCIES),
+        "probability": F.number("Probability (%)", Deal.probability),
+        "status": F.choice("Status", Deal.status, DEAL_STATUSES),
+        "pipeline": F.uuid("Pipeline", Deal.pipeline_id),
+        "stage": F.uuid("Stage", Deal.stage_id),
+        "stageName": F.text("Stage name", PipelineStage.name, via=Deal.stage),
+        "company": F.text("Company", Company.name, via=Deal.company),
+        "contact": F.text("Contact", Contact.first_name, Contact.last_name, via=Deal.contact),
+        "source": F.choice("Source", Deal.source, LEAD_SOURCES),
+        "lostReason": F.text("Lost reason", Deal.lost_reason),
+        "owner": F.uuid("Owner", Deal.owner_id),
+        "expectedClose": F.date("Expected close", Deal.expected_close_date),
+        "closed": F.datetime("Closed", Deal.closed_at),
+        "stageChanged": F.datetime("Stage changed", Deal.stage_changed_at),
+        "created": F.datetime("Created", Deal.created_at),
+        "updated": F.datetime("Updated", Deal.updated_at),
+        "tags": F.tag("Tags", Deal.tags, Tag.id),
+    },
     trash=TrashRule(label=Deal.name, rehome=rehome_deals),
     searched=(Deal.name,),
     global_search=GlobalSearch(title="Deals", label=Deal.name, detail=Deal.status, searched=(Deal.name,)),
@@ -263,7 +356,22 @@ ACTIVITY = Entity(
     label="Activity",
     plural="activities",
     model=Activity,
-    filters=ACTIVITY_FILTERS,
+    filters={
+        "subject": F.text("Subject", Activity.subject),
+        "description": F.text("Description", Activity.description),
+        "type": F.choice("Type", Activity.type, ACTIVITY_TYPES),
+        "status": F.choice("Status", Activity.status, ACTIVITY_STATUSES),
+        "priority": F.choice("Priority", Activity.priority, ACTIVITY_PRIORITIES),
+        "owner": F.uuid("Owner", Activity.owner_id),
+        "due": F.datetime("Due", Activity.due_at),
+        "completed": F.datetime("Completed", Activity.completed_at),
+        "duration": F.number("Duration (minutes)", Activity.duration_minutes),
+        "contact": F.text("Contact", Contact.first_name, Contact.last_name, via=Activity.contact),
+        "company": F.text("Company", Company.name, via=Activity.company),
+        "deal": F.text("Deal", Deal.name, via=Activity.deal),
+        "lead": F.text("Lead", Lead.first_name, Lead.last_name, via=Activity.lead),
+        "created": F.datetime("Created", Activity.created_at),
+    },
     trash=TrashRule(label=Activity.subject, dependents=refresh_contacts_of_activities),
     searched=(Activity.subject,),
 )

@@ -215,13 +215,13 @@ def test_unknown_view_is_bad_request(actor):
 
 
 def test_list_search_scope_and_filter(fixture_set, users):
+    from crm_web.entities import ACTIVITY
     from crm_web.filters import parse_filter
-    from crm_web.filters.fields import ACTIVITY_FILTERS
 
     service = service_for(users["manager"])
     assert service.list_page(q="zzz-none").total == 0
     assert {a.id for a in service.list_page(scope="mine").items} == {fixture_set["manager_call"].id}
-    spec = parse_filter({"f": "type.equals.call"}, ACTIVITY_FILTERS)
+    spec = parse_filter({"f": "type.equals.call"}, ACTIVITY.filters)
     assert service.list_page(filter_spec=spec).total == 2
 
 

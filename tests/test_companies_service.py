@@ -12,7 +12,6 @@ from crm_web.entities import COMPANY
 from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
 from crm_web.filters import parse_filter
-from crm_web.filters.fields import COMPANY_FILTERS
 from crm_web.models import Company, Contact, ContactCompany, Deal, RecordHistory
 from crm_web.services.activities import ActivityService, Links
 from crm_web.services.base import Actor
@@ -83,7 +82,7 @@ def test_list_search_scope_sort_and_filter(users, world):
     assert [r.company.name for r in svc.list_page(sort="-name").items] == ["Bare Ltd", "Acme Corp"]
     assert [r.company.name for r in svc.list_page(sort="-contacts").items] == ["Acme Corp", "Bare Ltd"]
     assert [r.company.name for r in svc.list_page(sort="open_value").items] == ["Bare Ltd", "Acme Corp"]
-    spec = parse_filter(MultiDict([("f", "industry.equals.Retail")]), COMPANY_FILTERS)
+    spec = parse_filter(MultiDict([("f", "industry.equals.Retail")]), COMPANY.filters)
     assert [r.company.name for r in svc.list_page(filter_spec=spec).items] == ["Bare Ltd"]
 
 

@@ -9,10 +9,10 @@ import uuid
 import pytest
 from sqlalchemy import select, text
 
+from crm_web.entities import CONTACT
 from crm_web.errors import BadRequest, NotFound, PermissionDenied
 from crm_web.extensions import db
 from crm_web.filters import parse_filter
-from crm_web.filters.fields import CONTACT_FILTERS
 from crm_web.models import Contact, contact_tags
 from crm_web.services.activities import ActivityService, Links
 from crm_web.services.base import Actor
@@ -26,7 +26,7 @@ XSS = '<script>alert("x")</script>'
 def spec(**args):
     from werkzeug.datastructures import MultiDict
 
-    return parse_filter(MultiDict(list(args.items())), CONTACT_FILTERS)
+    return parse_filter(MultiDict(list(args.items())), CONTACT.filters)
 
 
 @pytest.fixture
@@ -486,9 +486,9 @@ def test_builder_pins_each_rows_error_on_that_row():
         ]
     )
     with pytest.raises(ValidationError) as caught:
-        parse_filter(args, CONTACT_FILTERS)
+        parse_filter(args, CONTACT.filters)
     assert "not an operator" in caught.value.message
-    builder = builder_from_rows(parse_rows(args, CONTACT_FILTERS))
+    builder = builder_from_rows(parse_rows(args, CONTACT.filters))
     assert [r.field for r in builder.rows] == ["status"] and builder.rows[0].error == ""
     group = builder.groups[0]
     assert group.match == "any" and [r.op for r in group.rows] == ["contains", "bogus"]

@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
-from crm_web.entities import ENTITIES
+from crm_web.entities import CONTACT, DEAL, ENTITIES
 from crm_web.extensions import db
 from crm_web.filters import FieldType, compile_filter, describe_fields, parse_filter
-from crm_web.filters.fields import CONTACT_FILTERS, DEAL_FILTERS
 from crm_web.filters.types import OPERATOR_ARITY, OPERATORS_BY_TYPE
 from crm_web.models import Contact, Deal, contact_tags, deal_tags
 from tests import factories
@@ -70,8 +69,8 @@ def test_whitelists_describe_themselves(app) -> None:
 
 
 def contact_codes(org, query: list[tuple[str, str]]) -> list[str]:
-    spec = parse_filter(MultiDict(query), CONTACT_FILTERS)
-    clause = compile_filter(spec, CONTACT_FILTERS, now=NOW)
+    spec = parse_filter(MultiDict(query), CONTACT.filters)
+    clause = compile_filter(spec, CONTACT.filters, now=NOW)
     stmt = select(Contact.first_name).where(Contact.org_id == org.id, clause).order_by(Contact.first_name)
     return list(db.session.scalars(stmt))
 
@@ -105,9 +104,9 @@ def test_contact_filters_on_real_rows(app, org, other_org, users) -> None:
     ]
     assert contact_codes(org, [("f", "created.before.2000-01-01")]) == []
     # Without an injected clock, relative ranges are anchored on the current UTC time.
-    spec = parse_filter(MultiDict([("f", "created.inRange.last7Days")]), CONTACT_FILTERS)
+    spec = parse_filter(MultiDict([("f", "created.inRange.last7Days")]), CONTACT.filters)
     stmt = (
-        select(func.count()).select_from(Contact).where(Contact.org_id == org.id, compile_filter(spec, CONTACT_FILTERS))
+        select(func.count()).select_from(Contact).where(Contact.org_id == org.id, compile_filter(spec, CONTACT.filters))
     )
     assert db.session.scalar(stmt) == 2
 
@@ -132,8 +131,8 @@ def test_deal_filters_follow_relations_without_inflating_counts(app, org) -> Non
     db.session.commit()
 
     def count(raw: list[str]) -> int:
-        spec = parse_filter(MultiDict([("f", r) for r in raw]), DEAL_FILTERS)
-        clause = compile_filter(spec, DEAL_FILTERS, now=NOW)
+        spec = parse_filter(MultiDict([("f", r) for r in raw]), DEAL.filters)
+        clause = compile_filter(spec, DEAL.filters, now=NOW)
         return db.session.scalar(select(func.count()).select_from(Deal).where(Deal.org_id == org.id, clause))
 
     assert count(["tags.in." + ",".join(str(t.id) for t in tags)]) == 1

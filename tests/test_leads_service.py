@@ -12,7 +12,6 @@ from crm_web.entities import LEAD
 from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
 from crm_web.filters import parse_filter
-from crm_web.filters.fields import LEAD_FILTERS
 from crm_web.models import Company, Contact, Deal, Lead, RecordHistory, lead_tags
 from crm_web.services.activities import ActivityService, Links
 from crm_web.services.base import Actor
@@ -52,7 +51,7 @@ def test_list_search_scope_sort_filter(users, org, other_org):
     assert [lead.first_name for lead in svc.list_page(scope="mine").items] == ["Ann"]
     assert [lead.first_name for lead in svc.list_page(sort="-score").items] == ["Ben", "Ann"]
     assert [lead.first_name for lead in svc.list_page(sort="name").items] == ["Ben", "Ann"]
-    spec = parse_filter(MultiDict([("f", "status.equals.qualified")]), LEAD_FILTERS)
+    spec = parse_filter(MultiDict([("f", "status.equals.qualified")]), LEAD.filters)
     assert [lead.first_name for lead in svc.list_page(filter_spec=spec).items] == ["Ben"]
     with pytest.raises(BadRequest):
         svc.list_page(sort="nope")

@@ -1,6 +1,6 @@
 """Advanced list filters: types.py (fields, operators, the spec), grammar.py (URL parsing row by row and
-the canonical encoding), compile.py (one SQL clause), describe.py (what the builder offers), fields.py
-(each entity's whitelist, declared through crm_web/entities.py)."""
+the canonical encoding), compile.py (one SQL clause), describe.py (what the builder offers). Each
+entity's whitelist is declared in crm_web/entities.py."""
 
 from crm_web.filters.compile import compile_filter
 from crm_web.filters.describe import describe_fields
