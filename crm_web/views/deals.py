@@ -8,28 +8,20 @@ from typing import Any
 from flask import Blueprint, Response, flash, redirect, url_for
 from flask_login import current_user
 
-from crm_web.csv_export import entity_csv_response
 from crm_web.entities import DEAL
 from crm_web.errors import BadRequest, Conflict, ValidationError
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.forms.deals import DealForm, LostForm
 from crm_web.htmx import hx_location, hx_trigger, wants_fragment
-from crm_web.params import get_uuid_list, get_uuid_param
-from crm_web.rendering import plural, render_page, see_other, with_toast, with_undo
+from crm_web.params import get_uuid_param
+from crm_web.rendering import render_page, see_other, with_toast, with_undo
 from crm_web.services.base import Actor
 from crm_web.services.deals import DealService
-from crm_web.views.filtering import (
-    FilterBuilder,
-    builder_fields,
-    parse_export_query,
-    parse_filtered_list_query,
-    render_list_page,
-)
-from crm_web.views.listing import ListQuery
+from crm_web.views.filtering import builder_fields
+from crm_web.views.generic import ListViews
 
 bp = Blueprint("deals", __name__)
 
-TABLE = "#deal-table"
 CHANGED = "deals-changed"  # dashboard panels (and anything else showing deals) refresh on it
 
 
@@ -42,74 +34,13 @@ def fields_meta(service: DealService) -> list[dict[str, Any]]:
     return builder_fields(DEAL.filter_fields(), tags=choices.tags, choices={"owner": choices.owners})
 
 
-# --- list ------------------------------------------------------------------------------------
-
-
-def list_context(service: DealService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
-    """The list page and its table block: count, rows with relations, tags, filter choices."""
-    page = service.list_page(
-        filter_spec=query.filter_spec,
-        q=query.q,
-        scope=query.scope,
-        sort=query.sort,
-        page=query.page,
-        per_page=query.per_page,
-    )
-    return {
-        "page": page,
-        "query": query,
-        "builder": builder,
-        "fields_meta": fields_meta(service),
-        "list_url": url_for("deals.index"),
-        "pipelines": {p.id: p for p in service.pipelines.pipeline_list()},
-    }
-
-
-@bp.get("/deals")
-def index():
-    query, builder = parse_filtered_list_query(DEAL.filter_fields())
-    return render_list_page("deals/index.html", table_block="deal_table", **list_context(_service(), query, builder))
-
-
-@bp.get("/deals/export.csv")
-def export():
-    query = parse_export_query(DEAL.filter_fields())
-    rows = _service().export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
-    return entity_csv_response(DEAL, rows)
-
-
-def _table(service: DealService, query: ListQuery, builder: FilterBuilder) -> Any:
-    """After a POST from the list: the table block with the list state of the query string."""
-    if not wants_fragment():
-        return redirect(query.url(url_for("deals.index")), 303)
-    return hx_trigger(
-        render_page("deals/index.html", block="deal_table", **list_context(service, query, builder)), CHANGED
-    )
-
-
-# --- bulk delete (the list's per-row delete is a bulk delete of one) ---------------------------
-
-
-@bp.post("/deals/bulk/delete")
-def bulk_delete():
-    query, builder = parse_filtered_list_query(DEAL.filter_fields())
-    service = _service()
-    deleted = service.delete_many(get_uuid_list("ids"))
-    return with_undo(
-        _table(service, query, builder),
-        f"Deleted {plural(len(deleted), 'deal')}.",
-        undo_url=query.url(url_for("deals.restore_many")),
-        ids=deleted,
-        target=TABLE,
-    )
-
-
-@bp.post("/deals/bulk/restore")
-def restore_many():
-    query, builder = parse_filtered_list_query(DEAL.filter_fields())
-    service = _service()
-    restored = service.restore_many(get_uuid_list("ids"))
-    return with_toast(_table(service, query, builder), f"Restored {plural(len(restored), 'deal')}.")
+ListViews(
+    bp,
+    DEAL,
+    DealService,
+    changed_event=CHANGED,
+    extra_context=lambda service: {"pipelines": {p.id: p for p in service.pipelines.pipeline_list()}},
+)
 
 
 # --- detail and forms ------------------------------------------------------------------------
