@@ -132,6 +132,11 @@ class VersionedMixin:
         return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]  # a mixin of a mapped class
 
 
+class RecordMixin(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin, VersionedMixin):
+    """What every entity's table has (crm_web/entities.py): an id, timestamps, an organisation, an owner,
+    soft delete and a version for optimistic locking."""
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _hide_soft_deleted_rows(state: ORMExecuteState) -> None:
     if (

@@ -154,15 +154,7 @@ class ActivityService(BaseService[Activity]):
         clause = self.filter_clause(filter_spec)
         if clause is not None:
             criteria.append(clause)
-        order = self.search_order(sort, None)
-        query = self.optimized_query()
-        return self.paginate(
-            lambda found: self.session.scalars(query.where(Activity.id.in_(found)).order_by(*order)).unique(),
-            criteria=criteria,
-            order=order,
-            page=page,
-            per_page=per_page,
-        )
+        return self.page_of(criteria, None, sort=sort, page=page, per_page=per_page)
 
     def upcoming(self, *, days: int = UPCOMING_DAYS, limit: int = 10, now: datetime | None = None) -> list[Activity]:
         """Open activities due in the next `days` days, soonest first."""

@@ -9,7 +9,7 @@ and write the record history in that same transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -30,6 +30,8 @@ from crm_web.services.text_search import TextMatch, correct_spelling, match_term
 
 if TYPE_CHECKING:
     from crm_web.entities import Entity
+
+EXPORT_BATCH = 500  # rows fetched at a time while an export streams
 
 M = TypeVar("M")
 T = TypeVar("T")
@@ -248,19 +250,64 @@ class BaseService(Generic[M]):
         page: int = 1,
         per_page: int = 25,
     ) -> Page[Any]:
-        """One page of the list: search, "mine" and the filter, in the requested order (override to add
-        what a row shows)."""
-        criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
+        """One page of the list: search, "mine" and the filter, in the requested order; a search puts the
+        best match first unless sorted. Unknown sort keys: BadRequest, before any list statement runs."""
+        criteria, match = self.list_criteria(filter_spec=filter_spec, q=q, scope=scope)
+        return self.page_of(criteria, match, sort=sort, page=page, per_page=per_page)
+
+    def page_of(
+        self,
+        criteria: Sequence[ColumnElement[bool]],
+        match: TextMatch | None,
+        *,
+        sort: str | None,
+        page: int,
+        per_page: int,
+    ) -> Page[Any]:
         order = self.search_order(sort, match)
-        query = self.optimized_query()
         return self.paginate(
-            lambda found: self.session.scalars(query.where(self.model.id.in_(found)).order_by(*order)).unique(),
+            lambda found: self.page_rows(found, order),
             criteria=criteria,
             order=order,
             page=page,
             per_page=per_page,
+            ids=self.list_ids(),
             searched=match is not None,
         )
+
+    def export_rows(
+        self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None
+    ) -> Iterator[Any]:
+        """Every row of the filtered, searched list, fetched in batches (for a streamed CSV); the rows are
+        what the entity's CSV columns read. Bad input (an unknown sort) raises here, before the response
+        starts streaming."""
+        criteria, match = self.list_criteria(filter_spec=filter_spec, q=q, scope=scope)
+        stmt = self.export_query().where(*criteria).order_by(*self.search_order(sort, match))
+        return self.export_stream(stmt.execution_options(yield_per=EXPORT_BATCH))
+
+    # The list's hooks: override what a row shows, not the paging.
+
+    def list_criteria(
+        self, *, filter_spec: Any = None, q: str = "", scope: str = "all"
+    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
+        """The list's WHERE clauses and the search's ranking (default: search_criteria)."""
+        return self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
+
+    def list_ids(self) -> AnySelect | None:
+        """The ids the page is cut from, with any joins the sort keys need (default: the model's ids)."""
+        return None
+
+    def page_rows(self, found: Any, order: Sequence[Any]) -> Iterable[Any]:
+        """The rows of one page (`found`: their ids), with what a row shows."""
+        stmt = self.optimized_query().where(self.model.id.in_(found)).order_by(*order)
+        return self.session.scalars(stmt).unique()
+
+    def export_query(self) -> AnySelect:
+        """The export's select, with what its CSV columns read."""
+        return self.optimized_query()
+
+    def export_stream(self, stmt: AnySelect) -> Iterator[Any]:
+        return iter(self.session.scalars(stmt))
 
     # --- pickers -----------------------------------------------------------------
 

@@ -10,7 +10,7 @@ tags). Soft-deleting a company keeps its contacts and deals: nothing cascades.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -23,12 +23,10 @@ from crm_web.errors import ValidationError
 from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory
 from crm_web.services.base import BaseService
 from crm_web.services.history import history_for
-from crm_web.services.pagination import Page
 from crm_web.services.sql import AnySelect
 
 DETAIL_DEALS_LIMIT = 50
 COMPANY_CONTACTS_LIMIT = 200
-EXPORT_BATCH = 500
 
 
 @dataclass
@@ -164,55 +162,20 @@ class CompanyService(BaseService[Company]):
 
     # --- reading -----------------------------------------------------------------------
 
-    def list_page(
-        self,
-        *,
-        q: str = "",
-        scope: str = "all",
-        filter_spec: Any = None,
-        sort: str | None = None,
-        page: int = 1,
-        per_page: int = 25,
-    ) -> Page[CompanyRow]:
-        """One page of companies with contact count and open deal value: three statements."""
-        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
-        order = self.search_order(sort, match)  # validates `sort` before the list's statements run
+    def page_rows(self, found: Any, order: Sequence[Any]) -> list[CompanyRow]:
+        stmt = self._rows_query().options(selectinload(Company.tags)).where(Company.id.in_(found))
+        return list(self.export_stream(stmt.order_by(*order)))
 
-        def rows(found: Any) -> list[CompanyRow]:
-            stmt = self._rows_query().options(selectinload(Company.tags)).where(Company.id.in_(found))
-            return self._rows(stmt.order_by(*order))
-
-        return self.paginate(
-            rows, criteria=criteria, order=order, page=page, per_page=per_page, searched=match is not None
-        )
+    def export_query(self) -> AnySelect:
+        return self._rows_query()
 
     def _rows_query(self) -> AnySelect:
         return self.scoped(select(Company, contact_count_expr(self.org_id), open_deal_value_expr(self.org_id))).options(
             joinedload(Company.owner)
         )
 
-    def _rows(self, stmt: AnySelect) -> list[CompanyRow]:
-        return [
-            CompanyRow(company, int(contacts or 0), Decimal(open_value or 0))
-            for company, contacts, open_value in self.session.execute(stmt).all()
-        ]
-
-    def export_rows(
-        self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
-    ) -> Iterator[CompanyRow]:
-        """Every company of the filtered list (owner loaded), fetched in batches (for a streamed CSV).
-
-        Bad input (an unknown sort) raises here, before the response starts streaming."""
-        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
-        stmt = (
-            self._rows_query()
-            .where(*criteria)
-            .order_by(*self.search_order(sort, match))
-            .execution_options(yield_per=EXPORT_BATCH)
-        )
-        return self._stream_rows(stmt)
-
-    def _stream_rows(self, stmt: AnySelect) -> Iterator[CompanyRow]:
+    def export_stream(self, stmt: AnySelect) -> Iterator[CompanyRow]:
+        """Rows with their contact count and open deal value."""
         for company, contacts, open_value in self.session.execute(stmt):
             yield CompanyRow(company, int(contacts or 0), Decimal(open_value or 0))
 

@@ -32,10 +32,7 @@ from crm_web.models import (
 )
 from crm_web.services.base import BaseService
 from crm_web.services.history import history_for, record_change
-from crm_web.services.pagination import Page
 from crm_web.services.sql import AnySelect
-
-EXPORT_BATCH = 500
 
 
 @dataclass
@@ -151,48 +148,19 @@ class ContactService(BaseService[Contact]):
             .options(contains_eager(Contact.primary_company), contains_eager(Contact.owner), selectinload(Contact.tags))
         )
 
-    def list_page(
-        self,
-        *,
-        filter_spec: Any = None,
-        q: str = "",
-        scope: str = "all",
-        sort: str | None = None,
-        page: int = 1,
-        per_page: int = 25,
-    ) -> Page[ContactRow]:
-        """One page of contacts with deal/activity counts; a search puts the best match first unless sorted."""
-        criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
-        order = self.search_order(sort, match)  # validates `sort` before the list's statements run
-
-        def rows(found: Any) -> list[ContactRow]:
-            result = self.session.execute(self._rows_query().where(Contact.id.in_(found)).order_by(*order)).unique()
-            return [ContactRow(contact, deals or 0, activities or 0) for contact, deals, activities in result]
-
+    def list_ids(self) -> AnySelect:
         # The joins only serve the company/owner sorts; PostgreSQL drops them when the order does not use them.
-        ids = self.scoped(select(Contact.id)).outerjoin(Contact.primary_company).outerjoin(Contact.owner)
-        return self.paginate(
-            rows, criteria=criteria, order=order, page=page, per_page=per_page, ids=ids, searched=match is not None
-        )
+        return self.scoped(select(Contact.id)).outerjoin(Contact.primary_company).outerjoin(Contact.owner)
 
-    def export_rows(
-        self,
-        *,
-        filter_spec: Any = None,
-        q: str = "",
-        scope: str = "all",
-        sort: str | None = None,
-    ) -> Iterator[ContactRow]:
-        """Every contact of the filtered, searched list, fetched in batches (for a streamed CSV).
+    def page_rows(self, found: Any, order: Sequence[Any]) -> list[ContactRow]:
+        return list(self.export_stream(self._rows_query().where(Contact.id.in_(found)).order_by(*order)))
 
-        Bad input (an unknown sort) raises here, before the response starts streaming."""
-        criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
-        stmt = self._rows_query().where(*criteria).order_by(*self.search_order(sort, match))
-        return self._stream_rows(stmt)
+    def export_query(self) -> AnySelect:
+        return self._rows_query()
 
-    def _stream_rows(self, stmt: Any) -> Iterator[ContactRow]:
-        result = self.session.execute(stmt.execution_options(yield_per=EXPORT_BATCH))
-        for contact, deals, activities in result:
+    def export_stream(self, stmt: AnySelect) -> Iterator[ContactRow]:
+        """Rows with their deal and activity counts."""
+        for contact, deals, activities in self.session.execute(stmt):
             yield ContactRow(contact, deals or 0, activities or 0)
 
     def form_choices(self) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:

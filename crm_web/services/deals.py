@@ -22,13 +22,11 @@ from crm_web.services.base import BaseService
 from crm_web.services.deal_stages import apply_stage
 from crm_web.services.history import history_for, snapshot_changes
 from crm_web.services.integrity import integrity_to_validation
-from crm_web.services.pagination import Page
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
 from crm_web.services.sql import AnySelect
-from crm_web.services.text_search import text_match
+from crm_web.services.text_search import TextMatch, text_match
 
 EXPORT_LIMIT = 50_000
-EXPORT_BATCH = 500
 CHOICE_LIMIT = 500
 
 
@@ -120,44 +118,17 @@ class DealService(BaseService[Deal]):
             clauses.append(Deal.owner_id == self.actor.user_id)
         return clauses
 
-    def list_page(
-        self,
-        *,
-        filter_spec: Any = None,
-        q: str = "",
-        scope: str = "all",
-        sort: str | None = None,
-        page: int = 1,
-        per_page: int = 25,
-    ) -> Page[Deal]:
-        """One page of deals: a count, the rows with their relations joined, and the tags."""
-        order = self.search_order(sort, None)
-        query = self.optimized_query()
-        return self.paginate(
-            lambda found: self.session.scalars(query.where(Deal.id.in_(found)).order_by(*order)).unique(),
-            criteria=self.criteria(filter_spec=filter_spec, q=q, scope=scope),
-            order=order,
-            page=page,
-            per_page=per_page,
-        )
+    def list_criteria(
+        self, *, filter_spec: Any = None, q: str = "", scope: str = "all"
+    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
+        """The exact words only, no typo tier: the board filters by the same criteria."""
+        return self.criteria(filter_spec=filter_spec, q=q, scope=scope), None
 
-    def export_rows(
-        self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None
-    ) -> Iterator[DealRow]:
-        """Every deal of the filtered list with its pipeline and stage, streamed in batches.
+    def export_query(self) -> AnySelect:
+        return self.scoped().options(*self.card_loads()).limit(EXPORT_LIMIT)
 
-        Bad input (an unknown sort) raises here, before the response starts streaming."""
-        stmt = (
-            self.scoped()
-            .options(*self.card_loads())
-            .where(*self.criteria(filter_spec=filter_spec, q=q, scope=scope))
-            .order_by(*self.search_order(sort, None))
-            .limit(EXPORT_LIMIT)
-            .execution_options(yield_per=EXPORT_BATCH)
-        )
-        return self._export_rows(stmt)
-
-    def _export_rows(self, stmt: Any) -> Iterator[DealRow]:
+    def export_stream(self, stmt: AnySelect) -> Iterator[DealRow]:
+        """Deals with their pipeline and stage from the cached pipelines."""
         pipelines = {p.id: p for p in self.pipelines.pipeline_list()}
         for deal in self.session.scalars(stmt):
             pipeline = pipelines.get(deal.pipeline_id)

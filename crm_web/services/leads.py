@@ -10,7 +10,6 @@ simultaneous conversions cannot both succeed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -40,7 +39,6 @@ CONVERTED = "converted"
 # Statuses a click can set; "converted" is only reached by converting.
 MANUAL_STATUSES = tuple(value for value, _ in LEAD_STATUSES if value != CONVERTED)
 SOURCE_VALUES = frozenset(value for value, _ in LEAD_SOURCES)
-EXPORT_BATCH = 500
 
 
 @dataclass
@@ -94,19 +92,8 @@ class LeadService(BaseService[Lead]):
 
     # --- reading -----------------------------------------------------------------------
 
-    def export_rows(
-        self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
-    ) -> Iterator[Lead]:
-        """Every lead of the filtered list (owner loaded), fetched in batches (for a streamed CSV)."""
-        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
-        stmt = (
-            self.scoped()
-            .options(joinedload(Lead.owner))
-            .where(*criteria)
-            .order_by(*self.search_order(sort, match))
-            .execution_options(yield_per=EXPORT_BATCH)
-        )
-        return iter(self.session.scalars(stmt))
+    def export_query(self) -> AnySelect:
+        return self.scoped().options(joinedload(Lead.owner))
 
     def detail(self, lead_id: uuid.UUID) -> LeadDetail:
         """The lead with owner, tags and what it became, plus its history (the timeline is its own panel)."""

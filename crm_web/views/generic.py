@@ -100,6 +100,7 @@ class ListViews:
         choices = service.choices()
         fields_meta = builder_fields(self.entity.filter_fields(), tags=choices.tags, choices={"owner": choices.owners})
         context = {
+            "entity": self.entity,
             "page": page,
             "choices": choices,
             "fields_meta": fields_meta,
@@ -191,7 +192,12 @@ class FormViews:
         return self.service_class(Actor.of(current_user))
 
     def _context(self, service: Any, form: Any, record: Any = None) -> dict[str, Any]:
-        return {"form": form, self.entity.name: record, **self.form_context(service, form, record)}
+        return {
+            "entity": self.entity,
+            "form": form,
+            self.entity.name: record,
+            **self.form_context(service, form, record),
+        }
 
     def new(self) -> ResponseReturnValue:
         service = self.service()
