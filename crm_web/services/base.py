@@ -23,7 +23,7 @@ from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import has_role, require_role
 from crm_web.services.conflicts import EditConflict, changed_fields, stale_edit
 from crm_web.services.history import record_change, snapshot_changes
-from crm_web.services.integrity import integrity_to_validation
+from crm_web.services.integrity import commit_or_refuse, integrity_to_validation
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page, page_ids
 from crm_web.services.sql import AnySelect, session_or_default
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_terms
@@ -365,10 +365,7 @@ class BaseService(Generic[M]):
     def commit(self) -> None:
         """Commit the unit of work, turning database refusals into domain errors."""
         try:
-            self.session.commit()
-        except IntegrityError as error:
-            self.session.rollback()
-            raise integrity_to_validation(error) from error
+            commit_or_refuse(self.session)
         except StaleDataError as error:
             self.session.rollback()
             raise Conflict(

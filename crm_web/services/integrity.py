@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from crm_web.errors import ValidationError
 
@@ -20,6 +21,15 @@ CONSTRAINT_MESSAGES: dict[str, tuple[str, str]] = {
     "uq_contact_companies_contact_company": ("company_id", "This contact is already linked to that company."),
     "lead_score_valid_range": ("score", "Score must be between 0 and 100."),
 }
+
+
+def commit_or_refuse(session: Session) -> None:
+    """Commit the unit of work; a constraint violation rolls back and becomes a ValidationError."""
+    try:
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        raise integrity_to_validation(error) from error
 
 
 def integrity_to_validation(error: IntegrityError) -> ValidationError:

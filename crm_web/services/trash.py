@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import String, delete, func, literal_column, select, union_all, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from crm_web.entities import ENTITIES, Entity
@@ -34,7 +33,7 @@ from crm_web.models import (
 from crm_web.permissions import require_role
 from crm_web.services.base import Actor
 from crm_web.services.history import history_for, record_change
-from crm_web.services.integrity import integrity_to_validation
+from crm_web.services.integrity import commit_or_refuse
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page
 from crm_web.services.sql import session_or_default
 
@@ -278,11 +277,7 @@ class TrashService:
     # --- writing -----------------------------------------------------------------------
 
     def commit(self) -> None:
-        try:
-            self.session.commit()
-        except IntegrityError as error:
-            self.session.rollback()
-            raise integrity_to_validation(error) from error
+        commit_or_refuse(self.session)
 
     def restore(self, refs: Sequence[TrashRef]) -> RestoreResult:
         """Admins restore one or many records from the trash; a deal without a live stage goes to

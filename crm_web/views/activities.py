@@ -39,15 +39,7 @@ def _list_context(query: ListQuery) -> dict[str, Any]:
     """Everything the list page (and its table and builder blocks) shows, besides query and builder."""
     view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
     service = _service()
-    page = service.list_page(
-        view=view,
-        q=query.q,
-        scope=query.scope,
-        filter_spec=query.filter_spec,
-        sort=query.sort,
-        page=query.page,
-        per_page=query.per_page,
-    )
+    page = service.list_page(view=view, **query.page_args())
     # The quick view travels with every list link (sort, pages, search) like the filter does.
     query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
     fields_meta = builder_fields(ACTIVITY.filter_fields(), choices={"owner": service.owner_choices()})

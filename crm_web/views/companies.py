@@ -1,21 +1,20 @@
-"""Companies: list (search, filter builder, sort, pages, bulk delete, CSV), detail, contacts panel,
-forms, delete and undo."""
+"""Companies: the shared list, forms and delete/Undo (views/generic.py), the detail page and its
+contacts panel."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from flask import Blueprint, redirect, url_for
+from flask import Blueprint
 from flask_login import current_user
 
 from crm_web.entities import COMPANY
 from crm_web.forms.companies import CompanyForm
-from crm_web.htmx import hx_location, wants_fragment
-from crm_web.rendering import render_page, with_undo
+from crm_web.rendering import render_page
 from crm_web.services.base import Actor
 from crm_web.services.companies import CompanyService
-from crm_web.views.generic import FormViews, ListViews
+from crm_web.views.generic import FormViews, ListViews, RecordViews
 
 bp = Blueprint("companies", __name__)
 
@@ -42,26 +41,6 @@ def contacts(company_id: uuid.UUID):
     return render_page("companies/contacts.html", block="company_contacts", company=company, members=members)
 
 
-@bp.post("/companies/<uuid:company_id>/delete")
-def delete(company_id: uuid.UUID):
-    company = _service().delete(company_id)
-    if not wants_fragment():
-        return redirect(url_for("companies.index"), 303)
-    response = render_page("companies/detail.html", block="company_main", company=company, deleted=True)
-    return with_undo(
-        response,
-        f"Deleted {company.name}. Its contacts and deals are kept.",
-        undo_url=url_for("companies.restore", company_id=company.id),
-    )
-
-
-@bp.post("/companies/<uuid:company_id>/restore")
-def restore(company_id: uuid.UUID):
-    company = _service().restore(company_id)
-    url = url_for("companies.detail", company_id=company.id)
-    return hx_location(url) if wants_fragment() else redirect(url, 303)
-
-
 # --- create / edit ----------------------------------------------------------------------------------
 
 
@@ -71,3 +50,9 @@ def form_context(service: CompanyService, form: CompanyForm, company: Any = None
 
 
 FormViews(bp, COMPANY, CompanyService, CompanyForm, form_context=form_context)
+RecordViews(
+    bp,
+    COMPANY,
+    CompanyService,
+    deleted_message=lambda company: f"Deleted {company.name}. Its contacts and deals are kept.",
+)

@@ -1,24 +1,23 @@
-"""Contacts: the shared list and forms (views/generic.py, with bulk tag and owner change), the detail page,
-fields edited in place, delete with Undo, and the duplicate-email check."""
+"""Contacts: the shared list (with bulk tag and owner change), forms and delete/Undo (views/generic.py),
+the detail page, fields edited in place, and the duplicate-email check."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from flask import Blueprint, abort, get_template_attribute, redirect, request, url_for
+from flask import Blueprint, abort, get_template_attribute, request
 from flask_login import current_user
 
 from crm_web.entities import CONTACT
 from crm_web.errors import Conflict, ValidationError
 from crm_web.forms import conflict_message
 from crm_web.forms.contacts import ContactForm
-from crm_web.htmx import hx_location, wants_fragment
 from crm_web.params import get_text_param, get_uuid_param
-from crm_web.rendering import render_fragments, render_page, with_undo
+from crm_web.rendering import render_fragments, render_page
 from crm_web.services.base import Actor
 from crm_web.services.contacts import ContactService
-from crm_web.views.generic import FormViews, ListViews
+from crm_web.views.generic import FormViews, ListViews, RecordViews
 
 bp = Blueprint("contacts", __name__)
 
@@ -94,24 +93,6 @@ def update_field(contact_id: uuid.UUID, name: str):
     return _inline_field(contact, name)
 
 
-@bp.post("/contacts/<uuid:contact_id>/delete")
-def delete(contact_id: uuid.UUID):
-    contact = _service().delete(contact_id)
-    if not wants_fragment():
-        return redirect(url_for("contacts.index"), 303)
-    response = render_page("contacts/detail.html", block="contact_main", contact=contact, deleted=True)
-    return with_undo(
-        response, f"Deleted {contact.full_name}.", undo_url=url_for("contacts.restore", contact_id=contact.id)
-    )
-
-
-@bp.post("/contacts/<uuid:contact_id>/restore")
-def restore(contact_id: uuid.UUID):
-    contact = _service().restore(contact_id)
-    url = url_for("contacts.detail", contact_id=contact.id)
-    return hx_location(url) if wants_fragment() else redirect(url, 303)
-
-
 # --- create / edit ------------------------------------------------------------------------------
 
 
@@ -122,6 +103,7 @@ def form_context(service: ContactService, form: ContactForm, contact: Any = None
 
 
 FormViews(bp, CONTACT, ContactService, ContactForm, form_context=form_context)
+RecordViews(bp, CONTACT, ContactService, deleted_message=lambda contact: f"Deleted {contact.full_name}.")
 
 
 @bp.get("/contacts/check-email")

@@ -89,14 +89,7 @@ class ListViews:
     def context(self, service: Any, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
         """Everything the list page and its blocks show: the page of rows, the pickers' choices (one
         statement) and the builder's fields."""
-        page = service.list_page(
-            filter_spec=query.filter_spec,
-            q=query.q,
-            scope=query.scope,
-            sort=query.sort,
-            page=query.page,
-            per_page=query.per_page,
-        )
+        page = service.list_page(**query.page_args())
         choices = service.choices()
         fields_meta = builder_fields(self.entity.filter_fields(), tags=choices.tags, choices={"owner": choices.owners})
         context = {
@@ -236,3 +229,44 @@ class FormViews:
                 url = url_for(self.entity.detail_endpoint, **values)
                 return hx_location(url) if wants_fragment() else see_other(url)
         return render_page(self.template, block=self.form_block, status=status, **context)
+
+
+class RecordViews:
+    """An entity's delete from its detail page (the main block becomes a "deleted" placeholder with an
+    Undo toast) and the restore that Undo posts (back to the detail page)."""
+
+    def __init__(
+        self,
+        bp: Blueprint,
+        entity: Entity,
+        service_class: type[BaseService[Any]],
+        *,
+        deleted_message: Callable[[Any], str],
+    ):
+        self.bp = bp
+        self.entity = entity
+        self.service_class = service_class
+        self.deleted_message = deleted_message
+        id_rule = f"/{entity.plural}/<uuid:{entity.id_arg}>"
+        bp.add_url_rule(f"{id_rule}/delete", "delete", self.delete, methods=["POST"])
+        bp.add_url_rule(f"{id_rule}/restore", "restore", self.restore, methods=["POST"])
+
+    def service(self) -> Any:
+        return self.service_class(Actor.of(current_user))
+
+    def _url(self, endpoint: str, record: Any) -> str:
+        values: dict[str, Any] = {self.entity.id_arg: record.id}
+        return url_for(f"{self.bp.name}.{endpoint}", **values)
+
+    def delete(self, **ids: uuid.UUID) -> ResponseReturnValue:
+        record = self.service().delete(ids[self.entity.id_arg])
+        if not wants_fragment():
+            return see_other(url_for(f"{self.bp.name}.index"))
+        context = {self.entity.name: record, "deleted": True}
+        response = render_page(f"{self.entity.plural}/detail.html", block=f"{self.entity.name}_main", **context)
+        return with_undo(response, self.deleted_message(record), undo_url=self._url("restore", record))
+
+    def restore(self, **ids: uuid.UUID) -> ResponseReturnValue:
+        record = self.service().restore(ids[self.entity.id_arg])
+        url = self._url("detail", record)
+        return hx_location(url) if wants_fragment() else see_other(url)

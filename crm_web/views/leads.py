@@ -1,5 +1,5 @@
-"""Leads: list (search, filter builder, sort, pages, bulk delete, CSV), detail with the one-click
-status flow, forms, conversion, delete and undo."""
+"""Leads: the shared list, forms and delete/Undo (views/generic.py), the detail page with the
+one-click status flow, and conversion."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from crm_web.errors import BadRequest, ValidationError
 from crm_web.forms import apply_errors
 from crm_web.forms.leads import MANUAL_STATUS_CHOICES, ConvertLeadForm, LeadForm, LeadStatusForm
 from crm_web.htmx import hx_location, wants_fragment
-from crm_web.rendering import render_page, with_toast, with_undo
+from crm_web.rendering import render_page, with_toast
 from crm_web.services.base import Actor
 from crm_web.services.leads import LeadService
-from crm_web.views.generic import FormViews, ListViews
+from crm_web.views.generic import FormViews, ListViews, RecordViews
 
 bp = Blueprint("leads", __name__)
 
@@ -48,22 +48,6 @@ def set_status(lead_id: uuid.UUID):
         return redirect(url_for("leads.detail", lead_id=lead.id), 303)
     response = render_page("leads/detail.html", block="lead_status", lead=lead, status_choices=MANUAL_STATUS_CHOICES)
     return with_toast(response, f"{lead.full_name} is now {form.status.data}.")
-
-
-@bp.post("/leads/<uuid:lead_id>/delete")
-def delete(lead_id: uuid.UUID):
-    lead = _service().delete(lead_id)
-    if not wants_fragment():
-        return redirect(url_for("leads.index"), 303)
-    response = render_page("leads/detail.html", block="lead_main", lead=lead, deleted=True)
-    return with_undo(response, f"Deleted {lead.full_name}.", undo_url=url_for("leads.restore", lead_id=lead.id))
-
-
-@bp.post("/leads/<uuid:lead_id>/restore")
-def restore(lead_id: uuid.UUID):
-    lead = _service().restore(lead_id)
-    url = url_for("leads.detail", lead_id=lead.id)
-    return hx_location(url) if wants_fragment() else redirect(url, 303)
 
 
 # --- conversion -----------------------------------------------------------------------------------------
@@ -107,3 +91,4 @@ def form_context(service: LeadService, form: LeadForm, lead: Any = None) -> dict
 
 
 FormViews(bp, LEAD, LeadService, LeadForm, form_context=form_context)
+RecordViews(bp, LEAD, LeadService, deleted_message=lambda lead: f"Deleted {lead.full_name}.")

@@ -26,6 +26,17 @@ class ListQuery:
     filter_spec: Any = None
     filter_pairs: list[tuple[str, str]] = field(default_factory=list)
 
+    def page_args(self) -> dict[str, Any]:
+        """The keyword arguments of an entity service's `list_page`."""
+        return {
+            "filter_spec": self.filter_spec,
+            "q": self.q,
+            "scope": self.scope,
+            "sort": self.sort,
+            "page": self.page,
+            "per_page": self.per_page,
+        }
+
     def params(self, **overrides: Any) -> list[tuple[str, str]]:
         """The canonical query pairs of this list state, with overrides (None removes a key)."""
         state: dict[str, Any] = {
