@@ -445,7 +445,7 @@ def report(all_results: dict[str, list[Result]], requests: int) -> str:
         f"Times in ms; `stmts` = SQL "
         f'statements per request, sign-in user load included. "Cold cache" rows empty the cache before '
         f"each request: what the first viewer after a change to deals, activities or pipelines waits "
-        f"(services/stats_cache.py); the other rows are warm, as for every later viewer. Serving processes "
+        f"(services/stats/cache.py); the other rows are warm, as for every later viewer. Serving processes "
         f"freeze their start-up objects out of the garbage collector (wsgi.py); so does this bench.\n\n"
         + "\n".join(lines)
         + "\n\n"

@@ -14,9 +14,12 @@ import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Response, stream_with_context
+
+if TYPE_CHECKING:
+    from crm_web.entities import Entity
 
 BOM = "\ufeff"  # lets Excel detect UTF-8
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -58,3 +61,8 @@ def csv_response(basename: str, header: Sequence[str], rows: Iterable[Sequence[A
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def entity_csv_response(entity: Entity, rows: Iterable[Any]) -> Response:
+    """An entity's export: its registry columns over the rows its service's `export_rows` yields."""
+    return csv_response(entity.plural, entity.csv_header, (entity.csv_values(row) for row in rows))

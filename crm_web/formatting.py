@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from flask import Flask
-
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "CA$", "AUD": "A$", "CHF": "CHF "}
 
 
@@ -49,8 +47,6 @@ def time_ago(value: datetime | None, now: datetime | None = None) -> str:
     return "just now"
 
 
-def register(app: Flask) -> None:
-    app.add_template_filter(money)
-    app.add_template_filter(short_date)
-    app.add_template_filter(short_datetime)
-    app.add_template_filter(time_ago)
+def month_label(day: date) -> str:
+    """ "Mar 2026", for the month axes of the dashboard's charts."""
+    return day.strftime("%b %Y")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
+from typing import overload
 
 from flask import request
 
@@ -16,6 +17,16 @@ MAX_PARAM_LENGTH = 200
 def is_whole_number(text: str, max_digits: int = 18, *, signed: bool = False) -> bool:
     """ASCII digits only: str.isdigit() also accepts "²" or "١", which int() then refuses (a 500)."""
     return re.fullmatch(("-?" if signed else "") + f"[0-9]{{1,{max_digits}}}", text) is not None
+
+
+@overload
+def get_int_param(name: str, default: int, *, min_value: int | None = None, max_value: int | None = None) -> int: ...
+
+
+@overload
+def get_int_param(
+    name: str, default: None = None, *, min_value: int | None = None, max_value: int | None = None
+) -> int | None: ...
 
 
 def get_int_param(
@@ -56,6 +67,14 @@ def get_uuid_list(name: str, source: str = "form", limit: int = 1000) -> list[uu
     if len(ids) > limit:
         raise BadRequest(f"At most {limit} records at once.")
     return [i for i in ids if i is not None]
+
+
+@overload
+def get_choice_param(name: str, choices: Iterable[str], default: str) -> str: ...
+
+
+@overload
+def get_choice_param(name: str, choices: Iterable[str], default: None = None) -> str | None: ...
 
 
 def get_choice_param(name: str, choices: Iterable[str], default: str | None = None) -> str | None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from flask import Flask, Response, make_response, render_template
+from flask import Flask, Response, make_response, redirect, render_template
 from jinja2_fragments.flask import render_block, render_blocks
 
 from crm_web.htmx import wants_fragment
@@ -55,16 +55,17 @@ def with_undo(
     return with_toast(response, message, **extra)
 
 
+def see_other(url: str) -> Response:
+    """A 303 to `url` (Post/Redirect/Get), typed as the app's Response like the rendered ones."""
+    return cast(Response, redirect(url, 303))
+
+
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     """'1 contact', '3 contacts', '2 companies' (for toasts)."""
     return f"{count} {singular if count == 1 else plural_form or singular + 's'}"
 
 
 def init_app(app: Flask) -> None:
-    from crm_web import formatting
+    from crm_web import templating
 
-    formatting.register(app)
-
-    from crm_web.models import Role
-
-    app.jinja_env.globals["Role"] = Role
+    templating.register(app)

@@ -11,8 +11,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import cache
 from crm_web.models import Activity
-from crm_web.services.activities import ActivityService, Links, get_stats, get_type_stats
+from crm_web.services.activities import ActivityService, Links
+from crm_web.services.stats.activities import activity_stats as get_stats
 from tests import factories
+from tests.stats_oracles import activity_type_stats as get_type_stats
 
 # A Wednesday: the week runs Mon 23 Nov 00:00 -> Mon 30 Nov 00:00 (UTC).
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -111,14 +113,14 @@ def test_any_activity_change_invalidates_the_org_stats(fixture_set, actor, count
     service = ActivityService(actor)
     target = fixture_set["week_meeting"]
     if change == "restore":
-        service.delete_activity(target.id)
+        service.delete(target.id)
     before = get_stats(actor, now=NOW)
     {
-        "create": lambda: service.create_activity(subject="New", type="task", status="pending"),
+        "create": lambda: service.create(subject="New", type="task", status="pending"),
         "complete": lambda: service.set_completed(target.id, completed=True),
-        "delete": lambda: service.delete_activity(target.id),
-        "restore": lambda: service.restore_activity(target.id),
-        "update": lambda: service.update_activity(target.id, type="call"),
+        "delete": lambda: service.delete(target.id),
+        "restore": lambda: service.restore(target.id),
+        "update": lambda: service.update(target.id, type="call"),
         "delete_many": lambda: service.delete_many([target.id]),
     }[change]()
     with count_queries() as queries:
@@ -130,7 +132,7 @@ def test_any_activity_change_invalidates_the_org_stats(fixture_set, actor, count
 def test_another_orgs_change_keeps_the_cache(fixture_set, actor, other_org, count_queries):
     get_stats(actor, now=NOW)
     other_admin = factories.make_user(other_org, role="admin")
-    service_for(other_admin).create_activity(subject="Elsewhere", type="task", status="pending")
+    service_for(other_admin).create(subject="Elsewhere", type="task", status="pending")
     with count_queries() as queries:
         get_stats(actor, now=NOW)
     assert queries.count == 0
@@ -143,7 +145,7 @@ def test_stats_survive_a_cache_outage(fixture_set, actor, monkeypatch):
     monkeypatch.setattr(cache, "get", down)
     monkeypatch.setattr(cache, "set", down)
     assert get_stats(actor, now=NOW)["total"] == 9
-    ActivityService(actor).create_activity(subject="While Redis is down", type="task", status="pending")
+    ActivityService(actor).create(subject="While Redis is down", type="task", status="pending")
 
 
 def test_stats_with_redis(app, fixture_set, actor, redis_url, count_queries):
@@ -202,25 +204,25 @@ def test_stats_with_redis(app, fixture_set, actor, redis_url, count_queries):
     ],
 )
 def test_quick_views(fixture_set, users, view, expected):
-    page = service_for(users["sales"]).list_activities(view=view, now=NOW, per_page=100)
+    page = service_for(users["sales"]).list_page(view=view, now=NOW, per_page=100)
     names = {name for name, a in fixture_set.items() if isinstance(a, Activity) and a.id in {i.id for i in page.items}}
     assert names == expected and page.total == len(expected)
 
 
 def test_unknown_view_is_bad_request(actor):
     with pytest.raises(BadRequest):
-        ActivityService(actor).list_activities(view="nope")
+        ActivityService(actor).list_page(view="nope")
 
 
 def test_list_search_scope_and_filter(fixture_set, users):
-    from crm_web.filters.fields import ACTIVITY_FILTERS
-    from crm_web.filters.spec import parse_filter
+    from crm_web.entities import ACTIVITY
+    from crm_web.filters import parse_filter
 
     service = service_for(users["manager"])
-    assert service.list_activities(q="zzz-none").total == 0
-    assert {a.id for a in service.list_activities(scope="mine").items} == {fixture_set["manager_call"].id}
-    spec = parse_filter({"f": "type.equals.call"}, ACTIVITY_FILTERS)
-    assert service.list_activities(filter_spec=spec).total == 2
+    assert service.list_page(q="zzz-none").total == 0
+    assert {a.id for a in service.list_page(scope="mine").items} == {fixture_set["manager_call"].id}
+    spec = parse_filter({"f": "type.equals.call"}, ACTIVITY.filters)
+    assert service.list_page(filter_spec=spec).total == 2
 
 
 def test_list_search_matches_words_and_takes_wildcards_literally(org, users):
@@ -229,7 +231,7 @@ def test_list_search_matches_words_and_takes_wildcards_literally(org, users):
     service = service_for(users["manager"])
 
     def found(q):
-        return sorted(a.subject for a in service.list_activities(q=q).items)
+        return sorted(a.subject for a in service.list_page(q=q).items)
 
     assert found("call renewal") == ["Call: renewal at 100% discount", "Renewal call"]  # any order
     assert found("100%") == ["Call: renewal at 100% discount"]
@@ -254,11 +256,11 @@ def test_list_loads_relations_in_the_same_query(org, users, count_queries):
     service = service_for(users["sales"])
     _make_many(org, users["sales"], 1, contact, company)
     with count_queries() as one:
-        page = service.list_activities(view="all")
+        page = service.list_page(view="all")
         [(a.contact.full_name, a.company.name, a.deal, a.lead, a.owner.name) for a in page.items]
     _make_many(org, users["sales"], 30, contact, company)
     with count_queries() as many:
-        page = service.list_activities(view="all", per_page=50)
+        page = service.list_page(view="all", per_page=50)
         [(a.contact.full_name, a.company.name, a.deal, a.lead, a.owner.name) for a in page.items]
     assert len(page.items) == 31
     assert one.count == many.count == 2  # the count and one joined SELECT
@@ -288,7 +290,7 @@ def test_timeline_is_one_joined_query_for_that_record(fixture_set, users, count_
 
 
 def test_create_sets_owner_and_completed_at(org, users):
-    activity = service_for(users["sales"]).create_activity(subject="  Call back ", type="call", status="completed")
+    activity = service_for(users["sales"]).create(subject="  Call back ", type="call", status="completed")
     assert activity.owner_id == users["sales"].id and activity.subject == "Call back"
     assert activity.completed_at is not None
 
@@ -304,17 +306,17 @@ def test_complete_and_reopen(fixture_set, users):
 def test_links_must_belong_to_the_org(org, other_org, users):
     foreign = factories.make_contact(other_org)
     with pytest.raises(ValidationError) as error:
-        service_for(users["sales"]).create_activity(subject="x", contact_id=foreign.id)
+        service_for(users["sales"]).create(subject="x", contact_id=foreign.id)
     assert "contact_id" in error.value.field_errors
     foreign_user = factories.make_user(other_org)
     with pytest.raises(ValidationError) as error:
-        service_for(users["sales"]).create_activity(subject="x", owner_id=foreign_user.id)
+        service_for(users["sales"]).create(subject="x", owner_id=foreign_user.id)
     assert "owner_id" in error.value.field_errors
 
 
 def test_bad_choices_are_validation_errors(users):
     with pytest.raises(ValidationError):
-        service_for(users["sales"]).create_activity(subject="x", type="telegram")
+        service_for(users["sales"]).create(subject="x", type="telegram")
 
 
 def test_sales_cannot_change_someone_elses_activity(fixture_set, users):
@@ -327,9 +329,9 @@ def test_other_org_ids_are_not_found(fixture_set, other_org):
     outsider = factories.make_user(other_org, role="admin")
     service = service_for(outsider)
     for call in (
-        lambda: service.get_activity(fixture_set["week_meeting"].id),
+        lambda: service.get(fixture_set["week_meeting"].id),
         lambda: service.set_completed(fixture_set["week_meeting"].id, completed=True),
-        lambda: service.delete_activity(fixture_set["week_meeting"].id),
+        lambda: service.delete(fixture_set["week_meeting"].id),
         lambda: service.link_labels(Links(contact=fixture_set["contact"].id)),
     ):
         with pytest.raises(NotFound):
@@ -339,7 +341,7 @@ def test_other_org_ids_are_not_found(fixture_set, other_org):
 def test_delete_is_soft_and_restorable(fixture_set, users):
     service = service_for(users["sales"])
     target = fixture_set["week_meeting"]
-    service.delete_activity(target.id)
+    service.delete(target.id)
     with pytest.raises(NotFound):
-        service.get_activity(target.id)
-    assert service.restore_activity(target.id).deleted_at is None
+        service.get(target.id)
+    assert service.restore(target.id).deleted_at is None

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from crm_web.models import Deal
-from crm_web.services.deals import BOARD_PAGE_SIZE
+from crm_web.services.board import BOARD_PAGE_SIZE
 from tests import factories
 from tests.conftest import HX, LOGIN_STATEMENTS, tenant_statements
 

@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
+from crm_web.entities import COMPANY
 from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
-from crm_web.filters.fields import COMPANY_FILTERS
-from crm_web.filters.spec import parse_filter
+from crm_web.filters import parse_filter
 from crm_web.models import Company, Contact, ContactCompany, Deal, RecordHistory
 from crm_web.services.activities import ActivityService, Links
 from crm_web.services.base import Actor
@@ -65,7 +65,7 @@ def world(org, users):
 
 
 def test_list_annotates_contact_count_and_open_deal_value(users, world):
-    page = service(users["admin"]).list_rows(sort="name")
+    page = service(users["admin"]).list_page(sort="name")
     rows = {row.company.name: row for row in page.items}
     assert page.total == 2
     assert rows["Acme Corp"].contact_count == 3  # primary, associated, both (once); the deleted one is not counted
@@ -75,25 +75,25 @@ def test_list_annotates_contact_count_and_open_deal_value(users, world):
 
 def test_list_search_scope_sort_and_filter(users, world):
     svc = service(users["sales"])
-    assert [r.company.name for r in svc.list_rows(q="acme").items] == ["Acme Corp"]
-    assert [r.company.name for r in svc.list_rows(q="ACME corp").items] == ["Acme Corp"]
-    assert svc.list_rows(q="100%").total == 0  # wildcards are literal
-    assert [r.company.name for r in svc.list_rows(scope="mine").items] == ["Acme Corp"]
-    assert [r.company.name for r in svc.list_rows(sort="-name").items] == ["Bare Ltd", "Acme Corp"]
-    assert [r.company.name for r in svc.list_rows(sort="-contacts").items] == ["Acme Corp", "Bare Ltd"]
-    assert [r.company.name for r in svc.list_rows(sort="open_value").items] == ["Bare Ltd", "Acme Corp"]
-    spec = parse_filter(MultiDict([("f", "industry.equals.Retail")]), COMPANY_FILTERS)
-    assert [r.company.name for r in svc.list_rows(filter_spec=spec).items] == ["Bare Ltd"]
+    assert [r.company.name for r in svc.list_page(q="acme").items] == ["Acme Corp"]
+    assert [r.company.name for r in svc.list_page(q="ACME corp").items] == ["Acme Corp"]
+    assert svc.list_page(q="100%").total == 0  # wildcards are literal
+    assert [r.company.name for r in svc.list_page(scope="mine").items] == ["Acme Corp"]
+    assert [r.company.name for r in svc.list_page(sort="-name").items] == ["Bare Ltd", "Acme Corp"]
+    assert [r.company.name for r in svc.list_page(sort="-contacts").items] == ["Acme Corp", "Bare Ltd"]
+    assert [r.company.name for r in svc.list_page(sort="open_value").items] == ["Bare Ltd", "Acme Corp"]
+    spec = parse_filter(MultiDict([("f", "industry.equals.Retail")]), COMPANY.filters)
+    assert [r.company.name for r in svc.list_page(filter_spec=spec).items] == ["Bare Ltd"]
 
 
 def test_list_rejects_unknown_sort(users, world):
     with pytest.raises(BadRequest):
-        service(users["admin"]).list_rows(sort="password")
+        service(users["admin"]).list_page(sort="password")
 
 
 def test_list_never_shows_another_orgs_companies(users, world, other_org):
     factories.make_company(other_org, name="Acme Elsewhere")
-    assert [r.company.name for r in service(users["admin"]).list_rows(q="acme").items] == ["Acme Corp"]
+    assert [r.company.name for r in service(users["admin"]).list_page(q="acme").items] == ["Acme Corp"]
 
 
 def test_list_costs_three_statements_whatever_the_page_size(users, org, count_queries):
@@ -105,7 +105,7 @@ def test_list_costs_three_statements_whatever_the_page_size(users, org, count_qu
     counts = []
     for per_page in (1, 25):
         with count_queries() as q:
-            page = svc.list_rows(per_page=per_page)
+            page = svc.list_page(per_page=per_page)
             assert all(row.company.tags == [] or row.company.tags for row in page.items)
         counts.append(q.count)
     assert counts == [3, 3]
@@ -127,7 +127,7 @@ def test_stats_one_aggregate_plus_one_contact_count(users, world, count_queries)
 
 def test_detail_is_five_statements(users, world, count_queries):
     svc = service(users["admin"])
-    svc.update_company(world["acme"].id, description="Tools")
+    svc.update(world["acme"].id, description="Tools")
     with count_queries() as q:
         detail = svc.detail(world["acme"].id)
         # Everything the page touches is loaded.
@@ -187,9 +187,9 @@ def test_contacts_cost_the_same_for_one_or_many(users, org, count_queries):
 def test_create_validates_and_records_history(users, org):
     svc = service(users["sales"])
     with pytest.raises(ValidationError) as error:
-        svc.create_company(name="   ", size="huge", employee_count=-1)
+        svc.create(name="   ", size="huge", employee_count=-1)
     assert set(error.value.field_errors) == {"name", "size", "employee_count"}
-    company = svc.create_company(name="  Initech ", size="11-50", owner_id=None)
+    company = svc.create(name="  Initech ", size="11-50", owner_id=None)
     assert company.name == "Initech" and company.owner_id == users["sales"].id
     actions = db.session.scalars(select(RecordHistory.action).where(RecordHistory.entity_id == company.id)).all()
     assert actions == ["created"]
@@ -198,17 +198,17 @@ def test_create_validates_and_records_history(users, org):
 def test_owner_must_belong_to_the_org(users, org, other_org):
     stranger = factories.make_user(other_org)
     with pytest.raises(ValidationError) as error:
-        service(users["admin"]).create_company(name="X", owner_id=stranger.id)
+        service(users["admin"]).create(name="X", owner_id=stranger.id)
     assert "owner_id" in error.value.field_errors
 
 
 def test_sales_cannot_edit_or_delete_someone_elses_company(users, org):
     company = factories.make_company(org, name="Theirs", owner_id=users["manager"].id)
     with pytest.raises(PermissionDenied):
-        service(users["sales"]).update_company(company.id, name="Mine now")
+        service(users["sales"]).update(company.id, name="Mine now")
     with pytest.raises(PermissionDenied):
         service(users["sales"]).delete(company.id)
-    assert service(users["manager"]).update_company(company.id, name="Renamed").name == "Renamed"
+    assert service(users["manager"]).update(company.id, name="Renamed").name == "Renamed"
 
 
 def test_soft_delete_keeps_contacts_and_deals_and_restore_brings_it_back(users, world):
@@ -217,8 +217,8 @@ def test_soft_delete_keeps_contacts_and_deals_and_restore_brings_it_back(users, 
     svc.delete(acme.id)
     assert db.session.scalar(select(Contact.primary_company_id).where(Contact.id == world["alice"].id)) == acme.id
     assert db.session.scalar(select(Deal.id).where(Deal.company_id == acme.id).limit(1)) is not None
-    assert svc.list_rows().total == 1
-    svc.restore_company(acme.id)
+    assert svc.list_page().total == 1
+    svc.restore(acme.id)
     assert svc.stats(acme.id).contact_count == 3
 
 
@@ -226,9 +226,9 @@ def test_bulk_delete_and_restore(users, world):
     svc = service(users["admin"])
     ids = [world["acme"].id, world["bare"].id]
     assert sorted(svc.delete_many(ids)) == sorted(ids)
-    assert svc.list_rows().total == 0
+    assert svc.list_page().total == 0
     assert sorted(svc.restore_many(ids)) == sorted(ids)
-    assert svc.list_rows().total == 2
+    assert svc.list_page().total == 2
 
 
 def test_bulk_delete_ignores_other_orgs_ids(users, world, other_org):
@@ -238,6 +238,6 @@ def test_bulk_delete_ignores_other_orgs_ids(users, world, other_org):
 
 
 def test_export_rows_stream_the_filtered_list(users, world):
-    rows = list(service(users["admin"]).export_rows(q="acme"))
+    rows = [COMPANY.csv_values(row) for row in service(users["admin"]).export_rows(q="acme")]
     assert len(rows) == 1
     assert rows[0][0] == "Acme Corp" and rows[0][11] == 3 and Decimal(rows[0][12]) == Decimal("300.50")

@@ -19,11 +19,12 @@ import pytest
 
 from crm_web.errors import Conflict
 from crm_web.extensions import db
-from crm_web.forms import DAMAGED_VERSION
+from crm_web.forms import DAMAGED_VERSION, conflict_message
 from crm_web.models import Activity, Company, Contact, Deal, Lead, Pipeline
-from crm_web.services.base import Actor, same_value
+from crm_web.services.base import Actor
+from crm_web.services.board import BoardService
+from crm_web.services.conflicts import same_value
 from crm_web.services.contacts import ContactService
-from crm_web.services.deals import DealService
 from tests import factories
 from tests.conftest import HX
 
@@ -216,7 +217,7 @@ def test_a_board_move_makes_an_open_deal_form_stale(client, login, org, users, j
     login("admin")
     stale = _open_form(client, case, deal)
     proposal = factories.stages_of(db.session.get(Pipeline, deal.pipeline_id))[1]
-    DealService(Actor.of(jane)).deal_move(deal.id, stage_id=proposal.id, version=1)
+    BoardService(Actor.of(jane)).move(deal.id, stage_id=proposal.id, version=1)
     stale["name"] = "Renamed"
     refused = client.post(f"/deals/{deal.id}", data=stale)
     assert refused.status_code == 409 and "Jane Doe changed this deal" in refused.text
@@ -273,7 +274,7 @@ def test_version_check_costs_nothing_when_current_and_one_statement_when_stale(u
     assert len(history_reads) == 1 and len(stale) == 2  # the record, then who changed it
     assert error.value.current_version == 3
     # The last change was this user's own save (another tab), not Jane's.
-    assert error.value.message.startswith("You changed this contact in another tab or window at ")
+    assert conflict_message(error.value).startswith("You changed this contact in another tab or window at ")
 
 
 def test_conflict_message_without_history_is_generic(users, org):
@@ -286,7 +287,7 @@ def test_conflict_message_without_history_is_generic(users, org):
     db.session.expire_all()
     with pytest.raises(Conflict) as error:
         ContactService(Actor.of(users["admin"])).update(contact.id, expected_version=1, title="X")
-    assert error.value.message == "Someone else changed this contact after you opened it for editing."
+    assert conflict_message(error.value) == "Someone else changed this contact after you opened it for editing."
 
 
 @pytest.mark.parametrize(

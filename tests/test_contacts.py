@@ -9,10 +9,10 @@ import uuid
 import pytest
 from sqlalchemy import select, text
 
+from crm_web.entities import CONTACT
 from crm_web.errors import BadRequest, NotFound, PermissionDenied
 from crm_web.extensions import db
-from crm_web.filters.fields import CONTACT_FILTERS
-from crm_web.filters.spec import parse_filter
+from crm_web.filters import parse_filter
 from crm_web.models import Contact, contact_tags
 from crm_web.services.activities import ActivityService, Links
 from crm_web.services.base import Actor
@@ -26,7 +26,7 @@ XSS = '<script>alert("x")</script>'
 def spec(**args):
     from werkzeug.datastructures import MultiDict
 
-    return parse_filter(MultiDict(list(args.items())), CONTACT_FILTERS)
+    return parse_filter(MultiDict(list(args.items())), CONTACT.filters)
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def svc(user):
 
 
 def test_list_counts_in_one_page_query(people, users):
-    page = svc(users["admin"]).contact_list(sort="name")
+    page = svc(users["admin"]).list_page(sort="name")
     rows = {r.contact.first_name: r for r in page.items}
     assert page.total == 3
     assert (rows["John"].deal_count, rows["John"].activity_count) == (2, 1)  # the deleted deal is not counted
@@ -74,25 +74,25 @@ def test_list_counts_in_one_page_query(people, users):
 
 def test_list_filter_scope_and_sort(people, users):
     service = svc(users["sales"])
-    assert [r.contact.first_name for r in service.contact_list(scope="mine", sort="name").items] == ["John", "Bob"]
-    filtered = service.contact_list(filter_spec=spec(f="company.contains.acme"))
+    assert [r.contact.first_name for r in service.list_page(scope="mine", sort="name").items] == ["John", "Bob"]
+    filtered = service.list_page(filter_spec=spec(f="company.contains.acme"))
     assert [r.contact.first_name for r in filtered.items] == ["John"]
-    by_deals = service.contact_list(sort="-deals")
+    by_deals = service.list_page(sort="-deals")
     assert by_deals.items[0].contact.first_name == "John"
     with pytest.raises(BadRequest):
-        service.contact_list(sort="password")
+        service.list_page(sort="password")
 
 
 def test_search_contains_each_word(people, users):
-    page = svc(users["admin"]).contact_list(q="john smi")
+    page = svc(users["admin"]).list_page(q="john smi")
     assert next(r.contact.first_name for r in page.items) == "John"
-    found = [r.contact.first_name for r in svc(users["admin"]).contact_list(q="ACME.COM").items]
+    found = [r.contact.first_name for r in svc(users["admin"]).list_page(q="ACME.COM").items]
     assert sorted(found) == ["Jane", "John"]  # exact matches: a list never adds corrected ones to them
 
 
 @pytest.mark.postgres_only
 def test_search_is_typo_tolerant_on_postgresql(people, users):
-    page = svc(users["admin"]).contact_list(q="jonh smiht")
+    page = svc(users["admin"]).list_page(q="jonh smiht")
     assert page.items and page.items[0].contact.first_name == "John"
 
 
@@ -109,7 +109,7 @@ def test_a_typo_in_one_word_is_corrected_but_short_needles_only_match_contents(o
     service = svc(users["admin"])
 
     def names(q):
-        return {row.contact.full_name for row in service.contact_list(q=q).items}
+        return {row.contact.full_name for row in service.list_page(q=q).items}
 
     assert names("silav") == {"Adrian Silva"}  # one swap in one word of the name
     assert names("lee") == {"Lee Park", "Kathleen Ng"}  # 3 letters: contains only, not every "le..." word
@@ -119,9 +119,9 @@ def test_a_typo_in_one_word_is_corrected_but_short_needles_only_match_contents(o
 def test_other_org_is_invisible(people, users, other_org):
     stranger = factories.make_contact(other_org, first_name="Eve")
     service = svc(users["admin"])
-    assert "Eve" not in [r.contact.first_name for r in service.contact_list().items]
+    assert "Eve" not in [r.contact.first_name for r in service.list_page().items]
     with pytest.raises(NotFound):
-        service.contact_detail(stranger.id)
+        service.detail(stranger.id)
     assert service.delete_many([stranger.id]) == []
 
 
@@ -151,9 +151,9 @@ def test_sales_cannot_bulk_change_others_contacts(people, users, org):
 def test_bulk_delete_and_restore_exactly(people, users):
     service = svc(users["admin"])
     deleted = service.delete_many([people["john"].id, people["bob"].id])
-    assert service.contact_list().total == 1
+    assert service.list_page().total == 1
     assert sorted(service.restore_many(deleted)) == sorted(deleted)
-    assert service.contact_list().total == 3
+    assert service.list_page().total == 3
 
 
 def test_duplicate_email(people, users):
@@ -204,7 +204,7 @@ def test_duplicate_email_check_can_use_the_email_key_index(people, users):
 
 def test_detail_loads_everything(people, users, org):
     factories.make_activity(org, contact_id=people["john"].id, subject="Later")
-    detail = svc(users["admin"]).contact_detail(people["john"].id)
+    detail = svc(users["admin"]).detail(people["john"].id)
     assert len(detail.deals) == 2
     # The activities are the timeline panel's (loaded from its own URL after the page).
     timeline = ActivityService(Actor.of(users["admin"])).timeline(links=Links(contact=people["john"].id))
@@ -461,11 +461,12 @@ def test_builder_groups_round_trip_and_errors_land_on_their_row(client, login, p
     assert bad.status_code == 422
 
 
-def test_builder_from_error_pins_errors_on_rows():
+def test_builder_pins_each_rows_error_on_that_row():
     from werkzeug.datastructures import MultiDict
 
     from crm_web.errors import ValidationError
-    from crm_web.views.filtering import builder_from_error
+    from crm_web.filters import parse_rows
+    from crm_web.views.filtering import builder_from_rows
 
     args = MultiDict(
         [
@@ -485,8 +486,9 @@ def test_builder_from_error_pins_errors_on_rows():
         ]
     )
     with pytest.raises(ValidationError) as caught:
-        parse_filter(args, CONTACT_FILTERS)
-    builder = builder_from_error(args, caught.value)
+        parse_filter(args, CONTACT.filters)
+    assert "not an operator" in caught.value.message
+    builder = builder_from_rows(parse_rows(args, CONTACT.filters))
     assert [r.field for r in builder.rows] == ["status"] and builder.rows[0].error == ""
     group = builder.groups[0]
     assert group.match == "any" and [r.op for r in group.rows] == ["contains", "bogus"]
@@ -512,19 +514,19 @@ def test_searched_pages_count_and_clamp_like_plain_ones(org, users, count_querie
     factories.make_contact(org, first_name="Grace", last_name="Hopper")
     service = svc(users["admin"])
     with count_queries() as q:
-        page = service.contact_list(q="lovelace", per_page=3, page=2)
+        page = service.list_page(q="lovelace", per_page=3, page=2)
     assert (page.total, page.page, len(page.items)) == (7, 2, 3)
     with count_queries() as plain:
-        service.contact_list(per_page=3, page=2)
+        service.list_page(per_page=3, page=2)
     tier_check = 1 if engine_name == "postgresql" else 0
     assert q.count == plain.count + tier_check, q  # the count rides along with the ranked ids, then the rows
     with count_queries() as typo:
-        page = service.contact_list(q="lovelcae", per_page=3, page=2)
+        page = service.list_page(q="lovelcae", per_page=3, page=2)
     if engine_name == "postgresql":  # no row has the typo: after the EXISTS, one vocabulary lookup corrects it
         assert (page.total, typo.count) == (7, q.count + 1), typo
     else:
         assert page.total == 0
-    last = service.contact_list(q="lovelace", per_page=3, page=99)
+    last = service.list_page(q="lovelace", per_page=3, page=99)
     assert (last.total, last.page, len(last.items)) == (7, 3, 1)
-    none = service.contact_list(q="nobody-by-that-name", per_page=3, page=5)
+    none = service.list_page(q="nobody-by-that-name", per_page=3, page=5)
     assert (none.total, none.page, none.items) == (0, 1, [])

@@ -11,7 +11,7 @@ import pytest
 
 from crm_web.errors import NotFound, PermissionDenied
 from crm_web.models import utcnow
-from crm_web.services.dashboard import DashboardService
+from crm_web.services.stats.dashboard import DashboardService
 from tests import factories
 from tests.conftest import HX, LOGIN_STATEMENTS
 

@@ -3,23 +3,25 @@
 - The migrated schema holds exactly the trigger functions and triggers those files create, on both
   engines (so a later migration cannot change one without its own file, and the files are not stale).
 - The vocabulary triggers (0012) read the columns the app's searches match, table by table.
-- The tally triggers (0010) weigh a deal as services/forecast.py does (weighted_value_of in Python,
-  weighted_value in SQL), half cents included, on both engines.
+- The tally triggers (0010) weigh a deal as services/stats/formula.py does (weighted_value in SQL;
+  tests/stats_oracles.weighted_value_of, the same formula in Python), half cents included, on both engines.
 """
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, func, select, text
 
 from crm_web.extensions import db
 from crm_web.models import Deal, DealTally, PipelineStage
-from crm_web.services.forecast import weighted_value, weighted_value_of
+from crm_web.services.stats.formula import weighted_value
 from crm_web.sql_files import SQL_DIR, split_statements
 from tests import factories
+from tests.stats_oracles import weighted_value_of
 
 CREATED = re.compile(r"^CREATE (?:OR REPLACE )?(FUNCTION|TRIGGER) (\w+)", re.IGNORECASE)
 
@@ -86,17 +88,17 @@ def test_the_schema_has_exactly_the_functions_and_triggers_of_the_sql_files(app,
 
 
 def searched_columns_in_python() -> dict[str, set[str]]:
-    """Per table, the columns the app's searches match: the global search's expressions
-    (services/search.SEARCHED; its deal entry is also what the deal list and board match) and each
-    list's (the services' SEARCH_COLUMNS). The one place the triggers' column lists are compared with."""
-    from crm_web.services.companies import CompanyService
-    from crm_web.services.contacts import ContactService
-    from crm_web.services.leads import LeadService
-    from crm_web.services.search import SEARCHED
+    """Per table, the columns the app's searches match, read from the entity registry
+    (crm_web/entities.py): for every entity of the global search, its global search's expressions and
+    its list's search box (`Entity.searched`, also what the deal board matches). Those are the searches
+    with a typo tier; an entity outside the global search (activities) is matched by its exact words
+    only and has no vocabulary. The one place the triggers' column lists are compared with."""
+    from crm_web.entities import searched_globally
 
-    expressions = [e for *_, searched, _ in SEARCHED for e in searched]
-    for service in (ContactService, CompanyService, LeadService):
-        expressions += list(service.SEARCH_COLUMNS)
+    expressions: list[Any] = []
+    for entity in searched_globally():
+        assert entity.global_search is not None  # searched_globally lists only entities that declare one
+        expressions += [*entity.global_search.searched, *entity.searched]
     columns: dict[str, set[str]] = {}
     for expression in expressions:
         clause = expression.__clause_element__() if hasattr(expression, "__clause_element__") else expression

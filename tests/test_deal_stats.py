@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from crm_web.services.deal_stats import forecast, pipeline_stats, rollup
-from crm_web.services.forecast import weighted_value_of
+from crm_web.services.stats.deals import rollup
 from tests import factories
+from tests.stats_oracles import forecast, pipeline_stats, weighted_value_of
 
 TODAY = date(2026, 3, 15)
 

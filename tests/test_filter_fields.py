@@ -9,14 +9,13 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
+from crm_web.entities import CONTACT, DEAL, ENTITIES
 from crm_web.extensions import db
 from crm_web.filters import FieldType, compile_filter, describe_fields, parse_filter
-from crm_web.filters.fields import ALL_FILTERS, CONTACT_FILTERS, DEAL_FILTERS
-from crm_web.filters.spec import OPERATOR_ARITY, OPERATORS_BY_TYPE
-from crm_web.models import Activity, Company, Contact, Deal, Lead, contact_tags, deal_tags
+from crm_web.filters.types import OPERATOR_ARITY, OPERATORS_BY_TYPE
+from crm_web.models import Contact, Deal, contact_tags, deal_tags
 from tests import factories
 
-MODELS = {"contact": Contact, "company": Company, "lead": Lead, "deal": Deal, "activity": Activity}
 NOW = datetime(2026, 3, 11, 12, tzinfo=UTC)
 SOME_ID = "6f1c0d2e-0000-4000-8000-000000000001"
 
@@ -48,9 +47,9 @@ def sample_value(field, op: str) -> str | None:
     return single
 
 
-@pytest.mark.parametrize("entity", list(ALL_FILTERS))
+@pytest.mark.parametrize("entity", list(ENTITIES))
 def test_every_operator_of_every_field_runs(app, org, entity: str) -> None:
-    fields, model = ALL_FILTERS[entity], MODELS[entity]
+    fields, model = ENTITIES[entity].filter_fields(), ENTITIES[entity].model
     for name, field in fields.items():
         for op in OPERATORS_BY_TYPE[field.type]:
             value = sample_value(field, op)
@@ -62,7 +61,7 @@ def test_every_operator_of_every_field_runs(app, org, entity: str) -> None:
 
 
 def test_whitelists_describe_themselves(app) -> None:
-    for fields in ALL_FILTERS.values():
+    for fields in (e.filter_fields() for e in ENTITIES.values()):
         described = describe_fields(fields)
         assert [d["name"] for d in described] == list(fields)
         assert all(d["operators"] for d in described)
@@ -70,8 +69,8 @@ def test_whitelists_describe_themselves(app) -> None:
 
 
 def contact_codes(org, query: list[tuple[str, str]]) -> list[str]:
-    spec = parse_filter(MultiDict(query), CONTACT_FILTERS)
-    clause = compile_filter(spec, CONTACT_FILTERS, now=NOW)
+    spec = parse_filter(MultiDict(query), CONTACT.filters)
+    clause = compile_filter(spec, CONTACT.filters, now=NOW)
     stmt = select(Contact.first_name).where(Contact.org_id == org.id, clause).order_by(Contact.first_name)
     return list(db.session.scalars(stmt))
 
@@ -105,9 +104,9 @@ def test_contact_filters_on_real_rows(app, org, other_org, users) -> None:
     ]
     assert contact_codes(org, [("f", "created.before.2000-01-01")]) == []
     # Without an injected clock, relative ranges are anchored on the current UTC time.
-    spec = parse_filter(MultiDict([("f", "created.inRange.last7Days")]), CONTACT_FILTERS)
+    spec = parse_filter(MultiDict([("f", "created.inRange.last7Days")]), CONTACT.filters)
     stmt = (
-        select(func.count()).select_from(Contact).where(Contact.org_id == org.id, compile_filter(spec, CONTACT_FILTERS))
+        select(func.count()).select_from(Contact).where(Contact.org_id == org.id, compile_filter(spec, CONTACT.filters))
     )
     assert db.session.scalar(stmt) == 2
 
@@ -132,8 +131,8 @@ def test_deal_filters_follow_relations_without_inflating_counts(app, org) -> Non
     db.session.commit()
 
     def count(raw: list[str]) -> int:
-        spec = parse_filter(MultiDict([("f", r) for r in raw]), DEAL_FILTERS)
-        clause = compile_filter(spec, DEAL_FILTERS, now=NOW)
+        spec = parse_filter(MultiDict([("f", r) for r in raw]), DEAL.filters)
+        clause = compile_filter(spec, DEAL.filters, now=NOW)
         return db.session.scalar(select(func.count()).select_from(Deal).where(Deal.org_id == org.id, clause))
 
     assert count(["tags.in." + ",".join(str(t.id) for t in tags)]) == 1

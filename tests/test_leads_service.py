@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
+from crm_web.entities import LEAD
 from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
-from crm_web.filters.fields import LEAD_FILTERS
-from crm_web.filters.spec import parse_filter
+from crm_web.filters import parse_filter
 from crm_web.models import Company, Contact, Deal, Lead, RecordHistory, lead_tags
 from crm_web.services.activities import ActivityService, Links
 from crm_web.services.base import Actor
@@ -46,15 +46,15 @@ def test_list_search_scope_sort_filter(users, org, other_org):
     factories.make_lead(org, first_name="Ben", last_name="Young", company_name="Initech", score=90, status="qualified")
     factories.make_lead(other_org, first_name="Ann", company_name="Globex")
     svc = service(users["sales"])
-    assert svc.list_leads().total == 2
-    assert [lead.first_name for lead in svc.list_leads(q="glob").items] == ["Ann"]
-    assert [lead.first_name for lead in svc.list_leads(scope="mine").items] == ["Ann"]
-    assert [lead.first_name for lead in svc.list_leads(sort="-score").items] == ["Ben", "Ann"]
-    assert [lead.first_name for lead in svc.list_leads(sort="name").items] == ["Ben", "Ann"]
-    spec = parse_filter(MultiDict([("f", "status.equals.qualified")]), LEAD_FILTERS)
-    assert [lead.first_name for lead in svc.list_leads(filter_spec=spec).items] == ["Ben"]
+    assert svc.list_page().total == 2
+    assert [lead.first_name for lead in svc.list_page(q="glob").items] == ["Ann"]
+    assert [lead.first_name for lead in svc.list_page(scope="mine").items] == ["Ann"]
+    assert [lead.first_name for lead in svc.list_page(sort="-score").items] == ["Ben", "Ann"]
+    assert [lead.first_name for lead in svc.list_page(sort="name").items] == ["Ben", "Ann"]
+    spec = parse_filter(MultiDict([("f", "status.equals.qualified")]), LEAD.filters)
+    assert [lead.first_name for lead in svc.list_page(filter_spec=spec).items] == ["Ben"]
     with pytest.raises(BadRequest):
-        svc.list_leads(sort="nope")
+        svc.list_page(sort="nope")
 
 
 def test_list_costs_three_statements_for_one_or_many(users, org, count_queries):
@@ -62,10 +62,10 @@ def test_list_costs_three_statements_for_one_or_many(users, org, count_queries):
     svc = service(users["admin"])
     counts = []
     for n in (1, 60):
-        while svc.list_leads().total < n:
+        while svc.list_page().total < n:
             tag_lead(factories.make_lead(org, owner_id=users["sales"].id), tag)
         with count_queries() as q:
-            page = svc.list_leads(per_page=100)
+            page = svc.list_page(per_page=100)
             _ = [(lead.owner.name, [t.name for t in lead.tags]) for lead in page.items]
         counts.append(q.count)
     assert counts == [3, 3]
@@ -74,20 +74,20 @@ def test_list_costs_three_statements_for_one_or_many(users, org, count_queries):
 def test_create_and_update_validate(users, org, other_org):
     svc = service(users["sales"])
     with pytest.raises(ValidationError) as error:
-        svc.create_lead(first_name=" ", score=101, estimated_value=Decimal("-1"), source="carrier pigeon")
+        svc.create(first_name=" ", score=101, estimated_value=Decimal("-1"), source="carrier pigeon")
     assert set(error.value.field_errors) == {"first_name", "score", "estimated_value", "source"}
-    lead = svc.create_lead(first_name="Ann", last_name="", email=" ann@x.test ", status="converted")
+    lead = svc.create(first_name="Ann", last_name="", email=" ann@x.test ", status="converted")
     assert lead.status == "new" and lead.email == "ann@x.test" and lead.owner_id == users["sales"].id
     with pytest.raises(ValidationError):
-        svc.update_lead(lead.id, owner_id=factories.make_user(other_org).id)
-    svc.update_lead(lead.id, score=55)
+        svc.update(lead.id, owner_id=factories.make_user(other_org).id)
+    svc.update(lead.id, score=55)
     assert actions(lead.id) == ["created", "updated"]
 
 
 def test_sales_cannot_edit_someone_elses_lead(users, org):
     lead = factories.make_lead(org, owner_id=users["manager"].id)
     with pytest.raises(PermissionDenied):
-        service(users["sales"]).update_lead(lead.id, first_name="X")
+        service(users["sales"]).update(lead.id, first_name="X")
     with pytest.raises(PermissionDenied):
         service(users["sales"]).set_status(lead.id, status="contacted")
     with pytest.raises(PermissionDenied):
@@ -208,7 +208,7 @@ def test_another_orgs_lead_is_not_found(users, org, other_org):
         lambda: svc.detail(foreign.id),
         lambda: svc.convert(foreign.id, create_deal=False),
         lambda: svc.set_status(foreign.id, status="contacted"),
-        lambda: svc.update_lead(foreign.id, score=1),
+        lambda: svc.update(foreign.id, score=1),
         lambda: svc.delete(foreign.id),
     ):
         with pytest.raises(NotFound):
@@ -241,12 +241,12 @@ def test_soft_delete_bulk_and_restore(users, org):
     svc = service(users["admin"])
     ids = [lead.id for lead in leads]
     assert sorted(svc.delete_many(ids)) == sorted(ids)
-    assert svc.list_leads().total == 0
+    assert svc.list_page().total == 0
     svc.restore_many(ids)
-    assert svc.list_leads().total == 3
+    assert svc.list_page().total == 3
 
 
 def test_export_rows(users, org):
     factories.make_lead(org, first_name="Ann", company_name="Globex", owner_id=users["sales"].id)
-    rows = list(service(users["admin"]).export_rows())
+    rows = [LEAD.csv_values(row) for row in service(users["admin"]).export_rows()]
     assert rows[0][0] == "Ann" and rows[0][5] == "Globex" and rows[0][11] == users["sales"].email

@@ -119,7 +119,7 @@ class TestTenantScoping:
         admin = factories.make_user(org, role="admin")
         service = CompanyService(Actor.of(admin))
 
-        assert [c.name for c in service.list().items] == ["Mine"]
+        assert [c.name for c in service.list_page().items] == ["Mine"]
         assert service.get(mine.id).name == "Mine"
         with pytest.raises(NotFound):
             service.get(theirs.id)

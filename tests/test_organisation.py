@@ -10,9 +10,10 @@ from sqlalchemy import select
 from crm_web.errors import PermissionDenied
 from crm_web.extensions import cache, db
 from crm_web.models import Organization, Pipeline, Tag, contact_tags
-from crm_web.services.activities import ActivityService, day_bounds, week_bounds
+from crm_web.services.activities import ActivityService
 from crm_web.services.base import Actor
 from crm_web.services.organisations import OrganisationService, local_today, zone
+from crm_web.services.stats.units import day_bounds, week_bounds
 from crm_web.services.tags import TagService
 from tests import factories
 from tests.conftest import LOGIN_STATEMENTS
@@ -101,8 +102,8 @@ def test_the_due_today_view_uses_the_organisations_day(org, users):
     activity = factories.make_activity(org, due_at=datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
     actor = Actor.of(users["admin"])
     in_tokyo = Actor(actor.org_id, actor.user_id, actor.role, actor.name, time_zone="Asia/Tokyo")
-    assert [a.id for a in ActivityService(in_tokyo).list_activities(view="today", now=now).items] == [activity.id]
-    assert ActivityService(actor).list_activities(view="today", now=now).items == []
+    assert [a.id for a in ActivityService(in_tokyo).list_page(view="today", now=now).items] == [activity.id]
+    assert ActivityService(actor).list_page(view="today", now=now).items == []
 
 
 def test_a_signed_in_actor_carries_the_organisations_time_zone(client, login, org, users):

@@ -22,7 +22,7 @@ from tests.conftest import LOGIN_STATEMENTS
 
 
 def contact_names(user, q):
-    return [row.contact.full_name for row in ContactService(factories.actor_for(user)).contact_list(q=q).items]
+    return [row.contact.full_name for row in ContactService(factories.actor_for(user)).list_page(q=q).items]
 
 
 def global_contacts(user, q):

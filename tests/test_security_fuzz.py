@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm_web.filters.fields import ACTIVITY_FILTERS, CONTACT_FILTERS, DEAL_FILTERS
-from crm_web.filters.spec import OPERATORS_BY_TYPE
-from crm_web.services.dashboard import PANELS
+from crm_web.entities import ACTIVITY, CONTACT, DEAL
+from crm_web.filters.types import OPERATORS_BY_TYPE
+from crm_web.services.stats.dashboard import PANELS
 from tests.conftest import HX
 from tests.security_support import World, build_world, make_users
 
@@ -145,11 +145,11 @@ def check(response, what) -> None:
 
 
 LIST_PAGES = [
-    ("/contacts", CONTACT_FILTERS, {}),
-    ("/contacts/export.csv", CONTACT_FILTERS, {}),
-    ("/deals", DEAL_FILTERS, {}),
-    ("/deals/export.csv", DEAL_FILTERS, {}),
-    ("/activities", ACTIVITY_FILTERS, {"view": junk(["mine", "overdue", "today", "upcoming", "completed", "all"])}),
+    ("/contacts", CONTACT.filters, {}),
+    ("/contacts/export.csv", CONTACT.filters, {}),
+    ("/deals", DEAL.filters, {}),
+    ("/deals/export.csv", DEAL.filters, {}),
+    ("/activities", ACTIVITY.filters, {"view": junk(["mine", "overdue", "today", "upcoming", "completed", "all"])}),
     ("/trash", None, {"type": junk(["contact", "deal", "company", "lead", "activity"])}),
 ]
 
@@ -172,7 +172,7 @@ def test_board_parameters_never_500(app, admin_client, world):
     paths = ["/deals/board", "/deals/board/filter", f"/deals/board/column/{world['stage']}"]
 
     @FUZZ
-    @given(path=st.sampled_from(paths), params=list_params(DEAL_FILTERS, board_extra), htmx=st.booleans())
+    @given(path=st.sampled_from(paths), params=list_params(DEAL.filters, board_extra), htmx=st.booleans())
     def run(path, params, htmx):
         url = f"{path}?{_query(params)}"
         check(admin_client.get(url, headers=HX if htmx else {}), url)
@@ -370,7 +370,7 @@ def test_forms_never_500(app, admin_client, world):
     def run(data, htmx):
         path, fields = data.draw(st.sampled_from(targets))
         form = data.draw(st.fixed_dictionaries({}, optional=fields))
-        query = data.draw(list_params(CONTACT_FILTERS if path.startswith("/contacts/bulk") else None))
+        query = data.draw(list_params(CONTACT.filters if path.startswith("/contacts/bulk") else None))
         url = f"{path}?{_query(query)}" if query else path
         check(admin_client.post(url, data=form, headers=HX if htmx else {}), (url, form))
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
-from crm_web.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
 from crm_web.models import Company, Contact, Deal, RecordHistory, contact_tags, deal_tags
 from crm_web.services.base import Actor, BaseService
@@ -92,9 +92,9 @@ def test_bulk_delete_is_one_update_and_restores_exactly(users, count_queries, or
     updates = [s for s in q.statements if s.lstrip().upper().startswith("UPDATE")]
     assert len(updates) == 1
     assert set(deleted) == {c.id for c in mine[:3]}
-    assert {c.id for c in service.list().items} == {c.id for c in mine[3:]}
+    assert {c.id for c in service.list_page().items} == {c.id for c in mine[3:]}
     assert set(service.restore_many(deleted)) == set(deleted)
-    assert len(service.list().items) == 5
+    assert len(service.list_page().items) == 5
 
 
 def test_sales_cannot_change_someone_elses_record(users, org):
@@ -153,9 +153,9 @@ def test_sort_whitelist_and_pagination(users, org):
     for name in ["b", "a", "c"]:
         factories.make_company(org, name=name)
     service = Companies(Actor.of(users["admin"]))
-    assert [c.name for c in service.list(sort="name").items] == ["a", "b", "c"]
-    assert [c.name for c in service.list(sort="-name").items] == ["c", "b", "a"]
-    page = service.list(sort="name", page=2, per_page=2)
+    assert [c.name for c in service.list_page(sort="name").items] == ["a", "b", "c"]
+    assert [c.name for c in service.list_page(sort="-name").items] == ["c", "b", "a"]
+    page = service.list_page(sort="name", page=2, per_page=2)
     assert ([c.name for c in page.items], page.total, page.pages, page.has_prev, page.has_next) == (
         ["c"],
         3,
@@ -163,9 +163,9 @@ def test_sort_whitelist_and_pagination(users, org):
         True,
         False,
     )
-    assert service.list(sort="name", page=99, per_page=2).page == 2  # past the end: the last page
-    with pytest.raises(ValidationError):
-        service.list(sort="password_hash")
+    assert service.list_page(sort="name", page=99, per_page=2).page == 2  # past the end: the last page
+    with pytest.raises(BadRequest):
+        service.list_page(sort="password_hash")
 
 
 @pytest.mark.parametrize("rows", [10, 100])
@@ -179,7 +179,7 @@ def test_optimized_query_costs_the_same_for_10_and_100_rows(users, org, count_qu
     db.session.expunge_all()
     service = Contacts(Actor.of(users["admin"]))
     with count_queries() as q:
-        page = service.list(per_page=100)
+        page = service.list_page(per_page=100)
         names = [(c.full_name, c.primary_company.name, c.owner.name, [t.name for t in c.tags]) for c in page.items]
     assert len(names) == rows
     assert q.count == 3, q  # count, rows with company and owner joined, tags

@@ -1,4 +1,4 @@
-"""Cached statistics (services/stats_cache.py): served from the cache until any write path changes
+"""Cached statistics (services/stats/cache.py): served from the cache until any write path changes
 what they count, whichever service, bulk statement or trash action made the change."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import pytest
 
 from crm_web.models import utcnow
 from crm_web.services.activities import ActivityService
-from crm_web.services.dashboard import DashboardService
+from crm_web.services.board import BoardService
 from crm_web.services.deals import DealService
 from crm_web.services.leads import LeadService
 from crm_web.services.pipelines import PipelineService
+from crm_web.services.stats.dashboard import DashboardService
 from crm_web.services.trash import TrashRef, TrashService
 from tests import factories
 from tests.conftest import HX, LOGIN_STATEMENTS
@@ -51,9 +52,9 @@ def _changes(actor, board):
     first, second = board["deals"]
     deals = DealService(actor)
     return {
-        "board move": lambda: deals.deal_move(first.id, stage_id=negotiation.id),
-        "won": lambda: deals.deal_mark_won(second.id),
-        "edit": lambda: deals.deal_update(first.id, value=Decimal("1500")),
+        "board move": lambda: BoardService(deals.actor).move(first.id, stage_id=negotiation.id),
+        "won": lambda: deals.mark_won(second.id),
+        "edit": lambda: deals.update(first.id, value=Decimal("1500")),
         "bulk delete": lambda: deals.delete_many([first.id, second.id]),
         "trash restore": lambda: TrashService(actor).restore([TrashRef("deal", board["trashed"].id)]),
         "trash purge": lambda: TrashService(actor).purge([TrashRef("deal", board["trashed"].id)]),
@@ -61,9 +62,7 @@ def _changes(actor, board):
             lead_in.id, name=lead_in.name, probability=55, is_won=False, is_lost=False
         ),
         "activity restored": lambda: TrashService(actor).restore([TrashRef("activity", board["activity"].id)]),
-        "new activity": lambda: ActivityService(actor).create_activity(
-            subject="Demo", type="meeting", status="pending"
-        ),
+        "new activity": lambda: ActivityService(actor).create(subject="Demo", type="meeting", status="pending"),
         "lead converted": lambda: LeadService(actor).convert(
             factories.make_lead(actor_org(actor), first_name="Ada", last_name="Lovelace", company_name="Engines").id,
             create_deal=True,
@@ -115,7 +114,7 @@ def test_another_organisations_change_keeps_the_cache(actor, board, other_org, c
     numbers(actor)
     stranger = factories.actor_for(factories.make_user(other_org, role="admin"))
     factories.make_deal(other_org, value=Decimal("10"))
-    ActivityService(stranger).create_activity(subject="Elsewhere", type="task", status="pending")
+    ActivityService(stranger).create(subject="Elsewhere", type="task", status="pending")
     with count_queries() as q:
         numbers(actor)
     assert q.count == 1, q
@@ -166,12 +165,12 @@ def test_a_deal_change_keeps_the_activity_stats_and_an_activity_change_keeps_the
 ):
     numbers(actor)
     _lead_in, _, negotiation, _, _ = board["stages"]
-    DealService(actor).deal_move(board["deals"][0].id, stage_id=negotiation.id)
+    BoardService(actor).move(board["deals"][0].id, stage_id=negotiation.id)
     with count_queries() as q:
         numbers(actor)
     assert [s for s in q.statements if "FROM activity_tallies" in s] == [], q  # only the deal rollup ran again
     assert any("FROM deal_tallies" in s for s in q.statements), q
-    ActivityService(actor).create_activity(subject="Demo", type="meeting", status="pending")
+    ActivityService(actor).create(subject="Demo", type="meeting", status="pending")
     with count_queries() as q:
         numbers(actor)
     assert [s for s in q.statements if "FROM deal_tallies" in s] == [], q

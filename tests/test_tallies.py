@@ -25,13 +25,16 @@ from crm_web.models import (
     DealTally,
     utcnow,
 )
-from crm_web.services import tallies
 from crm_web.services.activities import ActivityService
-from crm_web.services.deal_stats import forecast, pipeline_stats, rollup
+from crm_web.services.board import BoardService
 from crm_web.services.deals import DealService
 from crm_web.services.pipelines import PipelineService
+from crm_web.services.stats import tallies
+from crm_web.services.stats.activities import compute_activity_stats
+from crm_web.services.stats.deals import rollup
 from crm_web.services.trash import TrashRef, TrashService
 from tests import factories
+from tests.stats_oracles import forecast, pipeline_stats
 
 TODAY = utcnow().date()
 FIRST = TODAY.replace(day=1)
@@ -81,7 +84,7 @@ def assert_deal_tallies_agree(actor, org, owners) -> None:
         open_deals = [Deal.status == "open"] + ([Deal.owner_id == owner_id] if owner_id else [])
         expected_by_stage = {}
         for pipeline in PipelineService(actor).pipeline_list():
-            for stage_id, stats in DealService(actor).column_stats(pipeline.id, open_deals).items():
+            for stage_id, stats in BoardService(actor).column_stats(pipeline.id, open_deals).items():
                 expected_by_stage[stage_id] = (stats.count, stats.total, stats.weighted.quantize(Decimal("0.01")))
         assert {
             stage_id: (count, value, weighted.quantize(Decimal("0.01")))
@@ -89,8 +92,8 @@ def assert_deal_tallies_agree(actor, org, owners) -> None:
         } == expected_by_stage
     service = DealService(actor)
     for pipeline in PipelineService(actor).pipeline_list():
-        direct = service.column_stats(pipeline.id)
-        from_tallies = service.stage_totals()
+        direct = BoardService(service.actor).column_stats(pipeline.id)
+        from_tallies = BoardService(service.actor).stage_totals()
         for stage in pipeline.stages:
             mine, theirs = from_tallies.get(stage.id), direct.get(stage.id)
             assert (mine.count if mine else 0) == (theirs.count if theirs else 0), stage.name
@@ -107,7 +110,7 @@ def assert_activity_tallies_agree(actor, org, owners) -> None:
         if owner_id is not None:
             stmt = stmt.where(Activity.owner_id == owner_id)
         live = Counter(db.session.execute(stmt).all())  # soft-deleted rows are hidden globally
-        stats = ActivityService(actor)._compute_stats(user_id=owner_id, now=utcnow())
+        stats = compute_activity_stats(db.session, org.id, user_id=owner_id, now=utcnow())
         assert stats["total"] == sum(live.values())
         assert stats["by_status"] == {
             key: sum(n for (s, _), n in live.items() if s == key) for key, _ in ACTIVITY_STATUSES
@@ -150,13 +153,13 @@ def test_edits_and_moves_agree(actor, org, world, users):
     service = DealService(actor)
     stages = factories.stages_of(world["pipelines"][0])
     first, second, third = world["deals"][0], world["deals"][2], world["deals"][4]
-    service.deal_update(
+    service.update(
         first.id, value=Decimal("123.45"), probability=None, expected_close_date=_month(2), owner_id=users["sales"].id
     )
-    service.deal_move(second.id, stage_id=stages[3].id)  # won now
-    service.deal_move(third.id, stage_id=stages[4].id, lost_reason="Price")  # lost now
-    service.deal_move(second.id, stage_id=stages[1].id)  # and open again
-    service.deal_create(stage_id=stages[2].id, name="New", value=Decimal("50.10"), expected_close_date=TODAY)
+    BoardService(service.actor).move(second.id, stage_id=stages[3].id)  # won now
+    BoardService(service.actor).move(third.id, stage_id=stages[4].id, lost_reason="Price")  # lost now
+    BoardService(service.actor).move(second.id, stage_id=stages[1].id)  # and open again
+    service.create(stage_id=stages[2].id, name="New", value=Decimal("50.10"), expected_close_date=TODAY)
     assert_deal_tallies_agree(actor, org, world["owners"])
 
 
@@ -198,7 +201,7 @@ def test_a_stage_deleted_under_its_deals_leaves_them_weighing_nothing(actor, org
 def test_an_edit_that_changes_nothing_counted_appends_nothing(actor, org, world):
     service = DealService(actor)
     before = db.session.scalar(select(func.count()).select_from(DealTally))
-    service.deal_update(world["deals"][1].id, name="Renamed", description="Only words changed")
+    service.update(world["deals"][1].id, name="Renamed", description="Only words changed")
     assert db.session.scalar(select(func.count()).select_from(DealTally)) == before
 
 
@@ -225,7 +228,7 @@ def test_another_orgs_deals_never_count(actor, org, world, other_org):
 def test_folding_keeps_every_number_and_leaves_one_row_per_group(actor, org, world, monkeypatch, count_queries):
     service = DealService(actor)
     for deal in world["deals"][:8]:
-        service.deal_update(deal.id, value=deal.value + 1)
+        service.update(deal.id, value=deal.value + 1)
     groups_before = tallies.deal_groups(db.session, org.id)
     rows_before = db.session.scalar(select(func.count()).select_from(DealTally).where(DealTally.org_id == org.id))
     monkeypatch.setattr(tallies, "COMPACT_AFTER", 3)
@@ -251,11 +254,11 @@ def test_activity_tallies_agree_after_every_kind_of_write(actor, org, users, mon
         for i in range(15)
     ]
     assert_activity_tallies_agree(actor, org, owners)
-    service.update_activity(made[0].id, type="call", owner_id=users["sales"].id)
+    service.update(made[0].id, type="call", owner_id=users["sales"].id)
     service.set_completed(made[1].id, completed=True)
-    service.delete_activity(made[2].id)
+    service.delete(made[2].id)
     service.delete_many([made[3].id, made[4].id])
-    service.restore_activity(made[2].id)
+    service.restore(made[2].id)
     db.session.execute(
         update(Activity).where(Activity.org_id == org.id, Activity.type == "note").values(status="cancelled")
     )

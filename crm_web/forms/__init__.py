@@ -1,13 +1,16 @@
 """Flask-WTF forms: the shape of input only; rules about the domain live in services."""
 
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
 from wtforms import Form, HiddenField
 from wtforms.fields.choices import SelectChoice
 
 from crm_web.errors import Conflict, ValidationError
+from crm_web.models import utcnow
 from crm_web.params import is_whole_number
+from crm_web.services.conflicts import EditConflict
 
 DAMAGED_VERSION = "This form is damaged or out of date. Reload the page to edit the latest version."
 
@@ -62,12 +65,37 @@ class VersionedForm:
     def record_data(self, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
         """The submitted values that belong to the record: not the CSRF token, not the version."""
         skipped = ("csrf_token", "version", *exclude)
-        return {name: field.data for name, field in self._fields.items() if name not in skipped}
+        fields = self._fields  # type: ignore[attr-defined]  # mixed into a wtforms Form
+        return {name: field.data for name, field in fields.items() if name not in skipped}
+
+
+def conflict_message(error: Conflict, *, today: date | None = None) -> str:
+    """A refused save in words: who changed the record (or the field shown) and when, and for one field
+    what it holds now."""
+    if not isinstance(error, EditConflict):
+        return error.message
+    stale = error.stale
+    what = f"this {stale.entity_label}"
+    if stale.fields:
+        what = f"the {stale.fields[0].replace('_', ' ')} of {what}"
+    if stale.at is None:
+        message = f"Someone else changed {what} after you opened it for editing."
+    else:
+        at = stale.at
+        today = today or utcnow().date()
+        when = at.strftime("%H:%M UTC") if at.date() == today else at.strftime("%d %b %Y %H:%M UTC")
+        if stale.by_you:
+            message = f"You changed {what} in another tab or window at {when}, after you opened it for editing."
+        else:
+            message = f"{stale.by_name or 'Someone else'} changed {what} at {when}, after you opened it for editing."
+    if len(stale.fields) == 1:
+        message += f" It is now “{stale.now}”." if stale.now not in (None, "") else " It is now empty."
+    return message
 
 
 def apply_conflict(form: VersionedForm, error: Conflict) -> None:
     """A stale save: the message goes above the form, which keeps the typed values and now carries the
     record's current version, so saving again overwrites the other change on purpose ("Save anyway")."""
-    form.conflict = error.message
+    form.conflict = conflict_message(error)
     if error.current_version is not None:
         form.version.data = error.current_version

@@ -8,15 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm_web.models.base import (
-    Base,
-    IdMixin,
-    OrgScopedMixin,
-    OwnedMixin,
-    SoftDeleteMixin,
-    TimestampMixin,
-    VersionedMixin,
-)
+from crm_web.models.base import Base, RecordMixin
 from crm_web.models.mixins import live_index, trash_index
 
 ACTIVITY_TYPES = [("task", "Task"), ("note", "Note"), ("call", "Call"), ("email", "Email"), ("meeting", "Meeting")]
@@ -30,7 +22,7 @@ ACTIVITY_PRIORITIES = [("low", "Low"), ("medium", "Medium"), ("high", "High"), (
 OPEN_ACTIVITY_STATUSES = ("pending", "in_progress")
 
 
-class Activity(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin, VersionedMixin, Base):
+class Activity(RecordMixin, Base):
     __tablename__ = "activities"
     __table_args__ = (
         Index("ix_activities_org_status_due", "org_id", "status", "due_at"),
@@ -43,7 +35,7 @@ class Activity(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMi
         trash_index("activities"),
         live_index("activities", "owner_id", "status"),
         # The dashboard's clock-bound counts (overdue, due and completed this week): index-only
-        # range counts, the owner filtered inside the index (services/tallies.py).
+        # range counts, the owner filtered inside the index (services/stats/tallies.py).
         live_index("activities", "status", "due_at", "owner_id"),
         live_index("activities", "status", "completed_at", "owner_id"),
     )

@@ -129,7 +129,12 @@ class VersionedMixin:
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
-        return {"version_id_col": cls.__table__.c.version}
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]  # a mixin of a mapped class
+
+
+class RecordMixin(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin, VersionedMixin):
+    """What every entity's table has (crm_web/entities.py): an id, timestamps, an organisation, an owner,
+    soft delete and a version for optimistic locking."""
 
 
 @event.listens_for(Session, "do_orm_execute")

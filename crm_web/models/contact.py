@@ -8,15 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm_web.models.base import (
-    Base,
-    IdMixin,
-    OrgScopedMixin,
-    OwnedMixin,
-    SoftDeleteMixin,
-    TimestampMixin,
-    VersionedMixin,
-)
+from crm_web.models.base import Base, IdMixin, OrgScopedMixin, RecordMixin, TimestampMixin
 from crm_web.models.company import Company
 from crm_web.models.mixins import (
     AddressMixin,
@@ -49,7 +41,7 @@ LEAD_SOURCES = [
 ]
 
 
-class Contact(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin, VersionedMixin, AddressMixin, Base):
+class Contact(RecordMixin, AddressMixin, Base):
     __tablename__ = "contacts"
     __table_args__ = (
         Index("ix_contacts_org_last_first", "org_id", "last_name", "first_name"),

@@ -9,15 +9,7 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm_web.models.base import (
-    Base,
-    IdMixin,
-    OrgScopedMixin,
-    OwnedMixin,
-    SoftDeleteMixin,
-    TimestampMixin,
-    VersionedMixin,
-)
+from crm_web.models.base import Base, RecordMixin
 from crm_web.models.mixins import (
     full_name,
     name_order_index,
@@ -37,7 +29,7 @@ LEAD_STATUSES = [
 ]
 
 
-class Lead(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin, VersionedMixin, Base):
+class Lead(RecordMixin, Base):
     __tablename__ = "leads"
     __table_args__ = (
         Index("ix_leads_org_status", "org_id", "status"),

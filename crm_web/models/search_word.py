@@ -1,8 +1,7 @@
 """The words of an organisation's searched names: the vocabulary its typo search corrects against.
 
-A typo search used to score every row that shares a few trigrams with the query: "smiht" scored all
-1,611 Smiths of 100k contacts to rank five (docs/benchmarks.md). Correcting the query's words
-against this short list of distinct words (about a thousand at bench size L) and then running the
+Scoring every row that shares a few trigrams with a typo would read all the Smiths to rank five for
+"smiht". Correcting the query's words against this short list of distinct words and then running the
 exact search with the corrected words finds the same people for the price of an exact search.
 
 PostgreSQL only: triggers written by migration 0012 keep it, whatever wrote the rows (a form, an

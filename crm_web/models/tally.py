@@ -1,16 +1,15 @@
 """Running tallies of deals and activities, kept by the database as each write commits.
 
-The dashboard and the board headers read these few hundred rows instead of aggregating every
-deal and activity of the organisation (90 ms each at 50k deals / 200k activities, on every first
-view after a change). Triggers written by migration 0010 append one row per changed group and
-per statement: the row's counts are the difference the statement made (negative for what left
-the group), so every write path (a form, a board move, a bulk delete, the trash, a CLI seed,
-psql) is counted by the same code and in the same transaction. Rows are only appended, never
-updated, so two users moving deals between the same stages never wait on each other;
-services/tallies.py folds them back into one row per group when they pile up.
+The dashboard and the board headers read these few hundred rows instead of aggregating every deal
+and activity of the organisation on every first view after a change. Triggers written by migration
+0010 append one row per changed group and per statement: the row's counts are the difference the
+statement made (negative for what left the group), so every write path (a form, a board move, a bulk
+delete, the trash, a CLI seed, psql) is counted by the same code and in the same transaction. Rows
+are only appended, never updated, so two users moving deals between the same stages never wait on
+each other; services/stats/tallies.py folds them back into one row per group when they pile up.
 
-No foreign key on org_id: deleting an organisation cascades to its deals, whose trigger then
-appends rows for an organisation that is being deleted (they sum to zero and are compacted away).
+No foreign key on org_id: deleting an organisation cascades to its deals, whose trigger then appends
+rows for an organisation that is being deleted (they sum to zero and are compacted away).
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ class DealTally(TallyMixin, Base):
     closed_month: Mapped[date | None]
     deals: Mapped[int] = mapped_column(default=0)
     value: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=Decimal("0"))
-    weighted: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=Decimal("0"))  # services/forecast.py
+    weighted: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=Decimal("0"))  # services/stats/formula.py
     won_days: Mapped[float] = mapped_column(default=0.0)  # created -> closed, summed over won deals
     won_timed: Mapped[int] = mapped_column(default=0)  # won deals with a close time
 

@@ -1,39 +1,36 @@
-"""Activities (tasks, notes, calls, emails, meetings): lists, quick views, timelines, writes and stats.
+"""Activities (tasks, notes, calls, emails, meetings): lists, quick views, timelines and writes.
 
 Every list loads its contact/company/deal/lead/owner in the same SELECT (joinedload), so a page
-costs the same number of statements for 1 row or 100. `get_stats` reads the tallies the database
-keeps (services/tallies.py) plus index-only counts of what moves with the clock, and is cached
-per organisation and user (services/stats_cache.py: any committed activity change makes it
-stale); `get_type_stats` is one aggregate.
+costs the same number of statements for 1 row or 100. Their numbers are services/stats/activities.py.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.orm import Session, joinedload
 
+from crm_web.entities import ACTIVITY, activity_links
 from crm_web.errors import BadRequest, NotFound, ValidationError
-from crm_web.filters.fields import ACTIVITY_FILTERS
 from crm_web.models import (
     ACTIVITY_PRIORITIES,
     ACTIVITY_STATUSES,
     ACTIVITY_TYPES,
     OPEN_ACTIVITY_STATUSES,
     Activity,
-    Company,
-    Contact,
-    Deal,
-    Lead,
     utcnow,
 )
-from crm_web.services import tallies
-from crm_web.services.base import Actor, BaseService, Page
-from crm_web.services.stats_cache import cached_stats
+from crm_web.services.base import Actor, BaseService
+from crm_web.services.last_activity import contacts_of_activities, refresh_last_activity
+from crm_web.services.organisations import zone as org_zone
+from crm_web.services.pagination import Page
+from crm_web.services.sql import AnySelect
+from crm_web.services.stats.units import day_bounds
 from crm_web.services.text_search import text_match
 
 QUICK_VIEWS = [
@@ -47,28 +44,8 @@ QUICK_VIEW_KEYS = tuple(key for key, _ in QUICK_VIEWS)
 UPCOMING_DAYS = 7
 TIMELINE_LIMIT = 50
 
-# The records an activity can be linked to: form/query name -> (column, model).
-LINKS: dict[str, tuple[str, type]] = {
-    "contact": ("contact_id", Contact),
-    "company": ("company_id", Company),
-    "deal": ("deal_id", Deal),
-    "lead": ("lead_id", Lead),
-}
-
-
-def day_bounds(now: datetime, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
-    """Start of today and of tomorrow in the organisation's time zone, as UTC instants."""
-    day = now.astimezone(tz).date()
-    start = datetime.combine(day, time.min, tzinfo=tz)
-    return start.astimezone(UTC), datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
-
-
-def week_bounds(now: datetime, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
-    """Monday 00:00 of this week and of next week in the organisation's time zone, as UTC instants."""
-    day = now.astimezone(tz).date()
-    monday = day - timedelta(days=day.weekday())
-    start = datetime.combine(monday, time.min, tzinfo=tz)
-    return start.astimezone(UTC), datetime.combine(monday + timedelta(days=7), time.min, tzinfo=tz).astimezone(UTC)
+# The records an activity can be linked to (the entity registry): form/query name -> (column, model).
+LINKS: dict[str, tuple[str, Any]] = {e.name: (e.activity_link, e.model) for e in activity_links() if e.activity_link}
 
 
 def _open() -> ColumnElement[bool]:
@@ -99,8 +76,7 @@ class Links:
 class ActivityService(BaseService[Activity]):
     """Org-scoped activities; sales reps change only their own, managers and admins any."""
 
-    model = Activity
-    entity_type = "activity"
+    entity = ACTIVITY
     SORT_FIELDS: ClassVar[dict[str, Any]] = {
         "due": Activity.due_at,
         "subject": Activity.subject,
@@ -126,18 +102,17 @@ class ActivityService(BaseService[Activity]):
         }
     )
 
-    FILTER_FIELD_MAP = ACTIVITY_FILTERS
-
     # --- reading -----------------------------------------------------------------
 
     @property
     def zone(self) -> tzinfo:
         """Where "today" and "this week" are: the organisation's time zone."""
-        from crm_web.services.organisations import zone
+        return org_zone(self.actor.time_zone)
 
-        return zone(self.actor.time_zone)
+    def edit_query(self) -> AnySelect:
+        return self.optimized_query()
 
-    def optimized_query(self) -> Select[Any]:
+    def optimized_query(self) -> AnySelect:
         """Activities with everything a row shows, joined into the same SELECT."""
         return self.scoped().options(
             joinedload(Activity.contact),
@@ -163,7 +138,7 @@ class ActivityService(BaseService[Activity]):
             return []
         raise BadRequest(f"Unknown view {view!r}.")
 
-    def list_activities(
+    def list_page(
         self,
         *,
         view: str = "all",
@@ -182,7 +157,10 @@ class ActivityService(BaseService[Activity]):
             criteria.append(match.clause)
         if scope == "mine":
             criteria.append(Activity.owner_id == self.actor.user_id)
-        return self.list(filter_spec=filter_spec, criteria=criteria, sort=sort, page=page, per_page=per_page)
+        clause = self.filter_clause(filter_spec)
+        if clause is not None:
+            criteria.append(clause)
+        return self.page_of(criteria, None, sort=sort, page=page, per_page=per_page)
 
     def upcoming(self, *, days: int = UPCOMING_DAYS, limit: int = 10, now: datetime | None = None) -> list[Activity]:
         """Open activities due in the next `days` days, soonest first."""
@@ -208,9 +186,6 @@ class ActivityService(BaseService[Activity]):
             .order_by(func.coalesce(Activity.due_at, Activity.created_at).desc(), Activity.id)
         )
         return list(self.session.scalars(stmt.limit(limit)).unique())
-
-    def get_activity(self, activity_id: uuid.UUID) -> Activity:
-        return self.get(activity_id)
 
     def link_labels(self, links: Links) -> dict[str, str]:
         """Names of the records a new activity is created for; another org's id -> NotFound."""
@@ -256,118 +231,69 @@ class ActivityService(BaseService[Activity]):
                 values["completed_at"] = None
         return values
 
-    def _exists(self, model: type, entity_id: uuid.UUID) -> bool:
+    def _exists(self, model: Any, entity_id: uuid.UUID) -> bool:
         return bool(
             self.session.scalar(
                 select(func.count()).select_from(model).where(model.id == entity_id, model.org_id == self.org_id)
             )
         )
 
-    def _writable(self, values: dict[str, Any]) -> dict[str, Any]:
+    def _writable(self, values: Mapping[str, Any]) -> dict[str, Any]:
         writable = super()._writable(values)
         if "completed_at" in values:
             writable["completed_at"] = values["completed_at"]
         return writable
 
-    def create_activity(self, **values: Any) -> Activity:
-        """Create an activity (owned by the actor unless an owner is given)."""
-        obj = self.create(**values)
-        return self.get(obj.id)
+    # Every write keeps the linked contacts' last activity true (services/last_activity.py), in the
+    # write's own transaction: single writes note their activity's contact in `history`, bulk writes
+    # theirs before the UPDATE, and `commit` recomputes them first.
 
-    def update_activity(
-        self, activity_id: uuid.UUID, *, expected_version: int | None = None, **values: Any
+    def __init__(self, actor: Actor, session: Session | None = None):
+        super().__init__(actor, session)
+        self._touched: set[uuid.UUID | None] = set()
+
+    def history(self, obj: Any, action: str, changes: dict[str, Any] | None = None) -> None:
+        super().history(obj, action, changes)
+        self._touched.add(obj.contact_id)
+
+    def commit(self) -> None:
+        touched = {contact_id for contact_id in self._touched if contact_id is not None}
+        self._touched = set()
+        if touched:
+            self.session.flush()
+            refresh_last_activity(self.session, self.org_id, touched)
+        super().commit()
+
+    def create(self, **values: Any) -> Activity:
+        """Create an activity (owned by the actor unless an owner is given)."""
+        return self.get(super().create(**values).id)
+
+    def update(
+        self,
+        entity_id: uuid.UUID,
+        *,
+        expected_version: int | None = None,
+        expected_values: Mapping[str, Any] | None = None,
+        **values: Any,
     ) -> Activity:
-        obj = self.update(activity_id, expected_version=expected_version, **values)
+        # The contact it leaves behind (a moved activity) is recomputed too.
+        self._touched.add(self.session.scalar(self.scoped(select(Activity.contact_id)).where(Activity.id == entity_id)))
+        obj = super().update(entity_id, expected_version=expected_version, expected_values=expected_values, **values)
         return self.get(obj.id)
 
     def set_completed(self, activity_id: uuid.UUID, *, completed: bool) -> Activity:
         """One-click complete or reopen (reopened activities go back to pending)."""
-        return self.update_activity(activity_id, status="completed" if completed else "pending")
+        return self.update(activity_id, status="completed" if completed else "pending")
 
-    def delete_activity(self, activity_id: uuid.UUID) -> Activity:
-        """Soft delete: the activity can be restored (Undo) until the trash is purged."""
-        return self.delete(activity_id)
+    def restore(self, entity_id: uuid.UUID) -> Activity:
+        return self.get(super().restore(entity_id).id)
 
-    def restore_activity(self, activity_id: uuid.UUID) -> Activity:
-        obj = self.restore(activity_id)
-        return self.get(obj.id)
+    def delete_many(self, ids: Iterable[uuid.UUID], *, criteria: Sequence[ColumnElement[bool]] = ()) -> list[uuid.UUID]:
+        ids = list(ids)
+        self._touched.update(contacts_of_activities(self.session, self.org_id, ids))
+        return super().delete_many(ids, criteria=criteria)
 
-    # --- stats -------------------------------------------------------------------
-
-    def get_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
-        """Totals per status and type plus due/overdue/completed counts, cached (two small statements)."""
-        return cached_stats(
-            self.org_id,
-            "activities",
-            f"activity_stats:{user_id or 'all'}",
-            lambda: self._compute_stats(user_id=user_id, now=now or utcnow()),
-        )
-
-    def _compute_stats(self, *, user_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:
-        """Per status and type from the tallies the database keeps (services/tallies.py); the counts
-        that move with the clock from index ranges of the live open or completed activities."""
-        today_start, today_end = day_bounds(now, self.zone)
-        week_start, week_end = week_bounds(now, self.zone)
-        counts = tallies.activity_counts(self.session, self.org_id, owner_id=user_id)
-        clock = {
-            "overdue": (_open(), Activity.due_at < now),
-            "due_today": (_open(), Activity.due_at >= today_start, Activity.due_at < today_end),
-            "due_this_week": (_open(), Activity.due_at >= week_start, Activity.due_at < week_end),
-            "completed_this_week": (
-                Activity.status == "completed",
-                Activity.completed_at >= week_start,
-                Activity.completed_at < week_end,
-            ),
-        }
-        row = (
-            self.session.execute(
-                select(*(self._live_count(user_id, *criteria).label(name) for name, criteria in clock.items()))
-            )
-            .mappings()
-            .one()
-        )
-        by_status = {key: sum(n for (status, _), n in counts.items() if status == key) for key, _ in ACTIVITY_STATUSES}
-        return {
-            "total": sum(counts.values()),
-            "open": sum(by_status[status] for status in OPEN_ACTIVITY_STATUSES),
-            **{name: int(row[name] or 0) for name in clock},
-            "by_status": by_status,
-            "by_type": {key: sum(n for (_, type_), n in counts.items() if type_ == key) for key, _ in ACTIVITY_TYPES},
-        }
-
-    def _live_count(self, user_id: uuid.UUID | None, *criteria: ColumnElement[bool]) -> Any:
-        return self._live(select(func.count()).select_from(Activity), user_id).where(*criteria).scalar_subquery()
-
-    def _live(self, stmt: Select, user_id: uuid.UUID | None) -> Select:
-        """The organisation's live activities, or one owner's."""
-        stmt = self.scoped(stmt).where(Activity.deleted_at.is_(None))
-        return stmt if user_id is None else stmt.where(Activity.owner_id == user_id)
-
-    def get_type_stats(self, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
-        """Totals, overdue, per status and per priority: one aggregate."""
-        now = now or utcnow()
-        columns = {"total": func.count(), "overdue": func.count().filter(_open(), Activity.due_at < now)}
-        columns |= {f"status_{key}": func.count().filter(Activity.status == key) for key, _ in ACTIVITY_STATUSES}
-        columns |= {f"priority_{key}": func.count().filter(Activity.priority == key) for key, _ in ACTIVITY_PRIORITIES}
-        row = self._aggregate(columns, user_id)
-        return {
-            "total": row["total"],
-            "overdue": row["overdue"],
-            "by_status": {key: row[f"status_{key}"] for key, _ in ACTIVITY_STATUSES},
-            "by_priority": {key: row[f"priority_{key}"] for key, _ in ACTIVITY_PRIORITIES},
-        }
-
-    def _aggregate(self, columns: dict[str, Any], user_id: uuid.UUID | None) -> dict[str, int]:
-        stmt = self._live(
-            select(*(column.label(name) for name, column in columns.items())).select_from(Activity), user_id
-        )
-        row = self.session.execute(stmt).mappings().one()
-        return {name: int(row[name] or 0) for name in columns}
-
-
-def get_stats(actor: Actor, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
-    return ActivityService(actor).get_stats(user_id=user_id, now=now)
-
-
-def get_type_stats(actor: Actor, *, user_id: uuid.UUID | None = None, now: datetime | None = None) -> dict[str, Any]:
-    return ActivityService(actor).get_type_stats(user_id=user_id, now=now)
+    def restore_many(self, ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+        ids = list(ids)
+        self._touched.update(contacts_of_activities(self.session, self.org_id, ids))
+        return super().restore_many(ids)

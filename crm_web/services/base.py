@@ -8,45 +8,33 @@ and write the record history in that same transaction.
 
 from __future__ import annotations
 
-import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, exists, func, inspect, literal, select, update
+from sqlalchemy import ColumnElement, exists, func, inspect, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
-from crm_web.extensions import db
 from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import has_role, require_role
-from crm_web.services.history import history_for, record_change, snapshot_changes
+from crm_web.services.conflicts import EditConflict, changed_fields, stale_edit
+from crm_web.services.history import record_change, snapshot_changes
+from crm_web.services.integrity import commit_or_refuse, integrity_to_validation
+from crm_web.services.pagination import Page, clamp_page, clamp_per_page, page_ids
+from crm_web.services.sql import AnySelect, session_or_default
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_terms
 
+if TYPE_CHECKING:
+    from crm_web.entities import Entity
+
+EXPORT_BATCH = 500  # rows fetched at a time while an export streams
+
 M = TypeVar("M")
-
-MAX_PER_PAGE = 100
-# History rows read to name who changed a record (or one field) when an edit is refused as stale.
-CONFLICT_HISTORY_ROWS = 20
-PAGE_SIZES = (10, 25, 50, 100)
-
-# Database constraint -> (form field, message): integrity errors become form errors.
-CONSTRAINT_MESSAGES: dict[str, tuple[str, str]] = {
-    "deal_value_non_negative": ("value", "Value cannot be negative."),
-    "deal_probability_valid_range": ("probability", "Probability must be between 0 and 100."),
-    "stage_probability_valid_range": ("probability", "Probability must be between 0 and 100."),
-    "stage_not_both_won_and_lost": ("is_lost", "A stage cannot be both won and lost."),
-    "unique_won_stage_per_pipeline": ("is_won", "This pipeline already has a won stage."),
-    "unique_lost_stage_per_pipeline": ("is_lost", "This pipeline already has a lost stage."),
-    "unique_default_pipeline_per_org": ("is_default", "Another pipeline is already the default."),
-    "uq_tags_org_name": ("name", "A tag with this name already exists."),
-    "uq_users_email": ("email", "A user with this email already exists."),
-    "uq_contact_companies_contact_company": ("company_id", "This contact is already linked to that company."),
-    "lead_score_valid_range": ("score", "Score must be between 0 and 100."),
-}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -78,59 +66,10 @@ class Choices:
     tags: list[tuple[uuid.UUID, str]]
 
 
-@dataclass
-class Page(Generic[M]):
-    items: list[M]
-    total: int
-    page: int
-    per_page: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-    @property
-    def first_index(self) -> int:
-        return 0 if self.total == 0 else (self.page - 1) * self.per_page + 1
-
-    @property
-    def last_index(self) -> int:
-        return min(self.total, self.page * self.per_page)
-
-
-def integrity_to_validation(error: IntegrityError) -> ValidationError:
-    text = str(error.orig)
-    for constraint, (field_name, message) in CONSTRAINT_MESSAGES.items():
-        if constraint in text:
-            return ValidationError(message, {field_name: message})
-    if "UNIQUE" in text.upper() and "users.email" in text:
-        field_name, message = CONSTRAINT_MESSAGES["uq_users_email"]
-        return ValidationError(message, {field_name: message})
-    if "FOREIGN KEY" in text.upper():
-        return ValidationError("A linked record no longer exists.", {})
-    return ValidationError("The change conflicts with existing data.", {})
-
-
-def same_value(current: Any, shown: Any) -> bool:
-    """Whether a stored value is still what a form showed: form values are text, and empty is None."""
-    if current in (None, "") or shown in (None, ""):
-        return current in (None, "") and shown in (None, "")
-    return str(current) == str(shown)
-
-
 class BaseService(Generic[M]):
     """Org-scoped CRUD with soft delete, role checks, history and a sort whitelist."""
 
-    model: ClassVar[type]
+    model: ClassVar[Any]
     entity_type: ClassVar[str]  # "contact", used in history and messages
     # Public sort key -> column; "-key" sorts descending.
     SORT_FIELDS: ClassVar[Mapping[str, Any]] = {}
@@ -139,11 +78,23 @@ class BaseService(Generic[M]):
     WRITABLE_FIELDS: ClassVar[frozenset[str]] = frozenset()
     # Fields never recorded in history (noise).
     HISTORY_IGNORED: ClassVar[frozenset[str]] = frozenset({"updated_at", "version", "position"})
-    FILTER_FIELD_MAP: ClassVar[Mapping[str, Any]] = {}
+
+    # The registry's declaration (crm_web/entities.py): entity services take their model, name,
+    # filter whitelist and searched columns from it.
+    entity: ClassVar[Entity | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("entity")
+        if declared is not None:
+            cls.model = declared.model
+            cls.entity_type = declared.name
+            cls.SEARCH_COLUMNS = declared.searched
+            cls.SEARCH_SURNAME = declared.surname
 
     def __init__(self, actor: Actor, session: Session | None = None):
         self.actor = actor
-        self.session: Session = session or db.session
+        self.session: Session = session_or_default(session)
 
     # --- reading -----------------------------------------------------------------
 
@@ -151,16 +102,16 @@ class BaseService(Generic[M]):
     def org_id(self) -> uuid.UUID:
         return self.actor.org_id
 
-    def scoped(self, stmt: Select[Any] | None = None) -> Select[Any]:
+    def scoped(self, stmt: AnySelect | None = None) -> AnySelect:
         """The one place the organisation filter is added."""
         stmt = select(self.model) if stmt is None else stmt
         return stmt.where(self.model.org_id == self.org_id)
 
-    def optimized_query(self) -> Select[Any]:
+    def optimized_query(self) -> AnySelect:
         """The scoped select with the eager loads this entity's pages need (override)."""
         return self.scoped()
 
-    def get(self, entity_id: uuid.UUID, *, query: Select[Any] | None = None) -> M:
+    def get(self, entity_id: uuid.UUID, *, query: AnySelect | None = None) -> M:
         stmt = (query if query is not None else self.optimized_query()).where(self.model.id == entity_id)
         obj = self.session.scalars(stmt).unique().one_or_none()
         if obj is None:
@@ -171,11 +122,15 @@ class BaseService(Generic[M]):
     def entity_label(self) -> str:
         return self.entity_type.replace("_", " ")
 
+    def sort_fields(self) -> Mapping[str, Any]:
+        """Public sort key -> column(s) (override when they depend on the actor)."""
+        return self.SORT_FIELDS
+
     def sort_clause(self, sort: str | None) -> list[Any]:
         key = sort or self.DEFAULT_SORT
         descending = key.startswith("-")
         name = key.lstrip("-")
-        fields = {"created_at": self.model.created_at, "updated_at": self.model.updated_at, **self.SORT_FIELDS}
+        fields = {"created_at": self.model.created_at, "updated_at": self.model.updated_at, **self.sort_fields()}
         if name not in fields:
             raise ValidationError(f"Cannot sort by {name!r}.", {"sort": f"Unknown sort field {name!r}."})
         column = fields[name]
@@ -232,73 +187,135 @@ class BaseService(Generic[M]):
         except ValidationError as error:
             raise BadRequest(error.message) from None
 
+    def filter_fields(self) -> Mapping[str, Any]:
+        """The entity's filter whitelist (with its custom fields, when they come)."""
+        return self.entity.filter_fields() if self.entity is not None else {}
+
     def filter_clause(self, spec: Any) -> ColumnElement[bool] | None:
         """Compile a FilterSpec against this entity's whitelist."""
         if spec is None:
             return None
-        from crm_web.filters.spec import compile_filter
+        from crm_web.filters.compile import compile_filter
 
-        return compile_filter(spec, self.FILTER_FIELD_MAP)
+        return compile_filter(spec, self.filter_fields())
+
+    def count(self, criteria: Sequence[ColumnElement[bool]] = ()) -> int:
+        """How many of the organisation's live rows meet the criteria (no joins)."""
+        return self.session.scalar(self.scoped(select(func.count()).select_from(self.model)).where(*criteria)) or 0
 
     def paginate(
         self,
-        stmt: Select[Any],
+        rows: Callable[[Any], Iterable[T]],
         *,
         criteria: Sequence[ColumnElement[bool]] = (),
-        sort: str | None = None,
+        order: Sequence[Any],
         page: int = 1,
         per_page: int = 25,
-    ) -> Page[M]:
-        """Two statements: the total count of the filtered set, and one page of rows."""
-        per_page = max(1, min(per_page, MAX_PER_PAGE))
-        total = self.session.scalar(self.scoped(select(func.count()).select_from(self.model)).where(*criteria)) or 0
-        page = max(1, min(page, max(1, math.ceil(total / per_page))))
-        order = self.sort_clause(sort)
-        page_ids = self.page_ids(
-            self.scoped(select(self.model.id)).where(*criteria), order, per_page=per_page, page=page
-        )
-        rows = self.session.scalars(stmt.where(self.model.id.in_(page_ids)).order_by(*order)).unique().all()
-        return Page(items=list(rows), total=total, page=page, per_page=per_page)
+        ids: AnySelect | None = None,
+        searched: bool = False,
+    ) -> Page[T]:
+        """The one way a list is cut into pages: the ids of the requested page (clamped to the last one),
+        then `rows(page_ids)` loads just those rows with what they show.
 
-    @staticmethod
-    def page_ids(ids: Select[Any], order: Sequence[Any], *, per_page: int, page: int) -> Any:
-        """The ids of one page as a subquery: the filtered set is sorted and cut to the page BEFORE
-        eager joins and per-row counts run, so they run for the page's rows only (docs/benchmarks.md).
-        `ids` selects the model's id with the criteria and any joins the order needs; the outer
-        statement repeats `order` (the IN list has none) over those few rows."""
-        return ids.order_by(*order).limit(per_page).offset((page - 1) * per_page).scalar_subquery()
+        `ids` selects the model's id plus any joins the order needs (default: none). A search counts
+        its matches in the same statement as the page (count(*) OVER (): ranking reads every match
+        anyway); otherwise a COUNT comes first."""
+        per_page = clamp_per_page(per_page)
+        ids = (ids if ids is not None else self.scoped(select(self.model.id))).where(*criteria)
+        if searched:
+            found, total, page = self._searched_page_ids(ids, order, per_page=per_page, page=page)
+            return Page(items=list(rows(found)), total=total, page=page, per_page=per_page)
+        total = self.count(criteria)
+        page = clamp_page(page, total, per_page)
+        items = list(rows(page_ids(ids, order, per_page=per_page, page=page)))
+        return Page(items=items, total=total, page=page, per_page=per_page)
 
-    def searched_page_ids(
-        self, ids: Select[Any], order: Sequence[Any], *, per_page: int, page: int
+    def _searched_page_ids(
+        self, ids: AnySelect, order: Sequence[Any], *, per_page: int, page: int
     ) -> tuple[list[uuid.UUID], int, int]:
-        """(ids of one page, total, page) for a search, in ONE statement: ranking already reads every
-        match, so the total rides along as count(*) OVER () instead of a second scan of the trigram
-        indexes (docs/benchmarks.md). Only a page past the end costs two more statements (clamped)."""
+        """(ids of one page, total, page) for a search in ONE statement; only a page past the end costs
+        two more (the count, then the clamped page)."""
         counted = ids.add_columns(func.count().over()).order_by(*order).limit(per_page)
-        rows = self.session.execute(counted.offset((page - 1) * per_page)).all()
-        if rows or page == 1:
-            return [row[0] for row in rows], rows[0][1] if rows else 0, page
+        found = self.session.execute(counted.offset((page - 1) * per_page)).all()
+        if found or page == 1:
+            return [row[0] for row in found], found[0][1] if found else 0, page
         total = self.session.scalar(select(func.count()).select_from(ids.subquery())) or 0
-        page = max(1, math.ceil(total / per_page))
-        rows = self.session.execute(counted.offset((page - 1) * per_page)).all()
-        return [row[0] for row in rows], total, page
+        page = clamp_page(page, total, per_page)
+        found = self.session.execute(counted.offset((page - 1) * per_page)).all()
+        return [row[0] for row in found], total, page
 
-    def list(
+    def list_page(
         self,
         *,
         filter_spec: Any = None,
-        criteria: Sequence[ColumnElement[bool]] = (),
+        q: str = "",
+        scope: str = "all",
         sort: str | None = None,
         page: int = 1,
         per_page: int = 25,
-    ) -> Page[M]:
-        clause = self.filter_clause(filter_spec)
-        all_criteria = [*criteria, *([clause] if clause is not None else [])]
-        return self.paginate(self.optimized_query(), criteria=all_criteria, sort=sort, page=page, per_page=per_page)
+    ) -> Page[Any]:
+        """One page of the list: search, "mine" and the filter, in the requested order; a search puts the
+        best match first unless sorted. Unknown sort keys: BadRequest, before any list statement runs."""
+        criteria, match = self.list_criteria(filter_spec=filter_spec, q=q, scope=scope)
+        return self.page_of(criteria, match, sort=sort, page=page, per_page=per_page)
+
+    def page_of(
+        self,
+        criteria: Sequence[ColumnElement[bool]],
+        match: TextMatch | None,
+        *,
+        sort: str | None,
+        page: int,
+        per_page: int,
+    ) -> Page[Any]:
+        order = self.search_order(sort, match)
+        return self.paginate(
+            lambda found: self.page_rows(found, order),
+            criteria=criteria,
+            order=order,
+            page=page,
+            per_page=per_page,
+            ids=self.list_ids(),
+            searched=match is not None,
+        )
+
+    def export_rows(
+        self, *, filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None
+    ) -> Iterator[Any]:
+        """Every row of the filtered, searched list, fetched in batches (for a streamed CSV); the rows are
+        what the entity's CSV columns read. Bad input (an unknown sort) raises here, before the response
+        starts streaming."""
+        criteria, match = self.list_criteria(filter_spec=filter_spec, q=q, scope=scope)
+        stmt = self.export_query().where(*criteria).order_by(*self.search_order(sort, match))
+        return self.export_stream(stmt.execution_options(yield_per=EXPORT_BATCH))
+
+    # The list's hooks: override what a row shows, not the paging.
+
+    def list_criteria(
+        self, *, filter_spec: Any = None, q: str = "", scope: str = "all"
+    ) -> tuple[list[ColumnElement[bool]], TextMatch | None]:
+        """The list's WHERE clauses and the search's ranking (default: search_criteria)."""
+        return self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
+
+    def list_ids(self) -> AnySelect | None:
+        """The ids the page is cut from, with any joins the sort keys need (default: the model's ids)."""
+        return None
+
+    def page_rows(self, found: Any, order: Sequence[Any]) -> Iterable[Any]:
+        """The rows of one page (`found`: their ids), with what a row shows."""
+        stmt = self.optimized_query().where(self.model.id.in_(found)).order_by(*order)
+        return self.session.scalars(stmt).unique()
+
+    def export_query(self) -> AnySelect:
+        """The export's select, with what its CSV columns read."""
+        return self.optimized_query()
+
+    def export_stream(self, stmt: AnySelect) -> Iterator[Any]:
+        return iter(self.session.scalars(stmt))
 
     # --- pickers -----------------------------------------------------------------
 
-    def _active_users(self) -> Select[Any]:
+    def _active_users(self) -> AnySelect:
         return select(User.id, User.name, literal("owner").label("kind")).where(
             User.org_id == self.org_id, User.active.is_(True)
         )
@@ -325,11 +342,16 @@ class BaseService(Generic[M]):
         if owner_id is not None and owner_id != self.actor.user_id:
             raise PermissionDenied(f"Only the owner or a manager can change this {self.entity_label}.")
 
-    def editable(self, entity_id: uuid.UUID) -> M:
-        """The record, if the actor may change it (sales: own or unowned): for edit forms."""
-        obj = self.get(entity_id, query=self.scoped())
+    def get_for_edit(self, entity_id: uuid.UUID, *, query: AnySelect | None = None) -> M:
+        """The record, if the actor may change it: another organisation's or a deleted record is NotFound
+        (404), one the actor may not change PermissionDenied (403). Every edit form and save uses it."""
+        obj = self.get(entity_id, query=query if query is not None else self.edit_query())
         self.check_can_modify(obj)
         return obj
+
+    def edit_query(self) -> AnySelect:
+        """What an edit form reads of a record (override when its form shows relations)."""
+        return self.scoped()
 
     def is_org_user(self, user_id: uuid.UUID) -> bool:
         """Whether a chosen owner belongs to the actor's organisation (ids come from forms)."""
@@ -347,10 +369,7 @@ class BaseService(Generic[M]):
     def commit(self) -> None:
         """Commit the unit of work, turning database refusals into domain errors."""
         try:
-            self.session.commit()
-        except IntegrityError as error:
-            self.session.rollback()
-            raise integrity_to_validation(error) from error
+            commit_or_refuse(self.session)
         except StaleDataError as error:
             self.session.rollback()
             raise Conflict(
@@ -385,8 +404,7 @@ class BaseService(Generic[M]):
     ) -> M:
         """Change a record. `expected_version`: the version an edit form was rendered with;
         `expected_values`: fields as an inline edit showed them. Either stale -> Conflict."""
-        obj = self.get(entity_id, query=self.scoped())
-        self.check_can_modify(obj)
+        obj = self.get_for_edit(entity_id, query=self.scoped())
         self.check_version(obj, expected_version)
         self.check_unchanged(obj, expected_values or {})
         values = self.clean(self._writable(values), obj)
@@ -405,49 +423,20 @@ class BaseService(Generic[M]):
         posted: an old page, an API-like client) keeps last-write-wins."""
         if expected_version is None or obj.version == expected_version:
             return
-        raise Conflict(self.changed_since(obj), current_version=obj.version)
+        raise EditConflict(stale_edit(self.session, self.actor, self.entity_type, self.entity_label, obj))
 
     def check_unchanged(self, obj: Any, shown: Mapping[str, Any]) -> None:
         """Only the given fields must still hold what was shown: an inline edit is not refused because
         another field was saved meanwhile (which bumps the version)."""
-        changed = [name for name, value in shown.items() if not same_value(getattr(obj, name), value)]
+        changed = changed_fields(obj, shown)
         if changed:
-            raise Conflict(self.changed_since(obj, fields=changed), current_version=obj.version)
-
-    def changed_since(self, obj: Any, *, fields: Sequence[str] = ()) -> str:
-        """Who last changed the record (or one of `fields`) and when, from its history: one statement,
-        run only when an edit is refused."""
-        entries = history_for(self.actor, self.entity_type, obj.id, limit=CONFLICT_HISTORY_ROWS, session=self.session)
-        entry = next(
-            (
-                e
-                for e in entries
-                if e.action != "created" and (not fields or any(name in (e.changes or {}) for name in fields))
-            ),
-            None,
-        )
-        what = f"this {self.entity_label}"
-        if fields:
-            what = f"the {fields[0].replace('_', ' ')} of {what}"
-        if entry is None:
-            message = f"Someone else changed {what} after you opened it for editing."
-        else:
-            at = entry.created_at
-            when = at.strftime("%H:%M UTC") if at.date() == utcnow().date() else at.strftime("%d %b %Y %H:%M UTC")
-            if entry.actor_id is not None and entry.actor_id == self.actor.user_id:
-                message = f"You changed {what} in another tab or window at {when}, after you opened it for editing."
-            else:
-                who = entry.actor.name if entry.actor is not None else "Someone else"
-                message = f"{who} changed {what} at {when}, after you opened it for editing."
-        if len(fields) == 1:
-            now = getattr(obj, fields[0])
-            message += f" It is now “{now}”." if now not in (None, "") else " It is now empty."
-        return message
+            raise EditConflict(
+                stale_edit(self.session, self.actor, self.entity_type, self.entity_label, obj, fields=changed)
+            )
 
     def delete(self, entity_id: uuid.UUID, *, hard: bool = False) -> M:
         """Soft by default: the row goes to the trash and can be restored."""
-        obj = self.get(entity_id, query=self.scoped())
-        self.check_can_modify(obj)
+        obj: Any = self.get_for_edit(entity_id, query=self.scoped())
         if hard:
             require_role(self.actor.role, Role.ADMIN, "delete permanently")
             self.history(obj, "purged")

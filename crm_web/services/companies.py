@@ -10,23 +10,23 @@ tags). Soft-deleting a company keeps its contacts and deals: nothing cascades.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, desc, func, or_, select
+from sqlalchemy import ColumnElement, case, desc, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
+from crm_web.entities import COMPANY
 from crm_web.errors import ValidationError
-from crm_web.filters.fields import COMPANY_FILTERS
-from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory, User
-from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
+from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory
+from crm_web.services.base import BaseService
 from crm_web.services.history import history_for
+from crm_web.services.sql import AnySelect
 
 DETAIL_DEALS_LIMIT = 50
 COMPANY_CONTACTS_LIMIT = 200
-EXPORT_BATCH = 500
 
 
 @dataclass
@@ -124,9 +124,7 @@ def open_deal_value_expr(org_id: uuid.UUID) -> ColumnElement[Decimal]:
 class CompanyService(BaseService[Company]):
     """Org-scoped companies; a deleted company's contacts and deals stay where they are."""
 
-    model = Company
-    entity_type = "company"
-    FILTER_FIELD_MAP = COMPANY_FILTERS
+    entity = COMPANY
     DEFAULT_SORT = "name"
     WRITABLE_FIELDS = frozenset(
         {
@@ -147,10 +145,8 @@ class CompanyService(BaseService[Company]):
             "owner_id",
         }
     )
-    SEARCH_COLUMNS = (Company.name, Company.industry, Company.city, Company.website)
 
-    @property
-    def SORT_FIELDS(self) -> dict[str, Any]:
+    def sort_fields(self) -> Mapping[str, Any]:
         return {
             "name": func.lower(Company.name),
             "industry": func.lower(Company.industry),
@@ -160,89 +156,28 @@ class CompanyService(BaseService[Company]):
             "open_value": open_deal_value_expr(self.org_id),
         }
 
-    def optimized_query(self) -> Select[Any]:
+    def optimized_query(self) -> AnySelect:
         # Joined (not selectin) tags: the detail page's budget has room for one statement here.
         return self.scoped().options(joinedload(Company.owner), joinedload(Company.tags))
 
     # --- reading -----------------------------------------------------------------------
 
-    def list_rows(
-        self,
-        *,
-        q: str = "",
-        scope: str = "all",
-        filter_spec: Any = None,
-        sort: str | None = None,
-        page: int = 1,
-        per_page: int = 25,
-    ) -> Page[CompanyRow]:
-        """One page of companies with contact count and open deal value: three statements."""
-        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
-        order = self.search_order(sort, match)  # validates `sort` before the list's statements run
-        per_page = max(1, min(per_page, MAX_PER_PAGE))
-        total = self.session.scalar(self.scoped(select(func.count(Company.id))).where(*criteria)) or 0
-        page = max(1, min(page, -(-total // per_page) or 1))
-        page_ids = self.page_ids(self.scoped(select(Company.id)).where(*criteria), order, per_page=per_page, page=page)
-        stmt = (
-            self.scoped(select(Company, contact_count_expr(self.org_id), open_deal_value_expr(self.org_id)))
-            .where(Company.id.in_(page_ids))
-            .options(joinedload(Company.owner), selectinload(Company.tags))
-            .order_by(*order)
-        )
-        rows = [
-            CompanyRow(company, int(contacts or 0), Decimal(open_value or 0))
-            for company, contacts, open_value in self.session.execute(stmt).all()
-        ]
-        return Page(items=rows, total=total, page=page, per_page=per_page)
+    def page_rows(self, found: Any, order: Sequence[Any]) -> list[CompanyRow]:
+        stmt = self._rows_query().options(selectinload(Company.tags)).where(Company.id.in_(found))
+        return list(self.export_stream(stmt.order_by(*order)))
 
-    def export_rows(
-        self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
-    ) -> Iterator[tuple[Any, ...]]:
-        """Every company of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
-        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
-        stmt = (
-            self.scoped(
-                select(
-                    Company.name,
-                    Company.industry,
-                    Company.website,
-                    Company.email,
-                    Company.phone,
-                    Company.size,
-                    Company.employee_count,
-                    Company.annual_revenue,
-                    Company.city,
-                    Company.country,
-                    User.email,
-                    contact_count_expr(self.org_id),
-                    open_deal_value_expr(self.org_id),
-                    Company.created_at,
-                )
-            )
-            .outerjoin(User, User.id == Company.owner_id)
-            .where(*criteria)
-            .order_by(*self.search_order(sort, match))
-            .execution_options(yield_per=EXPORT_BATCH)
-        )
-        for row in self.session.execute(stmt):
-            yield tuple(row)
+    def export_query(self) -> AnySelect:
+        return self._rows_query()
 
-    EXPORT_HEADER = (
-        "Name",
-        "Industry",
-        "Website",
-        "Email",
-        "Phone",
-        "Size",
-        "Employees",
-        "Annual revenue",
-        "City",
-        "Country",
-        "Owner",
-        "Contacts",
-        "Open deal value",
-        "Created",
-    )
+    def _rows_query(self) -> AnySelect:
+        return self.scoped(select(Company, contact_count_expr(self.org_id), open_deal_value_expr(self.org_id))).options(
+            joinedload(Company.owner)
+        )
+
+    def export_stream(self, stmt: AnySelect) -> Iterator[CompanyRow]:
+        """Rows with their contact count and open deal value."""
+        for company, contacts, open_value in self.session.execute(stmt):
+            yield CompanyRow(company, int(contacts or 0), Decimal(open_value or 0))
 
     def stats(self, company_id: uuid.UUID) -> CompanyStats:
         """Deal counts and values in one aggregate, plus one count of contacts (primary + associated)."""
@@ -349,16 +284,8 @@ class CompanyService(BaseService[Company]):
             raise ValidationError("Please correct the highlighted fields", errors)
         return values
 
-    def create_company(self, **values: Any) -> Company:
+    def create(self, **values: Any) -> Company:
         """Create a company owned by the actor unless another owner is chosen."""
         if not values.get("owner_id"):
             values.pop("owner_id", None)
-        return self.create(**values)
-
-    def update_company(self, company_id: uuid.UUID, *, expected_version: int | None = None, **values: Any) -> Company:
-        """Sales staff change their own (or unowned) companies; managers and admins any."""
-        return self.update(company_id, expected_version=expected_version, **values)
-
-    def restore_company(self, company_id: uuid.UUID) -> Company:
-        """Undo of a delete: the company comes back with the same contacts and deals."""
-        return self.restore(company_id)
+        return super().create(**values)

@@ -12,11 +12,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
-from sqlalchemy import Select, exists, func, insert, literal, select, update
+from sqlalchemy import exists, func, insert, literal, select, update
 from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
 
+from crm_web.entities import CONTACT
 from crm_web.errors import NotFound, PermissionDenied, ValidationError
-from crm_web.filters.fields import CONTACT_FILTERS
 from crm_web.models import (
     CONTACT_STATUSES,
     LEAD_SOURCES,
@@ -30,11 +30,9 @@ from crm_web.models import (
     User,
     contact_tags,
 )
-from crm_web.services.base import BaseService, Page
+from crm_web.services.base import BaseService
 from crm_web.services.history import history_for, record_change
-from crm_web.services.text_search import full_name
-
-EXPORT_BATCH = 500
+from crm_web.services.sql import AnySelect
 
 
 @dataclass
@@ -91,9 +89,7 @@ def _activity_count() -> Any:
 class ContactService(BaseService[Contact]):
     """Contacts of one organisation: soft-deleted, owned, tagged, linked to companies."""
 
-    model = Contact
-    entity_type = "contact"
-    FILTER_FIELD_MAP = CONTACT_FILTERS
+    entity = CONTACT
     SORT_FIELDS: ClassVar[dict[str, Any]] = {
         "name": [Contact.last_name, Contact.first_name],
         "email": Contact.email,
@@ -105,8 +101,6 @@ class ContactService(BaseService[Contact]):
         "last_activity": Contact.last_activity_at,
     }
     DEFAULT_SORT = "name"
-    SEARCH_COLUMNS = (full_name(Contact.first_name, Contact.last_name), Contact.email)
-    SEARCH_SURNAME = Contact.last_name
     WRITABLE_FIELDS = frozenset(
         {
             "first_name",
@@ -146,7 +140,7 @@ class ContactService(BaseService[Contact]):
 
     # --- list ----------------------------------------------------------------------
 
-    def _rows_query(self) -> Select[Any]:
+    def _rows_query(self) -> AnySelect:
         return (
             self.scoped(select(Contact, _deal_count(), _activity_count()))
             .outerjoin(Contact.primary_company)
@@ -154,52 +148,19 @@ class ContactService(BaseService[Contact]):
             .options(contains_eager(Contact.primary_company), contains_eager(Contact.owner), selectinload(Contact.tags))
         )
 
-    def contact_list(
-        self,
-        *,
-        filter_spec: Any = None,
-        q: str = "",
-        scope: str = "all",
-        sort: str | None = None,
-        page: int = 1,
-        per_page: int = 25,
-    ) -> Page[ContactRow]:
-        """One page of contacts with deal/activity counts; a search puts the best match first unless sorted."""
-        per_page = max(1, min(per_page, 100))
-        criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
-        order = self.search_order(sort, match)  # validates `sort` before the list's statements run
+    def list_ids(self) -> AnySelect:
         # The joins only serve the company/owner sorts; PostgreSQL drops them when the order does not use them.
-        ids = (
-            self.scoped(select(Contact.id)).outerjoin(Contact.primary_company).outerjoin(Contact.owner).where(*criteria)
-        )
-        if match is not None:
-            page_ids, total, page = self.searched_page_ids(ids, order, per_page=per_page, page=page)
-        else:
-            total = self.session.scalar(self.scoped(select(func.count()).select_from(Contact)).where(*criteria)) or 0
-            page = max(1, min(page, max(1, -(-total // per_page))))
-            page_ids = self.page_ids(ids, order, per_page=per_page, page=page)
-        rows = self.session.execute(self._rows_query().where(Contact.id.in_(page_ids)).order_by(*order)).unique().all()
-        items = [ContactRow(contact, deals or 0, activities or 0) for contact, deals, activities in rows]
-        return Page(items=items, total=total, page=page, per_page=per_page)
+        return self.scoped(select(Contact.id)).outerjoin(Contact.primary_company).outerjoin(Contact.owner)
 
-    def export_rows(
-        self,
-        *,
-        filter_spec: Any = None,
-        q: str = "",
-        scope: str = "all",
-        sort: str | None = None,
-    ) -> Iterator[ContactRow]:
-        """Every contact of the filtered, searched list, fetched in batches (for a streamed CSV).
+    def page_rows(self, found: Any, order: Sequence[Any]) -> list[ContactRow]:
+        return list(self.export_stream(self._rows_query().where(Contact.id.in_(found)).order_by(*order)))
 
-        Bad input (an unknown sort) raises here, before the response starts streaming."""
-        criteria, match = self.search_criteria(filter_spec=filter_spec, q=q, scope=scope)
-        stmt = self._rows_query().where(*criteria).order_by(*self.search_order(sort, match))
-        return self._stream_rows(stmt)
+    def export_query(self) -> AnySelect:
+        return self._rows_query()
 
-    def _stream_rows(self, stmt: Any) -> Iterator[ContactRow]:
-        result = self.session.execute(stmt.execution_options(yield_per=EXPORT_BATCH))
-        for contact, deals, activities in result:
+    def export_stream(self, stmt: AnySelect) -> Iterator[ContactRow]:
+        """Rows with their deal and activity counts."""
+        for contact, deals, activities in self.session.execute(stmt):
             yield ContactRow(contact, deals or 0, activities or 0)
 
     def form_choices(self) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:
@@ -212,14 +173,17 @@ class ContactService(BaseService[Contact]):
 
     # --- detail --------------------------------------------------------------------
 
-    def optimized_query(self) -> Select[Any]:
+    def edit_query(self) -> AnySelect:
+        return self.optimized_query()
+
+    def optimized_query(self) -> AnySelect:
         return self.scoped().options(
             joinedload(Contact.primary_company),
             joinedload(Contact.owner),
             selectinload(Contact.tags),
         )
 
-    def contact_detail(self, contact_id: uuid.UUID) -> ContactDetail:
+    def detail(self, contact_id: uuid.UUID) -> ContactDetail:
         """The contact (with any live email twin), companies, tags, deals and history: 5 statements.
 
         The activity timeline is a panel of its own (ActivityService.timeline), loaded after the page."""

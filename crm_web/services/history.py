@@ -14,6 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, joinedload
 
 from crm_web.models import RecordHistory, utcnow
+from crm_web.services.sql import session_or_default
 
 if TYPE_CHECKING:
     from crm_web.services.base import Actor
@@ -115,9 +116,8 @@ def history_for(
     session: Session | None = None,
 ) -> list[RecordHistory]:
     """One record's history in the actor's organisation, newest first, with each actor loaded (one statement)."""
-    from crm_web.extensions import db
 
-    session = session or db.session
+    session = session_or_default(session)
     stmt = (
         select(RecordHistory)
         .options(joinedload(RecordHistory.actor))

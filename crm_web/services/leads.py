@@ -10,16 +10,15 @@ simultaneous conversions cannot both succeed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, selectinload
 
+from crm_web.entities import LEAD
 from crm_web.errors import Conflict, ValidationError
-from crm_web.filters.fields import LEAD_FILTERS
 from crm_web.models import (
     LEAD_SOURCES,
     LEAD_STATUSES,
@@ -30,18 +29,16 @@ from crm_web.models import (
     Pipeline,
     PipelineStage,
     RecordHistory,
-    User,
     utcnow,
 )
-from crm_web.services.base import MAX_PER_PAGE, BaseService, Page
+from crm_web.services.base import BaseService
 from crm_web.services.history import history_for, record_change
-from crm_web.services.text_search import full_name
+from crm_web.services.sql import AnySelect
 
 CONVERTED = "converted"
 # Statuses a click can set; "converted" is only reached by converting.
 MANUAL_STATUSES = tuple(value for value, _ in LEAD_STATUSES if value != CONVERTED)
 SOURCE_VALUES = frozenset(value for value, _ in LEAD_SOURCES)
-EXPORT_BATCH = 500
 
 
 @dataclass
@@ -64,9 +61,7 @@ class Conversion:
 class LeadService(BaseService[Lead]):
     """Org-scoped leads; sales staff change only their own (or unowned) leads."""
 
-    model = Lead
-    entity_type = "lead"
-    FILTER_FIELD_MAP = LEAD_FILTERS
+    entity = LEAD
     SORT_FIELDS: ClassVar[dict[str, Any]] = {
         "name": (func.lower(Lead.last_name), func.lower(Lead.first_name)),
         "company": func.lower(Lead.company_name),
@@ -91,87 +86,14 @@ class LeadService(BaseService[Lead]):
             "owner_id",
         }
     )
-    # full_name: the same expression as the trigram index on leads, so the search can use it.
-    SEARCH_COLUMNS = (full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name)
-    SEARCH_SURNAME = Lead.last_name
-    EXPORT_HEADER = (
-        "First name",
-        "Last name",
-        "Email",
-        "Phone",
-        "Title",
-        "Company",
-        "Website",
-        "Source",
-        "Status",
-        "Score",
-        "Estimated value",
-        "Owner",
-        "Created",
-        "Converted",
-    )
 
-    def optimized_query(self) -> Select[Any]:
+    def optimized_query(self) -> AnySelect:
         return self.scoped().options(joinedload(Lead.owner), selectinload(Lead.tags))
 
     # --- reading -----------------------------------------------------------------------
 
-    def list_leads(
-        self,
-        *,
-        q: str = "",
-        scope: str = "all",
-        filter_spec: Any = None,
-        sort: str | None = None,
-        page: int = 1,
-        per_page: int = 25,
-    ) -> Page[Lead]:
-        """One page of leads with owner and tags: three statements (count, rows, tags)."""
-        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
-        order = self.search_order(sort, match)
-        per_page = max(1, min(per_page, MAX_PER_PAGE))
-        total = self.session.scalar(self.scoped(select(func.count(Lead.id))).where(*criteria)) or 0
-        page = max(1, min(page, -(-total // per_page) or 1))
-        rows = (
-            self.session.scalars(
-                self.optimized_query().where(*criteria).order_by(*order).limit(per_page).offset((page - 1) * per_page)
-            )
-            .unique()
-            .all()
-        )
-        return Page(items=list(rows), total=total, page=page, per_page=per_page)
-
-    def export_rows(
-        self, *, q: str = "", scope: str = "all", filter_spec: Any = None, sort: str | None = None
-    ) -> Iterator[tuple[Any, ...]]:
-        """Every lead of the filtered list as plain tuples, fetched in batches (for a streamed CSV)."""
-        criteria, match = self.search_criteria(q=q, scope=scope, filter_spec=filter_spec)
-        stmt = (
-            self.scoped(
-                select(
-                    Lead.first_name,
-                    Lead.last_name,
-                    Lead.email,
-                    Lead.phone,
-                    Lead.title,
-                    Lead.company_name,
-                    Lead.website,
-                    Lead.source,
-                    Lead.status,
-                    Lead.score,
-                    Lead.estimated_value,
-                    User.email,
-                    Lead.created_at,
-                    Lead.converted_at,
-                )
-            )
-            .outerjoin(User, User.id == Lead.owner_id)
-            .where(*criteria)
-            .order_by(*self.search_order(sort, match))
-            .execution_options(yield_per=EXPORT_BATCH)
-        )
-        for row in self.session.execute(stmt):
-            yield tuple(row)
+    def export_query(self) -> AnySelect:
+        return self.scoped().options(joinedload(Lead.owner))
 
     def detail(self, lead_id: uuid.UUID) -> LeadDetail:
         """The lead with owner, tags and what it became, plus its history (the timeline is its own panel)."""
@@ -222,15 +144,11 @@ class LeadService(BaseService[Lead]):
             raise ValidationError("Please correct the highlighted fields", errors)
         return values
 
-    def create_lead(self, **values: Any) -> Lead:
+    def create(self, **values: Any) -> Lead:
         """A new lead starts as "new", owned by the actor unless another owner is chosen."""
         if not values.get("owner_id"):
             values.pop("owner_id", None)
-        return self.create(**values)
-
-    def update_lead(self, lead_id: uuid.UUID, *, expected_version: int | None = None, **values: Any) -> Lead:
-        """Sales staff change their own (or unowned) leads; managers and admins any."""
-        return self.update(lead_id, expected_version=expected_version, **values)
+        return super().create(**values)
 
     def set_status(self, lead_id: uuid.UUID, *, status: str) -> Lead:
         """One click moves a lead between new/contacted/qualified/unqualified; a converted lead stays converted."""
@@ -238,8 +156,7 @@ class LeadService(BaseService[Lead]):
             if status == CONVERTED:
                 raise ValidationError("A lead becomes converted only by converting it.", {"status": "Use Convert."})
             raise ValidationError(f"Unknown status {status[:40]!r}.", {"status": "Unknown status."})
-        lead = self.get(lead_id, query=self.scoped())
-        self.check_can_modify(lead)
+        lead = self.get_for_edit(lead_id, query=self.scoped())
         if lead.status == CONVERTED:
             raise Conflict("This lead is already converted; its status cannot change.")
         if lead.status != status:
@@ -257,8 +174,7 @@ class LeadService(BaseService[Lead]):
         deal_value: Decimal | None = None,
     ) -> Conversion:
         """Lead -> contact (+ company found by name or created, + optional deal), in one transaction."""
-        lead = self.get(lead_id, query=self.scoped().options(selectinload(Lead.tags)).with_for_update(of=Lead))
-        self.check_can_modify(lead)
+        lead = self.get_for_edit(lead_id, query=self.scoped().options(selectinload(Lead.tags)).with_for_update(of=Lead))
         if lead.status == CONVERTED or lead.converted_at is not None:
             raise Conflict(f"{lead.full_name or 'This lead'} was already converted; a lead converts only once.")
         if deal_value is not None and deal_value < 0:

@@ -16,20 +16,22 @@ from typing import Any
 from sqlalchemy import Uuid, exists, func, insert, literal, select
 from sqlalchemy.orm import Session
 
+from crm_web.entities import ENTITIES
 from crm_web.errors import NotFound
-from crm_web.extensions import db
-from crm_web.models import Activity, Company, Contact, Deal, Lead, Organization, UsageRecord, User, utcnow
+from crm_web.models import Deal, Organization, UsageRecord, User, utcnow
+from crm_web.services.sql import session_or_default
 
-COUNTED = {"contacts": Contact, "companies": Company, "deals": Deal, "leads": Lead, "activities": Activity}
+# What the organisation counts name: every counted entity of the registry, by its plural.
+COUNTED = {e.plural: e.model for e in ENTITIES.values() if e.counted}
 DEAL_STATUS_KEYS = ("open", "won", "lost")
 
 
-def _live(model: type, *criteria: Any, org_id: uuid.UUID) -> Any:
+def _live(model: Any, *criteria: Any, org_id: uuid.UUID) -> Any:
     table = model.__table__
     return [table.c.org_id == org_id, table.c.deleted_at.is_(None), *criteria]
 
 
-def _count(model: type, org_id: uuid.UUID, *criteria: Any) -> Any:
+def _count(model: Any, org_id: uuid.UUID, *criteria: Any) -> Any:
     table = model.__table__
     return select(func.count()).select_from(table).where(*_live(model, *criteria, org_id=org_id)).scalar_subquery()
 
@@ -71,7 +73,7 @@ class OrgStats:
 
 def org_stats(*, org_id: uuid.UUID, session: Session | None = None) -> OrgStats:
     """Record counts (deleted excluded) and deals per status with values; unknown org -> NotFound."""
-    session = session or db.session
+    session = session_or_default(session)
     deal = Deal.__table__
     columns = [_org_exists(org_id).label("org_exists")]
     columns += [_count(model, org_id).label(name) for name, model in COUNTED.items()]
@@ -115,8 +117,8 @@ class UsageSnapshot:
 
 def record_usage(*, org_id: uuid.UUID, session: Session | None = None) -> UsageSnapshot:
     """Store a UsageRecord of the current counts: one INSERT ... SELECT ... RETURNING."""
-    session = session or db.session
-    table = UsageRecord.__table__
+    session = session_or_default(session)
+    table: Any = UsageRecord.__table__
     names = ["contacts", "companies", "deals", "leads", "activities"]
     source = select(
         literal(uuid.uuid4(), Uuid()),

@@ -13,19 +13,20 @@ import re
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from markupsafe import Markup, escape
-from sqlalchemy import CTE, ColumnElement, Select, Uuid, bindparam, func, literal, select, union_all
+from sqlalchemy import CTE, ColumnElement, Uuid, bindparam, func, literal, select, union_all
+from sqlalchemy.orm import Session
 
-from crm_web.extensions import db
-from crm_web.models import Company, Contact, Deal, Lead
+from crm_web.entities import Entity, GlobalSearch, searched_globally
 from crm_web.services.base import Actor
+from crm_web.services.sql import AnySelect, session_or_default
 from crm_web.services.text_search import (
     SearchShape,
     SearchTerms,
     TextMatch,
     correct_spelling,
-    full_name,
     match_terms,
     search_terms,
 )
@@ -65,38 +66,21 @@ def highlight(text: str, q: str) -> Markup:
     return Markup("").join(out)
 
 
-# What the global search looks through: (kind, title, model, label, detail, searched expressions,
-# the last name of a person).
-SEARCHED = (
-    (
-        "contact",
-        "Contacts",
-        Contact,
-        full_name(Contact.first_name, Contact.last_name),
-        Contact.email,
-        [full_name(Contact.first_name, Contact.last_name), Contact.email],
-        Contact.last_name,
-    ),
-    ("company", "Companies", Company, Company.name, Company.city, [Company.name], None),
-    (
-        "lead",
-        "Leads",
-        Lead,
-        full_name(Lead.first_name, Lead.last_name),
-        Lead.company_name,
-        [full_name(Lead.first_name, Lead.last_name), Lead.email, Lead.company_name],
-        Lead.last_name,
-    ),
-    ("deal", "Deals", Deal, Deal.name, Deal.status, [Deal.name], None),
-)
+# What the global search looks through, in the order its groups are shown (the entity registry).
+SEARCHED: tuple[Entity, ...] = tuple(searched_globally())
+
+
+def _search_of(kind: Entity) -> GlobalSearch:
+    assert kind.global_search is not None  # SEARCHED holds only entities that declare one
+    return kind.global_search
 
 
 class SearchService:
     """Search everything the actor's organisation owns (soft-deleted rows are hidden globally)."""
 
-    def __init__(self, actor: Actor, session=None):
+    def __init__(self, actor: Actor, session: Session | None = None):
         self.actor = actor
-        self.session = session or db.session
+        self.session = session_or_default(session)
 
     def search(self, q: str) -> list[SearchGroup]:
         q = " ".join(q.split())[:100]
@@ -105,35 +89,34 @@ class SearchService:
             return []
         if terms.shape.dialect == "postgresql":
             # Plan the statements without the words' values: their plans do not depend on the words,
-            # and a custom plan estimates every pattern against the column statistics, which cost more
-            # than running these CTEs (a typo search at L: 38 -> 30 ms). Transaction-local, so no
+            # and a custom plan estimates every pattern against the column statistics, which costs more
+            # than running these CTEs. Transaction-local, so no
             # other page is affected. (Each request plans them again: psycopg deallocates its
             # prepared statements at every rollback, which is how a read-only request ends.)
             self.session.execute(select(func.set_config("plan_cache_mode", "force_generic_plan", True)))
         terms = correct_spelling(self.session, self.actor.org_id, terms)
         groups = []
-        for index, (kind, title, *_) in enumerate(SEARCHED):
+        for index, kind in enumerate(SEARCHED):
             rows = self.session.execute(
                 _statement(index, terms.shape), {**terms.params, "org_id": self.actor.org_id}
             ).all()
             if rows:
-                groups.append(
-                    SearchGroup(
-                        kind, title, [SearchHit(kind, row.id, row.label.strip(), row.detail or "") for row in rows]
-                    )
-                )
+                hits = [SearchHit(kind.name, row.id, row.label.strip(), row.detail or "") for row in rows]
+                groups.append(SearchGroup(kind.name, _search_of(kind).title, hits))
         return groups
 
 
 @lru_cache(maxsize=1024)
-def _statement(index: int, shape: SearchShape) -> Select:
+def _statement(index: int, shape: SearchShape) -> AnySelect:
     """SEARCHED[index]'s statement for queries of this shape, built once per process: building it cost
     more than running it. Bounded: an odd query's shape does not stay forever."""
-    _, _, model, label, detail, expressions, surname = SEARCHED[index]
-    return _best(model, label, detail, match_terms(SearchTerms(shape, {}), expressions, surname=surname))
+    kind = SEARCHED[index]
+    search = _search_of(kind)
+    match = match_terms(SearchTerms(shape, {}), search.searched, surname=kind.surname)
+    return _best(kind.model, search.label, search.detail, match)
 
 
-def _best(model, label, detail, match: TextMatch) -> Select:
+def _best(model: Any, label: Any, detail: Any, match: TextMatch) -> AnySelect:
     """The LIMIT best rows of one type in ONE statement, each step behind a one-time filter that
     skips it once the steps before found LIMIT rows:
 
@@ -149,8 +132,10 @@ def _best(model, label, detail, match: TextMatch) -> Select:
     The organisation is the bound parameter `org_id`, so the statement serves every organisation.
     """
     org_id = bindparam("org_id", type_=Uuid)
+    name_order = match.name_order
+    assert name_order is not None  # match_terms always orders by name
 
-    def tier(number: int, clause, rank) -> Select:
+    def tier(number: int, clause: Any, rank: Any) -> AnySelect:
         return (
             select(
                 model.id.label("id"),
@@ -158,26 +143,26 @@ def _best(model, label, detail, match: TextMatch) -> Select:
                 detail.label("detail"),
                 literal(number).label("tier"),
                 rank.label("rank"),
-                match.name_order.label("name_order"),
+                name_order.label("name_order"),
             )
             .where(model.org_id == org_id, clause)
-            .order_by(rank, match.name_order, model.id)
+            .order_by(rank, name_order, model.id)
             .limit(LIMIT)
         )
 
-    def count(rows) -> ColumnElement[int]:
+    def count(rows: Any) -> ColumnElement[int]:
         return select(func.count()).select_from(rows).scalar_subquery()
 
-    def steps(number: int, words: TextMatch, *, unless_found=None) -> CTE:
+    def steps(number: int, words: TextMatch, *, unless_found: Any = None) -> CTE:
         """Steps 1-3 for `words` (the query's or the corrected words); none if `unless_found` has rows."""
 
-        def when_needed(rows: Select) -> Select:
+        def when_needed(rows: AnySelect) -> AnySelect:
             return rows if unless_found is None else rows.where(count(unless_found) == 0)
 
         read: list[CTE] = []  # steps 1 and 2, each skipped once the ones before hold LIMIT rows
 
-        def read_in_name_order(name: str, clause) -> None:
-            rows = when_needed(tier(number, clause, words.rank).order_by(None).order_by(match.name_order, model.id))
+        def read_in_name_order(name: str, clause: Any) -> None:
+            rows = when_needed(tier(number, clause, words.rank).order_by(None).order_by(name_order, model.id))
             for earlier in read:
                 rows = rows.where(count(earlier) < LIMIT, model.id.not_in(select(earlier.c.id)))
             read.append(rows.cte(f"{name}{number}"))
@@ -190,7 +175,7 @@ def _best(model, label, detail, match: TextMatch) -> Select:
         # each branch wrapped: SQLite refuses LIMIT inside a UNION branch
         return union_all(*(select(rows).where(enough) for rows in read), select(ranked)).cte(f"steps{number}")
 
-    found = steps(0, match)
+    found: Any = steps(0, match)
     if match.corrected is not None:
         found = union_all(select(found), select(steps(1, match.corrected, unless_found=found))).subquery()
     return select(found).order_by(found.c.tier, found.c.rank, found.c.name_order, found.c.id).limit(LIMIT)

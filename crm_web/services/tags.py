@@ -13,21 +13,26 @@ from typing import Any, ClassVar
 
 from sqlalchemy import Uuid, delete, exists, func, insert, literal, select
 
+from crm_web.entities import ENTITIES, Entity, taggable
 from crm_web.errors import NotFound, ValidationError
-from crm_web.models import Company, Contact, Deal, Lead, Role, Tag, company_tags, contact_tags, deal_tags, lead_tags
+from crm_web.models import Role, Tag
 from crm_web.permissions import require_role
 from crm_web.services.base import BaseService
 
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 DEFAULT_COLOR = "#6366f1"
 
-# entity type -> (model, link table, link column name)
-TAGGABLE: dict[str, tuple[type, Any, str]] = {
-    "contact": (Contact, contact_tags, "contact_id"),
-    "company": (Company, company_tags, "company_id"),
-    "lead": (Lead, lead_tags, "lead_id"),
-    "deal": (Deal, deal_tags, "deal_id"),
-}
+
+def _taggable(entity_type: str) -> Entity:
+    """The taggable entity of that name (a whitelist: the name never reaches SQL); else NotFound."""
+    found = ENTITIES.get(entity_type)
+    if found is None or found.tag_table is None:
+        raise NotFound("Those records cannot be tagged.")
+    return found
+
+
+def _tag_tables() -> list[Any]:
+    return [kind.tag_table for kind in taggable() if kind.tag_table is not None]
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,8 @@ class TagService(BaseService[Tag]):
         return list(self.session.scalars(self.scoped().order_by(Tag.name)))
 
     def _record(self, entity_type: str, entity_id: uuid.UUID) -> tuple[Any, Any, str, Any]:
-        if entity_type not in TAGGABLE:
-            raise NotFound("Those records cannot be tagged.")
-        model, table, column = TAGGABLE[entity_type]
+        kind = _taggable(entity_type)
+        model, table, column = kind.model, kind.tag_table, kind.tag_column
         obj = self.session.scalars(
             select(model).where(model.org_id == self.org_id, model.id == entity_id)
         ).one_or_none()
@@ -89,9 +93,7 @@ class TagService(BaseService[Tag]):
 
     def state(self, entity_type: str, entity_id: uuid.UUID) -> TagState:
         """The editor of a live record of this organisation (another org's id is NotFound): three statements."""
-        if entity_type not in TAGGABLE:
-            raise NotFound("Those records cannot be tagged.")
-        model = TAGGABLE[entity_type][0]
+        model = _taggable(entity_type).model
         live = exists().where(model.org_id == self.org_id, model.id == entity_id, model.deleted_at.is_(None))
         if not self.session.scalar(select(live)):
             raise NotFound(f"That {entity_type} does not exist or was deleted.")
@@ -99,7 +101,9 @@ class TagService(BaseService[Tag]):
 
     def _state(self, entity_type: str, entity_id: uuid.UUID) -> TagState:
         """The record's tags and the organisation's tags (two statements)."""
-        _, table, column = TAGGABLE[entity_type]
+        kind = _taggable(entity_type)
+        table, column = kind.tag_table, kind.tag_column
+        assert table is not None  # _taggable checked it
         tags = list(
             self.session.scalars(
                 select(Tag)
@@ -162,7 +166,7 @@ class TagService(BaseService[Tag]):
         uses = sum(
             (
                 select(func.count()).select_from(table).where(table.c.tag_id == Tag.id).correlate(Tag).scalar_subquery()
-                for _, table, _ in TAGGABLE.values()
+                for table in _tag_tables()
             ),
             literal(0),
         )
@@ -191,7 +195,9 @@ class TagService(BaseService[Tag]):
         source, into = self.get(tag_id), self.get(into_id)
         if source.id == into.id:
             raise ValidationError("Choose another tag to merge into.", {"into": "Choose another tag."})
-        for _, table, column in TAGGABLE.values():
+        for kind in taggable():
+            table, column = kind.tag_table, kind.tag_column
+            assert table is not None  # taggable() lists only entities with a link table
             link = table.c[column]
             already = select(link).where(table.c.tag_id == into.id)
             self.session.execute(

@@ -1,21 +1,20 @@
 """Text search shared by the list pages and the global search, in two tiers.
 
-Exact: every word of the query is in one of the expressions (case-insensitive); a word of one or
-two letters must start a word ("jo" finds "John" and "Mary Jones", not "Major"), a longer one may
-sit anywhere. Ranked cheaply, by how the first expression (the record's name) begins, with no
-per-row scoring, so a common name costs what fetching its matches costs.
+Exact: every word of the query is in one of the expressions (case-insensitive); a word of one or two
+letters must start a word ("jo" finds "John" and "Mary Jones", not "Major"), a longer one may sit
+anywhere. Ranked cheaply, by how the first expression (the record's name) begins, with no per-row
+scoring, so a common name costs what fetching its matches costs.
 
 Typo (PostgreSQL): each word of the query of MIN_CORRECTED_LENGTH letters or more is looked up in
-the organisation's vocabulary (models/search_word.py) for the closest words one edit away (two
-from LONG_WORD letters): a letter added, dropped or changed, or two neighbours swapped. The exact
-tier then runs again with each word or its corrections ("jonh smiht" finds John Smith through
-john and smith), ranked by how the name begins with the corrected query. Shorter words stay as
-typed ("bob smiht" needs a Bob). It is the fallback for when no row has the exact words. Scoring
-every row that shares trigrams with a typo, as this tier used to, cost a common surname's every
-row ("smiht": 1,611 Smiths, docs/benchmarks.md); the vocabulary has about a thousand words at that
-size. Both tiers are bound-parameter SQL, never string-built SQL; the word conditions are ILIKE on
-search_key(expression), which the trigram GIN indexes serve, and the name and surname steps are
-ranges and equalities the btree indexes serve.
+the organisation's vocabulary (models/search_word.py) for the closest words one edit away (two from
+LONG_WORD letters): a letter added, dropped or changed, or two neighbours swapped. The exact tier
+then runs again with each word or its corrections ("jonh smiht" finds John Smith through john and
+smith), ranked by how the name begins with the corrected query. Shorter words stay as typed ("bob
+smiht" needs a Bob). It is the fallback for when no row has the exact words. Scoring every row that
+shares trigrams with a typo would read a common surname's every row ("smiht": every Smith); the
+vocabulary is far shorter than the rows it names. Both tiers are bound-parameter SQL, never
+string-built SQL; the word conditions are ILIKE on search_key(expression), which the trigram GIN indexes
+serve, and the name and surname steps are ranges and equalities the btree indexes serve.
 """
 
 from __future__ import annotations
@@ -58,7 +57,7 @@ LONG_WORD = 7
 # At most this many corrections per word, the closest first.
 MAX_CORRECTIONS = 3
 # Shorter words match at the start of a word: they hold no trigram, so "contains" could only be
-# answered by reading every row (60 ms for "jo" in 100k contacts), and users typing two letters
+# answered by reading every row, and users typing two letters
 # mean the start of a name anyway.
 MIN_CONTAINS_LENGTH = 3
 LIKE_ESCAPE = "\\"
@@ -261,8 +260,9 @@ def match_terms(
             (ilike(name, f"{phrase}_starts"), 1),
             (ilike(name, f"{phrase}_word_starts"), 3),
         ]
-        if surname is not None:
-            ranks.insert(2, (surnamed(prefix), 2))
+        surname_clause = surnamed(prefix)
+        if surname_clause is not None:
+            ranks.insert(2, (surname_clause, 2))
         return case(*ranks, else_=4)
 
     def starting(prefix: str) -> ColumnElement[bool]:

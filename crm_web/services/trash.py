@@ -10,71 +10,39 @@ database.py). Every restore and purge writes the record history in the same tran
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, String, delete, func, literal_column, select, union_all, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import String, delete, func, literal_column, select, union_all, update
 from sqlalchemy.orm import Session, aliased
 
+from crm_web.entities import ENTITIES, Entity
 from crm_web.errors import NotFound, ValidationError
 from crm_web.extensions import db
 from crm_web.models import (
-    Activity,
-    Company,
-    Contact,
-    Deal,
-    Lead,
     Organization,
-    Pipeline,
-    PipelineStage,
     RecordHistory,
     Role,
     User,
     utcnow,
 )
 from crm_web.permissions import require_role
-from crm_web.services.base import MAX_PER_PAGE, Actor, Page, integrity_to_validation
+from crm_web.services.base import Actor
 from crm_web.services.history import history_for, record_change
+from crm_web.services.integrity import commit_or_refuse
+from crm_web.services.pagination import Page, clamp_page, clamp_per_page
+from crm_web.services.sql import session_or_default
 
 # Deletes and history inserts go in batches: one IN list per statement stays well below driver limits.
 BATCH = 500
 
 
-@dataclass(frozen=True)
-class TrashKind:
-    """One entity type that can be in the trash."""
-
-    name: str  # "contact": the URL and history name
-    label: str  # "Contact"
-    plural: str  # "contacts"
-    model: type
-
-    def label_expr(self) -> ColumnElement[str]:
-        """The record's display name as SQL (searched and listed)."""
-        model = self.model
-        if model in (Contact, Lead):
-            return func.trim(model.first_name + " " + func.coalesce(model.last_name, ""))
-        if model is Activity:
-            return model.subject
-        return model.name
-
-
-TRASH_KINDS: dict[str, TrashKind] = {
-    kind.name: kind
-    for kind in (
-        TrashKind("contact", "Contact", "contacts", Contact),
-        TrashKind("company", "Company", "companies", Company),
-        TrashKind("lead", "Lead", "leads", Lead),
-        TrashKind("deal", "Deal", "deals", Deal),
-        TrashKind("activity", "Activity", "activities", Activity),
-    )
-}
+# Every entity of the registry can be in the trash.
+TRASH_KINDS: dict[str, Entity] = ENTITIES
 TRASH_TYPES: tuple[str, ...] = tuple(TRASH_KINDS)
 
 
@@ -105,7 +73,7 @@ class TrashItem:
         return f"{self.entity_type}:{self.id}"
 
     @property
-    def kind(self) -> TrashKind:
+    def kind(self) -> Entity:
         return TRASH_KINDS[self.entity_type]
 
     @property
@@ -175,7 +143,7 @@ class TrashService:
 
     def __init__(self, actor: Actor, session: Session | None = None):
         self.actor = actor
-        self.session: Session = session or db.session
+        self.session: Session = session_or_default(session)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -187,7 +155,7 @@ class TrashService:
         refs: Sequence[TrashRef] | None = None,
         deleted_before: datetime | None = None,
         newest: int | None = None,
-    ):
+    ) -> Any:
         """All trashed rows of the org as one UNION ALL subquery of (entity_type, id, label, deleted_at, deleted_by_id);
         with `newest`, only the newest `newest` rows of each table (enough for any page up to that row)."""
         wanted_ids: dict[str, list[uuid.UUID]] | None = None
@@ -202,7 +170,7 @@ class TrashService:
             if wanted_ids is not None and not wanted_ids.get(kind.name):
                 continue
             model = kind.model
-            label = kind.label_expr()
+            label = kind.trash.label
             stmt = select(
                 # A constant from the whitelist above, never user input.
                 literal_column(f"'{kind.name}'", String(20)).label("entity_type"),
@@ -229,7 +197,7 @@ class TrashService:
         return union_all(*selects).subquery("trash")
 
     def _items(
-        self, trash, *, limit: int | None = None, offset: int = 0, oldest_first: bool = False
+        self, trash: Any, *, limit: int | None = None, offset: int = 0, oldest_first: bool = False
     ) -> list[TrashItem]:
         deleter = aliased(User)
         order = trash.c.deleted_at.asc() if oldest_first else trash.c.deleted_at.desc()
@@ -263,12 +231,12 @@ class TrashService:
         require_role(self.actor.role, Role.MANAGER, "open the trash")
         if entity_type is not None and entity_type not in TRASH_KINDS:
             raise ValidationError(f"Unknown record type {entity_type!r}.", {"type": "Unknown record type."})
-        per_page = max(1, min(per_page, MAX_PER_PAGE))
+        per_page = clamp_per_page(per_page)
         trash = self._union(entity_type=entity_type, q=q.strip())
         total = (
             self.session.scalar(select(func.count()).select_from(trash).execution_options(include_deleted=True)) or 0
         )
-        page = max(1, min(page, max(1, math.ceil(total / per_page))))
+        page = clamp_page(page, total, per_page)
         offset = (page - 1) * per_page
         newest = self._union(entity_type=entity_type, q=q.strip(), newest=offset + per_page)
         items = self._items(newest, limit=per_page, offset=offset) if total else []
@@ -309,11 +277,7 @@ class TrashService:
     # --- writing -----------------------------------------------------------------------
 
     def commit(self) -> None:
-        try:
-            self.session.commit()
-        except IntegrityError as error:
-            self.session.rollback()
-            raise integrity_to_validation(error) from error
+        commit_or_refuse(self.session)
 
     def restore(self, refs: Sequence[TrashRef]) -> RestoreResult:
         """Admins restore one or many records from the trash; a deal without a live stage goes to
@@ -324,8 +288,15 @@ class TrashService:
         context = {"from_trash": True, **({"bulk": True} if len(found) > 1 else {})}
         relocated: list[tuple[TrashItem, str]] = []
         per_id_changes: dict[uuid.UUID, dict[str, Any]] = {}
-        if "deal" in by_type:
-            relocated, per_id_changes = self._rehome_deals(by_type["deal"])
+        after: list[Callable[[], None]] = []
+        for entity_type, items in by_type.items():
+            rule = TRASH_KINDS[entity_type].trash
+            if rule.rehome is not None:
+                moved, changes = rule.rehome(self.session, self.actor.org_id, items)
+                relocated += moved
+                per_id_changes.update(changes)
+            if rule.dependents is not None:
+                after.append(rule.dependents(self.session, self.actor.org_id, [item.id for item in items]))
         for entity_type, items in by_type.items():
             model = TRASH_KINDS[entity_type].model
             ids = [item.id for item in items]
@@ -346,62 +317,10 @@ class TrashService:
                 labels={i.id: i.label for i in items},
                 per_id_changes=per_id_changes,
             )
+        for refresh in after:
+            refresh()
         self.commit()
         return RestoreResult(restored=found, relocated=relocated, missing=missing)
-
-    def _rehome_deals(
-        self, deals: list[TrashItem]
-    ) -> tuple[list[tuple[TrashItem, str]], dict[uuid.UUID, dict[str, Any]]]:
-        """Deals whose stage (or pipeline) is gone move to the default pipeline's first stage."""
-        live_stage = aliased(PipelineStage)
-        ids = [d.id for d in deals]
-        homeless = set(
-            self.session.scalars(
-                select(Deal.id)
-                .outerjoin(
-                    live_stage,
-                    (live_stage.id == Deal.stage_id)
-                    & (live_stage.pipeline_id == Deal.pipeline_id)
-                    & (live_stage.org_id == Deal.org_id),
-                )
-                .where(Deal.org_id == self.actor.org_id, Deal.id.in_(ids), live_stage.id.is_(None))
-                .execution_options(include_deleted=True)
-            )
-        )
-        if not homeless:
-            return [], {}
-        target = self.session.execute(
-            select(PipelineStage.id, PipelineStage.pipeline_id, PipelineStage.name, Pipeline.name)
-            .join(Pipeline, Pipeline.id == PipelineStage.pipeline_id)
-            .where(Pipeline.org_id == self.actor.org_id)
-            .order_by(Pipeline.is_default.desc(), Pipeline.position, Pipeline.created_at, PipelineStage.position)
-            .limit(1)
-        ).first()
-        moved = [d for d in deals if d.id in homeless]
-        if target is None:
-            where = "no stage (the organisation has no pipeline)"
-            return [(d, where) for d in moved], {d.id: {"stage": ["(deleted stage)", None]} for d in moved}
-        stage_id, pipeline_id, stage_name, pipeline_name = target
-        top = self.session.scalar(
-            select(func.max(Deal.position))
-            .where(Deal.org_id == self.actor.org_id, Deal.stage_id == stage_id)
-            .execution_options(include_deleted=True)
-        )
-        self.session.execute(
-            update(Deal)
-            .where(Deal.org_id == self.actor.org_id, Deal.id.in_([d.id for d in moved]))
-            .values(
-                pipeline_id=pipeline_id,
-                stage_id=stage_id,
-                stage_changed_at=utcnow(),
-                position=(top or 0) + 1,
-                version=Deal.version + 1,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        where = f"{pipeline_name} › {stage_name}"
-        changes = {"stage": ["(deleted stage)", where], "relocated": True}
-        return [(d, where) for d in moved], {d.id: dict(changes) for d in moved}
 
     def purge(self, refs: Sequence[TrashRef]) -> PurgeResult:
         """Admins delete trashed records for good; links to them are set to null, tag links removed."""
@@ -425,8 +344,12 @@ class TrashService:
 
     def _purge(self, items: Sequence[TrashItem]) -> None:
         context = {"bulk": True} if len(items) > 1 else None
+        after: list[Callable[[], None]] = []
         for entity_type, group in _group(items).items():
             model = TRASH_KINDS[entity_type].model
+            dependents = TRASH_KINDS[entity_type].trash.dependents
+            if dependents is not None:
+                after.append(dependents(self.session, self.actor.org_id, [item.id for item in group]))
             for start in range(0, len(group), BATCH):
                 batch = group[start : start + BATCH]
                 ids = [item.id for item in batch]
@@ -446,6 +369,8 @@ class TrashService:
                     .where(model.org_id == self.actor.org_id, model.id.in_(ids), model.deleted_at.is_not(None))
                     .execution_options(synchronize_session=False)
                 )
+        for refresh in after:
+            refresh()
 
 
 def purge_expired(

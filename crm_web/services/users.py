@@ -41,8 +41,9 @@ from crm_web.models import (
 from crm_web.passwords import password_problem
 from crm_web.permissions import require_role
 from crm_web.services.accounts import EMAIL_TAKEN, email_problem, normalise_email
-from crm_web.services.base import Actor, integrity_to_validation
+from crm_web.services.base import Actor
 from crm_web.services.history import history_for, record_change
+from crm_web.services.integrity import integrity_to_validation
 from crm_web.services.text_search import LIKE_ESCAPE, like_escape
 
 ENTITY = "user"

@@ -3,6 +3,7 @@
 from crm_web.views.account import bp as account
 from crm_web.views.activities import bp as activities
 from crm_web.views.auth import bp as auth
+from crm_web.views.board import bp as board
 from crm_web.views.companies import bp as companies
 from crm_web.views.contacts import bp as contacts
 from crm_web.views.dashboard import bp as dashboard
@@ -24,6 +25,7 @@ BLUEPRINTS = [
     companies,
     leads,
     deals,
+    board,
     pipelines,
     activities,
     trash,

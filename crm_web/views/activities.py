@@ -9,11 +9,10 @@ from typing import Any
 from flask import Blueprint, redirect, url_for
 from flask_login import current_user
 
+from crm_web.entities import ACTIVITY
 from crm_web.errors import Conflict, ValidationError
-from crm_web.filters.fields import ACTIVITY_FILTERS
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.htmx import hx_trigger, wants_fragment
-from crm_web.models import utcnow
 from crm_web.params import get_choice_param, get_uuid_param
 from crm_web.rendering import render_page, with_toast, with_undo
 from crm_web.services.activities import QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
@@ -28,10 +27,6 @@ FORM = "activities/form.html"
 TIMELINE = "activities/timeline.html"
 
 
-# Row and timeline macros (imported without context) mark overdue items against this clock.
-bp.add_app_template_global(utcnow, "utcnow")
-
-
 def _service() -> ActivityService:
     return ActivityService(Actor.of(current_user))
 
@@ -44,18 +39,10 @@ def _list_context(query: ListQuery) -> dict[str, Any]:
     """Everything the list page (and its table and builder blocks) shows, besides query and builder."""
     view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
     service = _service()
-    page = service.list_activities(
-        view=view,
-        q=query.q,
-        scope=query.scope,
-        filter_spec=query.filter_spec,
-        sort=query.sort,
-        page=query.page,
-        per_page=query.per_page,
-    )
+    page = service.list_page(view=view, **query.page_args())
     # The quick view travels with every list link (sort, pages, search) like the filter does.
     query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
-    fields_meta = builder_fields(ACTIVITY_FILTERS, choices={"owner": service.owner_choices()})
+    fields_meta = builder_fields(ACTIVITY.filter_fields(), choices={"owner": service.owner_choices()})
     return {"page": page, "view": view, "quick_views": QUICK_VIEWS, "fields_meta": fields_meta, "title": "Activities"}
 
 
@@ -84,7 +71,7 @@ def _new_form(links: Links):
 
 @bp.get("/activities")
 def index():
-    query, builder = parse_filtered_list_query(ACTIVITY_FILTERS)
+    query, builder = parse_filtered_list_query(ACTIVITY.filter_fields())
     return render_list_page(
         INDEX,
         query=query,
@@ -111,7 +98,7 @@ def create():
     if not form.validate():
         return render_page(FORM, block="activity_form", status=422, **context)
     try:
-        activity = _service().create_activity(**form.values())
+        activity = _service().create(**form.values())
     except ValidationError as error:
         return _form_errors(form, error, context)
     if not wants_fragment():
@@ -139,8 +126,7 @@ def edit(activity_id: uuid.UUID):
     from crm_web.forms.activities import ActivityForm
 
     service = _service()
-    activity = service.get_activity(activity_id)
-    service.check_can_modify(activity)  # a form the user could not save is not offered
+    activity = service.get_for_edit(activity_id)  # a form the user could not save is not offered
     form = ActivityForm(formdata=None)
     form.fill_from(activity)
     return render_page(FORM, block="activity_form", **_form_context(form, activity=activity))
@@ -151,13 +137,13 @@ def update(activity_id: uuid.UUID):
     from crm_web.forms.activities import ActivityForm
 
     service = _service()
-    activity = service.get_activity(activity_id)
+    activity = service.get_for_edit(activity_id)
     form = ActivityForm()
     context = _form_context(form, activity=activity)
     if not form.validate():
         return render_page(FORM, block="activity_form", status=422, **context)
     try:
-        service.update_activity(activity_id, expected_version=form.expected_version, **form.values())
+        service.update(activity_id, expected_version=form.expected_version, **form.values())
     except ValidationError as error:
         return _form_errors(form, error, context)
     except Conflict as error:  # a stale form: shown again with the typed values and who changed it
@@ -187,7 +173,7 @@ def reopen(activity_id: uuid.UUID):
 
 @bp.post("/activities/<uuid:activity_id>/delete")
 def delete(activity_id: uuid.UUID):
-    activity = _service().delete_activity(activity_id)
+    activity = _service().delete(activity_id)
     if not wants_fragment():
         return redirect(url_for("activities.index"), code=303)
     response = render_page(INDEX, block="deleted_row", activity=activity)
@@ -205,7 +191,7 @@ def delete(activity_id: uuid.UUID):
 def timeline_delete(activity_id: uuid.UUID):
     """A delete from a record's timeline: the item becomes a placeholder; Undo's restore sends
     activities-toggled, on which the timeline reloads itself with the item back in place."""
-    activity = _service().delete_activity(activity_id)
+    activity = _service().delete(activity_id)
     if not wants_fragment():
         return redirect(url_for("activities.index"), code=303)
     response = render_page(TIMELINE, block="deleted_item", activity=activity)
@@ -219,7 +205,7 @@ def timeline_delete(activity_id: uuid.UUID):
 
 @bp.post("/activities/<uuid:activity_id>/restore")
 def restore(activity_id: uuid.UUID):
-    activity = _service().restore_activity(activity_id)
+    activity = _service().restore(activity_id)
     return hx_trigger(_row_response(activity, f"Restored “{activity.subject}”."), "activities-toggled")
 
 

@@ -1,165 +1,39 @@
-"""Contacts: list (search, filter builder, sort, pages, bulk actions, CSV), detail, forms, undo."""
+"""Contacts: the shared list (with bulk tag and owner change), forms and delete/Undo (views/generic.py),
+the detail page, fields edited in place, and the duplicate-email check."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from flask import Blueprint, abort, get_template_attribute, redirect, request, url_for
+from flask import Blueprint, abort, get_template_attribute, request
 from flask_login import current_user
 
-from crm_web.csv_export import csv_response
+from crm_web.entities import CONTACT
 from crm_web.errors import Conflict, ValidationError
-from crm_web.filters.fields import CONTACT_FILTERS
-from crm_web.forms import apply_conflict, apply_errors
+from crm_web.forms import conflict_message
 from crm_web.forms.contacts import ContactForm
-from crm_web.htmx import hx_location, wants_fragment
-from crm_web.params import get_text_param, get_uuid_list, get_uuid_param, parse_uuid
-from crm_web.rendering import plural, render_fragments, render_page, with_toast, with_undo
+from crm_web.params import get_text_param, get_uuid_param
+from crm_web.rendering import render_fragments, render_page
 from crm_web.services.base import Actor
-from crm_web.services.contacts import ContactRow, ContactService
-from crm_web.views.filtering import (
-    FilterBuilder,
-    builder_fields,
-    parse_export_query,
-    parse_filtered_list_query,
-    render_list_page,
-)
-from crm_web.views.listing import ListQuery
+from crm_web.services.contacts import ContactService
+from crm_web.views.generic import FormViews, ListViews, RecordViews
 
 bp = Blueprint("contacts", __name__)
-
-TABLE = "#contact-table"
-CSV_HEADER = [
-    "First name",
-    "Last name",
-    "Email",
-    "Phone",
-    "Title",
-    "Company",
-    "Owner",
-    "Status",
-    "Tags",
-    "Deals",
-    "Activities",
-    "Last activity",
-]
 
 
 def _service() -> ContactService:
     return ContactService(Actor.of(current_user))
 
 
-def list_context(service: ContactService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
-    """Everything the list page and its blocks show (4 statements whatever the page size)."""
-    page = service.contact_list(
-        filter_spec=query.filter_spec,
-        q=query.q,
-        scope=query.scope,
-        sort=query.sort,
-        page=query.page,
-        per_page=query.per_page,
-    )
-    choices = service.choices()
-    fields_meta = builder_fields(CONTACT_FILTERS, tags=choices.tags, choices={"owner": choices.owners})
-    return {
-        "page": page,
-        "choices": choices,
-        "fields_meta": fields_meta,
-        "query": query,
-        "builder": builder,
-        "list_url": url_for("contacts.index"),
-    }
-
-
-def _table(service: ContactService, query: ListQuery, builder: FilterBuilder) -> Any:
-    """After a POST from the list: the table block with the list state of the query string."""
-    if not wants_fragment():
-        return redirect(query.url(url_for("contacts.index")), 303)
-    return render_page("contacts/index.html", block="contact_table", **list_context(service, query, builder))
-
-
-@bp.get("/contacts")
-def index():
-    query, builder = parse_filtered_list_query(CONTACT_FILTERS)
-    context = list_context(_service(), query, builder)
-    return render_list_page("contacts/index.html", table_block="contact_table", **context)
-
-
-@bp.get("/contacts/export.csv")
-def export():
-    query = parse_export_query(CONTACT_FILTERS)
-    rows = _service().export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
-    return csv_response("contacts", CSV_HEADER, (_csv_row(row) for row in rows))
-
-
-def _csv_row(row: ContactRow) -> list[Any]:
-    c = row.contact
-    return [
-        c.first_name,
-        c.last_name,
-        c.email,
-        c.phone,
-        c.title,
-        c.primary_company.name if c.primary_company else "",
-        c.owner.name if c.owner else "",
-        c.status,
-        ", ".join(t.name for t in c.tags),
-        row.deal_count,
-        row.activity_count,
-        c.last_activity_at.isoformat() if c.last_activity_at else "",
-    ]
-
-
-# --- bulk actions (and the list's per-row delete, which is a bulk delete of one) ----------------
-
-
-@bp.post("/contacts/bulk/delete")
-def bulk_delete():
-    query, builder = parse_filtered_list_query(CONTACT_FILTERS)
-    service = _service()
-    deleted = service.delete_many(get_uuid_list("ids"))
-    response = _table(service, query, builder)
-    return with_undo(
-        response,
-        f"Deleted {plural(len(deleted), 'contact')}.",
-        undo_url=query.url(url_for("contacts.restore_many")),
-        ids=deleted,
-        target=TABLE,
-    )
-
-
-@bp.post("/contacts/bulk/restore")
-def restore_many():
-    query, builder = parse_filtered_list_query(CONTACT_FILTERS)
-    service = _service()
-    restored = service.restore_many(get_uuid_list("ids"))
-    return with_toast(_table(service, query, builder), f"Restored {plural(len(restored), 'contact')}.")
-
-
-@bp.post("/contacts/bulk/tag")
-def bulk_tag():
-    query, builder = parse_filtered_list_query(CONTACT_FILTERS)
-    tag_id = parse_uuid(request.form.get("tag_id"), "tag_id") or abort(400, "Choose a tag.")
-    service = _service()
-    tagged = service.bulk_add_tag(get_uuid_list("ids"), tag_id=tag_id)
-    return with_toast(_table(service, query, builder), f"Tagged {plural(len(tagged), 'contact')}.")
-
-
-@bp.post("/contacts/bulk/owner")
-def bulk_owner():
-    query, builder = parse_filtered_list_query(CONTACT_FILTERS)
-    owner_id = parse_uuid(request.form.get("owner_id"), "owner_id") or abort(400, "Choose an owner.")
-    service = _service()
-    changed = service.bulk_change_owner(get_uuid_list("ids"), owner_id=owner_id)
-    return with_toast(_table(service, query, builder), f"Reassigned {plural(len(changed), 'contact')}.")
+ListViews(bp, CONTACT, ContactService, bulk_tag_and_owner=True)
 
 
 # --- detail, inline edit, delete / restore -------------------------------------------------------
 
 
 def detail_context(service: ContactService, contact_id: uuid.UUID) -> dict[str, Any]:
-    detail = service.contact_detail(contact_id)
+    detail = service.detail(contact_id)
     return {"detail": detail, "contact": detail.contact, "inline_fields": service.INLINE_FIELDS}
 
 
@@ -215,26 +89,8 @@ def update_field(contact_id: uuid.UUID, name: str):
         form[name].errors = [error.field_errors.get(name, error.message)]
         return _inline_field(service.get(contact_id), name, form, 422, original=original)
     except Conflict as error:
-        return _inline_field(service.get(contact_id), name, form, 409, conflict=error.message)
+        return _inline_field(service.get(contact_id), name, form, 409, conflict=conflict_message(error))
     return _inline_field(contact, name)
-
-
-@bp.post("/contacts/<uuid:contact_id>/delete")
-def delete(contact_id: uuid.UUID):
-    contact = _service().delete(contact_id)
-    if not wants_fragment():
-        return redirect(url_for("contacts.index"), 303)
-    response = render_page("contacts/detail.html", block="contact_main", contact=contact, deleted=True)
-    return with_undo(
-        response, f"Deleted {contact.full_name}.", undo_url=url_for("contacts.restore", contact_id=contact.id)
-    )
-
-
-@bp.post("/contacts/<uuid:contact_id>/restore")
-def restore(contact_id: uuid.UUID):
-    contact = _service().restore(contact_id)
-    url = url_for("contacts.detail", contact_id=contact.id)
-    return hx_location(url) if wants_fragment() else redirect(url, 303)
 
 
 # --- create / edit ------------------------------------------------------------------------------
@@ -243,55 +99,11 @@ def restore(contact_id: uuid.UUID):
 def form_context(service: ContactService, form: ContactForm, contact: Any = None) -> dict[str, Any]:
     owners, companies = service.form_choices()
     form.set_choices(companies=companies, owners=owners)
-    duplicate = service.duplicate_of(form.email.data, exclude_id=contact.id if contact else None)
-    return {"form": form, "contact": contact, "duplicate": duplicate}
+    return {"duplicate": service.duplicate_of(form.email.data, exclude_id=contact.id if contact else None)}
 
 
-def _save(service: ContactService, form: ContactForm, contact: Any = None):
-    context = form_context(service, form, contact)
-    status = 422
-    if form.validate_on_submit():
-        try:
-            saved = (
-                service.update(contact.id, expected_version=form.expected_version, **form.values())
-                if contact
-                else service.create(**form.values())
-            )
-        except ValidationError as error:
-            apply_errors(form, error)
-        except Conflict as error:  # a stale form: shown again with the typed values and who changed it
-            apply_conflict(form, error)
-            status = 409
-        else:
-            url = url_for("contacts.detail", contact_id=saved.id)
-            return hx_location(url) if wants_fragment() else redirect(url, 303)
-    return render_page("contacts/form.html", block="contact_form", status=status, **context)
-
-
-@bp.get("/contacts/new")
-def new():
-    service = _service()
-    form = ContactForm(owner_id=current_user.id)
-    return render_page("contacts/form.html", **form_context(service, form))
-
-
-@bp.post("/contacts")
-def create():
-    return _save(_service(), ContactForm())
-
-
-@bp.get("/contacts/<uuid:contact_id>/edit")
-def edit(contact_id: uuid.UUID):
-    service = _service()
-    contact = service.get(contact_id)
-    service.check_can_modify(contact)  # a form the user could not save is not offered
-    return render_page("contacts/form.html", **form_context(service, ContactForm(obj=contact), contact))
-
-
-@bp.post("/contacts/<uuid:contact_id>")
-def update(contact_id: uuid.UUID):
-    service = _service()
-    return _save(service, ContactForm(), service.get(contact_id))
+FormViews(bp, CONTACT, ContactService, ContactForm, form_context=form_context)
+RecordViews(bp, CONTACT, ContactService, deleted_message=lambda contact: f"Deleted {contact.full_name}.")
 
 
 @bp.get("/contacts/check-email")

@@ -11,21 +11,14 @@ from typing import Any
 from flask import Blueprint, abort, redirect, url_for
 from flask_login import current_user
 
-from crm_web.charts import nice_scale
 from crm_web.htmx import wants_fragment
 from crm_web.params import get_text_param, parse_uuid
 from crm_web.rendering import render_page
 from crm_web.services.base import Actor
-from crm_web.services.dashboard import PANELS, DashboardService
 from crm_web.services.organisations import OrganisationService, local_today
+from crm_web.services.stats.dashboard import PANELS, DashboardService
 
 bp = Blueprint("dashboard", __name__)
-bp.add_app_template_global(nice_scale)
-
-
-@bp.app_template_filter("month_label")
-def month_label(day) -> str:
-    return day.strftime("%b %Y")
 
 
 TEMPLATE = "dashboard/index.html"

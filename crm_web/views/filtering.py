@@ -1,10 +1,10 @@
 """The server side of every list page's filter builder and active search.
 
 `parse_filtered_list_query(fields)` reads the list state like `parse_list_query`, but an
-invalid filter does not raise: it comes back as a `FilterBuilder` whose rows carry the
-error inline (the `f[i]` index of the engine's ValidationError is the row's position in
-canonical order: top-level rows first, then each group's, which is also the builder's DOM
-order). `render_list_page` then answers:
+invalid filter does not raise: the engine's per-row results (filters/grammar.parse_rows) come
+back as a `FilterBuilder` whose rows carry their errors inline, in canonical order (top-level
+rows first, then each group's, which is also the builder's DOM order). `render_list_page` then
+answers:
 
 - filter OK, htmx: the table block, with `HX-Push-Url` set to the canonical list URL;
 - filter invalid, htmx: status 422 with the builder block re-rendered (HX-Retarget to
@@ -15,20 +15,25 @@ order). `render_list_page` then answers:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Response, request
 
-from crm_web.errors import BadRequest, ValidationError
+from crm_web.errors import BadRequest
+from crm_web.filters import (
+    Condition,
+    FilterRow,
+    FilterSpec,
+    ParsedFilter,
+    describe_fields,
+    encode_filter,
+    parse_rows,
+)
 from crm_web.htmx import hx_push_url, wants_fragment
-from crm_web.params import is_whole_number
 from crm_web.rendering import render_page
 from crm_web.views.listing import ListQuery, parse_list_query
-
-_ERROR_KEY = re.compile(r"^f\[(\d+)\]$")
 
 
 @dataclass
@@ -69,67 +74,32 @@ class FilterBuilder:
 
 def _format_value(op: str, value: Any) -> str:
     """The builder's text form of a parsed value (the engine's own canonical encoding)."""
-    from crm_web.filters.spec import Condition, FilterSpec, encode_filter
-
     encoded = encode_filter(FilterSpec((Condition("x", op, value),)))[0][1]
     return encoded.split(".", 2)[2] if encoded.count(".") >= 2 else ""
 
 
-def builder_from_spec(spec: Any) -> FilterBuilder:
-    if spec is None:
+def builder_from_rows(parsed: ParsedFilter) -> FilterBuilder:
+    """The builder of a parsed filter: valid rows in their canonical text, or (when any row is wrong)
+    every row as typed with its own error."""
+    valid = parsed.ok
+    if valid and not parsed.rows:
         return FilterBuilder()
+    builder = FilterBuilder(match=parsed.match, error=parsed.error)
 
-    def rows(conditions: Sequence[Any]) -> list[BuilderRow]:
-        return [BuilderRow(c.field, c.op, _format_value(c.op, c.value)) for c in conditions]
+    def row(r: FilterRow) -> BuilderRow:
+        if valid and r.condition is not None:
+            return BuilderRow(r.condition.field, r.condition.op, _format_value(r.condition.op, r.condition.value))
+        return BuilderRow(r.field, r.op, r.value, r.error)
 
-    groups = [BuilderGroup(rows(g.conditions), g.match) for g in spec.groups if g.conditions]
-    return FilterBuilder(rows(spec.conditions), groups, spec.match)
-
-
-def _raw_rows(args: Any) -> list[tuple[int, BuilderRow]]:
-    """(group, row) in the order the engine numbers conditions; mirrors parse_filter's input rules."""
-    collected: list[tuple[int, int, BuilderRow]] = []
-    if args.getlist("f"):
-        for position, raw in enumerate(args.getlist("f")[:50]):
-            head, _, rest = raw.partition(".")
-            op, _, value = rest.partition(".")
-            group_text, colon, name = head.partition(":")
-            group = int(group_text) if colon and is_whole_number(group_text, 3) else 0
-            collected.append((group, position, BuilderRow(name if colon else head, op, value)))
-    else:
-        fields, ops, values, groups = (args.getlist(k) for k in ("field", "op", "value", "group"))
-        for position, name in enumerate(fields[:50]):
-            if not name.strip():
-                continue
-            group_text = groups[position].strip() if position < len(groups) else ""
-            group = int(group_text) if is_whole_number(group_text, 3) else 0
-            op = ops[position] if position < len(ops) else ""
-            value = values[position] if position < len(values) else ""
-            collected.append((group, position, BuilderRow(name.strip(), op.strip(), value)))
-    collected.sort(key=lambda item: (item[0], item[1]))
-    return [(group, row) for group, _, row in collected]
-
-
-def builder_from_error(args: Any, error: ValidationError) -> FilterBuilder:
-    """Rebuild the rows the user submitted and pin each error on its row."""
-    raw = _raw_rows(args)
-    builder = FilterBuilder(match=args.get("match") if args.get("match") in ("all", "any") else "all")
-    for key, message in error.field_errors.items():
-        found = _ERROR_KEY.match(key)
-        if found and int(found.group(1)) < len(raw):
-            raw[int(found.group(1))][1].error = message
-        else:
-            builder.error = error.message
-    if not error.field_errors:
-        builder.error = error.message
     groups: dict[int, BuilderGroup] = {}
-    for group, row in raw:
-        if group:
-            match = args.get(f"g{group}")
-            groups.setdefault(group, BuilderGroup([], match if match in ("all", "any") else "all")).rows.append(row)
+    for r in parsed.rows:
+        if r.group:
+            groups.setdefault(r.group, BuilderGroup([], parsed.group_matches.get(r.group, "all"))).rows.append(row(r))
         else:
-            builder.rows.append(row)
+            builder.rows.append(row(r))
     builder.groups = [groups[n] for n in sorted(groups)]
+    if not valid and not builder.has_errors and parsed.problem is not None:
+        builder.error = parsed.problem.message
     return builder
 
 
@@ -138,12 +108,13 @@ def parse_filtered_list_query(filter_fields: Any) -> tuple[ListQuery, FilterBuil
 
     Malformed page/per_page/sort/scope still raise BadRequest (400): those are not user typing.
     """
-    try:
-        query = parse_list_query(filter_fields)
-    except ValidationError as error:
-        query = parse_list_query(None)
-        return query, builder_from_error(request.args, error)
-    return query, builder_from_spec(query.filter_spec)
+    query = parse_list_query(None)
+    parsed = parse_rows(request.args, filter_fields)
+    if parsed.ok:
+        spec = parsed.spec
+        query.filter_spec = None if spec.is_empty else spec
+        query.filter_pairs = encode_filter(spec) if not spec.is_empty else []
+    return query, builder_from_rows(parsed)
 
 
 def parse_export_query(filter_fields: Any) -> ListQuery:
@@ -163,8 +134,6 @@ def builder_fields(
 ) -> list[dict[str, Any]]:
     """describe_fields() plus the choices only the view knows: the org's tags (every tag field)
     and e.g. owners for a uuid field (`choices={"owner": [(id, name), ...]}`)."""
-    from crm_web.filters.spec import describe_fields
-
     described = describe_fields(fields)
     extra = dict(choices or {})
     for entry in described:

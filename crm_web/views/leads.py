@@ -1,5 +1,5 @@
-"""Leads: list (search, filter builder, sort, pages, bulk delete, CSV), detail with the one-click
-status flow, forms, conversion, delete and undo."""
+"""Leads: the shared list, forms and delete/Undo (views/generic.py), the detail page with the
+one-click status flow, and conversion."""
 
 from __future__ import annotations
 
@@ -9,100 +9,24 @@ from typing import Any
 from flask import Blueprint, flash, redirect, url_for
 from flask_login import current_user
 
-from crm_web.csv_export import csv_response
-from crm_web.errors import BadRequest, Conflict, ValidationError
-from crm_web.filters.fields import LEAD_FILTERS
-from crm_web.forms import apply_conflict, apply_errors
+from crm_web.entities import LEAD
+from crm_web.errors import BadRequest, ValidationError
+from crm_web.forms import apply_errors
 from crm_web.forms.leads import MANUAL_STATUS_CHOICES, ConvertLeadForm, LeadForm, LeadStatusForm
 from crm_web.htmx import hx_location, wants_fragment
-from crm_web.params import get_uuid_list
-from crm_web.rendering import plural, render_page, with_toast, with_undo
+from crm_web.rendering import render_page, with_toast
 from crm_web.services.base import Actor
 from crm_web.services.leads import LeadService
-from crm_web.views.filtering import (
-    FilterBuilder,
-    builder_fields,
-    parse_export_query,
-    parse_filtered_list_query,
-    render_list_page,
-)
-from crm_web.views.listing import ListQuery
+from crm_web.views.generic import FormViews, ListViews, RecordViews
 
 bp = Blueprint("leads", __name__)
-
-TABLE = "#lead-table"
 
 
 def _service() -> LeadService:
     return LeadService(Actor.of(current_user))
 
 
-# --- list -----------------------------------------------------------------------------------------
-
-
-def list_context(service: LeadService, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
-    """Everything the list page and its blocks show (4 statements whatever the page size)."""
-    page = service.list_leads(
-        filter_spec=query.filter_spec,
-        q=query.q,
-        scope=query.scope,
-        sort=query.sort,
-        page=query.page,
-        per_page=query.per_page,
-    )
-    choices = service.choices()
-    fields_meta = builder_fields(LEAD_FILTERS, tags=choices.tags, choices={"owner": choices.owners})
-    return {
-        "page": page,
-        "choices": choices,
-        "fields_meta": fields_meta,
-        "query": query,
-        "builder": builder,
-        "list_url": url_for("leads.index"),
-    }
-
-
-def _table(service: LeadService, query: ListQuery, builder: FilterBuilder) -> Any:
-    """After a POST from the list: the table block with the list state of the query string."""
-    if not wants_fragment():
-        return redirect(query.url(url_for("leads.index")), 303)
-    return render_page("leads/index.html", block="lead_table", **list_context(service, query, builder))
-
-
-@bp.get("/leads")
-def index():
-    query, builder = parse_filtered_list_query(LEAD_FILTERS)
-    return render_list_page("leads/index.html", table_block="lead_table", **list_context(_service(), query, builder))
-
-
-@bp.get("/leads/export.csv")
-def export():
-    query = parse_export_query(LEAD_FILTERS)
-    service = _service()
-    rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
-    return csv_response("leads", service.EXPORT_HEADER, rows)
-
-
-@bp.post("/leads/bulk/delete")
-def bulk_delete():
-    query, builder = parse_filtered_list_query(LEAD_FILTERS)
-    service = _service()
-    deleted = service.delete_many(get_uuid_list("ids"))
-    return with_undo(
-        _table(service, query, builder),
-        f"Deleted {plural(len(deleted), 'lead')}.",
-        undo_url=query.url(url_for("leads.restore_many")),
-        ids=deleted,
-        target=TABLE,
-    )
-
-
-@bp.post("/leads/bulk/restore")
-def restore_many():
-    query, builder = parse_filtered_list_query(LEAD_FILTERS)
-    service = _service()
-    restored = service.restore_many(get_uuid_list("ids"))
-    return with_toast(_table(service, query, builder), f"Restored {plural(len(restored), 'lead')}.")
+ListViews(bp, LEAD, LeadService)
 
 
 # --- detail, status, delete / restore ---------------------------------------------------------------
@@ -126,27 +50,11 @@ def set_status(lead_id: uuid.UUID):
     return with_toast(response, f"{lead.full_name} is now {form.status.data}.")
 
 
-@bp.post("/leads/<uuid:lead_id>/delete")
-def delete(lead_id: uuid.UUID):
-    lead = _service().delete(lead_id)
-    if not wants_fragment():
-        return redirect(url_for("leads.index"), 303)
-    response = render_page("leads/detail.html", block="lead_main", lead=lead, deleted=True)
-    return with_undo(response, f"Deleted {lead.full_name}.", undo_url=url_for("leads.restore", lead_id=lead.id))
-
-
-@bp.post("/leads/<uuid:lead_id>/restore")
-def restore(lead_id: uuid.UUID):
-    lead = _service().restore(lead_id)
-    url = url_for("leads.detail", lead_id=lead.id)
-    return hx_location(url) if wants_fragment() else redirect(url, 303)
-
-
 # --- conversion -----------------------------------------------------------------------------------------
 
 
 def convert_context(service: LeadService, form: ConvertLeadForm, lead_id: uuid.UUID) -> dict[str, Any]:
-    lead = service.editable(lead_id)
+    lead = service.get_for_edit(lead_id)
     if form.deal_value.data is None and not form.is_submitted():
         form.deal_value.data = lead.estimated_value
     target = service.default_pipeline()
@@ -182,48 +90,8 @@ def convert(lead_id: uuid.UUID):
 
 def form_context(service: LeadService, form: LeadForm, lead: Any = None) -> dict[str, Any]:
     form.set_choices(owners=service.owner_choices())
-    return {"form": form, "lead": lead}
+    return {}
 
 
-def _save(service: LeadService, form: LeadForm, lead: Any = None):
-    context = form_context(service, form, lead)
-    status = 422
-    if form.validate_on_submit():
-        try:
-            saved = (
-                service.update_lead(lead.id, expected_version=form.expected_version, **form.values())
-                if lead
-                else service.create_lead(**form.values())
-            )
-        except ValidationError as error:
-            apply_errors(form, error)
-        except Conflict as error:  # a stale form: shown again with the typed values and who changed it
-            apply_conflict(form, error)
-            status = 409
-        else:
-            url = url_for("leads.detail", lead_id=saved.id)
-            return hx_location(url) if wants_fragment() else redirect(url, 303)
-    return render_page("leads/form.html", block="lead_form", status=status, **context)
-
-
-@bp.get("/leads/new")
-def new():
-    return render_page("leads/form.html", **form_context(_service(), LeadForm(owner_id=current_user.id)))
-
-
-@bp.post("/leads")
-def create():
-    return _save(_service(), LeadForm())
-
-
-@bp.get("/leads/<uuid:lead_id>/edit")
-def edit(lead_id: uuid.UUID):
-    service = _service()
-    lead = service.editable(lead_id)
-    return render_page("leads/form.html", **form_context(service, LeadForm(obj=lead), lead))
-
-
-@bp.post("/leads/<uuid:lead_id>")
-def update(lead_id: uuid.UUID):
-    service = _service()
-    return _save(service, LeadForm(), service.editable(lead_id))
+FormViews(bp, LEAD, LeadService, LeadForm, form_context=form_context)
+RecordViews(bp, LEAD, LeadService, deleted_message=lambda lead: f"Deleted {lead.full_name}.")

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from flask import request
 
 from crm_web.params import get_choice_param, get_int_param, get_text_param
-from crm_web.services.base import PAGE_SIZES
+from crm_web.services.pagination import PAGE_SIZES
 
 # Parameters that belong to the list state (everything else in the URL is the filter).
 LIST_KEYS = ("q", "scope", "sort", "per_page", "page")
@@ -25,6 +25,17 @@ class ListQuery:
     scope: str = "all"  # "mine" or "all"
     filter_spec: Any = None
     filter_pairs: list[tuple[str, str]] = field(default_factory=list)
+
+    def page_args(self) -> dict[str, Any]:
+        """The keyword arguments of an entity service's `list_page`."""
+        return {
+            "filter_spec": self.filter_spec,
+            "q": self.q,
+            "scope": self.scope,
+            "sort": self.sort,
+            "page": self.page,
+            "per_page": self.per_page,
+        }
 
     def params(self, **overrides: Any) -> list[tuple[str, str]]:
         """The canonical query pairs of this list state, with overrides (None removes a key)."""
@@ -66,7 +77,7 @@ def parse_list_query(filter_fields: Any = None) -> ListQuery:
         scope=get_choice_param("scope", ("all", "mine"), "all"),
     )
     if filter_fields:
-        from crm_web.filters.spec import encode_filter, parse_filter
+        from crm_web.filters import encode_filter, parse_filter
 
         spec = parse_filter(request.args, filter_fields)
         query.filter_spec = None if spec.is_empty else spec

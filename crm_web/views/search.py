@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from flask import Blueprint, url_for
 from flask_login import current_user
 
+from crm_web.entities import entity
 from crm_web.params import get_text_param
 from crm_web.rendering import render_page
 from crm_web.services.base import Actor
-from crm_web.services.search import SearchService, highlight
+from crm_web.services.search import SearchService
 
 bp = Blueprint("search", __name__)
-bp.add_app_template_filter(highlight, "highlight")
-
-# Where a hit links to: the record's detail page.
-DETAIL_ENDPOINTS = {
-    "contact": ("contacts.detail", "contact_id"),
-    "company": ("companies.detail", "company_id"),
-    "lead": ("leads.detail", "lead_id"),
-    "deal": ("deals.detail", "deal_id"),
-}
 
 
-def hit_url(kind: str, hit_id) -> str:
-    endpoint, arg = DETAIL_ENDPOINTS[kind]
-    return url_for(endpoint, **{arg: hit_id})
+def hit_url(kind: str, hit_id: uuid.UUID) -> str:
+    """Where a hit links to: the record's detail page (the entity registry names it)."""
+    found = entity(kind)
+    assert found.detail_endpoint is not None  # only entities with a detail page are searched
+    values: dict[str, Any] = {found.id_arg: hit_id}
+    return url_for(found.detail_endpoint, **values)
 
 
 @bp.get("/search")

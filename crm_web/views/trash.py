@@ -32,9 +32,10 @@ def _selected() -> list[TrashRef]:
     if len(values) > MAX_SELECTED:
         raise BadRequest(f"At most {MAX_SELECTED} records at once.")
     refs = [parse_ref(value) for value in values]
-    if None in refs:
+    valid = [ref for ref in refs if ref is not None]
+    if len(valid) != len(refs):
         raise BadRequest("The selection contains an invalid record reference.")
-    return refs
+    return valid
 
 
 def _index_context() -> dict:

@@ -6,8 +6,6 @@ won deals count 100 %; lost deals count 0.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
-
 from sqlalchemy import ColumnElement, Numeric, case, cast, func
 
 from crm_web.models import Deal, PipelineStage
@@ -27,17 +25,3 @@ def weighted_value(deal: type[Deal] = Deal, stage: type[PipelineStage] = Pipelin
     # Rounded to the cent per deal (round() too: SQLite's CAST to NUMERIC does not round), as the
     # tallies' triggers do (migration 0010).
     return cast(func.round(deal.value * effective_probability(deal, stage) / 100, 2), Numeric(16, 2))
-
-
-def weighted_value_of(
-    *, value: Decimal, status: str, probability: int | None, stage_probability: int | None
-) -> Decimal:
-    """The same formula in Python, for a single deal already in memory."""
-    if status == "won":
-        percent = 100
-    elif status == "lost":
-        percent = 0
-    else:
-        percent = probability if probability is not None else (stage_probability or 0)
-    # Half up, as PostgreSQL rounds numeric (Python's default, half even, made 0.025 -> 0.02, not 0.03).
-    return (Decimal(value) * percent / 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)

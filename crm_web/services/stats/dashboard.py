@@ -1,9 +1,9 @@
 """The dashboard's numbers: KPIs and chart series for one owner scope.
 
 Every deal number (KPIs, deals by stage, forecast, won/lost per month) folds the scope's deal
-tallies (deal_stats.rollup: the few hundred rows the database keeps, services/tallies.py) instead
-of aggregating every deal. Activity numbers are ActivityService.get_stats (activity tallies plus
-the clock-bound counts). Both are cached per organisation and scope (services/stats_cache.py: a
+tallies (deals.rollup: the few hundred rows the database keeps, services/stats/tallies.py) instead
+of aggregating every deal. Activity numbers are stats.activities.activity_stats (activity tallies plus
+the clock-bound counts). Both are cached per organisation and scope (services/stats/cache.py: a
 committed change to deals or pipelines makes the rollup stale, a change to activities the
 activity stats). Cold, the page is at most 8 statements; warm, the user load and a manager's
 owner list.
@@ -22,16 +22,16 @@ from sqlalchemy import select
 from crm_web.errors import NotFound, PermissionDenied
 from crm_web.extensions import db
 from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, Role, User, utcnow
-from crm_web.services import deal_stats
-from crm_web.services.activities import ActivityService
 from crm_web.services.base import Actor
-from crm_web.services.pipelines import PipelineService
-from crm_web.services.stats_cache import cached_stats
+from crm_web.services.pipeline_catalog import PipelineCatalog
+from crm_web.services.stats import deals as deal_stats
+from crm_web.services.stats.activities import activity_stats
+from crm_web.services.stats.cache import cached_stats
+from crm_web.services.stats.units import ZERO, add_months, money, month_key
 
 PANELS = ("kpis", "deals_by_stage", "forecast", "won_lost", "activity_charts")
 HISTORY_MONTHS = 6
 FORECAST_MONTHS = 6
-ZERO = Decimal("0.00")
 
 
 @dataclass(frozen=True)
@@ -68,15 +68,6 @@ class MonthResult:
     won_value: Decimal
     lost_count: int
     lost_value: Decimal
-
-
-def _money(value: Any) -> Decimal:
-    return Decimal(value or 0).quantize(Decimal("0.01"))
-
-
-def _add_months(day: date, months: int) -> date:
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
 
 
 class DashboardService:
@@ -138,7 +129,7 @@ class DashboardService:
     def rollup(self, scope: Scope) -> deal_stats.DealRollup:
         """The scope's deals grouped once (cached until a deal or pipeline changes); every deal panel folds it."""
         if scope.owner_id not in self._rollups:
-            first_closed = _add_months(self.today.replace(day=1), -(HISTORY_MONTHS - 1))
+            first_closed = add_months(self.today.replace(day=1), -(HISTORY_MONTHS - 1))
             forecast_from = self.today.replace(day=1)
             self._rollups[scope.owner_id] = cached_stats(
                 self.actor.org_id,
@@ -148,7 +139,7 @@ class DashboardService:
                     self.actor,
                     owner_id=scope.owner_id,
                     forecast_from=forecast_from,
-                    forecast_until=_add_months(forecast_from, FORECAST_MONTHS),
+                    forecast_until=add_months(forecast_from, FORECAST_MONTHS),
                     closed_since=datetime.combine(first_closed, time.min, tzinfo=UTC),
                 ),
             )
@@ -159,9 +150,9 @@ class DashboardService:
         found = self.rollup(scope).open_by_stage()
         return [
             StageBar(
-                pipeline=pipeline.name, stage=stage.name, count=count, value=_money(value), weighted=_money(weighted)
+                pipeline=pipeline.name, stage=stage.name, count=count, value=money(value), weighted=money(weighted)
             )
-            for pipeline in PipelineService(self.actor).pipeline_list()
+            for pipeline in PipelineCatalog(self.actor).pipeline_list()
             for stage in pipeline.stages
             if not stage.is_closed
             for count, value, weighted in [found.get(stage.id, (0, ZERO, ZERO))]
@@ -173,36 +164,36 @@ class DashboardService:
         first = self.today.replace(day=1)
         result = []
         for offset in range(FORECAST_MONTHS):
-            day = _add_months(first, offset)
-            count, weighted, best = found.get(day.strftime("%Y-%m"), (0, ZERO, ZERO))
+            day = add_months(first, offset)
+            count, weighted, best = found.get(month_key(day), (0, ZERO, ZERO))
             result.append(
-                deal_stats.ForecastMonth(month=day, count=count, weighted=_money(weighted), best_case=_money(best))
+                deal_stats.ForecastMonth(month=day, count=count, weighted=money(weighted), best_case=money(best))
             )
         return result
 
     def won_lost(self, scope: Scope) -> list[MonthResult]:
         """Deals won and lost per month of closing, the last HISTORY_MONTHS months up to this one."""
         found = self.rollup(scope).closed_by_month()
-        first = _add_months(self.today.replace(day=1), -(HISTORY_MONTHS - 1))
+        first = add_months(self.today.replace(day=1), -(HISTORY_MONTHS - 1))
         result = []
         for offset in range(HISTORY_MONTHS):
-            day = _add_months(first, offset)
-            month = found.get(day.strftime("%Y-%m"), {"won": (0, ZERO), "lost": (0, ZERO)})
+            day = add_months(first, offset)
+            month = found.get(month_key(day), {"won": (0, ZERO), "lost": (0, ZERO)})
             (won_count, won_value), (lost_count, lost_value) = month["won"], month["lost"]
             result.append(
                 MonthResult(
                     month=day,
                     won_count=won_count,
-                    won_value=_money(won_value),
+                    won_value=money(won_value),
                     lost_count=lost_count,
-                    lost_value=_money(lost_value),
+                    lost_value=money(lost_value),
                 )
             )
         return result
 
     def activity_stats(self, scope: Scope) -> dict[str, Any]:
         if scope.owner_id not in self._activity_stats:
-            self._activity_stats[scope.owner_id] = ActivityService(self.actor).get_stats(user_id=scope.owner_id)
+            self._activity_stats[scope.owner_id] = activity_stats(self.actor, user_id=scope.owner_id)
         return self._activity_stats[scope.owner_id]
 
     def activity_charts(self, scope: Scope) -> dict[str, Any]:

@@ -1,0 +1,308 @@
+"""The kanban board: its columns, "load more" and moving a deal between and within columns.
+
+The column headers are the deal tallies the database keeps (services/stats/tallies.py; one GROUP BY
+stage over the deals when the board is filtered), plus one select of the first cards of every
+column (a UNION ALL of per-stage index scans; tags in one selectin load): the statement count
+never grows with the number of stages or deals. A move goes through the stage rule
+(services/deal_stages.py) and rewrites one row: positions are fractional.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, union_all
+
+from crm_web.errors import BadRequest, Conflict, NotFound
+from crm_web.models import Deal, PipelineStage
+from crm_web.services.base import BaseService
+from crm_web.services.deal_stages import apply_stage
+from crm_web.services.deals import DealService
+from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
+from crm_web.services.stats import tallies
+from crm_web.services.stats.cache import cached_stats
+from crm_web.services.stats.formula import weighted_value
+
+# Cards per column before "Load more": rendering cards, not SQL, is most of the board's time.
+BOARD_PAGE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    count: int = 0
+    total: Decimal = Decimal("0")
+    weighted: Decimal = Decimal("0")
+
+
+@dataclass
+class BoardColumn:
+    stage: StageInfo
+    stats: ColumnStats
+    cards: list[Deal]
+
+    @property
+    def has_more(self) -> bool:
+        return self.stats.count > len(self.cards)
+
+
+@dataclass
+class Board:
+    pipeline: PipelineInfo | None
+    pipelines: list[PipelineInfo]
+    columns: list[BoardColumn]
+    today: date
+
+    @property
+    def totals(self) -> ColumnStats:
+        """The whole (filtered) board: the sum of the column aggregates, not of the loaded cards."""
+        return ColumnStats(
+            count=sum(c.stats.count for c in self.columns),
+            total=sum((c.stats.total for c in self.columns), Decimal("0")),
+            weighted=sum((c.stats.weighted for c in self.columns), Decimal("0")),
+        )
+
+
+@dataclass
+class ColumnPage:
+    pipeline: PipelineInfo
+    stage: StageInfo
+    cards: list[Deal]
+    offset: int
+    next_offset: int | None
+    today: date
+
+
+@dataclass
+class MoveResult:
+    deal: Deal
+    pipeline: PipelineInfo
+    from_stage: StageInfo | None
+    to_stage: StageInfo
+    stats: dict[uuid.UUID, ColumnStats] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[tuple[StageInfo, ColumnStats]]:
+        """The affected columns (one when the deal stayed in its stage) with their new header numbers."""
+        stages = (
+            [self.to_stage]
+            if self.from_stage is None or self.from_stage.id == self.to_stage.id
+            else [self.from_stage, self.to_stage]
+        )
+        return [(stage, self.stats.get(stage.id, ColumnStats())) for stage in stages]
+
+    @property
+    def totals(self) -> ColumnStats:
+        """The whole filtered board after the move (the same aggregate, every stage)."""
+        stages = {s.id for s in self.pipeline.stages}
+        rows = [s for stage_id, s in self.stats.items() if stage_id in stages]
+        return ColumnStats(
+            count=sum(s.count for s in rows),
+            total=sum((s.total for s in rows), Decimal("0")),
+            weighted=sum((s.weighted for s in rows), Decimal("0")),
+        )
+
+
+class BoardService(BaseService[Deal]):
+    """The board of one organisation's pipeline; moves follow the deal rules (owner or manager)."""
+
+    model = Deal
+    entity_type = "deal"
+
+    @property
+    def deals(self) -> DealService:
+        return DealService(self.actor, self.session)
+
+    @property
+    def pipelines(self) -> PipelineCatalog:
+        return PipelineCatalog(self.actor, self.session)
+
+    def column_stats(
+        self, pipeline_id: uuid.UUID, criteria: Sequence[ColumnElement[bool]] = ()
+    ) -> dict[uuid.UUID, ColumnStats]:
+        """Count, total and weighted value per stage of the filtered set: one GROUP BY stage."""
+        stmt = (
+            select(
+                Deal.stage_id,
+                func.count(Deal.id),
+                func.coalesce(func.sum(Deal.value), 0),
+                func.coalesce(func.sum(weighted_value()), 0),
+            )
+            .select_from(Deal)
+            .outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
+            .where(Deal.org_id == self.org_id, Deal.pipeline_id == pipeline_id, *criteria)
+            .group_by(Deal.stage_id)
+        )
+        return {
+            stage_id: ColumnStats(count=int(count), total=Decimal(total or 0), weighted=Decimal(weighted or 0))
+            for stage_id, count, total, weighted in self.session.execute(stmt)
+        }
+
+    def stage_totals(self) -> dict[uuid.UUID, ColumnStats]:
+        """Count, total and weighted value of every stage's live deals (services/stats/tallies.py)."""
+        totals: dict[uuid.UUID, ColumnStats] = {}
+        for group in tallies.deal_groups(self.session, self.org_id):
+            if group.stage_id is not None:
+                current = totals.get(group.stage_id, ColumnStats())
+                totals[group.stage_id] = ColumnStats(
+                    count=current.count + group.deals,
+                    total=current.total + group.value,
+                    weighted=current.weighted + group.weighted,
+                )
+        return totals
+
+    def board(
+        self,
+        *,
+        pipeline_id: uuid.UUID | None = None,
+        filter_spec: Any = None,
+        q: str = "",
+        scope: str = "all",
+        per_column: int = BOARD_PAGE_SIZE,
+        today: date | None = None,
+    ) -> Board:
+        """The kanban board: headers from the tallies (or one aggregate when filtered), the first cards of
+        every column from one select."""
+        pipeline, pipelines = self.pipelines.board_pipeline(pipeline_id)
+        today = today or date.today()
+        if pipeline is None:
+            return Board(pipeline=None, pipelines=pipelines, columns=[], today=today)
+        criteria = self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope)
+        if criteria:
+            stats = self.column_stats(pipeline.id, criteria)
+        else:  # the whole pipeline: from the tallies the database keeps, cached until a deal changes
+            stats = cached_stats(self.org_id, "deals", "board_columns", self.stage_totals)
+        # One branch per stage, each an index range scan (org, pipeline, stage, position) that stops
+        # after per_column rows; a window over the whole pipeline would sort every deal.
+        firsts = []
+        for stage in pipeline.stages:
+            first = (
+                self.scoped(select(Deal.id))
+                .where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id, *criteria)
+                .order_by(Deal.position, Deal.id)
+                .limit(per_column)
+                .subquery()
+            )
+            firsts.append(select(first.c.id))  # wrapped: SQLite refuses LIMIT inside a UNION branch
+        cards = (
+            self.session.scalars(
+                select(Deal)
+                .where(Deal.id.in_(union_all(*firsts)))
+                .options(*self.deals.card_loads())
+                .order_by(Deal.position, Deal.id)
+            )
+            .unique()
+            .all()
+            if firsts
+            else []
+        )
+        by_stage: dict[uuid.UUID | None, list[Deal]] = {}
+        for card in cards:
+            by_stage.setdefault(card.stage_id, []).append(card)
+        columns = [
+            BoardColumn(stage=stage, stats=stats.get(stage.id, ColumnStats()), cards=by_stage.get(stage.id, []))
+            for stage in pipeline.stages
+        ]
+        return Board(pipeline=pipeline, pipelines=pipelines, columns=columns, today=today)
+
+    def column(
+        self,
+        stage_id: uuid.UUID,
+        *,
+        filter_spec: Any = None,
+        q: str = "",
+        scope: str = "all",
+        offset: int = 0,
+        limit: int = BOARD_PAGE_SIZE,
+        today: date | None = None,
+    ) -> ColumnPage:
+        """ "Load more": the next page of one column only."""
+        pipeline, stage = self.pipelines.stage_lookup(stage_id)
+        criteria = self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope)
+        cards = list(
+            self.session.scalars(
+                self.scoped()
+                .where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id, *criteria)
+                .options(*self.deals.card_loads())
+                .order_by(Deal.position, Deal.id)
+                .offset(offset)
+                .limit(limit + 1)
+            )
+            .unique()
+            .all()
+        )
+        more = len(cards) > limit
+        return ColumnPage(
+            pipeline=pipeline,
+            stage=stage,
+            cards=cards[:limit],
+            offset=offset,
+            next_offset=offset + limit if more else None,
+            today=today or date.today(),
+        )
+
+    def move(
+        self,
+        deal_id: uuid.UUID,
+        *,
+        stage_id: uuid.UUID,
+        before_id: uuid.UUID | None = None,
+        after_id: uuid.UUID | None = None,
+        version: int | None = None,
+        lost_reason: str | None = None,
+        filter_spec: Any = None,
+        q: str = "",
+        scope: str = "all",
+    ) -> MoveResult:
+        """Move a deal to a stage of its pipeline, between two neighbours (one row rewritten)."""
+        wanted = [deal_id, *(i for i in (before_id, after_id) if i is not None)]
+        # The deal and its neighbours in one statement.
+        rows = {d.id: d for d in self.session.scalars(self.scoped().where(Deal.id.in_(wanted)))}
+        deal = rows.get(deal_id)
+        if deal is None:
+            raise NotFound("That deal does not exist or was deleted.")
+        self.check_can_modify(deal)
+        if version is not None and deal.version != version:
+            raise Conflict("This deal was changed by someone else meanwhile. Reload the board and try again.")
+        pipeline, to_stage = self.pipelines.stage_lookup(stage_id)
+        if deal.pipeline_id is not None and to_stage.pipeline_id != deal.pipeline_id:
+            raise BadRequest("A deal can only move to a stage of its own pipeline.")
+        from_stage = pipeline.stage(deal.stage_id)
+        position = _position_between(
+            _neighbour(rows.get(before_id) if before_id else None, to_stage.id, deal_id),
+            _neighbour(rows.get(after_id) if after_id else None, to_stage.id, deal_id),
+            deal.position,
+        )
+        changes = apply_stage(deal, to_stage, lost_reason=lost_reason)
+        deal.position = position
+        if from_stage is None or from_stage.id != to_stage.id:
+            changes["stage"] = [from_stage.name if from_stage else None, to_stage.name]
+            changes.pop("stage_id", None)
+        self.history(deal, "moved", changes)
+        self.commit()
+        # Every stage in the same one aggregate: the board totals change with the headers.
+        stats = self.column_stats(pipeline.id, self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope))
+        return MoveResult(deal=deal, pipeline=pipeline, from_stage=from_stage, to_stage=to_stage, stats=stats)
+
+
+def _neighbour(deal: Deal | None, stage_id: uuid.UUID, moving_id: uuid.UUID) -> float | None:
+    """A neighbour's position, if it really sits in the target column (a stale page may lie)."""
+    if deal is None or deal.id == moving_id or deal.stage_id != stage_id:
+        return None
+    return deal.position
+
+
+def _position_between(before: float | None, after: float | None, current: float) -> float:
+    """Fractional ordering: the midpoint of the neighbours, or one step beyond the only one."""
+    if before is not None and after is not None:
+        low, high = sorted((before, after))
+        return (low + high) / 2
+    if before is not None:
+        return before + 1.0
+    if after is not None:
+        return after - 1.0
+    return current

@@ -1,0 +1,16 @@
+"""Typing helpers for SQLAlchemy statements."""
+
+from typing import Any, TypeAlias, cast
+
+from sqlalchemy import Select
+from sqlalchemy.orm import Session
+
+# A select of any columns (SQLAlchemy 2.1 types a Select by its column tuple).
+AnySelect: TypeAlias = Select[*tuple[Any, ...]]
+
+
+def session_or_default(session: Session | None) -> Session:
+    """The given session, else the request's (Flask-SQLAlchemy's scoped session, typed as a Session)."""
+    from crm_web.extensions import db
+
+    return session if session is not None else cast(Session, db.session)

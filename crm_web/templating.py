@@ -1,0 +1,30 @@
+"""Every template filter and global, registered in this one place (rendering.init_app calls it)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from crm_web.charts import nice_scale
+from crm_web.formatting import money, month_label, short_date, short_datetime, time_ago
+from crm_web.models import Role, utcnow
+from crm_web.services.search import highlight
+
+FILTERS = {
+    "money": money,
+    "short_date": short_date,
+    "short_datetime": short_datetime,
+    "time_ago": time_ago,
+    "month_label": month_label,
+    "highlight": highlight,
+}
+GLOBALS = {
+    "Role": Role,
+    "nice_scale": nice_scale,
+    # Row and timeline macros (imported without context) mark overdue items against this clock.
+    "utcnow": utcnow,
+}
+
+
+def register(app: Flask) -> None:
+    app.jinja_env.filters.update(FILTERS)
+    app.jinja_env.globals.update(GLOBALS)
