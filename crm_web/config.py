@@ -31,11 +31,6 @@ def database_url_from(url: str) -> str:
     return url
 
 
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return default if value is None or not value.strip() else int(value)
-
-
 def cache_settings(redis_url: str | None) -> dict:
     """Redis when configured (shared by every app process), else a per-process cache."""
     if redis_url:
@@ -72,7 +67,7 @@ def settings_from_env() -> dict:
         "HSTS_SECONDS": _int("HSTS_SECONDS", 31_536_000) if https else 0,
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "PIPELINE_CACHE_TIMEOUT": 300,
-        # services/stats_cache.py: "overdue" moves with the clock; deal numbers only with writes.
+        # services/stats/cache.py: "overdue" moves with the clock; deal numbers only with writes.
         "ACTIVITY_STATS_CACHE_TIMEOUT": 60,
         "DEAL_STATS_CACHE_TIMEOUT": 3600,
         # services/cache.py: after a Redis failure, skip Redis for this many seconds (per process).
