@@ -4,6 +4,8 @@ see (NUL characters)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, Response, current_app, request
 
 from crm_web.errors import BadRequest
@@ -42,13 +44,33 @@ def _add_security_headers(response: Response) -> Response:
     return response
 
 
+def _unstorable(text: str) -> bool:
+    """NUL, or half of a UTF-16 surrogate pair (only JSON can carry one): PostgreSQL stores neither."""
+    return "\x00" in text or any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+
+
+def _check_json_form(body: Any) -> None:
+    """Flask-WTF reads a JSON body as the form: it must look like one (an object of text values, or of
+    lists of text values), with nothing PostgreSQL cannot store."""
+    if not isinstance(body, dict):
+        raise BadRequest("A JSON body must be an object of text values.")
+    for key, value in body.items():
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(item, str) for item in items):
+            raise BadRequest("A JSON body must be an object of text values.")
+        if _unstorable(key) or any(_unstorable(item) for item in items):
+            raise BadRequest("The request contains a NUL character or an invalid one.")
+
+
 def _refuse_nul_characters() -> None:
     """PostgreSQL text cannot hold NUL (the query would fail with a 500) and no form can type one:
-    refuse it once here rather than in every parameter, form and service."""
+    refuse it once here rather than in every parameter, form and service, JSON bodies included."""
     for values in (request.args, request.form):
         for key, value in values.items(multi=True):
             if "\x00" in key or "\x00" in value:
                 raise BadRequest("The request contains a NUL character.")
+    if request.is_json and request.content_length != 0:
+        _check_json_form(request.get_json())  # malformed JSON: Werkzeug's own 400
 
 
 def init_app(app: Flask) -> None:

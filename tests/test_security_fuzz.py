@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import string
 import uuid
+from decimal import Decimal
 from urllib.parse import urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm_web.entities import ACTIVITY, CONTACT, DEAL
-from crm_web.filters.types import OPERATORS_BY_TYPE
+from crm_web.column_limits import DATE_MAX, DATE_MIN, column_limits
+from crm_web.entities import ACTIVITY, COMPANY, CONTACT, DEAL, LEAD
+from crm_web.filters.types import OPERATORS_BY_TYPE, FieldType
+from crm_web.models import Activity, Company, Contact, Deal, Lead
 from crm_web.services.stats.dashboard import PANELS
 from tests.conftest import HX
 from tests.security_support import World, build_world, make_users
@@ -73,9 +76,48 @@ NASTY = [
 ]
 
 
+def _numeric_edges() -> list[str]:
+    """Each numeric column's own limits (crm_web/column_limits.py), a hair inside and outside, plus the
+    integer types' limits: what overflowed a column (and answered 500) before."""
+    edges: set[str] = set()
+    for model in (Activity, Company, Contact, Deal, Lead):
+        for column in model.__table__.columns:
+            limits = column_limits(column)
+            if limits is None:
+                continue
+            unit = Decimal(1).scaleb(-limits.places)
+            for value in (limits.high, limits.high + unit, limits.high + unit / 2, limits.low - unit, limits.low):
+                edges.add(f"{value:f}")
+    for bits in (16, 32, 64):
+        edges.update({str(2 ** (bits - 1) - 1), str(2 ** (bits - 1)), str(-(2 ** (bits - 1)) - 1)})
+    edges.update({"999999999999999999", "-999999999999999999", "1e12", "1E+12", "-1e400", "sNaN", "Infinity"})
+    return sorted(edges)
+
+
+NUMERIC_EDGES = _numeric_edges()
+# Calendar edges: the first and last days Python knows, the last one a filter accepts, and date-times whose
+# offset moves them out of range in UTC.
+DATE_EDGES = [
+    DATE_MIN.isoformat(),
+    DATE_MAX.isoformat(),
+    "9999-12-31",
+    "0001-01-01T00:00:00+01:00",
+    "0001-01-01T00:59:59+01:00",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59-01:00",
+    "9999-12-30T23:59:59Z",
+    "9999-12-31T00:00:00+00:00",
+    "0000-12-31",
+    "10000-01-01",
+    "2024-02-29T24:00:00",
+]
+TYPE_EDGES = NUMERIC_EDGES + DATE_EDGES
+
+
 def junk(extra: list[str] | tuple[str, ...] = ()) -> st.SearchStrategy[str]:
     return st.one_of(
         st.sampled_from(NASTY + list(extra)),
+        st.sampled_from(TYPE_EDGES),
         st.text(max_size=40),
         st.text(alphabet=string.digits + "-.:", max_size=12),
         st.uuids().map(str),
@@ -162,6 +204,54 @@ def test_list_parameters_never_500(path, fields, extra, app, admin_client):
     def run(params, htmx):
         url = f"{path}?{_query(params)}"
         check(admin_client.get(url, headers=HX if htmx else {}), url)
+
+    run()
+
+
+EDGE_LISTS = [
+    ("/contacts", CONTACT.filters),
+    ("/contacts/export.csv", CONTACT.filters),
+    ("/companies", COMPANY.filters),
+    ("/leads", LEAD.filters),
+    ("/deals", DEAL.filters),
+    ("/deals/export.csv", DEAL.filters),
+    ("/deals/board", DEAL.filters),
+    ("/activities", ACTIVITY.filters),
+]
+EDGE_TYPES = (FieldType.NUMBER, FieldType.MONEY, FieldType.DATE, FieldType.DATETIME)
+
+
+def edge_condition(fields: dict) -> st.SearchStrategy[str]:
+    """One condition on a number or date field with a value (or a pair) at the edge of its type."""
+    names = sorted(name for name, ff in fields.items() if ff.type in EDGE_TYPES)
+
+    def build(name: str, data: st.DataObject) -> str:
+        ff = fields[name]
+        op = data.draw(st.sampled_from([o for o in OPERATORS_BY_TYPE[ff.type] if o not in ("isEmpty", "isNotEmpty")]))
+        edges = NUMERIC_EDGES if ff.type in (FieldType.NUMBER, FieldType.MONEY) else DATE_EDGES
+        value = data.draw(st.sampled_from(edges))
+        if op == "between":
+            value = f"{data.draw(st.sampled_from(edges))},{value}"
+        elif op == "inRange":
+            value = "today"
+        return f"{name}.{op}.{value}"
+
+    return st.tuples(st.sampled_from(names), st.data()).map(lambda pair: build(*pair))
+
+
+@pytest.mark.parametrize("path,fields", EDGE_LISTS, ids=[p[0] for p in EDGE_LISTS])
+@pytest.mark.slow
+def test_filters_at_the_types_edges_never_500(path, fields, app, admin_client):
+    """Numbers and dates at (and just past) what their columns and the calendar hold: a result or a
+    400/422 naming the condition, never an overflow."""
+
+    @settings(FUZZ, max_examples=60)
+    @given(conditions=st.lists(edge_condition(fields), min_size=1, max_size=2), htmx=st.booleans())
+    def run(conditions, htmx):
+        url = f"{path}?{_query({'f': conditions})}"
+        response = admin_client.get(url, headers=HX if htmx else {})
+        check(response, url)
+        assert response.status_code in (200, 400, 422), (url, response.status_code)
 
     run()
 
@@ -373,6 +463,31 @@ def test_forms_never_500(app, admin_client, world):
         query = data.draw(list_params(CONTACT.filters if path.startswith("/contacts/bulk") else None))
         url = f"{path}?{_query(query)}" if query else path
         check(admin_client.post(url, data=form, headers=HX if htmx else {}), (url, form))
+
+    run()
+
+
+@pytest.mark.slow
+def test_json_bodies_never_500(app, admin_client, world):
+    """Flask-WTF reads a JSON body as the form: any JSON value, at any form route, is a 4xx or a save."""
+    json_values = st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), junk(), st.text(max_size=10)),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=6,
+    )
+    targets = form_targets(world)
+
+    @settings(FUZZ, max_examples=150)
+    @given(data=st.data())
+    def run(data):
+        path, fields = data.draw(st.sampled_from(targets))
+        body = data.draw(
+            st.one_of(
+                st.fixed_dictionaries({}, optional={name: json_values for name in fields}),
+                json_values,
+            )
+        )
+        check(admin_client.post(path, json=body), (path, body))
 
     run()
 

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from crm_web.column_limits import DATE_MAX, DATE_MIN, DATE_RANGE_MESSAGE, NumberLimits, column_limits
 from crm_web.errors import ValidationError
 from crm_web.filters.types import (
     LIST,
@@ -211,23 +212,36 @@ _DATETIME_RE = re.compile(
 )
 
 
-def _parse_number(text: str, money: bool) -> int | Decimal:
+def _parse_number(text: str, money: bool, limits: NumberLimits | None = None) -> int | Decimal:
     text = text.strip()
+    value: int | Decimal
     if _INT_RE.fullmatch(text):
-        return Decimal(text) if money else int(text)
-    if _DECIMAL_RE.fullmatch(text):
-        return Decimal(text)
-    raise _ConditionError(f"{_q(text)} is not {'an amount of money' if money else 'a number'}.")
+        value = Decimal(text) if money else int(text)
+    elif _DECIMAL_RE.fullmatch(text):
+        value = Decimal(text)
+    else:
+        raise _ConditionError(f"{_q(text)} is not {'an amount of money' if money else 'a number'}.")
+    # The column's type bounds what a comparison may bind (PostgreSQL casts the value to it).
+    if limits is not None and limits.problem(value):
+        raise _ConditionError(f"{_q(text)} is out of range: the value must be {limits.describe()}.")
+    return value
+
+
+def _in_calendar(day: date, text: str) -> None:
+    if not DATE_MIN <= day <= DATE_MAX:
+        raise _ConditionError(f"{_q(text)} is out of range: {DATE_RANGE_MESSAGE}")
 
 
 def _parse_date(text: str) -> date:
     text = text.strip()
     try:
-        if _DATE_RE.fullmatch(text):
-            return date.fromisoformat(text)
+        day = date.fromisoformat(text) if _DATE_RE.fullmatch(text) else None
     except ValueError:
-        pass
-    raise _ConditionError(f"{_q(text)} is not a date (use YYYY-MM-DD).")
+        day = None
+    if day is None:
+        raise _ConditionError(f"{_q(text)} is not a date (use YYYY-MM-DD).")
+    _in_calendar(day, text)
+    return day
 
 
 def _parse_date_or_datetime(text: str) -> date | datetime:
@@ -239,7 +253,12 @@ def _parse_date_or_datetime(text: str) -> date | datetime:
             value = datetime.fromisoformat(text.replace(" ", "T", 1))
             if value.tzinfo is None:
                 value = value.replace(tzinfo=UTC)  # naive means UTC
-            return value.astimezone(UTC)
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+                raise _ConditionError(f"{_q(text)} is out of range: {DATE_RANGE_MESSAGE}") from None
+            _in_calendar(value.date(), text)
+            return value
     except ValueError:
         pass
     raise _ConditionError(f"{_q(text)} is not a date or date-time (use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ).")
@@ -255,7 +274,8 @@ def _parse_uuid(text: str) -> uuid.UUID:
 def _scalar_parser(ff: FilterField, op: str) -> Callable[[str], Any]:
     kind = ff.type
     if kind in (FieldType.NUMBER, FieldType.MONEY):
-        return lambda t: _parse_number(t, kind is FieldType.MONEY)
+        limits = column_limits(ff.columns[0]) if ff.columns else None
+        return lambda t: _parse_number(t, kind is FieldType.MONEY, limits)
     if kind is FieldType.DATE:
         return _parse_date
     if kind is FieldType.DATETIME:

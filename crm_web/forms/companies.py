@@ -6,11 +6,12 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import DecimalField, EmailField, IntegerField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Email, Length, Optional
 
+from crm_web.column_limits import ColumnRange
 from crm_web.forms import VersionedForm, select_choices
 from crm_web.forms.contacts import _uuid_or_none
-from crm_web.models import COMPANY_SIZES
+from crm_web.models import COMPANY_SIZES, Company
 
 OPTIONAL_TEXT = (
     "website",
@@ -36,8 +37,12 @@ class CompanyForm(VersionedForm, FlaskForm):
     size = SelectField(
         "Size", choices=select_choices([("", "—"), *[(s, s) for s in COMPANY_SIZES]]), validators=[Optional()]
     )
-    employee_count = IntegerField("Employees", validators=[Optional(), NumberRange(min=0, max=10_000_000)])
-    annual_revenue = DecimalField("Annual revenue", places=2, validators=[Optional(), NumberRange(min=0, max=10**13)])
+    employee_count = IntegerField(
+        "Employees", validators=[Optional(), ColumnRange(Company.employee_count, min=0, max=10_000_000)]
+    )
+    annual_revenue = DecimalField(
+        "Annual revenue", places=2, validators=[Optional(), ColumnRange(Company.annual_revenue, min=0)]
+    )
     owner_id = SelectField("Owner", choices=[], coerce=_uuid_or_none, validate_choice=True)
     street = StringField("Street", validators=[Optional(), Length(max=255)])
     city = StringField("City", validators=[Optional(), Length(max=120)])

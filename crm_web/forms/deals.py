@@ -6,14 +6,15 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, DecimalField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
+from crm_web.column_limits import ColumnRange
 from crm_web.forms import VersionedForm, select_choices
 from crm_web.forms.pipelines import coerce_uuid
-from crm_web.models import CURRENCIES, LEAD_SOURCES
+from crm_web.models import CURRENCIES, LEAD_SOURCES, Deal
 
 
 class DealForm(VersionedForm, FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    value = DecimalField("Value", places=2, default=0, validators=[Optional(), NumberRange(min=0)])
+    value = DecimalField("Value", places=2, default=0, validators=[Optional(), ColumnRange(Deal.value, min=0)])
     currency = SelectField("Currency", choices=select_choices((c, c) for c in CURRENCIES), default="USD")
     stage_id = SelectField("Stage", coerce=coerce_uuid, validators=[DataRequired(message="Choose a stage.")])
     probability = IntegerField(

@@ -6,11 +6,12 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DecimalField, EmailField, IntegerField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Email, Length, Optional
 
+from crm_web.column_limits import ColumnRange
 from crm_web.forms import VersionedForm, select_choices
 from crm_web.forms.contacts import _uuid_or_none
-from crm_web.models import LEAD_SOURCES, LEAD_STATUSES
+from crm_web.models import LEAD_SOURCES, LEAD_STATUSES, Deal, Lead
 
 OPTIONAL_TEXT = ("email", "phone", "title", "company_name", "website", "source", "notes")
 MANUAL_STATUS_CHOICES = [(value, label) for value, label in LEAD_STATUSES if value != "converted"]
@@ -25,8 +26,10 @@ class LeadForm(VersionedForm, FlaskForm):
     company_name = StringField("Company", validators=[Optional(), Length(max=200)])
     website = StringField("Website", validators=[Optional(), Length(max=255)])
     source = SelectField("Source", choices=select_choices([("", "—"), *LEAD_SOURCES]), validators=[Optional()])
-    score = IntegerField("Score (0-100)", default=0, validators=[Optional(), NumberRange(min=0, max=100)])
-    estimated_value = DecimalField("Estimated value", places=2, validators=[Optional(), NumberRange(min=0, max=10**11)])
+    score = IntegerField("Score (0-100)", default=0, validators=[Optional(), ColumnRange(Lead.score, min=0, max=100)])
+    estimated_value = DecimalField(
+        "Estimated value", places=2, validators=[Optional(), ColumnRange(Lead.estimated_value, min=0)]
+    )
     owner_id = SelectField("Owner", choices=[], coerce=_uuid_or_none, validate_choice=True)
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=10000)])
 
@@ -52,7 +55,7 @@ class LeadStatusForm(FlaskForm):
 class ConvertLeadForm(FlaskForm):
     create_deal = BooleanField("Create a deal in the default pipeline", default=True)
     deal_name = StringField("Deal name", validators=[Optional(), Length(max=200)])
-    deal_value = DecimalField("Deal value", places=2, validators=[Optional(), NumberRange(min=0, max=10**11)])
+    deal_value = DecimalField("Deal value", places=2, validators=[Optional(), ColumnRange(Deal.value, min=0)])
 
     def values(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from crm_web.column_limits import column_problems
 from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import has_role, require_role
@@ -366,6 +367,13 @@ class BaseService(Generic[M]):
     def _writable(self, values: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in values.items() if k in self.WRITABLE_FIELDS}
 
+    def check_fits(self, values: Mapping[str, Any]) -> None:
+        """Every number fits its column (crm_web/column_limits.py), whichever path the values came by:
+        an overflow is a 422 here, not a database error at the flush."""
+        problems = column_problems(self.model, values)
+        if problems:
+            raise ValidationError("Some values are out of range", problems)
+
     def commit(self) -> None:
         """Commit the unit of work, turning database refusals into domain errors."""
         try:
@@ -381,6 +389,7 @@ class BaseService(Generic[M]):
 
     def create(self, **values: Any) -> M:
         values = self.clean(self._writable(values))
+        self.check_fits(values)
         obj = self.model(org_id=self.org_id, **values)
         if hasattr(obj, "owner_id") and obj.owner_id is None and "owner_id" not in values:
             obj.owner_id = self.actor.user_id
@@ -408,6 +417,7 @@ class BaseService(Generic[M]):
         self.check_version(obj, expected_version)
         self.check_unchanged(obj, expected_values or {})
         values = self.clean(self._writable(values), obj)
+        self.check_fits(values)
         changes = snapshot_changes(obj, values, ignored=self.HISTORY_IGNORED)
         for name, value in values.items():
             setattr(obj, name, value)

@@ -86,14 +86,23 @@ def _cool_down() -> float:
     return 5.0
 
 
+def _failed(operation: str, error: Exception) -> None:
+    """A cache call failed: Redis is away (the breaker counts it), or the cache library itself broke (an
+    in-process cache raced by threads): either way a miss for the caller, never an error page, even
+    after a commit (the change's invalidation then moves to the database epoch)."""
+    if not isinstance(error, RedisError):
+        logger.warning("Cache %s failed: %r; treated as a cache miss.", operation, error)
+    breaker.failed(operation, error)
+
+
 def cache_get(key: str) -> Any | None:
     """The cached value, or None on a miss or when the cache is unreachable."""
     if not breaker.allows():
         return None
     try:
         value = cache.get(key)
-    except RedisError as error:
-        breaker.failed("get", error)
+    except Exception as error:  # RedisError, or any other failure of the cache library
+        _failed("get", error)
         return None
     breaker.succeeded()
     return value
@@ -105,8 +114,8 @@ def cache_get_many(*keys: str) -> list[Any | None]:
         return [None] * len(keys)
     try:
         values = cache.get_many(*keys)
-    except RedisError as error:
-        breaker.failed("get", error)
+    except Exception as error:  # RedisError, or any other failure of the cache library
+        _failed("get", error)
         return [None] * len(keys)
     breaker.succeeded()
     return list(values)
@@ -118,8 +127,8 @@ def cache_set(key: str, value: Any, timeout: int | None = None) -> bool:
         return False
     try:
         cache.set(key, value, timeout=timeout)
-    except RedisError as error:
-        breaker.failed("set", error)
+    except Exception as error:
+        _failed("set", error)
         return False
     breaker.succeeded()
     return True
@@ -131,8 +140,8 @@ def cache_delete(*keys: str) -> None:
         return
     try:
         cache.delete_many(*keys)
-    except RedisError as error:
-        breaker.failed("delete", error)
+    except Exception as error:
+        _failed("delete", error)
     else:
         breaker.succeeded()
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
-from sqlalchemy import exists, func, insert, literal, select, update
+from sqlalchemy import exists, func, literal, select, update
 from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
 
 from crm_web.entities import CONTACT
@@ -32,7 +32,7 @@ from crm_web.models import (
 )
 from crm_web.services.base import BaseService
 from crm_web.services.history import history_for, record_change
-from crm_web.services.sql import AnySelect
+from crm_web.services.sql import AnySelect, insert_ignoring_duplicates
 
 
 @dataclass
@@ -292,8 +292,9 @@ class ContactService(BaseService[Contact]):
         selected = self._selected(ids)
         if selected:
             already = exists().where(contact_tags.c.contact_id == Contact.id, contact_tags.c.tag_id == tag_id)
+            # ON CONFLICT DO NOTHING: a concurrent tagging of the same contacts skips them.
             self.session.execute(
-                insert(contact_tags).from_select(
+                insert_ignoring_duplicates(self.session, contact_tags).from_select(
                     ["contact_id", "tag_id"],
                     select(Contact.id, literal(tag_id, Tag.id.type)).where(
                         Contact.org_id == self.org_id, Contact.id.in_(selected), ~already

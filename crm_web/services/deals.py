@@ -186,6 +186,7 @@ class DealService(BaseService[Deal]):
     ) -> Deal:
         """A new deal goes to the top of its stage's column; the stage decides its status."""
         values = self.clean(self._writable(values))
+        self.check_fits(values)
         _, stage = self.pipelines.stage_lookup(stage_id)
         deal = Deal(org_id=self.org_id, **values)
         if "owner_id" not in values or deal.owner_id is None:
@@ -221,6 +222,7 @@ class DealService(BaseService[Deal]):
         deal = self.get_for_edit(deal_id)
         self.check_version(deal, expected_version)
         values = self.clean(self._writable(values), deal)
+        self.check_fits(values)
         changes = snapshot_changes(deal, values, ignored=self.HISTORY_IGNORED)
         for name, value in values.items():
             setattr(deal, name, value)

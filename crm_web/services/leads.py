@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, selectinload
 
+from crm_web.column_limits import column_problems
 from crm_web.entities import LEAD
 from crm_web.errors import Conflict, ValidationError
 from crm_web.models import (
@@ -177,6 +178,9 @@ class LeadService(BaseService[Lead]):
         lead = self.get_for_edit(lead_id, query=self.scoped().options(selectinload(Lead.tags)).with_for_update(of=Lead))
         if lead.status == CONVERTED or lead.converted_at is not None:
             raise Conflict(f"{lead.full_name or 'This lead'} was already converted; a lead converts only once.")
+        too_big = column_problems(Deal, {"value": deal_value})
+        if too_big:
+            raise ValidationError("Please correct the highlighted fields", {"deal_value": too_big["value"]})
         if deal_value is not None and deal_value < 0:
             raise ValidationError("Please correct the highlighted fields", {"deal_value": "Cannot be negative."})
         target = self.default_pipeline() if create_deal else None

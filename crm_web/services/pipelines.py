@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from crm_web.errors import NotFound, ValidationError
+from crm_web.errors import Conflict, NotFound, ValidationError
 from crm_web.models import Deal, Pipeline, PipelineStage, Role
 from crm_web.permissions import require_role
 from crm_web.services.deal_stages import bulk_transition_values
@@ -142,15 +142,38 @@ class PipelineService(PipelineCatalog):
         return pipeline
 
     def pipeline_set_default(self, pipeline_id: uuid.UUID) -> Pipeline:
-        """Exactly one default per org: the previous default is demoted in the same transaction."""
+        """Exactly one default per org: the previous default is demoted in the same transaction. Making
+        the default pipeline the default again (a double click, two tabs) changes nothing."""
         self._require_manager("change the default pipeline")
         pipeline = self._pipeline_row(pipeline_id)
-        self._make_default(pipeline)
-        self.history(pipeline, "updated", {"is_default": [False, True]})
+        if self._make_default(pipeline):
+            self.history(pipeline, "updated", {"is_default": [False, True]})
         self.commit()
         return pipeline
 
-    def _make_default(self, pipeline: Pipeline) -> None:
+    def _lock_pipelines(self) -> None:
+        """Row locks on the organisation's pipelines, in id order (no deadlock): two changes of the
+        default take turns, and the second sees the first's result (on SQLite writers take turns anyway)."""
+        self.session.scalars(  # fetched: populate_existing refreshes the objects as the rows are read
+            self.scoped(select(Pipeline))
+            .order_by(Pipeline.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).all()
+
+    def _make_default(self, pipeline: Pipeline) -> bool:
+        """Make `pipeline` the default; False when it already was."""
+        self._lock_pipelines()
+        if pipeline.is_default:
+            return False
+        try:
+            self._promote(pipeline)
+        except IntegrityError as error:  # a writer that did not take the locks (a script): refuse, not 500
+            self.session.rollback()
+            raise Conflict("Another pipeline was made the default at the same moment. Reload and try again.") from error
+        return True
+
+    def _promote(self, pipeline: Pipeline) -> None:
         demoted = list(
             self.session.scalars(
                 self.scoped(select(Pipeline.id)).where(Pipeline.is_default.is_(True), Pipeline.id != pipeline.id)

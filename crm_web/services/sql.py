@@ -14,3 +14,14 @@ def session_or_default(session: Session | None) -> Session:
     from crm_web.extensions import db
 
     return session if session is not None else cast(Session, db.session)
+
+
+def insert_ignoring_duplicates(session: Session, table: Any) -> Any:
+    """`INSERT ... ON CONFLICT DO NOTHING` for the session's engine (PostgreSQL and SQLite both have it):
+    a row a concurrent transaction inserted first is skipped, not a unique-key error. With `.returning()`
+    it yields only the rows this statement inserted."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing()

@@ -11,13 +11,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy import Uuid, delete, exists, func, insert, literal, select
+from sqlalchemy import Uuid, delete, exists, func, literal, select
 
 from crm_web.entities import ENTITIES, Entity, taggable
-from crm_web.errors import NotFound, ValidationError
+from crm_web.errors import Conflict, NotFound, ValidationError
 from crm_web.models import Role, Tag
 from crm_web.permissions import require_role
 from crm_web.services.base import BaseService
+from crm_web.services.sql import insert_ignoring_duplicates
 
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 DEFAULT_COLOR = "#6366f1"
@@ -127,21 +128,39 @@ class TagService(BaseService[Tag]):
         _, table, column, obj = self._record(entity_type, entity_id)
         if tag_id is None:
             values = self.clean({"name": name, "color": color})
-            tag = self.session.scalars(self.scoped().where(Tag.name == values["name"])).first()
-            if tag is None:
-                self._free_name(values["name"])
-                tag = Tag(org_id=self.org_id, **values)
-                self.session.add(tag)
-                self.session.flush()
-            tag_id = tag.id
+            tag_id = self._tag_named(values["name"], values["color"])
         elif not self.session.scalar(select(exists().where(Tag.id == tag_id, Tag.org_id == self.org_id))):
             raise NotFound("That tag does not exist.")
-        linked = self.session.scalar(select(exists().where(table.c[column] == obj.id, table.c.tag_id == tag_id)))
-        if not linked:
-            self.session.execute(insert(table).values({column: obj.id, "tag_id": tag_id}))
+        # Two tabs (or a double click) assigning the same tag: the second insert is skipped, not a
+        # unique-key error, and only the request that linked it writes the history.
+        linked = self.session.scalars(
+            insert_ignoring_duplicates(self.session, table)
+            .values({column: obj.id, "tag_id": tag_id})
+            .returning(table.c.tag_id)
+        ).all()
+        if linked:
             self.history_for(entity_type, obj, {"tags": ["", "+" + str(tag_id)]})
         self.commit()
         return self._state(entity_type, entity_id)
+
+    def _tag_named(self, name: str, color: str) -> uuid.UUID:
+        """The live tag of that name, created when there is none; a tag of that name created meanwhile by
+        a concurrent request is reused (the insert is skipped, not a unique-key error)."""
+        tag_id = self.session.scalar(self.scoped(select(Tag.id)).where(Tag.name == name))
+        if tag_id is not None:
+            return tag_id
+        self._free_name(name)
+        created = self.session.scalar(
+            insert_ignoring_duplicates(self.session, Tag)
+            .values(id=uuid.uuid4(), org_id=self.org_id, name=name, color=color)
+            .returning(Tag.id)
+        )
+        if created is not None:
+            return created
+        found = self.session.scalar(self.scoped(select(Tag.id)).where(Tag.name == name))
+        if found is None:  # taken by a tag deleted meanwhile: rare enough to ask for a retry
+            raise Conflict("A tag with this name was just changed. Please try again.")
+        return found
 
     def remove(self, entity_type: str, entity_id: uuid.UUID, *, tag_id: uuid.UUID) -> TagState:
         _, table, column, obj = self._record(entity_type, entity_id)
@@ -201,7 +220,7 @@ class TagService(BaseService[Tag]):
             link = table.c[column]
             already = select(link).where(table.c.tag_id == into.id)
             self.session.execute(
-                insert(table).from_select(
+                insert_ignoring_duplicates(self.session, table).from_select(
                     [column, "tag_id"],
                     select(link, literal(into.id, Uuid())).where(table.c.tag_id == source.id, link.not_in(already)),
                 )
