@@ -53,9 +53,11 @@ def _on_long_limits(lines: Iterator[str]) -> Iterator[str]:
     yield from lines
 
 
-def csv_response(basename: str, header: Sequence[str], rows: Iterable[Sequence[Any]], *, bom: bool = True) -> Response:
-    """A streamed text/csv attachment named `<basename>-<YYYY-MM-DD>.csv`."""
-    filename = f"{basename}-{date.today().isoformat()}.csv"
+def csv_response(
+    basename: str, header: Sequence[str], rows: Iterable[Sequence[Any]], *, day: date, bom: bool = True
+) -> Response:
+    """A streamed text/csv attachment named `<basename>-<YYYY-MM-DD>.csv` (`day`: the organisation's today)."""
+    filename = f"{basename}-{day.isoformat()}.csv"
     body = _on_long_limits(iter_csv(header, rows, bom=bom))
     response = Response(stream_with_context(body), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -63,6 +65,6 @@ def csv_response(basename: str, header: Sequence[str], rows: Iterable[Sequence[A
     return response
 
 
-def entity_csv_response(entity: Entity, rows: Iterable[Any]) -> Response:
+def entity_csv_response(entity: Entity, rows: Iterable[Any], *, day: date) -> Response:
     """An entity's export: its registry columns over the rows its service's `export_rows` yields."""
-    return csv_response(entity.plural, entity.csv_header, (entity.csv_values(row) for row in rows))
+    return csv_response(entity.plural, entity.csv_header, (entity.csv_values(row) for row in rows), day=day)

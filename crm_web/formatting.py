@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
+
+from crm_web import clock
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "CA$", "AUD": "A$", "CHF": "CHF "}
 
@@ -35,7 +37,7 @@ def short_datetime(value: datetime | None) -> str:
 def time_ago(value: datetime | None, now: datetime | None = None) -> str:
     if value is None:
         return "—"
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     seconds = int((now - value).total_seconds())
     future = seconds < 0
     seconds = abs(seconds)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 
+from crm_web import clock
 from crm_web.charts import nice_scale
 from crm_web.formatting import money, month_label, short_date, short_datetime, time_ago
-from crm_web.models import Role, utcnow
+from crm_web.models import Role
 from crm_web.services.search import highlight
 
 FILTERS = {
@@ -21,7 +22,7 @@ GLOBALS = {
     "Role": Role,
     "nice_scale": nice_scale,
     # Row and timeline macros (imported without context) mark overdue items against this clock.
-    "utcnow": utcnow,
+    "utcnow": clock.now,
 }
 
 

@@ -30,6 +30,17 @@ def test_list_page_and_fragment(client, mine):
     assert 'id="activity-table"' in body and "<html" not in body and "Call Ada" in body
 
 
+def test_an_empty_activities_list_says_how_to_fill_it(client, org, login):
+    login("sales")
+    body = client.get("/activities").get_data(as_text=True)
+    assert "No activities yet" in body and 'href="/activities/new"' in body
+    factories.make_activity(org, subject="Someone else's call")
+    body = client.get("/activities?view=overdue", headers=HX).get_data(as_text=True)
+    assert "No activities here" in body and "Show all activities" in body and "No activities yet" not in body
+    body = client.get("/activities?view=all&q=nothing-like-this", headers=HX).get_data(as_text=True)
+    assert "No activities here" in body
+
+
 @pytest.mark.parametrize("query", ["view=later", "page=abc", "per_page=1000", "scope=team", "f=nope.equals.1"])
 def test_bad_list_params_are_4xx(client, mine, query):
     assert client.get(f"/activities?{query}").status_code in (400, 422)

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from crm_web.clock import local_today, zone
 from crm_web.errors import PermissionDenied
 from crm_web.extensions import cache, db
 from crm_web.models import Organization, Pipeline, Tag, contact_tags
 from crm_web.services.activities import ActivityService
 from crm_web.services.base import Actor
-from crm_web.services.organisations import OrganisationService, local_today, zone
+from crm_web.services.organisations import OrganisationService
 from crm_web.services.stats.units import day_bounds, week_bounds
 from crm_web.services.tags import TagService
 from tests import factories

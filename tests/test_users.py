@@ -303,6 +303,29 @@ def test_users_page_budget_is_the_same_for_3_and_50_users(client, login, org, us
     assert body.count("data-user-id=") == 50
 
 
+def test_users_list_shows_open_live_work_last_sign_in_and_searches_email(client, login, org, users):
+    rep = users["sales"]
+    pipeline = factories.make_pipeline(org)
+    for values in ({}, {}, {"status": "won", "closed_at": utcnow()}, {"deleted_at": utcnow()}):
+        factories.make_deal(org, pipeline=pipeline, owner_id=rep.id, **values)
+    for values in ({}, {"status": "in_progress"}, {"status": "completed", "completed_at": utcnow()}):
+        factories.make_activity(org, owner_id=rep.id, **values)
+    factories.make_activity(org, owner_id=rep.id, deleted_at=utcnow())
+    rep.last_login_at = utcnow() - timedelta(hours=3)
+    db.session.commit()
+    rows = {row.user.id: row for row in service(users["admin"]).list_page()}
+    assert (rows[rep.id].open_deals, rows[rep.id].open_activities) == (2, 2)
+    assert (rows[users["manager"].id].open_deals, rows[users["manager"].id].open_activities) == (0, 0)
+    login("admin")
+    body = client.get("/settings/users").get_data(as_text=True)
+    line = body.split(f'data-user-id="{rep.id}"')[1].split("</tr>")[0]
+    assert "3 hours ago" in line and re.findall(r'<td class="num">(\d+)</td>', line) == ["2", "2"]
+    assert "never" in body.split(f'data-user-id="{users["manager"].id}"')[1].split("</tr>")[0]
+    found = client.get("/settings/users?q=" + rep.email.split("@")[0].upper(), headers=HX).get_data(as_text=True)
+    assert found.count("data-user-id=") == 1 and rep.email in found
+    assert "No user matches" in client.get("/settings/users?q=nobody-at-all", headers=HX).get_data(as_text=True)
+
+
 def test_users_page_search_and_fragment(client, login, users):
     login("manager")
     body = client.get("/settings/users?q=sales", headers=HX).get_data(as_text=True)

@@ -4,13 +4,15 @@ related columns and tags compile to EXISTS (`has()` / `any()`), so counts stay e
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Numeric, and_, literal, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
+from crm_web import clock
 from crm_web.errors import ValidationError
 from crm_web.filters.types import NEGATIONS, OPERATORS_BY_TYPE, Condition, FieldType, FilterField, FilterSpec
 
@@ -33,8 +35,16 @@ def _numeric(value: Any) -> Any:
     return value
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
+@dataclass(frozen=True)
+class _Calendar:
+    """Where relative dates are anchored: today, and the time zone whose midnights bound a day."""
+
+    today: date
+    tz: tzinfo
+
+    def day_start(self, day: date) -> datetime:
+        """Midnight starting `day` in the organisation's time zone, as a UTC instant."""
+        return datetime.combine(day, time.min, tzinfo=self.tz).astimezone(UTC)
 
 
 def _relative_range(name: str, today: date) -> tuple[date, date]:
@@ -63,28 +73,28 @@ def _relative_range(name: str, today: date) -> tuple[date, date]:
     }[name]
 
 
-def _date_bounds(ff: FilterField, start: date, end: date) -> tuple[Any, Any]:
+def _date_bounds(ff: FilterField, cal: _Calendar, start: date, end: date) -> tuple[Any, Any]:
     if ff.type is FieldType.DATETIME:
-        return _day_start(start), _day_start(end)
+        return cal.day_start(start), cal.day_start(end)
     return start, end
 
 
-def _lower_bound(ff: FilterField, column: Any, value: Any, strict: bool) -> ColumnElement[bool]:
+def _lower_bound(ff: FilterField, cal: _Calendar, column: Any, value: Any, strict: bool) -> ColumnElement[bool]:
     """column after value (strict) / from value on: a date covers its whole day."""
     if ff.type is FieldType.DATETIME and not isinstance(value, datetime):
         day = value + timedelta(days=1) if strict else value
-        return column >= _day_start(day)
+        return column >= cal.day_start(day)
     return column > value if strict else column >= value
 
 
-def _upper_bound(ff: FilterField, column: Any, value: Any, strict: bool) -> ColumnElement[bool]:
+def _upper_bound(ff: FilterField, cal: _Calendar, column: Any, value: Any, strict: bool) -> ColumnElement[bool]:
     if ff.type is FieldType.DATETIME and not isinstance(value, datetime):
         day = value if strict else value + timedelta(days=1)
-        return column < _day_start(day)
+        return column < cal.day_start(day)
     return column < value if strict else column <= value
 
 
-def _positive(ff: FilterField, op: str, column: Any, value: Any, today: date) -> ColumnElement[bool]:
+def _positive(ff: FilterField, op: str, column: Any, value: Any, cal: _Calendar) -> ColumnElement[bool]:
     kind = ff.type
     if kind is FieldType.TEXT:
         if op == "isNotEmpty":
@@ -117,18 +127,19 @@ def _positive(ff: FilterField, op: str, column: Any, value: Any, today: date) ->
         return compare(_numeric(value))
     if kind in (FieldType.DATE, FieldType.DATETIME):
         if op == "onDate":
-            start, end = _date_bounds(ff, value, value + timedelta(days=1))
+            start, end = _date_bounds(ff, cal, value, value + timedelta(days=1))
             return and_(column >= start, column < end)
         if op == "before":
-            return _upper_bound(ff, column, value, strict=True)
+            return _upper_bound(ff, cal, column, value, strict=True)
         if op == "after":
-            return _lower_bound(ff, column, value, strict=True)
+            return _lower_bound(ff, cal, column, value, strict=True)
         if op == "between":
             return and_(
-                _lower_bound(ff, column, value[0], strict=False), _upper_bound(ff, column, value[1], strict=False)
+                _lower_bound(ff, cal, column, value[0], strict=False),
+                _upper_bound(ff, cal, column, value[1], strict=False),
             )
         if op == "inRange":
-            start, end = _date_bounds(ff, *_relative_range(value, today))
+            start, end = _date_bounds(ff, cal, *_relative_range(value, cal.today))
             return and_(column >= start, column < end)
     if op == "equals":  # UUID, CHOICE
         return column == value
@@ -149,7 +160,7 @@ def _exists(via: Any, criterion: ColumnElement[bool] | None) -> ColumnElement[bo
     return via.has(criterion) if criterion is not None else via.has()
 
 
-def _compile_condition(condition: Condition, ff: FilterField, today: date) -> ColumnElement[bool]:
+def _compile_condition(condition: Condition, ff: FilterField, cal: _Calendar) -> ColumnElement[bool]:
     op = condition.op
     positive_op = NEGATIONS.get(op, op)
     negate = positive_op != op
@@ -159,15 +170,15 @@ def _compile_condition(condition: Condition, ff: FilterField, today: date) -> Co
         clause = _exists(ff.via, criterion)
         return not_(clause) if negate else clause
     if ff.via is not None:
-        clause = _exists(ff.via, or_(*(_positive(ff, positive_op, c, condition.value, today) for c in columns)))
+        clause = _exists(ff.via, or_(*(_positive(ff, positive_op, c, condition.value, cal) for c in columns)))
         # NOT EXISTS: a row without a related row matches every negative operator.
         return not_(clause) if negate else clause
     if not negate:
-        return or_(*(_positive(ff, op, c, condition.value, today) for c in columns))
+        return or_(*(_positive(ff, op, c, condition.value, cal) for c in columns))
     if op == "isEmpty":
         return and_(*(or_(c.is_(None), c == "") if ff.type is FieldType.TEXT else c.is_(None) for c in columns))
     # NULL-safe: an empty column is "not equal to x" and "does not contain x".
-    return and_(*(or_(c.is_(None), not_(_positive(ff, positive_op, c, condition.value, today))) for c in columns))
+    return and_(*(or_(c.is_(None), not_(_positive(ff, positive_op, c, condition.value, cal))) for c in columns))
 
 
 def _combine(clauses: Sequence[ColumnElement[bool]], match: str) -> ColumnElement[bool]:
@@ -177,16 +188,18 @@ def _combine(clauses: Sequence[ColumnElement[bool]], match: str) -> ColumnElemen
 
 
 def compile_filter(
-    spec: FilterSpec, fields: Mapping[str, FilterField], *, now: datetime | None = None
+    spec: FilterSpec, fields: Mapping[str, FilterField], *, now: datetime | None = None, tz: tzinfo = UTC
 ) -> ColumnElement[bool] | None:
     """One boolean clause for `.where(...)`, or None for an empty spec. Adds no joins.
 
-    `now` (aware; default: the current UTC time) anchors relative date ranges.
+    `now` (aware; default: the current UTC time) anchors relative date ranges; `tz` (the organisation's
+    time zone) says which day it is and where a day starts, for relative ranges and for dates compared
+    with datetime columns.
     """
     if spec.is_empty:
         return None
-    moment = now if now is not None else datetime.now(UTC)
-    today = (moment.astimezone(UTC) if moment.tzinfo else moment).date()
+    moment = now if now is not None else clock.now()
+    cal = _Calendar(today=(moment.astimezone(tz) if moment.tzinfo else moment).date(), tz=tz)
 
     def one(index: int, condition: Condition) -> ColumnElement[bool]:
         ff = fields.get(condition.field)
@@ -195,7 +208,7 @@ def compile_filter(
                 f"Filter condition {index + 1}: {condition.field}.{condition.op} is not allowed.",
                 {f"f[{index}]": "Unknown field or operator."},
             )
-        return _compile_condition(condition, ff, today)
+        return _compile_condition(condition, ff, cal)
 
     index = 0
     clauses: list[ColumnElement[bool]] = []

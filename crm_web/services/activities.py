@@ -9,14 +9,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
+from crm_web import clock
 from crm_web.entities import ACTIVITY, activity_links
-from crm_web.errors import BadRequest, NotFound, ValidationError
+from crm_web.errors import BadRequest, NotFound
 from crm_web.models import (
     ACTIVITY_PRIORITIES,
     ACTIVITY_STATUSES,
@@ -27,7 +28,6 @@ from crm_web.models import (
 )
 from crm_web.services.base import Actor, BaseService
 from crm_web.services.last_activity import contacts_of_activities, refresh_last_activity
-from crm_web.services.organisations import zone as org_zone
 from crm_web.services.pagination import Page
 from crm_web.services.sql import AnySelect
 from crm_web.services.stats.units import day_bounds
@@ -104,11 +104,6 @@ class ActivityService(BaseService[Activity]):
 
     # --- reading -----------------------------------------------------------------
 
-    @property
-    def zone(self) -> tzinfo:
-        """Where "today" and "this week" are: the organisation's time zone."""
-        return org_zone(self.actor.time_zone)
-
     def edit_query(self) -> AnySelect:
         return self.optimized_query()
 
@@ -124,13 +119,13 @@ class ActivityService(BaseService[Activity]):
 
     def view_criteria(self, view: str, *, now: datetime | None = None) -> list[ColumnElement[bool]]:
         """The WHERE clauses of a quick view (My open, Overdue, Due today, Upcoming 7 days, All)."""
-        now = now or utcnow()
+        now = now or clock.now()
         if view == "mine":
             return [Activity.owner_id == self.actor.user_id, _open()]
         if view == "overdue":
             return [_open(), Activity.due_at < now]
         if view == "today":
-            start, end = day_bounds(now, self.zone)
+            start, end = day_bounds(now, self.actor.zone)
             return [_open(), Activity.due_at >= start, Activity.due_at < end]
         if view == "upcoming":
             return [_open(), Activity.due_at >= now, Activity.due_at < now + timedelta(days=UPCOMING_DAYS)]
@@ -157,14 +152,14 @@ class ActivityService(BaseService[Activity]):
             criteria.append(match.clause)
         if scope == "mine":
             criteria.append(Activity.owner_id == self.actor.user_id)
-        clause = self.filter_clause(filter_spec)
+        clause = self.filter_clause(filter_spec, now=now)
         if clause is not None:
             criteria.append(clause)
         return self.page_of(criteria, None, sort=sort, page=page, per_page=per_page)
 
     def upcoming(self, *, days: int = UPCOMING_DAYS, limit: int = 10, now: datetime | None = None) -> list[Activity]:
         """Open activities due in the next `days` days, soonest first."""
-        now = now or utcnow()
+        now = now or clock.now()
         stmt = self.optimized_query().where(
             _open(), Activity.due_at >= now, Activity.due_at < now + timedelta(days=days)
         )
@@ -172,7 +167,7 @@ class ActivityService(BaseService[Activity]):
 
     def overdue(self, *, limit: int = 10, now: datetime | None = None) -> list[Activity]:
         """Open activities past their due time, most overdue first."""
-        stmt = self.optimized_query().where(_open(), Activity.due_at < (now or utcnow()))
+        stmt = self.optimized_query().where(_open(), Activity.due_at < (now or clock.now()))
         return list(self.session.scalars(stmt.order_by(Activity.due_at, Activity.id).limit(limit)).unique())
 
     def timeline(self, *, links: Links, limit: int = TIMELINE_LIMIT) -> list[Activity]:
@@ -218,11 +213,7 @@ class ActivityService(BaseService[Activity]):
             value = values.get(column)
             if value is not None and not self._exists(model, value):
                 errors[column] = f"That {name} does not exist or was deleted."
-        owner_id = values.get("owner_id")
-        if owner_id is not None and not self.is_org_user(owner_id):
-            errors["owner_id"] = "That user is not in your organisation."
-        if errors:
-            raise ValidationError("Please correct the highlighted fields", errors)
+        self.refuse_errors(values, errors)
         if "status" in values:
             was_completed = obj is not None and obj.status == "completed"
             if values["status"] == "completed" and not was_completed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, exists, func, inspect, literal, select, update
@@ -18,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from crm_web import clock
 from crm_web.column_limits import column_problems
 from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
@@ -58,6 +60,16 @@ class Actor:
     def has_role(self, role: Role) -> bool:
         return has_role(self.role, role)
 
+    @property
+    def zone(self) -> tzinfo:
+        """The organisation's time zone."""
+        return clock.zone(self.time_zone)
+
+    def today(self, moment: datetime | None = None) -> date:
+        """Today in the organisation's time zone (at `moment`, default: the clock's now): the one
+        answer lists, filters, the board and the dashboard use for "today", "this week" and overdue."""
+        return clock.local_today(self.time_zone, moment)
+
 
 @dataclass
 class Choices:
@@ -77,6 +89,8 @@ class BaseService(Generic[M]):
     DEFAULT_SORT: ClassVar[str] = "-created_at"
     # Fields a create/update may set (anything else is ignored, never written).
     WRITABLE_FIELDS: ClassVar[frozenset[str]] = frozenset()
+    # Whether create() gives a record whose form left the owner empty to the actor (else: no owner).
+    EMPTY_OWNER_IS_ME: ClassVar[bool] = False
     # Fields never recorded in history (noise).
     HISTORY_IGNORED: ClassVar[frozenset[str]] = frozenset({"updated_at", "version", "position"})
 
@@ -192,13 +206,14 @@ class BaseService(Generic[M]):
         """The entity's filter whitelist (with its custom fields, when they come)."""
         return self.entity.filter_fields() if self.entity is not None else {}
 
-    def filter_clause(self, spec: Any) -> ColumnElement[bool] | None:
-        """Compile a FilterSpec against this entity's whitelist."""
+    def filter_clause(self, spec: Any, *, now: datetime | None = None) -> ColumnElement[bool] | None:
+        """Compile a FilterSpec against this entity's whitelist; relative dates ("today", "this week")
+        in the organisation's time zone."""
         if spec is None:
             return None
         from crm_web.filters.compile import compile_filter
 
-        return compile_filter(spec, self.filter_fields())
+        return compile_filter(spec, self.filter_fields(), now=now or clock.now(), tz=self.actor.zone)
 
     def count(self, criteria: Sequence[ColumnElement[bool]] = ()) -> int:
         """How many of the organisation's live rows meet the criteria (no joins)."""
@@ -358,6 +373,14 @@ class BaseService(Generic[M]):
         """Whether a chosen owner belongs to the actor's organisation (ids come from forms)."""
         return bool(self.session.scalar(select(exists().where(User.id == user_id, User.org_id == self.org_id))))
 
+    def refuse_errors(self, values: Mapping[str, Any], errors: dict[str, str]) -> None:
+        """The end of every clean(): a chosen owner must be a user of the organisation, then any field
+        error refuses the input (ValidationError with every field's message)."""
+        if values.get("owner_id") and not self.is_org_user(values["owner_id"]):
+            errors["owner_id"] = "Choose a user of your organisation."
+        if errors:
+            raise ValidationError("Please correct the highlighted fields", errors)
+
     # --- writing -----------------------------------------------------------------
 
     def clean(self, values: dict[str, Any], obj: M | None = None) -> dict[str, Any]:
@@ -388,11 +411,19 @@ class BaseService(Generic[M]):
         record_change(self.session, self.actor, self.entity_type, obj, action, changes)
 
     def create(self, **values: Any) -> M:
+        """A new record, owned by the actor unless another owner is chosen (with EMPTY_OWNER_IS_ME, also
+        when the form left the owner empty)."""
+        if self.EMPTY_OWNER_IS_ME and not values.get("owner_id"):
+            values.pop("owner_id", None)
         values = self.clean(self._writable(values))
         self.check_fits(values)
         obj = self.model(org_id=self.org_id, **values)
         if hasattr(obj, "owner_id") and obj.owner_id is None and "owner_id" not in values:
             obj.owner_id = self.actor.user_id
+        return self.insert(obj)
+
+    def insert(self, obj: T) -> T:
+        """Add a new record (what the database refuses becomes a field error), record it, commit."""
         self.session.add(obj)
         try:
             self.session.flush()
@@ -400,6 +431,22 @@ class BaseService(Generic[M]):
             self.session.rollback()
             raise integrity_to_validation(error) from error
         self.history(obj, "created")
+        self.commit()
+        return obj
+
+    def set_values(
+        self, obj: Any, values: Mapping[str, Any], *, ignored: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """Set the values on the record; returns what really changed ({field: [old, new]}) for the history."""
+        changes = snapshot_changes(obj, values, ignored=self.HISTORY_IGNORED if ignored is None else ignored)
+        for name, value in values.items():
+            setattr(obj, name, value)
+        return changes
+
+    def save_changes(self, obj: T, changes: Mapping[str, Any]) -> T:
+        """Record the changes (when there are any) in the record's history and commit."""
+        if changes:
+            self.history(obj, "updated", dict(changes))
         self.commit()
         return obj
 
@@ -418,13 +465,7 @@ class BaseService(Generic[M]):
         self.check_unchanged(obj, expected_values or {})
         values = self.clean(self._writable(values), obj)
         self.check_fits(values)
-        changes = snapshot_changes(obj, values, ignored=self.HISTORY_IGNORED)
-        for name, value in values.items():
-            setattr(obj, name, value)
-        if changes:
-            self.history(obj, "updated", changes)
-        self.commit()
-        return obj
+        return self.save_changes(obj, self.set_values(obj, values))
 
     # --- stale edits (optimistic locking of forms) ----------------------------------
 

@@ -168,7 +168,7 @@ class BoardService(BaseService[Deal]):
         """The kanban board: headers from the tallies (or one aggregate when filtered), the first cards of
         every column from one select."""
         pipeline, pipelines = self.pipelines.board_pipeline(pipeline_id)
-        today = today or date.today()
+        today = today or self.actor.today()
         if pipeline is None:
             return Board(pipeline=None, pipelines=pipelines, columns=[], today=today)
         criteria = self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope)
@@ -242,7 +242,7 @@ class BoardService(BaseService[Deal]):
             cards=cards[:limit],
             offset=offset,
             next_offset=offset + limit if more else None,
-            today=today or date.today(),
+            today=today or self.actor.today(),
         )
 
     def move(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
 from typing import Any, cast
 
 from sqlalchemy import exists, func, select
@@ -19,19 +18,6 @@ from crm_web.services.history import record_change
 
 ENTITY = "organization"
 MAX_RETENTION_DAYS = 3650
-
-
-def zone(name: str | None) -> tzinfo:
-    """The organisation's time zone; an unknown name (never stored by the form) falls back to UTC."""
-    try:
-        return zoneinfo.ZoneInfo(name or "UTC")
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return UTC
-
-
-def local_today(time_zone: str | None, now: datetime | None = None) -> date:
-    """Today's date where the organisation is."""
-    return (now or utcnow()).astimezone(zone(time_zone)).date()
 
 
 @dataclass(frozen=True)

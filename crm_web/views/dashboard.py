@@ -15,7 +15,7 @@ from crm_web.htmx import wants_fragment
 from crm_web.params import get_text_param, parse_uuid
 from crm_web.rendering import render_page
 from crm_web.services.base import Actor
-from crm_web.services.organisations import OrganisationService, local_today
+from crm_web.services.organisations import OrganisationService
 from crm_web.services.stats.dashboard import PANELS, DashboardService
 
 bp = Blueprint("dashboard", __name__)
@@ -35,7 +35,7 @@ def _owner_param() -> str | None:
 def _context(panel: str | None = None) -> dict[str, Any]:
     """The page's context: every panel, or just one for a panel refresh."""
     actor = Actor.of(current_user)
-    service = DashboardService(actor, today=local_today(current_user.org.time_zone))
+    service = DashboardService(actor)
     scope = service.resolve_scope(_owner_param())
     data = service.dashboard(scope) if panel is None else {panel: service.panel(panel, scope)}
     checklist = None

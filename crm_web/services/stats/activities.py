@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, OPEN_ACTIVITY_STATUSES, Activity, utcnow
+from crm_web import clock
+from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, OPEN_ACTIVITY_STATUSES, Activity
 from crm_web.services.base import Actor
-from crm_web.services.organisations import zone
 from crm_web.services.sql import AnySelect, session_or_default
 from crm_web.services.stats import tallies
 from crm_web.services.stats.cache import cached_stats
@@ -33,7 +33,7 @@ def activity_stats(
         "activities",
         f"activity_stats:{user_id or 'all'}",
         lambda: compute_activity_stats(
-            session_or_default(session), actor.org_id, user_id=user_id, now=now or utcnow(), tz=zone(actor.time_zone)
+            session_or_default(session), actor.org_id, user_id=user_id, now=now or clock.now(), tz=actor.zone
         ),
     )
 
@@ -46,7 +46,7 @@ def compute_activity_stats(
     today_start, today_end = day_bounds(now, tz)
     week_start, week_end = week_bounds(now, tz)
     counts = tallies.activity_counts(session, org_id, owner_id=user_id)
-    clock = {
+    moving = {
         "overdue": (_open(), Activity.due_at < now),
         "due_today": (_open(), Activity.due_at >= today_start, Activity.due_at < today_end),
         "due_this_week": (_open(), Activity.due_at >= week_start, Activity.due_at < week_end),
@@ -58,7 +58,7 @@ def compute_activity_stats(
     }
     row = (
         session.execute(
-            select(*(_live_count(org_id, user_id, *criteria).label(name) for name, criteria in clock.items()))
+            select(*(_live_count(org_id, user_id, *criteria).label(name) for name, criteria in moving.items()))
         )
         .mappings()
         .one()
@@ -67,7 +67,7 @@ def compute_activity_stats(
     return {
         "total": sum(counts.values()),
         "open": sum(by_status[status] for status in OPEN_ACTIVITY_STATUSES),
-        **{name: int(row[name] or 0) for name in clock},
+        **{name: int(row[name] or 0) for name in moving},
         "by_status": by_status,
         "by_type": {key: sum(n for (_, type_), n in counts.items() if type_ == key) for key, _ in ACTIVITY_TYPES},
     }

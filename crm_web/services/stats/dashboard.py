@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from crm_web.errors import NotFound, PermissionDenied
 from crm_web.extensions import db
-from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, Role, User, utcnow
+from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, Role, User
 from crm_web.services.base import Actor
 from crm_web.services.pipeline_catalog import PipelineCatalog
 from crm_web.services.stats import deals as deal_stats
@@ -76,7 +76,7 @@ class DashboardService:
     def __init__(self, actor: Actor, *, today: date | None = None):
         self.actor = actor
         self.session = db.session
-        self.today = today or utcnow().date()
+        self.today = today or actor.today()
         self._activity_stats: dict[uuid.UUID | None, dict[str, Any]] = {}
         self._rollups: dict[uuid.UUID | None, deal_stats.DealRollup] = {}
 
