@@ -26,6 +26,15 @@ GLOBALS = {
 }
 
 
+def typo_tolerant() -> bool:
+    """Whether the search corrects typos: PostgreSQL only (SQLite finds the exact words), which the
+    search box and its empty result say."""
+    from crm_web.extensions import db
+
+    return bool(db.engine.dialect.name == "postgresql")
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(GLOBALS)
+    app.jinja_env.globals["typo_tolerant"] = typo_tolerant

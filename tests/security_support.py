@@ -285,11 +285,13 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "dashboard.index"): Route(MEMBER),
     ("GET", "dashboard.panel"): Route(MEMBER, args={"panel": "=kpis"}),
     ("GET", "search.index"): Route(MEMBER, query="q=marker"),
+    ("GET", "search.pick"): Route(MEMBER, args={"kind": "=company"}, query="q=marker"),
     # --- companies --------------------------------------------------------------------------
     ("GET", "companies.index"): Route(MEMBER),
     ("GET", "companies.export"): Route(MEMBER),
     ("GET", "companies.new"): Route(MEMBER),
     ("POST", "companies.create"): Route(MEMBER, form=_company_form),
+    ("POST", "companies.quick_create"): Route(MEMBER, form=lambda world: {"name": "Quick Co"}),
     ("GET", "companies.detail"): Route(MEMBER, args={"company_id": "company"}),
     ("GET", "companies.contacts"): Route(MEMBER, args={"company_id": "company"}),
     ("GET", "companies.edit"): Route(OWNER, args={"company_id": "company"}),

@@ -417,3 +417,50 @@ def test_people_called_the_query_fill_the_five_in_name_order(org, users):
     expected = ["Williams Ray", "Williams Williams", "Person0 Williams", "Person1 Williams", "Person2 Williams"]
     assert global_contacts(users["admin"], "williams") == expected
     assert contact_names(users["admin"], "williams")[:5] == expected
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize(
+    "q, found",
+    [
+        ("davd smith", ["David Smith"]),  # "dave" is the closest correction, but only "david" sits by "smith"
+        ("davd smiht", ["David Smith"]),  # both words mistyped
+        ("dvaid smith", ["David Smith"]),  # swapped letters
+        ("david smtih", ["David Smith"]),
+        ("dvid smith", ["David Smith"]),  # a missing letter in a five-letter name
+        ("smith davd", ["David Smith"]),  # in any order
+        ("mria lopez", ["Maria Lopez"]),
+        ("maria lpoez", ["Maria Lopez"]),
+        ("mari lopez", ["Maria Lopez"]),  # a missing last letter
+        ("dave jones", ["Dave Jones"]),  # exact words need no correction
+    ],
+)
+def test_one_mistyped_short_name_beside_exact_words_still_finds_the_person(org, users, q, found):
+    make_people(org, "David Smith", "Dave Jones", "Ann Davenport", "Maria Lopez", "Mario Rossi")
+    assert global_contacts(users["admin"], q) == found
+    assert contact_names(users["admin"], q) == found
+
+
+@pytest.mark.postgres_only
+def test_davd_alone_still_offers_the_closest_names(org, users):
+    make_people(org, "David Smith", "Dave Jones", "Ann Davenport")
+    assert global_contacts(users["admin"], "davd") == ["Dave Jones", "Ann Davenport"]  # the closest: "dave"
+    # The closest correction wins when it finds someone: a Dave Smith is likelier than a David Smith.
+    make_people(org, "Dave Smith")
+    assert global_contacts(users["admin"], "davd smith") == ["Dave Smith"]
+    assert contact_names(users["admin"], "davd smith") == ["Dave Smith"]
+    make_people(org, "Zed Davd")
+    assert global_contacts(users["admin"], "davd") == ["Zed Davd"]  # a name has the word: no correction
+
+
+def test_the_search_box_says_where_typos_are_corrected(client, login, engine_name):
+    from tests.conftest import HX
+
+    login("sales")
+    empty = client.get("/search?q=xqzvw", headers=HX).text
+    page = client.get("/contacts").text
+    if engine_name == "postgresql":
+        assert "exact words only" not in empty and "a mistyped word is corrected" in page
+    else:
+        assert "exact words only (typo tolerance needs PostgreSQL)" in empty
+        assert "exact words only (typo tolerance needs PostgreSQL)" in page

@@ -1,5 +1,6 @@
 """Flask-WTF forms: the shape of input only; rules about the domain live in services."""
 
+import uuid
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
@@ -30,6 +31,23 @@ def apply_errors(form: Form, error: ValidationError) -> None:
             form.form_errors.append(message)
     if not error.field_errors:
         form.form_errors.append(error.message)
+
+
+class PickerField(HiddenField):
+    """A record picker's chosen id (templates/components/picker.html): a UUID or None; anything else
+    is a form error. Whether the record exists in the organisation is the service's check."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        raw = str(valuelist[0]).strip() if valuelist else ""
+        self.data = None
+        if raw and raw != "None":
+            try:
+                self.data = uuid.UUID(raw)
+            except ValueError:
+                raise ValueError("Choose one of the suggestions.") from None
+
+    def _value(self) -> str:
+        return "" if self.data is None else str(self.data)
 
 
 class VersionField(HiddenField):

@@ -39,10 +39,10 @@ class ActivityForm(VersionedForm, FlaskForm):
     due_time = TimeField("Due time", validators=[Optional()])
     duration_minutes = IntegerField("Duration (minutes)", validators=[Optional(), NumberRange(min=0, max=24 * 60)])
     owner_id = SelectField("Owner", choices=[], validate_choice=True)
-    contact_id = HiddenField(validators=[_uuid_or_blank])
-    company_id = HiddenField(validators=[_uuid_or_blank])
-    deal_id = HiddenField(validators=[_uuid_or_blank])
-    lead_id = HiddenField(validators=[_uuid_or_blank])
+    contact_id = HiddenField("Contact", validators=[_uuid_or_blank])
+    company_id = HiddenField("Company", validators=[_uuid_or_blank])
+    deal_id = HiddenField("Deal", validators=[_uuid_or_blank])
+    lead_id = HiddenField("Lead", validators=[_uuid_or_blank])
 
     def set_owner_choices(self, choices: list[tuple[uuid.UUID, str]]) -> None:
         self.owner_id.choices = _choices([("", "— Nobody —"), *choices])

@@ -9,7 +9,7 @@ from wtforms import BooleanField, DateField, EmailField, SelectField, StringFiel
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, Email, Length, Optional
 
-from crm_web.forms import VersionedForm
+from crm_web.forms import PickerField, VersionedForm
 from crm_web.models import CONTACT_STATUSES, LEAD_SOURCES
 
 
@@ -38,7 +38,7 @@ class ContactForm(VersionedForm, FlaskForm):
     department = StringField("Department", validators=[Optional(), Length(max=150)])
     status = SelectField("Status", choices=_choices(CONTACT_STATUSES), default="prospect")
     lead_source = SelectField("Lead source", choices=_choices([("", "—"), *LEAD_SOURCES]), validators=[Optional()])
-    primary_company_id = SelectField("Primary company", choices=[], coerce=_uuid_or_none, validate_choice=True)
+    primary_company_id = PickerField("Primary company")
     owner_id = SelectField("Owner", choices=[], coerce=_uuid_or_none, validate_choice=True)
     linkedin_url = URLField("LinkedIn", validators=[Optional(), URL(), Length(max=255)])
     birthday = DateField("Birthday", validators=[Optional()])
@@ -47,8 +47,7 @@ class ContactForm(VersionedForm, FlaskForm):
     do_not_contact = BooleanField("Do not contact")
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=10000)])
 
-    def set_choices(self, *, companies: list[tuple[Any, str]], owners: list[tuple[Any, str]]) -> ContactForm:
-        self.primary_company_id.choices = _choices([(None, "— none —"), *companies])
+    def set_choices(self, *, owners: list[tuple[Any, str]]) -> ContactForm:
         self.owner_id.choices = _choices([(None, "— unassigned —"), *owners])
         return self
 

@@ -7,7 +7,7 @@ from wtforms import DateField, DecimalField, IntegerField, SelectField, StringFi
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from crm_web.column_limits import ColumnRange
-from crm_web.forms import VersionedForm, select_choices
+from crm_web.forms import PickerField, VersionedForm, select_choices
 from crm_web.forms.pipelines import coerce_uuid
 from crm_web.models import CURRENCIES, LEAD_SOURCES, Deal
 
@@ -23,18 +23,17 @@ class DealForm(VersionedForm, FlaskForm):
         description="Leave empty to follow the stage's probability.",
     )
     expected_close_date = DateField("Expected close", validators=[Optional()])
-    company_id = SelectField("Company", coerce=coerce_uuid, validate_choice=True)
-    contact_id = SelectField("Contact", coerce=coerce_uuid, validate_choice=True)
+    company_id = PickerField("Company")
+    contact_id = PickerField("Contact")
     owner_id = SelectField("Owner", coerce=coerce_uuid, validate_choice=True)
     source = SelectField("Source", choices=select_choices([("", "—"), *LEAD_SOURCES]), default="")
     lost_reason = StringField("Lost reason", validators=[Optional(), Length(max=255)])
     description = TextAreaField("Description", validators=[Optional(), Length(max=10_000)])
 
     def set_choices(self, choices) -> None:
-        """Selects from DealService.form_choices(): stages grouped by pipeline, linked records, owners."""
+        """Selects from DealService.form_choices(): stages grouped by pipeline, owners (the company and
+        contact are pickers)."""
         self.stage_id.choices = {p.name: [(str(s.id), s.name) for s in p.stages] for p in choices.pipelines}
-        self.company_id.choices = [("", "—"), *[(str(i), n) for i, n in choices.companies]]
-        self.contact_id.choices = [("", "—"), *[(str(i), n) for i, n in choices.contacts]]
         self.owner_id.choices = [("", "—"), *[(str(i), n) for i, n in choices.owners]]
 
     def values(self) -> dict:

@@ -191,6 +191,11 @@ class BaseService(Generic[M]):
             ).corrected
             if corrected is not None:  # else the exact words stand, matching nothing
                 match = corrected
+                wider = corrected.corrected  # every correction within reach, when the closest find nothing
+                if wider is not None and not self.session.scalar(
+                    select(self.scoped(select(self.model.id)).where(*clauses, corrected.clause).exists())
+                ):
+                    match = wider
         return [match.clause, *clauses], match
 
     def search_order(self, sort: str | None, match: TextMatch | None) -> list[Any]:

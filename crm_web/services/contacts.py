@@ -163,14 +163,6 @@ class ContactService(BaseService[Contact]):
         for contact, deals, activities in self.session.execute(stmt):
             yield ContactRow(contact, deals or 0, activities or 0)
 
-    def form_choices(self) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:
-        """(owners, companies) for the contact form, in ONE statement."""
-        companies = select(Company.id, Company.name, literal("company").label("kind")).where(
-            Company.org_id == self.org_id, Company.deleted_at.is_(None)
-        )
-        rows = self.session.execute(self._active_users().union_all(companies).order_by("kind", "name")).all()
-        return ([(r[0], r[1]) for r in rows if r[2] == "owner"], [(r[0], r[1]) for r in rows if r[2] == "company"])
-
     # --- detail --------------------------------------------------------------------
 
     def edit_query(self) -> AnySelect:

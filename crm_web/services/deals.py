@@ -27,7 +27,6 @@ from crm_web.services.sql import AnySelect
 from crm_web.services.text_search import TextMatch, text_match
 
 EXPORT_LIMIT = 50_000
-CHOICE_LIMIT = 500
 
 
 # --- results --------------------------------------------------------------------------------
@@ -55,8 +54,6 @@ class DealChoices:
     """Options of the deal form's selects."""
 
     pipelines: list[PipelineInfo]
-    companies: list[tuple[uuid.UUID, str]]
-    contacts: list[tuple[uuid.UUID, str]]
     owners: list[tuple[uuid.UUID, str]]
 
 
@@ -144,25 +141,9 @@ class DealService(BaseService[Deal]):
         )
 
     def form_choices(self) -> DealChoices:
-        """Pipelines (cached), companies, contacts and active users for the deal form."""
-        companies = self.session.execute(
-            select(Company.id, Company.name)
-            .where(Company.org_id == self.org_id)
-            .order_by(Company.name)
-            .limit(CHOICE_LIMIT)
-        ).all()
-        contacts = self.session.execute(
-            select(Contact.id, Contact.first_name, Contact.last_name)
-            .where(Contact.org_id == self.org_id)
-            .order_by(Contact.first_name, Contact.last_name)
-            .limit(CHOICE_LIMIT)
-        ).all()
-        return DealChoices(
-            pipelines=self.pipelines.pipeline_list(),
-            companies=[(row.id, row.name) for row in companies],
-            contacts=[(row.id, f"{row.first_name} {row.last_name}".strip()) for row in contacts],
-            owners=self.owner_choices(),
-        )
+        """Pipelines (cached) and active users for the deal form (its company and contact are pickers:
+        services/pickers.py)."""
+        return DealChoices(pipelines=self.pipelines.pipeline_list(), owners=self.owner_choices())
 
     # --- writing -----------------------------------------------------------------
 

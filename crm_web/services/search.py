@@ -127,7 +127,8 @@ def _best(model: Any, label: Any, detail: Any, match: TextMatch) -> AnySelect:
     3. with fewer still, every exact match, ranked;
     4. only when the exact words found nothing, the same three steps for the corrected words
        ("smiht" for contacts: "Smithers Ray" from the name index, then the Smiths from the surname
-       index).
+       index);
+    5. only when those found nothing either, the same for the wider corrections ("davd smith").
 
     The organisation is the bound parameter `org_id`, so the statement serves every organisation.
     """
@@ -176,6 +177,8 @@ def _best(model: Any, label: Any, detail: Any, match: TextMatch) -> AnySelect:
         return union_all(*(select(rows).where(enough) for rows in read), select(ranked)).cte(f"steps{number}")
 
     found: Any = steps(0, match)
-    if match.corrected is not None:
-        found = union_all(select(found), select(steps(1, match.corrected, unless_found=found))).subquery()
+    fallback, number = match.corrected, 1  # the typo tier, then its wider tier
+    while fallback is not None:
+        found = union_all(select(found), select(steps(number, fallback, unless_found=found))).subquery()
+        fallback, number = fallback.corrected, number + 1
     return select(found).order_by(found.c.tier, found.c.rank, found.c.name_order, found.c.id).limit(LIMIT)

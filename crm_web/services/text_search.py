@@ -10,7 +10,10 @@ the organisation's vocabulary (models/search_word.py) for the closest words one 
 LONG_WORD letters): a letter added, dropped or changed, or two neighbours swapped. The exact tier
 then runs again with each word or its corrections ("jonh smiht" finds John Smith through john and
 smith), ranked by how the name begins with the corrected query. Shorter words stay as typed ("bob
-smiht" needs a Bob). It is the fallback for when no row has the exact words. Scoring every row that
+smiht" needs a Bob). A swap or a changed letter is likelier than a missing one, so the closest
+corrections are those of the typed length; only when they find nothing does a wider tier try every
+word within reach ("davd smith": "dave" is closer, but only "david" sits beside "smith"). It is
+the fallback for when no row has the exact words. Scoring every row that
 shares trigrams with a typo would read a common surname's every row ("smiht": every Smith); the
 vocabulary is far shorter than the rows it names. Both tiers are bound-parameter SQL, never
 string-built SQL; the word conditions are ILIKE on search_key(expression), which the trigram GIN indexes
@@ -56,6 +59,8 @@ MIN_CORRECTED_LENGTH = 4
 LONG_WORD = 7
 # At most this many corrections per word, the closest first.
 MAX_CORRECTIONS = 3
+# The wider tier's corrections per word: every word within the allowed edits, the closest first.
+MAX_WIDENED = 6
 # Shorter words match at the start of a word: they hold no trigram, so "contains" could only be
 # answered by reading every row, and users typing two letters
 # mean the start of a name anyway.
@@ -75,6 +80,7 @@ class SearchShape(NamedTuple):
     dialect: str
     short_words: tuple[bool, ...]  # per word: fewer than MIN_CONTAINS_LENGTH letters
     corrections: tuple[int, ...] = ()  # per word: how many corrections; empty: no typo tier
+    widened: tuple[int, ...] = ()  # per word: how many corrections in the wider tier; empty: none
 
 
 @dataclass(frozen=True)
@@ -142,11 +148,16 @@ def correct_spelling(session: Session, org_id: uuid.UUID, terms: SearchTerms) ->
     corrections = [_closest(word, found.get(index, {})) for index, word in enumerate(terms.words)]
     if not any(corrections):
         return terms
+    widened = [_within_reach(word, found.get(index, {})) for index, word in enumerate(terms.words)]
+    if widened == corrections:
+        widened = []
     params = dict(terms.params)
     meant = []  # the query as meant: each word as its closest correction, or as typed
     for index, (word, fixes) in enumerate(zip(terms.words, corrections, strict=False)):
         params |= {f"fix{index}_{number}": f"%{like_escape(fix)}%" for number, fix in enumerate(fixes)}
         meant.append(fixes[0] if fixes else word)
+    for index, fixes in enumerate(widened):
+        params |= {f"wide{index}_{number}": f"%{like_escape(fix)}%" for number, fix in enumerate(fixes)}
     # The words of the query past MAX_WORDS are not in it: they match nothing either.
     phrase = like_escape(" ".join(meant))
     params |= {
@@ -155,7 +166,8 @@ def correct_spelling(session: Session, org_id: uuid.UUID, terms: SearchTerms) ->
         "fixed_word_starts": f"% {phrase}%",
         "fixed_prefix": " ".join(meant),
     }
-    return replace(terms, shape=terms.shape._replace(corrections=tuple(map(len, corrections))), params=params)
+    shape = terms.shape._replace(corrections=tuple(map(len, corrections)), widened=tuple(map(len, widened)))
+    return replace(terms, shape=shape, params=params)
 
 
 def _allowed_edits(word: str) -> int:
@@ -180,6 +192,17 @@ def _closest(word: str, candidates: dict[str, float]) -> tuple[str, ...]:
     ]
 
 
+def _within_reach(word: str, candidates: dict[str, float]) -> tuple[str, ...]:
+    """Every candidate within the word's edit distance, the closest first (the wider tier: "davd smith"
+    finds David Smith when no Dave Smith exists, though "dave" is the likelier correction of "davd")."""
+    ranked = sorted(
+        (distance, len(candidate) != len(word), -similarity, candidate)
+        for candidate, similarity in candidates.items()
+        if (distance := edit_distance(word, candidate)) <= _allowed_edits(word)
+    )
+    return tuple(candidate for *_, candidate in ranked[:MAX_WIDENED])
+
+
 def edit_distance(a: str, b: str) -> int:
     """Optimal string alignment distance: adding, dropping or changing a letter, or swapping two
     neighbouring letters, is one edit each."""
@@ -199,8 +222,9 @@ def edit_distance(a: str, b: str) -> int:
 @dataclass(frozen=True)
 class TextMatch:
     """A WHERE clause and a rank to order by (lower is better); `corrected` is the typo tier to use
-    when this one matches nothing (None: there is none). `starts_with` holds the rows whose
-    name starts with the query (ranks 0 and 1) as a range of `name_order`, which
+    when this one matches nothing (None: there is none); a typo tier's own `corrected` is the wider
+    tier (every correction within reach) for when the closest corrections match nothing.
+    `starts_with` holds the rows whose name starts with the query (ranks 0 and 1) as a range of `name_order`, which
     models/mixins.name_order_index serves in that order; `surnamed` the people whose last name is
     the query (rank 2), which models/mixins.surname_index serves in name order."""
 
@@ -227,7 +251,7 @@ def match_terms(
     bound parameters named as in terms.params and carry no value, so a statement built from it runs
     again with any params of the same shape and refuses to run without them (never with another
     query's words)."""
-    dialect, short_words, corrections = terms.shape
+    dialect, short_words, corrections, widened = terms.shape
 
     def value(name: str) -> Any:
         if reusable:
@@ -272,20 +296,25 @@ def match_terms(
         return and_(name_order >= low, name_order < low.op("||")(LAST_CODE_POINT))
 
     exact = [typed(index, short) for index, short in enumerate(short_words)]
-    corrected = None
-    if corrections:
+
+    def tier(prefix: str, counts: Sequence[int], fallback: TextMatch | None) -> TextMatch:
         fixes = [
-            [*word, *(f"fix{index}_{number}" for number in range(count))]
-            for index, (word, count) in enumerate(zip(exact, corrections, strict=False))
+            [*word, *(f"{prefix}{index}_{number}" for number in range(count))]
+            for index, (word, count) in enumerate(zip(exact, counts, strict=False))
         ]
-        corrected = TextMatch(
+        return TextMatch(
             every_word(fixes),
             rank("fixed", "fixed_prefix"),
-            None,
+            fallback,
             starting("fixed_prefix"),
             name_order,
             surnamed("fixed_prefix"),
         )
+
+    corrected = None
+    if corrections:
+        # The closest corrections first; when they find nothing, every word within reach (widened).
+        corrected = tier("fix", corrections, tier("wide", widened, None) if widened else None)
     return TextMatch(
         every_word(exact), rank("name", "prefix"), corrected, starting("prefix"), name_order, surnamed("prefix")
     )

@@ -19,6 +19,7 @@ from crm_web.services.activities import QUICK_VIEW_KEYS, QUICK_VIEWS, ActivitySe
 from crm_web.services.base import Actor
 from crm_web.views.filtering import builder_fields, parse_filtered_list_query, render_list_page
 from crm_web.views.listing import ListQuery
+from crm_web.views.pickers import picked_labels
 
 bp = Blueprint("activities", __name__)
 
@@ -50,11 +51,15 @@ def _form_context(form, *, activity=None, links: Links | None = None) -> dict[st
     service = _service()
     form.set_owner_choices(service.owner_choices())
     links = links or Links()
+    link_labels = service.link_labels(links)
+    chosen = {f"{kind}_id": (kind, form[f"{kind}_id"].data) for kind in ("contact", "company", "deal", "lead")}
+    known = {f"{kind}_id": (value, link_labels[kind]) for kind, value in links.items() if kind in link_labels}
     return {
         "form": form,
         "activity": activity,
         "links": links,
-        "link_labels": service.link_labels(links),
+        "link_labels": link_labels,
+        "picked": picked_labels(service.actor, chosen, known=known),
         "title": "Edit activity" if activity else "New activity",
     }
 

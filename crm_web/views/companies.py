@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, jsonify, request
 from flask_login import current_user
 
 from crm_web.entities import COMPANY
+from crm_web.errors import ValidationError
 from crm_web.forms.companies import CompanyForm
 from crm_web.rendering import render_page
 from crm_web.services.base import Actor
@@ -50,6 +51,21 @@ def form_context(service: CompanyService, form: CompanyForm, company: Any = None
 
 
 FormViews(bp, COMPANY, CompanyService, CompanyForm, form_context=form_context)
+
+
+@bp.post("/companies/quick")
+def quick_create():
+    """A picker's "Create company '<typed>'": the new company (owned by the actor) as JSON for the
+    picker to select; a refused name is a 422 with the reason."""
+    name = (request.form.get("name") or "").strip()[:200]
+    try:
+        company = _service().create(name=name)
+    except ValidationError as error:
+        message = error.field_errors.get("name") or error.message
+        return jsonify({"error": message}), 422
+    return jsonify({"id": str(company.id), "label": company.name}), 201
+
+
 RecordViews(
     bp,
     COMPANY,

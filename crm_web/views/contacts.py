@@ -18,6 +18,7 @@ from crm_web.rendering import render_fragments, render_page
 from crm_web.services.base import Actor
 from crm_web.services.contacts import ContactService
 from crm_web.views.generic import FormViews, ListViews, RecordViews
+from crm_web.views.pickers import picked_labels
 
 bp = Blueprint("contacts", __name__)
 
@@ -97,9 +98,16 @@ def update_field(contact_id: uuid.UUID, name: str):
 
 
 def form_context(service: ContactService, form: ContactForm, contact: Any = None) -> dict[str, Any]:
-    owners, companies = service.form_choices()
-    form.set_choices(companies=companies, owners=owners)
-    return {"duplicate": service.duplicate_of(form.email.data, exclude_id=contact.id if contact else None)}
+    form.set_choices(owners=service.owner_choices())
+    company = contact.primary_company if contact is not None else None
+    return {
+        "duplicate": service.duplicate_of(form.email.data, exclude_id=contact.id if contact else None),
+        "picked": picked_labels(
+            service.actor,
+            {"primary_company_id": ("company", form.primary_company_id.data)},
+            known={"primary_company_id": (company.id, company.name)} if company else None,
+        ),
+    }
 
 
 FormViews(bp, CONTACT, ContactService, ContactForm, form_context=form_context)

@@ -19,6 +19,7 @@ from crm_web.services.base import Actor
 from crm_web.services.deals import DealService
 from crm_web.views.filtering import builder_fields
 from crm_web.views.generic import ListViews
+from crm_web.views.pickers import picked_labels
 
 bp = Blueprint("deals", __name__)
 
@@ -53,7 +54,11 @@ def detail(deal_id: uuid.UUID):
 
 def _form_page(form: DealForm, service: DealService, deal_id: uuid.UUID | None, *, status: int = 200) -> Response:
     form.set_choices(service.form_choices())
-    return render_page("deals/form.html", block="deal_form", form=form, deal_id=deal_id, status=status)
+    picked = picked_labels(
+        service.actor,
+        {"company_id": ("company", form.company_id.data), "contact_id": ("contact", form.contact_id.data)},
+    )
+    return render_page("deals/form.html", block="deal_form", form=form, deal_id=deal_id, picked=picked, status=status)
 
 
 def _saved(deal_id: uuid.UUID, message: str) -> Response:
