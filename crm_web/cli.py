@@ -283,3 +283,51 @@ def api_token_list() -> None:
             state += f" until {token.expires_at:%Y-%m-%d %H:%M} UTC"
         orgs = "all organisations" if token.all_orgs else f"{len(token.org_ids)} organisation(s)"
         click.echo(f"{token.name:<16} {token.prefix}...  {','.join(token.scopes):<24} {orgs:<20} {state}")
+
+
+@crm.command("import")
+@click.option("--org", "org_slug", required=True, help="Slug of the organisation to import into.")
+@click.option("--entity", required=True, type=click.Choice(["contacts", "companies", "leads", "deals", "activities"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--mapping", "mapping_arg", default="auto", show_default=True, help="auto, or a JSON file.")
+@click.option("--on-duplicate", type=click.Choice(["skip", "update", "create"]), default="skip", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Validate every row and count; write nothing.")
+@click.option("--as", "as_email", default=None, help="Import as this user (default: the org's first admin).")
+@click.option("--no-create-companies", is_flag=True, help="A company named but missing is an error.")
+def import_command(
+    org_slug: str,
+    entity: str,
+    file: str,
+    mapping_arg: str,
+    on_duplicate: str,
+    dry_run: bool,
+    as_email: str | None,
+    no_create_companies: bool,
+) -> None:
+    """Import a CSV file (the browser's code path); errors go to FILE.errors.csv. Exit 1 when the file
+    cannot be read or no column maps to a field."""
+    from crm_web.imports import cli_support
+
+    cli_support.import_file(
+        org_slug=org_slug,
+        entity=entity,
+        path=file,
+        mapping_arg=mapping_arg,
+        on_duplicate=on_duplicate,
+        dry_run=dry_run,
+        as_email=as_email,
+        create_companies=not no_create_companies,
+        echo=click.echo,
+        fail=_fail,
+    )
+
+
+@crm.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+def worker_command(burst: bool) -> None:
+    """Run background jobs (CSV imports) from the app's Redis (REDIS_URL)."""
+    from crm_web.imports import jobs
+
+    if not current_app.config.get("REDIS_URL"):
+        _fail("REDIS_URL is not set: without Redis, imports run in a thread of the app and need no worker.")
+    jobs.work(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]

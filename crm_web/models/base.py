@@ -132,9 +132,16 @@ class VersionedMixin:
         return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]  # a mixin of a mapped class
 
 
-class RecordMixin(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin, VersionedMixin):
+class ImportedMixin:
+    """The CSV import that created the row, if one did (Undo import trashes exactly those rows). No
+    foreign key: SQLite could add one only by rebuilding the table, and an import's rows outlive it."""
+
+    import_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
+
+
+class RecordMixin(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin, VersionedMixin, ImportedMixin):
     """What every entity's table has (crm_web/entities.py): an id, timestamps, an organisation, an owner,
-    soft delete and a version for optimistic locking."""
+    soft delete, a version for optimistic locking and the import that created it."""
 
 
 @event.listens_for(Session, "do_orm_execute")

@@ -47,6 +47,8 @@ class Organization(IdMixin, TimestampMixin, Base):
     trash_retention_days: Mapped[int | None] = mapped_column(default=None)
     # The getting-started checklist's "review your pipeline stages", once someone confirmed them.
     stages_reviewed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Whether sales users may import CSV files (into their own ownership); managers and admins always may.
+    sales_can_import: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class User(UserMixin, IdMixin, TimestampMixin, Base):

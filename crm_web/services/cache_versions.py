@@ -150,6 +150,14 @@ def _epoch_statement(orgs: set[str], value: int) -> Any:
     return statement
 
 
+def renew_epoch(session: Session, org_id: uuid.UUID) -> None:
+    """A new epoch for the organisation in the current transaction: every cached value of it is gone
+    once this commits (a bulk write such as an import, whatever the cache's state)."""
+    value = secrets.randbits(62)
+    session.execute(_epoch_statement({str(org_id)}, value))
+    session.info[_NEW_EPOCHS] = ({str(org_id)}, value)
+
+
 @event.listens_for(Session, "before_commit")
 def _new_epochs_while_the_cache_is_away(session: Session) -> None:
     # Flush first, so the writes still pending are noticed too. With the breaker open the new

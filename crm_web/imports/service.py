@@ -1,0 +1,1076 @@
+"""Imports: the dry run, the run, Undo import and the history, one code path for the browser, the
+command line and the worker.
+
+A row goes through the entity's own rules: its form's validators (the WTForms form of the
+create/edit page, filled from the row) and its service's `clean()` (the domain rules), so an import
+accepts exactly what the forms accept. Related records are named in the file and resolved for a
+whole batch at a time, one statement each (companies, contacts, deals, tags; the organisation's
+users and pipelines once per run). A batch is written with one INSERT per table (executemany) and
+committed with the import's progress; a run that fails removes what it wrote and records the line
+it reached, so a file imports completely or not at all, and running it again gives the same result.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
+
+from crm_web.errors import NotFound, PermissionDenied, ValidationError
+from crm_web.imports.fields import ImportSpec, check_mapping, guess_mapping, spec_for
+from crm_web.imports.reading import CsvFormat, CsvReader, UnreadableFile, count_rows, detect_format
+from crm_web.models import (
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    Import,
+    ImportUpdate,
+    Lead,
+    Organization,
+    Role,
+    Tag,
+    User,
+    utcnow,
+)
+from crm_web.models.mixins import full_name
+from crm_web.services.base import Actor
+from crm_web.services.cache_versions import renew_epoch
+from crm_web.services.deal_stages import apply_stage
+from crm_web.services.last_activity import refresh_last_activity
+from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
+from crm_web.services.sql import session_or_default
+
+BATCH = 1000
+PREVIEW_ROWS = 20
+SHOWN_ERRORS = 100
+ON_DUPLICATE = ("skip", "update", "create")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+TRUE_WORDS = {"y", "yes", "true", "1", "x", "on", "ja", "oui", "si", "t"}
+FALSE_WORDS = {"n", "no", "false", "0", "off", "nein", "non", "f", ""}
+TAG_SPLIT = re.compile(r"[,;|]")
+# Record tables in the order Undo trashes them (children first) and a failed run deletes them.
+RECORD_MODELS = (Activity, Deal, Contact, Lead, Company)
+# Form fields naming related records by id: the import names them in the file instead.
+RELATION_FIELDS = {"owner_id", "primary_company_id", "company_id", "contact_id", "deal_id", "lead_id", "stage_id"}
+SERVICES = {
+    "contact": "crm_web.services.contacts:ContactService",
+    "company": "crm_web.services.companies:CompanyService",
+    "lead": "crm_web.services.leads:LeadService",
+    "deal": "crm_web.services.deals:DealService",
+    "activity": "crm_web.services.activities:ActivityService",
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    on_duplicate: str = "skip"  # skip | update | create
+    create_companies: bool = True  # a company named in the file but missing is created
+
+    def __post_init__(self) -> None:
+        if self.on_duplicate not in ON_DUPLICATE:
+            raise ValidationError("Unknown duplicates policy.", {"on_duplicate": "Choose skip, update or create."})
+
+
+@dataclass
+class RowError:
+    line: int
+    column: str
+    value: str
+    reason: str
+
+
+@dataclass
+class Outcome:
+    """What a run did (or a dry run would do)."""
+
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    new_companies: int = 0
+    error_rows: list[RowError] = field(default_factory=list)
+    preview: list[PreviewRow] = field(default_factory=list)
+    errors_path: str | None = None
+
+    def summary(self) -> str:
+        return f"created {self.created}, updated {self.updated}, skipped {self.skipped}, errors {self.errors}"
+
+
+@dataclass
+class PreviewRow:
+    line: int
+    cells: list[str]  # the values as they will be saved, one per mapped column
+    action: str  # create | update | skip | error
+    error: str = ""
+
+
+@dataclass
+class FileInfo:
+    """An uploaded file understood: its format, header, a guessed (or remembered) mapping."""
+
+    format: CsvFormat
+    header: list[str]
+    mapping: list[str]
+    remembered: bool
+
+
+@dataclass
+class Row:
+    line: int
+    cells: list[str]
+    raw: dict[str, str]  # field -> cell, mapped non-empty cells only
+    values: dict[str, Any] = field(default_factory=dict)
+    errors: list[tuple[str, str, str]] = field(default_factory=list)  # (field, value, reason)
+    action: str = "create"
+    existing: Any = None
+    tags: list[str] = field(default_factory=list)
+    notice: str = ""  # why a row was skipped (a duplicate in the file): reported, not an error
+
+
+def header_key(header: Sequence[str]) -> str:
+    return "\x1f".join(h.strip().lower() for h in header)
+
+
+def _service_class(spec: ImportSpec) -> Any:
+    import importlib
+
+    module, name = SERVICES[spec.name].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _unescape(cell: str) -> str:
+    """Our export writes a cell a spreadsheet would evaluate with a leading apostrophe: read it back."""
+    cell = cell.strip()
+    if cell.startswith("'") and cell[1:].startswith(FORMULA_START):
+        return cell[1:]
+    return cell
+
+
+def _norm_name(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def _domain(website: str | None) -> str | None:
+    if not website:
+        return None
+    text = website.strip().lower()
+    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
+    host = re.split(r"[/?#:]", text, maxsplit=1)[0]
+    host = host.removeprefix("www.")
+    return host if "." in host else None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return value
+
+
+def _from_json(model: Any, name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    python_type = model.__table__.c[name].type.python_type
+    if python_type is Decimal:
+        return Decimal(value)
+    if python_type is uuid.UUID:
+        return uuid.UUID(value)
+    if python_type is datetime:
+        return datetime.fromisoformat(value)
+    if python_type is date:
+        return date.fromisoformat(value)
+    return value
+
+
+class ImportService:
+    """Imports of one organisation, on behalf of one user."""
+
+    def __init__(self, actor: Actor, session: Session | None = None):
+        self.actor = actor
+        self.session: Session = session_or_default(session)
+
+    @property
+    def org_id(self) -> uuid.UUID:
+        return self.actor.org_id
+
+    # --- who may import ----------------------------------------------------------------
+
+    def may_import(self) -> bool:
+        """Managers and admins import; sales users when their organisation allows it."""
+        if self.actor.has_role(Role.MANAGER):
+            return True
+        return bool(self.session.scalar(select(Organization.sales_can_import).where(Organization.id == self.org_id)))
+
+    def require_import(self) -> None:
+        if not self.may_import():
+            raise PermissionDenied("Only managers and admins can import (an admin can allow sales users).")
+
+    # --- understanding a file ----------------------------------------------------------
+
+    def inspect_file(self, path: str, entity: str) -> FileInfo:
+        """The file's format and header, and the mapping remembered for this header, else guessed."""
+        spec = spec_for(entity)
+        with CsvReader(path) as reader:
+            header = reader.header
+            fmt = reader.format
+        remembered = self.remembered_mapping(spec, header)
+        mapping = remembered if remembered is not None else guess_mapping(spec, header)
+        return FileInfo(format=fmt, header=header, mapping=mapping, remembered=remembered is not None)
+
+    def remembered_mapping(self, spec: ImportSpec, header: Sequence[str]) -> list[str] | None:
+        """The mapping of this organisation's latest import of a file with the same headers."""
+        key = header_key(header)
+        recent = self.session.execute(
+            select(Import.options, Import.mapping)
+            .where(Import.org_id == self.org_id, Import.entity == spec.name)
+            .order_by(Import.created_at.desc())
+            .limit(50)
+        ).all()
+        for options, mapping in recent:
+            if (options or {}).get("header_key") == key and isinstance((mapping or {}).get("columns"), list):
+                try:
+                    return check_mapping(spec, mapping["columns"], len(header))
+                except ValueError:
+                    return None
+        return None
+
+    # --- dry run and run ---------------------------------------------------------------
+
+    def dry_run(
+        self,
+        path: str,
+        entity: str,
+        *,
+        mapping: Sequence[str] | None = None,
+        options: Options | None = None,
+        errors_path: str | None = None,
+    ) -> Outcome:
+        """Validate every row and count what the import would do; nothing is written."""
+        self.require_import()
+        run = _Run(self, spec_for(entity), path, mapping, options or Options(), errors_path=errors_path, write=False)
+        return run.execute()
+
+    def create_import(
+        self,
+        path: str,
+        entity: str,
+        *,
+        file_name: str,
+        mapping: Sequence[str] | None = None,
+        options: Options | None = None,
+    ) -> Import:
+        """Record an import waiting to run (its job reads the file at `path`)."""
+        self.require_import()
+        spec = spec_for(entity)
+        options = options or Options()
+        fmt = detect_format(path)
+        with CsvReader(path, fmt) as reader:
+            header = reader.header
+        columns = check_mapping(spec, mapping, len(header)) if mapping is not None else guess_mapping(spec, header)
+        if not any(columns):
+            raise UnreadableFile("No column could be mapped to a field: choose the fields of the columns.")
+        job = Import(
+            org_id=self.org_id,
+            created_by_id=self.actor.user_id,
+            entity=spec.name,
+            file_name=os.path.basename(file_name)[:255],
+            file_path=str(path),
+            mapping={"columns": columns, "header": header},
+            options={
+                "on_duplicate": options.on_duplicate,
+                "create_companies": options.create_companies,
+                "header_key": header_key(header),
+            },
+            status="pending",
+            total_rows=count_rows(path, fmt),
+        )
+        self.session.add(job)
+        self.session.commit()
+        return job
+
+    def run(self, import_id: uuid.UUID, *, errors_path: str | None = None) -> Outcome:
+        """Run a pending import to the end; on any failure remove what it wrote and mark it failed."""
+        job = self.get(import_id)
+        if job.status != "pending":
+            raise ValidationError(f"This import is {job.status}; only a pending import runs.")
+        spec = spec_for(job.entity)
+        options = Options(
+            on_duplicate=job.options.get("on_duplicate", "skip"),
+            create_companies=bool(job.options.get("create_companies", True)),
+        )
+        job.status = "running"
+        job.started_at = utcnow()
+        self.session.commit()
+        run = _Run(
+            self,
+            spec,
+            job.file_path or "",
+            job.mapping.get("columns"),
+            options,
+            errors_path=errors_path or _errors_path_for(job.file_path or ""),
+            write=True,
+            job=job,
+        )
+        try:
+            outcome = run.execute()
+        except Exception as error:
+            self.session.rollback()
+            self._discard(job.id, run.line, error)
+            raise
+        job = self.get(import_id)
+        job.status = "done"
+        job.finished_at = utcnow()
+        job.rows_done = outcome.rows
+        job.options = {**job.options, "errors_path": outcome.errors_path}
+        renew_epoch(self.session, self.org_id)
+        self.session.commit()
+        return outcome
+
+    def _discard(self, import_id: uuid.UUID, line: int, error: BaseException) -> None:
+        """A run that failed: delete the records it created, revert what it updated, say where it stopped."""
+        self._revert_updates(import_id)
+        for model in RECORD_MODELS:
+            self.session.execute(
+                delete(model)
+                .where(model.org_id == self.org_id, model.import_id == import_id)
+                .execution_options(synchronize_session=False)
+            )
+        job = self.get(import_id)
+        job.status = "failed"
+        job.finished_at = utcnow()
+        reason = error.args[0] if isinstance(error, UnreadableFile) and error.args else "an unexpected error"
+        job.message = f"Stopped at line {line}: {reason}. Nothing of this import was kept."[:2000]
+        job.created_count = job.updated_count = 0
+        renew_epoch(self.session, self.org_id)
+        self.session.commit()
+
+    # --- reading imports ----------------------------------------------------------------
+
+    def get(self, import_id: uuid.UUID) -> Import:
+        job = self.session.scalar(select(Import).where(Import.org_id == self.org_id, Import.id == import_id))
+        if job is None:
+            raise NotFound("That import does not exist.")
+        return job
+
+    def history(self, *, limit: int = 100) -> list[tuple[Import, str | None]]:
+        """The organisation's imports, newest first, with who ran them (one statement)."""
+        rows = self.session.execute(
+            select(Import, User.name)
+            .outerjoin(User, User.id == Import.created_by_id)
+            .where(Import.org_id == self.org_id)
+            .order_by(Import.created_at.desc())
+            .limit(limit)
+        ).all()
+        return [(row[0], row[1]) for row in rows]
+
+    # --- undo ----------------------------------------------------------------------------
+
+    def undo(self, import_id: uuid.UUID) -> dict[str, int]:
+        """Move every record the import created to the trash (one UPDATE per table) and revert the
+        fields it updated that nobody changed since. Returns {table: records trashed}."""
+        self.require_import()
+        job = self.get(import_id)
+        if job.status != "done":
+            raise ValidationError(f"This import is {job.status}: only a finished import can be undone.")
+        if not self.actor.has_role(Role.MANAGER) and job.created_by_id != self.actor.user_id:
+            raise PermissionDenied("You can only undo your own imports.")
+        now = utcnow()
+        trashed: dict[str, int] = {}
+        activity_contacts = {
+            contact_id
+            for contact_id in self.session.scalars(
+                select(Activity.contact_id).where(Activity.org_id == self.org_id, Activity.import_id == import_id)
+            )
+            if contact_id is not None
+        }
+        for model in RECORD_MODELS:
+            result = self.session.execute(
+                update(model)
+                .where(model.org_id == self.org_id, model.import_id == import_id, model.deleted_at.is_(None))
+                .values(deleted_at=now, deleted_by_id=self.actor.user_id)
+                .execution_options(synchronize_session=False)
+            )
+            trashed[model.__tablename__] = result.rowcount or 0  # type: ignore[attr-defined]
+        if activity_contacts:
+            refresh_last_activity(self.session, self.org_id, activity_contacts)
+        self._revert_updates(import_id)
+        job.status = "undone"
+        job.undone_at = now
+        renew_epoch(self.session, self.org_id)
+        self.session.commit()
+        return trashed
+
+    def _revert_updates(self, import_id: uuid.UUID) -> None:
+        job = self.get(import_id)
+        spec = spec_for(job.entity)
+        model = spec.entity.model
+        changes = self.session.execute(
+            select(ImportUpdate.record_id, ImportUpdate.previous).where(
+                ImportUpdate.org_id == self.org_id, ImportUpdate.import_id == import_id
+            )
+        ).all()
+        if not changes:
+            return
+        records = {
+            r.id: r
+            for r in self.session.scalars(
+                select(model)
+                .where(model.org_id == self.org_id, model.id.in_([c[0] for c in changes]))
+                .execution_options(include_deleted=True)
+            )
+        }
+        tag_table = spec.entity.tag_table
+        for record_id, previous in changes:
+            record = records.get(record_id)
+            if record is None:
+                continue
+            for name, (old, new) in previous.get("fields", {}).items():
+                if _jsonable(getattr(record, name)) == new:  # nobody changed it since
+                    setattr(record, name, _from_json(model, name, old))
+            added = previous.get("added_tags") or []
+            if added and tag_table is not None:
+                self.session.execute(
+                    delete(tag_table).where(
+                        tag_table.c[spec.entity.tag_column] == record_id,
+                        tag_table.c.tag_id.in_([uuid.UUID(t) for t in added]),
+                    )
+                )
+        self.session.flush()
+
+
+def _errors_path_for(path: str) -> str:
+    base, _ = os.path.splitext(path)
+    return f"{base}.errors.csv"
+
+
+class _Run:
+    """One pass over a file: validate, resolve, (write), count."""
+
+    def __init__(
+        self,
+        service: ImportService,
+        spec: ImportSpec,
+        path: str,
+        mapping: Sequence[str] | None,
+        options: Options,
+        *,
+        errors_path: str | None,
+        write: bool,
+        job: Import | None = None,
+    ):
+        self.service = service
+        self.session = service.session
+        self.actor = service.actor
+        self.org_id = service.org_id
+        self.spec = spec
+        self.path = path
+        self.given_mapping = mapping
+        self.options = options
+        self.errors_path = errors_path
+        self.write = write
+        self.job = job
+        self.import_id = job.id if job is not None else None
+        self.outcome = Outcome()
+        self.line = 1
+        self.seen: set[Any] = set()  # duplicate keys met in the file so far
+        self.model = spec.entity.model
+        self.entity_service = _service_class(spec)(self.actor, self.session)
+        self.form = spec.form(formdata=None, meta={"csrf": False})
+        self._errors_file: Any = None
+        self._errors_writer: Any = None
+        self.sales_only = not self.actor.has_role(Role.MANAGER)
+        self.tops: dict[uuid.UUID, float] = {}
+
+    # --- the pass --------------------------------------------------------------------
+
+    def execute(self) -> Outcome:
+        with CsvReader(self.path) as reader:
+            self.header = reader.header
+            width = len(self.header)
+            if self.given_mapping is None:
+                self.mapping = guess_mapping(self.spec, self.header)
+            else:
+                try:
+                    self.mapping = check_mapping(self.spec, self.given_mapping, width)
+                except ValueError as error:
+                    raise UnreadableFile(str(error)) from None
+            if not any(self.mapping):
+                raise UnreadableFile("No column could be mapped to a field of " + self.spec.entity.plural + ".")
+            self.mapped = {name for name in self.mapping if name}
+            self._load_once()
+            try:
+                for batch in self._batches(reader.rows()):
+                    self._batch(batch)
+            finally:
+                if self._errors_file is not None:
+                    self._errors_file.close()
+        return self.outcome
+
+    def _batches(self, rows: Iterator[tuple[int, list[str]]]) -> Iterator[list[Row]]:
+        batch: list[Row] = []
+        for line, cells in rows:
+            self.line = line
+            batch.append(self._parse(line, cells))
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _parse(self, line: int, cells: list[str]) -> Row:
+        width = len(self.header)
+        row = Row(line=line, cells=cells, raw={})
+        if len(cells) > width and any(c.strip() for c in cells[width:]):
+            row.errors.append(("", "", f"The row has {len(cells)} cells; the header has {width}."))
+        for name, cell in zip(self.mapping, cells, strict=False):
+            if name and cell.strip():
+                row.raw[name] = _unescape(cell)
+        return row
+
+    # --- once per run: users, pipelines ---------------------------------------------------
+
+    def _load_once(self) -> None:
+        users = self.session.execute(
+            select(User.id, User.name, User.email).where(User.org_id == self.org_id, User.active.is_(True))
+        ).all()
+        self.users: dict[str, uuid.UUID] = {}
+        for user_id, name, email in users:
+            self.users.setdefault(_norm_name(name), user_id)
+            self.users[email.lower()] = user_id
+        self.pipelines: list[PipelineInfo] = []
+        if self.spec.name == "deal":
+            self.pipelines = PipelineCatalog(self.actor, self.session).pipeline_list()
+        self.company_keys: dict[str, uuid.UUID] = {}
+        if self.spec.name == "company":  # names and website domains of the organisation's companies
+            for company_id, name, website in self.session.execute(
+                select(Company.id, Company.name, Company.website).where(
+                    Company.org_id == self.org_id, Company.deleted_at.is_(None)
+                )
+            ):
+                self.company_keys.setdefault("n:" + _norm_name(name), company_id)
+                domain = _domain(website)
+                if domain:
+                    self.company_keys.setdefault("d:" + domain, company_id)
+
+    # --- one batch -------------------------------------------------------------------------
+
+    def _batch(self, rows: list[Row]) -> None:
+        for row in rows:
+            if not row.errors:
+                self._validate(row)
+        self._resolve(rows)
+        self._find_duplicates(rows)
+        for row in rows:
+            if row.errors:
+                row.action = "error"
+            self._count(row)
+        if self.write:
+            self._write(rows)
+            self._progress(rows)
+        for row in rows:
+            self._report(row)
+
+    def _count(self, row: Row) -> None:
+        out = self.outcome
+        out.rows += 1
+        if row.action == "error":
+            out.errors += 1
+        elif row.action == "create":
+            out.created += 1
+        elif row.action == "update":
+            out.updated += 1
+        else:
+            out.skipped += 1
+
+    def _report(self, row: Row) -> None:
+        out = self.outcome
+        if len(out.preview) < PREVIEW_ROWS:
+            shown = [self._display(name, row) for name in self.mapping if name]
+            out.preview.append(PreviewRow(row.line, shown, row.action, self._reasons(row)))
+        if not row.errors and not row.notice:
+            return
+        for name, value, reason in row.errors or [("", "", row.notice)]:
+            if len(out.error_rows) < SHOWN_ERRORS:
+                out.error_rows.append(RowError(row.line, self._column(name) if name else "", value[:200], reason))
+        if self.errors_path:
+            if self._errors_writer is None:
+                self._errors_file = open(self.errors_path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
+                self._errors_writer = csv.writer(self._errors_file)
+                self._errors_writer.writerow([*self.header, "error"])
+                out.errors_path = self.errors_path
+            cells = row.cells + [""] * max(0, len(self.header) - len(row.cells))
+            self._errors_writer.writerow([*cells, self._reasons(row)])
+
+    def _reasons(self, row: Row) -> str:
+        return (
+            "; ".join(f"{self._column(name)}: {reason}" if name else reason for name, _value, reason in row.errors)
+            or row.notice
+            or ("Skipped: a duplicate of an existing record." if row.action == "skip" else "")
+        )
+
+    def _column(self, name: str) -> str:
+        """The CSV header of the column mapped to `name` (else the field's label)."""
+        if name in self.mapping:
+            return self.header[self.mapping.index(name)]
+        found = self.spec.field(name)
+        return found.label if found else name
+
+    def _display(self, name: str, row: Row) -> str:
+        value = row.raw.get(name, "")
+        found = self.spec.field(name)
+        if found is not None and found.kind == "choice" and value:
+            return found.choice_value(value)
+        return value
+
+    # --- validation: the form, then the service ---------------------------------------------
+
+    def _validate(self, row: Row) -> None:
+        spec = self.spec
+        data: MultiDict[str, str] = MultiDict()
+        for name, cell in row.raw.items():
+            found = spec.field(name)
+            if found is None or found.kind not in ("value", "choice", "bool"):
+                continue
+            if found.kind == "choice":
+                data[name] = found.choice_value(cell)
+            elif found.kind == "bool":
+                word = cell.strip().lower()
+                if word in TRUE_WORDS:
+                    data[name] = "y"
+                elif word not in FALSE_WORDS:
+                    row.errors.append((name, cell, "Not a yes/no value."))
+            else:
+                data[name] = cell
+        form = self.form
+        form.process(formdata=data)
+        # The form's validators of the cells given; what the row leaves empty takes the form's defaults
+        # and the service's rules decide (a required name, say).
+        for name in data:
+            if not form[name].validate(form):
+                row.errors.append((name, row.raw.get(name, ""), " ".join(str(e) for e in form[name].errors)))
+        if row.errors:
+            return
+        values = {k: v for k, v in form.values().items() if k not in RELATION_FIELDS}
+        if "tags" in row.raw:
+            row.tags = [t.strip()[:60] for t in TAG_SPLIT.split(row.raw["tags"]) if t.strip()]
+        row.values = values
+
+    def _clean(self, row: Row, values: dict[str, Any], obj: Any = None) -> dict[str, Any] | None:
+        """The service's rules over the form's values (relations are resolved and checked here)."""
+        try:
+            return self.entity_service.clean(dict(values), obj)
+        except ValidationError as error:
+            for name, message in (error.field_errors or {"": error.message}).items():
+                row.errors.append((name, row.raw.get(name, ""), message))
+            return None
+
+    # --- related records by name, a batch at a time ----------------------------------------
+
+    def _resolve(self, rows: list[Row]) -> None:
+        live = [r for r in rows if not r.errors]
+        if "owner" in self.mapped or self.sales_only:
+            for row in live:
+                self._resolve_owner(row)
+        if "company" in self.mapped:
+            self._resolve_companies(live)
+        if "contact" in self.mapped:
+            self._resolve_contacts(live)
+        if "deal" in self.mapped:
+            self._resolve_deals(live)
+        if self.spec.name == "deal":
+            for row in live:
+                self._resolve_stage(row)
+
+    def _resolve_owner(self, row: Row) -> None:
+        if self.sales_only:  # sales users import into their own ownership
+            row.values["owner_id"] = self.actor.user_id
+            return
+        cell = row.raw.get("owner")
+        if not cell:
+            return
+        owner = self.users.get(cell.strip().lower()) or self.users.get(_norm_name(cell))
+        if owner is None:
+            row.errors.append(("owner", cell, "No active user of your organisation has this email or name."))
+        else:
+            row.values["owner_id"] = owner
+
+    def _resolve_companies(self, rows: list[Row]) -> None:
+        key = "primary_company_id" if self.spec.name == "contact" else "company_id"
+        wanted: dict[str, str] = {}  # the first spelling names a new company
+        for r in rows:
+            if r.raw.get("company"):
+                wanted.setdefault(_norm_name(r.raw["company"]), " ".join(r.raw["company"].split()))
+        if not wanted:
+            return
+        found: dict[str, uuid.UUID] = {}
+        for company_id, name in self.session.execute(
+            select(Company.id, Company.name)
+            .where(
+                Company.org_id == self.org_id,
+                Company.deleted_at.is_(None),
+                func.lower(func.trim(Company.name)).in_(sorted(wanted)),
+            )
+            .order_by(Company.created_at)
+        ):
+            found.setdefault(_norm_name(name), company_id)
+        missing = [wanted[k] for k in wanted if k not in found]
+        if missing and self.options.create_companies:
+            new: list[dict[str, Any]] = [
+                {
+                    "id": uuid.uuid4(),
+                    "org_id": self.org_id,
+                    "name": name[:200],
+                    "owner_id": self.actor.user_id,
+                    "import_id": self.import_id,
+                }
+                for name in missing
+            ]
+            if self.write:
+                self.session.execute(insert(Company), new)
+            self.outcome.new_companies += len(new)
+            found.update({_norm_name(c["name"]): c["id"] for c in new})
+        for row in rows:
+            cell = row.raw.get("company")
+            if not cell:
+                continue
+            company = found.get(_norm_name(cell))
+            if company is None:
+                row.errors.append(("company", cell, "No company has this name (tick “create missing companies”)."))
+            else:
+                row.values[key] = company
+
+    def _resolve_contacts(self, rows: list[Row]) -> None:
+        cells = {r.raw["contact"].strip() for r in rows if r.raw.get("contact")}
+        if not cells:
+            return
+        emails = sorted(c.lower() for c in cells if "@" in c)
+        names = sorted(_norm_name(c) for c in cells if "@" not in c)
+        name_expr = func.lower(full_name(Contact.first_name, Contact.last_name))
+        found: dict[str, uuid.UUID] = {}
+        for contact_id, email, name in self.session.execute(
+            select(Contact.id, func.lower(Contact.email), name_expr)
+            .where(
+                Contact.org_id == self.org_id,
+                Contact.deleted_at.is_(None),
+                or_(func.lower(Contact.email).in_(emails), name_expr.in_(names)),
+            )
+            .order_by(Contact.created_at)
+        ):
+            if email:
+                found.setdefault(email, contact_id)
+            found.setdefault(_norm_name(name or ""), contact_id)
+        for row in rows:
+            cell = row.raw.get("contact")
+            if not cell:
+                continue
+            contact_id = found.get(cell.strip().lower() if "@" in cell else _norm_name(cell))
+            if contact_id is None:
+                row.errors.append(("contact", cell, "No contact has this email or name."))
+            else:
+                row.values["contact_id"] = contact_id
+
+    def _resolve_deals(self, rows: list[Row]) -> None:
+        names = sorted({_norm_name(r.raw["deal"]) for r in rows if r.raw.get("deal")})
+        if not names:
+            return
+        found: dict[str, uuid.UUID] = {}
+        for deal_id, name in self.session.execute(
+            select(Deal.id, Deal.name)
+            .where(Deal.org_id == self.org_id, Deal.deleted_at.is_(None), func.lower(func.trim(Deal.name)).in_(names))
+            .order_by(Deal.created_at)
+        ):
+            found.setdefault(_norm_name(name), deal_id)
+        for row in rows:
+            cell = row.raw.get("deal")
+            if cell:
+                deal = found.get(_norm_name(cell))
+                if deal is None:
+                    row.errors.append(("deal", cell, "No deal has this name."))
+                else:
+                    row.values["deal_id"] = deal
+
+    def _resolve_stage(self, row: Row) -> None:
+        pipeline: PipelineInfo | None
+        cell = row.raw.get("pipeline")
+        if cell:
+            pipeline = next((p for p in self.pipelines if _norm_name(p.name) == _norm_name(cell)), None)
+            if pipeline is None:
+                row.errors.append(("pipeline", cell, "No pipeline has this name."))
+                return
+        else:
+            pipeline = next((p for p in self.pipelines if p.is_default), self.pipelines[0] if self.pipelines else None)
+            if pipeline is None:
+                row.errors.append(("pipeline", "", "The organisation has no pipeline to put deals in."))
+                return
+        stage_cell = row.raw.get("stage")
+        stage: StageInfo | None
+        if stage_cell:
+            stage = next((s for s in pipeline.stages if _norm_name(s.name) == _norm_name(stage_cell)), None)
+            if stage is None:
+                row.errors.append(("stage", stage_cell, f"The pipeline {pipeline.name} has no stage of this name."))
+                return
+        else:
+            stage = next(iter(pipeline.open_stages), None)
+            if stage is None:
+                row.errors.append(("stage", "", f"The pipeline {pipeline.name} has no open stage."))
+                return
+        row.values["_stage"] = stage
+
+    # --- duplicates -------------------------------------------------------------------------
+
+    def _key(self, row: Row) -> list[Any]:
+        """The keys a row is a duplicate by (several for a company: its name and website domain)."""
+        name = self.spec.name
+        values = row.values
+        if name in ("contact", "lead"):
+            return [values["email"].lower()] if values.get("email") else []
+        if name == "company":
+            keys = ["n:" + _norm_name(values["name"])] if values.get("name") else []
+            domain = _domain(values.get("website"))
+            return [*keys, "d:" + domain] if domain else keys
+        if name == "deal":
+            stage = values.get("_stage")
+            return [(stage.pipeline_id, _norm_name(values["name"]))] if stage and values.get("name") else []
+        return []
+
+    def _find_duplicates(self, rows: list[Row]) -> None:
+        live = [r for r in rows if not r.errors]
+        keyed = [(r, self._key(r)) for r in live]
+        existing = self._existing([k for _r, keys in keyed for k in keys])
+        policy = self.options.on_duplicate
+        for row, keys in keyed:
+            in_file = any(k in self.seen for k in keys)
+            self.seen.update(keys)
+            match = next((existing[k] for k in keys if k in existing), None)
+            if in_file and policy != "create":
+                row.action = "skip"
+                row.notice = "Skipped: a duplicate of an earlier row of this file."
+                self.outcome.duplicates += 1
+                continue
+            if match is not None and policy != "create":
+                self.outcome.duplicates += 1
+                row.action = "update" if policy == "update" else "skip"
+                row.existing = match
+            values = self._cleaned(row)
+            if values is None:
+                continue
+            row.values = values
+
+    def _cleaned(self, row: Row) -> dict[str, Any] | None:
+        """The row's values through the service's rules: all of them for a new record, the mapped
+        non-empty ones for an update (relations resolved above are set after the rules)."""
+        relations = {k: v for k, v in row.values.items() if k in RELATION_FIELDS or k.startswith("_")}
+        plain = {k: v for k, v in row.values.items() if k not in relations}
+        if row.action == "update":
+            plain = {k: v for k, v in plain.items() if self._mapped_value(k, row)}
+            relations = {k: v for k, v in relations.items() if k != "owner_id" or "owner" in row.raw}
+        cleaned = self._clean(row, plain, row.existing if row.action == "update" else None)
+        if cleaned is None:
+            return None
+        return {**cleaned, **relations}
+
+    def _mapped_value(self, key: str, row: Row) -> bool:
+        if key == "due_at":
+            return bool(row.raw.get("due_date"))
+        return bool(row.raw.get(key))
+
+    def _existing(self, keys: list[Any]) -> dict[Any, Any]:
+        """Existing live records of the organisation by duplicate key: one statement per batch."""
+        if not keys:
+            return {}
+        model = self.model
+        name = self.spec.name
+        scoped = select(model).where(model.org_id == self.org_id, model.deleted_at.is_(None)).order_by(model.created_at)
+        found: dict[Any, Any] = {}
+        if name in ("contact", "lead"):
+            for record in self.session.scalars(scoped.where(func.lower(model.email).in_(sorted(set(keys))))):
+                found.setdefault(record.email.lower(), record)
+        elif name == "company":
+            ids = {self.company_keys[k] for k in keys if k in self.company_keys}
+            if ids:
+                by_id = {c.id: c for c in self.session.scalars(scoped.where(model.id.in_(ids)))}
+                for k in keys:
+                    if k in self.company_keys and self.company_keys[k] in by_id:
+                        found[k] = by_id[self.company_keys[k]]
+        elif name == "deal":
+            names = sorted({k[1] for k in keys})
+            for record in self.session.scalars(scoped.where(func.lower(func.trim(Deal.name)).in_(names))):
+                found.setdefault((record.pipeline_id, _norm_name(record.name)), record)
+        return found
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _write(self, rows: list[Row]) -> None:
+        creates = [r for r in rows if r.action == "create"]
+        updates = [r for r in rows if r.action == "update"]
+        tag_ids = self._tags([r for r in (*creates, *updates) if r.tags])
+        if self.spec.name == "deal" and creates:
+            stages = {r.values["_stage"].id for r in creates} - set(self.tops)
+            if stages:
+                for stage_id, top in self.session.execute(
+                    select(Deal.stage_id, func.min(Deal.position))
+                    .where(Deal.org_id == self.org_id, Deal.stage_id.in_(stages))
+                    .group_by(Deal.stage_id)
+                    .execution_options(include_deleted=True)
+                ):
+                    if stage_id is not None:
+                        self.tops[stage_id] = top
+        new_rows = [self._insert_values(r) for r in creates]
+        if new_rows:
+            self.session.execute(insert(self.model), new_rows)
+        links: list[dict[str, Any]] = []
+        tag_table = self.spec.entity.tag_table
+        column = self.spec.entity.tag_column
+        for row, values in zip(creates, new_rows, strict=True):
+            links.extend({column: values["id"], "tag_id": tag_ids[t.lower()]} for t in dict.fromkeys(row.tags))
+        for row in updates:
+            self._update(row, tag_ids, links)
+        if links and tag_table is not None:
+            unique = {(link[column], link["tag_id"]): link for link in links}
+            self.session.execute(insert(tag_table), list(unique.values()))
+        if self.spec.name == "activity":
+            contacts = {v["contact_id"] for v in new_rows if v.get("contact_id")}
+            if contacts:
+                refresh_last_activity(self.session, self.org_id, contacts)
+        if self.spec.name == "company":
+            for values in new_rows:  # a later row of the file naming the same company is a duplicate
+                self.company_keys.setdefault("n:" + _norm_name(values["name"]), values["id"])
+
+    def _insert_values(self, row: Row) -> dict[str, Any]:
+        values = {k: v for k, v in row.values.items() if not k.startswith("_")}
+        values.update(id=uuid.uuid4(), org_id=self.org_id, import_id=self.import_id)
+        values.setdefault("owner_id", self.actor.user_id)
+        if values.get("owner_id") is None:
+            values["owner_id"] = self.actor.user_id
+        if self.spec.name == "deal":
+            stage: StageInfo = row.values["_stage"]
+            deal = Deal(status="open", lost_reason=values.get("lost_reason"))
+            apply_stage(deal, stage, lost_reason=values.get("lost_reason"))
+            values.update(
+                stage_id=deal.stage_id,
+                pipeline_id=deal.pipeline_id,
+                status=deal.status,
+                closed_at=deal.closed_at,
+                stage_changed_at=deal.stage_changed_at,
+                lost_reason=deal.lost_reason,
+                position=self._top(stage.id),
+            )
+        for key in RELATION_FIELDS - {"stage_id"}:
+            if hasattr(self.model, key):
+                values.setdefault(key, None)
+        return values
+
+    def _top(self, stage_id: uuid.UUID) -> float:
+        """A position above every card of the stage (new deals go to the top of their column)."""
+        top = self.tops.get(stage_id, 0.0) - 1.0
+        self.tops[stage_id] = top
+        return top
+
+    def _update(self, row: Row, tag_ids: dict[str, uuid.UUID], links: list[dict[str, Any]]) -> None:
+        record = row.existing
+        changes: dict[str, list[Any]] = {}
+        for name, value in row.values.items():
+            if name.startswith("_") or name in ("completed_at",):
+                continue
+            old = getattr(record, name)
+            if old != value:
+                changes[name] = [_jsonable(old), _jsonable(value)]
+                setattr(record, name, value)
+        added: list[str] = []
+        if row.tags and self.spec.entity.tag_table is not None:
+            table = self.spec.entity.tag_table
+            column = self.spec.entity.tag_column
+            have = set(self.session.scalars(select(table.c.tag_id).where(table.c[column] == record.id)))
+            for tag in dict.fromkeys(t.lower() for t in row.tags):
+                if tag_ids[tag] not in have:
+                    links.append({column: record.id, "tag_id": tag_ids[tag]})
+                    added.append(str(tag_ids[tag]))
+        if changes or added:
+            self.session.add(
+                ImportUpdate(
+                    org_id=self.org_id,
+                    import_id=self.import_id,
+                    record_id=record.id,
+                    previous={"fields": changes, "added_tags": added},
+                )
+            )
+        self.session.flush()
+
+    def _tags(self, rows: Iterable[Row]) -> dict[str, uuid.UUID]:
+        """The ids of the tags the rows name (lower-cased name -> id); missing tags are created."""
+        wanted = {t.lower(): t for r in rows for t in r.tags}
+        if not wanted:
+            return {}
+        found: dict[str, uuid.UUID] = {}
+        deleted: list[uuid.UUID] = []
+        for tag_id, name, deleted_at in self.session.execute(
+            select(Tag.id, Tag.name, Tag.deleted_at)
+            .where(Tag.org_id == self.org_id, func.lower(Tag.name).in_(sorted(wanted)))
+            .execution_options(include_deleted=True)
+        ):
+            found.setdefault(name.lower(), tag_id)
+            if deleted_at is not None:
+                deleted.append(tag_id)
+        if deleted:  # a tag in the trash that the file names comes back
+            self.session.execute(
+                update(Tag)
+                .where(Tag.org_id == self.org_id, Tag.id.in_(deleted))
+                .values(deleted_at=None, deleted_by_id=None)
+            )
+        new: list[dict[str, Any]] = [
+            {"id": uuid.uuid4(), "org_id": self.org_id, "name": wanted[k]} for k in wanted if k not in found
+        ]
+        if new:
+            self.session.execute(insert(Tag), new)
+            found.update({t["name"].lower(): t["id"] for t in new})
+        return found
+
+    def _progress(self, rows: list[Row]) -> None:
+        job = self.job
+        assert job is not None
+        out = self.outcome
+        job.rows_done = out.rows
+        job.created_count = out.created
+        job.updated_count = out.updated
+        job.skipped_count = out.skipped
+        job.error_count = out.errors
+        self.session.commit()
+
+
+def run_progress(job: Import, now: datetime | None = None) -> tuple[float, float | None]:
+    """(rows per second, seconds left) of a running import."""
+    if job.started_at is None or not job.rows_done:
+        return 0.0, None
+    elapsed = max(((now or utcnow()) - job.started_at).total_seconds(), 0.001)
+    rate = job.rows_done / elapsed
+    left = max(job.total_rows - job.rows_done, 0) / rate if rate else None
+    return rate, left
+
+
+def errors_csv_rows(path: str) -> Iterator[list[str]]:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        yield from csv.reader(f)
+
+
+__all__ = [
+    "FileInfo",
+    "ImportService",
+    "Options",
+    "Outcome",
+    "UnreadableFile",
+    "run_progress",
+]
