@@ -114,7 +114,7 @@ class ListViews:
     def export(self) -> ResponseReturnValue:
         query = parse_export_query(self.entity.filter_fields())
         rows = self.service().export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
-        return entity_csv_response(self.entity, rows)
+        return entity_csv_response(self.entity, rows, currency=current_user.org.default_currency)
 
     def table(self, service: Any) -> Any:
         """After a POST from the list: the table block in the list state of the query string."""
