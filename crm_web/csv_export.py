@@ -65,6 +65,7 @@ def csv_response(
     return response
 
 
-def entity_csv_response(entity: Entity, rows: Iterable[Any], *, day: date) -> Response:
-    """An entity's export: its registry columns over the rows its service's `export_rows` yields."""
-    return csv_response(entity.plural, entity.csv_header, (entity.csv_values(row) for row in rows), day=day)
+def entity_csv_response(entity: Entity, rows: Iterable[Any], *, day: date, currency: str = "") -> Response:
+    """An entity's export: its registry columns over the rows its service's `export_rows` yields;
+    `currency` is the organisation's, which its converted sums are stated in."""
+    return csv_response(entity.plural, entity.csv_header(currency), (entity.csv_values(row) for row in rows), day=day)

@@ -124,9 +124,9 @@ class Entity:
             return self.filters
         return {**self.filters, **self.custom_fields}
 
-    @property
-    def csv_header(self) -> list[str]:
-        return [column.header for column in self.csv]
+    def csv_header(self, currency: str = "") -> list[str]:
+        """The headers; "{currency}" in one is the organisation's currency (its sums are converted into it)."""
+        return [column.header.replace("{currency}", currency) for column in self.csv]
 
     def csv_values(self, row: Any) -> list[Any]:
         return [column.get(row) for column in self.csv]
@@ -242,7 +242,7 @@ COMPANY = Entity(
         CsvColumn("Country", lambda r: r.company.country),
         CsvColumn("Owner", lambda r: r.company.owner.email if r.company.owner else None),
         CsvColumn("Contacts", lambda r: r.contact_count),
-        CsvColumn("Open deal value", lambda r: r.open_deal_value),
+        CsvColumn("Open deal value ({currency})", lambda r: r.open_deal_value),
         CsvColumn("Created", lambda r: r.company.created_at),
     ),
 )

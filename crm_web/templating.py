@@ -18,7 +18,19 @@ FILTERS = {
     "month_label": month_label,
     "highlight": highlight,
 }
+
+
+def org_currency() -> str:
+    """The signed-in user's organisation's currency: what converted sums are stated in (macros
+    imported without context cannot see current_user)."""
+    from flask_login import current_user
+
+    org = getattr(current_user, "org", None)
+    return getattr(org, "default_currency", None) or "USD"
+
+
 GLOBALS = {
+    "org_currency": org_currency,
     "Role": Role,
     "nice_scale": nice_scale,
     # Row and timeline macros (imported without context) mark overdue items against this clock.

@@ -434,6 +434,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "settings.merge_tag"): Route(MANAGER, args={"tag_id": "tag"}, form=lambda w: {"into": str(w["tag2"])}),
     ("POST", "settings.delete_tag"): Route(MANAGER, args={"tag_id": "tag"}, form=lambda w: {}),
     ("POST", "settings.restore_tag"): Route(MANAGER, args={"tag_id": "trashed_tag"}, form=lambda w: {}),
+    ("GET", "settings.currencies"): Route(MANAGER),
+    ("POST", "settings.set_rate"): Route(ADMIN, form=lambda w: {"currency": "EUR", "rate": "1.1"}),
+    ("POST", "settings.remove_rate"): Route(ADMIN, args={"currency": "=JPY"}),
     # --- tags -------------------------------------------------------------------------------
     ("GET", "tags.editor"): Route(MEMBER, args={"entity_type": "=contact", "entity_id": "contact"}),
     ("POST", "tags.assign"): Route(

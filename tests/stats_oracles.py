@@ -23,6 +23,7 @@ from crm_web.models import (
     utcnow,
 )
 from crm_web.services.base import Actor
+from crm_web.services.currencies import Rates, Unconverted, load_rates
 from crm_web.services.stats.activities import live_activities
 from crm_web.services.stats.deals import ForecastMonth, PipelineStats, derive_pipeline_stats
 from crm_web.services.stats.formula import weighted_value
@@ -50,6 +51,16 @@ def _scope(actor: Actor, owner_id: uuid.UUID | None, pipeline_id: uuid.UUID | No
     return criteria
 
 
+def _convert(rates: Rates, per_currency: dict[str, Decimal]) -> Decimal:
+    """The organisation's currency: each currency's sum times its rate, rounded once; no rate, left out."""
+    total = Decimal(0)
+    for currency, amount in per_currency.items():
+        factor = rates.factor(currency, rates.base)
+        if factor is not None:
+            total += money(Decimal(amount) * factor)
+    return money(total)
+
+
 def pipeline_stats(
     actor: Actor,
     *,
@@ -57,8 +68,10 @@ def pipeline_stats(
     pipeline_id: uuid.UUID | None = None,
     session: Session | None = None,
 ) -> PipelineStats:
-    """Counts and values by status, weighted open value, win rate, average size and days to close: one query."""
+    """Counts and values by status (per currency, converted into the organisation's with its rates),
+    weighted open value, win rate, average size and days to close: two aggregates and the rates."""
     session = session or db.session
+    rates = load_rates(session, actor.org_id)
     is_open, is_won, is_lost = Deal.status == "open", Deal.status == "won", Deal.status == "lost"
 
     def count_if(condition):
@@ -67,11 +80,9 @@ def pipeline_stats(
     def sum_if(condition, value=Deal.value):
         return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
 
-    won_days = case(
-        (and_(is_won, Deal.closed_at.is_not(None)), _days_between(session, Deal.created_at, Deal.closed_at))
-    )
-    row = session.execute(
+    rows = session.execute(
         select(
+            Deal.currency,
             func.count(Deal.id),
             count_if(is_open),
             count_if(is_won),
@@ -80,16 +91,38 @@ def pipeline_stats(
             sum_if(is_won),
             sum_if(is_lost),
             sum_if(is_open, weighted_value()),
-            func.avg(case((is_won, Deal.value))),
-            func.avg(won_days),
         )
         .select_from(Deal)
         .outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
         .where(*_scope(actor, owner_id, pipeline_id))
-    ).one()
-    total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted, avg_size, avg_days = row
+        .group_by(Deal.currency)
+    ).all()
+    won_days = case(
+        (and_(is_won, Deal.closed_at.is_not(None)), _days_between(session, Deal.created_at, Deal.closed_at))
+    )
+    avg_days = session.scalar(select(func.avg(won_days)).where(*_scope(actor, owner_id, pipeline_id)))
+    total = sum(int(r[1]) for r in rows)
+    open_count, won_count, lost_count = (sum(int(r[i]) for r in rows) for i in (2, 3, 4))
+    open_value, won_value, lost_value, weighted = (_convert(rates, {r[0]: r[i] for r in rows}) for i in (5, 6, 7, 8))
+    won_converted = sum(int(r[3]) for r in rows if rates.factor(r[0], rates.base) is not None)
+    apart = tuple(
+        Unconverted(r[0], int(r[1]), money(r[5] + r[6] + r[7]))
+        for r in sorted(rows)
+        if rates.factor(r[0], rates.base) is None and int(r[1])
+    )
     return derive_pipeline_stats(
-        total, open_count, won_count, lost_count, open_value, won_value, lost_value, weighted, avg_size, avg_days
+        total,
+        open_count,
+        won_count,
+        lost_count,
+        open_value,
+        won_value,
+        lost_value,
+        weighted,
+        won_value / won_converted if won_converted else None,
+        avg_days,
+        currency=rates.base,
+        unconverted=apart,
     )
 
 
@@ -101,11 +134,13 @@ def forecast(
     today: date | None = None,
     session: Session | None = None,
 ) -> list[ForecastMonth]:
-    """Weighted and best-case value by expected close month, this month and the next ones: one query.
+    """Weighted and best-case value by expected close month (per currency, converted into the
+    organisation's), this month and the next ones.
 
     Lost deals are excluded outright (they never add to a forecast); won deals count 100 %.
     """
     session = session or db.session
+    rates = load_rates(session, actor.org_id)
     months = max(1, min(months, 24))
     first = (today or date.today()).replace(day=1)
     end = add_months(first, months)
@@ -113,6 +148,7 @@ def forecast(
     rows = session.execute(
         select(
             month,
+            Deal.currency,
             func.count(Deal.id),
             func.coalesce(func.sum(weighted_value()), 0),
             func.coalesce(func.sum(Deal.value), 0),
@@ -125,9 +161,16 @@ def forecast(
             Deal.expected_close_date >= first,
             Deal.expected_close_date < end,
         )
-        .group_by(month)
+        .group_by(month, Deal.currency)
     ).all()
-    found = {key: (int(count), money(weighted), money(best)) for key, count, weighted, best in rows}
+    found: dict[str, tuple[int, Decimal, Decimal]] = {}
+    for key in {r[0] for r in rows}:
+        mine = [r for r in rows if r[0] == key]
+        found[key] = (
+            sum(int(r[2]) for r in mine),
+            _convert(rates, {r[1]: r[3] for r in mine}),
+            _convert(rates, {r[1]: r[4] for r in mine}),
+        )
     result = []
     for offset in range(months):
         day = add_months(first, offset)

@@ -291,5 +291,5 @@ def test_soft_delete_and_restore(service, org, stages):
 
 def test_export_rows(service, org, stages):
     factories.make_deal(org, stage=stages[0], name="Exported")
-    rows = [DEAL.csv_header, *(DEAL.csv_values(row) for row in service.export_rows())]
+    rows = [DEAL.csv_header(), *(DEAL.csv_values(row) for row in service.export_rows())]
     assert rows[0][0] == "Name" and rows[1][0] == "Exported" and rows[1][5] == "Lead in"

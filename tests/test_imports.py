@@ -102,7 +102,7 @@ def test_header_guess_knows_other_crms_and_our_export():
         "expected_close_date",
         "name",
     ]
-    assert guess_mapping(contact, contact.entity.csv_header)[:9] == [
+    assert guess_mapping(contact, contact.entity.csv_header())[:9] == [
         "first_name",
         "last_name",
         "email",

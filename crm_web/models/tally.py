@@ -34,13 +34,14 @@ class TallyMixin:
 
 
 class DealTally(TallyMixin, Base):
-    """Live deals of one group: owner, stage, status, expected-close month, closing month (UTC)."""
+    """Live deals of one group: owner, stage, status, currency, expected-close month, closing month (UTC)."""
 
     __tablename__ = "deal_tallies"
     __table_args__ = (Index("ix_deal_tallies_org_owner", "org_id", "owner_id"),)
 
     stage_id: Mapped[uuid.UUID | None]
     status: Mapped[str] = mapped_column(String(10))
+    currency: Mapped[str | None] = mapped_column(String(3))  # the deals' own: sums never mix currencies
     expected_month: Mapped[date | None]  # the first day of the month
     closed_month: Mapped[date | None]
     deals: Mapped[int] = mapped_column(default=0)

@@ -10,7 +10,7 @@ never grows with the number of stages or deals. A move goes through the stage ru
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, func, select, union_all
 from crm_web.errors import BadRequest, Conflict, NotFound
 from crm_web.models import Deal, PipelineStage
 from crm_web.services.base import BaseService
+from crm_web.services.currencies import Amounts, Converted, Unconverted, org_rates
 from crm_web.services.deal_stages import apply_stage
 from crm_web.services.deals import DealService
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
@@ -34,9 +35,35 @@ BOARD_PAGE_SIZE = 20
 
 @dataclass(frozen=True)
 class ColumnStats:
+    """A column's (or the board's) deals: values in the pipeline's currency (services/currencies.py),
+    deals in a currency without a rate counted but listed apart."""
+
     count: int = 0
     total: Decimal = Decimal("0")
     weighted: Decimal = Decimal("0")
+    currency: str = ""
+    unconverted: tuple[Unconverted, ...] = ()
+
+    @classmethod
+    def of(cls, converted: Converted) -> ColumnStats:
+        return cls(converted.count, converted.value, converted.weighted, converted.currency, converted.unconverted)
+
+
+def sum_stats(stats: Iterable[ColumnStats]) -> ColumnStats:
+    """Columns of one pipeline added up (they share its currency); the unconverted merged per currency."""
+    rows = list(stats)
+    apart: dict[str, tuple[int, Decimal]] = {}
+    for row in rows:
+        for item in row.unconverted:
+            count, value = apart.get(item.currency, (0, Decimal("0")))
+            apart[item.currency] = (count + item.count, value + item.value)
+    return ColumnStats(
+        count=sum(s.count for s in rows),
+        total=sum((s.total for s in rows), Decimal("0")),
+        weighted=sum((s.weighted for s in rows), Decimal("0")),
+        currency=next((s.currency for s in rows if s.currency), ""),
+        unconverted=tuple(Unconverted(c, n, v) for c, (n, v) in sorted(apart.items())),
+    )
 
 
 @dataclass
@@ -60,11 +87,7 @@ class Board:
     @property
     def totals(self) -> ColumnStats:
         """The whole (filtered) board: the sum of the column aggregates, not of the loaded cards."""
-        return ColumnStats(
-            count=sum(c.stats.count for c in self.columns),
-            total=sum((c.stats.total for c in self.columns), Decimal("0")),
-            weighted=sum((c.stats.weighted for c in self.columns), Decimal("0")),
-        )
+        return sum_stats(c.stats for c in self.columns)
 
 
 @dataclass
@@ -99,12 +122,7 @@ class MoveResult:
     def totals(self) -> ColumnStats:
         """The whole filtered board after the move (the same aggregate, every stage)."""
         stages = {s.id for s in self.pipeline.stages}
-        rows = [s for stage_id, s in self.stats.items() if stage_id in stages]
-        return ColumnStats(
-            count=sum(s.count for s in rows),
-            total=sum((s.total for s in rows), Decimal("0")),
-            weighted=sum((s.weighted for s in rows), Decimal("0")),
-        )
+        return sum_stats(s for stage_id, s in self.stats.items() if stage_id in stages)
 
 
 class BoardService(BaseService[Deal]):
@@ -122,12 +140,16 @@ class BoardService(BaseService[Deal]):
         return PipelineCatalog(self.actor, self.session)
 
     def column_stats(
-        self, pipeline_id: uuid.UUID, criteria: Sequence[ColumnElement[bool]] = ()
+        self, pipeline_id: uuid.UUID, criteria: Sequence[ColumnElement[bool]] = (), *, currency: str | None = None
     ) -> dict[uuid.UUID, ColumnStats]:
-        """Count, total and weighted value per stage of the filtered set: one GROUP BY stage."""
+        """Count, total and weighted value per stage of the filtered set, in the pipeline's currency:
+        one GROUP BY stage and currency."""
+        currency = currency or self.pipelines.pipeline_get(pipeline_id).currency
+        rates = org_rates(self.org_id, self.session)
         stmt = (
             select(
                 Deal.stage_id,
+                Deal.currency,
                 func.count(Deal.id),
                 func.coalesce(func.sum(Deal.value), 0),
                 func.coalesce(func.sum(weighted_value()), 0),
@@ -135,25 +157,34 @@ class BoardService(BaseService[Deal]):
             .select_from(Deal)
             .outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
             .where(Deal.org_id == self.org_id, Deal.pipeline_id == pipeline_id, *criteria)
-            .group_by(Deal.stage_id)
+            .group_by(Deal.stage_id, Deal.currency)
         )
-        return {
-            stage_id: ColumnStats(count=int(count), total=Decimal(total or 0), weighted=Decimal(weighted or 0))
-            for stage_id, count, total, weighted in self.session.execute(stmt)
-        }
+        found: dict[uuid.UUID, Amounts] = {}
+        for stage_id, deal_currency, count, total, weighted in self.session.execute(stmt):
+            found.setdefault(stage_id, Amounts()).add(deal_currency, int(count), total, weighted)
+        return {stage_id: ColumnStats.of(amounts.convert(rates, currency)) for stage_id, amounts in found.items()}
 
-    def stage_totals(self) -> dict[uuid.UUID, ColumnStats]:
-        """Count, total and weighted value of every stage's live deals (services/stats/tallies.py)."""
-        totals: dict[uuid.UUID, ColumnStats] = {}
+    def stage_amounts(self) -> dict[uuid.UUID, Amounts]:
+        """Count, value and weighted value per currency of every stage's live deals
+        (services/stats/tallies.py), before any conversion."""
+        totals: dict[uuid.UUID, Amounts] = {}
         for group in tallies.deal_groups(self.session, self.org_id):
             if group.stage_id is not None:
-                current = totals.get(group.stage_id, ColumnStats())
-                totals[group.stage_id] = ColumnStats(
-                    count=current.count + group.deals,
-                    total=current.total + group.value,
-                    weighted=current.weighted + group.weighted,
+                totals.setdefault(group.stage_id, Amounts()).add(
+                    group.currency, group.deals, group.value, group.weighted
                 )
         return totals
+
+    def stage_totals(self, amounts: dict[uuid.UUID, Amounts] | None = None) -> dict[uuid.UUID, ColumnStats]:
+        """Every stage's live deals in its pipeline's currency, from the tallies."""
+        if amounts is None:
+            amounts = self.stage_amounts()
+        rates = org_rates(self.org_id, self.session)
+        currency_of = {s.id: p.currency for p in self.pipelines.pipeline_list() for s in p.stages}
+        return {
+            stage_id: ColumnStats.of(found.convert(rates, currency_of.get(stage_id, rates.base)))
+            for stage_id, found in amounts.items()
+        }
 
     def board(
         self,
@@ -173,9 +204,9 @@ class BoardService(BaseService[Deal]):
             return Board(pipeline=None, pipelines=pipelines, columns=[], today=today)
         criteria = self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope)
         if criteria:
-            stats = self.column_stats(pipeline.id, criteria)
+            stats = self.column_stats(pipeline.id, criteria, currency=pipeline.currency)
         else:  # the whole pipeline: from the tallies the database keeps, cached until a deal changes
-            stats = cached_stats(self.org_id, "deals", "board_columns", self.stage_totals)
+            stats = self.stage_totals(cached_stats(self.org_id, "deals", "board_columns", self.stage_amounts))
         # One branch per stage, each an index range scan (org, pipeline, stage, position) that stops
         # after per_column rows; a window over the whole pipeline would sort every deal.
         firsts = []
@@ -285,7 +316,9 @@ class BoardService(BaseService[Deal]):
         self.history(deal, "moved", changes)
         self.commit()
         # Every stage in the same one aggregate: the board totals change with the headers.
-        stats = self.column_stats(pipeline.id, self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope))
+        stats = self.column_stats(
+            pipeline.id, self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope), currency=pipeline.currency
+        )
         return MoveResult(deal=deal, pipeline=pipeline, from_stage=from_stage, to_stage=to_stage, stats=stats)
 
 

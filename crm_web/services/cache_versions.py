@@ -46,6 +46,7 @@ DOMAINS_OF_TABLE: dict[str, tuple[str, ...]] = {
     "pipelines": ("pipelines", "deals"),
     "pipeline_stages": ("pipelines", "deals"),
     "deals": ("deals",),
+    "exchange_rates": ("deals", "rates"),  # every cached sum is converted with them
     "activities": ("activities",),
 }
 EVERY_ORG = "*"
@@ -210,3 +211,9 @@ def _new_epochs_after_the_commit(session: Session, orgs: set[str]) -> None:
 def _forget_rolled_back(session: Session) -> None:
     session.info.pop(_STALE, None)
     session.info.pop(_NEW_EPOCHS, None)
+
+
+def mark_stale(session: Session, org_id: uuid.UUID, domain: str) -> None:
+    """Renew `domain`'s generation when this transaction commits, for a change no table hook sees
+    (the organisation's default currency, which every converted sum depends on)."""
+    _stale(session).add((str(org_id), domain))

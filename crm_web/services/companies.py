@@ -22,8 +22,10 @@ from crm_web.entities import COMPANY
 from crm_web.errors import ValidationError
 from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory
 from crm_web.services.base import BaseService
+from crm_web.services.currencies import in_org_currency_sql, org_currency_sql, unconverted_sql
 from crm_web.services.history import history_for
 from crm_web.services.sql import AnySelect
+from crm_web.services.stats.units import money
 
 DETAIL_DEALS_LIMIT = 50
 COMPANY_CONTACTS_LIMIT = 200
@@ -47,6 +49,8 @@ class CompanyStats:
     total_deal_value: Decimal
     won_deal_value: Decimal
     contact_count: int
+    currency: str = ""  # the organisation's: the values above are converted into it
+    unconverted_deals: int = 0  # in a currency without a rate: counted, not in the values
 
 
 @dataclass
@@ -112,9 +116,10 @@ def contact_count_expr(org_id: uuid.UUID, company_id: Any = Company.id) -> Colum
 
 
 def open_deal_value_expr(org_id: uuid.UUID) -> ColumnElement[Decimal]:
-    """Sum of the enclosing company's live open deals (a correlated scalar subquery)."""
+    """Sum of the enclosing company's live open deals in the organisation's currency, deals in a
+    currency without a rate left out (a correlated scalar subquery; services/currencies.py)."""
     return (
-        select(func.coalesce(func.sum(Deal.value), 0))
+        select(func.coalesce(func.sum(in_org_currency_sql(org_id, Deal.value, Deal.currency)), 0))
         .where(Deal.org_id == org_id, Deal.company_id == Company.id, Deal.status == "open", Deal.deleted_at.is_(None))
         .correlate(Company)
         .scalar_subquery()
@@ -177,31 +182,36 @@ class CompanyService(BaseService[Company]):
     def export_stream(self, stmt: AnySelect) -> Iterator[CompanyRow]:
         """Rows with their contact count and open deal value."""
         for company, contacts, open_value in self.session.execute(stmt):
-            yield CompanyRow(company, int(contacts or 0), Decimal(open_value or 0))
+            yield CompanyRow(company, int(contacts or 0), money(open_value))
 
     def stats(self, company_id: uuid.UUID) -> CompanyStats:
         """Deal counts and values in one aggregate, plus one count of contacts (primary + associated)."""
         won, lost, open_ = (Deal.status == "won"), (Deal.status == "lost"), (Deal.status == "open")
+        converted = in_org_currency_sql(self.org_id, Deal.value, Deal.currency)
         deal_row = self.session.execute(
             select(
                 func.count(Deal.id),
                 func.coalesce(func.sum(case((open_, 1), else_=0)), 0),
                 func.coalesce(func.sum(case((won, 1), else_=0)), 0),
                 func.coalesce(func.sum(case((lost, 1), else_=0)), 0),
-                func.coalesce(func.sum(Deal.value), 0),
-                func.coalesce(func.sum(case((won, Deal.value), else_=0)), 0),
+                func.coalesce(func.sum(converted), 0),
+                func.coalesce(func.sum(case((won, converted), else_=0)), 0),
+                func.coalesce(func.sum(case((unconverted_sql(self.org_id, Deal.currency), 1), else_=0)), 0),
+                org_currency_sql(self.org_id),
             ).where(Deal.org_id == self.org_id, Deal.company_id == company_id, Deal.deleted_at.is_(None))
         ).one()
         contact_count = self.session.scalar(select(contact_count_expr(self.org_id, company_id))) or 0
-        deals, open_deals, won_deals, lost_deals, total_value, won_value = deal_row
+        deals, open_deals, won_deals, lost_deals, total_value, won_value, unconverted, currency = deal_row
         return CompanyStats(
             deal_count=int(deals),
             open_deals=int(open_deals),
             won_deals=int(won_deals),
             lost_deals=int(lost_deals),
-            total_deal_value=Decimal(total_value),
-            won_deal_value=Decimal(won_value),
+            total_deal_value=money(total_value),
+            won_deal_value=money(won_value),
             contact_count=int(contact_count),
+            currency=currency or "",
+            unconverted_deals=int(unconverted),
         )
 
     def detail(self, company_id: uuid.UUID) -> CompanyDetail:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from crm_web.entities import ENTITIES
 from crm_web.errors import NotFound
 from crm_web.models import Deal, Organization, UsageRecord, User, utcnow
+from crm_web.services.currencies import in_org_currency_sql, org_currency_sql, unconverted_sql
 from crm_web.services.sql import session_or_default
 
 # What the organisation counts name: every counted entity of the registry, by its plural.
@@ -37,12 +38,18 @@ def _count(model: Any, org_id: uuid.UUID, *criteria: Any) -> Any:
 
 
 def _deal_value(org_id: uuid.UUID, status: str) -> Any:
+    """The status's deals in the organisation's currency; a currency without a rate is left out."""
     table = Deal.__table__
     return (
-        select(func.coalesce(func.sum(table.c.value), 0))
+        select(func.coalesce(func.sum(in_org_currency_sql(org_id, table.c.value, table.c.currency)), 0))
         .where(*_live(Deal, table.c.status == status, org_id=org_id))
         .scalar_subquery()
     )
+
+
+def _deals_unconverted(org_id: uuid.UUID, status: str) -> Any:
+    table = Deal.__table__
+    return _count(Deal, org_id, table.c.status == status, unconverted_sql(org_id, table.c.currency))
 
 
 def _users(org_id: uuid.UUID) -> Any:
@@ -63,7 +70,8 @@ class OrgStats:
     leads: int
     activities: int
     users: int
-    deals_by_status: dict[str, dict[str, Any]]
+    deals_by_status: dict[str, dict[str, Any]]  # each value in `currency`; "unconverted": deals without a rate
+    currency: str = ""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -81,6 +89,8 @@ def org_stats(*, org_id: uuid.UUID, session: Session | None = None) -> OrgStats:
     for status in DEAL_STATUS_KEYS:
         columns.append(_count(Deal, org_id, deal.c.status == status).label(f"deals_{status}"))
         columns.append(_deal_value(org_id, status).label(f"deals_{status}_value"))
+        columns.append(_deals_unconverted(org_id, status).label(f"deals_{status}_unconverted"))
+    columns.append(org_currency_sql(org_id).label("currency"))
     row = session.execute(select(*columns)).mappings().one()
     if not row["org_exists"]:
         raise NotFound("Organisation not found.")
@@ -91,9 +101,11 @@ def org_stats(*, org_id: uuid.UUID, session: Session | None = None) -> OrgStats:
             status: {
                 "count": int(row[f"deals_{status}"]),
                 "value": str(Decimal(row[f"deals_{status}_value"]).quantize(Decimal("0.01"))),
+                "unconverted": int(row[f"deals_{status}_unconverted"]),
             }
             for status in DEAL_STATUS_KEYS
         },
+        currency=row["currency"],
     )
 
 

@@ -14,6 +14,7 @@ from crm_web.extensions import db
 from crm_web.models import CURRENCIES, Activity, Contact, Deal, Organization, Role, User, utcnow
 from crm_web.permissions import require_role
 from crm_web.services.base import Actor
+from crm_web.services.currencies import rebase
 from crm_web.services.history import record_change
 
 ENTITY = "organization"
@@ -69,6 +70,8 @@ class OrganisationService:
         org = self.get()
         changes = {key: [getattr(org, key), value] for key, value in values.items() if getattr(org, key) != value}
         if changes:
+            if "default_currency" in changes:
+                rebase(self.session, org.id, org.default_currency, default_currency)
             for key, value in values.items():
                 setattr(org, key, value)
             record_change(self.session, self.actor, ENTITY, org, "updated", changes)

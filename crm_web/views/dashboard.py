@@ -42,7 +42,8 @@ def _context(panel: str | None = None) -> dict[str, Any]:
     if panel is None and _all_zero(data):
         # Only then (one statement): a new organisation's first steps instead of empty charts.
         checklist = OrganisationService(actor).getting_started(current_user.org)
-    return {"scope": scope, "title": "Dashboard", "checklist": checklist, **data}
+    currency = current_user.org.default_currency  # every sum is converted into it (services/currencies.py)
+    return {"scope": scope, "title": "Dashboard", "checklist": checklist, "currency": currency, **data}
 
 
 def _all_zero(data: dict[str, Any]) -> bool:

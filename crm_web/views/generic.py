@@ -115,7 +115,9 @@ class ListViews:
         query = parse_export_query(self.entity.filter_fields())
         service = self.service()
         rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
-        return entity_csv_response(self.entity, rows, day=service.actor.today())
+        return entity_csv_response(
+            self.entity, rows, day=service.actor.today(), currency=current_user.org.default_currency
+        )
 
     def table(self, service: Any) -> Any:
         """After a POST from the list: the table block in the list state of the query string."""

@@ -18,6 +18,7 @@ from crm_web.params import get_text_param, get_uuid_param, parse_uuid
 from crm_web.permissions import require_role
 from crm_web.rendering import render_page, with_toast, with_undo
 from crm_web.services.base import Actor
+from crm_web.services.currencies import ExchangeRateService
 from crm_web.services.organisations import OrganisationService
 from crm_web.services.tags import TagService
 from crm_web.services.users import PasswordLink, UserService
@@ -242,3 +243,41 @@ def restore_tag(tag_id: uuid.UUID):
     service = _tags()
     tag = service.restore(tag_id)
     return _tag_list(service, f"Tag {tag.name} restored.")
+
+
+# --- currencies --------------------------------------------------------------------------
+
+CURRENCIES_PAGE = "settings/currencies.html"
+
+
+def _rates() -> ExchangeRateService:
+    return ExchangeRateService(Actor.of(current_user))
+
+
+def _currencies_page(service: ExchangeRateService, *, errors: dict[str, str] | None = None, status: int = 200):
+    base, rows = service.rows()
+    return render_page(CURRENCIES_PAGE, base=base, rows=rows, errors=errors or {}, title="Currencies", status=status)
+
+
+@bp.get("/settings/currencies")
+def currencies():
+    return _currencies_page(_rates())
+
+
+@bp.post("/settings/currencies")
+def set_rate():
+    service = _rates()
+    currency = (request.form.get("currency") or "").strip()[:3]
+    try:
+        service.set_rate(currency, request.form.get("rate", "")[:40])
+    except ValidationError as error:
+        return _currencies_page(service, errors=error.field_errors, status=422)
+    flash(f"The {currency} rate is saved.")
+    return redirect(url_for("settings.currencies"), 303)
+
+
+@bp.post("/settings/currencies/<currency>/delete")
+def remove_rate(currency: str):
+    _rates().remove_rate(currency[:3])
+    flash(f"The {currency[:3]} rate is removed: its deals are shown apart from every sum.")
+    return redirect(url_for("settings.currencies"), 303)

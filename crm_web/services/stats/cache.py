@@ -26,7 +26,11 @@ from crm_web.services.cache import cache_get, cache_set
 
 T = TypeVar("T")
 
-TIMEOUT_SETTING = {"deals": "DEAL_STATS_CACHE_TIMEOUT", "activities": "ACTIVITY_STATS_CACHE_TIMEOUT"}
+TIMEOUT_SETTING = {
+    "deals": "DEAL_STATS_CACHE_TIMEOUT",
+    "rates": "DEAL_STATS_CACHE_TIMEOUT",
+    "activities": "ACTIVITY_STATS_CACHE_TIMEOUT",
+}
 
 
 def cached_stats(org_id: uuid.UUID, domain: str, name: str, compute: Callable[[], T]) -> T:

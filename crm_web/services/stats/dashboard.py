@@ -124,6 +124,8 @@ class DashboardService:
             "lost_count": stats.lost_count,
             "open_tasks": activities["open"],
             "overdue_tasks": activities["overdue"],
+            "currency": stats.currency,
+            "unconverted": stats.unconverted,
         }
 
     def rollup(self, scope: Scope) -> deal_stats.DealRollup:

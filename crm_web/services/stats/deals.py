@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from crm_web.services.base import Actor
+from crm_web.services.currencies import Amounts, Rates, Unconverted, org_rates
 from crm_web.services.sql import session_or_default
 from crm_web.services.stats import tallies
 from crm_web.services.stats.units import ZERO, money, month_key
@@ -35,6 +36,8 @@ class PipelineStats:
     win_rate: float  # percent of closed deals that were won; 0.0 when none closed
     average_deal_size: Decimal  # average value of won deals
     average_days_to_close: float | None  # won deals, created -> closed
+    currency: str = ""  # every value above is in it (the organisation's currency)
+    unconverted: tuple[Unconverted, ...] = ()  # deals in a currency without a rate: counted, not summed
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ def derive_pipeline_stats(
     weighted: Any,
     average_size: Any,
     average_days: Any,
+    *,
+    currency: str = "",
+    unconverted: tuple[Unconverted, ...] = (),
 ) -> PipelineStats:
     """The one place the derived numbers (win rate, rounding) are computed, whichever query counted."""
     closed = int(won_count) + int(lost_count)
@@ -71,6 +77,8 @@ def derive_pipeline_stats(
         win_rate=round(100.0 * int(won_count) / closed, 1) if closed else 0.0,
         average_deal_size=money(average_size),
         average_days_to_close=round(float(average_days), 1) if average_days is not None else None,
+        currency=currency,
+        unconverted=unconverted,
     )
 
 
@@ -84,6 +92,7 @@ class RollupGroup:
 
     stage_id: uuid.UUID | None
     status: str
+    currency: str
     expected_month: str | None  # "YYYY-MM" within the forecast window
     closed_month: str | None  # "YYYY-MM" (UTC) within the won/lost history window
     count: int
@@ -96,65 +105,84 @@ class RollupGroup:
 @dataclass(frozen=True)
 class DealRollup:
     """Every deal number of the dashboard from the scope's tallies (a few hundred rows, not every
-    deal); the panels fold these groups in Python."""
+    deal); the panels fold these groups in Python, per currency, and convert each sum into the
+    organisation's currency with its rates (services/currencies.py)."""
 
     groups: tuple[RollupGroup, ...]
+    rates: Rates
 
-    def _sum(self, *, status: str | None = None) -> tuple[int, Decimal, Decimal]:
-        chosen = [g for g in self.groups if status is None or g.status == status]
-        return (
-            sum(g.count for g in chosen),
-            sum((g.value for g in chosen), ZERO),
-            sum((g.weighted for g in chosen), ZERO),
-        )
+    @property
+    def currency(self) -> str:
+        return self.rates.base
+
+    def _amounts(self, groups: Any) -> Amounts:
+        amounts = Amounts()
+        for g in groups:
+            amounts.add(g.currency, g.count, g.value, g.weighted)
+        return amounts
 
     def pipeline_stats(self) -> PipelineStats:
-        """The same numbers as pipeline_stats() for the same scope."""
-        total, _, _ = self._sum()
-        open_count, open_value, weighted = self._sum(status="open")
-        won_count, won_value, _ = self._sum(status="won")
-        lost_count, lost_value, _ = self._sum(status="lost")
+        """The same numbers as pipeline_stats() for the same scope, in the organisation's currency."""
+        base = self.rates.base
+        every = self._amounts(self.groups).convert(self.rates, base)
+        opened = self._amounts(g for g in self.groups if g.status == "open").convert(self.rates, base)
+        won = self._amounts(g for g in self.groups if g.status == "won").convert(self.rates, base)
+        lost = self._amounts(g for g in self.groups if g.status == "lost").convert(self.rates, base)
+        won_converted = won.count - sum(u.count for u in won.unconverted)
         timed = sum(g.won_timed for g in self.groups)
         return derive_pipeline_stats(
-            total,
-            open_count,
-            won_count,
-            lost_count,
-            open_value,
-            won_value,
-            lost_value,
-            weighted,
-            won_value / won_count if won_count else None,
+            every.count,
+            opened.count,
+            won.count,
+            lost.count,
+            opened.value,
+            won.value,
+            lost.value,
+            opened.weighted,
+            won.value / won_converted if won_converted else None,
             sum(g.won_days for g in self.groups) / timed if timed else None,
+            currency=base,
+            unconverted=every.unconverted,
         )
 
     def open_by_stage(self) -> dict[uuid.UUID | None, tuple[int, Decimal, Decimal]]:
-        """Open deals per stage: (count, value, weighted value)."""
-        found: dict[uuid.UUID | None, tuple[int, Decimal, Decimal]] = {}
+        """Open deals per stage: (count, value, weighted value) in the organisation's currency."""
+        found: dict[uuid.UUID | None, Amounts] = {}
         for g in self.groups:
             if g.status == "open":
-                count, value, weighted = found.get(g.stage_id, (0, ZERO, ZERO))
-                found[g.stage_id] = (count + g.count, value + g.value, weighted + g.weighted)
-        return found
+                found.setdefault(g.stage_id, Amounts()).add(g.currency, g.count, g.value, g.weighted)
+        return {stage_id: _triple(amounts.convert(self.rates, self.rates.base)) for stage_id, amounts in found.items()}
 
     def forecast(self) -> dict[str, tuple[int, Decimal, Decimal]]:
         """Open and won deals by expected-close month of the window: (count, weighted, best case)."""
-        found: dict[str, tuple[int, Decimal, Decimal]] = {}
+        found: dict[str, Amounts] = {}
         for g in self.groups:
             if g.expected_month is not None and g.status != "lost":
-                count, weighted, best = found.get(g.expected_month, (0, ZERO, ZERO))
-                found[g.expected_month] = (count + g.count, weighted + g.weighted, best + g.value)
-        return found
+                found.setdefault(g.expected_month, Amounts()).add(g.currency, g.count, g.value, g.weighted)
+        result = {}
+        for month, amounts in found.items():
+            count, value, weighted = _triple(amounts.convert(self.rates, self.rates.base))
+            result[month] = (count, weighted, value)
+        return result
 
     def closed_by_month(self) -> dict[str, dict[str, tuple[int, Decimal]]]:
         """Won and lost deals by closing month of the window: {"YYYY-MM": {"won": (count, value), ...}}."""
-        found: dict[str, dict[str, tuple[int, Decimal]]] = {}
+        found: dict[str, dict[str, Amounts]] = {}
         for g in self.groups:
             if g.closed_month is not None:
-                month = found.setdefault(g.closed_month, {"won": (0, ZERO), "lost": (0, ZERO)})
-                count, value = month[g.status]
-                month[g.status] = (count + g.count, value + g.value)
-        return found
+                month = found.setdefault(g.closed_month, {"won": Amounts(), "lost": Amounts()})
+                month[g.status].add(g.currency, g.count, g.value)
+        return {
+            key: {
+                status: (amounts.count, amounts.convert(self.rates, self.rates.base).value)
+                for status, amounts in month.items()
+            }
+            for key, month in found.items()
+        }
+
+
+def _triple(converted: Any) -> tuple[int, Decimal, Decimal]:
+    return converted.count, converted.value, converted.weighted
 
 
 def rollup(
@@ -177,10 +205,11 @@ def rollup(
         key = (
             group.stage_id,
             group.status,
+            group.currency,
             month_key(expected) if expected and forecast_from <= expected < forecast_until else None,
             month_key(closed) if closed and closed >= since else None,
         )
         sums = folded.setdefault(key, [0, ZERO, ZERO, 0.0, 0])
         for index, amount in enumerate((group.deals, group.value, group.weighted, group.won_days, group.won_timed)):
             sums[index] += amount
-    return DealRollup(tuple(RollupGroup(*key, *sums) for key, sums in folded.items()))
+    return DealRollup(tuple(RollupGroup(*key, *sums) for key, sums in folded.items()), org_rates(actor.org_id, session))

@@ -32,6 +32,7 @@ COMPACT_AFTER = 2000
 class DealGroup:
     stage_id: uuid.UUID | None
     status: str
+    currency: str
     expected_month: date | None
     closed_month: date | None
     deals: int
@@ -46,6 +47,7 @@ DEAL_KEYS = (
     DealTally.owner_id,
     DealTally.stage_id,
     DealTally.status,
+    DealTally.currency,
     DealTally.expected_month,
     DealTally.closed_month,
 )
@@ -55,13 +57,14 @@ ACTIVITY_SUMS = (ActivityTally.activities,)
 
 
 def deal_groups(session: Session, org_id: uuid.UUID, *, owner_id: uuid.UUID | None = None) -> list[DealGroup]:
-    """Live deals of the organisation (or of one owner) by stage, status, expected month, closing month."""
-    keys = (DealTally.stage_id, DealTally.status, DealTally.expected_month, DealTally.closed_month)
+    """Live deals of the organisation (or of one owner) by stage, status, currency, expected month, closing month."""
+    keys = (DealTally.stage_id, DealTally.status, DealTally.currency, DealTally.expected_month, DealTally.closed_month)
     rows = _read(session, DealTally, keys, DEAL_SUMS, org_id, owner_id)
     return [
         DealGroup(
             stage_id,
             status,
+            currency or "",
             expected,
             closed,
             int(deals),
@@ -70,7 +73,7 @@ def deal_groups(session: Session, org_id: uuid.UUID, *, owner_id: uuid.UUID | No
             float(won_days or 0),
             int(won_timed or 0),
         )
-        for stage_id, status, expected, closed, deals, value, weighted, won_days, won_timed in rows
+        for stage_id, status, currency, expected, closed, deals, value, weighted, won_days, won_timed in rows
         if deals
     ]
 
