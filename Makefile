@@ -10,7 +10,7 @@ FLASK := $(BIN)/flask --app wsgi
 LOCK := requirements/dev.txt
 PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
 
-.PHONY: run test test-fast lint hooks install lock upgrade migrate demo bench load clean
+.PHONY: run test test-pooled test-fast lint hooks install lock upgrade migrate demo bench load clean
 
 # Re-installs only when the lock file (or pyproject.toml) changed since the last install.
 $(STAMP): $(LOCK) pyproject.toml
@@ -49,6 +49,14 @@ endif
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-pooled
+
+# The PostgreSQL tests that cover every query path (services, views and their query budgets, tenant
+# isolation, search, concurrency) once more through a private PgBouncer in transaction pooling mode
+# (TEST_PGBOUNCER=1, see tests/conftest.py; needs Debian's pgbouncer).
+POOLED_TESTS ?= tests/test_contacts.py tests/test_search.py tests/test_tenant_isolation.py tests/test_concurrency.py
+test-pooled: install
+	TEST_PGBOUNCER=1 $(BIN)/python -m pytest -m "not slow" $(POOLED_TESTS)
 
 # Everything but the slow tier (browser, property fuzzing, fault injection): a quick check while coding.
 test-fast: install

@@ -54,6 +54,8 @@ def settings_from_env() -> dict:
         "SECRET_KEY": os.environ.get("SECRET_KEY", DEV_SECRET_KEY),
         "SQLALCHEMY_DATABASE_URI": database_url_from(os.environ.get("DATABASE_URL", f"sqlite:///{instance_db}")),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # "transaction" behind PgBouncer in pool_mode = transaction (crm_web/database.py), else "session".
+        "DATABASE_POOLING": os.environ.get("DATABASE_POOLING", "session").strip().lower(),
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "CRM_ENV": os.environ.get("CRM_ENV", "development"),
         "TRASH_RETENTION_DAYS": int(os.environ.get("TRASH_RETENTION_DAYS", "30")),

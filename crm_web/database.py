@@ -7,7 +7,15 @@ lock and idle-in-transaction timeouts, all transaction-local (`set_config(..., t
 behind a transaction pooler. The first transaction gets them inside the user loader's own
 statement; later ones in one `SELECT set_config(...)` when they begin, so neither costs a statement
 of its own. Statements before any org is known (the loader's own lookup, sign-in) run under the
-role's defaults, which `flask crm web-role` sets to the same values.
+role's defaults, which `flask crm web-role` sets to the same values. The typo search sets its
+trigram threshold the same way, in the statement before its lookup (services/text_search). The app
+keeps no session-level state on a connection (no SET, advisory lock, LISTEN, temporary table or
+cursor WITH HOLD), so a transaction may run on any server connection.
+
+Behind PgBouncer in transaction pooling mode (`DATABASE_POOLING=transaction`) consecutive
+transactions of one client connection run on different server connections: psycopg must not
+prepare statements there (a statement prepared on one server connection is missing on the next, or
+clashes with another client's of the same name), so its automatic preparation is turned off.
 
 A database that restarts, refuses connections or fires one of the timeouts is *unavailable*, not
 broken: `is_unavailable()` tells those errors apart, and crm_web/errors.py answers them 503 with
@@ -60,8 +68,18 @@ _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57", "53")
 _UNAVAILABLE_SQLSTATES = {"55P03", "25P03", "40001", "40P01"}
 
 
+# DATABASE_POOLING: "session" (a direct connection, or a pooler in session mode) or "transaction"
+# (PgBouncer's pool_mode = transaction, or any pooler that may switch server connections between
+# transactions).
+POOLING_MODES = ("session", "transaction")
+
+
 def prepare_settings(config: dict[str, Any]) -> None:
-    """Engine options that depend on the URL: PostgreSQL gives up connecting after DB_CONNECT_TIMEOUT_S."""
+    """Engine options that depend on the URL: PostgreSQL gives up connecting after DB_CONNECT_TIMEOUT_S;
+    under transaction pooling psycopg prepares no statements."""
+    pooling = config.get("DATABASE_POOLING") or "session"
+    if pooling not in POOLING_MODES:
+        raise ValueError(f"DATABASE_POOLING must be one of {', '.join(POOLING_MODES)}, not {pooling!r}")
     url = make_url(config["SQLALCHEMY_DATABASE_URI"])
     if url.get_backend_name() != "postgresql":
         return
@@ -69,13 +87,16 @@ def prepare_settings(config: dict[str, Any]) -> None:
     connect_args = dict(options.get("connect_args") or {})
     # libpq's default is to wait as long as the kernel does (minutes) for a host that drops packets.
     connect_args.setdefault("connect_timeout", int(config.get("DB_CONNECT_TIMEOUT_S", 5)))
+    if pooling == "transaction":
+        # psycopg prepares a statement on its fifth run by default, under a name unique per client
+        # connection only ("_pg3_0"): behind a transaction pooler that fails with `prepared statement
+        # "_pg3_0" already exists` or `does not exist`.
+        connect_args["prepare_threshold"] = None
     options["connect_args"] = connect_args
     config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 
 def configure_engine(engine: Engine) -> None:
-    if engine.dialect.name == "postgresql":
-        _configure_postgresql(engine)
     if engine.dialect.name != "sqlite":
         return
 
@@ -92,19 +113,6 @@ def configure_engine(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection):
         connection.exec_driver_sql("BEGIN")
-
-
-def _configure_postgresql(engine: Engine) -> None:
-    from crm_web.services.text_search import SIMILARITY_THRESHOLD
-
-    @event.listens_for(engine, "connect")
-    def _trigram_threshold(dbapi_connection, connection_record):
-        # The typo search's `%` operator (index-backed) compares against this session setting; set
-        # once per pooled connection, so no request pays a statement for it.
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"SET pg_trgm.similarity_threshold = {float(SIMILARITY_THRESHOLD)}")
-        cursor.close()
-        dbapi_connection.commit()
 
 
 # --- per-transaction settings --------------------------------------------------------------------

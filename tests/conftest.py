@@ -5,6 +5,10 @@
 - Each test runs inside an outer transaction that is rolled back; services' commits
   become savepoint releases (join_transaction_mode="create_savepoint").
 - `count_queries()` counts the SQL statements the app sends (query budgets).
+- TEST_PGBOUNCER=1 runs the PostgreSQL tests through a private PgBouncer in transaction pooling mode
+  (tests/pgbouncer_support.py; `make test` runs a subset that way): every connection the tests
+  open, the app's included, goes through it, and the app runs with DATABASE_POOLING=transaction. The
+  SQLite app is left out of that run. With CI=true a missing pgbouncer fails the run.
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 
 from crm_web import create_app
 from crm_web.extensions import db
-from tests import factories
+from tests import factories, pgbouncer_support
 
 CI = os.environ.get("CI", "").lower() == "true"
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/")
+# The PostgreSQL server itself, also when TEST_DATABASE_URL is rewritten to go through PgBouncer.
+DIRECT_DATABASE_URL = TEST_DATABASE_URL
+THROUGH_PGBOUNCER = os.environ.get("TEST_PGBOUNCER", "").lower() in {"1", "true", "yes"}
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CHROMIUM = "/usr/bin/chromium"
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
@@ -44,6 +51,41 @@ def tenant_statements(engine_name: str, *, commits: int) -> int:
     """Statements re-applying the tenant (row-level security) setting: on PostgreSQL, one for each
     transaction a request begins after a service commit (see crm_web/database.py)."""
     return commits if engine_name == "postgresql" else 0
+
+
+_pgbouncer: list[pgbouncer_support.PgBouncer] = []
+
+
+def pgbouncer_or_none() -> pgbouncer_support.PgBouncer | None:
+    """The session's private PgBouncer, started on first use; None (after skip/fail) if there is none."""
+    if not _pgbouncer:
+        if not pgbouncer_support.available():
+            return None
+        _pgbouncer.append(pgbouncer_support.PgBouncer.start(DIRECT_DATABASE_URL))
+    return _pgbouncer[0]
+
+
+def pytest_configure(config):
+    global TEST_DATABASE_URL
+    if THROUGH_PGBOUNCER:
+        bouncer = pgbouncer_or_none()
+        if bouncer is None:
+            raise pytest.UsageError(f"TEST_PGBOUNCER=1 needs pgbouncer at {pgbouncer_support.PGBOUNCER}")
+        TEST_DATABASE_URL = bouncer.url(DIRECT_DATABASE_URL)
+
+
+def pytest_unconfigure(config):
+    while _pgbouncer:
+        _pgbouncer.pop().stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer() -> pgbouncer_support.PgBouncer:
+    bouncer = pgbouncer_or_none()
+    if bouncer is None:
+        unavailable(f"pgbouncer at {pgbouncer_support.PGBOUNCER}")
+    assert bouncer is not None
+    return bouncer
 
 
 def pytest_collection_modifyitems(config, items):
@@ -77,6 +119,7 @@ def base_config(database_url: str) -> dict:
         "RATELIMIT_STORAGE_URI": "memory://",
         "LOGIN_RATE_LIMIT": "1000 per minute",  # tests sign in often; test_security sets a real limit
         "LOGIN_ACCOUNT_RATE_LIMIT": "1000 per minute",
+        "DATABASE_POOLING": "transaction" if THROUGH_PGBOUNCER else "session",
     }
 
 
@@ -107,7 +150,7 @@ def build_app(database_url: str, **overrides):
     return app
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session", params=["postgresql"] if THROUGH_PGBOUNCER else ["sqlite", "postgresql"])
 def app(request, tmp_path_factory):
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("db") / "test.sqlite3"
@@ -118,6 +161,8 @@ def app(request, tmp_path_factory):
     else:
         with postgres_database() as url:
             application = build_app(url)
+            if THROUGH_PGBOUNCER and _pgbouncer:
+                _pgbouncer[0].warm(url)  # several server connections for the tests' transactions to move between
             yield application
             with application.app_context():
                 db.session.remove()

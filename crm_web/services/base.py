@@ -29,7 +29,7 @@ from crm_web.services.history import record_change, snapshot_changes
 from crm_web.services.integrity import commit_or_refuse, integrity_to_validation
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page, page_ids
 from crm_web.services.sql import AnySelect, session_or_default
-from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_terms
+from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_settings, search_terms
 
 if TYPE_CHECKING:
     from crm_web.entities import Entity
@@ -180,8 +180,12 @@ class BaseService(Generic[M]):
             return clauses, None
         surname = type(self).SEARCH_SURNAME  # a mapped attribute (a descriptor): read on the service it fails
         match = match_terms(terms, self.SEARCH_COLUMNS, surname=surname, reusable=False)
-        if terms.correctable and not self.session.scalar(
-            select(self.scoped(select(self.model.id)).where(*clauses, match.clause).exists())
+        # correctable: PostgreSQL, where the same statement sets the typo lookup's threshold
+        if (
+            terms.correctable
+            and not self.session.execute(
+                select(self.scoped(select(self.model.id)).where(*clauses, match.clause).exists(), *search_settings())
+            ).scalar()
         ):
             corrected = match_terms(
                 correct_spelling(self.session, self.actor.org_id, terms),

@@ -28,6 +28,7 @@ from crm_web.services.text_search import (
     TextMatch,
     correct_spelling,
     match_terms,
+    search_settings,
     search_terms,
 )
 
@@ -92,8 +93,11 @@ class SearchService:
             # and a custom plan estimates every pattern against the column statistics, which costs more
             # than running these CTEs. Transaction-local, so no
             # other page is affected. (Each request plans them again: psycopg deallocates its
-            # prepared statements at every rollback, which is how a read-only request ends.)
-            self.session.execute(select(func.set_config("plan_cache_mode", "force_generic_plan", True)))
+            # prepared statements at every rollback, which is how a read-only request ends.) The same
+            # statement sets the typo lookup's threshold.
+            self.session.execute(
+                select(func.set_config("plan_cache_mode", "force_generic_plan", True), *search_settings())
+            )
         terms = correct_spelling(self.session, self.actor.org_id, terms)
         groups = []
         for index, kind in enumerate(SEARCHED):

@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 # The vocabulary lookup's candidates: words of about the typed length with at least this pg_trgm
-# similarity to it (`%`, served by the trigram index; crm_web.database sets it on every connection);
+# similarity to it (`%`, served by the trigram index; search_settings() sets it for the transaction);
 # the edit distance then decides. Low, because a swap inside a short word leaves few trigrams in
 # common: "jhon" / "john" share one of nine (0.11), "smtih" / "smith" two of ten.
 SIMILARITY_THRESHOLD = 0.1
@@ -119,12 +119,20 @@ def search_terms(dialect: str, q: str) -> SearchTerms | None:
     return SearchTerms(SearchShape(dialect, short), params, tuple(word.lower() for word in words))
 
 
+def search_settings() -> list[ColumnElement[Any]]:
+    """Columns that set the vocabulary lookup's trigram threshold for the rest of the transaction
+    (PostgreSQL; transaction-local, so it holds behind a transaction pooler too): a caller of
+    correct_spelling selects them along with a statement it runs before, so they cost none of their own."""
+    return [func.set_config(literal("pg_trgm.similarity_threshold"), literal(str(SIMILARITY_THRESHOLD)), True)]
+
+
 def correct_spelling(session: Session, org_id: uuid.UUID, terms: SearchTerms) -> SearchTerms:
     """`terms` with a typo tier: each word of MIN_CORRECTED_LENGTH letters or more may also be one of
-    its closest vocabulary words (one statement; this organisation's vocabulary only, like every
-    query of a service). The same terms when no word has any, or none could (SearchTerms.correctable).
-    A word the vocabulary has is corrected too: the typo tier only runs when the exact words found
-    nothing, and the vocabulary may hold a typo that was later fixed in the record."""
+    its closest vocabulary words (one statement, in a transaction that has search_settings(); this
+    organisation's vocabulary only, like every query of a service). The same terms when no word has
+    any, or none could (SearchTerms.correctable). A word the vocabulary has is corrected too: the
+    typo tier only runs when the exact words found nothing, and the vocabulary may hold a typo that
+    was later fixed in the record."""
     if not terms.correctable:
         return terms
     looked_up = [(index, word) for index, word in enumerate(terms.words) if len(word) >= MIN_CORRECTED_LENGTH]
