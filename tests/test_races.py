@@ -19,9 +19,10 @@ from sqlalchemy import create_engine, event, func, select, text
 from crm_web.extensions import db
 from crm_web.models import Contact, Pipeline, RecordHistory, Tag, contact_tags
 from tests import factories
-from tests.conftest import CSRFClient, build_app, postgres_database
+from tests.conftest import HX, CSRFClient, build_app, postgres_database
 
 THREADS = 6
+HX_HEADERS = HX
 ROUNDS = 3
 
 
@@ -264,3 +265,170 @@ def test_a_cache_library_failure_after_the_commit_is_not_an_error(race, monkeypa
 
 def test_contacts_are_untouched_by_the_races(race):
     assert scalar(race, select(func.count()).select_from(Contact).where(Contact.org_id == race.org)) == 3
+
+
+# --- data that stays true: delete, restore and purge change only rows in the expected state ------------
+
+
+def new_contacts(world: RaceWorld, count: int, **values: Any) -> list[uuid.UUID]:
+    with world.app.app_context():
+        org = db.session.get(factories.Organization, world.org)
+        ids = [factories.make_contact(org, **values).id for _ in range(count)]
+        db.session.remove()
+    return ids
+
+
+def history_actions(world: RaceWorld, contact_id: uuid.UUID) -> list[str]:
+    with world.app.app_context():
+        actions = db.session.scalars(
+            select(RecordHistory.action)
+            .where(RecordHistory.entity_type == "contact", RecordHistory.entity_id == contact_id)
+            .order_by(RecordHistory.created_at)
+        ).all()
+        db.session.remove()
+    return list(actions)
+
+
+def contact_row(world: RaceWorld, contact_id: uuid.UUID) -> Any:
+    with world.app.app_context():
+        row = db.session.execute(
+            select(Contact.deleted_at, Contact.deleted_by_id)
+            .where(Contact.id == contact_id)
+            .execution_options(include_deleted=True)
+        ).first()
+        db.session.remove()
+    return row
+
+
+def user_uuid(user_id: str) -> uuid.UUID:
+    """The user's id from a session id ("<uuid>.<session version>")."""
+    return uuid.UUID(user_id.split(".")[0])
+
+
+def test_parallel_deletes_keep_the_first_deleter_and_their_undo(race):
+    users = [race.admin, race.manager]
+    for contact in new_contacts(race, ROUNDS):
+        clients = [client_as(race, users[i % 2]) for i in range(THREADS)]
+        responses = all_at_once(
+            [lambda c=c, u=f"/contacts/{contact}/delete": c.post(u, headers=HX_HEADERS) for c in clients]
+        )
+        codes = statuses(responses)
+        assert all(s in (200, 404, 409) for s in codes), codes
+        assert codes.count(200) == 1, codes
+        winner = users[codes.index(200) % 2]
+        assert contact_row(race, contact).deleted_by_id == user_uuid(winner)
+        assert history_actions(race, contact).count("deleted") == 1
+        undo = client_as(race, winner).post(f"/contacts/{contact}/restore", headers=HX_HEADERS)
+        assert undo.status_code == 204
+        assert contact_row(race, contact).deleted_at is None
+
+
+def test_parallel_bulk_deletes_write_one_delete_each(race):
+    contacts = new_contacts(race, 6)
+    clients = [client_as(race, race.admin if i % 2 else race.manager) for i in range(THREADS)]
+    ids = [str(c) for c in contacts]
+    responses = all_at_once([lambda c=c: c.post("/contacts/bulk/delete", data={"ids": ids}) for c in clients])
+    assert all(isinstance(s, int) and s < 400 for s in statuses(responses)), statuses(responses)
+    for contact in contacts:
+        assert history_actions(race, contact).count("deleted") == 1
+
+
+def _in_the_trash(world: RaceWorld, by: str) -> uuid.UUID:
+    contact = new_contacts(world, 1)[0]
+    assert client_as(world, by).post(f"/contacts/{contact}/delete", headers=HX_HEADERS).status_code == 200
+    return contact
+
+
+def test_an_undo_racing_a_purge_leaves_the_record_and_its_history_agreeing(race):
+    for _round in range(ROUNDS * 2):
+        contact = _in_the_trash(race, race.admin)
+        undo, purge = client_as(race, race.admin), client_as(race, race.admin)
+        restore_url, item = f"/contacts/{contact}/restore", {"item": f"contact:{contact}"}
+        responses = all_at_once(
+            [
+                lambda u=undo, url=restore_url: u.post(url, headers=HX_HEADERS),
+                lambda p=purge, data=item: p.post("/trash/purge", data=data, headers=HX_HEADERS),
+            ]
+        )
+        codes = statuses(responses)
+        assert all(s in (200, 204, 404) for s in codes), codes
+        actions = history_actions(race, contact)
+        row = contact_row(race, contact)
+        if row is None:  # purged: the history says so once, and no restore after the delete
+            assert actions[-1] == "purged" and actions.count("purged") == 1 and "restored" not in actions
+        else:  # restored: live, and nothing says purged
+            assert row.deleted_at is None and "purged" not in actions and actions[-1] == "restored"
+
+
+def _commit_first(world: RaceWorld, prefix: str, statement: Any) -> Callable[[], None]:
+    """Make a race certain: just before this request's first statement starting with `prefix`, another
+    connection commits `statement`. Returns the function that removes the hook; `fired` on it."""
+    other = create_engine(world.url)
+    fired: list[bool] = []
+
+    def first(conn, cursor, sql, parameters, context, executemany):
+        if not fired and sql.lstrip().upper().startswith(prefix):
+            fired.append(True)
+            with other.begin() as connection:
+                connection.execute(statement)
+
+    with world.app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", first)
+
+    def remove() -> None:
+        event.remove(engine, "before_cursor_execute", first)
+        other.dispose()
+        assert fired, f"no {prefix} statement ran"
+
+    return remove
+
+
+def test_a_delete_that_lost_the_race_does_not_overwrite_the_deleter(race):
+    contact = new_contacts(race, 1)[0]
+    table = Contact.__table__
+    first = user_uuid(race.manager)
+    done = _commit_first(
+        race,
+        "UPDATE CONTACTS",
+        table.update().where(table.c.id == contact).values(deleted_at=func.now(), deleted_by_id=first),
+    )
+    try:
+        response = client_as(race, race.admin).post(f"/contacts/{contact}/delete", headers=HX_HEADERS)
+    finally:
+        done()
+    assert response.status_code == 409
+    assert contact_row(race, contact).deleted_by_id == first
+    assert "deleted" not in history_actions(race, contact)  # the other writer's (a raw statement) is not ours
+    undo = client_as(race, race.manager).post(f"/contacts/{contact}/restore", headers=HX_HEADERS)
+    assert undo.status_code == 204
+
+
+def test_a_purge_that_lost_the_race_to_an_undo_writes_no_purge(race):
+    contact = _in_the_trash(race, race.admin)
+    table = Contact.__table__
+    done = _commit_first(
+        race, "DELETE FROM CONTACTS", table.update().where(table.c.id == contact).values(deleted_at=None)
+    )
+    try:
+        response = client_as(race, race.admin).post(
+            "/trash/purge", data={"item": f"contact:{contact}"}, headers=HX_HEADERS
+        )
+    finally:
+        done()
+    assert response.status_code == 200
+    assert contact_row(race, contact).deleted_at is None
+    assert "purged" not in history_actions(race, contact)
+
+
+def test_an_undo_that_lost_the_race_to_a_purge_writes_no_restore(race):
+    contact = _in_the_trash(race, race.admin)
+    table = Contact.__table__
+    done = _commit_first(race, "UPDATE CONTACTS", table.delete().where(table.c.id == contact))
+    try:
+        response = client_as(race, race.admin).post(f"/contacts/{contact}/restore", headers=HX_HEADERS)
+    finally:
+        done()
+    assert response.status_code == 404
+    assert contact_row(race, contact) is None
+    assert "restored" not in history_actions(race, contact)

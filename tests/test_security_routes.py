@@ -21,6 +21,8 @@ from tests import factories
 from tests.conftest import HX
 from tests.security_support import (
     ALLOWED,
+    DELETER,
+    FORBIDDEN,
     PUBLIC,
     REDIRECT,
     ROLES,
@@ -85,8 +87,11 @@ def access_table(app) -> str:
         f"`tests/test_security_routes.py::test_role_access`. Regenerate: `{REGENERATE}`",
         "",
         "A sales user may change only records they own (or unowned ones): the tests request those",
-        "routes on records owned by an admin and expect 403. htmx requests of an",
-        "anonymous user get `401` with `HX-Redirect` instead of the redirect. `/internal/*` needs an",
+        "routes on records owned by an admin and expect 403. Restores follow the one restore policy (see",
+        "Restore, purge and races below): the world's trashed records were deleted by an admin, so sales",
+        "and managers get 403; `test_restore_policy` proves each of them restores their own deletes.",
+        "htmx requests of an anonymous user get `401` with `HX-Redirect` instead of the redirect.",
+        "`/internal/*` needs an",
         "`Authorization: Bearer` token scoped to the endpoint and the organisation, whatever the session",
         "(401 without a valid one, 403 outside its scope; see Internal API tokens above).",
         "",
@@ -185,6 +190,47 @@ def test_role_access(key, role, app, client, world):
     if expected == REDIRECT:
         htmx = call(client, app, method, endpoint, world, headers=HX)
         assert htmx.status_code == 401 and htmx.headers["HX-Redirect"].startswith("/login")
+
+
+# --- the restore policy: whoever deleted a record, or an admin (services/trash.py) ----------------
+
+RESTORE_KEYS = [k for k in ROUTE_KEYS if k[0] == "POST" and "restore" in k[1] and k[1] != "settings.restore_tag"]
+
+
+def test_every_restore_route_follows_the_one_restore_policy():
+    """Tags are not in the trash (settings, managers); every other restore is the trash's."""
+    assert RESTORE_KEYS
+    assert [k for k in RESTORE_KEYS if ROUTES[k].access != DELETER] == []
+
+
+def _trashed_by(world, user) -> None:
+    """The world's trashed records as if `user` had deleted them."""
+    for key in ("trashed_contact", "trashed_deal", "trashed_company", "trashed_lead", "trashed_activity"):
+        model = {
+            "trashed_contact": "Contact",
+            "trashed_deal": "Deal",
+            "trashed_company": "Company",
+            "trashed_lead": "Lead",
+            "trashed_activity": "Activity",
+        }[key]
+        from crm_web import models
+
+        table = getattr(models, model).__table__
+        db.session.execute(table.update().where(table.c.id == world[key]).values(deleted_by_id=user.id))
+    db.session.flush()
+
+
+@pytest.mark.parametrize("role", ["sales", "manager"])
+@pytest.mark.parametrize("key", RESTORE_KEYS, ids=lambda k: k[1])
+def test_restore_policy(key, role, app, client, world):
+    """Not the deleter (the world's admin deleted them): 403 through every restore route, the trash page's
+    and each record's own alike. The deleter: restored."""
+    method, endpoint = key
+    _sign_in(client, world.users[role])
+    assert outcome(call(client, app, method, endpoint, world)) == FORBIDDEN
+    _trashed_by(world, world.users[role])
+    response = call(client, app, method, endpoint, world)
+    assert outcome(response) == ALLOWED, (key, role, response.status_code, response.get_data(as_text=True)[:300])
 
 
 @pytest.mark.parametrize("key", [k for k in ROUTE_KEYS if ROUTES[k].access == TOKEN], ids=lambda k: k[1])

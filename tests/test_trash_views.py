@@ -192,11 +192,17 @@ def test_plain_restore_redirects_with_a_message(client, login, deleted):
     assert "Restored Stapler" in client.get("/trash").get_data(as_text=True)
 
 
-def test_manager_and_sales_cannot_restore_from_the_trash(client, login, deleted):
-    for role in ("manager", "sales"):
-        login(role)
-        assert client.post("/trash/restore", data={"item": key(deleted["deal"], "deal")}).status_code == 403
+def test_only_the_deleter_or_an_admin_restores_from_the_trash(client, login, deleted):
+    """The one restore policy (services/trash.py): the sales user deleted the deal, so a manager may not
+    restore it, the sales user may; the admin's delete of the contact is the admin's to restore."""
+    login("manager")
+    assert client.post("/trash/restore", data={"item": key(deleted["deal"], "deal")}).status_code == 403
+    assert client.post("/trash/restore", data={"item": key(deleted["contact"], "contact")}).status_code == 403
     assert is_deleted(Deal, deleted["deal"].id)
+    login("sales")
+    assert client.post("/trash/restore", data={"item": key(deleted["contact"], "contact")}).status_code == 403
+    assert client.post("/trash/restore", data={"item": key(deleted["deal"], "deal")}).status_code == 303
+    assert not is_deleted(Deal, deleted["deal"].id)
 
 
 @pytest.mark.parametrize(
@@ -366,3 +372,41 @@ def test_linked_record_shows_a_trashed_company_as_deleted(app, org, users):
     assert '<a href="/companies/x">Umbrella</a>' in render_macro(app, source, d=load())
     Companies(Actor.of(users["admin"])).delete(company.id)
     assert "(deleted company)" in render_macro(app, source, d=load())
+
+
+# --- one restore policy, one restore code path ----------------------------------------------------
+
+
+def test_the_per_record_undo_rehomes_a_deal_whose_stage_is_gone_like_the_trash(client, login, org, users):
+    """The deal's own restore (the toast's Undo) is the trash's restore: a deal whose pipeline went
+    meanwhile lands in the default pipeline's first stage, and the history says so."""
+    from crm_web.models import Pipeline
+
+    default = factories.make_pipeline(org, name="Main", is_default=True)
+    gone = factories.make_pipeline(org, name="Gone", is_default=False)
+    deal = factories.make_deal(org, pipeline=gone, name="Homeless", owner_id=users["sales"].id)
+    Deals(Actor.of(users["sales"])).delete(deal.id)
+    db.session.delete(db.session.get(Pipeline, gone.id))
+    db.session.commit()
+    login("sales")
+    assert client.post(f"/deals/{deal.id}/restore").status_code == 303
+    row = db.session.execute(select(Deal.pipeline_id, Deal.stage_id, Deal.deleted_at).where(Deal.id == deal.id)).one()
+    assert tuple(row) == (default.id, factories.stages_of(default)[0].id, None)
+
+
+def test_a_manager_restores_their_own_deletes_from_the_trash_page_and_only_those(client, login, org, users):
+    mine = factories.make_contact(org, first_name="Mine")
+    theirs = factories.make_contact(org, first_name="Theirs")
+    Contacts(Actor.of(users["manager"])).delete(mine.id)
+    Contacts(Actor.of(users["admin"])).delete(theirs.id)
+    login("manager")
+    html = client.get("/trash").get_data(as_text=True)
+    buttons = re.findall(r'hx-vals=\'\{"item": "contact:([0-9a-f-]+)"\}\'', html)
+    assert buttons == [str(mine.id)], buttons  # a Restore button on the manager's own delete only
+    assert "Delete permanently" not in html and "Restore selected" not in html  # admins only
+    detail = client.get(f"/trash/contact/{theirs.id}").get_data(as_text=True)
+    assert ">Restore</button>" not in detail
+    assert ">Restore</button>" in client.get(f"/trash/contact/{mine.id}").get_data(as_text=True)
+    assert client.post("/trash/restore", data={"item": f"contact:{theirs.id}"}).status_code == 403
+    assert client.post("/trash/restore", data={"item": f"contact:{mine.id}"}).status_code == 303
+    assert not is_deleted(Contact, mine.id) and is_deleted(Contact, theirs.id)

@@ -503,11 +503,33 @@ class BaseService(Generic[M]):
             self.session.delete(obj)
         else:
             self._require_soft_delete()
-            obj.deleted_at = utcnow()
-            obj.deleted_by_id = self.actor.user_id
+            if not self._soft_delete([obj.id]):
+                # Someone deleted it first: their name stays on it (and their Undo keeps working).
+                self.session.rollback()
+                raise Conflict(f"Someone else deleted this {self.entity_label} meanwhile.")
+            self.session.expire(obj, ["deleted_at", "deleted_by_id", *(["version"] if hasattr(obj, "version") else [])])
             self.history(obj, "deleted")
         self.commit()
         return obj
+
+    def _soft_delete(self, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        """Move the live rows among `ids` to the trash in one UPDATE; the ids it changed. A row a concurrent
+        request deleted first is not touched again (its deleter, and their Undo, stay)."""
+        if not ids:
+            return []
+        model: Any = self.model
+        values: dict[str, Any] = {"deleted_at": utcnow(), "deleted_by_id": self.actor.user_id}
+        if hasattr(model, "version"):
+            values["version"] = model.version + 1  # an edit form opened before the delete is stale
+        return list(
+            self.session.scalars(
+                update(model)
+                .where(model.org_id == self.org_id, model.id.in_(list(ids)), model.deleted_at.is_(None))
+                .values(values)
+                .returning(model.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
 
     def delete_many(self, ids: Iterable[uuid.UUID], *, criteria: Sequence[ColumnElement[bool]] = ()) -> list[uuid.UUID]:
         """Soft-delete many rows in one UPDATE; returns the ids actually deleted (for Undo)."""
@@ -523,59 +545,38 @@ class BaseService(Generic[M]):
             and any(owner not in (None, self.actor.user_id) for _, owner in rows)
         ):
             raise PermissionDenied(f"Only the owner or a manager can delete some of these {self.entity_label}s.")
-        deleted = [row[0] for row in rows]
+        # Only the rows this statement moved are this request's deletes (history, the Undo toast).
+        deleted = self._soft_delete([row[0] for row in rows])
         if deleted:
-            self.session.execute(
-                update(self.model)
-                .where(self.model.org_id == self.org_id, self.model.id.in_(deleted))
-                .values(deleted_at=utcnow(), deleted_by_id=self.actor.user_id)
-                .execution_options(synchronize_session=False)
-            )
             record_change(self.session, self.actor, self.entity_type, None, "deleted", None, entity_ids=deleted)
         self.commit()
         return deleted
 
+    # --- restore: one policy, one code path (services/trash.py, docs/security.md) -----------
+
     def restore(self, entity_id: uuid.UUID) -> M:
+        """Undo of one delete, or the record's restore: the trash's restore (who may, deals re-homed,
+        history only for what changed)."""
+        from crm_web.services.trash import TrashRef, TrashService
+
         self._require_soft_delete()
-        obj = self.session.scalars(
-            self.scoped(self.model.select_deleted()).where(self.model.id == entity_id)
-        ).one_or_none()
-        if obj is None:
-            raise NotFound(f"That {self.entity_label} is not in the trash.")
-        self.check_can_restore(obj)
-        obj.deleted_at = None
-        obj.deleted_by_id = None
-        self.history(obj, "restored")
-        self.commit()
-        return obj
+        TrashService(self.actor, self.session).restore([TrashRef(self.entity_type, entity_id)], from_trash=False)
+        # populate_existing: the restore was one UPDATE, a copy already loaded must not stay "deleted".
+        return self.get(entity_id, query=self.scoped().execution_options(populate_existing=True))
 
     def restore_many(self, ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
-        self._require_soft_delete()
-        id_list = list(ids)
-        rows = self.session.execute(
-            self.scoped(select(self.model.id, self.model.deleted_by_id))
-            .where(self.model.id.in_(id_list), self.model.deleted_at.is_not(None))
-            .execution_options(include_deleted=True)
-        ).all()
-        if not self.actor.has_role(Role.MANAGER) and any(by != self.actor.user_id for _, by in rows):
-            raise PermissionDenied("You can only restore what you deleted yourself.")
-        restored = [row[0] for row in rows]
-        if restored:
-            self.session.execute(
-                update(self.model)
-                .where(self.model.org_id == self.org_id, self.model.id.in_(restored))
-                .values(deleted_at=None, deleted_by_id=None)
-                .execution_options(synchronize_session=False)
-            )
-            record_change(self.session, self.actor, self.entity_type, None, "restored", None, entity_ids=restored)
-        self.commit()
-        return restored
+        """Undo of a bulk delete: the ids restored (those still in the trash)."""
+        from crm_web.services.trash import TrashRef, TrashService
 
-    def check_can_restore(self, obj: Any) -> None:
-        """Managers and admins restore anything; others only what they deleted themselves (Undo)."""
-        if self.actor.has_role(Role.MANAGER) or obj.deleted_by_id == self.actor.user_id:
-            return
-        raise PermissionDenied("You can only restore what you deleted yourself.")
+        self._require_soft_delete()
+        refs = [TrashRef(self.entity_type, entity_id) for entity_id in dict.fromkeys(ids)]
+        if not refs:
+            return []
+        try:
+            result = TrashService(self.actor, self.session).restore(refs, from_trash=False)
+        except NotFound:  # all restored (or purged) meanwhile: nothing left to undo
+            return []
+        return [item.id for item in result.restored]
 
     def _require_soft_delete(self) -> None:
         if not issubclass(self.model, SoftDeleteMixin):

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy import Uuid, delete, exists, func, literal, select
+from sqlalchemy import Uuid, delete, exists, func, literal, select, update
 
 from crm_web.entities import ENTITIES, Entity, taggable
 from crm_web.errors import Conflict, NotFound, ValidationError
@@ -237,8 +237,22 @@ class TagService(BaseService[Tag]):
         return super().delete(entity_id, hard=hard)
 
     def restore(self, entity_id: uuid.UUID) -> Tag:
+        """Undo of a tag's delete (managers and admins; tags are not in the trash): only a tag still deleted
+        is restored, and only then is it in the history."""
         self._require_manager("restore tags")
-        return super().restore(entity_id)
+        restored = self.session.scalar(
+            update(Tag)
+            .where(Tag.org_id == self.org_id, Tag.id == entity_id, Tag.deleted_at.is_not(None))
+            .values(deleted_at=None, deleted_by_id=None)
+            .returning(Tag.id)
+            .execution_options(synchronize_session=False)
+        )
+        if restored is None:
+            raise NotFound("That tag is not deleted (or no longer exists).")
+        tag = self.get(entity_id, query=self.scoped().execution_options(populate_existing=True))
+        self.history(tag, "restored")
+        self.commit()
+        return tag
 
 
 def purge_trashed_tags(

@@ -1,8 +1,12 @@
 """The trash: every soft-deleted record of an organisation in one list, restore, permanent delete
 and retention.
 
-Managers and admins may look at the trash; only admins restore from it or purge it (anyone
-may still Undo their own delete right away through the entity's restore endpoint). Purging
+Managers and admins may look at the trash. The restore policy, one code path for the trash page, the
+per-record restore and every Undo (`TrashService.restore`): whoever deleted a record may restore it;
+admins restore anything; only admins purge. Restore and purge change only rows still in the trash
+(`... WHERE deleted_at IS NOT NULL RETURNING id`) and write history for exactly those rows, so a
+restore racing a purge leaves either a live record or a purged one, never a history that contradicts
+the row. Purging
 is a plain DELETE: the schema's foreign keys (ON DELETE SET NULL / CASCADE) unlink related
 rows and remove tag links, on PostgreSQL and on SQLite (PRAGMA foreign_keys=ON, see
 database.py). Every restore and purge writes the record history in the same transaction.
@@ -21,7 +25,7 @@ from sqlalchemy import String, delete, func, literal_column, select, union_all, 
 from sqlalchemy.orm import Session, aliased
 
 from crm_web.entities import ENTITIES, Entity
-from crm_web.errors import NotFound, ValidationError
+from crm_web.errors import NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
 from crm_web.models import (
     Organization,
@@ -279,33 +283,53 @@ class TrashService:
     def commit(self) -> None:
         commit_or_refuse(self.session)
 
-    def restore(self, refs: Sequence[TrashRef]) -> RestoreResult:
-        """Admins restore one or many records from the trash; a deal without a live stage goes to
-        the default pipeline's first stage."""
-        require_role(self.actor.role, Role.ADMIN, "restore from the trash")
+    def can_restore(self, item: TrashItem) -> bool:
+        """The restore policy: whoever deleted a record restores it (Undo); admins restore anything."""
+        return self.actor.has_role(Role.ADMIN) or (
+            item.deleted_by_id is not None and item.deleted_by_id == self.actor.user_id
+        )
+
+    def restore(self, refs: Sequence[TrashRef], *, from_trash: bool = True) -> RestoreResult:
+        """Restore records from the trash: the one code path of the trash page, the per-record restore and
+        every Undo. Whoever deleted a record may restore it, admins anything (else 403). Only rows still in
+        the trash (and, for non-admins, still deleted by the actor) change, in one UPDATE ... RETURNING per
+        type; history, re-homing of deals whose stage is gone, and the message cover exactly those rows."""
         found, missing = self._resolve_all(refs)
-        by_type = _group(found)
-        context = {"from_trash": True, **({"bulk": True} if len(found) > 1 else {})}
+        if not all(self.can_restore(item) for item in found):
+            raise PermissionDenied("You can only restore what you deleted yourself.")
+        restored: list[TrashItem] = []
         relocated: list[tuple[TrashItem, str]] = []
-        per_id_changes: dict[uuid.UUID, dict[str, Any]] = {}
         after: list[Callable[[], None]] = []
-        for entity_type, items in by_type.items():
-            rule = TRASH_KINDS[entity_type].trash
-            if rule.rehome is not None:
-                moved, changes = rule.rehome(self.session, self.actor.org_id, items)
-                relocated += moved
-                per_id_changes.update(changes)
+        for entity_type, items in _group(found).items():
+            kind = TRASH_KINDS[entity_type]
+            model, rule = kind.model, kind.trash
             if rule.dependents is not None:
                 after.append(rule.dependents(self.session, self.actor.org_id, [item.id for item in items]))
-        for entity_type, items in by_type.items():
-            model = TRASH_KINDS[entity_type].model
-            ids = [item.id for item in items]
-            self.session.execute(
-                update(model)
-                .where(model.org_id == self.actor.org_id, model.id.in_(ids), model.deleted_at.is_not(None))
-                .values(deleted_at=None, deleted_by_id=None)
-                .execution_options(synchronize_session=False)
+            where = [
+                model.org_id == self.actor.org_id,
+                model.id.in_([i.id for i in items]),
+                model.deleted_at.is_not(None),
+            ]
+            if not self.actor.has_role(Role.ADMIN):  # the policy, checked again by the statement itself
+                where.append(model.deleted_by_id == self.actor.user_id)
+            changed = set(
+                self.session.scalars(
+                    update(model)
+                    .where(*where)
+                    .values(deleted_at=None, deleted_by_id=None)
+                    .returning(model.id)
+                    .execution_options(synchronize_session=False)
+                )
             )
+            mine = [item for item in items if item.id in changed]
+            if not mine:
+                continue
+            per_id_changes: dict[uuid.UUID, dict[str, Any]] = {}
+            if rule.rehome is not None:
+                moved, per_id_changes = rule.rehome(self.session, self.actor.org_id, mine)
+                relocated += moved
+            restored += mine
+            context = {**({"from_trash": True} if from_trash else {}), **({"bulk": True} if len(found) > 1 else {})}
             record_change(
                 self.session,
                 self.actor,
@@ -313,22 +337,25 @@ class TrashService:
                 None,
                 "restored",
                 context,
-                entity_ids=ids,
-                labels={i.id: i.label for i in items},
+                entity_ids=[item.id for item in mine],
+                labels={i.id: i.label for i in mine},
                 per_id_changes=per_id_changes,
             )
+        if not restored:
+            self.session.rollback()
+            raise NotFound("The selected records are no longer in the trash.")
         for refresh in after:
             refresh()
         self.commit()
-        return RestoreResult(restored=found, relocated=relocated, missing=missing)
+        return RestoreResult(restored=restored, relocated=relocated, missing=missing + len(found) - len(restored))
 
     def purge(self, refs: Sequence[TrashRef]) -> PurgeResult:
         """Admins delete trashed records for good; links to them are set to null, tag links removed."""
         require_role(self.actor.role, Role.ADMIN, "delete permanently")
         found, _ = self._resolve_all(refs)
-        self._purge(found)
+        purged = self._purge(found)
         self.commit()
-        return PurgeResult(counts=_counts(found), items=found)
+        return PurgeResult(counts=_counts(purged), items=purged)
 
     def purge_older_than(self, *, days: int, dry_run: bool = False) -> PurgeResult:
         """Retention (admins, or the CLI): purge what has been in the trash longer than `days` days."""
@@ -338,12 +365,14 @@ class TrashService:
         trash = self._union(deleted_before=utcnow() - timedelta(days=days))
         found = self._items(trash, oldest_first=True)
         if not dry_run and found:
-            self._purge(found)
+            found = self._purge(found)
             self.commit()
         return PurgeResult(counts=_counts(found), items=found, dry_run=dry_run)
 
-    def _purge(self, items: Sequence[TrashItem]) -> None:
+    def _purge(self, items: Sequence[TrashItem]) -> list[TrashItem]:
+        """Delete the items still in the trash; the ones deleted."""
         context = {"bulk": True} if len(items) > 1 else None
+        purged: list[TrashItem] = []
         after: list[Callable[[], None]] = []
         for entity_type, group in _group(items).items():
             model = TRASH_KINDS[entity_type].model
@@ -352,25 +381,36 @@ class TrashService:
                 after.append(dependents(self.session, self.actor.org_id, [item.id for item in group]))
             for start in range(0, len(group), BATCH):
                 batch = group[start : start + BATCH]
-                ids = [item.id for item in batch]
-                # History first: it names what went, and outlives the row (no foreign key).
-                record_change(
-                    self.session,
-                    self.actor,
-                    entity_type,
-                    None,
-                    "purged",
-                    context,
-                    entity_ids=ids,
-                    labels={i.id: i.label for i in batch},
+                # Only rows still in the trash go (an Undo may have won the race); the history, which
+                # outlives the row (no foreign key), names exactly those.
+                gone = set(
+                    self.session.scalars(
+                        delete(model)
+                        .where(
+                            model.org_id == self.actor.org_id,
+                            model.id.in_([item.id for item in batch]),
+                            model.deleted_at.is_not(None),
+                        )
+                        .returning(model.id)
+                        .execution_options(synchronize_session=False)
+                    )
                 )
-                self.session.execute(
-                    delete(model)
-                    .where(model.org_id == self.actor.org_id, model.id.in_(ids), model.deleted_at.is_not(None))
-                    .execution_options(synchronize_session=False)
-                )
+                purged_batch = [item for item in batch if item.id in gone]
+                purged += purged_batch
+                if purged_batch:
+                    record_change(
+                        self.session,
+                        self.actor,
+                        entity_type,
+                        None,
+                        "purged",
+                        context,
+                        entity_ids=[item.id for item in purged_batch],
+                        labels={i.id: i.label for i in purged_batch},
+                    )
         for refresh in after:
             refresh()
+        return purged
 
 
 def purge_expired(

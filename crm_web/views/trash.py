@@ -1,5 +1,6 @@
-"""Trash: every deleted record of the organisation (managers and admins), restore, permanent
-delete after a confirmation that names what will go (admins), and each record's history."""
+"""Trash: every deleted record of the organisation (managers and admins), restore (whoever deleted a
+record, or an admin: services/trash.py), permanent delete after a confirmation that names what will go
+(admins), and each record's history."""
 
 from __future__ import annotations
 
@@ -70,9 +71,14 @@ def index():
 
 @bp.get(f"/trash/{ENTITY_TYPE}/<uuid:entity_id>")
 def detail(entity_type: str, entity_id):
-    entry = _service().get_entry(entity_type, entity_id)
+    service = _service()
+    entry = service.get_entry(entity_type, entity_id)
     return render_page(
-        "trash/detail.html", block="trash_entry", entry=entry, can_manage=current_user.has_role(Role.ADMIN)
+        "trash/detail.html",
+        block="trash_entry",
+        entry=entry,
+        can_manage=current_user.has_role(Role.ADMIN),
+        can_restore=service.can_restore(entry.item),
     )
 
 
