@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -306,17 +306,7 @@ class TrashService:
                 .values(deleted_at=None, deleted_by_id=None)
                 .execution_options(synchronize_session=False)
             )
-            record_change(
-                self.session,
-                self.actor,
-                entity_type,
-                None,
-                "restored",
-                context,
-                entity_ids=ids,
-                labels={i.id: i.label for i in items},
-                per_id_changes=per_id_changes,
-            )
+            self._record(entity_type, "restored", context, items, per_id_changes=per_id_changes)
         for refresh in after:
             refresh()
         self.commit()
@@ -342,6 +332,28 @@ class TrashService:
             self.commit()
         return PurgeResult(counts=_counts(found), items=found, dry_run=dry_run)
 
+    def _record(
+        self,
+        entity_type: str,
+        action: str,
+        context: dict[str, Any] | None,
+        items: Sequence[TrashItem],
+        *,
+        per_id_changes: Mapping[uuid.UUID, dict[str, Any]] | None = None,
+    ) -> None:
+        """One history entry for the items of one type (each named by its label)."""
+        record_change(
+            self.session,
+            self.actor,
+            entity_type,
+            None,
+            action,
+            context,
+            entity_ids=[item.id for item in items],
+            labels={item.id: item.label for item in items},
+            per_id_changes=per_id_changes,
+        )
+
     def _purge(self, items: Sequence[TrashItem]) -> None:
         context = {"bulk": True} if len(items) > 1 else None
         after: list[Callable[[], None]] = []
@@ -354,16 +366,7 @@ class TrashService:
                 batch = group[start : start + BATCH]
                 ids = [item.id for item in batch]
                 # History first: it names what went, and outlives the row (no foreign key).
-                record_change(
-                    self.session,
-                    self.actor,
-                    entity_type,
-                    None,
-                    "purged",
-                    context,
-                    entity_ids=ids,
-                    labels={i.id: i.label for i in batch},
-                )
+                self._record(entity_type, "purged", context, batch)
                 self.session.execute(
                     delete(model)
                     .where(model.org_id == self.actor.org_id, model.id.in_(ids), model.deleted_at.is_not(None))
