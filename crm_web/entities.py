@@ -101,7 +101,8 @@ class Entity:
     csv: tuple[CsvColumn, ...] = ()
     # The column on Activity that links an activity to a record of this entity ("contact_id").
     activity_link: str | None = None
-    counted: bool = True  # in the organisation counts of the internal API
+    # In the organisation counts of the internal API (OrgStats, and a column of UsageRecord each).
+    counted: bool = False
     custom_fields: Mapping[str, FilterField] = field(default_factory=dict)
 
     @property
@@ -150,6 +151,7 @@ def _tags(obj: Any) -> str:
 
 CONTACT = Entity(
     name="contact",
+    counted=True,
     label="Contact",
     plural="contacts",
     model=Contact,
@@ -203,6 +205,7 @@ CONTACT = Entity(
 
 COMPANY = Entity(
     name="company",
+    counted=True,
     label="Company",
     plural="companies",
     model=Company,
@@ -249,6 +252,7 @@ COMPANY = Entity(
 
 LEAD = Entity(
     name="lead",
+    counted=True,
     label="Lead",
     plural="leads",
     model=Lead,
@@ -303,6 +307,7 @@ LEAD = Entity(
 
 DEAL = Entity(
     name="deal",
+    counted=True,
     label="Deal",
     plural="deals",
     model=Deal,
@@ -353,6 +358,7 @@ DEAL = Entity(
 
 ACTIVITY = Entity(
     name="activity",
+    counted=True,
     label="Activity",
     plural="activities",
     model=Activity,

@@ -9,7 +9,7 @@ clause, describe.py tells the builder what it may offer.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,19 @@ class FieldType(enum.StrEnum):
     TAG = "tag"
 
 
+class _OneColumn:
+    """A FilterField constructor for one column of one type (a descriptor, so it is called on the class)."""
+
+    def __init__(self, kind: FieldType) -> None:
+        self.kind = kind
+
+    def __get__(self, instance: Any, owner: type[FilterField]) -> Callable[..., FilterField]:
+        def make(label: str, column: Any, *, via: Any = None) -> FilterField:
+            return owner(label, self.kind, (column,), via)
+
+        return make
+
+
 # eq=False: columns overload ==, so dataclass equality would build SQL instead of comparing.
 @dataclass(frozen=True, eq=False)
 class FilterField:
@@ -56,29 +69,17 @@ class FilterField:
     via: Any = None
     choices: tuple[tuple[str, str], ...] = ()
 
+    # One-column fields of one type: F.number("Employees", Company.employee_count, via=...).
+    number = _OneColumn(FieldType.NUMBER)
+    money = _OneColumn(FieldType.MONEY)
+    date = _OneColumn(FieldType.DATE)
+    datetime = _OneColumn(FieldType.DATETIME)
+    uuid = _OneColumn(FieldType.UUID)
+    boolean = _OneColumn(FieldType.BOOLEAN)
+
     @classmethod
     def text(cls, label: str, *columns: Any, via: Any = None) -> FilterField:
         return cls(label, FieldType.TEXT, tuple(columns), via)
-
-    @classmethod
-    def number(cls, label: str, column: Any, *, via: Any = None) -> FilterField:
-        return cls(label, FieldType.NUMBER, (column,), via)
-
-    @classmethod
-    def money(cls, label: str, column: Any, *, via: Any = None) -> FilterField:
-        return cls(label, FieldType.MONEY, (column,), via)
-
-    @classmethod
-    def date(cls, label: str, column: Any, *, via: Any = None) -> FilterField:
-        return cls(label, FieldType.DATE, (column,), via)
-
-    @classmethod
-    def datetime(cls, label: str, column: Any, *, via: Any = None) -> FilterField:
-        return cls(label, FieldType.DATETIME, (column,), via)
-
-    @classmethod
-    def uuid(cls, label: str, column: Any, *, via: Any = None) -> FilterField:
-        return cls(label, FieldType.UUID, (column,), via)
 
     @classmethod
     def choice(
@@ -86,10 +87,6 @@ class FilterField:
     ) -> FilterField:
         pairs = tuple((c, c) if isinstance(c, str) else (str(c[0]), str(c[1])) for c in choices)
         return cls(label, FieldType.CHOICE, (column,), via, pairs)
-
-    @classmethod
-    def boolean(cls, label: str, column: Any, *, via: Any = None) -> FilterField:
-        return cls(label, FieldType.BOOLEAN, (column,), via)
 
     @classmethod
     def tag(cls, label: str, relationship: Any, id_column: Any = None) -> FilterField:

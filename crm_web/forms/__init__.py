@@ -1,9 +1,9 @@
 """Flask-WTF forms: the shape of input only; rules about the domain live in services."""
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
-from typing import Any
+from typing import Any, Self, TypeVar
 
 from wtforms import Form, HiddenField
 from wtforms.fields.choices import SelectChoice
@@ -14,6 +14,9 @@ from crm_web.params import is_whole_number
 from crm_web.services.conflicts import EditConflict
 
 DAMAGED_VERSION = "This form is damaged or out of date. Reload the page to edit the latest version."
+
+
+T = TypeVar("T")
 
 
 def select_choices(pairs: Iterable[tuple[Any, str]]) -> list[SelectChoice]:
@@ -48,6 +51,18 @@ class PickerField(HiddenField):
 
     def _value(self) -> str:
         return "" if self.data is None else str(self.data)
+
+
+def submit(form: Any, action: Callable[[], T]) -> T | None:
+    """On a valid POST: what `action` returns. None when the form was not posted or is invalid, or when
+    the service refused the values (its ValidationError then shows on the form)."""
+    if not form.validate_on_submit():
+        return None
+    try:
+        return action()
+    except ValidationError as error:
+        apply_errors(form, error)
+        return None
 
 
 class VersionField(HiddenField):
@@ -85,6 +100,20 @@ class VersionedForm:
         skipped = ("csrf_token", "version", *exclude)
         fields = self._fields  # type: ignore[attr-defined]  # mixed into a wtforms Form
         return {name: field.data for name, field in fields.items() if name not in skipped}
+
+    def values(self) -> dict[str, Any]:
+        """The service's keyword arguments: the record's values, an empty text or choice as None."""
+        return {name: None if value == "" else value for name, value in self.record_data().items()}
+
+
+class OwnedRecordForm(VersionedForm):
+    """A record form with an owner picker (companies, leads)."""
+
+    owner_id: Any  # the form's SelectField
+
+    def set_choices(self, *, owners: list[tuple[Any, str]]) -> Self:
+        self.owner_id.choices = select_choices([(None, "— unassigned —"), *owners])
+        return self
 
 
 def conflict_message(error: Conflict, *, today: date | None = None) -> str:

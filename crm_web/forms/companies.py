@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask_wtf import FlaskForm
-from wtforms import DecimalField, EmailField, IntegerField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms import DecimalField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
 
 from crm_web.column_limits import ColumnRange
-from crm_web.forms import VersionedForm, select_choices
-from crm_web.forms.contacts import _uuid_or_none
+from crm_web.forms import OwnedRecordForm, select_choices
+from crm_web.forms.contacts import ReachFields, _uuid_or_none
 from crm_web.models import COMPANY_SIZES, Company
 
-OPTIONAL_TEXT = (
-    "website",
-    "email",
-    "phone",
-    "industry",
-    "size",
-    "description",
-    "street",
-    "city",
-    "state",
-    "postal_code",
-    "country",
-)
 
-
-class CompanyForm(VersionedForm, FlaskForm):
+class CompanyForm(ReachFields, OwnedRecordForm, FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     website = StringField("Website", validators=[Optional(), Length(max=255)])
-    email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=254)])
-    phone = StringField("Phone", validators=[Optional(), Length(max=50)])
     industry = StringField("Industry", validators=[Optional(), Length(max=100)])
     size = SelectField(
         "Size", choices=select_choices([("", "—"), *[(s, s) for s in COMPANY_SIZES]]), validators=[Optional()]
@@ -50,15 +32,3 @@ class CompanyForm(VersionedForm, FlaskForm):
     postal_code = StringField("Postal code", validators=[Optional(), Length(max=20)])
     country = StringField("Country", validators=[Optional(), Length(max=120)])
     description = TextAreaField("Description", validators=[Optional(), Length(max=10000)])
-
-    def set_choices(self, *, owners: list[tuple[Any, str]]) -> CompanyForm:
-        self.owner_id.choices = select_choices([(None, "— unassigned —"), *owners])
-        return self
-
-    def values(self) -> dict[str, Any]:
-        """The service's keyword arguments (empty optional strings become None)."""
-        data = self.record_data()
-        for key in OPTIONAL_TEXT:
-            if data.get(key) == "":
-                data[key] = None
-        return data

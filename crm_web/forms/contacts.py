@@ -28,13 +28,23 @@ def _uuid_or_none(value: Any) -> Any:
         return value  # SelectField's choice check reports it
 
 
-class ContactForm(VersionedForm, FlaskForm):
-    first_name = StringField("First name", validators=[DataRequired(), Length(max=100)])
-    last_name = StringField("Last name", validators=[Optional(), Length(max=100)])
+class ReachFields:
+    """How to reach someone: the fields contacts, leads and companies share."""
+
     email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=254)])
     phone = StringField("Phone", validators=[Optional(), Length(max=50)])
-    mobile = StringField("Mobile", validators=[Optional(), Length(max=50)])
+
+
+class PersonFields(ReachFields):
+    """A person's name and job title, besides how to reach them: contacts and leads."""
+
+    first_name = StringField("First name", validators=[DataRequired(), Length(max=100)])
+    last_name = StringField("Last name", validators=[Optional(), Length(max=100)])
     title = StringField("Job title", validators=[Optional(), Length(max=150)])
+
+
+class ContactForm(PersonFields, VersionedForm, FlaskForm):
+    mobile = StringField("Mobile", validators=[Optional(), Length(max=50)])
     department = StringField("Department", validators=[Optional(), Length(max=150)])
     status = SelectField("Status", choices=_choices(CONTACT_STATUSES), default="prospect")
     lead_source = SelectField("Lead source", choices=_choices([("", "—"), *LEAD_SOURCES]), validators=[Optional()])
@@ -52,22 +62,7 @@ class ContactForm(VersionedForm, FlaskForm):
         return self
 
     def values(self) -> dict[str, Any]:
-        """The service's keyword arguments (empty optional strings become None)."""
-        data = self.record_data()
-        for key in (
-            "lead_source",
-            "email",
-            "phone",
-            "mobile",
-            "title",
-            "department",
-            "linkedin_url",
-            "city",
-            "country",
-            "notes",
-        ):
-            if data.get(key) == "":
-                data[key] = None
+        data = super().values()
         data["last_name"] = data.get("last_name") or ""
         return data
 

@@ -5,24 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DecimalField, EmailField, IntegerField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms import BooleanField, DecimalField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import Length, Optional
 
 from crm_web.column_limits import ColumnRange
-from crm_web.forms import VersionedForm, select_choices
-from crm_web.forms.contacts import _uuid_or_none
+from crm_web.forms import OwnedRecordForm, select_choices
+from crm_web.forms.contacts import PersonFields, _uuid_or_none
 from crm_web.models import LEAD_SOURCES, LEAD_STATUSES, Deal, Lead
 
-OPTIONAL_TEXT = ("email", "phone", "title", "company_name", "website", "source", "notes")
 MANUAL_STATUS_CHOICES = [(value, label) for value, label in LEAD_STATUSES if value != "converted"]
 
 
-class LeadForm(VersionedForm, FlaskForm):
-    first_name = StringField("First name", validators=[DataRequired(), Length(max=100)])
-    last_name = StringField("Last name", validators=[Optional(), Length(max=100)])
-    email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=254)])
-    phone = StringField("Phone", validators=[Optional(), Length(max=50)])
-    title = StringField("Job title", validators=[Optional(), Length(max=150)])
+class LeadForm(PersonFields, OwnedRecordForm, FlaskForm):
     company_name = StringField("Company", validators=[Optional(), Length(max=200)])
     website = StringField("Website", validators=[Optional(), Length(max=255)])
     source = SelectField("Source", choices=select_choices([("", "—"), *LEAD_SOURCES]), validators=[Optional()])
@@ -33,16 +27,8 @@ class LeadForm(VersionedForm, FlaskForm):
     owner_id = SelectField("Owner", choices=[], coerce=_uuid_or_none, validate_choice=True)
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=10000)])
 
-    def set_choices(self, *, owners: list[tuple[Any, str]]) -> LeadForm:
-        self.owner_id.choices = select_choices([(None, "— unassigned —"), *owners])
-        return self
-
     def values(self) -> dict[str, Any]:
-        """The service's keyword arguments (empty optional strings become None)."""
-        data = self.record_data()
-        for key in OPTIONAL_TEXT:
-            if data.get(key) == "":
-                data[key] = None
+        data = super().values()
         data["last_name"] = data.get("last_name") or ""
         data["score"] = data.get("score") or 0
         return data

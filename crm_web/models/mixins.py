@@ -110,6 +110,13 @@ def live_index(table_name: str, *columns: str) -> Index:
     )
 
 
+def one_flagged_per(name: str, scope_column: str, flag: str) -> Index:
+    """At most one row per `scope_column` with the boolean `flag` set (one default pipeline per
+    organisation, one won and one lost stage per pipeline), enforced by a partial unique index."""
+    predicate = text(flag)
+    return Index(name, scope_column, unique=True, postgresql_where=predicate, sqlite_where=predicate)
+
+
 def trash_index(table_name: str) -> Index:
     """A partial (org_id, deleted_at) index of the trashed rows only: the trash page reads the newest
     of them per table (a backward range scan serves ORDER BY deleted_at DESC), and live pages never

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_web.models.base import Base, IdMixin, OrgScopedMixin, TimestampMixin
+from crm_web.models.mixins import one_flagged_per
 
 
 class Pipeline(IdMixin, TimestampMixin, OrgScopedMixin, Base):
     __tablename__ = "pipelines"
-    __table_args__ = (
-        # One default pipeline per organisation, enforced by the database.
-        Index(
-            "unique_default_pipeline_per_org",
-            "org_id",
-            unique=True,
-            postgresql_where=text("is_default"),
-            sqlite_where=text("is_default"),
-        ),
-    )
+    __table_args__ = (one_flagged_per("unique_default_pipeline_per_org", "org_id", "is_default"),)
 
     name: Mapped[str] = mapped_column(String(120))
     is_default: Mapped[bool] = mapped_column(default=False)
@@ -40,20 +33,8 @@ class Pipeline(IdMixin, TimestampMixin, OrgScopedMixin, Base):
 class PipelineStage(IdMixin, TimestampMixin, OrgScopedMixin, Base):
     __tablename__ = "pipeline_stages"
     __table_args__ = (
-        Index(
-            "unique_won_stage_per_pipeline",
-            "pipeline_id",
-            unique=True,
-            postgresql_where=text("is_won"),
-            sqlite_where=text("is_won"),
-        ),
-        Index(
-            "unique_lost_stage_per_pipeline",
-            "pipeline_id",
-            unique=True,
-            postgresql_where=text("is_lost"),
-            sqlite_where=text("is_lost"),
-        ),
+        one_flagged_per("unique_won_stage_per_pipeline", "pipeline_id", "is_won"),
+        one_flagged_per("unique_lost_stage_per_pipeline", "pipeline_id", "is_lost"),
         CheckConstraint("NOT (is_won AND is_lost)", name="stage_not_both_won_and_lost"),
         CheckConstraint("probability >= 0 AND probability <= 100", name="stage_probability_valid_range"),
         Index("ix_pipeline_stages_pipeline_position", "pipeline_id", "position"),
@@ -71,3 +52,19 @@ class PipelineStage(IdMixin, TimestampMixin, OrgScopedMixin, Base):
     @property
     def is_closed(self) -> bool:
         return self.is_won or self.is_lost
+
+    @classmethod
+    def listed(cls, pipeline: Pipeline, specs: Iterable[tuple[str, int, str | None]]) -> list[PipelineStage]:
+        """New stages of `pipeline` in the order given, from (name, probability, "won" | "lost" | None)."""
+        return [
+            cls(
+                org_id=pipeline.org_id,
+                pipeline_id=pipeline.id,
+                name=name,
+                position=position,
+                probability=probability,
+                is_won=kind == "won",
+                is_lost=kind == "lost",
+            )
+            for position, (name, probability, kind) in enumerate(specs)
+        ]

@@ -61,18 +61,7 @@ def create_organization(*, name: str, slug: str, currency: str = "USD") -> Organ
     pipeline = Pipeline(org_id=org.id, name=DEFAULT_PIPELINE_NAME, is_default=True, currency=currency)
     db.session.add(pipeline)
     db.session.flush()
-    for position, (stage_name, probability, kind) in enumerate(STARTER_STAGES):
-        db.session.add(
-            PipelineStage(
-                org_id=org.id,
-                pipeline_id=pipeline.id,
-                name=stage_name,
-                position=position,
-                probability=probability,
-                is_won=kind == "won",
-                is_lost=kind == "lost",
-            )
-        )
+    db.session.add_all(PipelineStage.listed(pipeline, STARTER_STAGES))
     return org
 
 

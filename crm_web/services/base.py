@@ -40,6 +40,14 @@ M = TypeVar("M")
 T = TypeVar("T")
 
 
+def row_or_not_found(session: Session, model: type[T], ident: Any, missing: str) -> T:
+    """The row of `model` with primary key `ident`; NotFound(`missing`) when there is none."""
+    row = session.get(model, ident)
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who is acting: every service call is made on behalf of one user in one organisation."""

@@ -19,7 +19,6 @@ from sqlalchemy import ColumnElement, case, desc, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.entities import COMPANY
-from crm_web.errors import ValidationError
 from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory
 from crm_web.services.base import BaseService
 from crm_web.services.currencies import in_org_currency_sql, org_currency_sql, unconverted_sql
@@ -130,6 +129,7 @@ class CompanyService(BaseService[Company]):
     """Org-scoped companies; a deleted company's contacts and deals stay where they are."""
 
     entity = COMPANY
+    EMPTY_OWNER_IS_ME = True
     DEFAULT_SORT = "name"
     WRITABLE_FIELDS = frozenset(
         {
@@ -288,14 +288,5 @@ class CompanyService(BaseService[Company]):
         for number in ("employee_count", "annual_revenue"):
             if values.get(number) is not None and values[number] < 0:
                 errors[number] = "Cannot be negative."
-        if values.get("owner_id") and not self.is_org_user(values["owner_id"]):
-            errors["owner_id"] = "Choose a user of your organisation."
-        if errors:
-            raise ValidationError("Please correct the highlighted fields", errors)
+        self.refuse_errors(values, errors)
         return values
-
-    def create(self, **values: Any) -> Company:
-        """Create a company owned by the actor unless another owner is chosen."""
-        if not values.get("owner_id"):
-            values.pop("owner_id", None)
-        return super().create(**values)

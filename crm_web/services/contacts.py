@@ -101,30 +101,6 @@ class ContactService(BaseService[Contact]):
         "last_activity": Contact.last_activity_at,
     }
     DEFAULT_SORT = "name"
-    WRITABLE_FIELDS = frozenset(
-        {
-            "first_name",
-            "last_name",
-            "email",
-            "phone",
-            "mobile",
-            "title",
-            "department",
-            "status",
-            "lead_source",
-            "linkedin_url",
-            "birthday",
-            "notes",
-            "do_not_contact",
-            "primary_company_id",
-            "owner_id",
-            "street",
-            "city",
-            "state",
-            "postal_code",
-            "country",
-        }
-    )
     # Fields the detail page edits in place, one at a time.
     INLINE_FIELDS: ClassVar[tuple[str, ...]] = (
         "email",
@@ -136,6 +112,22 @@ class ContactService(BaseService[Contact]):
         "lead_source",
         "city",
         "country",
+    )
+    WRITABLE_FIELDS = frozenset(
+        {
+            *INLINE_FIELDS,
+            "first_name",
+            "last_name",
+            "linkedin_url",
+            "birthday",
+            "notes",
+            "do_not_contact",
+            "primary_company_id",
+            "owner_id",
+            "street",
+            "state",
+            "postal_code",
+        }
     )
 
     # --- list ----------------------------------------------------------------------
@@ -254,10 +246,7 @@ class ContactService(BaseService[Contact]):
             )
         ):
             errors["primary_company_id"] = "That company does not exist."
-        if values.get("owner_id") and not self.is_org_user(values["owner_id"]):
-            errors["owner_id"] = "That user is not in your organisation."
-        if errors:
-            raise ValidationError("Please correct the highlighted fields", errors)
+        self.refuse_errors(values, errors)
         return values
 
     def update_field(self, contact_id: uuid.UUID, name: str, value: Any, *, original: str | None = None) -> Contact:

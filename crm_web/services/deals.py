@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.entities import DEAL
@@ -20,8 +19,7 @@ from crm_web.errors import ValidationError
 from crm_web.models import Company, Contact, Deal, RecordHistory, Tag, User, utcnow
 from crm_web.services.base import BaseService
 from crm_web.services.deal_stages import apply_stage
-from crm_web.services.history import history_for, snapshot_changes
-from crm_web.services.integrity import integrity_to_validation
+from crm_web.services.history import history_for
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
 from crm_web.services.sql import AnySelect
 from crm_web.services.text_search import TextMatch, text_match
@@ -179,15 +177,7 @@ class DealService(BaseService[Deal]):
         deal.status = "open"
         apply_stage(deal, stage, lost_reason=values.get("lost_reason"))
         self._set_tags(deal, tag_ids, new=True)
-        self.session.add(deal)
-        try:
-            self.session.flush()
-        except IntegrityError as error:
-            self.session.rollback()
-            raise integrity_to_validation(error) from error
-        self.history(deal, "created")
-        self.commit()
-        return deal
+        return self.insert(deal)
 
     def update(  # type: ignore[override]
         self,
@@ -204,18 +194,13 @@ class DealService(BaseService[Deal]):
         self.check_version(deal, expected_version)
         values = self.clean(self._writable(values), deal)
         self.check_fits(values)
-        changes = snapshot_changes(deal, values, ignored=self.HISTORY_IGNORED)
-        for name, value in values.items():
-            setattr(deal, name, value)
+        changes = self.set_values(deal, values)
         if stage_id is not None and stage_id != deal.stage_id:
             _, stage = self.pipelines.stage_lookup(stage_id)
             changes.update(apply_stage(deal, stage, lost_reason=values.get("lost_reason")))
         if tag_ids is not None:
             self._set_tags(deal, tag_ids)
-        if changes:
-            self.history(deal, "updated", changes)
-        self.commit()
-        return deal
+        return self.save_changes(deal, changes)
 
     def _set_tags(self, deal: Deal, tag_ids: Sequence[uuid.UUID], *, new: bool = False) -> None:
         tags = (
@@ -246,13 +231,8 @@ class DealService(BaseService[Deal]):
             values: dict[str, Any] = {"status": "won" if won else "lost", "closed_at": utcnow()}
             if not won and lost_reason:
                 values["lost_reason"] = lost_reason.strip()[:255]
-            changes = snapshot_changes(deal, values, ignored={"closed_at"})
-            for name, value in values.items():
-                setattr(deal, name, value)
-        if changes:
-            self.history(deal, "updated", changes)
-        self.commit()
-        return deal
+            changes = self.set_values(deal, values, ignored={"closed_at"})
+        return self.save_changes(deal, changes)
 
     def reopen(self, deal_id: uuid.UUID) -> Deal:
         """Reopen: a deal in a won/lost stage goes back to the last open stage of its pipeline."""
@@ -264,13 +244,8 @@ class DealService(BaseService[Deal]):
             changes = apply_stage(deal, open_stages[-1])
         else:
             values = {"status": "open", "closed_at": None, "lost_reason": None}
-            changes = snapshot_changes(deal, values)
-            for name, value in values.items():
-                setattr(deal, name, value)
-        if changes:
-            self.history(deal, "updated", changes)
-        self.commit()
-        return deal
+            changes = self.set_values(deal, values, ignored=())
+        return self.save_changes(deal, changes)
 
     def pipeline_of(self, deal: Deal) -> PipelineInfo | None:
         if deal.pipeline_id is None:

@@ -63,6 +63,7 @@ class LeadService(BaseService[Lead]):
     """Org-scoped leads; sales staff change only their own (or unowned) leads."""
 
     entity = LEAD
+    EMPTY_OWNER_IS_ME = True
     SORT_FIELDS: ClassVar[dict[str, Any]] = {
         "name": (func.lower(Lead.last_name), func.lower(Lead.first_name)),
         "company": func.lower(Lead.company_name),
@@ -139,17 +140,8 @@ class LeadService(BaseService[Lead]):
             errors["estimated_value"] = "Cannot be negative."
         if values.get("source") and values["source"] not in SOURCE_VALUES:
             errors["source"] = "Choose one of the listed sources."
-        if values.get("owner_id") and not self.is_org_user(values["owner_id"]):
-            errors["owner_id"] = "Choose a user of your organisation."
-        if errors:
-            raise ValidationError("Please correct the highlighted fields", errors)
+        self.refuse_errors(values, errors)
         return values
-
-    def create(self, **values: Any) -> Lead:
-        """A new lead starts as "new", owned by the actor unless another owner is chosen."""
-        if not values.get("owner_id"):
-            values.pop("owner_id", None)
-        return super().create(**values)
 
     def set_status(self, lead_id: uuid.UUID, *, status: str) -> Lead:
         """One click moves a lead between new/contacted/qualified/unqualified; a converted lead stays converted."""

@@ -61,15 +61,21 @@ def _org_exists(org_id: uuid.UUID) -> Any:
     return exists().where(Organization.__table__.c.id == org_id)
 
 
-@dataclass
-class OrgStats:
-    org_id: uuid.UUID
+@dataclass(kw_only=True)
+class RecordCounts:
+    """An organisation's live records per kind (COUNTED) and its users."""
+
     contacts: int
     companies: int
     deals: int
     leads: int
     activities: int
     users: int
+
+
+@dataclass(kw_only=True)
+class OrgStats(RecordCounts):
+    org_id: uuid.UUID
     deals_by_status: dict[str, dict[str, Any]]  # each value in `currency`; "unconverted": deals without a rate
     currency: str = ""
 
@@ -109,17 +115,11 @@ def org_stats(*, org_id: uuid.UUID, session: Session | None = None) -> OrgStats:
     )
 
 
-@dataclass
-class UsageSnapshot:
+@dataclass(kw_only=True)
+class UsageSnapshot(RecordCounts):
     id: uuid.UUID
     org_id: uuid.UUID
     recorded_at: datetime
-    contacts: int
-    companies: int
-    deals: int
-    leads: int
-    activities: int
-    users: int
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -131,7 +131,7 @@ def record_usage(*, org_id: uuid.UUID, session: Session | None = None) -> UsageS
     """Store a UsageRecord of the current counts: one INSERT ... SELECT ... RETURNING."""
     session = session_or_default(session)
     table: Any = UsageRecord.__table__
-    names = ["contacts", "companies", "deals", "leads", "activities"]
+    names = list(COUNTED)
     source = select(
         literal(uuid.uuid4(), Uuid()),
         literal(org_id, Uuid()),

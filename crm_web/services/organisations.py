@@ -9,11 +9,11 @@ from typing import Any, cast
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from crm_web.errors import NotFound, ValidationError
+from crm_web.errors import ValidationError
 from crm_web.extensions import db
 from crm_web.models import CURRENCIES, Activity, Contact, Deal, Organization, Role, User, utcnow
 from crm_web.permissions import require_role
-from crm_web.services.base import Actor
+from crm_web.services.base import Actor, row_or_not_found
 from crm_web.services.currencies import rebase
 from crm_web.services.history import record_change
 
@@ -40,10 +40,7 @@ class OrganisationService:
         self.session = cast(Session, session or db.session)
 
     def get(self) -> Organization:
-        org = self.session.get(Organization, self.actor.org_id)
-        if org is None:
-            raise NotFound("Your organisation no longer exists.")
-        return org
+        return row_or_not_found(self.session, Organization, self.actor.org_id, "Your organisation no longer exists.")
 
     def update(
         self, *, name: str, default_currency: str, time_zone: str, trash_retention_days: int | None

@@ -6,7 +6,7 @@ is never stale (services/cache_versions.py)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -108,18 +108,7 @@ class PipelineService(PipelineCatalog):
         pipeline = Pipeline(org_id=self.org_id, name=name.strip(), currency=currency, position=position or 0)
         self.session.add(pipeline)
         self.session.flush()
-        for index, (stage_name, probability, kind) in enumerate(STARTER_STAGES if starter_stages else []):
-            self.session.add(
-                PipelineStage(
-                    org_id=self.org_id,
-                    pipeline_id=pipeline.id,
-                    name=stage_name,
-                    position=index,
-                    probability=probability,
-                    is_won=kind == "won",
-                    is_lost=kind == "lost",
-                )
-            )
+        self.session.add_all(PipelineStage.listed(pipeline, STARTER_STAGES if starter_stages else []))
         self.history(pipeline, "created")
         if is_default:
             self._make_default(pipeline)
@@ -133,13 +122,7 @@ class PipelineService(PipelineCatalog):
         values: dict[str, Any] = {"name": name.strip()}
         if currency:
             values["currency"] = currency
-        changes = {k: [getattr(pipeline, k), v] for k, v in values.items() if getattr(pipeline, k) != v}
-        for key, value in values.items():
-            setattr(pipeline, key, value)
-        if changes:
-            self.history(pipeline, "updated", changes)
-        self.commit()
-        return pipeline
+        return self.save_changes(pipeline, self.set_values(pipeline, values))
 
     def pipeline_set_default(self, pipeline_id: uuid.UUID) -> Pipeline:
         """Exactly one default per org: the previous default is demoted in the same transaction. Making
@@ -201,17 +184,13 @@ class PipelineService(PipelineCatalog):
                 "The default pipeline cannot be deleted. Make another pipeline the default first.",
                 {"move_to_stage_id": "Make another pipeline the default first."},
             )
-        deals = self._deal_count(Deal.pipeline_id == pipeline.id)
-        if deals:
-            if move_to_stage_id is None:
-                message = f"This pipeline holds {deals} deal(s). Choose a stage of another pipeline to move them to."
-                raise ValidationError(message, {"move_to_stage_id": message})
-            _, target = self.stage_lookup(move_to_stage_id)
-            if target.pipeline_id == pipeline.id:
-                raise ValidationError(
-                    "Choose a stage of another pipeline.", {"move_to_stage_id": "Choose a stage of another pipeline."}
-                )
-            self._move_all_deals(Deal.pipeline_id == pipeline.id, target)
+        self._move_deals_away(
+            Deal.pipeline_id == pipeline.id,
+            move_to_stage_id,
+            holds="This pipeline holds {deals} deal(s). Choose a stage of another pipeline to move them to.",
+            allowed=lambda target: target.pipeline_id != pipeline.id,
+            refused="Choose a stage of another pipeline.",
+        )
         self.history(pipeline, "deleted")
         self.session.delete(pipeline)  # stages go by ON DELETE CASCADE (passive_deletes)
         self.commit()
@@ -276,9 +255,7 @@ class PipelineService(PipelineCatalog):
         self._require_manager("change stages")
         stage = self._stage_row(stage_id)
         values = {"name": name.strip(), "probability": probability, "is_won": bool(is_won), "is_lost": bool(is_lost)}
-        changes = {k: [getattr(stage, k), v] for k, v in values.items() if getattr(stage, k) != v}
-        for key, value in values.items():
-            setattr(stage, key, value)
+        changes = self.set_values(stage, values)
         self._flush_stage(values)
         if changes:
             record = {f"stage.{k}": v for k, v in changes.items()}
@@ -304,21 +281,40 @@ class PipelineService(PipelineCatalog):
         """A stage holding deals is deleted only after its deals move to another stage of the pipeline."""
         self._require_manager("delete stages")
         stage = self._stage_row(stage_id)
-        deals = self._deal_count(Deal.stage_id == stage.id)
-        if deals:
-            if move_to_stage_id is None:
-                message = f"This stage holds {deals} deal(s). Choose where to move them."
-                raise ValidationError(message, {"move_to_stage_id": message})
-            _, target = self.stage_lookup(move_to_stage_id)
-            if target.pipeline_id != stage.pipeline_id or target.id == stage.id:
-                message = "Choose another stage of the same pipeline."
-                raise ValidationError(message, {"move_to_stage_id": message})
-            self._move_all_deals(Deal.stage_id == stage.id, target)
+        self._move_deals_away(
+            Deal.stage_id == stage.id,
+            move_to_stage_id,
+            holds="This stage holds {deals} deal(s). Choose where to move them.",
+            allowed=lambda target: target.pipeline_id == stage.pipeline_id and target.id != stage.id,
+            refused="Choose another stage of the same pipeline.",
+        )
         self.history(_StageRef(stage.pipeline_id, stage.name), "updated", {"stage_deleted": [stage.name, None]})
         self.session.delete(stage)
         self.commit()
 
     # --- helpers -----------------------------------------------------------------
+
+    def _move_deals_away(
+        self,
+        criterion: Any,
+        move_to_stage_id: uuid.UUID | None,
+        *,
+        holds: str,
+        allowed: Callable[[Any], bool],
+        refused: str,
+    ) -> None:
+        """Before a pipeline or stage goes: its deals (if any) move to the chosen stage, which must be
+        `allowed`; without a choice the delete is refused with `holds` (formatted with the count)."""
+        deals = self._deal_count(criterion)
+        if not deals:
+            return
+        if move_to_stage_id is None:
+            message = holds.format(deals=deals)
+            raise ValidationError(message, {"move_to_stage_id": message})
+        _, target = self.stage_lookup(move_to_stage_id)
+        if not allowed(target):
+            raise ValidationError(refused, {"move_to_stage_id": refused})
+        self._move_all_deals(criterion, target)
 
     def _deal_count(self, criterion: Any) -> int:
         # Trashed deals count too: they would lose their stage when it goes.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -92,6 +92,11 @@ def _batches(rows: Iterator[dict[str, Any]], size: int = BATCH) -> Iterator[list
         yield batch
 
 
+def _stage_rows(stages: Sequence[PipelineStage]) -> list[tuple[uuid.UUID, int, str | None]]:
+    """(id, probability, "won" | "lost" | None) of each stage, in order."""
+    return [(s.id, s.probability, "won" if s.is_won else "lost" if s.is_lost else None) for s in stages]
+
+
 class GeneratorMissing(RuntimeError):
     """Faker (the `demo` extra) is not installed: the app runs without it, only the generator needs it."""
 
@@ -135,6 +140,13 @@ class Seeder:
             db.session.execute(insert(table), batch)
             self.progress(label, len(batch))
 
+    def _tag(self, table: Any, key: str, ids: Sequence[uuid.UUID], counts: list[int], label: str) -> None:
+        """Link each record to a random few of the tags (how many: a random pick of `counts`)."""
+        if self.tag_ids:
+            rng = self.rng
+            rows = ({key: rid, "tag_id": tid} for rid in ids for tid in rng.sample(self.tag_ids, rng.choice(counts)))
+            self._insert(table, rows, label)
+
     def ensure_tags(self) -> None:
         if self.tag_ids:
             return
@@ -154,34 +166,17 @@ class Seeder:
                     .where(PipelineStage.pipeline_id == pipeline.id)
                     .order_by(PipelineStage.position)
                 ).all()
-                result.append(
-                    (
-                        pipeline.id,
-                        [(s.id, s.probability, "won" if s.is_won else "lost" if s.is_lost else None) for s in rows],
-                    )
-                )
+                result.append((pipeline.id, _stage_rows(rows)))
             return result
         for position, (name, is_default, stages) in enumerate(PIPELINES):
             pipeline = Pipeline(org_id=self.org.id, name=name, is_default=is_default, position=position)
             db.session.add(pipeline)
             db.session.flush()
-            stage_rows: list[tuple[uuid.UUID, int, str | None]] = []
-            for stage_position, spec in enumerate(stages):
-                stage_name, probability = str(spec[0]), int(spec[1])
-                kind = str(spec[2]) if len(spec) > 2 else None
-                stage = PipelineStage(
-                    org_id=self.org.id,
-                    pipeline_id=pipeline.id,
-                    name=stage_name,
-                    position=stage_position,
-                    probability=probability,
-                    is_won=kind == "won",
-                    is_lost=kind == "lost",
-                )
-                db.session.add(stage)
-                db.session.flush()
-                stage_rows.append((stage.id, probability, kind))
-            result.append((pipeline.id, stage_rows))
+            specs = [(str(spec[0]), int(spec[1]), str(spec[2]) if len(spec) > 2 else None) for spec in stages]
+            made = PipelineStage.listed(pipeline, specs)
+            db.session.add_all(made)
+            db.session.flush()
+            result.append((pipeline.id, _stage_rows(made)))
         return result
 
     def run(self, *, companies: int, contacts: int, leads: int, deals: int, activities: int) -> dict[str, int]:
@@ -265,25 +260,8 @@ class Seeder:
 
         self._insert(ContactCompany, association_rows(), "contact links")
 
-        if self.tag_ids:
-            self._insert(
-                contact_tags,
-                (
-                    {"contact_id": cid, "tag_id": tid}
-                    for cid in contact_ids
-                    for tid in rng.sample(self.tag_ids, rng.choice([0, 0, 1, 1, 2]))
-                ),
-                "contact tags",
-            )
-            self._insert(
-                company_tags,
-                (
-                    {"company_id": cid, "tag_id": tid}
-                    for cid in company_ids
-                    for tid in rng.sample(self.tag_ids, rng.choice([0, 1]))
-                ),
-                "company tags",
-            )
+        self._tag(contact_tags, "contact_id", contact_ids, [0, 0, 1, 1, 2], "contact tags")
+        self._tag(company_tags, "company_id", company_ids, [0, 1], "company tags")
 
         def lead_rows() -> Iterator[dict[str, Any]]:
             for i in range(leads):
@@ -350,16 +328,7 @@ class Seeder:
                 }
 
         self._insert(Deal, deal_rows(), "deals")
-        if self.tag_ids:
-            self._insert(
-                deal_tags,
-                (
-                    {"deal_id": did, "tag_id": tid}
-                    for did in deal_ids
-                    for tid in rng.sample(self.tag_ids, rng.choice([0, 0, 1]))
-                ),
-                "deal tags",
-            )
+        self._tag(deal_tags, "deal_id", deal_ids, [0, 0, 1], "deal tags")
 
         def activity_rows() -> Iterator[dict[str, Any]]:
             for _ in range(activities):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -330,17 +330,7 @@ class TrashService:
                 relocated += moved
             restored += mine
             context = {**({"from_trash": True} if from_trash else {}), **({"bulk": True} if len(found) > 1 else {})}
-            record_change(
-                self.session,
-                self.actor,
-                entity_type,
-                None,
-                "restored",
-                context,
-                entity_ids=[item.id for item in mine],
-                labels={i.id: i.label for i in mine},
-                per_id_changes=per_id_changes,
-            )
+            self._record(entity_type, "restored", context, mine, per_id_changes=per_id_changes)
         if not restored:
             self.session.rollback()
             raise NotFound("The selected records are no longer in the trash.")
@@ -368,6 +358,28 @@ class TrashService:
             found = self._purge(found)
             self.commit()
         return PurgeResult(counts=_counts(found), items=found, dry_run=dry_run)
+
+    def _record(
+        self,
+        entity_type: str,
+        action: str,
+        context: dict[str, Any] | None,
+        items: Sequence[TrashItem],
+        *,
+        per_id_changes: Mapping[uuid.UUID, dict[str, Any]] | None = None,
+    ) -> None:
+        """One history entry for the items of one type (each named by its label)."""
+        record_change(
+            self.session,
+            self.actor,
+            entity_type,
+            None,
+            action,
+            context,
+            entity_ids=[item.id for item in items],
+            labels={item.id: item.label for item in items},
+            per_id_changes=per_id_changes,
+        )
 
     def _purge(self, items: Sequence[TrashItem]) -> list[TrashItem]:
         """Delete the items still in the trash; the ones deleted."""
@@ -398,16 +410,7 @@ class TrashService:
                 purged_batch = [item for item in batch if item.id in gone]
                 purged += purged_batch
                 if purged_batch:
-                    record_change(
-                        self.session,
-                        self.actor,
-                        entity_type,
-                        None,
-                        "purged",
-                        context,
-                        entity_ids=[item.id for item in purged_batch],
-                        labels={i.id: i.label for i in purged_batch},
-                    )
+                    self._record(entity_type, "purged", context, purged_batch)
         for refresh in after:
             refresh()
         return purged

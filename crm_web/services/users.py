@@ -41,7 +41,7 @@ from crm_web.models import (
 from crm_web.passwords import password_problem
 from crm_web.permissions import require_role
 from crm_web.services.accounts import EMAIL_TAKEN, email_problem, normalise_email
-from crm_web.services.base import Actor
+from crm_web.services.base import Actor, row_or_not_found
 from crm_web.services.history import history_for, record_change
 from crm_web.services.integrity import integrity_to_validation
 from crm_web.services.text_search import LIKE_ESCAPE, like_escape
@@ -311,17 +311,21 @@ class UserService:
                 )
             )
             moved[name] = ids
-            if ids:
-                record_change(
-                    self.session,
-                    self.actor,
-                    name,
-                    None,
-                    "updated",
-                    {"owner_id": [str(from_id), str(to_id)]},
-                    entity_ids=ids,
-                )
+            self._record_owner_change(name, ids, from_id, to_id)
         return moved
+
+    def _record_owner_change(self, name: str, ids: list[uuid.UUID], from_id: uuid.UUID, to_id: uuid.UUID) -> None:
+        """One history entry for the records of one table handed from one owner to another (if any)."""
+        if ids:
+            record_change(
+                self.session,
+                self.actor,
+                name,
+                None,
+                "updated",
+                {"owner_id": [str(from_id), str(to_id)]},
+                entity_ids=ids,
+            )
 
     def reactivate(self, user_id: uuid.UUID, *, undo_entry: uuid.UUID | None = None) -> tuple[User, int]:
         """The user may sign in again. With `undo_entry` (the Undo of a deactivation), the records it
@@ -366,16 +370,7 @@ class UserService:
                     .execution_options(synchronize_session=False)
                 )
             )
-            if back:
-                record_change(
-                    self.session,
-                    self.actor,
-                    name,
-                    None,
-                    "updated",
-                    {"owner_id": [str(to_id), str(user.id)]},
-                    entity_ids=back,
-                )
+            self._record_owner_change(name, back, to_id, user.id)
             returned += len(back)
         entry.changes = {**entry.changes, "moved": {"to": moved["to"]}}  # an Undo runs once
         return returned
@@ -431,10 +426,7 @@ class AccountService:
         self.session = cast(Session, session or db.session)
 
     def _me(self) -> User:
-        user = self.session.get(User, self.user.id)
-        if user is None:
-            raise NotFound("Your account no longer exists.")
-        return user
+        return row_or_not_found(self.session, User, self.user.id, "Your account no longer exists.")
 
     def update_profile(self, *, name: str) -> User:
         name = " ".join((name or "").split())

@@ -15,9 +15,9 @@ from crm_web.forms import apply_conflict, apply_errors
 from crm_web.htmx import hx_trigger, wants_fragment
 from crm_web.params import get_choice_param, get_uuid_param
 from crm_web.rendering import render_page, with_toast, with_undo
-from crm_web.services.activities import QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
-from crm_web.services.base import Actor
+from crm_web.services.activities import LINKS, QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
 from crm_web.views.filtering import builder_fields, parse_filtered_list_query, render_list_page
+from crm_web.views.generic import acting
 from crm_web.views.listing import ListQuery
 from crm_web.views.pickers import picked_labels
 
@@ -28,18 +28,14 @@ FORM = "activities/form.html"
 TIMELINE = "activities/timeline.html"
 
 
-def _service() -> ActivityService:
-    return ActivityService(Actor.of(current_user))
-
-
 def _links_from_args() -> Links:
-    return Links(**{name: get_uuid_param(name) for name in ("contact", "company", "deal", "lead")})
+    return Links(**{name: get_uuid_param(name) for name in LINKS})
 
 
 def _list_context(query: ListQuery) -> dict[str, Any]:
     """Everything the list page (and its table and builder blocks) shows, besides query and builder."""
     view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
-    service = _service()
+    service = acting(ActivityService)
     page = service.list_page(view=view, **query.page_args())
     # The quick view travels with every list link (sort, pages, search) like the filter does.
     query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
@@ -48,7 +44,7 @@ def _list_context(query: ListQuery) -> dict[str, Any]:
 
 
 def _form_context(form, *, activity=None, links: Links | None = None) -> dict[str, Any]:
-    service = _service()
+    service = acting(ActivityService)
     form.set_owner_choices(service.owner_choices())
     links = links or Links()
     link_labels = service.link_labels(links)
@@ -98,12 +94,12 @@ def create():
     from crm_web.forms.activities import ActivityForm
 
     form = ActivityForm()
-    links = Links(**{name: _form_uuid(form, f"{name}_id") for name in ("contact", "company", "deal", "lead")})
+    links = Links(**{name: _form_uuid(form, f"{name}_id") for name in LINKS})
     context = _form_context(form, links=links)
     if not form.validate():
         return render_page(FORM, block="activity_form", status=422, **context)
     try:
-        activity = _service().create(**form.values())
+        activity = acting(ActivityService).create(**form.values())
     except ValidationError as error:
         return _form_errors(form, error, context)
     if not wants_fragment():
@@ -130,7 +126,7 @@ def _form_uuid(form, name: str) -> uuid.UUID | None:
 def edit(activity_id: uuid.UUID):
     from crm_web.forms.activities import ActivityForm
 
-    service = _service()
+    service = acting(ActivityService)
     activity = service.get_for_edit(activity_id)  # a form the user could not save is not offered
     form = ActivityForm(formdata=None)
     form.fill_from(activity)
@@ -141,7 +137,7 @@ def edit(activity_id: uuid.UUID):
 def update(activity_id: uuid.UUID):
     from crm_web.forms.activities import ActivityForm
 
-    service = _service()
+    service = acting(ActivityService)
     activity = service.get_for_edit(activity_id)
     form = ActivityForm()
     context = _form_context(form, activity=activity)
@@ -166,19 +162,19 @@ def _row_response(activity, message: str, **toast: Any):
 
 @bp.post("/activities/<uuid:activity_id>/complete")
 def complete(activity_id: uuid.UUID):
-    activity = _service().set_completed(activity_id, completed=True)
+    activity = acting(ActivityService).set_completed(activity_id, completed=True)
     return hx_trigger(_row_response(activity, f"Completed “{activity.subject}”."), "activities-toggled")
 
 
 @bp.post("/activities/<uuid:activity_id>/reopen")
 def reopen(activity_id: uuid.UUID):
-    activity = _service().set_completed(activity_id, completed=False)
+    activity = acting(ActivityService).set_completed(activity_id, completed=False)
     return hx_trigger(_row_response(activity, f"Reopened “{activity.subject}”."), "activities-toggled")
 
 
 @bp.post("/activities/<uuid:activity_id>/delete")
 def delete(activity_id: uuid.UUID):
-    activity = _service().delete(activity_id)
+    activity = acting(ActivityService).delete(activity_id)
     if not wants_fragment():
         return redirect(url_for("activities.index"), code=303)
     response = render_page(INDEX, block="deleted_row", activity=activity)
@@ -196,7 +192,7 @@ def delete(activity_id: uuid.UUID):
 def timeline_delete(activity_id: uuid.UUID):
     """A delete from a record's timeline: the item becomes a placeholder; Undo's restore sends
     activities-toggled, on which the timeline reloads itself with the item back in place."""
-    activity = _service().delete(activity_id)
+    activity = acting(ActivityService).delete(activity_id)
     if not wants_fragment():
         return redirect(url_for("activities.index"), code=303)
     response = render_page(TIMELINE, block="deleted_item", activity=activity)
@@ -210,11 +206,13 @@ def timeline_delete(activity_id: uuid.UUID):
 
 @bp.post("/activities/<uuid:activity_id>/restore")
 def restore(activity_id: uuid.UUID):
-    activity = _service().restore(activity_id)
+    activity = acting(ActivityService).restore(activity_id)
     return hx_trigger(_row_response(activity, f"Restored “{activity.subject}”."), "activities-toggled")
 
 
 @bp.get("/activities/timeline")
 def timeline():
     links = _links_from_args()
-    return render_page(TIMELINE, block="activity_timeline", activities=_service().timeline(links=links), links=links)
+    return render_page(
+        TIMELINE, block="activity_timeline", activities=acting(ActivityService).timeline(links=links), links=links
+    )

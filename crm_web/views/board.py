@@ -8,26 +8,21 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, redirect, request, url_for
-from flask_login import current_user
 
 from crm_web.entities import DEAL
 from crm_web.errors import BadRequest
 from crm_web.htmx import hx_push_url, hx_trigger, wants_fragment
 from crm_web.params import get_int_param, get_uuid_list, get_uuid_param, is_whole_number, parse_uuid
 from crm_web.rendering import plural, render_fragments, render_page, see_other, with_toast, with_undo
-from crm_web.services.base import Actor
 from crm_web.services.board import BoardService
 from crm_web.views.deals import CHANGED, fields_meta
 from crm_web.views.filtering import FilterBuilder, parse_filtered_list_query, render_list_page
+from crm_web.views.generic import acting
 from crm_web.views.listing import ListQuery
 
 bp = Blueprint("board", __name__)
 
 BOARD = "#board"
-
-
-def _service() -> BoardService:
-    return BoardService(Actor.of(current_user))
 
 
 def _board_query(pipeline_id: uuid.UUID | None, query: ListQuery) -> str:
@@ -57,7 +52,7 @@ def board_context(
 @bp.get("/deals/board")
 def index():
     query, builder = parse_filtered_list_query(DEAL.filter_fields())
-    context = board_context(_service(), query, builder)
+    context = board_context(acting(BoardService), query, builder)
     if builder.has_errors:
         return render_list_page(
             "deals/board.html",
@@ -76,7 +71,7 @@ def index():
 @bp.get("/deals/board/filter")
 def filter_builder():
     query, builder = parse_filtered_list_query(DEAL.filter_fields())
-    service = _service()
+    service = acting(BoardService)
     return render_page(
         "deals/board.html",
         block="filter_builder",
@@ -90,7 +85,7 @@ def filter_builder():
 @bp.get("/deals/board/column/<uuid:stage_id>")
 def column(stage_id: uuid.UUID):
     query, _builder = parse_filtered_list_query(DEAL.filter_fields())
-    page = _service().column(
+    page = acting(BoardService).column(
         stage_id,
         filter_spec=query.filter_spec,
         q=query.q,
@@ -114,7 +109,7 @@ def _board_block(service: BoardService) -> Response:
 
 @bp.post("/deals/board/delete")
 def delete():
-    service = _service()
+    service = acting(BoardService)
     deleted = service.deals.delete_many(get_uuid_list("ids"))
     return with_undo(
         _board_block(service),
@@ -127,7 +122,7 @@ def delete():
 
 @bp.post("/deals/board/restore")
 def restore():
-    service = _service()
+    service = acting(BoardService)
     restored = service.deals.restore_many(get_uuid_list("ids"))
     return with_toast(_board_block(service), f"Restored {plural(len(restored), 'deal')}.")
 
@@ -151,7 +146,7 @@ def move(deal_id: uuid.UUID):
     stage_id = _form_uuid("stage_id")
     if stage_id is None:
         raise BadRequest("Choose a stage to move the deal to.")
-    result = _service().move(
+    result = acting(BoardService).move(
         deal_id,
         stage_id=stage_id,
         before_id=_form_uuid("before_id"),

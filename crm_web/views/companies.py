@@ -7,21 +7,15 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, jsonify, request
-from flask_login import current_user
 
 from crm_web.entities import COMPANY
 from crm_web.errors import ValidationError
 from crm_web.forms.companies import CompanyForm
 from crm_web.rendering import render_page
-from crm_web.services.base import Actor
 from crm_web.services.companies import CompanyService
-from crm_web.views.generic import FormViews, ListViews, RecordViews
+from crm_web.views.generic import FormViews, ListViews, RecordViews, acting
 
 bp = Blueprint("companies", __name__)
-
-
-def _service() -> CompanyService:
-    return CompanyService(Actor.of(current_user))
 
 
 ListViews(bp, COMPANY, CompanyService)
@@ -32,13 +26,13 @@ ListViews(bp, COMPANY, CompanyService)
 
 @bp.get("/companies/<uuid:company_id>")
 def detail(company_id: uuid.UUID):
-    detail = _service().detail(company_id)
+    detail = acting(CompanyService).detail(company_id)
     return render_page("companies/detail.html", detail=detail, company=detail.company)
 
 
 @bp.get("/companies/<uuid:company_id>/contacts")
 def contacts(company_id: uuid.UUID):
-    company, members = _service().contacts(company_id)
+    company, members = acting(CompanyService).contacts(company_id)
     return render_page("companies/contacts.html", block="company_contacts", company=company, members=members)
 
 
@@ -59,7 +53,7 @@ def quick_create():
     picker to select; a refused name is a 422 with the reason."""
     name = (request.form.get("name") or "").strip()[:200]
     try:
-        company = _service().create(name=name)
+        company = acting(CompanyService).create(name=name)
     except ValidationError as error:
         message = error.field_errors.get("name") or error.message
         return jsonify({"error": message}), 422

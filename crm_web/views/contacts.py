@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, abort, get_template_attribute, request
-from flask_login import current_user
 
 from crm_web.entities import CONTACT
 from crm_web.errors import Conflict, ValidationError
@@ -15,16 +14,11 @@ from crm_web.forms import conflict_message
 from crm_web.forms.contacts import ContactForm
 from crm_web.params import get_text_param, get_uuid_param
 from crm_web.rendering import render_fragments, render_page
-from crm_web.services.base import Actor
 from crm_web.services.contacts import ContactService
-from crm_web.views.generic import FormViews, ListViews, RecordViews
+from crm_web.views.generic import FormViews, ListViews, RecordViews, acting
 from crm_web.views.pickers import picked_labels
 
 bp = Blueprint("contacts", __name__)
-
-
-def _service() -> ContactService:
-    return ContactService(Actor.of(current_user))
 
 
 ListViews(bp, CONTACT, ContactService, bulk_tag_and_owner=True)
@@ -40,7 +34,7 @@ def detail_context(service: ContactService, contact_id: uuid.UUID) -> dict[str, 
 
 @bp.get("/contacts/<uuid:contact_id>")
 def detail(contact_id: uuid.UUID):
-    return render_page("contacts/detail.html", **detail_context(_service(), contact_id))
+    return render_page("contacts/detail.html", **detail_context(acting(ContactService), contact_id))
 
 
 def _inline_field(
@@ -64,13 +58,13 @@ def _check_inline(name: str) -> None:
 @bp.get("/contacts/<uuid:contact_id>/fields/<name>")
 def show_field(contact_id: uuid.UUID, name: str):
     _check_inline(name)
-    return _inline_field(_service().get(contact_id), name)
+    return _inline_field(acting(ContactService).get(contact_id), name)
 
 
 @bp.get("/contacts/<uuid:contact_id>/fields/<name>/edit")
 def edit_field(contact_id: uuid.UUID, name: str):
     _check_inline(name)
-    contact = _service().get(contact_id)
+    contact = acting(ContactService).get(contact_id)
     return _inline_field(contact, name, ContactForm(obj=contact))
 
 
@@ -79,7 +73,7 @@ def update_field(contact_id: uuid.UUID, name: str):
     """Save one field. The form posts the value it showed (`original`): only a change of THIS field by
     someone else meanwhile is a conflict (409, the typed value kept; saving again overwrites it)."""
     _check_inline(name)
-    service = _service()
+    service = acting(ContactService)
     form = ContactForm()
     original = request.form.get("original")  # absent (an old page): last write wins
     if not form.validate_field(name):
@@ -116,5 +110,7 @@ RecordViews(bp, CONTACT, ContactService, deleted_message=lambda contact: f"Delet
 
 @bp.get("/contacts/check-email")
 def check_email():
-    duplicate = _service().duplicate_of(get_text_param("email", max_length=254), exclude_id=get_uuid_param("exclude"))
+    duplicate = acting(ContactService).duplicate_of(
+        get_text_param("email", max_length=254), exclude_id=get_uuid_param("exclude")
+    )
     return render_fragments("contacts/form.html", ["email_warning"], duplicate=duplicate)

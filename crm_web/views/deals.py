@@ -15,19 +15,14 @@ from crm_web.forms.deals import DealForm, LostForm
 from crm_web.htmx import hx_location, hx_trigger, wants_fragment
 from crm_web.params import get_uuid_param
 from crm_web.rendering import render_page, see_other, with_toast, with_undo
-from crm_web.services.base import Actor
 from crm_web.services.deals import DealService
 from crm_web.views.filtering import builder_fields
-from crm_web.views.generic import ListViews
+from crm_web.views.generic import ListViews, acting
 from crm_web.views.pickers import picked_labels
 
 bp = Blueprint("deals", __name__)
 
 CHANGED = "deals-changed"  # dashboard panels (and anything else showing deals) refresh on it
-
-
-def _service() -> DealService:
-    return DealService(Actor.of(current_user))
 
 
 def fields_meta(service: DealService) -> list[dict[str, Any]]:
@@ -49,7 +44,7 @@ ListViews(
 
 @bp.get("/deals/<uuid:deal_id>")
 def detail(deal_id: uuid.UUID):
-    return render_page("deals/detail.html", detail=_service().detail(deal_id), lost_form=LostForm())
+    return render_page("deals/detail.html", detail=acting(DealService).detail(deal_id), lost_form=LostForm())
 
 
 def _form_page(form: DealForm, service: DealService, deal_id: uuid.UUID | None, *, status: int = 200) -> Response:
@@ -69,7 +64,7 @@ def _saved(deal_id: uuid.UUID, message: str) -> Response:
 
 @bp.get("/deals/new")
 def new():
-    service = _service()
+    service = acting(DealService)
     form = DealForm(data={"owner_id": current_user.id, "currency": current_user.org.default_currency})
     choices = service.form_choices()
     pipeline_id = get_uuid_param("pipeline")
@@ -83,7 +78,7 @@ def new():
 
 @bp.post("/deals")
 def create():
-    service = _service()
+    service = acting(DealService)
     form = DealForm()
     form.set_choices(service.form_choices())
     if form.validate_on_submit():
@@ -97,7 +92,7 @@ def create():
 
 @bp.get("/deals/<uuid:deal_id>/edit")
 def edit(deal_id: uuid.UUID):
-    service = _service()
+    service = acting(DealService)
     deal = service.get_for_edit(deal_id)  # a form the user could not save is not offered
     form = DealForm(obj=deal)
     return _form_page(form, service, deal_id)
@@ -105,7 +100,7 @@ def edit(deal_id: uuid.UUID):
 
 @bp.post("/deals/<uuid:deal_id>")
 def update(deal_id: uuid.UUID):
-    service = _service()
+    service = acting(DealService)
     form = DealForm()
     form.set_choices(service.form_choices())
     status = 422
@@ -125,7 +120,7 @@ def update(deal_id: uuid.UUID):
 
 @bp.post("/deals/<uuid:deal_id>/won")
 def mark_won(deal_id: uuid.UUID):
-    deal = _service().mark_won(deal_id)
+    deal = acting(DealService).mark_won(deal_id)
     return _detail_changed(deal.id, f"{deal.name} is won.")
 
 
@@ -134,13 +129,13 @@ def mark_lost(deal_id: uuid.UUID):
     form = LostForm()
     if not form.validate_on_submit():
         raise BadRequest("The lost reason is too long (at most 255 characters).")
-    deal = _service().mark_lost(deal_id, lost_reason=(form.lost_reason.data or "").strip() or None)
+    deal = acting(DealService).mark_lost(deal_id, lost_reason=(form.lost_reason.data or "").strip() or None)
     return _detail_changed(deal.id, f"{deal.name} is lost.")
 
 
 @bp.post("/deals/<uuid:deal_id>/reopen")
 def reopen(deal_id: uuid.UUID):
-    deal = _service().reopen(deal_id)
+    deal = acting(DealService).reopen(deal_id)
     return _detail_changed(deal.id, f"{deal.name} is open again.")
 
 
@@ -148,14 +143,14 @@ def _detail_changed(deal_id: uuid.UUID, message: str) -> Response:
     if not wants_fragment():
         return see_other(url_for("deals.detail", deal_id=deal_id))
     response = render_page(
-        "deals/detail.html", block="deal_summary", detail=_service().detail(deal_id), lost_form=LostForm()
+        "deals/detail.html", block="deal_summary", detail=acting(DealService).detail(deal_id), lost_form=LostForm()
     )
     return hx_trigger(with_toast(response, message), CHANGED)
 
 
 @bp.post("/deals/<uuid:deal_id>/delete")
 def delete(deal_id: uuid.UUID):
-    deal = _service().delete(deal_id)
+    deal = acting(DealService).delete(deal_id)
     message = f"{deal.name} moved to the trash."
     if not wants_fragment():
         flash(message, "info")
@@ -168,7 +163,7 @@ def delete(deal_id: uuid.UUID):
 
 @bp.post("/deals/<uuid:deal_id>/restore")
 def restore(deal_id: uuid.UUID):
-    service = _service()
+    service = acting(DealService)
     deal = service.restore(deal_id)
     if not wants_fragment():
         return redirect(url_for("deals.detail", deal_id=deal_id), 303)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, abort, request, url_for
 from flask.typing import ResponseReturnValue
@@ -37,6 +37,13 @@ from crm_web.views.filtering import (
     render_list_page,
 )
 from crm_web.views.listing import ListQuery
+
+S = TypeVar("S")
+
+
+def acting(service_class: Callable[[Actor], S]) -> S:
+    """The service bound to the signed-in user (their organisation, role and time zone)."""
+    return service_class(Actor.of(current_user))
 
 
 class ListViews:
@@ -74,7 +81,7 @@ class ListViews:
             bp.add_url_rule(rule, endpoint, view, methods=methods)
 
     def service(self) -> Any:
-        return self.service_class(Actor.of(current_user))
+        return acting(self.service_class)
 
     def _query(self) -> tuple[ListQuery, FilterBuilder]:
         return parse_filtered_list_query(self.entity.filter_fields())
@@ -185,7 +192,7 @@ class FormViews:
         bp.add_url_rule(id_rule, "update", self.update, methods=["POST"])
 
     def service(self) -> Any:
-        return self.service_class(Actor.of(current_user))
+        return acting(self.service_class)
 
     def _context(self, service: Any, form: Any, record: Any = None) -> dict[str, Any]:
         return {
@@ -255,7 +262,7 @@ class RecordViews:
         bp.add_url_rule(f"{id_rule}/restore", "restore", self.restore, methods=["POST"])
 
     def service(self) -> Any:
-        return self.service_class(Actor.of(current_user))
+        return acting(self.service_class)
 
     def _url(self, endpoint: str, record: Any) -> str:
         values: dict[str, Any] = {self.entity.id_arg: record.id}

@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, flash, redirect, url_for
-from flask_login import current_user
 
 from crm_web.entities import LEAD
 from crm_web.errors import BadRequest, ValidationError
@@ -15,15 +14,10 @@ from crm_web.forms import apply_errors
 from crm_web.forms.leads import MANUAL_STATUS_CHOICES, ConvertLeadForm, LeadForm, LeadStatusForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.rendering import render_page, with_toast
-from crm_web.services.base import Actor
 from crm_web.services.leads import LeadService
-from crm_web.views.generic import FormViews, ListViews, RecordViews
+from crm_web.views.generic import FormViews, ListViews, RecordViews, acting
 
 bp = Blueprint("leads", __name__)
-
-
-def _service() -> LeadService:
-    return LeadService(Actor.of(current_user))
 
 
 ListViews(bp, LEAD, LeadService)
@@ -34,7 +28,7 @@ ListViews(bp, LEAD, LeadService)
 
 @bp.get("/leads/<uuid:lead_id>")
 def detail(lead_id: uuid.UUID):
-    detail = _service().detail(lead_id)
+    detail = acting(LeadService).detail(lead_id)
     return render_page("leads/detail.html", detail=detail, lead=detail.lead, status_choices=MANUAL_STATUS_CHOICES)
 
 
@@ -43,7 +37,7 @@ def set_status(lead_id: uuid.UUID):
     form = LeadStatusForm()
     if not form.validate_on_submit():
         raise BadRequest("Choose one of the statuses new, contacted, qualified or unqualified.")
-    lead = _service().set_status(lead_id, status=form.status.data)
+    lead = acting(LeadService).set_status(lead_id, status=form.status.data)
     if not wants_fragment():
         return redirect(url_for("leads.detail", lead_id=lead.id), 303)
     response = render_page("leads/detail.html", block="lead_status", lead=lead, status_choices=MANUAL_STATUS_CHOICES)
@@ -65,12 +59,12 @@ def convert_context(service: LeadService, form: ConvertLeadForm, lead_id: uuid.U
 
 @bp.get("/leads/<uuid:lead_id>/convert")
 def convert_form(lead_id: uuid.UUID):
-    return render_page("leads/convert.html", **convert_context(_service(), ConvertLeadForm(), lead_id))
+    return render_page("leads/convert.html", **convert_context(acting(LeadService), ConvertLeadForm(), lead_id))
 
 
 @bp.post("/leads/<uuid:lead_id>/convert")
 def convert(lead_id: uuid.UUID):
-    service, form = _service(), ConvertLeadForm()
+    service, form = acting(LeadService), ConvertLeadForm()
     if form.validate_on_submit():
         try:
             result = service.convert(lead_id, **form.values())

@@ -10,7 +10,7 @@ from flask_login import current_user
 
 from crm_web.auth import renew_session
 from crm_web.errors import ValidationError
-from crm_web.forms import apply_errors
+from crm_web.forms import apply_errors, submit
 from crm_web.forms.settings import DeactivateForm, NewUserForm, OrganisationForm, RoleForm, TagForm
 from crm_web.htmx import wants_fragment
 from crm_web.models import Role
@@ -95,16 +95,12 @@ def user(user_id: uuid.UUID):
 def change_role(user_id: uuid.UUID):
     service = _users()
     form = RoleForm()
-    if form.validate_on_submit():
-        try:
-            changed = service.change_role(user_id, role=form.role.data)
-        except ValidationError as error:
-            apply_errors(form, error)
-        else:
-            if changed.id == current_user.id:
-                renew_session(changed)  # the admin's own role: this browser stays signed in
-            flash(f"{changed.name} is now {changed.role}. Their sessions ended; they sign in again with it.")
-            return redirect(url_for("settings.user", user_id=user_id), 303)
+    changed = submit(form, lambda: service.change_role(user_id, role=form.role.data))
+    if changed is not None:
+        if changed.id == current_user.id:
+            renew_session(changed)  # the admin's own role: this browser stays signed in
+        flash(f"{changed.name} is now {changed.role}. Their sessions ended; they sign in again with it.")
+        return redirect(url_for("settings.user", user_id=user_id), 303)
     return _user_page(user_id, status=422, role_form=form)
 
 
@@ -117,16 +113,12 @@ def deactivate(user_id: uuid.UUID):
     form.reassign_to.choices = [("", "Nobody: they keep it")] + [
         (str(uid), name) for uid, name in service.reassign_choices(user_id)
     ]
-    if form.validate_on_submit():
-        try:
-            done = service.deactivate(user_id, reassign_to=form.reassign_to.data)
-        except ValidationError as error:
-            apply_errors(form, error)
-        else:
-            message = f"{done.user.name} was deactivated"
-            message += f"; {done.summary} went to {done.to_name}." if done.summary else "."
-            flash(message)
-            return redirect(url_for("settings.user", user_id=user_id), 303)
+    done = submit(form, lambda: service.deactivate(user_id, reassign_to=form.reassign_to.data))
+    if done is not None:
+        message = f"{done.user.name} was deactivated"
+        message += f"; {done.summary} went to {done.to_name}." if done.summary else "."
+        flash(message)
+        return redirect(url_for("settings.user", user_id=user_id), 303)
     return render_page(
         "settings/deactivate.html",
         form=form,

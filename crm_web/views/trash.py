@@ -12,8 +12,8 @@ from crm_web.htmx import hx_trigger, wants_fragment
 from crm_web.models import Role
 from crm_web.params import get_choice_param
 from crm_web.rendering import render_page, with_toast
-from crm_web.services.base import Actor
 from crm_web.services.trash import TRASH_KINDS, TRASH_TYPES, TrashRef, TrashService, parse_ref
+from crm_web.views.generic import acting
 from crm_web.views.listing import parse_list_query
 
 bp = Blueprint("trash", __name__)
@@ -21,10 +21,6 @@ bp = Blueprint("trash", __name__)
 MAX_SELECTED = 1000
 # Malformed types are a 404 from the URL map itself.
 ENTITY_TYPE = "<any(" + ",".join(TRASH_TYPES) + "):entity_type>"
-
-
-def _service() -> TrashService:
-    return TrashService(Actor.of(current_user))
 
 
 def _selected() -> list[TrashRef]:
@@ -44,7 +40,7 @@ def _index_context() -> dict:
     entity_type = get_choice_param("type", TRASH_TYPES)
     # The type filter rides along in every pagination and refresh link.
     query.filter_pairs = [("type", entity_type)] if entity_type else []
-    page = _service().list_trash(entity_type=entity_type, q=query.q, page=query.page, per_page=query.per_page)
+    page = acting(TrashService).list_trash(entity_type=entity_type, q=query.q, page=query.page, per_page=query.per_page)
     return {
         "page": page,
         "query": query,
@@ -71,7 +67,7 @@ def index():
 
 @bp.get(f"/trash/{ENTITY_TYPE}/<uuid:entity_id>")
 def detail(entity_type: str, entity_id):
-    service = _service()
+    service = acting(TrashService)
     entry = service.get_entry(entity_type, entity_id)
     return render_page(
         "trash/detail.html",
@@ -84,18 +80,18 @@ def detail(entity_type: str, entity_id):
 
 @bp.post("/trash/restore")
 def restore():
-    result = _service().restore(_selected())
+    result = acting(TrashService).restore(_selected())
     return _changed(result.message, "info" if result.relocated or result.missing else "success")
 
 
 @bp.get("/trash/purge")
 def confirm_purge():
-    items = _service().preview_purge(_selected())
+    items = acting(TrashService).preview_purge(_selected())
     # Inline (in the trash page) the confirmation posts with htmx; on its own page it is a plain form.
     return render_page("trash/confirm_purge.html", block="trash_confirm", items=items, inline=wants_fragment())
 
 
 @bp.post("/trash/purge")
 def purge():
-    result = _service().purge(_selected())
+    result = acting(TrashService).purge(_selected())
     return _changed(result.message)
