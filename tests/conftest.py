@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -77,6 +78,9 @@ def base_config(database_url: str) -> dict:
         "RATELIMIT_STORAGE_URI": "memory://",
         "LOGIN_RATE_LIMIT": "1000 per minute",  # tests sign in often; test_security sets a real limit
         "LOGIN_ACCOUNT_RATE_LIMIT": "1000 per minute",
+        # Imports run in the request (no thread outliving the test's transaction); uploads go to a temp dir.
+        "IMPORT_JOBS": "inline",
+        "IMPORT_DIR": tempfile.mkdtemp(prefix="crm-test-imports-"),
     }
 
 

@@ -264,6 +264,76 @@ class ImportService:
         run = _Run(self, spec_for(entity), path, mapping, options or Options(), errors_path=errors_path, write=False)
         return run.execute()
 
+    def upload(self, path: str, entity: str, *, file_name: str) -> Import:
+        """Record an uploaded file as a draft import of `entity`, with its mapping remembered or guessed
+        (an unreadable file raises UnreadableFile, and nothing is recorded)."""
+        self.require_import()
+        spec = spec_for(entity)
+        info = self.inspect_file(path, spec.name)
+        job = Import(
+            org_id=self.org_id,
+            created_by_id=self.actor.user_id,
+            entity=spec.name,
+            file_name=os.path.basename(file_name.replace("\\", "/"))[:255] or "import.csv",
+            file_path=str(path),
+            mapping={"columns": info.mapping, "header": info.header, "remembered": info.remembered},
+            options={"on_duplicate": "skip", "create_companies": True, "header_key": header_key(info.header)},
+            status="draft",
+        )
+        self.session.add(job)
+        self.session.commit()
+        return job
+
+    def draft(self, import_id: uuid.UUID) -> Import:
+        job = self.get(import_id)
+        if job.status != "draft":
+            raise ValidationError(f"This import is {job.status}; its mapping can no longer change.")
+        return job
+
+    def configure(self, import_id: uuid.UUID, *, mapping: Sequence[str], options: Options) -> Import:
+        """Set a draft's mapping and duplicates policy (remembered for the next file with these headers)."""
+        self.require_import()
+        job = self.draft(import_id)
+        spec = spec_for(job.entity)
+        header = job.mapping.get("header") or []
+        try:
+            columns = check_mapping(spec, mapping, len(header))
+        except ValueError as error:
+            raise ValidationError(str(error), {"mapping": str(error)}) from None
+        job.mapping = {**job.mapping, "columns": columns}
+        job.options = {
+            **job.options,
+            "on_duplicate": options.on_duplicate,
+            "create_companies": options.create_companies,
+        }
+        self.session.commit()
+        return job
+
+    def preview(self, import_id: uuid.UUID) -> Outcome:
+        """The draft's dry run: every row validated, the first rows shown, the error rows in a CSV."""
+        job = self.draft(import_id)
+        return self.dry_run(
+            job.file_path or "",
+            job.entity,
+            mapping=job.mapping.get("columns"),
+            options=Options(
+                on_duplicate=job.options.get("on_duplicate", "skip"),
+                create_companies=bool(job.options.get("create_companies", True)),
+            ),
+            errors_path=_errors_path_for(job.file_path or ""),
+        )
+
+    def start(self, import_id: uuid.UUID) -> Import:
+        """A draft becomes pending (its rows counted for the progress bar); a job then runs it."""
+        self.require_import()
+        job = self.draft(import_id)
+        if not any(job.mapping.get("columns") or []):
+            raise ValidationError("Map at least one column to a field.", {"mapping": "Nothing is mapped."})
+        job.total_rows = count_rows(job.file_path or "", detect_format(job.file_path or ""))
+        job.status = "pending"
+        self.session.commit()
+        return job
+
     def create_import(
         self,
         path: str,
@@ -273,34 +343,16 @@ class ImportService:
         mapping: Sequence[str] | None = None,
         options: Options | None = None,
     ) -> Import:
-        """Record an import waiting to run (its job reads the file at `path`)."""
-        self.require_import()
-        spec = spec_for(entity)
-        options = options or Options()
-        fmt = detect_format(path)
-        with CsvReader(path, fmt) as reader:
-            header = reader.header
-        columns = check_mapping(spec, mapping, len(header)) if mapping is not None else guess_mapping(spec, header)
-        if not any(columns):
+        """Record an import ready to run (the command line: upload, configure and start in one go)."""
+        job = self.upload(path, entity, file_name=file_name)
+        columns = mapping if mapping is not None else job.mapping["columns"]
+        try:
+            self.configure(job.id, mapping=columns, options=options or Options())
+        except ValidationError as error:
+            raise UnreadableFile(error.message) from None
+        if not any(self.get(job.id).mapping["columns"]):
             raise UnreadableFile("No column could be mapped to a field: choose the fields of the columns.")
-        job = Import(
-            org_id=self.org_id,
-            created_by_id=self.actor.user_id,
-            entity=spec.name,
-            file_name=os.path.basename(file_name)[:255],
-            file_path=str(path),
-            mapping={"columns": columns, "header": header},
-            options={
-                "on_duplicate": options.on_duplicate,
-                "create_companies": options.create_companies,
-                "header_key": header_key(header),
-            },
-            status="pending",
-            total_rows=count_rows(path, fmt),
-        )
-        self.session.add(job)
-        self.session.commit()
-        return job
+        return self.start(job.id)
 
     def run(self, import_id: uuid.UUID, *, errors_path: str | None = None) -> Outcome:
         """Run a pending import to the end; on any failure remove what it wrote and mark it failed."""
