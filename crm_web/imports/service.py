@@ -542,6 +542,7 @@ class _Run:
         self.model = spec.entity.model
         self.entity_service = _service_class(spec)(self.actor, self.session)
         self.form = spec.form(formdata=None, meta={"csrf": False})
+        self.fields = {f.name: f for f in spec.fields}
         self._errors_file: Any = None
         self._errors_writer: Any = None
         self.sales_only = not self.actor.has_role(Role.MANAGER)
@@ -563,6 +564,8 @@ class _Run:
             if not any(self.mapping):
                 raise UnreadableFile("No column could be mapped to a field of " + self.spec.entity.plural + ".")
             self.mapped = {name for name in self.mapping if name}
+            self.form.process(formdata=MultiDict())  # every field at its default
+            self.form_fields = [n for n in self.mapped if n in self.form._fields]
             self._load_once()
             try:
                 for batch in self._batches(reader.rows()):
@@ -694,7 +697,7 @@ class _Run:
         spec = self.spec
         data: MultiDict[str, str] = MultiDict()
         for name, cell in row.raw.items():
-            found = spec.field(name)
+            found = self.fields.get(name)
             if found is None or found.kind not in ("value", "choice", "bool"):
                 continue
             if found.kind == "choice":
@@ -708,7 +711,9 @@ class _Run:
             else:
                 data[name] = cell
         form = self.form
-        form.process(formdata=data)
+        # Only the mapped fields change from row to row: the others keep the defaults processed once.
+        for name in self.form_fields:
+            form[name].process(data)
         # The form's validators of the cells given; what the row leaves empty takes the form's defaults
         # and the service's rules decide (a required name, say).
         for name in data:
