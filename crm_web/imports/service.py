@@ -694,7 +694,6 @@ class _Run:
     # --- validation: the form, then the service ---------------------------------------------
 
     def _validate(self, row: Row) -> None:
-        spec = self.spec
         data: MultiDict[str, str] = MultiDict()
         for name, cell in row.raw.items():
             found = self.fields.get(name)
