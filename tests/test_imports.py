@@ -380,3 +380,31 @@ def test_deal_tallies_and_search_see_the_imported_rows(importer, org, users, tmp
     run(importer, tmp_path, "contacts_utf8.csv")
     found = ContactService(factories.actor_for(users["admin"])).list_page(q="Lovelace")
     assert [row.contact.email for row in found.items] == ["ada@example.com"]
+
+
+def test_an_import_whose_worker_died_is_failed_and_cleaned_up(importer, org, tmp_path, monkeypatch):
+    from datetime import timedelta
+
+    from crm_web.imports import service
+    from crm_web.models import utcnow
+
+    monkeypatch.setattr(service, "BATCH", 2)
+    original = service._Run._write
+    calls = []
+
+    def dies(self, rows):  # the process stops after its first batch: nothing after it runs
+        calls.append(1)
+        if len(calls) == 2:
+            raise SystemExit
+        return original(self, rows)
+
+    monkeypatch.setattr(service._Run, "_write", dies)
+    job = importer.create_import(copy(tmp_path, "contacts_utf8.csv"), "contacts", file_name="x.csv")
+    with pytest.raises(SystemExit):
+        importer.run(job.id)
+    db.session.rollback()
+    assert importer.get(job.id).status == "running" and live(Contact, org) == 2
+    assert importer.recover_stale() == []  # still fresh
+    assert importer.recover_stale(now=utcnow() + timedelta(minutes=11)) == [job.id]
+    job = importer.get(job.id)
+    assert job.status == "failed" and "row 3" in job.message and live(Contact, org) == 0

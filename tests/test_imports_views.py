@@ -129,3 +129,13 @@ def test_history_costs_the_same_for_one_or_many_imports(client, login, org, coun
     with count_queries() as many:
         assert client.get("/import/history").status_code == 200
     assert one.count == many.count <= 4
+
+
+def test_an_admin_lets_sales_users_import(client, login, org):
+    login("admin")
+    form = {"name": org.name, "default_currency": "USD", "time_zone": "UTC", "sales_can_import": "y"}
+    assert client.post("/settings/organisation", data=form).status_code == 303
+    db.session.expire_all()
+    assert db.session.get(type(org), org.id).sales_can_import is True
+    login("sales")
+    assert client.get("/import").status_code == 200

@@ -18,7 +18,7 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -70,6 +70,14 @@ SERVICES = {
     "deal": "crm_web.services.deals:DealService",
     "activity": "crm_web.services.activities:ActivityService",
 }
+
+
+# A running import whose progress has not moved for this long lost its worker.
+STALE_AFTER = timedelta(minutes=10)
+
+
+class WorkerLost(Exception):
+    """The process running an import stopped before it ended."""
 
 
 @dataclass(frozen=True)
@@ -392,7 +400,20 @@ class ImportService:
         self.session.commit()
         return outcome
 
-    def _discard(self, import_id: uuid.UUID, line: int, error: BaseException) -> None:
+    def recover_stale(self, *, now: datetime | None = None) -> list[uuid.UUID]:
+        """Imports of the organisation left "running" by a worker that died (no progress for
+        STALE_AFTER): what they wrote is removed and they are marked failed with the row they reached."""
+        cutoff = (now or utcnow()) - STALE_AFTER
+        stale = self.session.execute(
+            select(Import.id, Import.rows_done).where(
+                Import.org_id == self.org_id, Import.status == "running", Import.updated_at < cutoff
+            )
+        ).all()
+        for import_id, rows_done in stale:
+            self._discard(import_id, rows_done + 2, WorkerLost("the worker stopped"), row=rows_done + 1)
+        return [row[0] for row in stale]
+
+    def _discard(self, import_id: uuid.UUID, line: int, error: BaseException, *, row: int | None = None) -> None:
         """A run that failed: delete the records it created, revert what it updated, say where it stopped."""
         self._revert_updates(import_id)
         for model in RECORD_MODELS:
@@ -404,8 +425,10 @@ class ImportService:
         job = self.get(import_id)
         job.status = "failed"
         job.finished_at = utcnow()
-        reason = error.args[0] if isinstance(error, UnreadableFile) and error.args else "an unexpected error"
-        job.message = f"Stopped at line {line}: {reason}. Nothing of this import was kept."[:2000]
+        known = isinstance(error, (UnreadableFile, WorkerLost)) and error.args
+        reason = error.args[0] if known else "an unexpected error"
+        where = f"row {row}" if row is not None else f"line {line}"
+        job.message = f"Stopped at {where}: {reason}. Nothing of this import was kept."[:2000]
         job.created_count = job.updated_count = 0
         renew_epoch(self.session, self.org_id)
         self.session.commit()
