@@ -11,6 +11,7 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, requ
 from flask_login import current_user
 
 from crm_web.errors import BadRequest, CRMException, ValidationError
+from crm_web.htmx import hx_location, wants_fragment
 from crm_web.imports import jobs
 from crm_web.imports.fields import BY_PLURAL, spec_for
 from crm_web.imports.reading import MAX_BYTES, UnreadableFile, check_size
@@ -141,4 +142,6 @@ def history():
 def undo(import_id):
     trashed = _service().undo(import_id)
     flash(f"Import undone: {sum(trashed.values())} records moved to the trash.", "info")
+    if wants_fragment():
+        return hx_location(url_for("imports.history"))
     return redirect(url_for("imports.history"), 303)
