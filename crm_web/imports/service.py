@@ -527,6 +527,28 @@ class ImportService:
         self.session.flush()
 
 
+INSERT_CHUNK = 500  # rows per INSERT statement: within SQLite's and PostgreSQL's bound-parameter limits
+
+
+def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Rows in multi-row INSERT statements: one statement per chunk, not per row (an executemany runs
+    the tables' statement-level triggers once per row on PostgreSQL). Every row gets the same
+    columns; a column some rows leave out is NULL in them."""
+    if not rows:
+        return
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    now = utcnow()
+    for column in ("created_at", "updated_at"):  # Python-side defaults are not applied to multi-row VALUES
+        if column in table.c and column not in keys:
+            keys.append(column)
+    if "version" in table.c and "version" not in keys:
+        keys.append("version")
+    defaults = {"created_at": now, "updated_at": now, "version": 1}
+    full = [{k: row.get(k, defaults.get(k)) for k in keys} for row in rows]
+    for start in range(0, len(full), INSERT_CHUNK):
+        session.execute(insert(table).values(full[start : start + INSERT_CHUNK]))
+
+
 def _errors_path_for(path: str) -> str:
     base, _ = os.path.splitext(path)
     return f"{base}.errors.csv"
@@ -819,7 +841,7 @@ class _Run:
                 for name in missing
             ]
             if self.write:
-                self.session.execute(insert(Company), new)
+                _insert_rows(self.session, Company.__table__, new)
             self.outcome.new_companies += len(new)
             found.update({_norm_name(c["name"]): c["id"] for c in new})
         for row in rows:
@@ -1010,7 +1032,7 @@ class _Run:
                         self.tops[stage_id] = top
         new_rows = [self._insert_values(r) for r in creates]
         if new_rows:
-            self.session.execute(insert(self.model), new_rows)
+            _insert_rows(self.session, self.model.__table__, new_rows)
         links: list[dict[str, Any]] = []
         tag_table = self.spec.entity.tag_table
         column = self.spec.entity.tag_column
@@ -1020,7 +1042,7 @@ class _Run:
             self._update(row, tag_ids, links)
         if links and tag_table is not None:
             unique = {(link[column], link["tag_id"]): link for link in links}
-            self.session.execute(insert(tag_table), list(unique.values()))
+            _insert_rows(self.session, tag_table, list(unique.values()))
         if self.spec.name == "activity":
             contacts = {v["contact_id"] for v in new_rows if v.get("contact_id")}
             if contacts:
@@ -1114,7 +1136,7 @@ class _Run:
             {"id": uuid.uuid4(), "org_id": self.org_id, "name": wanted[k]} for k in wanted if k not in found
         ]
         if new:
-            self.session.execute(insert(Tag), new)
+            _insert_rows(self.session, Tag.__table__, new)
             found.update({t["name"].lower(): t["id"] for t in new})
         return found
 
