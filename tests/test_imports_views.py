@@ -139,3 +139,49 @@ def test_an_admin_lets_sales_users_import(client, login, org):
     assert db.session.get(type(org), org.id).sales_can_import is True
     login("sales")
     assert client.get("/import").status_code == 200
+
+
+def test_jobs_go_to_the_redis_queue_when_there_is_redis(app, redis_url, monkeypatch, org, users):
+    from redis import Redis
+    from rq import Queue
+
+    from crm_web.imports import jobs
+
+    monkeypatch.setitem(app.config, "IMPORT_JOBS", None)
+    monkeypatch.setitem(app.config, "REDIS_URL", None)
+    assert jobs.mode(app) == "thread"
+    monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
+    assert jobs.mode(app) == "rq"
+    queue = Queue(jobs.QUEUE, connection=Redis.from_url(redis_url))
+    queue.empty()
+    try:
+        import uuid
+
+        import_id = uuid.uuid4()
+        jobs.enqueue(import_id, org_id=org.id, user_id=users["admin"].id)
+        assert queue.count == 1
+        job = queue.jobs[0]
+        assert job.func_name == "crm_web.imports.jobs.run_import"
+        assert job.args == (str(import_id), str(org.id), str(users["admin"].id))
+    finally:
+        queue.empty()
+
+
+def test_history_refreshes_itself_while_an_import_runs(client, login, org, users):
+    login("manager")
+    db.session.add(
+        Import(
+            org_id=org.id,
+            created_by_id=users["admin"].id,
+            entity="contact",
+            file_name="big.csv",
+            mapping={},
+            options={},
+            status="running",
+            total_rows=200,
+            rows_done=50,
+        )
+    )
+    db.session.commit()
+    html = client.get("/import/history").get_data(as_text=True)
+    assert 'hx-trigger="every 2s"' in html and "running (25 %)" in html
