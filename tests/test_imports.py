@@ -408,3 +408,14 @@ def test_an_import_whose_worker_died_is_failed_and_cleaned_up(importer, org, tmp
     assert importer.recover_stale(now=utcnow() + timedelta(minutes=11)) == [job.id]
     job = importer.get(job.id)
     assert job.status == "failed" and "row 3" in job.message and live(Contact, org) == 0
+
+
+def test_the_mapping_is_remembered_for_the_next_file_with_the_same_headers(importer, tmp_path):
+    first = importer.upload(copy(tmp_path, "contacts_cp1252_semicolon.csv"), "contacts", file_name="a.csv")
+    assert first.mapping["remembered"] is False
+    edited = ["first_name", "last_name", "email", "", "notes"]
+    importer.configure(first.id, mapping=edited, options=Options())
+    second = importer.upload(copy(tmp_path, "contacts_cp1252_semicolon.csv"), "contacts", file_name="b.csv")
+    assert second.mapping["remembered"] is True and second.mapping["columns"] == edited
+    other = importer.upload(copy(tmp_path, "contacts_utf8.csv"), "contacts", file_name="c.csv")
+    assert other.mapping["remembered"] is False
