@@ -10,7 +10,7 @@ FLASK := $(BIN)/flask --app wsgi
 LOCK := requirements/dev.txt
 PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
 
-.PHONY: run test test-pooled test-fast lint hooks install lock upgrade migrate demo bench load clean
+.PHONY: run test test-pooled test-fast lint hooks install lock upgrade migrate demo bench bench-import load clean
 
 # Re-installs only when the lock file (or pyproject.toml) changed since the last install.
 $(STAMP): $(LOCK) pyproject.toml
@@ -73,6 +73,10 @@ hooks: install
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# CSV import of each entity at 10,000 rows (BENCH_IMPORT_ARGS="--rows 10000,100000" for more).
+bench-import: install
+	$(BIN)/python -m bench.imports $(BENCH_IMPORT_ARGS)
 
 load: install
 	$(BIN)/pip install --quiet -r requirements/bench.txt

@@ -59,6 +59,10 @@ def settings_from_env() -> dict:
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "CRM_ENV": os.environ.get("CRM_ENV", "development"),
         "TRASH_RETENTION_DAYS": int(os.environ.get("TRASH_RETENTION_DAYS", "30")),
+        # CSV imports (crm_web/imports/jobs.py): where uploads wait (None: instance/imports) and
+        # where jobs run (None: rq with REDIS_URL, else a thread).
+        "IMPORT_DIR": os.environ.get("IMPORT_DIR") or None,
+        "IMPORT_JOBS": os.environ.get("IMPORT_JOBS") or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": https,

@@ -173,6 +173,7 @@ CONTACT = Entity(
         "created": F.datetime("Created", Contact.created_at),
         "updated": F.datetime("Updated", Contact.updated_at),
         "tags": F.tag("Tags", Contact.tags, Tag.id),
+        "import": F.uuid("Import", Contact.import_id),  # the records a CSV import created
     },
     trash=TrashRule(label=_person_label(Contact)),
     searched=(full_name(Contact.first_name, Contact.last_name), Contact.email),
@@ -224,6 +225,7 @@ COMPANY = Entity(
         "created": F.datetime("Created", Company.created_at),
         "updated": F.datetime("Updated", Company.updated_at),
         "tags": F.tag("Tags", Company.tags, Tag.id),
+        "import": F.uuid("Import", Company.import_id),  # the records a CSV import created
     },
     trash=TrashRule(label=Company.name),
     searched=(Company.name, Company.industry, Company.city, Company.website),
@@ -272,6 +274,7 @@ LEAD = Entity(
         "created": F.datetime("Created", Lead.created_at),
         "updated": F.datetime("Updated", Lead.updated_at),
         "tags": F.tag("Tags", Lead.tags, Tag.id),
+        "import": F.uuid("Import", Lead.import_id),  # the records a CSV import created
     },
     trash=TrashRule(label=_person_label(Lead)),
     # full_name: the same expression as the trigram index on leads, so the search can use it.
@@ -331,6 +334,7 @@ DEAL = Entity(
         "created": F.datetime("Created", Deal.created_at),
         "updated": F.datetime("Updated", Deal.updated_at),
         "tags": F.tag("Tags", Deal.tags, Tag.id),
+        "import": F.uuid("Import", Deal.import_id),  # the records a CSV import created
     },
     trash=TrashRule(label=Deal.name, rehome=rehome_deals),
     searched=(Deal.name,),
@@ -377,6 +381,7 @@ ACTIVITY = Entity(
         "deal": F.text("Deal", Deal.name, via=Activity.deal),
         "lead": F.text("Lead", Lead.first_name, Lead.last_name, via=Activity.lead),
         "created": F.datetime("Created", Activity.created_at),
+        "import": F.uuid("Import", Activity.import_id),
     },
     trash=TrashRule(label=Activity.subject, dependents=refresh_contacts_of_activities),
     searched=(Activity.subject,),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -120,6 +121,9 @@ def base_config(database_url: str) -> dict:
         "LOGIN_RATE_LIMIT": "1000 per minute",  # tests sign in often; test_security sets a real limit
         "LOGIN_ACCOUNT_RATE_LIMIT": "1000 per minute",
         "DATABASE_POOLING": "transaction" if THROUGH_PGBOUNCER else "session",
+        # Imports run in the request (no thread outliving the test's transaction); uploads go to a temp dir.
+        "IMPORT_JOBS": "inline",
+        "IMPORT_DIR": tempfile.mkdtemp(prefix="crm-test-imports-"),
     }
 
 

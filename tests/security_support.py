@@ -124,6 +124,44 @@ def _invited_user(org: Any, admin: Any, marker: str) -> tuple[Any, str]:
     return user, link.token
 
 
+def _imports(org: Any, owner: Any, marker: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """A draft import (its file mapped, not run) and a finished one with an errors file."""
+    import os
+    import tempfile
+
+    from crm_web.extensions import db
+    from crm_web.models import Import
+
+    folder = tempfile.mkdtemp(prefix="crm-import-")
+    path = os.path.join(folder, "contacts.csv")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"First name,Email\n{marker}Imported,imported-{uuid.uuid4().hex[:8]}@example.com\n")
+    errors = os.path.join(folder, "contacts.errors.csv")
+    with open(errors, "w", encoding="utf-8") as f:
+        f.write("First name,Email,error\n,x,First name: required\n")
+    common = {"org_id": org.id, "created_by_id": owner.id, "entity": "contact", "file_path": path}
+    mapping = {"columns": ["first_name", "email"], "header": ["First name", "Email"]}
+    draft = Import(**common, file_name=f"{marker} draft.csv", mapping=mapping, options={}, status="draft")
+    done = Import(
+        **common,
+        file_name=f"{marker} done.csv",
+        mapping=mapping,
+        options={"errors_path": errors},
+        status="done",
+        total_rows=1,
+        rows_done=1,
+    )
+    db.session.add_all([draft, done])
+    db.session.commit()
+    return draft.id, done.id
+
+
+def _upload_form(world: World) -> dict[str, Any]:
+    import io
+
+    return {"entity": "contacts", "file": (io.BytesIO(b"First name,Email\nAda,ada@example.com\n"), "people.csv")}
+
+
 def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     """Records of every kind, owned and trashed by the org's admin, with `marker` in their names."""
     owner = users["admin"]
@@ -148,6 +186,7 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     trashed_company = factories.make_company(org, name=f"{marker} Trashed company", owner_id=owner.id, **gone)
     trashed_lead = factories.make_lead(org, first_name=f"{marker}TrashedLead", owner_id=owner.id, **gone)
     trashed_activity = factories.make_activity(org, subject=f"{marker} Trashed call", owner_id=owner.id, **gone)
+    draft_import, done_import = _imports(org, owner, marker)
     world = World(marker, org, users, stage_order=[s.id for s in stages])
     world.ids.update(
         org=org.id,
@@ -172,6 +211,8 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
         trashed_activity=trashed_activity.id,
         trashed_company=trashed_company.id,
         trashed_lead=trashed_lead.id,
+        draft_import=draft_import,
+        done_import=done_import,
         sales=users["sales"].id,
         manager=users["manager"].id,
         admin=owner.id,
@@ -289,6 +330,16 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "internal.usage"): Route(TOKEN, args={"org_id": "org"}, form=lambda w: {}, csrf_exempt=True),
     # --- dashboard and search ---------------------------------------------------------------
     ("GET", "dashboard.index"): Route(MEMBER),
+    ("GET", "imports.index"): Route(MANAGER),
+    ("POST", "imports.upload"): Route(MANAGER, form=_upload_form),
+    ("GET", "imports.mapping"): Route(MANAGER, args={"import_id": "draft_import"}),
+    ("POST", "imports.configure"): Route(
+        MANAGER, args={"import_id": "draft_import"}, form=lambda w: {"column-0": "first_name", "action": "preview"}
+    ),
+    ("GET", "imports.errors"): Route(MANAGER, args={"import_id": "done_import"}),
+    ("GET", "imports.progress"): Route(MANAGER, args={"import_id": "done_import"}),
+    ("GET", "imports.history"): Route(MANAGER),
+    ("POST", "imports.undo"): Route(MANAGER, args={"import_id": "done_import"}, form=lambda w: {}),
     ("GET", "dashboard.panel"): Route(MEMBER, args={"panel": "=kpis"}),
     ("GET", "search.index"): Route(MEMBER, query="q=marker"),
     ("GET", "search.pick"): Route(MEMBER, args={"kind": "=company"}, query="q=marker"),

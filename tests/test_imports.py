@@ -303,3 +303,119 @@ def test_history_lists_the_imports(importer, tmp_path):
     job, _ = run(importer, tmp_path, "contacts_pipe.csv")
     history = importer.history()
     assert history[0][0].id == job.id and db.session.get(Import, job.id).file_name == "contacts_pipe.csv"
+
+
+# --- round trip, trash, tallies ------------------------------------------------------------------
+
+
+def _export(entity_name: str, org, user) -> list[list[str]]:
+    """The entity's CSV export of `org`, as the cells a spreadsheet would show."""
+    import csv
+    import io
+
+    from crm_web.csv_export import iter_csv
+    from crm_web.entities import entity
+    from crm_web.services.companies import CompanyService
+    from crm_web.services.contacts import ContactService
+
+    declared = entity(entity_name)
+    service = {"contact": ContactService, "company": CompanyService}[entity_name](factories.actor_for(user))
+    text = "".join(iter_csv(declared.csv_header, (declared.csv_values(r) for r in service.export_rows(sort="email"))))
+    return list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+
+
+def test_export_then_import_into_an_empty_org_gives_the_same_export(org, users, tmp_path):
+    from crm_web.services.contacts import ContactService
+
+    owner = users["admin"]
+    company = factories.make_company(org, name="Round Trip Ltd")
+    for i, status in enumerate(("customer", "lead", "churned")):
+        contact = factories.make_contact(
+            org,
+            first_name=f"Person{i}",
+            last_name="=SUM(A1)" if i == 0 else f"Last{i}",
+            email=f"p{i}@roundtrip.example",
+            status=status,
+            owner_id=owner.id,
+            primary_company_id=company.id if i < 2 else None,
+        )
+        ContactService(factories.actor_for(owner)).bulk_add_tag(
+            [contact.id], tag_id=factories.make_tag(org, name=f"tag{i}").id
+        )
+    exported = _export("contact", org, owner)
+    path = tmp_path / "export.csv"
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:
+        import csv
+
+        csv.writer(f).writerows(exported)
+    empty = factories.make_org("empty")
+    twin = factories.make_user(empty, role="admin", name=owner.name)
+    service = ImportService(factories.actor_for(twin))
+    job = service.create_import(str(path), "contacts", file_name="export.csv")
+    outcome = service.run(job.id)
+    assert (outcome.created, outcome.errors) == (3, 0)
+    assert _export("contact", empty, twin) == exported
+
+
+def test_undone_records_are_in_the_trash_and_restorable(importer, org, users, tmp_path):
+    from crm_web.services.trash import TrashService
+
+    job, _ = run(importer, tmp_path, "contacts_utf8.csv")
+    importer.undo(job.id)
+    trash = TrashService(factories.actor_for(users["admin"])).list_trash(entity_type="contact")
+    assert trash.total == 3
+    assert live(Contact, org) == 0
+
+
+def test_deal_tallies_and_search_see_the_imported_rows(importer, org, users, tmp_path):
+    from crm_web.services.contacts import ContactService
+    from crm_web.services.stats.tallies import deal_groups
+
+    factories.make_pipeline(org)
+    run(importer, tmp_path, "deals.csv", "deals")
+    groups = deal_groups(db.session, org.id)
+    assert sum(g.deals for g in groups) == 2
+    assert sum(g.value for g in groups) == 1500
+    assert {g.status for g in groups} == {"open", "won"}
+    run(importer, tmp_path, "contacts_utf8.csv")
+    found = ContactService(factories.actor_for(users["admin"])).list_page(q="Lovelace")
+    assert [row.contact.email for row in found.items] == ["ada@example.com"]
+
+
+def test_an_import_whose_worker_died_is_failed_and_cleaned_up(importer, org, tmp_path, monkeypatch):
+    from datetime import timedelta
+
+    from crm_web.imports import service
+    from crm_web.models import utcnow
+
+    monkeypatch.setattr(service, "BATCH", 2)
+    original = service._Run._write
+    calls = []
+
+    def dies(self, rows):  # the process stops after its first batch: nothing after it runs
+        calls.append(1)
+        if len(calls) == 2:
+            raise SystemExit
+        return original(self, rows)
+
+    monkeypatch.setattr(service._Run, "_write", dies)
+    job = importer.create_import(copy(tmp_path, "contacts_utf8.csv"), "contacts", file_name="x.csv")
+    with pytest.raises(SystemExit):
+        importer.run(job.id)
+    db.session.rollback()
+    assert importer.get(job.id).status == "running" and live(Contact, org) == 2
+    assert importer.recover_stale() == []  # still fresh
+    assert importer.recover_stale(now=utcnow() + timedelta(minutes=11)) == [job.id]
+    job = importer.get(job.id)
+    assert job.status == "failed" and "row 3" in job.message and live(Contact, org) == 0
+
+
+def test_the_mapping_is_remembered_for_the_next_file_with_the_same_headers(importer, tmp_path):
+    first = importer.upload(copy(tmp_path, "contacts_cp1252_semicolon.csv"), "contacts", file_name="a.csv")
+    assert first.mapping["remembered"] is False
+    edited = ["first_name", "last_name", "email", "", "notes"]
+    importer.configure(first.id, mapping=edited, options=Options())
+    second = importer.upload(copy(tmp_path, "contacts_cp1252_semicolon.csv"), "contacts", file_name="b.csv")
+    assert second.mapping["remembered"] is True and second.mapping["columns"] == edited
+    other = importer.upload(copy(tmp_path, "contacts_utf8.csv"), "contacts", file_name="c.csv")
+    assert other.mapping["remembered"] is False

@@ -6,7 +6,7 @@ import functools
 import zoneinfo
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, IntegerField, PasswordField, RadioField, SelectField, StringField
+from wtforms import BooleanField, EmailField, IntegerField, PasswordField, RadioField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from crm_web.forms import select_choices
@@ -53,6 +53,7 @@ class OrganisationForm(FlaskForm):
     trash_retention_days = IntegerField(
         "Keep deleted records in the trash for (days)", validators=[Optional(), NumberRange(1, 3650)]
     )
+    sales_can_import = BooleanField("Sales users may import CSV files (into their own ownership)")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -81,13 +81,35 @@ def run_import(import_id: str, org_id: str, user_id: str | None) -> None:
         role=Role(user.role) if user else Role.ADMIN,
         name=user.name if user else "import",
     )
-    ImportService(actor).run(uuid.UUID(import_id))
+    service = ImportService(actor)
+    service.recover_stale()  # an earlier run of this organisation whose worker died
+    service.run(uuid.UUID(import_id))
+
+
+def recover_stale_everywhere() -> int:
+    """At a worker's start: the imports of every organisation its role can see that a dead worker left
+    running are failed and cleaned up (ImportService.recover_stale). Returns how many."""
+    from sqlalchemy import select
+
+    from crm_web.imports.service import STALE_AFTER, ImportService
+    from crm_web.models import Import, Role, utcnow
+    from crm_web.services.base import Actor
+
+    cutoff = utcnow() - STALE_AFTER
+    orgs = set(db.session.scalars(select(Import.org_id).where(Import.status == "running", Import.updated_at < cutoff)))
+    found = 0
+    for org in orgs:
+        found += len(ImportService(Actor(org_id=org, user_id=None, role=Role.ADMIN)).recover_stale())
+    return found
 
 
 def work(app: Flask, *, burst: bool = False) -> None:
     """Process import jobs from the app's Redis until stopped (`flask crm worker`)."""
     from rq import SimpleWorker
 
+    recovered = recover_stale_everywhere()
+    if recovered:
+        logger.warning("Failed %d imports whose worker had died", recovered)
     # SimpleWorker: jobs run in this process, in the app context the command pushed (no fork, so no
     # database connection is shared with a child).
     worker = SimpleWorker([queue(app)], connection=queue(app).connection)

@@ -75,10 +75,17 @@ def detect_encoding(sample: bytes) -> str:
     return "cp1252" if encoding in ("latin_1", "iso8859_1", "iso8859_15") else encoding
 
 
+SNIFF_LINES = 20  # the sniffer's regular expressions are slow on long samples: a few lines suffice
+
+
 def detect_delimiter(text: str) -> str:
-    first_line = next(iter(text.splitlines()), "")
+    lines = text.splitlines()
+    first_line = next(iter(lines), "")
+    present = [d for d in DELIMITERS if d in first_line]
+    if len(present) == 1:  # the header names one candidate only: no need to guess
+        return present[0]
     try:
-        sniffed = csv.Sniffer().sniff(text, delimiters=DELIMITERS).delimiter
+        sniffed = csv.Sniffer().sniff("\n".join(lines[:SNIFF_LINES])[:8192], delimiters=DELIMITERS).delimiter
         if sniffed in first_line:
             return sniffed
     except csv.Error:

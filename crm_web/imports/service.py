@@ -18,7 +18,7 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -70,6 +70,14 @@ SERVICES = {
     "deal": "crm_web.services.deals:DealService",
     "activity": "crm_web.services.activities:ActivityService",
 }
+
+
+# A running import whose progress has not moved for this long lost its worker.
+STALE_AFTER = timedelta(minutes=10)
+
+
+class WorkerLost(Exception):
+    """The process running an import stopped before it ended."""
 
 
 @dataclass(frozen=True)
@@ -264,6 +272,76 @@ class ImportService:
         run = _Run(self, spec_for(entity), path, mapping, options or Options(), errors_path=errors_path, write=False)
         return run.execute()
 
+    def upload(self, path: str, entity: str, *, file_name: str) -> Import:
+        """Record an uploaded file as a draft import of `entity`, with its mapping remembered or guessed
+        (an unreadable file raises UnreadableFile, and nothing is recorded)."""
+        self.require_import()
+        spec = spec_for(entity)
+        info = self.inspect_file(path, spec.name)
+        job = Import(
+            org_id=self.org_id,
+            created_by_id=self.actor.user_id,
+            entity=spec.name,
+            file_name=os.path.basename(file_name.replace("\\", "/"))[:255] or "import.csv",
+            file_path=str(path),
+            mapping={"columns": info.mapping, "header": info.header, "remembered": info.remembered},
+            options={"on_duplicate": "skip", "create_companies": True, "header_key": header_key(info.header)},
+            status="draft",
+        )
+        self.session.add(job)
+        self.session.commit()
+        return job
+
+    def draft(self, import_id: uuid.UUID) -> Import:
+        job = self.get(import_id)
+        if job.status != "draft":
+            raise ValidationError(f"This import is {job.status}; its mapping can no longer change.")
+        return job
+
+    def configure(self, import_id: uuid.UUID, *, mapping: Sequence[str], options: Options) -> Import:
+        """Set a draft's mapping and duplicates policy (remembered for the next file with these headers)."""
+        self.require_import()
+        job = self.draft(import_id)
+        spec = spec_for(job.entity)
+        header = job.mapping.get("header") or []
+        try:
+            columns = check_mapping(spec, mapping, len(header))
+        except ValueError as error:
+            raise ValidationError(str(error), {"mapping": str(error)}) from None
+        job.mapping = {**job.mapping, "columns": columns}
+        job.options = {
+            **job.options,
+            "on_duplicate": options.on_duplicate,
+            "create_companies": options.create_companies,
+        }
+        self.session.commit()
+        return job
+
+    def preview(self, import_id: uuid.UUID) -> Outcome:
+        """The draft's dry run: every row validated, the first rows shown, the error rows in a CSV."""
+        job = self.draft(import_id)
+        return self.dry_run(
+            job.file_path or "",
+            job.entity,
+            mapping=job.mapping.get("columns"),
+            options=Options(
+                on_duplicate=job.options.get("on_duplicate", "skip"),
+                create_companies=bool(job.options.get("create_companies", True)),
+            ),
+            errors_path=_errors_path_for(job.file_path or ""),
+        )
+
+    def start(self, import_id: uuid.UUID) -> Import:
+        """A draft becomes pending (its rows counted for the progress bar); a job then runs it."""
+        self.require_import()
+        job = self.draft(import_id)
+        if not any(job.mapping.get("columns") or []):
+            raise ValidationError("Map at least one column to a field.", {"mapping": "Nothing is mapped."})
+        job.total_rows = count_rows(job.file_path or "", detect_format(job.file_path or ""))
+        job.status = "pending"
+        self.session.commit()
+        return job
+
     def create_import(
         self,
         path: str,
@@ -273,34 +351,16 @@ class ImportService:
         mapping: Sequence[str] | None = None,
         options: Options | None = None,
     ) -> Import:
-        """Record an import waiting to run (its job reads the file at `path`)."""
-        self.require_import()
-        spec = spec_for(entity)
-        options = options or Options()
-        fmt = detect_format(path)
-        with CsvReader(path, fmt) as reader:
-            header = reader.header
-        columns = check_mapping(spec, mapping, len(header)) if mapping is not None else guess_mapping(spec, header)
-        if not any(columns):
+        """Record an import ready to run (the command line: upload, configure and start in one go)."""
+        job = self.upload(path, entity, file_name=file_name)
+        columns = mapping if mapping is not None else job.mapping["columns"]
+        try:
+            self.configure(job.id, mapping=columns, options=options or Options())
+        except ValidationError as error:
+            raise UnreadableFile(error.message) from None
+        if not any(self.get(job.id).mapping["columns"]):
             raise UnreadableFile("No column could be mapped to a field: choose the fields of the columns.")
-        job = Import(
-            org_id=self.org_id,
-            created_by_id=self.actor.user_id,
-            entity=spec.name,
-            file_name=os.path.basename(file_name)[:255],
-            file_path=str(path),
-            mapping={"columns": columns, "header": header},
-            options={
-                "on_duplicate": options.on_duplicate,
-                "create_companies": options.create_companies,
-                "header_key": header_key(header),
-            },
-            status="pending",
-            total_rows=count_rows(path, fmt),
-        )
-        self.session.add(job)
-        self.session.commit()
-        return job
+        return self.start(job.id)
 
     def run(self, import_id: uuid.UUID, *, errors_path: str | None = None) -> Outcome:
         """Run a pending import to the end; on any failure remove what it wrote and mark it failed."""
@@ -340,7 +400,20 @@ class ImportService:
         self.session.commit()
         return outcome
 
-    def _discard(self, import_id: uuid.UUID, line: int, error: BaseException) -> None:
+    def recover_stale(self, *, now: datetime | None = None) -> list[uuid.UUID]:
+        """Imports of the organisation left "running" by a worker that died (no progress for
+        STALE_AFTER): what they wrote is removed and they are marked failed with the row they reached."""
+        cutoff = (now or utcnow()) - STALE_AFTER
+        stale = self.session.execute(
+            select(Import.id, Import.rows_done).where(
+                Import.org_id == self.org_id, Import.status == "running", Import.updated_at < cutoff
+            )
+        ).all()
+        for import_id, rows_done in stale:
+            self._discard(import_id, rows_done + 2, WorkerLost("the worker stopped"), row=rows_done + 1)
+        return [row[0] for row in stale]
+
+    def _discard(self, import_id: uuid.UUID, line: int, error: BaseException, *, row: int | None = None) -> None:
         """A run that failed: delete the records it created, revert what it updated, say where it stopped."""
         self._revert_updates(import_id)
         for model in RECORD_MODELS:
@@ -352,8 +425,10 @@ class ImportService:
         job = self.get(import_id)
         job.status = "failed"
         job.finished_at = utcnow()
-        reason = error.args[0] if isinstance(error, UnreadableFile) and error.args else "an unexpected error"
-        job.message = f"Stopped at line {line}: {reason}. Nothing of this import was kept."[:2000]
+        known = isinstance(error, (UnreadableFile, WorkerLost)) and error.args
+        reason = error.args[0] if known else "an unexpected error"
+        where = f"row {row}" if row is not None else f"line {line}"
+        job.message = f"Stopped at {where}: {reason}. Nothing of this import was kept."[:2000]
         job.created_count = job.updated_count = 0
         renew_epoch(self.session, self.org_id)
         self.session.commit()
@@ -452,6 +527,28 @@ class ImportService:
         self.session.flush()
 
 
+INSERT_CHUNK = 500  # rows per INSERT statement: within SQLite's and PostgreSQL's bound-parameter limits
+
+
+def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Rows in multi-row INSERT statements: one statement per chunk, not per row (an executemany runs
+    the tables' statement-level triggers once per row on PostgreSQL). Every row gets the same
+    columns; a column some rows leave out is NULL in them."""
+    if not rows:
+        return
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    now = utcnow()
+    for column in ("created_at", "updated_at"):  # Python-side defaults are not applied to multi-row VALUES
+        if column in table.c and column not in keys:
+            keys.append(column)
+    if "version" in table.c and "version" not in keys:
+        keys.append("version")
+    defaults = {"created_at": now, "updated_at": now, "version": 1}
+    full = [{k: row.get(k, defaults.get(k)) for k in keys} for row in rows]
+    for start in range(0, len(full), INSERT_CHUNK):
+        session.execute(insert(table).values(full[start : start + INSERT_CHUNK]))
+
+
 def _errors_path_for(path: str) -> str:
     base, _ = os.path.splitext(path)
     return f"{base}.errors.csv"
@@ -490,6 +587,7 @@ class _Run:
         self.model = spec.entity.model
         self.entity_service = _service_class(spec)(self.actor, self.session)
         self.form = spec.form(formdata=None, meta={"csrf": False})
+        self.fields = {f.name: f for f in spec.fields}
         self._errors_file: Any = None
         self._errors_writer: Any = None
         self.sales_only = not self.actor.has_role(Role.MANAGER)
@@ -511,6 +609,8 @@ class _Run:
             if not any(self.mapping):
                 raise UnreadableFile("No column could be mapped to a field of " + self.spec.entity.plural + ".")
             self.mapped = {name for name in self.mapping if name}
+            self.form.process(formdata=MultiDict())  # every field at its default
+            self.form_fields = [n for n in self.mapped if n in self.form._fields]
             self._load_once()
             try:
                 for batch in self._batches(reader.rows()):
@@ -639,10 +739,9 @@ class _Run:
     # --- validation: the form, then the service ---------------------------------------------
 
     def _validate(self, row: Row) -> None:
-        spec = self.spec
         data: MultiDict[str, str] = MultiDict()
         for name, cell in row.raw.items():
-            found = spec.field(name)
+            found = self.fields.get(name)
             if found is None or found.kind not in ("value", "choice", "bool"):
                 continue
             if found.kind == "choice":
@@ -656,7 +755,9 @@ class _Run:
             else:
                 data[name] = cell
         form = self.form
-        form.process(formdata=data)
+        # Only the mapped fields change from row to row: the others keep the defaults processed once.
+        for name in self.form_fields:
+            form[name].process(data)
         # The form's validators of the cells given; what the row leaves empty takes the form's defaults
         # and the service's rules decide (a required name, say).
         for name in data:
@@ -740,7 +841,7 @@ class _Run:
                 for name in missing
             ]
             if self.write:
-                self.session.execute(insert(Company), new)
+                _insert_rows(self.session, Company.__table__, new)
             self.outcome.new_companies += len(new)
             found.update({_norm_name(c["name"]): c["id"] for c in new})
         for row in rows:
@@ -931,7 +1032,7 @@ class _Run:
                         self.tops[stage_id] = top
         new_rows = [self._insert_values(r) for r in creates]
         if new_rows:
-            self.session.execute(insert(self.model), new_rows)
+            _insert_rows(self.session, self.model.__table__, new_rows)
         links: list[dict[str, Any]] = []
         tag_table = self.spec.entity.tag_table
         column = self.spec.entity.tag_column
@@ -941,7 +1042,7 @@ class _Run:
             self._update(row, tag_ids, links)
         if links and tag_table is not None:
             unique = {(link[column], link["tag_id"]): link for link in links}
-            self.session.execute(insert(tag_table), list(unique.values()))
+            _insert_rows(self.session, tag_table, list(unique.values()))
         if self.spec.name == "activity":
             contacts = {v["contact_id"] for v in new_rows if v.get("contact_id")}
             if contacts:
@@ -1035,7 +1136,7 @@ class _Run:
             {"id": uuid.uuid4(), "org_id": self.org_id, "name": wanted[k]} for k in wanted if k not in found
         ]
         if new:
-            self.session.execute(insert(Tag), new)
+            _insert_rows(self.session, Tag.__table__, new)
             found.update({t["name"].lower(): t["id"] for t in new})
         return found
 

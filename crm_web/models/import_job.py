@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_web.models.base import Base, IdMixin, OrgScopedMixin, TimestampMixin
 
-IMPORT_STATUSES = ("pending", "running", "done", "failed", "undone")
+IMPORT_STATUSES = ("draft", "pending", "running", "done", "failed", "undone")
 IMPORT_ENTITIES = ("contact", "company", "lead", "deal", "activity")
 
 

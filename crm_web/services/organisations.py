@@ -43,9 +43,16 @@ class OrganisationService:
         return row_or_not_found(self.session, Organization, self.actor.org_id, "Your organisation no longer exists.")
 
     def update(
-        self, *, name: str, default_currency: str, time_zone: str, trash_retention_days: int | None
+        self,
+        *,
+        name: str,
+        default_currency: str,
+        time_zone: str,
+        trash_retention_days: int | None,
+        sales_can_import: bool | None = None,
     ) -> Organization:
-        """Admins rename the organisation and set its currency, time zone and trash retention."""
+        """Admins rename the organisation and set its currency, time zone, trash retention and whether
+        sales users may import CSV files (None: unchanged)."""
         require_role(self.actor.role, Role.ADMIN, "change the organisation's settings")
         values: dict[str, Any] = {
             "name": " ".join((name or "").split()),
@@ -53,6 +60,8 @@ class OrganisationService:
             "time_zone": time_zone,
             "trash_retention_days": trash_retention_days,
         }
+        if sales_can_import is not None:
+            values["sales_can_import"] = bool(sales_can_import)
         errors = {}
         if not values["name"] or len(values["name"]) > 200:
             errors["name"] = "Enter a name of at most 200 characters."

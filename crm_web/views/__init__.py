@@ -8,6 +8,7 @@ from crm_web.views.companies import bp as companies
 from crm_web.views.contacts import bp as contacts
 from crm_web.views.dashboard import bp as dashboard
 from crm_web.views.deals import bp as deals
+from crm_web.views.imports import bp as imports
 from crm_web.views.internal import bp as internal
 from crm_web.views.leads import bp as leads
 from crm_web.views.pipelines import bp as pipelines
@@ -29,6 +30,7 @@ BLUEPRINTS = [
     pipelines,
     activities,
     trash,
+    imports,
     tags,
     settings,
     account,

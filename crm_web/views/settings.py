@@ -160,6 +160,7 @@ def organisation():
                 default_currency=form.default_currency.data,
                 time_zone=form.time_zone.data,
                 trash_retention_days=form.trash_retention_days.data,
+                sales_can_import=form.sales_can_import.data,
             )
         except ValidationError as error:
             apply_errors(form, error)

@@ -290,6 +290,21 @@
     }
   });
 
+  /* ------------------------------------------------------------ uploads */
+
+  // A file over the form's limit is refused before it is sent (the server refuses it too).
+  document.addEventListener('submit', function (event) {
+    var form = event.target;
+    var limit = form && form.dataset && Number(form.dataset.maxBytes);
+    if (!limit) return;
+    var input = form.querySelector('input[type=file]');
+    var file = input && input.files && input.files[0];
+    if (file && file.size > limit) {
+      event.preventDefault();
+      toast(form.dataset.tooLarge, 'error');
+    }
+  });
+
   /* ----------------------------------------------------------------- init */
 
   // htmx.onLoad runs for the initial body and for all new content, including
