@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
-from crm_web.models import Deal
+from crm_web.models import Deal, utcnow
 from crm_web.services.board import BOARD_PAGE_SIZE
 from tests import factories
 from tests.conftest import HX, LOGIN_STATEMENTS, tenant_statements
@@ -201,3 +202,44 @@ def test_move_keeps_filter_for_headers(client, login, org, stages, users):
     html = response.get_data(as_text=True)
     header = html.split(f'id="stage-header-{stages[1].id}"')[1]
     assert "data-count>1<" in header and "$100" in header
+
+
+# --- the headline is the open pipeline; won and lost apart (issue 18) ----------------------
+
+
+def test_the_headline_is_the_open_pipeline_and_closed_columns_count_this_period(client, login, org, stages):
+    login("manager")
+    factories.make_deal(org, stage=stages[0], name="Open one", value=Decimal("100"))
+    factories.make_deal(org, stage=stages[3], name="Won now", value=Decimal("900"), status="won", closed_at=utcnow())
+    factories.make_deal(
+        org,
+        stage=stages[3],
+        name="Won long ago",
+        value=Decimal("5000"),
+        status="won",
+        closed_at=datetime(2020, 5, 1, tzinfo=UTC),
+    )
+    for params in ("", "?f=value.greaterThan.1"):  # from the tallies, and the live aggregate
+        html = client.get(f"/deals/board{params}").get_data(as_text=True)
+        totals = html.split('id="board-totals"', 1)[1].split("</p>", 1)[0]
+        assert "<strong>1</strong> deal " in totals and "$100" in totals and "$900" not in totals
+        won_header = html.split(f'id="stage-header-{stages[3].id}"', 1)[1].split("</header>", 1)[0]
+        assert "data-count>1<" in won_header and "$900" in won_header and "$5,900" not in won_header
+        assert "Won now" not in html and "Won long ago" not in html  # no cards in a closed column
+        assert "Drop a deal here to mark it won" in html
+
+
+def test_a_closed_columns_header_does_not_repeat_its_name(client, login, org, stages):
+    login("manager")
+    html = client.get("/deals/board").get_data(as_text=True)
+    won_title = html.split(f'id="stage-title-{stages[3].id}"', 1)[1].split("</h2>", 1)[0]
+    assert won_title.count("Won") == 1 and "this month" in won_title
+
+
+def test_a_move_to_won_reports_the_open_headline(client, login, org, stages):
+    login("manager")
+    deal = factories.make_deal(org, stage=stages[0], value=Decimal("1000"))
+    factories.make_deal(org, stage=stages[1], value=Decimal("250"))
+    response = client.post(f"/deals/{deal.id}/move", data={"stage_id": str(stages[3].id), "version": "1"}, headers=HX)
+    totals = response.get_data(as_text=True).split('id="board-totals"', 1)[1].split("</p>", 1)[0]
+    assert "<strong>1</strong> deal " in totals and "$250" in totals and "$1,250" not in totals

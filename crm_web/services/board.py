@@ -12,14 +12,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, union_all
+from sqlalchemy import ColumnElement, func, or_, select, union_all
 
 from crm_web.errors import BadRequest, Conflict, NotFound
-from crm_web.models import Deal, PipelineStage
+from crm_web.models import Deal, PipelineStage, utcnow
 from crm_web.services.base import BaseService
 from crm_web.services.currencies import Amounts, Converted, Unconverted, org_rates
 from crm_web.services.deal_stages import apply_stage
@@ -74,7 +74,7 @@ class BoardColumn:
 
     @property
     def has_more(self) -> bool:
-        return self.stats.count > len(self.cards)
+        return not self.stage.is_closed and self.stats.count > len(self.cards)
 
 
 @dataclass
@@ -86,8 +86,9 @@ class Board:
 
     @property
     def totals(self) -> ColumnStats:
-        """The whole (filtered) board: the sum of the column aggregates, not of the loaded cards."""
-        return sum_stats(c.stats for c in self.columns)
+        """The board's headline: its open stages (the sum of their aggregates, not of the loaded cards).
+        Won and lost are shown apart, as this period's closed columns."""
+        return sum_stats(c.stats for c in self.columns if not c.stage.is_closed)
 
 
 @dataclass
@@ -120,8 +121,8 @@ class MoveResult:
 
     @property
     def totals(self) -> ColumnStats:
-        """The whole filtered board after the move (the same aggregate, every stage)."""
-        stages = {s.id for s in self.pipeline.stages}
+        """The board's headline after the move: its open stages (the same aggregate)."""
+        stages = {s.id for s in self.pipeline.stages if not s.is_closed}
         return sum_stats(s for stage_id, s in self.stats.items() if stage_id in stages)
 
 
@@ -146,6 +147,7 @@ class BoardService(BaseService[Deal]):
         one GROUP BY stage and currency."""
         currency = currency or self.pipelines.pipeline_get(pipeline_id).currency
         rates = org_rates(self.org_id, self.session)
+        since = datetime.combine(period_start(), time.min, tzinfo=UTC)
         stmt = (
             select(
                 Deal.stage_id,
@@ -156,7 +158,12 @@ class BoardService(BaseService[Deal]):
             )
             .select_from(Deal)
             .outerjoin(PipelineStage, PipelineStage.id == Deal.stage_id)
-            .where(Deal.org_id == self.org_id, Deal.pipeline_id == pipeline_id, *criteria)
+            .where(
+                Deal.org_id == self.org_id,
+                Deal.pipeline_id == pipeline_id,
+                or_(Deal.status == "open", Deal.closed_at >= since),  # closed: this period's only
+                *criteria,
+            )
             .group_by(Deal.stage_id, Deal.currency)
         )
         found: dict[uuid.UUID, Amounts] = {}
@@ -165,11 +172,13 @@ class BoardService(BaseService[Deal]):
         return {stage_id: ColumnStats.of(amounts.convert(rates, currency)) for stage_id, amounts in found.items()}
 
     def stage_amounts(self) -> dict[uuid.UUID, Amounts]:
-        """Count, value and weighted value per currency of every stage's live deals
-        (services/stats/tallies.py), before any conversion."""
+        """Count, value and weighted value per currency of every stage's live deals (open, or closed
+        this period: services/stats/tallies.py), before any conversion."""
+        since = period_start()
         totals: dict[uuid.UUID, Amounts] = {}
         for group in tallies.deal_groups(self.session, self.org_id):
-            if group.stage_id is not None:
+            closed_now = group.closed_month is not None and group.closed_month >= since
+            if group.stage_id is not None and (group.status == "open" or closed_now):
                 totals.setdefault(group.stage_id, Amounts()).add(
                     group.currency, group.deals, group.value, group.weighted
                 )
@@ -206,11 +215,12 @@ class BoardService(BaseService[Deal]):
         if criteria:
             stats = self.column_stats(pipeline.id, criteria, currency=pipeline.currency)
         else:  # the whole pipeline: from the tallies the database keeps, cached until a deal changes
-            stats = self.stage_totals(cached_stats(self.org_id, "deals", "board_columns", self.stage_amounts))
+            key = f"board_columns:{period_start()}"
+            stats = self.stage_totals(cached_stats(self.org_id, "deals", key, self.stage_amounts))
         # One branch per stage, each an index range scan (org, pipeline, stage, position) that stops
         # after per_column rows; a window over the whole pipeline would sort every deal.
         firsts = []
-        for stage in pipeline.stages:
+        for stage in pipeline.open_stages:  # closed columns show this period's numbers, not cards
             first = (
                 self.scoped(select(Deal.id))
                 .where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id, *criteria)
@@ -320,6 +330,12 @@ class BoardService(BaseService[Deal]):
             pipeline.id, self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope), currency=pipeline.currency
         )
         return MoveResult(deal=deal, pipeline=pipeline, from_stage=from_stage, to_stage=to_stage, stats=stats)
+
+
+def period_start() -> date:
+    """The first day of this month (UTC, as the tallies' closing months): the period whose won and
+    lost deals the board's closed columns count."""
+    return utcnow().date().replace(day=1)
 
 
 def _neighbour(deal: Deal | None, stage_id: uuid.UUID, moving_id: uuid.UUID) -> float | None:
