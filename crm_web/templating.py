@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from flask import Flask
+from markupsafe import Markup, escape
 
 from crm_web.charts import nice_scale
 from crm_web.formatting import money, month_label, short_date, short_datetime, time_ago
 from crm_web.models import Role, utcnow
 from crm_web.services.search import highlight
 
+
+def breakable_email(value: str) -> Markup:
+    """An email, escaped, that may wrap before its @ and dots rather than in the middle of a word."""
+    text = str(escape(value))
+    return Markup(text.replace("@", "<wbr>@").replace(".", "<wbr>."))
+
+
 FILTERS = {
+    "breakable_email": breakable_email,
     "money": money,
     "short_date": short_date,
     "short_datetime": short_datetime,
