@@ -115,10 +115,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CRMException)
     def handle_domain_error(error: CRMException):
         db.session.rollback()
-        if isinstance(error, ValidationError) and error.field_errors:
-            message = error.message + ": " + "; ".join(error.field_errors.values())
-        else:
-            message = error.message
+        # A field error that repeats the message is not said twice.
+        fields = error.field_errors.values() if isinstance(error, ValidationError) else ()
+        details = [text for text in fields if text != error.message]
+        message = error.message + ": " + "; ".join(details) if details else error.message
         return error_response(error.status_code, message, error.title)
 
     @app.errorhandler(CSRFError)

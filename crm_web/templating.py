@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from markupsafe import Markup, escape
 
 from crm_web import clock
 from crm_web.charts import nice_scale
@@ -10,7 +11,15 @@ from crm_web.formatting import money, month_label, short_date, short_datetime, t
 from crm_web.models import Role
 from crm_web.services.search import highlight
 
+
+def breakable_email(value: str) -> Markup:
+    """An email, escaped, that may wrap before its @ and dots rather than in the middle of a word."""
+    text = str(escape(value))
+    return Markup(text.replace("@", "<wbr>@").replace(".", "<wbr>."))
+
+
 FILTERS = {
+    "breakable_email": breakable_email,
     "money": money,
     "short_date": short_date,
     "short_datetime": short_datetime,

@@ -35,11 +35,15 @@ def test_filter_builder_url_is_shareable(page, page_errors, live_server, browser
     browser_login(page, "sales")
     page.goto(f"{live_server}/contacts?per_page=100")
     builder = page.locator("#filter-builder")
+    expect(builder).to_be_hidden()  # collapsed behind its "Filter" button
+    page.locator("#filter-disclosure > summary").click()
     builder.locator("[data-add-row]").last.click()
     row = builder.locator("[data-filter-row]").nth(0)
     row.locator("[data-field]").select_option("status")
     row.locator("[data-op]").select_option("in")
-    row.locator("[data-value-slot] select").select_option(["prospect", "customer"])
+    chips = row.locator("[data-value-slot] [data-chips]")  # checkboxes, not a native multi-select
+    chips.get_by_label("Prospect").check()
+    chips.get_by_label("Customer").check()
     builder.locator(".filter-actions [data-add-row]").click()
     second = builder.locator("[data-filter-row]").nth(1)
     second.locator("[data-field]").select_option("email")
@@ -53,7 +57,8 @@ def test_filter_builder_url_is_shareable(page, page_errors, live_server, browser
     shared = context.new_page()
     shared.goto(page.url)
     assert _names(shared) == names
-    # The shared page's builder shows the two conditions again.
+    # The shared page's builder shows the two conditions again, behind "Filter 2".
+    expect(shared.locator("#filter-disclosure [data-filter-count]")).to_have_text("2")
     expect(shared.locator("#filter-builder [data-filter-row]")).to_have_count(2)
     assert page_errors == []
 

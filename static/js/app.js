@@ -318,3 +318,73 @@
   window.crm.toast = toast;
   window.crm.dismissToast = dismiss;
 })();
+
+/* ---------------------------------------------------------- page polish (issue 18) */
+(function () {
+  'use strict';
+
+  // Inline edits on the contact page: Esc cancels; opening an editor closes any other one.
+  document.addEventListener('keydown', function (e) {
+    if (e.key !== 'Escape' || !e.target.closest) return;
+    var form = e.target.closest('form.inline-edit');
+    if (!form) return;
+    var cancel = form.querySelector('[data-inline-cancel]');
+    if (cancel) { e.preventDefault(); cancel.click(); }
+  });
+  document.addEventListener('htmx:beforeRequest', function (e) {
+    var opener = e.detail.elt;
+    if (!opener || !opener.matches || !opener.matches('button.inline-edit')) return;
+    document.querySelectorAll('form.inline-edit [data-inline-cancel]').forEach(function (cancel) { cancel.click(); });
+  });
+
+  // Cancel on a form opened inside a page (New activity on a record's timeline or the activities
+  // page) closes it instead of leaving the page.
+  document.addEventListener('click', function (e) {
+    var cancel = e.target.closest ? e.target.closest('[data-form-cancel]') : null;
+    if (!cancel) return;
+    var slot = cancel.closest('[id$="-form-slot"]');
+    if (!slot) return;
+    e.preventDefault();
+    slot.textContent = '';
+  });
+
+  // Compact list rows, remembered in this browser.
+  var KEY = 'crm-density';
+  function applyDensity() {
+    var compact = false;
+    try { compact = window.localStorage.getItem(KEY) === 'compact'; } catch (err) { /* storage off */ }
+    document.body.classList.toggle('density-compact', compact);
+    document.querySelectorAll('[data-density-toggle]').forEach(function (b) {
+      b.setAttribute('aria-pressed', compact ? 'true' : 'false');
+    });
+  }
+  document.addEventListener('click', function (e) {
+    var toggle = e.target.closest ? e.target.closest('[data-density-toggle]') : null;
+    if (!toggle) return;
+    var compact = !document.body.classList.contains('density-compact');
+    try { window.localStorage.setItem(KEY, compact ? 'compact' : 'comfortable'); } catch (err) { /* storage off */ }
+    applyDensity();
+  });
+  document.addEventListener('DOMContentLoaded', applyDensity);
+
+  // The "Filter" button's count follows the conditions applied.
+  document.addEventListener('submit', function (e) {
+    var form = e.target;
+    if (!form.matches || !form.matches('#filter-builder')) return;
+    var summary = document.querySelector('#filter-disclosure [data-filter-summary]');
+    if (!summary) return;
+    var count = Array.prototype.filter.call(form.querySelectorAll('[data-filter-rows] [data-field]'), function (s) {
+      return s.value;
+    }).length;
+    var badge = summary.querySelector('[data-filter-count]');
+    if (!count) { if (badge) badge.remove(); return; }
+    if (!badge) {
+      badge = document.createElement('span');
+      badge.className = 'filter-count';
+      badge.setAttribute('data-filter-count', '');
+      summary.appendChild(badge);
+    }
+    badge.textContent = String(count);
+    badge.setAttribute('aria-label', count + ' active condition' + (count === 1 ? '' : 's'));
+  }, true);
+})();

@@ -207,3 +207,30 @@
   document.addEventListener('htmx:afterRequest', afterRequest);
   document.body.addEventListener('deal-moved', dealMoved);
 })();
+
+// On a phone the board scrolls one column at a time: the indicator names the column in view.
+(function () {
+  'use strict';
+  function update(board) {
+    var indicator = document.querySelector('[data-board-indicator]');
+    if (!indicator) return;
+    var columns = board.querySelectorAll('.board-column');
+    if (!columns.length) return;
+    var left = board.getBoundingClientRect().left;
+    var best = 0;
+    var bestDistance = Infinity;
+    columns.forEach(function (column, index) {
+      var distance = Math.abs(column.getBoundingClientRect().left - left);
+      if (distance < bestDistance) { bestDistance = distance; best = index; }
+    });
+    var title = columns[best].querySelector('.board-column-header .name > span:first-child');
+    var name = title ? title.textContent.trim() : 'Stage';
+    var text = name + ' · ' + (best + 1) + ' of ' + columns.length +
+      (best + 1 < columns.length ? ' · swipe for the next stage' : '');
+    if (indicator.textContent !== text) indicator.textContent = text;
+  }
+  document.addEventListener('scroll', function (e) {
+    var board = e.target && e.target.classList && e.target.classList.contains('board') ? e.target : null;
+    if (board) update(board);
+  }, true);
+})();

@@ -64,6 +64,13 @@
       var meta = byName[row.querySelector('[data-field]').value];
       var op = opMeta(meta, row.querySelector('[data-op]').value);
       if (!op || op.arity === 'none') { hidden.value = ''; return; }
+      var chips = slot.querySelector('[data-chips]');
+      if (chips) {
+        hidden.value = Array.prototype.filter.call(chips.querySelectorAll('input[type=checkbox]'), function (box) {
+          return box.checked;
+        }).map(function (box) { return escapeItem(box.value); }).join(',');
+        return;
+      }
       var widgets = slot.querySelectorAll('input, select');
       if (op.arity === 'pair') {
         hidden.value = widgets.length === 2 && (widgets[0].value || widgets[1].value)
@@ -88,16 +95,23 @@
         var ranges = el('select', { 'aria-label': label });
         (meta.ranges || []).forEach(function (r) { ranges.appendChild(option(r.value, r.label, r.value === current)); });
         slot.appendChild(ranges);
+      } else if (meta.choices && meta.choices.length && op.arity === 'list') {
+        // "has any of" / "is any of": one checkbox chip per choice, not a native multi-select.
+        var chosenItems = splitList(current || '');
+        var chips = el('div', { 'class': 'filter-chips', 'role': 'group', 'aria-label': label, 'data-chips': '' });
+        meta.choices.forEach(function (c) {
+          var box = el('input', { type: 'checkbox', value: c.value });
+          box.checked = chosenItems.indexOf(c.value) >= 0;
+          var chip = el('label', {});
+          chip.appendChild(box);
+          chip.appendChild(document.createTextNode(' ' + c.label));
+          chips.appendChild(chip);
+        });
+        slot.appendChild(chips);
       } else if (meta.choices && meta.choices.length) {
         var select = el('select', { 'aria-label': label });
-        var chosen = op.arity === 'list' ? splitList(current || '') : [current];
-        if (op.arity === 'list') {
-          select.multiple = true;
-          select.size = Math.min(5, meta.choices.length);
-        } else {
-          select.appendChild(option('', 'Choose…', !current));
-        }
-        meta.choices.forEach(function (c) { select.appendChild(option(c.value, c.label, chosen.indexOf(c.value) >= 0)); });
+        select.appendChild(option('', 'Choose…', !current));
+        meta.choices.forEach(function (c) { select.appendChild(option(c.value, c.label, c.value === current)); });
         slot.appendChild(select);
       } else if (op.arity === 'pair') {
         var parts = current ? splitList(current) : ['', ''];

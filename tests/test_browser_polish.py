@@ -1,0 +1,101 @@
+"""Polish in real Chromium (issue 18): trash buttons wait for a selection, inline edits cancel with
+Esc and open one at a time, Cancel closes an inline New activity form, compact rows stick."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from crm_web.extensions import db
+from crm_web.models import Contact, User
+from crm_web.services.base import Actor
+from crm_web.services.contacts import ContactService
+from tests.conftest import build_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def live_db(live_server, tmp_path_factory):
+    """A second app on the live server's SQLite file, to prepare data."""
+    path = next(tmp_path_factory.getbasetemp().glob("live*/live.sqlite3"))
+    application = build_app(f"sqlite:///{path}")
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _a_contact(live_db):
+    with live_db.app_context():
+        admin = db.session.scalar(select(User).where(User.email == "admin@example.com"))
+        contact = db.session.scalars(
+            select(Contact).where(Contact.org_id == admin.org_id).order_by(Contact.first_name.desc())
+        ).first()
+        contact_id = contact.id
+        db.session.remove()
+    return contact_id
+
+
+def test_trash_bulk_buttons_wait_for_a_selection(page, page_errors, live_server, live_db, browser_login):
+    with live_db.app_context():
+        admin = db.session.scalar(select(User).where(User.email == "admin@example.com"))
+        contact = db.session.scalars(select(Contact).where(Contact.org_id == admin.org_id).order_by(Contact.id)).first()
+        contact_id = contact.id
+        ContactService(Actor.of(admin)).delete(contact_id)
+        db.session.remove()
+    browser_login(page, "admin")
+    page.goto(f"{live_server}/trash?type=contact")
+    restore = page.get_by_role("button", name="Restore selected")
+    purge = page.get_by_role("button", name="Delete permanently…")
+    expect(restore).to_be_disabled()
+    expect(purge).to_be_disabled()
+    box = page.locator(f"#trash-contact-{contact_id} input[name=item]")
+    box.check()
+    expect(restore).to_be_enabled()
+    expect(purge).to_be_enabled()
+    box.uncheck()
+    expect(restore).to_be_disabled()
+    page.locator("input[data-select-all]").check()
+    expect(purge).to_be_enabled()
+    assert page_errors == []
+
+
+def test_inline_edits_cancel_with_esc_and_open_one_at_a_time(page, page_errors, live_server, live_db, browser_login):
+    contact_id = _a_contact(live_db)
+    browser_login(page, "admin")
+    page.goto(f"{live_server}/contacts/{contact_id}")
+    page.locator("#field-city button.inline-edit").click()
+    expect(page.locator("#field-city form.inline-edit")).to_be_visible()
+    page.locator("#field-title button.inline-edit").click()
+    expect(page.locator("#field-title form.inline-edit")).to_be_visible()
+    expect(page.locator("form.inline-edit")).to_have_count(1)  # the city editor closed
+    page.locator("#field-title form.inline-edit input[name=title]").press("Escape")
+    expect(page.locator("form.inline-edit")).to_have_count(0)
+    expect(page.locator("#field-title button.inline-edit")).to_be_visible()
+    # Cancel on the inline "New activity" form closes it and stays on the page.
+    page.get_by_role("link", name="New activity").click()
+    form = page.locator("#timeline-form-slot #activity-form")
+    expect(form).to_be_visible()
+    form.get_by_role("link", name="Cancel").click()
+    expect(page.locator("#timeline-form-slot")).to_be_empty()
+    assert page.url.endswith(f"/contacts/{contact_id}")
+    assert page_errors == []
+
+
+def test_compact_rows_are_remembered(page, page_errors, live_server, browser_login):
+    browser_login(page, "sales")
+    page.goto(f"{live_server}/contacts")
+    toggle = page.locator("[data-density-toggle]")
+    comfortable = page.locator("#contact-table tbody tr").first.bounding_box()["height"]
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    page.goto(f"{live_server}/companies")
+    expect(page.locator("body")).to_have_class("page-wide density-compact")
+    page.goto(f"{live_server}/contacts")
+    compact = page.locator("#contact-table tbody tr").first.bounding_box()["height"]
+    assert compact < comfortable
+    assert comfortable <= 48  # one line per row
+    page.locator("[data-density-toggle]").click()
+    assert page_errors == []

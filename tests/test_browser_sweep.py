@@ -1,0 +1,130 @@
+"""Every main page as each role, on a desktop (1440x900) and a phone (390x844), in real Chromium: no
+console error, and on the phone nothing wider than the screen (a page that scrolls sideways, or an
+element sticking out of it, outside a container made to scroll). Screenshots of every page go to
+test-artifacts/screenshots/ (README, "Tests"), which CI keeps as artifacts.
+
+One browser for the whole run; one context per role and size, signed in once."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
+ROLES = ("admin", "manager", "sales")
+
+# (name, path, roles that may open it); "{contact}" and friends are filled from the lists.
+PAGES = [
+    ("dashboard", "/", ROLES),
+    ("contacts", "/contacts", ROLES),
+    ("contact", "{contact}", ROLES),
+    ("contact-new", "/contacts/new", ROLES),
+    ("companies", "/companies", ROLES),
+    ("company", "{company}", ROLES),
+    ("leads", "/leads", ROLES),
+    ("deals", "/deals", ROLES),
+    ("deal", "{deal}", ROLES),
+    ("deal-new", "/deals/new", ROLES),
+    ("board", "/deals/board", ROLES),
+    ("activities", "/activities", ROLES),
+    ("search", "/search?q=a", ROLES),
+    ("account", "/account", ROLES),
+    ("trash", "/trash", ("admin", "manager")),
+    ("users", "/settings/users", ("admin", "manager")),
+    ("pipelines", "/pipelines", ("admin", "manager")),
+    ("tags", "/settings/tags", ("admin", "manager")),
+    ("organisation", "/settings/organisation", ("admin",)),
+]
+
+# Elements sticking out of the screen, outside any container that scrolls or clips them.
+OVERFLOW = """
+() => {
+  const width = document.documentElement.clientWidth;
+  const found = [];
+  if (document.documentElement.scrollWidth > width + 1) {
+    found.push('the page scrolls sideways: ' + document.documentElement.scrollWidth + 'px');
+  }
+  const clipped = (el) => {
+    for (let p = el.parentElement; p && p !== document.documentElement; p = p.parentElement) {
+      const style = getComputedStyle(p);
+      if (['auto', 'scroll', 'hidden', 'clip'].includes(style.overflowX)) return true;
+      if (style.display === 'none' || p.hidden) return true;
+    }
+    return false;
+  };
+  for (const el of document.body.querySelectorAll('*')) {
+    const box = el.getBoundingClientRect();
+    if (box.width < 2 || box.height < 2) continue;
+    if (box.left >= -1 && box.right <= width + 1) continue;
+    if (getComputedStyle(el).position === 'fixed' || clipped(el)) continue;
+    const name = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+      (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+    found.push(name + ' spans ' + Math.round(box.left) + '..' + Math.round(box.right) + 'px');
+    if (found.length >= 8) break;
+  }
+  return found;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def record_urls(browser, live_server):
+    """A contact, a company and a deal detail page of the demo organisation."""
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, live_server, "admin")
+    urls = {}
+    for key, list_path, table in (
+        ("contact", "/contacts", "#contact-table"),
+        ("company", "/companies", "#company-table"),
+        ("deal", "/deals", "#deal-table"),
+    ):
+        page.goto(f"{live_server}{list_path}")
+        href = page.locator(f"{table} tbody tr td a[href^='{list_path}/']").first.get_attribute("href")
+        assert href, f"the demo data has a {key}"
+        urls[key] = href
+    context.close()
+    return urls
+
+
+def _sign_in(page, live_server, role):
+    page.goto(f"{live_server}/login")
+    page.fill("input[name=email]", f"{role}@example.com")
+    page.fill("input[name=password]", "demo")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server}/")
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("role", ROLES)
+def test_main_pages_render_cleanly(browser, live_server, record_urls, role, size):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport=SIZES[size], device_scale_factor=1)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(f"{page.url}: {message.text}"))
+    page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+    _sign_in(page, live_server, role)
+    problems = {}
+    try:
+        for name, path, roles in PAGES:
+            if role not in roles:
+                continue
+            url = live_server + re.sub(r"\{(\w+)\}", lambda m: record_urls[m.group(1)], path)
+            response = page.goto(url)
+            assert response is not None and response.status == 200, f"{role} {name}: {response and response.status}"
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(SCREENSHOTS / f"{role}-{size}-{name}.png"))
+            if size == "phone":
+                wide = page.evaluate(OVERFLOW)
+                if wide:
+                    problems[name] = wide
+    finally:
+        context.close()
+    assert errors == []
+    assert problems == {}, "wider than a 390 px screen"
