@@ -272,7 +272,7 @@ class ImportService:
         run = _Run(self, spec_for(entity), path, mapping, options or Options(), errors_path=errors_path, write=False)
         return run.execute()
 
-    def upload(self, path: str, entity: str, *, file_name: str) -> Import:
+    def upload(self, path: str, entity: str, *, file_name: str, owned_file: bool = False) -> Import:
         """Record an uploaded file as a draft import of `entity`, with its mapping remembered or guessed
         (an unreadable file raises UnreadableFile, and nothing is recorded)."""
         self.require_import()
@@ -285,7 +285,12 @@ class ImportService:
             file_name=os.path.basename(file_name.replace("\\", "/"))[:255] or "import.csv",
             file_path=str(path),
             mapping={"columns": info.mapping, "header": info.header, "remembered": info.remembered},
-            options={"on_duplicate": "skip", "create_companies": True, "header_key": header_key(info.header)},
+            options={
+                "on_duplicate": "skip",
+                "create_companies": True,
+                "header_key": header_key(info.header),
+                "owned_file": owned_file,  # an upload: removed once the import ran (its error rows stay)
+            },
             status="draft",
         )
         self.session.add(job)
@@ -390,6 +395,7 @@ class ImportService:
         except Exception as error:
             self.session.rollback()
             self._discard(job.id, run.line, error)
+            self._remove_upload(job)
             raise
         job = self.get(import_id)
         job.status = "done"
@@ -398,7 +404,14 @@ class ImportService:
         job.options = {**job.options, "errors_path": outcome.errors_path}
         renew_epoch(self.session, self.org_id)
         self.session.commit()
+        self._remove_upload(job)
         return outcome
+
+    @staticmethod
+    def _remove_upload(job: Import) -> None:
+        path = job.file_path
+        if (job.options or {}).get("owned_file") and path and os.path.exists(path):
+            os.remove(path)
 
     def recover_stale(self, *, now: datetime | None = None) -> list[uuid.UUID]:
         """Imports of the organisation left "running" by a worker that died (no progress for
