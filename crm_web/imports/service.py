@@ -540,26 +540,13 @@ class ImportService:
         self.session.flush()
 
 
-INSERT_CHUNK = 500  # rows per INSERT statement: within SQLite's and PostgreSQL's bound-parameter limits
-
-
 def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Rows in multi-row INSERT statements: one statement per chunk, not per row (an executemany runs
-    the tables' statement-level triggers once per row on PostgreSQL). Every row gets the same
-    columns; a column some rows leave out is NULL in them."""
+    """Rows in one executemany INSERT (psycopg pipelines it). Every row gets the same columns (a
+    column some rows leave out is NULL in them); columns no row names take their defaults."""
     if not rows:
         return
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    now = utcnow()
-    for column in ("created_at", "updated_at"):  # Python-side defaults are not applied to multi-row VALUES
-        if column in table.c and column not in keys:
-            keys.append(column)
-    if "version" in table.c and "version" not in keys:
-        keys.append("version")
-    defaults = {"created_at": now, "updated_at": now, "version": 1}
-    full = [{k: row.get(k, defaults.get(k)) for k in keys} for row in rows]
-    for start in range(0, len(full), INSERT_CHUNK):
-        session.execute(insert(table).values(full[start : start + INSERT_CHUNK]))
+    session.execute(insert(table), [{k: row.get(k) for k in keys} for row in rows])
 
 
 def _errors_path_for(path: str) -> str:
