@@ -361,10 +361,12 @@ class ImportService:
         columns = mapping if mapping is not None else job.mapping["columns"]
         try:
             self.configure(job.id, mapping=columns, options=options or Options())
+            if not any(self.get(job.id).mapping["columns"]):
+                raise ValidationError("No column could be mapped to a field: choose the fields of the columns.")
         except ValidationError as error:
+            self.session.delete(self.get(job.id))  # nothing to run: no draft left behind
+            self.session.commit()
             raise UnreadableFile(error.message) from None
-        if not any(self.get(job.id).mapping["columns"]):
-            raise UnreadableFile("No column could be mapped to a field: choose the fields of the columns.")
         return self.start(job.id)
 
     def run(self, import_id: uuid.UUID, *, errors_path: str | None = None) -> Outcome:
