@@ -968,6 +968,10 @@ class _Run:
                 self.outcome.duplicates += 1
                 row.action = "update" if policy == "update" else "skip"
                 row.existing = match
+                if row.action == "update" and self.sales_only and match.owner_id not in (None, self.actor.user_id):
+                    # The owner-or-manager rule of every edit (BaseService.check_can_modify).
+                    row.action = "skip"
+                    row.notice = "Skipped: the existing record belongs to someone else."
             values = self._cleaned(row)
             if values is None:
                 continue
