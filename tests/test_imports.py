@@ -299,6 +299,18 @@ def test_sales_import_only_when_the_org_allows_and_into_their_ownership(org, use
     assert owners == {users["sales"].id}
 
 
+def test_sales_updates_only_their_own_records(org, users, tmp_path):
+    org.sales_can_import = True
+    db.session.commit()
+    factories.make_contact(
+        org, first_name="Existing", email="existing@example.com", phone="000", owner_id=users["admin"].id
+    )
+    sales = ImportService(factories.actor_for(users["sales"]))
+    _, outcome = run(sales, tmp_path, "duplicates.csv", on_duplicate="update")
+    assert outcome.updated == 0 and outcome.skipped == 2
+    assert db.session.scalar(select(Contact.phone).where(Contact.email == "existing@example.com")) == "000"
+
+
 def test_history_lists_the_imports(importer, tmp_path):
     job, _ = run(importer, tmp_path, "contacts_pipe.csv")
     history = importer.history()

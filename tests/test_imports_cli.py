@@ -76,6 +76,7 @@ def test_nothing_mapped_exits_1(cli, org, users, tmp_path):
     path.write_text("Foo,Bar\n1,2\n")
     result = cli.invoke(args=["crm", "import", "--org", org.slug, "--entity", "contacts", str(path)])
     assert result.exit_code == 1 and "No column" in result.output
+    assert db.session.scalar(select(func.count()).select_from(Import).where(Import.org_id == org.id)) == 0
 
 
 def test_unknown_org_exits_1(cli, tmp_path):

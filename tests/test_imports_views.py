@@ -56,6 +56,7 @@ def test_a_manager_uploads_maps_previews_runs_and_undoes(client, login, org):
     assert "Will create <strong>3</strong>" in text and "José" in text and live_contacts(org) == 0
     ran = client.post(f"/import/{job.id}", data={**form, "action": "run"})
     assert ran.status_code == 303 and ran.headers["Location"].endswith(f"/import/{job.id}/progress")
+    assert not Path(job.file_path).exists()  # the upload is gone once imported
     progress = client.get(f"/import/{job.id}/progress")
     assert "100 %" in progress.get_data(as_text=True) and live_contacts(org) == 3
     fragment = client.get(f"/import/{job.id}/progress", headers=HX).get_data(as_text=True)

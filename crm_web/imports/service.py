@@ -272,7 +272,7 @@ class ImportService:
         run = _Run(self, spec_for(entity), path, mapping, options or Options(), errors_path=errors_path, write=False)
         return run.execute()
 
-    def upload(self, path: str, entity: str, *, file_name: str) -> Import:
+    def upload(self, path: str, entity: str, *, file_name: str, owned_file: bool = False) -> Import:
         """Record an uploaded file as a draft import of `entity`, with its mapping remembered or guessed
         (an unreadable file raises UnreadableFile, and nothing is recorded)."""
         self.require_import()
@@ -285,7 +285,12 @@ class ImportService:
             file_name=os.path.basename(file_name.replace("\\", "/"))[:255] or "import.csv",
             file_path=str(path),
             mapping={"columns": info.mapping, "header": info.header, "remembered": info.remembered},
-            options={"on_duplicate": "skip", "create_companies": True, "header_key": header_key(info.header)},
+            options={
+                "on_duplicate": "skip",
+                "create_companies": True,
+                "header_key": header_key(info.header),
+                "owned_file": owned_file,  # an upload: removed once the import ran (its error rows stay)
+            },
             status="draft",
         )
         self.session.add(job)
@@ -356,10 +361,12 @@ class ImportService:
         columns = mapping if mapping is not None else job.mapping["columns"]
         try:
             self.configure(job.id, mapping=columns, options=options or Options())
+            if not any(self.get(job.id).mapping["columns"]):
+                raise ValidationError("No column could be mapped to a field: choose the fields of the columns.")
         except ValidationError as error:
+            self.session.delete(self.get(job.id))  # nothing to run: no draft left behind
+            self.session.commit()
             raise UnreadableFile(error.message) from None
-        if not any(self.get(job.id).mapping["columns"]):
-            raise UnreadableFile("No column could be mapped to a field: choose the fields of the columns.")
         return self.start(job.id)
 
     def run(self, import_id: uuid.UUID, *, errors_path: str | None = None) -> Outcome:
@@ -390,6 +397,7 @@ class ImportService:
         except Exception as error:
             self.session.rollback()
             self._discard(job.id, run.line, error)
+            self._remove_upload(job)
             raise
         job = self.get(import_id)
         job.status = "done"
@@ -398,7 +406,14 @@ class ImportService:
         job.options = {**job.options, "errors_path": outcome.errors_path}
         renew_epoch(self.session, self.org_id)
         self.session.commit()
+        self._remove_upload(job)
         return outcome
+
+    @staticmethod
+    def _remove_upload(job: Import) -> None:
+        path = job.file_path
+        if (job.options or {}).get("owned_file") and path and os.path.exists(path):
+            os.remove(path)
 
     def recover_stale(self, *, now: datetime | None = None) -> list[uuid.UUID]:
         """Imports of the organisation left "running" by a worker that died (no progress for
@@ -527,26 +542,13 @@ class ImportService:
         self.session.flush()
 
 
-INSERT_CHUNK = 500  # rows per INSERT statement: within SQLite's and PostgreSQL's bound-parameter limits
-
-
 def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Rows in multi-row INSERT statements: one statement per chunk, not per row (an executemany runs
-    the tables' statement-level triggers once per row on PostgreSQL). Every row gets the same
-    columns; a column some rows leave out is NULL in them."""
+    """Rows in one executemany INSERT (psycopg pipelines it). Every row gets the same columns (a
+    column some rows leave out is NULL in them); columns no row names take their defaults."""
     if not rows:
         return
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    now = utcnow()
-    for column in ("created_at", "updated_at"):  # Python-side defaults are not applied to multi-row VALUES
-        if column in table.c and column not in keys:
-            keys.append(column)
-    if "version" in table.c and "version" not in keys:
-        keys.append("version")
-    defaults = {"created_at": now, "updated_at": now, "version": 1}
-    full = [{k: row.get(k, defaults.get(k)) for k in keys} for row in rows]
-    for start in range(0, len(full), INSERT_CHUNK):
-        session.execute(insert(table).values(full[start : start + INSERT_CHUNK]))
+    session.execute(insert(table), [{k: row.get(k) for k in keys} for row in rows])
 
 
 def _errors_path_for(path: str) -> str:
@@ -966,6 +968,10 @@ class _Run:
                 self.outcome.duplicates += 1
                 row.action = "update" if policy == "update" else "skip"
                 row.existing = match
+                if row.action == "update" and self.sales_only and match.owner_id not in (None, self.actor.user_id):
+                    # The owner-or-manager rule of every edit (BaseService.check_can_modify).
+                    row.action = "skip"
+                    row.notice = "Skipped: the existing record belongs to someone else."
             values = self._cleaned(row)
             if values is None:
                 continue

@@ -63,7 +63,7 @@ def upload():
     upload.save(path)
     try:
         check_size(os.path.getsize(path))
-        job = service.upload(path, entity, file_name=upload.filename)
+        job = service.upload(path, entity, file_name=upload.filename, owned_file=True)
     except UnreadableFile as error:
         os.remove(path)
         raise ValidationError(str(error), {"file": str(error)}) from None
