@@ -99,3 +99,30 @@ def test_compact_rows_are_remembered(page, page_errors, live_server, browser_log
     assert comfortable <= 48  # one line per row
     page.locator("[data-density-toggle]").click()
     assert page_errors == []
+
+
+def _luminance(rgb: str) -> float:
+    r, g, b = (int(part) for part in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_dark_mode_follows_the_system_and_keeps_charts_readable(browser, live_server):
+    context = browser.new_context(color_scheme="dark")
+    page = context.new_page()
+    page.goto(f"{live_server}/login")
+    page.fill("input[name=email]", "manager@example.com")
+    page.fill("input[name=password]", "demo")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server}/")
+    page.locator(".chart svg text").first.wait_for()
+    colours = page.evaluate(
+        """() => ({
+          body: getComputedStyle(document.body).backgroundColor,
+          text: getComputedStyle(document.body).color,
+          card: getComputedStyle(document.querySelector('.chart').closest('.card') || document.body).backgroundColor,
+          label: getComputedStyle(document.querySelector('.chart svg text')).fill,
+        })"""
+    )
+    context.close()
+    assert _luminance(colours["body"]) < 60 and _luminance(colours["text"]) > 180
+    assert _luminance(colours["label"]) - _luminance(colours["card"]) > 90  # chart labels stand out

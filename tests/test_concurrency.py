@@ -325,7 +325,8 @@ def test_inline_edits_of_two_fields_in_sequence_both_save(client, login, org):
     first = client.post(f"/contacts/{contact.id}/fields/title", data=title, headers=HX)
     assert first.status_code == 200 and "CTO" in first.text
     second = client.post(f"/contacts/{contact.id}/fields/email", data=email, headers=HX)  # the version moved on
-    assert second.status_code == 200 and "new@example.com" in second.text
+    # An email shown in place may wrap before its @ and dots (<wbr>: issue 18).
+    assert second.status_code == 200 and "new@example.com" in second.text.replace("<wbr>", "")
     db.session.expire_all()
     saved = db.session.get(Contact, contact.id)
     assert (saved.title, saved.email, saved.version) == ("CTO", "new@example.com", 3)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from crm_web.extensions import db
-from crm_web.models import Company, Contact, Deal
+from crm_web.models import Company, Contact, Deal, User
 from crm_web.services.pickers import LIMIT, PickerService
 from tests import factories
 from tests.conftest import HX, LOGIN_STATEMENTS
@@ -160,3 +160,37 @@ def test_form_pages_do_not_grow_with_the_companies(client, login, org, count_que
     contact_new, contact_edit, _, _ = many
     assert contact_new[0] <= 1 + LOGIN_STATEMENTS  # owners
     assert contact_edit[0] <= 4 + LOGIN_STATEMENTS  # the contact, its tags, owners, the email check
+
+
+def test_a_large_team_picks_owners_by_typing(client, login, org, other_org, users, count_queries):
+    login("admin")
+    html = client.get("/contacts/new").text
+    assert re.search(r'<select[^>]*name="owner_id"', html)  # a small team: a select
+    db.session.execute(
+        insert(User),
+        [
+            {
+                "org_id": org.id,
+                "email": f"member{i}@example.org",
+                "name": f"Member {i:02d}",
+                "role": "sales",
+                "active": True,
+                "password_hash": "x",
+            }
+            for i in range(50)
+        ],
+    )
+    db.session.commit()
+    stranger = factories.make_user(other_org, email="stranger@example.org", name="Stranger")
+    member = users["sales"]
+    for url in ("/contacts/new", "/companies/new", "/leads/new", "/deals/new", "/activities/new"):
+        html = client.get(url).text
+        assert 'hx-get="/search/pick/owner"' in html and not re.search(r'<select[^>]*name="owner_id"', html), url
+    response = client.post("/contacts", data={"first_name": "Own", "owner_id": str(member.id)}, headers=HX)
+    assert response.status_code == 204 and "HX-Location" in response.headers  # saved
+    contact = db.session.scalar(select(Contact).where(Contact.first_name == "Own"))
+    assert contact.owner_id == member.id
+    html = client.get(f"/contacts/{contact.id}/edit").text
+    assert f'value="{member.name}"' in html
+    refused = client.post("/contacts", data={"first_name": "Nope", "owner_id": str(stranger.id)}, headers=HX)
+    assert refused.status_code == 422 and "That user is not in your organisation." in refused.text

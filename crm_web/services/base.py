@@ -353,9 +353,12 @@ class BaseService(Generic[M]):
             User.org_id == self.org_id, User.active.is_(True)
         )
 
-    def owner_choices(self) -> list[tuple[uuid.UUID, str]]:
-        """The organisation's active users, for owner pickers (one statement)."""
-        return [(row[0], row[1]) for row in self.session.execute(self._active_users().order_by(User.name))]
+    def owner_choices(self, *, limit: int | None = None) -> list[tuple[uuid.UUID, str]]:
+        """The organisation's active users, for owner pickers (one statement); at most `limit`."""
+        stmt = self._active_users().order_by(User.name, User.id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [(row[0], row[1]) for row in self.session.execute(stmt)]
 
     def choices(self) -> Choices:
         """Active users and tags in ONE statement (a UNION ALL), for pickers and the filter builder."""

@@ -141,7 +141,10 @@ class DealService(BaseService[Deal]):
     def form_choices(self) -> DealChoices:
         """Pipelines (cached) and active users for the deal form (its company and contact are pickers:
         services/pickers.py)."""
-        return DealChoices(pipelines=self.pipelines.pipeline_list(), owners=self.owner_choices())
+        from crm_web.services.pickers import OWNER_SELECT_LIMIT
+
+        owners = self.owner_choices(limit=OWNER_SELECT_LIMIT + 1)
+        return DealChoices(pipelines=self.pipelines.pipeline_list(), owners=owners)
 
     # --- writing -----------------------------------------------------------------
 

@@ -27,6 +27,8 @@ from crm_web.services.text_search import MIN_CONTAINS_LENGTH, like_escape, text_
 
 LIMIT = 20
 MAX_QUERY = 100
+# A team with more active users than this picks an owner by typing, not from a select.
+OWNER_SELECT_LIMIT = 50
 
 # The record kinds a picker can link, by the name its URL uses.
 PICKED: dict[str, Entity] = {entity.name: entity for entity in (COMPANY, CONTACT, DEAL, LEAD)}

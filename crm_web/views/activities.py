@@ -19,7 +19,7 @@ from crm_web.services.activities import LINKS, QUICK_VIEW_KEYS, QUICK_VIEWS, Act
 from crm_web.views.filtering import builder_fields, parse_filtered_list_query, render_list_page
 from crm_web.views.generic import acting
 from crm_web.views.listing import ListQuery
-from crm_web.views.pickers import picked_labels
+from crm_web.views.pickers import fit_owner_field, owner_options, picked_labels
 
 bp = Blueprint("activities", __name__)
 
@@ -45,7 +45,7 @@ def _list_context(query: ListQuery) -> dict[str, Any]:
 
 def _form_context(form, *, activity=None, links: Links | None = None) -> dict[str, Any]:
     service = acting(ActivityService)
-    form.set_owner_choices(service.owner_choices())
+    form.set_owner_choices(fit_owner_field(service.actor, form.owner_id, owner_options(service)))
     links = links or Links()
     link_labels = service.link_labels(links)
     chosen = {f"{kind}_id": (kind, form[f"{kind}_id"].data) for kind in ("contact", "company", "deal", "lead")}

@@ -14,6 +14,7 @@ from crm_web.forms.companies import CompanyForm
 from crm_web.rendering import render_page
 from crm_web.services.companies import CompanyService
 from crm_web.views.generic import FormViews, ListViews, RecordViews, acting
+from crm_web.views.pickers import fit_owner_field, owner_options
 
 bp = Blueprint("companies", __name__)
 
@@ -40,7 +41,7 @@ def contacts(company_id: uuid.UUID):
 
 
 def form_context(service: CompanyService, form: CompanyForm, company: Any = None) -> dict[str, Any]:
-    form.set_choices(owners=service.owner_choices())
+    form.set_choices(owners=fit_owner_field(service.actor, form.owner_id, owner_options(service)))
     return {}
 
 

@@ -16,7 +16,7 @@ from crm_web.params import get_text_param, get_uuid_param
 from crm_web.rendering import render_fragments, render_page
 from crm_web.services.contacts import ContactService
 from crm_web.views.generic import FormViews, ListViews, RecordViews, acting
-from crm_web.views.pickers import picked_labels
+from crm_web.views.pickers import fit_owner_field, owner_options, picked_labels
 
 bp = Blueprint("contacts", __name__)
 
@@ -92,7 +92,7 @@ def update_field(contact_id: uuid.UUID, name: str):
 
 
 def form_context(service: ContactService, form: ContactForm, contact: Any = None) -> dict[str, Any]:
-    form.set_choices(owners=service.owner_choices())
+    form.set_choices(owners=fit_owner_field(service.actor, form.owner_id, owner_options(service)))
     company = contact.primary_company if contact is not None else None
     return {
         "duplicate": service.duplicate_of(form.email.data, exclude_id=contact.id if contact else None),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, url_for
@@ -18,7 +19,7 @@ from crm_web.rendering import render_page, see_other, with_toast, with_undo
 from crm_web.services.deals import DealService
 from crm_web.views.filtering import builder_fields
 from crm_web.views.generic import ListViews, acting
-from crm_web.views.pickers import picked_labels
+from crm_web.views.pickers import fit_owner_field, picked_labels
 
 bp = Blueprint("deals", __name__)
 
@@ -47,8 +48,13 @@ def detail(deal_id: uuid.UUID):
     return render_page("deals/detail.html", detail=acting(DealService).detail(deal_id), lost_form=LostForm())
 
 
+def _set_choices(form: DealForm, service: DealService) -> None:
+    choices = service.form_choices()
+    form.set_choices(replace(choices, owners=fit_owner_field(service.actor, form.owner_id, choices.owners)))
+
+
 def _form_page(form: DealForm, service: DealService, deal_id: uuid.UUID | None, *, status: int = 200) -> Response:
-    form.set_choices(service.form_choices())
+    _set_choices(form, service)
     picked = picked_labels(
         service.actor,
         {"company_id": ("company", form.company_id.data), "contact_id": ("contact", form.contact_id.data)},
@@ -80,7 +86,7 @@ def new():
 def create():
     service = acting(DealService)
     form = DealForm()
-    form.set_choices(service.form_choices())
+    _set_choices(form, service)
     if form.validate_on_submit():
         try:
             deal = service.create(stage_id=form.stage_id.data, **form.values())
@@ -102,7 +108,7 @@ def edit(deal_id: uuid.UUID):
 def update(deal_id: uuid.UUID):
     service = acting(DealService)
     form = DealForm()
-    form.set_choices(service.form_choices())
+    _set_choices(form, service)
     status = 422
     if form.validate_on_submit():
         try:

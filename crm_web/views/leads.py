@@ -16,6 +16,7 @@ from crm_web.htmx import hx_location, wants_fragment
 from crm_web.rendering import render_page, with_toast
 from crm_web.services.leads import LeadService
 from crm_web.views.generic import FormViews, ListViews, RecordViews, acting
+from crm_web.views.pickers import fit_owner_field, owner_options
 
 bp = Blueprint("leads", __name__)
 
@@ -83,7 +84,7 @@ def convert(lead_id: uuid.UUID):
 
 
 def form_context(service: LeadService, form: LeadForm, lead: Any = None) -> dict[str, Any]:
-    form.set_choices(owners=service.owner_choices())
+    form.set_choices(owners=fit_owner_field(service.actor, form.owner_id, owner_options(service)))
     return {}
 
 

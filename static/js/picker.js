@@ -59,6 +59,9 @@
 
   function create(p, name) {
     var body = new URLSearchParams({ name: name });
+    // Until the new company exists the field holds no choice (never the previous one).
+    p.value.value = "";
+    p.root.setAttribute("aria-busy", "true");
     fetch(p.root.dataset.createUrl, {
       method: "POST",
       headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/x-www-form-urlencoded" },
@@ -71,6 +74,7 @@
         });
       })
       .then(function (result) {
+        p.root.removeAttribute("aria-busy");
         if (result.ok) {
           choose(p, result.data.id, result.data.label);
         } else {
