@@ -68,11 +68,23 @@ class Result:
         return self.status == 0
 
 
+SQLITE_DIR = ROOT / "instance" / "bench"
+
+
 def database_url(server: str, size: str) -> str:
+    """The size's database: on the PostgreSQL `server`, or a file under instance/bench/ for "sqlite"."""
+    if server == "sqlite":
+        return f"sqlite:///{SQLITE_DIR / f'crm_bench_{size.lower()}.sqlite3'}"
     return make_url(server).set(database=f"crm_bench_{size.lower()}").render_as_string(hide_password=False)
 
 
 def _recreate(server: str, name: str, *, drop: bool) -> None:
+    if server == "sqlite":
+        SQLITE_DIR.mkdir(parents=True, exist_ok=True)
+        if drop:
+            for suffix in ("", "-wal", "-shm"):
+                Path(name + suffix).unlink(missing_ok=True)
+        return
     admin = create_engine(make_url(server).set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
@@ -95,6 +107,8 @@ def ensure_database(server: str, size: str, *, fresh: bool) -> str:
 
     url = database_url(server, size)
     name = make_url(url).database
+    assert name is not None
+    sqlite = server == "sqlite"
     _recreate(server, name, drop=fresh)
     for _attempt in (1, 2):
         app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
@@ -126,20 +140,24 @@ def ensure_database(server: str, size: str, *, fresh: bool) -> str:
                 started = time.perf_counter()
                 seeding.Seeder(org, seed=1).run(**SIZES[size])
                 for table in TRASHED_TABLES:
-                    db.session.execute(
-                        text(
+                    if sqlite:  # random(): a signed 64-bit integer; ids are stored as 32 hex digits
+                        trash = (
+                            f"UPDATE {table} SET deleted_at = datetime('now', '-' || abs(random() % 20) || ' days') "
+                            f"WHERE org_id = :org AND abs(random() % 10000) < :share * 10000"
+                        )
+                    else:
+                        trash = (
                             f"UPDATE {table} SET deleted_at = now() - random() * interval '20 days' "
                             f"WHERE org_id = :org AND random() < :share"
-                        ),
-                        {"org": org.id, "share": TRASHED_SHARE},
-                    )
+                        )
+                    db.session.execute(text(trash), {"org": org.id.hex if sqlite else org.id, "share": TRASHED_SHARE})
                 db.session.commit()
                 print(f"  seeded {size} in {time.perf_counter() - started:.0f} s")
                 have = True
             db.session.remove()
             if have:
                 with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    conn.execute(text("VACUUM ANALYZE"))
+                    conn.execute(text("ANALYZE" if sqlite else "VACUUM ANALYZE"))
             db.engine.dispose()
         if have:
             return url
@@ -154,7 +172,9 @@ WEB_ROLE = os.environ.get("BENCH_WEB_ROLE", "crm_web")
 
 def web_role_url(url: str) -> str:
     """The plain role the pages are served as (`flask crm web-role`, run here as the owner), so every
-    measured statement passes the row-level security policies, as in production."""
+    measured statement passes the row-level security policies, as in production. SQLite has no roles."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return url
     from crm_web import create_app
     from crm_web.extensions import db
     from crm_web.services.db_roles import ensure_web_role
