@@ -25,7 +25,7 @@ from crm_web.services.conflicts import EditConflict, changed_fields, stale_edit
 from crm_web.services.history import record_change, snapshot_changes
 from crm_web.services.integrity import commit_or_refuse, integrity_to_validation
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page, page_ids
-from crm_web.services.sql import AnySelect, session_or_default
+from crm_web.services.sql import AnySelect, org_is, session_or_default
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_settings, search_terms
 
 if TYPE_CHECKING:
@@ -108,12 +108,8 @@ class BaseService(Generic[M]):
         return stmt.where(self.of_org(self.model))
 
     def of_org(self, model: Any) -> ColumnElement[bool]:
-        """`model.org_id` is the actor's organisation. On SQLite marked `likely()`: the embedded database
-        has no statistics and takes an equality on org_id for a selective one, so it read a page's rows
-        (`id IN (the page's ids)`) through an org_id index, every row of the organisation, instead of
-        by primary key. One organisation holds most rows of its SQLite database."""
-        scope: ColumnElement[bool] = model.org_id == self.org_id
-        return func.likely(scope) if self.dialect == "sqlite" else scope
+        """`model.org_id` is the actor's organisation (services/sql.org_is: `likely()` on SQLite)."""
+        return org_is(model.org_id, self.org_id, self.dialect)
 
     def optimized_query(self) -> AnySelect:
         """The scoped select with the eager loads this entity's pages need (override)."""
