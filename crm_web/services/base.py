@@ -28,7 +28,7 @@ from crm_web.services.conflicts import EditConflict, changed_fields, stale_edit
 from crm_web.services.history import record_change, snapshot_changes
 from crm_web.services.integrity import commit_or_refuse, integrity_to_validation
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page, page_ids
-from crm_web.services.sql import AnySelect, session_or_default
+from crm_web.services.sql import AnySelect, org_is, session_or_default
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_settings, search_terms
 
 if TYPE_CHECKING:
@@ -128,7 +128,11 @@ class BaseService(Generic[M]):
     def scoped(self, stmt: AnySelect | None = None) -> AnySelect:
         """The one place the organisation filter is added."""
         stmt = select(self.model) if stmt is None else stmt
-        return stmt.where(self.model.org_id == self.org_id)
+        return stmt.where(self.of_org(self.model))
+
+    def of_org(self, model: Any) -> ColumnElement[bool]:
+        """`model.org_id` is the actor's organisation (services/sql.org_is: `likely()` on SQLite)."""
+        return org_is(model.org_id, self.org_id, self.dialect)
 
     def optimized_query(self) -> AnySelect:
         """The scoped select with the eager loads this entity's pages need (override)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, desc, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, desc, func, or_, select, union
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.entities import COMPANY
@@ -71,18 +71,15 @@ class CompanyDetail:
     history: list[RecordHistory]
 
 
-def is_contact_of(company_id: Any) -> ColumnElement[bool]:
+def is_contact_of(org_id: uuid.UUID, company_id: uuid.UUID) -> ColumnElement[bool]:
     """A contact belongs to a company as its primary company or through an association row.
 
-    `company_id` is a UUID, or `Company.id` to correlate with an enclosing select of companies.
-    """
-    # correlate_except: two levels deep, auto-correlation would not reach the outer companies.
-    associated = (
-        select(ContactCompany.contact_id)
-        .where(ContactCompany.company_id == company_id)
-        .correlate_except(ContactCompany)
-    )
-    return or_(Contact.primary_company_id == company_id, Contact.id.in_(associated))
+    As one IN over the union of both index lookups (ix_contacts_org_company and
+    ix_contact_companies_company), whose ids the contacts' primary key then fetches: an OR of the
+    two conditions is served by no index, so it filtered every contact of the organisation."""
+    primary = select(Contact.id).where(Contact.org_id == org_id, Contact.primary_company_id == company_id)
+    associated = select(ContactCompany.contact_id).where(ContactCompany.company_id == company_id)
+    return Contact.id.in_(union(primary, associated))
 
 
 def contact_count_expr(org_id: uuid.UUID, company_id: Any = Company.id) -> ColumnElement[int]:
@@ -99,14 +96,21 @@ def contact_count_expr(org_id: uuid.UUID, company_id: Any = Company.id) -> Colum
         .correlate(Company)
         .scalar_subquery()
     )
-    # (contact_id, company_id) is unique, so no contact is counted twice.
+    # (contact_id, company_id) is unique, so no contact is counted twice. Read from the company's
+    # association rows, each contact then by its primary key: as a join, SQLite (no statistics) read
+    # every live contact of the organisation for each company row instead.
     associated = (
-        select(func.count(Contact.id))
-        .join(ContactCompany, ContactCompany.contact_id == Contact.id)
+        select(func.count(ContactCompany.contact_id))
         .where(
-            *live,
             ContactCompany.company_id == company_id,
-            or_(Contact.primary_company_id.is_(None), Contact.primary_company_id != company_id),
+            select(Contact.id)
+            .where(
+                Contact.id == ContactCompany.contact_id,
+                *live,
+                or_(Contact.primary_company_id.is_(None), Contact.primary_company_id != company_id),
+            )
+            .correlate(ContactCompany, Company)
+            .exists(),
         )
         .correlate(Company)
         .scalar_subquery()
@@ -116,10 +120,15 @@ def contact_count_expr(org_id: uuid.UUID, company_id: Any = Company.id) -> Colum
 
 def open_deal_value_expr(org_id: uuid.UUID) -> ColumnElement[Decimal]:
     """Sum of the enclosing company's live open deals in the organisation's currency, deals in a
-    currency without a rate left out (a correlated scalar subquery; services/currencies.py)."""
+    currency without a rate left out (a correlated scalar subquery; services/currencies.py). The
+    company's deals come from ix_deals_org_company and the open live ones are summed: with the status and
+    deleted_at in the WHERE, SQLite (no statistics) chose the partial ix_deals_org_status_live and read
+    every open deal of the organisation for each company row."""
+    counted = and_(Deal.status == "open", Deal.deleted_at.is_(None))
+    converted = in_org_currency_sql(org_id, Deal.value, Deal.currency)
     return (
-        select(func.coalesce(func.sum(in_org_currency_sql(org_id, Deal.value, Deal.currency)), 0))
-        .where(Deal.org_id == org_id, Deal.company_id == Company.id, Deal.status == "open", Deal.deleted_at.is_(None))
+        select(func.coalesce(func.sum(case((counted, converted), else_=0)), 0))
+        .where(Deal.org_id == org_id, Deal.company_id == Company.id)
         .correlate(Company)
         .scalar_subquery()
     )
@@ -243,9 +252,9 @@ class CompanyService(BaseService[Company]):
             .correlate(Contact)
             .scalar_subquery()
         )
-        deal_count = (
+        deal_count = (  # org_id first: ix_deals_org_contact
             select(func.count(Deal.id))
-            .where(Deal.contact_id == Contact.id, Deal.deleted_at.is_(None))
+            .where(Deal.org_id == self.org_id, Deal.contact_id == Contact.id, Deal.deleted_at.is_(None))
             .correlate(Contact)
             .scalar_subquery()
         )
@@ -258,7 +267,7 @@ class CompanyService(BaseService[Company]):
         is_primary = Contact.primary_company_id == company_id
         rows = self.session.execute(
             select(Contact, role, deal_count, activity_count)
-            .where(Contact.org_id == self.org_id, is_contact_of(company_id))
+            .where(self.of_org(Contact), is_contact_of(self.org_id, company_id))
             .options(joinedload(Contact.primary_company), joinedload(Contact.owner), selectinload(Contact.tags))
             .order_by(
                 desc(case((is_primary, 1), else_=0)),

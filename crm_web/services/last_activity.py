@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from crm_web.models import Activity, Contact
+from crm_web.services.sql import org_is
 
 
 def contacts_of_activities(session: Session, org_id: uuid.UUID, activity_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
@@ -37,9 +38,13 @@ def refresh_last_activity(session: Session, org_id: uuid.UUID, contact_ids: Iter
     ids = None if contact_ids is None else [contact_id for contact_id in contact_ids if contact_id is not None]
     if ids is not None and not ids:
         return
+    dialect = session.get_bind().dialect.name
     latest = (
         select(func.max(func.coalesce(Activity.completed_at, Activity.created_at)))
-        .where(Activity.org_id == org_id, Activity.contact_id == Contact.id, Activity.deleted_at.is_(None))
+        # org_is: on SQLite the contact's own activities (ix_activities_contact), not the organisation's
+        .where(
+            org_is(Activity.org_id, org_id, dialect), Activity.contact_id == Contact.id, Activity.deleted_at.is_(None)
+        )
         .correlate(Contact)
         .scalar_subquery()
     )

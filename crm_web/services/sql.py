@@ -2,7 +2,7 @@
 
 from typing import Any, TypeAlias, cast
 
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Select, func
 from sqlalchemy.orm import Session
 
 # A select of any columns (SQLAlchemy 2.1 types a Select by its column tuple).
@@ -25,3 +25,13 @@ def insert_ignoring_duplicates(session: Session, table: Any) -> Any:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(table).on_conflict_do_nothing()
+
+
+def org_is(column: Any, org_id: Any, dialect: str) -> ColumnElement[bool]:
+    """`column` (an org_id) is the organisation. On SQLite marked `likely()`: the embedded database has
+    no statistics and takes an equality on org_id for a selective one, so it read rows through an
+    org_id index, every row of the organisation, where a primary key or the row's own index
+    (`id IN (the page's ids)`, a contact's activities) serves. One organisation holds most rows of
+    its SQLite database."""
+    scope: ColumnElement[bool] = column == org_id
+    return func.likely(scope) if dialect == "sqlite" else scope
