@@ -145,3 +145,21 @@ def test_a_json_body_is_checked_like_a_form(body, app, admin_client):
 def test_malformed_json_is_400(app, admin_client):
     response = admin_client.post("/contacts", data=b'{"first_name": ', content_type="application/json")
     assert response.status_code == 400
+
+
+def test_an_out_of_range_filter_says_why(app):
+    from crm_web.entities import COMPANY, CONTACT
+    from crm_web.filters.grammar import parse_rows
+
+    parsed = parse_rows({"f": ["birthday.onDate.9999-12-31"]}, CONTACT.filters)
+    assert parsed.rows[0].error == '"9999-12-31" is out of range: dates must be between 0001-01-01 and 9999-12-30.'
+    parsed = parse_rows({"f": ["created.after.0001-01-01T00:00:00+01:00"]}, CONTACT.filters)
+    assert "out of range" in parsed.rows[0].error
+    parsed = parse_rows({"f": ["employees.greaterThan.999999999999999999"]}, COMPANY.filters)
+    assert parsed.rows[0].error == (
+        '"999999999999999999" is out of range: the value must be between -2,147,483,648 and 2,147,483,647.'
+    )
+    assert parse_rows({"f": ["employees.greaterThan.2147483647"]}, COMPANY.filters).ok
+    assert parse_rows(
+        {"f": ["birthday.onDate.9999-12-30", "created.after.0001-01-01T01:00:00+01:00"]}, CONTACT.filters
+    ).ok
