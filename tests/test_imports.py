@@ -332,7 +332,7 @@ def _export(entity_name: str, org, user) -> list[list[str]]:
 
     declared = entity(entity_name)
     service = {"contact": ContactService, "company": CompanyService}[entity_name](factories.actor_for(user))
-    text = "".join(iter_csv(declared.csv_header, (declared.csv_values(r) for r in service.export_rows(sort="email"))))
+    text = "".join(iter_csv(declared.csv_header(), (declared.csv_values(r) for r in service.export_rows(sort="email"))))
     return list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
 
 
