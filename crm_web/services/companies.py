@@ -20,10 +20,10 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.entities import COMPANY
 from crm_web.errors import ValidationError
-from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory
+from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal
 from crm_web.services.base import BaseService
 from crm_web.services.currencies import in_org_currency_sql, org_currency_sql, unconverted_sql
-from crm_web.services.history import history_for
+from crm_web.services.history import HistoryItem
 from crm_web.services.sql import AnySelect
 from crm_web.services.stats.units import money
 
@@ -69,7 +69,7 @@ class CompanyDetail:
     company: Company
     stats: CompanyStats
     deals: list[Deal]
-    history: list[RecordHistory]
+    history: list[HistoryItem]
 
 
 def is_contact_of(company_id: Any) -> ColumnElement[bool]:
@@ -227,7 +227,7 @@ class CompanyService(BaseService[Company]):
                 .limit(DETAIL_DEALS_LIMIT)
             )
         )
-        history = history_for(self.actor, self.entity_type, company_id, session=self.session)
+        history = self.readable_history(company_id)
         return CompanyDetail(company=company, stats=stats, deals=deals, history=history)
 
     def contacts(

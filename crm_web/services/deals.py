@@ -17,10 +17,10 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.entities import DEAL
 from crm_web.errors import ValidationError
-from crm_web.models import Company, Contact, Deal, RecordHistory, Tag, User, utcnow
+from crm_web.models import Company, Contact, Deal, Tag, User, utcnow
 from crm_web.services.base import BaseService
 from crm_web.services.deal_stages import apply_stage
-from crm_web.services.history import history_for, snapshot_changes
+from crm_web.services.history import HistoryItem, snapshot_changes
 from crm_web.services.integrity import integrity_to_validation
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
 from crm_web.services.sql import AnySelect
@@ -38,7 +38,7 @@ class DealDetail:
     deal: Deal
     pipeline: PipelineInfo | None
     stage: StageInfo | None
-    history: list[RecordHistory]
+    history: list[HistoryItem]
 
 
 @dataclass
@@ -138,7 +138,7 @@ class DealService(BaseService[Deal]):
         """The deal with its relations, its pipeline and stage (cached) and its history."""
         deal = self.get(deal_id)
         pipeline = self.pipeline_of(deal)
-        history = history_for(self.actor, self.entity_type, deal.id, session=self.session)
+        history = self.readable_history(deal.id)
         return DealDetail(
             deal=deal, pipeline=pipeline, stage=pipeline.stage(deal.stage_id) if pipeline else None, history=history
         )
