@@ -46,3 +46,32 @@ def test_every_offered_action_is_allowed(client, login, org, users, kind, role, 
         assert {"edit", "delete"} <= offered, offered
     else:
         assert offered == set(), f"{role} is offered {offered} on {whose} {kind} but may not change it"
+
+
+def test_board_cards_offer_moves_only_to_who_may_move_them(client, login, org, users):
+    pipeline = factories.make_pipeline(org)
+    stage = factories.stages_of(pipeline)[0]
+    theirs = factories.make_deal(org, stage=stage, owner_id=users["admin"].id, name="Their deal")
+    mine = factories.make_deal(org, stage=stage, owner_id=users["sales"].id, name="My deal")
+    for role, locked in (("sales", {theirs.id}), ("manager", set())):
+        login(role)
+        html = client.get("/deals/board").get_data(as_text=True)
+        for deal in (theirs, mine):
+            card = html.split(f'id="deal-card-{deal.id}"', 1)[1].split("</article>", 1)[0]
+            if deal.id in locked:
+                assert card.startswith(" data-deal-id") and "data-locked" in card.split(">", 1)[0]
+                assert "Move to…" not in card and "Delete" not in card
+            else:
+                assert "data-locked" not in card.split(">", 1)[0] and "Move to…" in card and "Delete" in card
+
+
+@pytest.mark.parametrize("kind", ["contacts", "companies", "leads", "deals"])
+def test_list_rows_offer_edit_delete_and_selection_only_when_allowed(client, login, org, users, kind):
+    theirs = _record(kind, org, users["admin"].id)
+    mine = _record(kind, org, users["sales"].id)
+    for role, refused in (("sales", {theirs.id}), ("manager", set())):
+        login(role)
+        html = client.get(f"/{kind}").get_data(as_text=True)
+        for record in (theirs, mine):
+            offered = f"/{kind}/{record.id}/edit" in html and f'name="ids" value="{record.id}"' in html
+            assert offered == (record.id not in refused), (role, kind, record.id in refused)

@@ -121,9 +121,10 @@ def update(deal_id: uuid.UUID):
 @bp.get("/deals/<uuid:deal_id>/history")
 def history(deal_id: uuid.UUID):
     """The history card alone: it refreshes itself after every change of the deal."""
+    detail = _service().detail(deal_id)  # another organisation's or a trashed deal: 404
     if not wants_fragment():
         return see_other(url_for("deals.detail", deal_id=deal_id))
-    return render_page("deals/detail.html", block="deal_history", detail=_service().detail(deal_id))
+    return render_page("deals/detail.html", block="deal_history", detail=detail)
 
 
 @bp.post("/deals/<uuid:deal_id>/won")
