@@ -75,3 +75,16 @@ def test_list_rows_offer_edit_delete_and_selection_only_when_allowed(client, log
         for record in (theirs, mine):
             offered = f"/{kind}/{record.id}/edit" in html and f'name="ids" value="{record.id}"' in html
             assert offered == (record.id not in refused), (role, kind, record.id in refused)
+
+
+def test_the_deal_page_edits_its_tags(client, login, org, users):
+    deal = factories.make_deal(org, owner_id=users["sales"].id)
+    tag = factories.make_tag(org, name="Renewal")
+    login("sales")
+    html = client.get(f"/deals/{deal.id}").get_data(as_text=True)
+    assert f'id="tags-deal-{deal.id}"' in html
+    response = client.post(f"/tags/deal/{deal.id}/assign", data={"tag_id": str(tag.id)}, headers={"HX-Request": "true"})
+    assert response.status_code == 200 and "Renewal" in response.get_data(as_text=True)
+    assert "Renewal" in client.get(f"/deals/{deal.id}").get_data(as_text=True)
+    theirs = factories.make_deal(org, owner_id=users["admin"].id)
+    assert f'id="tags-deal-{theirs.id}"' not in client.get(f"/deals/{theirs.id}").get_data(as_text=True)
