@@ -4,19 +4,24 @@
 `yield_per` batches) in `stream_with_context`, so the database session and request context
 stay alive while the body streams. The export's transaction runs on the long database limits
 (DB_LONG_*, crm_web/database.py), not a page's: it may stream for minutes to a slow client.
-Quoting is the csv module's; text cells that a spreadsheet would run as a formula (=, +, -, @,
-tab, CR) are prefixed with an apostrophe.
+Quoting is the csv module's; text cells that a spreadsheet would run as a formula (starting with
+=, +, -, @, tab or CR) are prefixed with an apostrophe, unless they are only digits and the signs of
+a phone number or an amount (+1-555-0100, -42.50): a spreadsheet may read those as a number, but
+they call nothing. Dates and times are written as spreadsheets read them (no microseconds).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from flask import Response, stream_with_context
+
+from crm_web.formatting import spreadsheet_value
 
 if TYPE_CHECKING:
     from crm_web.entities import Entity
@@ -25,10 +30,16 @@ BOM = "\ufeff"  # lets Excel detect UTF-8
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+# Digits, spaces and the punctuation of phone numbers and amounts: no function, no reference.
+INERT = re.compile(r"[+-]?[\d\s().,/+-]*\d[\d\s().,/+-]*")
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
+    if isinstance(value, date):
+        return spreadsheet_value(value)
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not INERT.fullmatch(value):
         return "'" + value
     return value
 

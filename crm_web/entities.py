@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, func
 
 from crm_web.filters.types import FilterField
+from crm_web.formatting import choice_items, choice_label, spreadsheet_value
 from crm_web.models import (
     ACTIVITY_PRIORITIES,
     ACTIVITY_STATUSES,
@@ -50,6 +51,22 @@ class CsvColumn:
 
     header: str
     get: Callable[[Any], Any]
+    choices: str = ""  # a stored choice of this kind (formatting.CHOICES): exported as its label
+
+    def export(self, row: Any) -> Any:
+        """The cell a person reads: a choice's label, else the value."""
+        value = self.get(row)
+        return choice_label(value, self.choices) if self.choices and value else value
+
+    def parse(self, cell: str | None) -> str | None:
+        """An imported cell back to the stored value: a choice's value or its label (any case)."""
+        text = (cell or "").strip()
+        if not self.choices or not text:
+            return text or None
+        for value, label in choice_items(self.choices):
+            if text.lower() in (value.lower(), label.lower()):
+                return value
+        return text
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +78,7 @@ class GlobalSearch:
     label: Any
     detail: Any
     searched: tuple[Any, ...]
+    detail_choices: str = ""  # the detail is a stored choice of this kind: shown as its label
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,7 +148,7 @@ class Entity:
         return [column.header.replace("{currency}", currency) for column in self.csv]
 
     def csv_values(self, row: Any) -> list[Any]:
-        return [column.get(row) for column in self.csv]
+        return [column.export(row) for column in self.csv]
 
 
 def _person_label(model: Any) -> ColumnElement[str]:
@@ -142,7 +160,8 @@ def _name(obj: Any) -> str:
 
 
 def _iso(value: Any) -> str:
-    return value.isoformat() if value else ""
+    """A date or a time as spreadsheets read it (csv_export.spreadsheet_value)."""
+    return spreadsheet_value(value) if value else ""
 
 
 def _tags(obj: Any) -> str:
@@ -196,7 +215,7 @@ CONTACT = Entity(
         CsvColumn("Title", lambda r: r.contact.title),
         CsvColumn("Company", lambda r: _name(r.contact.primary_company)),
         CsvColumn("Owner", lambda r: _name(r.contact.owner)),
-        CsvColumn("Status", lambda r: r.contact.status),
+        CsvColumn("Status", lambda r: r.contact.status, choices="contact_status"),
         CsvColumn("Tags", lambda r: _tags(r.contact)),
         CsvColumn("Deals", lambda r: r.deal_count),
         CsvColumn("Activities", lambda r: r.activity_count),
@@ -298,8 +317,8 @@ LEAD = Entity(
         CsvColumn("Title", lambda r: r.title),
         CsvColumn("Company", lambda r: r.company_name),
         CsvColumn("Website", lambda r: r.website),
-        CsvColumn("Source", lambda r: r.source),
-        CsvColumn("Status", lambda r: r.status),
+        CsvColumn("Source", lambda r: r.source, choices="lead_source"),
+        CsvColumn("Status", lambda r: r.status, choices="lead_status"),
         CsvColumn("Score", lambda r: r.score),
         CsvColumn("Estimated value", lambda r: r.estimated_value),
         CsvColumn("Owner", lambda r: r.owner.email if r.owner else None),
@@ -338,7 +357,9 @@ DEAL = Entity(
     },
     trash=TrashRule(label=Deal.name, rehome=rehome_deals),
     searched=(Deal.name,),
-    global_search=GlobalSearch(title="Deals", label=Deal.name, detail=Deal.status, searched=(Deal.name,)),
+    global_search=GlobalSearch(
+        title="Deals", label=Deal.name, detail=Deal.status, searched=(Deal.name,), detail_choices="deal_status"
+    ),
     detail_endpoint="deals.detail",
     tag_table=deal_tags,
     activity_link="deal_id",
@@ -347,7 +368,7 @@ DEAL = Entity(
         CsvColumn("Name", lambda r: r.deal.name),
         CsvColumn("Value", lambda r: f"{r.deal.value:.2f}"),
         CsvColumn("Currency", lambda r: r.deal.currency),
-        CsvColumn("Status", lambda r: r.deal.status),
+        CsvColumn("Status", lambda r: r.deal.status, choices="deal_status"),
         CsvColumn("Pipeline", lambda r: _name(r.pipeline)),
         CsvColumn("Stage", lambda r: _name(r.stage)),
         CsvColumn("Probability", lambda r: "" if r.deal.probability is None else r.deal.probability),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 from markupsafe import Markup, escape
 
 from crm_web import clock
 from crm_web.charts import nice_scale
-from crm_web.formatting import money, month_label, short_date, short_datetime, time_ago
+from crm_web.formatting import choice_label, money, month_label, short_date, short_datetime, time_ago
 from crm_web.models import Role
+from crm_web.permissions import can
 from crm_web.services.search import highlight
 
 
@@ -21,6 +24,7 @@ def breakable_email(value: str) -> Markup:
 FILTERS = {
     "breakable_email": breakable_email,
     "money": money,
+    "label": choice_label,
     "short_date": short_date,
     "short_datetime": short_datetime,
     "time_ago": time_ago,
@@ -38,8 +42,16 @@ def org_currency() -> str:
     return getattr(org, "default_currency", None) or "USD"
 
 
+def can_do(action: str, record: Any = None) -> bool:
+    """permissions.can for the signed-in user: whether a page may offer `action` on `record`."""
+    from flask_login import current_user
+
+    return can(current_user, action, record) if getattr(current_user, "is_authenticated", False) else False
+
+
 GLOBALS = {
     "org_currency": org_currency,
+    "can": can_do,
     "Role": Role,
     "nice_scale": nice_scale,
     # Row and timeline macros (imported without context) mark overdue items against this clock.

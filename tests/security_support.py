@@ -419,6 +419,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "deals.new"): Route(MEMBER, query="pipeline={pipeline}"),
     ("POST", "deals.create"): Route(MEMBER, form=_deal_form),
     ("GET", "deals.detail"): Route(MEMBER, args={"deal_id": "deal"}),
+    ("GET", "deals.history"): Route(MEMBER, args={"deal_id": "deal"}),
     ("GET", "deals.edit"): Route(OWNER, args={"deal_id": "deal"}),
     ("POST", "deals.update"): Route(OWNER, args={"deal_id": "deal"}, form=_deal_form),
     ("POST", "board.move"): Route(OWNER, args={"deal_id": "deal"}, form=lambda w: {"stage_id": str(w["stage2"])}),

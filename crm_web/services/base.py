@@ -23,9 +23,9 @@ from crm_web import clock
 from crm_web.column_limits import column_problems
 from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationError
 from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
-from crm_web.permissions import has_role, require_role
+from crm_web.permissions import can, has_role, require_role
 from crm_web.services.conflicts import EditConflict, changed_fields, stale_edit
-from crm_web.services.history import record_change, snapshot_changes
+from crm_web.services.history import HistoryItem, history_for, readable, record_change, snapshot_changes
 from crm_web.services.integrity import commit_or_refuse, integrity_to_validation
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page, page_ids
 from crm_web.services.sql import AnySelect, org_is, session_or_default
@@ -375,11 +375,9 @@ class BaseService(Generic[M]):
     # --- permissions -------------------------------------------------------------
 
     def check_can_modify(self, obj: Any) -> None:
-        """Sales staff change their own (or unowned) records; managers and admins change any."""
-        if self.actor.has_role(Role.MANAGER):
-            return
-        owner_id = getattr(obj, "owner_id", None)
-        if owner_id is not None and owner_id != self.actor.user_id:
+        """Sales staff change their own (or unowned) records; managers and admins change any
+        (permissions.can, which the templates ask too)."""
+        if not can(self.actor, "change", obj):
             raise PermissionDenied(f"Only the owner or a manager can change this {self.entity_label}.")
 
     def get_for_edit(self, entity_id: uuid.UUID, *, query: AnySelect | None = None) -> M:
@@ -430,6 +428,11 @@ class BaseService(Generic[M]):
             raise Conflict(
                 f"This {self.entity_label} was changed by someone else meanwhile. Reload and try again."
             ) from error
+
+    def readable_history(self, record_id: uuid.UUID) -> list[HistoryItem]:
+        """The record's history in words (names, labels, dates): two statements whatever its length."""
+        entries = history_for(self.actor, self.entity_type, record_id, session=self.session)
+        return readable(self.actor, self.entity_type, entries, session=self.session)
 
     def history(self, obj: Any, action: str, changes: dict[str, Any] | None = None) -> None:
         record_change(self.session, self.actor, self.entity_type, obj, action, changes)

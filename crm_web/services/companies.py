@@ -19,10 +19,10 @@ from sqlalchemy import ColumnElement, and_, case, desc, func, or_, select, union
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.entities import COMPANY
-from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal, RecordHistory
+from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCompany, Deal
 from crm_web.services.base import BaseService
 from crm_web.services.currencies import in_org_currency_sql, org_currency_sql, unconverted_sql
-from crm_web.services.history import history_for
+from crm_web.services.history import HistoryItem
 from crm_web.services.sql import AnySelect
 from crm_web.services.stats.units import money
 
@@ -68,7 +68,7 @@ class CompanyDetail:
     company: Company
     stats: CompanyStats
     deals: list[Deal]
-    history: list[RecordHistory]
+    history: list[HistoryItem]
 
 
 def is_contact_of(org_id: uuid.UUID, company_id: uuid.UUID) -> ColumnElement[bool]:
@@ -236,7 +236,7 @@ class CompanyService(BaseService[Company]):
                 .limit(DETAIL_DEALS_LIMIT)
             )
         )
-        history = history_for(self.actor, self.entity_type, company_id, session=self.session)
+        history = self.readable_history(company_id)
         return CompanyDetail(company=company, stats=stats, deals=deals, history=history)
 
     def contacts(

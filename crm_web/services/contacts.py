@@ -31,7 +31,7 @@ from crm_web.models import (
     contact_tags,
 )
 from crm_web.services.base import BaseService
-from crm_web.services.history import history_for, record_change
+from crm_web.services.history import record_change
 from crm_web.services.sql import AnySelect, insert_ignoring_duplicates
 
 
@@ -206,7 +206,7 @@ class ContactService(BaseService[Contact]):
         ).all()
         links = [link for link in contact.company_links if link.company is not None]
         duplicate = Twin(twin_id, twin_name.strip()) if twin_id else None
-        history = history_for(self.actor, self.entity_type, contact.id, session=self.session)
+        history = self.readable_history(contact.id)
         return ContactDetail(contact, list(deals), links, duplicate, history)
 
     def duplicate_of(self, email: str | None, *, exclude_id: uuid.UUID | None = None) -> Contact | None:

@@ -16,10 +16,10 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.entities import DEAL
 from crm_web.errors import ValidationError
-from crm_web.models import Company, Contact, Deal, RecordHistory, Tag, User, utcnow
+from crm_web.models import Company, Contact, Deal, Tag, User, utcnow
 from crm_web.services.base import BaseService
 from crm_web.services.deal_stages import apply_stage
-from crm_web.services.history import history_for
+from crm_web.services.history import HistoryItem
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
 from crm_web.services.sql import AnySelect
 from crm_web.services.text_search import TextMatch, text_match
@@ -35,7 +35,7 @@ class DealDetail:
     deal: Deal
     pipeline: PipelineInfo | None
     stage: StageInfo | None
-    history: list[RecordHistory]
+    history: list[HistoryItem]
 
 
 @dataclass
@@ -133,7 +133,7 @@ class DealService(BaseService[Deal]):
         """The deal with its relations, its pipeline and stage (cached) and its history."""
         deal = self.get(deal_id)
         pipeline = self.pipeline_of(deal)
-        history = history_for(self.actor, self.entity_type, deal.id, session=self.session)
+        history = self.readable_history(deal.id)
         return DealDetail(
             deal=deal, pipeline=pipeline, stage=pipeline.stage(deal.stage_id) if pipeline else None, history=history
         )

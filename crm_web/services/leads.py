@@ -29,11 +29,10 @@ from crm_web.models import (
     Lead,
     Pipeline,
     PipelineStage,
-    RecordHistory,
     utcnow,
 )
 from crm_web.services.base import BaseService
-from crm_web.services.history import history_for, record_change
+from crm_web.services.history import HistoryItem, record_change
 from crm_web.services.sql import AnySelect
 
 CONVERTED = "converted"
@@ -45,7 +44,7 @@ SOURCE_VALUES = frozenset(value for value, _ in LEAD_SOURCES)
 @dataclass
 class LeadDetail:
     lead: Lead
-    history: list[RecordHistory]
+    history: list[HistoryItem]
 
 
 @dataclass
@@ -109,7 +108,7 @@ class LeadService(BaseService[Lead]):
                 joinedload(Lead.converted_deal),
             ),
         )
-        return LeadDetail(lead=lead, history=history_for(self.actor, self.entity_type, lead_id, session=self.session))
+        return LeadDetail(lead=lead, history=self.readable_history(lead_id))
 
     def default_pipeline(self) -> tuple[Pipeline, PipelineStage] | None:
         """The organisation's default pipeline and its first stage, if both exist (one statement)."""

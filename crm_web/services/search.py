@@ -20,6 +20,7 @@ from sqlalchemy import CTE, ColumnElement, Uuid, bindparam, func, literal, selec
 from sqlalchemy.orm import Session
 
 from crm_web.entities import Entity, GlobalSearch, searched_globally
+from crm_web.formatting import choice_label
 from crm_web.services.base import Actor
 from crm_web.services.sql import AnySelect, session_or_default
 from crm_web.services.text_search import (
@@ -105,7 +106,16 @@ class SearchService:
                 _statement(index, terms.shape), {**terms.params, "org_id": self.actor.org_id}
             ).all()
             if rows:
-                hits = [SearchHit(kind.name, row.id, row.label.strip(), row.detail or "") for row in rows]
+                choices = _search_of(kind).detail_choices
+                hits = [
+                    SearchHit(
+                        kind.name,
+                        row.id,
+                        row.label.strip(),
+                        choice_label(row.detail, choices) if choices else (row.detail or ""),
+                    )
+                    for row in rows
+                ]
                 groups.append(SearchGroup(kind.name, _search_of(kind).title, hits))
         return groups
 

@@ -124,6 +124,15 @@ def update(deal_id: uuid.UUID):
     return _form_page(form, service, deal_id, status=status)
 
 
+@bp.get("/deals/<uuid:deal_id>/history")
+def history(deal_id: uuid.UUID):
+    """The history card alone: it refreshes itself after every change of the deal."""
+    detail = acting(DealService).detail(deal_id)  # another organisation's or a trashed deal: 404
+    if not wants_fragment():
+        return see_other(url_for("deals.detail", deal_id=deal_id))
+    return render_page("deals/detail.html", block="deal_history", detail=detail)
+
+
 @bp.post("/deals/<uuid:deal_id>/won")
 def mark_won(deal_id: uuid.UUID):
     deal = acting(DealService).mark_won(deal_id)

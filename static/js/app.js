@@ -249,7 +249,7 @@
     el._crmSortable = Sortable.create(el, {
       group: el.getAttribute('data-sortable-group') || 'board',
       animation: 150,
-      filter: '.htmx-indicator, .load-more',
+      filter: '.htmx-indicator, .load-more, [data-locked]', // a locked card: its viewer may not move it
       preventOnFilter: false, // let the "Load more" button still be clicked
       ghostClass: 'sortable-ghost',
       chosenClass: 'sortable-chosen',
