@@ -391,3 +391,31 @@ def browser_login(live_server):
         return page
 
     return _login
+
+
+# A small world of contacts (tests/test_contacts_service.py, tests/test_contacts_views.py).
+@pytest.fixture
+def people(org, users):
+    co = factories.make_company(org, name="Acme Corp")
+    sales = users["sales"]
+    john = factories.make_contact(
+        org,
+        first_name="John",
+        last_name="Smith",
+        email="john@acme.com",
+        primary_company_id=co.id,
+        owner_id=sales.id,
+        status="customer",
+    )
+    jane = factories.make_contact(
+        org, first_name="Jane", last_name="Doe", email="jane@acme.com", owner_id=users["manager"].id
+    )
+    bob = factories.make_contact(org, first_name="Bob", last_name="Stone", email="bob@else.com", owner_id=sales.id)
+    pipeline = factories.make_pipeline(org)
+    factories.make_deal(org, pipeline=pipeline, contact_id=john.id)
+    factories.make_deal(org, pipeline=pipeline, contact_id=john.id)
+    gone = factories.make_deal(org, pipeline=pipeline, contact_id=john.id)
+    gone.deleted_at = gone.created_at
+    db.session.commit()
+    factories.make_activity(org, contact_id=john.id)
+    return {"john": john, "jane": jane, "bob": bob, "company": co}
