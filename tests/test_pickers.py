@@ -193,4 +193,4 @@ def test_a_large_team_picks_owners_by_typing(client, login, org, other_org, user
     html = client.get(f"/contacts/{contact.id}/edit").text
     assert f'value="{member.name}"' in html
     refused = client.post("/contacts", data={"first_name": "Nope", "owner_id": str(stranger.id)}, headers=HX)
-    assert refused.status_code == 422 and "That user is not in your organisation." in refused.text
+    assert refused.status_code == 422 and "Choose a user of your organisation." in refused.text
