@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg import sql as psycopg_sql
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
@@ -582,6 +582,14 @@ def _copy_rows(session: Session, table: Any, keys: list[str], rows: list[dict[st
             )
 
 
+def _among(expression: Any, values: list[str]) -> Any:
+    """`expression IN (values)` for a batch's worth of values, the values written into the statement
+    as constants: a statement with a different text every batch is never prepared, so PostgreSQL
+    plans it with the values and matches them through a hash (a generic plan over 1,000 parameters
+    compares each row with each value, and the table grows with every batch an import writes)."""
+    return expression.in_(bindparam(None, values, expanding=True, literal_execute=True))
+
+
 def _errors_path_for(path: str) -> str:
     base, _ = os.path.splitext(path)
     return f"{base}.errors.csv"
@@ -856,7 +864,7 @@ class _Run:
             .where(
                 Company.org_id == self.org_id,
                 Company.deleted_at.is_(None),
-                func.lower(func.trim(Company.name)).in_(sorted(wanted)),
+                _among(func.lower(func.trim(Company.name)), sorted(wanted)),
             )
             .order_by(Company.created_at)
         ):
@@ -900,7 +908,7 @@ class _Run:
             .where(
                 Contact.org_id == self.org_id,
                 Contact.deleted_at.is_(None),
-                or_(func.lower(Contact.email).in_(emails), name_expr.in_(names)),
+                or_(_among(func.lower(Contact.email), emails), _among(name_expr, names)),
             )
             .order_by(Contact.created_at)
         ):
@@ -924,7 +932,11 @@ class _Run:
         found: dict[str, uuid.UUID] = {}
         for deal_id, name in self.session.execute(
             select(Deal.id, Deal.name)
-            .where(Deal.org_id == self.org_id, Deal.deleted_at.is_(None), func.lower(func.trim(Deal.name)).in_(names))
+            .where(
+                Deal.org_id == self.org_id,
+                Deal.deleted_at.is_(None),
+                _among(func.lower(func.trim(Deal.name)), names),
+            )
             .order_by(Deal.created_at)
         ):
             found.setdefault(_norm_name(name), deal_id)
@@ -1035,7 +1047,8 @@ class _Run:
         scoped = select(model).where(model.org_id == self.org_id, model.deleted_at.is_(None)).order_by(model.created_at)
         found: dict[Any, Any] = {}
         if name in ("contact", "lead"):
-            for record in self.session.scalars(scoped.where(func.lower(model.email).in_(sorted(set(keys))))):
+            emails = _among(func.lower(model.email), sorted(set(keys)))
+            for record in self.session.scalars(scoped.where(emails)):
                 found.setdefault(record.email.lower(), record)
         elif name == "company":
             ids = {self.company_keys[k] for k in keys if k in self.company_keys}
@@ -1046,7 +1059,7 @@ class _Run:
                         found[k] = by_id[self.company_keys[k]]
         elif name == "deal":
             names = sorted({k[1] for k in keys})
-            for record in self.session.scalars(scoped.where(func.lower(func.trim(Deal.name)).in_(names))):
+            for record in self.session.scalars(scoped.where(_among(func.lower(func.trim(Deal.name)), names))):
                 found.setdefault((record.pipeline_id, _norm_name(record.name)), record)
         return found
 
