@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from crm_web.errors import NotFound, PermissionDenied, ValidationError
-from crm_web.imports.fields import ImportSpec, check_mapping, guess_mapping, spec_for
+from crm_web.imports.fields import Field, ImportSpec, check_mapping, guess_mapping, spec_for
 from crm_web.imports.reading import CsvFormat, CsvReader, UnreadableFile, count_rows, detect_format
 from crm_web.models import (
     Activity,
@@ -633,6 +633,7 @@ class _Run:
         self._errors_writer: Any = None
         self.sales_only = not self.actor.has_role(Role.MANAGER)
         self.tops: dict[uuid.UUID, float] = {}
+        self.choices: dict[tuple[str, str], str] = {}
 
     # --- the pass --------------------------------------------------------------------
 
@@ -786,7 +787,7 @@ class _Run:
             if found is None or found.kind not in ("value", "choice", "bool"):
                 continue
             if found.kind == "choice":
-                data[name] = found.choice_value(cell)
+                data[name] = self._choice(found, cell)
             elif found.kind == "bool":
                 word = cell.strip().lower()
                 if word in TRUE_WORDS:
@@ -810,6 +811,16 @@ class _Run:
         if "tags" in row.raw:
             row.tags = [t.strip()[:60] for t in TAG_SPLIT.split(row.raw["tags"]) if t.strip()]
         row.values = values
+
+    def _choice(self, found: Field, cell: str) -> str:
+        """`found.choice_value(cell)`, remembered per distinct cell (a column of choices repeats a few)."""
+        key = (found.name, cell)
+        value = self.choices.get(key)
+        if value is None:
+            value = found.choice_value(cell)
+            if len(self.choices) < 10_000:
+                self.choices[key] = value
+        return value
 
     def _clean(self, row: Row, values: dict[str, Any], obj: Any = None) -> dict[str, Any] | None:
         """The service's rules over the form's values (relations are resolved and checked here)."""
