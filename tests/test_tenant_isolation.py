@@ -613,7 +613,7 @@ def test_the_role_writes_a_contact_and_its_new_words_join_its_org_vocabulary(rol
 
 
 def test_an_import_runs_as_the_plain_role(role_app, rls_db, tmp_path):
-    """The worker connects as the web role: its batches are multi-row INSERTs (COPY FROM refuses
+    """The worker connects as the web role: its batches are executemany INSERTs (COPY FROM refuses
     tables with row-level security), new companies and tags included. Last in the file: it adds a
     contact to org A."""
     from crm_web.database import use_org
