@@ -74,7 +74,7 @@ hooks: install
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-# CSV import of each entity at 10,000 rows (BENCH_IMPORT_ARGS="--rows 10000,100000" for more).
+# CSV import of each entity at 10,000 and 100,000 rows (BENCH_IMPORT_ARGS="--rows 10000" for the small size only).
 bench-import: install
 	$(BIN)/python -m bench.imports $(BENCH_IMPORT_ARGS)
 

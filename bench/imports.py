@@ -152,7 +152,7 @@ def write_report(path: Path, generated: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="10000", help="comma-separated row counts, e.g. 10000,100000")
+    parser.add_argument("--rows", default="10000,100000", help="comma-separated row counts")
     parser.add_argument("--entities", default=",".join(ENTITIES))
     parser.add_argument("--server", default=DEFAULT_SERVER)
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT))

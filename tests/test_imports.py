@@ -163,6 +163,19 @@ def test_choices_accept_labels_values_and_synonyms(importer, org, tmp_path):
 # --- the run -----------------------------------------------------------------------------------
 
 
+def test_a_role_under_the_tenant_policies_writes_a_batch_without_copy(importer, org, tmp_path, monkeypatch):
+    # COPY FROM refuses tables with row-level security: the web role's batches are executemany INSERTs.
+    import crm_web.imports.service as service_module
+
+    monkeypatch.setattr(service_module, "_may_copy", lambda session: False)
+    job, outcome = run(importer, tmp_path, "contacts_utf8.csv")
+    assert outcome.summary() == "created 3, updated 0, skipped 0, errors 0"
+    ada = db.session.scalar(select(Contact).where(Contact.email == "ada@example.com"))
+    assert ada.import_id == job.id and ada.status == "customer" and ada.created_at is not None
+    links = db.session.scalar(select(func.count()).select_from(contact_tags).where(contact_tags.c.contact_id == ada.id))
+    assert links == 2
+
+
 def test_run_creates_records_companies_and_tags(importer, org, tmp_path):
     job, outcome = run(importer, tmp_path, "contacts_utf8.csv")
     assert outcome.summary() == "created 3, updated 0, skipped 0, errors 0"

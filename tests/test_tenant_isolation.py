@@ -610,3 +610,28 @@ def test_the_role_writes_a_contact_and_its_new_words_join_its_org_vocabulary(rol
         _set_org(conn, b.id)
         assert list(conn.scalars(quenby)) == [b.id]
         conn.rollback()
+
+
+def test_an_import_runs_as_the_plain_role(role_app, rls_db, tmp_path):
+    """The worker connects as the web role: its batches are executemany INSERTs (COPY FROM refuses
+    tables with row-level security), new companies and tags included. Last in the file: it adds a
+    contact to org A."""
+    from crm_web.database import use_org
+    from crm_web.imports.service import ImportService
+    from crm_web.models import Company, Role
+    from crm_web.services.base import Actor
+
+    path = tmp_path / "people.csv"
+    path.write_text("First Name,E-mail Address,Organization,Tags\nRolf,rolf@example.com,Role Works,rls-tag\n")
+    with role_app.app_context():
+        use_org(db.session(), rls_db.a.id)
+        service = ImportService(Actor(org_id=rls_db.a.id, user_id=rls_db.a.user_id, name="A", role=Role.ADMIN))
+        job = service.create_import(str(path), "contacts", file_name="people.csv")
+        outcome = service.run(job.id)
+        assert outcome.summary() == "created 1, updated 0, skipped 0, errors 0"
+        use_org(db.session(), rls_db.a.id)
+        rolf = db.session.scalar(select(Contact).where(Contact.email == "rolf@example.com"))
+        assert rolf.org_id == rls_db.a.id and rolf.import_id == job.id
+        company = db.session.scalar(select(Company).where(Company.id == rolf.primary_company_id))
+        assert company.name == "Role Works" and company.org_id == rls_db.a.id
+        db.session.remove()

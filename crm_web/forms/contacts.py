@@ -9,8 +9,10 @@ from wtforms import BooleanField, DateField, EmailField, SelectField, StringFiel
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, Email, Length, Optional
 
-from crm_web.forms import PickerField, VersionedForm
+from crm_web.forms import PickerField, VersionedForm, email_domains
 from crm_web.models import CONTACT_STATUSES, LEAD_SOURCES
+
+email_domains.install()  # the Email validator checks each domain once
 
 
 def _choices(pairs: Any) -> list[SelectChoice]:
