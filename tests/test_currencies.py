@@ -190,3 +190,44 @@ def test_a_company_export_states_values_in_the_organisations_currency(client, lo
     column = next(i for i, name in enumerate(header) if name.startswith("Open deal value"))
     assert header[column] == "Open deal value (USD)"
     assert rows[1][column] in ("0", "0.00")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"currency": "EUR", "rate": "abc"},
+        {"currency": "EUR", "rate": ""},
+        {"currency": "EUR", "rate": "0"},
+        {"currency": "EUR", "rate": "1e400"},
+        {"currency": "EUR", "rate": "NaN"},
+        {"currency": "EUR", "rate": "99999999999999999999"},
+        {"currency": "XXX", "rate": "1"},
+        {"currency": "", "rate": "1"},
+        {"currency": "E\x00R", "rate": "1"},
+    ],
+)
+def test_a_bad_rate_is_a_form_error_never_a_500(client, login, org, data):
+    login("admin")
+    response = client.post("/settings/currencies", data=data)
+    assert 400 <= response.status_code < 500, response.status_code
+    assert load_rates(db.session, org.id).rates == {}
+
+
+def test_removing_a_rate_that_is_not_set_changes_nothing(client, login, org):
+    login("admin")
+    _rate(org, "EUR", "1.1")
+    response = client.post("/settings/currencies/XYZ/delete")  # idempotent, like a second click
+    assert response.status_code == 303
+    assert load_rates(db.session, org.id).rates == {"EUR": Decimal("1.10000000")}
+
+
+def test_the_rates_page_costs_the_same_for_one_or_many_rates(client, login, org, count_queries):
+    login("admin")
+    _rate(org, "EUR", "1.1")
+    with count_queries() as one:
+        assert client.get("/settings/currencies").status_code == 200
+    for currency in ("GBP", "JPY", "CAD", "AUD"):
+        _rate(org, currency, "1.2")
+    with count_queries() as many:
+        assert client.get("/settings/currencies").status_code == 200
+    assert many.count == one.count, (one, many)

@@ -17,7 +17,7 @@ from crm_web.imports.fields import BY_PLURAL, spec_for
 from crm_web.imports.reading import MAX_BYTES, UnreadableFile, check_size
 from crm_web.imports.service import ON_DUPLICATE, ImportService, Options, _errors_path_for, run_progress
 from crm_web.rendering import render_page
-from crm_web.services.base import Actor
+from crm_web.views.generic import acting
 
 bp = Blueprint("imports", __name__)
 
@@ -31,7 +31,7 @@ class FileTooLarge(CRMException):
 
 
 def _service() -> ImportService:
-    service = ImportService(Actor.of(current_user))
+    service = acting(ImportService)
     service.require_import()
     return service
 

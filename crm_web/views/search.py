@@ -7,15 +7,14 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, url_for
-from flask_login import current_user
 
 from crm_web.entities import entity
 from crm_web.errors import NotFound
 from crm_web.params import get_text_param
 from crm_web.rendering import render_page
-from crm_web.services.base import Actor
 from crm_web.services.pickers import KINDS, PickerService
 from crm_web.services.search import SearchService
+from crm_web.views.generic import acting
 
 bp = Blueprint("search", __name__)
 
@@ -34,7 +33,7 @@ def hit_url(kind: str, hit_id: uuid.UUID) -> str:
 @bp.get("/search")
 def index():
     q = get_text_param("q", max_length=200)
-    groups = SearchService(Actor.of(current_user)).search(q)
+    groups = acting(SearchService).search(q)
     return render_page("search/index.html", block="search_results", q=q, groups=groups, hit_url=hit_url)
 
 
@@ -47,7 +46,7 @@ def pick(kind: str):
     field = get_text_param("field", max_length=60)
     if not FIELD_ID.fullmatch(field):
         field = "picker"
-    picks = PickerService(Actor.of(current_user)).matches(kind, q)
+    picks = acting(PickerService).matches(kind, q)
     # Offer to create a company whose name nobody has yet (the contact and deal forms).
     typed = " ".join(q.split())
     create = bool(typed) and kind == "company" and not any(p.label.casefold() == typed.casefold() for p in picks)

@@ -17,11 +17,11 @@ from crm_web.models import Role
 from crm_web.params import get_text_param, get_uuid_param, parse_uuid
 from crm_web.permissions import require_role
 from crm_web.rendering import render_page, with_toast, with_undo
-from crm_web.services.base import Actor
 from crm_web.services.currencies import ExchangeRateService
 from crm_web.services.organisations import OrganisationService
 from crm_web.services.tags import TagService
 from crm_web.services.users import PasswordLink, UserService
+from crm_web.views.generic import acting
 
 bp = Blueprint("settings", __name__)
 
@@ -30,7 +30,7 @@ USER = "settings/user.html"
 
 
 def _users() -> UserService:
-    return UserService(Actor.of(current_user))
+    return acting(UserService)
 
 
 def _link_url(link: PasswordLink) -> str:
@@ -149,7 +149,7 @@ def password_link(user_id: uuid.UUID):
 
 @bp.route("/settings/organisation", methods=["GET", "POST"], endpoint="organisation")
 def organisation():
-    service = OrganisationService(Actor.of(current_user))
+    service = acting(OrganisationService)
     require_role(current_user.role, Role.ADMIN, "change the organisation's settings")
     org = service.get()
     form = OrganisationForm(obj=org)
@@ -174,7 +174,7 @@ def organisation():
 
 @bp.post("/settings/organisation/stages-reviewed")
 def stages_reviewed():
-    OrganisationService(Actor.of(current_user)).mark_stages_reviewed()
+    acting(OrganisationService).mark_stages_reviewed()
     return redirect(url_for("dashboard.index"), 303)
 
 
@@ -184,7 +184,7 @@ TAGS = "settings/tags.html"
 
 
 def _tags() -> TagService:
-    return TagService(Actor.of(current_user))
+    return acting(TagService)
 
 
 def _tag_list(service: TagService, message: str | None = None, *, undo_url: str | None = None, status: int = 200):
@@ -243,10 +243,6 @@ def restore_tag(tag_id: uuid.UUID):
 CURRENCIES_PAGE = "settings/currencies.html"
 
 
-def _rates() -> ExchangeRateService:
-    return ExchangeRateService(Actor.of(current_user))
-
-
 def _currencies_page(service: ExchangeRateService, *, errors: dict[str, str] | None = None, status: int = 200):
     base, rows = service.rows()
     return render_page(CURRENCIES_PAGE, base=base, rows=rows, errors=errors or {}, title="Currencies", status=status)
@@ -254,12 +250,12 @@ def _currencies_page(service: ExchangeRateService, *, errors: dict[str, str] | N
 
 @bp.get("/settings/currencies")
 def currencies():
-    return _currencies_page(_rates())
+    return _currencies_page(acting(ExchangeRateService))
 
 
 @bp.post("/settings/currencies")
 def set_rate():
-    service = _rates()
+    service = acting(ExchangeRateService)
     currency = (request.form.get("currency") or "").strip()[:3]
     try:
         service.set_rate(currency, request.form.get("rate", "")[:40])
@@ -271,6 +267,6 @@ def set_rate():
 
 @bp.post("/settings/currencies/<currency>/delete")
 def remove_rate(currency: str):
-    _rates().remove_rate(currency[:3])
+    acting(ExchangeRateService).remove_rate(currency[:3])
     flash(f"The {currency[:3]} rate is removed: its deals are shown apart from every sum.")
     return redirect(url_for("settings.currencies"), 303)

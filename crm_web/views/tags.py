@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, get_template_attribute, request
-from flask_login import current_user
 
 from crm_web.errors import BadRequest
 from crm_web.params import parse_uuid
-from crm_web.services.base import Actor
 from crm_web.services.tags import TagService, TagState
+from crm_web.views.generic import acting
 
 bp = Blueprint("tags", __name__)
 
@@ -22,12 +21,12 @@ def _editor(state: TagState):
 
 @bp.get("/tags/<entity_type>/<uuid:entity_id>")
 def editor(entity_type: str, entity_id: uuid.UUID):
-    return _editor(TagService(Actor.of(current_user)).state(entity_type, entity_id))
+    return _editor(acting(TagService).state(entity_type, entity_id))
 
 
 @bp.post("/tags/<entity_type>/<uuid:entity_id>/assign")
 def assign(entity_type: str, entity_id: uuid.UUID):
-    state = TagService(Actor.of(current_user)).assign(
+    state = acting(TagService).assign(
         entity_type,
         entity_id,
         tag_id=parse_uuid(request.form.get("tag_id"), "tag_id"),
@@ -42,4 +41,4 @@ def remove(entity_type: str, entity_id: uuid.UUID):
     tag_id = parse_uuid(request.form.get("tag_id"), "tag_id")
     if tag_id is None:
         raise BadRequest("Which tag?")
-    return _editor(TagService(Actor.of(current_user)).remove(entity_type, entity_id, tag_id=tag_id))
+    return _editor(acting(TagService).remove(entity_type, entity_id, tag_id=tag_id))
