@@ -104,6 +104,15 @@ def test_bulk_delete_view_and_one_undo(client, login, people):
     assert undo.status_code == 200 and "John" in undo.text and "Restored 2 contacts." in undo.text
 
 
+def test_a_bulk_delete_that_deletes_nothing_offers_no_undo(client, login, people):
+    login("admin")
+    ids = [str(people["john"].id)]
+    client.post("/contacts/bulk/delete", data={"ids": ids}, headers=HX)  # another user's delete, first
+    again = client.post("/contacts/bulk/delete", data={"ids": ids}, headers=HX)
+    assert again.status_code == 200 and "Nothing was deleted: already in the trash." in again.text
+    assert "btn-undo" not in again.text and "Deleted 0" not in again.text
+
+
 def test_bulk_tag_and_owner_views(client, login, org, users, people):
     tag = factories.make_tag(org, name="Hot")
     login("admin")

@@ -138,6 +138,8 @@ class ListViews:
         """Bulk delete (the list's per-row delete is a bulk delete of one), with Undo."""
         service = self.service()
         deleted = service.delete_many(get_uuid_list("ids"))
+        if not deleted:  # someone else's delete got there first: nothing of ours to undo
+            return with_toast(self.table(service), "Nothing was deleted: already in the trash.", "info")
         query, _ = self._query()
         return with_undo(
             self.table(service),
