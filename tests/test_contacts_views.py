@@ -109,7 +109,7 @@ def test_a_bulk_delete_that_deletes_nothing_offers_no_undo(client, login, people
     ids = [str(people["john"].id)]
     client.post("/contacts/bulk/delete", data={"ids": ids}, headers=HX)  # another user's delete, first
     again = client.post("/contacts/bulk/delete", data={"ids": ids}, headers=HX)
-    assert again.status_code == 200 and "Nothing was deleted: already in the trash." in again.text
+    assert again.status_code == 200 and "Nothing was deleted" in again.text
     assert "btn-undo" not in again.text and "Deleted 0" not in again.text
 
 

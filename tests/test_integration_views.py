@@ -81,7 +81,8 @@ def test_deal_bulk_delete_rules(client, login, org, other_org, stages, users):
     assert client.post("/deals/bulk/delete", data={"ids": ["junk"]}, headers=HX).status_code == 400
     foreign = factories.make_deal(other_org)
     response = client.post("/deals/bulk/delete", data={"ids": [str(foreign.id)]}, headers=HX)
-    assert response.status_code == 200 and "Deleted 0 deals." in response.get_data(as_text=True)
+    assert response.status_code == 200 and "Nothing was deleted" in response.get_data(as_text=True)
+    assert "btn-undo" not in response.get_data(as_text=True)
     assert not is_deleted(Deal, foreign.id)
     # Without htmx: Post/Redirect/Get back to the list.
     mine = factories.make_deal(org, stage=stages[0], owner_id=users["sales"].id)

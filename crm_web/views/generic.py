@@ -46,6 +46,9 @@ def acting(service_class: Callable[[Actor], S]) -> S:
     return service_class(Actor.of(current_user))
 
 
+NOTHING_DELETED = "Nothing was deleted: the selected records are already in the trash or no longer exist."
+
+
 class ListViews:
     """An entity's list page and the actions taken from it."""
 
@@ -138,8 +141,8 @@ class ListViews:
         """Bulk delete (the list's per-row delete is a bulk delete of one), with Undo."""
         service = self.service()
         deleted = service.delete_many(get_uuid_list("ids"))
-        if not deleted:  # someone else's delete got there first: nothing of ours to undo
-            return with_toast(self.table(service), "Nothing was deleted: already in the trash.", "info")
+        if not deleted:  # already deleted by someone else, or never ours to see: nothing to undo
+            return with_toast(self.table(service), NOTHING_DELETED, "info")
         query, _ = self._query()
         return with_undo(
             self.table(service),
