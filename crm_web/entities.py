@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, func
 
-from crm_web.filters.types import FilterField
+from crm_web.filters.types import FieldType, FilterField
 from crm_web.formatting import choice_items, choice_label, spreadsheet_value
 from crm_web.models import (
     ACTIVITY_PRIORITIES,
@@ -39,6 +39,7 @@ from crm_web.models import (
     lead_tags,
 )
 from crm_web.models.mixins import full_name
+from crm_web.services.rotting import days_in_stage_sql, rotting_sql
 from crm_web.services.trash_rules import refresh_contacts_of_activities, rehome_deals
 
 F = FilterField
@@ -350,6 +351,9 @@ DEAL = Entity(
         "expectedClose": F.date("Expected close", Deal.expected_close_date),
         "closed": F.datetime("Closed", Deal.closed_at),
         "stageChanged": F.datetime("Stage changed", Deal.stage_changed_at),
+        "daysInStage": F.computed_as("Days in stage", FieldType.NUMBER, days_in_stage_sql),
+        # EXISTS on the deal's stage, so "is no" also matches deals without a stage.
+        "rotting": F.computed_as("Rotting", FieldType.BOOLEAN, rotting_sql, via=Deal.stage),
         "created": F.datetime("Created", Deal.created_at),
         "updated": F.datetime("Updated", Deal.updated_at),
         "tags": F.tag("Tags", Deal.tags, Tag.id),

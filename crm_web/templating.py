@@ -12,6 +12,7 @@ from crm_web.charts import nice_scale
 from crm_web.formatting import choice_label, money, month_label, short_date, short_datetime, time_ago
 from crm_web.models import Role
 from crm_web.permissions import can
+from crm_web.services.rotting import days_in_stage
 from crm_web.services.search import highlight
 
 
@@ -30,6 +31,7 @@ FILTERS = {
     "time_ago": time_ago,
     "month_label": month_label,
     "highlight": highlight,
+    "days_in_stage": days_in_stage,
 }
 
 

@@ -41,6 +41,7 @@ class _Calendar:
 
     today: date
     tz: tzinfo
+    now: datetime
 
     def day_start(self, day: date) -> datetime:
         """Midnight starting `day` in the organisation's time zone, as a UTC instant."""
@@ -146,7 +147,9 @@ def _positive(ff: FilterField, op: str, column: Any, value: Any, cal: _Calendar)
     raise AssertionError(f"no compilation for {kind.value} {op}")  # unreachable after validation
 
 
-def _columns(ff: FilterField) -> tuple[Any, ...]:
+def _columns(ff: FilterField, cal: _Calendar) -> tuple[Any, ...]:
+    if ff.computed is not None:
+        return (ff.computed(cal.now),)
     if ff.columns:
         return ff.columns
     if ff.type is FieldType.TAG:  # default: the tag's primary key
@@ -164,7 +167,7 @@ def _compile_condition(condition: Condition, ff: FilterField, cal: _Calendar) ->
     op = condition.op
     positive_op = NEGATIONS.get(op, op)
     negate = positive_op != op
-    columns = _columns(ff)
+    columns = _columns(ff, cal)
     if ff.type is FieldType.TAG:
         criterion = None if positive_op == "isNotEmpty" else columns[0].in_(list(condition.value))
         clause = _exists(ff.via, criterion)
@@ -199,7 +202,7 @@ def compile_filter(
     if spec.is_empty:
         return None
     moment = now if now is not None else clock.now()
-    cal = _Calendar(today=(moment.astimezone(tz) if moment.tzinfo else moment).date(), tz=tz)
+    cal = _Calendar(today=(moment.astimezone(tz) if moment.tzinfo else moment).date(), tz=tz, now=moment)
 
     def one(index: int, condition: Condition) -> ColumnElement[bool]:
         ff = fields.get(condition.field)

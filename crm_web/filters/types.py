@@ -8,6 +8,7 @@ clause, describe.py tells the builder what it may offer.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ class FilterField:
       `via.has(...)` (or `.any(...)` for a collection). Negative operators compile to
       `NOT via.has(positive)`, so rows without a related row match them.
     - TAG: `via` is the tag collection (`Contact.tags`) and `columns` the tag's id.
+    - `computed`: instead of columns, an expression built when the filter compiles from the
+      instant it is anchored at (values that depend on "now", like a deal's days in its stage).
     """
 
     label: str
@@ -68,6 +71,7 @@ class FilterField:
     columns: tuple[Any, ...] = ()
     via: Any = None
     choices: tuple[tuple[str, str], ...] = ()
+    computed: Callable[[dt.datetime], Any] | None = None
 
     # One-column fields of one type: F.number("Employees", Company.employee_count, via=...).
     number = _OneColumn(FieldType.NUMBER)
@@ -87,6 +91,13 @@ class FilterField:
     ) -> FilterField:
         pairs = tuple((c, c) if isinstance(c, str) else (str(c[0]), str(c[1])) for c in choices)
         return cls(label, FieldType.CHOICE, (column,), via, pairs)
+
+    @classmethod
+    def computed_as(
+        cls, label: str, kind: FieldType, expression: Callable[[dt.datetime], Any], *, via: Any = None
+    ) -> FilterField:
+        """A field whose SQL depends on the filter's "now" (`expression(now)`)."""
+        return cls(label, kind, (), via, (), expression)
 
     @classmethod
     def tag(cls, label: str, relationship: Any, id_column: Any = None) -> FilterField:

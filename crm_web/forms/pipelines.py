@@ -7,7 +7,7 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, SelectField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from crm_web.forms import select_choices
 from crm_web.models import CURRENCIES
@@ -33,6 +33,7 @@ class StageForm(FlaskForm):
     probability = IntegerField("Probability (%)", default=0, validators=[InputRequired(), NumberRange(0, 100)])
     is_won = BooleanField("Won stage (deals entering it are won)")
     is_lost = BooleanField("Lost stage (deals entering it are lost)")
+    rotting_days = IntegerField("Rotting after (days)", validators=[Optional(), NumberRange(1, 3650)])
 
 
 class MoveDealsForm(FlaskForm):

@@ -46,6 +46,8 @@ class PipelineStage(IdMixin, TimestampMixin, OrgScopedMixin, Base):
     probability: Mapped[int] = mapped_column(default=0)
     is_won: Mapped[bool] = mapped_column(default=False)
     is_lost: Mapped[bool] = mapped_column(default=False)
+    # A deal open in this stage longer than this many days is rotting; None: never.
+    rotting_days: Mapped[int | None]
 
     pipeline: Mapped[Pipeline] = relationship(back_populates="stages", lazy="raise_on_sql")
 

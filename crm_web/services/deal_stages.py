@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, literal
+from sqlalchemy import case, func, literal
 
 from crm_web.models import Deal, utcnow
 from crm_web.services.history import snapshot_changes
@@ -44,9 +44,11 @@ def apply_stage(
 
 
 def bulk_transition_values(stage: StageInfo) -> dict[str, Any]:
-    """The same rule as `apply_stage`, as UPDATE ... SET values for many deals at once."""
+    """The same rule as `apply_stage`, as UPDATE ... SET values for many deals at once (a deal already
+    in `stage` keeps the time it entered it)."""
     now = literal(utcnow(), Deal.closed_at.type)
-    values: dict[str, Any] = {"stage_id": stage.id, "stage_changed_at": now}
+    entered = case((Deal.stage_id == stage.id, func.coalesce(Deal.stage_changed_at, now)), else_=now)
+    values: dict[str, Any] = {"stage_id": stage.id, "stage_changed_at": entered}
     if stage.is_won:
         values.update(status="won", closed_at=case((Deal.status == "won", Deal.closed_at), else_=now))
     elif stage.is_lost:

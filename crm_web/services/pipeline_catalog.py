@@ -32,10 +32,20 @@ class StageInfo:
     probability: int
     is_won: bool
     is_lost: bool
+    rotting_days: int | None = None
 
     @property
     def is_closed(self) -> bool:
         return self.is_won or self.is_lost
+
+    def rots(self, days_in_stage: int | None) -> bool:
+        """An open stage with a rotting limit that `days_in_stage` went past."""
+        return (
+            self.rotting_days is not None
+            and not self.is_closed
+            and days_in_stage is not None
+            and days_in_stage > self.rotting_days
+        )
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,7 @@ def _info(pipeline: Pipeline) -> PipelineInfo:
                 probability=s.probability,
                 is_won=s.is_won,
                 is_lost=s.is_lost,
+                rotting_days=s.rotting_days,
             )
             for s in sorted(pipeline.stages, key=lambda s: (s.position, s.name))
         ),

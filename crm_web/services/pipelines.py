@@ -230,7 +230,14 @@ class PipelineService(PipelineCatalog):
         return mapped
 
     def stage_create(
-        self, pipeline_id: uuid.UUID, *, name: str, probability: int = 0, is_won: bool = False, is_lost: bool = False
+        self,
+        pipeline_id: uuid.UUID,
+        *,
+        name: str,
+        probability: int = 0,
+        is_won: bool = False,
+        is_lost: bool = False,
+        rotting_days: int | None = None,
     ) -> PipelineStage:
         """Add a stage at the end; the database refuses a second won/lost stage or a bad probability."""
         self._require_manager("change stages")
@@ -241,7 +248,13 @@ class PipelineService(PipelineCatalog):
             )
         )
         values = {"name": name.strip(), "probability": probability, "is_won": bool(is_won), "is_lost": bool(is_lost)}
-        stage = PipelineStage(org_id=self.org_id, pipeline_id=pipeline.id, position=position or 0, **values)
+        stage = PipelineStage(
+            rotting_days=_rotting(rotting_days),
+            org_id=self.org_id,
+            pipeline_id=pipeline.id,
+            position=position or 0,
+            **values,
+        )
         self.session.add(stage)
         self._flush_stage(values)
         self.history(pipeline, "updated", {"stage_added": [None, stage.name]})
@@ -249,13 +262,20 @@ class PipelineService(PipelineCatalog):
         return stage
 
     def stage_update(
-        self, stage_id: uuid.UUID, *, name: str, probability: int, is_won: bool, is_lost: bool
+        self,
+        stage_id: uuid.UUID,
+        *,
+        name: str,
+        probability: int,
+        is_won: bool,
+        is_lost: bool,
+        rotting_days: int | None = None,
     ) -> PipelineStage:
-        """Rename a stage, change its probability or its won/lost flag."""
+        """Rename a stage, change its probability, its won/lost flag or its rotting limit."""
         self._require_manager("change stages")
         stage = self._stage_row(stage_id)
         values = {"name": name.strip(), "probability": probability, "is_won": bool(is_won), "is_lost": bool(is_lost)}
-        changes = self.set_values(stage, values)
+        changes = self.set_values(stage, {**values, "rotting_days": _rotting(rotting_days)})
         self._flush_stage(values)
         if changes:
             record = {f"stage.{k}": v for k, v in changes.items()}
@@ -334,6 +354,13 @@ class PipelineService(PipelineCatalog):
             .values(pipeline_id=target.pipeline_id, version=Deal.version + 1, **bulk_transition_values(target))
             .execution_options(synchronize_session=False)
         )
+
+
+def _rotting(days: int | None) -> int | None:
+    """A rotting limit of at least one day (the form's range); anything else means none."""
+    if days is None or not 1 <= int(days) <= 3650:
+        return None
+    return int(days)
 
 
 @dataclass(frozen=True)

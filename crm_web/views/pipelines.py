@@ -116,7 +116,7 @@ def delete(pipeline_id: uuid.UUID):
 
 def _stage_form(form: StageForm, pipeline: Any, stage: Any, save: Callable[..., Any]):
     """The stage form (new or edit): on a valid POST `save` gets the form's values, then back to the list."""
-    values = {"name": form.name.data, "probability": form.probability.data}
+    values = {"name": form.name.data, "probability": form.probability.data, "rotting_days": form.rotting_days.data}
     if submit(form, lambda: save(**values, is_won=form.is_won.data, is_lost=form.is_lost.data)) is not None:
         return redirect(url_for("pipelines.index"), 303)
     return render_page(
@@ -136,7 +136,13 @@ def edit_stage(stage_id: uuid.UUID):
     service = acting(PipelineService)
     pipeline, stage = service.settings_stage(stage_id)
     form = StageForm(
-        data={"name": stage.name, "probability": stage.probability, "is_won": stage.is_won, "is_lost": stage.is_lost}
+        data={
+            "name": stage.name,
+            "probability": stage.probability,
+            "is_won": stage.is_won,
+            "is_lost": stage.is_lost,
+            "rotting_days": stage.rotting_days,
+        }
     )
     return _stage_form(form, pipeline, stage, functools.partial(service.stage_update, stage_id))
 

@@ -19,17 +19,19 @@ from typing import Any
 
 from sqlalchemy import select
 
+from crm_web import clock
 from crm_web.errors import NotFound, PermissionDenied
 from crm_web.extensions import db
 from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, Role, User
 from crm_web.services.base import Actor
 from crm_web.services.pipeline_catalog import PipelineCatalog
+from crm_web.services.rotting import RottingStage, rotting_by_stage
 from crm_web.services.stats import deals as deal_stats
 from crm_web.services.stats.activities import activity_stats
 from crm_web.services.stats.cache import cached_stats
 from crm_web.services.stats.units import ZERO, add_months, money, month_key
 
-PANELS = ("kpis", "deals_by_stage", "forecast", "won_lost", "activity_charts")
+PANELS = ("kpis", "deals_by_stage", "rotting", "forecast", "won_lost", "activity_charts")
 HISTORY_MONTHS = 6
 FORECAST_MONTHS = 6
 
@@ -160,6 +162,32 @@ class DashboardService:
             for count, value, weighted in [found.get(stage.id, (0, ZERO, ZERO))]
         ]
 
+    def rotting(self, scope: Scope) -> list[RottingStage]:
+        """Rotting deals per stage with a rotting limit (one GROUP BY, in the organisation's currency).
+        Cached like the rollup, and per hour besides: deals start rotting as the clock moves."""
+        now = clock.now()
+        found = cached_stats(
+            self.actor.org_id,
+            "deals",
+            f"rotting:{scope.owner_id or 'all'}:{now:%Y-%m-%dT%H}",
+            lambda: rotting_by_stage(self.session, self.actor.org_id, owner_id=scope.owner_id, now=now),
+        )
+        return [
+            RottingStage(
+                pipeline=pipeline.name,
+                stage=stage.name,
+                stage_id=stage.id,
+                rotting_days=stage.rotting_days,
+                count=count,
+                value=money(value),
+                unconverted=apart,
+            )
+            for pipeline in PipelineCatalog(self.actor).pipeline_list()
+            for stage in pipeline.stages
+            if stage.rotting_days is not None and not stage.is_closed
+            for count, value, apart in [found.get(stage.id, (0, ZERO, 0))]
+        ]
+
     def forecast(self, scope: Scope) -> list[deal_stats.ForecastMonth]:
         """Weighted and best-case value by expected close month, this month and the next ones."""
         found = self.rollup(scope).forecast()
@@ -216,6 +244,7 @@ class DashboardService:
         return {
             "kpis": self.kpis(scope),
             "deals_by_stage": self.deals_by_stage(scope),
+            "rotting": self.rotting(scope),
             "forecast": self.forecast(scope),
             "won_lost": self.won_lost(scope),
             "activity_charts": self.activity_charts(scope),
