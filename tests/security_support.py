@@ -388,6 +388,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "activities.delete"): Route(OWNER, args={"activity_id": "activity"}, form=lambda w: {}),
     ("POST", "activities.restore"): Route(DELETER, args={"activity_id": "trashed_activity"}, form=lambda w: {}),
     ("POST", "activities.timeline_delete"): Route(OWNER, args={"activity_id": "activity"}, form=lambda w: {}),
+    ("GET", "activities.calendar"): Route(MEMBER),
+    ("GET", "my_day.index"): Route(MEMBER),
+    ("POST", "activities.reschedule"): Route(
+        OWNER, args={"activity_id": "activity"}, form=lambda w: {"date": "2030-01-03"}
+    ),
     # --- contacts ---------------------------------------------------------------------------
     ("GET", "contacts.index"): Route(MEMBER),
     ("GET", "contacts.export"): Route(MEMBER),

@@ -11,6 +11,7 @@ from crm_web.views.deals import bp as deals
 from crm_web.views.imports import bp as imports
 from crm_web.views.internal import bp as internal
 from crm_web.views.leads import bp as leads
+from crm_web.views.my_day import bp as my_day
 from crm_web.views.pipelines import bp as pipelines
 from crm_web.views.search import bp as search
 from crm_web.views.settings import bp as settings
@@ -22,6 +23,7 @@ BLUEPRINTS = [
     auth,
     system,
     dashboard,
+    my_day,
     contacts,
     companies,
     leads,

@@ -4,18 +4,22 @@ one-click complete/reopen, soft delete with Undo, and record timelines."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, date, datetime, time
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, redirect, url_for
+from flask import Blueprint, redirect, request, url_for
 from flask_login import current_user
 
 from crm_web.entities import ACTIVITY
-from crm_web.errors import Conflict, ValidationError
+from crm_web.errors import BadRequest, Conflict, ValidationError
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.htmx import hx_trigger, wants_fragment
-from crm_web.params import get_choice_param, get_uuid_param
+from crm_web.models import Role
+from crm_web.params import get_choice_param, get_text_param, get_uuid_param, is_whole_number
 from crm_web.rendering import render_page, with_toast, with_undo
 from crm_web.services.activities import LINKS, QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
+from crm_web.services.calendar import HOURS, MODES, WHO, CalendarService, due_at_from
 from crm_web.views.filtering import builder_fields, parse_filtered_list_query, render_list_page
 from crm_web.views.generic import acting
 from crm_web.views.listing import ListQuery
@@ -216,3 +220,118 @@ def timeline():
     return render_page(
         TIMELINE, block="activity_timeline", activities=acting(ActivityService).timeline(links=links), links=links
     )
+
+
+# --- the calendar ------------------------------------------------------------------------------
+
+CALENDAR = "activities/calendar.html"
+
+
+def _calendar_state() -> dict[str, Any]:
+    """The calendar's view from the query string (bad values are 400s, like every list parameter)."""
+    raw = get_text_param("date", max_length=10)
+    try:
+        anchor = date.fromisoformat(raw) if raw else None
+    except ValueError:
+        raise BadRequest("date must be YYYY-MM-DD.") from None
+    return {
+        "mode": get_choice_param("mode", MODES, "week"),
+        "who": get_choice_param("who", WHO, "me"),
+        "anchor": anchor,
+    }
+
+
+def _calendar_context() -> dict[str, Any]:
+    query, builder = parse_filtered_list_query(ACTIVITY.filter_fields())
+    service = acting(CalendarService)
+    state = _calendar_state()
+    calendar = None
+    if not builder.has_errors:
+        calendar = service.calendar(filter_spec=query.filter_spec, **state)
+    fields_meta = builder_fields(ACTIVITY.filter_fields(), choices={"owner": service.owner_choices()})
+
+    def calendar_url(endpoint: str = "activities.calendar", *, activity_id: Any = None, **changes: Any) -> str:
+        """This calendar's URL (or a reschedule's) with its view and filter, `changes` applied."""
+        anchor = state["anchor"].isoformat() if state["anchor"] else None
+        view = {"mode": state["mode"], "who": state["who"], "date": anchor, **changes}
+        pairs = [(k, str(v)) for k, v in view.items() if v is not None] + list(query.filter_pairs)
+        base = url_for(endpoint, activity_id=activity_id) if activity_id else url_for(endpoint)
+        return base + "?" + urlencode(pairs)
+
+    return {
+        "calendar": calendar,
+        "state": state,
+        "query": query,
+        "builder": builder,
+        "fields_meta": fields_meta,
+        "calendar_url": calendar_url,
+        "can_see_team": service.actor.has_role(Role.MANAGER),
+        "hours": HOURS,
+        "title": "Calendar",
+    }
+
+
+@bp.get("/activities/calendar")
+def calendar():
+    context = _calendar_context()
+    if context["builder"].has_errors:
+        response = render_page(CALENDAR, block="filter_builder", status=422, **context)
+        if wants_fragment():
+            response.headers["HX-Retarget"] = "#filter-builder"
+            response.headers["HX-Reswap"] = "outerHTML"
+        return response
+    return render_page(CALENDAR, block="calendar_grid", **context)
+
+
+def _due_at_from_form(service: CalendarService, current: datetime | None) -> datetime:
+    """The new due time: `due_at` (an ISO instant, the Undo's), or a local `date` with an optional
+    `time` (HH:MM); a day without a time keeps the activity's local time of day."""
+    raw = request.form.get("due_at", "")
+    if raw:
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            raise BadRequest("due_at must be an ISO date and time.") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        day = date.fromisoformat(request.form.get("date", ""))
+        raw_time = request.form.get("time", "")
+        if raw_time:
+            at = time.fromisoformat(raw_time)
+        elif current is not None:
+            at = current.astimezone(service.actor.zone).time().replace(tzinfo=None)
+        else:
+            at = time(9, 0)
+    except ValueError:
+        raise BadRequest("date must be YYYY-MM-DD and time HH:MM.") from None
+    return due_at_from(day, at, service.actor.zone)
+
+
+@bp.post("/activities/<uuid:activity_id>/reschedule")
+def reschedule(activity_id: uuid.UUID):
+    """A drag on the calendar (or its Undo): the new due time, refused if the activity changed since
+    the page showed it (409 with who changed it); answers with the calendar and an Undo toast."""
+    service = acting(CalendarService)
+    current = service.get_for_edit(activity_id)
+    version = request.form.get("version", "")
+    if version and not is_whole_number(version):
+        raise BadRequest("version must be a whole number.")
+    activity, previous = service.reschedule(
+        activity_id,
+        due_at=_due_at_from_form(service, current.due_at),
+        expected_version=int(version) if version else None,
+    )
+    if not wants_fragment():
+        return redirect(url_for("activities.calendar"), code=303)
+    context = _calendar_context()
+    response = render_page(CALENDAR, block="calendar_grid", **context)
+    local = activity.due_at.astimezone(service.actor.zone) if activity.due_at else None
+    message = f"Moved “{activity.subject}” to {local:%a %d %b %H:%M}." if local else f"Moved “{activity.subject}”."
+    undo: dict[str, Any] = {}
+    if previous is not None:
+        undo = {
+            "undo_url": context["calendar_url"]("activities.reschedule", activity_id=activity.id),
+            "undo_vals": {"due_at": previous.isoformat(), "version": str(activity.version)},
+            "undo_target": "#calendar",
+        }
+    return hx_trigger(with_toast(response, message, **undo), "activities-toggled")

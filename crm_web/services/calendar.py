@@ -1,0 +1,175 @@
+"""The calendar of activities: a week or a month of due activities in the organisation's time zone,
+the user's own or (managers and admins) the team's, narrowed by the activity list's filter; and
+rescheduling one by moving it to another day or hour (the version check and Undo of every edit).
+
+A calendar is one joined SELECT of the activities due in its range (owner and links loaded with
+them), grouped into days and hours in Python: the statement count does not grow with the number of
+activities or days. A range holds at most CALENDAR_LIMIT activities; more are counted and said.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import func, select
+
+from crm_web import clock
+from crm_web.errors import PermissionDenied, ValidationError
+from crm_web.models import Activity, Role
+from crm_web.services.activities import ActivityService
+from crm_web.services.stats.units import add_months
+
+MODES = ("week", "month")
+WHO = ("me", "team")
+CALENDAR_LIMIT = 500
+HOURS = tuple(range(24))
+
+
+def local_start(day: date, tz: tzinfo) -> datetime:
+    """Midnight starting `day` in the organisation's time zone, as a UTC instant."""
+    return datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
+
+
+@dataclass
+class CalendarItem:
+    activity: Activity
+    local: datetime  # the due time in the organisation's time zone
+    overdue: bool
+
+    @property
+    def completed(self) -> bool:
+        return self.activity.status == "completed"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.activity.status == "cancelled"
+
+
+@dataclass
+class CalendarDay:
+    day: date
+    in_range: bool  # a month view's leading and trailing days of the neighbouring months are not
+    is_today: bool
+    items: list[CalendarItem] = field(default_factory=list)
+
+    def at(self, hour: int) -> list[CalendarItem]:
+        return [i for i in self.items if i.local.hour == hour]
+
+
+@dataclass
+class Calendar:
+    mode: str
+    who: str
+    anchor: date
+    start: date
+    end: date  # exclusive
+    today: date
+    days: list[CalendarDay]
+    total: int  # activities in the range (may exceed the ones shown)
+
+    @property
+    def weeks(self) -> list[list[CalendarDay]]:
+        return [self.days[i : i + 7] for i in range(0, len(self.days), 7)]
+
+    @property
+    def shown(self) -> int:
+        return sum(len(d.items) for d in self.days)
+
+    @property
+    def previous(self) -> date:
+        return self.anchor - timedelta(days=7) if self.mode == "week" else add_months(self.anchor.replace(day=1), -1)
+
+    @property
+    def next(self) -> date:
+        return self.anchor + timedelta(days=7) if self.mode == "week" else add_months(self.anchor.replace(day=1), 1)
+
+    @property
+    def title(self) -> str:
+        if self.mode == "month":
+            return self.anchor.strftime("%B %Y")
+        last = self.end - timedelta(days=1)
+        return f"{self.start:%d %b} – {last:%d %b %Y}"
+
+
+def calendar_range(mode: str, anchor: date) -> tuple[date, date]:
+    """[start, end) of the view: a Monday-to-Sunday week, or the whole weeks covering the month."""
+    if mode == "week":
+        start = anchor - timedelta(days=anchor.weekday())
+        return start, start + timedelta(days=7)
+    first = anchor.replace(day=1)
+    start = first - timedelta(days=first.weekday())
+    after = add_months(first, 1)
+    end = after + timedelta(days=(7 - after.weekday()) % 7)
+    return start, end
+
+
+class CalendarService(ActivityService):
+    """The calendar reads activities like the list (the same filter) and writes through the same update."""
+
+    def calendar(
+        self,
+        *,
+        mode: str = "week",
+        anchor: date | None = None,
+        who: str = "me",
+        filter_spec: Any = None,
+        now: datetime | None = None,
+    ) -> Calendar:
+        """The activities due in the week or month around `anchor`: mine, or the team's (managers)."""
+        if mode not in MODES or who not in WHO:
+            raise ValidationError("Unknown calendar view.", {"mode": "Choose week or month."})
+        if who == "team" and not self.actor.has_role(Role.MANAGER):
+            raise PermissionDenied("Only managers and admins see the team's calendar.")
+        now = now or clock.now()
+        tz = self.actor.zone
+        today = self.actor.today(now)
+        anchor = anchor or today
+        start, end = calendar_range(mode, anchor)
+        criteria = [Activity.due_at >= local_start(start, tz), Activity.due_at < local_start(end, tz)]
+        if who == "me":
+            criteria.append(Activity.owner_id == self.actor.user_id)
+        clause = self.filter_clause(filter_spec, now=now)
+        if clause is not None:
+            criteria.append(clause)
+        # The range's count rides on every row (a window), so a full range costs no second statement.
+        counted = (
+            self.optimized_query()
+            .add_columns(func.count().over().label("total"))
+            .where(*criteria)
+            .order_by(Activity.due_at, Activity.id)
+            .limit(CALENDAR_LIMIT)
+        )
+        rows = self.session.execute(counted).unique().all()
+        total = int(rows[0][1]) if rows else 0
+        days = [
+            CalendarDay(
+                day=start + timedelta(days=n),
+                in_range=mode == "week" or (start + timedelta(days=n)).month == anchor.month,
+                is_today=start + timedelta(days=n) == today,
+            )
+            for n in range((end - start).days)
+        ]
+        by_day = {d.day: d for d in days}
+        for activity, _ in rows:
+            assert activity.due_at is not None  # the range criteria exclude undated activities
+            local = activity.due_at.astimezone(tz)
+            overdue = activity.is_open and activity.due_at < now
+            by_day[local.date()].items.append(CalendarItem(activity, local, overdue))
+        return Calendar(mode=mode, who=who, anchor=anchor, start=start, end=end, today=today, days=days, total=total)
+
+    def reschedule(
+        self, activity_id: uuid.UUID, *, due_at: datetime, expected_version: int | None
+    ) -> tuple[Activity, datetime | None]:
+        """Move an activity to another due time (a drag on the calendar, or its Undo): refused when it
+        changed since the page showed it. Returns the activity and its previous due time."""
+        previous = self.session.scalar(self.scoped(select(Activity.due_at)).where(Activity.id == activity_id))
+        activity = self.update(activity_id, expected_version=expected_version, due_at=due_at)
+        return activity, previous
+
+
+def due_at_from(day: date, clock_time: time, tz: tzinfo) -> datetime:
+    """A local day and time in the organisation's zone as a UTC instant."""
+    return datetime.combine(day, clock_time, tzinfo=tz).astimezone(UTC)

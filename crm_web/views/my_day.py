@@ -1,0 +1,19 @@
+"""My day (/my-day): the signed-in user's activities due today or overdue, deals rotting or closing this
+week and records recently assigned to them (services/my_day.py)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask_login import current_user
+
+from crm_web.rendering import render_page
+from crm_web.services.base import Actor
+from crm_web.services.my_day import MyDayService
+
+bp = Blueprint("my_day", __name__)
+
+
+@bp.get("/my-day")
+def index():
+    day = MyDayService(Actor.of(current_user)).my_day()
+    return render_page("my_day/index.html", block="my_day", day=day, title="My day")
