@@ -5,6 +5,7 @@ the stage setting, the board card and the list column."""
 from __future__ import annotations
 
 import shutil
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -159,14 +160,70 @@ def test_csv_import_stamps_new_deals_and_an_update_keeps_the_stage_time(org, pip
     assert created and all(when is not None for _, when in created)
 
 
-def test_migration_backfills_deals_without_a_stage_time(org, stages):
-    deal = factories.make_deal(org, stage=stages[0])
-    aged(deal.id, None)
-    # The migration's statement, run again on this row: no board move recorded, so its creation time.
-    db.session.execute(
-        update(Deal).where(Deal.id == deal.id, Deal.stage_changed_at.is_(None)).values(stage_changed_at=Deal.created_at)
-    )
-    assert entered(deal.id) == db.session.get(Deal, deal.id).created_at
+def test_migration_backfills_the_stage_time_from_the_last_move_else_the_creation(engine_name, tmp_path):
+    """0023_rotting on a database at 0018 holding deals without a stage time (a fresh database per engine)."""
+    from contextlib import nullcontext
+
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from crm_web import create_app
+    from tests.conftest import MIGRATIONS, base_config, postgres_database
+
+    place = nullcontext(f"sqlite:///{tmp_path / 'm.sqlite3'}") if engine_name == "sqlite" else postgres_database()
+    with place as url:
+        fresh = create_app(base_config(url))
+        with fresh.app_context():
+            engine = db.engine
+            upgrade(directory=MIGRATIONS, revision="0018_currencies")
+            key = (lambda u: u.hex) if engine_name == "sqlite" else str
+            org, pipe, stage, never_moved, moved = (uuid.uuid4() for _ in range(5))
+            created, moved_at = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+            ids = {"o": key(org), "p": key(pipe), "s": key(stage), "t": created}
+            with engine.begin() as c:
+                c.execute(
+                    text(
+                        "INSERT INTO organizations (id, name, slug, created_at, updated_at)"
+                        " VALUES (:o, 'A', 'a', :t, :t)"
+                    ),
+                    ids,
+                )
+                c.execute(
+                    text(
+                        "INSERT INTO pipelines (id, org_id, name, is_default, position, currency, created_at,"
+                        " updated_at) VALUES (:p, :o, 'P', true, 0, 'USD', :t, :t)"
+                    ),
+                    ids,
+                )
+                c.execute(
+                    text(
+                        "INSERT INTO pipeline_stages (id, org_id, pipeline_id, name, position, probability, is_won,"
+                        " is_lost, created_at, updated_at) VALUES (:s, :o, :p, 'S', 0, 10, false, false, :t, :t)"
+                    ),
+                    ids,
+                )
+                for deal in (never_moved, moved):
+                    c.execute(
+                        text(
+                            "INSERT INTO deals (id, org_id, name, value, currency, status, position, pipeline_id,"
+                            " stage_id, created_at, updated_at, version)"
+                            " VALUES (:d, :o, 'D', 5, 'USD', 'open', 0, :p, :s, :t, :t, 1)"
+                        ),
+                        {**ids, "d": key(deal)},
+                    )
+                c.execute(
+                    text(
+                        "INSERT INTO record_history (id, org_id, entity_type, entity_id, entity_label, action, changes,"
+                        " created_at) VALUES (:h, :o, 'deal', :d, 'D', 'moved', '{}', :m)"
+                    ),
+                    {**ids, "h": key(uuid.uuid4()), "d": key(moved), "m": moved_at},
+                )
+            upgrade(directory=MIGRATIONS)
+            table = Deal.__table__
+            with engine.connect() as c:  # Core on the table: no session scoping outside a request
+                times = {i: when for i, when in c.execute(select(table.c.id, table.c.stage_changed_at))}
+            engine.dispose()
+    assert times == {never_moved: created, moved: moved_at}
 
 
 # --- days in stage and rotting: Python, SQL filter and dashboard agree -----------------------
