@@ -88,9 +88,15 @@ bench: install
 bench-import: install
 	$(BIN)/python -m bench.imports $(BENCH_IMPORT_ARGS)
 
+# CLUSTER=1: the fault load test through nginx against `make cluster` (bench/cluster_load.py): kills a
+# node and brings it back, restarts PgBouncer, kills Redis and brings it back, mid-run.
 load: install
 	$(BIN)/pip install --quiet -r requirements/bench.txt
+ifeq ($(CLUSTER),1)
+	$(BIN)/python -m bench.cluster_load $(LOAD_ARGS)
+else
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
+endif
 
 clean:
 	rm -rf $(VENV) instance/*.sqlite3* .pytest_cache

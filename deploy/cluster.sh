@@ -92,29 +92,8 @@ start() {
     as_postgres "$PG_BIN/pg_ctl" -D "$replica" -w -l "$replica/server.log" -o "$(pg_settings "$PG_REPLICA_PORT" "$CLUSTER_DIR/pg/sock")" start >/dev/null
   fi
 
-  # Redis: cache, rate limits and import jobs; keeps nothing on disk.
-  if ! alive "$CLUSTER_DIR/redis.pid"; then
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --pidfile "$CLUSTER_DIR/redis.pid" \
-      --save '' --appendonly no --logfile "$CLUSTER_DIR/log/redis.log" --dir "$CLUSTER_DIR"
-  fi
-  wait_for "Redis" redis-cli -p "$REDIS_PORT" ping
-
-  # PgBouncer in transaction pooling mode.
-  own "$CLUSTER_DIR/pgbouncer"
-  envsubst '${CLUSTER_DIR} ${PG_PRIMARY_PORT} ${PG_REPLICA_PORT} ${PGBOUNCER_PORT}' \
-    < "$ROOT/deploy/pgbouncer.ini.template" | sed "s#$CLUSTER_DIR/log/pgbouncer.log#$CLUSTER_DIR/pgbouncer/pgbouncer.log#; s#$CLUSTER_DIR/pgbouncer.pid#$CLUSTER_DIR/pgbouncer/pgbouncer.pid#" \
-    > "$CLUSTER_DIR/pgbouncer/pgbouncer.ini"
-  echo '"postgres" ""' > "$CLUSTER_DIR/pgbouncer/pgbouncer-users.txt"
-  sed -i "s#$CLUSTER_DIR/pgbouncer-users.txt#$CLUSTER_DIR/pgbouncer/pgbouncer-users.txt#" "$CLUSTER_DIR/pgbouncer/pgbouncer.ini"
-  if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$CLUSTER_DIR/pgbouncer"; fi
-  if ! alive "$CLUSTER_DIR/pgbouncer/pgbouncer.pid"; then
-    if [ "$(id -u)" = 0 ]; then
-      /usr/sbin/pgbouncer -q -d -u postgres "$CLUSTER_DIR/pgbouncer/pgbouncer.ini"
-    else
-      /usr/sbin/pgbouncer -q -d "$CLUSTER_DIR/pgbouncer/pgbouncer.ini"
-    fi
-  fi
-  wait_for "PgBouncer" psql -h 127.0.0.1 -p "$PGBOUNCER_PORT" -U crm_web -d crm -tAc "SELECT 1"
+  start_redis
+  start_pgbouncer
 
   # Two gunicorn nodes and the background worker, as the web role through PgBouncer.
   app_env
@@ -134,6 +113,32 @@ start() {
   echo "cluster: http://127.0.0.1:$LB_PORT (nodes :$NODE1_PORT :$NODE2_PORT, PgBouncer :$PGBOUNCER_PORT," \
        "PostgreSQL :$PG_PRIMARY_PORT + replica :$PG_REPLICA_PORT, Redis :$REDIS_PORT; $CLUSTER_DIR)"
   sed -n '2,$p' "$CLUSTER_DIR/log/demo.txt"
+}
+
+start_redis() {  # cache, rate limits and import jobs; keeps nothing on disk
+  if ! alive "$CLUSTER_DIR/redis.pid"; then
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --pidfile "$CLUSTER_DIR/redis.pid" \
+      --save '' --appendonly no --logfile "$CLUSTER_DIR/log/redis.log" --dir "$CLUSTER_DIR"
+  fi
+  wait_for "Redis" redis-cli -p "$REDIS_PORT" ping
+}
+
+start_pgbouncer() {  # in transaction pooling mode
+  own "$CLUSTER_DIR/pgbouncer"
+  envsubst '${CLUSTER_DIR} ${PG_PRIMARY_PORT} ${PG_REPLICA_PORT} ${PGBOUNCER_PORT}' \
+    < "$ROOT/deploy/pgbouncer.ini.template" | sed "s#$CLUSTER_DIR/log/pgbouncer.log#$CLUSTER_DIR/pgbouncer/pgbouncer.log#; s#$CLUSTER_DIR/pgbouncer.pid#$CLUSTER_DIR/pgbouncer/pgbouncer.pid#" \
+    > "$CLUSTER_DIR/pgbouncer/pgbouncer.ini"
+  echo '"postgres" ""' > "$CLUSTER_DIR/pgbouncer/pgbouncer-users.txt"
+  sed -i "s#$CLUSTER_DIR/pgbouncer-users.txt#$CLUSTER_DIR/pgbouncer/pgbouncer-users.txt#" "$CLUSTER_DIR/pgbouncer/pgbouncer.ini"
+  if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$CLUSTER_DIR/pgbouncer"; fi
+  if ! alive "$CLUSTER_DIR/pgbouncer/pgbouncer.pid"; then
+    if [ "$(id -u)" = 0 ]; then
+      /usr/sbin/pgbouncer -q -d -u postgres "$CLUSTER_DIR/pgbouncer/pgbouncer.ini"
+    else
+      /usr/sbin/pgbouncer -q -d "$CLUSTER_DIR/pgbouncer/pgbouncer.ini"
+    fi
+  fi
+  wait_for "PgBouncer" psql -h 127.0.0.1 -p "$PGBOUNCER_PORT" -U crm_web -d crm -tAc "SELECT 1"
 }
 
 start_node() {  # start_node N PORT (also used by the fault load test to bring a node back)
@@ -160,7 +165,7 @@ stop() {
   stop_pid "$CLUSTER_DIR/node1.pid"
   stop_pid "$CLUSTER_DIR/node2.pid"
   stop_pid "$CLUSTER_DIR/worker.pid"
-  stop_pid "$CLUSTER_DIR/pgbouncer/pgbouncer.pid" INT
+  stop_pid "$CLUSTER_DIR/pgbouncer/pgbouncer.pid" TERM
   alive "$CLUSTER_DIR/redis.pid" && redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
   rm -f "$CLUSTER_DIR/redis.pid"
   for data in "$CLUSTER_DIR/pg/replica" "$CLUSTER_DIR/pg/primary"; do
@@ -179,6 +184,8 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
+  start-redis) start_redis ;;
+  start-pgbouncer) start_pgbouncer ;;
   start-node) start_node "$2" "$([ "$2" = 1 ] && echo "$NODE1_PORT" || echo "$NODE2_PORT")" ;;
-  *) echo "usage: $0 start|stop|status|start-node N" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|start-node N|start-redis|start-pgbouncer" >&2; exit 2 ;;
 esac
