@@ -10,7 +10,7 @@ FLASK := $(BIN)/flask --app wsgi
 LOCK := requirements/dev.txt
 PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
 
-.PHONY: run test test-pooled test-fast lint hooks install lock upgrade migrate demo bench bench-import load clean
+.PHONY: run test test-pooled test-fast lint hooks install lock upgrade migrate demo bench bench-import load clean cluster cluster-stop
 
 # Re-installs only when the lock file (or pyproject.toml) changed since the last install.
 $(STAMP): $(LOCK) pyproject.toml
@@ -71,6 +71,16 @@ lint: install
 hooks: install
 	$(BIN)/pre-commit install
 
+# The production stack on loopback ports, from Debian's packages and the venv (deploy/cluster.sh):
+# nginx on :58080 in front of two gunicorn nodes and the import worker, PgBouncer (transaction pooling),
+# a PostgreSQL primary with a streaming replica, Redis. Data stays in CLUSTER_DIR between runs.
+CLUSTER_DIR ?= /tmp/crm-cluster
+cluster: install
+	CLUSTER_DIR=$(CLUSTER_DIR) bash deploy/cluster.sh start
+
+cluster-stop:
+	CLUSTER_DIR=$(CLUSTER_DIR) bash deploy/cluster.sh stop
+
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
@@ -78,9 +88,15 @@ bench: install
 bench-import: install
 	$(BIN)/python -m bench.imports $(BENCH_IMPORT_ARGS)
 
+# CLUSTER=1: the fault load test through nginx against `make cluster` (bench/cluster_load.py): kills a
+# node and brings it back, restarts PgBouncer, kills Redis and brings it back, mid-run.
 load: install
 	$(BIN)/pip install --quiet -r requirements/bench.txt
+ifeq ($(CLUSTER),1)
+	$(BIN)/python -m bench.cluster_load $(LOAD_ARGS)
+else
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
+endif
 
 clean:
 	rm -rf $(VENV) instance/*.sqlite3* .pytest_cache

@@ -96,7 +96,7 @@ def _trust_proxies(app: Flask) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
-    from crm_web import database
+    from crm_web import database, replica
     from crm_web.extensions import cache, csrf, db, limiter, login_manager, migrate
 
     database.prepare_settings(app.config)
@@ -105,6 +105,7 @@ def _init_extensions(app: Flask) -> None:
         database.configure_engine(db.engine)
     database.end_sessions_quietly(app)
     database.refuse_privileged_role_in_production(app)
+    replica.init_app(app, db)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     cache.init_app(app)

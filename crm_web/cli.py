@@ -191,6 +191,33 @@ def web_role_command(name: str, password_env: str | None, print_url: bool) -> No
         click.echo("Not a superuser: ask one to mark the search functions LEAKPROOF (docs/security.md).")
 
 
+@crm.command("move-to-postgres")
+@click.option("--from", "source_url", required=True, metavar="URL", help="The SQLite database, sqlite:///path.")
+@click.option("--to", "target_url", required=True, metavar="URL", help="PostgreSQL as the schema's owner.")
+@click.option("--org", "org_slugs", multiple=True, metavar="SLUG", help="Only this organisation (repeatable).")
+def move_to_postgres_command(source_url: str, target_url: str, org_slugs: tuple[str, ...]) -> None:
+    """Copy organisations (every one without --org) from SQLite into PostgreSQL.
+
+    Migrate both first (`flask db upgrade` with each DATABASE_URL). Each organisation is copied in one
+    transaction; one that the target already has is refused. The SQLite file is only read."""
+    from crm_web.moving import move_organisations, open_engines
+
+    try:
+        source, target = open_engines(source_url, target_url)
+        try:
+            reports = move_organisations(source, target, list(org_slugs) or None)
+        finally:
+            source.dispose()
+            target.dispose()
+    except CRMException as error:
+        _fail(error.message)
+    for report in reports:
+        tables = ", ".join(f"{name} {count}" for name, count in report.rows.items() if count)
+        click.echo(f"Moved {report.org_slug}: {report.total} rows ({tables}).")
+    if not reports:
+        click.echo("The source has no organisation.")
+
+
 api_token = AppGroup("api-token", help="Tokens of the internal service API (/internal/*).")
 crm.add_command(api_token)
 

@@ -56,6 +56,14 @@ def settings_from_env() -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         # "transaction" behind PgBouncer in pool_mode = transaction (crm_web/database.py), else "session".
         "DATABASE_POOLING": os.environ.get("DATABASE_POOLING", "session").strip().lower(),
+        # An optional PostgreSQL streaming replica for the read-only pages (crm_web/replica.py), skipped
+        # while its replay is more than DATABASE_REPLICA_MAX_LAG_S behind, or for DATABASE_REPLICA_RETRY_S
+        # after it could not be reached.
+        "DATABASE_REPLICA_URL": database_url_from(os.environ["DATABASE_REPLICA_URL"])
+        if os.environ.get("DATABASE_REPLICA_URL")
+        else None,
+        "DATABASE_REPLICA_MAX_LAG_S": float(os.environ.get("DATABASE_REPLICA_MAX_LAG_S", "5")),
+        "DATABASE_REPLICA_RETRY_S": float(os.environ.get("DATABASE_REPLICA_RETRY_S", "5")),
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "CRM_ENV": os.environ.get("CRM_ENV", "development"),
         "TRASH_RETENTION_DAYS": int(os.environ.get("TRASH_RETENTION_DAYS", "30")),

@@ -9,9 +9,11 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 
 from crm_web.models.base import Base
+from crm_web.replica import RoutingSession
 
 # expire_on_commit=False: a service returns objects a template can render without a reload query.
-db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+# RoutingSession sends the read-only pages' SELECTs to DATABASE_REPLICA_URL when set (crm_web/replica.py).
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False, "class_": RoutingSession})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -18,6 +18,7 @@ from sqlalchemy.orm import joinedload
 
 from crm_web.errors import NotFound
 from crm_web.models import Pipeline
+from crm_web.replica import served_by_replica
 from crm_web.services.base import BaseService
 from crm_web.services.cache import cache_get, cache_set
 from crm_web.services.cache_versions import versioned_key
@@ -136,7 +137,8 @@ class PipelineCatalog(BaseService[Pipeline]):
         if cached is not None:
             return cached
         pipelines = self._load()
-        cache_set(self._list_key(), pipelines, self._timeout())
+        if not served_by_replica(self.session):  # a replica a moment behind must not fill the cache
+            cache_set(self._list_key(), pipelines, self._timeout())
         return pipelines
 
     def pipeline_get(self, pipeline_id: uuid.UUID) -> PipelineInfo:
@@ -147,7 +149,8 @@ class PipelineCatalog(BaseService[Pipeline]):
         found = self._load(pipeline_id)
         if not found:
             raise NotFound("That pipeline does not exist.")
-        cache_set(self._pipeline_key(pipeline_id), found[0], self._timeout())
+        if not served_by_replica(self.session):
+            cache_set(self._pipeline_key(pipeline_id), found[0], self._timeout())
         return found[0]
 
     def board_pipeline(self, pipeline_id: uuid.UUID | None = None) -> tuple[PipelineInfo | None, list[PipelineInfo]]:

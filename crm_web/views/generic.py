@@ -21,9 +21,10 @@ from flask import Blueprint, abort, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from crm_web import idempotency
 from crm_web.csv_export import entity_csv_response
 from crm_web.entities import Entity
-from crm_web.errors import Conflict, ValidationError
+from crm_web.errors import Conflict, ValidationError, error_response
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.htmx import hx_location, hx_trigger, wants_fragment
 from crm_web.params import get_uuid_list, parse_uuid
@@ -200,6 +201,8 @@ class FormViews:
         return acting(self.service_class)
 
     def _context(self, service: Any, form: Any, record: Any = None) -> dict[str, Any]:
+        if record is None:  # a create form: a fresh key for its submit (crm_web/idempotency.py)
+            form.idempotency_key = idempotency.new_key()
         return {
             "entity": self.entity,
             "form": form,
@@ -212,7 +215,23 @@ class FormViews:
         return render_page(self.template, **self._context(service, self.form_class(owner_id=current_user.id)))
 
     def create(self) -> ResponseReturnValue:
-        return self._save(self.service(), self.form_class())
+        key = idempotency.parse(request.form.get(idempotency.FIELD))
+        if key is None:
+            return self._save(self.service(), self.form_class())
+        user_id, entity = current_user.id, self.entity.name
+        previous = idempotency.claim(user_id, entity, key)
+        if previous == idempotency.PENDING:
+            return error_response(409, f"This {entity} is being saved already: reload the list in a moment.")
+        if previous is not None:  # sent again: the first submit's answer, on to what it created
+            return self._saved(previous)
+        saved: list[Any] = []
+        try:
+            return self._save(self.service(), self.form_class(), saved=saved)
+        finally:
+            if saved:
+                idempotency.remember(user_id, entity, key, saved[0].id)
+            else:
+                idempotency.release(user_id, entity, key)
 
     def edit(self, **ids: uuid.UUID) -> ResponseReturnValue:
         service = self.service()
@@ -223,12 +242,20 @@ class FormViews:
         service = self.service()
         return self._save(service, self.form_class(), service.get_for_edit(ids[self.entity.id_arg]))
 
-    def _save(self, service: Any, form: Any, record: Any = None) -> ResponseReturnValue:
+    def _saved(self, record_id: Any) -> ResponseReturnValue:
+        assert self.entity.detail_endpoint is not None
+        values: dict[str, Any] = {self.entity.id_arg: record_id}
+        url = url_for(self.entity.detail_endpoint, **values)
+        return hx_location(url) if wants_fragment() else see_other(url)
+
+    def _save(
+        self, service: Any, form: Any, record: Any = None, *, saved: list[Any] | None = None
+    ) -> ResponseReturnValue:
         context = self._context(service, form, record)
         status = 422
         if form.validate_on_submit():
             try:
-                saved = (
+                result = (
                     service.update(record.id, expected_version=form.expected_version, **form.values())
                     if record is not None
                     else service.create(**form.values())
@@ -239,10 +266,9 @@ class FormViews:
                 apply_conflict(form, error)
                 status = 409
             else:
-                assert self.entity.detail_endpoint is not None
-                values: dict[str, Any] = {self.entity.id_arg: saved.id}
-                url = url_for(self.entity.detail_endpoint, **values)
-                return hx_location(url) if wants_fragment() else see_other(url)
+                if saved is not None:
+                    saved.append(result)
+                return self._saved(result.id)
         return render_page(self.template, block=self.form_block, status=status, **context)
 
 

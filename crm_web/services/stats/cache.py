@@ -21,6 +21,7 @@ from typing import TypeVar
 from flask import current_app
 
 from crm_web.extensions import db
+from crm_web.replica import served_by_replica
 from crm_web.services import cache_versions
 from crm_web.services.cache import cache_get, cache_set
 
@@ -39,5 +40,6 @@ def cached_stats(org_id: uuid.UUID, domain: str, name: str, compute: Callable[[]
     value = cache_get(key)
     if value is None:
         value = compute()
-        cache_set(key, value, timeout=current_app.config[TIMEOUT_SETTING[domain]])
+        if not served_by_replica(db.session):  # a replica a moment behind must not fill the cache (replica.py)
+            cache_set(key, value, timeout=current_app.config[TIMEOUT_SETTING[domain]])
     return value
