@@ -47,10 +47,10 @@ else
 	$(FLASK) run --host $(HOST) --port $(PORT)
 endif
 
-# pytest-xdist runs the tests in one worker process per CPU: most of a test's time is spent waiting on
-# PostgreSQL, Redis or Chromium, so workers overlap. Each worker has its own databases, Redis database,
-# live server and PgBouncer (tests/conftest.py). `make test PYTEST_ARGS="-n 0 tests/test_x.py"` runs
-# one file in a single process (the last -n wins).
+# pytest-xdist spreads the tests over one worker process per CPU, to keep CI within its time limit as the
+# suite grows. Each worker has its own databases, Redis database, live server and PgBouncer
+# (tests/conftest.py). `make test XDIST=` or `make test PYTEST_ARGS="-n 0 tests/test_x.py"` runs in
+# a single process (the last -n wins).
 XDIST ?= -n auto
 test: install
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)

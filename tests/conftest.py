@@ -9,6 +9,8 @@
   (tests/pgbouncer_support.py; `make test` runs a subset that way): every connection the tests
   open, the app's included, goes through it, and the app runs with DATABASE_POOLING=transaction. The
   SQLite app is left out of that run. With CI=true a missing pgbouncer fails the run.
+- Under pytest-xdist (`make test`) every worker builds its own apps, databases, live server and
+  PgBouncer, and uses its own Redis database (`worker_redis_url`): tests may share nothing else.
 """
 
 from __future__ import annotations
