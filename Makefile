@@ -47,8 +47,13 @@ else
 	$(FLASK) run --host $(HOST) --port $(PORT)
 endif
 
+# pytest-xdist spreads the tests over one worker process per CPU, to keep CI within its time limit as the
+# suite grows. Each worker has its own databases, Redis database, live server and PgBouncer
+# (tests/conftest.py). `make test XDIST=` or `make test PYTEST_ARGS="-n 0 tests/test_x.py"` runs in
+# a single process (the last -n wins).
+XDIST ?= -n auto
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 	$(MAKE) test-pooled
 
 # The PostgreSQL tests that cover every query path (services, views and their query budgets, tenant
@@ -56,11 +61,11 @@ test: install
 # (TEST_PGBOUNCER=1, see tests/conftest.py; needs Debian's pgbouncer).
 POOLED_TESTS ?= tests/test_contacts_service.py tests/test_contacts_views.py tests/test_search.py tests/test_tenant_isolation.py tests/test_concurrency.py
 test-pooled: install
-	TEST_PGBOUNCER=1 $(BIN)/python -m pytest -m "not slow" $(POOLED_TESTS)
+	TEST_PGBOUNCER=1 $(BIN)/python -m pytest $(XDIST) -m "not slow" $(POOLED_TESTS)
 
 # Everything but the slow tier (browser, property fuzzing, fault injection): a quick check while coding.
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

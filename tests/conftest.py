@@ -9,6 +9,8 @@
   (tests/pgbouncer_support.py; `make test` runs a subset that way): every connection the tests
   open, the app's included, goes through it, and the app runs with DATABASE_POOLING=transaction. The
   SQLite app is left out of that run. With CI=true a missing pgbouncer fails the run.
+- Under pytest-xdist (`make test`) every worker builds its own apps, databases, live server and
+  PgBouncer, and uses its own Redis database (`worker_redis_url`): tests may share nothing else.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from flask import g
@@ -40,7 +43,21 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://po
 # The PostgreSQL server itself, also when TEST_DATABASE_URL is rewritten to go through PgBouncer.
 DIRECT_DATABASE_URL = TEST_DATABASE_URL
 THROUGH_PGBOUNCER = os.environ.get("TEST_PGBOUNCER", "").lower() in {"1", "true", "yes"}
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Under pytest-xdist each worker (PYTEST_XDIST_WORKER=gw0, gw1, ...) gets a Redis database of its own: the
+# URL's database number plus the worker's, so one worker's keys (rate limits, cache, queues) never meet another's.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def worker_redis_url(url: str, worker: str = XDIST_WORKER) -> str:
+    """`url` with its database number moved up by the xdist worker's number (unchanged without xdist)."""
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{base + int(worker[2:])}"))
+
+
+TEST_REDIS_URL = worker_redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
 CHROMIUM = "/usr/bin/chromium"
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 HX = {"HX-Request": "true"}
@@ -66,12 +83,20 @@ def pgbouncer_or_none() -> pgbouncer_support.PgBouncer | None:
     return _pgbouncer[0]
 
 
+def is_xdist_controller(config) -> bool:
+    """The process that hands tests to pytest-xdist workers and runs none itself."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
 def pytest_configure(config):
     global TEST_DATABASE_URL
     if THROUGH_PGBOUNCER:
-        bouncer = pgbouncer_or_none()
-        if bouncer is None:
+        if not pgbouncer_support.available():
             raise pytest.UsageError(f"TEST_PGBOUNCER=1 needs pgbouncer at {pgbouncer_support.PGBOUNCER}")
+        if is_xdist_controller(config):
+            return  # each worker starts its own PgBouncer (on its own free port)
+        bouncer = pgbouncer_or_none()
+        assert bouncer is not None
         TEST_DATABASE_URL = bouncer.url(DIRECT_DATABASE_URL)
 
 
