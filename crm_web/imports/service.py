@@ -182,7 +182,7 @@ def _domain(website: str | None) -> str | None:
     return host if "." in host else None
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, (Decimal, uuid.UUID)):
         return str(value)
     if isinstance(value, (date, datetime)):
@@ -530,7 +530,7 @@ class ImportService:
             if record is None:
                 continue
             for name, (old, new) in previous.get("fields", {}).items():
-                if _jsonable(getattr(record, name)) == new:  # nobody changed it since
+                if jsonable(getattr(record, name)) == new:  # nobody changed it since
                     setattr(record, name, _from_json(model, name, old))
             added = previous.get("added_tags") or []
             if added and tag_table is not None:
@@ -1162,7 +1162,7 @@ class _Run:
                 continue
             old = getattr(record, name)
             if old != value:
-                changes[name] = [_jsonable(old), _jsonable(value)]
+                changes[name] = [jsonable(old), jsonable(value)]
                 setattr(record, name, value)
         added: list[str] = []
         if row.tags and self.spec.entity.tag_table is not None:

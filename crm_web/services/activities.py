@@ -9,10 +9,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, case, func, literal, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from crm_web import clock
@@ -275,6 +275,46 @@ class ActivityService(BaseService[Activity]):
     def set_completed(self, activity_id: uuid.UUID, *, completed: bool) -> Activity:
         """One-click complete or reopen (reopened activities go back to pending)."""
         return self.update(activity_id, status="completed" if completed else "pending")
+
+    # --- bulk changes (BaseService.bulk_set and its Undo, bulk_revert) ---------------------------
+
+    BULK_FIELDS: ClassVar[frozenset[str]] = frozenset({"owner_id", "status", "due_at"})
+
+    def bulk_complete(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        """Complete the selected activities; {id: previous status} of those that were not completed."""
+        return self.bulk_set("status", ids, "completed")
+
+    def bulk_reschedule(self, ids: Iterable[uuid.UUID], *, day: date) -> dict[uuid.UUID, Any]:
+        """Move the selected activities to `day`, each keeping its time of day (09:00 when it had no due
+        date, as in the form); {id: previous due} of those that moved."""
+
+        def moved(due: datetime | None) -> datetime:
+            at = (
+                due.astimezone(UTC).time().replace(tzinfo=None) if due and due.tzinfo else (due.time() if due else None)
+            )
+            return datetime.combine(day, at or time(9, 0), tzinfo=UTC)
+
+        return self.bulk_set("due_at", ids, compute=moved)
+
+    def check_bulk_values(self, name: str, values: Iterable[Any]) -> None:
+        values = list(values)
+        if name == "status" and not set(values) <= set(dict(ACTIVITY_STATUSES)):
+            raise BadRequest("Unknown activity status.")
+        super().check_bulk_values(name, values)
+
+    def bulk_values(self, column: Any, new: Mapping[uuid.UUID, Any]) -> dict[str, Any]:
+        """A status change moves `completed_at` as the form does: set when completed, cleared otherwise."""
+        if column.key != "status":
+            return {}
+        done = [entity_id for entity_id, status in new.items() if status == "completed"]
+        if not done:
+            return {"completed_at": None}
+        now = literal(utcnow(), Activity.completed_at.type)
+        return {"completed_at": case((Activity.id.in_(done), func.coalesce(Activity.completed_at, now)), else_=None)}
+
+    def _bulk_update(self, column: Any, new: Mapping[uuid.UUID, Any]) -> None:
+        self._touched.update(contacts_of_activities(self.session, self.org_id, new))
+        super()._bulk_update(column, new)
 
     def restore(self, entity_id: uuid.UUID) -> Activity:
         return self.get(super().restore(entity_id).id)

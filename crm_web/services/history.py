@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from crm_web.services.base import Actor
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, (uuid.UUID, Decimal)):
         return str(value)
     if isinstance(value, (datetime, date)):
@@ -50,7 +50,7 @@ def snapshot_changes(obj: Any, values: Mapping[str, Any], *, ignored: Iterable[s
         if isinstance(new, list) or isinstance(old, list):
             continue  # relationships (tags) are recorded by the service that changes them
         if old != new:
-            changes[name] = [_jsonable(old), _jsonable(new)]
+            changes[name] = [jsonable(old), jsonable(new)]
     return changes
 
 
