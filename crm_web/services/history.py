@@ -164,6 +164,7 @@ CHOICE_FIELDS = {
     "source": "lead_source",
     "type": "activity_type",
     "priority": "activity_priority",
+    "role": "user_role",
 }
 STATUS_CHOICES = {
     "contact": "contact_status",
