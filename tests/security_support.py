@@ -395,6 +395,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "leads.bulk_revert"): Route(OWNER, form=_revert("lead")),
     # --- activities -------------------------------------------------------------------------
     ("GET", "activities.index"): Route(MEMBER),
+    ("GET", "activities.export"): Route(MEMBER, query="view=all"),
     ("GET", "activities.new"): Route(MEMBER, query="contact={contact}"),
     ("GET", "activities.timeline"): Route(MEMBER, query="contact={contact}"),
     ("POST", "activities.create"): Route(MEMBER, form=_activity_form),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -21,6 +21,7 @@ from crm_web.imports import jobs
 from crm_web.imports.fields import spec_for
 from crm_web.imports.service import ImportService
 from crm_web.models import Contact, Import, RecordHistory, utcnow
+from crm_web.services.activities import ActivityService
 from crm_web.services.companies import CompanyService
 from crm_web.services.deals import DealService
 from crm_web.services.leads import LeadService
@@ -148,17 +149,18 @@ def test_cached_numbers_are_right_right_after_an_import(client, login, org, user
 
 # --- export -> import round trips ----------------------------------------------------------------------
 
-SERVICES = {"company": CompanyService, "lead": LeadService, "deal": DealService}
+SERVICES = {"company": CompanyService, "lead": LeadService, "deal": DealService, "activity": ActivityService}
 
 
 def _export(kind: str, user) -> list[list[str]]:
     declared = ENTITIES[kind]
     service = SERVICES[kind](factories.actor_for(user))
-    rows = (declared.csv_values(r) for r in service.export_rows(sort="name"))
+    found = service.export_view(sort="subject") if kind == "activity" else service.export_rows(sort="name")
+    rows = (declared.csv_values(r) for r in found)
     text = "".join(iter_csv(declared.csv_header("USD"), rows))
     table = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     # Columns an import does not set (counts, sums, the moment of creation, a lead's workflow status).
-    computed = spec_for(declared.plural).computed
+    computed = spec_for(declared.plural).computed or ()
     keep = [i for i, header in enumerate(table[0]) if not any(header.startswith(c) for c in computed)]
     return [[row[i] for i in keep] for row in table]
 
@@ -194,6 +196,26 @@ def _seed(kind: str, org, owner) -> None:
                 estimated_value=Decimal("250.00") * i,
                 owner_id=owner.id,
             )
+    elif kind == "activity":
+        _linked_records(org)
+        contact, company, deal = _linked_records.last
+        for i, (type_, status, due) in enumerate(
+            (("call", "pending", datetime(2030, 1, 2, 15, 30, tzinfo=UTC)), ("meeting", "completed", None))
+        ):
+            factories.make_activity(
+                org,
+                subject=f"Activity {i}",
+                type=type_,
+                status=status,
+                priority="high",
+                due_at=due,
+                duration_minutes=30 * (i + 1),
+                description="Bring =the slides" if i == 0 else None,
+                contact_id=contact.id,
+                company_id=company.id if i == 0 else None,
+                deal_id=deal.id if i == 1 else None,
+                owner_id=owner.id,
+            )
     else:
         pipeline = factories.make_pipeline(org, name="Sales")
         stages = factories.stages_of(pipeline)
@@ -210,22 +232,35 @@ def _seed(kind: str, org, owner) -> None:
             DealService(factories.actor_for(owner)).bulk_add_tag([deal.id], tag_id=tags[i].id)
 
 
-@pytest.mark.parametrize("kind", ["company", "lead", "deal"])
+def _linked_records(org) -> None:
+    """The contact, company and deal activities link to (by email and name), the same in each organisation."""
+    stage = factories.stages_of(factories.make_pipeline(org, name="Sales"))[0]
+    _linked_records.last = (
+        factories.make_contact(org, first_name="Ada", last_name="Lovelace", email="ada@trip.example"),
+        factories.make_company(org, name="Initech"),
+        factories.make_deal(org, stage=stage, name="Big deal"),
+    )
+
+
+@pytest.mark.parametrize("kind", ["company", "lead", "deal", "activity"])
 def test_export_then_import_into_an_empty_org_gives_the_same_export(kind, org, users, tmp_path):
     owner = users["admin"]
     _seed(kind, org, owner)
     exported = _export(kind, owner)
-    assert len(exported) == 4 if kind != "deal" else len(exported) == 3
+    assert len(exported) == {"company": 4, "lead": 4, "deal": 3, "activity": 3}[kind]  # the header and the rows
     empty = factories.make_org("empty")
     twin = factories.make_user(empty, role="admin", name=owner.name, email=owner.email.replace("@", "@twin."))
     declared = ENTITIES[kind]
     service = SERVICES[kind](factories.actor_for(owner))
-    text = "".join(iter_csv(declared.csv_header("USD"), (declared.csv_values(r) for r in service.export_rows())))
+    found = service.export_view() if kind == "activity" else service.export_rows()
+    text = "".join(iter_csv(declared.csv_header("USD"), (declared.csv_values(r) for r in found)))
     path = tmp_path / "export.csv"
     # The owner moves with the data: in the new organisation the same person has their own account.
     path.write_text(text.lstrip("\ufeff").replace(owner.email, twin.email), encoding="utf-8-sig")
     if kind == "deal":
         factories.make_pipeline(empty, name="Sales")
+    elif kind == "activity":
+        _linked_records(empty)
     importer = ImportService(factories.actor_for(twin))
     job = importer.create_import(str(path), ENTITIES[kind].plural, file_name="export.csv")
     outcome = importer.run(job.id)
@@ -236,3 +271,19 @@ def test_export_then_import_into_an_empty_org_gives_the_same_export(kind, org, u
         for row in exported[1:]:
             row[owner_column] = row[owner_column].replace(owner.email, twin.email)
     assert again == exported
+
+
+def test_the_activities_list_exports_its_quick_view(client, login, org, users):
+    sales = login("sales")
+    factories.make_activity(org, subject="Mine to export", owner_id=sales.id, type="call")
+    factories.make_activity(org, subject="Someone else's", owner_id=users["admin"].id)
+    page = client.get("/activities").get_data(as_text=True)
+    assert 'href="/activities/export.csv' in page
+    mine = client.get("/activities/export.csv")
+    assert mine.status_code == 200 and mine.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(mine.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0][:4] == ["Subject", "Type", "Status", "Priority"]
+    assert [r[0] for r in rows[1:]] == ["Mine to export"] and rows[1][1] == "Call"
+    everyone = client.get("/activities/export.csv?view=all").get_data(as_text=True)
+    assert "Someone else's" in everyone
+    assert client.get("/activities/export.csv?sort=nope").status_code == 400

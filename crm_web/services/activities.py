@@ -7,7 +7,7 @@ costs the same number of statements for 1 row or 100. Their numbers are services
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
@@ -26,7 +26,7 @@ from crm_web.models import (
     Activity,
     utcnow,
 )
-from crm_web.services.base import Actor, BaseService
+from crm_web.services.base import EXPORT_BATCH, Actor, BaseService
 from crm_web.services.last_activity import contacts_of_activities, refresh_last_activity
 from crm_web.services.pagination import Page
 from crm_web.services.sql import AnySelect
@@ -146,6 +146,13 @@ class ActivityService(BaseService[Activity]):
         now: datetime | None = None,
     ) -> Page[Activity]:
         """One page of a quick view, searched and filtered: a count and one joined SELECT."""
+        criteria = self.view_list_criteria(view, q=q, scope=scope, filter_spec=filter_spec, now=now)
+        return self.page_of(criteria, None, sort=sort, page=page, per_page=per_page)
+
+    def view_list_criteria(
+        self, view: str, *, q: str = "", scope: str = "all", filter_spec: Any = None, now: datetime | None = None
+    ) -> list[ColumnElement[bool]]:
+        """The quick view, the search, "mine" and the filter as WHERE clauses (the list and its export)."""
         criteria = self.view_criteria(view, now=now)
         match = text_match(self.dialect, q, [Activity.subject])
         if match is not None:  # the exact words only: subjects have no trigram index for a typo search
@@ -155,7 +162,16 @@ class ActivityService(BaseService[Activity]):
         clause = self.filter_clause(filter_spec, now=now)
         if clause is not None:
             criteria.append(clause)
-        return self.page_of(criteria, None, sort=sort, page=page, per_page=per_page)
+        return criteria
+
+    def export_view(
+        self, *, view: str = "all", filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None
+    ) -> Iterator[Activity]:
+        """Every activity of the quick view, searched and filtered, in batches (the CSV export). Bad
+        input (an unknown sort) raises here, before the response starts streaming."""
+        criteria = self.view_list_criteria(view, q=q, scope=scope, filter_spec=filter_spec)
+        stmt = self.export_query().where(*criteria).order_by(*self.search_order(sort, None))
+        return self.export_stream(stmt.execution_options(yield_per=EXPORT_BATCH))
 
     def upcoming(self, *, days: int = UPCOMING_DAYS, limit: int = 10, now: datetime | None = None) -> list[Activity]:
         """Open activities due in the next `days` days, soonest first."""

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, redirect, url_for
 from flask_login import current_user
 
+from crm_web.csv_export import entity_csv_response
 from crm_web.entities import ACTIVITY
 from crm_web.errors import Conflict, ValidationError
 from crm_web.forms import apply_conflict, apply_errors
@@ -16,7 +17,7 @@ from crm_web.htmx import hx_trigger, wants_fragment
 from crm_web.params import get_choice_param, get_uuid_param
 from crm_web.rendering import render_page, see_other, with_toast, with_undo
 from crm_web.services.activities import LINKS, QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
-from crm_web.views.filtering import builder_fields, parse_filtered_list_query, render_list_page
+from crm_web.views.filtering import builder_fields, parse_export_query, parse_filtered_list_query, render_list_page
 from crm_web.views.generic import BulkActions, acting
 from crm_web.views.listing import ListQuery
 from crm_web.views.pickers import fit_owner_field, owner_options, picked_labels
@@ -107,6 +108,16 @@ def index():
         table_block="activity_table",
         **_list_context(query),
     )
+
+
+@bp.get("/activities/export.csv")
+def export():
+    """The CSV export of the quick view, searched and filtered, as the list shows it."""
+    query = parse_export_query(ACTIVITY.filter_fields())
+    view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
+    service = acting(ActivityService)
+    rows = service.export_view(view=view, filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
+    return entity_csv_response(ACTIVITY, rows, day=service.actor.today())
 
 
 @bp.get("/activities/new")
