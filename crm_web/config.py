@@ -71,6 +71,9 @@ def settings_from_env() -> dict:
         # where jobs run (None: rq with REDIS_URL, else a thread).
         "IMPORT_DIR": os.environ.get("IMPORT_DIR") or None,
         "IMPORT_JOBS": os.environ.get("IMPORT_JOBS") or None,
+        # An upload left as a draft (never run) this long is removed with its file: on the next upload
+        # of its organisation, and when a worker starts.
+        "IMPORT_DRAFT_MAX_AGE_HOURS": float(os.environ.get("IMPORT_DRAFT_MAX_AGE_HOURS", "24")),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": https,

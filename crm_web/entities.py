@@ -410,6 +410,21 @@ ACTIVITY = Entity(
     },
     trash=TrashRule(label=Activity.subject, dependents=refresh_contacts_of_activities),
     searched=(Activity.subject,),
+    # The headers are the import's (imports/fields.py), so an export imports back as it was.
+    csv=(
+        CsvColumn("Subject", lambda r: r.subject),
+        CsvColumn("Type", lambda r: r.type, choices="activity_type"),
+        CsvColumn("Status", lambda r: r.status, choices="activity_status"),
+        CsvColumn("Priority", lambda r: r.priority, choices="activity_priority"),
+        CsvColumn("Due date", lambda r: r.due_at.date().isoformat() if r.due_at else ""),
+        CsvColumn("Due time", lambda r: r.due_at.strftime("%H:%M") if r.due_at else ""),
+        CsvColumn("Duration (minutes)", lambda r: r.duration_minutes),
+        CsvColumn("Notes", lambda r: r.description),
+        CsvColumn("Contact", lambda r: r.contact.email or r.contact.full_name if r.contact else ""),
+        CsvColumn("Company", lambda r: _name(r.company)),
+        CsvColumn("Deal", lambda r: _name(r.deal)),
+        CsvColumn("Owner", lambda r: r.owner.email if r.owner else None),
+    ),
 )
 
 ENTITIES: dict[str, Entity] = {e.name: e for e in (CONTACT, COMPANY, LEAD, DEAL, ACTIVITY)}

@@ -17,9 +17,11 @@ def _choice_labels() -> dict[str, dict[str, str]]:
         DEAL_STATUSES,
         LEAD_SOURCES,
         LEAD_STATUSES,
+        Role,
     )
 
     return {
+        "user_role": {role.value: role.value.capitalize() for role in Role},
         "contact_status": dict(CONTACT_STATUSES),
         "lead_source": dict(LEAD_SOURCES),
         "deal_status": dict(DEAL_STATUSES),

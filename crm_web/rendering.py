@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from flask import Flask, Response, make_response, redirect, render_template
@@ -39,17 +39,26 @@ def with_toast(response: Response, message: str, kind: str = "success", **extra:
 
 
 def with_undo(
-    response: Response, message: str, *, undo_url: str, ids: Iterable[Any] | None = None, target: str | None = None
+    response: Response,
+    message: str,
+    *,
+    undo_url: str,
+    ids: Iterable[Any] | None = None,
+    vals: Mapping[str, Any] | None = None,
+    target: str | None = None,
 ) -> Response:
     """The answer to every delete: a toast whose Undo button posts to `undo_url` for 10 seconds.
 
     `ids` (a bulk delete) are posted back as `ids`, so Undo restores exactly the rows deleted;
     `target` is the block the restore answer re-renders (the list table, the board), putting the
-    rows back in place; without it the restore answers with its own navigation.
+    rows back in place; without it the restore answers with its own navigation. `vals`: more values
+    the Undo posts (the tag to remove again, the rows' previous values).
     """
     extra: dict[str, Any] = {"undo_url": undo_url}
     if ids is not None:
         extra["undo_vals"] = {"ids": [str(i) for i in ids]}
+    if vals:
+        extra["undo_vals"] = {**extra.get("undo_vals", {}), **vals}
     if target:
         extra["undo_target"] = target
     return with_toast(response, message, **extra)

@@ -302,6 +302,11 @@ def _ids(key: str) -> Form:
     return lambda world: {"ids": [str(world[key])]}
 
 
+def _revert(key: str) -> Form:
+    """The Undo of a bulk owner change: the record back to the admin who owns it in the world."""
+    return lambda world: {"field": "owner_id", "ids": [str(world[key])], "previous": [str(world["admin"])]}
+
+
 ROUTES: dict[tuple[str, str], Route] = {
     # --- public, token and session ----------------------------------------------------------
     ("GET", "auth.login"): Route(PUBLIC),
@@ -357,6 +362,14 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "companies.restore"): Route(DELETER, args={"company_id": "trashed_company"}, form=lambda w: {}),
     ("POST", "companies.bulk_delete"): Route(OWNER, form=_ids("company")),
     ("POST", "companies.restore_many"): Route(DELETER, form=_ids("trashed_company")),
+    ("POST", "companies.bulk_tag"): Route(OWNER, form=lambda w: {"ids": [str(w["company"])], "tag_id": str(w["tag"])}),
+    ("POST", "companies.bulk_untag"): Route(
+        OWNER, form=lambda w: {"ids": [str(w["company"])], "tag_id": str(w["tag"])}
+    ),
+    ("POST", "companies.bulk_owner"): Route(
+        OWNER, form=lambda w: {"ids": [str(w["company"])], "owner_id": str(w["sales"])}
+    ),
+    ("POST", "companies.bulk_revert"): Route(OWNER, form=_revert("company")),
     # --- leads ------------------------------------------------------------------------------
     ("GET", "leads.index"): Route(MEMBER),
     ("GET", "leads.export"): Route(MEMBER),
@@ -376,8 +389,13 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "leads.restore"): Route(DELETER, args={"lead_id": "trashed_lead"}, form=lambda w: {}),
     ("POST", "leads.bulk_delete"): Route(OWNER, form=_ids("lead")),
     ("POST", "leads.restore_many"): Route(DELETER, form=_ids("trashed_lead")),
+    ("POST", "leads.bulk_tag"): Route(OWNER, form=lambda w: {"ids": [str(w["lead"])], "tag_id": str(w["tag"])}),
+    ("POST", "leads.bulk_untag"): Route(OWNER, form=lambda w: {"ids": [str(w["lead"])], "tag_id": str(w["tag"])}),
+    ("POST", "leads.bulk_owner"): Route(OWNER, form=lambda w: {"ids": [str(w["lead"])], "owner_id": str(w["sales"])}),
+    ("POST", "leads.bulk_revert"): Route(OWNER, form=_revert("lead")),
     # --- activities -------------------------------------------------------------------------
     ("GET", "activities.index"): Route(MEMBER),
+    ("GET", "activities.export"): Route(MEMBER, query="view=all"),
     ("GET", "activities.new"): Route(MEMBER, query="contact={contact}"),
     ("GET", "activities.timeline"): Route(MEMBER, query="contact={contact}"),
     ("POST", "activities.create"): Route(MEMBER, form=_activity_form),
@@ -387,6 +405,16 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "activities.reopen"): Route(OWNER, args={"activity_id": "activity"}, form=lambda w: {}),
     ("POST", "activities.delete"): Route(OWNER, args={"activity_id": "activity"}, form=lambda w: {}),
     ("POST", "activities.restore"): Route(DELETER, args={"activity_id": "trashed_activity"}, form=lambda w: {}),
+    ("POST", "activities.bulk_delete"): Route(OWNER, form=_ids("activity")),
+    ("POST", "activities.restore_many"): Route(DELETER, form=_ids("trashed_activity")),
+    ("POST", "activities.bulk_owner"): Route(
+        OWNER, form=lambda w: {"ids": [str(w["activity"])], "owner_id": str(w["sales"])}
+    ),
+    ("POST", "activities.bulk_complete"): Route(OWNER, form=_ids("activity")),
+    ("POST", "activities.bulk_reschedule"): Route(
+        OWNER, form=lambda w: {"ids": [str(w["activity"])], "due_date": "2030-02-03"}
+    ),
+    ("POST", "activities.bulk_revert"): Route(OWNER, form=_revert("activity")),
     ("POST", "activities.timeline_delete"): Route(OWNER, args={"activity_id": "activity"}, form=lambda w: {}),
     ("GET", "activities.calendar"): Route(MEMBER),
     ("GET", "my_day.index"): Route(MEMBER),
@@ -412,9 +440,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "contacts.bulk_delete"): Route(OWNER, form=_ids("contact")),
     ("POST", "contacts.restore_many"): Route(DELETER, form=_ids("trashed_contact")),
     ("POST", "contacts.bulk_tag"): Route(OWNER, form=lambda w: {"ids": [str(w["contact"])], "tag_id": str(w["tag"])}),
+    ("POST", "contacts.bulk_untag"): Route(OWNER, form=lambda w: {"ids": [str(w["contact"])], "tag_id": str(w["tag"])}),
     ("POST", "contacts.bulk_owner"): Route(
         OWNER, form=lambda w: {"ids": [str(w["contact"])], "owner_id": str(w["sales"])}
     ),
+    ("POST", "contacts.bulk_revert"): Route(OWNER, form=_revert("contact")),
     # --- deals and the board ----------------------------------------------------------------
     ("GET", "deals.index"): Route(MEMBER),
     ("GET", "deals.export"): Route(MEMBER),
@@ -435,6 +465,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "deals.restore"): Route(DELETER, args={"deal_id": "trashed_deal"}, form=lambda w: {}),
     ("POST", "deals.bulk_delete"): Route(OWNER, form=_ids("deal")),
     ("POST", "deals.restore_many"): Route(DELETER, form=_ids("trashed_deal")),
+    ("POST", "deals.bulk_tag"): Route(OWNER, form=lambda w: {"ids": [str(w["deal"])], "tag_id": str(w["tag"])}),
+    ("POST", "deals.bulk_untag"): Route(OWNER, form=lambda w: {"ids": [str(w["deal"])], "tag_id": str(w["tag"])}),
+    ("POST", "deals.bulk_owner"): Route(OWNER, form=lambda w: {"ids": [str(w["deal"])], "owner_id": str(w["sales"])}),
+    ("POST", "deals.bulk_revert"): Route(OWNER, form=_revert("deal")),
     ("POST", "board.delete"): Route(OWNER, query="pipeline={pipeline}", form=_ids("deal")),
     ("POST", "board.restore"): Route(DELETER, query="pipeline={pipeline}", form=_ids("trashed_deal")),
     # --- pipeline settings ------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_bulk_tag_and_owner_only_touch_selected_ids_of_this_org(people, users, o
     links = db.session.execute(select(contact_tags.c.contact_id).where(contact_tags.c.tag_id == tag.id)).all()
     assert sorted(r[0] for r in links) == sorted([people["john"].id, people["bob"].id])
     changed = service.bulk_change_owner([people["jane"].id, stranger.id], owner_id=users["sales"].id)
-    assert changed == [people["jane"].id]
+    assert list(changed) == [people["jane"].id]
     db.session.expire_all()
     assert db.session.get(Contact, stranger.id).owner_id is None
     with pytest.raises(NotFound):

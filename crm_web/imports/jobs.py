@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
@@ -103,6 +104,27 @@ def recover_stale_everywhere() -> int:
     return found
 
 
+def remove_abandoned_drafts_everywhere(max_age: timedelta) -> int:
+    """At a worker's start: the drafts of every organisation its role can see that nobody touched for
+    `max_age` are removed with their uploaded files (ImportService.remove_abandoned_drafts)."""
+    from sqlalchemy import select
+
+    from crm_web.imports.service import ImportService
+    from crm_web.models import Import, Role, utcnow
+    from crm_web.services.base import Actor
+
+    cutoff = utcnow() - max_age
+    orgs = set(db.session.scalars(select(Import.org_id).where(Import.status == "draft", Import.updated_at < cutoff)))
+    return sum(
+        ImportService(Actor(org_id=org, user_id=None, role=Role.ADMIN)).remove_abandoned_drafts(max_age) for org in orgs
+    )
+
+
+def draft_max_age(app: Flask) -> timedelta:
+    """How long an uploaded file may wait as a draft (IMPORT_DRAFT_MAX_AGE_HOURS) before it is removed."""
+    return timedelta(hours=float(app.config.get("IMPORT_DRAFT_MAX_AGE_HOURS", 24)))
+
+
 def work(app: Flask, *, burst: bool = False) -> None:
     """Process import jobs from the app's Redis until stopped (`flask crm worker`)."""
     from rq import SimpleWorker
@@ -110,6 +132,9 @@ def work(app: Flask, *, burst: bool = False) -> None:
     recovered = recover_stale_everywhere()
     if recovered:
         logger.warning("Failed %d imports whose worker had died", recovered)
+    removed = remove_abandoned_drafts_everywhere(draft_max_age(app))
+    if removed:
+        logger.info("Removed %d abandoned import drafts", removed)
     # SimpleWorker: jobs run in this process, in the app context the command pushed (no fork, so no
     # database connection is shared with a child).
     worker = SimpleWorker([queue(app)], connection=queue(app).connection)

@@ -13,6 +13,7 @@ it reached, so a file imports completely or not at all, and running it again giv
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import uuid
@@ -23,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg import sql as psycopg_sql
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import JSON, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
@@ -39,6 +40,7 @@ from crm_web.models import (
     ImportUpdate,
     Lead,
     Organization,
+    RecordHistory,
     Role,
     Tag,
     User,
@@ -182,7 +184,7 @@ def _domain(website: str | None) -> str | None:
     return host if "." in host else None
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, (Decimal, uuid.UUID)):
         return str(value)
     if isinstance(value, (date, datetime)):
@@ -297,6 +299,28 @@ class ImportService:
         self.session.add(job)
         self.session.commit()
         return job
+
+    def remove_abandoned_drafts(self, max_age: timedelta, *, now: datetime | None = None) -> int:
+        """Drafts of the organisation nobody touched for `max_age` (an upload never run): their uploaded
+        files leave IMPORT_DIR and their rows go, in one DELETE. Returns how many."""
+        cutoff = (now or utcnow()) - max_age
+        drafts = self.session.execute(
+            select(Import.id, Import.file_path, Import.options).where(
+                Import.org_id == self.org_id, Import.status == "draft", Import.updated_at < cutoff
+            )
+        ).all()
+        if not drafts:
+            return 0
+        self.session.execute(
+            delete(Import)
+            .where(Import.org_id == self.org_id, Import.id.in_([row[0] for row in drafts]), Import.status == "draft")
+            .execution_options(synchronize_session=False)
+        )
+        self.session.commit()
+        for _id, path, options in drafts:  # after the commit: a file is never gone while its draft stays
+            if (options or {}).get("owned_file") and path and os.path.exists(path):
+                os.remove(path)
+        return len(drafts)
 
     def draft(self, import_id: uuid.UUID) -> Import:
         job = self.get(import_id)
@@ -530,7 +554,7 @@ class ImportService:
             if record is None:
                 continue
             for name, (old, new) in previous.get("fields", {}).items():
-                if _jsonable(getattr(record, name)) == new:  # nobody changed it since
+                if jsonable(getattr(record, name)) == new:  # nobody changed it since
                     setattr(record, name, _from_json(model, name, old))
             added = previous.get("added_tags") or []
             if added and tag_table is not None:
@@ -541,6 +565,12 @@ class ImportService:
                     )
                 )
         self.session.flush()
+
+
+def _label(values: dict[str, Any]) -> str:
+    """What a new record is called in its history (as history.label_of names a loaded one)."""
+    person = " ".join(str(values.get(k) or "") for k in ("first_name", "last_name")).strip()
+    return person or str(values.get("name") or values.get("subject") or "")
 
 
 def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -568,6 +598,10 @@ def _may_copy(session: Session) -> bool:
     return bool(info["import_may_copy"])
 
 
+def _json_text(value: Any) -> str:
+    return json.dumps(value)
+
+
 def _copy_rows(session: Session, table: Any, keys: list[str], rows: list[dict[str, Any]]) -> None:
     """`COPY table (columns) FROM STDIN` on the session's connection (its transaction, its RLS
     setting). Like an INSERT through SQLAlchemy: the columns' Python defaults fill the columns no
@@ -577,7 +611,11 @@ def _copy_rows(session: Session, table: Any, keys: list[str], rows: list[dict[st
     dialect = connection.dialect
     defaults = [c for c in table.columns if c.name not in keys and c.default is not None and not c.default.is_sequence]
     columns = [table.c[k] for k in keys] + defaults
-    processors = [c.type.bind_processor(dialect) for c in columns]
+    # A JSON column (a history entry's changes) is sent as its text: COPY does not adapt a dict.
+    processors = [
+        _json_text if isinstance(c.type.dialect_impl(dialect), JSON) else c.type.bind_processor(dialect)
+        for c in columns
+    ]
     statement = psycopg_sql.SQL("COPY {} ({}) FROM STDIN").format(
         psycopg_sql.Identifier(table.name), psycopg_sql.SQL(", ").join(psycopg_sql.Identifier(c.name) for c in columns)
     )
@@ -1106,6 +1144,7 @@ class _Run:
         new_rows = [self._insert_values(r) for r in creates]
         if new_rows:
             _insert_rows(self.session, self.model.__table__, new_rows)
+            _insert_rows(self.session, RecordHistory.__table__, self._created_history(new_rows))
         links: list[dict[str, Any]] = []
         tag_table = self.spec.entity.tag_table
         column = self.spec.entity.tag_column
@@ -1123,6 +1162,27 @@ class _Run:
         if self.spec.name == "company":
             for values in new_rows:  # a later row of the file naming the same company is a duplicate
                 self.company_keys.setdefault("n:" + _norm_name(values["name"]), values["id"])
+
+    def _created_history(self, new_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A "created by import <file>" history entry per new record, inserted with the batch (no
+        statement per row); the history names the file and keeps the import's id."""
+        now = utcnow()
+        file_name = self.job.file_name if self.job is not None else os.path.basename(self.path)
+        changes = {"import": file_name, "import_id": str(self.import_id) if self.import_id else None}
+        return [
+            {
+                "id": uuid.uuid4(),
+                "org_id": self.org_id,
+                "entity_type": self.spec.name,
+                "entity_id": values["id"],
+                "entity_label": _label(values)[:255],
+                "action": "created",
+                "changes": changes,
+                "actor_id": self.actor.user_id,
+                "created_at": now,
+            }
+            for values in new_rows
+        ]
 
     def _insert_values(self, row: Row) -> dict[str, Any]:
         values = {k: v for k, v in row.values.items() if not k.startswith("_")}
@@ -1162,7 +1222,7 @@ class _Run:
                 continue
             old = getattr(record, name)
             if old != value:
-                changes[name] = [_jsonable(old), _jsonable(value)]
+                changes[name] = [jsonable(old), jsonable(value)]
                 setattr(record, name, value)
         added: list[str] = []
         if row.tags and self.spec.entity.tag_table is not None:

@@ -7,12 +7,12 @@ costs the same number of statements for 1 row or 100. Their numbers are services
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, case, func, literal, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from crm_web import clock
@@ -26,7 +26,7 @@ from crm_web.models import (
     Activity,
     utcnow,
 )
-from crm_web.services.base import Actor, BaseService
+from crm_web.services.base import EXPORT_BATCH, Actor, BaseService
 from crm_web.services.last_activity import contacts_of_activities, refresh_last_activity
 from crm_web.services.pagination import Page
 from crm_web.services.sql import AnySelect
@@ -146,6 +146,13 @@ class ActivityService(BaseService[Activity]):
         now: datetime | None = None,
     ) -> Page[Activity]:
         """One page of a quick view, searched and filtered: a count and one joined SELECT."""
+        criteria = self.view_list_criteria(view, q=q, scope=scope, filter_spec=filter_spec, now=now)
+        return self.page_of(criteria, None, sort=sort, page=page, per_page=per_page)
+
+    def view_list_criteria(
+        self, view: str, *, q: str = "", scope: str = "all", filter_spec: Any = None, now: datetime | None = None
+    ) -> list[ColumnElement[bool]]:
+        """The quick view, the search, "mine" and the filter as WHERE clauses (the list and its export)."""
         criteria = self.view_criteria(view, now=now)
         match = text_match(self.dialect, q, [Activity.subject])
         if match is not None:  # the exact words only: subjects have no trigram index for a typo search
@@ -155,7 +162,16 @@ class ActivityService(BaseService[Activity]):
         clause = self.filter_clause(filter_spec, now=now)
         if clause is not None:
             criteria.append(clause)
-        return self.page_of(criteria, None, sort=sort, page=page, per_page=per_page)
+        return criteria
+
+    def export_view(
+        self, *, view: str = "all", filter_spec: Any = None, q: str = "", scope: str = "all", sort: str | None = None
+    ) -> Iterator[Activity]:
+        """Every activity of the quick view, searched and filtered, in batches (the CSV export). Bad
+        input (an unknown sort) raises here, before the response starts streaming."""
+        criteria = self.view_list_criteria(view, q=q, scope=scope, filter_spec=filter_spec)
+        stmt = self.export_query().where(*criteria).order_by(*self.search_order(sort, None))
+        return self.export_stream(stmt.execution_options(yield_per=EXPORT_BATCH))
 
     def upcoming(self, *, days: int = UPCOMING_DAYS, limit: int = 10, now: datetime | None = None) -> list[Activity]:
         """Open activities due in the next `days` days, soonest first."""
@@ -275,6 +291,46 @@ class ActivityService(BaseService[Activity]):
     def set_completed(self, activity_id: uuid.UUID, *, completed: bool) -> Activity:
         """One-click complete or reopen (reopened activities go back to pending)."""
         return self.update(activity_id, status="completed" if completed else "pending")
+
+    # --- bulk changes (BaseService.bulk_set and its Undo, bulk_revert) ---------------------------
+
+    BULK_FIELDS: ClassVar[frozenset[str]] = frozenset({"owner_id", "status", "due_at"})
+
+    def bulk_complete(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        """Complete the selected activities; {id: previous status} of those that were not completed."""
+        return self.bulk_set("status", ids, "completed")
+
+    def bulk_reschedule(self, ids: Iterable[uuid.UUID], *, day: date) -> dict[uuid.UUID, Any]:
+        """Move the selected activities to `day`, each keeping its time of day (09:00 when it had no due
+        date, as in the form); {id: previous due} of those that moved."""
+
+        def moved(due: datetime | None) -> datetime:
+            at = (
+                due.astimezone(UTC).time().replace(tzinfo=None) if due and due.tzinfo else (due.time() if due else None)
+            )
+            return datetime.combine(day, at or time(9, 0), tzinfo=UTC)
+
+        return self.bulk_set("due_at", ids, compute=moved)
+
+    def check_bulk_values(self, name: str, values: Iterable[Any]) -> None:
+        values = list(values)
+        if name == "status" and not set(values) <= set(dict(ACTIVITY_STATUSES)):
+            raise BadRequest("Unknown activity status.")
+        super().check_bulk_values(name, values)
+
+    def bulk_values(self, column: Any, new: Mapping[uuid.UUID, Any]) -> dict[str, Any]:
+        """A status change moves `completed_at` as the form does: set when completed, cleared otherwise."""
+        if column.key != "status":
+            return {}
+        done = [entity_id for entity_id, status in new.items() if status == "completed"]
+        if not done:
+            return {"completed_at": None}
+        now = literal(utcnow(), Activity.completed_at.type)
+        return {"completed_at": case((Activity.id.in_(done), func.coalesce(Activity.completed_at, now)), else_=None)}
+
+    def _bulk_update(self, column: Any, new: Mapping[uuid.UUID, Any]) -> None:
+        self._touched.update(contacts_of_activities(self.session, self.org_id, new))
+        super()._bulk_update(column, new)
 
     def restore(self, entity_id: uuid.UUID) -> Activity:
         return self.get(super().restore(entity_id).id)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, exists, func, inspect, literal, select, update
+from sqlalchemy import ColumnElement, case, delete, exists, func, inspect, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -25,10 +25,10 @@ from crm_web.errors import BadRequest, Conflict, NotFound, PermissionDenied, Val
 from crm_web.models import Role, SoftDeleteMixin, Tag, User, utcnow
 from crm_web.permissions import can, has_role, require_role
 from crm_web.services.conflicts import EditConflict, changed_fields, stale_edit
-from crm_web.services.history import HistoryItem, history_for, readable, record_change, snapshot_changes
+from crm_web.services.history import HistoryItem, history_for, jsonable, readable, record_change, snapshot_changes
 from crm_web.services.integrity import commit_or_refuse, integrity_to_validation
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page, page_ids
-from crm_web.services.sql import AnySelect, org_is, session_or_default
+from crm_web.services.sql import AnySelect, insert_ignoring_duplicates, org_is, session_or_default
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_settings, search_terms
 
 if TYPE_CHECKING:
@@ -46,6 +46,17 @@ def row_or_not_found(session: Session, model: type[T], ident: Any, missing: str)
     if row is None:
         raise NotFound(missing)
     return row
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Whether a stored value equals a new one (SQLite gives back naive UTC datetimes)."""
+    if isinstance(old, datetime) and isinstance(new, datetime):
+        return _naive_utc(old) == _naive_utc(new)
+    return bool(old == new)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 @dataclass(frozen=True)
@@ -569,6 +580,189 @@ class BaseService(Generic[M]):
             record_change(self.session, self.actor, self.entity_type, None, "deleted", None, entity_ids=deleted)
         self.commit()
         return deleted
+
+    # --- bulk changes from a list: one generic path for every entity -------------------------
+    # Each returns exactly what it changed, so the list's Undo reverts that and nothing else (a row
+    # already tagged, or already owned by the new owner, is not "changed" and not reverted).
+
+    # Fields a bulk change (and its Undo) may set: the whitelist `bulk_set` and `bulk_revert` check.
+    BULK_FIELDS: ClassVar[frozenset[str]] = frozenset({"owner_id"})
+
+    def changeable_rows(self, ids: Iterable[uuid.UUID], *columns: Any) -> list[Any]:
+        """(id, owner_id, *columns) of the organisation's live rows among `ids`, in one statement; a sales
+        user selecting a row they may not change (permissions.can) is refused the whole action."""
+        model: Any = self.model
+        id_list = list(dict.fromkeys(ids))
+        if not id_list:
+            return []
+        rows = self.session.execute(
+            self.scoped(select(model.id, model.owner_id, *columns)).where(model.id.in_(id_list))
+        ).all()
+        if not self.actor.has_role(Role.MANAGER) and any(row[1] not in (None, self.actor.user_id) for row in rows):
+            raise PermissionDenied(f"Only the owner or a manager can change some of these {self.entity_label}s.")
+        return list(rows)
+
+    def _tag_link(self) -> tuple[Any, Any]:
+        """The entity's tag link table and its record column; NotFound for an entity without tags."""
+        if self.entity is None or self.entity.tag_table is None:
+            raise NotFound(f"{self.entity_label.capitalize()}s cannot be tagged.")
+        table = self.entity.tag_table
+        return table, table.c[self.entity.tag_column]
+
+    def _org_tag(self, tag_id: uuid.UUID) -> None:
+        if not self.session.scalar(select(exists().where(Tag.id == tag_id, Tag.org_id == self.org_id))):
+            raise NotFound("That tag does not exist.")
+
+    def bulk_add_tag(self, ids: Iterable[uuid.UUID], *, tag_id: uuid.UUID) -> list[uuid.UUID]:
+        """Tag the selected rows in one INSERT ... SELECT; the ids this statement tagged (rows already
+        tagged, also by a concurrent request, are skipped: ON CONFLICT DO NOTHING)."""
+        table, column = self._tag_link()
+        self._org_tag(tag_id)
+        selected = [row[0] for row in self.changeable_rows(ids)]
+        tagged: list[uuid.UUID] = []
+        if selected:
+            model: Any = self.model
+            already = exists().where(column == model.id, table.c.tag_id == tag_id)
+            tagged = list(
+                self.session.scalars(
+                    insert_ignoring_duplicates(self.session, table)
+                    .from_select(
+                        [column.name, "tag_id"],
+                        select(model.id, literal(tag_id, Tag.id.type)).where(
+                            model.org_id == self.org_id, model.id.in_(selected), ~already
+                        ),
+                    )
+                    .returning(column)
+                )
+            )
+            self._record_bulk(tagged, lambda _id: {"tags": ["", f"+{tag_id}"]})
+        self.commit()
+        return tagged
+
+    def bulk_remove_tag(self, ids: Iterable[uuid.UUID], *, tag_id: uuid.UUID) -> list[uuid.UUID]:
+        """Untag the selected rows in one DELETE; the ids that lost the tag."""
+        table, column = self._tag_link()
+        self._org_tag(tag_id)
+        selected = [row[0] for row in self.changeable_rows(ids)]
+        untagged: list[uuid.UUID] = []
+        if selected:
+            untagged = list(
+                self.session.scalars(
+                    delete(table).where(column.in_(selected), table.c.tag_id == tag_id).returning(column)
+                )
+            )
+            self._record_bulk(untagged, lambda _id: {"tags": [f"-{tag_id}", ""]})
+        self.commit()
+        return untagged
+
+    def bulk_change_owner(self, ids: Iterable[uuid.UUID], *, owner_id: uuid.UUID) -> dict[uuid.UUID, Any]:
+        """Reassign the selected rows in one UPDATE; {id: previous owner} of the rows it changed."""
+        if not self.is_org_user(owner_id):
+            raise NotFound("That user is not in your organisation.")
+        return self.bulk_set("owner_id", ids, owner_id)
+
+    def bulk_set(
+        self, name: str, ids: Iterable[uuid.UUID], value: Any = None, *, compute: Callable[[Any], Any] | None = None
+    ) -> dict[uuid.UUID, Any]:
+        """Set one whitelisted field of the selected rows in one UPDATE (the version moves on, so an edit
+        form opened before is stale): to `value`, or to `compute(previous value)` row by row.
+        {id: previous value} of the rows whose value changed."""
+        column = self._bulk_column(name)
+        new_value = compute or (lambda _old: value)
+        wanted = {row[0]: (row[2], new_value(row[2])) for row in self.changeable_rows(ids, column)}
+        changed = {entity_id: pair for entity_id, pair in wanted.items() if not _same(pair[0], pair[1])}
+        self._bulk_update(column, {entity_id: new for entity_id, (_old, new) in changed.items()})
+        self._record_bulk(changed, lambda entity_id: {name: [jsonable(v) for v in changed[entity_id]]})
+        self.commit()
+        return {entity_id: old for entity_id, (old, _new) in changed.items()}
+
+    def bulk_revert(self, name: str, values: Mapping[uuid.UUID, Any]) -> list[uuid.UUID]:
+        """The Undo of `bulk_set`: each row back to its own previous value, in one UPDATE (a CASE on
+        the id); rows the actor may no longer change refuse it as a whole, vanished rows are skipped."""
+        column = self._bulk_column(name)
+        self.check_bulk_values(name, values.values())
+        rows = self.changeable_rows(values, column)
+        current = {row[0]: row[2] for row in rows if not _same(row[2], values[row[0]])}
+        self._bulk_update(column, {entity_id: values[entity_id] for entity_id in current})
+        self._record_bulk(
+            current, lambda entity_id: {name: [jsonable(current[entity_id]), jsonable(values[entity_id])]}
+        )
+        self.commit()
+        return list(current)
+
+    def parse_bulk_value(self, name: str, raw: str) -> Any:
+        """A previous value posted back by an Undo ("" is none), typed like the column; BadRequest else."""
+        column = self._bulk_column(name)
+        if not raw:
+            return None
+        kind = column.type.python_type
+        try:
+            if kind is uuid.UUID:
+                return uuid.UUID(raw)
+            if kind is datetime:
+                return datetime.fromisoformat(raw)
+        except ValueError:
+            raise BadRequest(f"{raw!r} is not a valid value of {name!r}.") from None
+        return raw
+
+    def check_bulk_values(self, name: str, values: Iterable[Any]) -> None:
+        """Values a bulk revert may write: a required column gets one, an owner is a user of the
+        organisation (one statement); BadRequest else (override for choices)."""
+        column = self._bulk_column(name)
+        chosen = set(values)
+        if None in chosen and not column.nullable:
+            raise BadRequest(f"{name!r} needs a value.")
+        if name == "owner_id" and chosen - {None}:
+            owners = [owner for owner in chosen if owner is not None]
+            found = self.session.scalar(
+                select(func.count()).select_from(User).where(User.org_id == self.org_id, User.id.in_(owners))
+            )
+            if found != len(owners):
+                raise NotFound("That user is not in your organisation.")
+
+    def _bulk_column(self, name: str) -> Any:
+        if name not in self.BULK_FIELDS:
+            raise BadRequest(f"{name!r} cannot be changed in bulk.")
+        return getattr(self.model, name)
+
+    def bulk_values(self, column: Any, new: Mapping[uuid.UUID, Any]) -> dict[str, Any]:
+        """What the UPDATE of a bulk change sets besides the column (override: derived fields)."""
+        return {}
+
+    def _bulk_update(self, column: Any, new: Mapping[uuid.UUID, Any]) -> None:
+        if not new:
+            return
+        model: Any = self.model
+        distinct = set(new.values())
+        value: Any = (
+            next(iter(distinct))
+            if len(distinct) == 1
+            else case({entity_id: literal(v, column.type) for entity_id, v in new.items()}, value=model.id)
+        )
+        values: dict[str, Any] = {column.key: value, **self.bulk_values(column, new)}
+        if hasattr(model, "version"):
+            values["version"] = model.version + 1
+        self.session.execute(
+            update(model)
+            .where(model.org_id == self.org_id, model.id.in_(list(new)))
+            .values(values)
+            .execution_options(synchronize_session=False)
+        )
+
+    def _record_bulk(self, ids: Iterable[uuid.UUID], changes: Callable[[uuid.UUID], dict[str, Any]]) -> None:
+        """One history row per changed record (one INSERT), with its own old and new values."""
+        id_list = list(ids)
+        if id_list:
+            record_change(
+                self.session,
+                self.actor,
+                self.entity_type,
+                None,
+                "updated",
+                None,
+                entity_ids=id_list,
+                per_id_changes={entity_id: changes(entity_id) for entity_id in id_list},
+            )
 
     # --- restore: one policy, one code path (services/trash.py, docs/security.md) -----------
 

@@ -36,7 +36,8 @@ class CompanyRow:
 
     company: Company
     contact_count: int
-    open_deal_value: Decimal
+    open_deal_value: Decimal  # in the organisation's currency
+    unconverted_deals: int = 0  # open deals in a currency without a rate: not in the value
 
 
 @dataclass
@@ -134,6 +135,23 @@ def open_deal_value_expr(org_id: uuid.UUID) -> ColumnElement[Decimal]:
     )
 
 
+def open_deals_unconverted_expr(org_id: uuid.UUID) -> ColumnElement[int]:
+    """How many of the enclosing company's live open deals are in a currency without a rate (left out of
+    `open_deal_value_expr`, so the list can say so): a correlated count on the same index."""
+    return (
+        select(func.count())
+        .where(
+            Deal.org_id == org_id,
+            Deal.company_id == Company.id,
+            Deal.status == "open",
+            Deal.deleted_at.is_(None),
+            unconverted_sql(org_id, Deal.currency),
+        )
+        .correlate(Company)
+        .scalar_subquery()
+    )
+
+
 class CompanyService(BaseService[Company]):
     """Org-scoped companies; a deleted company's contacts and deals stay where they are."""
 
@@ -184,14 +202,19 @@ class CompanyService(BaseService[Company]):
         return self._rows_query()
 
     def _rows_query(self) -> AnySelect:
-        return self.scoped(select(Company, contact_count_expr(self.org_id), open_deal_value_expr(self.org_id))).options(
-            joinedload(Company.owner)
-        )
+        return self.scoped(
+            select(
+                Company,
+                contact_count_expr(self.org_id),
+                open_deal_value_expr(self.org_id),
+                open_deals_unconverted_expr(self.org_id),
+            )
+        ).options(joinedload(Company.owner))
 
     def export_stream(self, stmt: AnySelect) -> Iterator[CompanyRow]:
         """Rows with their contact count and open deal value."""
-        for company, contacts, open_value in self.session.execute(stmt):
-            yield CompanyRow(company, int(contacts or 0), money(open_value))
+        for company, contacts, open_value, unconverted in self.session.execute(stmt):
+            yield CompanyRow(company, int(contacts or 0), money(open_value), int(unconverted or 0))
 
     def stats(self, company_id: uuid.UUID) -> CompanyStats:
         """Deal counts and values in one aggregate, plus one count of contacts (primary + associated)."""

@@ -12,11 +12,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
-from sqlalchemy import exists, func, literal, select, update
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
 
 from crm_web.entities import CONTACT
-from crm_web.errors import NotFound, PermissionDenied, ValidationError
+from crm_web.errors import NotFound, ValidationError
 from crm_web.models import (
     CONTACT_STATUSES,
     LEAD_SOURCES,
@@ -25,14 +25,10 @@ from crm_web.models import (
     Contact,
     ContactCompany,
     Deal,
-    Role,
-    Tag,
     User,
-    contact_tags,
 )
 from crm_web.services.base import BaseService
-from crm_web.services.history import record_change
-from crm_web.services.sql import AnySelect, insert_ignoring_duplicates
+from crm_web.services.sql import AnySelect
 
 
 @dataclass
@@ -256,48 +252,3 @@ class ContactService(BaseService[Contact]):
             raise ValidationError(f"{name!r} cannot be edited in place.", {})
         expected = {name: original} if original is not None else None
         return self.update(contact_id, expected_values=expected, **{name: value})
-
-    def _selected(self, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-        """The live ids of this org among `ids` the actor may change (sales: own or unowned)."""
-        rows = self.session.execute(
-            self.scoped(select(Contact.id, Contact.owner_id)).where(Contact.id.in_(list(ids)))
-        ).all()
-        if not self.actor.has_role(Role.MANAGER) and any(o not in (None, self.actor.user_id) for _, o in rows):
-            raise PermissionDenied("Only the owner or a manager can change some of these contacts.")
-        return [row[0] for row in rows]
-
-    def bulk_add_tag(self, ids: Sequence[uuid.UUID], *, tag_id: uuid.UUID) -> list[uuid.UUID]:
-        """Tag the selected contacts with one INSERT ... SELECT (rows already tagged are skipped)."""
-        if not self.session.scalar(select(exists().where(Tag.id == tag_id, Tag.org_id == self.org_id))):
-            raise NotFound("That tag does not exist.")
-        selected = self._selected(ids)
-        if selected:
-            already = exists().where(contact_tags.c.contact_id == Contact.id, contact_tags.c.tag_id == tag_id)
-            # ON CONFLICT DO NOTHING: a concurrent tagging of the same contacts skips them.
-            self.session.execute(
-                insert_ignoring_duplicates(self.session, contact_tags).from_select(
-                    ["contact_id", "tag_id"],
-                    select(Contact.id, literal(tag_id, Tag.id.type)).where(
-                        Contact.org_id == self.org_id, Contact.id.in_(selected), ~already
-                    ),
-                )
-            )
-            record_change(self.session, self.actor, self.entity_type, None, "updated", None, entity_ids=selected)
-        self.commit()
-        return selected
-
-    def bulk_change_owner(self, ids: Sequence[uuid.UUID], *, owner_id: uuid.UUID) -> list[uuid.UUID]:
-        """Reassign the selected contacts in one UPDATE; the new owner must belong to the org."""
-        if not self.is_org_user(owner_id):
-            raise NotFound("That user is not in your organisation.")
-        selected = self._selected(ids)
-        if selected:
-            self.session.execute(
-                update(Contact)
-                .where(Contact.org_id == self.org_id, Contact.id.in_(selected))
-                .values(owner_id=owner_id, version=Contact.version + 1)
-                .execution_options(synchronize_session=False)
-            )
-            record_change(self.session, self.actor, self.entity_type, None, "updated", None, entity_ids=selected)
-        self.commit()
-        return selected

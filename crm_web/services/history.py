@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from crm_web.services.base import Actor
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, (uuid.UUID, Decimal)):
         return str(value)
     if isinstance(value, (datetime, date)):
@@ -50,7 +50,7 @@ def snapshot_changes(obj: Any, values: Mapping[str, Any], *, ignored: Iterable[s
         if isinstance(new, list) or isinstance(old, list):
             continue  # relationships (tags) are recorded by the service that changes them
         if old != new:
-            changes[name] = [_jsonable(old), _jsonable(new)]
+            changes[name] = [jsonable(old), jsonable(new)]
     return changes
 
 
@@ -164,6 +164,7 @@ CHOICE_FIELDS = {
     "source": "lead_source",
     "type": "activity_type",
     "priority": "activity_priority",
+    "role": "user_role",
 }
 STATUS_CHOICES = {
     "contact": "contact_status",
@@ -171,7 +172,7 @@ STATUS_CHOICES = {
     "lead": "lead_status",
     "activity": "activity_status",
 }
-HIDDEN = frozenset({"bulk", "from_trash", "relocated", "moved"})
+HIDDEN = frozenset({"bulk", "from_trash", "relocated", "moved", "import", "import_id"})
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from crm_web.errors import Conflict, NotFound, ValidationError
 from crm_web.models import Deal, Pipeline, PipelineStage, Role
 from crm_web.permissions import require_role
+from crm_web.services.currencies import in_org_currency_sql, unconverted_sql
 from crm_web.services.deal_stages import bulk_transition_values
 from crm_web.services.integrity import integrity_to_validation
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
@@ -33,7 +34,8 @@ STARTER_STAGES: list[tuple[str, int, str | None]] = [
 @dataclass(frozen=True)
 class StageCount:
     deals: int = 0
-    open_value: Decimal = Decimal("0")
+    open_value: Decimal = Decimal("0")  # in the organisation's currency
+    unconverted: int = 0  # open deals in a currency without a rate: not in the value
 
 
 @dataclass
@@ -55,12 +57,20 @@ class PipelineService(PipelineCatalog):
     write; each commit of one makes the cached read model (services/pipeline_catalog.py) look for new keys."""
 
     def stage_counts(self, pipeline_id: uuid.UUID | None = None) -> dict[uuid.UUID, StageCount]:
-        """Deal count and open value of every stage, from one GROUP BY query."""
+        """Deal count and open value of every stage, from one GROUP BY query: the value in the
+        organisation's currency, open deals in a currency without a rate counted apart (never summed as
+        if they were in another currency)."""
+        is_open = Deal.status == "open"
         stmt = (
             select(
                 Deal.stage_id,
                 func.count(Deal.id),
-                func.coalesce(func.sum(case((Deal.status == "open", Deal.value), else_=0)), 0),
+                func.coalesce(
+                    func.sum(case((is_open, in_org_currency_sql(self.org_id, Deal.value, Deal.currency)), else_=0)), 0
+                ),
+                func.coalesce(
+                    func.sum(case((and_(is_open, unconverted_sql(self.org_id, Deal.currency)), 1), else_=0)), 0
+                ),
             )
             .where(Deal.org_id == self.org_id, Deal.stage_id.is_not(None))
             .group_by(Deal.stage_id)
@@ -68,8 +78,8 @@ class PipelineService(PipelineCatalog):
         if pipeline_id is not None:
             stmt = stmt.where(Deal.pipeline_id == pipeline_id)
         return {
-            stage_id: StageCount(deals=int(count), open_value=Decimal(value or 0))
-            for stage_id, count, value in self.session.execute(stmt)
+            stage_id: StageCount(deals=int(count), open_value=Decimal(value or 0), unconverted=int(unconverted or 0))
+            for stage_id, count, value, unconverted in self.session.execute(stmt)
         }
 
     def settings(self) -> PipelineSettings:

@@ -29,14 +29,13 @@ from crm_web.errors import NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
 from crm_web.models import (
     Organization,
-    RecordHistory,
     Role,
     User,
     utcnow,
 )
 from crm_web.permissions import require_role
 from crm_web.services.base import Actor
-from crm_web.services.history import history_for, record_change
+from crm_web.services.history import HistoryItem, history_for, readable, record_change
 from crm_web.services.integrity import commit_or_refuse
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page
 from crm_web.services.sql import session_or_default
@@ -90,7 +89,7 @@ class TrashEntry:
     """One record in the trash with its history (the trash detail page)."""
 
     item: TrashItem
-    history: list[RecordHistory]
+    history: list[HistoryItem]
 
 
 @dataclass
@@ -270,7 +269,9 @@ class TrashService:
         found = self.resolve([TrashRef(entity_type, entity_id)])
         if not found:
             raise NotFound(f"That {entity_type} is not in the trash.")
-        return TrashEntry(item=found[0], history=history_for(self.actor, entity_type, entity_id, session=self.session))
+        entries = history_for(self.actor, entity_type, entity_id, session=self.session)
+        # In words, as on the detail pages: names (a trashed record's own links read "(deleted)"), labels, dates.
+        return TrashEntry(item=found[0], history=readable(self.actor, entity_type, entries, session=self.session))
 
     def preview_purge(self, refs: Sequence[TrashRef]) -> list[TrashItem]:
         """What a permanent delete of `refs` would remove (admins only): named on the confirmation."""

@@ -42,7 +42,7 @@ from crm_web.passwords import password_problem
 from crm_web.permissions import require_role
 from crm_web.services.accounts import EMAIL_TAKEN, email_problem, normalise_email
 from crm_web.services.base import Actor, row_or_not_found
-from crm_web.services.history import history_for, record_change
+from crm_web.services.history import HistoryItem, history_for, readable, record_change
 from crm_web.services.integrity import integrity_to_validation
 from crm_web.services.text_search import LIKE_ESCAPE, like_escape
 
@@ -152,13 +152,14 @@ class UserService:
             raise NotFound("That user does not exist in your organisation.")
         return user
 
-    def detail(self, user_id: uuid.UUID) -> tuple[UserRow, list[RecordHistory]]:
-        """The user with their open work, and their record history (two statements)."""
+    def detail(self, user_id: uuid.UUID) -> tuple[UserRow, list[HistoryItem]]:
+        """The user with their open work, and their record history in words (names, labels, dates)."""
         self._require_viewer()
         rows = self._rows(User.id == user_id)
         if not rows:
             raise NotFound("That user does not exist in your organisation.")
-        return rows[0], history_for(self.actor, ENTITY, user_id, session=self.session)
+        entries = history_for(self.actor, ENTITY, user_id, session=self.session)
+        return rows[0], readable(self.actor, ENTITY, entries, session=self.session)
 
     def reassign_choices(self, user_id: uuid.UUID) -> list[tuple[uuid.UUID, str]]:
         """Who can take over a user's open work: the other active users (one statement)."""

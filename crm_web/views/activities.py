@@ -11,21 +11,25 @@ from urllib.parse import urlencode
 from flask import Blueprint, redirect, request, url_for
 from flask_login import current_user
 
+from crm_web.csv_export import entity_csv_response
 from crm_web.entities import ACTIVITY
 from crm_web.errors import BadRequest, Conflict, ValidationError
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.htmx import hx_trigger, wants_fragment
 from crm_web.models import Role
 from crm_web.params import get_choice_param, get_text_param, get_uuid_param, is_whole_number
-from crm_web.rendering import render_page, with_toast, with_undo
+from crm_web.rendering import render_page, see_other, with_toast, with_undo
 from crm_web.services.activities import LINKS, QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
 from crm_web.services.calendar import HOURS, MODES, WHO, CalendarService, due_at_from
-from crm_web.views.filtering import builder_fields, parse_filtered_list_query, render_list_page
-from crm_web.views.generic import acting
+from crm_web.views.filtering import builder_fields, parse_export_query, parse_filtered_list_query, render_list_page
+from crm_web.views.generic import BulkActions, acting
 from crm_web.views.listing import ListQuery
 from crm_web.views.pickers import fit_owner_field, owner_options, picked_labels
 
 bp = Blueprint("activities", __name__)
+
+# The list's bulk changes besides delete: owner, complete (status) and reschedule (due date).
+BULK_FIELDS = ("owner_id", "status", "due_at")
 
 INDEX = "activities/index.html"
 FORM = "activities/form.html"
@@ -43,8 +47,31 @@ def _list_context(query: ListQuery) -> dict[str, Any]:
     page = service.list_page(view=view, **query.page_args())
     # The quick view travels with every list link (sort, pages, search) like the filter does.
     query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
-    fields_meta = builder_fields(ACTIVITY.filter_fields(), choices={"owner": service.owner_choices()})
-    return {"page": page, "view": view, "quick_views": QUICK_VIEWS, "fields_meta": fields_meta, "title": "Activities"}
+    owners = service.owner_choices()
+    fields_meta = builder_fields(ACTIVITY.filter_fields(), choices={"owner": owners})
+    return {
+        "entity": ACTIVITY,
+        "page": page,
+        "view": view,
+        "quick_views": QUICK_VIEWS,
+        "fields_meta": fields_meta,
+        "owners": owners,
+        "title": "Activities",
+    }
+
+
+def _table(service: ActivityService):
+    """After a bulk action: the table block in the list state of the query string."""
+    query, builder = parse_filtered_list_query(ACTIVITY.filter_fields())
+    list_url = url_for("activities.index")
+    if not wants_fragment():
+        return see_other(query.url(list_url))
+    return render_page(
+        INDEX, block="activity_table", query=query, builder=builder, list_url=list_url, **_list_context(query)
+    )
+
+
+BulkActions(bp, ACTIVITY, ActivityService, table=_table, table_id="#activity-table", fields=BULK_FIELDS)
 
 
 def _form_context(form, *, activity=None, links: Links | None = None) -> dict[str, Any]:
@@ -85,6 +112,16 @@ def index():
         table_block="activity_table",
         **_list_context(query),
     )
+
+
+@bp.get("/activities/export.csv")
+def export():
+    """The CSV export of the quick view, searched and filtered, as the list shows it."""
+    query = parse_export_query(ACTIVITY.filter_fields())
+    view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
+    service = acting(ActivityService)
+    rows = service.export_view(view=view, filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
+    return entity_csv_response(ACTIVITY, rows, day=service.actor.today())
 
 
 @bp.get("/activities/new")

@@ -21,7 +21,7 @@ from crm_web.views.pickers import fit_owner_field, owner_options, picked_labels
 bp = Blueprint("contacts", __name__)
 
 
-ListViews(bp, CONTACT, ContactService, bulk_tag_and_owner=True)
+ListViews(bp, CONTACT, ContactService)
 
 
 # --- detail, inline edit, delete / restore -------------------------------------------------------

@@ -1,8 +1,9 @@
 """The views every entity's list and forms share, declared once and registered per entity.
 
 `ListViews` gives an entity its list page (search, filter builder, sort, pages), the table
-fragment, the CSV export, bulk delete with Undo (bulk restore) and, when asked, bulk tag and owner
-change. `FormViews` gives it new/create/edit/update with inline validation (422) and the stale-edit
+fragment, the CSV export and the bulk actions (`BulkActions`, also used by the activities list):
+delete, tag, untag, owner (and for activities complete and reschedule), each with Undo.
+`FormViews` gives it new/create/edit/update with inline validation (422) and the stale-edit
 conflict (409). Both keep the endpoint names of the house (`contacts.index`, `contacts.bulk_delete`,
 `contacts.edit`, ...), read their names from the entity registry, and leave to the entity's view
 module only what is special to it (extra context, the form's choices).
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import date
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from flask import Blueprint, abort, request, url_for
@@ -28,8 +31,10 @@ from crm_web.errors import Conflict, ValidationError, error_response
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.htmx import hx_location, hx_trigger, wants_fragment
 from crm_web.params import get_uuid_list, parse_uuid
+from crm_web.permissions import can
 from crm_web.rendering import plural, render_page, see_other, with_toast, with_undo
 from crm_web.services.base import Actor, BaseService
+from crm_web.services.history import jsonable
 from crm_web.views.filtering import (
     FilterBuilder,
     builder_fields,
@@ -59,7 +64,6 @@ class ListViews:
         entity: Entity,
         service_class: type[BaseService[Any]],
         *,
-        bulk_tag_and_owner: bool = False,
         changed_event: str | None = None,
         extra_context: Callable[[Any], dict[str, Any]] | None = None,
     ):
@@ -71,18 +75,10 @@ class ListViews:
         self.template = f"{entity.plural}/index.html"
         self.table_block = f"{entity.name}_table"
         self.table_id = f"#{entity.name}-table"
-        rules: list[tuple[str, str, Callable[..., ResponseReturnValue], list[str]]] = [
-            (f"/{entity.plural}", "index", self.index, ["GET"]),
-            (f"/{entity.plural}/bulk/delete", "bulk_delete", self.bulk_delete, ["POST"]),
-            (f"/{entity.plural}/bulk/restore", "restore_many", self.restore_many, ["POST"]),
-        ]
+        bp.add_url_rule(f"/{entity.plural}", "index", self.index, methods=["GET"])
         if entity.csv:
-            rules.append((f"/{entity.plural}/export.csv", "export", self.export, ["GET"]))
-        if bulk_tag_and_owner:
-            rules.append((f"/{entity.plural}/bulk/tag", "bulk_tag", self.bulk_tag, ["POST"]))
-            rules.append((f"/{entity.plural}/bulk/owner", "bulk_owner", self.bulk_owner, ["POST"]))
-        for rule, endpoint, view, methods in rules:
-            bp.add_url_rule(rule, endpoint, view, methods=methods)
+            bp.add_url_rule(f"/{entity.plural}/export.csv", "export", self.export, methods=["GET"])
+        self.bulk = BulkActions(bp, entity, service_class, table=self.table, table_id=self.table_id)
 
     def service(self) -> Any:
         return acting(self.service_class)
@@ -138,17 +134,75 @@ class ListViews:
         response = render_page(self.template, block=self.table_block, **self.context(service, query, builder))
         return hx_trigger(response, self.changed_event) if self.changed_event else response
 
+
+class BulkActions:
+    """The bulk actions of an entity's list, the same on every list: delete, add and remove a tag (when
+    the entity has tags), change the owner, and for activities complete and reschedule. Each answers
+    with the list's table block (`table(service)`) and a toast whose Undo reverts exactly the rows it
+    changed: restore for a delete, the opposite tag action, and for a field the rows' own previous values
+    (`bulk_revert`). The services check organisation, role (permissions.can) and whitelist; the version
+    of every changed row moves on, so a form opened before is stale.
+
+    Endpoints: `<plural>.bulk_delete`, `.restore_many`, `.bulk_tag`, `.bulk_untag`, `.bulk_owner`,
+    `.bulk_complete`, `.bulk_reschedule`, `.bulk_revert` (the Undo of a field change)."""
+
+    def __init__(
+        self,
+        bp: Blueprint,
+        entity: Entity,
+        service_class: type[BaseService[Any]],
+        *,
+        table: Callable[[Any], Any],
+        table_id: str,
+        fields: tuple[str, ...] = ("owner_id",),
+    ):
+        self.bp = bp
+        self.entity = entity
+        self.service_class = service_class
+        self.table = table
+        self.table_id = table_id
+        rules: list[tuple[str, str, Callable[[], ResponseReturnValue]]] = [
+            ("delete", "bulk_delete", self.bulk_delete),
+            ("restore", "restore_many", self.restore_many),
+        ]
+        if entity.taggable:
+            rules += [("tag", "bulk_tag", self.bulk_tag), ("untag", "bulk_untag", self.bulk_untag)]
+        if "owner_id" in fields:
+            rules.append(("owner", "bulk_owner", self.bulk_owner))
+        if "status" in fields:
+            rules.append(("complete", "bulk_complete", self.bulk_complete))
+        if "due_at" in fields:
+            rules.append(("reschedule", "bulk_reschedule", self.bulk_reschedule))
+        if fields:
+            rules.append(("revert", "bulk_revert", self.bulk_revert))
+        for action, endpoint, view in rules:
+            bp.add_url_rule(f"/{entity.plural}/bulk/{action}", endpoint, view, methods=["POST"])
+
+    def service(self) -> Any:
+        return acting(self.service_class)
+
+    def _count(self, n: int) -> str:
+        return plural(n, self.entity.name, self.entity.plural)
+
+    def _url(self, endpoint: str) -> str:
+        """The endpoint with the list state of this request (so the answer shows the same list)."""
+        url = url_for(f"{self.bp.name}.{endpoint}")
+        query = request.query_string.decode()
+        return f"{url}?{query}" if query else url
+
+    def _nothing(self, service: Any, message: str) -> ResponseReturnValue:
+        return with_toast(self.table(service), message, "info")
+
     def bulk_delete(self) -> ResponseReturnValue:
         """Bulk delete (the list's per-row delete is a bulk delete of one), with Undo."""
         service = self.service()
         deleted = service.delete_many(get_uuid_list("ids"))
         if not deleted:  # already deleted by someone else, or never ours to see: nothing to undo
-            return with_toast(self.table(service), NOTHING_DELETED, "info")
-        query, _ = self._query()
+            return self._nothing(service, NOTHING_DELETED)
         return with_undo(
             self.table(service),
             f"Deleted {self._count(len(deleted))}.",
-            undo_url=query.url(url_for(f"{self.bp.name}.restore_many")),
+            undo_url=self._url("restore_many"),
             ids=deleted,
             target=self.table_id,
         )
@@ -158,17 +212,90 @@ class ListViews:
         restored = service.restore_many(get_uuid_list("ids"))
         return with_toast(self.table(service), f"Restored {self._count(len(restored))}.")
 
+    def _tag_id(self) -> uuid.UUID:
+        return parse_uuid(request.form.get("tag_id"), "tag_id") or abort(400, "Choose a tag.")
+
     def bulk_tag(self) -> ResponseReturnValue:
-        tag_id = parse_uuid(request.form.get("tag_id"), "tag_id") or abort(400, "Choose a tag.")
+        tag_id = self._tag_id()
         service = self.service()
         tagged = service.bulk_add_tag(get_uuid_list("ids"), tag_id=tag_id)
-        return with_toast(self.table(service), f"Tagged {self._count(len(tagged))}.")
+        if not tagged:
+            return self._nothing(service, "Nothing changed: the selected records already have this tag.")
+        return with_undo(
+            self.table(service),
+            f"Tagged {self._count(len(tagged))}.",
+            undo_url=self._url("bulk_untag"),
+            ids=tagged,
+            vals={"tag_id": str(tag_id)},
+            target=self.table_id,
+        )
+
+    def bulk_untag(self) -> ResponseReturnValue:
+        tag_id = self._tag_id()
+        service = self.service()
+        untagged = service.bulk_remove_tag(get_uuid_list("ids"), tag_id=tag_id)
+        if not untagged:
+            return self._nothing(service, "Nothing changed: none of the selected records has this tag.")
+        return with_undo(
+            self.table(service),
+            f"Removed the tag from {self._count(len(untagged))}.",
+            undo_url=self._url("bulk_tag"),
+            ids=untagged,
+            vals={"tag_id": str(tag_id)},
+            target=self.table_id,
+        )
 
     def bulk_owner(self) -> ResponseReturnValue:
         owner_id = parse_uuid(request.form.get("owner_id"), "owner_id") or abort(400, "Choose an owner.")
         service = self.service()
-        changed = service.bulk_change_owner(get_uuid_list("ids"), owner_id=owner_id)
-        return with_toast(self.table(service), f"Reassigned {self._count(len(changed))}.")
+        previous = service.bulk_change_owner(get_uuid_list("ids"), owner_id=owner_id)
+        # A sales user who gave their records away may no longer change them: no Undo they would be refused.
+        undoable = can(service.actor, "change", SimpleNamespace(owner_id=owner_id))
+        return self._field_changed(service, "owner_id", previous, f"Reassigned {self._count(len(previous))}.", undoable)
+
+    def bulk_complete(self) -> ResponseReturnValue:
+        service = self.service()
+        previous = service.bulk_complete(get_uuid_list("ids"))
+        return self._field_changed(service, "status", previous, f"Completed {self._count(len(previous))}.")
+
+    def bulk_reschedule(self) -> ResponseReturnValue:
+        raw = (request.form.get("due_date") or "").strip()
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError:
+            abort(400, "Choose a date to reschedule to.")
+        service = self.service()
+        previous = service.bulk_reschedule(get_uuid_list("ids"), day=day)
+        return self._field_changed(service, "due_at", previous, f"Rescheduled {self._count(len(previous))}.")
+
+    def _field_changed(
+        self, service: Any, name: str, previous: dict[uuid.UUID, Any], message: str, undoable: bool = True
+    ) -> ResponseReturnValue:
+        if not previous:
+            return self._nothing(service, "Nothing changed: the selected records already had that value.")
+        if not undoable:
+            return with_toast(self.table(service), message)
+        return with_undo(
+            self.table(service),
+            message,
+            undo_url=self._url("bulk_revert"),
+            ids=list(previous),
+            vals={"field": name, "previous": [jsonable(value) or "" for value in previous.values()]},
+            target=self.table_id,
+        )
+
+    def bulk_revert(self) -> ResponseReturnValue:
+        """The Undo of a field change: each row back to its own previous value (`ids` and `previous` in
+        the same order)."""
+        name = request.form.get("field") or ""
+        ids = get_uuid_list("ids")
+        raw = request.form.getlist("previous")
+        if len(raw) != len(ids):
+            abort(400, "Every record needs its previous value.")
+        service = self.service()
+        values = {entity_id: service.parse_bulk_value(name, value) for entity_id, value in zip(ids, raw, strict=True)}
+        reverted = service.bulk_revert(name, values)
+        return with_toast(self.table(service), f"Undone for {self._count(len(reverted))}.")
 
 
 class FormViews:

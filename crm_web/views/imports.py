@@ -59,6 +59,7 @@ def upload():
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise ValidationError("Choose a CSV file to upload.", {"file": "Choose a file."})
+    service.remove_abandoned_drafts(jobs.draft_max_age(current_app))  # uploads nobody went on with
     path = os.path.join(_upload_dir(), f"{uuid.uuid4().hex}.csv")
     upload.save(path)
     try:
