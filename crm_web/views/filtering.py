@@ -103,13 +103,17 @@ def builder_from_rows(parsed: ParsedFilter) -> FilterBuilder:
     return builder
 
 
-def parse_filtered_list_query(filter_fields: Any) -> tuple[ListQuery, FilterBuilder]:
-    """The list state plus the builder; an invalid filter is returned inline, never raised.
+def parse_filtered_list_query(
+    filter_fields: Any, args: Mapping[str, Any] | None = None
+) -> tuple[ListQuery, FilterBuilder]:
+    """The list state (from request.args, or `args`) plus the builder; an invalid filter is returned
+    inline, never raised.
 
     Malformed page/per_page/sort/scope still raise BadRequest (400): those are not user typing.
     """
-    query = parse_list_query(None)
-    parsed = parse_rows(request.args, filter_fields)
+    args = request.args if args is None else args
+    query = parse_list_query(None, args)
+    parsed = parse_rows(args, filter_fields)
     if parsed.ok:
         spec = parsed.spec
         query.filter_spec = None if spec.is_empty else spec
@@ -120,7 +124,11 @@ def parse_filtered_list_query(filter_fields: Any) -> tuple[ListQuery, FilterBuil
 def parse_export_query(filter_fields: Any) -> ListQuery:
     """The list state for a CSV export: there is no page to show an invalid filter on, so it is a 400
     naming each bad condition."""
-    query, builder = parse_filtered_list_query(filter_fields)
+    return export_query(*parse_filtered_list_query(filter_fields))
+
+
+def export_query(query: ListQuery, builder: FilterBuilder) -> ListQuery:
+    """`query`, unless its filter is invalid (a 400 naming each bad condition)."""
     if builder.has_errors:
         raise BadRequest("Fix the filter before exporting: " + "; ".join(r.error for r in builder.all_rows if r.error))
     return query
