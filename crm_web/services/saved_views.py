@@ -55,6 +55,11 @@ class ViewList:
     prefix_keys: tuple[str, ...] = ()  # state kept before the rest (the board's pipeline, the quick view)
     # The list's own `view` parameter already names its built-ins (the activities' quick views).
     native_builtins: bool = False
+    plain_label: str = ""  # the list without a view ("All contacts")
+
+    @property
+    def plain_name(self) -> str:
+        return self.plain_label or f"All {self.label.lower()}"
 
     @property
     def entity_def(self) -> Entity:
@@ -134,6 +139,7 @@ LISTS: dict[str, ViewList] = {
                 _b("closing-this-month", "Closing this month", ("f", "expectedClose.inRange.thisMonth")),
             ),
             prefix_keys=("pipeline",),
+            plain_label="All deals",
         ),
         ViewList(
             "activities",
@@ -148,6 +154,7 @@ LISTS: dict[str, ViewList] = {
             ),
             prefix_keys=("quick",),
             native_builtins=True,
+            plain_label="My open",
         ),
     )
 }

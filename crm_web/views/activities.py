@@ -20,6 +20,7 @@ from crm_web.views.filtering import builder_fields, parse_filtered_list_query, r
 from crm_web.views.generic import acting
 from crm_web.views.listing import ListQuery
 from crm_web.views.pickers import fit_owner_field, owner_options, picked_labels
+from crm_web.views.saved_views import ListOpening, open_list
 
 bp = Blueprint("activities", __name__)
 
@@ -32,15 +33,33 @@ def _links_from_args() -> Links:
     return Links(**{name: get_uuid_param(name) for name in LINKS})
 
 
-def _list_context(query: ListQuery) -> dict[str, Any]:
-    """Everything the list page (and its table and builder blocks) shows, besides query and builder."""
-    view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
+def _list_context(query: ListQuery, opening: ListOpening) -> dict[str, Any]:
+    """Everything the list page (and its table and builder blocks) shows, besides query and builder.
+
+    The quick view is `view` (`?view=overdue`: the built-in views of views/saved_views); with a saved
+    view open, `view` names it and the quick view it keeps is `quick`."""
+    args = opening.args
+    saved = opening.tab is not None
+    view = get_choice_param("quick" if saved else "view", QUICK_VIEW_KEYS, "mine", args=args)
     service = acting(ActivityService)
     page = service.list_page(view=view, **query.page_args())
-    # The quick view travels with every list link (sort, pages, search) like the filter does.
-    query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
+    quick = [("quick", view)] if view != "mine" else []
+    state = [pair for pair in query.state_pairs() if pair[0] != "view"]
+    if not saved:
+        # The quick view travels with every list link (sort, pages, search) like the filter does.
+        query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
     fields_meta = builder_fields(ACTIVITY.filter_fields(), choices={"owner": service.owner_choices()})
-    return {"page": page, "view": view, "quick_views": QUICK_VIEWS, "fields_meta": fields_meta, "title": "Activities"}
+    return {
+        "page": page,
+        "view": view,
+        "view_input": opening.key if saved else view,
+        "current_tab": opening.key if saved else (view if view != "mine" else None),
+        "quick_views": QUICK_VIEWS,
+        "fields_meta": fields_meta,
+        "title": "Activities",
+        "opening": opening,
+        "view_state": quick + state,
+    }
 
 
 def _form_context(form, *, activity=None, links: Links | None = None) -> dict[str, Any]:
@@ -72,14 +91,16 @@ def _new_form(links: Links):
 
 @bp.get("/activities")
 def index():
-    query, builder = parse_filtered_list_query(ACTIVITY.filter_fields())
+    opening = open_list("activities")
+    query, builder = parse_filtered_list_query(ACTIVITY.filter_fields(), opening.args)
+    opening.apply(query, ACTIVITY.filter_fields())
     return render_list_page(
         INDEX,
         query=query,
         builder=builder,
         list_url=url_for("activities.index"),
         table_block="activity_table",
-        **_list_context(query),
+        **_list_context(query, opening),
     )
 
 
