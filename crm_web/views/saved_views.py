@@ -200,7 +200,7 @@ def create(list_key: str) -> ResponseReturnValue:
     return _navigate(_opened_url(list_key, view.id))
 
 
-@bp.post("/views/<uuid:view_id>")
+@bp.post("/views/<uuid:view_id>/save")
 def update(view_id: uuid.UUID) -> ResponseReturnValue:
     """Save the posted state into the view (and/or a new name or visibility), then open it."""
     query = request.form.get("query")
