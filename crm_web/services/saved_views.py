@@ -339,12 +339,11 @@ class SavedViewService:
             return Opened(deleted_name=view.name, deleted_id=view.id)
         return Opened(self._tab(view, prefs))
 
-    def get_for_edit(self, view_id: uuid.UUID, *, deleted: bool = False) -> SavedView:
-        stmt = SavedView.select_with_deleted() if deleted else select(SavedView)
+    def get_for_edit(self, view_id: uuid.UUID) -> SavedView:
         view = self.session.scalar(
-            stmt.where(SavedView.id == view_id, SavedView.org_id == self.actor.org_id, self._visible())
+            select(SavedView).where(SavedView.id == view_id, SavedView.org_id == self.actor.org_id, self._visible())
         )
-        if view is None or (view.deleted_at is not None) != deleted:
+        if view is None:
             raise NotFound("That view does not exist or was deleted.")
         if not self.can_edit(view):
             raise PermissionDenied("Only its owner or a manager can change this view.")
@@ -433,7 +432,16 @@ class SavedViewService:
         return view
 
     def restore(self, view_id: uuid.UUID) -> SavedView:
-        view = self.get_for_edit(view_id, deleted=True)
+        """The restore policy of every deleted record: whoever deleted it, or an admin."""
+        view = self.session.scalar(
+            SavedView.select_deleted().where(
+                SavedView.id == view_id, SavedView.org_id == self.actor.org_id, self._visible()
+            )
+        )
+        if view is None:
+            raise NotFound("That view is not in the trash.")
+        if view.deleted_by_id != self.actor.user_id and not self.actor.has_role(Role.ADMIN):
+            raise PermissionDenied("Only whoever deleted this view, or an admin, can restore it.")
         view.deleted_at = None
         view.deleted_by_id = None
         self.session.commit()
