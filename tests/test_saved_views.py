@@ -180,6 +180,9 @@ def test_save_a_view_and_open_it_with_its_rows(client, login, deals):
     assert html.index("Alpha open") < html.index("Bravo open")
     # Page links keep the view by its id only.
     assert f'name="view" value="{view_id}"' in html
+    # The CSV export of an open view exports the view's rows.
+    export = client.get(f"/deals/export.csv?view={view_id}").get_data(as_text=True)
+    assert "Alpha open" in export and "Charlie won" not in export
 
 
 def test_modify_then_save_and_save_as_new(client, login, deals):

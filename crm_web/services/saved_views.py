@@ -302,6 +302,13 @@ class SavedViewService:
             default=prefs.get("default") == builtin.key,
         )
 
+    def builtin_tabs(self, list_key: str, prefs: Mapping[str, Any]) -> list[Tab]:
+        """The list's built-in tabs the actor shows, in their order: no statement (what the page shows
+        until its whole tab bar has loaded)."""
+        tabs = [self._builtin_tab(b, prefs) for b in view_list(list_key).builtins]
+        order = {key: i for i, key in enumerate(prefs.get("order") or [])}
+        return sorted((t for t in tabs if not t.hidden), key=lambda t: order.get(t.key, len(order)))
+
     def tabs(self, list_key: str, prefs: Mapping[str, Any]) -> list[Tab]:
         """Every view of the list the actor may see, in their order (new ones last): one statement."""
         vlist = view_list(list_key)

@@ -121,14 +121,9 @@ def parse_filtered_list_query(
     return query, builder_from_rows(parsed)
 
 
-def parse_export_query(filter_fields: Any) -> ListQuery:
-    """The list state for a CSV export: there is no page to show an invalid filter on, so it is a 400
-    naming each bad condition."""
-    return export_query(*parse_filtered_list_query(filter_fields))
-
-
-def export_query(query: ListQuery, builder: FilterBuilder) -> ListQuery:
-    """`query`, unless its filter is invalid (a 400 naming each bad condition)."""
+def checked_for_export(query: ListQuery, builder: FilterBuilder) -> ListQuery:
+    """The list state for a CSV export: there is no page to show an invalid filter on, so an invalid
+    filter is a 400 naming each bad condition."""
     if builder.has_errors:
         raise BadRequest("Fix the filter before exporting: " + "; ".join(r.error for r in builder.all_rows if r.error))
     return query

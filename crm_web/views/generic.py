@@ -32,7 +32,7 @@ from crm_web.services.base import Actor, BaseService
 from crm_web.views.filtering import (
     FilterBuilder,
     builder_fields,
-    export_query,
+    checked_for_export,
     parse_filtered_list_query,
     render_list_page,
 )
@@ -136,7 +136,7 @@ class ListViews:
 
     def export(self) -> ResponseReturnValue:
         query, builder, _ = self._open()
-        query = export_query(query, builder)
+        query = checked_for_export(query, builder)
         service = self.service()
         rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
         return entity_csv_response(
