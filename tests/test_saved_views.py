@@ -340,6 +340,11 @@ def test_board_and_activities_views(client, login, users, deals, stages):
     activities_view = service(user).create("activities", name="Calls", query="quick=all&f=type.equals.call")
     html = client.get(f"/activities?view={activities_view.id}").get_data(as_text=True)
     assert "Call Ada" in html and "Meet Bob" not in html
+    changed = client.get(f"/activities?view={activities_view.id}&state=1&quick=all&f=type.equals.meeting")
+    body = changed.get_data(as_text=True)
+    assert "Meet Bob" in body and "Call Ada" not in body and "data-view-modified" in body
+    saved_state = re.findall(r'name="query" value="([^"]*)"', body)
+    assert saved_state and all(state.count("quick") == 1 for state in saved_state), saved_state
     # The quick views are the activities' built-in views, under their old URLs.
     assert "Meet Bob" in client.get("/activities?view=all").get_data(as_text=True)
 

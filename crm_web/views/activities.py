@@ -44,7 +44,7 @@ def _list_context(query: ListQuery, opening: ListOpening) -> dict[str, Any]:
     service = acting(ActivityService)
     page = service.list_page(view=view, **query.page_args())
     quick = [("quick", view)] if view != "mine" else []
-    state = [pair for pair in query.state_pairs() if pair[0] != "view"]
+    state = [pair for pair in query.state_pairs() if pair[0] not in ("view", "quick")]
     if not saved:
         # The quick view travels with every list link (sort, pages, search) like the filter does.
         query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
