@@ -308,6 +308,24 @@ def test_reorder_and_hide_over_http(client, login, users):
     assert client.post("/views/contacts/order", data={"key": "x"}, headers=HX, csrf=False).status_code == 400
 
 
+def test_rename_and_publish_an_open_view(client, login, users, deals):
+    user = login("manager")
+    view = service(user).create("deals", name="Draft", query="f=status.equals.open")
+    page = client.get(f"/deals?view={view.id}").get_data(as_text=True)
+    assert "Rename or share" in page and "only you see it" in page
+    response = client.post(f"/views/{view.id}/save", data={"name": "Team open deals", "visibility": "organisation"})
+    assert response.status_code == 303
+    saved = db.session.get(SavedView, view.id, populate_existing=True)
+    assert saved.name == "Team open deals" and saved.shared and saved.query == "f=status.equals.open"
+    # Another manager may change the shared view, but not take it away from the organisation.
+    other = factories.make_user(users["manager"].org, role="manager")
+    with pytest.raises(PermissionDenied):
+        service(other).update(view.id, shared=False)
+    assert service(other).update(view.id, name="Open deals").name == "Open deals"
+    login("sales")
+    assert "Rename or share" not in client.get(f"/deals?view={view.id}").get_data(as_text=True)
+
+
 def test_sales_cannot_publish_unless_allowed(client, login, org):
     login("sales")
     refused = client.post("/views/leads", data={"name": "All of us", "visibility": "organisation", "query": ""})

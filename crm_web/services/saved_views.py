@@ -423,6 +423,8 @@ class SavedViewService:
             view.query = state_query(view_list(view.list_key), parse_qsl(query))
         if shared is not None and shared != view.shared:
             self._check_shared(shared)
+            if not shared and view.owner_id != self.actor.user_id:
+                raise PermissionDenied("Only its owner can make this view private again.")
             view.shared = shared
         self.session.commit()
         return view
