@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
-from typing import overload
+from collections.abc import Iterable, Mapping
+from typing import Any, overload
 
 from flask import request
 
@@ -20,20 +20,37 @@ def is_whole_number(text: str, max_digits: int = 18, *, signed: bool = False) ->
 
 
 @overload
-def get_int_param(name: str, default: int, *, min_value: int | None = None, max_value: int | None = None) -> int: ...
+def get_int_param(
+    name: str,
+    default: int,
+    *,
+    min_value: int | None = None,
+    max_value: int | None = None,
+    args: Mapping[str, Any] | None = None,
+) -> int: ...
 
 
 @overload
 def get_int_param(
-    name: str, default: None = None, *, min_value: int | None = None, max_value: int | None = None
+    name: str,
+    default: None = None,
+    *,
+    min_value: int | None = None,
+    max_value: int | None = None,
+    args: Mapping[str, Any] | None = None,
 ) -> int | None: ...
 
 
 def get_int_param(
-    name: str, default: int | None = None, *, min_value: int | None = None, max_value: int | None = None
+    name: str,
+    default: int | None = None,
+    *,
+    min_value: int | None = None,
+    max_value: int | None = None,
+    args: Mapping[str, Any] | None = None,
 ) -> int | None:
-    """An integer from the query string; missing or empty gives `default`."""
-    raw = request.args.get(name, "").strip()
+    """An integer from the query string (or `args`); missing or empty gives `default`."""
+    raw = (request.args if args is None else args).get(name, "").strip()
     if raw == "":
         return default
     if not is_whole_number(raw, signed=True):
@@ -70,15 +87,21 @@ def get_uuid_list(name: str, source: str = "form", limit: int = 1000) -> list[uu
 
 
 @overload
-def get_choice_param(name: str, choices: Iterable[str], default: str) -> str: ...
+def get_choice_param(
+    name: str, choices: Iterable[str], default: str, *, args: Mapping[str, Any] | None = None
+) -> str: ...
 
 
 @overload
-def get_choice_param(name: str, choices: Iterable[str], default: None = None) -> str | None: ...
+def get_choice_param(
+    name: str, choices: Iterable[str], default: None = None, *, args: Mapping[str, Any] | None = None
+) -> str | None: ...
 
 
-def get_choice_param(name: str, choices: Iterable[str], default: str | None = None) -> str | None:
-    raw = request.args.get(name, "").strip()
+def get_choice_param(
+    name: str, choices: Iterable[str], default: str | None = None, *, args: Mapping[str, Any] | None = None
+) -> str | None:
+    raw = (request.args if args is None else args).get(name, "").strip()
     if raw == "":
         return default
     allowed = list(choices)
@@ -87,8 +110,10 @@ def get_choice_param(name: str, choices: Iterable[str], default: str | None = No
     return raw
 
 
-def get_text_param(name: str, default: str = "", max_length: int = MAX_PARAM_LENGTH) -> str:
-    raw = request.args.get(name, default).strip()
+def get_text_param(
+    name: str, default: str = "", max_length: int = MAX_PARAM_LENGTH, *, args: Mapping[str, Any] | None = None
+) -> str:
+    raw = (request.args if args is None else args).get(name, default).strip()
     if len(raw) > max_length:
         raise BadRequest(f"Parameter {name!r} is too long (at most {max_length} characters).")
     return raw

@@ -69,7 +69,32 @@ def typo_tolerant() -> bool:
     return bool(db.engine.dialect.name == "postgresql")
 
 
+def may_publish_views() -> bool:
+    """Whether the signed-in user may publish saved views to their organisation (the save form asks;
+    services/saved_views decides). No statement: the organisation is loaded with the user."""
+    from flask_login import current_user
+
+    from crm_web.models import Role
+
+    if not current_user.is_authenticated:
+        return False
+    return bool(current_user.has_role(Role.MANAGER) or current_user.org.sales_can_publish_views)
+
+
+def builtin_view_tabs(list_key: str) -> tuple[Any, list[Any]]:
+    """A list's views declaration and the built-in tabs the signed-in user shows (no statement)."""
+    from flask_login import current_user
+
+    from crm_web.services.base import Actor
+    from crm_web.services.saved_views import SavedViewService, prefs_of, view_list
+
+    service = SavedViewService(Actor.of(current_user))
+    return view_list(list_key), service.builtin_tabs(list_key, prefs_of(current_user, list_key))
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(GLOBALS)
     app.jinja_env.globals["typo_tolerant"] = typo_tolerant
+    app.jinja_env.globals["may_publish_views"] = may_publish_views
+    app.jinja_env.globals["builtin_view_tabs"] = builtin_view_tabs

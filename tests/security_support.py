@@ -162,6 +162,17 @@ def _upload_form(world: World) -> dict[str, Any]:
     return {"entity": "contacts", "file": (io.BytesIO(b"First name,Email\nAda,ada@example.com\n"), "people.csv")}
 
 
+def _saved_view(org: Any, owner: Any, name: str, **values: Any) -> Any:
+    """A view the owner shared with the organisation (managers may change it, sales may not)."""
+    from crm_web.extensions import db
+    from crm_web.models import SavedView
+
+    view = SavedView(org_id=org.id, owner_id=owner.id, list_key="deals", name=name, query="q=x", shared=True, **values)
+    db.session.add(view)
+    db.session.commit()
+    return view
+
+
 def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     """Records of every kind, owned and trashed by the org's admin, with `marker` in their names."""
     owner = users["admin"]
@@ -187,6 +198,8 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     trashed_lead = factories.make_lead(org, first_name=f"{marker}TrashedLead", owner_id=owner.id, **gone)
     trashed_activity = factories.make_activity(org, subject=f"{marker} Trashed call", owner_id=owner.id, **gone)
     draft_import, done_import = _imports(org, owner, marker)
+    view = _saved_view(org, owner, f"{marker} View")
+    trashed_view = _saved_view(org, owner, f"{marker} Trashed view", **gone)
     world = World(marker, org, users, stage_order=[s.id for s in stages])
     world.ids.update(
         org=org.id,
@@ -213,6 +226,8 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
         trashed_lead=trashed_lead.id,
         draft_import=draft_import,
         done_import=done_import,
+        view=view.id,
+        trashed_view=trashed_view.id,
         sales=users["sales"].id,
         manager=users["manager"].id,
         admin=owner.id,
@@ -541,6 +556,23 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("POST", "tags.remove"): Route(
         OWNER, args={"entity_type": "=contact", "entity_id": "contact"}, form=lambda w: {"tag_id": str(w["tag"])}
+    ),
+    # --- saved views ------------------------------------------------------------------------
+    ("GET", "saved_views.tabs"): Route(MEMBER, args={"list_key": "=deals"}),
+    ("POST", "saved_views.create"): Route(
+        MEMBER, args={"list_key": "=deals"}, form=lambda w: {"name": "Mine", "query": "q=a", "visibility": "private"}
+    ),
+    ("POST", "saved_views.update"): Route(OWNER, args={"view_id": "view"}, form=lambda w: {"query": "q=b"}),
+    ("POST", "saved_views.delete"): Route(OWNER, args={"view_id": "view"}, form=lambda w: {}),
+    ("POST", "saved_views.restore"): Route(DELETER, args={"view_id": "trashed_view"}, form=lambda w: {}),
+    ("POST", "saved_views.reorder"): Route(
+        MEMBER, args={"list_key": "=deals"}, form=lambda w: {"key": ["won-deals", str(w["view"])]}
+    ),
+    ("POST", "saved_views.set_default"): Route(
+        MEMBER, args={"list_key": "=deals"}, form=lambda w: {"key": "won-deals"}
+    ),
+    ("POST", "saved_views.set_hidden"): Route(
+        MEMBER, args={"list_key": "=deals"}, form=lambda w: {"key": "won-deals", "hidden": "1"}
     ),
     # --- trash ------------------------------------------------------------------------------
     ("GET", "trash.index"): Route(MANAGER),

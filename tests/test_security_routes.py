@@ -205,13 +205,21 @@ def test_every_restore_route_follows_the_one_restore_policy():
 
 def _trashed_by(world, user) -> None:
     """The world's trashed records as if `user` had deleted them."""
-    for key in ("trashed_contact", "trashed_deal", "trashed_company", "trashed_lead", "trashed_activity"):
+    for key in (
+        "trashed_contact",
+        "trashed_deal",
+        "trashed_company",
+        "trashed_lead",
+        "trashed_activity",
+        "trashed_view",
+    ):
         model = {
             "trashed_contact": "Contact",
             "trashed_deal": "Deal",
             "trashed_company": "Company",
             "trashed_lead": "Lead",
             "trashed_activity": "Activity",
+            "trashed_view": "SavedView",
         }[key]
         from crm_web import models
 

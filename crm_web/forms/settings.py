@@ -54,6 +54,7 @@ class OrganisationForm(FlaskForm):
         "Keep deleted records in the trash for (days)", validators=[Optional(), NumberRange(1, 3650)]
     )
     sales_can_import = BooleanField("Sales users may import CSV files (into their own ownership)")
+    sales_can_publish_views = BooleanField("Sales users may publish saved views to the whole organisation")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -18,6 +18,7 @@ from crm_web.models.import_job import IMPORT_STATUSES, Import, ImportUpdate
 from crm_web.models.lead import LEAD_STATUSES, Lead
 from crm_web.models.organization import DEFAULT_TIME_ZONE, Organization, Role, User, UserToken
 from crm_web.models.pipeline import Pipeline, PipelineStage
+from crm_web.models.saved_view import SavedView
 from crm_web.models.search_word import SearchWord
 from crm_web.models.tag import Tag, company_tags, contact_tags, deal_tags, lead_tags
 from crm_web.models.tally import ActivityTally, DealTally
@@ -54,6 +55,7 @@ __all__ = [
     "PipelineStage",
     "RecordHistory",
     "Role",
+    "SavedView",
     "SearchWord",
     "SoftDeleteMixin",
     "Tag",

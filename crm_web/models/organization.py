@@ -5,9 +5,10 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, ForeignKey, Index, String, false, func
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, false, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -49,6 +50,8 @@ class Organization(IdMixin, TimestampMixin, Base):
     stages_reviewed_at: Mapped[datetime | None] = mapped_column(default=None)
     # Whether sales users may import CSV files (into their own ownership); managers and admins always may.
     sales_can_import: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Whether sales users may publish saved views to the organisation; managers and admins always may.
+    sales_can_publish_views: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class User(UserMixin, IdMixin, TimestampMixin, Base):
@@ -66,6 +69,9 @@ class User(UserMixin, IdMixin, TimestampMixin, Base):
     session_version: Mapped[int] = mapped_column(default=1, server_default="1")
     # Set when an admin chose the password: the user must pick their own at first sign-in.
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Per list (services/saved_views.LISTS): the order of its view tabs, the built-in views hidden and
+    # the default view. Loaded with the user (no statement of its own on a list page).
+    view_prefs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
 
     org: Mapped[Organization] = relationship(lazy="raise_on_sql")
 

@@ -50,9 +50,10 @@ class OrganisationService:
         time_zone: str,
         trash_retention_days: int | None,
         sales_can_import: bool | None = None,
+        sales_can_publish_views: bool | None = None,
     ) -> Organization:
-        """Admins rename the organisation and set its currency, time zone, trash retention and whether
-        sales users may import CSV files (None: unchanged)."""
+        """Admins rename the organisation and set its currency, time zone, trash retention, whether
+        sales users may import CSV files and whether they may publish saved views (None: unchanged)."""
         require_role(self.actor.role, Role.ADMIN, "change the organisation's settings")
         values: dict[str, Any] = {
             "name": " ".join((name or "").split()),
@@ -62,6 +63,8 @@ class OrganisationService:
         }
         if sales_can_import is not None:
             values["sales_can_import"] = bool(sales_can_import)
+        if sales_can_publish_views is not None:
+            values["sales_can_publish_views"] = bool(sales_can_publish_views)
         errors = {}
         if not values["name"] or len(values["name"]) > 200:
             errors["name"] = "Enter a name of at most 200 characters."

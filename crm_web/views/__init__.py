@@ -13,6 +13,7 @@ from crm_web.views.internal import bp as internal
 from crm_web.views.leads import bp as leads
 from crm_web.views.my_day import bp as my_day
 from crm_web.views.pipelines import bp as pipelines
+from crm_web.views.saved_views import bp as saved_views
 from crm_web.views.search import bp as search
 from crm_web.views.settings import bp as settings
 from crm_web.views.system import bp as system
@@ -31,6 +32,7 @@ BLUEPRINTS = [
     board,
     pipelines,
     activities,
+    saved_views,
     trash,
     imports,
     tags,

@@ -21,10 +21,11 @@ from crm_web.params import get_choice_param, get_text_param, get_uuid_param, is_
 from crm_web.rendering import render_page, see_other, with_toast, with_undo
 from crm_web.services.activities import LINKS, QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
 from crm_web.services.calendar import HOURS, MODES, WHO, CalendarService, due_at_from
-from crm_web.views.filtering import builder_fields, parse_export_query, parse_filtered_list_query, render_list_page
+from crm_web.views.filtering import builder_fields, checked_for_export, parse_filtered_list_query, render_list_page
 from crm_web.views.generic import BulkActions, acting
 from crm_web.views.listing import ListQuery
 from crm_web.views.pickers import fit_owner_field, owner_options, picked_labels
+from crm_web.views.saved_views import ListOpening, open_list
 
 bp = Blueprint("activities", __name__)
 
@@ -40,34 +41,59 @@ def _links_from_args() -> Links:
     return Links(**{name: get_uuid_param(name) for name in LINKS})
 
 
-def _list_context(query: ListQuery) -> dict[str, Any]:
-    """Everything the list page (and its table and builder blocks) shows, besides query and builder."""
-    view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
+def _list_context(query: ListQuery, opening: ListOpening) -> dict[str, Any]:
+    """Everything the list page (and its table and builder blocks) shows, besides query and builder.
+
+    The quick view is `view` (`?view=overdue`: the built-in views of views/saved_views); with a saved
+    view open, `view` names it and the quick view it keeps is `quick`."""
+    args = opening.args
+    saved = opening.tab is not None
+    view = get_choice_param("quick" if saved else "view", QUICK_VIEW_KEYS, "mine", args=args)
     service = acting(ActivityService)
     page = service.list_page(view=view, **query.page_args())
-    # The quick view travels with every list link (sort, pages, search) like the filter does.
-    query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
+    quick = [("quick", view)] if view != "mine" else []
+    state = [pair for pair in query.state_pairs() if pair[0] not in ("view", "quick")]
+    if not saved:
+        # The quick view travels with every list link (sort, pages, search) like the filter does.
+        query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
     owners = service.owner_choices()
     fields_meta = builder_fields(ACTIVITY.filter_fields(), choices={"owner": owners})
     return {
         "entity": ACTIVITY,
         "page": page,
         "view": view,
+        "view_input": opening.key if saved else view,
+        "current_tab": opening.key if saved else (view if view != "mine" else None),
         "quick_views": QUICK_VIEWS,
         "fields_meta": fields_meta,
         "owners": owners,
         "title": "Activities",
+        "opening": opening,
+        "view_state": quick + state,
     }
+
+
+def _opened() -> tuple[ListQuery, Any, ListOpening]:
+    """The list state of the request, after opening the saved view it names."""
+    opening = open_list("activities")
+    query, builder = parse_filtered_list_query(ACTIVITY.filter_fields(), opening.args)
+    opening.apply(query, ACTIVITY.filter_fields())
+    return query, builder, opening
 
 
 def _table(service: ActivityService):
     """After a bulk action: the table block in the list state of the query string."""
-    query, builder = parse_filtered_list_query(ACTIVITY.filter_fields())
+    query, builder, opening = _opened()
     list_url = url_for("activities.index")
     if not wants_fragment():
         return see_other(query.url(list_url))
     return render_page(
-        INDEX, block="activity_table", query=query, builder=builder, list_url=list_url, **_list_context(query)
+        INDEX,
+        block="activity_table",
+        query=query,
+        builder=builder,
+        list_url=list_url,
+        **_list_context(query, opening),
     )
 
 
@@ -103,22 +129,24 @@ def _new_form(links: Links):
 
 @bp.get("/activities")
 def index():
-    query, builder = parse_filtered_list_query(ACTIVITY.filter_fields())
+    query, builder, opening = _opened()
     return render_list_page(
         INDEX,
         query=query,
         builder=builder,
         list_url=url_for("activities.index"),
         table_block="activity_table",
-        **_list_context(query),
+        **_list_context(query, opening),
     )
 
 
 @bp.get("/activities/export.csv")
 def export():
     """The CSV export of the quick view, searched and filtered, as the list shows it."""
-    query = parse_export_query(ACTIVITY.filter_fields())
-    view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
+    query, builder, opening = _opened()
+    query = checked_for_export(query, builder)
+    saved = opening.tab is not None
+    view = get_choice_param("quick" if saved else "view", QUICK_VIEW_KEYS, "mine", args=opening.args)
     service = acting(ActivityService)
     rows = service.export_view(view=view, filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
     return entity_csv_response(ACTIVITY, rows, day=service.actor.today())

@@ -4,6 +4,8 @@ drop), and deleting or restoring deals from the board."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,41 +20,57 @@ from crm_web.services.board import BoardService
 from crm_web.views.deals import CHANGED, fields_meta
 from crm_web.views.filtering import FilterBuilder, parse_filtered_list_query, render_list_page
 from crm_web.views.generic import acting
-from crm_web.views.listing import ListQuery
+from crm_web.views.listing import ListQuery, query_string
+from crm_web.views.saved_views import ListOpening, open_list
 
 bp = Blueprint("board", __name__)
 
 BOARD = "#board"
 
 
+def _board_pairs(pipeline_id: uuid.UUID | None, query: ListQuery) -> list[tuple[str, str]]:
+    """The board's whole state (pipeline, search, filter), without any saved view's name."""
+    plain = replace(query, view_key=None, view_pairs=None, prefix_pairs=[])
+    pairs = [("pipeline", str(pipeline_id))] if pipeline_id else []
+    return pairs + plain.params(page=None, per_page=None, sort=None)
+
+
 def _board_query(pipeline_id: uuid.UUID | None, query: ListQuery) -> str:
-    """The board's URL state (pipeline, search, filter) for links, load-more and moves."""
-    pairs = ([("pipeline", str(pipeline_id))] if pipeline_id else []) + query.params(
-        page=None, per_page=None, sort=None
-    )
-    return urlencode(pairs)
+    """The board's URL state (pipeline, search, filter) for links, load-more and moves: always the
+    whole state, so those requests need no saved view."""
+    return urlencode(_board_pairs(pipeline_id, query))
 
 
 def board_context(
-    service: BoardService, query: ListQuery, builder: FilterBuilder, *, with_builder: bool = False
+    service: BoardService,
+    query: ListQuery,
+    builder: FilterBuilder,
+    *,
+    with_builder: bool = False,
+    args: Mapping[str, Any] | None = None,
+    opening: ListOpening | None = None,
 ) -> dict[str, Any]:
     """The board page and its blocks: the cached pipeline, one header aggregate, one windowed card select."""
-    board = service.board(
-        pipeline_id=get_uuid_param("pipeline"), filter_spec=query.filter_spec, q=query.q, scope=query.scope
-    )
+    pipeline_id = get_uuid_param("pipeline") if args is None else parse_uuid(args.get("pipeline"), "pipeline")
+    board = service.board(pipeline_id=pipeline_id, filter_spec=query.filter_spec, q=query.q, scope=query.scope)
+    shown = board.pipeline.id if board.pipeline else None
     return {
         "board": board,
         "query": query,
         "builder": builder,
-        "board_query": _board_query(board.pipeline.id if board.pipeline else None, query),
+        "board_query": _board_query(shown, query),
         "fields_meta": fields_meta(service.deals) if with_builder or builder.has_errors else None,
+        "opening": opening,
+        "view_state": [(k, v) for k, v in _board_pairs(shown, query) if k not in ("page", "per_page")],
     }
 
 
 @bp.get("/deals/board")
 def index():
-    query, builder = parse_filtered_list_query(DEAL.filter_fields())
-    context = board_context(acting(BoardService), query, builder)
+    opening = open_list("board")
+    query, builder = parse_filtered_list_query(DEAL.filter_fields(), opening.args)
+    opening.apply(query, DEAL.filter_fields())
+    context = board_context(acting(BoardService), query, builder, args=opening.args, opening=opening)
     if builder.has_errors:
         return render_list_page(
             "deals/board.html",
@@ -64,7 +82,12 @@ def index():
         )
     response = render_page("deals/board.html", block="board", **context)
     if wants_fragment():
-        hx_push_url(response, url_for("board.index") + "?" + context["board_query"])
+        shown = (
+            query_string(query.params(page=None, per_page=None, sort=None))
+            if query.view_key
+            else context["board_query"]
+        )
+        hx_push_url(response, url_for("board.index") + "?" + shown)
     return response
 
 

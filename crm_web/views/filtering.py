@@ -103,13 +103,17 @@ def builder_from_rows(parsed: ParsedFilter) -> FilterBuilder:
     return builder
 
 
-def parse_filtered_list_query(filter_fields: Any) -> tuple[ListQuery, FilterBuilder]:
-    """The list state plus the builder; an invalid filter is returned inline, never raised.
+def parse_filtered_list_query(
+    filter_fields: Any, args: Mapping[str, Any] | None = None
+) -> tuple[ListQuery, FilterBuilder]:
+    """The list state (from request.args, or `args`) plus the builder; an invalid filter is returned
+    inline, never raised.
 
     Malformed page/per_page/sort/scope still raise BadRequest (400): those are not user typing.
     """
-    query = parse_list_query(None)
-    parsed = parse_rows(request.args, filter_fields)
+    args = request.args if args is None else args
+    query = parse_list_query(None, args)
+    parsed = parse_rows(args, filter_fields)
     if parsed.ok:
         spec = parsed.spec
         query.filter_spec = None if spec.is_empty else spec
@@ -117,10 +121,9 @@ def parse_filtered_list_query(filter_fields: Any) -> tuple[ListQuery, FilterBuil
     return query, builder_from_rows(parsed)
 
 
-def parse_export_query(filter_fields: Any) -> ListQuery:
-    """The list state for a CSV export: there is no page to show an invalid filter on, so it is a 400
-    naming each bad condition."""
-    query, builder = parse_filtered_list_query(filter_fields)
+def checked_for_export(query: ListQuery, builder: FilterBuilder) -> ListQuery:
+    """The list state for a CSV export: there is no page to show an invalid filter on, so an invalid
+    filter is a 400 naming each bad condition."""
     if builder.has_errors:
         raise BadRequest("Fix the filter before exporting: " + "; ".join(r.error for r in builder.all_rows if r.error))
     return query

@@ -38,11 +38,12 @@ from crm_web.services.history import jsonable
 from crm_web.views.filtering import (
     FilterBuilder,
     builder_fields,
-    parse_export_query,
+    checked_for_export,
     parse_filtered_list_query,
     render_list_page,
 )
 from crm_web.views.listing import ListQuery
+from crm_web.views.saved_views import ListOpening, open_list
 
 S = TypeVar("S")
 
@@ -83,8 +84,16 @@ class ListViews:
     def service(self) -> Any:
         return acting(self.service_class)
 
+    def _open(self) -> tuple[ListQuery, FilterBuilder, ListOpening]:
+        """The list state of the request, after opening the saved view it names (views/saved_views)."""
+        opening = open_list(self.entity.plural)
+        fields = self.entity.filter_fields()
+        query, builder = parse_filtered_list_query(fields, opening.args)
+        return opening.apply(query, fields), builder, opening
+
     def _query(self) -> tuple[ListQuery, FilterBuilder]:
-        return parse_filtered_list_query(self.entity.filter_fields())
+        query, builder, _ = self._open()
+        return query, builder
 
     def _count(self, n: int) -> str:
         return plural(n, self.entity.name, self.entity.plural)
@@ -93,9 +102,11 @@ class ListViews:
     def list_url(self) -> str:
         return url_for(f"{self.bp.name}.index")
 
-    def context(self, service: Any, query: ListQuery, builder: FilterBuilder) -> dict[str, Any]:
+    def context(
+        self, service: Any, query: ListQuery, builder: FilterBuilder, opening: ListOpening | None = None
+    ) -> dict[str, Any]:
         """Everything the list page and its blocks show: the page of rows, the pickers' choices (one
-        statement) and the builder's fields."""
+        statement), the builder's fields and the saved view it shows."""
         page = service.list_page(**query.page_args())
         choices = service.choices()
         fields_meta = builder_fields(self.entity.filter_fields(), tags=choices.tags, choices={"owner": choices.owners})
@@ -107,19 +118,22 @@ class ListViews:
             "query": query,
             "builder": builder,
             "list_url": self.list_url,
+            "opening": opening,
+            "view_state": query.state_pairs(),
         }
         if self.extra_context is not None:
             context.update(self.extra_context(service))
         return context
 
     def index(self) -> ResponseReturnValue:
-        query, builder = self._query()
+        query, builder, opening = self._open()
         return render_list_page(
-            self.template, table_block=self.table_block, **self.context(self.service(), query, builder)
+            self.template, table_block=self.table_block, **self.context(self.service(), query, builder, opening)
         )
 
     def export(self) -> ResponseReturnValue:
-        query = parse_export_query(self.entity.filter_fields())
+        query, builder, _ = self._open()
+        query = checked_for_export(query, builder)
         service = self.service()
         rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
         return entity_csv_response(
@@ -128,10 +142,10 @@ class ListViews:
 
     def table(self, service: Any) -> Any:
         """After a POST from the list: the table block in the list state of the query string."""
-        query, builder = self._query()
+        query, builder, opening = self._open()
         if not wants_fragment():
             return see_other(query.url(self.list_url))
-        response = render_page(self.template, block=self.table_block, **self.context(service, query, builder))
+        response = render_page(self.template, block=self.table_block, **self.context(service, query, builder, opening))
         return hx_trigger(response, self.changed_event) if self.changed_event else response
 
 

@@ -1,8 +1,14 @@
 """What every list page reads from its URL (page, size, sort, search, owner scope, filter),
-and how it builds links that keep the rest of the URL intact."""
+and how it builds links that keep the rest of the URL intact.
+
+With a saved view open (views/saved_views.py) the links name the view: `?view=<id>` while the list
+shows the view's own state, `?view=<id>&state=1&...` (the whole state) once it was changed; the
+page itself is never part of a view.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -25,6 +31,37 @@ class ListQuery:
     scope: str = "all"  # "mine" or "all"
     filter_spec: Any = None
     filter_pairs: list[tuple[str, str]] = field(default_factory=list)
+    # State a list keeps besides the above: before it (the board's pipeline, the activities' quick
+    # view), after it (the column chooser's `cols`, kept as it is).
+    prefix_pairs: list[tuple[str, str]] = field(default_factory=list)
+    extra_pairs: list[tuple[str, str]] = field(default_factory=list)
+    # The saved view the list was opened with (its key) and that view's state, to tell "modified".
+    view_key: str | None = None
+    view_pairs: list[tuple[str, str]] | None = None
+
+    def state_pairs(self, **overrides: Any) -> list[tuple[str, str]]:
+        """The list state a saved view stores (everything but the page), in canonical order."""
+        state: dict[str, Any] = {
+            "q": self.q or None,
+            "scope": self.scope if self.scope != "all" else None,
+            "sort": self.sort,
+            "per_page": self.per_page if self.per_page != 25 else None,
+        }
+        state.update((k, v) for k, v in overrides.items() if k != "page")
+        pairs = [(k, str(v)) for k in LIST_KEYS if k != "page" and (v := state.get(k)) not in (None, "")]
+        return [*self.prefix_pairs, *pairs, *self.filter_pairs, *self.extra_pairs]
+
+    @property
+    def modified(self) -> bool:
+        """Whether the list shows another state than its open view's."""
+        return self.view_key is not None and self.state_pairs() != self.view_pairs
+
+    def state_inputs(self) -> list[tuple[str, str]]:
+        """The hidden inputs the list's controls send along: the whole state but page and q (each control
+        sends its own), with an open view named and marked as given in full."""
+        if self.view_key is None:
+            return self.params(page=None, q=None)
+        return [("view", self.view_key), ("state", "1"), *self.state_pairs(q=None)]
 
     def page_args(self) -> dict[str, Any]:
         """The keyword arguments of an entity service's `list_page`."""
@@ -39,6 +76,13 @@ class ListQuery:
 
     def params(self, **overrides: Any) -> list[tuple[str, str]]:
         """The canonical query pairs of this list state, with overrides (None removes a key)."""
+        if self.view_key is not None:
+            page = overrides.get("page", self.page if self.page != 1 else None)
+            tail = [("page", str(page))] if page not in (None, "", 1) else []
+            current = self.state_pairs(**overrides)
+            if current == self.view_pairs:
+                return [("view", self.view_key), *tail]
+            return [("view", self.view_key), ("state", "1"), *current, *tail]
         state: dict[str, Any] = {
             "q": self.q or None,
             "scope": self.scope if self.scope != "all" else None,
@@ -48,7 +92,7 @@ class ListQuery:
         }
         state.update(overrides)
         pairs = [(k, str(v)) for k in LIST_KEYS if (v := state.get(k)) not in (None, "")]
-        return pairs + list(self.filter_pairs)
+        return [*self.prefix_pairs, *pairs, *self.filter_pairs, *self.extra_pairs]
 
     def url(self, base: str, **overrides: Any) -> str:
         pairs = self.params(**overrides)
@@ -67,19 +111,20 @@ class ListQuery:
         return ""
 
 
-def parse_list_query(filter_fields: Any = None) -> ListQuery:
-    """Read the list state from request.args; a filter is parsed against `filter_fields`."""
+def parse_list_query(filter_fields: Any = None, args: Mapping[str, Any] | None = None) -> ListQuery:
+    """Read the list state from request.args (or `args`); a filter is parsed against `filter_fields`."""
+    args = request.args if args is None else args
     query = ListQuery(
-        page=get_int_param("page", 1, min_value=1, max_value=1_000_000),
-        per_page=get_int_param("per_page", 25, min_value=1, max_value=max(PAGE_SIZES)),
-        sort=get_text_param("sort", max_length=40) or None,
-        q=get_text_param("q"),
-        scope=get_choice_param("scope", ("all", "mine"), "all"),
+        page=get_int_param("page", 1, min_value=1, max_value=1_000_000, args=args),
+        per_page=get_int_param("per_page", 25, min_value=1, max_value=max(PAGE_SIZES), args=args),
+        sort=get_text_param("sort", max_length=40, args=args) or None,
+        q=get_text_param("q", args=args),
+        scope=get_choice_param("scope", ("all", "mine"), "all", args=args),
     )
     if filter_fields:
         from crm_web.filters import encode_filter, parse_filter
 
-        spec = parse_filter(request.args, filter_fields)
+        spec = parse_filter(args, filter_fields)
         query.filter_spec = None if spec.is_empty else spec
         query.filter_pairs = encode_filter(spec) if not spec.is_empty else []
     return query

@@ -161,6 +161,7 @@ def organisation():
                 time_zone=form.time_zone.data,
                 trash_retention_days=form.trash_retention_days.data,
                 sales_can_import=form.sales_can_import.data,
+                sales_can_publish_views=form.sales_can_publish_views.data,
             )
         except ValidationError as error:
             apply_errors(form, error)
