@@ -165,6 +165,9 @@ def _compile_condition(condition: Condition, ff: FilterField, cal: _Calendar) ->
     positive_op = NEGATIONS.get(op, op)
     negate = positive_op != op
     columns = _columns(ff)
+    if ff.type is FieldType.MULTI and ff.predicate is not None:
+        clause = ff.predicate(positive_op, condition.value)  # never NULL
+        return not_(clause) if negate else clause
     if ff.type is FieldType.TAG:
         criterion = None if positive_op == "isNotEmpty" else columns[0].in_(list(condition.value))
         clause = _exists(ff.via, criterion)

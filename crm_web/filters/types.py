@@ -35,6 +35,7 @@ class FieldType(enum.StrEnum):
     CHOICE = "choice"
     BOOLEAN = "boolean"
     TAG = "tag"
+    MULTI = "multi"  # a multi select custom field: a list of option ids
 
 
 class _OneColumn:
@@ -68,6 +69,8 @@ class FilterField:
     columns: tuple[Any, ...] = ()
     via: Any = None
     choices: tuple[tuple[str, str], ...] = ()
+    # MULTI: (positive operator, value) -> the clause (custom_fields.py builds it per engine).
+    predicate: Callable[[str, Any], Any] | None = None
 
     # One-column fields of one type: F.number("Employees", Company.employee_count, via=...).
     number = _OneColumn(FieldType.NUMBER)
@@ -146,6 +149,12 @@ OPERATOR_LABELS: dict[str, str] = {
     "isTrue": "is yes",
     "isFalse": "is no",
 }
+MULTI_OPERATOR_LABELS = {
+    "in": "has any of",
+    "notIn": "has none of",
+    "isEmpty": "is empty",
+    "isNotEmpty": "is not empty",
+}
 TAG_OPERATOR_LABELS = {"in": "has any of", "notIn": "has none of", "isEmpty": "has no tags", "isNotEmpty": "has tags"}
 
 _NUMERIC_OPS = (
@@ -180,6 +189,7 @@ OPERATORS_BY_TYPE: dict[FieldType, tuple[str, ...]] = {
     FieldType.CHOICE: ("equals", "notEquals", "in", "notIn"),
     FieldType.BOOLEAN: ("isTrue", "isFalse"),
     FieldType.TAG: ("in", "notIn", "isEmpty", "isNotEmpty"),
+    FieldType.MULTI: ("in", "notIn", "isEmpty", "isNotEmpty"),
 }
 
 # A negative operator compiles as the negation of its positive twin, NULL-safely.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, ForeignKey, Index, String, false, func
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, false, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -49,6 +50,9 @@ class Organization(IdMixin, TimestampMixin, Base):
     stages_reviewed_at: Mapped[datetime | None] = mapped_column(default=None)
     # Whether sales users may import CSV files (into their own ownership); managers and admins always may.
     sales_can_import: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The custom field definitions, {entity name: [field, ...]} (services/custom_fields.py): kept on this
+    # row because every signed-in request loads it with the user, so reading them costs no statement.
+    custom_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class User(UserMixin, IdMixin, TimestampMixin, Base):
@@ -66,6 +70,9 @@ class User(UserMixin, IdMixin, TimestampMixin, Base):
     session_version: Mapped[int] = mapped_column(default=1, server_default="1")
     # Set when an admin chose the password: the user must pick their own at first sign-in.
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The columns the user picked per list, {list name: [column key, ...]} (views/columns.py); loaded
+    # with the user, so a list reads it without a statement.
+    list_columns: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     org: Mapped[Organization] = relationship(lazy="raise_on_sql")
 
