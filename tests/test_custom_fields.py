@@ -3,11 +3,14 @@ of each type against hand-computed rows, sorting, history, CSV, roles and statem
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from crm_web.custom_fields import MAX_FIELDS, FieldInput
-from crm_web.errors import NotFound, PermissionDenied, ValidationError
+from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
+from crm_web.filters import parse_filter
 from crm_web.models import Company, Organization
 from crm_web.services.companies import CompanyService
 from crm_web.services.custom_fields import CustomFieldService
@@ -148,3 +151,178 @@ def test_values_are_validated_by_type_with_each_fields_message(admin, org):
     assert errors["cf_site"] == "Enter a web address."
     assert errors["cf_billing_email"] == "Enter an email address."
     assert errors["cf_notes"] == "At most 5000 characters."
+
+
+# --- filters and sorting: every type, every operator, against hand-computed rows ----------------
+
+
+@pytest.fixture
+def typed(app, admin, users, org, other_org):
+    """Companies A..E with a value of each type (E has none), and another organisation's field."""
+    app.config["CLOCK"] = lambda: datetime(2026, 5, 14, 12, tzinfo=UTC)
+    tier = _define(admin, "company", "Tier", "select", options=_options("Gold", "Silver", "Bronze"))
+    regions = _define(admin, "company", "Regions", "multi_select", options=_options("North", "South", "East"))
+    for label, kind in [
+        ("Code", "text"),
+        ("Notes", "long_text"),
+        ("Seats", "number"),
+        ("Budget", "money"),
+        ("Renewal", "date"),
+        ("Active", "checkbox"),
+        ("Site", "url"),
+        ("Mail", "email"),
+        ("Rep", "user"),
+    ]:
+        _define(admin, "company", label, kind)
+    gold, silver, bronze = (o.id for o in tier.options)
+    north, south, east = (o.id for o in regions.options)
+    rep = str(users["sales"].id)
+    rows = {
+        "A": {
+            "code": "AB-1",
+            "notes": "likes golf",
+            "seats": "10",
+            "budget": "1000.50",
+            "renewal": "2026-05-14",
+            "active": "yes",
+            "site": "a.example",
+            "mail": "a@a.io",
+            "rep": rep,
+            "tier": "Gold",
+            "regions": ["North", "South"],
+        },
+        "B": {
+            "code": "ab-2",
+            "notes": "",
+            "seats": "25",
+            "budget": "99.99",
+            "renewal": "2026-06-01",
+            "active": "no",
+            "site": "https://b.example/x",
+            "mail": "",
+            "rep": "",
+            "tier": "Silver",
+            "regions": ["South"],
+        },
+        "C": {
+            "code": "zz%_",
+            "notes": "Golf and tennis",
+            "seats": "-3",
+            "budget": "5000",
+            "renewal": "2025-12-31",
+            "active": "yes",
+            "site": "",
+            "mail": "c@c.io",
+            "rep": rep,
+            "tier": "Bronze",
+            "regions": ["East"],
+        },
+        "D": {
+            "code": "",
+            "notes": "",
+            "seats": "1000000",
+            "budget": "",
+            "renewal": "2026-07-20",
+            "active": "",
+            "site": "",
+            "mail": "",
+            "rep": "",
+            "tier": "Gold",
+            "regions": [],
+        },
+        "E": None,
+    }
+    service = CompanyService(admin)
+    for name, values in rows.items():
+        service.create(name=name, custom_input=values)
+    foreign = factories.make_user(other_org, role="admin")
+    _define(factories.actor_for(foreign), "company", "Secret")
+    return {"gold": gold, "silver": silver, "bronze": bronze, "north": north, "south": south, "east": east, "rep": rep}
+
+
+def _names(admin, filter_args=None, sort=None):
+    service = CompanyService(admin)
+    spec = parse_filter(filter_args, service.filter_fields()) if filter_args else None
+    page = service.list_page(filter_spec=spec, sort=sort, per_page=100)
+    return [row.company.name if hasattr(row, "company") else row.name for row in page.items]
+
+
+FILTER_CASES = [
+    # text: equals and contains ignore case; LIKE wildcards are literal; empty/not empty
+    ("cf_code.equals.ab-1", "A"),
+    ("cf_code.notEquals.ab-1", "BCDE"),
+    ("cf_code.contains.B-", "AB"),
+    ("cf_code.notContains.ab", "CDE"),
+    ("cf_code.startsWith.zz%", "C"),
+    ("cf_code.endsWith.-2", "B"),
+    ("cf_code.isEmpty", "DE"),
+    ("cf_code.isNotEmpty", "ABC"),
+    ("cf_notes.contains.golf", "AC"),
+    ("cf_site.contains.b.example", "B"),
+    ("cf_mail.isEmpty", "BDE"),
+    # number and money: numeric, not textual, comparisons
+    ("cf_seats.greaterThan.9", "ABD"),
+    ("cf_seats.lessOrEqual.10", "AC"),
+    ("cf_seats.between.0,25", "AB"),
+    ("cf_seats.equals.-3", "C"),
+    ("cf_seats.notEquals.10", "BCDE"),
+    ("cf_seats.isEmpty", "E"),
+    ("cf_budget.greaterOrEqual.1000.5", "AC"),
+    ("cf_budget.lessThan.100", "B"),
+    ("cf_budget.isNotEmpty", "ABC"),
+    # date: on, before, after, between, relative ranges in the organisation's calendar
+    ("cf_renewal.onDate.2026-05-14", "A"),
+    ("cf_renewal.before.2026-05-14", "C"),
+    ("cf_renewal.after.2026-05-14", "BD"),
+    ("cf_renewal.between.2026-01-01,2026-06-01", "AB"),
+    ("cf_renewal.inRange.next30Days", "AB"),
+    ("cf_renewal.inRange.thisYear", "ABD"),
+    ("cf_renewal.isEmpty", "E"),
+    # checkbox
+    ("cf_active.isTrue", "AC"),
+    ("cf_active.isFalse", "BDE"),
+    # single select: by option id
+    ("cf_tier.equals.{gold}", "AD"),
+    ("cf_tier.notEquals.{gold}", "BCE"),
+    ("cf_tier.in.{silver},{bronze}", "BC"),
+    ("cf_tier.notIn.{silver},{bronze}", "ADE"),
+    # multi select
+    ("cf_regions.in.{south}", "AB"),
+    ("cf_regions.in.{north},{east}", "AC"),
+    ("cf_regions.notIn.{south}", "CDE"),
+    ("cf_regions.isEmpty", "DE"),
+    ("cf_regions.isNotEmpty", "ABC"),
+    # user
+    ("cf_rep.equals.{rep}", "AC"),
+    ("cf_rep.notEquals.{rep}", "BDE"),
+    ("cf_rep.in.{rep}", "AC"),
+    ("cf_rep.isEmpty", "BDE"),
+]
+
+
+def test_every_operator_of_every_type_against_hand_computed_rows(admin, typed):
+    for raw, expected in FILTER_CASES:
+        got = _names(admin, {"f": [raw.format(**typed)]}, sort="name")
+        assert "".join(got) == expected, (raw, got)
+
+
+def test_unknown_and_other_organisations_keys_are_refused(admin, typed):
+    fields = CompanyService(admin).filter_fields()
+    for raw in ("cf_secret.equals.x", "cf_nothing.equals.x", "cf_seats.contains.1", "cf_tier.equals.nope"):
+        with pytest.raises(ValidationError):
+            parse_filter({"f": [raw]}, fields)
+
+
+def test_sorting_by_custom_fields(admin, typed):
+    assert _names(admin, {"f": ["cf_seats.isNotEmpty"]}, sort="cf_seats") == ["C", "A", "B", "D"]
+    assert _names(admin, {"f": ["cf_seats.isNotEmpty"]}, sort="-cf_seats") == ["D", "B", "A", "C"]
+    assert _names(admin, {"f": ["cf_renewal.isNotEmpty"]}, sort="cf_renewal") == ["C", "A", "B", "D"]
+    assert _names(admin, {"f": ["cf_code.isNotEmpty"]}, sort="-cf_code") == ["C", "B", "A"]
+    with pytest.raises(BadRequest):
+        _names(admin, sort="cf_secret")
+
+
+def test_a_filter_value_is_a_bound_parameter(admin, typed, count_queries):
+    with count_queries() as q:
+        _names(admin, {"f": ["cf_code.equals.x' OR 1=1 --"]})
+    assert "OR 1=1" not in "\n".join(q.statements)

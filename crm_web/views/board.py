@@ -9,12 +9,12 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, redirect, request, url_for
 
-from crm_web.entities import DEAL
 from crm_web.errors import BadRequest
 from crm_web.htmx import hx_push_url, hx_trigger, wants_fragment
 from crm_web.params import get_int_param, get_uuid_list, get_uuid_param, is_whole_number, parse_uuid
 from crm_web.rendering import plural, render_fragments, render_page, see_other, with_toast, with_undo
 from crm_web.services.board import BoardService
+from crm_web.services.deals import DealService
 from crm_web.views.deals import CHANGED, fields_meta
 from crm_web.views.filtering import FilterBuilder, parse_filtered_list_query, render_list_page
 from crm_web.views.generic import acting
@@ -51,7 +51,7 @@ def board_context(
 
 @bp.get("/deals/board")
 def index():
-    query, builder = parse_filtered_list_query(DEAL.filter_fields())
+    query, builder = parse_filtered_list_query(acting(DealService).filter_fields())
     context = board_context(acting(BoardService), query, builder)
     if builder.has_errors:
         return render_list_page(
@@ -70,7 +70,7 @@ def index():
 
 @bp.get("/deals/board/filter")
 def filter_builder():
-    query, builder = parse_filtered_list_query(DEAL.filter_fields())
+    query, builder = parse_filtered_list_query(acting(DealService).filter_fields())
     service = acting(BoardService)
     return render_page(
         "deals/board.html",
@@ -84,7 +84,7 @@ def filter_builder():
 
 @bp.get("/deals/board/column/<uuid:stage_id>")
 def column(stage_id: uuid.UUID):
-    query, _builder = parse_filtered_list_query(DEAL.filter_fields())
+    query, _builder = parse_filtered_list_query(acting(DealService).filter_fields())
     page = acting(BoardService).column(
         stage_id,
         filter_spec=query.filter_spec,
@@ -100,7 +100,7 @@ def column(stage_id: uuid.UUID):
 
 def _board_block(service: BoardService) -> Response:
     """After a POST from the board: the board block in the state of the query string (pipeline, filter)."""
-    query, builder = parse_filtered_list_query(DEAL.filter_fields())
+    query, builder = parse_filtered_list_query(acting(DealService).filter_fields())
     context = board_context(service, query, builder)
     if not wants_fragment():
         return see_other(url_for("board.index") + "?" + context["board_query"])
@@ -142,7 +142,7 @@ def _form_int(name: str) -> int | None:
 
 @bp.post("/deals/<uuid:deal_id>/move")
 def move(deal_id: uuid.UUID):
-    query, _ = parse_filtered_list_query(DEAL.filter_fields())
+    query, _ = parse_filtered_list_query(acting(DealService).filter_fields())
     stage_id = _form_uuid("stage_id")
     if stage_id is None:
         raise BadRequest("Choose a stage to move the deal to.")

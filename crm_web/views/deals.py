@@ -17,7 +17,7 @@ from crm_web.htmx import hx_location, hx_trigger, wants_fragment
 from crm_web.params import get_uuid_param
 from crm_web.rendering import render_page, see_other, with_toast, with_undo
 from crm_web.services.deals import DealService
-from crm_web.views.filtering import builder_fields
+from crm_web.views.filtering import builder_fields, owner_choices_of
 from crm_web.views.generic import ListViews, acting
 from crm_web.views.pickers import fit_owner_field, picked_labels
 
@@ -28,7 +28,7 @@ CHANGED = "deals-changed"  # dashboard panels (and anything else showing deals) 
 
 def fields_meta(service: DealService) -> list[dict[str, Any]]:
     choices = service.choices()
-    return builder_fields(DEAL.filter_fields(), tags=choices.tags, choices={"owner": choices.owners})
+    return builder_fields(service.filter_fields(), tags=choices.tags, choices=owner_choices_of(service, choices.owners))
 
 
 ListViews(

@@ -32,6 +32,7 @@ from crm_web.services.base import Actor, BaseService
 from crm_web.views.filtering import (
     FilterBuilder,
     builder_fields,
+    owner_choices_of,
     parse_export_query,
     parse_filtered_list_query,
     render_list_page,
@@ -87,7 +88,7 @@ class ListViews:
         return acting(self.service_class)
 
     def _query(self) -> tuple[ListQuery, FilterBuilder]:
-        return parse_filtered_list_query(self.entity.filter_fields())
+        return parse_filtered_list_query(self.service().filter_fields())
 
     def _count(self, n: int) -> str:
         return plural(n, self.entity.name, self.entity.plural)
@@ -101,7 +102,9 @@ class ListViews:
         statement) and the builder's fields."""
         page = service.list_page(**query.page_args())
         choices = service.choices()
-        fields_meta = builder_fields(self.entity.filter_fields(), tags=choices.tags, choices={"owner": choices.owners})
+        fields_meta = builder_fields(
+            service.filter_fields(), tags=choices.tags, choices=owner_choices_of(service, choices.owners)
+        )
         context = {
             "entity": self.entity,
             "page": page,
@@ -122,8 +125,8 @@ class ListViews:
         )
 
     def export(self) -> ResponseReturnValue:
-        query = parse_export_query(self.entity.filter_fields())
         service = self.service()
+        query = parse_export_query(service.filter_fields())
         rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
         return entity_csv_response(
             self.entity, rows, day=service.actor.today(), currency=current_user.org.default_currency
