@@ -104,6 +104,11 @@ class CustomField:
     def has_options(self) -> bool:
         return self.type in ("select", "multi_select")
 
+    @property
+    def option_rows(self) -> list[tuple[str, str, str]]:
+        """(id, label, colour) of each option, as the settings form posts them."""
+        return [(o.id, o.label, o.colour) for o in self.options]
+
     def option(self, option_id: Any) -> Option | None:
         return next((o for o in self.options if o.id == option_id), None)
 

@@ -11,10 +11,11 @@ from crm_web.custom_fields import MAX_FIELDS, FieldInput
 from crm_web.errors import BadRequest, NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
 from crm_web.filters import parse_filter
-from crm_web.models import Company, Organization
+from crm_web.models import Company, Deal, Organization
 from crm_web.services.companies import CompanyService
 from crm_web.services.custom_fields import CustomFieldService
 from tests import factories
+from tests.conftest import HX
 
 
 def _define(actor, entity, label, kind="text", **extra):
@@ -326,3 +327,118 @@ def test_a_filter_value_is_a_bound_parameter(admin, typed, count_queries):
     with count_queries() as q:
         _names(admin, {"f": ["cf_code.equals.x' OR 1=1 --"]})
     assert "OR 1=1" not in "\n".join(q.statements)
+
+
+# --- pages: settings, forms, detail, inline edit ------------------------------------------------
+
+
+def test_settings_page_admins_edit_managers_look_sales_403(client, login, org):
+    login("sales")
+    assert client.get("/settings/fields").status_code == 403
+    login("manager")
+    page = client.get("/settings/fields?entity=deal")
+    assert page.status_code == 200 and b"Add a field" not in page.data
+    assert client.post("/settings/fields/deal", data={"label": "X", "type": "text"}).status_code == 403
+    login("admin")
+    assert b"Add a field" in client.get("/settings/fields?entity=deal").data
+    created = client.post(
+        "/settings/fields/deal", data={"label": "Renewal date", "type": "date", "help": "When it renews"}
+    )
+    assert created.status_code == 303
+    page = client.get("/settings/fields?entity=deal")
+    assert b"cf_renewal_date" in page.data and b"When it renews" in page.data
+    refused = client.post("/settings/fields/deal", data={"label": "", "type": "date"})
+    assert refused.status_code == 422 and b"Enter a label." in refused.data
+    bad_type = client.post("/settings/fields/deal", data={"label": "Odd", "type": "blob"})
+    assert bad_type.status_code == 422 and b"Choose a type." in bad_type.data
+    no_options = client.post("/settings/fields/deal", data={"label": "Tier", "type": "select"})
+    assert no_options.status_code == 422 and b"Add at least one option." in no_options.data
+    assert client.get("/settings/fields?entity=activity").status_code == 404
+    assert client.get("/settings/fields/deal/nope").status_code == 404
+
+
+def test_settings_edit_delete_restore_through_the_pages(client, login, admin, org):
+    cf = _define(admin, "company", "Tier", "select", options=_options("Gold", "Silver"))
+    login("admin")
+    page = client.get(f"/settings/fields/company/{cf.id}")
+    assert page.status_code == 200 and b"Gold" in page.data
+    saved = client.post(
+        f"/settings/fields/company/{cf.id}",
+        data={
+            "label": "Contract tier",
+            "type": "select",
+            "option_id": [cf.options[0].id, cf.options[1].id, ""],
+            "option_label": ["Gold", "Silver", "Bronze"],
+            "option_colour": ["yellow", "gray", "orange"],
+        },
+    )
+    assert saved.status_code == 303
+    db.session.expire_all()
+    fields = CompanyService(admin).custom_fields()
+    assert fields[0].label == "Contract tier" and [o.label for o in fields[0].options] == ["Gold", "Silver", "Bronze"]
+    assert fields[0].options[0].id == cf.options[0].id
+    assert client.post(f"/settings/fields/company/{cf.id}/delete").status_code == 303
+    assert b"In the trash" in client.get("/settings/fields?entity=company").data
+    assert client.post(f"/settings/fields/company/{cf.id}/restore").status_code == 303
+    db.session.expire_all()
+    assert CompanyService(admin).custom_fields()[0].key == "tier"
+
+
+def test_forms_take_the_values_with_inline_errors_and_the_detail_shows_them(client, login, admin, org):
+    tier = _define(admin, "company", "Tier", "select", options=_options("Gold", "Silver"))
+    _define(admin, "company", "Seats", "number", required=True)
+    _define(admin, "company", "Active", "checkbox")
+    login("manager")
+    form = client.get("/companies/new")
+    assert b'name="cf_tier"' in form.data and b'name="cf_seats"' in form.data
+    refused = client.post("/companies", data={"name": "Acme", "custom_form": "1", "cf_seats": "lots"})
+    assert refused.status_code == 422
+    assert b"Enter a number." in refused.data and b'value="lots"' in refused.data
+    created = client.post(
+        "/companies",
+        data={"name": "Acme", "custom_form": "1", "cf_seats": "12", "cf_tier": tier.options[0].id, "cf_active": "yes"},
+    )
+    assert created.status_code == 303
+    company = db.session.query(Company).filter_by(name="Acme").one()
+    assert company.custom == {"seats": 12, "tier": tier.options[0].id, "active": True}
+    detail = client.get(f"/companies/{company.id}")
+    assert b"Gold" in detail.data and b"Seats" in detail.data
+    edit = client.get(f"/companies/{company.id}/edit")
+    assert b'value="12"' in edit.data
+    # inline edit of one value, then a refused one
+    saved = client.post(f"/companies/{company.id}/custom/seats", data={"cf_seats": "13"}, headers=HX)
+    assert saved.status_code == 200 and b"13" in saved.data and b"Seats saved." in saved.data
+    refused = client.post(f"/companies/{company.id}/custom/seats", data={"cf_seats": ""}, headers=HX)
+    assert refused.status_code == 422 and b"Seats is required." in refused.data
+    assert client.post(f"/companies/{company.id}/custom/nothing", data={}).status_code == 404
+    db.session.expire_all()
+    assert db.session.get(Company, company.id).custom["seats"] == 13
+
+
+def test_deal_form_and_history_show_custom_values(client, login, admin, org, users):
+    pipeline = factories.make_pipeline(org)
+    stage = factories.stages_of(pipeline)[0]
+    cf = _define(admin, "deal", "Renewal date", "date")
+    login("admin")
+    created = client.post(
+        "/deals",
+        data={
+            "name": "Big",
+            "value": "100",
+            "currency": "USD",
+            "stage_id": str(stage.id),
+            "owner_id": str(users["admin"].id),
+            "custom_form": "1",
+            cf.name: "2026-09-01",
+        },
+    )
+    assert created.status_code == 303, created.data
+    deal = db.session.query(Deal).filter_by(name="Big").one()
+    assert deal.custom == {"renewal_date": "2026-09-01"}
+    client.post(f"/deals/{deal.id}/custom/renewal_date", data={cf.name: "2026-10-01"})
+    detail = client.get(f"/deals/{deal.id}")
+    assert b"Renewal date" in detail.data and b"2026-10-01" in detail.data
+    from crm_web.services.deals import DealService
+
+    lines = [line for item in DealService(admin).readable_history(deal.id) for line in item.lines]
+    assert any(line.label == "Renewal date" for line in lines), lines

@@ -230,11 +230,16 @@ class FormViews:
         context = self._context(service, form, record)
         status = 422
         if form.validate_on_submit():
+            from crm_web.views.custom import custom_input
+
+            custom = custom_input(self.entity.name)
             try:
                 saved = (
-                    service.update(record.id, expected_version=form.expected_version, **form.values())
+                    service.update(
+                        record.id, expected_version=form.expected_version, custom_input=custom, **form.values()
+                    )
                     if record is not None
-                    else service.create(**form.values())
+                    else service.create(custom_input=custom, **form.values())
                 )
             except ValidationError as error:
                 apply_errors(form, error)
