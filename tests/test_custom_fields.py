@@ -3,6 +3,8 @@ of each type against hand-computed rows, sorting, history, CSV, roles and statem
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime
 
 import pytest
@@ -442,3 +444,99 @@ def test_deal_form_and_history_show_custom_values(client, login, admin, org, use
 
     lines = [line for item in DealService(admin).readable_history(deal.id) for line in item.lines]
     assert any(line.label == "Renewal date" for line in lines), lines
+
+
+# --- the column chooser, CSV export, statement budgets -------------------------------------------
+
+
+def _header_cells(html: str) -> list[str]:
+    import re
+
+    head = html.split("<thead>", 1)[1].split("</thead>", 1)[0]
+    return [re.sub(r"<[^>]+>|\s+", " ", cell).strip() for cell in re.findall(r"<th[^>]*>(.*?)</th>", head, re.S)][1:-1]
+
+
+def test_cols_chooses_and_orders_the_columns_custom_ones_included(client, login, admin, org):
+    tier = _define(admin, "company", "Tier", "select", options=_options("Gold"))
+    CompanyService(admin).create(name="Acme", industry="Tools", custom_input={"tier": tier.options[0].id})
+    login("manager")
+    default = client.get("/companies").get_data(as_text=True)
+    assert _header_cells(default)[:4] == ["Name", "Industry", "City", "Size"]
+    chosen = client.get("/companies?cols=name,cf_tier,industry,contacts").get_data(as_text=True)
+    assert [c.split(" ")[0] for c in _header_cells(chosen)] == ["Name", "Tier", "Industry", "Contacts"]
+    assert "Gold" in chosen and "cols=name,cf_tier,industry,contacts" in chosen  # links keep the choice
+    # the name column always comes first; unknown keys (a deleted field) are dropped
+    odd = client.get("/companies?cols=industry,cf_gone").get_data(as_text=True)
+    assert [c.split(" ")[0] for c in _header_cells(odd)] == ["Name", "Industry"]
+
+
+def test_the_users_choice_is_stored_per_list_and_used_without_cols(client, login, users, admin, org):
+    _define(admin, "company", "Tier", "select", options=_options("Gold"))
+    factories.make_company(org)
+    factories.make_contact(org)
+    login("sales")
+    saved = client.post("/companies/columns", data={"col": ["name", "cf_tier", "owner"]})
+    assert saved.status_code == 303 and "cols=name,cf_tier,owner" in saved.headers["Location"]
+    db.session.expire_all()
+    assert users["sales"].list_columns == {"company": ["name", "cf_tier", "owner"]}
+    page = client.get("/companies").get_data(as_text=True)
+    assert [c.split(" ")[0] for c in _header_cells(page)] == ["Name", "Tier", "Owner"]
+    assert [c.split(" ")[0] for c in _header_cells(client.get("/contacts").get_data(as_text=True))][:2] == [
+        "Name",
+        "Email",
+    ]  # another list keeps its defaults
+    assert client.post("/companies/columns", data={"col": ["name", "nope"]}).status_code == 400
+    client.post("/companies/columns", data={"reset": "1"})
+    db.session.expire_all()
+    assert users["sales"].list_columns is None
+
+
+def _csv(response) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+
+
+def test_export_follows_the_visible_columns_unless_all_are_asked(client, login, admin, org):
+    tier = _define(admin, "company", "Tier", "select", options=_options("Gold"))
+    _define(admin, "company", "Renewal", "date")
+    CompanyService(admin).create(
+        name="Acme", industry="Tools", custom_input={"tier": tier.options[0].id, "renewal": "2026-02-03"}
+    )
+    login("manager")
+    visible = _csv(client.get("/companies/export.csv?cols=name,cf_tier,industry"))
+    assert visible == [["Name", "Tier", "Industry"], ["Acme", "Gold", "Tools"]]
+    every = _csv(client.get("/companies/export.csv?cols=name,cf_tier&all=1"))
+    assert every[0][-2:] == ["Tier", "Renewal"] and every[0][0] == "Name" and len(every[0]) > 10
+    assert every[1][-2:] == ["Gold", "2026-02-03"]
+
+
+@pytest.mark.parametrize("path", ["/contacts", "/companies", "/leads", "/deals"])
+def test_a_lists_statements_do_not_depend_on_columns_or_custom_fields(client, login, admin, org, count_queries, path):
+    entity = {"/contacts": "contact", "/companies": "company", "/leads": "lead", "/deals": "deal"}[path]
+    if entity == "deal":
+        pipeline = factories.make_pipeline(org)
+        for i in range(3):
+            factories.make_deal(org, stage=factories.stages_of(pipeline)[0], name=f"D{i}")
+    else:
+        make = {"contact": factories.make_contact, "company": factories.make_company, "lead": factories.make_lead}
+        for _ in range(3):
+            make[entity](org)
+    login("manager")
+    client.get(path)  # warm caches (pipelines)
+    with count_queries() as none:
+        assert client.get(path).status_code == 200
+    for i in range(10):
+        _define(admin, entity, f"Field {i}", ["text", "number", "date", "select", "user"][i % 5], options=_options("A"))
+    db.session.expire_all()
+    keys = ",".join(["name", *(f"cf_field_{i}" for i in range(10))])
+    with count_queries() as ten:
+        assert client.get(f"{path}?cols={keys}&sort=cf_field_1&f=cf_field_0.isEmpty").status_code == 200
+    every_key = ",".join(c.key for c in _all_columns(entity, org))
+    with count_queries() as every_column:
+        assert client.get(f"{path}?cols={every_key}").status_code == 200
+    assert none.count == ten.count == every_column.count, "\n====\n".join(none.statements + ["#####"] + ten.statements)
+
+
+def _all_columns(entity, org):
+    from crm_web.columns import available
+
+    return available(entity, db.session.get(Organization, org.id).custom_fields)

@@ -21,14 +21,16 @@ from flask import Blueprint, abort, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from crm_web.csv_export import entity_csv_response
+from crm_web import columns
+from crm_web.csv_export import entity_csv_response, planned_csv_response
 from crm_web.entities import Entity
-from crm_web.errors import Conflict, ValidationError
+from crm_web.errors import BadRequest, Conflict, ValidationError
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.htmx import hx_location, hx_trigger, wants_fragment
 from crm_web.params import get_uuid_list, parse_uuid
 from crm_web.rendering import plural, render_page, see_other, with_toast, with_undo
 from crm_web.services.base import Actor, BaseService
+from crm_web.services.users import UserService
 from crm_web.views.filtering import (
     FilterBuilder,
     builder_fields,
@@ -78,6 +80,8 @@ class ListViews:
         ]
         if entity.csv:
             rules.append((f"/{entity.plural}/export.csv", "export", self.export, ["GET"]))
+        if entity.name in columns.BUILT_IN:
+            rules.append((f"/{entity.plural}/columns", "columns", self.save_columns, ["POST"]))
         if bulk_tag_and_owner:
             rules.append((f"/{entity.plural}/bulk/tag", "bulk_tag", self.bulk_tag, ["POST"]))
             rules.append((f"/{entity.plural}/bulk/owner", "bulk_owner", self.bulk_owner, ["POST"]))
@@ -105,8 +109,11 @@ class ListViews:
         fields_meta = builder_fields(
             service.filter_fields(), tags=choices.tags, choices=owner_choices_of(service, choices.owners)
         )
+        shown = self.visible_columns(query)
         context = {
             "entity": self.entity,
+            "visible_columns": shown,
+            "all_columns": columns.available(self.entity.name, current_user.org.custom_fields),
             "page": page,
             "choices": choices,
             "fields_meta": fields_meta,
@@ -118,6 +125,29 @@ class ListViews:
             context.update(self.extra_context(service))
         return context
 
+    def visible_columns(self, query: ListQuery) -> list[columns.Column]:
+        """The columns in force (crm_web/columns.py); a stored choice is written into the list state, so
+        its links (pages, sort, export) carry it."""
+        shown = columns.visible(self.entity.name, current_user.org.custom_fields, query.cols, current_user.list_columns)
+        if not columns.is_default(self.entity.name, current_user.org.custom_fields, shown):
+            query.cols = ",".join(c.key for c in shown)
+        elif query.cols:
+            query.cols = None  # the defaults: a plain URL
+        return shown
+
+    def save_columns(self) -> ResponseReturnValue:
+        """The chooser: the user's columns for this list (in the posted order), then the list showing them;
+        `reset` goes back to the defaults."""
+        query, _ = self._query()
+        keys = [] if request.form.get("reset") else columns.parse_keys(",".join(request.form.getlist("col")[:60]))
+        known = {c.key for c in columns.available(self.entity.name, current_user.org.custom_fields)}
+        unknown = [k for k in keys if k not in known]
+        if unknown:
+            raise BadRequest(f"Unknown column {unknown[0][:40]!r}.")
+        UserService(Actor.of(current_user)).set_list_columns(self.entity.name, keys)
+        query.cols = ",".join(keys) or None
+        return see_other(query.url(self.list_url))
+
     def index(self) -> ResponseReturnValue:
         query, builder = self._query()
         return render_list_page(
@@ -128,8 +158,16 @@ class ListViews:
         service = self.service()
         query = parse_export_query(service.filter_fields())
         rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
-        return entity_csv_response(
-            self.entity, rows, day=service.actor.today(), currency=current_user.org.default_currency
+        custom = service.custom_fields()
+        shown = None if request.args.get("all") or not query.cols else self.visible_columns(query)
+        if not custom and shown is None:
+            return entity_csv_response(
+                self.entity, rows, day=service.actor.today(), currency=current_user.org.default_currency
+            )
+        plan = columns.csv_plan(self.entity, shown, custom)
+        users = {str(i): n for i, n in service.owner_choices()} if any(cf.type == "user" for cf in custom) else {}
+        return planned_csv_response(
+            self.entity, rows, plan, users, day=service.actor.today(), currency=current_user.org.default_currency
         )
 
     def table(self, service: Any) -> Any:

@@ -13,7 +13,7 @@ from crm_web.params import get_choice_param, get_int_param, get_text_param
 from crm_web.services.pagination import PAGE_SIZES
 
 # Parameters that belong to the list state (everything else in the URL is the filter).
-LIST_KEYS = ("q", "scope", "sort", "per_page", "page")
+LIST_KEYS = ("q", "scope", "sort", "per_page", "page", "cols")
 
 
 @dataclass
@@ -24,6 +24,7 @@ class ListQuery:
     q: str = ""
     scope: str = "all"  # "mine" or "all"
     filter_spec: Any = None
+    cols: str | None = None  # the visible columns in order, comma-separated keys (views/columns.py)
     filter_pairs: list[tuple[str, str]] = field(default_factory=list)
 
     def page_args(self) -> dict[str, Any]:
@@ -45,6 +46,7 @@ class ListQuery:
             "sort": self.sort,
             "per_page": self.per_page if self.per_page != 25 else None,
             "page": self.page if self.page != 1 else None,
+            "cols": self.cols,
         }
         state.update(overrides)
         pairs = [(k, str(v)) for k in LIST_KEYS if (v := state.get(k)) not in (None, "")]
@@ -52,7 +54,7 @@ class ListQuery:
 
     def url(self, base: str, **overrides: Any) -> str:
         pairs = self.params(**overrides)
-        return f"{base}?{urlencode(pairs, safe=':,')}" if pairs else base
+        return f"{base}{'&' if '?' in base else '?'}{urlencode(pairs, safe=':,')}" if pairs else base
 
     def sort_url(self, base: str, key: str) -> str:
         """Clicking a header sorts by it; clicking the sorted header reverses the order."""
@@ -75,6 +77,7 @@ def parse_list_query(filter_fields: Any = None) -> ListQuery:
         sort=get_text_param("sort", max_length=40) or None,
         q=get_text_param("q"),
         scope=get_choice_param("scope", ("all", "mine"), "all"),
+        cols=get_text_param("cols", max_length=2000) or None,
     )
     if filter_fields:
         from crm_web.filters import encode_filter, parse_filter
