@@ -187,6 +187,7 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     trashed_lead = factories.make_lead(org, first_name=f"{marker}TrashedLead", owner_id=owner.id, **gone)
     trashed_activity = factories.make_activity(org, subject=f"{marker} Trashed call", owner_id=owner.id, **gone)
     draft_import, done_import = _imports(org, owner, marker)
+    _custom_fields(org)
     world = World(marker, org, users, stage_order=[s.id for s in stages])
     world.ids.update(
         org=org.id,
@@ -218,6 +219,22 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
         admin=owner.id,
     )
     return world
+
+
+def _custom_fields(org: Any) -> None:
+    """A text field "sec" on every entity with custom fields, and a trashed one on companies."""
+    from crm_web.extensions import db
+
+    def one(field_id: str, key: str, **extra: Any) -> dict[str, Any]:
+        return {"id": field_id, "key": key, "label": key.title(), "type": "text", "position": 1, **extra}
+
+    org.custom_fields = {
+        "contact": [one("secfield", "sec")],
+        "lead": [one("secfield", "sec")],
+        "deal": [one("secfield", "sec")],
+        "company": [one("secfield", "sec"), one("sectrash", "gone", deleted_at=utcnow().isoformat())],
+    }
+    db.session.commit()
 
 
 Form = Callable[[World], dict[str, Any]]
@@ -346,6 +363,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     # --- companies --------------------------------------------------------------------------
     ("GET", "companies.index"): Route(MEMBER),
     ("GET", "companies.export"): Route(MEMBER),
+    ("POST", "companies.columns"): Route(MEMBER, form=lambda w: {"col": ["name", "cf_sec"]}),
+    ("POST", "companies.custom_value"): Route(
+        OWNER, args={"company_id": "company", "key": "=sec"}, form=lambda w: {"cf_sec": "x"}
+    ),
     ("GET", "companies.new"): Route(MEMBER),
     ("POST", "companies.create"): Route(MEMBER, form=_company_form),
     ("POST", "companies.quick_create"): Route(MEMBER, form=lambda world: {"name": "Quick Co"}),
@@ -360,6 +381,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     # --- leads ------------------------------------------------------------------------------
     ("GET", "leads.index"): Route(MEMBER),
     ("GET", "leads.export"): Route(MEMBER),
+    ("POST", "leads.columns"): Route(MEMBER, form=lambda w: {"col": ["name", "cf_sec"]}),
+    ("POST", "leads.custom_value"): Route(
+        OWNER, args={"lead_id": "lead", "key": "=sec"}, form=lambda w: {"cf_sec": "x"}
+    ),
     ("GET", "leads.new"): Route(MEMBER),
     ("POST", "leads.create"): Route(MEMBER, form=_lead_form),
     ("GET", "leads.detail"): Route(MEMBER, args={"lead_id": "lead"}),
@@ -391,6 +416,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     # --- contacts ---------------------------------------------------------------------------
     ("GET", "contacts.index"): Route(MEMBER),
     ("GET", "contacts.export"): Route(MEMBER),
+    ("POST", "contacts.columns"): Route(MEMBER, form=lambda w: {"col": ["name", "cf_sec"]}),
+    ("POST", "contacts.custom_value"): Route(
+        OWNER, args={"contact_id": "contact", "key": "=sec"}, form=lambda w: {"cf_sec": "x"}
+    ),
     ("GET", "contacts.new"): Route(MEMBER),
     ("GET", "contacts.check_email"): Route(MEMBER, query="email=someone@example.org"),
     ("POST", "contacts.create"): Route(MEMBER, form=_contact_form),
@@ -413,6 +442,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     # --- deals and the board ----------------------------------------------------------------
     ("GET", "deals.index"): Route(MEMBER),
     ("GET", "deals.export"): Route(MEMBER),
+    ("POST", "deals.columns"): Route(MEMBER, form=lambda w: {"col": ["name", "cf_sec"]}),
+    ("POST", "deals.custom_value"): Route(
+        OWNER, args={"deal_id": "deal", "key": "=sec"}, form=lambda w: {"cf_sec": "x"}
+    ),
     ("GET", "board.index"): Route(MEMBER, query="pipeline={pipeline}"),
     ("GET", "board.filter_builder"): Route(MEMBER),
     ("GET", "board.column"): Route(MEMBER, args={"stage_id": "stage"}),
@@ -495,6 +528,20 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "settings.currencies"): Route(MANAGER),
     ("POST", "settings.set_rate"): Route(ADMIN, form=lambda w: {"currency": "EUR", "rate": "1.1"}),
     ("POST", "settings.remove_rate"): Route(ADMIN, args={"currency": "=JPY"}),
+    # --- custom fields (definitions: admins change, managers look) ----------------------------
+    ("GET", "settings.fields"): Route(MANAGER),
+    ("POST", "settings.create_field"): Route(
+        ADMIN, args={"entity_name": "=company"}, form=lambda w: {"label": "Region", "type": "text"}
+    ),
+    ("GET", "settings.field"): Route(MANAGER, args={"entity_name": "=company", "field_id": "=secfield"}),
+    ("POST", "settings.update_field"): Route(
+        ADMIN,
+        args={"entity_name": "=company", "field_id": "=secfield"},
+        form=lambda w: {"label": "Sec", "type": "text"},
+    ),
+    ("POST", "settings.delete_field"): Route(ADMIN, args={"entity_name": "=company", "field_id": "=secfield"}),
+    ("POST", "settings.restore_field"): Route(ADMIN, args={"entity_name": "=company", "field_id": "=sectrash"}),
+    ("POST", "settings.purge_field"): Route(ADMIN, args={"entity_name": "=company", "field_id": "=sectrash"}),
     # --- tags -------------------------------------------------------------------------------
     ("GET", "tags.editor"): Route(MEMBER, args={"entity_type": "=contact", "entity_id": "contact"}),
     ("POST", "tags.assign"): Route(
