@@ -540,3 +540,66 @@ def _all_columns(entity, org):
     from crm_web.columns import available
 
     return available(entity, db.session.get(Organization, org.id).custom_fields)
+
+
+# --- CSV import --------------------------------------------------------------------------------
+
+
+def test_import_maps_custom_columns_by_label_validates_them_and_updates_duplicates(admin, users, org, tmp_path):
+    from crm_web.imports.service import ImportService, Options
+
+    tier = _define(admin, "company", "Tier", "select", options=_options("Gold", "Silver"))
+    _define(admin, "company", "Seats", "number")
+    _define(admin, "company", "Rep", "user")
+    _define(admin, "company", "Regions", "multi_select", options=_options("North", "South"))
+    path = tmp_path / "companies.csv"
+    path.write_text(
+        "Name,Tier,seats,Rep,Regions\n"
+        f'Acme,gold,12,{users["sales"].email},"North, South"\n'
+        "Bolt,Platinum,3,,\n"
+        "Coil,Silver,many,,\n"
+        f"Dyne,,,{users['manager'].name},South\n"
+    )
+    importer = ImportService(admin)
+    job = importer.create_import(str(path), "companies", file_name="companies.csv")
+    assert job.mapping["columns"] == ["name", "cf_tier", "cf_seats", "cf_rep", "cf_regions"]
+    outcome = importer.run(job.id)
+    assert (outcome.created, outcome.errors) == (2, 2)
+    reasons = {e.value: e.reason for e in outcome.error_rows}
+    assert reasons == {"Platinum": "'Platinum' is not one of the options.", "many": "Enter a number."}
+    rows = {c.name: c.custom for c in db.session.query(Company).filter(Company.org_id == org.id)}
+    fields = {cf.key: cf for cf in CompanyService(admin).custom_fields()}
+    north, south = (o.id for o in fields["regions"].options)
+    assert rows == {
+        "Acme": {"tier": tier.options[0].id, "seats": 12, "rep": str(users["sales"].id), "regions": [north, south]},
+        "Dyne": {"rep": str(users["manager"].id), "regions": [south]},
+    }
+    # a second file updates the duplicate's given values and keeps the others
+    again = tmp_path / "again.csv"
+    again.write_text("Name,Seats\nAcme,40\n")
+    job = importer.create_import(str(again), "companies", file_name="again.csv", options=Options(on_duplicate="update"))
+    assert importer.run(job.id).updated == 1
+    db.session.expire_all()
+    acme = db.session.query(Company).filter_by(name="Acme").one()
+    assert acme.custom["seats"] == 40 and acme.custom["tier"] == tier.options[0].id
+    importer.undo(job.id)
+    db.session.expire_all()
+    assert db.session.get(Company, acme.id).custom["seats"] == 12
+
+
+def test_an_export_with_every_column_imports_back(client, login, admin, org, tmp_path):
+    from crm_web.imports.service import ImportService
+
+    tier = _define(admin, "company", "Tier", "select", options=_options("Gold"))
+    _define(admin, "company", "Renewal", "date")
+    CompanyService(admin).create(name="Acme", custom_input={"tier": tier.options[0].id, "renewal": "2026-02-03"})
+    login("admin")
+    exported = client.get("/companies/export.csv?all=1").get_data(as_text=True).lstrip("\ufeff")
+    CompanyService(admin).delete_many([c.id for c in db.session.query(Company).filter_by(org_id=org.id)])
+    path = tmp_path / "export.csv"
+    path.write_text(exported)
+    importer = ImportService(admin)
+    job = importer.create_import(str(path), "companies", file_name="export.csv")
+    assert importer.run(job.id).created == 1
+    back = db.session.query(Company).filter(Company.org_id == org.id, Company.deleted_at.is_(None)).one()
+    assert back.custom == {"tier": tier.options[0].id, "renewal": "2026-02-03"}
