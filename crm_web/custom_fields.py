@@ -25,7 +25,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Boolean, Numeric, String, false, func
+from sqlalchemy import Boolean, Numeric, String
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import literal_column
@@ -316,7 +316,8 @@ def _multi_predicate(model: Any, cf: CustomField) -> Any:
         from sqlalchemy import bindparam
 
         ids = [bindparam(None, v, type_=String()) for v in value] if op == "in" else []
-        return func.coalesce(_HasAny(*_args(model, cf.key), *ids), false())
+        # Bare, so the field's GIN index serves it; NULL (no value) where the engine says so.
+        return _HasAny(*_args(model, cf.key), *ids)
 
     return predicate
 

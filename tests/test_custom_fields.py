@@ -603,3 +603,60 @@ def test_an_export_with_every_column_imports_back(client, login, admin, org, tmp
     assert importer.run(job.id).created == 1
     back = db.session.query(Company).filter(Company.org_id == org.id, Company.deleted_at.is_(None)).one()
     assert back.custom == {"tier": tier.options[0].id, "renewal": "2026-02-03"}
+
+
+# --- PostgreSQL plans: a field's filter and sort read its index ---------------------------------
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize(
+    ("label", "kind", "query"),
+    [
+        ("Seats", "number", "f=cf_seats.greaterThan.5"),
+        ("Seats", "number", "sort=cf_seats"),
+        ("Renewal", "date", "f=cf_renewal.between.2026-01-01,2026-03-01"),
+        ("Code", "text", "f=cf_code.equals.x"),
+        ("Regions", "multi_select", "f=cf_regions.in.{option}"),
+    ],
+)
+def test_filters_and_sorts_by_a_custom_field_use_its_index(client, login, admin, org, label, kind, query):
+    from sqlalchemy import event
+
+    from crm_web.services.custom_fields import index_name
+
+    cf = _define(admin, "company", label, kind, options=_options("North") if kind == "multi_select" else [])
+    for i in range(5):
+        factories.make_company(org, name=f"C{i}")
+    if kind == "multi_select":  # a GIN index wins over the name index once the organisation has some rows
+        import uuid
+
+        from sqlalchemy import insert
+        from sqlalchemy import text as sql_text
+
+        rows = [{"id": uuid.uuid4(), "org_id": org.id, "name": f"Bulk {i}", "version": 1} for i in range(2000)]
+        db.session.execute(insert(Company.__table__), rows)
+        db.session.execute(sql_text("ANALYZE companies"))
+    login("manager")
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        captured.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        option = cf.options[0].id if cf.options else ""
+        assert client.get(f"/companies?{query.format(option=option)}", headers=HX).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    # A filter: the count of the matching rows; a sort: the page of ids.
+    wanted = "count(*)" if query.startswith("f=") else "LIMIT"
+    statement, parameters = next((s, p) for s, p in captured if "FROM companies" in s and wanted in s)
+    cursor = db.session.connection().connection.driver_connection.cursor()
+    try:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + statement, parameters)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("RESET enable_seqscan")
+    finally:
+        cursor.close()
+    assert index_name(org.id, cf) in plan, plan
