@@ -660,3 +660,29 @@ def test_filters_and_sorts_by_a_custom_field_use_its_index(client, login, admin,
     finally:
         cursor.close()
     assert index_name(org.id, cf) in plan, plan
+
+
+def test_a_trashed_field_is_purged_with_the_trash(admin, org):
+    from datetime import timedelta
+
+    from crm_web.services.trash import TrashService
+
+    service = CustomFieldService(admin)
+    old = _define(admin, "company", "Old")
+    recent = _define(admin, "company", "Recent")
+    company = CompanyService(admin).create(name="Acme", custom_input={"old": "a", "recent": "b"})
+    service.delete("company", old.id)
+    service.delete("company", recent.id)
+    org_row = db.session.get(Organization, org.id)
+    schema = dict(org_row.custom_fields)
+    schema["company"] = [
+        {**f, "deleted_at": (datetime.now(UTC) - timedelta(days=40)).isoformat()} if f["key"] == "old" else f
+        for f in schema["company"]
+    ]
+    org_row.custom_fields = schema
+    db.session.commit()
+    result = TrashService(admin).purge_older_than(days=30)
+    assert result.counts.get("custom field") == 1
+    assert [f.key for f in service.fields("company", trashed=True)] == ["recent"]
+    db.session.expire_all()
+    assert db.session.get(Company, company.id).custom == {"recent": "b"}

@@ -19,6 +19,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
@@ -225,6 +226,18 @@ class CustomFieldService:
         self._store(org, entity_name, [f for f in every if f.id != field_id])
         commit_or_refuse(self.session)
         return cf
+
+    def purge_trashed_before(self, cutoff: datetime) -> int:
+        """Retention (services/trash.purge_older_than): the fields in the trash since before `cutoff`
+        are purged with their values, like the records; how many."""
+        purged = 0
+        for entity_name in CUSTOM_ENTITIES:
+            every = all_fields(org_schema(self.session, self.actor.org_id), entity_name)
+            for cf in every:
+                if cf.deleted_at is not None and datetime.fromisoformat(cf.deleted_at) < cutoff:
+                    self.purge(entity_name, cf.id)
+                    purged += 1
+        return purged
 
     # --- helpers -----------------------------------------------------------------------------
 
