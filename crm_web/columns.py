@@ -105,6 +105,17 @@ BUILT_IN: dict[str, tuple[Column, ...]] = {
         _c("currency", "Currency", default=False),
         _c("created", "Created", "created_at", default=False),
     ),
+    "activity": (
+        _c("subject", "Subject", "subject", csv=None),
+        _c("related", "Related to", csv=None),
+        _c("due", "Due", "due", csv=None),
+        _c("status", "Status", "status", csv=None),
+        _c("priority", "Priority", "priority", csv=None),
+        _c("owner", "Owner", csv=None),
+        _c("type", "Type", default=False, csv=None),
+        _c("duration", "Duration (min)", css="num", default=False, csv=None),
+        _c("completed", "Completed", default=False, csv=None),
+    ),
 }
 
 
@@ -127,15 +138,16 @@ def parse_keys(raw: str | None) -> list[str]:
 
 def visible(list_name: str, schema: Mapping[str, Any] | None, cols: str | None, stored: Any) -> list[Column]:
     """The columns in force: `cols` from the URL, else the user's stored choice, else the defaults; the
-    name column always first (it links to the record)."""
+    first built-in column (the name, which links to the record) always first."""
     every = available(list_name, schema)
     by_key = {c.key: c for c in every}
     keys = parse_keys(cols) if cols else [str(k) for k in (stored or {}).get(list_name) or []]
     chosen = [by_key[k] for k in keys if k in by_key]
     if not chosen:
         chosen = defaults(every)
-    if chosen[0].key != "name" and "name" in by_key:
-        chosen = [by_key["name"], *(c for c in chosen if c.key != "name")]
+    first = every[0] if every else None
+    if first is not None and chosen[0].key != first.key:
+        chosen = [first, *(c for c in chosen if c.key != first.key)]
     return chosen
 
 

@@ -102,6 +102,12 @@ def custom_colour(cf: Any, value: Any) -> str:
     return colour_of(cf, value)
 
 
+def _columns_of(list_name: str) -> Any:
+    from crm_web.views.columns import columns_of
+
+    return columns_of(list_name)
+
+
 def _entity_of(name: str) -> Any:
     from crm_web.entities import entity
 
@@ -118,4 +124,5 @@ def register(app: Flask) -> None:
         custom_display=custom_display,
         custom_colour=custom_colour,
         entity_of=_entity_of,
+        columns_of=_columns_of,
     )

@@ -403,6 +403,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "leads.restore_many"): Route(DELETER, form=_ids("trashed_lead")),
     # --- activities -------------------------------------------------------------------------
     ("GET", "activities.index"): Route(MEMBER),
+    ("POST", "activities.columns_choice"): Route(MEMBER, form=lambda w: {"col": ["subject", "owner"]}),
     ("GET", "activities.new"): Route(MEMBER, query="contact={contact}"),
     ("GET", "activities.timeline"): Route(MEMBER, query="contact={contact}"),
     ("POST", "activities.create"): Route(MEMBER, form=_activity_form),

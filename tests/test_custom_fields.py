@@ -686,3 +686,26 @@ def test_a_trashed_field_is_purged_with_the_trash(admin, org):
     assert [f.key for f in service.fields("company", trashed=True)] == ["recent"]
     db.session.expire_all()
     assert db.session.get(Company, company.id).custom == {"recent": "b"}
+
+
+def test_the_activity_list_has_the_chooser_too(client, login, users, org, count_queries):
+    factories.make_activity(org, subject="Call Ada", owner_id=users["sales"].id, type="call")
+    login("sales")
+    with count_queries() as default:
+        page = client.get("/activities?view=all").get_data(as_text=True)
+    assert [c.split(" ")[0] for c in _header_cells(page)] == [
+        "Subject",
+        "Related",
+        "Due",
+        "Status",
+        "Priority",
+        "Owner",
+    ]
+    with count_queries() as chosen:
+        page = client.get("/activities?view=all&cols=subject,type,owner").get_data(as_text=True)
+    assert [c.split(" ")[0] for c in _header_cells(page)] == ["Subject", "Type", "Owner"]
+    assert default.count == chosen.count
+    saved = client.post("/activities/columns?view=all", data={"col": ["subject", "duration"]})
+    assert saved.status_code == 303 and "view=all" in saved.headers["Location"]
+    page = client.get("/activities?view=all").get_data(as_text=True)
+    assert [c.split(" ")[0] for c in _header_cells(page)] == ["Subject", "Duration"]

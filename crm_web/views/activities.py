@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, redirect, url_for
 from flask_login import current_user
 
+from crm_web import columns
 from crm_web.entities import ACTIVITY
 from crm_web.errors import Conflict, ValidationError
 from crm_web.forms import apply_conflict, apply_errors
@@ -16,6 +17,7 @@ from crm_web.htmx import hx_trigger, wants_fragment
 from crm_web.params import get_choice_param, get_uuid_param
 from crm_web.rendering import render_page, with_toast, with_undo
 from crm_web.services.activities import LINKS, QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
+from crm_web.views.columns import save_columns, visible_columns
 from crm_web.views.filtering import builder_fields, parse_filtered_list_query, render_list_page
 from crm_web.views.generic import acting
 from crm_web.views.listing import ListQuery
@@ -40,7 +42,15 @@ def _list_context(query: ListQuery) -> dict[str, Any]:
     # The quick view travels with every list link (sort, pages, search) like the filter does.
     query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
     fields_meta = builder_fields(ACTIVITY.filter_fields(), choices={"owner": service.owner_choices()})
-    return {"page": page, "view": view, "quick_views": QUICK_VIEWS, "fields_meta": fields_meta, "title": "Activities"}
+    return {
+        "page": page,
+        "view": view,
+        "quick_views": QUICK_VIEWS,
+        "fields_meta": fields_meta,
+        "title": "Activities",
+        "visible_columns": visible_columns("activity", query),
+        "all_columns": columns.available("activity", None),
+    }
 
 
 def _form_context(form, *, activity=None, links: Links | None = None) -> dict[str, Any]:
@@ -81,6 +91,14 @@ def index():
         table_block="activity_table",
         **_list_context(query),
     )
+
+
+@bp.post("/activities/columns")
+def columns_choice():
+    query, _ = parse_filtered_list_query(ACTIVITY.filter_fields())
+    view = get_choice_param("view", QUICK_VIEW_KEYS, "mine")
+    query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
+    return save_columns("activity", query, url_for("activities.index"))
 
 
 @bp.get("/activities/new")

@@ -24,13 +24,13 @@ from flask_login import current_user
 from crm_web import columns
 from crm_web.csv_export import entity_csv_response, planned_csv_response
 from crm_web.entities import Entity
-from crm_web.errors import BadRequest, Conflict, ValidationError
+from crm_web.errors import Conflict, ValidationError
 from crm_web.forms import apply_conflict, apply_errors
 from crm_web.htmx import hx_location, hx_trigger, wants_fragment
 from crm_web.params import get_uuid_list, parse_uuid
 from crm_web.rendering import plural, render_page, see_other, with_toast, with_undo
 from crm_web.services.base import Actor, BaseService
-from crm_web.services.users import UserService
+from crm_web.views.columns import save_columns, visible_columns
 from crm_web.views.filtering import (
     FilterBuilder,
     builder_fields,
@@ -126,27 +126,11 @@ class ListViews:
         return context
 
     def visible_columns(self, query: ListQuery) -> list[columns.Column]:
-        """The columns in force (crm_web/columns.py); a stored choice is written into the list state, so
-        its links (pages, sort, export) carry it."""
-        shown = columns.visible(self.entity.name, current_user.org.custom_fields, query.cols, current_user.list_columns)
-        if not columns.is_default(self.entity.name, current_user.org.custom_fields, shown):
-            query.cols = ",".join(c.key for c in shown)
-        elif query.cols:
-            query.cols = None  # the defaults: a plain URL
-        return shown
+        return visible_columns(self.entity.name, query)
 
     def save_columns(self) -> ResponseReturnValue:
-        """The chooser: the user's columns for this list (in the posted order), then the list showing them;
-        `reset` goes back to the defaults."""
         query, _ = self._query()
-        keys = [] if request.form.get("reset") else columns.parse_keys(",".join(request.form.getlist("col")[:60]))
-        known = {c.key for c in columns.available(self.entity.name, current_user.org.custom_fields)}
-        unknown = [k for k in keys if k not in known]
-        if unknown:
-            raise BadRequest(f"Unknown column {unknown[0][:40]!r}.")
-        UserService(Actor.of(current_user)).set_list_columns(self.entity.name, keys)
-        query.cols = ",".join(keys) or None
-        return see_other(query.url(self.list_url))
+        return save_columns(self.entity.name, query, self.list_url)
 
     def index(self) -> ResponseReturnValue:
         query, builder = self._query()
