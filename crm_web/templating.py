@@ -102,6 +102,16 @@ def custom_colour(cf: Any, value: Any) -> str:
     return colour_of(cf, value)
 
 
+def board_fields() -> list[Any]:
+    """The deal custom fields this user shows on the board's cards (their pick: users.list_columns["board"])."""
+    from flask_login import current_user
+
+    if not getattr(current_user, "is_authenticated", False):
+        return []
+    picked = (current_user.list_columns or {}).get("board") or []
+    return [cf for cf in custom_fields_of("deal") if cf.key in picked]
+
+
 def _columns_of(list_name: str) -> Any:
     from crm_web.views.columns import columns_of
 
@@ -125,4 +135,5 @@ def register(app: Flask) -> None:
         custom_colour=custom_colour,
         entity_of=_entity_of,
         columns_of=_columns_of,
+        board_fields=board_fields,
     )

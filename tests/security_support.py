@@ -404,6 +404,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     # --- activities -------------------------------------------------------------------------
     ("GET", "activities.index"): Route(MEMBER),
     ("POST", "activities.columns_choice"): Route(MEMBER, form=lambda w: {"col": ["subject", "owner"]}),
+    ("POST", "board.card_fields"): Route(MEMBER, form=lambda w: {"field": ["sec"]}),
     ("GET", "activities.new"): Route(MEMBER, query="contact={contact}"),
     ("GET", "activities.timeline"): Route(MEMBER, query="contact={contact}"),
     ("POST", "activities.create"): Route(MEMBER, form=_activity_form),

@@ -709,3 +709,33 @@ def test_the_activity_list_has_the_chooser_too(client, login, users, org, count_
     assert saved.status_code == 303 and "view=all" in saved.headers["Location"]
     page = client.get("/activities?view=all").get_data(as_text=True)
     assert [c.split(" ")[0] for c in _header_cells(page)] == ["Subject", "Duration"]
+
+
+def test_board_cards_show_the_custom_fields_the_user_picks(client, login, admin, org, users, count_queries):
+    pipeline = factories.make_pipeline(org)
+    stage = factories.stages_of(pipeline)[0]
+    renewal = _define(admin, "deal", "Renewal date", "date")
+    tier = _define(admin, "deal", "Tier", "select", options=_options("Gold"))
+    deal = factories.make_deal(org, stage=stage, name="Big")
+    from crm_web.services.deals import DealService
+
+    DealService(admin).update(deal.id, custom_input={"renewal_date": "2026-12-01", "tier": tier.options[0].id})
+    login("manager")
+    path = f"/deals/board?pipeline={pipeline.id}"
+    page = client.get(path).get_data(as_text=True)
+    assert "Card fields" in page and 'data-card-field="renewal_date"' not in page
+    with count_queries() as before:
+        client.get(path)
+    saved = client.post(f"/deals/board/fields?pipeline={pipeline.id}", data={"field": [renewal.key, "nope"]})
+    assert saved.status_code == 303 and saved.headers["Location"].endswith(f"/deals/board?pipeline={pipeline.id}")
+    db.session.expire_all()
+    assert users["manager"].list_columns == {"board": ["renewal_date"]}
+    with count_queries() as after:
+        page = client.get(path).get_data(as_text=True)
+    assert 'data-card-field="renewal_date"' in page and "Renewal date: 2026-12-01" in page
+    assert 'data-card-field="tier"' not in page
+    assert before.count == after.count
+    # the board filtered by a custom field
+    filtered = client.get(f"{path}&f=cf_renewal_date.after.2026-11-01").get_data(as_text=True)
+    assert "Big" in filtered
+    assert "Big" not in client.get(f"{path}&f=cf_renewal_date.before.2026-11-01").get_data(as_text=True)

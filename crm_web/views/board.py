@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, redirect, request, url_for
+from flask_login import current_user
 
 from crm_web.errors import BadRequest
 from crm_web.htmx import hx_push_url, hx_trigger, wants_fragment
@@ -105,6 +106,20 @@ def _board_block(service: BoardService) -> Response:
     if not wants_fragment():
         return see_other(url_for("board.index") + "?" + context["board_query"])
     return hx_trigger(render_page("deals/board.html", block="board", **context), CHANGED)
+
+
+@bp.post("/deals/board/fields")
+def card_fields():
+    """The custom fields this user shows on the cards (deal fields only), then the board again."""
+    from crm_web.custom_fields import live_fields
+    from crm_web.services.base import Actor
+    from crm_web.services.users import UserService
+
+    known = {cf.key for cf in live_fields(current_user.org.custom_fields, "deal")}
+    keys = [k for k in dict.fromkeys(request.form.getlist("field")[:100]) if k in known]
+    UserService(Actor.of(current_user)).set_list_columns("board", keys)
+    query = request.query_string.decode()[:4000]
+    return see_other(url_for("board.index") + (f"?{query}" if query else ""))
 
 
 @bp.post("/deals/board/delete")
