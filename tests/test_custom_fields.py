@@ -739,3 +739,22 @@ def test_board_cards_show_the_custom_fields_the_user_picks(client, login, admin,
     filtered = client.get(f"{path}&f=cf_renewal_date.after.2026-11-01").get_data(as_text=True)
     assert "Big" in filtered
     assert "Big" not in client.get(f"{path}&f=cf_renewal_date.before.2026-11-01").get_data(as_text=True)
+
+
+def test_labels_options_and_values_are_escaped_everywhere(client, login, admin, org):
+    evil = "<img src=x onerror=alert(1)>"
+    cf = _define(admin, "company", f"Label {evil}", "select", options=_options(f"Option {evil}"), help=evil)
+    _define(admin, "company", "Note", "text")
+    company = CompanyService(admin).create(name="Acme", custom_input={cf.key: cf.options[0].id, "note": evil})
+    login("admin")
+    pages = [
+        client.get("/settings/fields?entity=company"),
+        client.get(f"/settings/fields/company/{cf.id}"),
+        client.get(f"/companies?cols=name,{cf.name},cf_note"),
+        client.get(f"/companies/{company.id}"),
+        client.get(f"/companies/{company.id}/edit"),
+    ]
+    for page in pages:
+        assert page.status_code == 200
+        assert evil not in page.get_data(as_text=True)
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page.get_data(as_text=True)
