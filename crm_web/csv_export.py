@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -80,3 +80,18 @@ def entity_csv_response(entity: Entity, rows: Iterable[Any], *, day: date, curre
     """An entity's export: its registry columns over the rows its service's `export_rows` yields;
     `currency` is the organisation's, which its converted sums are stated in."""
     return csv_response(entity.plural, entity.csv_header(currency), (entity.csv_values(row) for row in rows), day=day)
+
+
+def planned_csv_response(
+    entity: Entity,
+    rows: Iterable[Any],
+    plan: Sequence[tuple[str, Any]],
+    users: Mapping[str, str],
+    *,
+    day: date,
+    currency: str = "",
+) -> Response:
+    """An export of chosen columns (crm_web/columns.csv_plan: the visible ones, or every one with the
+    custom fields); `users` names the users a custom field of type user holds."""
+    header = [name.replace("{currency}", currency) for name, _ in plan]
+    return csv_response(entity.plural, header, ([get(row, users) for _, get in plan] for row in rows), day=day)

@@ -92,9 +92,75 @@ def builtin_view_tabs(list_key: str) -> tuple[Any, list[Any]]:
     return view_list(list_key), service.builtin_tabs(list_key, prefs_of(current_user, list_key))
 
 
+def custom_fields_of(entity_name: str) -> list[Any]:
+    """The signed-in user's organisation's live custom fields of an entity (its row is loaded with the
+    user: no statement)."""
+    from flask_login import current_user
+
+    from crm_web.custom_fields import CUSTOM_ENTITIES, live_fields
+
+    if entity_name not in CUSTOM_ENTITIES or not getattr(current_user, "is_authenticated", False):
+        return []
+    return live_fields(current_user.org.custom_fields, entity_name)
+
+
+def custom_users(fields: Any, record: Any = None) -> list[tuple[Any, str]]:
+    """The organisation's active users, for fields of type user: one statement, only when there is one."""
+    from flask_login import current_user
+
+    if not any(cf.type == "user" for cf in fields):
+        return []
+    from crm_web.services.base import Actor, BaseService
+
+    return BaseService(Actor.of(current_user)).owner_choices()
+
+
+def custom_display(cf: Any, value: Any, users: Any = ()) -> str:
+    from crm_web.custom_fields import display
+
+    return display(cf, value, {str(user_id): name for user_id, name in users or ()})
+
+
+def custom_colour(cf: Any, value: Any) -> str:
+    from crm_web.custom_fields import colour_of
+
+    return colour_of(cf, value)
+
+
+def board_fields() -> list[Any]:
+    """The deal custom fields this user shows on the board's cards (their pick: users.list_columns["board"])."""
+    from flask_login import current_user
+
+    if not getattr(current_user, "is_authenticated", False):
+        return []
+    picked = (current_user.list_columns or {}).get("board") or []
+    return [cf for cf in custom_fields_of("deal") if cf.key in picked]
+
+
+def _columns_of(list_name: str) -> Any:
+    from crm_web.views.columns import columns_of
+
+    return columns_of(list_name)
+
+
+def _entity_of(name: str) -> Any:
+    from crm_web.entities import entity
+
+    return entity(name)
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(GLOBALS)
     app.jinja_env.globals["typo_tolerant"] = typo_tolerant
     app.jinja_env.globals["may_publish_views"] = may_publish_views
     app.jinja_env.globals["builtin_view_tabs"] = builtin_view_tabs
+    app.jinja_env.globals.update(
+        custom_fields_of=custom_fields_of,
+        custom_users=custom_users,
+        custom_display=custom_display,
+        custom_colour=custom_colour,
+        entity_of=_entity_of,
+        columns_of=_columns_of,
+        board_fields=board_fields,
+    )

@@ -200,6 +200,7 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     draft_import, done_import = _imports(org, owner, marker)
     view = _saved_view(org, owner, f"{marker} View")
     trashed_view = _saved_view(org, owner, f"{marker} Trashed view", **gone)
+    _custom_fields(org)
     world = World(marker, org, users, stage_order=[s.id for s in stages])
     world.ids.update(
         org=org.id,
@@ -233,6 +234,22 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
         admin=owner.id,
     )
     return world
+
+
+def _custom_fields(org: Any) -> None:
+    """A text field "sec" on every entity with custom fields, and a trashed one on companies."""
+    from crm_web.extensions import db
+
+    def one(field_id: str, key: str, **extra: Any) -> dict[str, Any]:
+        return {"id": field_id, "key": key, "label": key.title(), "type": "text", "position": 1, **extra}
+
+    org.custom_fields = {
+        "contact": [one("secfield", "sec")],
+        "lead": [one("secfield", "sec")],
+        "deal": [one("secfield", "sec")],
+        "company": [one("secfield", "sec"), one("sectrash", "gone", deleted_at=utcnow().isoformat())],
+    }
+    db.session.commit()
 
 
 Form = Callable[[World], dict[str, Any]]
@@ -366,6 +383,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     # --- companies --------------------------------------------------------------------------
     ("GET", "companies.index"): Route(MEMBER),
     ("GET", "companies.export"): Route(MEMBER),
+    ("POST", "companies.columns"): Route(MEMBER, form=lambda w: {"col": ["name", "cf_sec"]}),
+    ("POST", "companies.custom_value"): Route(
+        OWNER, args={"company_id": "company", "key": "=sec"}, form=lambda w: {"cf_sec": "x"}
+    ),
     ("GET", "companies.new"): Route(MEMBER),
     ("POST", "companies.create"): Route(MEMBER, form=_company_form),
     ("POST", "companies.quick_create"): Route(MEMBER, form=lambda world: {"name": "Quick Co"}),
@@ -388,6 +409,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     # --- leads ------------------------------------------------------------------------------
     ("GET", "leads.index"): Route(MEMBER),
     ("GET", "leads.export"): Route(MEMBER),
+    ("POST", "leads.columns"): Route(MEMBER, form=lambda w: {"col": ["name", "cf_sec"]}),
+    ("POST", "leads.custom_value"): Route(
+        OWNER, args={"lead_id": "lead", "key": "=sec"}, form=lambda w: {"cf_sec": "x"}
+    ),
     ("GET", "leads.new"): Route(MEMBER),
     ("POST", "leads.create"): Route(MEMBER, form=_lead_form),
     ("GET", "leads.detail"): Route(MEMBER, args={"lead_id": "lead"}),
@@ -411,6 +436,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     # --- activities -------------------------------------------------------------------------
     ("GET", "activities.index"): Route(MEMBER),
     ("GET", "activities.export"): Route(MEMBER, query="view=all"),
+    ("POST", "activities.columns_choice"): Route(MEMBER, form=lambda w: {"col": ["subject", "owner"]}),
+    ("POST", "board.card_fields"): Route(MEMBER, form=lambda w: {"field": ["sec"]}),
     ("GET", "activities.new"): Route(MEMBER, query="contact={contact}"),
     ("GET", "activities.timeline"): Route(MEMBER, query="contact={contact}"),
     ("POST", "activities.create"): Route(MEMBER, form=_activity_form),
@@ -439,6 +466,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     # --- contacts ---------------------------------------------------------------------------
     ("GET", "contacts.index"): Route(MEMBER),
     ("GET", "contacts.export"): Route(MEMBER),
+    ("POST", "contacts.columns"): Route(MEMBER, form=lambda w: {"col": ["name", "cf_sec"]}),
+    ("POST", "contacts.custom_value"): Route(
+        OWNER, args={"contact_id": "contact", "key": "=sec"}, form=lambda w: {"cf_sec": "x"}
+    ),
     ("GET", "contacts.new"): Route(MEMBER),
     ("GET", "contacts.check_email"): Route(MEMBER, query="email=someone@example.org"),
     ("POST", "contacts.create"): Route(MEMBER, form=_contact_form),
@@ -463,6 +494,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     # --- deals and the board ----------------------------------------------------------------
     ("GET", "deals.index"): Route(MEMBER),
     ("GET", "deals.export"): Route(MEMBER),
+    ("POST", "deals.columns"): Route(MEMBER, form=lambda w: {"col": ["name", "cf_sec"]}),
+    ("POST", "deals.custom_value"): Route(
+        OWNER, args={"deal_id": "deal", "key": "=sec"}, form=lambda w: {"cf_sec": "x"}
+    ),
     ("GET", "board.index"): Route(MEMBER, query="pipeline={pipeline}"),
     ("GET", "board.filter_builder"): Route(MEMBER),
     ("GET", "board.column"): Route(MEMBER, args={"stage_id": "stage"}),
@@ -549,6 +584,20 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "settings.currencies"): Route(MANAGER),
     ("POST", "settings.set_rate"): Route(ADMIN, form=lambda w: {"currency": "EUR", "rate": "1.1"}),
     ("POST", "settings.remove_rate"): Route(ADMIN, args={"currency": "=JPY"}),
+    # --- custom fields (definitions: admins change, managers look) ----------------------------
+    ("GET", "settings.fields"): Route(MANAGER),
+    ("POST", "settings.create_field"): Route(
+        ADMIN, args={"entity_name": "=company"}, form=lambda w: {"label": "Region", "type": "text"}
+    ),
+    ("GET", "settings.field"): Route(MANAGER, args={"entity_name": "=company", "field_id": "=secfield"}),
+    ("POST", "settings.update_field"): Route(
+        ADMIN,
+        args={"entity_name": "=company", "field_id": "=secfield"},
+        form=lambda w: {"label": "Sec", "type": "text"},
+    ),
+    ("POST", "settings.delete_field"): Route(ADMIN, args={"entity_name": "=company", "field_id": "=secfield"}),
+    ("POST", "settings.restore_field"): Route(ADMIN, args={"entity_name": "=company", "field_id": "=sectrash"}),
+    ("POST", "settings.purge_field"): Route(ADMIN, args={"entity_name": "=company", "field_id": "=sectrash"}),
     # --- tags -------------------------------------------------------------------------------
     ("GET", "tags.editor"): Route(MEMBER, args={"entity_type": "=contact", "entity_id": "contact"}),
     ("POST", "tags.assign"): Route(

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
     Date,
@@ -38,6 +39,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from werkzeug.datastructures import MultiDict
 
+from crm_web.custom_fields import CustomField, Option
+from crm_web.custom_fields import filter_field as custom_filter_field
 from crm_web.errors import ValidationError
 from crm_web.filters import (
     Condition,
@@ -99,6 +102,8 @@ class Item(TestBase):
 
     company: Mapped[Company | None] = relationship()
     tags: Mapped[list[Tag]] = relationship(secondary=item_tags)
+    # A custom field's values (crm_web/custom_fields.py): the multi select below.
+    custom: Mapped[dict | None] = mapped_column(JSON().with_variant(postgresql.JSONB(), "postgresql"))
 
 
 STATUSES = [("open", "Open"), ("won", "Won"), ("lost", "Lost"), ("on_hold", "On hold"), ("odd,one\\", "Odd")]
@@ -114,7 +119,19 @@ FIELDS = {
     "status": FilterField.choice("Status", Item.status, STATUSES),
     "active": FilterField.boolean("Active", Item.active),
     "tags": FilterField.tag("Tags", Item.tags, Tag.id),
+    "regions": custom_filter_field(
+        Item,
+        CustomField(
+            "r1",
+            "regions",
+            "Regions",
+            "multi_select",
+            options=(Option("n", "North"), Option("s", "South"), Option("e", "East")),
+        ),
+    ),
 }
+# The multi select's values per row code (d: an empty list; the rest: none).
+REGIONS = {"a": ["n", "s"], "b": ["s"], "d": [], "e": ["e"]}
 
 U1, U2, U3 = (uuid.UUID(f"00000000-0000-4000-8000-00000000000{n}") for n in (1, 2, 3))
 VIP, TRIAL, CHURN = (uuid.UUID(f"10000000-0000-4000-8000-00000000000{n}") for n in (1, 2, 3))
@@ -225,6 +242,7 @@ def _load(engine: Engine) -> None:
                     "status": status,
                     "active": active,
                     "company_id": company,
+                    "custom": {"regions": REGIONS[code]} if code in REGIONS else None,
                 },
             )
             if tags:
@@ -388,6 +406,12 @@ OPERATOR_CASES = [
     (f"tags.notIn.{VIP}", "cdeg"),
     ("tags.isEmpty", "cg"),
     ("tags.isNotEmpty", "abdef"),
+    # MULTI (a custom multi select): has any of / none of the options, empty (none or an empty list)
+    ("regions.in.s", "ab"),
+    ("regions.in.n,e", "ae"),
+    ("regions.notIn.s", "cdefg"),
+    ("regions.isEmpty", "cdfg"),
+    ("regions.isNotEmpty", "abe"),
 ]
 
 
@@ -792,6 +816,7 @@ def _condition_strategy(name: str) -> st.SearchStrategy:
             _items(st.sampled_from(choices)) if op in ("in", "notIn") else st.sampled_from(choices)
         ),
         FieldType.TAG: lambda op: _items(st.uuids()),
+        FieldType.MULTI: lambda op: _items(st.sampled_from([v for v, _ in FIELDS[name].choices])),
         FieldType.BOOLEAN: lambda op: st.none(),
     }
 

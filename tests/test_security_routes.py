@@ -194,7 +194,9 @@ def test_role_access(key, role, app, client, world):
 
 # --- the restore policy: whoever deleted a record, or an admin (services/trash.py) ----------------
 
-RESTORE_KEYS = [k for k in ROUTE_KEYS if k[0] == "POST" and "restore" in k[1] and k[1] != "settings.restore_tag"]
+# Tags and custom field definitions are settings, not records: their restore follows the settings' roles.
+SETTINGS_RESTORES = ("settings.restore_tag", "settings.restore_field")
+RESTORE_KEYS = [k for k in ROUTE_KEYS if k[0] == "POST" and "restore" in k[1] and k[1] not in SETTINGS_RESTORES]
 
 
 def test_every_restore_route_follows_the_one_restore_policy():

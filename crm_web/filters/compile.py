@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Numeric, and_, literal, not_, or_, true
+from sqlalchemy import Numeric, and_, false, func, literal, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm_web import clock
@@ -168,6 +168,9 @@ def _compile_condition(condition: Condition, ff: FilterField, cal: _Calendar) ->
     positive_op = NEGATIONS.get(op, op)
     negate = positive_op != op
     columns = _columns(ff, cal)
+    if ff.type is FieldType.MULTI and ff.predicate is not None:
+        clause = ff.predicate(positive_op, condition.value)  # NULL for a row without the value
+        return not_(func.coalesce(clause, false())) if negate else clause
     if ff.type is FieldType.TAG:
         criterion = None if positive_op == "isNotEmpty" else columns[0].in_(list(condition.value))
         clause = _exists(ff.via, criterion)

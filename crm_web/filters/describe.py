@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from crm_web.filters.types import (
+    MULTI_OPERATOR_LABELS,
     OPERATOR_ARITY,
     OPERATOR_LABELS,
     OPERATORS_BY_TYPE,
@@ -21,7 +22,9 @@ def describe_fields(fields: Mapping[str, FilterField]) -> list[dict[str, Any]]:
     """JSON-able metadata for the filter builder: fields, their operators and choices."""
     described = []
     for name, ff in fields.items():
-        labels = TAG_OPERATOR_LABELS if ff.type is FieldType.TAG else OPERATOR_LABELS
+        labels = {FieldType.TAG: TAG_OPERATOR_LABELS, FieldType.MULTI: MULTI_OPERATOR_LABELS}.get(
+            ff.type, OPERATOR_LABELS
+        )
         entry: dict[str, Any] = {
             "name": name,
             "label": ff.label,

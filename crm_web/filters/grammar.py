@@ -282,7 +282,7 @@ def _scalar_parser(ff: FilterField, op: str) -> Callable[[str], Any]:
         return _parse_date if op == "onDate" else _parse_date_or_datetime
     if kind in (FieldType.UUID, FieldType.TAG):
         return _parse_uuid
-    if kind is FieldType.CHOICE:
+    if kind in (FieldType.CHOICE, FieldType.MULTI):
         allowed = {value for value, _ in ff.choices}
 
         def parse_choice(text: str) -> str:

@@ -36,6 +36,7 @@ class FieldType(enum.StrEnum):
     CHOICE = "choice"
     BOOLEAN = "boolean"
     TAG = "tag"
+    MULTI = "multi"  # a multi select custom field: a list of option ids
 
 
 class _OneColumn:
@@ -72,6 +73,8 @@ class FilterField:
     via: Any = None
     choices: tuple[tuple[str, str], ...] = ()
     computed: Callable[[dt.datetime], Any] | None = None
+    # MULTI: (positive operator, value) -> the clause (custom_fields.py builds it per engine).
+    predicate: Callable[[str, Any], Any] | None = None
 
     # One-column fields of one type: F.number("Employees", Company.employee_count, via=...).
     number = _OneColumn(FieldType.NUMBER)
@@ -157,6 +160,12 @@ OPERATOR_LABELS: dict[str, str] = {
     "isTrue": "is yes",
     "isFalse": "is no",
 }
+MULTI_OPERATOR_LABELS = {
+    "in": "has any of",
+    "notIn": "has none of",
+    "isEmpty": "is empty",
+    "isNotEmpty": "is not empty",
+}
 TAG_OPERATOR_LABELS = {"in": "has any of", "notIn": "has none of", "isEmpty": "has no tags", "isNotEmpty": "has tags"}
 
 _NUMERIC_OPS = (
@@ -191,6 +200,7 @@ OPERATORS_BY_TYPE: dict[FieldType, tuple[str, ...]] = {
     FieldType.CHOICE: ("equals", "notEquals", "in", "notIn"),
     FieldType.BOOLEAN: ("isTrue", "isFalse"),
     FieldType.TAG: ("in", "notIn", "isEmpty", "isNotEmpty"),
+    FieldType.MULTI: ("in", "notIn", "isEmpty", "isNotEmpty"),
 }
 
 # A negative operator compiles as the negation of its positive twin, NULL-safely.

@@ -28,7 +28,11 @@ def select_choices(pairs: Iterable[tuple[Any, str]]) -> list[SelectChoice]:
 def apply_errors(form: Form, error: ValidationError) -> None:
     """A service's field errors next to the form's fields; the rest (and a bare message) above the form."""
     for name, message in error.field_errors.items():
-        if name in form._fields:
+        if name.startswith("cf_"):  # a custom field's error, next to it (components/custom_fields.html)
+            if not hasattr(form, "custom_errors"):
+                form.custom_errors = {}
+            form.custom_errors[name] = message
+        elif name in form._fields:
             form[name].errors = [*form[name].errors, message]
         else:
             form.form_errors.append(message)

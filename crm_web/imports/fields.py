@@ -224,6 +224,20 @@ def spec_for(name: str) -> ImportSpec:
     return SPECS.get(name) or BY_PLURAL[name]
 
 
+def with_custom_fields(spec: ImportSpec, schema: Mapping[str, Any] | None) -> ImportSpec:
+    """The spec plus the organisation's live custom fields of the entity (`cf_<key>`, kind "custom"):
+    a column whose header is a field's label or key maps to it."""
+    from dataclasses import replace
+
+    from crm_web.custom_fields import live_fields
+
+    custom = tuple(
+        Field(cf.name, cf.label, headers=(cf.key,), kind="custom", required=cf.required)
+        for cf in live_fields(schema, spec.name)
+    )
+    return replace(spec, fields=spec.fields + custom) if custom else spec
+
+
 def _header_index(spec: ImportSpec) -> dict[str, str]:
     index: dict[str, str] = {}
     for f in spec.fields:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from crm_web.errors import NotFound, PermissionDenied, ValidationError
-from crm_web.imports.fields import Field, ImportSpec, check_mapping, guess_mapping, spec_for
+from crm_web.imports.fields import Field, ImportSpec, check_mapping, guess_mapping, spec_for, with_custom_fields
 from crm_web.imports.reading import CsvFormat, CsvReader, UnreadableFile, count_rows, detect_format
 from crm_web.models import (
     Activity,
@@ -149,6 +149,7 @@ class Row:
     existing: Any = None
     tags: list[str] = field(default_factory=list)
     notice: str = ""  # why a row was skipped (a duplicate in the file): reported, not an error
+    custom: dict[str, Any] | None = None  # custom field values given: {key: stored value}
 
 
 def header_key(header: Sequence[str]) -> str:
@@ -220,6 +221,12 @@ class ImportService:
 
     # --- who may import ----------------------------------------------------------------
 
+    def spec(self, entity: str) -> ImportSpec:
+        """The entity's import spec with the organisation's custom fields."""
+        from crm_web.services.custom_fields import org_schema
+
+        return with_custom_fields(spec_for(entity), org_schema(self.session, self.org_id))
+
     def may_import(self) -> bool:
         """Managers and admins import; sales users when their organisation allows it."""
         if self.actor.has_role(Role.MANAGER):
@@ -234,7 +241,7 @@ class ImportService:
 
     def inspect_file(self, path: str, entity: str) -> FileInfo:
         """The file's format and header, and the mapping remembered for this header, else guessed."""
-        spec = spec_for(entity)
+        spec = self.spec(entity)
         with CsvReader(path) as reader:
             header = reader.header
             fmt = reader.format
@@ -272,14 +279,14 @@ class ImportService:
     ) -> Outcome:
         """Validate every row and count what the import would do; nothing is written."""
         self.require_import()
-        run = _Run(self, spec_for(entity), path, mapping, options or Options(), errors_path=errors_path, write=False)
+        run = _Run(self, self.spec(entity), path, mapping, options or Options(), errors_path=errors_path, write=False)
         return run.execute()
 
     def upload(self, path: str, entity: str, *, file_name: str, owned_file: bool = False) -> Import:
         """Record an uploaded file as a draft import of `entity`, with its mapping remembered or guessed
         (an unreadable file raises UnreadableFile, and nothing is recorded)."""
         self.require_import()
-        spec = spec_for(entity)
+        spec = self.spec(entity)
         info = self.inspect_file(path, spec.name)
         job = Import(
             org_id=self.org_id,
@@ -332,7 +339,7 @@ class ImportService:
         """Set a draft's mapping and duplicates policy (remembered for the next file with these headers)."""
         self.require_import()
         job = self.draft(import_id)
-        spec = spec_for(job.entity)
+        spec = self.spec(job.entity)
         header = job.mapping.get("header") or []
         try:
             columns = check_mapping(spec, mapping, len(header))
@@ -399,7 +406,7 @@ class ImportService:
         job = self.get(import_id)
         if job.status != "pending":
             raise ValidationError(f"This import is {job.status}; only a pending import runs.")
-        spec = spec_for(job.entity)
+        spec = self.spec(job.entity)
         options = Options(
             on_duplicate=job.options.get("on_duplicate", "skip"),
             create_companies=bool(job.options.get("create_companies", True)),
@@ -531,7 +538,7 @@ class ImportService:
 
     def _revert_updates(self, import_id: uuid.UUID) -> None:
         job = self.get(import_id)
-        spec = spec_for(job.entity)
+        spec = self.spec(job.entity)
         model = spec.entity.model
         changes = self.session.execute(
             select(ImportUpdate.record_id, ImportUpdate.previous).where(
@@ -627,9 +634,9 @@ def _copy_rows(session: Session, table: Any, keys: list[str], rows: list[dict[st
             for column in defaults:
                 default = column.default
                 values.append(default.arg(None) if default.is_callable else default.arg)
-            copy.write_row(
-                [p(v) if p is not None and v is not None else v for p, v in zip(processors, values, strict=True)]
-            )
+            cells = [p(v) if p is not None and v is not None else v for p, v in zip(processors, values, strict=True)]
+            # A JSON column (custom values): psycopg adapts a dict only as a bound parameter, COPY takes its text.
+            copy.write_row([json.dumps(c) if isinstance(c, (dict, list)) else c for c in cells])
 
 
 def _among(expression: Any, values: list[str]) -> Any:
@@ -679,6 +686,10 @@ class _Run:
         self.entity_service = _service_class(spec)(self.actor, self.session)
         self.form = spec.form(formdata=None, meta={"csrf": False})
         self.fields = {f.name: f for f in spec.fields}
+        from crm_web.custom_fields import live_fields
+        from crm_web.services.custom_fields import org_schema
+
+        self.custom = {cf.name: cf for cf in live_fields(org_schema(self.session, self.org_id), spec.name)}
         self._errors_file: Any = None
         self._errors_writer: Any = None
         self.sales_only = not self.actor.has_role(Role.MANAGER)
@@ -834,6 +845,9 @@ class _Run:
         data: MultiDict[str, str] = MultiDict()
         for name, cell in row.raw.items():
             found = self.fields.get(name)
+            if found is not None and found.kind == "custom":
+                self._custom_value(row, name, cell)
+                continue
             if found is None or found.kind not in ("value", "choice", "bool"):
                 continue
             if found.kind == "choice":
@@ -858,9 +872,31 @@ class _Run:
         if row.errors:
             return
         values = {k: v for k, v in form.values().items() if k not in RELATION_FIELDS}
+        if row.custom is not None:
+            values["_custom"] = row.custom
         if "tags" in row.raw:
             row.tags = [t.strip()[:60] for t in TAG_SPLIT.split(row.raw["tags"]) if t.strip()]
         row.values = values
+
+    def _custom_value(self, row: Row, name: str, cell: str) -> None:
+        """A custom field's cell, validated by its type (a user by name or email); kept in row.custom."""
+        from crm_web.custom_fields import ValueProblem, clean_value
+
+        cf = self.custom[name]
+        text = cell
+        if cf.type == "user":
+            found = self.users.get(cell.strip().lower()) or self.users.get(_norm_name(cell))
+            if found is None:
+                row.errors.append((name, cell, "No active user of your organisation has this name or email."))
+                return
+            text = str(found)
+        try:
+            value = clean_value(cf, text)
+        except ValueProblem as problem:
+            row.errors.append((name, cell, str(problem)))
+            return
+        if value is not None:
+            row.custom = {**(row.custom or {}), cf.key: value}
 
     def _choice(self, found: Field, cell: str) -> str:
         """`found.choice_value(cell)`, remembered per distinct cell (a column of choices repeats a few)."""
@@ -1090,6 +1126,13 @@ class _Run:
             plain = {k: v for k, v in plain.items() if self._mapped_value(k, row)}
             relations = {k: v for k, v in relations.items() if k != "owner_id" or "owner" in row.raw}
         cleaned = self._clean(row, plain, row.existing if row.action == "update" else None)
+        if row.action == "create":
+            given = relations.get("_custom") or {}
+            for cf in self.custom.values():
+                if cf.required and cf.key not in given:
+                    row.errors.append((cf.name, "", f"{cf.label} is required."))
+            if row.errors:
+                return None
         if cleaned is None:
             return None
         return {**cleaned, **relations}
@@ -1187,6 +1230,8 @@ class _Run:
     def _insert_values(self, row: Row) -> dict[str, Any]:
         values = {k: v for k, v in row.values.items() if not k.startswith("_")}
         values.update(id=uuid.uuid4(), org_id=self.org_id, import_id=self.import_id)
+        if hasattr(self.model, "custom"):
+            values["custom"] = row.values.get("_custom") or None
         values.setdefault("owner_id", self.actor.user_id)
         if values.get("owner_id") is None:
             values["owner_id"] = self.actor.user_id
@@ -1224,6 +1269,12 @@ class _Run:
             if old != value:
                 changes[name] = [jsonable(old), jsonable(value)]
                 setattr(record, name, value)
+        if row.values.get("_custom"):  # the custom values given; the others stay
+            old_custom = dict(record.custom or {})
+            new_custom = {**old_custom, **row.values["_custom"]}
+            if new_custom != old_custom:
+                changes["custom"] = [old_custom or None, new_custom]
+                record.custom = new_custom
         added: list[str] = []
         if row.tags and self.spec.entity.tag_table is not None:
             table = self.spec.entity.tag_table

@@ -12,7 +12,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, MetaData, Select, Uuid, event, select
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, MetaData, Select, Uuid, event, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -137,6 +138,17 @@ class ImportedMixin:
     foreign key: SQLite could add one only by rebuilding the table, and an import's rows outlive it."""
 
     import_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
+
+
+# JSONB on PostgreSQL (GIN and expression indexes), JSON text on SQLite (json_extract).
+JSON_VALUES = JSON().with_variant(JSONB(), "postgresql")
+
+
+class CustomValuesMixin:
+    """The record's custom field values (docs/design.md, "Custom fields"): {field key: value}, None
+    when the record has none. Keys are the organisation's field keys (services/custom_fields.py)."""
+
+    custom: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUES, default=None)
 
 
 class RecordMixin(IdMixin, TimestampMixin, OrgScopedMixin, OwnedMixin, SoftDeleteMixin, VersionedMixin, ImportedMixin):

@@ -7,14 +7,14 @@ from decimal import Decimal
 from sqlalchemy import Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm_web.models.base import Base, RecordMixin
+from crm_web.models.base import Base, CustomValuesMixin, RecordMixin
 from crm_web.models.mixins import AddressMixin, name_order_index, search_key_index, trash_index, trigram_index
 from crm_web.models.tag import Tag, company_tags
 
 COMPANY_SIZES = ["1-10", "11-50", "51-200", "201-500", "501-1000", "1000+"]
 
 
-class Company(RecordMixin, AddressMixin, Base):
+class Company(RecordMixin, CustomValuesMixin, AddressMixin, Base):
     __tablename__ = "companies"
     __table_args__ = (
         Index("ix_companies_org_name", "org_id", "name"),

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm_web.models.base import Base, IdMixin, OrgScopedMixin, RecordMixin, TimestampMixin
+from crm_web.models.base import Base, CustomValuesMixin, IdMixin, OrgScopedMixin, RecordMixin, TimestampMixin
 from crm_web.models.company import Company
 from crm_web.models.mixins import (
     AddressMixin,
@@ -41,7 +41,7 @@ LEAD_SOURCES = [
 ]
 
 
-class Contact(RecordMixin, AddressMixin, Base):
+class Contact(RecordMixin, CustomValuesMixin, AddressMixin, Base):
     __tablename__ = "contacts"
     __table_args__ = (
         Index("ix_contacts_org_last_first", "org_id", "last_name", "first_name"),

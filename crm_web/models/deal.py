@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm_web.models.base import Base, RecordMixin
+from crm_web.models.base import Base, CustomValuesMixin, RecordMixin
 from crm_web.models.company import Company
 from crm_web.models.contact import Contact
 from crm_web.models.mixins import live_index, name_order_index, search_key_index, trash_index, trigram_index
@@ -20,7 +20,7 @@ DEAL_STATUSES = [("open", "Open"), ("won", "Won"), ("lost", "Lost")]
 CURRENCIES = ["USD", "EUR", "GBP", "CAD", "AUD", "JPY", "CHF"]
 
 
-class Deal(RecordMixin, Base):
+class Deal(RecordMixin, CustomValuesMixin, Base):
     __tablename__ = "deals"
     __table_args__ = (
         CheckConstraint("value >= 0", name="deal_value_non_negative"),

@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm_web.models.base import Base, RecordMixin
+from crm_web.models.base import Base, CustomValuesMixin, RecordMixin
 from crm_web.models.mixins import (
     full_name,
     name_order_index,
@@ -29,7 +29,7 @@ LEAD_STATUSES = [
 ]
 
 
-class Lead(RecordMixin, Base):
+class Lead(RecordMixin, CustomValuesMixin, Base):
     __tablename__ = "leads"
     __table_args__ = (
         Index("ix_leads_org_status", "org_id", "status"),

@@ -52,6 +52,9 @@ class Organization(IdMixin, TimestampMixin, Base):
     sales_can_import: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Whether sales users may publish saved views to the organisation; managers and admins always may.
     sales_can_publish_views: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The custom field definitions, {entity name: [field, ...]} (services/custom_fields.py): kept on this
+    # row because every signed-in request loads it with the user, so reading them costs no statement.
+    custom_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class User(UserMixin, IdMixin, TimestampMixin, Base):
@@ -72,6 +75,9 @@ class User(UserMixin, IdMixin, TimestampMixin, Base):
     # Per list (services/saved_views.LISTS): the order of its view tabs, the built-in views hidden and
     # the default view. Loaded with the user (no statement of its own on a list page).
     view_prefs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    # The columns the user picked per list, {list name: [column key, ...]} (views/columns.py); loaded
+    # with the user, so a list reads it without a statement.
+    list_columns: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     org: Mapped[Organization] = relationship(lazy="raise_on_sql")
 

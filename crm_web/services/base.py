@@ -32,6 +32,7 @@ from crm_web.services.sql import AnySelect, insert_ignoring_duplicates, org_is, 
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_settings, search_terms
 
 if TYPE_CHECKING:
+    from crm_web.custom_fields import CustomField
     from crm_web.entities import Entity
 
 EXPORT_BATCH = 500  # rows fetched at a time while an export streams
@@ -169,6 +170,10 @@ class BaseService(Generic[M]):
         descending = key.startswith("-")
         name = key.lstrip("-")
         fields = {"created_at": self.model.created_at, "updated_at": self.model.updated_at, **self.sort_fields()}
+        if name.startswith("cf_"):
+            from crm_web import custom_fields
+
+            fields.update(custom_fields.sort_fields(self.model, self.custom_fields()))
         if name not in fields:
             raise ValidationError(f"Cannot sort by {name!r}.", {"sort": f"Unknown sort field {name!r}."})
         column = fields[name]
@@ -235,8 +240,84 @@ class BaseService(Generic[M]):
             raise BadRequest(error.message) from None
 
     def filter_fields(self) -> Mapping[str, Any]:
-        """The entity's filter whitelist (with its custom fields, when they come)."""
-        return self.entity.filter_fields() if self.entity is not None else {}
+        """The entity's filter whitelist, with the organisation's custom fields (`cf_<key>`)."""
+        if self.entity is None:
+            return {}
+        custom = self.custom_fields()
+        if not custom:
+            return self.entity.filter_fields()
+        from crm_web import custom_fields
+
+        return {**self.entity.filter_fields(), **custom_fields.filter_fields(self.model, custom)}
+
+    def custom_fields(self) -> list[CustomField]:
+        """The organisation's live custom fields of this entity, in form order (no statement in a
+        signed-in request: they come with the organisation's row)."""
+        if not hasattr(self.model, "custom"):
+            return []
+        from crm_web.services.custom_fields import entity_fields
+
+        return entity_fields(self.session, self.org_id, self.entity_type)
+
+    def clean_custom(
+        self, raw: Mapping[str, Any] | None, obj: Any = None, *, partial: bool = False
+    ) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        """The record's new custom values from what a form or an import gave (`raw`: {key: text or
+        list}; None: not given, nothing changes) and the field errors. `partial`: only the keys given
+        change (an inline edit), else a field left out is emptied and a required one refused."""
+        if raw is None:
+            return None, {}
+        from crm_web.custom_fields import ValueProblem, clean_value
+
+        fields = self.custom_fields()
+        values = dict(getattr(obj, "custom", None) or {}) if obj is not None else {}
+        errors: dict[str, str] = {}
+        user_ids = None
+        if any(cf.type == "user" and raw.get(cf.key) for cf in fields):
+            user_ids = set(self.session.scalars(select(User.id).where(User.org_id == self.org_id)))
+        for cf in fields:
+            if partial and cf.key not in raw:
+                continue
+            try:
+                value = clean_value(cf, raw.get(cf.key), user_ids=user_ids)
+            except ValueProblem as problem:
+                errors[cf.name] = str(problem)
+                continue
+            if value is None and cf.required:
+                errors[cf.name] = f"{cf.label} is required."
+            elif value is None:
+                values.pop(cf.key, None)
+            else:
+                values[cf.key] = value
+        return values, errors
+
+    def clean_with_custom(
+        self, values: dict[str, Any], raw_custom: Mapping[str, Any] | None, obj: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """clean() and clean_custom() together, so a form shows every field's error at once."""
+        custom, errors = self.clean_custom(raw_custom, obj)
+        try:
+            cleaned = self.clean(self._writable(values), obj)
+        except ValidationError as error:
+            error.field_errors.update(errors)
+            raise
+        if errors:
+            raise ValidationError("Please correct the highlighted fields", errors)
+        return cleaned, custom
+
+    def set_custom(self, obj: Any, custom: dict[str, Any] | None) -> dict[str, Any]:
+        """Set the record's custom values; the history's changes, one per field (`cf_<key>`)."""
+        if custom is None:
+            return {}
+        old = dict(obj.custom or {})
+        changes = {
+            f"cf_{key}": [old.get(key), custom.get(key)]
+            for key in sorted(set(old) | set(custom))
+            if old.get(key) != custom.get(key)
+        }
+        if changes:
+            obj.custom = custom or None
+        return changes
 
     def filter_clause(self, spec: Any, *, now: datetime | None = None) -> ColumnElement[bool] | None:
         """Compile a FilterSpec against this entity's whitelist; relative dates ("today", "this week")
@@ -453,9 +534,12 @@ class BaseService(Generic[M]):
         when the form left the owner empty)."""
         if self.EMPTY_OWNER_IS_ME and not values.get("owner_id"):
             values.pop("owner_id", None)
-        values = self.clean(self._writable(values))
+        raw_custom = values.pop("custom_input", None)
+        values, custom = self.clean_with_custom(values, raw_custom)
         self.check_fits(values)
         obj = self.model(org_id=self.org_id, **values)
+        if custom:
+            obj.custom = custom
         if hasattr(obj, "owner_id") and obj.owner_id is None and "owner_id" not in values:
             obj.owner_id = self.actor.user_id
         return self.insert(obj)
@@ -501,9 +585,22 @@ class BaseService(Generic[M]):
         obj = self.get_for_edit(entity_id, query=self.scoped())
         self.check_version(obj, expected_version)
         self.check_unchanged(obj, expected_values or {})
-        values = self.clean(self._writable(values), obj)
+        raw_custom = values.pop("custom_input", None)
+        values, custom = self.clean_with_custom(values, raw_custom, obj)
         self.check_fits(values)
-        return self.save_changes(obj, self.set_values(obj, values))
+        changes = self.set_values(obj, values)
+        changes.update(self.set_custom(obj, custom))
+        return self.save_changes(obj, changes)
+
+    def update_custom(self, entity_id: uuid.UUID, key: str, raw: Any) -> M:
+        """An inline edit of one custom field on the detail page."""
+        obj = self.get_for_edit(entity_id, query=self.scoped())
+        if not any(cf.key == key for cf in self.custom_fields()):
+            raise NotFound("That field does not exist.")
+        custom, errors = self.clean_custom({key: raw}, obj, partial=True)
+        if errors:
+            raise ValidationError("Please correct the highlighted fields", errors)
+        return self.save_changes(obj, self.set_custom(obj, custom))
 
     # --- stale edits (optimistic locking of forms) ----------------------------------
 

@@ -167,10 +167,13 @@ class DealService(BaseService[Deal]):
         self, *, stage_id: uuid.UUID, tag_ids: Sequence[uuid.UUID] = (), **values: Any
     ) -> Deal:
         """A new deal goes to the top of its stage's column; the stage decides its status."""
-        values = self.clean(self._writable(values))
+        raw_custom = values.pop("custom_input", None)
+        values, custom = self.clean_with_custom(values, raw_custom)
         self.check_fits(values)
         _, stage = self.pipelines.stage_lookup(stage_id)
         deal = Deal(org_id=self.org_id, **values)
+        if custom:
+            deal.custom = custom
         if "owner_id" not in values or deal.owner_id is None:
             deal.owner_id = values.get("owner_id") or self.actor.user_id
         top = self.session.scalar(
@@ -195,9 +198,11 @@ class DealService(BaseService[Deal]):
         from an older version is refused (BaseService.check_version)."""
         deal = self.get_for_edit(deal_id)
         self.check_version(deal, expected_version)
-        values = self.clean(self._writable(values), deal)
+        raw_custom = values.pop("custom_input", None)
+        values, custom = self.clean_with_custom(values, raw_custom, deal)
         self.check_fits(values)
         changes = self.set_values(deal, values)
+        changes.update(self.set_custom(deal, custom))
         if stage_id is not None and stage_id != deal.stage_id:
             _, stage = self.pipelines.stage_lookup(stage_id)
             changes.update(apply_stage(deal, stage, lost_reason=values.get("lost_reason")))

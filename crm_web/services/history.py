@@ -270,15 +270,21 @@ def readable(
     organisation's form and time zone. One statement for all the names."""
     from zoneinfo import ZoneInfo
 
+    from crm_web.custom_fields import all_fields, display
     from crm_web.formatting import choice_label
+    from crm_web.services.custom_fields import org_schema
 
     session = session_or_default(session)
     entries = list(entries)
+    # Custom fields by their history name (cf_<key>), trashed ones too: their changes stay readable.
+    custom = {}
+    if any(name.startswith("cf_") for entry in entries for name in entry.changes or {}):
+        custom = {cf.name: cf for cf in all_fields(org_schema(session, actor.org_id), entity_type)}
     wanted: dict[str, set[uuid.UUID]] = {}
     for entry in entries:
         for name, value in (entry.changes or {}).items():
-            if name in REFERENCES:
-                kind = REFERENCES[name][0]
+            if name in REFERENCES or (name in custom and custom[name].type == "user"):
+                kind = REFERENCES[name][0] if name in REFERENCES else "user"
                 for side in value if isinstance(value, list) else [value]:
                     found = _as_uuid(side) if side else None
                     if found:
@@ -329,6 +335,20 @@ def readable(
                 else:
                     shown = record(kind, value)
                     lines.append(ChangeLine(label, new=shown))
+                continue
+            cf = custom.get(name)
+            if cf is not None and isinstance(value, list) and len(value) == 2:
+                if cf.type == "user":
+                    lines.append(ChangeLine(cf.label, record("user", value[0]), record("user", value[1])))
+                else:
+                    old_text, new_text = display(cf, value[0]), display(cf, value[1])
+                    lines.append(
+                        ChangeLine(
+                            cf.label,
+                            plain(name, old_text) if cf.type == "date" else (Shown(old_text) if old_text else None),
+                            plain(name, new_text) if cf.type == "date" else (Shown(new_text) if new_text else None),
+                        )
+                    )
                 continue
             label = name.replace("_", " ").capitalize()
             if isinstance(value, list) and len(value) == 2:

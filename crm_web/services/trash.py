@@ -353,12 +353,21 @@ class TrashService:
         require_role(self.actor.role, Role.ADMIN, "purge the trash")
         if days < 0:
             raise ValidationError("The number of days cannot be negative.", {"days": "Must be zero or more."})
-        trash = self._union(deleted_before=utcnow() - timedelta(days=days))
+        cutoff = utcnow() - timedelta(days=days)
+        trash = self._union(deleted_before=cutoff)
         found = self._items(trash, oldest_first=True)
         if not dry_run and found:
             found = self._purge(found)
             self.commit()
-        return PurgeResult(counts=_counts(found), items=found, dry_run=dry_run)
+        counts = _counts(found)
+        if not dry_run:
+            from crm_web.services.custom_fields import CustomFieldService
+
+            # Custom fields in the trash go with the records (their values with them).
+            fields = CustomFieldService(self.actor, self.session).purge_trashed_before(cutoff)
+            if fields:
+                counts["custom field"] = fields
+        return PurgeResult(counts=counts, items=found, dry_run=dry_run)
 
     def _record(
         self,

@@ -192,6 +192,20 @@ class UserService:
     def _history(self, user: User, changes: dict[str, Any], action: str = "updated") -> RecordHistory | None:
         return record_change(self.session, self.actor, ENTITY, user, action, changes)
 
+    def set_list_columns(self, list_name: str, keys: list[str]) -> None:
+        """The actor's own column choice for a list (any role; an empty list: the defaults). The keys are
+        checked by the caller against the list's columns (crm_web/columns.py)."""
+        user = self.session.get(User, self.actor.user_id)
+        if user is None or user.org_id != self.actor.org_id:
+            raise NotFound("That user does not exist.")
+        chosen = dict(user.list_columns or {})
+        if keys:
+            chosen[list_name] = list(keys)
+        else:
+            chosen.pop(list_name, None)
+        user.list_columns = chosen or None
+        self._commit()
+
     def _commit(self) -> None:
         try:
             self.session.commit()

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, redirect, request, url_for
 from flask_login import current_user
 
+from crm_web import columns
 from crm_web.csv_export import entity_csv_response
 from crm_web.entities import ACTIVITY
 from crm_web.errors import BadRequest, Conflict, ValidationError
@@ -21,6 +22,7 @@ from crm_web.params import get_choice_param, get_text_param, get_uuid_param, is_
 from crm_web.rendering import render_page, see_other, with_toast, with_undo
 from crm_web.services.activities import LINKS, QUICK_VIEW_KEYS, QUICK_VIEWS, ActivityService, Links
 from crm_web.services.calendar import HOURS, MODES, WHO, CalendarService, due_at_from
+from crm_web.views.columns import save_columns, visible_columns
 from crm_web.views.filtering import builder_fields, checked_for_export, parse_filtered_list_query, render_list_page
 from crm_web.views.generic import BulkActions, acting
 from crm_web.views.listing import ListQuery
@@ -70,6 +72,8 @@ def _list_context(query: ListQuery, opening: ListOpening) -> dict[str, Any]:
         "title": "Activities",
         "opening": opening,
         "view_state": quick + state,
+        "visible_columns": visible_columns("activity", query),
+        "all_columns": columns.available("activity", None),
     }
 
 
@@ -150,6 +154,15 @@ def export():
     service = acting(ActivityService)
     rows = service.export_view(view=view, filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
     return entity_csv_response(ACTIVITY, rows, day=service.actor.today())
+
+
+@bp.post("/activities/columns")
+def columns_choice():
+    query, _, opening = _opened()
+    if opening.tab is None:  # the quick view stays as the list showed it
+        view = get_choice_param("view", QUICK_VIEW_KEYS, "mine", args=opening.args)
+        query.filter_pairs = ([("view", view)] if view != "mine" else []) + list(query.filter_pairs)
+    return save_columns("activity", query, url_for("activities.index"))
 
 
 @bp.get("/activities/new")

@@ -10,13 +10,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, redirect, request, url_for
+from flask_login import current_user
 
-from crm_web.entities import DEAL
 from crm_web.errors import BadRequest
 from crm_web.htmx import hx_push_url, hx_trigger, wants_fragment
 from crm_web.params import get_int_param, get_uuid_list, get_uuid_param, is_whole_number, parse_uuid
 from crm_web.rendering import plural, render_fragments, render_page, see_other, with_toast, with_undo
 from crm_web.services.board import BoardService
+from crm_web.services.deals import DealService
 from crm_web.views.deals import CHANGED, fields_meta
 from crm_web.views.filtering import FilterBuilder, parse_filtered_list_query, render_list_page
 from crm_web.views.generic import acting
@@ -68,8 +69,9 @@ def board_context(
 @bp.get("/deals/board")
 def index():
     opening = open_list("board")
-    query, builder = parse_filtered_list_query(DEAL.filter_fields(), opening.args)
-    opening.apply(query, DEAL.filter_fields())
+    fields = acting(DealService).filter_fields()  # the organisation's custom fields included
+    query, builder = parse_filtered_list_query(fields, opening.args)
+    opening.apply(query, fields)
     context = board_context(acting(BoardService), query, builder, args=opening.args, opening=opening)
     if builder.has_errors:
         return render_list_page(
@@ -93,7 +95,7 @@ def index():
 
 @bp.get("/deals/board/filter")
 def filter_builder():
-    query, builder = parse_filtered_list_query(DEAL.filter_fields())
+    query, builder = parse_filtered_list_query(acting(DealService).filter_fields())
     service = acting(BoardService)
     return render_page(
         "deals/board.html",
@@ -107,7 +109,7 @@ def filter_builder():
 
 @bp.get("/deals/board/column/<uuid:stage_id>")
 def column(stage_id: uuid.UUID):
-    query, _builder = parse_filtered_list_query(DEAL.filter_fields())
+    query, _builder = parse_filtered_list_query(acting(DealService).filter_fields())
     page = acting(BoardService).column(
         stage_id,
         filter_spec=query.filter_spec,
@@ -123,11 +125,25 @@ def column(stage_id: uuid.UUID):
 
 def _board_block(service: BoardService) -> Response:
     """After a POST from the board: the board block in the state of the query string (pipeline, filter)."""
-    query, builder = parse_filtered_list_query(DEAL.filter_fields())
+    query, builder = parse_filtered_list_query(acting(DealService).filter_fields())
     context = board_context(service, query, builder)
     if not wants_fragment():
         return see_other(url_for("board.index") + "?" + context["board_query"])
     return hx_trigger(render_page("deals/board.html", block="board", **context), CHANGED)
+
+
+@bp.post("/deals/board/fields")
+def card_fields():
+    """The custom fields this user shows on the cards (deal fields only), then the board again."""
+    from crm_web.custom_fields import live_fields
+    from crm_web.services.base import Actor
+    from crm_web.services.users import UserService
+
+    known = {cf.key for cf in live_fields(current_user.org.custom_fields, "deal")}
+    keys = [k for k in dict.fromkeys(request.form.getlist("field")[:100]) if k in known]
+    UserService(Actor.of(current_user)).set_list_columns("board", keys)
+    query = request.query_string.decode()[:4000]
+    return see_other(url_for("board.index") + (f"?{query}" if query else ""))
 
 
 @bp.post("/deals/board/delete")
@@ -165,7 +181,7 @@ def _form_int(name: str) -> int | None:
 
 @bp.post("/deals/<uuid:deal_id>/move")
 def move(deal_id: uuid.UUID):
-    query, _ = parse_filtered_list_query(DEAL.filter_fields())
+    query, _ = parse_filtered_list_query(acting(DealService).filter_fields())
     stage_id = _form_uuid("stage_id")
     if stage_id is None:
         raise BadRequest("Choose a stage to move the deal to.")

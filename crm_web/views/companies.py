@@ -13,6 +13,7 @@ from crm_web.errors import ValidationError
 from crm_web.forms.companies import CompanyForm
 from crm_web.rendering import render_page
 from crm_web.services.companies import CompanyService
+from crm_web.views.custom import CustomValueViews
 from crm_web.views.generic import FormViews, ListViews, RecordViews, acting
 from crm_web.views.pickers import fit_owner_field, owner_options
 
@@ -45,6 +46,7 @@ def form_context(service: CompanyService, form: CompanyForm, company: Any = None
     return {}
 
 
+CustomValueViews(bp, COMPANY, CompanyService)
 FormViews(bp, COMPANY, CompanyService, CompanyForm, form_context=form_context)
 
 

@@ -15,6 +15,7 @@ from crm_web.forms.contacts import ContactForm
 from crm_web.params import get_text_param, get_uuid_param
 from crm_web.rendering import render_fragments, render_page
 from crm_web.services.contacts import ContactService
+from crm_web.views.custom import CustomValueViews
 from crm_web.views.generic import FormViews, ListViews, RecordViews, acting
 from crm_web.views.pickers import fit_owner_field, owner_options, picked_labels
 
@@ -104,6 +105,7 @@ def form_context(service: ContactService, form: ContactForm, contact: Any = None
     }
 
 
+CustomValueViews(bp, CONTACT, ContactService)
 FormViews(bp, CONTACT, ContactService, ContactForm, form_context=form_context)
 RecordViews(bp, CONTACT, ContactService, deleted_message=lambda contact: f"Deleted {contact.full_name}.")
 

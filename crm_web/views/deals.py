@@ -17,7 +17,8 @@ from crm_web.htmx import hx_location, hx_trigger, wants_fragment
 from crm_web.params import get_uuid_param
 from crm_web.rendering import render_page, see_other, with_toast, with_undo
 from crm_web.services.deals import DealService
-from crm_web.views.filtering import builder_fields
+from crm_web.views.custom import CustomValueViews, custom_input
+from crm_web.views.filtering import builder_fields, owner_choices_of
 from crm_web.views.generic import ListViews, acting
 from crm_web.views.pickers import fit_owner_field, picked_labels
 
@@ -28,7 +29,7 @@ CHANGED = "deals-changed"  # dashboard panels (and anything else showing deals) 
 
 def fields_meta(service: DealService) -> list[dict[str, Any]]:
     choices = service.choices()
-    return builder_fields(DEAL.filter_fields(), tags=choices.tags, choices={"owner": choices.owners})
+    return builder_fields(service.filter_fields(), tags=choices.tags, choices=owner_choices_of(service, choices.owners))
 
 
 ListViews(
@@ -38,6 +39,9 @@ ListViews(
     changed_event=CHANGED,
     extra_context=lambda service: {"pipelines": {p.id: p for p in service.pipelines.pipeline_list()}},
 )
+
+
+CustomValueViews(bp, DEAL, DealService)
 
 
 # --- detail and forms ------------------------------------------------------------------------
@@ -53,13 +57,17 @@ def _set_choices(form: DealForm, service: DealService) -> None:
     form.set_choices(replace(choices, owners=fit_owner_field(service.actor, form.owner_id, choices.owners)))
 
 
-def _form_page(form: DealForm, service: DealService, deal_id: uuid.UUID | None, *, status: int = 200) -> Response:
+def _form_page(
+    form: DealForm, service: DealService, deal_id: uuid.UUID | None, *, status: int = 200, deal: Any = None
+) -> Response:
     _set_choices(form, service)
     picked = picked_labels(
         service.actor,
         {"company_id": ("company", form.company_id.data), "contact_id": ("contact", form.contact_id.data)},
     )
-    return render_page("deals/form.html", block="deal_form", form=form, deal_id=deal_id, picked=picked, status=status)
+    return render_page(
+        "deals/form.html", block="deal_form", form=form, deal_id=deal_id, deal=deal, picked=picked, status=status
+    )
 
 
 def _saved(deal_id: uuid.UUID, message: str) -> Response:
@@ -89,7 +97,7 @@ def create():
     _set_choices(form, service)
     if form.validate_on_submit():
         try:
-            deal = service.create(stage_id=form.stage_id.data, **form.values())
+            deal = service.create(stage_id=form.stage_id.data, custom_input=custom_input("deal"), **form.values())
             return _saved(deal.id, "Deal created.")
         except ValidationError as error:
             apply_errors(form, error)
@@ -101,7 +109,7 @@ def edit(deal_id: uuid.UUID):
     service = acting(DealService)
     deal = service.get_for_edit(deal_id)  # a form the user could not save is not offered
     form = DealForm(obj=deal)
-    return _form_page(form, service, deal_id)
+    return _form_page(form, service, deal_id, deal=deal)
 
 
 @bp.post("/deals/<uuid:deal_id>")
@@ -113,7 +121,11 @@ def update(deal_id: uuid.UUID):
     if form.validate_on_submit():
         try:
             service.update(
-                deal_id, stage_id=form.stage_id.data, expected_version=form.expected_version, **form.values()
+                deal_id,
+                stage_id=form.stage_id.data,
+                expected_version=form.expected_version,
+                custom_input=custom_input("deal"),
+                **form.values(),
             )
             return _saved(deal_id, "Deal saved.")
         except ValidationError as error:

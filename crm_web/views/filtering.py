@@ -146,6 +146,15 @@ def builder_fields(
     return described
 
 
+def owner_choices_of(service: Any, owners: Sequence[tuple[Any, str]]) -> dict[str, Sequence[tuple[Any, str]]]:
+    """The users offered by the builder: for the owner and for every custom field of type user."""
+    choices: dict[str, Sequence[tuple[Any, str]]] = {"owner": owners}
+    for cf in service.custom_fields() if hasattr(service, "custom_fields") else ():
+        if cf.type == "user":
+            choices[cf.name] = owners
+    return choices
+
+
 def render_list_page(
     template: str,
     *,

@@ -24,8 +24,8 @@ from flask import Blueprint, abort, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from crm_web import idempotency
-from crm_web.csv_export import entity_csv_response
+from crm_web import columns, idempotency
+from crm_web.csv_export import entity_csv_response, planned_csv_response
 from crm_web.entities import Entity
 from crm_web.errors import Conflict, ValidationError, error_response
 from crm_web.forms import apply_conflict, apply_errors
@@ -35,10 +35,12 @@ from crm_web.permissions import can
 from crm_web.rendering import plural, render_page, see_other, with_toast, with_undo
 from crm_web.services.base import Actor, BaseService
 from crm_web.services.history import jsonable
+from crm_web.views.columns import save_columns, visible_columns
 from crm_web.views.filtering import (
     FilterBuilder,
     builder_fields,
     checked_for_export,
+    owner_choices_of,
     parse_filtered_list_query,
     render_list_page,
 )
@@ -79,6 +81,8 @@ class ListViews:
         bp.add_url_rule(f"/{entity.plural}", "index", self.index, methods=["GET"])
         if entity.csv:
             bp.add_url_rule(f"/{entity.plural}/export.csv", "export", self.export, methods=["GET"])
+        if entity.name in columns.BUILT_IN:
+            bp.add_url_rule(f"/{entity.plural}/columns", "columns", self.save_columns, methods=["POST"])
         self.bulk = BulkActions(bp, entity, service_class, table=self.table, table_id=self.table_id)
 
     def service(self) -> Any:
@@ -87,7 +91,7 @@ class ListViews:
     def _open(self) -> tuple[ListQuery, FilterBuilder, ListOpening]:
         """The list state of the request, after opening the saved view it names (views/saved_views)."""
         opening = open_list(self.entity.plural)
-        fields = self.entity.filter_fields()
+        fields = self.service().filter_fields()  # the organisation's custom fields included
         query, builder = parse_filtered_list_query(fields, opening.args)
         return opening.apply(query, fields), builder, opening
 
@@ -109,9 +113,14 @@ class ListViews:
         statement), the builder's fields and the saved view it shows."""
         page = service.list_page(**query.page_args())
         choices = service.choices()
-        fields_meta = builder_fields(self.entity.filter_fields(), tags=choices.tags, choices={"owner": choices.owners})
+        fields_meta = builder_fields(
+            service.filter_fields(), tags=choices.tags, choices=owner_choices_of(service, choices.owners)
+        )
+        shown = self.visible_columns(query)
         context = {
             "entity": self.entity,
+            "visible_columns": shown,
+            "all_columns": columns.available(self.entity.name, current_user.org.custom_fields),
             "page": page,
             "choices": choices,
             "fields_meta": fields_meta,
@@ -125,6 +134,13 @@ class ListViews:
             context.update(self.extra_context(service))
         return context
 
+    def visible_columns(self, query: ListQuery) -> list[columns.Column]:
+        return visible_columns(self.entity.name, query)
+
+    def save_columns(self) -> ResponseReturnValue:
+        query, _ = self._query()
+        return save_columns(self.entity.name, query, self.list_url)
+
     def index(self) -> ResponseReturnValue:
         query, builder, opening = self._open()
         return render_list_page(
@@ -136,8 +152,16 @@ class ListViews:
         query = checked_for_export(query, builder)
         service = self.service()
         rows = service.export_rows(filter_spec=query.filter_spec, q=query.q, scope=query.scope, sort=query.sort)
-        return entity_csv_response(
-            self.entity, rows, day=service.actor.today(), currency=current_user.org.default_currency
+        custom = service.custom_fields()
+        shown = None if request.args.get("all") or not query.cols else self.visible_columns(query)
+        if not custom and shown is None:
+            return entity_csv_response(
+                self.entity, rows, day=service.actor.today(), currency=current_user.org.default_currency
+            )
+        plan = columns.csv_plan(self.entity, shown, custom)
+        users = {str(i): n for i, n in service.owner_choices()} if any(cf.type == "user" for cf in custom) else {}
+        return planned_csv_response(
+            self.entity, rows, plan, users, day=service.actor.today(), currency=current_user.org.default_currency
         )
 
     def table(self, service: Any) -> Any:
@@ -395,11 +419,16 @@ class FormViews:
         context = self._context(service, form, record)
         status = 422
         if form.validate_on_submit():
+            from crm_web.views.custom import custom_input
+
+            custom = custom_input(self.entity.name)
             try:
                 result = (
-                    service.update(record.id, expected_version=form.expected_version, **form.values())
+                    service.update(
+                        record.id, expected_version=form.expected_version, custom_input=custom, **form.values()
+                    )
                     if record is not None
-                    else service.create(**form.values())
+                    else service.create(custom_input=custom, **form.values())
                 )
             except ValidationError as error:
                 apply_errors(form, error)

@@ -13,7 +13,7 @@ from flask_login import current_user
 from crm_web.errors import BadRequest, CRMException, ValidationError
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.imports import jobs
-from crm_web.imports.fields import BY_PLURAL, spec_for
+from crm_web.imports.fields import BY_PLURAL
 from crm_web.imports.reading import MAX_BYTES, UnreadableFile, check_size
 from crm_web.imports.service import ON_DUPLICATE, ImportService, Options, _errors_path_for, run_progress
 from crm_web.rendering import render_page
@@ -76,7 +76,9 @@ def mapping(import_id):
     job = _service().get(import_id)
     if job.status != "draft":
         return redirect(url_for("imports.progress", import_id=job.id), 303)
-    return render_page("imports/mapping.html", job=job, spec=spec_for(job.entity), outcome=None, policies=ON_DUPLICATE)
+    return render_page(
+        "imports/mapping.html", job=job, spec=_service().spec(job.entity), outcome=None, policies=ON_DUPLICATE
+    )
 
 
 @bp.post("/import/<uuid:import_id>")
@@ -97,7 +99,7 @@ def configure(import_id):
         return redirect(url_for("imports.progress", import_id=job.id), 303)
     outcome = service.preview(import_id)
     return render_page(
-        "imports/mapping.html", job=job, spec=spec_for(job.entity), outcome=outcome, policies=ON_DUPLICATE
+        "imports/mapping.html", job=job, spec=_service().spec(job.entity), outcome=outcome, policies=ON_DUPLICATE
     )
 
 
@@ -130,7 +132,7 @@ def progress(import_id):
         job=job,
         rate=rate,
         left=left,
-        spec=spec_for(job.entity),
+        spec=_service().spec(job.entity),
     )
 
 

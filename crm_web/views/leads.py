@@ -15,6 +15,7 @@ from crm_web.forms.leads import MANUAL_STATUS_CHOICES, ConvertLeadForm, LeadForm
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.rendering import render_page, with_toast
 from crm_web.services.leads import LeadService
+from crm_web.views.custom import CustomValueViews
 from crm_web.views.generic import FormViews, ListViews, RecordViews, acting
 from crm_web.views.pickers import fit_owner_field, owner_options
 
@@ -88,5 +89,6 @@ def form_context(service: LeadService, form: LeadForm, lead: Any = None) -> dict
     return {}
 
 
+CustomValueViews(bp, LEAD, LeadService)
 FormViews(bp, LEAD, LeadService, LeadForm, form_context=form_context)
 RecordViews(bp, LEAD, LeadService, deleted_message=lambda lead: f"Deleted {lead.full_name}.")

@@ -19,7 +19,7 @@ from crm_web.params import get_choice_param, get_int_param, get_text_param
 from crm_web.services.pagination import PAGE_SIZES
 
 # Parameters that belong to the list state (everything else in the URL is the filter).
-LIST_KEYS = ("q", "scope", "sort", "per_page", "page")
+LIST_KEYS = ("q", "scope", "sort", "per_page", "page", "cols")
 
 
 @dataclass
@@ -30,11 +30,10 @@ class ListQuery:
     q: str = ""
     scope: str = "all"  # "mine" or "all"
     filter_spec: Any = None
+    cols: str | None = None  # the visible columns in order, comma-separated keys (views/columns.py)
     filter_pairs: list[tuple[str, str]] = field(default_factory=list)
-    # State a list keeps besides the above: before it (the board's pipeline, the activities' quick
-    # view), after it (the column chooser's `cols`, kept as it is).
+    # State a list keeps besides the above, before it: the board's pipeline, the activities' quick view.
     prefix_pairs: list[tuple[str, str]] = field(default_factory=list)
-    extra_pairs: list[tuple[str, str]] = field(default_factory=list)
     # The saved view the list was opened with (its key) and that view's state, to tell "modified".
     view_key: str | None = None
     view_pairs: list[tuple[str, str]] | None = None
@@ -46,10 +45,11 @@ class ListQuery:
             "scope": self.scope if self.scope != "all" else None,
             "sort": self.sort,
             "per_page": self.per_page if self.per_page != 25 else None,
+            "cols": self.cols,
         }
         state.update((k, v) for k, v in overrides.items() if k != "page")
         pairs = [(k, str(v)) for k in LIST_KEYS if k != "page" and (v := state.get(k)) not in (None, "")]
-        return [*self.prefix_pairs, *pairs, *self.filter_pairs, *self.extra_pairs]
+        return [*self.prefix_pairs, *pairs, *self.filter_pairs]
 
     @property
     def modified(self) -> bool:
@@ -89,14 +89,15 @@ class ListQuery:
             "sort": self.sort,
             "per_page": self.per_page if self.per_page != 25 else None,
             "page": self.page if self.page != 1 else None,
+            "cols": self.cols,
         }
         state.update(overrides)
         pairs = [(k, str(v)) for k in LIST_KEYS if (v := state.get(k)) not in (None, "")]
-        return [*self.prefix_pairs, *pairs, *self.filter_pairs, *self.extra_pairs]
+        return [*self.prefix_pairs, *pairs, *self.filter_pairs]
 
     def url(self, base: str, **overrides: Any) -> str:
         pairs = self.params(**overrides)
-        return f"{base}?{urlencode(pairs, safe=':,')}" if pairs else base
+        return f"{base}{'&' if '?' in base else '?'}{urlencode(pairs, safe=':,')}" if pairs else base
 
     def sort_url(self, base: str, key: str) -> str:
         """Clicking a header sorts by it; clicking the sorted header reverses the order."""
@@ -120,6 +121,7 @@ def parse_list_query(filter_fields: Any = None, args: Mapping[str, Any] | None =
         sort=get_text_param("sort", max_length=40, args=args) or None,
         q=get_text_param("q", args=args),
         scope=get_choice_param("scope", ("all", "mine"), "all", args=args),
+        cols=get_text_param("cols", max_length=2000, args=args) or None,
     )
     if filter_fields:
         from crm_web.filters import encode_filter, parse_filter

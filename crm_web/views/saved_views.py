@@ -22,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
+from crm_web.entities import Entity
 from crm_web.errors import BadRequest, NotFound
 from crm_web.htmx import hx_location, wants_fragment
 from crm_web.rendering import render_page, see_other, with_toast, with_undo
@@ -68,23 +69,27 @@ class ListOpening:
     def prefix(self, args: Mapping[str, Any]) -> list[tuple[str, str]]:
         return [(k, str(args.get(k))) for k in self.vlist.prefix_keys if args.get(k)]
 
-    def extras(self, args: Mapping[str, Any]) -> list[tuple[str, str]]:
-        """The state kept as it is (the column chooser's `cols`)."""
-        value = str(args.get("cols") or "")[:1000]
-        return [("cols", value)] if value else []
-
     def apply(self, query: ListQuery, fields: Any) -> ListQuery:
         """Name the open view on the query (its links keep it) with the view's own state to compare."""
-        query.extra_pairs = self.extras(self.args)
         if self.tab is None or self.stored is None:
             return query
         query.view_key = self.tab.key
         query.prefix_pairs = self.prefix(self.args)
         stored, _ = parse_filtered_list_query(fields, self.stored)
         stored.prefix_pairs = self.prefix(self.stored)
-        stored.extra_pairs = self.extras(self.stored)
         query.view_pairs = stored.state_pairs()
         return query
+
+
+def org_filter_fields(entity: Entity) -> Mapping[str, Any]:
+    """The entity's filter whitelist with the signed-in user's organisation's custom fields (loaded with
+    the user: no statement), so a view's condition on a live custom field is kept."""
+    from crm_web import custom_fields
+
+    custom = custom_fields.live_fields(current_user.org.custom_fields, entity.name)
+    if not custom:
+        return entity.filter_fields()
+    return {**entity.filter_fields(), **custom_fields.filter_fields(entity.model, custom)}
 
 
 def open_list(list_key: str) -> ListOpening:
@@ -117,7 +122,7 @@ def open_list(list_key: str) -> ListOpening:
             return ListOpening(vlist, MultiDict())
         return ListOpening(vlist, MultiDict(), deleted_name=opened.deleted_name)
     tab = opened.tab
-    cleaned = clean_state(vlist, tab.query)
+    cleaned = clean_state(vlist, tab.query, org_filter_fields(vlist.entity_def))
     stored: MultiDict[str, str] = MultiDict(cleaned.pairs)
     if args.get("state"):
         effective: MultiDict[str, str] = MultiDict((k, v) for k, v in args.items(multi=True) if k != "view")

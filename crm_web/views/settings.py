@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from flask import Blueprint, flash, redirect, request, url_for
 from flask_login import current_user
 
 from crm_web.auth import renew_session
-from crm_web.errors import ValidationError
+from crm_web.custom_fields import COLOURS, CUSTOM_ENTITIES, FIELD_TYPES
+from crm_web.entities import entity
+from crm_web.errors import NotFound, ValidationError
 from crm_web.forms import apply_errors, submit
 from crm_web.forms.settings import DeactivateForm, NewUserForm, OrganisationForm, RoleForm, TagForm
 from crm_web.htmx import wants_fragment
@@ -18,6 +21,7 @@ from crm_web.params import get_text_param, get_uuid_param, parse_uuid
 from crm_web.permissions import require_role
 from crm_web.rendering import render_page, with_toast, with_undo
 from crm_web.services.currencies import ExchangeRateService
+from crm_web.services.custom_fields import CustomFieldService, field_input
 from crm_web.services.organisations import OrganisationService
 from crm_web.services.tags import TagService
 from crm_web.services.users import PasswordLink, UserService
@@ -271,3 +275,118 @@ def remove_rate(currency: str):
     acting(ExchangeRateService).remove_rate(currency[:3])
     flash(f"The {currency[:3]} rate is removed: its deals are shown apart from every sum.")
     return redirect(url_for("settings.currencies"), 303)
+
+
+# --- custom fields -----------------------------------------------------------------------
+
+FIELDS_PAGE = "settings/fields.html"
+FIELD_PAGE = "settings/field.html"
+
+
+def _entity_arg(value: str | None) -> str:
+    name = (value or "contact").strip()[:20]
+    if name not in CUSTOM_ENTITIES:
+        raise NotFound("Custom fields exist for contacts, companies, leads and deals.")
+    return name
+
+
+def _fields_page(entity_name: str, *, errors: dict[str, str] | None = None, given: Any = None, status: int = 200):
+    service = acting(CustomFieldService)
+    return render_page(
+        FIELDS_PAGE,
+        entity_name=entity_name,
+        entities=[entity(name) for name in CUSTOM_ENTITIES],
+        fields=service.fields(entity_name),
+        trashed=service.fields(entity_name, trashed=True),
+        field_types=FIELD_TYPES,
+        colours=COLOURS,
+        errors=errors or {},
+        given=given,
+        title="Custom fields",
+        status=status,
+    )
+
+
+@bp.get("/settings/fields")
+def fields():
+    return _fields_page(_entity_arg(request.args.get("entity")))
+
+
+@bp.post("/settings/fields/<entity_name>")
+def create_field(entity_name: str):
+    entity_name = _entity_arg(entity_name)
+    service = acting(CustomFieldService)
+    given = None
+    try:
+        given = field_input(request.form, request.form.getlist)
+        cf = service.create(entity_name, given)
+    except ValidationError as error:
+        return _fields_page(entity_name, errors=_errors(error), given=given, status=422)
+    flash(f"The field {cf.label} was added.")
+    return redirect(url_for("settings.fields", entity=entity_name), 303)
+
+
+def _errors(error: ValidationError) -> dict[str, str]:
+    return error.field_errors or {"form": error.message}
+
+
+def _field_page(entity_name: str, field_id: str, *, errors: dict[str, str] | None = None, status: int = 200):
+    cf = acting(CustomFieldService).get(entity_name, field_id)
+    return render_page(
+        FIELD_PAGE,
+        entity_name=entity_name,
+        entity_label=entity(entity_name).label,
+        cf=cf,
+        field_types=FIELD_TYPES,
+        colours=COLOURS,
+        errors=errors or {},
+        title=f"Field {cf.label}",
+        status=status,
+    )
+
+
+@bp.get("/settings/fields/<entity_name>/<field_id>")
+def field(entity_name: str, field_id: str):
+    return _field_page(_entity_arg(entity_name), field_id[:40])
+
+
+@bp.post("/settings/fields/<entity_name>/<field_id>")
+def update_field(entity_name: str, field_id: str):
+    entity_name, field_id = _entity_arg(entity_name), field_id[:40]
+    service = acting(CustomFieldService)
+    try:
+        cf = service.update(entity_name, field_id, field_input(request.form, request.form.getlist))
+    except ValidationError as error:
+        return _field_page(entity_name, field_id, errors=_errors(error), status=422)
+    flash(f"The field {cf.label} was saved.")
+    return redirect(url_for("settings.fields", entity=entity_name), 303)
+
+
+@bp.post("/settings/fields/<entity_name>/<field_id>/delete")
+def delete_field(entity_name: str, field_id: str):
+    entity_name = _entity_arg(entity_name)
+    cf = acting(CustomFieldService).delete(entity_name, field_id[:40])
+    flash(f"The field {cf.label} is in the trash with its values: restore it below.")
+    return redirect(url_for("settings.fields", entity=entity_name), 303)
+
+
+@bp.post("/settings/fields/<entity_name>/<field_id>/restore")
+def restore_field(entity_name: str, field_id: str):
+    entity_name = _entity_arg(entity_name)
+    try:
+        cf = acting(CustomFieldService).restore(entity_name, field_id[:40])
+    except ValidationError as error:
+        return _fields_page(entity_name, errors=_errors(error), status=422)
+    flash(f"The field {cf.label} is back, with its values.")
+    return redirect(url_for("settings.fields", entity=entity_name), 303)
+
+
+@bp.post("/settings/fields/<entity_name>/<field_id>/purge")
+def purge_field(entity_name: str, field_id: str):
+    entity_name = _entity_arg(entity_name)
+    try:
+        cf = acting(CustomFieldService).purge(entity_name, field_id[:40])
+    except ValidationError as error:
+        return _fields_page(entity_name, errors=_errors(error), status=422)
+    flash(f"The field {cf.label} and its values are gone for good.")
+    return redirect(url_for("settings.fields", entity=entity_name), 303)

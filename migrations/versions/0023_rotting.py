@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0023_rotting"
-down_revision = "0019_saved_views"
+down_revision = "0020_custom_fields"
 branch_labels = None
 depends_on = None
 

@@ -52,3 +52,34 @@
     Array.prototype.forEach.call(blocks, refresh);
   });
 })();
+
+/* The column chooser (templates/components/columns.html): drag a column's row to reorder; the form posts
+   the checked columns in the order they stand. Up/down buttons do the same without a mouse. */
+(function () {
+  var dragged = null;
+  document.addEventListener('dragstart', function (e) {
+    var item = e.target.closest && e.target.closest('[data-column]');
+    if (!item) return;
+    dragged = item;
+    e.dataTransfer.effectAllowed = 'move';
+    e.dataTransfer.setData('text/plain', item.getAttribute('data-column'));
+  });
+  document.addEventListener('dragover', function (e) {
+    var over = e.target.closest && e.target.closest('[data-column]');
+    if (!dragged || !over || over === dragged || over.parentNode !== dragged.parentNode) return;
+    e.preventDefault();
+    var box = over.getBoundingClientRect();
+    over.parentNode.insertBefore(dragged, e.clientY < box.top + box.height / 2 ? over : over.nextSibling);
+  });
+  document.addEventListener('dragend', function () { dragged = null; });
+  document.addEventListener('click', function (e) {
+    var button = e.target.closest && e.target.closest('[data-column-move]');
+    if (!button) return;
+    var item = button.closest('[data-column]');
+    if (button.getAttribute('data-column-move') === 'up' && item.previousElementSibling) {
+      item.parentNode.insertBefore(item, item.previousElementSibling);
+    } else if (button.getAttribute('data-column-move') === 'down' && item.nextElementSibling) {
+      item.parentNode.insertBefore(item.nextElementSibling, item);
+    }
+  });
+})();
