@@ -171,7 +171,7 @@ STATUS_CHOICES = {
     "lead": "lead_status",
     "activity": "activity_status",
 }
-HIDDEN = frozenset({"bulk", "from_trash", "relocated", "moved"})
+HIDDEN = frozenset({"bulk", "from_trash", "relocated", "moved", "merge_id"})
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,129 @@
+"""Duplicates pages (`/contacts/duplicates`, `/companies/duplicates`, `/leads/duplicates`), "Not a
+duplicate", the side-by-side merge and its Undo (services/duplicates)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, abort, flash, request, url_for
+
+from crm_web.entities import ENTITIES
+from crm_web.errors import BadRequest, Conflict
+from crm_web.forms import conflict_message
+from crm_web.htmx import hx_location, wants_fragment
+from crm_web.params import get_uuid_list, get_uuid_param, parse_uuid
+from crm_web.rendering import render_page, see_other, with_toast
+from crm_web.services.duplicates.service import DuplicateService
+from crm_web.views.generic import acting
+
+bp = Blueprint("duplicates", __name__)
+
+KINDS = {"contacts": "contact", "companies": "company", "leads": "lead"}
+PLURAL = "<any(contacts,companies,leads):plural>"
+
+
+def _entity(plural: str) -> str:
+    if plural not in KINDS:
+        abort(404)
+    return KINDS[plural]
+
+
+def _index(plural: str, status: int = 200, message: str | None = None, kind: str = "success") -> Any:
+    entity_type = _entity(plural)
+    page = acting(DuplicateService).page(entity_type)
+    response = render_page(
+        "duplicates/index.html",
+        block="duplicate_groups",
+        status=status,
+        page=page,
+        plural=plural,
+        entity=ENTITIES[entity_type],
+    )
+    return with_toast(response, message, kind) if message and wants_fragment() else response
+
+
+@bp.get(f"/{PLURAL}/duplicates")
+def index(plural: str):
+    return _index(plural)
+
+
+@bp.post(f"/{PLURAL}/duplicates/dismiss")
+def dismiss(plural: str):
+    acting(DuplicateService).dismiss(_entity(plural), get_uuid_list("ids"))
+    if not wants_fragment():
+        flash("Marked as not duplicates.", "info")
+        return see_other(url_for("duplicates.index", plural=plural))
+    return _index(plural, message="Marked as not duplicates: they will not be suggested again.")
+
+
+@bp.get(f"/{PLURAL}/duplicates/merge")
+def merge_form(plural: str):
+    entity_type = _entity(plural)
+    ids = get_uuid_list("ids", source="args", limit=20)
+    plan = acting(DuplicateService).plan(entity_type, ids, get_uuid_param("survivor"))
+    return render_page("duplicates/merge.html", plan=plan, plural=plural, entity=ENTITIES[entity_type])
+
+
+@bp.post(f"/{PLURAL}/duplicates/merge")
+def merge(plural: str):
+    entity_type = _entity(plural)
+    service = acting(DuplicateService)
+    ids = get_uuid_list("ids", limit=20)
+    survivor = parse_uuid(request.form.get("survivor"), "survivor")
+    if survivor is None:
+        raise BadRequest("Choose the record that survives.")
+    choices: dict[str, uuid.UUID] = {}
+    versions: dict[uuid.UUID, int] = {}
+    for key, value in request.form.items():
+        if key.startswith("field_"):
+            parsed = parse_uuid(value, key)
+            if parsed is not None:
+                choices[key.removeprefix("field_")] = parsed
+        elif key.startswith("version_"):
+            ident = parse_uuid(key.removeprefix("version_"), key)
+            if ident is not None and value.strip().isdigit() and len(value.strip()) < 10:
+                versions[ident] = int(value)
+    try:
+        merge = service.merge(entity_type, ids, survivor_id=survivor, choices=choices, versions=versions)
+    except Conflict as error:
+        plan = service.plan(entity_type, ids, survivor)
+        return render_page(
+            "duplicates/merge.html",
+            status=409,
+            plan=plan,
+            plural=plural,
+            entity=ENTITIES[entity_type],
+            conflict=conflict_message(error),
+        )
+    result = service.plan_after(merge)
+    count = len(merge.merged_ids)
+    message = f"Merged {count + 1} {ENTITIES[entity_type].plural} into {result['label']}."
+    undo = url_for("duplicates.undo", merge_id=merge.id)
+    return render_page(
+        "duplicates/merged.html",
+        plural=plural,
+        entity=ENTITIES[entity_type],
+        result=result,
+        merge=merge,
+        message=message,
+        undo_url=undo,
+    )
+
+
+@bp.post("/duplicates/merges/<uuid:merge_id>/undo")
+def undo(merge_id: uuid.UUID):
+    service = acting(DuplicateService)
+    confirmed = request.form.get("confirm") == "1"
+    result = service.undo(merge_id, confirmed=confirmed)
+    plural = ENTITIES[result.merge.entity_type].plural
+    if not result.done:
+        return render_page("duplicates/undo_confirm.html", result=result, plural=plural)
+    message = "The merge was undone."
+    if result.problems:
+        message += " " + " ".join(result.problems)
+    if wants_fragment():
+        flash(message, "info")
+        return hx_location(url_for("duplicates.index", plural=plural))
+    flash(message, "info")
+    return see_other(url_for("duplicates.index", plural=plural))
