@@ -415,3 +415,13 @@ def test_merge_then_undo_restores_the_rows(app, n, links, deals, tags):
     assert svc.undo(merge.id).done
     db.session.expire_all()
     assert dump(org) == before
+
+
+def test_dismiss_view_answers_with_the_groups(client, login, org):
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme Ltd")
+    login("manager")
+    response = client.post("/companies/duplicates/dismiss", data={"ids": [str(a.id), str(b.id)]}, headers=HX)
+    assert response.status_code == 200 and "No likely duplicates" in response.text
+    assert "not be suggested" in response.text
+    assert "No likely duplicates" in client.get("/companies/duplicates", headers=HX).text
