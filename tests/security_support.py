@@ -518,6 +518,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     # --- trash ------------------------------------------------------------------------------
     ("GET", "duplicates.index"): Route(MEMBER, args={"plural": "=companies"}),
+    ("GET", "duplicates.check"): Route(MEMBER, args={"plural": "=companies"}, query="name=Acme&phone=5550001111"),
     ("GET", "duplicates.merge_form"): Route(
         MANAGER, args={"plural": "=companies"}, query="ids={company}&ids={company2}"
     ),

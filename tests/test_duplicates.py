@@ -425,3 +425,33 @@ def test_dismiss_view_answers_with_the_groups(client, login, org):
     assert response.status_code == 200 and "No likely duplicates" in response.text
     assert "not be suggested" in response.text
     assert "No likely duplicates" in client.get("/companies/duplicates", headers=HX).text
+
+
+def test_forms_warn_live_about_likely_duplicates(client, login, org):
+    acme = factories.make_company(org, name="ACME Inc.", website="https://www.acme.com", phone="+1 555 000 1111")
+    lead = factories.make_lead(org, first_name="Li", email="li@wu.cn")
+    login("sales")
+    assert 'id="duplicate-warning"' in client.get("/companies/new").text
+    for query in ({"name": "Acme"}, {"website": "acme.com/contact"}, {"phone": "555-000-1111"}):
+        response = client.get("/companies/duplicates/check", query_string=query, headers=HX)
+        assert response.status_code == 200 and f"/companies/{acme.id}" in response.text, query
+    near = client.get("/companies/duplicates/check", query_string={"name": "Acme Robotics", "phone": "555 000 1112"})
+    assert f"/companies/{acme.id}" not in near.text
+    editing = client.get("/companies/duplicates/check", query_string={"name": "Acme", "exclude": str(acme.id)})
+    assert f"/companies/{acme.id}" not in editing.text
+    warned = client.get("/leads/duplicates/check", query_string={"email": "LI@wu.cn"}, headers=HX)
+    assert f"/leads/{lead.id}" in warned.text and "same email" in warned.text
+
+
+def test_undo_from_the_survivors_history(client, login, org, users):
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme GmbH", phone="0301234567")
+    merge = service(users).merge("company", [a.id, b.id], survivor_id=a.id, choices={"phone": b.id})
+    login("manager")
+    page = client.get(f"/companies/{a.id}")
+    assert "Merged from" in page.text and f"/duplicates/merges/{merge.id}/undo" in page.text
+    response = client.post(f"/duplicates/merges/{merge.id}/undo")
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Company, b.id).deleted_at is None and db.session.get(Company, a.id).phone is None
+    assert client.post(f"/duplicates/merges/{merge.id}/undo").status_code == 409

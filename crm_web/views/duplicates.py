@@ -6,13 +6,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint, abort, flash, request, url_for
+from flask import Blueprint, abort, flash, render_template, request, url_for
 
 from crm_web.entities import ENTITIES
 from crm_web.errors import BadRequest, Conflict
 from crm_web.forms import conflict_message
 from crm_web.htmx import hx_location, wants_fragment
-from crm_web.params import get_uuid_list, get_uuid_param, parse_uuid
+from crm_web.params import get_text_param, get_uuid_list, get_uuid_param, parse_uuid
 from crm_web.rendering import render_page, see_other, with_toast
 from crm_web.services.duplicates.service import DuplicateService
 from crm_web.views.generic import acting
@@ -46,6 +46,23 @@ def _index(plural: str, status: int = 200, message: str | None = None, kind: str
 @bp.get(f"/{PLURAL}/duplicates")
 def index(plural: str):
     return _index(plural)
+
+
+@bp.get(f"/{PLURAL}/duplicates/check")
+def check(plural: str):
+    """The create and edit forms' live warning: likely duplicates of what is typed, with links."""
+    entity_type = _entity(plural)
+    values = {name: get_text_param(name, max_length=255) for name in ("email", "phone", "name", "website")}
+    if entity_type == "contact":  # the email field has its own warning (contacts.check_email)
+        values.pop("email")
+    found = acting(DuplicateService).candidates(entity_type, values, exclude_id=get_uuid_param("exclude"))
+    return render_template(
+        "duplicates/warning.html",
+        found=found,
+        plural=plural,
+        entity=ENTITIES[entity_type],
+        exclude=request.args.get("exclude"),
+    )
 
 
 @bp.post(f"/{PLURAL}/duplicates/dismiss")

@@ -342,68 +342,45 @@ class Matcher:
 
     def candidates(
         self, values: Mapping[str, Any], *, exclude_id: uuid.UUID | None = None, limit: int = 3
-    ) -> list[Any]:
-        """Live records a new record with `values` would likely duplicate (one statement): the same
-        email, phone or (companies) normalised name or domain, by the keys above."""
+    ) -> list[tuple[Any, list[str]]]:
+        """Live records a record with `values` would duplicate by the exact-key rules above (email,
+        phone, and for companies name and website domain): one statement that narrows by what an
+        index can serve, then the keys decide. Best reason first."""
         m = self.model
-        clauses: list[ColumnElement[bool]] = []
         email = email_key(values.get("email"))
-        if (email and self.entity_type != "company") or email:
-            clauses.append(func.lower(m.email) == email)
-        name_key = None
-        if self.entity_type == "company":
-            name_key = company_name_key(values.get("name"))
-            domain = domain_key(values.get("website"))
-            if name_key:
-                # A prefilter the index can serve; the exact key is checked below.
-                stem = name_key[:3]
-                clauses.append(func.lower(m.name).like(f"{stem}%") | func.lower(m.website).contains(stem))
-            if domain:
-                clauses.append(func.lower(m.website).contains(domain))
-        else:
-            first, last = values.get("first_name"), values.get("last_name")
-            if person_name_key(first, last) and last:
-                clauses.append(
-                    and_(
-                        func.lower(m.first_name) == str(first).strip().lower(),
-                        func.lower(m.last_name) == str(last).strip().lower(),
-                    )
-                )
         phone = phone_key(values.get("phone"))
+        name = company_name_key(values.get("name")) if self.entity_type == "company" else None
+        domain = domain_key(values.get("website")) if self.entity_type == "company" else None
+        clauses: list[ColumnElement[bool]] = []
+        if email:
+            clauses.append(func.lower(m.email) == email)
         if phone:
-            clauses.append(m.phone.contains(phone[-4:]))
+            clauses.append(m.phone.contains(phone[-4:], autoescape=True))
+        if name:
+            clauses.append(func.lower(m.name).contains(name[:4], autoescape=True))
+        if domain:
+            clauses.append(func.lower(m.website).contains(domain, autoescape=True))
         if not clauses:
             return []
-        stmt = select(m).where(*self._live(m), or_(*clauses)).order_by(m.created_at, m.id).limit(50)
+        stmt = select(m).where(*self._live(m), or_(*clauses)).order_by(m.created_at, m.id).limit(100)
         if exclude_id is not None:
             stmt = stmt.where(m.id != exclude_id)
         found = []
         for record in self.session.scalars(stmt):
-            reasons = self._reasons_with(values, record, name_key)
+            reasons = [
+                reason
+                for reason, mine, theirs in (
+                    ("email", email, email_key(getattr(record, "email", None))),
+                    ("company_name", name, company_name_key(getattr(record, "name", None))),
+                    ("phone", phone, phone_key(record.phone)),
+                    ("domain", domain, domain_key(getattr(record, "website", None))),
+                )
+                if mine and mine == theirs
+            ]
             if reasons:
                 found.append((record, reasons))
-        found.sort(key=lambda item: -max(SCORES.get(r, 70) for r in item[1]))
+        found.sort(key=lambda item: -max(SCORES[r] for r in item[1]))
         return found[:limit]
-
-    def _reasons_with(self, values: Mapping[str, Any], record: Any, name_key: str | None) -> list[str]:
-        reasons = []
-        if email_key(values.get("email")) and email_key(values.get("email")) == email_key(
-            getattr(record, "email", None)
-        ):
-            reasons.append("email")
-        if phone_key(values.get("phone")) and phone_key(values.get("phone")) == phone_key(record.phone):
-            reasons.append("phone")
-        if self.entity_type == "company":
-            if name_key and name_key == company_name_key(record.name):
-                reasons.append("company_name")
-            domain = domain_key(values.get("website"))
-            if domain and domain == domain_key(record.website):
-                reasons.append("domain")
-        elif person_name_key(values.get("first_name"), values.get("last_name")) == person_name_key(
-            record.first_name, record.last_name
-        ) and values.get("last_name"):
-            reasons.append("similar_name")
-        return reasons
 
 
 def _groups(pairs: Sequence[Pair]) -> list[Group]:

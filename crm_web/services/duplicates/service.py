@@ -229,6 +229,13 @@ class DuplicateService:
                 group.records = [records[i] for i in group.ids if i in records]
         return DuplicatesPage(entity_type, shown, len(groups), matcher.uses_trigrams)
 
+    def candidates(
+        self, entity_type: str, values: dict[str, Any], *, exclude_id: uuid.UUID | None = None
+    ) -> list[tuple[Any, list[str]]]:
+        """Likely duplicates of a record being typed (the forms' warning; any role may see them)."""
+        self._model(entity_type)
+        return Matcher(self.session, self.org_id, entity_type).candidates(values, exclude_id=exclude_id)
+
     def dismiss(self, entity_type: str, ids: list[uuid.UUID]) -> int:
         """ "Not a duplicate": every pair of the records is never suggested again (managers, admins)."""
         require_role(self.actor.role, Role.MANAGER, "dismiss duplicates")
