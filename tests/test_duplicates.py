@@ -455,3 +455,19 @@ def test_undo_from_the_survivors_history(client, login, org, users):
     db.session.expire_all()
     assert db.session.get(Company, b.id).deleted_at is None and db.session.get(Company, a.id).phone is None
     assert client.post(f"/duplicates/merges/{merge.id}/undo").status_code == 409
+
+
+def test_the_import_matches_companies_by_the_same_rules(actor, org, tmp_path):
+    """The CSV import's duplicate policy uses the matcher's keys: "ACME Inc." is the existing "Acme"."""
+    from crm_web.imports.service import ImportService, Options
+
+    factories.make_company(org, name="Acme")
+    factories.make_company(org, name="Globex", website="https://www.globex.com")
+    path = tmp_path / "companies.csv"
+    path.write_text("name,website\nACME Inc.,\nGlobex Europe,globex.com/eu\nInitech,\n", encoding="utf-8")
+    importer = ImportService(actor)
+    job = importer.create_import(
+        str(path), "companies", file_name="companies.csv", options=Options(on_duplicate="skip")
+    )
+    outcome = importer.run(job.id)
+    assert (outcome.created, outcome.duplicates) == (1, 2)
