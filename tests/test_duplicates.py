@@ -8,7 +8,7 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from crm_web.errors import Conflict, NotFound, PermissionDenied
 from crm_web.extensions import db
@@ -471,3 +471,20 @@ def test_the_import_matches_companies_by_the_same_rules(actor, org, tmp_path):
     )
     outcome = importer.run(job.id)
     assert (outcome.created, outcome.duplicates) == (1, 2)
+
+
+def test_lead_conversion_offers_to_link_existing_records(client, login, org):
+    company = factories.make_company(org, name="Wu Trading Ltd", website="wu.cn")
+    contact = factories.make_contact(org, first_name="Li", last_name="Wu", email="li@wu.cn")
+    lead = factories.make_lead(org, first_name="Li", last_name="Wu", email="LI@wu.cn", company_name="Wu Trading")
+    login("admin")
+    page = client.get(f"/leads/{lead.id}/convert")
+    assert f'name="link_contact" value="{contact.id}"' in page.text
+    assert f'name="link_company" value="{company.id}"' in page.text
+    data = {"link_contact": str(contact.id), "link_company": str(company.id)}
+    response = client.post(f"/leads/{lead.id}/convert", data=data)
+    assert response.status_code == 303
+    db.session.expire_all()
+    converted = db.session.get(Lead, lead.id)
+    assert (converted.converted_contact_id, converted.converted_company_id) == (contact.id, company.id)
+    assert db.session.scalar(select(func.count()).select_from(Contact).where(Contact.org_id == org.id)) == 1

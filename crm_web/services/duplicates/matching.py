@@ -357,7 +357,9 @@ class Matcher:
         if phone:
             clauses.append(m.phone.contains(phone[-4:], autoescape=True))
         if name:
-            clauses.append(func.lower(m.name).contains(name[:4], autoescape=True))
+            # Narrowed by the name's first word (its start), which a stored name holds as typed.
+            first = re.sub(r"[^\w\s]", "", str(values.get("name") or "").lower()).split()
+            clauses.append(func.lower(m.name).contains((first[0] if first else name)[:4], autoescape=True))
         if domain:
             clauses.append(func.lower(m.website).contains(domain, autoescape=True))
         if not clauses:
