@@ -29,22 +29,22 @@ def _entity(plural: str) -> str:
     return KINDS[plural]
 
 
-def _index(plural: str, status: int = 200, message: str | None = None, kind: str = "success") -> Any:
+def _index(plural: str, *, block: str | None = None, message: str | None = None) -> Any:
     entity_type = _entity(plural)
     page = acting(DuplicateService).page(entity_type)
     response = render_page(
         "duplicates/index.html",
-        block="duplicate_groups",
-        status=status,
+        block=block,
         page=page,
         plural=plural,
         entity=ENTITIES[entity_type],
     )
-    return with_toast(response, message, kind) if message and wants_fragment() else response
+    return with_toast(response, message) if message and wants_fragment() else response
 
 
 @bp.get(f"/{PLURAL}/duplicates")
 def index(plural: str):
+    """The whole page (also after an Undo navigates here); "Not a duplicate" answers with the groups."""
     return _index(plural)
 
 
@@ -71,7 +71,9 @@ def dismiss(plural: str):
     if not wants_fragment():
         flash("Marked as not duplicates.", "info")
         return see_other(url_for("duplicates.index", plural=plural))
-    return _index(plural, message="Marked as not duplicates: they will not be suggested again.")
+    return _index(
+        plural, block="duplicate_groups", message="Marked as not duplicates: they will not be suggested again."
+    )
 
 
 @bp.get(f"/{PLURAL}/duplicates/merge")
