@@ -261,6 +261,7 @@ def test_undo_names_what_it_cannot_restore_and_asks(org, users):
     db.session.commit()
     plan = svc.undo(merge.id)
     assert not plan.done and len(plan.problems) == 2
+    assert svc.undo(merge.id, dry_run=True).problems == plan.problems
     assert db.session.scalars(Company.select_deleted().where(Company.id == b.id)).first() is not None
     done = svc.undo(merge.id, confirmed=True)
     assert done.done
@@ -488,3 +489,21 @@ def test_lead_conversion_offers_to_link_existing_records(client, login, org):
     converted = db.session.get(Lead, lead.id)
     assert (converted.converted_contact_id, converted.converted_company_id) == (contact.id, company.id)
     assert db.session.scalar(select(func.count()).select_from(Contact).where(Contact.org_id == org.id)) == 1
+
+
+def test_an_undo_that_cannot_be_exact_asks_first(client, login, org, users):
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme SA", phone="0301234567")
+    merge = service(users).merge("company", [a.id, b.id], survivor_id=a.id, choices={"phone": b.id})
+    db.session.execute(Company.__table__.update().where(Company.id == a.id).values(phone="999"))
+    db.session.commit()
+    login("manager")
+    toast = client.post(f"/duplicates/merges/{merge.id}/undo", headers=HX)
+    assert toast.headers["HX-Redirect"] == f"/duplicates/merges/{merge.id}/undo"
+    question = client.get(f"/duplicates/merges/{merge.id}/undo")
+    assert "The phone of Acme was changed since" in question.text and 'name="confirm" value="1"' in question.text
+    assert db.session.scalars(Company.select_deleted().where(Company.id == b.id)).first() is not None
+    done = client.post(f"/duplicates/merges/{merge.id}/undo", data={"confirm": "1"})
+    assert done.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Company, b.id).deleted_at is None and db.session.get(Company, a.id).phone == "999"

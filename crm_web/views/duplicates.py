@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint, abort, flash, render_template, request, url_for
+from flask import Blueprint, abort, flash, make_response, render_template, request, url_for
 
 from crm_web.entities import ENTITIES
 from crm_web.errors import BadRequest, Conflict
@@ -130,19 +130,29 @@ def merge(plural: str):
     )
 
 
+@bp.get("/duplicates/merges/<uuid:merge_id>/undo")
+def undo_confirm(merge_id: uuid.UUID):
+    """What an Undo could no longer restore, and the question whether to undo the rest (nothing written)."""
+    result = acting(DuplicateService).undo(merge_id, confirmed=False, dry_run=True)
+    return render_page("duplicates/undo_confirm.html", result=result, plural=ENTITIES[result.merge.entity_type].plural)
+
+
 @bp.post("/duplicates/merges/<uuid:merge_id>/undo")
 def undo(merge_id: uuid.UUID):
+    """Undo a merge (the toast's button, the survivor's history). When part of it can no longer be undone
+    exactly, nothing is done: the confirmation page says what and asks (its form confirms)."""
     service = acting(DuplicateService)
-    confirmed = request.form.get("confirm") == "1"
-    result = service.undo(merge_id, confirmed=confirmed)
+    result = service.undo(merge_id, confirmed=request.form.get("confirm") == "1")
     plural = ENTITIES[result.merge.entity_type].plural
     if not result.done:
+        if wants_fragment():  # the toast's button swaps nothing: go to the question
+            response = make_response("", 204)
+            response.headers["HX-Redirect"] = url_for("duplicates.undo_confirm", merge_id=merge_id)
+            return response
         return render_page("duplicates/undo_confirm.html", result=result, plural=plural)
     message = "The merge was undone."
     if result.problems:
         message += " " + " ".join(result.problems)
-    if wants_fragment():
-        flash(message, "info")
-        return hx_location(url_for("duplicates.index", plural=plural))
     flash(message, "info")
-    return see_other(url_for("duplicates.index", plural=plural))
+    url = url_for("duplicates.index", plural=plural)
+    return hx_location(url) if wants_fragment() else see_other(url)

@@ -523,9 +523,10 @@ class DuplicateService:
             raise NotFound("That merge does not exist.")
         return merge
 
-    def undo(self, merge_id: uuid.UUID, *, confirmed: bool = False) -> UndoPlan:
+    def undo(self, merge_id: uuid.UUID, *, confirmed: bool = False, dry_run: bool = False) -> UndoPlan:
         """Undo a merge while its merged records are in the trash. What can no longer be restored exactly
-        is listed in `problems`; unless `confirmed`, nothing is done then (the page asks first)."""
+        is listed in `problems`; unless `confirmed`, nothing is done then (the page asks first). `dry_run`:
+        only the problems."""
         require_role(self.actor.role, Role.MANAGER, "undo a merge")
         merge = self.get_merge(merge_id)
         if merge.undone_at is not None:
@@ -581,7 +582,7 @@ class DuplicateService:
                     f"{len(lost)} of the {name} moved by the merge were changed since and stay where they are."
                 )
             moves.append((name, rel_model, column_name, [r for r in rows if uuid.UUID(r[0]) in still]))
-        if problems and not confirmed:
+        if dry_run or (problems and not confirmed):
             return UndoPlan(merge, problems, done=False)
         # Writing: the merged records out of the trash, moved rows back, added tags and links removed.
         self.session.execute(
