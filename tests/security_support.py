@@ -197,7 +197,7 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     trashed_activity = factories.make_activity(org, subject=f"{marker} Trashed call", owner_id=owner.id, **gone)
     draft_import, done_import = _imports(org, owner, marker)
     company2 = factories.make_company(org, name=f"{marker} Company Inc", owner_id=owner.id)
-    merge = _later(lambda: _merge(org, owner, marker))
+    merge = _merge(org, owner, marker)
     world = World(marker, org, users, stage_order=[s.id for s in stages])
     world.ids.update(
         org=org.id,
@@ -208,7 +208,7 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
         spare_pipeline=spare.id,
         company=company.id,
         company2=company2.id,
-        merge=merge,
+        merge=merge.id,
         contact=contact.id,
         lead=lead.id,
         deal=deal.id,
