@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, literal_column, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal, literal_column, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from crm_web.models import Company, Contact, DuplicateDismissal, Lead
@@ -298,39 +298,43 @@ class Matcher:
             )
 
     def similar_statement(self) -> Any:
-        """Pairs with similar names (the trigram index) that share a company, a domain or a phone."""
+        """Pairs with similar names (pg_trgm's `%`, the session's threshold) that share a company, an
+        email domain or a phone: one equality join per shared attribute (hashed, or the attribute's
+        index), the names compared only within those pairs. A join on the names' trigram index alone
+        probes the index once per record and meets every record sharing a common name part."""
         m = self.model
-        a, b = aliased(m), aliased(m)
-        if self.entity_type == "company":
-            name_a, name_b = search_key(a.name), search_key(b.name)
-        else:
-            name_a = search_key(full_name(a.first_name, a.last_name))
-            name_b = search_key(full_name(b.first_name, b.last_name))
         digits: Any = literal_column("'\\D'")  # inline literals: constant statements, one plan
 
-        def phone(column: Any) -> Any:
-            return func.right(func.regexp_replace(column, digits, literal_column("''"), literal_column("'g'")), 10)
+        def name(side: Any) -> Any:
+            if self.entity_type == "company":
+                return search_key(side.name)
+            return search_key(full_name(side.first_name, side.last_name))
 
-        shared: list[ColumnElement[bool]] = [
-            and_(
-                a.phone.is_not(None), func.length(phone(a.phone)) >= MIN_PHONE_DIGITS, phone(a.phone) == phone(b.phone)
-            )
-        ]
+        def phone(side: Any) -> Any:
+            cleaned = func.regexp_replace(side.phone, digits, literal_column("''"), literal_column("'g'"))
+            return func.right(cleaned, literal_column("10"))
+
+        def domain(side: Any) -> Any:
+            return func.split_part(func.lower(side.email), literal_column("'@'"), literal_column("2"))
+
+        keys: list[tuple[Any, Any]] = [(phone, lambda side: func.length(phone(side)) >= MIN_PHONE_DIGITS)]
         if self.entity_type == "company":
-            shared.append(and_(a.website.is_not(None), func.lower(a.website) == func.lower(b.website)))
+            keys.append((lambda side: func.lower(side.website), lambda side: side.website.is_not(None)))
         else:
-            domain_a = func.split_part(func.lower(a.email), literal_column("'@'"), 2)
-            domain_b = func.split_part(func.lower(b.email), literal_column("'@'"), 2)
-            shared.append(and_(a.email.is_not(None), domain_a == domain_b, domain_a.not_in(sorted(FREE_MAIL))))
+            keys.append((domain, lambda side: and_(side.email.is_not(None), domain(side).not_in(sorted(FREE_MAIL)))))
             if self.entity_type == "contact":
-                shared.append(a.primary_company_id == b.primary_company_id)
+                keys.append((lambda side: side.primary_company_id, lambda side: side.primary_company_id.is_not(None)))
             else:
-                shared.append(func.lower(a.company_name) == func.lower(b.company_name))
-        return (
-            select(a.id, b.id, func.similarity(name_a, name_b))
-            .join(b, and_(b.org_id == a.org_id, name_b.op("%")(name_a), b.id != a.id, b.deleted_at.is_(None)))
-            .where(a.org_id == self.org_id, a.deleted_at.is_(None), or_(*shared))
-        )
+                keys.append((lambda side: func.lower(side.company_name), lambda side: side.company_name.is_not(None)))
+        selects = []
+        for key, present in keys:
+            a, b = aliased(m), aliased(m)
+            selects.append(
+                select(a.id.label("first"), b.id.label("second"), func.similarity(name(a), name(b)).label("similarity"))
+                .join(b, and_(b.org_id == a.org_id, key(b) == key(a), b.id != a.id, b.deleted_at.is_(None)))
+                .where(a.org_id == self.org_id, a.deleted_at.is_(None), present(a), name(b).op("%")(name(a)))
+            )
+        return union_all(*selects)
 
     def _similar_names(self, pairs: Pairs) -> None:
         threshold = func.set_config(literal("pg_trgm.similarity_threshold"), literal(str(NAME_SIMILARITY)), True)
