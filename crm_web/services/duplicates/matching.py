@@ -9,11 +9,11 @@ Rules (each pair found gets the best score of the rules it meets, and every reas
 - companies: names equal after dropping case, punctuation and legal suffixes ("ACME Inc." = "Acme",
   "acme.com" = "Acme"): 95; the same website domain (without "www."): 90
 - similar names together with a shared company, email domain (not a free-mail one) or phone: 60 to 90
-  by similarity. PostgreSQL: trigram similarity of the names at least NAME_SIMILARITY, found through the
-  names' trigram indexes; SQLite: names equal once normalised (case and spaces), found by hashing.
+  by similarity. PostgreSQL: trigram similarity of the names at least NAME_SIMILARITY; SQLite: names
+  equal once normalised (case and spaces), found by hashing.
 
-The scan never compares all pairs: exact keys are grouped by hashing (or a join on the email index),
-similar names come from the trigram index, then shared attributes filter them.
+The scan never compares all pairs: exact keys are grouped by hashing (or through the email index), and
+names are compared only within the pairs an equality join on a shared attribute finds.
 """
 
 from __future__ import annotations
@@ -338,7 +338,10 @@ class Matcher:
 
     def _similar_names(self, pairs: Pairs) -> None:
         threshold = func.set_config(literal("pg_trgm.similarity_threshold"), literal(str(NAME_SIMILARITY)), True)
-        self.session.execute(select(threshold))
+        # Transaction-local like the threshold: the joins' cost estimates would have PostgreSQL compile
+        # them (JIT) for longer than they run.
+        no_jit = func.set_config(literal("jit"), literal("off"), True)
+        self.session.execute(select(threshold, no_jit))
         for first, second, similarity in self.session.execute(self.similar_statement()):
             pairs.add(first, second, "similar_name", _similar_score(similarity))
 
