@@ -262,6 +262,10 @@ class Matcher:
             pairs.add_keyed(((r[0], domain_key(r[2])) for r in rows), "domain", SCORES["domain"])
             pairs.add_keyed(((r[0], phone_key(r[3])) for r in rows), "phone", SCORES["phone"])
             return
+        if not sqlite:  # people: only the phones shared by several records come back
+            rows = self.session.execute(self.phone_statement()).all()
+            pairs.add_keyed(((r[0], r[1]) for r in rows), "phone", SCORES["phone"])
+            return
         if self.entity_type == "contact":
             columns = [m.id, m.phone, m.mobile, m.first_name, m.last_name, m.email, m.primary_company_id]
         else:
@@ -281,6 +285,27 @@ class Matcher:
                     if extra:
                         shared.append((ident, f"{name}|{extra}"))
             pairs.add_keyed(shared, "similar_name", _similar_score(1.0))
+
+    def phone_statement(self) -> Any:
+        """PostgreSQL: (id, phone key) of the people whose phone key (phone_key in SQL: the last 10
+        digits, at least MIN_PHONE_DIGITS) another record has, phone or mobile, grouped in the database."""
+        m = self.model
+        columns = [m.phone, m.mobile] if self.entity_type == "contact" else [m.phone]
+
+        def key(column: Any) -> Any:
+            digits = func.regexp_replace(column, literal_column("'\\D'"), literal_column("''"), literal_column("'g'"))
+            return func.right(digits, literal_column("10"))
+
+        keyed = union_all(
+            *[select(m.id.label("id"), key(c).label("k")).where(*self._live(m), c.is_not(None)) for c in columns]
+        ).subquery("phones")
+        shared = (
+            select(keyed.c.k)
+            .where(func.length(keyed.c.k) >= MIN_PHONE_DIGITS)
+            .group_by(keyed.c.k)
+            .having(func.count(func.distinct(keyed.c.id)) > 1)
+        )
+        return select(keyed.c.id, keyed.c.k).where(keyed.c.k.in_(shared))
 
     def email_statement(self) -> Any:
         """(id, lower(email)) of the records whose case-folded email another live record has: the keys
