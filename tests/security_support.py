@@ -156,6 +156,15 @@ def _imports(org: Any, owner: Any, marker: str) -> tuple[uuid.UUID, uuid.UUID]:
     return draft.id, done.id
 
 
+def _merge(org: Any, owner: Any, marker: str) -> Any:
+    """Two companies merged by the org's admin (an Undo to request)."""
+    from crm_web.services.duplicates.service import DuplicateService
+
+    a = factories.make_company(org, name=f"{marker} Merged A", owner_id=owner.id)
+    b = factories.make_company(org, name=f"{marker} Merged B", owner_id=owner.id)
+    return DuplicateService(factories.actor_for(owner)).merge("company", [a.id, b.id], survivor_id=a.id)
+
+
 def _upload_form(world: World) -> dict[str, Any]:
     import io
 
@@ -201,6 +210,8 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     view = _saved_view(org, owner, f"{marker} View")
     trashed_view = _saved_view(org, owner, f"{marker} Trashed view", **gone)
     _custom_fields(org)
+    company2 = factories.make_company(org, name=f"{marker} Company Inc", owner_id=owner.id)
+    merge = _merge(org, owner, marker)
     world = World(marker, org, users, stage_order=[s.id for s in stages])
     world.ids.update(
         org=org.id,
@@ -210,6 +221,8 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
         empty_stage=stages[2].id,
         spare_pipeline=spare.id,
         company=company.id,
+        company2=company2.id,
+        merge=merge.id,
         contact=contact.id,
         lead=lead.id,
         deal=deal.id,
@@ -624,6 +637,21 @@ ROUTES: dict[tuple[str, str], Route] = {
         MEMBER, args={"list_key": "=deals"}, form=lambda w: {"key": "won-deals", "hidden": "1"}
     ),
     # --- trash ------------------------------------------------------------------------------
+    ("GET", "duplicates.index"): Route(MEMBER, args={"plural": "=companies"}),
+    ("GET", "duplicates.check"): Route(MEMBER, args={"plural": "=companies"}, query="name=Acme&phone=5550001111"),
+    ("GET", "duplicates.merge_form"): Route(
+        MANAGER, args={"plural": "=companies"}, query="ids={company}&ids={company2}"
+    ),
+    ("POST", "duplicates.dismiss"): Route(
+        MANAGER, args={"plural": "=companies"}, form=lambda w: {"ids": [str(w["company"]), str(w["company2"])]}
+    ),
+    ("POST", "duplicates.merge"): Route(
+        MANAGER,
+        args={"plural": "=companies"},
+        form=lambda w: {"ids": [str(w["company"]), str(w["company2"])], "survivor": str(w["company"])},
+    ),
+    ("POST", "duplicates.undo"): Route(MANAGER, args={"merge_id": "merge"}, form=lambda w: {}),
+    ("GET", "duplicates.undo_confirm"): Route(MANAGER, args={"merge_id": "merge"}),
     ("GET", "trash.index"): Route(MANAGER),
     ("GET", "trash.detail"): Route(MANAGER, args={"entity_type": "=contact", "entity_id": "trashed_contact"}),
     ("GET", "trash.confirm_purge"): Route(ADMIN, query="item=contact:{trashed_contact}"),

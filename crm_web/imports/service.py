@@ -50,6 +50,7 @@ from crm_web.models.mixins import full_name
 from crm_web.services.base import Actor
 from crm_web.services.cache_versions import renew_epoch
 from crm_web.services.deal_stages import apply_stage
+from crm_web.services.duplicates.matching import company_name_key, domain_key, email_key
 from crm_web.services.last_activity import refresh_last_activity
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
 from crm_web.services.sql import session_or_default
@@ -173,16 +174,6 @@ def _unescape(cell: str) -> str:
 
 def _norm_name(text: str) -> str:
     return " ".join(text.split()).lower()
-
-
-def _domain(website: str | None) -> str | None:
-    if not website:
-        return None
-    text = website.strip().lower()
-    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
-    host = re.split(r"[/?#:]", text, maxsplit=1)[0]
-    host = host.removeprefix("www.")
-    return host if "." in host else None
 
 
 def jsonable(value: Any) -> Any:
@@ -764,8 +755,8 @@ class _Run:
                     Company.org_id == self.org_id, Company.deleted_at.is_(None)
                 )
             ):
-                self.company_keys.setdefault("n:" + _norm_name(name), company_id)
-                domain = _domain(website)
+                self.company_keys.setdefault("n:" + (company_name_key(name) or ""), company_id)
+                domain = domain_key(website)
                 if domain:
                     self.company_keys.setdefault("d:" + domain, company_id)
 
@@ -1080,10 +1071,12 @@ class _Run:
         name = self.spec.name
         values = row.values
         if name in ("contact", "lead"):
-            return [values["email"].lower()] if values.get("email") else []
+            email = email_key(values.get("email"))
+            return [email] if email else []
         if name == "company":
-            keys = ["n:" + _norm_name(values["name"])] if values.get("name") else []
-            domain = _domain(values.get("website"))
+            company = company_name_key(values.get("name"))
+            keys = ["n:" + company] if company else []
+            domain = domain_key(values.get("website"))
             return [*keys, "d:" + domain] if domain else keys
         if name == "deal":
             stage = values.get("_stage")
@@ -1153,7 +1146,7 @@ class _Run:
         if name in ("contact", "lead"):
             emails = _among(func.lower(model.email), sorted(set(keys)))
             for record in self.session.scalars(scoped.where(emails)):
-                found.setdefault(record.email.lower(), record)
+                found.setdefault(email_key(record.email) or record.email.lower(), record)
         elif name == "company":
             ids = {self.company_keys[k] for k in keys if k in self.company_keys}
             if ids:
@@ -1204,7 +1197,7 @@ class _Run:
                 refresh_last_activity(self.session, self.org_id, contacts)
         if self.spec.name == "company":
             for values in new_rows:  # a later row of the file naming the same company is a duplicate
-                self.company_keys.setdefault("n:" + _norm_name(values["name"]), values["id"])
+                self.company_keys.setdefault("n:" + (company_name_key(values["name"]) or ""), values["id"])
 
     def _created_history(self, new_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A "created by import <file>" history entry per new record, inserted with the batch (no

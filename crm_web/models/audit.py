@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_web.models.base import Base, IdMixin, OrgScopedMixin, utcnow
 
-HISTORY_ACTIONS = ("created", "updated", "deleted", "restored", "moved", "converted", "purged")
+HISTORY_ACTIONS = ("created", "updated", "deleted", "restored", "moved", "converted", "purged", "merged", "unmerged")
 
 
 class RecordHistory(IdMixin, OrgScopedMixin, Base):

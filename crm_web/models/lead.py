@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_web.models.base import Base, CustomValuesMixin, RecordMixin
@@ -73,6 +73,8 @@ class Lead(RecordMixin, CustomValuesMixin, Base):
 _t = Lead.__table__
 search_key_index(_t, "lead_name_trgm_idx", full_name(_t.c.first_name, _t.c.last_name))
 search_key_index(_t, "lead_email_trgm_idx", _t.c.email)
+# The duplicate scan's same-email join compares lower(email) (services/duplicates/matching.py).
+Index("ix_leads_org_email_key", _t.c.org_id, func.lower(_t.c.email))
 search_key_index(_t, "lead_company_trgm_idx", _t.c.company_name)
 name_order_index(_t, "lead_name_order_idx", full_name(_t.c.first_name, _t.c.last_name))
 surname_index(_t, "lead_surname_idx", _t.c.last_name, full_name(_t.c.first_name, _t.c.last_name))

@@ -172,7 +172,7 @@ STATUS_CHOICES = {
     "lead": "lead_status",
     "activity": "activity_status",
 }
-HIDDEN = frozenset({"bulk", "from_trash", "relocated", "moved", "import", "import_id"})
+HIDDEN = frozenset({"bulk", "from_trash", "relocated", "moved", "import", "import_id", "merge_id"})
 
 
 @dataclass(frozen=True)

@@ -164,8 +164,12 @@ class LeadService(BaseService[Lead]):
         create_deal: bool = True,
         deal_name: str | None = None,
         deal_value: Decimal | None = None,
+        contact_id: uuid.UUID | None = None,
+        company_id: uuid.UUID | None = None,
     ) -> Conversion:
-        """Lead -> contact (+ company found by name or created, + optional deal), in one transaction."""
+        """Lead -> contact (+ company found by name or created, + optional deal), in one transaction.
+        `contact_id` / `company_id`: link to that existing contact / company instead of creating one
+        (the conversion page offers the likely duplicates, services/duplicates)."""
         lead = self.get_for_edit(lead_id, query=self.scoped().options(selectinload(Lead.tags)).with_for_update(of=Lead))
         if lead.status == CONVERTED or lead.converted_at is not None:
             raise Conflict(f"{lead.full_name or 'This lead'} was already converted; a lead converts only once.")
@@ -181,9 +185,15 @@ class LeadService(BaseService[Lead]):
                 {"create_deal": "There is no default pipeline: set one in Settings, or convert without a deal."},
             )
         owner_id = lead.owner_id or self.actor.user_id
-        company, company_created = self._company_for(lead, owner_id)
+        existing_contact = self._existing(Contact, contact_id, "contact_id", "That contact does not exist.")
+        existing_company = self._existing(Company, company_id, "company_id", "That company does not exist.")
+        if existing_company is not None:
+            company, company_created = existing_company, False
+        else:
+            company, company_created = self._company_for(lead, owner_id)
+        contact_created = existing_contact is None
         # Ids chosen here so the rows can point at each other before the single flush.
-        contact = Contact(
+        contact = existing_contact or Contact(
             id=uuid.uuid4(),
             org_id=self.org_id,
             first_name=lead.first_name,
@@ -198,7 +208,8 @@ class LeadService(BaseService[Lead]):
             primary_company_id=company.id if company else None,
             tags=list(lead.tags),
         )
-        self.session.add(contact)
+        if contact_created:
+            self.session.add(contact)
         deal = None
         if target is not None:
             pipeline, stage = target
@@ -233,7 +244,7 @@ class LeadService(BaseService[Lead]):
             },
         )
         for entity_type, created in (
-            ("contact", contact),
+            ("contact", contact if contact_created else None),
             ("company", company if company_created else None),
             ("deal", deal),
         ):
@@ -241,6 +252,15 @@ class LeadService(BaseService[Lead]):
                 record_change(self.session, self.actor, entity_type, created, "created", {"from_lead": str(lead.id)})
         self.commit()
         return Conversion(lead=lead, contact=contact, company=company, company_created=company_created, deal=deal)
+
+    def _existing(self, model: Any, record_id: uuid.UUID | None, field: str, missing: str) -> Any:
+        """A live record of the organisation chosen to link to (None: none chosen)."""
+        if record_id is None:
+            return None
+        found = self.session.scalar(select(model).where(model.org_id == self.org_id, model.id == record_id))
+        if found is None:
+            raise ValidationError("Please correct the highlighted fields", {field: missing})
+        return found
 
     def _company_for(self, lead: Lead, owner_id: uuid.UUID | None) -> tuple[Company | None, bool]:
         """The live company named like the lead's company (case-insensitive), else a new one."""

@@ -8,6 +8,7 @@ from crm_web.views.companies import bp as companies
 from crm_web.views.contacts import bp as contacts
 from crm_web.views.dashboard import bp as dashboard
 from crm_web.views.deals import bp as deals
+from crm_web.views.duplicates import bp as duplicates
 from crm_web.views.imports import bp as imports
 from crm_web.views.internal import bp as internal
 from crm_web.views.leads import bp as leads
@@ -29,6 +30,7 @@ BLUEPRINTS = [
     companies,
     leads,
     deals,
+    duplicates,
     board,
     pipelines,
     activities,

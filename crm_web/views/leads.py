@@ -6,14 +6,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint, flash, redirect, url_for
+from flask import Blueprint, flash, redirect, request, url_for
 
 from crm_web.entities import LEAD
 from crm_web.errors import BadRequest, ValidationError
 from crm_web.forms import apply_errors
 from crm_web.forms.leads import MANUAL_STATUS_CHOICES, ConvertLeadForm, LeadForm, LeadStatusForm
 from crm_web.htmx import hx_location, wants_fragment
+from crm_web.params import parse_uuid
 from crm_web.rendering import render_page, with_toast
+from crm_web.services.duplicates.service import DuplicateService
 from crm_web.services.leads import LeadService
 from crm_web.views.custom import CustomValueViews
 from crm_web.views.generic import FormViews, ListViews, RecordViews, acting
@@ -56,7 +58,16 @@ def convert_context(service: LeadService, form: ConvertLeadForm, lead_id: uuid.U
     target = service.default_pipeline()
     if target is None:
         form.create_deal.data = False  # nowhere to put a deal: the option is unticked and disabled
-    return {"form": form, "lead": lead, "target": target}
+    matches = DuplicateService(service.actor, service.session)
+    return {
+        "form": form,
+        "lead": lead,
+        "target": target,
+        # Likely existing records the conversion may link to instead of creating new ones.
+        "contact_matches": matches.candidates("contact", {"email": lead.email, "phone": lead.phone}),
+        "company_matches": matches.candidates("company", {"name": lead.company_name, "website": lead.website}),
+        "linked": {name: request.form.get(name, "") for name in ("link_contact", "link_company")},
+    }
 
 
 @bp.get("/leads/<uuid:lead_id>/convert")
@@ -69,7 +80,12 @@ def convert(lead_id: uuid.UUID):
     service, form = acting(LeadService), ConvertLeadForm()
     if form.validate_on_submit():
         try:
-            result = service.convert(lead_id, **form.values())
+            result = service.convert(
+                lead_id,
+                **form.values(),
+                contact_id=parse_uuid(request.form.get("link_contact"), "link_contact"),
+                company_id=parse_uuid(request.form.get("link_company"), "link_company"),
+            )
         except ValidationError as error:
             apply_errors(form, error)
         else:

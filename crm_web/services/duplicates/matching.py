@@ -1,0 +1,453 @@
+"""The one implementation of "these records are likely the same": the keys two records share when they
+are duplicates (used by the Duplicates pages, the create forms' warnings and the CSV import's duplicate
+policy), and the organisation-wide scan.
+
+Rules (each pair found gets the best score of the rules it meets, and every reason):
+
+- same email, case-insensitive (contacts, leads): 100
+- same phone, digits only, the last 10 digits compared, at least 7 digits (every entity): 90
+- companies: names equal after dropping case, punctuation and legal suffixes ("ACME Inc." = "Acme",
+  "acme.com" = "Acme"): 95; the same website domain (without "www."): 90
+- similar names together with a shared company, email domain (not a free-mail one) or phone: 60 to 90
+  by similarity. PostgreSQL: trigram similarity of the names at least NAME_SIMILARITY; SQLite: names
+  equal once normalised (case and spaces), found by hashing.
+
+The scan never compares all pairs: exact keys are grouped by hashing (or through the email index), and
+names are compared only within the pairs an equality join on a shared attribute finds.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, literal, literal_column, or_, select, union_all
+from sqlalchemy.orm import Session, aliased
+
+from crm_web.models import Company, Contact, DuplicateDismissal, Lead
+from crm_web.models.mixins import full_name, search_key
+
+NAME_SIMILARITY = 0.6
+MIN_PHONE_DIGITS = 7
+PHONE_DIGITS = 10
+LEGAL_SUFFIXES = frozenset(
+    [
+        "inc",
+        "incorporated",
+        "llc",
+        "llp",
+        "lp",
+        "ltd",
+        "limited",
+        "corp",
+        "corporation",
+        "co",
+        "company",
+        "gmbh",
+        "ag",
+        "sa",
+        "sas",
+        "sarl",
+        "bv",
+        "nv",
+        "plc",
+        "pty",
+        "srl",
+        "spa",
+        "oy",
+        "ab",
+        "as",
+        "kg",
+        "kft",
+        "sro",
+        "group",
+        "holding",
+        "holdings",
+    ]
+)
+# A shared email domain says nothing about two people when it is a mailbox provider's.
+FREE_MAIL = frozenset(
+    [
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "hotmail.com",
+        "outlook.com",
+        "live.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "proton.me",
+        "protonmail.com",
+        "mail.com",
+        "yandex.ru",
+    ]
+)
+_TLD_NAME = re.compile(r"^(?:www\.)?([a-z0-9-]+)\.[a-z]{2,}(?:\.[a-z]{2})?$")
+
+SCORES = {"email": 100, "company_name": 95, "phone": 90, "domain": 90}
+REASONS = {
+    "email": "Same email",
+    "phone": "Same phone",
+    "company_name": "Same name",
+    "domain": "Same website",
+    "similar_name": "Similar name",
+}
+MODELS: dict[str, Any] = {"contact": Contact, "company": Company, "lead": Lead}
+
+
+# --- keys (shared with the forms' warnings and the import) ------------------------------------------
+
+
+def email_key(email: str | None) -> str | None:
+    text = (email or "").strip().lower()
+    return text if "@" in text else None
+
+
+def email_domain(email: str | None) -> str | None:
+    key = email_key(email)
+    domain = key.rsplit("@", 1)[1] if key else ""
+    return domain if domain and domain not in FREE_MAIL else None
+
+
+def phone_key(phone: str | None) -> str | None:
+    """Digits only; the last PHONE_DIGITS of them, so "+1 555 123 4567" = "(555) 123-4567"."""
+    digits = re.sub(r"\D", "", phone or "")
+    return digits[-PHONE_DIGITS:] if len(digits) >= MIN_PHONE_DIGITS else None
+
+
+def domain_key(website: str | None) -> str | None:
+    if not website:
+        return None
+    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", website.strip().lower())
+    host = re.split(r"[/?#:]", text, maxsplit=1)[0].removeprefix("www.")
+    return host if "." in host else None
+
+
+def company_name_key(name: str | None) -> str | None:
+    """Case, punctuation and legal suffixes dropped: "ACME Inc." = "Acme" = "acme.com" = "A.C.M.E. Ltd"."""
+    text = " ".join((name or "").lower().split())
+    domain = _TLD_NAME.match(text)
+    if domain:
+        text = domain.group(1)
+    words = re.sub(r"[^\w\s]|_", lambda m: "" if m.group(0) == "." else " ", text).split()
+    while len(words) > 1 and words[-1] in LEGAL_SUFFIXES:
+        words.pop()
+    key = "".join(words)
+    return key or None
+
+
+def person_name_key(first: str | None, last: str | None) -> str | None:
+    key = " ".join(f"{first or ''} {last or ''}".lower().split())
+    return key or None
+
+
+# --- the scan ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pair:
+    first: uuid.UUID
+    second: uuid.UUID
+    score: int
+    reasons: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Group:
+    ids: list[uuid.UUID]
+    score: int
+    reasons: list[str]
+    records: list[Any] = field(default_factory=list)
+
+    @property
+    def reason_text(self) -> str:
+        return ", ".join(REASONS[r] for r in self.reasons)
+
+    @property
+    def key(self) -> str:
+        return ",".join(str(i) for i in self.ids)
+
+
+def ordered(a: uuid.UUID, b: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    return (a, b) if str(a) < str(b) else (b, a)
+
+
+class Pairs:
+    def __init__(self) -> None:
+        self.found: dict[tuple[uuid.UUID, uuid.UUID], Pair] = {}
+
+    def add(self, a: uuid.UUID, b: uuid.UUID, reason: str, score: int) -> None:
+        if a == b:
+            return
+        key = ordered(a, b)
+        pair = self.found.setdefault(key, Pair(key[0], key[1], score))
+        pair.score = max(pair.score, score)
+        pair.reasons.add(reason)
+
+    def add_keyed(self, rows: Iterable[tuple[uuid.UUID, str | None]], reason: str, score: int) -> None:
+        """Every two ids with the same key (hashing: linear in rows, quadratic only inside a key)."""
+        by_key: dict[str, list[uuid.UUID]] = defaultdict(list)
+        for ident, key in rows:
+            if key:
+                by_key[key].append(ident)
+        for ids in by_key.values():
+            for i, a in enumerate(ids):
+                for b in ids[i + 1 :]:
+                    self.add(a, b, reason, score)
+
+
+def _similar_score(similarity: float) -> int:
+    return 60 + round(30 * min(1.0, max(0.0, float(similarity))))
+
+
+class Matcher:
+    """Duplicates of one entity in one organisation."""
+
+    def __init__(self, session: Session, org_id: uuid.UUID, entity_type: str):
+        if entity_type not in MODELS:
+            raise KeyError(entity_type)
+        self.session = session
+        self.org_id = org_id
+        self.entity_type = entity_type
+        self.model = MODELS[entity_type]
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    @property
+    def uses_trigrams(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def _live(self, model: Any) -> list[ColumnElement[bool]]:
+        return [model.org_id == self.org_id, model.deleted_at.is_(None)]
+
+    # One statement per rule family, whatever the number of records.
+
+    def scan(self) -> list[Group]:
+        """Groups of likely duplicates, best score first, dismissed pairs left out."""
+        pairs = Pairs()
+        self._keyed(pairs)
+        if self.entity_type != "company":
+            self._same_email(pairs)
+        if self.uses_trigrams:
+            self._similar_names(pairs)
+        dismissed = self.dismissed()
+        kept = [p for key, p in pairs.found.items() if key not in dismissed]
+        return _groups(kept)
+
+    def dismissed(self) -> set[tuple[uuid.UUID, uuid.UUID]]:
+        rows = self.session.execute(
+            select(DuplicateDismissal.first_id, DuplicateDismissal.second_id).where(
+                DuplicateDismissal.org_id == self.org_id, DuplicateDismissal.entity_type == self.entity_type
+            )
+        )
+        return {ordered(a, b) for a, b in rows}
+
+    def _keyed(self, pairs: Pairs) -> None:
+        """Phone (and for companies name and domain; on SQLite also the exact-name rules) by hashing."""
+        m = self.model
+        sqlite = not self.uses_trigrams
+        if self.entity_type == "company":
+            rows = self.session.execute(select(m.id, m.name, m.website, m.phone).where(*self._live(m))).all()
+            pairs.add_keyed(((r[0], company_name_key(r[1])) for r in rows), "company_name", SCORES["company_name"])
+            pairs.add_keyed(((r[0], domain_key(r[2])) for r in rows), "domain", SCORES["domain"])
+            pairs.add_keyed(((r[0], phone_key(r[3])) for r in rows), "phone", SCORES["phone"])
+            return
+        if not sqlite:  # people: only the phones shared by several records come back
+            rows = self.session.execute(self.phone_statement()).all()
+            pairs.add_keyed(((r[0], r[1]) for r in rows), "phone", SCORES["phone"])
+            return
+        if self.entity_type == "contact":
+            columns = [m.id, m.phone, m.mobile, m.first_name, m.last_name, m.email, m.primary_company_id]
+        else:
+            columns = [m.id, m.phone, m.phone, m.first_name, m.last_name, m.email, m.company_name]
+        rows = self.session.execute(select(*columns).where(*self._live(m))).all()
+        phones = [(r[0], phone_key(r[1])) for r in rows] + [(r[0], phone_key(r[2])) for r in rows if r[2] != r[1]]
+        pairs.add_keyed(phones, "phone", SCORES["phone"])
+        if sqlite:  # the similar-name rule with equality for similarity, and the email rule by hashing
+            pairs.add_keyed(((r[0], email_key(r[5])) for r in rows), "email", SCORES["email"])
+            names = [(r[0], person_name_key(r[3], r[4])) for r in rows]
+            shared: list[tuple[uuid.UUID, str | None]] = []
+            for (ident, name), r in zip(names, rows, strict=True):
+                if not name:
+                    continue
+                company = r[6] if self.entity_type == "contact" else company_name_key(r[6])
+                for extra in (company, email_domain(r[5]), phone_key(r[1])):
+                    if extra:
+                        shared.append((ident, f"{name}|{extra}"))
+            pairs.add_keyed(shared, "similar_name", _similar_score(1.0))
+
+    def phone_statement(self) -> Any:
+        """PostgreSQL: (id, phone key) of the people whose phone key (phone_key in SQL: the last 10
+        digits, at least MIN_PHONE_DIGITS) another record has, phone or mobile, grouped in the database."""
+        m = self.model
+        columns = [m.phone, m.mobile] if self.entity_type == "contact" else [m.phone]
+
+        def key(column: Any) -> Any:
+            digits = func.regexp_replace(column, literal_column("'\\D'"), literal_column("''"), literal_column("'g'"))
+            return func.right(digits, literal_column("10"))
+
+        keyed = union_all(
+            *[select(m.id.label("id"), key(c).label("k")).where(*self._live(m), c.is_not(None)) for c in columns]
+        ).subquery("phones")
+        shared = (
+            select(keyed.c.k)
+            .where(func.length(keyed.c.k) >= MIN_PHONE_DIGITS)
+            .group_by(keyed.c.k)
+            .having(func.count(func.distinct(keyed.c.id)) > 1)
+        )
+        return select(keyed.c.id, keyed.c.k).where(keyed.c.k.in_(shared))
+
+    def email_statement(self) -> Any:
+        """(id, lower(email)) of the records whose case-folded email another live record has: the keys
+        come grouped in index order from (org_id, lower(email)), then the rows by the same index."""
+        m = self.model
+        key = func.lower(m.email)
+        shared = select(key).where(*self._live(m), m.email.is_not(None)).group_by(key).having(func.count() > 1)
+        return select(m.id, key).where(*self._live(m), key.in_(shared))
+
+    def _same_email(self, pairs: Pairs) -> None:
+        """PostgreSQL: through the email index. SQLite: done with the other keys by hashing."""
+        if self.uses_trigrams:
+            pairs.add_keyed(
+                ((r[0], r[1]) for r in self.session.execute(self.email_statement())), "email", SCORES["email"]
+            )
+
+    def similar_statement(self) -> Any:
+        """Pairs with similar names (pg_trgm's `%`, the session's threshold) that share a company, an
+        email domain or a phone: one equality join per shared attribute (hashed, or the attribute's
+        index), the names compared only within those pairs. A join on the names' trigram index alone
+        probes the index once per record and meets every record sharing a common name part."""
+        m = self.model
+        digits: Any = literal_column("'\\D'")  # inline literals: constant statements, one plan
+
+        def name(side: Any) -> Any:
+            if self.entity_type == "company":
+                return search_key(side.name)
+            return search_key(full_name(side.first_name, side.last_name))
+
+        def phone(side: Any) -> Any:
+            cleaned = func.regexp_replace(side.phone, digits, literal_column("''"), literal_column("'g'"))
+            return func.right(cleaned, literal_column("10"))
+
+        def domain(side: Any) -> Any:
+            return func.split_part(func.lower(side.email), literal_column("'@'"), literal_column("2"))
+
+        keys: list[tuple[Any, Any]] = [(phone, lambda side: func.length(phone(side)) >= MIN_PHONE_DIGITS)]
+        if self.entity_type == "company":
+            keys.append((lambda side: func.lower(side.website), lambda side: side.website.is_not(None)))
+        else:
+            keys.append((domain, lambda side: and_(side.email.is_not(None), domain(side).not_in(sorted(FREE_MAIL)))))
+            if self.entity_type == "contact":
+                keys.append((lambda side: side.primary_company_id, lambda side: side.primary_company_id.is_not(None)))
+            else:
+                keys.append((lambda side: func.lower(side.company_name), lambda side: side.company_name.is_not(None)))
+        selects = []
+        for key, present in keys:
+            a, b = aliased(m), aliased(m)
+            selects.append(
+                select(a.id.label("first"), b.id.label("second"), func.similarity(name(a), name(b)).label("similarity"))
+                .join(b, and_(b.org_id == a.org_id, key(b) == key(a), b.id != a.id, b.deleted_at.is_(None)))
+                .where(a.org_id == self.org_id, a.deleted_at.is_(None), present(a), name(b).op("%")(name(a)))
+            )
+        return union_all(*selects)
+
+    def _similar_names(self, pairs: Pairs) -> None:
+        threshold = func.set_config(literal("pg_trgm.similarity_threshold"), literal(str(NAME_SIMILARITY)), True)
+        # Transaction-local like the threshold: the joins' cost estimates would have PostgreSQL compile
+        # them (JIT) for longer than they run.
+        no_jit = func.set_config(literal("jit"), literal("off"), True)
+        self.session.execute(select(threshold, no_jit))
+        for first, second, similarity in self.session.execute(self.similar_statement()):
+            pairs.add(first, second, "similar_name", _similar_score(similarity))
+
+    # --- one candidate (the create forms' warnings) ---------------------------------------------
+
+    def candidates(
+        self, values: Mapping[str, Any], *, exclude_id: uuid.UUID | None = None, limit: int = 3
+    ) -> list[tuple[Any, list[str]]]:
+        """Live records a record with `values` would duplicate by the exact-key rules above (email,
+        phone, and for companies name and website domain): one statement that narrows by what an
+        index can serve, then the keys decide. Best reason first."""
+        m = self.model
+        email = email_key(values.get("email"))
+        phone = phone_key(values.get("phone"))
+        name = company_name_key(values.get("name")) if self.entity_type == "company" else None
+        domain = domain_key(values.get("website")) if self.entity_type == "company" else None
+        clauses: list[ColumnElement[bool]] = []
+        if email:
+            clauses.append(func.lower(m.email) == email)
+        if phone:
+            clauses.append(m.phone.contains(phone[-4:], autoescape=True))
+        if name:
+            # Narrowed by the name's first word (its start), which a stored name holds as typed.
+            first = re.sub(r"[^\w\s]", "", str(values.get("name") or "").lower()).split()
+            clauses.append(func.lower(m.name).contains((first[0] if first else name)[:4], autoescape=True))
+        if domain:
+            clauses.append(func.lower(m.website).contains(domain, autoescape=True))
+        if not clauses:
+            return []
+        stmt = select(m).where(*self._live(m), or_(*clauses)).order_by(m.created_at, m.id).limit(100)
+        if exclude_id is not None:
+            stmt = stmt.where(m.id != exclude_id)
+        found = []
+        for record in self.session.scalars(stmt):
+            reasons = [
+                reason
+                for reason, mine, theirs in (
+                    ("email", email, email_key(getattr(record, "email", None))),
+                    ("company_name", name, company_name_key(getattr(record, "name", None))),
+                    ("phone", phone, phone_key(record.phone)),
+                    ("domain", domain, domain_key(getattr(record, "website", None))),
+                )
+                if mine and mine == theirs
+            ]
+            if reasons:
+                found.append((record, reasons))
+        found.sort(key=lambda item: -max(SCORES[r] for r in item[1]))
+        return found[:limit]
+
+
+def _groups(pairs: Sequence[Pair]) -> list[Group]:
+    """Connected pairs as groups (union-find over the pairs only), best score first."""
+    parent: dict[uuid.UUID, uuid.UUID] = {}
+
+    def root(x: uuid.UUID) -> uuid.UUID:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for pair in pairs:
+        ra, rb = root(pair.first), root(pair.second)
+        if ra != rb:
+            parent[max(ra, rb, key=str)] = min(ra, rb, key=str)
+    members: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for ident in parent:
+        members[root(ident)].append(ident)
+    scores: dict[uuid.UUID, int] = defaultdict(int)
+    reasons: dict[uuid.UUID, set[str]] = defaultdict(set)
+    for pair in pairs:
+        r = root(pair.first)
+        scores[r] = max(scores[r], pair.score)
+        reasons[r] |= pair.reasons
+    groups = [
+        Group(
+            ids=sorted(ids, key=str),
+            score=scores[r],
+            reasons=sorted(reasons[r], key=lambda reason: -SCORES.get(reason, 70)),
+        )
+        for r, ids in members.items()
+    ]
+    groups.sort(key=lambda g: (-g.score, -len(g.ids), str(g.ids[0])))
+    return groups

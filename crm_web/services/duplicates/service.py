@@ -1,0 +1,649 @@
+"""Duplicates of contacts, companies and leads: the Duplicates page, "Not a duplicate", merge and its Undo.
+
+A merge is one transaction: the survivor takes the chosen value of each field; everything that pointed
+at the merged records (deals, activities, contact-company links with their roles, lead conversion
+links, contacts' primary company) points at the survivor, tags are united, and the merged records go
+to the trash with a history entry naming the survivor. The `merges` row records exactly which rows
+moved from where, which links were added and the survivor's values before, so Undo (while the merged
+records are still in the trash) moves back exactly that. A row changed since in a way that conflicts
+(a moved deal now points elsewhere, a survivor field edited again) is left as it is; Undo first names
+those and asks (`UndoPlan.problems`), then does the rest.
+
+Only managers and admins merge or dismiss; everything is scoped to the actor's organisation (another
+organisation's id is NotFound).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from itertools import combinations
+from typing import Any
+
+from sqlalchemy import Date, Numeric, Uuid, and_, delete, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from crm_web.errors import Conflict, NotFound, ValidationError
+from crm_web.models import (
+    Activity,
+    Company,
+    Contact,
+    ContactCompany,
+    Deal,
+    DuplicateDismissal,
+    Lead,
+    Merge,
+    Role,
+    User,
+    company_tags,
+    contact_tags,
+    lead_tags,
+    utcnow,
+)
+from crm_web.permissions import require_role
+from crm_web.services.base import Actor
+from crm_web.services.conflicts import EditConflict, stale_edit
+from crm_web.services.duplicates.matching import MODELS, Group, Matcher, ordered
+from crm_web.services.history import label_of, record_change
+from crm_web.services.integrity import commit_or_refuse
+from crm_web.services.sql import session_or_default
+
+# The fields a merge chooses a value for, in the order the side-by-side table shows them.
+MERGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "contact": (
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "mobile",
+        "title",
+        "department",
+        "status",
+        "lead_source",
+        "primary_company_id",
+        "owner_id",
+        "linkedin_url",
+        "birthday",
+        "street",
+        "city",
+        "state",
+        "postal_code",
+        "country",
+        "notes",
+    ),
+    "company": (
+        "name",
+        "website",
+        "email",
+        "phone",
+        "industry",
+        "size",
+        "employee_count",
+        "annual_revenue",
+        "owner_id",
+        "street",
+        "city",
+        "state",
+        "postal_code",
+        "country",
+        "description",
+    ),
+    "lead": (
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "title",
+        "company_name",
+        "website",
+        "source",
+        "status",
+        "score",
+        "estimated_value",
+        "owner_id",
+        "notes",
+    ),
+}
+
+# Columns that point at a record of the entity: (name in the merge's record, model, column).
+MOVED: dict[str, tuple[tuple[str, Any, str], ...]] = {
+    "contact": (
+        ("deals", Deal, "contact_id"),
+        ("activities", Activity, "contact_id"),
+        ("leads", Lead, "converted_contact_id"),
+    ),
+    "company": (
+        ("deals", Deal, "company_id"),
+        ("activities", Activity, "company_id"),
+        ("contacts", Contact, "primary_company_id"),
+        ("leads", Lead, "converted_company_id"),
+    ),
+    "lead": (("activities", Activity, "lead_id"),),
+}
+TAG_TABLES: dict[str, tuple[Any, str]] = {
+    "contact": (contact_tags, "contact_id"),
+    "company": (company_tags, "company_id"),
+    "lead": (lead_tags, "lead_id"),
+}
+# The contact-company link column on the entity's side, and the other side (links are never doubled).
+LINK_SIDES = {"contact": ("contact_id", "company_id"), "company": ("company_id", "contact_id")}
+MAX_MERGED = 10
+SHOWN_GROUPS = 100
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return value
+
+
+def _from_json(model: Any, name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    column_type = model.__table__.c[name].type
+    if isinstance(column_type, Uuid):
+        return uuid.UUID(str(value))
+    if isinstance(column_type, Numeric):
+        return Decimal(str(value))
+    if isinstance(column_type, Date):
+        return date.fromisoformat(str(value))
+    return value
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+@dataclass
+class DuplicatesPage:
+    entity_type: str
+    groups: list[Group]
+    total: int
+    trigrams: bool
+
+
+@dataclass
+class MergeField:
+    name: str
+    values: dict[uuid.UUID, Any]  # record id -> value shown
+    chosen: uuid.UUID  # whose value survives by default
+
+    @property
+    def label(self) -> str:
+        return self.name.removesuffix("_id").replace("_", " ").capitalize()
+
+    @property
+    def differs(self) -> bool:
+        return len({_jsonable(v) for v in self.values.values()}) > 1
+
+
+@dataclass
+class MergePlan:
+    entity_type: str
+    records: list[Any]
+    survivor: Any
+    fields: list[MergeField]
+    names: dict[uuid.UUID, str]  # owner and company names shown for ids
+
+
+@dataclass
+class UndoPlan:
+    merge: Merge
+    problems: list[str] = field(default_factory=list)
+    done: bool = False
+
+
+class DuplicateService:
+    def __init__(self, actor: Actor, session: Session | None = None):
+        self.actor = actor
+        self.session: Session = session_or_default(session)
+
+    @property
+    def org_id(self) -> uuid.UUID:
+        return self.actor.org_id
+
+    def _model(self, entity_type: str) -> Any:
+        if entity_type not in MODELS:
+            raise NotFound("No such record type.")
+        return MODELS[entity_type]
+
+    # --- the page ------------------------------------------------------------------------------
+
+    def page(self, entity_type: str, *, limit: int = SHOWN_GROUPS) -> DuplicatesPage:
+        """The groups of likely duplicates, best first, with their records (constant statements)."""
+        model = self._model(entity_type)
+        matcher = Matcher(self.session, self.org_id, entity_type)
+        groups = matcher.scan()
+        shown = groups[:limit]
+        ids = [i for g in shown for i in g.ids]
+        if ids:
+            records = {
+                r.id: r
+                for r in self.session.scalars(select(model).where(model.org_id == self.org_id, model.id.in_(ids)))
+            }
+            for group in shown:
+                group.records = [records[i] for i in group.ids if i in records]
+        return DuplicatesPage(entity_type, shown, len(groups), matcher.uses_trigrams)
+
+    def candidates(
+        self, entity_type: str, values: dict[str, Any], *, exclude_id: uuid.UUID | None = None
+    ) -> list[tuple[Any, list[str]]]:
+        """Likely duplicates of a record being typed (the forms' warning; any role may see them)."""
+        self._model(entity_type)
+        return Matcher(self.session, self.org_id, entity_type).candidates(values, exclude_id=exclude_id)
+
+    def dismiss(self, entity_type: str, ids: list[uuid.UUID]) -> int:
+        """ "Not a duplicate": every pair of the records is never suggested again (managers, admins)."""
+        require_role(self.actor.role, Role.MANAGER, "dismiss duplicates")
+        records = self._records(entity_type, ids, minimum=2)
+        known = Matcher(self.session, self.org_id, entity_type).dismissed()
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "org_id": self.org_id,
+                "entity_type": entity_type,
+                "first_id": a,
+                "second_id": b,
+                "created_by_id": self.actor.user_id,
+                "created_at": utcnow(),
+            }
+            for a, b in (ordered(x.id, y.id) for x, y in combinations(records, 2))
+            if (a, b) not in known
+        ]
+        if rows:
+            self.session.execute(insert(DuplicateDismissal), rows)
+        commit_or_refuse(self.session)
+        return len(rows)
+
+    def _records(self, entity_type: str, ids: list[uuid.UUID], *, minimum: int = 2) -> list[Any]:
+        model = self._model(entity_type)
+        unique = list(dict.fromkeys(ids))
+        if len(unique) < minimum:
+            raise ValidationError(f"Choose at least {minimum} records.", {"ids": f"Choose at least {minimum} records."})
+        if len(unique) > MAX_MERGED:
+            raise ValidationError(f"Choose at most {MAX_MERGED} records.", {"ids": "Too many records."})
+        found = {
+            r.id: r
+            for r in self.session.scalars(select(model).where(model.org_id == self.org_id, model.id.in_(unique)))
+        }
+        if len(found) != len(unique):
+            raise NotFound(f"Some of these {entity_type} records do not exist or were deleted.")
+        return [found[i] for i in unique]
+
+    # --- merge ---------------------------------------------------------------------------------
+
+    def plan(self, entity_type: str, ids: list[uuid.UUID], survivor_id: uuid.UUID | None = None) -> MergePlan:
+        """The records side by side with the default choice per field: the survivor's value, or the first
+        non-empty one."""
+        require_role(self.actor.role, Role.MANAGER, "merge records")
+        records = self._records(entity_type, ids)
+        survivor = next((r for r in records if r.id == survivor_id), records[0])
+        others = [r for r in records if r is not survivor]
+        fields = []
+        for name in MERGE_FIELDS[entity_type]:
+            values = {r.id: getattr(r, name) for r in records}
+            chosen = survivor.id
+            if _empty(values[survivor.id]):
+                chosen = next((r.id for r in others if not _empty(values[r.id])), survivor.id)
+            fields.append(MergeField(name, values, chosen))
+        return MergePlan(entity_type, records, survivor, fields, self._names(records))
+
+    def _names(self, records: list[Any]) -> dict[uuid.UUID, str]:
+        """Owner and company names the table shows instead of ids (one statement)."""
+        users = {r.owner_id for r in records if r.owner_id}
+        companies = {getattr(r, "primary_company_id", None) for r in records} - {None}
+        stmt = (
+            select(User.id, User.name)
+            .where(User.org_id == self.org_id, User.id.in_(users))
+            .union_all(select(Company.id, Company.name).where(Company.org_id == self.org_id, Company.id.in_(companies)))
+        )
+        return {row[0]: row[1] for row in self.session.execute(stmt)}
+
+    def merge(
+        self,
+        entity_type: str,
+        ids: list[uuid.UUID],
+        *,
+        survivor_id: uuid.UUID,
+        choices: dict[str, uuid.UUID] | None = None,
+        versions: dict[uuid.UUID, int] | None = None,
+    ) -> Merge:
+        """Merge `ids` into `survivor_id` in one transaction (see the module's docstring). `choices`: field
+        -> the record whose value survives (default as in plan()); `versions`: the versions the form
+        showed; a record changed since is a Conflict and nothing is merged."""
+        plan = self.plan(entity_type, ids, survivor_id)
+        model = self._model(entity_type)
+        survivor = plan.survivor
+        if survivor.id != survivor_id:
+            raise ValidationError("Choose the record that survives among them.", {"survivor": "Not in the group."})
+        merged = [r for r in plan.records if r is not survivor]
+        for record in plan.records:
+            expected = (versions or {}).get(record.id)
+            if expected is not None and record.version != expected:
+                raise EditConflict(
+                    stale_edit(self.session, self.actor, entity_type, entity_type.replace("_", " "), record)
+                )
+        by_id = {r.id: r for r in plan.records}
+        merged_ids = [r.id for r in merged]
+        changes: dict[str, Any] = {"fields": {}, "moved": {}, "tags": [], "links": [], "versions": {}}
+        # The survivor's fields.
+        field_changes: dict[str, list[Any]] = {}
+        for item in plan.fields:
+            source = (choices or {}).get(item.name, item.chosen)
+            if source not in by_id:
+                raise ValidationError("Choose a value from the merged records.", {item.name: "Unknown record."})
+            value = getattr(by_id[source], item.name)
+            before = getattr(survivor, item.name)
+            if _jsonable(value) != _jsonable(before):
+                field_changes[item.name] = [_jsonable(before), _jsonable(value)]
+        labels = {r.id: label_of(r) for r in merged}
+        # The merged records to the trash first (a unique value chosen from one of them, like an email,
+        # is then free for the survivor), refused if a concurrent request changed or deleted any.
+        condition = or_(*[and_(model.id == r.id, model.version == r.version) for r in merged])
+        trashed = set(
+            self.session.scalars(
+                update(model)
+                .where(model.org_id == self.org_id, model.deleted_at.is_(None), condition)
+                .values(deleted_at=utcnow(), deleted_by_id=self.actor.user_id, version=model.version + 1)
+                .returning(model.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        if trashed != set(merged_ids):
+            self.session.rollback()
+            raise Conflict(
+                f"Some of these {entity_type} records were changed by someone else meanwhile. Reload and try again."
+            )
+        for name, (_before, _after) in field_changes.items():
+            setattr(survivor, name, _from_json(model, name, _after))
+        # Always an UPDATE of the survivor, guarded by the ORM's version check: a concurrent change is refused.
+        survivor.updated_at = utcnow()
+        self._move(entity_type, survivor.id, merged_ids, changes)
+        changes["fields"] = field_changes
+        merge = Merge(
+            org_id=self.org_id,
+            entity_type=entity_type,
+            survivor_id=survivor.id,
+            merged_ids=[str(i) for i in merged_ids],
+            changes=changes,
+            actor_id=self.actor.user_id,
+        )
+        self.session.add(merge)
+        self.session.flush()
+        names = ", ".join(labels[i] or "(unnamed)" for i in merged_ids)
+        record_change(
+            self.session,
+            self.actor,
+            entity_type,
+            survivor,
+            "merged",
+            {**field_changes, "merged_from": names, "merge_id": str(merge.id)},
+        )
+        record_change(
+            self.session,
+            self.actor,
+            entity_type,
+            None,
+            "deleted",
+            {"merged_into": label_of(survivor), "merge_id": str(merge.id)},
+            entity_ids=merged_ids,
+            labels=labels,
+        )
+        self._commit(entity_type)
+        return merge
+
+    def _commit(self, entity_type: str) -> None:
+        from sqlalchemy.orm.exc import StaleDataError
+
+        try:
+            commit_or_refuse(self.session)
+        except StaleDataError as error:
+            self.session.rollback()
+            raise Conflict(
+                f"This {entity_type} was changed by someone else meanwhile. Reload and try again."
+            ) from error
+
+    def _move(
+        self, entity_type: str, survivor_id: uuid.UUID, merged_ids: list[uuid.UUID], changes: dict[str, Any]
+    ) -> None:
+        """Point every reference to the merged records at the survivor, remembering each row's origin."""
+        for name, model, column_name in MOVED[entity_type]:
+            column = getattr(model, column_name)
+            rows = self.session.execute(
+                select(model.id, column)
+                .where(model.org_id == self.org_id, column.in_(merged_ids))
+                .execution_options(include_deleted=True)
+            ).all()
+            if rows:
+                values: dict[str, Any] = {column_name: survivor_id}
+                if hasattr(model, "version"):
+                    values["version"] = model.version + 1
+                self.session.execute(
+                    update(model)
+                    .where(model.org_id == self.org_id, model.id.in_([r[0] for r in rows]))
+                    .values(values)
+                    .execution_options(synchronize_session=False)
+                )
+            changes["moved"][name] = [[str(r[0]), str(r[1])] for r in rows]
+        # Tags united: the survivor gets every tag of the merged records it lacks (theirs stay with them).
+        table, column_name = TAG_TABLES[entity_type]
+        column = table.c[column_name]
+        have = set(self.session.scalars(select(table.c.tag_id).where(column == survivor_id)))
+        wanted = set(self.session.scalars(select(table.c.tag_id).where(column.in_(merged_ids)))) - have
+        if wanted:
+            self.session.execute(
+                insert(table), [{column_name: survivor_id, "tag_id": t} for t in sorted(wanted, key=str)]
+            )
+        changes["tags"] = [str(t) for t in sorted(wanted, key=str)]
+        # Contact-company links move with their role, unless the survivor already has that link.
+        if entity_type in LINK_SIDES:
+            mine, other = LINK_SIDES[entity_type]
+            own, far = getattr(ContactCompany, mine), getattr(ContactCompany, other)
+            taken = set(
+                self.session.scalars(select(far).where(ContactCompany.org_id == self.org_id, own == survivor_id))
+            )
+            if entity_type == "company":
+                taken.add(None)
+            moved = []
+            for link_id, from_id, far_id in self.session.execute(
+                select(ContactCompany.id, own, far)
+                .where(ContactCompany.org_id == self.org_id, own.in_(merged_ids))
+                .order_by(ContactCompany.created_at, ContactCompany.id)
+            ):
+                if far_id in taken or (entity_type == "contact" and far_id is None):
+                    continue
+                taken.add(far_id)
+                moved.append([str(link_id), str(from_id)])
+            if moved:
+                self.session.execute(
+                    update(ContactCompany)
+                    .where(
+                        ContactCompany.org_id == self.org_id, ContactCompany.id.in_([uuid.UUID(m[0]) for m in moved])
+                    )
+                    .values({mine: survivor_id})
+                    .execution_options(synchronize_session=False)
+                )
+            changes["links"] = moved
+
+    def plan_after(self, merge: Merge) -> dict[str, Any]:
+        """The survivor after a merge with what now points at it (names of its contacts, companies,
+        deals): three statements."""
+        model = self._model(merge.entity_type)
+        survivor = self.session.scalar(select(model).where(model.org_id == self.org_id, model.id == merge.survivor_id))
+        if survivor is None:
+            raise NotFound("The surviving record no longer exists.")
+        related: dict[str, list[str]] = {"Deals": [], "Contacts": [], "Companies": []}
+        sid = survivor.id
+        if merge.entity_type in ("contact", "company"):
+            column = Deal.contact_id if merge.entity_type == "contact" else Deal.company_id
+            related["Deals"] = list(
+                self.session.scalars(
+                    select(Deal.name).where(Deal.org_id == self.org_id, column == sid).order_by(Deal.name)
+                )
+            )
+        if merge.entity_type == "company":
+            linked = select(ContactCompany.contact_id).where(
+                ContactCompany.org_id == self.org_id, ContactCompany.company_id == sid
+            )
+            related["Contacts"] = [
+                f"{first} {last}".strip()
+                for first, last in self.session.execute(
+                    select(Contact.first_name, Contact.last_name)
+                    .where(
+                        Contact.org_id == self.org_id, or_(Contact.primary_company_id == sid, Contact.id.in_(linked))
+                    )
+                    .order_by(Contact.first_name, Contact.last_name)
+                )
+            ]
+        if merge.entity_type == "contact":
+            linked_companies = select(ContactCompany.company_id).where(
+                ContactCompany.org_id == self.org_id, ContactCompany.contact_id == sid
+            )
+            related["Companies"] = list(
+                self.session.scalars(
+                    select(Company.name)
+                    .where(
+                        Company.org_id == self.org_id,
+                        or_(Company.id == survivor.primary_company_id, Company.id.in_(linked_companies)),
+                    )
+                    .order_by(Company.name)
+                )
+            )
+        return {"record": survivor, "label": label_of(survivor), "related": {k: v for k, v in related.items() if v}}
+
+    # --- undo ----------------------------------------------------------------------------------
+
+    def get_merge(self, merge_id: uuid.UUID) -> Merge:
+        merge = self.session.scalar(select(Merge).where(Merge.org_id == self.org_id, Merge.id == merge_id))
+        if merge is None:
+            raise NotFound("That merge does not exist.")
+        return merge
+
+    def undo(self, merge_id: uuid.UUID, *, confirmed: bool = False, dry_run: bool = False) -> UndoPlan:
+        """Undo a merge while its merged records are in the trash. What can no longer be restored exactly
+        is listed in `problems`; unless `confirmed`, nothing is done then (the page asks first). `dry_run`:
+        only the problems."""
+        require_role(self.actor.role, Role.MANAGER, "undo a merge")
+        merge = self.get_merge(merge_id)
+        if merge.undone_at is not None:
+            raise Conflict("This merge was already undone.")
+        entity_type = merge.entity_type
+        model = self._model(entity_type)
+        merged_ids = [uuid.UUID(i) for i in merge.merged_ids]
+        in_trash = set(
+            self.session.scalars(
+                model.select_deleted()
+                .with_only_columns(model.id)
+                .where(model.org_id == self.org_id, model.id.in_(merged_ids))
+            )
+        )
+        if in_trash != set(merged_ids):
+            raise Conflict("This merge can no longer be undone: its merged records are no longer in the trash.")
+        survivor = self.session.scalar(
+            model.select_with_deleted()
+            .where(model.org_id == self.org_id, model.id == merge.survivor_id)
+            .execution_options(populate_existing=True)
+        )
+        if survivor is None:
+            raise Conflict("This merge can no longer be undone: the surviving record was deleted permanently.")
+        problems: list[str] = []
+        fields = merge.changes.get("fields", {})
+        restorable = {}
+        for name, (before, after) in fields.items():
+            if _jsonable(getattr(survivor, name)) != after:
+                what = name.removesuffix("_id").replace("_", " ")
+                problems.append(f"The {what} of {label_of(survivor)} was changed since; it keeps its new value.")
+            else:
+                restorable[name] = _from_json(model, name, before)
+        moves: list[tuple[str, Any, str, list[list[str]]]] = []
+        for name, rel_model, column_name in MOVED[entity_type]:
+            rows = merge.changes.get("moved", {}).get(name, [])
+            if not rows:
+                continue
+            column = getattr(rel_model, column_name)
+            still = set(
+                self.session.scalars(
+                    select(rel_model.id)
+                    .where(
+                        rel_model.org_id == self.org_id,
+                        rel_model.id.in_([uuid.UUID(r[0]) for r in rows]),
+                        column == merge.survivor_id,
+                    )
+                    .execution_options(include_deleted=True)
+                )
+            )
+            lost = [r for r in rows if uuid.UUID(r[0]) not in still]
+            if lost:
+                problems.append(
+                    f"{len(lost)} of the {name} moved by the merge were changed since and stay where they are."
+                )
+            moves.append((name, rel_model, column_name, [r for r in rows if uuid.UUID(r[0]) in still]))
+        if dry_run or (problems and not confirmed):
+            return UndoPlan(merge, problems, done=False)
+        # Writing: the merged records out of the trash, moved rows back, added tags and links removed.
+        self.session.execute(
+            update(model)
+            .where(model.org_id == self.org_id, model.id.in_(merged_ids))
+            .values(deleted_at=None, deleted_by_id=None, version=model.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        for _name, rel_model, column_name, rows in moves:
+            by_origin: dict[str, list[uuid.UUID]] = {}
+            for row_id, origin in rows:
+                by_origin.setdefault(origin, []).append(uuid.UUID(row_id))
+            for origin, row_ids in by_origin.items():
+                values: dict[str, Any] = {column_name: uuid.UUID(origin)}
+                if hasattr(rel_model, "version"):
+                    values["version"] = rel_model.version + 1
+                self.session.execute(
+                    update(rel_model)
+                    .where(rel_model.org_id == self.org_id, rel_model.id.in_(row_ids))
+                    .values(values)
+                    .execution_options(synchronize_session=False)
+                )
+        table, column_name = TAG_TABLES[entity_type]
+        tags = [uuid.UUID(t) for t in merge.changes.get("tags", [])]
+        if tags:
+            self.session.execute(
+                delete(table).where(table.c[column_name] == merge.survivor_id, table.c.tag_id.in_(tags))
+            )
+        if entity_type in LINK_SIDES:
+            mine, _other = LINK_SIDES[entity_type]
+            for link_id, origin in merge.changes.get("links", []):
+                self.session.execute(
+                    update(ContactCompany)
+                    .where(
+                        ContactCompany.org_id == self.org_id,
+                        ContactCompany.id == uuid.UUID(link_id),
+                        getattr(ContactCompany, mine) == merge.survivor_id,
+                    )
+                    .values({mine: uuid.UUID(origin)})
+                    .execution_options(synchronize_session=False)
+                )
+        for name, value in restorable.items():
+            setattr(survivor, name, value)
+        merge.undone_at = utcnow()
+        self.session.flush()
+        record_change(
+            self.session,
+            self.actor,
+            entity_type,
+            survivor,
+            "unmerged",
+            {name: [fields[name][1], fields[name][0]] for name in restorable} | {"merge_id": str(merge.id)},
+        )
+        record_change(
+            self.session,
+            self.actor,
+            entity_type,
+            None,
+            "restored",
+            {"unmerged_from": label_of(survivor)},
+            entity_ids=merged_ids,
+        )
+        self._commit(entity_type)
+        return UndoPlan(merge, problems, done=True)

@@ -1,0 +1,511 @@
+"""Duplicate detection (rules and near misses on both engines, dismissal, the scan's plan), merge and its
+Undo (every relation moved and moved back, field choices, conflicts, roles, organisations)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, text
+
+from crm_web.errors import Conflict, NotFound, PermissionDenied
+from crm_web.extensions import db
+from crm_web.models import Activity, Company, Contact, ContactCompany, Deal, Lead, Tag, company_tags, contact_tags
+from crm_web.services.duplicates.matching import Matcher, company_name_key, domain_key, phone_key
+from crm_web.services.duplicates.service import DuplicateService
+from tests import factories
+from tests.conftest import HX, LOGIN_STATEMENTS, tenant_statements
+
+
+def groups_of(org, entity_type: str) -> list[set[str]]:
+    model = {"contact": Contact, "company": Company, "lead": Lead}[entity_type]
+    names = {}
+    for record in db.session.scalars(select(model).where(model.org_id == org.id)):
+        names[record.id] = record.name if entity_type == "company" else record.full_name
+    return [{names[i] for i in g.ids} for g in Matcher(db.session, org.id, entity_type).scan()]
+
+
+def service(users, role: str = "manager") -> DuplicateService:
+    return DuplicateService(factories.actor_for(users[role]))
+
+
+# --- keys -------------------------------------------------------------------------------------------
+
+
+def test_keys():
+    assert company_name_key("ACME Inc.") == company_name_key("Acme") == company_name_key("acme.com") == "acme"
+    assert company_name_key("A.C.M.E. Ltd") == "acme"
+    assert company_name_key("Acme Robotics") != company_name_key("Acme")
+    assert company_name_key("Inc") == "inc"  # a suffix alone is the name
+    assert phone_key("+1 (555) 123-4567") == phone_key("555.123.4567") == "5551234567"
+    assert phone_key("123") is None
+    assert domain_key("https://www.Acme.com/about") == domain_key("acme.com") == "acme.com"
+    assert domain_key("acme") is None
+
+
+# --- detection ---------------------------------------------------------------------------------------
+
+
+def test_contact_rules_and_near_misses(org, other_org):
+    acme = factories.make_company(org, name="Acme")
+    factories.make_contact(org, first_name="Ann", last_name="Lee", email="ann@acme.com")
+    factories.make_contact(org, first_name="Annie", last_name="L.", email="ANN@acme.com")  # same email
+    factories.make_contact(org, first_name="Bob", last_name="Ray", email="bob@x.org", phone="+1 555 123 4567")
+    factories.make_contact(org, first_name="Robert", last_name="R", email="rob@y.org", phone="(555) 123-4567")
+    factories.make_contact(org, first_name="Carl", last_name="Marx", email="c1@a.org", primary_company_id=acme.id)
+    factories.make_contact(org, first_name="Carl", last_name="Marx", email="c2@b.org", primary_company_id=acme.id)
+    # Near misses: same name without a shared company/domain/phone; similar emails; different numbers.
+    factories.make_contact(org, first_name="Dana", last_name="Fox", email="dana@gmail.com")
+    factories.make_contact(org, first_name="Dana", last_name="Fox", email="dfox@gmail.com")
+    factories.make_contact(org, first_name="Eve", last_name="Stone", email="eve@acme.com", phone="555 123 4568")
+    factories.make_contact(other_org, first_name="Ann", last_name="Lee", email="ann@acme.com")
+    found = groups_of(org, "contact")
+    assert {"Ann Lee", "Annie L."} in found
+    assert {"Bob Ray", "Robert R"} in found
+    assert {"Carl Marx"} in found or any(g == {"Carl Marx"} for g in found)
+    assert not any("Dana Fox" in g for g in found)
+    assert not any("Eve Stone" in g for g in found)
+    assert len(found) == 3
+
+
+def test_company_rules(org):
+    for name, website in [("Acme", None), ("ACME Inc.", None), ("acme.com", "https://acme.com")]:
+        factories.make_company(org, name=name, website=website)
+    factories.make_company(org, name="Acme Robotics", website="https://acmerobotics.io")  # near miss
+    factories.make_company(org, name="Globex", website="www.globex.com/x")
+    factories.make_company(org, name="Globex Corporation Europe", website="http://globex.com")
+    factories.make_company(org, name="Initech", phone="020 7946 0000")
+    factories.make_company(org, name="Initrode", phone="020 7946 0001")  # near miss: another number
+    found = groups_of(org, "company")
+    assert {"Acme", "ACME Inc.", "acme.com"} in found
+    assert {"Globex", "Globex Corporation Europe"} in found
+    assert len(found) == 2
+
+
+def test_lead_rules(org):
+    factories.make_lead(org, first_name="Li", last_name="Wu", email="li@wu.cn")
+    factories.make_lead(org, first_name="Li", last_name="Wu", email="LI@wu.cn")
+    factories.make_lead(org, first_name="Li", last_name="Wa", email="other@else.cn")
+    assert groups_of(org, "lead") == [{"Li Wu"}]
+
+
+@pytest.mark.postgres_only
+def test_similar_names_need_a_shared_attribute(org):
+    acme = factories.make_company(org, name="Acme")
+    factories.make_contact(org, first_name="Jonathan", last_name="Smith", email="j1@x.org", primary_company_id=acme.id)
+    factories.make_contact(org, first_name="Jonathon", last_name="Smith", email="j2@y.org", primary_company_id=acme.id)
+    factories.make_contact(org, first_name="Jonathan", last_name="Smyth", email="j3@z.org")
+    assert groups_of(org, "contact") == [{"Jonathan Smith", "Jonathon Smith"}]
+
+
+def test_dismissal_is_stored(org, users):
+    a = factories.make_contact(org, first_name="Ann", email="same@x.org")
+    b = factories.make_contact(org, first_name="Anne", email="same@x.org")
+    assert len(groups_of(org, "contact")) == 1
+    with pytest.raises(PermissionDenied):
+        service(users, "sales").dismiss("contact", [a.id, b.id])
+    assert service(users).dismiss("contact", [a.id, b.id]) == 1
+    assert groups_of(org, "contact") == []
+    assert service(users).dismiss("contact", [a.id, b.id]) == 0
+
+
+@pytest.mark.postgres_only
+def test_the_scan_joins_on_shared_attributes_and_uses_the_email_index(org):
+    # Enough varied names that the organisation's index is no shortcut; then fresh statistics.
+    db.session.execute(
+        Contact.__table__.insert(),
+        [
+            {
+                "id": uuid.uuid4(),
+                "org_id": org.id,
+                "first_name": f"N{i:04d}x",
+                "last_name": uuid.uuid4().hex[:8],
+                "email": f"{uuid.uuid4().hex[:10]}@x{i}.org",
+            }
+            for i in range(800)
+        ],
+    )
+    connection = db.session.connection()
+    connection.execute(text("ANALYZE contacts"))
+    connection.execute(text("SET LOCAL enable_seqscan = off"))
+    matcher = Matcher(db.session, org.id, "contact")
+    connection.execute(text("SELECT set_config('pg_trgm.similarity_threshold', '0.6', true)"))
+    compiled = matcher.similar_statement().compile(connection, compile_kwargs={"render_postcompile": True})
+    plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).scalars())
+    # Names are compared within pairs that share an attribute, found by equality (never all pairs).
+    assert "Nested Loop" not in plan or "Index Cond" in plan, plan
+    assert plan.count("Hash Cond") + plan.count("Merge Cond") + plan.count("Index Cond") >= 3, plan
+    # A table this small is hashed or sorted whole; forbid both to see that the email index serves the scan.
+    connection.execute(text("SET LOCAL enable_hashagg = off"))
+    connection.execute(text("SET LOCAL enable_hashjoin = off"))
+    connection.execute(text("SET LOCAL enable_bitmapscan = off"))
+    connection.execute(text("SET LOCAL enable_sort = off"))
+    compiled = matcher.email_statement().compile(connection)
+    plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).scalars())
+    assert "ix_contacts_org_email_key" in plan, plan
+
+
+def test_page_statements_are_constant(client, login, org, count_queries, engine_name):
+    login("manager")
+    factories.make_company(org, name="Acme")
+    factories.make_company(org, name="Acme Inc")
+    with count_queries() as few:
+        assert client.get("/companies/duplicates").status_code == 200
+    for i in range(6):
+        factories.make_company(org, name=f"Globex {i} Ltd", website=f"g{i % 3}.com")
+    with count_queries() as many:
+        response = client.get("/companies/duplicates")
+    assert response.status_code == 200 and "Same website" in response.text
+    # the keyed rules, the dismissals, the records shown; PostgreSQL adds the threshold and the similar names
+    extra = 2 if engine_name == "postgresql" else 0
+    assert few.count == many.count == LOGIN_STATEMENTS + 3 + extra + tenant_statements(engine_name, commits=0), many
+
+
+# --- merge and undo ------------------------------------------------------------------------------
+
+
+def world(org):
+    """Three "Acme" companies with contacts, links, deals, activities, tags and a converted lead."""
+    a = factories.make_company(org, name="Acme", website="acme.com")
+    b = factories.make_company(org, name="ACME Inc.", phone="555 000 1111", website=None)
+    c = factories.make_company(org, name="acme.com", industry="Tools")
+    factories.make_contact(org, first_name="Alice", primary_company_id=a.id)
+    bob = factories.make_contact(org, first_name="Bob", primary_company_id=b.id)
+    carol = factories.make_contact(org, first_name="Carol")
+    db.session.add_all(
+        [
+            ContactCompany(org_id=org.id, contact_id=carol.id, company_id=b.id, role="Board"),
+            ContactCompany(org_id=org.id, contact_id=carol.id, company_id=c.id, role="Advisor"),
+            ContactCompany(org_id=org.id, contact_id=bob.id, company_id=a.id, role="Owner"),
+        ]
+    )
+    t1, t2 = factories.make_tag(org, name="vip"), factories.make_tag(org, name="eu")
+    db.session.execute(
+        company_tags.insert(),
+        [
+            {"company_id": a.id, "tag_id": t1.id},
+            {"company_id": b.id, "tag_id": t1.id},
+            {"company_id": c.id, "tag_id": t2.id},
+        ],
+    )
+    deal = factories.make_deal(org, name="Big deal", company_id=b.id)
+    factories.make_activity(org, subject="Call", company_id=c.id)
+    factories.make_lead(org, converted_company_id=c.id)
+    db.session.commit()
+    return a, b, c, deal
+
+
+def dump(org) -> dict:
+    """The org's rows (without versions and timestamps a merge and its undo touch, and the history)."""
+    out = {}
+    for table in (
+        "companies",
+        "contacts",
+        "contact_companies",
+        "deals",
+        "activities",
+        "leads",
+        "company_tags",
+        "contact_tags",
+        "tags",
+    ):
+        t = db.metadata.tables[table]
+        cols = [c for c in t.c if c.name not in ("version", "updated_at")]
+        stmt = select(*cols).where(t.c.org_id == org.id) if "org_id" in t.c else select(*cols)
+        out[table] = sorted(tuple(str(v) for v in row) for row in db.session.execute(stmt))
+    return out
+
+
+def test_merge_moves_everything_and_undo_moves_it_back(org, users):
+    a, b, c, deal = world(org)
+    before = dump(org)
+    svc = service(users)
+    merge = svc.merge(
+        "company", [a.id, b.id, c.id], survivor_id=a.id, choices={"phone": b.id, "industry": c.id, "website": a.id}
+    )
+    db.session.expire_all()
+    survivor = db.session.get(Company, a.id)
+    assert (survivor.phone, survivor.industry, survivor.website) == ("555 000 1111", "Tools", "acme.com")
+    assert db.session.scalar(select(Deal.company_id).where(Deal.id == deal.id)) == a.id
+    assert db.session.scalar(select(Activity.company_id).where(Activity.org_id == org.id)) == a.id
+    assert db.session.scalar(select(Lead.converted_company_id).where(Lead.org_id == org.id)) == a.id
+    links = db.session.execute(
+        select(ContactCompany.contact_id, ContactCompany.role).where(ContactCompany.company_id == a.id)
+    ).all()
+    assert len(links) == 2 and {role for _, role in links} == {"Owner", "Board"}  # carol's second link not doubled
+    assert {
+        t.name for t in db.session.scalars(select(Tag).join(company_tags).where(company_tags.c.company_id == a.id))
+    } == {"vip", "eu"}
+    assert db.session.scalars(Company.select_deleted().where(Company.org_id == org.id)).all()
+    history = svc_history = DuplicateService(factories.actor_for(users["manager"]))  # noqa: F841
+    from crm_web.services.companies import CompanyService
+
+    entries = CompanyService(factories.actor_for(users["manager"])).readable_history(a.id)
+    assert entries[0].action == "merged" and "ACME Inc." in entries[0].changes["merged_from"]
+    assert history is not None
+    result = svc.undo(merge.id)
+    assert result.done and not result.problems
+    db.session.expire_all()
+    assert dump(org) == before
+    with pytest.raises(Conflict):
+        svc.undo(merge.id)
+
+
+def test_undo_names_what_it_cannot_restore_and_asks(org, users):
+    a, b, _c, deal = world(org)
+    svc = service(users)
+    merge = svc.merge("company", [a.id, b.id], survivor_id=a.id, choices={"phone": b.id})
+    other = factories.make_company(org, name="Other")
+    db.session.execute(Deal.__table__.update().where(Deal.id == deal.id).values(company_id=other.id))
+    db.session.execute(Company.__table__.update().where(Company.id == a.id).values(phone="999"))
+    db.session.commit()
+    plan = svc.undo(merge.id)
+    assert not plan.done and len(plan.problems) == 2
+    assert svc.undo(merge.id, dry_run=True).problems == plan.problems
+    assert db.session.scalars(Company.select_deleted().where(Company.id == b.id)).first() is not None
+    done = svc.undo(merge.id, confirmed=True)
+    assert done.done
+    db.session.expire_all()
+    assert db.session.get(Company, b.id).deleted_at is None
+    assert db.session.get(Company, a.id).phone == "999"
+    assert db.session.get(Deal, deal.id).company_id == other.id
+
+
+def test_contact_merge_moves_deals_tags_and_links(org, users):
+    acme, globex = factories.make_company(org, name="Acme"), factories.make_company(org, name="Globex")
+    x = factories.make_contact(org, first_name="Ann", email="ann@x.org", primary_company_id=acme.id)
+    y = factories.make_contact(org, first_name="Anne", email="ANN@x.org", phone="123456789")
+    db.session.add_all(
+        [
+            ContactCompany(org_id=org.id, contact_id=x.id, company_id=globex.id, role="CEO"),
+            ContactCompany(org_id=org.id, contact_id=y.id, company_id=globex.id, role="Board"),
+            ContactCompany(org_id=org.id, contact_id=y.id, company_id=acme.id, role="Advisor"),
+        ]
+    )
+    tag = factories.make_tag(org)
+    db.session.execute(
+        contact_tags.insert(), [{"contact_id": x.id, "tag_id": tag.id}, {"contact_id": y.id, "tag_id": tag.id}]
+    )
+    deal = factories.make_deal(org, contact_id=y.id)
+    factories.make_activity(org, contact_id=y.id)
+    factories.make_lead(org, converted_contact_id=y.id)
+    db.session.commit()
+    before = dump(org)
+    merge = service(users).merge("contact", [x.id, y.id], survivor_id=x.id)
+    db.session.expire_all()
+    assert db.session.get(Contact, x.id).phone == "123456789"  # the non-empty value by default
+    assert db.session.get(Deal, deal.id).contact_id == x.id
+    roles = sorted(db.session.scalars(select(ContactCompany.role).where(ContactCompany.contact_id == x.id)))
+    assert roles == ["Advisor", "CEO"]
+    assert db.session.scalar(select(Lead.converted_contact_id).where(Lead.org_id == org.id)) == x.id
+    service(users).undo(merge.id)
+    db.session.expire_all()
+    assert dump(org) == before
+
+
+def test_lead_merge(org, users):
+    p = factories.make_lead(org, first_name="Li", email="li@wu.cn")
+    q = factories.make_lead(org, first_name="Li", email="li@wu.cn", phone="1234567")
+    factories.make_activity(org, lead_id=q.id)
+    before = dump(org)
+    merge = service(users).merge("lead", [p.id, q.id], survivor_id=p.id)
+    assert db.session.scalar(select(Activity.lead_id).where(Activity.org_id == org.id)) == p.id
+    service(users).undo(merge.id)
+    db.session.expire_all()
+    assert dump(org) == before
+
+
+def test_roles_orgs_and_conflicts(org, other_org, users):
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme Inc")
+    foreign = factories.make_company(other_org, name="Acme")
+    with pytest.raises(PermissionDenied):
+        service(users, "sales").merge("company", [a.id, b.id], survivor_id=a.id)
+    with pytest.raises(NotFound):
+        service(users).merge("company", [a.id, foreign.id], survivor_id=a.id)
+    with pytest.raises(Conflict):
+        service(users).merge("company", [a.id, b.id], survivor_id=a.id, versions={b.id: b.version + 1})
+    assert db.session.get(Company, b.id).deleted_at is None
+    merge = service(users).merge("company", [a.id, b.id], survivor_id=a.id)
+    other_manager = factories.make_user(other_org, role="manager")
+    with pytest.raises(NotFound):
+        DuplicateService(factories.actor_for(other_manager)).undo(merge.id)
+    with pytest.raises(PermissionDenied):
+        service(users, "sales").undo(merge.id)
+
+
+def test_views(client, login, org, other_org):
+    a = factories.make_company(org, name="Acme", website="acme.com")
+    b = factories.make_company(org, name="ACME Inc.", phone="555 000 1111")
+    c = factories.make_company(org, name="acme.com")
+    factories.make_deal(org, name="Big deal", company_id=c.id)
+    factories.make_contact(org, first_name="Bob", primary_company_id=b.id)
+    login("sales")
+    page = client.get("/companies/duplicates")
+    assert page.status_code == 200 and "Merge…" not in page.text
+    ids = {"ids": [str(a.id), str(b.id), str(c.id)]}
+    assert client.get("/companies/duplicates/merge", query_string=ids).status_code == 403
+    login("manager")
+    page = client.get("/companies/duplicates")
+    assert "Same name" in page.text and "Merge…" in page.text
+    form = client.get("/companies/duplicates/merge", query_string=ids)
+    assert form.status_code == 200 and f'name="field_phone" value="{b.id}" checked' in form.text
+    data = {**ids, "survivor": str(a.id), "field_phone": str(b.id), "field_website": str(a.id)}
+    stale = client.post("/companies/duplicates/merge", data={**data, f"version_{b.id}": "99"})
+    assert stale.status_code == 409
+    done = client.post("/companies/duplicates/merge", data=data)
+    assert done.status_code == 200 and "Big deal" in done.text and "Bob" in done.text and "Undo" in done.text
+    merge_url = done.text.split('hx-post="')[1].split('"')[0]
+    assert client.get("/companies/duplicates").text.count("card duplicate-group") == 0
+    undone = client.post(merge_url, headers=HX)
+    assert undone.status_code in (200, 204) and undone.headers.get("HX-Location")
+    assert "ACME Inc." in client.get("/companies/duplicates").text
+    foreign = factories.make_company(other_org, name="Acme")
+    assert (
+        client.get("/companies/duplicates/merge", query_string={"ids": [str(a.id), str(foreign.id)]}).status_code == 404
+    )
+    assert client.post("/companies/duplicates/merge", data={"ids": "junk", "survivor": "x"}).status_code == 400
+    assert client.get("/widgets/duplicates").status_code == 404
+
+
+# --- property: merge then undo restores the organisation's rows ---------------------------------------
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.integers(min_value=2, max_value=3),
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), max_size=4),
+    st.lists(st.tuples(st.integers(0, 2), st.booleans()), max_size=4),
+    st.lists(st.integers(0, 2), max_size=4),
+)
+def test_merge_then_undo_restores_the_rows(app, n, links, deals, tags):
+    org = factories.make_org("prop")
+    manager = factories.make_user(org, role="manager")
+    companies = [factories.make_company(org, name=f"Acme {'Inc' if i else ''}", phone=f"55500{i}000") for i in range(n)]
+    contacts = [factories.make_contact(org, first_name=f"P{i}") for i in range(3)]
+    for contact_i, company_i in links:
+        company = companies[company_i % n]
+        exists = db.session.scalar(
+            select(ContactCompany.id).where(
+                ContactCompany.contact_id == contacts[contact_i].id, ContactCompany.company_id == company.id
+            )
+        )
+        if not exists:
+            db.session.add(
+                ContactCompany(
+                    org_id=org.id, contact_id=contacts[contact_i].id, company_id=company.id, role=f"r{contact_i}"
+                )
+            )
+    for company_i, with_activity in deals:
+        factories.make_deal(org, company_id=companies[company_i % n].id)
+        if with_activity:
+            factories.make_activity(org, company_id=companies[company_i % n].id, contact_id=contacts[0].id)
+    tag_rows = {
+        (companies[i % n].id, t)
+        for i in tags
+        for t in [factories.make_tag(org, name=f"t{i}-{uuid.uuid4().hex[:4]}").id]
+    }
+    if tag_rows:
+        db.session.execute(company_tags.insert(), [{"company_id": c, "tag_id": t} for c, t in tag_rows])
+    db.session.commit()
+    before = dump(org)
+    svc = DuplicateService(factories.actor_for(manager))
+    merge = svc.merge(
+        "company", [c.id for c in companies], survivor_id=companies[-1].id, choices={"phone": companies[0].id}
+    )
+    assert svc.undo(merge.id).done
+    db.session.expire_all()
+    assert dump(org) == before
+
+
+def test_dismiss_view_answers_with_the_groups(client, login, org):
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme Ltd")
+    login("manager")
+    response = client.post("/companies/duplicates/dismiss", data={"ids": [str(a.id), str(b.id)]}, headers=HX)
+    assert response.status_code == 200 and "No likely duplicates" in response.text
+    assert "not be suggested" in response.text
+    assert "No likely duplicates" in client.get("/companies/duplicates", headers=HX).text
+
+
+def test_forms_warn_live_about_likely_duplicates(client, login, org):
+    acme = factories.make_company(org, name="ACME Inc.", website="https://www.acme.com", phone="+1 555 000 1111")
+    lead = factories.make_lead(org, first_name="Li", email="li@wu.cn")
+    login("sales")
+    assert 'id="duplicate-warning"' in client.get("/companies/new").text
+    for query in ({"name": "Acme"}, {"website": "acme.com/contact"}, {"phone": "555-000-1111"}):
+        response = client.get("/companies/duplicates/check", query_string=query, headers=HX)
+        assert response.status_code == 200 and f"/companies/{acme.id}" in response.text, query
+    near = client.get("/companies/duplicates/check", query_string={"name": "Acme Robotics", "phone": "555 000 1112"})
+    assert f"/companies/{acme.id}" not in near.text
+    editing = client.get("/companies/duplicates/check", query_string={"name": "Acme", "exclude": str(acme.id)})
+    assert f"/companies/{acme.id}" not in editing.text
+    warned = client.get("/leads/duplicates/check", query_string={"email": "LI@wu.cn"}, headers=HX)
+    assert f"/leads/{lead.id}" in warned.text and "same email" in warned.text
+
+
+def test_undo_from_the_survivors_history(client, login, org, users):
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme GmbH", phone="0301234567")
+    merge = service(users).merge("company", [a.id, b.id], survivor_id=a.id, choices={"phone": b.id})
+    login("manager")
+    page = client.get(f"/companies/{a.id}")
+    assert "Merged from" in page.text and f"/duplicates/merges/{merge.id}/undo" in page.text
+    response = client.post(f"/duplicates/merges/{merge.id}/undo")
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Company, b.id).deleted_at is None and db.session.get(Company, a.id).phone is None
+    assert client.post(f"/duplicates/merges/{merge.id}/undo").status_code == 409
+
+
+def test_the_import_matches_companies_by_the_same_rules(actor, org, tmp_path):
+    """The CSV import's duplicate policy uses the matcher's keys: "ACME Inc." is the existing "Acme"."""
+    from crm_web.imports.service import ImportService, Options
+
+    factories.make_company(org, name="Acme")
+    factories.make_company(org, name="Globex", website="https://www.globex.com")
+    path = tmp_path / "companies.csv"
+    path.write_text("name,website\nACME Inc.,\nGlobex Europe,globex.com/eu\nInitech,\n", encoding="utf-8")
+    importer = ImportService(actor)
+    job = importer.create_import(
+        str(path), "companies", file_name="companies.csv", options=Options(on_duplicate="skip")
+    )
+    outcome = importer.run(job.id)
+    assert (outcome.created, outcome.duplicates) == (1, 2)
+
+
+def test_lead_conversion_offers_to_link_existing_records(client, login, org):
+    company = factories.make_company(org, name="Wu Trading Ltd", website="wu.cn")
+    contact = factories.make_contact(org, first_name="Li", last_name="Wu", email="li@wu.cn")
+    lead = factories.make_lead(org, first_name="Li", last_name="Wu", email="LI@wu.cn", company_name="Wu Trading")
+    login("admin")
+    page = client.get(f"/leads/{lead.id}/convert")
+    assert f'name="link_contact" value="{contact.id}"' in page.text
+    assert f'name="link_company" value="{company.id}"' in page.text
+    data = {"link_contact": str(contact.id), "link_company": str(company.id)}
+    response = client.post(f"/leads/{lead.id}/convert", data=data)
+    assert response.status_code == 303
+    db.session.expire_all()
+    converted = db.session.get(Lead, lead.id)
+    assert (converted.converted_contact_id, converted.converted_company_id) == (contact.id, company.id)
+    assert db.session.scalar(select(func.count()).select_from(Contact).where(Contact.org_id == org.id)) == 1
+
+
+def test_an_undo_that_cannot_be_exact_asks_first(client, login, org, users):
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme SA", phone="0301234567")
+    merge = service(users).merge("company", [a.id, b.id], survivor_id=a.id, choices={"phone": b.id})
+    db.session.execute(Company.__table__.update().where(Company.id == a.id).values(phone="999"))
+    db.session.commit()
+    login("manager")
+    toast = client.post(f"/duplicates/merges/{merge.id}/undo", headers=HX)
+    assert toast.headers["HX-Redirect"] == f"/duplicates/merges/{merge.id}/undo"
+    question = client.get(f"/duplicates/merges/{merge.id}/undo")
+    assert "The phone of Acme was changed since" in question.text and 'name="confirm" value="1"' in question.text
+    assert db.session.scalars(Company.select_deleted().where(Company.id == b.id)).first() is not None
+    done = client.post(f"/duplicates/merges/{merge.id}/undo", data={"confirm": "1"})
+    assert done.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Company, b.id).deleted_at is None and db.session.get(Company, a.id).phone == "999"
