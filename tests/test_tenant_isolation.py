@@ -136,7 +136,7 @@ def test_without_an_org_the_role_sees_nothing_and_writes_nothing(role_engine, rl
     table (before migration 0015 both meant "every organisation")."""
     with role_engine.connect() as conn:
         tables = _tenant_tables(conn)
-        assert len(tables) == 21  # 18 + imports, import_updates (0016), exchange_rates (0018)
+        assert len(tables) == 22  # 18 + imports, import_updates (0016), exchange_rates (0018), notifications (0022)
         conn.rollback()
         for setting in (None, ""):  # never set in the session; set to '' (or ended: it then reads '')
             with conn.begin():

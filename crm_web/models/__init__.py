@@ -16,6 +16,7 @@ from crm_web.models.deal import CURRENCIES, DEAL_STATUSES, Deal
 from crm_web.models.exchange_rate import ExchangeRate
 from crm_web.models.import_job import IMPORT_STATUSES, Import, ImportUpdate
 from crm_web.models.lead import LEAD_STATUSES, Lead
+from crm_web.models.notification import NOTIFICATION_KINDS, Notification
 from crm_web.models.organization import DEFAULT_TIME_ZONE, Organization, Role, User, UserToken
 from crm_web.models.pipeline import Pipeline, PipelineStage
 from crm_web.models.search_word import SearchWord
@@ -35,6 +36,7 @@ __all__ = [
     "IMPORT_STATUSES",
     "LEAD_SOURCES",
     "LEAD_STATUSES",
+    "NOTIFICATION_KINDS",
     "OPEN_ACTIVITY_STATUSES",
     "Activity",
     "ActivityTally",
@@ -49,6 +51,7 @@ __all__ = [
     "Import",
     "ImportUpdate",
     "Lead",
+    "Notification",
     "Organization",
     "Pipeline",
     "PipelineStage",

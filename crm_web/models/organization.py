@@ -66,6 +66,10 @@ class User(UserMixin, IdMixin, TimestampMixin, Base):
     session_version: Mapped[int] = mapped_column(default=1, server_default="1")
     # Set when an admin chose the password: the user must pick their own at first sign-in.
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Notifications (services/notifications.py): minutes before an activity's due time to remind,
+    # and the kinds this user turned off (comma separated).
+    reminder_minutes: Mapped[int] = mapped_column(default=15, server_default="15")
+    muted_notifications: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
     org: Mapped[Organization] = relationship(lazy="raise_on_sql")
 

@@ -11,6 +11,8 @@ from crm_web.views.deals import bp as deals
 from crm_web.views.imports import bp as imports
 from crm_web.views.internal import bp as internal
 from crm_web.views.leads import bp as leads
+from crm_web.views.live import bp as live
+from crm_web.views.notifications import bp as notifications
 from crm_web.views.pipelines import bp as pipelines
 from crm_web.views.search import bp as search
 from crm_web.views.settings import bp as settings
@@ -36,4 +38,6 @@ BLUEPRINTS = [
     account,
     search,
     internal,
+    live,
+    notifications,
 ]
