@@ -437,15 +437,15 @@ def test_downgrade_removes_the_policies_and_upgrade_restores_them():
     with postgres_database("crm_rls_down") as url:
         application = build_app(url)
         with application.app_context():
-            assert db.session.scalar(query) == 21
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 21
+            assert db.session.scalar(query) == 22
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 22
             db.session.remove()
             downgrade(directory=MIGRATIONS, revision="0001_initial")
             assert db.session.scalar(query) == 0
             assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 0
             db.session.remove()
             upgrade(directory=MIGRATIONS)
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 21
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 22
             db.session.remove()
             db.engine.dispose()
 

@@ -53,6 +53,9 @@ RECENT = 30
 STAMP_SECONDS = 7 * 24 * 3600
 OFFLINE = "offline"
 _CHANGED = "crm_live_changed"  # session.info: {(org, domain, record id or None)}
+_ACTOR = "crm_live_actor"  # session.info: (org id, user id, name) of who changes things
+UNKNOWN = "?"  # a bulk statement's organisation, until the commit says whose transaction it was
+ME = "me"  # a bulk change of the acting user's own notifications
 
 
 def domain_key(org: str, domain: str) -> str:
@@ -94,17 +97,14 @@ def _note_bulk_statements(state: ORMExecuteState) -> None:
     domain = LIVE_DOMAIN_OF_TABLE.get(cast(Table, state.bind_mapper.local_table).name)
     if domain is None:
         return
-    org = state.session.info.get(CURRENT_ORG_INFO_KEY) or _signed_in_org() or EVERY_ORG
+    # The organisation: the request's (PostgreSQL), else the acting user's, known at the commit.
+    org = state.session.info.get(CURRENT_ORG_INFO_KEY) or UNKNOWN
     changed = _changed(state.session)
     if domain == NOTIFICATIONS:  # a user's own "mark read"; reminders are stamped by the bell itself
-        who, _name = _who()
-        if who and org != EVERY_ORG:
-            changed.add((org, domain, who))
+        changed.add((org, domain, ME))
         return
-    ids = _statement_ids(state)
     changed.add((org, domain, None))
-    if org != EVERY_ORG:
-        changed.update((org, domain, str(record_id)) for record_id in ids[:RECENT])
+    changed.update((org, domain, str(record_id)) for record_id in _statement_ids(state)[:RECENT])
 
 
 def _statement_ids(state: ORMExecuteState) -> list[Any]:
@@ -121,33 +121,49 @@ def _statement_ids(state: ORMExecuteState) -> list[Any]:
     return found
 
 
-def _signed_in_org() -> str | None:
-    user = getattr(g, "_login_user", None) if has_request_context() else None
-    org_id = getattr(user, "org_id", None)
-    return str(org_id) if org_id else None
+def note_actor(session: Session, org_id: uuid.UUID, user_id: uuid.UUID | None, name: str) -> None:
+    """Who is changing things in this transaction (services/history.py records every change through
+    here): the stamps say so, and bulk statements take their organisation from it."""
+    session.info[_ACTOR] = (str(org_id), str(user_id) if user_id else "", name)
 
 
-def _who() -> tuple[str, str]:
-    """The signed-in user's id and name (empty outside a request: the CLI, the worker)."""
+def _who(session: Session) -> tuple[str, str, str]:
+    """The acting organisation, user id and name: the transaction's actor, else the signed-in user
+    (empty outside a request: the CLI, the worker)."""
+    actor = session.info.get(_ACTOR)
+    if actor:
+        return actor
     user = getattr(g, "_login_user", None) if has_request_context() else None
     if user is None or not getattr(user, "is_authenticated", False):
-        return "", ""
-    return str(user.id), user.name
+        return "", "", ""
+    return str(user.org_id), str(user.id), user.name
 
 
 @event.listens_for(Session, "after_commit")
 def _new_stamps(session: Session) -> None:
     changed = session.info.pop(_CHANGED, None)
-    if changed:
-        publish(changed)
+    acting_org, by_id, by = _who(session)
+    session.info.pop(_ACTOR, None)
+    if not changed:
+        return
+    resolved = set()
+    for org, domain, record in changed:
+        org = (acting_org or EVERY_ORG) if org == UNKNOWN else org
+        if domain == NOTIFICATIONS and record == ME:
+            if not by_id or org == EVERY_ORG:
+                continue
+            record = by_id
+        resolved.add((org, domain, record))
+    publish(resolved, by_id=by_id, by=by)
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_rolled_back(session: Session) -> None:
     session.info.pop(_CHANGED, None)
+    session.info.pop(_ACTOR, None)
 
 
-def publish(changed: Iterable[tuple[str, str, str | None]]) -> None:
+def publish(changed: Iterable[tuple[str, str, str | None]], *, by_id: str = "", by: str = "") -> None:
     """New stamps for the changed domains (one read of the old ones, for their counts and recent
     changes, then one write each) and for the recipients of new notifications. With the cache away
     nothing is stored: every poll then answers OFFLINE and its page catches up once the cache is back."""
@@ -161,7 +177,6 @@ def publish(changed: Iterable[tuple[str, str, str | None]]) -> None:
                 records[(org, domain)].append(record)
     domains = sorted(records)
     previous = cache_get_many(*(domain_key(org, domain) for org, domain in domains)) if domains else []
-    by_id, by = _who()
     now = int(time.time())
     for (org, domain), old in zip(domains, previous, strict=True):
         count = int(old.get("n", 0)) + 1 if isinstance(old, dict) else 1

@@ -24,7 +24,7 @@ from crm_web.auth import public
 from crm_web.entities import DEAL
 from crm_web.errors import NotFound
 from crm_web.params import parse_uuid
-from crm_web.rendering import render_page
+from crm_web.rendering import render_fragments, render_page
 from crm_web.services import live
 from crm_web.services.board import BoardService
 from crm_web.views.filtering import parse_filtered_list_query
@@ -94,9 +94,8 @@ def _unchanged(stamp: str) -> Response:
 def poll(domain: str):
     if domain not in live.DOMAINS:
         raise NotFound("There is no such live page.")
-    record = request.args.get("id") or None
-    if record is not None and parse_uuid(record) is None:
-        raise NotFound("There is no such record.")
+    record_id = parse_uuid(request.args.get("id"))  # not an id: 400
+    record = str(record_id) if record_id else None
     held = request.args.get("s", "")
     org = _session_org()
     if org is not None:
@@ -138,11 +137,11 @@ def _notice(domain: str, record: str | None, stamps: list[dict[str, Any] | None]
         changed, by_id, by = live.record_change(stamps, record, since_count)
         if not held or changed == "no" or by_id == me:
             return _counted(latest)  # another record, or the viewer's own change
-        return render_page("components/live.html", block="live_record", by=by or "someone")
+        return render_fragments("components/live.html", ["live_record"], by=by or "someone")
     count = live.changes_since(stamps, since_count) if since.isdigit() else 1
     if count == 1 and latest.get("by_id") == me:
         return _counted(latest)  # the viewer's own change: their list already shows it
-    return render_page("components/live.html", block="live_list", count=count)
+    return render_fragments("components/live.html", ["live_list"], count=count)
 
 
 def _counted(latest: dict[str, Any]) -> Response:
