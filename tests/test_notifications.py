@@ -207,9 +207,9 @@ def test_mark_read_open_and_mark_all_read(client, login, org, users):
     sales = login("sales")
     _many_notes(org, sales, 3)
     notes = db.session.scalars(select(Notification).order_by(Notification.label)).all()
-    response = client.post(f"/notifications/{notes[0].id}/open")
+    response = client.post("/notifications/open", data={"id": str(notes[0].id)})
     assert response.status_code == 303 and response.headers["Location"].endswith(f"/deals/{notes[0].entity_id}")
-    client.post(f"/notifications/{notes[1].id}/read")
+    client.post("/notifications/read", data={"id": str(notes[1].id)})
     db.session.expire_all()
     assert [n.read_at is not None for n in notes] == [True, True, False]
     assert client.post("/notifications/read-all").status_code == 303
@@ -219,8 +219,10 @@ def test_mark_read_open_and_mark_all_read(client, login, org, users):
     other = users["manager"]
     _many_notes(org, other, 1)
     theirs = db.session.scalar(select(Notification).where(Notification.user_id == other.id))
-    assert client.post(f"/notifications/{theirs.id}/open").status_code == 404
-    client.post(f"/notifications/{theirs.id}/read")
+    response = client.post("/notifications/open", data={"id": str(theirs.id)})
+    assert response.status_code == 303 and response.headers["Location"].endswith("/notifications")
+    client.post("/notifications/read", data={"id": str(theirs.id)})
+    assert client.post("/notifications/open", data={"id": "junk"}).status_code == 400
     db.session.expire_all()
     assert theirs.read_at is None
 

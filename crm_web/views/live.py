@@ -58,7 +58,9 @@ def _stamp_live_pages() -> None:
     """A polling page's stamp, read before the page reads the database: a change committed while it
     renders is seen by its first poll, never lost. One cache round trip, only on those pages."""
     page = LIVE_PAGES.get(request.endpoint or "")
-    if page is None or request.method != "GET" or not current_user.is_authenticated:
+    if page is None or request.method != "GET" or request.headers.get("HX-Request") == "true":
+        return  # a fragment (a search, a filter) keeps the stamp its page was loaded with
+    if not current_user.is_authenticated:
         return
     domain, argument = page
     record = (request.view_args or {}).get(argument) if argument else None

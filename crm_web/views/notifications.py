@@ -16,10 +16,10 @@ from flask import Blueprint, Response, current_app, flash, request, session, url
 from flask_login import current_user
 
 from crm_web.auth import parse_user_id, public
-from crm_web.errors import NotFound, ValidationError
+from crm_web.errors import ValidationError
 from crm_web.extensions import db
 from crm_web.models import NOTIFICATION_KINDS
-from crm_web.params import get_int_param
+from crm_web.params import get_int_param, parse_uuid
 from crm_web.rendering import render_page, see_other
 from crm_web.services import live
 from crm_web.services.cache import breaker, cache_delete, cache_get_many, cache_set
@@ -101,22 +101,33 @@ def index():
     )
 
 
-@bp.post("/notifications/<uuid:notification_id>/open")
-def open_one(notification_id: uuid.UUID):
-    """Mark it read and go to its record."""
+def _posted_id() -> uuid.UUID | None:
+    return parse_uuid(request.form.get("id"))  # not an id: 400
+
+
+@bp.post("/notifications/open")
+def open_one():
+    """Mark the posted notification read and go to its record; one that is not the user's (or no longer
+    there) leads back to the list."""
     service = acting(NotificationService)
-    notification = service.session.scalar(service._mine().where(service.model.id == notification_id))
+    notification_id = _posted_id()
+    notification = (
+        service.session.scalar(service._mine().where(service.model.id == notification_id)) if notification_id else None
+    )
     if notification is None:
-        raise NotFound("That notification does not exist.")
+        flash("That notification is not there any more.")
+        return see_other(url_for("notifications.index"))
     target = record_url(notification.entity_type, notification.entity_id)
-    service.mark_read(notification_id)
+    service.mark_read(notification.id)
     return see_other(target)
 
 
-@bp.post("/notifications/<uuid:notification_id>/read")
-def mark_read(notification_id: uuid.UUID):
-    acting(NotificationService).mark_read(notification_id)
-    return see_other(request.referrer if _same_site(request.referrer) else url_for("notifications.index"))
+@bp.post("/notifications/read")
+def mark_read():
+    notification_id = _posted_id()
+    if notification_id is not None:
+        acting(NotificationService).mark_read(notification_id)  # only the user's own: scoped in the UPDATE
+    return see_other(url_for("notifications.index"))
 
 
 @bp.post("/notifications/read-all")
@@ -142,10 +153,6 @@ def preferences():
     cache_delete(live.bell_key(str(user.org_id), str(user.id)))
     flash("Your notification settings are saved.")
     return see_other(url_for("account.index"))
-
-
-def _same_site(url: str | None) -> bool:
-    return bool(url) and str(url).startswith(request.host_url)
 
 
 def muted_kinds() -> set[str]:
