@@ -155,8 +155,15 @@ def _check_session_age() -> None:
         for key in ("_user_id", "_fresh", "_id", SESSION_STARTED, SESSION_SEEN):
             session.pop(key, None)
         g.session_ended = reason
-    elif now - seen >= SEEN_RESOLUTION_SECONDS:
+    elif now - seen >= SEEN_RESOLUTION_SECONDS and not _is_background():
         session[SESSION_SEEN] = now
+
+
+def _is_background() -> bool:
+    """A request a page makes by itself (a live page's poll): not the user's activity, so an open board
+    does not keep an idle session alive."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, "is_background", False)
 
 
 def public(view):

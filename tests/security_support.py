@@ -114,6 +114,19 @@ def _later(make: Callable[[], Any]) -> Callable[[], uuid.UUID]:
     return lambda: make().id
 
 
+def _notification(org: Any, user: Any, deal: Any, marker: str) -> Any:
+    """The admin's notification about the world's deal (the other roles' posts of it change nothing)."""
+    from crm_web.extensions import db
+    from crm_web.models import Notification
+
+    note = Notification(
+        org_id=org.id, user_id=user.id, kind="assigned", entity_type="deal", entity_id=deal.id, label=f"{marker} Deal"
+    )
+    db.session.add(note)
+    db.session.commit()
+    return note
+
+
 def _invited_user(org: Any, admin: Any, marker: str) -> tuple[Any, str]:
     """A user added by the admin who has not opened their invitation yet, and its token."""
     from crm_web.services.users import UserService
@@ -212,6 +225,7 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     _custom_fields(org)
     company2 = factories.make_company(org, name=f"{marker} Company Inc", owner_id=owner.id)
     merge = _merge(org, owner, marker)
+    notification = _later(lambda: _notification(org, owner, deal, marker))
     world = World(marker, org, users, stage_order=[s.id for s in stages])
     world.ids.update(
         org=org.id,
@@ -242,6 +256,7 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
         done_import=done_import,
         view=view.id,
         trashed_view=trashed_view.id,
+        notification=notification,
         sales=users["sales"].id,
         manager=users["manager"].id,
         admin=owner.id,
@@ -366,6 +381,15 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "system.healthz"): Route(PUBLIC),
     # --- my account -------------------------------------------------------------------------
     ("GET", "account.index"): Route(MEMBER),
+    ("POST", "notifications.preferences"): Route(
+        MEMBER, form=lambda w: {"reminder_minutes": "15", "kinds": ["assigned", "due_soon"]}
+    ),
+    ("GET", "notifications.index"): Route(MEMBER),
+    ("GET", "notifications.bell"): Route(MEMBER),
+    ("POST", "notifications.open_one"): Route(MEMBER, form=lambda w: {"id": str(w["notification"])}),
+    ("POST", "notifications.mark_read"): Route(MEMBER, form=lambda w: {"id": str(w["notification"])}),
+    ("POST", "notifications.mark_all_read"): Route(MEMBER, form=lambda w: {}),
+    ("GET", "live.poll"): Route(MEMBER, args={"domain": "=deals"}, query="s=stale&board=1&pipeline={pipeline}"),
     ("POST", "account.update_profile"): Route(MEMBER, form=lambda w: {"name": "Renamed Person"}),
     ("POST", "account.change_password"): Route(
         MEMBER,

@@ -137,8 +137,8 @@ def test_without_an_org_the_role_sees_nothing_and_writes_nothing(role_engine, rl
     with role_engine.connect() as conn:
         tables = _tenant_tables(conn)
         # 18 + imports, import_updates (0016), exchange_rates (0018), saved_views (0019),
-        # duplicate_dismissals and merges (0021)
-        assert len(tables) == 24
+        # duplicate_dismissals and merges (0021), notifications (0022)
+        assert len(tables) == 25
         conn.rollback()
         for setting in (None, ""):  # never set in the session; set to '' (or ended: it then reads '')
             with conn.begin():
@@ -439,15 +439,15 @@ def test_downgrade_removes_the_policies_and_upgrade_restores_them():
     with postgres_database("crm_rls_down") as url:
         application = build_app(url)
         with application.app_context():
-            assert db.session.scalar(query) == 24
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 24
+            assert db.session.scalar(query) == 25
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 25
             db.session.remove()
             downgrade(directory=MIGRATIONS, revision="0001_initial")
             assert db.session.scalar(query) == 0
             assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 0
             db.session.remove()
             upgrade(directory=MIGRATIONS)
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 24
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 25
             db.session.remove()
             db.engine.dispose()
 

@@ -17,6 +17,7 @@ from crm_web.models.duplicate import DuplicateDismissal, Merge
 from crm_web.models.exchange_rate import ExchangeRate
 from crm_web.models.import_job import IMPORT_STATUSES, Import, ImportUpdate
 from crm_web.models.lead import LEAD_STATUSES, Lead
+from crm_web.models.notification import NOTIFICATION_KINDS, Notification
 from crm_web.models.organization import DEFAULT_TIME_ZONE, Organization, Role, User, UserToken
 from crm_web.models.pipeline import Pipeline, PipelineStage
 from crm_web.models.saved_view import SavedView
@@ -37,6 +38,7 @@ __all__ = [
     "IMPORT_STATUSES",
     "LEAD_SOURCES",
     "LEAD_STATUSES",
+    "NOTIFICATION_KINDS",
     "OPEN_ACTIVITY_STATUSES",
     "Activity",
     "ActivityTally",
@@ -53,6 +55,7 @@ __all__ = [
     "ImportUpdate",
     "Lead",
     "Merge",
+    "Notification",
     "Organization",
     "Pipeline",
     "PipelineStage",

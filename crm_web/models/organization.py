@@ -78,6 +78,10 @@ class User(UserMixin, IdMixin, TimestampMixin, Base):
     # The columns the user picked per list, {list name: [column key, ...]} (views/columns.py); loaded
     # with the user, so a list reads it without a statement.
     list_columns: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Notifications (services/notifications.py): minutes before an activity's due time to remind,
+    # and the kinds this user turned off (comma separated).
+    reminder_minutes: Mapped[int] = mapped_column(default=15, server_default="15")
+    muted_notifications: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
     org: Mapped[Organization] = relationship(lazy="raise_on_sql")
 

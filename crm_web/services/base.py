@@ -527,7 +527,10 @@ class BaseService(Generic[M]):
         return readable(self.actor, self.entity_type, entries, session=self.session)
 
     def history(self, obj: Any, action: str, changes: dict[str, Any] | None = None) -> None:
+        from crm_web.services.notifications import notify_change  # it builds on this module
+
         record_change(self.session, self.actor, self.entity_type, obj, action, changes)
+        notify_change(self.session, self.actor, self.entity_type, obj, action, changes)
 
     def create(self, **values: Any) -> M:
         """A new record, owned by the actor unless another owner is chosen (with EMPTY_OWNER_IS_ME, also

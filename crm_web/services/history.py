@@ -70,6 +70,9 @@ def record_change(
 
     A bulk change may name each record (`labels`) and add per-record changes (`per_id_changes`).
     """
+    from crm_web.services.live import note_actor  # its hooks need the models this module's callers load
+
+    note_actor(session, actor.org_id, actor.user_id, actor.name)
     if entity_ids is not None:
         now = utcnow()
         ids = list(entity_ids)

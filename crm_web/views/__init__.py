@@ -12,7 +12,9 @@ from crm_web.views.duplicates import bp as duplicates
 from crm_web.views.imports import bp as imports
 from crm_web.views.internal import bp as internal
 from crm_web.views.leads import bp as leads
+from crm_web.views.live import bp as live
 from crm_web.views.my_day import bp as my_day
+from crm_web.views.notifications import bp as notifications
 from crm_web.views.pipelines import bp as pipelines
 from crm_web.views.saved_views import bp as saved_views
 from crm_web.views.search import bp as search
@@ -42,4 +44,6 @@ BLUEPRINTS = [
     account,
     search,
     internal,
+    live,
+    notifications,
 ]

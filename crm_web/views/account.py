@@ -9,6 +9,7 @@ from crm_web.auth import renew_session
 from crm_web.errors import ValidationError
 from crm_web.forms import apply_errors
 from crm_web.forms.auth import NEW_PASSWORD_HELP, ChangePasswordForm, ProfileForm
+from crm_web.models import NOTIFICATION_KINDS
 from crm_web.rendering import render_page
 from crm_web.services.users import AccountService
 
@@ -21,6 +22,7 @@ def _page(*, profile: ProfileForm | None = None, password: ChangePasswordForm | 
         profile=profile or ProfileForm(data={"name": current_user.name}),
         password=password or ChangePasswordForm(),
         password_help=NEW_PASSWORD_HELP,
+        notification_kinds=NOTIFICATION_KINDS,
         title="My account",
         status=status,
     )

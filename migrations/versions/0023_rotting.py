@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0023_rotting"
-down_revision = "0021_duplicates"
+down_revision = "0022_notifications"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,369 @@
+"""`python -m bench.live`: what open boards cost. gunicorn (PostgreSQL + Redis, as in production) on
+127.0.0.1 with the demo data; N boards polling as static/js/live.js does (threads in a process of
+their own, one cookie session each); phases of a fixed length:
+
+1. pages: a few clients reading other pages (board, lists, dashboard) alone: their latency;
+2. idle: the boards alone, nothing changing: requests per second, the server's CPU, and the reads
+   of the app's tables (0: an idle poll touches no database);
+3. pages + idle boards: the same page clients with the boards open: their latency again;
+4. changing: the boards while a deal moves every few seconds: each move re-renders every open board.
+
+Loopback only, bounded in time; it stops what it started and drops its database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DATABASE = "crm_bench_live"
+POLL_SECONDS = 2.0
+STATS_FLUSH = 25  # seconds: idle PostgreSQL backends report their statistics late
+PAGES = ["/deals/board", "/contacts", "/deals", "/activities", "/"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes so far (clock ticks from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / ticks
+
+
+def server_pids(master: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True).stdout
+    return [master, *(int(p) for p in out.split())]
+
+
+def prepare(admin_url: str) -> str:
+    """A fresh database with the schema and the demo organisation; its URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(admin_url)
+    with psycopg.connect(base.set(drivername="postgresql", database="postgres").render_as_string(False)) as conn:
+        conn.autocommit = True
+        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DATABASE}")
+    url = base.set(database=DATABASE).render_as_string(False)
+    from flask_migrate import upgrade
+
+    from crm_web import create_app
+    from crm_web.extensions import db
+    from crm_web.services import seeding
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "CACHE_TYPE": "NullCache"})
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+        org, _ = seeding.ensure_demo_org()
+        seeding.Seeder(org, seed=7).run(companies=50, contacts=300, leads=50, deals=200, activities=300)
+        db.session.remove()
+        db.engine.dispose()
+    # Statistics and visibility maps now, so that autovacuum does not run in the measured phases
+    # (its transactions count in the database's, which tell whether polls reach the database).
+    with psycopg.connect(base.set(drivername="postgresql", database=DATABASE).render_as_string(False)) as conn:
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+    return url
+
+
+def drop(admin_url: str) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(admin_url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(base.render_as_string(False)) as conn:
+        conn.autocommit = True
+        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+def transactions(admin_url: str) -> int:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(admin_url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(base.render_as_string(False)) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (DATABASE,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def table_reads(admin_url: str) -> int:
+    """Index and sequential scans of the app's tables so far: any statement of a request reads one;
+    autovacuum and statistics work (which also count as database transactions) do not."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(admin_url).set(drivername="postgresql", database=DATABASE)
+    with psycopg.connect(base.render_as_string(False)) as conn:
+        row = conn.execute(
+            "SELECT sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)) FROM pg_stat_user_tables"
+        ).fetchone()
+    return int(row[0] or 0)
+
+
+def sign_in(host: str, email: str):
+    import requests
+
+    session = requests.Session()
+    page = session.get(host + "/login", timeout=10)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    session.post(host + "/login", data={"csrf_token": token, "email": email, "password": "demo"}, timeout=10)
+    return session
+
+
+OUTCOMES = ("204", "200", "error")
+
+
+class Board(threading.Thread):
+    """One open board: its page once, then a poll every POLL_SECONDS with the stamp it holds."""
+
+    def __init__(self, host: str, cookies, stop, counters, ready):
+        super().__init__(daemon=True)
+        self.host, self.cookies, self.stop, self.counters, self.ready = host, cookies, stop, counters, ready
+
+    def run(self) -> None:
+        import requests
+
+        session = requests.Session()
+        # A browser opens a new connection when the server closed an idle keep-alive one; so does this.
+        session.mount("http://", requests.adapters.HTTPAdapter(max_retries=1))
+        session.cookies.update(self.cookies)
+        html = session.get(self.host + "/deals/board", timeout=30).text
+        stamp = re.search(r'data-live-stamp="([^"]*)"', html).group(1)
+        query = re.search(r'data-board-query="([^"]*)"', html).group(1).replace("&amp;", "&")
+        self.stop.wait(random.uniform(0, POLL_SECONDS))  # pages open at different moments
+        first = True
+        while not self.stop.is_set():
+            try:
+                response = session.get(
+                    f"{self.host}/live/deals?s={stamp}&n=0&board=1&{query}",
+                    headers={"HX-Request": "true"},
+                    timeout=30,
+                )
+                stamp = response.headers.get("X-Live-Stamp", stamp)
+                outcome = OUTCOMES.index(str(response.status_code)) if str(response.status_code) in OUTCOMES else 2
+            except requests.RequestException:
+                outcome = 2
+            with self.counters.get_lock():
+                self.counters[outcome] += 1
+            if first:  # past its first poll (the full one, which loads the user)
+                first = False
+                with self.ready.get_lock():
+                    self.ready.value += 1
+            self.stop.wait(POLL_SECONDS)
+
+
+def run_boards(host: str, people: list, count: int, stop, counters, ready) -> None:
+    """The boards, in a process of their own: their client work does not slow the page readers'."""
+    boards = [Board(host, people[i % len(people)], stop, counters, ready) for i in range(count)]
+    for board in boards:
+        board.start()
+    stop.wait()
+    for board in boards:
+        board.join(timeout=35)
+
+
+class Reader(threading.Thread):
+    """A user reading other pages back to back: their latencies."""
+
+    def __init__(self, host: str, cookies, stop: threading.Event, times: list[float]):
+        super().__init__(daemon=True)
+        self.host, self.cookies, self.stop, self.times = host, cookies, stop, times
+
+    def run(self) -> None:
+        import requests
+
+        session = requests.Session()
+        session.cookies.update(self.cookies)
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            session.get(self.host + random.choice(PAGES), timeout=30)
+            self.times.append((time.perf_counter() - started) * 1000)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--boards", type=int, default=200)
+    parser.add_argument("--readers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=30, help="length of each phase")
+    args = parser.parse_args(argv)
+    import requests
+
+    from bench.run import web_role_url
+
+    url = web_role_url(prepare(args.database_url))  # served as the plain web role, as in production
+    port = free_port()
+    host = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "CRM_ENV": "production",
+        "CRM_ALLOW_PLAIN_HTTP": "true",
+        "SECRET_KEY": os.urandom(32).hex(),
+        "DATABASE_URL": url,
+        "REDIS_URL": args.redis_url,
+        "RATELIMIT_STORAGE_URI": "memory://",
+    }
+    server = subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "--workers",
+            str(args.workers),
+            "--threads",
+            str(args.threads),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stderr=subprocess.DEVNULL,
+    )
+    results: list[str] = []
+    try:
+        for _ in range(150):
+            try:
+                if requests.get(host + "/healthz", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        people = [sign_in(host, f"{role}@example.com").cookies for role in ("admin", "manager", "sales")]
+        pids = server_pids(server.pid)
+
+        def readers_phase(label: str) -> None:
+            stop, times = threading.Event(), []
+            threads = [Reader(host, people[i % 3], stop, times) for i in range(args.readers)]
+            for thread in threads:
+                thread.start()
+            time.sleep(args.seconds)
+            stop.set()
+            for thread in threads:
+                thread.join()
+            results.append(
+                f"| {label} | {len(times)} pages | p50 {percentile(times, 0.5):.0f} ms | "
+                f"p95 {percentile(times, 0.95):.0f} ms |"
+            )
+
+        readers_phase("warm-up (not counted)")
+        results.pop()
+        readers_phase(f"pages, {args.readers} readers, no board open")
+        time.sleep(STATS_FLUSH)
+        reads, xacts, started = table_reads(args.database_url), transactions(args.database_url), time.time()
+        time.sleep(args.seconds)
+        time.sleep(STATS_FLUSH)
+        results.append(
+            f"| nothing open | | | {table_reads(args.database_url) - reads} table reads; "
+            f"{transactions(args.database_url) - xacts} database transactions (autovacuum) in "
+            f"{time.time() - started:.0f} s |"
+        )
+
+        context = multiprocessing.get_context("fork")
+        stop_boards, counters, ready = context.Event(), context.Array("i", 3), context.Value("i", 0)
+        boards = context.Process(target=run_boards, args=(host, people, args.boards, stop_boards, counters, ready))
+        boards.start()
+        deadline = time.time() + 300
+        while ready.value < args.boards and time.time() < deadline:  # every board past its first poll
+            time.sleep(0.5)
+
+        def polls() -> dict[str, int]:
+            with counters.get_lock():
+                return dict(zip(OUTCOMES, counters[:], strict=True))
+
+        def clear() -> None:
+            with counters.get_lock():
+                counters[:] = [0, 0, 0]
+
+        time.sleep(STATS_FLUSH)  # what the first polls read is counted before the phase
+        reads, xacts = table_reads(args.database_url), transactions(args.database_url)
+        clear()
+        cpu, started = cpu_seconds(pids), time.time()
+        time.sleep(args.seconds)
+        elapsed = time.time() - started
+        cpu = cpu_seconds(pids) - cpu
+        idle_polls = polls()
+        time.sleep(STATS_FLUSH)  # the boards go on polling: anything they read would show
+        reads = table_reads(args.database_url) - reads
+        xacts = transactions(args.database_url) - xacts
+        total = sum(idle_polls.values())
+        results.append(
+            f"| {args.boards} idle boards | {total / elapsed:.0f} polls/s ({idle_polls}) | server CPU "
+            f"{100 * cpu / elapsed:.1f} % of one core | {reads} table reads; {xacts} database transactions |"
+        )
+
+        readers_phase(f"pages, {args.readers} readers, {args.boards} idle boards open")
+
+        mover = people[1]
+        session = requests.Session()
+        session.cookies.update(mover)
+        board_html = session.get(host + "/deals/board", timeout=30).text
+        stage_ids = re.findall(r'<section class="board-column" data-stage-id="([^"]+)"', board_html)
+        deal_ids = re.findall(r'data-deal-id="([^"]+)"', board_html)
+        token = re.search(r'"X-CSRFToken": "([^"]+)"', board_html).group(1)
+        clear()
+        cpu, started, moves = cpu_seconds(pids), time.time(), 0
+        while time.time() - started < args.seconds:
+            session.post(
+                f"{host}/deals/{random.choice(deal_ids)}/move",
+                data={"stage_id": random.choice(stage_ids)},
+                headers={"X-CSRFToken": token, "HX-Request": "true"},
+                timeout=30,
+            )
+            moves += 1
+            time.sleep(5)
+        elapsed = time.time() - started
+        cpu = cpu_seconds(pids) - cpu
+        changing = polls()
+        results.append(
+            f"| {args.boards} boards, a move every 5 s ({moves} moves) | {sum(changing.values()) / elapsed:.0f} "
+            f"polls/s ({changing}) | server CPU {100 * cpu / elapsed:.1f} % of one core | |"
+        )
+        stop_boards.set()
+        boards.join(timeout=60)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        drop(args.database_url)
+    print(f"\ngunicorn {args.workers} workers x {args.threads} threads, polls every {POLL_SECONDS:.0f} s, ")
+    print(f"phases of {args.seconds} s\n")
+    for line in results:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""Live pages: what an open board, list or detail page polls (services/live.py, docs/design.md).
+
+`GET /live/<domain>?s=<stamp>&n=<count>[&id=<record>][&board=1&<board query>]`: when the stamp the
+page holds is still current the answer is 204 with no SQL statement and no user loaded: the
+organisation comes from the signed session, where a full answer of this endpoint wrote it next to
+the user's id. Otherwise the signed-in user is loaded as for any page and the answer is:
+
+- the board: its column headers, cards and totals, out of band (templates/deals/board.html);
+- a list: a quiet bar "N new changes · Refresh";
+- a detail page: "Changed by X a moment ago", and the page refreshes its record (static/js/live.js).
+
+The new stamp travels in the `X-Live-Stamp` header. With the cache away the stamp is OFFLINE: the
+page keeps it and catches up once the cache is back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request, session
+from flask_login import current_user
+
+from crm_web.auth import public
+from crm_web.entities import DEAL
+from crm_web.errors import NotFound
+from crm_web.params import parse_uuid
+from crm_web.rendering import render_fragments, render_page
+from crm_web.services import live
+from crm_web.services.board import BoardService
+from crm_web.views.filtering import parse_filtered_list_query
+from crm_web.views.generic import acting
+
+bp = Blueprint("live", __name__)
+
+# The signed session's [user id, organisation id], written by a full answer (the idle answer's org).
+SESSION_MARK = "_crm_live"
+# Pages that poll: endpoint -> (domain, view argument naming the record, or None).
+LIVE_PAGES: dict[str, tuple[str, str | None]] = {
+    "board.index": ("deals", None),
+    "deals.index": ("deals", None),
+    "contacts.index": ("contacts", None),
+    "companies.index": ("companies", None),
+    "leads.index": ("leads", None),
+    "activities.index": ("activities", None),
+    "deals.detail": ("deals", "deal_id"),
+    "contacts.detail": ("contacts", "contact_id"),
+}
+
+
+def background(view: Any) -> Any:
+    """A request the page makes by itself: it does not count as the user's activity (auth.py's idle timeout)."""
+    view.is_background = True
+    return view
+
+
+@bp.before_app_request
+def _stamp_live_pages() -> None:
+    """A polling page's stamp, read before the page reads the database: a change committed while it
+    renders is seen by its first poll, never lost. One cache round trip, only on those pages."""
+    page = LIVE_PAGES.get(request.endpoint or "")
+    if page is None or request.method != "GET" or request.headers.get("HX-Request") == "true":
+        return  # a fragment (a search, a filter) keeps the stamp its page was loaded with
+    if not current_user.is_authenticated:
+        return
+    domain, argument = page
+    record = (request.view_args or {}).get(argument) if argument else None
+    stamp, stamps = live.current(str(current_user.org_id), domain)
+    g.live = {
+        "domain": domain,
+        "record": str(record) if record else "",
+        "stamp": stamp,
+        "count": int((stamps[0] or {}).get("n", 0)),
+    }
+
+
+def _session_org() -> str | None:
+    """The organisation of the signed session, when a full answer of this endpoint recorded it for the
+    same user (and session version); else None (then the user is loaded)."""
+    user_key = session.get("_user_id")
+    mark = session.get(SESSION_MARK)
+    if user_key and isinstance(mark, list) and len(mark) == 2 and mark[0] == user_key:
+        return str(mark[1])
+    return None
+
+
+def _unchanged(stamp: str) -> Response:
+    response = Response(status=204)
+    response.headers["X-Live-Stamp"] = stamp
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/live/<domain>")
+@public
+@background
+def poll(domain: str):
+    if domain not in live.DOMAINS:
+        raise NotFound("There is no such live page.")
+    record_id = parse_uuid(request.args.get("id"))  # not an id: 400
+    record = str(record_id) if record_id else None
+    held = request.args.get("s", "")
+    org = _session_org()
+    if org is not None:
+        stamp, stamps = live.current(org, domain)
+        if stamp == held or stamp == live.OFFLINE:
+            return _unchanged(stamp)
+    if not current_user.is_authenticated:
+        return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
+    org = str(current_user.org_id)
+    if session.get(SESSION_MARK) != [session.get("_user_id"), org]:
+        session[SESSION_MARK] = [session.get("_user_id"), org]
+    stamp, stamps = live.current(org, domain)
+    if stamp == held or stamp == live.OFFLINE:
+        return _unchanged(stamp)
+    if request.args.get("board") and domain == "deals":
+        response = _board_update()
+    else:
+        response = _notice(domain, record, stamps, held)
+    response.headers["X-Live-Stamp"] = stamp
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _board_update() -> Response:
+    from crm_web.views.board import board_context
+
+    query, builder = parse_filtered_list_query(DEAL.filter_fields())
+    context = board_context(acting(BoardService), query, builder)
+    return render_page("deals/board.html", block="live_board", live_update=True, **context)
+
+
+def _notice(domain: str, record: str | None, stamps: list[dict[str, Any] | None], held: str) -> Response:
+    """The bar of a list ("N new changes") or of a detail page ("Changed by X a moment ago")."""
+    me = str(current_user.id)
+    since = request.args.get("n", "")
+    since_count = int(since) if since.isdigit() else 0
+    latest = stamps[0] or {}
+    if record is not None:
+        changed, by_id, by = live.record_change(stamps, record, since_count)
+        if not held or changed == "no" or by_id == me:
+            return _counted(latest)  # another record, or the viewer's own change
+        return render_fragments("components/live.html", ["live_record"], by=by or "someone")
+    count = live.changes_since(stamps, since_count) if since.isdigit() else 1
+    if count == 1 and latest.get("by_id") == me:
+        return _counted(latest)  # the viewer's own change: their list already shows it
+    return render_fragments("components/live.html", ["live_list"], count=count)
+
+
+def _counted(latest: dict[str, Any]) -> Response:
+    """Nothing to show; the page now counts from here."""
+    response = Response(status=204)
+    response.headers["X-Live-Count"] = str(latest.get("n", 0))
+    return response
