@@ -59,7 +59,7 @@ test: install
 # The PostgreSQL tests that cover every query path (services, views and their query budgets, tenant
 # isolation, search, concurrency) once more through a private PgBouncer in transaction pooling mode
 # (TEST_PGBOUNCER=1, see tests/conftest.py; needs Debian's pgbouncer).
-POOLED_TESTS ?= tests/test_contacts_service.py tests/test_contacts_views.py tests/test_search.py tests/test_tenant_isolation.py tests/test_concurrency.py
+POOLED_TESTS ?= tests/test_contacts_service.py tests/test_contacts_views.py tests/test_search.py tests/test_search_plans.py tests/test_tenant_isolation.py tests/test_concurrency.py
 test-pooled: install
 	TEST_PGBOUNCER=1 $(BIN)/python -m pytest $(XDIST) -m "not slow" $(POOLED_TESTS)
 
