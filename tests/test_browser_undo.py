@@ -48,12 +48,12 @@ def test_delete_an_activity_row_and_undo_puts_it_back_in_place(page, page_errors
     page.goto(f"{live_server}/activities?view=all")
     row = page.locator("#activity-table tbody tr.activity-row").nth(1)
     row_id = row.get_attribute("id")
-    subject = row.locator("td").nth(1).locator("a").first.inner_text()
+    subject = row.locator("td").nth(2).locator("a").first.inner_text()  # after the select box and Done
     row.get_by_role("button", name=f"Delete {subject}").click()
     toast = page.locator(".toast", has_text=f"Deleted “{subject}”.")
     toast.wait_for()
     expect(page.locator(f"#{row_id}")).to_contain_text("was deleted")
     toast.get_by_role("button", name="Undo").click()
-    expect(page.locator(f"#{row_id} td").nth(1)).to_contain_text(subject)
+    expect(page.locator(f"#{row_id} td").nth(2)).to_contain_text(subject)
     expect(page.locator("#activity-table tbody tr").nth(1)).to_have_attribute("id", row_id)
     assert page_errors == []
