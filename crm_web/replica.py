@@ -61,6 +61,7 @@ REPLICA_ENDPOINTS = frozenset(
         "board.index",
         "board.column",
         "dashboard.index",
+        "dashboard.overview",
         "dashboard.panel",
         "search.index",
         "search.pick",

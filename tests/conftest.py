@@ -412,7 +412,8 @@ def browser_login(live_server):
         page.fill("input[name=email]", f"{role}@example.com")
         page.fill("input[name=password]", "demo")
         page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server}/")
+        # The landing page: `/` (the dashboard, or My day for sales), or My day itself.
+        page.wait_for_url(re.compile(re.escape(live_server) + r"/(my-day)?$"))
         return page
 
     return _login

@@ -404,6 +404,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "internal.usage"): Route(TOKEN, args={"org_id": "org"}, form=lambda w: {}, csrf_exempt=True),
     # --- dashboard and search ---------------------------------------------------------------
     ("GET", "dashboard.index"): Route(MEMBER),
+    ("GET", "dashboard.overview"): Route(MEMBER),
     ("GET", "imports.index"): Route(MANAGER),
     ("POST", "imports.upload"): Route(MANAGER, form=_upload_form),
     ("GET", "imports.mapping"): Route(MANAGER, args={"import_id": "draft_import"}),

@@ -139,7 +139,7 @@ def test_scope_rules(pipeline_data, users, other_org):
 
 def test_empty_org_renders(client, login):
     login("sales")
-    response = client.get("/")
+    response = client.get("/dashboard")  # a sales user's `/` is My day (tests/test_my_day.py)
     assert response.status_code == 200 and "Open pipeline" in response.get_data(as_text=True)
 
 
@@ -217,10 +217,10 @@ def test_owner_switch_fragment(client, login, pipeline_data):
 @pytest.mark.parametrize("role", ["manager", "sales"])
 def test_query_budget_cold_and_warm(client, login, pipeline_data, count_queries, role):
     login(role)
-    with count_queries() as cold:
-        assert client.get("/").status_code == 200
+    with count_queries() as cold:  # /dashboard: a sales user's `/` is My day (its budget: tests/test_my_day.py)
+        assert client.get("/dashboard").status_code == 200
     with count_queries() as warm:
-        assert client.get("/").status_code == 200
+        assert client.get("/dashboard").status_code == 200
     assert cold.count <= 8, cold
     # Every panel comes from the cache; a manager's owner switcher still lists the team.
     assert warm.count == LOGIN_STATEMENTS + (1 if role == "manager" else 0), warm

@@ -15,7 +15,7 @@ from crm_web.services.board import BoardService
 from crm_web.services.contacts import ContactService
 from crm_web.services.deals import DealService
 from tests import factories
-from tests.conftest import CSRFClient, build_app
+from tests.conftest import HX, LOGIN_STATEMENTS, CSRFClient, build_app
 
 
 def _stamp(html: str) -> tuple[str, str]:
@@ -108,6 +108,40 @@ def test_another_organisations_changes_never_reach_a_board(
     # A stamp is no key: B asking with A's board query gets B's organisation or nothing.
     response = client.get(f"/live/deals?s=stale&board=1&pipeline={pipeline.id}")
     assert response.status_code in (200, 404) and "Secret of A" not in response.get_data(as_text=True)
+
+
+def test_one_board_update_serves_every_viewer_of_the_same_kind(
+    client, login, users, org, other_org, board_setup, count_queries
+):
+    """N managers after a change cost one render; sales (who see others' cards locked), admins and
+    another organisation never get it; the next change renders anew."""
+    pipeline, stages = board_setup
+    manager2 = factories.make_user(org, role="manager")
+    factories.make_deal(org, stage=stages[0], name="Managers deal", owner_id=users["manager"].id)
+    poll = f"/live/deals?s=stale&board=1&pipeline={pipeline.id}"
+
+    def fetch(user):
+        login(user)
+        with count_queries() as q:
+            response = client.get(poll, headers=HX)  # as static/js/live.js asks
+        assert response.status_code == 200
+        return response.get_data(as_text=True), q.count
+
+    first, rendered = fetch(users["manager"])
+    assert "Managers deal" in first and "data-locked" not in first
+    shared, cost = fetch(manager2)
+    assert shared == first and cost == LOGIN_STATEMENTS < rendered  # no statement beyond loading the user
+    as_sales, sales_cost = fetch(users["sales"])
+    assert "data-locked" in as_sales and sales_cost > LOGIN_STATEMENTS  # rendered for them, not the managers' copy
+    _, admin_cost = fetch(users["admin"])
+    assert admin_cost > LOGIN_STATEMENTS
+    assert fetch(users["sales"])[1] == LOGIN_STATEMENTS  # the same sales user again: their own copy
+    factories.make_deal(org, stage=stages[0], name="Later deal")
+    fresh, fresh_cost = fetch(manager2)
+    assert "Later deal" in fresh and fresh_cost > LOGIN_STATEMENTS
+    login(factories.make_user(other_org, role="manager"))  # the same board query from another organisation
+    response = client.get(poll, headers=HX)
+    assert response.status_code == 404 and "Managers deal" not in response.get_data(as_text=True)
 
 
 def test_lists_get_a_quiet_bar_and_the_viewers_own_change_none(client, login, users, org):

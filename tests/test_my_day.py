@@ -116,3 +116,20 @@ def test_statements_do_not_grow_with_the_rows(client, login, world, org, users, 
     assert page.status_code == 200
     assert len(re.findall(r"data-activity-id=", page.get_data(as_text=True))) == 3 + extra
     assert q.count <= LOGIN_STATEMENTS + 6 + tenant_statements(engine_name, commits=0), q
+
+
+def test_sales_land_on_my_day_and_managers_on_the_dashboard(client, login, world, count_queries, engine_name):
+    login("sales")
+    with count_queries() as q:
+        home = client.get("/")
+    html = home.get_data(as_text=True)
+    assert home.status_code == 200 and "<h1>My day" in html and "Rotting deal" in html
+    assert '<a href="/my-day" class="active" aria-current="page">My day</a>' in html
+    assert q.count <= LOGIN_STATEMENTS + 6 + tenant_statements(engine_name, commits=0), q
+    dashboard = client.get("/dashboard").get_data(as_text=True)  # the dashboard stays one click away
+    assert "<h1>Dashboard" in dashboard and '<a href="/dashboard" class="active" aria-current="page">' in dashboard
+    for role in ("manager", "admin"):
+        login(role)
+        html = client.get("/").get_data(as_text=True)
+        assert "<h1>Dashboard" in html and "<h1>My day" not in html
+        assert "<h1>Dashboard" in client.get("/dashboard").get_data(as_text=True)

@@ -325,3 +325,24 @@ def test_cards_and_rows_show_days_in_stage_and_rotting(client, login, rotting_wo
     listing = client.get("/deals?f=rotting.isTrue", headers=HX).get_data(as_text=True)
     assert "Days in stage" in listing and listing.count("data-rotting>") == 2
     assert client.get("/dashboard/rotting", headers=HX).status_code == 200
+
+
+def test_a_moved_card_comes_back_with_its_new_days_in_stage(client, login, rotting_world, stages):
+    """A drag answers with the moved card out of band: 0 days in its new stage, no longer rotting."""
+    login("manager")
+    deal = rotting_world["P9"]
+    response = client.post(
+        f"/deals/{deal.id}/move?pipeline={stages[0].pipeline_id}",
+        data={"stage_id": str(stages[2].id), "version": str(deal.version)},
+        headers=HX,
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    card = html.split(f'id="deal-card-{deal.id}" hx-swap-oob="true"')[1].split("</article>")[0]
+    assert 'data-days-in-stage="0"' in card and "Rotting" not in card
+    assert f'<article class="deal-card" id="deal-card-{deal.id}"' in html  # the rotting class is gone
+    assert f"?pipeline={stages[0].pipeline_id}" in card  # its Delete keeps the board's state
+    # Moving a fresh deal into the rotting stage: 0 days there, not rotting either.
+    fresh = rotting_world["P0"]
+    back = client.post(f"/deals/{fresh.id}/move", data={"stage_id": str(stages[0].id)}, headers=HX)
+    assert 'data-days-in-stage="0"' in back.get_data(as_text=True)

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, union_all
+from sqlalchemy.orm import joinedload
 
 from crm_web.errors import BadRequest, Conflict, NotFound
 from crm_web.models import Deal, PipelineStage, utcnow
@@ -301,8 +302,11 @@ class BoardService(BaseService[Deal]):
     ) -> MoveResult:
         """Move a deal to a stage of its pipeline, between two neighbours (one row rewritten)."""
         wanted = [deal_id, *(i for i in (before_id, after_id) if i is not None)]
-        # The deal and its neighbours in one statement.
-        rows = {d.id: d for d in self.session.scalars(self.scoped().where(Deal.id.in_(wanted)))}
+        # The deal and its neighbours in one statement, with what the moved card shows (the answer
+        # re-renders it: its days in stage restart and its rotting state goes).
+        loads = [joinedload(Deal.company), joinedload(Deal.contact), joinedload(Deal.owner), joinedload(Deal.tags)]
+        found = self.session.scalars(self.scoped().where(Deal.id.in_(wanted)).options(*loads)).unique()
+        rows = {d.id: d for d in found}
         deal = rows.get(deal_id)
         if deal is None:
             raise NotFound("That deal does not exist or was deleted.")

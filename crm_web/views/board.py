@@ -185,7 +185,8 @@ def move(deal_id: uuid.UUID):
     stage_id = _form_uuid("stage_id")
     if stage_id is None:
         raise BadRequest("Choose a stage to move the deal to.")
-    result = acting(BoardService).move(
+    service = acting(BoardService)
+    result = service.move(
         deal_id,
         stage_id=stage_id,
         before_id=_form_uuid("before_id"),
@@ -196,7 +197,14 @@ def move(deal_id: uuid.UUID):
         q=query.q,
         scope=query.scope,
     )
-    response = render_fragments("deals/board.html", ["move_headers"], move=result, board=None)
+    response = render_fragments(
+        "deals/board.html",
+        ["move_headers"],
+        move=result,
+        board=None,
+        today=service.actor.today(),
+        board_query=_board_query(result.pipeline.id, query),
+    )
     deal = result.deal
     hx_trigger(response, "deal-moved", {"id": str(deal.id), "version": deal.version, "status": deal.status})
     hx_trigger(response, CHANGED)

@@ -1,5 +1,9 @@
 """The dashboard: KPI cards and SVG charts for me, a chosen owner or the whole team.
 
+`/` is where a sign-in lands: the dashboard for managers and admins, My day for sales staff (their
+to-do list matters more to them than the team's charts; a `/?owner=` link still opens the dashboard);
+`/dashboard` is the dashboard for everyone.
+
 Each panel is a named block of dashboard/index.html with its own URL (/dashboard/<panel>),
 so it can lazy-load or refresh alone.
 """
@@ -8,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, redirect, url_for
+from flask import Blueprint, abort, redirect, request, url_for
 from flask_login import current_user
 
 from crm_web.htmx import wants_fragment
+from crm_web.models import Role
 from crm_web.params import get_text_param, parse_uuid
 from crm_web.rendering import render_page
 from crm_web.services.base import Actor
@@ -53,6 +58,15 @@ def _all_zero(data: dict[str, Any]) -> bool:
 
 @bp.get("/")
 def index():
+    if not current_user.has_role(Role.MANAGER) and "owner" not in request.args:  # `/?owner=`: a dashboard link
+        from crm_web.views.my_day import my_day_page
+
+        return my_day_page()
+    return overview()
+
+
+@bp.get("/dashboard")
+def overview():
     return render_page(TEMPLATE, block="dashboard_panels", **_context())
 
 
@@ -61,5 +75,5 @@ def panel(panel: str):
     if panel not in PANELS:
         abort(404)
     if not wants_fragment():
-        return redirect(url_for("dashboard.index", owner=_owner_param()), code=303)
+        return redirect(url_for("dashboard.overview", owner=_owner_param()), code=303)
     return render_page(TEMPLATE, block=panel, **_context(panel))

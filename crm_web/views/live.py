@@ -5,7 +5,8 @@ page holds is still current the answer is 204 with no SQL statement and no user 
 organisation comes from the signed session, where a full answer of this endpoint wrote it next to
 the user's id. Otherwise the signed-in user is loaded as for any page and the answer is:
 
-- the board: its column headers, cards and totals, out of band (templates/deals/board.html);
+- the board: its column headers, cards and totals, out of band (templates/deals/board.html), rendered
+  once per change and kind of viewer and shared through the cache (_board_update_key);
 - a list: a quiet bar "N new changes · Refresh";
 - a detail page: "Changed by X a moment ago", and the page refreshes its record (static/js/live.js).
 
@@ -15,6 +16,8 @@ page keeps it and catches up once the cache is back.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request, session
@@ -23,10 +26,14 @@ from flask_login import current_user
 from crm_web.auth import public
 from crm_web.entities import DEAL
 from crm_web.errors import NotFound
+from crm_web.htmx import wants_fragment
+from crm_web.models import Role
 from crm_web.params import parse_uuid
 from crm_web.rendering import render_fragments, render_page
 from crm_web.services import live
+from crm_web.services.base import Actor
 from crm_web.services.board import BoardService
+from crm_web.services.cache import cache_get, cache_set
 from crm_web.views.filtering import parse_filtered_list_query
 from crm_web.views.generic import acting
 
@@ -34,6 +41,8 @@ bp = Blueprint("live", __name__)
 
 # The signed session's [user id, organisation id], written by a full answer (the idle answer's org).
 SESSION_MARK = "_crm_live"
+# A rendered board update serves the viewers who poll in the seconds after a change (every 2 s).
+BOARD_UPDATE_SECONDS = 30
 # Pages that poll: endpoint -> (domain, view argument naming the record, or None).
 LIVE_PAGES: dict[str, tuple[str, str | None]] = {
     "board.index": ("deals", None),
@@ -113,7 +122,7 @@ def poll(domain: str):
     if stamp == held or stamp == live.OFFLINE:
         return _unchanged(stamp)
     if request.args.get("board") and domain == "deals":
-        response = _board_update()
+        response = _board_update(stamp)
     else:
         response = _notice(domain, record, stamps, held)
     response.headers["X-Live-Stamp"] = stamp
@@ -121,12 +130,45 @@ def poll(domain: str):
     return response
 
 
-def _board_update() -> Response:
+def _board_update(stamp: str) -> Response:
+    """Every open board of a pipeline asks for the same update right after a change: the first viewer
+    of each kind renders it, the others get that rendering from the cache (_board_update_key)."""
     from crm_web.views.board import board_context
 
+    key = _board_update_key(stamp)
+    cached = cache_get(key)
+    if isinstance(cached, str):
+        return Response(cached, mimetype="text/html")
     query, builder = parse_filtered_list_query(DEAL.filter_fields())
     context = board_context(acting(BoardService), query, builder)
-    return render_page("deals/board.html", block="live_board", live_update=True, **context)
+    response = render_page("deals/board.html", block="live_board", live_update=True, **context)
+    if response.status_code == 200:
+        cache_set(key, response.get_data(as_text=True), timeout=BOARD_UPDATE_SECONDS)
+    return response
+
+
+def _board_update_key(stamp: str) -> str:
+    """Everything the board update's HTML depends on besides the data (which the stamp stands for):
+    the organisation, the board's query, and what the rendering reads of its viewer. Whose cards a
+    viewer may change: any for managers and admins (each role apart, so a role-only control never
+    crosses), their own and unowned ones for sales (so one key per sales user); a "mine" board is
+    per user; their card fields and the organisation's custom fields, currency and day."""
+    user = current_user
+    role = Role(user.role)
+    args = sorted((k, v) for k, v in request.args.items(multi=True) if k not in ("s", "n"))
+    parts = [
+        stamp,
+        args,
+        role.value if role.at_least(Role.MANAGER) else f"own:{user.id}",
+        str(user.id) if request.args.get("scope") == "mine" else "",
+        (user.list_columns or {}).get("board") or [],
+        user.org.custom_fields,
+        user.org.default_currency,
+        Actor.of(user).today().isoformat(),
+        wants_fragment(),
+    ]
+    digest = hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:40]
+    return f"live:board-update:{user.org_id}:{digest}"
 
 
 def _notice(domain: str, record: str | None, stamps: list[dict[str, Any] | None], held: str) -> Response:

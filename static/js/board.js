@@ -7,7 +7,8 @@
  * the request. We handle SortableJS's "end" (fired on the list the drag STARTED from, with
  * evt.to / evt.from / evt.oldIndex), not "add"/"update" on the lists, so a cross-column drop
  * is one request with explicit data. The server answers with the affected column headers
- * out of band and an HX-Trigger "deal-moved" {id, version, status}. On any failure the card
+ * and the moved card itself (its new days in stage and rotting state) out of band, and an
+ * HX-Trigger "deal-moved" {id, version, status}. On any failure the card
  * goes back to where it was (the server's toast says why). A drop into a lost stage first
  * asks for an optional lost reason in the move dialog; Cancel puts the card back.
  */
@@ -72,7 +73,12 @@
     setSortingDisabled(false);
     if (!state) return;
     state.card.removeAttribute('aria-busy');
-    if (!evt.detail.successful) restore(state);
+    if (!evt.detail.successful) { restore(state); return; }
+    // The answer replaced the card: keep the keyboard user's place on the new one.
+    var fresh = document.getElementById(state.card.id);
+    if (fresh && fresh !== state.card && (!document.activeElement || document.activeElement === document.body)) {
+      focusCard(fresh);
+    }
   }
 
   // HX-Trigger from a successful move: keep the card's version and status current.
