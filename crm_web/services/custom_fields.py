@@ -123,6 +123,19 @@ class CustomFieldService:
         every = all_fields(org_schema(self.session, self.actor.org_id), entity_name)
         return [f for f in every if (f.deleted_at is not None) == trashed]
 
+    def trashed(self) -> list[tuple[str, CustomField]]:
+        """(entity name, field) of every field in the trash, the latest deleted first (the trash page;
+        managers and admins): read from the organisation's row, no statement."""
+        require_role(self.actor.role, Role.MANAGER, "see the custom fields")
+        schema = org_schema(self.session, self.actor.org_id)
+        found = [
+            (entity_name, cf)
+            for entity_name in CUSTOM_ENTITIES
+            for cf in all_fields(schema, entity_name)
+            if cf.deleted_at is not None
+        ]
+        return sorted(found, key=lambda item: item[1].deleted_at or "", reverse=True)
+
     def get(self, entity_name: str, field_id: str) -> CustomField:
         require_role(self.actor.role, Role.MANAGER, "see the custom fields")
         self._check_entity(entity_name)
