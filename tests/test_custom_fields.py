@@ -850,3 +850,31 @@ def test_deleted_fields_are_on_the_trash_page_restored_and_purged_by_admins(
     assert service.fields("deal", trashed=True) == []
     page = client.get("/trash").get_data(as_text=True)
     assert 'id="trashed-fields"' not in page and "gone for good" in page
+
+
+def test_a_user_field_shows_the_users_name_on_board_cards_in_the_same_statements(
+    client, login, admin, org, users, count_queries
+):
+    from crm_web.services.deals import DealService
+
+    pipeline = factories.make_pipeline(org)
+    stage = factories.stages_of(pipeline)[0]
+    big = factories.make_deal(org, stage=stage, name="Big")
+    small = factories.make_deal(org, stage=stage, name="Small")
+    path = f"/deals/board?pipeline={pipeline.id}"
+    login("manager")
+    client.get(path)  # the column totals cached
+    with count_queries() as without_field:
+        client.get(path)
+    champion = _define(admin, "deal", "Champion", "user")
+    DealService(admin).update(big.id, custom_input={"champion": str(users["sales"].id)})
+    DealService(admin).update(small.id, custom_input={"champion": str(users["manager"].id)})
+    client.post(f"/deals/board/fields?pipeline={pipeline.id}", data={"field": [champion.key]})
+    client.get(path)
+    with count_queries() as with_field:
+        page = client.get(path).get_data(as_text=True)
+    assert f"Champion: {users['sales'].name}" in page and f"Champion: {users['manager'].name}" in page
+    assert without_field.count == with_field.count
+    # "load more" of a column names them too
+    more = client.get(f"/deals/board/column/{stage.id}?pipeline={pipeline.id}&offset=0", headers=HX)
+    assert f"Champion: {users['sales'].name}" in more.get_data(as_text=True)
