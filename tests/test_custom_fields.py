@@ -878,3 +878,29 @@ def test_a_user_field_shows_the_users_name_on_board_cards_in_the_same_statements
     # "load more" of a column names them too
     more = client.get(f"/deals/board/column/{stage.id}?pipeline={pipeline.id}&offset=0", headers=HX)
     assert f"Champion: {users['sales'].name}" in more.get_data(as_text=True)
+
+
+def test_the_index_command_creates_every_missing_field_index(app, admin, org):
+    from sqlalchemy import text
+
+    from crm_web.services.custom_fields import index_name
+
+    cf = _define(admin, "deal", "Renewal date", "date")
+    runner = app.test_cli_runner()
+    if db.engine.dialect.name != "postgresql":
+        result = runner.invoke(args=["crm", "custom-field-indexes"])
+        assert result.exit_code == 0 and "PostgreSQL only" in result.output
+        return
+    name = index_name(org.id, cf)
+
+    def exists():
+        return db.session.scalar(text("SELECT count(*) FROM pg_indexes WHERE indexname = :name"), {"name": name}) == 1
+
+    assert exists()
+    db.session.execute(text(f'DROP INDEX "{name}"'))  # as if the web role could not create it
+    db.session.commit()
+    assert not exists()
+    result = runner.invoke(args=["crm", "custom-field-indexes"])
+    assert result.exit_code == 0, result.output
+    assert "Every custom field has its index (1 field(s))." in result.output
+    assert exists()

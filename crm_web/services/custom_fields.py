@@ -9,7 +9,8 @@ is refused, with the number of records, when some would not convert.
 On PostgreSQL each live field has an index on its value (the expression `custom_fields.value_expression`
 compiles to), partial to the organisation's live rows, created when the field is defined and
 replaced when its type changes. The app's role may not own the tables: then the index is not
-created (logged), and `flask crm custom-field-indexes` creates them as the owner.
+created (logged), and `flask crm custom-field-indexes`, run as the tables' owner, creates every
+missing one (ensure_indexes).
 """
 
 from __future__ import annotations
@@ -107,6 +108,23 @@ def drop_index(session: Session, org_id: uuid.UUID, cf: CustomField) -> None:
             session.execute(text(f'DROP INDEX IF EXISTS "{index_name(org_id, cf)}"'))
     except DBAPIError as error:
         logger.warning("Custom field index %s not dropped: %s", index_name(org_id, cf), error.orig)
+
+
+def ensure_indexes(session: Session) -> tuple[int, int]:
+    """Every organisation's live fields' indexes, created where missing (PostgreSQL; the command
+    `crm custom-field-indexes`, run as the tables' owner): (fields checked, indexes that could not be
+    created). Committed."""
+    checked = failed = 0
+    for org_id, schema in session.execute(
+        select(Organization.id, Organization.custom_fields).order_by(Organization.id)
+    ):
+        for entity_name in CUSTOM_ENTITIES:
+            for cf in live_fields(schema, entity_name):
+                checked += 1
+                if not create_index(session, org_id, entity_name, cf):
+                    failed += 1
+    session.commit()
+    return checked, failed
 
 
 class CustomFieldService:
