@@ -173,7 +173,7 @@ def custom_field_indexes_command() -> None:
     if db.engine.dialect.name != "postgresql":
         click.echo("Nothing to do: custom field indexes exist on PostgreSQL only.")
         return
-    checked, failed = ensure_indexes(db.session)
+    checked, failed = ensure_indexes()
     if failed:
         _fail(
             f"{failed} of {checked} custom field index(es) could not be created (see the log): "

@@ -110,10 +110,11 @@ def drop_index(session: Session, org_id: uuid.UUID, cf: CustomField) -> None:
         logger.warning("Custom field index %s not dropped: %s", index_name(org_id, cf), error.orig)
 
 
-def ensure_indexes(session: Session) -> tuple[int, int]:
+def ensure_indexes(session: Session | None = None) -> tuple[int, int]:
     """Every organisation's live fields' indexes, created where missing (PostgreSQL; the command
     `crm custom-field-indexes`, run as the tables' owner): (fields checked, indexes that could not be
     created). Committed."""
+    session = session_or_default(session)
     checked = failed = 0
     for org_id, schema in session.execute(
         select(Organization.id, Organization.custom_fields).order_by(Organization.id)
