@@ -161,6 +161,27 @@ def purge_trash_command(days_text: str | None, dry_run: bool, org_slug: str | No
         click.echo(f"{verb} {tags} deleted tag(s) as well.")
 
 
+@crm.command("custom-field-indexes")
+def custom_field_indexes_command() -> None:
+    """Create the missing index of every live custom field (PostgreSQL).
+
+    The web app creates a field's index when the field is defined, unless its role may not (it does
+    not own the tables): run this as the tables' owner (the role that ran `db upgrade`)."""
+    from crm_web.extensions import db
+    from crm_web.services.custom_fields import ensure_indexes
+
+    if db.engine.dialect.name != "postgresql":
+        click.echo("Nothing to do: custom field indexes exist on PostgreSQL only.")
+        return
+    checked, failed = ensure_indexes()
+    if failed:
+        _fail(
+            f"{failed} of {checked} custom field index(es) could not be created (see the log): "
+            "run this as the tables' owner."
+        )
+    click.echo(f"Every custom field has its index ({checked} field(s)).")
+
+
 @crm.command("web-role")
 @click.option("--name", default="crm_web", show_default=True, help="The role the web app connects as.")
 @click.option("--password-env", default=None, metavar="VAR", help="Set the role's password from this variable.")

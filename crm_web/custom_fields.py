@@ -271,6 +271,23 @@ def value_expression(model: Any, cf: CustomField) -> ColumnElement[Any]:
     return _TextValue(*args, type_=String())
 
 
+def user_name_expression(model: Any, cf: CustomField, user_model: Any, dialect: str) -> ColumnElement[Any]:
+    """The name of the user a field of type user names, on a row of `model`: a correlated subquery
+    (a primary key lookup on PostgreSQL), so a select of the rows carries it without a statement of
+    its own. The stored id is UUID text; SQLite keeps users.id as 32 hex digits without dashes."""
+    from sqlalchemy import cast, func, select, type_coerce
+
+    value = _TextValue(*_args(model, cf.key), type_=String())
+    if dialect == "postgresql":
+        # Cast the users' id, not the value: a value is never trusted to be a valid UUID in SQL.
+        matches = cast(user_model.id, String) == value
+    else:
+        matches = type_coerce(user_model.id, String) == func.replace(value, "-", "")
+    return (
+        select(user_model.name).where(user_model.org_id == model.__table__.c.org_id, matches).limit(1).scalar_subquery()
+    )
+
+
 def index_expression(cf: CustomField) -> tuple[str, str]:
     """(method, expression) of the field's PostgreSQL index: the same SQL as value_expression."""
     text = f"(custom ->> '{cf.key}')"

@@ -763,3 +763,144 @@ def test_labels_options_and_values_are_escaped_everywhere(client, login, admin, 
         assert page.status_code == 200
         assert evil not in page.get_data(as_text=True)
         assert "&lt;img src=x onerror=alert(1)&gt;" in page.get_data(as_text=True)
+
+
+def test_global_search_finds_records_by_their_custom_text_fields(client, login, admin, org, other_org, count_queries):
+    """Text, long text, URL and email fields are searched with the record's own columns, in the same
+    statement per type; another organisation's fields and values, and other types, are not."""
+    from crm_web.services.search import SearchService
+
+    login("admin")
+    with count_queries() as without_fields:
+        client.get("/search?q=zqnothing")
+    _define(admin, "company", "Region")
+    _define(admin, "company", "Notes", "long_text")
+    _define(admin, "company", "Site", "url")
+    _define(admin, "deal", "Billing email", "email")
+    _define(admin, "deal", "Seats", "number")
+    CompanyService(admin).create(name="Acme", custom_input={"region": "Zqnorth"})
+    CompanyService(admin).create(name="Globex", custom_input={"notes": "Met at the zqfair in May"})
+    CompanyService(admin).create(name="Initech", custom_input={"site": "https://zqsite.example"})
+    CompanyService(admin).create(name="Plain")
+    pipeline = factories.make_pipeline(org)
+    deal = factories.make_deal(org, stage=factories.stages_of(pipeline)[0], name="Renewal")
+    from crm_web.services.deals import DealService
+
+    DealService(admin).update(deal.id, custom_input={"billing_email": "zqpay@example.com", "seats": 12})
+    theirs = factories.make_user(other_org, role="admin")
+    their_actor = factories.actor_for(theirs)
+    CustomFieldService(their_actor).create("company", FieldInput(label="Region", type="text"))
+    CompanyService(their_actor).create(name="Theirs", custom_input={"region": "Zqnorth"})
+
+    def found(q, actor=admin):
+        return {group.kind: [hit.label for hit in group.hits] for group in SearchService(actor).search(q)}
+
+    assert found("zqnorth") == {"company": ["Acme"]}
+    assert found("zqfair") == {"company": ["Globex"]}
+    assert found("zqsite") == {"company": ["Initech"]}
+    assert found("zqpay") == {"deal": ["Renewal"]}
+    assert found("12") == {}  # a number field is not searched
+    assert found("zqnorth", their_actor) == {"company": ["Theirs"]}
+    page = client.get("/search?q=zqnorth").get_data(as_text=True)
+    assert "Acme" in page and "Theirs" not in page
+    with count_queries() as with_fields:
+        client.get("/search?q=zqnothing")
+    assert with_fields.count == without_fields.count
+
+
+def test_deleted_fields_are_on_the_trash_page_restored_and_purged_by_admins(
+    client, login, admin, org, other_org, count_queries
+):
+    tier = _define(admin, "company", "Tier", "select", options=_options("Gold"))
+    region = _define(admin, "deal", "Region")
+    company = CompanyService(admin).create(name="Acme", custom_input={"tier": "Gold"})
+    service = CustomFieldService(admin)
+    login("admin")
+    with count_queries() as before:
+        client.get("/trash")
+    service.delete("company", tier.id)
+    service.delete("deal", region.id)
+    theirs = factories.actor_for(factories.make_user(other_org, role="admin"))
+    CustomFieldService(theirs).delete("contact", _define(theirs, "contact", "Their field").id)
+    with count_queries() as after:
+        page = client.get("/trash").get_data(as_text=True)
+    assert before.count == after.count  # the definitions come with the organisation's row
+    assert 'data-field="company:tier"' in page and 'data-field="deal:region"' in page
+    assert "Their field" not in page and "Delete permanently" in page
+    # managers look; sales may not open the trash at all
+    login("manager")
+    page = client.get("/trash").get_data(as_text=True)
+    assert 'data-field="company:tier"' in page and "Delete permanently" not in page
+    assert client.post(f"/settings/fields/company/{tier.id}/restore", data={"back": "trash"}).status_code == 403
+    login("sales")
+    assert client.get("/trash").status_code == 403
+    # an admin restores from the trash page and comes back to it; the values are back
+    login("admin")
+    restored = client.post(f"/settings/fields/company/{tier.id}/restore", data={"back": "trash"})
+    assert restored.status_code == 303 and restored.headers["Location"].endswith("/trash")
+    db.session.expire_all()
+    assert [f.key for f in service.fields("company")] == ["tier"]
+    assert 'data-field="company:tier"' not in client.get("/trash").get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Company, company.id).custom == {"tier": tier.options[0].id}
+    # the purge button posts with htmx (its confirmation) and navigates back to the trash
+    purged = client.post(f"/settings/fields/deal/{region.id}/purge", data={"back": "trash"}, headers=HX)
+    assert purged.status_code == 204 and "/trash" in purged.headers["HX-Location"]
+    db.session.expire_all()
+    assert service.fields("deal", trashed=True) == []
+    page = client.get("/trash").get_data(as_text=True)
+    assert 'id="trashed-fields"' not in page and "gone for good" in page
+
+
+def test_a_user_field_shows_the_users_name_on_board_cards_in_the_same_statements(
+    client, login, admin, org, users, count_queries
+):
+    from crm_web.services.deals import DealService
+
+    pipeline = factories.make_pipeline(org)
+    stage = factories.stages_of(pipeline)[0]
+    big = factories.make_deal(org, stage=stage, name="Big")
+    small = factories.make_deal(org, stage=stage, name="Small")
+    path = f"/deals/board?pipeline={pipeline.id}"
+    login("manager")
+    client.get(path)  # the column totals cached
+    with count_queries() as without_field:
+        client.get(path)
+    champion = _define(admin, "deal", "Champion", "user")
+    DealService(admin).update(big.id, custom_input={"champion": str(users["sales"].id)})
+    DealService(admin).update(small.id, custom_input={"champion": str(users["manager"].id)})
+    client.post(f"/deals/board/fields?pipeline={pipeline.id}", data={"field": [champion.key]})
+    client.get(path)
+    with count_queries() as with_field:
+        page = client.get(path).get_data(as_text=True)
+    assert f"Champion: {users['sales'].name}" in page and f"Champion: {users['manager'].name}" in page
+    assert without_field.count == with_field.count
+    # "load more" of a column names them too
+    more = client.get(f"/deals/board/column/{stage.id}?pipeline={pipeline.id}&offset=0", headers=HX)
+    assert f"Champion: {users['sales'].name}" in more.get_data(as_text=True)
+
+
+def test_the_index_command_creates_every_missing_field_index(app, admin, org):
+    from sqlalchemy import text
+
+    from crm_web.services.custom_fields import index_name
+
+    cf = _define(admin, "deal", "Renewal date", "date")
+    runner = app.test_cli_runner()
+    if db.engine.dialect.name != "postgresql":
+        result = runner.invoke(args=["crm", "custom-field-indexes"])
+        assert result.exit_code == 0 and "PostgreSQL only" in result.output
+        return
+    name = index_name(org.id, cf)
+
+    def exists():
+        return db.session.scalar(text("SELECT count(*) FROM pg_indexes WHERE indexname = :name"), {"name": name}) == 1
+
+    assert exists()
+    db.session.execute(text(f'DROP INDEX "{name}"'))  # as if the web role could not create it
+    db.session.commit()
+    assert not exists()
+    result = runner.invoke(args=["crm", "custom-field-indexes"])
+    assert result.exit_code == 0, result.output
+    assert "Every custom field has its index (1 field(s))." in result.output
+    assert exists()

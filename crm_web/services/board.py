@@ -19,10 +19,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, union_all
 from sqlalchemy.orm import joinedload
 
+from crm_web.custom_fields import user_name_expression
 from crm_web.errors import BadRequest, Conflict, NotFound
-from crm_web.models import Deal, PipelineStage, utcnow
+from crm_web.models import Deal, PipelineStage, User, utcnow
 from crm_web.services.base import BaseService
 from crm_web.services.currencies import Amounts, Converted, Unconverted, org_rates
+from crm_web.services.custom_fields import entity_fields
 from crm_web.services.deal_stages import apply_stage
 from crm_web.services.deals import DealService
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
@@ -231,14 +233,12 @@ class BoardService(BaseService[Deal]):
             )
             firsts.append(select(first.c.id))  # wrapped: SQLite refuses LIMIT inside a UNION branch
         cards = (
-            self.session.scalars(
+            self._cards(
                 select(Deal)
                 .where(Deal.id.in_(union_all(*firsts)))
                 .options(*self.deals.card_loads())
                 .order_by(Deal.position, Deal.id)
             )
-            .unique()
-            .all()
             if firsts
             else []
         )
@@ -265,17 +265,13 @@ class BoardService(BaseService[Deal]):
         """ "Load more": the next page of one column only."""
         pipeline, stage = self.pipelines.stage_lookup(stage_id)
         criteria = self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope)
-        cards = list(
-            self.session.scalars(
-                self.scoped()
-                .where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id, *criteria)
-                .options(*self.deals.card_loads())
-                .order_by(Deal.position, Deal.id)
-                .offset(offset)
-                .limit(limit + 1)
-            )
-            .unique()
-            .all()
+        cards = self._cards(
+            self.scoped()
+            .where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id, *criteria)
+            .options(*self.deals.card_loads())
+            .order_by(Deal.position, Deal.id)
+            .offset(offset)
+            .limit(limit + 1)
         )
         more = len(cards) > limit
         return ColumnPage(
@@ -286,6 +282,21 @@ class BoardService(BaseService[Deal]):
             next_offset=offset + limit if more else None,
             today=today or self.actor.today(),
         )
+
+    def _cards(self, stmt: Any) -> list[Deal]:
+        """The cards of `stmt` (a select of deals), each with `card_user_names` ({field key: name})
+        for the organisation's deal fields of type user: the names come with the cards, as correlated
+        subqueries of the same statement, not from a statement of their own."""
+        fields = [cf for cf in entity_fields(self.session, self.org_id, "deal") if cf.type == "user"]
+        if not fields:
+            return list(self.session.scalars(stmt).unique().all())
+        columns = [user_name_expression(Deal, cf, User, self.dialect) for cf in fields]
+        cards = []
+        for deal, *names in self.session.execute(stmt.add_columns(*columns)).unique():
+            # A plain attribute for the card template (deal_card.html), not a mapped column.
+            deal.card_user_names = {cf.key: name for cf, name in zip(fields, names, strict=True) if name}
+            cards.append(deal)
+        return cards
 
     def move(
         self,

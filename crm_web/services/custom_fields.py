@@ -9,7 +9,8 @@ is refused, with the number of records, when some would not convert.
 On PostgreSQL each live field has an index on its value (the expression `custom_fields.value_expression`
 compiles to), partial to the organisation's live rows, created when the field is defined and
 replaced when its type changes. The app's role may not own the tables: then the index is not
-created (logged), and `flask crm custom-field-indexes` creates them as the owner.
+created (logged), and `flask crm custom-field-indexes`, run as the tables' owner, creates every
+missing one (ensure_indexes).
 """
 
 from __future__ import annotations
@@ -109,6 +110,24 @@ def drop_index(session: Session, org_id: uuid.UUID, cf: CustomField) -> None:
         logger.warning("Custom field index %s not dropped: %s", index_name(org_id, cf), error.orig)
 
 
+def ensure_indexes(session: Session | None = None) -> tuple[int, int]:
+    """Every organisation's live fields' indexes, created where missing (PostgreSQL; the command
+    `crm custom-field-indexes`, run as the tables' owner): (fields checked, indexes that could not be
+    created). Committed."""
+    session = session_or_default(session)
+    checked = failed = 0
+    for org_id, schema in session.execute(
+        select(Organization.id, Organization.custom_fields).order_by(Organization.id)
+    ):
+        for entity_name in CUSTOM_ENTITIES:
+            for cf in live_fields(schema, entity_name):
+                checked += 1
+                if not create_index(session, org_id, entity_name, cf):
+                    failed += 1
+    session.commit()
+    return checked, failed
+
+
 class CustomFieldService:
     def __init__(self, actor: Actor, session: Session | None = None):
         self.actor = actor
@@ -122,6 +141,19 @@ class CustomFieldService:
         self._check_entity(entity_name)
         every = all_fields(org_schema(self.session, self.actor.org_id), entity_name)
         return [f for f in every if (f.deleted_at is not None) == trashed]
+
+    def trashed(self) -> list[tuple[str, CustomField]]:
+        """(entity name, field) of every field in the trash, the latest deleted first (the trash page;
+        managers and admins): read from the organisation's row, no statement."""
+        require_role(self.actor.role, Role.MANAGER, "see the custom fields")
+        schema = org_schema(self.session, self.actor.org_id)
+        found = [
+            (entity_name, cf)
+            for entity_name in CUSTOM_ENTITIES
+            for cf in all_fields(schema, entity_name)
+            if cf.deleted_at is not None
+        ]
+        return sorted(found, key=lambda item: item[1].deleted_at or "", reverse=True)
 
     def get(self, entity_name: str, field_id: str) -> CustomField:
         require_role(self.actor.role, Role.MANAGER, "see the custom fields")

@@ -2,7 +2,10 @@
 
 Each type is one SELECT of at most LIMIT rows: the exact matches or, on PostgreSQL when there are
 none, the matches of the query's words corrected against the organisation's vocabulary (see
-text_search).
+text_search). A word may also be in one of the organisation's custom text fields (text, long text,
+URL, email) of that type: their values join the searched expressions of the same statement, so the
+statement count does not depend on the fields. Those values have no trigram index (a field's index
+is a btree for filtering and sorting): PostgreSQL reads the organisation's rows for them.
 Results carry the text to highlight; highlighting itself (escape first, then <mark>) happens in
 `highlight`.
 """
@@ -19,9 +22,11 @@ from markupsafe import Markup, escape
 from sqlalchemy import CTE, ColumnElement, Uuid, bindparam, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
+from crm_web.custom_fields import TEXT_TYPES, CustomField, value_expression
 from crm_web.entities import Entity, GlobalSearch, searched_globally
 from crm_web.formatting import choice_label
 from crm_web.services.base import Actor
+from crm_web.services.custom_fields import entity_fields
 from crm_web.services.sql import AnySelect, session_or_default
 from crm_web.services.text_search import (
     SearchShape,
@@ -103,7 +108,7 @@ class SearchService:
         groups = []
         for index, kind in enumerate(SEARCHED):
             rows = self.session.execute(
-                _statement(index, terms.shape), {**terms.params, "org_id": self.actor.org_id}
+                _statement(index, terms.shape, self._custom_keys(kind)), {**terms.params, "org_id": self.actor.org_id}
             ).all()
             if rows:
                 choices = _search_of(kind).detail_choices
@@ -119,14 +124,25 @@ class SearchService:
                 groups.append(SearchGroup(kind.name, _search_of(kind).title, hits))
         return groups
 
+    def _custom_keys(self, kind: Entity) -> tuple[str, ...]:
+        """The keys of the organisation's live custom text fields of `kind` (from the organisation's
+        row the request loaded with the user: no statement)."""
+        fields = entity_fields(self.session, self.actor.org_id, kind.name)
+        return tuple(cf.key for cf in fields if cf.type in TEXT_TYPES)
+
 
 @lru_cache(maxsize=1024)
-def _statement(index: int, shape: SearchShape) -> AnySelect:
-    """SEARCHED[index]'s statement for queries of this shape, built once per process: building it cost
-    more than running it. Bounded: an odd query's shape does not stay forever."""
+def _statement(index: int, shape: SearchShape, custom_keys: tuple[str, ...] = ()) -> AnySelect:
+    """SEARCHED[index]'s statement for queries of this shape that also look in the custom text fields
+    `custom_keys`, built once per process: building it cost more than running it. Bounded: an odd
+    query's shape, or an organisation's old set of fields, does not stay forever. The keys are
+    inlined in the SQL (checked names, custom_fields._args), the organisation and the words bound."""
     kind = SEARCHED[index]
     search = _search_of(kind)
-    match = match_terms(SearchTerms(shape, {}), search.searched, surname=kind.surname)
+    custom = tuple(
+        value_expression(kind.model, CustomField(id="", key=key, label=key, type="text")) for key in custom_keys
+    )
+    match = match_terms(SearchTerms(shape, {}), (*search.searched, *custom), surname=kind.surname)
     return _best(kind.model, search.label, search.detail, match)
 
 

@@ -15,7 +15,7 @@ from crm_web.entities import entity
 from crm_web.errors import NotFound, ValidationError
 from crm_web.forms import apply_errors, submit
 from crm_web.forms.settings import DeactivateForm, NewUserForm, OrganisationForm, RoleForm, TagForm
-from crm_web.htmx import wants_fragment
+from crm_web.htmx import hx_location, is_htmx, wants_fragment
 from crm_web.models import Role
 from crm_web.params import get_text_param, get_uuid_param, parse_uuid
 from crm_web.permissions import require_role
@@ -370,6 +370,14 @@ def delete_field(entity_name: str, field_id: str):
     return redirect(url_for("settings.fields", entity=entity_name), 303)
 
 
+def _back_from_trash_action(entity_name: str):
+    """Restore and purge are also buttons of the trash page (`back=trash`): they return there."""
+    if request.form.get("back") == "trash":
+        # The purge button posts with htmx (its confirmation): it navigates like a link.
+        return hx_location(url_for("trash.index")) if is_htmx() else redirect(url_for("trash.index"), 303)
+    return redirect(url_for("settings.fields", entity=entity_name), 303)
+
+
 @bp.post("/settings/fields/<entity_name>/<field_id>/restore")
 def restore_field(entity_name: str, field_id: str):
     entity_name = _entity_arg(entity_name)
@@ -378,7 +386,7 @@ def restore_field(entity_name: str, field_id: str):
     except ValidationError as error:
         return _fields_page(entity_name, errors=_errors(error), status=422)
     flash(f"The field {cf.label} is back, with its values.")
-    return redirect(url_for("settings.fields", entity=entity_name), 303)
+    return _back_from_trash_action(entity_name)
 
 
 @bp.post("/settings/fields/<entity_name>/<field_id>/purge")
@@ -389,4 +397,4 @@ def purge_field(entity_name: str, field_id: str):
     except ValidationError as error:
         return _fields_page(entity_name, errors=_errors(error), status=422)
     flash(f"The field {cf.label} and its values are gone for good.")
-    return redirect(url_for("settings.fields", entity=entity_name), 303)
+    return _back_from_trash_action(entity_name)

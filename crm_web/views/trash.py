@@ -7,11 +7,13 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, request, url_for
 from flask_login import current_user
 
+from crm_web.entities import entity
 from crm_web.errors import BadRequest
 from crm_web.htmx import hx_trigger, wants_fragment
 from crm_web.models import Role
 from crm_web.params import get_choice_param
 from crm_web.rendering import render_page, with_toast
+from crm_web.services.custom_fields import CustomFieldService
 from crm_web.services.trash import TRASH_KINDS, TRASH_TYPES, TrashRef, TrashService, parse_ref
 from crm_web.views.generic import acting
 from crm_web.views.listing import parse_list_query
@@ -46,6 +48,9 @@ def _index_context() -> dict:
         "query": query,
         "entity_type": entity_type,
         "kinds": TRASH_KINDS,
+        # Deleted custom fields: definitions, not rows (services/custom_fields.py); restored and purged
+        # through the settings routes, which come back here.
+        "trashed_fields": [(entity(name), cf) for name, cf in acting(CustomFieldService).trashed()],
         "can_manage": current_user.has_role(Role.ADMIN),
         "retention_days": current_app.config.get("TRASH_RETENTION_DAYS", 30),
     }
