@@ -509,3 +509,71 @@ def test_an_undo_that_cannot_be_exact_asks_first(client, login, org, users):
     assert done.status_code == 303
     db.session.expire_all()
     assert db.session.get(Company, b.id).deleted_at is None and db.session.get(Company, a.id).phone == "999"
+
+
+# --- the numbers right after a merge and its undo ------------------------------------------------------
+
+
+def test_numbers_are_right_right_after_a_merge_and_after_its_undo(org, users):
+    """Board headers (whole pipeline, cached; and filtered by company), list totals and per-row numbers,
+    the global search and the dashboard (cached) as deals move between companies and contacts."""
+    from decimal import Decimal
+
+    from werkzeug.datastructures import MultiDict
+
+    from crm_web.entities import DEAL
+    from crm_web.filters import parse_filter
+    from crm_web.services.board import BoardService
+    from crm_web.services.companies import CompanyService
+    from crm_web.services.contacts import ContactService
+    from crm_web.services.search import SearchService
+    from crm_web.services.stats.dashboard import DashboardService
+
+    pipeline = factories.make_pipeline(org, name="Sales")
+    stage = factories.stages_of(pipeline)[0]
+    a = factories.make_company(org, name="Globex")
+    b = factories.make_company(org, name="Globex Corporation")
+    x = factories.make_contact(org, first_name="Quincy", last_name="Adams", email="qa@globex.com")
+    y = factories.make_contact(org, first_name="Quincy", last_name="Adamz", email="QA@globex.com")
+    factories.make_deal(org, stage=stage, value=Decimal("1000"), company_id=a.id, contact_id=x.id)
+    factories.make_deal(org, stage=stage, value=Decimal("2000"), company_id=b.id, contact_id=y.id)
+    actor = factories.actor_for(users["manager"])
+
+    def numbers() -> dict:
+        db.session.expire_all()
+        board = BoardService(actor)
+        on_b = parse_filter(MultiDict([("f", "company.equals.Globex Corporation")]), DEAL.filters)
+        companies = CompanyService(actor).list_page(q="globex")
+        contacts = ContactService(actor).list_page(q="quincy")
+        search = {g.kind: [h.label for h in g.hits] for g in SearchService(actor).search("globex")}
+        dashboard = DashboardService(actor)
+        kpis = dashboard.kpis(dashboard.resolve_scope("all"))
+        return {
+            "board": (
+                board.board(pipeline_id=pipeline.id).totals.count,
+                board.board(pipeline_id=pipeline.id).totals.total,
+            ),
+            "board on b": board.board(pipeline_id=pipeline.id, filter_spec=on_b).totals.count,
+            "companies": (companies.total, sorted((r.company.name, r.open_deal_value) for r in companies.items)),
+            "contacts": (contacts.total, sorted((r.contact.full_name, r.deal_count) for r in contacts.items)),
+            "search": sorted(search.get("company", [])),
+            "dashboard": (kpis["open_count"], kpis["open_value"]),
+        }
+
+    before = numbers()  # also fills the caches
+    assert before["board"] == (2, Decimal("3000")) and before["board on b"] == 1
+    assert before["companies"] == (2, [("Globex", Decimal("1000")), ("Globex Corporation", Decimal("2000"))])
+    assert before["contacts"] == (2, [("Quincy Adams", 1), ("Quincy Adamz", 1)])
+    assert before["search"] == ["Globex", "Globex Corporation"]
+    svc = DuplicateService(actor)
+    companies_merge = svc.merge("company", [a.id, b.id], survivor_id=a.id)
+    contacts_merge = svc.merge("contact", [x.id, y.id], survivor_id=x.id)
+    after = numbers()
+    assert after["board"] == before["board"] and after["dashboard"] == before["dashboard"]
+    assert after["board on b"] == 0
+    assert after["companies"] == (1, [("Globex", Decimal("3000"))])
+    assert after["contacts"] == (1, [("Quincy Adams", 2)])
+    assert after["search"] == ["Globex"]
+    svc.undo(contacts_merge.id)
+    svc.undo(companies_merge.id)
+    assert numbers() == before
