@@ -158,9 +158,10 @@ def test_page_statements_are_constant(client, login, org, count_queries, engine_
     with count_queries() as many:
         response = client.get("/companies/duplicates")
     assert response.status_code == 200 and "Same website" in response.text
-    # the keyed rules, the dismissals, the records shown; PostgreSQL adds the threshold and the similar names
+    # the keyed rules, the dismissals, the proposals, the records shown; PostgreSQL adds the threshold and
+    # the similar names
     extra = 2 if engine_name == "postgresql" else 0
-    assert few.count == many.count == LOGIN_STATEMENTS + 3 + extra + tenant_statements(engine_name, commits=0), many
+    assert few.count == many.count == LOGIN_STATEMENTS + 4 + extra + tenant_statements(engine_name, commits=0), many
 
 
 # --- merge and undo ------------------------------------------------------------------------------
@@ -577,3 +578,53 @@ def test_numbers_are_right_right_after_a_merge_and_after_its_undo(org, users):
     svc.undo(contacts_merge.id)
     svc.undo(companies_merge.id)
     assert numbers() == before
+
+
+# --- sales propose, managers decide -------------------------------------------------------------------
+
+
+def test_sales_propose_a_merge_and_managers_see_it(client, login, org, other_org, users):
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme Inc.")
+    ids = {"ids": [str(a.id), str(b.id)]}
+    login("sales")
+    page = client.get("/companies/duplicates")
+    assert "Propose merge" in page.text and "Merge…" not in page.text
+    response = client.post("/companies/duplicates/propose", data=ids, headers=HX)
+    assert response.status_code == 200 and "Merge proposed by" in response.text
+    assert "Propose merge" not in response.text
+    assert client.post("/companies/duplicates/propose", data=ids).status_code == 303  # the same group: stored once
+    assert client.get("/companies/duplicates/merge", query_string=ids).status_code == 403
+    assert client.post("/companies/duplicates/merge", data={**ids, "survivor": str(a.id)}).status_code == 403
+    proposals = DuplicateService(factories.actor_for(users["manager"])).page("company").proposals
+    assert len(proposals) == 1 and proposals[0].ids == sorted([a.id, b.id], key=str)
+    proposal_id = proposals[0].id
+    assert client.post(f"/companies/duplicates/proposals/{proposal_id}/dismiss").status_code == 403
+    foreign = factories.make_company(other_org, name="Acme")
+    mixed = {"ids": [str(a.id), str(foreign.id)]}
+    assert client.post("/companies/duplicates/propose", data=mixed).status_code == 404
+    assert client.post("/companies/duplicates/propose", data={"ids": [str(a.id)]}).status_code in (400, 422)
+    login("manager")
+    page = client.get("/companies/duplicates")
+    assert "Proposed merges" in page.text and users["sales"].name in page.text
+    assert "/companies/duplicates/merge?ids=" in page.text.split("Proposed merges", 1)[1]
+    other_manager = factories.make_user(other_org, role="manager")
+    with pytest.raises(NotFound):
+        DuplicateService(factories.actor_for(other_manager)).dismiss_proposal("company", proposal_id)
+    assert client.post(f"/companies/duplicates/proposals/{uuid.uuid4()}/dismiss").status_code == 404
+    dismissed = client.post(f"/companies/duplicates/proposals/{proposal_id}/dismiss", headers=HX)
+    assert dismissed.status_code == 200 and "Proposed merges" not in dismissed.text
+    assert "card duplicate-group" in dismissed.text  # the group itself is still suggested
+
+
+def test_a_merge_of_the_proposed_group_removes_the_proposal(org, users):
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme Inc.")
+    c = factories.make_company(org, name="ACME")
+    service(users, "sales").propose("company", [a.id, b.id, c.id])
+    service(users, "sales").propose("company", [b.id, a.id])
+    assert len(service(users).page("company").proposals) == 2
+    service(users).merge("company", [a.id, b.id], survivor_id=a.id)
+    # The exact group is gone; the other names a merged record and is no longer shown.
+    assert service(users).page("company").proposals == []
+    assert service(users, "sales").page("company").proposals == []  # managers and admins only

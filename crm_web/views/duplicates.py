@@ -76,6 +76,27 @@ def dismiss(plural: str):
     )
 
 
+@bp.post(f"/{PLURAL}/duplicates/propose")
+def propose(plural: str):
+    """ "Propose merge": what a sales user can do with a group (managers and admins see it and decide)."""
+    acting(DuplicateService).propose(_entity(plural), get_uuid_list("ids"))
+    message = "Merge proposed: a manager will review it."
+    if not wants_fragment():
+        flash(message, "info")
+        return see_other(url_for("duplicates.index", plural=plural))
+    return _index(plural, block="duplicate_groups", message=message)
+
+
+@bp.post(f"/{PLURAL}/duplicates/proposals/<uuid:proposal_id>/dismiss")
+def dismiss_proposal(plural: str, proposal_id: uuid.UUID):
+    acting(DuplicateService).dismiss_proposal(_entity(plural), proposal_id)
+    message = "Proposal dismissed."
+    if not wants_fragment():
+        flash(message, "info")
+        return see_other(url_for("duplicates.index", plural=plural))
+    return _index(plural, block="duplicate_groups", message=message)
+
+
 @bp.get(f"/{PLURAL}/duplicates/merge")
 def merge_form(plural: str):
     entity_type = _entity(plural)

@@ -9,8 +9,9 @@ records are still in the trash) moves back exactly that. A row changed since in 
 (a moved deal now points elsewhere, a survivor field edited again) is left as it is; Undo first names
 those and asks (`UndoPlan.problems`), then does the rest.
 
-Only managers and admins merge or dismiss; everything is scoped to the actor's organisation (another
-organisation's id is NotFound).
+Only managers and admins merge or dismiss; sales users propose a merge of a group (stored, shown to
+managers and admins, who open the merge screen with it or dismiss it). Everything is scoped to the
+actor's organisation (another organisation's id is NotFound).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from crm_web.models import (
     DuplicateDismissal,
     Lead,
     Merge,
+    MergeProposal,
     Role,
     User,
     company_tags,
@@ -42,7 +44,7 @@ from crm_web.models import (
     lead_tags,
     utcnow,
 )
-from crm_web.permissions import require_role
+from crm_web.permissions import has_role, require_role
 from crm_web.services.base import Actor
 from crm_web.services.conflicts import EditConflict, stale_edit
 from crm_web.services.duplicates.matching import MODELS, Group, Matcher, ordered
@@ -159,11 +161,31 @@ def _empty(value: Any) -> bool:
 
 
 @dataclass
+class Proposal:
+    """A stored proposal with its live records and who proposed it."""
+
+    id: uuid.UUID
+    key: str
+    ids: list[uuid.UUID]
+    proposed_by: str
+    created_at: datetime
+    records: list[Any] = field(default_factory=list)
+
+
+@dataclass
 class DuplicatesPage:
     entity_type: str
     groups: list[Group]
     total: int
     trigrams: bool
+    # Managers and admins: the open proposals whose records all still exist. Everyone: which of the
+    # shown groups are proposed already (group key -> who proposed it).
+    proposals: list[Proposal] = field(default_factory=list)
+    proposed: dict[str, str] = field(default_factory=dict)
+
+
+def group_key(ids: list[uuid.UUID]) -> str:
+    return ",".join(sorted(str(i) for i in ids))
 
 
 @dataclass
@@ -214,12 +236,23 @@ class DuplicateService:
     # --- the page ------------------------------------------------------------------------------
 
     def page(self, entity_type: str, *, limit: int = SHOWN_GROUPS) -> DuplicatesPage:
-        """The groups of likely duplicates, best first, with their records (constant statements)."""
+        """The groups of likely duplicates, best first, with their records, and the open proposals
+        (constant statements)."""
         model = self._model(entity_type)
         matcher = Matcher(self.session, self.org_id, entity_type)
         groups = matcher.scan()
         shown = groups[:limit]
-        ids = [i for g in shown for i in g.ids]
+        proposals = [
+            Proposal(row.id, row.key, [uuid.UUID(i) for i in row.record_ids], name or "(a former user)", row.created_at)
+            for row, name in self.session.execute(
+                select(MergeProposal, User.name)
+                .outerjoin(User, User.id == MergeProposal.proposed_by_id)
+                .where(MergeProposal.org_id == self.org_id, MergeProposal.entity_type == entity_type)
+                .order_by(MergeProposal.created_at, MergeProposal.id)
+            )
+        ]
+        ids = {i for g in shown for i in g.ids} | {i for p in proposals for i in p.ids}
+        records: dict[uuid.UUID, Any] = {}
         if ids:
             records = {
                 r.id: r
@@ -227,7 +260,54 @@ class DuplicateService:
             }
             for group in shown:
                 group.records = [records[i] for i in group.ids if i in records]
-        return DuplicatesPage(entity_type, shown, len(groups), matcher.uses_trigrams)
+        live = []
+        for proposal in proposals:
+            proposal.records = [records[i] for i in proposal.ids if i in records]
+            if len(proposal.records) == len(proposal.ids):  # a record merged or deleted since: not shown
+                live.append(proposal)
+        proposed = {p.key: p.proposed_by for p in live}
+        managing = has_role(self.actor.role, Role.MANAGER)
+        return DuplicatesPage(
+            entity_type, shown, len(groups), matcher.uses_trigrams, live if managing else [], proposed
+        )
+
+    def propose(self, entity_type: str, ids: list[uuid.UUID]) -> MergeProposal:
+        """ "Propose merge" (any role; what sales users do instead of merging): stored once per group."""
+        records = self._records(entity_type, ids, minimum=2)
+        key = group_key([r.id for r in records])
+        existing = self.session.scalar(
+            select(MergeProposal).where(
+                MergeProposal.org_id == self.org_id, MergeProposal.entity_type == entity_type, MergeProposal.key == key
+            )
+        )
+        if existing is not None:
+            return existing
+        proposal = MergeProposal(
+            org_id=self.org_id,
+            entity_type=entity_type,
+            key=key,
+            record_ids=key.split(","),
+            proposed_by_id=self.actor.user_id,
+        )
+        self.session.add(proposal)
+        commit_or_refuse(self.session)
+        return proposal
+
+    def dismiss_proposal(self, entity_type: str, proposal_id: uuid.UUID) -> None:
+        """A manager or admin declines a proposal: it is removed (the group itself stays suggested)."""
+        require_role(self.actor.role, Role.MANAGER, "dismiss merge proposals")
+        self._model(entity_type)
+        deleted = self.session.execute(
+            delete(MergeProposal).where(
+                MergeProposal.org_id == self.org_id,
+                MergeProposal.entity_type == entity_type,
+                MergeProposal.id == proposal_id,
+            )
+        )
+        if not getattr(deleted, "rowcount", 0):
+            self.session.rollback()
+            raise NotFound("That proposal does not exist.")
+        commit_or_refuse(self.session)
 
     def candidates(
         self, entity_type: str, values: dict[str, Any], *, exclude_id: uuid.UUID | None = None
@@ -373,6 +453,13 @@ class DuplicateService:
             actor_id=self.actor.user_id,
         )
         self.session.add(merge)
+        self.session.execute(
+            delete(MergeProposal).where(
+                MergeProposal.org_id == self.org_id,
+                MergeProposal.entity_type == entity_type,
+                MergeProposal.key == group_key([r.id for r in plan.records]),
+            )
+        )
         self.session.flush()
         names = ", ".join(labels[i] or "(unnamed)" for i in merged_ids)
         record_change(
