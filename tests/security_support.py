@@ -693,6 +693,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("POST", "duplicates.undo"): Route(MANAGER, args={"merge_id": "merge"}, form=lambda w: {}),
     ("GET", "duplicates.undo_confirm"): Route(MANAGER, args={"merge_id": "merge"}),
+    ("GET", "duplicates.merged_history"): Route(MEMBER, args={"merge_id": "merge"}),
     ("GET", "trash.index"): Route(MANAGER),
     ("GET", "trash.detail"): Route(MANAGER, args={"entity_type": "=contact", "entity_id": "trashed_contact"}),
     ("GET", "trash.confirm_purge"): Route(ADMIN, query="item=contact:{trashed_contact}"),

@@ -628,3 +628,34 @@ def test_a_merge_of_the_proposed_group_removes_the_proposal(org, users):
     # The exact group is gone; the other names a merged record and is no longer shown.
     assert service(users).page("company").proposals == []
     assert service(users, "sales").page("company").proposals == []  # managers and admins only
+
+
+# --- the merged records' history on the survivor ---------------------------------------------------
+
+
+def test_the_survivors_history_links_to_the_merged_records_history(client, login, org, other_org, users):
+    from crm_web.services.companies import CompanyService
+
+    companies = CompanyService(factories.actor_for(users["manager"]))
+    a = companies.create(name="Acme")
+    b = companies.create(name="Acme GmbH")
+    companies.update(b.id, phone="0301234567", expected_version=b.version)
+    merge = service(users).merge("company", [a.id, b.id], survivor_id=a.id)
+    login("sales")  # reading history needs no more than reading the records
+    survivor_page = client.get(f"/companies/{a.id}")
+    link = f"/duplicates/merges/{merge.id}/history"
+    assert link in survivor_page.text
+    page = client.get(link)
+    assert page.status_code == 200 and "History merged from Acme GmbH" in page.text
+    section = page.text.split(f'data-merged="{b.id}"', 1)[1]
+    assert "created this" in section and "0301234567" in section and "moved this to the trash" in section
+    assert f"/companies/{a.id}" in page.text
+    login("manager")
+    service(users).undo(merge.id)
+    again = client.get(link)  # after the Undo the entries are still there, on the record that is back
+    assert again.status_code == 200 and "the merge was undone" in again.text
+    assert f'href="/companies/{b.id}"' in again.text and "0301234567" in again.text
+    other_manager = factories.make_user(other_org, role="manager")
+    with pytest.raises(NotFound):
+        DuplicateService(factories.actor_for(other_manager)).merged_history(merge.id)
+    assert client.get(f"/duplicates/merges/{uuid.uuid4()}/history").status_code == 404

@@ -151,6 +151,14 @@ def merge(plural: str):
     )
 
 
+@bp.get("/duplicates/merges/<uuid:merge_id>/history")
+def merged_history(merge_id: uuid.UUID):
+    """The merged records' own history, linked from the survivor's "merged from ..." entry."""
+    result = acting(DuplicateService).merged_history(merge_id)
+    entity = ENTITIES[result["merge"].entity_type]
+    return render_page("duplicates/history.html", result=result, entity=entity)
+
+
 @bp.get("/duplicates/merges/<uuid:merge_id>/undo")
 def undo_confirm(merge_id: uuid.UUID):
     """What an Undo could no longer restore, and the question whether to undo the rest (nothing written)."""

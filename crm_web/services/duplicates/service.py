@@ -602,6 +602,50 @@ class DuplicateService:
             )
         return {"record": survivor, "label": label_of(survivor), "related": {k: v for k, v in related.items() if v}}
 
+    def merged_history(self, merge_id: uuid.UUID) -> dict[str, Any]:
+        """The history of the records a merge merged into its survivor (the survivor's "merged from ..."
+        entry links here): their entries stay on their own ids, so an Undo, which brings the records
+        back, keeps them with them. Any role that can read the records (four statements)."""
+        from sqlalchemy.orm import joinedload
+
+        from crm_web.models import RecordHistory
+        from crm_web.services.history import HISTORY_LIMIT, readable
+
+        merge = self.get_merge(merge_id)
+        model = self._model(merge.entity_type)
+        ids = [uuid.UUID(i) for i in merge.merged_ids] + [merge.survivor_id]
+        records = {
+            r.id: r
+            for r in self.session.scalars(
+                model.select_with_deleted().where(model.org_id == self.org_id, model.id.in_(ids))
+            )
+        }
+        entries = self.session.scalars(
+            select(RecordHistory)
+            .options(joinedload(RecordHistory.actor))
+            .where(
+                RecordHistory.org_id == self.org_id,
+                RecordHistory.entity_type == merge.entity_type,
+                RecordHistory.entity_id.in_(ids[:-1]),
+            )
+            .order_by(RecordHistory.created_at.desc(), RecordHistory.id.desc())
+            .limit(HISTORY_LIMIT)
+        ).all()
+        items = readable(self.actor, merge.entity_type, entries, session=self.session)
+        merged = []
+        for ident in ids[:-1]:
+            record = records.get(ident)
+            merged.append(
+                {
+                    "id": ident,
+                    "label": label_of(record) if record is not None else "(deleted permanently)",
+                    "live": record is not None and record.deleted_at is None,
+                    "entries": [item for item in items if item.entity_id == ident],
+                }
+            )
+        survivor = records.get(merge.survivor_id)
+        return {"merge": merge, "survivor": survivor, "merged": merged}
+
     # --- undo ----------------------------------------------------------------------------------
 
     def get_merge(self, merge_id: uuid.UUID) -> Merge:
