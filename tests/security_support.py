@@ -685,6 +685,7 @@ ROUTES: dict[tuple[str, str], Route] = {
         args={"plural": "=companies"},
         form=lambda w: {"ids": [str(w["company"]), str(w["company2"])], "survivor": str(w["company"])},
     ),
+    ("POST", "duplicates.scan"): Route(MEMBER, args={"plural": "=companies"}, form=lambda w: {}),
     ("POST", "duplicates.propose"): Route(
         MEMBER, args={"plural": "=companies"}, form=lambda w: {"ids": [str(w["company"]), str(w["company2"])]}
     ),

@@ -158,10 +158,10 @@ def test_page_statements_are_constant(client, login, org, count_queries, engine_
     with count_queries() as many:
         response = client.get("/companies/duplicates")
     assert response.status_code == 200 and "Same website" in response.text
-    # the keyed rules, the dismissals, the proposals, the records shown; PostgreSQL adds the threshold and
-    # the similar names
+    # no stored scan, the records counted (a small organisation: scanned here), the keyed rules, the
+    # dismissals, the proposals, the records shown; PostgreSQL adds the threshold and the similar names
     extra = 2 if engine_name == "postgresql" else 0
-    assert few.count == many.count == LOGIN_STATEMENTS + 4 + extra + tenant_statements(engine_name, commits=0), many
+    assert few.count == many.count == LOGIN_STATEMENTS + 6 + extra + tenant_statements(engine_name, commits=0), many
 
 
 # --- merge and undo ------------------------------------------------------------------------------
@@ -659,3 +659,97 @@ def test_the_survivors_history_links_to_the_merged_records_history(client, login
     with pytest.raises(NotFound):
         DuplicateService(factories.actor_for(other_manager)).merged_history(merge.id)
     assert client.get(f"/duplicates/merges/{uuid.uuid4()}/history").status_code == 404
+
+
+# --- a large organisation's scan: a background job, its stored result ------------------------------
+
+
+def test_a_large_organisations_page_reads_the_stored_scan(
+    app, client, login, org, users, monkeypatch, count_queries, engine_name
+):
+    from crm_web.models import DuplicateScan
+
+    monkeypatch.setitem(app.config, "DUPLICATE_SCAN_IN_REQUEST", 2)  # three companies: "large"
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme Inc.")
+    factories.make_company(org, name="Globex")
+    login("sales")
+    first = client.get("/companies/duplicates")  # no stored scan yet: the job starts (inline in the tests)
+    assert first.status_code == 200 and "Results computed" in first.text and "Scan again" in first.text
+    assert "card duplicate-group" in first.text
+    scan = db.session.scalar(select(DuplicateScan).where(DuplicateScan.org_id == org.id))
+    assert scan.status == "done" and len(scan.groups) == 1 and scan.computed_at is not None
+    with count_queries() as served:
+        page = client.get("/companies/duplicates")
+    # the stored scan, the dismissals, the proposals, the records shown: no scan in the request
+    assert page.status_code == 200 and "Same name" in page.text
+    assert served.count == LOGIN_STATEMENTS + 4 + tenant_statements(engine_name, commits=0), served
+    c = factories.make_company(org, name="ACME")  # not in the stored result until scanned again
+    assert f"/companies/{c.id}" not in client.get("/companies/duplicates").text
+    assert client.post("/companies/duplicates/scan").status_code == 303
+    assert f"/companies/{c.id}" in client.get("/companies/duplicates").text
+    # A merge, or "Not a duplicate", shows at once, without a new scan.
+    login("manager")
+    service(users).dismiss("company", [a.id, b.id, c.id])
+    assert "card duplicate-group" not in client.get("/companies/duplicates").text
+
+
+def test_the_scan_job_goes_to_the_redis_queue_and_the_page_waits_for_it(
+    app, client, login, org, redis_url, monkeypatch
+):
+    from redis import Redis
+    from rq import Queue
+
+    from crm_web.imports import jobs
+    from crm_web.models import DuplicateScan
+    from crm_web.services.duplicates.service import run_scan
+
+    monkeypatch.setitem(app.config, "DUPLICATE_SCAN_IN_REQUEST", 1)
+    monkeypatch.setitem(app.config, "IMPORT_JOBS", None)
+    monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
+    factories.make_company(org, name="Acme")
+    factories.make_company(org, name="Acme Ltd")
+    queue = Queue(jobs.QUEUE, connection=Redis.from_url(redis_url))
+    queue.empty()
+    try:
+        login("manager")
+        page = client.get("/companies/duplicates")
+        assert (
+            page.status_code == 200 and "Scanning for duplicates" in page.text and 'hx-trigger="every 2s"' in page.text
+        )
+        assert "No likely duplicates" not in page.text and "Scan again" not in page.text
+        assert queue.count == 1
+        job = queue.jobs[0]
+        assert job.func_name == "crm_web.services.duplicates.service.run_scan"
+        assert job.args == (str(org.id), "company")
+        run_scan(*job.args)  # what the worker does
+    finally:
+        queue.empty()
+    db.session.expire_all()
+    assert db.session.scalar(select(DuplicateScan.status).where(DuplicateScan.org_id == org.id)) == "done"
+    done = client.get("/companies/duplicates")
+    assert "Results computed" in done.text and "card duplicate-group" in done.text and "every 2s" not in done.text
+
+
+_RAN: list[tuple[str, bool]] = []
+
+
+def _record_job(value: str) -> None:
+    from flask import has_app_context
+
+    _RAN.append((value, has_app_context()))
+
+
+def test_without_redis_a_job_runs_in_a_thread_of_the_app(app, monkeypatch):
+    import threading
+
+    from crm_web.imports import jobs
+
+    monkeypatch.setitem(app.config, "IMPORT_JOBS", None)
+    monkeypatch.setitem(app.config, "REDIS_URL", None)
+    _RAN.clear()
+    jobs.start(_record_job, "x", job_id="test-job")
+    for thread in threading.enumerate():
+        if thread.name == "test-job":
+            thread.join(timeout=10)
+    assert _RAN == [("x", True)]

@@ -76,6 +76,14 @@ def dismiss(plural: str):
     )
 
 
+@bp.post(f"/{PLURAL}/duplicates/scan")
+def scan(plural: str):
+    """ "Scan again": a background job recomputes the stored groups; the page shows when it is done."""
+    acting(DuplicateService).start_scan(_entity(plural))
+    url = url_for("duplicates.index", plural=plural)
+    return hx_location(url) if wants_fragment() else see_other(url)
+
+
 @bp.post(f"/{PLURAL}/duplicates/propose")
 def propose(plural: str):
     """ "Propose merge": what a sales user can do with a group (managers and admins see it and decide)."""

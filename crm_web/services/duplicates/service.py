@@ -23,7 +23,7 @@ from decimal import Decimal
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import Date, Numeric, Uuid, and_, delete, insert, or_, select, update
+from sqlalchemy import Date, Numeric, Uuid, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_web.errors import Conflict, NotFound, ValidationError
@@ -34,6 +34,7 @@ from crm_web.models import (
     ContactCompany,
     Deal,
     DuplicateDismissal,
+    DuplicateScan,
     Lead,
     Merge,
     MergeProposal,
@@ -133,6 +134,9 @@ TAG_TABLES: dict[str, tuple[Any, str]] = {
 LINK_SIDES = {"contact": ("contact_id", "company_id"), "company": ("company_id", "contact_id")}
 MAX_MERGED = 10
 SHOWN_GROUPS = 100
+# Live records of an entity above which the Duplicates page reads a stored scan a background job
+# computes (config DUPLICATE_SCAN_IN_REQUEST); below, the page scans in its own request.
+SCAN_IN_REQUEST = 5000
 
 
 def _jsonable(value: Any) -> Any:
@@ -182,6 +186,7 @@ class DuplicatesPage:
     # shown groups are proposed already (group key -> who proposed it).
     proposals: list[Proposal] = field(default_factory=list)
     proposed: dict[str, str] = field(default_factory=dict)
+    scan: DuplicateScan | None = None  # the stored scan the groups come from (None: scanned in the request)
 
 
 def group_key(ids: list[uuid.UUID]) -> str:
@@ -237,10 +242,14 @@ class DuplicateService:
 
     def page(self, entity_type: str, *, limit: int = SHOWN_GROUPS) -> DuplicatesPage:
         """The groups of likely duplicates, best first, with their records, and the open proposals
-        (constant statements)."""
+        (constant statements). A large organisation's groups come from its stored scan (started here
+        the first time, then by "Scan again"); a small one's are scanned in the request."""
         model = self._model(entity_type)
         matcher = Matcher(self.session, self.org_id, entity_type)
-        groups = matcher.scan()
+        scan = self._stored_scan(entity_type)
+        if scan is None and self._live_count(model) > _scan_in_request_limit():
+            scan = self.start_scan(entity_type)
+        groups = matcher.scan() if scan is None else _stored_groups(scan, matcher.dismissed())
         shown = groups[:limit]
         proposals = [
             Proposal(row.id, row.key, [uuid.UUID(i) for i in row.record_ids], name or "(a former user)", row.created_at)
@@ -267,9 +276,36 @@ class DuplicateService:
                 live.append(proposal)
         proposed = {p.key: p.proposed_by for p in live}
         managing = has_role(self.actor.role, Role.MANAGER)
+        if scan is not None:  # records merged or deleted since the scan leave their group
+            shown = [g for g in shown if len(g.records) > 1]
         return DuplicatesPage(
-            entity_type, shown, len(groups), matcher.uses_trigrams, live if managing else [], proposed
+            entity_type, shown, len(groups), matcher.uses_trigrams, live if managing else [], proposed, scan
         )
+
+    def _stored_scan(self, entity_type: str) -> DuplicateScan | None:
+        return self.session.scalar(
+            select(DuplicateScan).where(DuplicateScan.org_id == self.org_id, DuplicateScan.entity_type == entity_type)
+        )
+
+    def _live_count(self, model: Any) -> int:
+        live = select(func.count()).select_from(model).where(model.org_id == self.org_id, model.deleted_at.is_(None))
+        return self.session.scalar(live) or 0
+
+    def start_scan(self, entity_type: str) -> DuplicateScan:
+        """ "Scan again": the stored scan is marked running and a background job recomputes it (any role:
+        it only reads). The page keeps showing the previous groups until the job is done."""
+        from crm_web.imports import jobs
+
+        self._model(entity_type)
+        scan = self._stored_scan(entity_type)
+        if scan is None:
+            scan = DuplicateScan(org_id=self.org_id, entity_type=entity_type, groups=[])
+            self.session.add(scan)
+        scan.status = "running"
+        scan.started_at = utcnow()
+        commit_or_refuse(self.session)
+        jobs.start(run_scan, str(self.org_id), entity_type, job_id=f"duplicate-scan-{self.org_id}-{entity_type}")
+        return scan
 
     def propose(self, entity_type: str, ids: list[uuid.UUID]) -> MergeProposal:
         """ "Propose merge" (any role; what sales users do instead of merging): stored once per group."""
@@ -778,3 +814,53 @@ class DuplicateService:
         )
         self._commit(entity_type)
         return UndoPlan(merge, problems, done=True)
+
+
+# --- the stored scan -------------------------------------------------------------------------------
+
+
+def _scan_in_request_limit() -> int:
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        return int(current_app.config.get("DUPLICATE_SCAN_IN_REQUEST", SCAN_IN_REQUEST))
+    return SCAN_IN_REQUEST
+
+
+def _stored_groups(scan: DuplicateScan, dismissed: set[tuple[uuid.UUID, uuid.UUID]]) -> list[Group]:
+    """The stored groups, less those every pair of which was marked "Not a duplicate" since."""
+    groups = []
+    for row in scan.groups or []:
+        ids = [uuid.UUID(i) for i in row["ids"]]
+        if all(ordered(a, b) in dismissed for a, b in combinations(ids, 2)):
+            continue
+        groups.append(Group(ids=ids, score=int(row["score"]), reasons=list(row["reasons"])))
+    return groups
+
+
+def run_scan(org_id: str, entity_type: str) -> None:
+    """The background job: scan one entity of one organisation and store the groups (crm_web/imports/jobs.py
+    runs it: RQ, a thread, or inline)."""
+    from crm_web.database import use_long_limits, use_org
+    from crm_web.extensions import db
+
+    org = uuid.UUID(org_id)
+    session = db.session
+    use_org(session(), org)
+    use_long_limits(session)
+    where = (DuplicateScan.org_id == org, DuplicateScan.entity_type == entity_type)
+    try:
+        groups = Matcher(session(), org, entity_type).scan()
+    except Exception:
+        session.rollback()
+        session.execute(update(DuplicateScan).where(*where).values(status="failed"))
+        session.commit()
+        raise
+    scan = session.scalar(select(DuplicateScan).where(*where))
+    if scan is None:
+        scan = DuplicateScan(org_id=org, entity_type=entity_type)
+        session.add(scan)
+    scan.groups = [{"ids": [str(i) for i in g.ids], "score": g.score, "reasons": list(g.reasons)} for g in groups]
+    scan.status = "done"
+    scan.computed_at = utcnow()
+    session.commit()
