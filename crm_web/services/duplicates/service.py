@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import combinations
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Date, Numeric, Uuid, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from crm_web import clock
 from crm_web.errors import Conflict, NotFound, ValidationError
 from crm_web.models import (
     Activity,
@@ -137,6 +138,8 @@ SHOWN_GROUPS = 100
 # Live records of an entity above which the Duplicates page reads a stored scan a background job
 # computes (config DUPLICATE_SCAN_IN_REQUEST); below, the page scans in its own request.
 SCAN_IN_REQUEST = 5000
+# A scan still "running" after this long lost its worker: "Scan again" is offered again.
+SCAN_STUCK_AFTER = timedelta(minutes=30)
 
 
 def _jsonable(value: Any) -> Any:
@@ -187,6 +190,18 @@ class DuplicatesPage:
     proposals: list[Proposal] = field(default_factory=list)
     proposed: dict[str, str] = field(default_factory=dict)
     scan: DuplicateScan | None = None  # the stored scan the groups come from (None: scanned in the request)
+
+    @property
+    def can_rescan(self) -> bool:
+        """Not while a scan runs, unless it has run so long that its worker must have died."""
+        if self.scan is None:
+            return False
+        if self.scan.status != "running":
+            return True
+        started = self.scan.started_at
+        if started.tzinfo is None:  # SQLite returns naive UTC
+            started = started.replace(tzinfo=UTC)
+        return clock.now() - started > SCAN_STUCK_AFTER
 
 
 def group_key(ids: list[uuid.UUID]) -> str:
