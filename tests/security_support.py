@@ -178,6 +178,15 @@ def _merge(org: Any, owner: Any, marker: str) -> Any:
     return DuplicateService(factories.actor_for(owner)).merge("company", [a.id, b.id], survivor_id=a.id)
 
 
+def _proposal(org: Any, user: Any, marker: str) -> Any:
+    """A merge of two companies a sales user proposed (managers dismiss it)."""
+    from crm_web.services.duplicates.service import DuplicateService
+
+    a = factories.make_company(org, name=f"{marker} Proposed A")
+    b = factories.make_company(org, name=f"{marker} Proposed B")
+    return DuplicateService(factories.actor_for(user)).propose("company", [a.id, b.id])
+
+
 def _upload_form(world: World) -> dict[str, Any]:
     import io
 
@@ -226,6 +235,7 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
     company2 = factories.make_company(org, name=f"{marker} Company Inc", owner_id=owner.id)
     merge = _merge(org, owner, marker)
     notification = _later(lambda: _notification(org, owner, deal, marker))
+    proposal = _later(lambda: _proposal(org, users["sales"], marker))
     world = World(marker, org, users, stage_order=[s.id for s in stages])
     world.ids.update(
         org=org.id,
@@ -237,6 +247,7 @@ def build_world(org: Any, users: dict[str, Any], marker: str) -> World:
         company=company.id,
         company2=company2.id,
         merge=merge.id,
+        proposal=proposal,
         contact=contact.id,
         lead=lead.id,
         deal=deal.id,
@@ -675,8 +686,16 @@ ROUTES: dict[tuple[str, str], Route] = {
         args={"plural": "=companies"},
         form=lambda w: {"ids": [str(w["company"]), str(w["company2"])], "survivor": str(w["company"])},
     ),
+    ("POST", "duplicates.scan"): Route(MEMBER, args={"plural": "=companies"}, form=lambda w: {}),
+    ("POST", "duplicates.propose"): Route(
+        MEMBER, args={"plural": "=companies"}, form=lambda w: {"ids": [str(w["company"]), str(w["company2"])]}
+    ),
+    ("POST", "duplicates.dismiss_proposal"): Route(
+        MANAGER, args={"plural": "=companies", "proposal_id": "proposal"}, form=lambda w: {}
+    ),
     ("POST", "duplicates.undo"): Route(MANAGER, args={"merge_id": "merge"}, form=lambda w: {}),
     ("GET", "duplicates.undo_confirm"): Route(MANAGER, args={"merge_id": "merge"}),
+    ("GET", "duplicates.merged_history"): Route(MEMBER, args={"merge_id": "merge"}),
     ("GET", "trash.index"): Route(MANAGER),
     ("GET", "trash.detail"): Route(MANAGER, args={"entity_type": "=contact", "entity_id": "trashed_contact"}),
     ("GET", "trash.confirm_purge"): Route(ADMIN, query="item=contact:{trashed_contact}"),

@@ -12,7 +12,18 @@ from sqlalchemy import func, select, text
 
 from crm_web.errors import Conflict, NotFound, PermissionDenied
 from crm_web.extensions import db
-from crm_web.models import Activity, Company, Contact, ContactCompany, Deal, Lead, Tag, company_tags, contact_tags
+from crm_web.models import (
+    Activity,
+    Company,
+    Contact,
+    ContactCompany,
+    Deal,
+    Lead,
+    Tag,
+    company_tags,
+    contact_tags,
+    utcnow,
+)
 from crm_web.services.duplicates.matching import Matcher, company_name_key, domain_key, phone_key
 from crm_web.services.duplicates.service import DuplicateService
 from tests import factories
@@ -158,9 +169,10 @@ def test_page_statements_are_constant(client, login, org, count_queries, engine_
     with count_queries() as many:
         response = client.get("/companies/duplicates")
     assert response.status_code == 200 and "Same website" in response.text
-    # the keyed rules, the dismissals, the records shown; PostgreSQL adds the threshold and the similar names
+    # no stored scan, the records counted (a small organisation: scanned here), the keyed rules, the
+    # dismissals, the proposals, the records shown; PostgreSQL adds the threshold and the similar names
     extra = 2 if engine_name == "postgresql" else 0
-    assert few.count == many.count == LOGIN_STATEMENTS + 3 + extra + tenant_statements(engine_name, commits=0), many
+    assert few.count == many.count == LOGIN_STATEMENTS + 6 + extra + tenant_statements(engine_name, commits=0), many
 
 
 # --- merge and undo ------------------------------------------------------------------------------
@@ -509,3 +521,255 @@ def test_an_undo_that_cannot_be_exact_asks_first(client, login, org, users):
     assert done.status_code == 303
     db.session.expire_all()
     assert db.session.get(Company, b.id).deleted_at is None and db.session.get(Company, a.id).phone == "999"
+
+
+# --- the numbers right after a merge and its undo ------------------------------------------------------
+
+
+def test_numbers_are_right_right_after_a_merge_and_after_its_undo(org, users):
+    """Board headers (whole pipeline, cached; and filtered by company), list totals and per-row numbers,
+    the global search and the dashboard (cached) as deals move between companies and contacts."""
+    from decimal import Decimal
+
+    from werkzeug.datastructures import MultiDict
+
+    from crm_web.entities import DEAL
+    from crm_web.filters import parse_filter
+    from crm_web.services.board import BoardService
+    from crm_web.services.companies import CompanyService
+    from crm_web.services.contacts import ContactService
+    from crm_web.services.search import SearchService
+    from crm_web.services.stats.dashboard import DashboardService
+
+    pipeline = factories.make_pipeline(org, name="Sales")
+    stage = factories.stages_of(pipeline)[0]
+    a = factories.make_company(org, name="Globex")
+    b = factories.make_company(org, name="Globex Corporation")
+    x = factories.make_contact(org, first_name="Quincy", last_name="Adams", email="qa@globex.com")
+    y = factories.make_contact(org, first_name="Quincy", last_name="Adamz", email="QA@globex.com")
+    factories.make_deal(org, stage=stage, value=Decimal("1000"), company_id=a.id, contact_id=x.id)
+    factories.make_deal(org, stage=stage, value=Decimal("2000"), company_id=b.id, contact_id=y.id)
+    actor = factories.actor_for(users["manager"])
+
+    def numbers() -> dict:
+        db.session.expire_all()
+        board = BoardService(actor)
+        on_b = parse_filter(MultiDict([("f", "company.equals.Globex Corporation")]), DEAL.filters)
+        companies = CompanyService(actor).list_page(q="globex")
+        contacts = ContactService(actor).list_page(q="quincy")
+        search = {g.kind: [h.label for h in g.hits] for g in SearchService(actor).search("globex")}
+        dashboard = DashboardService(actor)
+        kpis = dashboard.kpis(dashboard.resolve_scope("all"))
+        return {
+            "board": (
+                board.board(pipeline_id=pipeline.id).totals.count,
+                board.board(pipeline_id=pipeline.id).totals.total,
+            ),
+            "board on b": board.board(pipeline_id=pipeline.id, filter_spec=on_b).totals.count,
+            "companies": (companies.total, sorted((r.company.name, r.open_deal_value) for r in companies.items)),
+            "contacts": (contacts.total, sorted((r.contact.full_name, r.deal_count) for r in contacts.items)),
+            "search": sorted(search.get("company", [])),
+            "dashboard": (kpis["open_count"], kpis["open_value"]),
+        }
+
+    before = numbers()  # also fills the caches
+    assert before["board"] == (2, Decimal("3000")) and before["board on b"] == 1
+    assert before["companies"] == (2, [("Globex", Decimal("1000")), ("Globex Corporation", Decimal("2000"))])
+    assert before["contacts"] == (2, [("Quincy Adams", 1), ("Quincy Adamz", 1)])
+    assert before["search"] == ["Globex", "Globex Corporation"]
+    svc = DuplicateService(actor)
+    companies_merge = svc.merge("company", [a.id, b.id], survivor_id=a.id)
+    contacts_merge = svc.merge("contact", [x.id, y.id], survivor_id=x.id)
+    after = numbers()
+    assert after["board"] == before["board"] and after["dashboard"] == before["dashboard"]
+    assert after["board on b"] == 0
+    assert after["companies"] == (1, [("Globex", Decimal("3000"))])
+    assert after["contacts"] == (1, [("Quincy Adams", 2)])
+    assert after["search"] == ["Globex"]
+    svc.undo(contacts_merge.id)
+    svc.undo(companies_merge.id)
+    assert numbers() == before
+
+
+# --- sales propose, managers decide -------------------------------------------------------------------
+
+
+def test_sales_propose_a_merge_and_managers_see_it(client, login, org, other_org, users):
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme Inc.")
+    ids = {"ids": [str(a.id), str(b.id)]}
+    login("sales")
+    page = client.get("/companies/duplicates")
+    assert "Propose merge" in page.text and "Merge…" not in page.text
+    response = client.post("/companies/duplicates/propose", data=ids, headers=HX)
+    assert response.status_code == 200 and "Merge proposed by" in response.text
+    assert "Propose merge" not in response.text
+    assert client.post("/companies/duplicates/propose", data=ids).status_code == 303  # the same group: stored once
+    assert client.get("/companies/duplicates/merge", query_string=ids).status_code == 403
+    assert client.post("/companies/duplicates/merge", data={**ids, "survivor": str(a.id)}).status_code == 403
+    proposals = DuplicateService(factories.actor_for(users["manager"])).page("company").proposals
+    assert len(proposals) == 1 and proposals[0].ids == sorted([a.id, b.id], key=str)
+    proposal_id = proposals[0].id
+    assert client.post(f"/companies/duplicates/proposals/{proposal_id}/dismiss").status_code == 403
+    foreign = factories.make_company(other_org, name="Acme")
+    mixed = {"ids": [str(a.id), str(foreign.id)]}
+    assert client.post("/companies/duplicates/propose", data=mixed).status_code == 404
+    assert client.post("/companies/duplicates/propose", data={"ids": [str(a.id)]}).status_code in (400, 422)
+    login("manager")
+    page = client.get("/companies/duplicates")
+    assert "Proposed merges" in page.text and users["sales"].name in page.text
+    assert "/companies/duplicates/merge?ids=" in page.text.split("Proposed merges", 1)[1]
+    other_manager = factories.make_user(other_org, role="manager")
+    with pytest.raises(NotFound):
+        DuplicateService(factories.actor_for(other_manager)).dismiss_proposal("company", proposal_id)
+    assert client.post(f"/companies/duplicates/proposals/{uuid.uuid4()}/dismiss").status_code == 404
+    dismissed = client.post(f"/companies/duplicates/proposals/{proposal_id}/dismiss", headers=HX)
+    assert dismissed.status_code == 200 and "Proposed merges" not in dismissed.text
+    assert "card duplicate-group" in dismissed.text  # the group itself is still suggested
+
+
+def test_a_merge_of_the_proposed_group_removes_the_proposal(org, users):
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme Inc.")
+    c = factories.make_company(org, name="ACME")
+    service(users, "sales").propose("company", [a.id, b.id, c.id])
+    service(users, "sales").propose("company", [b.id, a.id])
+    assert len(service(users).page("company").proposals) == 2
+    service(users).merge("company", [a.id, b.id], survivor_id=a.id)
+    # The exact group is gone; the other names a merged record and is no longer shown.
+    assert service(users).page("company").proposals == []
+    assert service(users, "sales").page("company").proposals == []  # managers and admins only
+
+
+# --- the merged records' history on the survivor ---------------------------------------------------
+
+
+def test_the_survivors_history_links_to_the_merged_records_history(client, login, org, other_org, users):
+    from crm_web.services.companies import CompanyService
+
+    companies = CompanyService(factories.actor_for(users["manager"]))
+    a = companies.create(name="Acme")
+    b = companies.create(name="Acme GmbH")
+    companies.update(b.id, phone="0301234567", expected_version=b.version)
+    merge = service(users).merge("company", [a.id, b.id], survivor_id=a.id)
+    login("sales")  # reading history needs no more than reading the records
+    survivor_page = client.get(f"/companies/{a.id}")
+    link = f"/duplicates/merges/{merge.id}/history"
+    assert link in survivor_page.text
+    page = client.get(link)
+    assert page.status_code == 200 and "History merged from Acme GmbH" in page.text
+    section = page.text.split(f'data-merged="{b.id}"', 1)[1]
+    assert "created this" in section and "0301234567" in section and "moved this to the trash" in section
+    assert f"/companies/{a.id}" in page.text
+    login("manager")
+    service(users).undo(merge.id)
+    again = client.get(link)  # after the Undo the entries are still there, on the record that is back
+    assert again.status_code == 200 and "the merge was undone" in again.text
+    assert f'href="/companies/{b.id}"' in again.text and "0301234567" in again.text
+    other_manager = factories.make_user(other_org, role="manager")
+    with pytest.raises(NotFound):
+        DuplicateService(factories.actor_for(other_manager)).merged_history(merge.id)
+    assert client.get(f"/duplicates/merges/{uuid.uuid4()}/history").status_code == 404
+
+
+# --- a large organisation's scan: a background job, its stored result ------------------------------
+
+
+def test_a_large_organisations_page_reads_the_stored_scan(
+    app, client, login, org, users, monkeypatch, count_queries, engine_name
+):
+    from crm_web.models import DuplicateScan
+
+    monkeypatch.setitem(app.config, "DUPLICATE_SCAN_IN_REQUEST", 2)  # three companies: "large"
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme Inc.")
+    factories.make_company(org, name="Globex")
+    login("sales")
+    first = client.get("/companies/duplicates")  # no stored scan yet: the job starts (inline in the tests)
+    assert first.status_code == 200 and "Results computed" in first.text and "Scan again" in first.text
+    assert "card duplicate-group" in first.text
+    scan = db.session.scalar(select(DuplicateScan).where(DuplicateScan.org_id == org.id))
+    assert scan.status == "done" and len(scan.groups) == 1 and scan.computed_at is not None
+    with count_queries() as served:
+        page = client.get("/companies/duplicates")
+    # the stored scan, the dismissals, the proposals, the records shown: no scan in the request
+    assert page.status_code == 200 and "Same name" in page.text
+    assert served.count == LOGIN_STATEMENTS + 4 + tenant_statements(engine_name, commits=0), served
+    c = factories.make_company(org, name="ACME")  # not in the stored result until scanned again
+    assert f"/companies/{c.id}" not in client.get("/companies/duplicates").text
+    assert client.post("/companies/duplicates/scan").status_code == 303
+    assert f"/companies/{c.id}" in client.get("/companies/duplicates").text
+    # A merge, or "Not a duplicate", shows at once, without a new scan.
+    login("manager")
+    service(users).dismiss("company", [a.id, b.id, c.id])
+    assert "card duplicate-group" not in client.get("/companies/duplicates").text
+
+
+def test_the_scan_job_goes_to_the_redis_queue_and_the_page_waits_for_it(
+    app, client, login, org, redis_url, monkeypatch
+):
+    from datetime import timedelta
+
+    from redis import Redis
+    from rq import Queue
+
+    from crm_web.imports import jobs
+    from crm_web.models import DuplicateScan
+    from crm_web.services.duplicates.service import SCAN_STUCK_AFTER, run_scan
+
+    monkeypatch.setitem(app.config, "DUPLICATE_SCAN_IN_REQUEST", 1)
+    monkeypatch.setitem(app.config, "IMPORT_JOBS", None)
+    monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
+    factories.make_company(org, name="Acme")
+    factories.make_company(org, name="Acme Ltd")
+    queue = Queue(jobs.QUEUE, connection=Redis.from_url(redis_url))
+    queue.empty()
+    try:
+        login("manager")
+        page = client.get("/companies/duplicates")
+        assert page.status_code == 200 and "Scanning for duplicates" in page.text
+        assert 'hx-trigger="every 2s"' in page.text
+        assert "No likely duplicates" not in page.text and "Scan again" not in page.text
+        assert queue.count == 1
+        job = queue.jobs[0]
+        assert job.func_name == "crm_web.services.duplicates.service.run_scan"
+        assert job.args == (str(org.id), "company")
+    finally:
+        queue.empty()
+    # A worker that died: after a while the scan may be started again.
+    db.session.execute(
+        DuplicateScan.__table__.update()
+        .where(DuplicateScan.org_id == org.id)
+        .values(started_at=utcnow() - SCAN_STUCK_AFTER - timedelta(minutes=1))
+    )
+    db.session.commit()
+    assert "Scan again" in client.get("/companies/duplicates").text
+    run_scan(*job.args)  # what the worker does
+    db.session.expire_all()
+    assert db.session.scalar(select(DuplicateScan.status).where(DuplicateScan.org_id == org.id)) == "done"
+    done = client.get("/companies/duplicates")
+    assert "Results computed" in done.text and "card duplicate-group" in done.text and "every 2s" not in done.text
+
+
+_RAN: list[tuple[str, bool]] = []
+
+
+def _record_job(value: str) -> None:
+    from flask import has_app_context
+
+    _RAN.append((value, has_app_context()))
+
+
+def test_without_redis_a_job_runs_in_a_thread_of_the_app(app, monkeypatch):
+    import threading
+
+    from crm_web.imports import jobs
+
+    monkeypatch.setitem(app.config, "IMPORT_JOBS", None)
+    monkeypatch.setitem(app.config, "REDIS_URL", None)
+    _RAN.clear()
+    jobs.start(_record_job, "x", job_id="test-job")
+    for thread in threading.enumerate():
+        if thread.name == "test-job":
+            thread.join(timeout=10)
+    assert _RAN == [("x", True)]

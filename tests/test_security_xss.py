@@ -115,6 +115,8 @@ def pages(world) -> list[tuple[str, dict]]:
         ("/pipelines", {}),
         (f"/pipelines/{world['pipeline']}/edit", {}),
         (f"/tags/contact/{world['contact']}", HX),
+        ("/companies/duplicates", {}),
+        (f"/duplicates/merges/{world['merge']}/history", {}),
     ]
 
 

@@ -137,8 +137,8 @@ def test_without_an_org_the_role_sees_nothing_and_writes_nothing(role_engine, rl
     with role_engine.connect() as conn:
         tables = _tenant_tables(conn)
         # 18 + imports, import_updates (0016), exchange_rates (0018), saved_views (0019),
-        # duplicate_dismissals and merges (0021), notifications (0022)
-        assert len(tables) == 25
+        # duplicate_dismissals and merges (0021), notifications (0022), merge_proposals and duplicate_scans (0024)
+        assert len(tables) == 27
         conn.rollback()
         for setting in (None, ""):  # never set in the session; set to '' (or ended: it then reads '')
             with conn.begin():

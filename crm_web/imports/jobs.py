@@ -5,7 +5,8 @@
 - without it (the embedded default, `make run`), in a background thread of the app;
 - IMPORT_JOBS="inline" runs it in the caller (the tests, the command line).
 
-The job itself is `run_import`: the same code path everywhere (ImportService.run).
+The job itself is `run_import`: the same code path everywhere (ImportService.run). Other long jobs
+(a large organisation's duplicate scan) run the same ways through `start`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -51,6 +53,28 @@ def enqueue(import_id: uuid.UUID, *, org_id: uuid.UUID, user_id: uuid.UUID | Non
         queue(app).enqueue(run_import, *args, job_timeout=JOB_TIMEOUT, job_id=f"import-{import_id}")
     else:
         threading.Thread(target=_in_thread, args=(app, *args), name=f"import-{import_id}", daemon=True).start()
+
+
+def start(job: Callable[..., None], *args: str, job_id: str) -> None:
+    """Run `job(*args)` (a module-level function, its arguments strings) where this app runs its jobs."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    how = mode(app)
+    if how == "inline":
+        job(*args)
+    elif how == "rq":
+        queue(app).enqueue(job, *args, job_timeout=JOB_TIMEOUT, job_id=job_id)
+    else:
+        threading.Thread(target=_call_in_thread, args=(app, job, *args), name=job_id, daemon=True).start()
+
+
+def _call_in_thread(app: Flask, job: Callable[..., None], *args: Any) -> None:
+    with app.app_context():
+        try:
+            job(*args)
+        except Exception:  # the job records its failure; the thread must not die loudly
+            logger.exception("Job %s%s failed", job.__name__, args)
+        finally:
+            db.session.remove()
 
 
 def _in_thread(app: Flask, *args: Any) -> None:

@@ -41,3 +41,33 @@ class Merge(IdMixin, OrgScopedMixin, Base):
     actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     undone_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class MergeProposal(IdMixin, OrgScopedMixin, Base):
+    """A sales user's "these should be merged": shown to managers and admins on the Duplicates page,
+    who open the merge screen with its records or dismiss it. One per group of records (`key`: the
+    records' ids, sorted and comma-separated); a merge of exactly that group removes it."""
+
+    __tablename__ = "merge_proposals"
+    __table_args__ = (UniqueConstraint("org_id", "entity_type", "key", name="uq_merge_proposal_group"),)
+
+    entity_type: Mapped[str] = mapped_column(String(30))
+    key: Mapped[str] = mapped_column(String(400))
+    record_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    proposed_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DuplicateScan(IdMixin, OrgScopedMixin, Base):
+    """The stored result of an organisation's duplicate scan of one entity, computed by a background job
+    when the organisation is large (services/duplicates: the page reads it instead of scanning)."""
+
+    __tablename__ = "duplicate_scans"
+    __table_args__ = (UniqueConstraint("org_id", "entity_type", name="uq_duplicate_scan_entity"),)
+
+    entity_type: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running, done, failed
+    # [{"ids": [...], "score": n, "reasons": [...]}, ...], best first (every group, not only those shown).
+    groups: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    computed_at: Mapped[datetime | None] = mapped_column(default=None)

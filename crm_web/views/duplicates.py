@@ -76,6 +76,35 @@ def dismiss(plural: str):
     )
 
 
+@bp.post(f"/{PLURAL}/duplicates/scan")
+def scan(plural: str):
+    """ "Scan again": a background job recomputes the stored groups; the page shows when it is done."""
+    acting(DuplicateService).start_scan(_entity(plural))
+    url = url_for("duplicates.index", plural=plural)
+    return hx_location(url) if wants_fragment() else see_other(url)
+
+
+@bp.post(f"/{PLURAL}/duplicates/propose")
+def propose(plural: str):
+    """ "Propose merge": what a sales user can do with a group (managers and admins see it and decide)."""
+    acting(DuplicateService).propose(_entity(plural), get_uuid_list("ids"))
+    message = "Merge proposed: a manager will review it."
+    if not wants_fragment():
+        flash(message, "info")
+        return see_other(url_for("duplicates.index", plural=plural))
+    return _index(plural, block="duplicate_groups", message=message)
+
+
+@bp.post(f"/{PLURAL}/duplicates/proposals/<uuid:proposal_id>/dismiss")
+def dismiss_proposal(plural: str, proposal_id: uuid.UUID):
+    acting(DuplicateService).dismiss_proposal(_entity(plural), proposal_id)
+    message = "Proposal dismissed."
+    if not wants_fragment():
+        flash(message, "info")
+        return see_other(url_for("duplicates.index", plural=plural))
+    return _index(plural, block="duplicate_groups", message=message)
+
+
 @bp.get(f"/{PLURAL}/duplicates/merge")
 def merge_form(plural: str):
     entity_type = _entity(plural)
@@ -128,6 +157,14 @@ def merge(plural: str):
         message=message,
         undo_url=undo,
     )
+
+
+@bp.get("/duplicates/merges/<uuid:merge_id>/history")
+def merged_history(merge_id: uuid.UUID):
+    """The merged records' own history, linked from the survivor's "merged from ..." entry."""
+    result = acting(DuplicateService).merged_history(merge_id)
+    entity = ENTITIES[result["merge"].entity_type]
+    return render_page("duplicates/history.html", result=result, entity=entity)
 
 
 @bp.get("/duplicates/merges/<uuid:merge_id>/undo")

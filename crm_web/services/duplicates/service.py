@@ -9,22 +9,24 @@ records are still in the trash) moves back exactly that. A row changed since in 
 (a moved deal now points elsewhere, a survivor field edited again) is left as it is; Undo first names
 those and asks (`UndoPlan.problems`), then does the rest.
 
-Only managers and admins merge or dismiss; everything is scoped to the actor's organisation (another
-organisation's id is NotFound).
+Only managers and admins merge or dismiss; sales users propose a merge of a group (stored, shown to
+managers and admins, who open the merge screen with it or dismiss it). Everything is scoped to the
+actor's organisation (another organisation's id is NotFound).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import Date, Numeric, Uuid, and_, delete, insert, or_, select, update
+from sqlalchemy import Date, Numeric, Uuid, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from crm_web import clock
 from crm_web.errors import Conflict, NotFound, ValidationError
 from crm_web.models import (
     Activity,
@@ -33,8 +35,10 @@ from crm_web.models import (
     ContactCompany,
     Deal,
     DuplicateDismissal,
+    DuplicateScan,
     Lead,
     Merge,
+    MergeProposal,
     Role,
     User,
     company_tags,
@@ -42,7 +46,7 @@ from crm_web.models import (
     lead_tags,
     utcnow,
 )
-from crm_web.permissions import require_role
+from crm_web.permissions import has_role, require_role
 from crm_web.services.base import Actor
 from crm_web.services.conflicts import EditConflict, stale_edit
 from crm_web.services.duplicates.matching import MODELS, Group, Matcher, ordered
@@ -131,6 +135,11 @@ TAG_TABLES: dict[str, tuple[Any, str]] = {
 LINK_SIDES = {"contact": ("contact_id", "company_id"), "company": ("company_id", "contact_id")}
 MAX_MERGED = 10
 SHOWN_GROUPS = 100
+# Live records of an entity above which the Duplicates page reads a stored scan a background job
+# computes (config DUPLICATE_SCAN_IN_REQUEST); below, the page scans in its own request.
+SCAN_IN_REQUEST = 5000
+# A scan still "running" after this long lost its worker: "Scan again" is offered again.
+SCAN_STUCK_AFTER = timedelta(minutes=30)
 
 
 def _jsonable(value: Any) -> Any:
@@ -159,11 +168,44 @@ def _empty(value: Any) -> bool:
 
 
 @dataclass
+class Proposal:
+    """A stored proposal with its live records and who proposed it."""
+
+    id: uuid.UUID
+    key: str
+    ids: list[uuid.UUID]
+    proposed_by: str
+    created_at: datetime
+    records: list[Any] = field(default_factory=list)
+
+
+@dataclass
 class DuplicatesPage:
     entity_type: str
     groups: list[Group]
     total: int
     trigrams: bool
+    # Managers and admins: the open proposals whose records all still exist. Everyone: which of the
+    # shown groups are proposed already (group key -> who proposed it).
+    proposals: list[Proposal] = field(default_factory=list)
+    proposed: dict[str, str] = field(default_factory=dict)
+    scan: DuplicateScan | None = None  # the stored scan the groups come from (None: scanned in the request)
+
+    @property
+    def can_rescan(self) -> bool:
+        """Not while a scan runs, unless it has run so long that its worker must have died."""
+        if self.scan is None:
+            return False
+        if self.scan.status != "running":
+            return True
+        started = self.scan.started_at
+        if started.tzinfo is None:  # SQLite returns naive UTC
+            started = started.replace(tzinfo=UTC)
+        return clock.now() - started > SCAN_STUCK_AFTER
+
+
+def group_key(ids: list[uuid.UUID]) -> str:
+    return ",".join(sorted(str(i) for i in ids))
 
 
 @dataclass
@@ -214,12 +256,27 @@ class DuplicateService:
     # --- the page ------------------------------------------------------------------------------
 
     def page(self, entity_type: str, *, limit: int = SHOWN_GROUPS) -> DuplicatesPage:
-        """The groups of likely duplicates, best first, with their records (constant statements)."""
+        """The groups of likely duplicates, best first, with their records, and the open proposals
+        (constant statements). A large organisation's groups come from its stored scan (started here
+        the first time, then by "Scan again"); a small one's are scanned in the request."""
         model = self._model(entity_type)
         matcher = Matcher(self.session, self.org_id, entity_type)
-        groups = matcher.scan()
+        scan = self._stored_scan(entity_type)
+        if scan is None and self._live_count(model) > _scan_in_request_limit():
+            scan = self.start_scan(entity_type)
+        groups = matcher.scan() if scan is None else _stored_groups(scan, matcher.dismissed())
         shown = groups[:limit]
-        ids = [i for g in shown for i in g.ids]
+        proposals = [
+            Proposal(row.id, row.key, [uuid.UUID(i) for i in row.record_ids], name or "(a former user)", row.created_at)
+            for row, name in self.session.execute(
+                select(MergeProposal, User.name)
+                .outerjoin(User, User.id == MergeProposal.proposed_by_id)
+                .where(MergeProposal.org_id == self.org_id, MergeProposal.entity_type == entity_type)
+                .order_by(MergeProposal.created_at, MergeProposal.id)
+            )
+        ]
+        ids = {i for g in shown for i in g.ids} | {i for p in proposals for i in p.ids}
+        records: dict[uuid.UUID, Any] = {}
         if ids:
             records = {
                 r.id: r
@@ -227,7 +284,81 @@ class DuplicateService:
             }
             for group in shown:
                 group.records = [records[i] for i in group.ids if i in records]
-        return DuplicatesPage(entity_type, shown, len(groups), matcher.uses_trigrams)
+        live = []
+        for proposal in proposals:
+            proposal.records = [records[i] for i in proposal.ids if i in records]
+            if len(proposal.records) == len(proposal.ids):  # a record merged or deleted since: not shown
+                live.append(proposal)
+        proposed = {p.key: p.proposed_by for p in live}
+        managing = has_role(self.actor.role, Role.MANAGER)
+        if scan is not None:  # records merged or deleted since the scan leave their group
+            shown = [g for g in shown if len(g.records) > 1]
+        return DuplicatesPage(
+            entity_type, shown, len(groups), matcher.uses_trigrams, live if managing else [], proposed, scan
+        )
+
+    def _stored_scan(self, entity_type: str) -> DuplicateScan | None:
+        return self.session.scalar(
+            select(DuplicateScan).where(DuplicateScan.org_id == self.org_id, DuplicateScan.entity_type == entity_type)
+        )
+
+    def _live_count(self, model: Any) -> int:
+        live = select(func.count()).select_from(model).where(model.org_id == self.org_id, model.deleted_at.is_(None))
+        return self.session.scalar(live) or 0
+
+    def start_scan(self, entity_type: str) -> DuplicateScan:
+        """ "Scan again": the stored scan is marked running and a background job recomputes it (any role:
+        it only reads). The page keeps showing the previous groups until the job is done."""
+        from crm_web.imports import jobs
+
+        self._model(entity_type)
+        scan = self._stored_scan(entity_type)
+        if scan is None:
+            scan = DuplicateScan(org_id=self.org_id, entity_type=entity_type, groups=[])
+            self.session.add(scan)
+        scan.status = "running"
+        scan.started_at = utcnow()
+        commit_or_refuse(self.session)
+        jobs.start(run_scan, str(self.org_id), entity_type, job_id=f"duplicate-scan-{self.org_id}-{entity_type}")
+        return scan
+
+    def propose(self, entity_type: str, ids: list[uuid.UUID]) -> MergeProposal:
+        """ "Propose merge" (any role; what sales users do instead of merging): stored once per group."""
+        records = self._records(entity_type, ids, minimum=2)
+        key = group_key([r.id for r in records])
+        existing = self.session.scalar(
+            select(MergeProposal).where(
+                MergeProposal.org_id == self.org_id, MergeProposal.entity_type == entity_type, MergeProposal.key == key
+            )
+        )
+        if existing is not None:
+            return existing
+        proposal = MergeProposal(
+            org_id=self.org_id,
+            entity_type=entity_type,
+            key=key,
+            record_ids=key.split(","),
+            proposed_by_id=self.actor.user_id,
+        )
+        self.session.add(proposal)
+        commit_or_refuse(self.session)
+        return proposal
+
+    def dismiss_proposal(self, entity_type: str, proposal_id: uuid.UUID) -> None:
+        """A manager or admin declines a proposal: it is removed (the group itself stays suggested)."""
+        require_role(self.actor.role, Role.MANAGER, "dismiss merge proposals")
+        self._model(entity_type)
+        deleted = self.session.execute(
+            delete(MergeProposal).where(
+                MergeProposal.org_id == self.org_id,
+                MergeProposal.entity_type == entity_type,
+                MergeProposal.id == proposal_id,
+            )
+        )
+        if not getattr(deleted, "rowcount", 0):
+            self.session.rollback()
+            raise NotFound("That proposal does not exist.")
+        commit_or_refuse(self.session)
 
     def candidates(
         self, entity_type: str, values: dict[str, Any], *, exclude_id: uuid.UUID | None = None
@@ -373,6 +504,13 @@ class DuplicateService:
             actor_id=self.actor.user_id,
         )
         self.session.add(merge)
+        self.session.execute(
+            delete(MergeProposal).where(
+                MergeProposal.org_id == self.org_id,
+                MergeProposal.entity_type == entity_type,
+                MergeProposal.key == group_key([r.id for r in plan.records]),
+            )
+        )
         self.session.flush()
         names = ", ".join(labels[i] or "(unnamed)" for i in merged_ids)
         record_change(
@@ -515,6 +653,50 @@ class DuplicateService:
             )
         return {"record": survivor, "label": label_of(survivor), "related": {k: v for k, v in related.items() if v}}
 
+    def merged_history(self, merge_id: uuid.UUID) -> dict[str, Any]:
+        """The history of the records a merge merged into its survivor (the survivor's "merged from ..."
+        entry links here): their entries stay on their own ids, so an Undo, which brings the records
+        back, keeps them with them. Any role that can read the records (four statements)."""
+        from sqlalchemy.orm import joinedload
+
+        from crm_web.models import RecordHistory
+        from crm_web.services.history import HISTORY_LIMIT, readable
+
+        merge = self.get_merge(merge_id)
+        model = self._model(merge.entity_type)
+        ids = [uuid.UUID(i) for i in merge.merged_ids] + [merge.survivor_id]
+        records = {
+            r.id: r
+            for r in self.session.scalars(
+                model.select_with_deleted().where(model.org_id == self.org_id, model.id.in_(ids))
+            )
+        }
+        entries = self.session.scalars(
+            select(RecordHistory)
+            .options(joinedload(RecordHistory.actor))
+            .where(
+                RecordHistory.org_id == self.org_id,
+                RecordHistory.entity_type == merge.entity_type,
+                RecordHistory.entity_id.in_(ids[:-1]),
+            )
+            .order_by(RecordHistory.created_at.desc(), RecordHistory.id.desc())
+            .limit(HISTORY_LIMIT)
+        ).all()
+        items = readable(self.actor, merge.entity_type, entries, session=self.session)
+        merged = []
+        for ident in ids[:-1]:
+            record = records.get(ident)
+            merged.append(
+                {
+                    "id": ident,
+                    "label": label_of(record) if record is not None else "(deleted permanently)",
+                    "live": record is not None and record.deleted_at is None,
+                    "entries": [item for item in items if item.entity_id == ident],
+                }
+            )
+        survivor = records.get(merge.survivor_id)
+        return {"merge": merge, "survivor": survivor, "merged": merged}
+
     # --- undo ----------------------------------------------------------------------------------
 
     def get_merge(self, merge_id: uuid.UUID) -> Merge:
@@ -647,3 +829,53 @@ class DuplicateService:
         )
         self._commit(entity_type)
         return UndoPlan(merge, problems, done=True)
+
+
+# --- the stored scan -------------------------------------------------------------------------------
+
+
+def _scan_in_request_limit() -> int:
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        return int(current_app.config.get("DUPLICATE_SCAN_IN_REQUEST", SCAN_IN_REQUEST))
+    return SCAN_IN_REQUEST
+
+
+def _stored_groups(scan: DuplicateScan, dismissed: set[tuple[uuid.UUID, uuid.UUID]]) -> list[Group]:
+    """The stored groups, less those every pair of which was marked "Not a duplicate" since."""
+    groups = []
+    for row in scan.groups or []:
+        ids = [uuid.UUID(i) for i in row["ids"]]
+        if all(ordered(a, b) in dismissed for a, b in combinations(ids, 2)):
+            continue
+        groups.append(Group(ids=ids, score=int(row["score"]), reasons=list(row["reasons"])))
+    return groups
+
+
+def run_scan(org_id: str, entity_type: str) -> None:
+    """The background job: scan one entity of one organisation and store the groups (crm_web/imports/jobs.py
+    runs it: RQ, a thread, or inline)."""
+    from crm_web.database import use_long_limits, use_org
+    from crm_web.extensions import db
+
+    org = uuid.UUID(org_id)
+    session = db.session
+    use_org(session(), org)
+    use_long_limits(session)
+    where = (DuplicateScan.org_id == org, DuplicateScan.entity_type == entity_type)
+    try:
+        groups = Matcher(session(), org, entity_type).scan()
+    except Exception:
+        session.rollback()
+        session.execute(update(DuplicateScan).where(*where).values(status="failed"))
+        session.commit()
+        raise
+    scan = session.scalar(select(DuplicateScan).where(*where))
+    if scan is None:
+        scan = DuplicateScan(org_id=org, entity_type=entity_type)
+        session.add(scan)
+    scan.groups = [{"ids": [str(i) for i in g.ids], "score": g.score, "reasons": list(g.reasons)} for g in groups]
+    scan.status = "done"
+    scan.computed_at = utcnow()
+    session.commit()
