@@ -329,7 +329,11 @@
     var form = e.target.closest('form.inline-edit');
     if (!form) return;
     var cancel = form.querySelector('[data-inline-cancel]');
-    if (cancel) { e.preventDefault(); cancel.click(); }
+    if (!cancel) return;
+    e.preventDefault();
+    // An editor swapped in a moment ago may not be settled yet: wire its Cancel first (idempotent).
+    if (window.htmx) htmx.process(cancel);
+    cancel.click();
   });
   document.addEventListener('htmx:beforeRequest', function (e) {
     var opener = e.detail.elt;
