@@ -76,7 +76,7 @@ def settings_from_env() -> dict:
         "IMPORT_DRAFT_MAX_AGE_HOURS": float(os.environ.get("IMPORT_DRAFT_MAX_AGE_HOURS", "24")),
         # Live records of an entity above which the Duplicates page reads a stored scan a background
         # job computes (the import's jobs), instead of scanning in its request.
-        "DUPLICATE_SCAN_IN_REQUEST": int(os.environ.get("DUPLICATE_SCAN_IN_REQUEST", "5000")),
+        "DUPLICATE_SCAN_IN_REQUEST": int(os.environ.get("DUPLICATE_SCAN_IN_REQUEST", "500")),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": https,

@@ -137,7 +137,7 @@ MAX_MERGED = 10
 SHOWN_GROUPS = 100
 # Live records of an entity above which the Duplicates page reads a stored scan a background job
 # computes (config DUPLICATE_SCAN_IN_REQUEST); below, the page scans in its own request.
-SCAN_IN_REQUEST = 5000
+SCAN_IN_REQUEST = 500
 # A scan still "running" after this long lost its worker: "Scan again" is offered again.
 SCAN_STUCK_AFTER = timedelta(minutes=30)
 
