@@ -51,6 +51,7 @@ from crm_web.services.base import Actor
 from crm_web.services.cache_versions import renew_epoch
 from crm_web.services.deal_stages import apply_stage
 from crm_web.services.duplicates.matching import company_name_key, domain_key, email_key
+from crm_web.services.history import jsonable
 from crm_web.services.last_activity import refresh_last_activity
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
 from crm_web.services.sql import session_or_default
@@ -174,14 +175,6 @@ def _unescape(cell: str) -> str:
 
 def _norm_name(text: str) -> str:
     return " ".join(text.split()).lower()
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, (Decimal, uuid.UUID)):
-        return str(value)
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    return value
 
 
 def _from_json(model: Any, name: str, value: Any) -> Any:

@@ -50,7 +50,7 @@ from crm_web.permissions import has_role, require_role
 from crm_web.services.base import Actor
 from crm_web.services.conflicts import EditConflict, stale_edit
 from crm_web.services.duplicates.matching import MODELS, Group, Matcher, ordered
-from crm_web.services.history import label_of, record_change
+from crm_web.services.history import jsonable, label_of, record_change
 from crm_web.services.integrity import commit_or_refuse
 from crm_web.services.sql import session_or_default
 
@@ -142,14 +142,6 @@ SCAN_IN_REQUEST = 500
 SCAN_STUCK_AFTER = timedelta(minutes=30)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (Decimal, uuid.UUID)):
-        return str(value)
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    return value
-
-
 def _from_json(model: Any, name: str, value: Any) -> Any:
     if value is None:
         return None
@@ -220,7 +212,7 @@ class MergeField:
 
     @property
     def differs(self) -> bool:
-        return len({_jsonable(v) for v in self.values.values()}) > 1
+        return len({jsonable(v) for v in self.values.values()}) > 1
 
 
 @dataclass
@@ -469,8 +461,8 @@ class DuplicateService:
                 raise ValidationError("Choose a value from the merged records.", {item.name: "Unknown record."})
             value = getattr(by_id[source], item.name)
             before = getattr(survivor, item.name)
-            if _jsonable(value) != _jsonable(before):
-                field_changes[item.name] = [_jsonable(before), _jsonable(value)]
+            if jsonable(value) != jsonable(before):
+                field_changes[item.name] = [jsonable(before), jsonable(value)]
         labels = {r.id: label_of(r) for r in merged}
         # The merged records to the trash first (a unique value chosen from one of them, like an email,
         # is then free for the survivor), refused if a concurrent request changed or deleted any.
@@ -736,7 +728,7 @@ class DuplicateService:
         fields = merge.changes.get("fields", {})
         restorable = {}
         for name, (before, after) in fields.items():
-            if _jsonable(getattr(survivor, name)) != after:
+            if jsonable(getattr(survivor, name)) != after:
                 what = name.removesuffix("_id").replace("_", " ")
                 problems.append(f"The {what} of {label_of(survivor)} was changed since; it keeps its new value.")
             else:
