@@ -76,11 +76,17 @@ class Result:
 SQLITE_DIR = ROOT / "instance" / "bench"
 
 
-def database_url(server: str, size: str) -> str:
+# Prefix of the databases' names (`--db-prefix`): a second checkout benchmarking on the same server
+# uses its own databases instead of re-seeding or measuring another's.
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "crm_bench")
+
+
+def database_url(server: str, size: str, prefix: str | None = None) -> str:
     """The size's database: on the PostgreSQL `server`, or a file under instance/bench/ for "sqlite"."""
+    name = f"{prefix or DB_PREFIX}_{size.lower()}"
     if server == "sqlite":
-        return f"sqlite:///{SQLITE_DIR / f'crm_bench_{size.lower()}.sqlite3'}"
-    return make_url(server).set(database=f"crm_bench_{size.lower()}").render_as_string(hide_password=False)
+        return f"sqlite:///{SQLITE_DIR / f'{name}.sqlite3'}"
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
 
 
 def _recreate(server: str, name: str, *, drop: bool) -> None:
@@ -101,8 +107,9 @@ def _recreate(server: str, name: str, *, drop: bool) -> None:
     admin.dispose()
 
 
-def ensure_database(server: str, size: str, *, fresh: bool) -> str:
-    """Create, migrate and seed the size's database unless it already holds exactly that volume."""
+def ensure_database(server: str, size: str, *, fresh: bool, prefix: str | None = None) -> str:
+    """Create, migrate and seed the size's database unless it already holds exactly that volume; then
+    the custom fields and their values, unless it has them already (databases seeded before them)."""
     from flask_migrate import upgrade
 
     from crm_web import create_app
@@ -110,7 +117,7 @@ def ensure_database(server: str, size: str, *, fresh: bool) -> str:
     from crm_web.models import Contact
     from crm_web.services import accounts, seeding
 
-    url = database_url(server, size)
+    url = database_url(server, size, prefix)
     name = make_url(url).database
     assert name is not None
     sqlite = server == "sqlite"
@@ -159,6 +166,9 @@ def ensure_database(server: str, size: str, *, fresh: bool) -> str:
                 db.session.commit()
                 print(f"  seeded {size} in {time.perf_counter() - started:.0f} s")
                 have = True
+            if have:
+                assert org is not None
+                ensure_custom_fields(org, sqlite=sqlite)
             db.session.remove()
             if have and not sqlite:  # SQLite runs as its users run it: nobody runs ANALYZE there
                 with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -170,6 +180,143 @@ def ensure_database(server: str, size: str, *, fresh: bool) -> str:
         print(f"  {name} holds another volume: re-creating it")
         _recreate(server, name, drop=True)
     raise RuntimeError(f"could not seed {name}")
+
+
+# The custom fields every benchmark organisation has (issue 20's "10 on contacts, 5 on deals"): (label,
+# type, options with their share of the filled values, share of the rows that have a value). Keys
+# follow from the labels (custom_fields.new_key): tier, region, score, ...
+CUSTOM_FIELDS: dict[str, tuple[tuple[str, str, tuple[tuple[str, float], ...], float], ...]] = {
+    "contacts": (
+        ("Tier", "select", (("Bronze", 0.5), ("Silver", 0.3), ("Gold", 0.15), ("Platinum", 0.05)), 0.9),
+        ("Region", "select", (("EMEA", 0.4), ("Americas", 0.4), ("APAC", 0.2)), 0.95),
+        ("Score", "number", (), 0.8),
+        ("Annual spend", "money", (), 0.6),
+        ("Renewal date", "date", (), 0.5),
+        ("Newsletter", "checkbox", (), 1.0),
+        ("Account code", "text", (), 0.7),
+        ("Interests", "multi_select", (("Analytics", 0.25), ("Billing", 0.25), ("CRM", 0.25), ("Support", 0.25)), 0.4),
+        ("LinkedIn", "url", (), 0.3),
+        ("Background", "long_text", (), 0.2),
+    ),
+    "deals": (
+        ("Contract tier", "select", (("Starter", 0.5), ("Business", 0.35), ("Enterprise", 0.15)), 0.9),
+        ("Renewal date", "date", (), 0.6),
+        ("Seats", "number", (), 0.8),
+        ("Competitor", "text", (), 0.4),
+        ("Signed", "checkbox", (), 1.0),
+    ),
+}
+_SENTENCES = (
+    "Met at the spring trade fair.",
+    "Prefers email to calls; decides with the finance team.",
+    "Former customer of a competitor, moved for the reporting.",
+    "Asked for a follow-up after the next budget round.",
+)
+
+
+def _uniform(position: int, *, sqlite: bool) -> str:
+    """A number in [0, 1) computed from the row's id: deterministic, so one expression may use it twice,
+    and different for each `position` (a field's)."""
+    if not sqlite:
+        return f"(abs(hashtext(id::text || '{position}')::bigint) % 1000000 / 1000000.0)"
+    # SQLite keeps ids as 32 hex digits: three of them, away from the version and variant digits.
+    start = (1, 4, 7, 10, 14, 18, 21, 24, 27, 30)[position % 10]
+    digit = "(instr('0123456789abcdef', substr(id, {}, 1)) - 1)"
+    return f"(({digit.format(start)} * 256 + {digit.format(start + 1)} * 16 + {digit.format(start + 2)}) / 4096.0)"
+
+
+def _custom_value(cf: Any, weights: tuple[tuple[str, float], ...], v: str, table: str, *, sqlite: bool) -> str:
+    """SQL for one field's stored value from `v`, a uniform number in [0, 1) (custom_fields: stored forms)."""
+    if cf.has_options:
+        ids = [cf.options[i].id for i in range(len(weights))]
+        if cf.type == "select":
+            bounds, total = [], 0.0
+            for option_id, (_label, share) in zip(ids, weights, strict=True):
+                total += share
+                bounds.append(f"WHEN {v} < {total:.4f} THEN '{option_id}'")
+            return "CASE " + " ".join(bounds[:-1]) + f" ELSE '{ids[-1]}' END"
+        array = "json_array" if sqlite else "jsonb_build_array"
+        n = len(ids)  # one option, or it and the next
+        whens = [
+            f"WHEN {v} < {(k + 0.5) / n:.4f} THEN {array}('{ids[k]}') "
+            f"WHEN {v} < {(k + 1) / n:.4f} THEN {array}('{ids[k]}', '{ids[(k + 1) % n]}')"
+            for k in range(n)
+        ]
+        return "CASE " + " ".join(whens) + " END"
+    if cf.type == "number":
+        return f"CAST({v} * 101 AS INTEGER)" if sqlite else f"CAST(floor({v} * 101) AS INTEGER)"
+    if cf.type == "money":
+        return f"round({v} * 50000, 2)"
+    if cf.type == "date":
+        if sqlite:
+            return f"date('now', (CAST({v} * 730 AS INTEGER) - 365) || ' days')"
+        return f"to_char(CURRENT_DATE + CAST(floor({v} * 730) AS INTEGER) - 365, 'YYYY-MM-DD')"
+    if cf.type == "checkbox":
+        return f"CASE WHEN {v} < 0.3 THEN json('true') ELSE json('false') END" if sqlite else f"({v} < 0.3)"
+    if cf.type == "url":
+        if table == "contacts":
+            return "'https://www.linkedin.com/in/' || lower(first_name) || '-' || lower(last_name)"
+        return "'https://www.example.com/' || substr(" + ("id" if sqlite else "md5(id::text)") + ", 1, 12)"
+    if cf.type == "long_text":
+        return (
+            "CASE "
+            + " ".join(f"WHEN {v} < {(k + 1) / len(_SENTENCES):.4f} THEN '{s}'" for k, s in enumerate(_SENTENCES))
+            + " END"
+        )
+    if table == "deals":  # text: a competitor's name, else a code
+        names = ("Acme CRM", "Pipeflow", "Salesbook", "Spreadsheets")
+        return (
+            "CASE "
+            + " ".join(f"WHEN {v} < {(k + 1) / len(names):.4f} THEN '{n}'" for k, n in enumerate(names))
+            + " END"
+        )
+    if sqlite:
+        return f"'AC-' || printf('%05d', CAST({v} * 100000 AS INTEGER))"
+    return f"'AC-' || lpad(CAST(floor({v} * 100000) AS INTEGER)::text, 5, '0')"
+
+
+def ensure_custom_fields(org: Any, *, sqlite: bool) -> None:
+    """The organisation's CUSTOM_FIELDS (defined through the settings' service, which creates their
+    PostgreSQL indexes) and, when no row of a table has values yet, its values: one set-based UPDATE
+    per table. Idempotent: a database seeded before the fields gets them on its next run."""
+    from crm_web.custom_fields import FieldInput
+    from crm_web.extensions import db
+    from crm_web.models import Role, User
+    from crm_web.services.base import Actor
+    from crm_web.services.custom_fields import CustomFieldService, ensure_indexes, entity_fields
+
+    admin = db.session.scalar(select(User).where(User.org_id == org.id, User.role == "admin").limit(1))
+    service = CustomFieldService(Actor(org_id=org.id, user_id=admin.id, role=Role.ADMIN, name=admin.name))
+    org_key = org.id.hex if sqlite else org.id
+    for table, specs in CUSTOM_FIELDS.items():
+        started = time.perf_counter()
+        entity_name = table[:-1]
+        have = {cf.label for cf in entity_fields(db.session, org.id, entity_name)}
+        for label, kind, weights, _share in specs:
+            if label not in have:
+                options = [("", option, "blue") for option, _w in weights]
+                service.create(entity_name, FieldInput(label=label, type=kind, options=options))
+        db.session.expire_all()
+        filled = db.session.scalar(
+            text(f"SELECT count(*) FROM {table} WHERE org_id = :org AND custom IS NOT NULL"), {"org": org_key}
+        )
+        if filled:
+            continue
+        by_label = {cf.label: cf for cf in entity_fields(db.session, org.id, entity_name)}
+        members = []
+        for position, (label, _kind, weights, share) in enumerate(specs):
+            cf = by_label[label]
+            u = _uniform(position, sqlite=sqlite)
+            value = _custom_value(cf, weights, f"({u} / {share})", table, sqlite=sqlite)
+            members.append(f"'{cf.key}', CASE WHEN {u} < {share} THEN {value} END")
+        if sqlite:  # json_patch drops the members whose value is null
+            values = f"json_patch('{{}}', json_object({', '.join(members)}))"
+        else:
+            values = f"jsonb_strip_nulls(jsonb_build_object({', '.join(members)}))"
+        db.session.execute(text(f"UPDATE {table} SET custom = {values} WHERE org_id = :org"), {"org": org_key})
+        db.session.commit()
+        print(f"  {table}: custom field values filled in {time.perf_counter() - started:.0f} s")
+    ensure_indexes(db.session)  # the fields' indexes a database lost or never had (PostgreSQL)
 
 
 WEB_ROLE = os.environ.get("BENCH_WEB_ROLE", "crm_web")
@@ -194,10 +341,12 @@ def web_role_url(url: str) -> str:
 
 def page_specs(app) -> list[PageSpec]:
     """The pages to measure, with ids picked from the data (a company with contacts, etc.)."""
+    from crm_web.custom_fields import live_fields
     from crm_web.extensions import db
-    from crm_web.models import Company, Contact, Deal
+    from crm_web.models import Company, Contact, Deal, Organization
 
     with app.app_context():
+        schema = db.session.scalar(select(Organization.custom_fields).where(Organization.slug == "bench")) or {}
         live = (Contact.deleted_at.is_(None),)
         company_id = db.session.scalar(
             # A live company: the seeding trashes 1% of them, and a trashed one's page is a 404.
@@ -249,6 +398,27 @@ def page_specs(app) -> list[PageSpec]:
         return word[:-2] + word[-1] + word[-2] if word[-1] != word[-2] else word[:-1] + "x"
 
     term = last_name.lower()
+    # The custom fields' keys and option ids (ensure_custom_fields): the rarest tier with a score range,
+    # the biggest contract tier.
+    fields = {
+        (entity_name, cf.label): cf for entity_name in ("contact", "deal") for cf in live_fields(schema, entity_name)
+    }
+    tier, score = fields[("contact", "Tier")], fields[("contact", "Score")]
+    renewal, contract, seats = (
+        fields[("contact", "Renewal date")],
+        fields[("deal", "Contract tier")],
+        fields[("deal", "Seats")],
+    )
+    platinum = next(o.id for o in tier.options if o.label == "Platinum")
+    enterprise = next(o.id for o in contract.options if o.label == "Enterprise")
+    columns = ",".join(
+        ["name", "company", "status"]
+        + [
+            fields[("contact", label)].name
+            for label in ("Tier", "Region", "Score", "Renewal date", "Newsletter", "Account code")
+        ]
+    )
+    by_contract = f"{contract.name}.equals.{enterprise}"
     return [
         PageSpec("dashboard", "dashboard.index"),
         PageSpec("dashboard, cold cache", "dashboard.index", cold=True),
@@ -266,16 +436,31 @@ def page_specs(app) -> list[PageSpec]:
             {"q": typo(common_last.lower())},
             search=True,
         ),
+        PageSpec("contact list with custom columns", "contacts.index", {"cols": columns}),
+        PageSpec(
+            "contact list, filtered by a custom field",
+            "contacts.index",
+            {"f": [f"{tier.name}.equals.{platinum}", f"{score.name}.between.50,100"]},
+        ),
+        PageSpec("contact list, sorted by a custom field", "contacts.index", {"sort": renewal.name}),
         PageSpec("contact detail", "contacts.detail", {"contact_id": contact_id}),
         PageSpec("company list", "companies.index"),
         PageSpec("company list, searched", "companies.index", {"q": company_name.split()[0].lower()}, search=True),
         PageSpec("company detail", "companies.detail", {"company_id": company_id}),
         PageSpec("lead list", "leads.index"),
         PageSpec("deal list", "deals.index"),
+        PageSpec(
+            "deal list, filtered and sorted by a custom field",
+            "deals.index",
+            {"f": by_contract, "sort": f"-{seats.name}"},
+        ),
         PageSpec("deal detail", "deals.detail", {"deal_id": deal_id}),
         PageSpec("kanban board", "board.index"),
         PageSpec("kanban board, cold cache", "board.index", cold=True),
+        PageSpec("kanban board, filtered by a custom field", "board.index", {"f": by_contract}),
         PageSpec("activities list", "activities.index"),
+        PageSpec("activities calendar", "activities.calendar"),
+        PageSpec("my day", "my_day.index"),
         PageSpec("trash", "trash.index"),
         PageSpec("contact duplicates", "duplicates.index", {"plural": "contacts"}),
         PageSpec("company duplicates", "duplicates.index", {"plural": "companies"}),
@@ -523,6 +708,11 @@ def main(argv: list[str] | None = None) -> int:
         help='sizes also measured on SQLite (files under instance/bench/), "" for none',
     )
     parser.add_argument("--fresh", action="store_true", help="drop and re-seed the benchmark databases")
+    parser.add_argument(
+        "--db-prefix",
+        default=DB_PREFIX,
+        help="the databases' names: <prefix>_s, _m, _l (default crm_bench, or $BENCH_DB_PREFIX)",
+    )
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
     args = parser.parse_args(argv)
     if args.requests < 50:
@@ -536,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     all_results = {}
     for size in sizes:
         print(f"size {size}: {SIZES[size]}")
-        url = ensure_database(args.server, size, fresh=args.fresh)
+        url = ensure_database(args.server, size, fresh=args.fresh, prefix=args.db_prefix)
         all_results[size] = measure(url, args.requests)
     if args.server == "sqlite":  # --server sqlite: only the SQLite section of docs/benchmarks.md
         generated = report(all_results, args.requests, sqlite=True)
@@ -551,7 +741,9 @@ def main(argv: list[str] | None = None) -> int:
         sqlite_results = {}
         for size in sqlite_sizes:
             print(f"size {size} on SQLite: {SIZES[size]}")
-            sqlite_results[size] = measure(ensure_database("sqlite", size, fresh=args.fresh), args.requests)
+            sqlite_results[size] = measure(
+                ensure_database("sqlite", size, fresh=args.fresh, prefix=args.db_prefix), args.requests
+            )
         generated = report(sqlite_results, args.requests, sqlite=True)
         print(generated)
         write_report(Path(args.output), generated, SQLITE_BEGIN_MARK, SQLITE_END_MARK)

@@ -637,3 +637,75 @@ def test_an_import_runs_as_the_plain_role(role_app, rls_db, tmp_path):
         company = db.session.scalar(select(Company).where(Company.id == rolf.primary_company_id))
         assert company.name == "Role Works" and company.org_id == rls_db.a.id
         db.session.remove()
+
+
+def test_custom_field_conditions_under_the_policy_need_the_json_field_operator_marked_leakproof(rls_db):
+    """Why `flask crm web-role` marks `jsonb_object_field_text` (`->>`) LEAKPROOF (docs/security.md):
+    a custom field's condition reaches its index under the policies only then; its sort needs no mark;
+    number conditions (a cast whose error would show the value) stay filters on the organisation's rows."""
+    from sqlalchemy.dialects import postgresql
+
+    from crm_web.custom_fields import CustomField, index_expression, value_expression
+    from crm_web.services.custom_fields import index_name
+    from crm_web.services.db_roles import LEAKPROOF_FUNCTIONS
+
+    function = "jsonb_object_field_text(jsonb, text)"
+    assert function in LEAKPROOF_FUNCTIONS
+    tier = CustomField(id="t1", key="tier", label="Tier", type="select")
+    score = CustomField(id="s1", key="score", label="Score", type="number")
+    org_id = rls_db.a.id
+    others = text(
+        "SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = 'contacts'::regclass "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
+    )
+
+    def sql(statement) -> str:
+        return str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+    live = (Contact.org_id == org_id, Contact.deleted_at.is_(None))
+    by_tier = sql(select(Contact.id).where(*live, value_expression(Contact, tier) == "gold"))
+    by_score = sql(select(Contact.id).where(*live, value_expression(Contact, score) >= 50))
+    sorted_by_tier = sql(select(Contact.id).where(*live).order_by(value_expression(Contact, tier)).limit(10))
+    superuser = create_engine(rls_db.owner_url)
+
+    def plan(query: str) -> str:
+        # Only the fields' indexes, as the service creates them (partial to org A's live rows): on these
+        # tiny tables the org_id indexes, which the policy alone may use, would always win.
+        with superuser.connect() as conn:
+            for name in conn.scalars(others).all():
+                conn.execute(text(f"DROP INDEX {name}"))
+            for cf in (tier, score):
+                method, expression = index_expression(cf)
+                conn.execute(
+                    text(
+                        f'CREATE INDEX "{index_name(org_id, cf)}" ON contacts USING {method} ({expression}) '
+                        f"WHERE org_id = '{org_id}' AND deleted_at IS NULL"
+                    )
+                )
+            conn.execute(text(f'SET LOCAL ROLE "{rls_db.role}"'))
+            _set_org(conn, org_id)
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            conn.execute(text("SET LOCAL enable_sort = off"))
+            found = "\n".join(conn.scalars(text("EXPLAIN " + query)))
+            conn.rollback()
+        return found
+
+    def in_index_condition(query: str, key: str) -> bool:
+        return any("Index Cond" in line and f"'{key}'" in line for line in plan(query).splitlines())
+
+    owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
+    try:
+        # The policy first: `->>` is not LEAKPROOF, so the condition filters every row of the organisation.
+        assert not in_index_condition(by_tier, "tier")
+        # An ORDER BY is no condition: the index gives the order under the policy as it is.
+        assert f"Index Scan using {index_name(org_id, tier)}" in plan(sorted_by_tier)
+        with owner.connect() as conn:
+            conn.execute(text(f"ALTER FUNCTION {function} LEAKPROOF"))
+        assert in_index_condition(by_tier, "tier"), plan(by_tier)
+        # The numeric cast (numeric_in, whose error quotes the text) and numeric comparisons stay unmarked.
+        assert not in_index_condition(by_score, "score")
+    finally:
+        with owner.connect() as conn:
+            conn.execute(text(f"ALTER FUNCTION {function} NOT LEAKPROOF"))
+        owner.dispose()
+        superuser.dispose()
