@@ -315,6 +315,12 @@ def ensure_custom_fields(org: Any, *, sqlite: bool) -> None:
             values = f"jsonb_strip_nulls(jsonb_build_object({', '.join(members)}))"
         db.session.execute(text(f"UPDATE {table} SET custom = {values} WHERE org_id = :org"), {"org": org_key})
         db.session.commit()
+        if not sqlite:
+            # The UPDATE rewrote every row: compact the table as if it had been seeded with the values. The
+            # rebuilt indexes also lose the "check xmin" mark an index created over updated rows gets
+            # (pg_index.indcheckxmin), which hides it from every transaction until those older than it end.
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(f"VACUUM FULL {table}"))
         print(f"  {table}: custom field values filled in {time.perf_counter() - started:.0f} s")
     ensure_indexes(db.session)  # the fields' indexes a database lost or never had (PostgreSQL)
 
