@@ -166,12 +166,19 @@ def ensure_database(server: str, size: str, *, fresh: bool, prefix: str | None =
                 db.session.commit()
                 print(f"  seeded {size} in {time.perf_counter() - started:.0f} s")
                 have = True
+            filled = []
             if have:
                 assert org is not None
-                ensure_custom_fields(org, sqlite=sqlite)
+                filled = ensure_custom_fields(org, sqlite=sqlite)
             db.session.remove()
             if have and not sqlite:  # SQLite runs as its users run it: nobody runs ANALYZE there
                 with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    for table in filled:
+                        # The values' UPDATE rewrote every row: compact the table as if it had been seeded
+                        # with them. Its rebuilt indexes also lose the "check xmin" mark an index built over
+                        # updated rows gets (pg_index.indcheckxmin), which hides it from every transaction
+                        # until all those older than it have ended (another run's, on the same server).
+                        conn.execute(text(f"VACUUM FULL {table}"))
                     conn.execute(text("VACUUM ANALYZE"))
             db.engine.dispose()
         if have:
@@ -275,10 +282,11 @@ def _custom_value(cf: Any, weights: tuple[tuple[str, float], ...], v: str, table
     return f"'AC-' || lpad(CAST(floor({v} * 100000) AS INTEGER)::text, 5, '0')"
 
 
-def ensure_custom_fields(org: Any, *, sqlite: bool) -> None:
+def ensure_custom_fields(org: Any, *, sqlite: bool) -> list[str]:
     """The organisation's CUSTOM_FIELDS (defined through the settings' service, which creates their
     PostgreSQL indexes) and, when no row of a table has values yet, its values: one set-based UPDATE
-    per table. Idempotent: a database seeded before the fields gets them on its next run."""
+    per table. Idempotent: a database seeded before the fields gets them on its next run. Returns the
+    tables whose values it filled."""
     from crm_web.custom_fields import FieldInput
     from crm_web.extensions import db
     from crm_web.models import Role, User
@@ -288,6 +296,7 @@ def ensure_custom_fields(org: Any, *, sqlite: bool) -> None:
     admin = db.session.scalar(select(User).where(User.org_id == org.id, User.role == "admin").limit(1))
     service = CustomFieldService(Actor(org_id=org.id, user_id=admin.id, role=Role.ADMIN, name=admin.name))
     org_key = org.id.hex if sqlite else org.id
+    filled_tables: list[str] = []
     for table, specs in CUSTOM_FIELDS.items():
         started = time.perf_counter()
         entity_name = table[:-1]
@@ -315,14 +324,10 @@ def ensure_custom_fields(org: Any, *, sqlite: bool) -> None:
             values = f"jsonb_strip_nulls(jsonb_build_object({', '.join(members)}))"
         db.session.execute(text(f"UPDATE {table} SET custom = {values} WHERE org_id = :org"), {"org": org_key})
         db.session.commit()
-        if not sqlite:
-            # The UPDATE rewrote every row: compact the table as if it had been seeded with the values. The
-            # rebuilt indexes also lose the "check xmin" mark an index created over updated rows gets
-            # (pg_index.indcheckxmin), which hides it from every transaction until those older than it end.
-            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text(f"VACUUM FULL {table}"))
+        filled_tables.append(table)
         print(f"  {table}: custom field values filled in {time.perf_counter() - started:.0f} s")
     ensure_indexes(db.session)  # the fields' indexes a database lost or never had (PostgreSQL)
+    return filled_tables
 
 
 WEB_ROLE = os.environ.get("BENCH_WEB_ROLE", "crm_web")
