@@ -209,7 +209,8 @@ def web_role_command(name: str, password_env: str | None, print_url: bool) -> No
     click.echo(f"{'Created' if role.created else 'Updated'} the web role {role.name}; serve the app with")
     click.echo(f"  DATABASE_URL={role.url}")
     if not role.leakproof:
-        click.echo("Not a superuser: ask one to mark the search functions LEAKPROOF (docs/security.md).")
+        click.echo("Not a superuser: ask one to mark the search and custom field functions LEAKPROOF")
+        click.echo("(docs/security.md, the web role's SQL).")
 
 
 @crm.command("move-to-postgres")
