@@ -641,6 +641,36 @@ def test_a_merge_of_the_proposed_group_removes_the_proposal(org, users):
     assert service(users, "sales").page("company").proposals == []  # managers and admins only
 
 
+def test_undoing_a_merge_brings_back_the_proposal_it_removed(org, users):
+    from crm_web.models import MergeProposal
+
+    def proposals() -> list[tuple]:
+        db.session.expire_all()
+        return [
+            (p.id, p.org_id, p.entity_type, p.key, sorted(p.record_ids), p.proposed_by_id, p.created_at)
+            for p in db.session.scalars(select(MergeProposal).where(MergeProposal.org_id == org.id))
+        ]
+
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme Inc.")
+    c = factories.make_company(org, name="ACME")
+    service(users, "sales").propose("company", [a.id, b.id])
+    service(users, "sales").propose("company", [a.id, b.id, c.id])
+    before = proposals()
+    merge = service(users).merge("company", [a.id, b.id], survivor_id=b.id)
+    assert [p[3] for p in proposals()] == [p[3] for p in before if len(p[4]) == 3]
+    assert service(users).undo(merge.id).done
+    assert sorted(proposals()) == sorted(before)
+    page = service(users).page("company")
+    assert {p.key for p in page.proposals} == {p[3] for p in before}
+    assert all(p.proposed_by == users["sales"].name for p in page.proposals)
+    # Merged again, the proposal goes again, and an Undo brings it back once more.
+    again = service(users).merge("company", [a.id, b.id], survivor_id=a.id)
+    assert len(proposals()) == 1
+    service(users).undo(again.id)
+    assert sorted(proposals()) == sorted(before)
+
+
 # --- the merged records' history on the survivor ---------------------------------------------------
 
 

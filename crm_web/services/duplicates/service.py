@@ -495,14 +495,32 @@ class DuplicateService:
             changes=changes,
             actor_id=self.actor.user_id,
         )
-        self.session.add(merge)
-        self.session.execute(
-            delete(MergeProposal).where(
+        # A proposal of exactly this group is done with: removed, and kept in the merge for its Undo.
+        removed = self.session.execute(
+            delete(MergeProposal)
+            .where(
                 MergeProposal.org_id == self.org_id,
                 MergeProposal.entity_type == entity_type,
                 MergeProposal.key == group_key([r.id for r in plan.records]),
             )
-        )
+            .returning(
+                MergeProposal.id,
+                MergeProposal.key,
+                MergeProposal.record_ids,
+                MergeProposal.proposed_by_id,
+                MergeProposal.created_at,
+            )
+            .execution_options(synchronize_session=False)
+        ).first()
+        if removed is not None:
+            changes["proposal"] = {
+                "id": str(removed.id),
+                "key": removed.key,
+                "record_ids": list(removed.record_ids),
+                "proposed_by_id": jsonable(removed.proposed_by_id),
+                "created_at": jsonable(removed.created_at),
+            }
+        self.session.add(merge)
         self.session.flush()
         names = ", ".join(labels[i] or "(unnamed)" for i in merged_ids)
         record_change(
@@ -798,6 +816,7 @@ class DuplicateService:
                     .values({mine: uuid.UUID(origin)})
                     .execution_options(synchronize_session=False)
                 )
+        self._restore_proposal(merge)
         for name, value in restorable.items():
             setattr(survivor, name, value)
         merge.undone_at = utcnow()
@@ -821,6 +840,36 @@ class DuplicateService:
         )
         self._commit(entity_type)
         return UndoPlan(merge, problems, done=True)
+
+    def _restore_proposal(self, merge: Merge) -> None:
+        """The proposal the merge removed, back as it was (same id, proposer and date), unless the group
+        was proposed again meanwhile; a proposer deleted since is left out, as deleting them would have."""
+        stored = merge.changes.get("proposal")
+        if not stored:
+            return
+        again = self.session.scalar(
+            select(MergeProposal.id).where(
+                MergeProposal.org_id == self.org_id,
+                MergeProposal.entity_type == merge.entity_type,
+                MergeProposal.key == stored["key"],
+            )
+        )
+        if again is not None:
+            return
+        proposer = uuid.UUID(stored["proposed_by_id"]) if stored.get("proposed_by_id") else None
+        if proposer is not None:
+            proposer = self.session.scalar(select(User.id).where(User.org_id == self.org_id, User.id == proposer))
+        self.session.add(
+            MergeProposal(
+                id=uuid.UUID(stored["id"]),
+                org_id=self.org_id,
+                entity_type=merge.entity_type,
+                key=stored["key"],
+                record_ids=list(stored["record_ids"]),
+                proposed_by_id=proposer,
+                created_at=datetime.fromisoformat(stored["created_at"]),
+            )
+        )
 
 
 # --- the stored scan -------------------------------------------------------------------------------
