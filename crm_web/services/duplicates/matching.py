@@ -25,13 +25,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, literal_column, or_, select, union_all
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, literal, literal_column, or_, select, union_all
+from sqlalchemy.orm import Session
 
 from crm_web.models import Company, Contact, DuplicateDismissal, Lead
 from crm_web.models.mixins import full_name, search_key
 
 NAME_SIMILARITY = 0.6
+# The similar-name rule inside a group of records sharing an attribute: all pairs up to this many
+# records, above it each record against its NEIGHBOURS next in name order and in reversed-name order.
+ALL_PAIRS_UP_TO = 20
+NEIGHBOURS = 3
+# The scan's sorts of every record with a shared attribute stay in memory (transaction-local).
+SCAN_WORK_MEM = "64MB"
 MIN_PHONE_DIGITS = 7
 PHONE_DIGITS = 10
 LEGAL_SUFFIXES = frozenset(
@@ -323,50 +329,112 @@ class Matcher:
             )
 
     def similar_statement(self) -> Any:
-        """Pairs with similar names (pg_trgm's `%`, the session's threshold) that share a company, an
-        email domain or a phone: one equality join per shared attribute (hashed, or the attribute's
-        index), the names compared only within those pairs. A join on the names' trigram index alone
-        probes the index once per record and meets every record sharing a common name part."""
+        """(first id, second id, name similarity) of the records with similar names (trigram similarity
+        at least NAME_SIMILARITY) that share a company, an email domain or a phone.
+
+        Bounded whatever the data: the records are listed once per attribute they share with another
+        record (hashing), then numbered within each attribute's group in name order and in reversed-name
+        order (sorts). A group of at most ALL_PAIRS_UP_TO records compares all its pairs; a larger one (a
+        500-person company, an email domain everyone shares) compares each record with its NEIGHBOURS
+        next in either order, where a near-identical name sorts (a typo late in the name, or early in
+        it). The pairs are found by equality on (group, position), so the comparisons grow linearly with
+        the records; equal names need no trigram comparison."""
         m = self.model
         digits: Any = literal_column("'\\D'")  # inline literals: constant statements, one plan
 
-        def name(side: Any) -> Any:
-            if self.entity_type == "company":
-                return search_key(side.name)
-            return search_key(full_name(side.first_name, side.last_name))
+        def tag(kind: str, value: Any) -> Any:
+            return literal_column(f"'{kind}:'").op("||")(value)
 
-        def phone(side: Any) -> Any:
-            cleaned = func.regexp_replace(side.phone, digits, literal_column("''"), literal_column("'g'"))
-            return func.right(cleaned, literal_column("10"))
-
-        def domain(side: Any) -> Any:
-            return func.split_part(func.lower(side.email), literal_column("'@'"), literal_column("2"))
-
-        keys: list[tuple[Any, Any]] = [(phone, lambda side: func.length(phone(side)) >= MIN_PHONE_DIGITS)]
+        name = search_key(m.name) if self.entity_type == "company" else search_key(full_name(m.first_name, m.last_name))
+        phone = func.right(
+            func.regexp_replace(m.phone, digits, literal_column("''"), literal_column("'g'")), literal_column("10")
+        )
+        domain = func.split_part(func.lower(m.email), literal_column("'@'"), literal_column("2"))
+        keys: list[tuple[Any, Any]] = [(tag("p", phone), func.length(phone) >= MIN_PHONE_DIGITS)]
         if self.entity_type == "company":
-            keys.append((lambda side: func.lower(side.website), lambda side: side.website.is_not(None)))
+            keys.append((tag("w", func.lower(m.website)), m.website.is_not(None)))
         else:
-            keys.append((domain, lambda side: and_(side.email.is_not(None), domain(side).not_in(sorted(FREE_MAIL)))))
+            keys.append((tag("d", domain), and_(m.email.is_not(None), domain.not_in(sorted(FREE_MAIL)))))
             if self.entity_type == "contact":
-                keys.append((lambda side: side.primary_company_id, lambda side: side.primary_company_id.is_not(None)))
+                company = cast(m.primary_company_id, String)
+                keys.append((tag("c", company), m.primary_company_id.is_not(None)))
             else:
-                keys.append((lambda side: func.lower(side.company_name), lambda side: side.company_name.is_not(None)))
-        selects = []
-        for key, present in keys:
-            a, b = aliased(m), aliased(m)
-            selects.append(
-                select(a.id.label("first"), b.id.label("second"), func.similarity(name(a), name(b)).label("similarity"))
-                .join(b, and_(b.org_id == a.org_id, key(b) == key(a), b.id != a.id, b.deleted_at.is_(None)))
-                .where(a.org_id == self.org_id, a.deleted_at.is_(None), present(a), name(b).op("%")(name(a)))
+                keys.append((tag("c", func.lower(m.company_name)), m.company_name.is_not(None)))
+        keyed = union_all(
+            *[
+                select(m.id.label("id"), key.label("k"), name.label("name")).where(
+                    *self._live(m), present, name.is_not(None)
+                )
+                for key, present in keys
+            ]
+        ).cte("keyed")
+        shared = select(keyed.c.k).group_by(keyed.c.k).having(func.count() > 1)
+        in_bytes = keyed.c.name.collate("C")  # byte order: only neighbours matter, not language rules
+        ranked = (
+            select(
+                keyed.c.id,
+                keyed.c.k,
+                keyed.c.name,
+                func.row_number().over(partition_by=keyed.c.k, order_by=(in_bytes, keyed.c.id)).label("pos"),
+                func.row_number()
+                .over(partition_by=keyed.c.k, order_by=(func.reverse(keyed.c.name).collate("C"), keyed.c.id))
+                .label("rpos"),
+                func.count().over(partition_by=keyed.c.k).label("n"),
             )
-        return union_all(*selects)
+            .where(keyed.c.k.in_(shared))
+            .cte("ranked")
+        )
+        all_pairs = literal_column(str(ALL_PAIRS_UP_TO))
+        neighbours = literal_column(str(NEIGHBOURS))
+        selects = []
+        for position in ("pos", "rpos"):
+            a, b = ranked.alias(f"a_{position}"), ranked.alias(f"b_{position}")
+            small = a.c.n <= all_pairs
+            # Name order: a small group's every later record, a large one's next neighbours; reversed
+            # order: only large groups (a small one has compared all its pairs already).
+            reach = case((small, a.c.n), else_=neighbours) if position == "pos" else neighbours
+            last = func.least(a.c.n - a.c[position], reach)
+            steps = (
+                func.generate_series(literal_column("1"), last)
+                .table_valued("step")
+                .render_derived()
+                .lateral(f"s_{position}")
+            )
+            # The positions each record is compared with, materialised: joined only then, on (group,
+            # position), or the planner would join the two sides on the group alone and compare names
+            # across the whole of a large group.
+            wanted = (
+                select(a.c.id, a.c.k, a.c.name, (a.c[position] + steps.c.step).label("at"))
+                .select_from(a)
+                .join(steps, literal_column("true"))
+            )
+            if position == "rpos":
+                wanted = wanted.where(~small)
+            wanted_cte = wanted.cte(f"wanted_{position}").prefix_with("MATERIALIZED")
+            selects.append(
+                select(
+                    wanted_cte.c.id.label("first"),
+                    b.c.id.label("second"),
+                    wanted_cte.c.name.label("a_name"),
+                    b.c.name.label("b_name"),
+                ).join(b, and_(b.c.k == wanted_cte.c.k, b.c[position] == wanted_cte.c.at))
+            )
+        pairs = union_all(*selects).subquery("pairs")
+        similarity = case(
+            (pairs.c.a_name == pairs.c.b_name, literal_column("1.0")),
+            else_=func.similarity(pairs.c.a_name, pairs.c.b_name),
+        )
+        return select(pairs.c.first, pairs.c.second, similarity.label("similarity")).where(
+            similarity >= literal_column(str(NAME_SIMILARITY))
+        )
 
     def _similar_names(self, pairs: Pairs) -> None:
-        threshold = func.set_config(literal("pg_trgm.similarity_threshold"), literal(str(NAME_SIMILARITY)), True)
-        # Transaction-local like the threshold: the joins' cost estimates would have PostgreSQL compile
-        # them (JIT) for longer than they run.
+        # Transaction-local: the statement's cost estimates would have PostgreSQL compile it (JIT) for
+        # longer than it runs, and its sorts of every record keyed would spill to disk at the default
+        # work_mem.
         no_jit = func.set_config(literal("jit"), literal("off"), True)
-        self.session.execute(select(threshold, no_jit))
+        memory = func.set_config(literal("work_mem"), literal(SCAN_WORK_MEM), True)
+        self.session.execute(select(no_jit, memory))
         for first, second, similarity in self.session.execute(self.similar_statement()):
             pairs.add(first, second, "similar_name", _similar_score(similarity))
 
