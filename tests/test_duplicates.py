@@ -3,6 +3,7 @@ Undo (every relation moved and moved back, field choices, conflicts, roles, orga
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -111,6 +112,32 @@ def test_similar_names_need_a_shared_attribute(org):
     assert groups_of(org, "contact") == [{"Jonathan Smith", "Jonathon Smith"}]
 
 
+@pytest.mark.postgres_only
+def test_a_large_group_compares_each_name_with_its_neighbours_in_both_orders(org, monkeypatch):
+    from crm_web.services.duplicates import matching
+
+    # A company above the all-pairs size: each name meets the next ones in name order and in reversed
+    # name order, which is where a name with a typo late in it, or early in it, sorts.
+    monkeypatch.setattr(matching, "ALL_PAIRS_UP_TO", 3)
+    monkeypatch.setattr(matching, "NEIGHBOURS", 1)
+    acme = factories.make_company(org, name="Acme")
+    names = [
+        ("Jonathan", "Smith"),
+        ("Jonathon", "Smith"),  # next to Jonathan Smith in name order
+        ("Marie", "Jones"),
+        ("Mario", "Adams"),  # between the Marie and Mary in name order, not in reversed order
+        ("Mary", "Jones"),
+        ("Zed", "Young"),
+        ("Zoe", "Young"),  # not similar: a neighbour compared, not matched
+    ]
+    for i, (first, last) in enumerate(names):
+        factories.make_contact(
+            org, first_name=first, last_name=last, email=f"p{i}@free{i}.org", primary_company_id=acme.id
+        )
+    found = groups_of(org, "contact")
+    assert sorted(found, key=sorted) == [{"Jonathan Smith", "Jonathon Smith"}, {"Marie Jones", "Mary Jones"}]
+
+
 def test_dismissal_is_stored(org, users):
     a = factories.make_contact(org, first_name="Ann", email="same@x.org")
     b = factories.make_contact(org, first_name="Anne", email="same@x.org")
@@ -145,9 +172,23 @@ def test_the_scan_joins_on_shared_attributes_and_uses_the_email_index(org):
     connection.execute(text("SELECT set_config('pg_trgm.similarity_threshold', '0.6', true)"))
     compiled = matcher.similar_statement().compile(connection, compile_kwargs={"render_postcompile": True})
     plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).scalars())
-    # Names are compared within pairs that share an attribute, found by equality (never all pairs).
-    assert "Nested Loop" not in plan or "Index Cond" in plan, plan
-    assert plan.count("Hash Cond") + plan.count("Merge Cond") + plan.count("Index Cond") >= 3, plan
+    # The live records are read through an index, the records sharing an attribute found by hashing.
+    assert "Seq Scan on contacts" not in plan and "Index" in plan, plan
+    assert "HashAggregate" in plan or "GroupAggregate" in plan, plan
+    # Names are compared only in the pairs an equality join on (group, position) finds, in name order and
+    # in reversed-name order: never a join on the group alone, which would compare all of a large group.
+    lines = plan.splitlines()
+    compared = [i for i, line in enumerate(lines) if "similarity(" in line and "Filter" in line]
+    assert compared, plan
+    orders = set()
+    for i in compared:
+        join = lines[i - 1] if "Cond" in lines[i - 1] else lines[i - 2]
+        found = re.search(
+            r"(?:Hash|Merge) Cond: \(\(\w+\.k = \w+\.k\) AND \(\w+\.(at|r?pos) = \w+\.(at|r?pos)\)\)", join
+        )
+        assert found and "at" in found.groups(), plan
+        orders |= set(found.groups()) - {"at"}
+    assert orders == {"pos", "rpos"}, plan
     # A table this small is hashed or sorted whole; forbid both to see that the email index serves the scan.
     connection.execute(text("SET LOCAL enable_hashagg = off"))
     connection.execute(text("SET LOCAL enable_hashjoin = off"))

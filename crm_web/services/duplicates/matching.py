@@ -350,7 +350,8 @@ class Matcher:
             func.regexp_replace(m.phone, digits, literal_column("''"), literal_column("'g'")), literal_column("10")
         )
         domain = func.split_part(func.lower(m.email), literal_column("'@'"), literal_column("2"))
-        keys: list[tuple[Any, Any]] = [(tag("p", phone), func.length(phone) >= MIN_PHONE_DIGITS)]
+        # A phone's key is computed once (here), its length checked on the key (`shared`).
+        keys: list[tuple[Any, Any]] = [(tag("p", phone), m.phone.is_not(None))]
         if self.entity_type == "company":
             keys.append((tag("w", func.lower(m.website)), m.website.is_not(None)))
         else:
@@ -368,7 +369,11 @@ class Matcher:
                 for key, present in keys
             ]
         ).cte("keyed")
-        shared = select(keyed.c.k).group_by(keyed.c.k).having(func.count() > 1)
+        short_phone = and_(
+            func.left(keyed.c.k, literal_column("2")) == literal_column("'p:'"),
+            func.length(keyed.c.k) < literal_column(str(2 + MIN_PHONE_DIGITS)),
+        )
+        shared = select(keyed.c.k).where(~short_phone).group_by(keyed.c.k).having(func.count() > 1)
         in_bytes = keyed.c.name.collate("C")  # byte order: only neighbours matter, not language rules
         ranked = (
             select(
