@@ -389,8 +389,8 @@ class Matcher:
             .where(keyed.c.k.in_(shared))
             .cte("ranked")
         )
-        all_pairs = literal_column(str(ALL_PAIRS_UP_TO))
-        neighbours = literal_column(str(NEIGHBOURS))
+        all_pairs: Any = literal_column(str(ALL_PAIRS_UP_TO))
+        neighbours: Any = literal_column(str(NEIGHBOURS))
         selects = []
         for position in ("pos", "rpos"):
             a, b = ranked.alias(f"a_{position}"), ranked.alias(f"b_{position}")
