@@ -13,7 +13,8 @@ Rules (each pair found gets the best score of the rules it meets, and every reas
   equal once normalised (case and spaces), found by hashing.
 
 The scan never compares all pairs: exact keys are grouped by hashing (or through the email index), and
-names are compared only within the pairs an equality join on a shared attribute finds.
+names are compared only among records sharing an attribute: all pairs of a small group, the nearest
+names in name order and in reversed-name order in a large one (similar_statement).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ NAME_SIMILARITY = 0.6
 # The similar-name rule inside a group of records sharing an attribute: all pairs up to this many
 # records, above it each record against its NEIGHBOURS next in name order and in reversed-name order.
 ALL_PAIRS_UP_TO = 20
-NEIGHBOURS = 3
+NEIGHBOURS = 2
 # The scan's sorts of every record with a shared attribute stay in memory (transaction-local).
 SCAN_WORK_MEM = "64MB"
 MIN_PHONE_DIGITS = 7
@@ -333,12 +334,13 @@ class Matcher:
         at least NAME_SIMILARITY) that share a company, an email domain or a phone.
 
         Bounded whatever the data: the records are listed once per attribute they share with another
-        record (hashing), then numbered within each attribute's group in name order and in reversed-name
-        order (sorts). A group of at most ALL_PAIRS_UP_TO records compares all its pairs; a larger one (a
-        500-person company, an email domain everyone shares) compares each record with its NEIGHBOURS
-        next in either order, where a near-identical name sorts (a typo late in the name, or early in
-        it). The pairs are found by equality on (group, position), so the comparisons grow linearly with
-        the records; equal names need no trigram comparison."""
+        record (hashing), then sorted within each attribute's group in name order and in reversed-name
+        order. A group of at most ALL_PAIRS_UP_TO records compares all its pairs (a join on the group,
+        both sides restricted to such groups); a larger one (a 500-person company, an email domain
+        everyone shares) compares each record only with the NEIGHBOURS that follow it in either order,
+        read off its own row (lead()): where a near-identical name sorts, with a typo late in the name or
+        early in it. The comparisons grow linearly with the records; equal names need no trigram
+        comparison."""
         m = self.model
         digits: Any = literal_column("'\\D'")  # inline literals: constant statements, one plan
 
@@ -374,56 +376,40 @@ class Matcher:
             func.length(keyed.c.k) < literal_column(str(2 + MIN_PHONE_DIGITS)),
         )
         shared = select(keyed.c.k).where(~short_phone).group_by(keyed.c.k).having(func.count() > 1)
-        in_bytes = keyed.c.name.collate("C")  # byte order: only neighbours matter, not language rules
+        # Byte order: only who sorts next to whom matters, not language rules.
+        orders = {"next": keyed.c.name.collate("C"), "rnext": func.reverse(keyed.c.name).collate("C")}
+        neighbours = []
+        for prefix, order in orders.items():
+            for step in range(1, NEIGHBOURS + 1):
+                for column, label in ((keyed.c.id, prefix), (keyed.c.name, f"{prefix}_name")):
+                    lead = func.lead(column, literal_column(str(step)))
+                    neighbours.append(
+                        lead.over(partition_by=keyed.c.k, order_by=(order, keyed.c.id)).label(f"{label}{step}")
+                    )
         ranked = (
             select(
-                keyed.c.id,
-                keyed.c.k,
-                keyed.c.name,
-                func.row_number().over(partition_by=keyed.c.k, order_by=(in_bytes, keyed.c.id)).label("pos"),
-                func.row_number()
-                .over(partition_by=keyed.c.k, order_by=(func.reverse(keyed.c.name).collate("C"), keyed.c.id))
-                .label("rpos"),
-                func.count().over(partition_by=keyed.c.k).label("n"),
+                keyed.c.id, keyed.c.k, keyed.c.name, func.count().over(partition_by=keyed.c.k).label("n"), *neighbours
             )
             .where(keyed.c.k.in_(shared))
             .cte("ranked")
         )
         all_pairs: Any = literal_column(str(ALL_PAIRS_UP_TO))
-        neighbours: Any = literal_column(str(NEIGHBOURS))
-        selects = []
-        for position in ("pos", "rpos"):
-            a, b = ranked.alias(f"a_{position}"), ranked.alias(f"b_{position}")
-            small = a.c.n <= all_pairs
-            # Name order: a small group's every later record, a large one's next neighbours; reversed
-            # order: only large groups (a small one has compared all its pairs already).
-            reach = case((small, a.c.n), else_=neighbours) if position == "pos" else neighbours
-            last = func.least(a.c.n - a.c[position], reach)
-            steps = (
-                func.generate_series(literal_column("1"), last)
-                .table_valued("step")
-                .render_derived()
-                .lateral(f"s_{position}")
-            )
-            # The positions each record is compared with, materialised: joined only then, on (group,
-            # position), or the planner would join the two sides on the group alone and compare names
-            # across the whole of a large group.
-            wanted = (
-                select(a.c.id, a.c.k, a.c.name, (a.c[position] + steps.c.step).label("at"))
-                .select_from(a)
-                .join(steps, literal_column("true"))
-            )
-            if position == "rpos":
-                wanted = wanted.where(~small)
-            wanted_cte = wanted.cte(f"wanted_{position}").prefix_with("MATERIALIZED")
-            selects.append(
-                select(
-                    wanted_cte.c.id.label("first"),
-                    b.c.id.label("second"),
-                    wanted_cte.c.name.label("a_name"),
-                    b.c.name.label("b_name"),
-                ).join(b, and_(b.c.k == wanted_cte.c.k, b.c[position] == wanted_cte.c.at))
-            )
+        # A small group: all its pairs (a join on the group, each side restricted to small groups).
+        a, b = ranked.alias("a"), ranked.alias("b")
+        selects = [
+            select(a.c.id.label("first"), b.c.id.label("second"), a.c.name.label("a_name"), b.c.name.label("b_name"))
+            .join(b, and_(b.c.k == a.c.k, b.c.id > a.c.id))
+            .where(a.c.n <= all_pairs, b.c.n <= all_pairs)
+        ]
+        # A large group: each record and its next NEIGHBOURS in either order (read off its own row).
+        for prefix in orders:
+            for step in range(1, NEIGHBOURS + 1):
+                other, other_name = ranked.c[f"{prefix}{step}"], ranked.c[f"{prefix}_name{step}"]
+                selects.append(
+                    select(ranked.c.id, other, ranked.c.name, other_name).where(
+                        ranked.c.n > all_pairs, other.is_not(None)
+                    )
+                )
         pairs = union_all(*selects).subquery("pairs")
         similarity = case(
             (pairs.c.a_name == pairs.c.b_name, literal_column("1.0")),
