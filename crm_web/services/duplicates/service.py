@@ -906,7 +906,7 @@ def run_scan(org_id: str, entity_type: str) -> None:
     use_long_limits(session)
     where = (DuplicateScan.org_id == org, DuplicateScan.entity_type == entity_type)
     try:
-        groups = Matcher(session(), org, entity_type).scan()
+        groups = Matcher(session(), org, entity_type).scan_rows()
     except Exception:
         session.rollback()
         session.execute(update(DuplicateScan).where(*where).values(status="failed"))
@@ -916,7 +916,7 @@ def run_scan(org_id: str, entity_type: str) -> None:
     if scan is None:
         scan = DuplicateScan(org_id=org, entity_type=entity_type)
         session.add(scan)
-    scan.groups = [{"ids": [str(i) for i in g.ids], "score": g.score, "reasons": list(g.reasons)} for g in groups]
+    scan.groups = groups
     scan.status = "done"
     scan.computed_at = utcnow()
     session.commit()
