@@ -324,7 +324,7 @@ class Matcher:
 
         keyed = union_all(
             *[
-                select(cast(m.id, String).label("id"), phone_key_sql(c).label("k")).where(
+                select(cast(m.id, String).label("id"), phone_key_sql(c).collate("C").label("k")).where(
                     *self._live(m), c.is_not(None)
                 )
                 for c in columns
