@@ -256,8 +256,11 @@ class DuplicateService:
         scan = self._stored_scan(entity_type)
         if scan is None and self._live_count(model) > _scan_in_request_limit():
             scan = self.start_scan(entity_type)
-        groups = matcher.scan() if scan is None else _stored_groups(scan, matcher.dismissed())
-        shown = groups[:limit]
+        if scan is None:
+            groups = matcher.scan()
+            shown, total = groups[:limit], len(groups)
+        else:
+            shown, total = _stored_groups(scan, matcher.dismissed(), limit)
         proposals = [
             Proposal(row.id, row.key, [uuid.UUID(i) for i in row.record_ids], name or "(a former user)", row.created_at)
             for row, name in self.session.execute(
@@ -286,7 +289,7 @@ class DuplicateService:
         if scan is not None:  # records merged or deleted since the scan leave their group
             shown = [g for g in shown if len(g.records) > 1]
         return DuplicatesPage(
-            entity_type, shown, len(groups), matcher.uses_trigrams, live if managing else [], proposed, scan
+            entity_type, shown, total, matcher.uses_trigrams, live if managing else [], proposed, scan
         )
 
     def _stored_scan(self, entity_type: str) -> DuplicateScan | None:
@@ -883,15 +886,26 @@ def _scan_in_request_limit() -> int:
     return SCAN_IN_REQUEST
 
 
-def _stored_groups(scan: DuplicateScan, dismissed: set[tuple[uuid.UUID, uuid.UUID]]) -> list[Group]:
-    """The stored groups, less those every pair of which was marked "Not a duplicate" since."""
-    groups = []
+def _stored_groups(
+    scan: DuplicateScan, dismissed: set[tuple[uuid.UUID, uuid.UUID]], limit: int
+) -> tuple[list[Group], int]:
+    """The first `limit` stored groups and how many there are, less those every pair of which was
+    marked "Not a duplicate" since. Only the shown groups become Groups: a large organisation's scan
+    holds tens of thousands, and a group can only be all dismissed if each of its ids is in a dismissal."""
+    pairs = {(str(a), str(b)) for a, b in dismissed}
+    in_pairs = {i for pair in pairs for i in pair}
+    shown: list[Group] = []
+    total = 0
     for row in scan.groups or []:
-        ids = [uuid.UUID(i) for i in row["ids"]]
-        if all(ordered(a, b) in dismissed for a, b in combinations(ids, 2)):
+        ids = row["ids"]
+        if all(i in in_pairs for i in ids) and all(
+            ((a, b) if a < b else (b, a)) in pairs for a, b in combinations(ids, 2)
+        ):
             continue
-        groups.append(Group(ids=ids, score=int(row["score"]), reasons=list(row["reasons"])))
-    return groups
+        total += 1
+        if len(shown) < limit:
+            shown.append(Group(ids=[uuid.UUID(i) for i in ids], score=int(row["score"]), reasons=list(row["reasons"])))
+    return shown, total
 
 
 def run_scan(org_id: str, entity_type: str) -> None:
