@@ -24,6 +24,7 @@ from crm_web.models import (
     contact_tags,
     utcnow,
 )
+from crm_web.services.duplicates import matching
 from crm_web.services.duplicates.matching import Matcher, company_name_key, domain_key, phone_key
 from crm_web.services.duplicates.service import DuplicateService
 from tests import factories
@@ -111,6 +112,30 @@ def test_similar_names_need_a_shared_attribute(org):
     assert groups_of(org, "contact") == [{"Jonathan Smith", "Jonathon Smith"}]
 
 
+@pytest.mark.postgres_only
+def test_a_large_group_compares_each_name_with_its_neighbours_in_both_orders(org, monkeypatch):
+    # A company above the all-pairs size: each name meets the next ones in name order and in reversed
+    # name order, which is where a name with a typo late in it, or early in it, sorts.
+    monkeypatch.setattr(matching, "ALL_PAIRS_UP_TO", 3)
+    monkeypatch.setattr(matching, "NEIGHBOURS", 1)
+    acme = factories.make_company(org, name="Acme")
+    names = [
+        ("Jonathan", "Smith"),
+        ("Jonathon", "Smith"),  # next to Jonathan Smith in name order
+        ("Marie", "Jones"),
+        ("Mario", "Adams"),  # between the Marie and Mary in name order, not in reversed order
+        ("Mary", "Jones"),
+        ("Zed", "Young"),
+        ("Zoe", "Young"),  # not similar: a neighbour compared, not matched
+    ]
+    for i, (first, last) in enumerate(names):
+        factories.make_contact(
+            org, first_name=first, last_name=last, email=f"p{i}@free{i}.org", primary_company_id=acme.id
+        )
+    found = groups_of(org, "contact")
+    assert sorted(found, key=sorted) == [{"Jonathan Smith", "Jonathon Smith"}, {"Marie Jones", "Mary Jones"}]
+
+
 def test_dismissal_is_stored(org, users):
     a = factories.make_contact(org, first_name="Ann", email="same@x.org")
     b = factories.make_contact(org, first_name="Anne", email="same@x.org")
@@ -145,9 +170,18 @@ def test_the_scan_joins_on_shared_attributes_and_uses_the_email_index(org):
     connection.execute(text("SELECT set_config('pg_trgm.similarity_threshold', '0.6', true)"))
     compiled = matcher.similar_statement().compile(connection, compile_kwargs={"render_postcompile": True})
     plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).scalars())
-    # Names are compared within pairs that share an attribute, found by equality (never all pairs).
-    assert "Nested Loop" not in plan or "Index Cond" in plan, plan
-    assert plan.count("Hash Cond") + plan.count("Merge Cond") + plan.count("Index Cond") >= 3, plan
+    # The live records are read through an index, the records sharing an attribute found by hashing.
+    assert "Seq Scan on contacts" not in plan and "Index" in plan, plan
+    assert "HashAggregate" in plan or "GroupAggregate" in plan, plan
+    # Names are compared in a join on the group only within small groups (both sides restricted to
+    # them), and in a large group only with the neighbours each row carries (no join): never all pairs
+    # of a large group.
+    compared = [line for line in plan.splitlines() if "similarity(" in line and "Filter" in line]
+    joined = [line for line in compared if "Join Filter" in line]
+    assert len(joined) == 1 and plan.count(f"Filter: (n <= {matching.ALL_PAIRS_UP_TO})") == 2, plan
+    neighbours = [line for line in compared if "Join Filter" not in line]
+    assert len(neighbours) == 2 * matching.NEIGHBOURS, plan
+    assert all(f"(n > {matching.ALL_PAIRS_UP_TO})" in line for line in neighbours), plan
     # A table this small is hashed or sorted whole; forbid both to see that the email index serves the scan.
     connection.execute(text("SET LOCAL enable_hashagg = off"))
     connection.execute(text("SET LOCAL enable_hashjoin = off"))
@@ -639,6 +673,36 @@ def test_a_merge_of_the_proposed_group_removes_the_proposal(org, users):
     # The exact group is gone; the other names a merged record and is no longer shown.
     assert service(users).page("company").proposals == []
     assert service(users, "sales").page("company").proposals == []  # managers and admins only
+
+
+def test_undoing_a_merge_brings_back_the_proposal_it_removed(org, users):
+    from crm_web.models import MergeProposal
+
+    def proposals() -> list[tuple]:
+        db.session.expire_all()
+        return [
+            (p.id, p.org_id, p.entity_type, p.key, sorted(p.record_ids), p.proposed_by_id, p.created_at)
+            for p in db.session.scalars(select(MergeProposal).where(MergeProposal.org_id == org.id))
+        ]
+
+    a = factories.make_company(org, name="Acme")
+    b = factories.make_company(org, name="Acme Inc.")
+    c = factories.make_company(org, name="ACME")
+    service(users, "sales").propose("company", [a.id, b.id])
+    service(users, "sales").propose("company", [a.id, b.id, c.id])
+    before = proposals()
+    merge = service(users).merge("company", [a.id, b.id], survivor_id=b.id)
+    assert [p[3] for p in proposals()] == [p[3] for p in before if len(p[4]) == 3]
+    assert service(users).undo(merge.id).done
+    assert sorted(proposals()) == sorted(before)
+    page = service(users).page("company")
+    assert {p.key for p in page.proposals} == {p[3] for p in before}
+    assert all(p.proposed_by == users["sales"].name for p in page.proposals)
+    # Merged again, the proposal goes again, and an Undo brings it back once more.
+    again = service(users).merge("company", [a.id, b.id], survivor_id=a.id)
+    assert len(proposals()) == 1
+    service(users).undo(again.id)
+    assert sorted(proposals()) == sorted(before)
 
 
 # --- the merged records' history on the survivor ---------------------------------------------------

@@ -13,7 +13,8 @@ Rules (each pair found gets the best score of the rules it meets, and every reas
   equal once normalised (case and spaces), found by hashing.
 
 The scan never compares all pairs: exact keys are grouped by hashing (or through the email index), and
-names are compared only within the pairs an equality join on a shared attribute finds.
+names are compared only among records sharing an attribute: all pairs of a small group, the nearest
+names in name order and in reversed-name order in a large one (similar_statement).
 """
 
 from __future__ import annotations
@@ -25,13 +26,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, literal_column, or_, select, union_all
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, literal, literal_column, or_, select, union_all
+from sqlalchemy.orm import Session
 
 from crm_web.models import Company, Contact, DuplicateDismissal, Lead
 from crm_web.models.mixins import full_name, search_key
 
 NAME_SIMILARITY = 0.6
+# The similar-name rule inside a group of records sharing an attribute: all pairs up to this many
+# records, above it each record against its NEIGHBOURS next in name order and in reversed-name order.
+ALL_PAIRS_UP_TO = 20
+NEIGHBOURS = 1
+# The scan's sorts of every record with a shared attribute stay in memory (transaction-local).
+SCAN_WORK_MEM = "64MB"
 MIN_PHONE_DIGITS = 7
 PHONE_DIGITS = 10
 LEGAL_SUFFIXES = frozenset(
@@ -154,8 +161,11 @@ def person_name_key(first: str | None, last: str | None) -> str | None:
 
 @dataclass
 class Pair:
-    first: uuid.UUID
-    second: uuid.UUID
+    """Two records' ids as text (as the scan's statements return them: hashing and ordering text is
+    what the scan spends its time on with many pairs), in ordered() order."""
+
+    first: str
+    second: str
     score: int
     reasons: set[str] = field(default_factory=set)
 
@@ -182,19 +192,23 @@ def ordered(a: uuid.UUID, b: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
 
 class Pairs:
     def __init__(self) -> None:
-        self.found: dict[tuple[uuid.UUID, uuid.UUID], Pair] = {}
+        self.found: dict[tuple[str, str], Pair] = {}
 
-    def add(self, a: uuid.UUID, b: uuid.UUID, reason: str, score: int) -> None:
-        if a == b:
+    def add(self, a: uuid.UUID | str, b: uuid.UUID | str, reason: str, score: int) -> None:
+        first, second = str(a), str(b)
+        if first == second:
             return
-        key = ordered(a, b)
-        pair = self.found.setdefault(key, Pair(key[0], key[1], score))
-        pair.score = max(pair.score, score)
+        key = (first, second) if first < second else (second, first)
+        pair = self.found.get(key)
+        if pair is None:
+            pair = self.found[key] = Pair(key[0], key[1], score)
+        elif score > pair.score:
+            pair.score = score
         pair.reasons.add(reason)
 
-    def add_keyed(self, rows: Iterable[tuple[uuid.UUID, str | None]], reason: str, score: int) -> None:
+    def add_keyed(self, rows: Iterable[tuple[uuid.UUID | str, str | None]], reason: str, score: int) -> None:
         """Every two ids with the same key (hashing: linear in rows, quadratic only inside a key)."""
-        by_key: dict[str, list[uuid.UUID]] = defaultdict(list)
+        by_key: dict[str, list[uuid.UUID | str]] = defaultdict(list)
         for ident, key in rows:
             if key:
                 by_key[key].append(ident)
@@ -202,6 +216,14 @@ class Pairs:
             for i, a in enumerate(ids):
                 for b in ids[i + 1 :]:
                     self.add(a, b, reason, score)
+
+
+def phone_key_sql(column: Any) -> Any:
+    """phone_key() in SQL (without its length check): the last PHONE_DIGITS digits. The digits are
+    what is left after deleting every character that is not one (translate(): no regular expression
+    to run per row). Literals inline: constant statements, one plan."""
+    not_digits = func.translate(column, literal_column("'0123456789'"), literal_column("''"))
+    return func.right(func.translate(column, not_digits, literal_column("''")), literal_column(str(PHONE_DIGITS)))
 
 
 def _similar_score(similarity: float) -> int:
@@ -234,13 +256,21 @@ class Matcher:
 
     def scan(self) -> list[Group]:
         """Groups of likely duplicates, best score first, dismissed pairs left out."""
+        return [
+            Group(ids=[uuid.UUID(i) for i in row["ids"]], score=row["score"], reasons=row["reasons"])
+            for row in self.scan_rows()
+        ]
+
+    def scan_rows(self) -> list[dict[str, Any]]:
+        """scan() as the stored scan keeps it ({"ids": [text, ...], "score": n, "reasons": [...]}): the
+        background job stores these as they are, without making and printing an id of every record."""
         pairs = Pairs()
         self._keyed(pairs)
         if self.entity_type != "company":
             self._same_email(pairs)
         if self.uses_trigrams:
             self._similar_names(pairs)
-        dismissed = self.dismissed()
+        dismissed = {(str(a), str(b)) for a, b in self.dismissed()}
         kept = [p for key, p in pairs.found.items() if key not in dismissed]
         return _groups(kept)
 
@@ -292,13 +322,14 @@ class Matcher:
         m = self.model
         columns = [m.phone, m.mobile] if self.entity_type == "contact" else [m.phone]
 
-        def key(column: Any) -> Any:
-            digits = func.regexp_replace(column, literal_column("'\\D'"), literal_column("''"), literal_column("'g'"))
-            return func.right(digits, literal_column("10"))
-
         keyed = union_all(
-            *[select(m.id.label("id"), key(c).label("k")).where(*self._live(m), c.is_not(None)) for c in columns]
-        ).subquery("phones")
+            *[
+                select(cast(m.id, String).label("id"), phone_key_sql(c).collate("C").label("k")).where(
+                    *self._live(m), c.is_not(None)
+                )
+                for c in columns
+            ]
+        ).cte("phones")  # each key computed once
         shared = (
             select(keyed.c.k)
             .where(func.length(keyed.c.k) >= MIN_PHONE_DIGITS)
@@ -313,7 +344,7 @@ class Matcher:
         m = self.model
         key = func.lower(m.email)
         shared = select(key).where(*self._live(m), m.email.is_not(None)).group_by(key).having(func.count() > 1)
-        return select(m.id, key).where(*self._live(m), key.in_(shared))
+        return select(cast(m.id, String), key).where(*self._live(m), key.in_(shared))
 
     def _same_email(self, pairs: Pairs) -> None:
         """PostgreSQL: through the email index. SQLite: done with the other keys by hashing."""
@@ -323,50 +354,106 @@ class Matcher:
             )
 
     def similar_statement(self) -> Any:
-        """Pairs with similar names (pg_trgm's `%`, the session's threshold) that share a company, an
-        email domain or a phone: one equality join per shared attribute (hashed, or the attribute's
-        index), the names compared only within those pairs. A join on the names' trigram index alone
-        probes the index once per record and meets every record sharing a common name part."""
+        """(first id, second id, name similarity) of the records with similar names (trigram similarity
+        at least NAME_SIMILARITY) that share a company, an email domain or a phone.
+
+        Bounded whatever the data: the records are listed once per attribute they share with another
+        record (hashing), then sorted within each attribute's group in name order and in reversed-name
+        order. A group of at most ALL_PAIRS_UP_TO records compares all its pairs (a join on the group,
+        both sides restricted to such groups); a larger one (a 500-person company, an email domain
+        everyone shares) compares each record only with the NEIGHBOURS that follow it in either order,
+        read off its own row (lead()): where a near-identical name sorts, with a typo late in the name or
+        early in it. The comparisons grow linearly with the records; equal names need no trigram
+        comparison."""
         m = self.model
-        digits: Any = literal_column("'\\D'")  # inline literals: constant statements, one plan
 
-        def name(side: Any) -> Any:
-            if self.entity_type == "company":
-                return search_key(side.name)
-            return search_key(full_name(side.first_name, side.last_name))
+        def tag(kind: str, value: Any) -> Any:
+            return literal_column(f"'{kind}:'").op("||")(value)
 
-        def phone(side: Any) -> Any:
-            cleaned = func.regexp_replace(side.phone, digits, literal_column("''"), literal_column("'g'"))
-            return func.right(cleaned, literal_column("10"))
-
-        def domain(side: Any) -> Any:
-            return func.split_part(func.lower(side.email), literal_column("'@'"), literal_column("2"))
-
-        keys: list[tuple[Any, Any]] = [(phone, lambda side: func.length(phone(side)) >= MIN_PHONE_DIGITS)]
+        name = search_key(m.name) if self.entity_type == "company" else search_key(full_name(m.first_name, m.last_name))
+        phone = phone_key_sql(m.phone)
+        domain = func.split_part(func.lower(m.email), literal_column("'@'"), literal_column("2"))
+        # A phone's key is computed once (here), its length checked on the key (`shared`).
+        keys: list[tuple[Any, Any]] = [(tag("p", phone), m.phone.is_not(None))]
         if self.entity_type == "company":
-            keys.append((lambda side: func.lower(side.website), lambda side: side.website.is_not(None)))
+            keys.append((tag("w", func.lower(m.website)), m.website.is_not(None)))
         else:
-            keys.append((domain, lambda side: and_(side.email.is_not(None), domain(side).not_in(sorted(FREE_MAIL)))))
+            keys.append((tag("d", domain), and_(m.email.is_not(None), domain.not_in(sorted(FREE_MAIL)))))
             if self.entity_type == "contact":
-                keys.append((lambda side: side.primary_company_id, lambda side: side.primary_company_id.is_not(None)))
+                company = cast(m.primary_company_id, String)
+                keys.append((tag("c", company), m.primary_company_id.is_not(None)))
             else:
-                keys.append((lambda side: func.lower(side.company_name), lambda side: side.company_name.is_not(None)))
-        selects = []
-        for key, present in keys:
-            a, b = aliased(m), aliased(m)
-            selects.append(
-                select(a.id.label("first"), b.id.label("second"), func.similarity(name(a), name(b)).label("similarity"))
-                .join(b, and_(b.org_id == a.org_id, key(b) == key(a), b.id != a.id, b.deleted_at.is_(None)))
-                .where(a.org_id == self.org_id, a.deleted_at.is_(None), present(a), name(b).op("%")(name(a)))
+                keys.append((tag("c", func.lower(m.company_name)), m.company_name.is_not(None)))
+        keyed = union_all(
+            *[
+                # Ids and keys compared byte by byte (sorts, joins): cheaper than language rules.
+                select(
+                    cast(m.id, String).collate("C").label("id"), key.collate("C").label("k"), name.label("name")
+                ).where(*self._live(m), present, name.is_not(None))
+                for key, present in keys
+            ]
+        ).cte("keyed")
+        short_phone = and_(
+            func.left(keyed.c.k, literal_column("2")) == literal_column("'p:'"),
+            func.length(keyed.c.k) < literal_column(str(2 + MIN_PHONE_DIGITS)),
+        )
+        shared = select(keyed.c.k).where(~short_phone).group_by(keyed.c.k).having(func.count() > 1)
+        # Byte order: only who sorts next to whom matters, not language rules.
+        orders = {"next": keyed.c.name.collate("C"), "rnext": func.reverse(keyed.c.name).collate("C")}
+        neighbours = []
+        for prefix, order in orders.items():
+            for step in range(1, NEIGHBOURS + 1):
+                for column, label in ((keyed.c.id, prefix), (keyed.c.name, f"{prefix}_name")):
+                    lead = func.lead(column, literal_column(str(step)))
+                    neighbours.append(
+                        lead.over(partition_by=keyed.c.k, order_by=(order, keyed.c.id)).label(f"{label}{step}")
+                    )
+        position = func.row_number().over(partition_by=keyed.c.k, order_by=(orders["next"], keyed.c.id))
+        ranked = (
+            select(
+                keyed.c.id,
+                keyed.c.k,
+                keyed.c.name,
+                func.count().over(partition_by=keyed.c.k).label("n"),
+                position.label("pos"),
+                *neighbours,
             )
-        return union_all(*selects)
+            .where(keyed.c.k.in_(shared))
+            .cte("ranked")
+        )
+        all_pairs: Any = literal_column(str(ALL_PAIRS_UP_TO))
+        # A small group: all its pairs (a join on the group, each side restricted to small groups).
+        a, b = ranked.alias("a"), ranked.alias("b")
+        selects = [
+            select(a.c.id.label("first"), b.c.id.label("second"), a.c.name.label("a_name"), b.c.name.label("b_name"))
+            .join(b, and_(b.c.k == a.c.k, b.c.pos > a.c.pos))
+            .where(a.c.n <= all_pairs, b.c.n <= all_pairs)
+        ]
+        # A large group: each record and its next NEIGHBOURS in either order (read off its own row).
+        for prefix in orders:
+            for step in range(1, NEIGHBOURS + 1):
+                other, other_name = ranked.c[f"{prefix}{step}"], ranked.c[f"{prefix}_name{step}"]
+                selects.append(
+                    select(ranked.c.id, other, ranked.c.name, other_name).where(
+                        ranked.c.n > all_pairs, other.is_not(None)
+                    )
+                )
+        pairs = union_all(*selects).subquery("pairs")
+        similarity = case(
+            (pairs.c.a_name == pairs.c.b_name, literal_column("1.0")),
+            else_=func.similarity(pairs.c.a_name, pairs.c.b_name),
+        )
+        return select(pairs.c.first, pairs.c.second, similarity.label("similarity")).where(
+            similarity >= literal_column(str(NAME_SIMILARITY))
+        )
 
     def _similar_names(self, pairs: Pairs) -> None:
-        threshold = func.set_config(literal("pg_trgm.similarity_threshold"), literal(str(NAME_SIMILARITY)), True)
-        # Transaction-local like the threshold: the joins' cost estimates would have PostgreSQL compile
-        # them (JIT) for longer than they run.
+        # Transaction-local: the statement's cost estimates would have PostgreSQL compile it (JIT) for
+        # longer than it runs, and its sorts of every record keyed would spill to disk at the default
+        # work_mem.
         no_jit = func.set_config(literal("jit"), literal("off"), True)
-        self.session.execute(select(threshold, no_jit))
+        memory = func.set_config(literal("work_mem"), literal(SCAN_WORK_MEM), True)
+        self.session.execute(select(no_jit, memory))
         for first, second, similarity in self.session.execute(self.similar_statement()):
             pairs.add(first, second, "similar_name", _similar_score(similarity))
 
@@ -417,37 +504,41 @@ class Matcher:
         return found[:limit]
 
 
-def _groups(pairs: Sequence[Pair]) -> list[Group]:
-    """Connected pairs as groups (union-find over the pairs only), best score first."""
-    parent: dict[uuid.UUID, uuid.UUID] = {}
+def _groups(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
+    """Connected pairs as groups (union-find over the pairs only), best score first, as the stored scan
+    keeps them."""
+    parent: dict[str, str] = {}
 
-    def root(x: uuid.UUID) -> uuid.UUID:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
+    def root(x: str) -> str:
+        top = parent.setdefault(x, x)
+        while top != x:
+            parent[x] = parent[top]
+            x, top = top, parent[top]
         return x
 
     for pair in pairs:
         ra, rb = root(pair.first), root(pair.second)
         if ra != rb:
-            parent[max(ra, rb, key=str)] = min(ra, rb, key=str)
-    members: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+            if ra < rb:
+                parent[rb] = ra
+            else:
+                parent[ra] = rb
+    members: dict[str, list[str]] = defaultdict(list)
     for ident in parent:
         members[root(ident)].append(ident)
-    scores: dict[uuid.UUID, int] = defaultdict(int)
-    reasons: dict[uuid.UUID, set[str]] = defaultdict(set)
+    scores: dict[str, int] = defaultdict(int)
+    reasons: dict[str, set[str]] = defaultdict(set)
     for pair in pairs:
         r = root(pair.first)
-        scores[r] = max(scores[r], pair.score)
+        if pair.score > scores[r]:
+            scores[r] = pair.score
         reasons[r] |= pair.reasons
-    groups = [
-        Group(
-            ids=sorted(ids, key=str),
-            score=scores[r],
-            reasons=sorted(reasons[r], key=lambda reason: -SCORES.get(reason, 70)),
-        )
-        for r, ids in members.items()
+    ranked = sorted(members.items(), key=lambda item: (-scores[item[0]], -len(item[1]), min(item[1])))
+    return [
+        {
+            "ids": sorted(ids),
+            "score": scores[r],
+            "reasons": sorted(reasons[r], key=lambda reason: -SCORES.get(reason, 70)),
+        }
+        for r, ids in ranked
     ]
-    groups.sort(key=lambda g: (-g.score, -len(g.ids), str(g.ids[0])))
-    return groups

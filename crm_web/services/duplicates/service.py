@@ -256,8 +256,11 @@ class DuplicateService:
         scan = self._stored_scan(entity_type)
         if scan is None and self._live_count(model) > _scan_in_request_limit():
             scan = self.start_scan(entity_type)
-        groups = matcher.scan() if scan is None else _stored_groups(scan, matcher.dismissed())
-        shown = groups[:limit]
+        if scan is None:
+            groups = matcher.scan()
+            shown, total = groups[:limit], len(groups)
+        else:
+            shown, total = _stored_groups(scan, matcher.dismissed(), limit)
         proposals = [
             Proposal(row.id, row.key, [uuid.UUID(i) for i in row.record_ids], name or "(a former user)", row.created_at)
             for row, name in self.session.execute(
@@ -286,7 +289,7 @@ class DuplicateService:
         if scan is not None:  # records merged or deleted since the scan leave their group
             shown = [g for g in shown if len(g.records) > 1]
         return DuplicatesPage(
-            entity_type, shown, len(groups), matcher.uses_trigrams, live if managing else [], proposed, scan
+            entity_type, shown, total, matcher.uses_trigrams, live if managing else [], proposed, scan
         )
 
     def _stored_scan(self, entity_type: str) -> DuplicateScan | None:
@@ -495,14 +498,32 @@ class DuplicateService:
             changes=changes,
             actor_id=self.actor.user_id,
         )
-        self.session.add(merge)
-        self.session.execute(
-            delete(MergeProposal).where(
+        # A proposal of exactly this group is done with: removed, and kept in the merge for its Undo.
+        removed = self.session.execute(
+            delete(MergeProposal)
+            .where(
                 MergeProposal.org_id == self.org_id,
                 MergeProposal.entity_type == entity_type,
                 MergeProposal.key == group_key([r.id for r in plan.records]),
             )
-        )
+            .returning(
+                MergeProposal.id,
+                MergeProposal.key,
+                MergeProposal.record_ids,
+                MergeProposal.proposed_by_id,
+                MergeProposal.created_at,
+            )
+            .execution_options(synchronize_session=False)
+        ).first()
+        if removed is not None:
+            changes["proposal"] = {
+                "id": str(removed.id),
+                "key": removed.key,
+                "record_ids": list(removed.record_ids),
+                "proposed_by_id": jsonable(removed.proposed_by_id),
+                "created_at": jsonable(removed.created_at),
+            }
+        self.session.add(merge)
         self.session.flush()
         names = ", ".join(labels[i] or "(unnamed)" for i in merged_ids)
         record_change(
@@ -798,6 +819,7 @@ class DuplicateService:
                     .values({mine: uuid.UUID(origin)})
                     .execution_options(synchronize_session=False)
                 )
+        self._restore_proposal(merge)
         for name, value in restorable.items():
             setattr(survivor, name, value)
         merge.undone_at = utcnow()
@@ -822,6 +844,36 @@ class DuplicateService:
         self._commit(entity_type)
         return UndoPlan(merge, problems, done=True)
 
+    def _restore_proposal(self, merge: Merge) -> None:
+        """The proposal the merge removed, back as it was (same id, proposer and date), unless the group
+        was proposed again meanwhile; a proposer deleted since is left out, as deleting them would have."""
+        stored = merge.changes.get("proposal")
+        if not stored:
+            return
+        again = self.session.scalar(
+            select(MergeProposal.id).where(
+                MergeProposal.org_id == self.org_id,
+                MergeProposal.entity_type == merge.entity_type,
+                MergeProposal.key == stored["key"],
+            )
+        )
+        if again is not None:
+            return
+        proposer = uuid.UUID(stored["proposed_by_id"]) if stored.get("proposed_by_id") else None
+        if proposer is not None:
+            proposer = self.session.scalar(select(User.id).where(User.org_id == self.org_id, User.id == proposer))
+        self.session.add(
+            MergeProposal(
+                id=uuid.UUID(stored["id"]),
+                org_id=self.org_id,
+                entity_type=merge.entity_type,
+                key=stored["key"],
+                record_ids=list(stored["record_ids"]),
+                proposed_by_id=proposer,
+                created_at=datetime.fromisoformat(stored["created_at"]),
+            )
+        )
+
 
 # --- the stored scan -------------------------------------------------------------------------------
 
@@ -834,15 +886,26 @@ def _scan_in_request_limit() -> int:
     return SCAN_IN_REQUEST
 
 
-def _stored_groups(scan: DuplicateScan, dismissed: set[tuple[uuid.UUID, uuid.UUID]]) -> list[Group]:
-    """The stored groups, less those every pair of which was marked "Not a duplicate" since."""
-    groups = []
+def _stored_groups(
+    scan: DuplicateScan, dismissed: set[tuple[uuid.UUID, uuid.UUID]], limit: int
+) -> tuple[list[Group], int]:
+    """The first `limit` stored groups and how many there are, less those every pair of which was
+    marked "Not a duplicate" since. Only the shown groups become Groups: a large organisation's scan
+    holds tens of thousands, and a group can only be all dismissed if each of its ids is in a dismissal."""
+    pairs = {(str(a), str(b)) for a, b in dismissed}
+    in_pairs = {i for pair in pairs for i in pair}
+    shown: list[Group] = []
+    total = 0
     for row in scan.groups or []:
-        ids = [uuid.UUID(i) for i in row["ids"]]
-        if all(ordered(a, b) in dismissed for a, b in combinations(ids, 2)):
+        ids = row["ids"]
+        if all(i in in_pairs for i in ids) and all(
+            ((a, b) if a < b else (b, a)) in pairs for a, b in combinations(ids, 2)
+        ):
             continue
-        groups.append(Group(ids=ids, score=int(row["score"]), reasons=list(row["reasons"])))
-    return groups
+        total += 1
+        if len(shown) < limit:
+            shown.append(Group(ids=[uuid.UUID(i) for i in ids], score=int(row["score"]), reasons=list(row["reasons"])))
+    return shown, total
 
 
 def run_scan(org_id: str, entity_type: str) -> None:
@@ -857,7 +920,7 @@ def run_scan(org_id: str, entity_type: str) -> None:
     use_long_limits(session)
     where = (DuplicateScan.org_id == org, DuplicateScan.entity_type == entity_type)
     try:
-        groups = Matcher(session(), org, entity_type).scan()
+        groups = Matcher(session(), org, entity_type).scan_rows()
     except Exception:
         session.rollback()
         session.execute(update(DuplicateScan).where(*where).values(status="failed"))
@@ -867,7 +930,7 @@ def run_scan(org_id: str, entity_type: str) -> None:
     if scan is None:
         scan = DuplicateScan(org_id=org, entity_type=entity_type)
         session.add(scan)
-    scan.groups = [{"ids": [str(i) for i in g.ids], "score": g.score, "reasons": list(g.reasons)} for g in groups]
+    scan.groups = groups
     scan.status = "done"
     scan.computed_at = utcnow()
     session.commit()
