@@ -102,7 +102,9 @@ def _init_extensions(app: Flask) -> None:
     database.prepare_settings(app.config)
     db.init_app(app)
     with app.app_context():
-        database.configure_engine(db.engine)
+        database.configure_engine(
+            db.engine, connect_retry_s=float(app.config.get("DATABASE_CONNECT_RETRY_SECONDS") or 0)
+        )
     database.end_sessions_quietly(app)
     database.refuse_privileged_role_in_production(app)
     replica.init_app(app, db)

@@ -17,14 +17,22 @@ transactions of one client connection run on different server connections: psyco
 prepare statements there (a statement prepared on one server connection is missing on the next, or
 clashes with another client's of the same name), so its automatic preparation is turned off.
 
-A database that restarts, refuses connections or fires one of the timeouts is *unavailable*, not
-broken: `is_unavailable()` tells those errors apart, and crm_web/errors.py answers them 503 with
-Retry-After.
+A pooler or server that is away for a moment (PgBouncer restarting, PostgreSQL refusing connections
+while it starts) is waited out when a connection is *opened*: a refused or dropped connect is tried
+again with a growing pause, for up to DATABASE_CONNECT_RETRY_SECONDS in all (plus at most one
+DB_CONNECT_TIMEOUT_S for an attempt that hangs). Only opening a connection is retried, never a
+statement: a transaction cut in flight may have committed, so it fails. A pooled connection that
+the pooler dropped fails its pre-ping on checkout and is replaced through the same retried connect.
+
+A database that restarts, refuses connections for longer, or fires one of the timeouts is
+*unavailable*, not broken: `is_unavailable()` tells those errors apart, and crm_web/errors.py answers
+them 503 with Retry-After.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -96,7 +104,9 @@ def prepare_settings(config: dict[str, Any]) -> None:
     config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 
-def configure_engine(engine: Engine) -> None:
+def configure_engine(engine: Engine, *, connect_retry_s: float = 0) -> None:
+    if engine.dialect.name == "postgresql" and connect_retry_s > 0:
+        wait_out_refused_connects(engine, connect_retry_s)
     if engine.dialect.name != "sqlite":
         return
 
@@ -113,6 +123,69 @@ def configure_engine(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection):
         connection.exec_driver_sql("BEGIN")
+
+
+# Pauses between connect attempts (seconds): quick at first (a restart is often over in a fraction of
+# a second), then at most this often, so a few hundred waiting requests do not hammer a starting pooler.
+_CONNECT_FIRST_PAUSE_S = 0.05
+_CONNECT_MAX_PAUSE_S = 0.5
+
+
+# What a server or pooler that answered a connect says when it will take it in a moment: PostgreSQL
+# starting, stopping or out of connection slots; PgBouncer out of client slots or not (yet) reaching
+# its server. Any other answer (no such database or role, failed authentication) stays the same.
+_PASSING_CONNECT_REFUSALS = (
+    "starting up",
+    "shutting down",
+    "not yet accepting connections",
+    "in recovery mode",
+    "too many clients",
+    "connection slots",
+    "no more connections allowed",
+    "cannot connect to server",
+    "server login has been failing",
+)
+
+
+def connect_can_wait(error: BaseException) -> bool:
+    """A connect that failed because the server or pooler is away (refused, dropped, timed out) or
+    said it is starting, stopping or full, not because the request is wrong (a bad password, a
+    missing database): only the former is worth trying again. psycopg gives a failed connect no
+    SQLSTATE, so the server's answer is read from the message."""
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+    message = str(error)
+    if "FATAL:" not in message and "ERROR:" not in message:
+        return True  # nobody answered: refused, reset, closed or timed out
+    return any(phrase in message.lower() for phrase in _PASSING_CONNECT_REFUSALS)
+
+
+def wait_out_refused_connects(engine: Engine, retry_s: float) -> None:
+    """Open the engine's connections with retries for up to `retry_s` seconds (see the module docstring)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_with_retries(dialect, connection_record, cargs, cparams):
+        deadline = time.monotonic() + retry_s
+        pause = _CONNECT_FIRST_PAUSE_S
+        failures = 0
+        while True:
+            try:
+                connection = dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as error:
+                if not connect_can_wait(error) or time.monotonic() + pause > deadline:
+                    if failures:
+                        logger.warning("Database still unreachable after %.1f s of connect retries", retry_s)
+                    raise
+                if not failures:
+                    logger.warning("Database connect failed (%s); retrying for up to %.1f s", error, retry_s)
+                failures += 1
+                time.sleep(pause)
+                pause = min(pause * 2, _CONNECT_MAX_PAUSE_S)
+                continue
+            if failures:
+                logger.warning("Database connect succeeded after %d failed attempts", failures)
+            return connection
 
 
 # --- per-transaction settings --------------------------------------------------------------------

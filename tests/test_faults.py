@@ -863,3 +863,116 @@ def test_requests_across_a_postgresql_restart_answer_200_or_503_never_500(privat
     finally:
         stop.set()
         _dispose(application)
+
+
+# --- PgBouncer restarted -------------------------------------------------------------------------
+
+# How long the pooled app waits out a refused connect in these tests (DATABASE_CONNECT_RETRY_SECONDS).
+POOLER_RETRY_S = 3.0
+
+
+@pytest.fixture
+def private_pgbouncer():
+    """A PgBouncer of this test's own (transaction pooling), so it can be stopped without touching the
+    session's (tests/conftest.py)."""
+    from tests import pgbouncer_support
+
+    if not pgbouncer_support.available():
+        unavailable(f"pgbouncer at {pgbouncer_support.PGBOUNCER}")
+    bouncer = pgbouncer_support.PgBouncer.start(TEST_DATABASE_URL)
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture
+def pooled_app(private_pgbouncer):
+    """An app that reaches PostgreSQL only through the private PgBouncer, with a bounded connect retry."""
+    from crm_web import create_app
+    from tests.conftest import base_config
+
+    with postgres_database("crm_fault") as url:
+        direct = build_app(url)  # migrations and fixtures directly, as an operator runs them
+        with direct.app_context():
+            org = factories.make_org("poolfault")
+            factories.make_user(org, role="admin", email="admin@pool.fault", password="pw")
+            db.session.remove()
+        _dispose(direct)
+        application = create_app(
+            {
+                **base_config(private_pgbouncer.url(url)),
+                "DATABASE_POOLING": "transaction",
+                "DATABASE_CONNECT_RETRY_SECONDS": POOLER_RETRY_S,
+            }
+        )
+        application.test_client_class = CSRFClient
+        yield application
+        _dispose(application)
+
+
+def _get_in_a_thread(client, path: str) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        response = client.get(path)
+        outcome.update(status=response.status_code, body=response.get_data(as_text=True))
+        outcome["retry_after"] = response.headers.get("Retry-After")
+        outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_request_waits_out_a_pgbouncer_restart_and_a_longer_outage_still_gets_a_readable_503(
+    pooled_app, private_pgbouncer, caplog
+):
+    """PgBouncer stopped (SIGTERM cuts every pooled connection) and started again a second later: a
+    request made while it is down waits (its pooled connection fails the pre-ping, the new connect is
+    refused and tried again) and answers 200. Down for longer than DATABASE_CONNECT_RETRY_SECONDS, a
+    request answers the readable 503 with Retry-After once the bound is spent, and the next one after
+    PgBouncer returns is served."""
+    client, response = _sign_in(pooled_app, "admin@pool.fault", "pw")
+    assert response.status_code == 303
+    assert client.get("/contacts").status_code == 200  # a pooled connection to the PgBouncer about to go
+
+    with caplog.at_level(logging.WARNING, logger="crm_web.database"):
+        private_pgbouncer.halt()
+        thread, outcome = _get_in_a_thread(client, "/contacts")
+        time.sleep(1.0)
+        assert thread.is_alive(), f"the request did not wait for PgBouncer: {outcome}"
+        private_pgbouncer.launch()
+        thread.join(timeout=30)
+    assert outcome["status"] == 200, outcome["body"][:500]
+    assert 1.0 <= outcome["seconds"] < POOLER_RETRY_S + 1, outcome["seconds"]
+    assert "retrying for up to 3.0 s" in caplog.text and "Database connect succeeded after" in caplog.text
+    assert client.get("/").status_code == 200
+
+    private_pgbouncer.halt()
+    try:
+        thread, outcome = _get_in_a_thread(client, "/contacts")
+        thread.join(timeout=30)
+        assert outcome["status"] == 503, outcome["body"][:500]
+        assert outcome["retry_after"] == "5"
+        assert UNAVAILABLE_TEXT in outcome["body"] and "Traceback" not in outcome["body"]
+        assert POOLER_RETRY_S - 0.6 <= outcome["seconds"] < POOLER_RETRY_S + 2, outcome["seconds"]
+    finally:
+        private_pgbouncer.launch()
+    assert client.get("/contacts").status_code == 200
+
+
+def test_a_connect_refused_for_a_reason_a_wait_does_not_fix_is_not_retried():
+    """A missing database (or a wrong password) fails at once: only an absent server or pooler is waited for."""
+    from sqlalchemy.exc import OperationalError
+
+    from crm_web.database import configure_engine
+
+    engine = create_engine(make_url(TEST_DATABASE_URL).set(database=f"crm_missing_{uuid.uuid4().hex[:8]}"))
+    configure_engine(engine, connect_retry_s=5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(OperationalError, match="does not exist"), engine.connect():
+            pass
+    finally:
+        engine.dispose()
+    assert time.monotonic() - started < 1.5
