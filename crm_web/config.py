@@ -93,6 +93,9 @@ def settings_from_env() -> dict:
         # services/stats/cache.py: "overdue" moves with the clock; deal numbers only with writes.
         "ACTIVITY_STATS_CACHE_TIMEOUT": 60,
         "DEAL_STATS_CACHE_TIMEOUT": 3600,
+        # A dashboard statistic read in this last share of its timeout is recomputed after that viewer's
+        # response, so the next viewers find it fresh instead of one of them waiting for it.
+        "STATS_REFRESH_AHEAD": float(os.environ.get("STATS_REFRESH_AHEAD", "0.25")),
         # services/cache.py: after a Redis failure, skip Redis for this many seconds (per process).
         "CACHE_BREAKER_SECONDS": float(os.environ.get("CACHE_BREAKER_SECONDS", "5")),
         # crm_web/database.py: PostgreSQL limits set per transaction (milliseconds; 0 = none). A request
