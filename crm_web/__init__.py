@@ -32,6 +32,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _configure_logging()
     _warn_about_retired_settings()
 
+    from crm_web.database import ReplayCutReads
+
+    app.wsgi_app = ReplayCutReads(app.wsgi_app)  # type: ignore[method-assign]
     _trust_proxies(app)
     _init_extensions(app)
     _register_blueprints(app)

@@ -24,6 +24,12 @@ DB_CONNECT_TIMEOUT_S for an attempt that hangs). Only opening a connection is re
 statement: a transaction cut in flight may have committed, so it fails. A pooled connection that
 the pooler dropped fails its pre-ping on checkout and is replaced through the same retried connect.
 
+A GET or HEAD whose connection is cut in the middle (PgBouncer or PostgreSQL stopped under it) is
+served once more, from the start, when nothing in it tried to commit: its transaction was rolled
+back with the connection, so a second run cannot do anything twice (`ReplayCutReads`; the second
+run's connect waits out the restart like any other). A request that tried to commit, or whose
+connect already waited the whole DATABASE_CONNECT_RETRY_SECONDS, is not run again.
+
 A database that restarts, refuses connections for longer, or fires one of the timeouts is
 *unavailable*, not broken: `is_unavailable()` tells those errors apart, and crm_web/errors.py answers
 them 503 with Retry-After.
@@ -36,7 +42,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app, has_app_context
+from flask import current_app, g, has_app_context
 from sqlalchemy import Engine, String, cast, event, func, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -176,6 +182,8 @@ def wait_out_refused_connects(engine: Engine, retry_s: float) -> None:
                 if not connect_can_wait(error) or time.monotonic() + pause > deadline:
                     if failures:
                         logger.warning("Database still unreachable after %.1f s of connect retries", retry_s)
+                        if has_app_context():
+                            g.crm_connect_waited_out = True  # a second run of the request would wait again
                     raise
                 if not failures:
                     logger.warning("Database connect failed (%s); retrying for up to %.1f s", error, retry_s)
@@ -261,6 +269,69 @@ def is_unavailable(error: BaseException) -> bool:
             return True
         return "locked" in message or "busy" in message
     return False
+
+
+@event.listens_for(Session, "before_commit")
+def _note_commit(session: Session) -> None:
+    if has_app_context():
+        g.crm_commit_tried = True
+
+
+# The environ key of a request's second run, and the response header (never sent) that asks for it.
+REPLAYED_KEY = "crm.replayed"
+REPLAY_HEADER = "X-CRM-Replay"
+
+
+def may_replay(error: BaseException, method: str, environ: Mapping[str, Any]) -> bool:
+    """Whether a request that failed with `error` is run once more (module docstring): a GET or HEAD
+    whose connection was cut, in its first run, with no commit tried and no connect waited out."""
+    return (
+        method in ("GET", "HEAD")
+        and isinstance(error, DBAPIError)
+        and bool(error.connection_invalidated)
+        and not environ.get(REPLAYED_KEY)
+        and not g.get("crm_commit_tried")
+        and not g.get("crm_connect_waited_out")
+    )
+
+
+class ReplayCutReads:
+    """WSGI middleware: a response marked with REPLAY_HEADER (crm_web/errors.py) is dropped and the
+    request run once more; the second run's answer is sent, whatever it is."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        started: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started[:] = [status, headers, exc_info]
+            return lambda data: None  # the app builds Werkzeug responses, which never call write()
+
+        body = self.app(environ, capture)
+        if any(name == REPLAY_HEADER for name, _ in started[1]):
+            if hasattr(body, "close"):
+                body.close()
+            environ[REPLAYED_KEY] = True
+            if has_app_context():
+                _forget_the_first_run()
+            body = self.app(environ, capture)
+        status, headers, exc_info = started
+        start_response(status, [(name, value) for name, value in headers if name != REPLAY_HEADER], exc_info)
+        return body
+
+
+def _forget_the_first_run() -> None:
+    """Under a caller's app context (the test client pushes one per request) both runs would share `g`
+    and the session, which a server's requests never do: start the second run from neither."""
+    from crm_web.extensions import db
+
+    try:
+        db.session.remove()
+    except DBAPIError:
+        db.session.registry.clear()
+    vars(g._get_current_object()).clear()
 
 
 def end_sessions_quietly(app: Any) -> None:
