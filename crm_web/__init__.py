@@ -32,6 +32,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _configure_logging()
     _warn_about_retired_settings()
 
+    from crm_web.database import ReplayCutReads
+
+    app.wsgi_app = ReplayCutReads(app.wsgi_app)  # type: ignore[method-assign]
     _trust_proxies(app)
     _init_extensions(app)
     _register_blueprints(app)
@@ -102,7 +105,9 @@ def _init_extensions(app: Flask) -> None:
     database.prepare_settings(app.config)
     db.init_app(app)
     with app.app_context():
-        database.configure_engine(db.engine)
+        database.configure_engine(
+            db.engine, connect_retry_s=float(app.config.get("DATABASE_CONNECT_RETRY_SECONDS") or 0)
+        )
     database.end_sessions_quietly(app)
     database.refuse_privileged_role_in_production(app)
     replica.init_app(app, db)

@@ -56,6 +56,9 @@ def settings_from_env() -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         # "transaction" behind PgBouncer in pool_mode = transaction (crm_web/database.py), else "session".
         "DATABASE_POOLING": os.environ.get("DATABASE_POOLING", "session").strip().lower(),
+        # A refused or dropped connect to PostgreSQL or its pooler (a PgBouncer restart) is tried again
+        # for up to this many seconds before the request answers 503 (crm_web/database.py; 0: never).
+        "DATABASE_CONNECT_RETRY_SECONDS": float(os.environ.get("DATABASE_CONNECT_RETRY_SECONDS", "5")),
         # An optional PostgreSQL streaming replica for the read-only pages (crm_web/replica.py), skipped
         # while its replay is more than DATABASE_REPLICA_MAX_LAG_S behind, or for DATABASE_REPLICA_RETRY_S
         # after it could not be reached.
@@ -90,6 +93,9 @@ def settings_from_env() -> dict:
         # services/stats/cache.py: "overdue" moves with the clock; deal numbers only with writes.
         "ACTIVITY_STATS_CACHE_TIMEOUT": 60,
         "DEAL_STATS_CACHE_TIMEOUT": 3600,
+        # A dashboard statistic read in this last share of its timeout is recomputed after that viewer's
+        # response, so the next viewers find it fresh instead of one of them waiting for it.
+        "STATS_REFRESH_AHEAD": float(os.environ.get("STATS_REFRESH_AHEAD", "0.25")),
         # services/cache.py: after a Redis failure, skip Redis for this many seconds (per process).
         "CACHE_BREAKER_SECONDS": float(os.environ.get("CACHE_BREAKER_SECONDS", "5")),
         # crm_web/database.py: PostgreSQL limits set per transaction (milliseconds; 0 = none). A request

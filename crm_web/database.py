@@ -17,18 +17,32 @@ transactions of one client connection run on different server connections: psyco
 prepare statements there (a statement prepared on one server connection is missing on the next, or
 clashes with another client's of the same name), so its automatic preparation is turned off.
 
-A database that restarts, refuses connections or fires one of the timeouts is *unavailable*, not
-broken: `is_unavailable()` tells those errors apart, and crm_web/errors.py answers them 503 with
-Retry-After.
+A pooler or server that is away for a moment (PgBouncer restarting, PostgreSQL refusing connections
+while it starts) is waited out when a connection is *opened*: a refused or dropped connect is tried
+again with a growing pause, for up to DATABASE_CONNECT_RETRY_SECONDS in all (plus at most one
+DB_CONNECT_TIMEOUT_S for an attempt that hangs). Only opening a connection is retried, never a
+statement: a transaction cut in flight may have committed, so it fails. A pooled connection that
+the pooler dropped fails its pre-ping on checkout and is replaced through the same retried connect.
+
+A GET or HEAD whose connection is cut in the middle (PgBouncer or PostgreSQL stopped under it) is
+served once more, from the start, when nothing in it tried to commit: its transaction was rolled
+back with the connection, so a second run cannot do anything twice (`ReplayCutReads`; the second
+run's connect waits out the restart like any other). A request that tried to commit, or whose
+connect already waited the whole DATABASE_CONNECT_RETRY_SECONDS, is not run again.
+
+A database that restarts, refuses connections for longer, or fires one of the timeouts is
+*unavailable*, not broken: `is_unavailable()` tells those errors apart, and crm_web/errors.py answers
+them 503 with Retry-After.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app, has_app_context
+from flask import current_app, g, has_app_context
 from sqlalchemy import Engine, String, cast, event, func, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -96,7 +110,9 @@ def prepare_settings(config: dict[str, Any]) -> None:
     config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 
-def configure_engine(engine: Engine) -> None:
+def configure_engine(engine: Engine, *, connect_retry_s: float = 0) -> None:
+    if engine.dialect.name == "postgresql" and connect_retry_s > 0:
+        wait_out_refused_connects(engine, connect_retry_s)
     if engine.dialect.name != "sqlite":
         return
 
@@ -113,6 +129,71 @@ def configure_engine(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection):
         connection.exec_driver_sql("BEGIN")
+
+
+# Pauses between connect attempts (seconds): quick at first (a restart is often over in a fraction of
+# a second), then at most this often, so a few hundred waiting requests do not hammer a starting pooler.
+_CONNECT_FIRST_PAUSE_S = 0.05
+_CONNECT_MAX_PAUSE_S = 0.5
+
+
+# What a server or pooler that answered a connect says when it will take it in a moment: PostgreSQL
+# starting, stopping or out of connection slots; PgBouncer out of client slots or not (yet) reaching
+# its server. Any other answer (no such database or role, failed authentication) stays the same.
+_PASSING_CONNECT_REFUSALS = (
+    "starting up",
+    "shutting down",
+    "not yet accepting connections",
+    "in recovery mode",
+    "too many clients",
+    "connection slots",
+    "no more connections allowed",
+    "cannot connect to server",
+    "server login has been failing",
+)
+
+
+def connect_can_wait(error: BaseException) -> bool:
+    """A connect that failed because the server or pooler is away (refused, dropped, timed out) or
+    said it is starting, stopping or full, not because the request is wrong (a bad password, a
+    missing database): only the former is worth trying again. psycopg gives a failed connect no
+    SQLSTATE, so the server's answer is read from the message."""
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+    message = str(error)
+    if "FATAL:" not in message and "ERROR:" not in message:
+        return True  # nobody answered: refused, reset, closed or timed out
+    return any(phrase in message.lower() for phrase in _PASSING_CONNECT_REFUSALS)
+
+
+def wait_out_refused_connects(engine: Engine, retry_s: float) -> None:
+    """Open the engine's connections with retries for up to `retry_s` seconds (see the module docstring)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_with_retries(dialect, connection_record, cargs, cparams):
+        deadline = time.monotonic() + retry_s
+        pause = _CONNECT_FIRST_PAUSE_S
+        failures = 0
+        while True:
+            try:
+                connection = dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as error:
+                if not connect_can_wait(error) or time.monotonic() + pause > deadline:
+                    if failures:
+                        logger.warning("Database still unreachable after %.1f s of connect retries", retry_s)
+                        if has_app_context():
+                            g.crm_connect_waited_out = True  # a second run of the request would wait again
+                    raise
+                if not failures:
+                    logger.warning("Database connect failed (%s); retrying for up to %.1f s", error, retry_s)
+                failures += 1
+                time.sleep(pause)
+                pause = min(pause * 2, _CONNECT_MAX_PAUSE_S)
+                continue
+            if failures:
+                logger.warning("Database connect succeeded after %d failed attempts", failures)
+            return connection
 
 
 # --- per-transaction settings --------------------------------------------------------------------
@@ -188,6 +269,69 @@ def is_unavailable(error: BaseException) -> bool:
             return True
         return "locked" in message or "busy" in message
     return False
+
+
+@event.listens_for(Session, "before_commit")
+def _note_commit(session: Session) -> None:
+    if has_app_context():
+        g.crm_commit_tried = True
+
+
+# The environ key of a request's second run, and the response header (never sent) that asks for it.
+REPLAYED_KEY = "crm.replayed"
+REPLAY_HEADER = "X-CRM-Replay"
+
+
+def may_replay(error: BaseException, method: str, environ: Mapping[str, Any]) -> bool:
+    """Whether a request that failed with `error` is run once more (module docstring): a GET or HEAD
+    whose connection was cut, in its first run, with no commit tried and no connect waited out."""
+    return (
+        method in ("GET", "HEAD")
+        and isinstance(error, DBAPIError)
+        and bool(error.connection_invalidated)
+        and not environ.get(REPLAYED_KEY)
+        and not g.get("crm_commit_tried")
+        and not g.get("crm_connect_waited_out")
+    )
+
+
+class ReplayCutReads:
+    """WSGI middleware: a response marked with REPLAY_HEADER (crm_web/errors.py) is dropped and the
+    request run once more; the second run's answer is sent, whatever it is."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        started: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started[:] = [status, headers, exc_info]
+            return lambda data: None  # the app builds Werkzeug responses, which never call write()
+
+        body = self.app(environ, capture)
+        if any(name == REPLAY_HEADER for name, _ in started[1]):
+            if hasattr(body, "close"):
+                body.close()
+            environ[REPLAYED_KEY] = True
+            if has_app_context():
+                _forget_the_first_run()
+            body = self.app(environ, capture)
+        status, headers, exc_info = started
+        start_response(status, [(name, value) for name, value in headers if name != REPLAY_HEADER], exc_info)
+        return body
+
+
+def _forget_the_first_run() -> None:
+    """Under a caller's app context (the test client pushes one per request) both runs would share `g`
+    and the session, which a server's requests never do: start the second run from neither."""
+    from crm_web.extensions import db
+
+    try:
+        db.session.remove()
+    except DBAPIError:
+        db.session.registry.clear()
+    vars(g._get_current_object()).clear()
 
 
 def end_sessions_quietly(app: Any) -> None:

@@ -109,7 +109,7 @@ def unavailable_response(retry_after: int | None = None) -> Response:
 
 
 def register_error_handlers(app: Flask) -> None:
-    from crm_web.database import is_unavailable
+    from crm_web.database import REPLAY_HEADER, is_unavailable, may_replay
     from crm_web.extensions import db
 
     @app.errorhandler(CRMException)
@@ -136,6 +136,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
         _rollback_quietly()
+        if is_unavailable(error) and may_replay(error, request.method, request.environ):
+            # A read cut in flight before any commit: run once more (database.ReplayCutReads).
+            logger.info("Database connection cut on %s %s; running it once more", request.method, request.path)
+            response = unavailable_response()
+            response.headers[REPLAY_HEADER] = "1"
+            return response
         if is_unavailable(error):
             # An outage, not a bug: one line in the log, a 503 the client may retry.
             logger.warning("Database unavailable on %s %s: %s", request.method, request.path, error.__class__.__name__)

@@ -78,6 +78,12 @@ class PgBouncer:
                 ]
             )
         )
+        bouncer.launch()
+        return bouncer
+
+    def launch(self) -> None:
+        """Start pgbouncer (again, after `halt()`: same port and configuration) and wait until it listens."""
+        directory = self.directory
         command = [PGBOUNCER, str(directory / "pgbouncer.ini")]
         if os.geteuid() == 0:  # pgbouncer refuses to run as root
             user = pwd.getpwnam("postgres")
@@ -87,15 +93,15 @@ class PgBouncer:
             command[1:1] = ["-u", "postgres"]
         command.insert(1, "-q")  # the log goes to the file only
         with open(directory / "stderr.txt", "wb") as errors:
-            bouncer.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if bouncer.process.poll() is not None:
+            if self.process.poll() is not None:
                 raise RuntimeError(f"pgbouncer exited: {(directory / 'stderr.txt').read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", bouncer.port), timeout=0.2):
-                return bouncer
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return
             time.sleep(0.05)
-        bouncer.stop()
+        self.stop()
         raise RuntimeError("pgbouncer did not start listening")
 
     def url(self, url: str) -> str:
@@ -124,6 +130,13 @@ class PgBouncer:
     def log(self) -> str:
         path = self.directory / "pgbouncer.log"
         return path.read_text() if path.exists() else ""
+
+    def halt(self) -> None:
+        """Shut pgbouncer down at once, as a restart does (SIGTERM: every client connection is cut),
+        keeping its directory for `launch()`."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=10)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

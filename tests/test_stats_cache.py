@@ -202,3 +202,150 @@ def test_activity_stats_expire_with_the_clock_but_deal_numbers_only_with_writes(
     assert any("FROM activity_tallies" in s for s in minute.statements), minute
     assert [s for s in minute.statements if "FROM deal_tallies" in s] == [], minute
     assert any("FROM deal_tallies" in s for s in hour.statements), hour  # the safety net does expire
+
+
+# --- refresh ahead ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    """How many times the dashboard's cached numbers were computed, by kind."""
+    from crm_web.services.stats import activities, deals
+
+    calls = {"activities": 0, "rollup": 0}
+
+    def counting(kind, original):
+        def wrapper(*args, **kwargs):
+            calls[kind] += 1
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(activities, "compute_activity_stats", counting("activities", activities.compute_activity_stats))
+    monkeypatch.setattr(deals, "rollup", counting("rollup", deals.rollup))
+    return calls
+
+
+def _later(monkeypatch, seconds: float) -> None:
+    """The refresh-ahead clock moved on (not the cache's own: the entries are still there)."""
+    import time
+
+    from crm_web.services.stats import cache as stats_cache
+
+    monkeypatch.setattr(stats_cache, "_now", lambda: time.time() + seconds)
+
+
+def _due(app) -> float:
+    """Seconds after which every dashboard entry (the hour-long deal numbers too) is due for a refresh."""
+    return app.config["DEAL_STATS_CACHE_TIMEOUT"] * (1 - app.config["STATS_REFRESH_AHEAD"]) + 1
+
+
+def _dashboard(client):
+    response = client.get("/dashboard?owner=all")
+    assert response.status_code == 200
+    return response
+
+
+def test_a_due_entry_is_served_and_refreshed_once_after_the_response(
+    app, client, login, board, count_queries, spies, monkeypatch
+):
+    """An entry in the last part of its life is served as it is (the viewer's request costs the warm
+    budget: no recomputation in it), and recomputed once after that response has been sent."""
+    login("manager")
+    _dashboard(client).close()
+    with count_queries() as warm:
+        _dashboard(client).close()
+    assert spies == {"activities": 1, "rollup": 1}
+
+    _later(monkeypatch, _due(app))
+    with count_queries() as due:
+        response = _dashboard(client)
+    assert due.count == warm.count, due  # served from the cache: the refresh is not the viewer's
+    assert spies == {"activities": 1, "rollup": 1}
+    with count_queries() as after:
+        response.close()  # the server has sent the response
+    assert spies == {"activities": 2, "rollup": 2}
+    assert after.count > 0, after
+
+    with count_queries() as next_view:  # fresh again: nobody refreshes it
+        _dashboard(client).close()
+    assert next_view.count == warm.count, next_view
+    assert spies == {"activities": 2, "rollup": 2}
+
+
+def test_concurrent_viewers_of_a_due_entry_refresh_it_once(app, client, login, board, users, spies, monkeypatch):
+    login("manager")
+    _dashboard(client).close()
+    _later(monkeypatch, _due(app))
+    other = app.test_client()
+    with other.session_transaction() as session:
+        session["_user_id"] = users["admin"].get_id()
+        session["_fresh"] = True
+    first, second = _dashboard(client), _dashboard(other)  # both in flight with the due entries
+    first.close()
+    second.close()
+    assert spies == {"activities": 2, "rollup": 2}  # the cold view, then one refresh each
+
+
+def test_a_change_is_seen_at_once_while_a_refresh_is_pending(app, client, actor, login, board, spies, monkeypatch):
+    """Refresh ahead never delays a change: the change starts a new generation, the next viewer
+    computes it, and the pending refresh of the old generation's entry shows nobody anything old."""
+    login("manager")
+    _dashboard(client).close()
+    _later(monkeypatch, _due(app))
+    pending = _dashboard(client)  # schedules a refresh of the entries about to be outdated
+    first, _second = board["deals"]
+    DealService(actor).update(first.id, value=Decimal("1500"))
+    assert "1,500" in _dashboard(client).get_data(as_text=True)
+    pending.close()
+    assert "1,500" in _dashboard(client).get_data(as_text=True)
+
+
+def test_refresh_ahead_through_redis(tmp_path, redis_url, monkeypatch):
+    """The same with the cache in Redis (the one each node of a cluster shares): one refresh for two
+    viewers, run after the response, and the entries come back fresh."""
+    import redis as redis_client
+
+    from crm_web.config import cache_settings
+    from crm_web.extensions import db
+    from tests.conftest import CSRFClient, build_app
+
+    redis_client.Redis.from_url(redis_url).flushdb()
+    application = build_app(f"sqlite:///{tmp_path / 'ahead.sqlite3'}", **cache_settings(redis_url))
+    application.test_client_class = CSRFClient
+    try:
+        with application.app_context():
+            org = factories.make_org("ahead")
+            admin = factories.make_user(org, role="admin")
+            pipeline = factories.make_pipeline(org)
+            factories.make_deal(org, pipeline=pipeline, value=Decimal("700"), owner_id=admin.id)
+            factories.make_activity(org, owner_id=admin.id)
+            admin_id = admin.get_id()
+            db.session.remove()
+        clients = [application.test_client(), application.test_client()]
+        for each in clients:
+            with each.session_transaction() as session:
+                session["_user_id"] = admin_id
+                session["_fresh"] = True
+        calls: list[str] = []
+        from crm_web.services.stats import activities
+
+        original = activities.compute_activity_stats
+        monkeypatch.setattr(
+            activities, "compute_activity_stats", lambda *a, **k: calls.append("computed") or original(*a, **k)
+        )
+        _dashboard(clients[0]).close()
+        assert calls == ["computed"]
+        _later(monkeypatch, application.config["ACTIVITY_STATS_CACHE_TIMEOUT"] - 1)
+        responses = [_dashboard(each) for each in clients]
+        assert calls == ["computed"]  # both served from Redis
+        for response in responses:
+            response.close()
+        assert calls == ["computed", "computed"]
+        _dashboard(clients[1]).close()
+        assert calls == ["computed", "computed"]
+    finally:
+        redis_client.Redis.from_url(redis_url).flushdb()
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()

@@ -134,6 +134,20 @@ def cache_set(key: str, value: Any, timeout: int | None = None) -> bool:
     return True
 
 
+def cache_add(key: str, value: Any, timeout: int | None = None) -> bool:
+    """Store `value` only if `key` is absent (Redis SET NX; atomic in the in-process cache too): True
+    for the one caller that stored it, False for the others and when the cache is unreachable."""
+    if not breaker.allows():
+        return False
+    try:
+        added = bool(cache.add(key, value, timeout=timeout))
+    except Exception as error:
+        _failed("add", error)
+        return False
+    breaker.succeeded()
+    return added
+
+
 def cache_delete(*keys: str) -> None:
     """Drop keys; an unreachable cache is ignored."""
     if not keys or not breaker.allows():

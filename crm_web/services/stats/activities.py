@@ -35,6 +35,8 @@ def activity_stats(
         lambda: compute_activity_stats(
             session_or_default(session), actor.org_id, user_id=user_id, now=now or clock.now(), tz=actor.zone
         ),
+        # Refreshed ahead only on the request's own scoped session (a refresh runs in a session of its own).
+        refresh_ahead=session is None,
     )
 
 

@@ -146,6 +146,7 @@ class DashboardService:
                     forecast_until=add_months(forecast_from, FORECAST_MONTHS),
                     closed_since=datetime.combine(first_closed, time.min, tzinfo=UTC),
                 ),
+                refresh_ahead=True,
             )
         return self._rollups[scope.owner_id]
 
@@ -171,6 +172,7 @@ class DashboardService:
             "deals",
             f"rotting:{scope.owner_id or 'all'}:{now:%Y-%m-%dT%H}",
             lambda: rotting_by_stage(self.session, self.actor.org_id, owner_id=scope.owner_id, now=now),
+            refresh_ahead=True,
         )
         return [
             RottingStage(
