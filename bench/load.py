@@ -103,6 +103,9 @@ def serve(
             f"127.0.0.1:{port}",
             "--timeout",
             str(timeout),
+            # Several servers may run at once here (one per bench); each would take over the same
+            # default control socket in the home directory, and remove it when it stops.
+            "--no-control-socket",
             "wsgi:app",
         ],
         cwd=ROOT,

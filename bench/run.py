@@ -15,6 +15,7 @@ import argparse
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import time
@@ -388,10 +389,20 @@ def _plan_indexes(engine, captured: list[tuple[str, Any]], org_id: Any) -> list[
     return found
 
 
-def measure(url: str, requests: int) -> list[Result]:
+@dataclass
+class BenchApp:
+    """The app as the bench requests it: the web role, a signed-in admin's test client, the pages."""
+
+    app: Any
+    client: Any
+    specs: list[PageSpec]
+    org_id: Any
+
+
+def bench_app(url: str) -> BenchApp:
     """Every page as the web role; what to request (ids, terms) is picked as the owner, who sees all rows."""
     from crm_web import create_app, freeze_startup_objects
-    from crm_web.extensions import cache, db
+    from crm_web.extensions import db
     from crm_web.models import Organization, User
 
     owner_app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
@@ -421,6 +432,19 @@ def measure(url: str, requests: int) -> list[Result]:
         )
     app = create_app(config)
     freeze_startup_objects()  # as wsgi.py does for every serving process
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = admin_session_id
+        session["_fresh"] = True
+    return BenchApp(app, client, specs, org_id)
+
+
+def measure(url: str, requests: int) -> list[Result]:
+    """Every page (and the fragments it loads on arrival) `requests` times, in-process."""
+    from crm_web.extensions import cache, db
+
+    bench = bench_app(url)
+    app, client, specs, org_id = bench.app, bench.client, bench.specs, bench.org_id
     with app.app_context():
         engine = db.engine
     captured: list[tuple[str, Any]] = []
@@ -429,10 +453,6 @@ def measure(url: str, requests: int) -> list[Result]:
         "before_cursor_execute",
         lambda conn, cursor, statement, params, context, many: captured.append((statement, params)),
     )
-    client = app.test_client()
-    with client.session_transaction() as session:
-        session["_user_id"] = admin_session_id
-        session["_fresh"] = True
     results = []
     for spec in specs:
         with app.test_request_context():
@@ -570,6 +590,9 @@ def machine() -> str:
     )
 
 
+UUID_IN_URL = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+
+
 def _served(results: list[Result]) -> bool:
     return any(r.served_p95_ms is not None for r in results)
 
@@ -622,7 +645,9 @@ def report(all_results: dict[str, list[Result]], requests: int, *, sqlite: bool 
     loaded = {}
     for page, fragment in arrivals:
         loaded.setdefault(page, []).append(fragment)
-    fragment_lines = [f"- {page}: " + ", ".join(f"`{f}`" for f in urls) for page, urls in loaded.items()]
+    fragment_lines = [
+        f"- {page}: " + ", ".join(f"`{UUID_IN_URL.sub('<id>', f)}`" for f in urls) for page, urls in loaded.items()
+    ]
     served_sizes = [s for s in sizes if served[s]]
     plans = [
         f"- {r.page} (`{r.path}`): " + (", ".join(f"`{i}`" for i in r.plan_indexes) or "no index (scans)")

@@ -12,6 +12,7 @@ from bench.run import (
     FRAGMENT_HEADERS,
     SQLITE_BEGIN_MARK,
     SQLITE_END_MARK,
+    UUID_IN_URL,
     Result,
     arrival_fragments,
     discover_fragments,
@@ -145,5 +146,6 @@ def test_the_report_has_http_columns_where_served_and_names_the_fragments():
     row = next(line for line in text.splitlines() if line.startswith("| company detail"))
     assert "(+1 on arrival)" in row and "HTTP p95 < 35 ms **MISS**" in row
     assert "- company detail: `/companies/1/contacts`" in text
+    assert UUID_IN_URL.sub("<id>", "/a?company=e93b1137-6f19-42ab-b17b-a15ebd0923e5") == "/a?company=<id>"
     assert "![chart](benchmarks-growth.svg)" in text
     assert "Misses: dashboard, company detail, A & <B>" in text
