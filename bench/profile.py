@@ -18,6 +18,7 @@ import io
 import pstats
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,19 +82,30 @@ class _Clock:
             self.split.template += (time.perf_counter() - self.render_started) * 1000 - self.sql_in_render
 
 
-def _listen(app: Any, engine: Any, clock: _Clock) -> None:
+def _listen(app: Any, engine: Any, clock: _Clock) -> Callable[[], None]:
+    """Connect `clock` to the engine's and the templates' signals; returns what disconnects it."""
     from flask import before_render_template, template_rendered
     from jinja2_fragments import flask as fragments
 
-    event.listen(engine, "before_cursor_execute", clock.before_sql)
-    event.listen(engine, "after_cursor_execute", clock.after_sql)
-    for starts, ends in (
+    signals = (
         (before_render_template, template_rendered),
         (fragments.before_render_template_block, fragments.template_block_rendered),
         (fragments.before_render_template_blocks, fragments.template_blocks_rendered),
-    ):
+    )
+    event.listen(engine, "before_cursor_execute", clock.before_sql)
+    event.listen(engine, "after_cursor_execute", clock.after_sql)
+    for starts, ends in signals:
         starts.connect(clock.before_render, app, weak=False)
         ends.connect(clock.after_render, app, weak=False)
+
+    def stop() -> None:
+        event.remove(engine, "before_cursor_execute", clock.before_sql)
+        event.remove(engine, "after_cursor_execute", clock.after_sql)
+        for starts, ends in signals:
+            starts.disconnect(clock.before_render, app)
+            ends.disconnect(clock.after_render, app)
+
+    return stop
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -149,3 +149,24 @@ def test_the_report_has_http_columns_where_served_and_names_the_fragments():
     assert UUID_IN_URL.sub("<id>", "/a?company=e93b1137-6f19-42ab-b17b-a15ebd0923e5") == "/a?company=<id>"
     assert "![chart](benchmarks-growth.svg)" in text
     assert "Misses: dashboard, company detail, A & <B>" in text
+
+
+def test_the_profile_splits_pages_and_fragments_into_sql_and_template_time(app, client, login, org):
+    """bench.profile's clock: statements and their time from the engine, template time from both
+    Flask's renders and jinja2-fragments' block renders (a fragment is rendered as a block)."""
+    from bench.profile import Split, _Clock, _listen
+
+    login("admin")
+    company = factories.make_company(org, name="Profiled Ltd")
+    factories.make_contact(org, primary_company_id=company.id)
+    db.session.commit()
+    clock = _Clock()
+    stop = _listen(app, db.engine, clock)
+    try:
+        for url, headers in ((f"/companies/{company.id}", {}), (f"/companies/{company.id}/contacts", FRAGMENT_HEADERS)):
+            clock.split = Split()
+            assert client.get(url, headers=headers).status_code == 200
+            assert clock.split.statements >= 2 and clock.split.sql > 0, url
+            assert clock.split.template > 0 and clock.render_depth == 0, url
+    finally:
+        stop()
