@@ -18,7 +18,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -64,6 +67,82 @@ class Sampler(threading.Thread):
         return (max(values.values()) if values else 0.0), len(values)
 
 
+@contextmanager
+def serve(
+    database_url: str, redis_url: str | None, *, workers: int = 4, threads: int = 1, timeout: int = 300
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The README's production command (gunicorn, CRM_ENV=production) on loopback and a free port, as
+    the plain web role made from the owner's `database_url`, with Redis at `redis_url` (None: each
+    worker's own in-process cache). Yields the server and its base URL once /healthz answers; stops
+    the server and its workers (its process group) on leaving."""
+    import requests
+
+    from bench.run import web_role_url
+
+    port = free_port()
+    host = f"http://127.0.0.1:{port}"
+    env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "DATABASE_URL")}
+    env.update(
+        {
+            "CRM_ENV": "production",
+            "CRM_ALLOW_PLAIN_HTTP": "true",  # loopback without TLS: cookies without Secure, no HSTS
+            "SECRET_KEY": os.urandom(32).hex(),
+            "DATABASE_URL": web_role_url(database_url),
+        }
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    server = subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            str(timeout),
+            # Several servers may run at once here (one per bench); each would take over the same
+            # default control socket in the home directory, and remove it when it stops.
+            "--no-control-socket",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(150):
+            if server.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {server.returncode}")
+            try:
+                if requests.get(host + "/healthz", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("gunicorn did not answer /healthz within 30 s")
+        yield server, host
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def sign_in(session: Any, host: str, email: str, password: str) -> None:
+    """Sign in over HTTP as the login form does (its CSRF token, then the post): `session` keeps the cookie."""
+    login = session.get(host + "/login", timeout=10)
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login.text)
+    if match is None:
+        raise RuntimeError(f"no CSRF token on {host}/login (HTTP {login.status_code})")
+    response = session.post(
+        host + "/login", data={"csrf_token": match.group(1), "email": email, "password": password}, timeout=10
+    )
+    if response.status_code >= 400 or "/login" in response.url:
+        raise RuntimeError(f"signing in as {email} failed (HTTP {response.status_code})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -84,106 +163,68 @@ def main(argv: list[str] | None = None) -> int:
         help="gunicorn worker timeout: the 100k-contact export streams for longer than the default 30 s",
     )
     args = parser.parse_args(argv)
+    with serve(args.database_url, args.redis_url, workers=args.workers, threads=args.threads, timeout=args.timeout) as (
+        server,
+        host,
+    ):
+        return _run(args, server, host)
+
+
+def _run(args: argparse.Namespace, server: subprocess.Popen, host: str) -> int:
     import requests
 
-    from bench.run import web_role_url
-
-    port = free_port()
-    host = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "CRM_ENV": "production",
-        "CRM_ALLOW_PLAIN_HTTP": "true",  # loopback without TLS: cookies without Secure, no HSTS
-        "SECRET_KEY": os.urandom(32).hex(),
-        "DATABASE_URL": web_role_url(args.database_url),
-        "REDIS_URL": args.redis_url,
-    }
-    # The README's production command, on loopback and a free port.
-    server = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "--workers",
-            str(args.workers),
-            "--threads",
-            str(args.threads),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            str(args.timeout),
-            "wsgi:app",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
+    sampler = Sampler(server.pid)
+    sampler.start()
+    time.sleep(1)
+    sampler.phase = "idle"
+    time.sleep(2)
+    sampler.phase = "load"
+    started = time.time()
+    subprocess.run(
+        [
+            str(BIN / "locust"),
+            "-f",
+            str(ROOT / "bench" / "locustfile.py"),
+            "--headless",
+            "--host",
+            host,
+            "-u",
+            str(args.users),
+            "-r",
+            str(args.spawn_rate),
+            "--run-time",
+            args.run_time,
+            "--stop-timeout",
+            "10",
+            "--csv",
+            str(out / "load"),
+            "--only-summary",
+        ],
+        cwd=ROOT,
+        check=False,
+        timeout=300,
+    )
+    load_seconds = time.time() - started
+    sampler.phase = "export"
+    session = requests.Session()
+    sign_in(session, host, "admin-l@bench.example", "bench-password")
+    started = time.time()
+    size = lines = 0
+    export_error = ""
     try:
-        for _ in range(100):
-            try:
-                if requests.get(host + "/healthz", timeout=5).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        sampler = Sampler(server.pid)
-        sampler.start()
-        time.sleep(1)
-        sampler.phase = "idle"
-        time.sleep(2)
-        sampler.phase = "load"
-        started = time.time()
-        subprocess.run(
-            [
-                str(BIN / "locust"),
-                "-f",
-                str(ROOT / "bench" / "locustfile.py"),
-                "--headless",
-                "--host",
-                host,
-                "-u",
-                str(args.users),
-                "-r",
-                str(args.spawn_rate),
-                "--run-time",
-                args.run_time,
-                "--stop-timeout",
-                "10",
-                "--csv",
-                str(out / "load"),
-                "--only-summary",
-            ],
-            cwd=ROOT,
-            check=False,
-            timeout=300,
-        )
-        load_seconds = time.time() - started
-        sampler.phase = "export"
-        session = requests.Session()
-        login = session.get(host + "/login", timeout=10)
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login.text).group(1)
-        session.post(
-            host + "/login",
-            data={"csrf_token": token, "email": "admin-l@bench.example", "password": "bench-password"},
-            timeout=10,
-        )
-        started = time.time()
-        size = lines = 0
-        export_error = ""
-        try:
-            with session.get(host + "/contacts/export.csv", stream=True, timeout=args.timeout) as response:
-                response.raise_for_status()
-                for chunk in response.iter_content(65536):
-                    size += len(chunk)
-                    lines += chunk.count(b"\n")
-        except requests.RequestException as error:
-            export_error = f" (FAILED: {type(error).__name__})"
-        export_seconds = time.time() - started
-        time.sleep(0.5)
-        sampler.stop.set()
-        sampler.join()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        with session.get(host + "/contacts/export.csv", stream=True, timeout=args.timeout) as response:
+            response.raise_for_status()
+            for chunk in response.iter_content(65536):
+                size += len(chunk)
+                lines += chunk.count(b"\n")
+    except requests.RequestException as error:
+        export_error = f" (FAILED: {type(error).__name__})"
+    export_seconds = time.time() - started
+    time.sleep(0.5)
+    sampler.stop.set()
+    sampler.join()
     idle, n = sampler.peak("idle")
     load, n_load = sampler.peak("load")
     export, _ = sampler.peak("export")

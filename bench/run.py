@@ -15,11 +15,14 @@ import argparse
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +70,11 @@ class Result:
     status: int = 0
     search: bool = False
     plan_indexes: list[str] = field(default_factory=list)
+    fragments: list[str] = field(default_factory=list)  # what the page loads on arrival, timed with it
+    cold: bool = False
+    served_median_ms: float | None = None  # over HTTP from gunicorn (--served), fragments included
+    served_p95_ms: float | None = None
+    served_status: int = 0
 
     @property
     def missing(self) -> bool:
@@ -74,8 +82,6 @@ class Result:
 
 
 SQLITE_DIR = ROOT / "instance" / "bench"
-
-
 # Prefix of the databases' names (`--db-prefix`): a second checkout benchmarking on the same server
 # uses its own databases instead of re-seeding or measuring another's.
 DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "crm_bench")
@@ -519,6 +525,64 @@ def page_specs(app) -> list[PageSpec]:
     ]
 
 
+# htmx events that fire as the page arrives: `load`, and `revealed` / `intersect` (counted as if the
+# element were in view, the upper bound). A delayed load (`load delay:1s`) is a poll, not arrival.
+ARRIVAL_EVENTS = ("load", "revealed", "intersect")
+FRAGMENT_HEADERS = {"HX-Request": "true"}
+MAX_FRAGMENT_DEPTH = 3  # a fragment may itself load one; the same URL is never fetched twice
+
+
+def fires_on_arrival(trigger: str) -> bool:
+    """Whether an `hx-trigger` value requests its element's URL as soon as the page is shown."""
+    for spec in trigger.split(","):
+        words = spec.split()
+        if not words:
+            continue
+        event = words[0].split("[", 1)[0]  # `load[someCondition]`: the event is still `load`
+        if event in ARRIVAL_EVENTS and not any(word.startswith("delay:") for word in words[1:]):
+            return True
+    return False
+
+
+class _ArrivalFragments(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()  # convert_charrefs: attribute values come unescaped (`&amp;` is `&`)
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        url, trigger = values.get("hx-get"), values.get("hx-trigger")
+        if url and trigger and fires_on_arrival(trigger) and url not in self.urls:
+            self.urls.append(url)
+
+
+def arrival_fragments(html: str) -> list[str]:
+    """The URLs a page's HTML makes htmx request on arrival (`hx-get` with a load, revealed or
+    intersect trigger), in document order, each once."""
+    parser = _ArrivalFragments()
+    parser.feed(html)
+    parser.close()
+    return parser.urls
+
+
+def discover_fragments(get: Callable[[str], str], page_html: str) -> list[str]:
+    """Every fragment loaded on arrival, following fragments that load fragments (`get(url)` returns a
+    fragment's HTML, requested as htmx does), breadth first, each URL once."""
+    found: list[str] = []
+    level = arrival_fragments(page_html)
+    for _depth in range(MAX_FRAGMENT_DEPTH):
+        following: list[str] = []
+        for url in level:
+            if url in found:
+                continue
+            found.append(url)
+            following += arrival_fragments(get(url))
+        level = following
+        if not level:
+            break
+    return found
+
+
 def _p95(sorted_ms: list[float]) -> float:
     """Nearest-rank 95th percentile."""
     return sorted_ms[max(0, math.ceil(0.95 * len(sorted_ms)) - 1)]
@@ -549,10 +613,20 @@ def _plan_indexes(engine, captured: list[tuple[str, Any]], org_id: Any) -> list[
     return found
 
 
-def measure(url: str, requests: int) -> list[Result]:
+@dataclass
+class BenchApp:
+    """The app as the bench requests it: the web role, a signed-in admin's test client, the pages."""
+
+    app: Any
+    client: Any
+    specs: list[PageSpec]
+    org_id: Any
+
+
+def bench_app(url: str) -> BenchApp:
     """Every page as the web role; what to request (ids, terms) is picked as the owner, who sees all rows."""
     from crm_web import create_app, freeze_startup_objects
-    from crm_web.extensions import cache, db
+    from crm_web.extensions import db
     from crm_web.models import Organization, User
 
     owner_app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
@@ -582,6 +656,19 @@ def measure(url: str, requests: int) -> list[Result]:
         )
     app = create_app(config)
     freeze_startup_objects()  # as wsgi.py does for every serving process
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = admin_session_id
+        session["_fresh"] = True
+    return BenchApp(app, client, specs, org_id)
+
+
+def measure(url: str, requests: int) -> list[Result]:
+    """Every page (and the fragments it loads on arrival) `requests` times, in-process."""
+    from crm_web.extensions import cache, db
+
+    bench = bench_app(url)
+    app, client, specs, org_id = bench.app, bench.client, bench.specs, bench.org_id
     with app.app_context():
         engine = db.engine
     captured: list[tuple[str, Any]] = []
@@ -590,10 +677,6 @@ def measure(url: str, requests: int) -> list[Result]:
         "before_cursor_execute",
         lambda conn, cursor, statement, params, context, many: captured.append((statement, params)),
     )
-    client = app.test_client()
-    with client.session_transaction() as session:
-        session["_user_id"] = admin_session_id
-        session["_fresh"] = True
     results = []
     for spec in specs:
         with app.test_request_context():
@@ -606,7 +689,10 @@ def measure(url: str, requests: int) -> list[Result]:
                 results.append(Result(spec.name, f"({spec.endpoint} not built)", search=spec.search))
                 continue
         for _ in range(3):  # warm-up: caches, prepared plans
-            client.get(path)
+            page = client.get(path)
+        fragments = discover_fragments(
+            lambda url: client.get(url, headers=FRAGMENT_HEADERS).get_data(as_text=True), page.get_data(as_text=True)
+        )
         timings = []
         status = 0
         counted = 0
@@ -617,21 +703,92 @@ def measure(url: str, requests: int) -> list[Result]:
             captured.clear()
             started = time.perf_counter()
             response = client.get(path)
-            timings.append((time.perf_counter() - started) * 1000)
             status = response.status_code
+            page_statements = list(captured)  # the search plans are the page's own statements
+            for url in fragments:  # after the page, as htmx requests them; a failed one fails the row
+                fragment = client.get(url, headers=FRAGMENT_HEADERS)
+                if fragment.status_code != 200 and status == 200:
+                    status = fragment.status_code
+            timings.append((time.perf_counter() - started) * 1000)
             counted = len(captured)
         result = Result(
-            spec.name, path, statistics.median(timings), _p95(sorted(timings)), counted, status, spec.search
+            spec.name,
+            path,
+            statistics.median(timings),
+            _p95(sorted(timings)),
+            counted,
+            status,
+            spec.search,
+            fragments=fragments,
+            cold=spec.cold,
         )
         if spec.search and engine.dialect.name == "postgresql":
-            result.plan_indexes = _plan_indexes(engine, list(captured), org_id)
+            result.plan_indexes = _plan_indexes(engine, page_statements, org_id)
         results.append(result)
         print(
             f"  {spec.name:48} {result.median_ms:7.1f} {result.p95_ms:7.1f} ms {counted:3} statements"
-            f"{'' if status == 200 else f'  HTTP {status}'}"
+            f"{f' (+{len(fragments)} fragments)' if fragments else ''}{'' if status == 200 else f'  HTTP {status}'}"
         )
     engine.dispose()
     return results
+
+
+SERVED_WORKERS = 2
+SERVED_TARGET_P95_MS = 35.0
+
+
+def measure_served(
+    url: str, size: str, results: list[Result], requests: int, *, redis_url: str | None, workers: int = SERVED_WORKERS
+) -> None:
+    """Time each measured page over HTTP, fragments included, into its result's served columns.
+
+    gunicorn serves the size's database with the README's production settings (bench/load.py:
+    CRM_ENV=production, the web role, Redis when `redis_url` is given) on a loopback port; one
+    signed-in client (a `requests.Session`, its cookies and connections kept) requests each page,
+    then the fragments the page loads on arrival, one after the other, as the in-process rows do.
+    Times are the client's: request sent to response read. Cold rows start a new cache epoch of the
+    organisation before each request (the server's cache is in another process), which abandons
+    every cached value of it as a cache outage would.
+    """
+    import requests as http
+
+    from bench.load import serve, sign_in
+
+    owner = create_engine(url)
+    new_epoch = text("UPDATE organizations SET cache_epoch = :epoch WHERE slug = 'bench'")
+    headers = {"Accept": "text/html"}
+    with serve(url, redis_url, workers=workers) as (_server, host), http.Session() as client:
+        sign_in(client, host, f"admin-{size.lower()}@bench.example", PASSWORD)
+        for result in results:
+            if result.missing:
+                continue
+            for _ in range(3 * workers):  # warm-up: every worker's caches and prepared plans
+                page = client.get(host + result.path, headers=headers, timeout=60)
+            fragments = discover_fragments(
+                lambda path: client.get(host + path, headers=FRAGMENT_HEADERS, timeout=60).text, page.text
+            )
+            timings = []
+            status = 0
+            for _ in range(requests):
+                if result.cold:
+                    with owner.begin() as conn:
+                        conn.execute(new_epoch, {"epoch": int.from_bytes(os.urandom(7), "big")})
+                started = time.perf_counter()
+                response = client.get(host + result.path, headers=headers, timeout=60)
+                status = response.status_code
+                for path in fragments:
+                    fragment = client.get(host + path, headers=FRAGMENT_HEADERS, timeout=60)
+                    if fragment.status_code != 200 and status == 200:
+                        status = fragment.status_code
+                timings.append((time.perf_counter() - started) * 1000)
+            result.served_median_ms = statistics.median(timings)
+            result.served_p95_ms = _p95(sorted(timings))
+            result.served_status = status
+            print(
+                f"  {result.page:48} {result.served_median_ms:7.1f} {result.served_p95_ms:7.1f} ms over HTTP"
+                f"{f' (+{len(fragments)} fragments)' if fragments else ''}{'' if status == 200 else f'  HTTP {status}'}"
+            )
+    owner.dispose()
 
 
 def machine() -> str:
@@ -657,31 +814,65 @@ def machine() -> str:
     )
 
 
-def report(all_results: dict[str, list[Result]], requests: int, *, sqlite: bool = False) -> str:
+UUID_IN_URL = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+
+
+def _served(results: list[Result]) -> bool:
+    return any(r.served_p95_ms is not None for r in results)
+
+
+def report(all_results: dict[str, list[Result]], requests: int, *, sqlite: bool = False, chart: str = "") -> str:
     sizes = list(all_results)
     largest = sizes[-1]
-    header = "| page | " + " | ".join(f"{s} median | {s} p95 | {s} stmts" for s in sizes) + f" | target at {largest} |"
-    lines = [header, "|---|" + "---:|" * (3 * len(sizes)) + "---|"]
+    served = {size: _served(all_results[size]) for size in sizes}
+    columns = []
+    for s in sizes:
+        columns += [f"{s} median", f"{s} p95", f"{s} stmts"]
+        if served[s]:
+            columns += [f"{s} HTTP median", f"{s} HTTP p95"]
+    header = "| page | " + " | ".join(columns) + f" | target at {largest} |"
+    lines = [header, "|---|" + "---:|" * len(columns) + "---|"]
     misses = []
     for index, first in enumerate(all_results[sizes[0]]):
         row = [all_results[size][index] for size in sizes]
+        name = first.page + (f" (+{len(first.fragments)} on arrival)" if first.fragments else "")
         if first.missing:
-            lines.append(f"| {first.page} | " + " | ".join(["–"] * 3 * len(sizes)) + " | not built yet |")
+            lines.append(f"| {first.page} | " + " | ".join(["–"] * len(columns)) + " | not built yet |")
             continue
         cells = []
-        for r in row:
+        for size, r in zip(sizes, row, strict=True):
             flag = "" if r.status == 200 else f" (HTTP {r.status})"
             cells += [f"{r.median_ms:.1f}{flag}", f"{r.p95_ms:.1f}", str(r.statements)]
+            if served[size]:
+                if r.served_median_ms is None or r.served_p95_ms is None:
+                    cells += ["–", "–"]
+                else:
+                    flag = "" if r.served_status == 200 else f" (HTTP {r.served_status})"
+                    cells += [f"{r.served_median_ms:.1f}{flag}", f"{r.served_p95_ms:.1f}"]
         last = row[-1]
         limit = SEARCH_TARGET_P95_MS if first.search else TARGET_P95_MS
         constant = len({r.statements for r in row}) == 1
         verdict = []
         verdict.append(f"p95 < {limit:.0f} ms " + ("ok" if last.p95_ms < limit else "**MISS**"))
+        served_miss = last.served_p95_ms is not None and last.served_p95_ms >= SERVED_TARGET_P95_MS
+        if last.served_p95_ms is not None:
+            verdict.append(f"HTTP p95 < {SERVED_TARGET_P95_MS:.0f} ms " + ("**MISS**" if served_miss else "ok"))
         if len(sizes) > 1:
             verdict.append("statements constant" if constant else "**statements grow**")
-        if last.p95_ms >= limit or not constant or last.status != 200:
+        if last.p95_ms >= limit or not constant or last.status != 200 or served_miss:
             misses.append(first.page)
-        lines.append(f"| {first.page} | " + " | ".join(cells) + " | " + "; ".join(verdict) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " | " + "; ".join(verdict) + " |")
+    arrivals = sorted(
+        {(r.page, fragment) for r in all_results[largest] if not r.missing for fragment in r.fragments},
+        key=lambda pair: [r.page for r in all_results[largest]].index(pair[0]),
+    )
+    loaded = {}
+    for page, fragment in arrivals:
+        loaded.setdefault(page, []).append(fragment)
+    fragment_lines = [
+        f"- {page}: " + ", ".join(f"`{UUID_IN_URL.sub('<id>', f)}`" for f in urls) for page, urls in loaded.items()
+    ]
+    served_sizes = [s for s in sizes if served[s]]
     plans = [
         f"- {r.page} (`{r.path}`): " + (", ".join(f"`{i}`" for i in r.plan_indexes) or "no index (scans)")
         for r in all_results[largest]
@@ -707,8 +898,27 @@ def report(all_results: dict[str, list[Result]], requests: int, *, sqlite: bool 
         "each request: what the first viewer after a change to deals, activities or pipelines waits "
         "(services/stats/cache.py); the other rows are warm, as for every later viewer. Serving processes "
         "freeze their start-up objects out of the garbage collector (wsgi.py); so does this bench.\n\n"
+        "Each row is the page as a user sees it arrive: the page, then every fragment its HTML loads on "
+        'arrival (an `hx-get` triggered by `load`, `revealed` or `intersect`; "+N on arrival" after the '
+        "page's name), requested one after the other; times and statements are their sums.\n\n"
+        + (
+            f"HTTP columns ({', '.join(served_sizes)}): the same pages and fragments served by gunicorn "
+            f"({SERVED_WORKERS} sync workers, the README's production settings: `CRM_ENV=production`, the web "
+            f"role, {'Redis' if os.environ.get('REDIS_URL') else 'each worker its own in-process cache'}) on a "
+            "loopback port, timed by one signed-in client from request to response read, after "
+            f"{3 * SERVED_WORKERS} warm-up requests; target p95 < {SERVED_TARGET_P95_MS:.0f} ms at "
+            f"{largest}.\n\n"
+            if served_sizes
+            else ""
+        )
         + "\n".join(lines)
         + "\n\n"
+        + (
+            f"Fragments loaded on arrival at {largest}:\n\n" + "\n".join(fragment_lines) + "\n\n"
+            if fragment_lines
+            else ""
+        )
+        + (f"{chart}\n\n" if chart else "")
         + (  # PostgreSQL's plans (SQLite's are checked by tests/test_query_plans.py)
             f"Indexes in the EXPLAIN ANALYZE plans of the search requests at {largest}:\n\n" + "\n".join(plans) + "\n\n"
             if any(r.plan_indexes for r in all_results[largest])
@@ -717,6 +927,81 @@ def report(all_results: dict[str, list[Result]], requests: int, *, sqlite: bool 
         + ("Misses: " + ", ".join(misses) if misses else "Every measured page meets its target.")
         + "\n"
     )
+
+
+CHART_NAME = "benchmarks-growth.svg"  # written next to --output, linked from its generated section
+CHART_COLOURS = ("#9ecae1", "#4292c6", "#08519c", "#08306b", "#6a51a3")  # one per size, light to dark
+
+
+def growth_chart_svg(all_results: dict[str, list[Result]], title: str) -> str:
+    """A grouped bar chart as SVG text: each page's p95 at every measured size (in-process, fragments
+    included), with a diamond at its HTTP p95 where one was measured. No dependency: the axis steps
+    come from crm_web.charts.nice_scale, as the dashboard's charts do."""
+    from html import escape
+
+    from crm_web.charts import nice_scale
+
+    sizes = list(all_results)
+    pages = [(index, first.page) for index, first in enumerate(all_results[sizes[0]]) if not first.missing]
+    values = [
+        value
+        for size in sizes
+        for index, _ in pages
+        for value in (all_results[size][index].p95_ms, all_results[size][index].served_p95_ms)
+        if value is not None
+    ]
+    axis_max, ticks = nice_scale(max(values, default=1.0))
+    label_w, plot_w, bar_h, gap, top = 330, 520, 6, 8, 56
+    group_h = bar_h * len(sizes) + gap
+    height = top + group_h * len(pages) + 30
+    width = label_w + plot_w + 40
+
+    def x(value: float) -> float:
+        return label_w + plot_w * min(value, axis_max) / axis_max
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'font-family="sans-serif" font-size="12">',
+        f"<title>{escape(title)}</title>",
+        f'<rect width="{width}" height="{height}" fill="#fff"/>',
+        f'<text x="10" y="20" font-size="14" font-weight="bold">{escape(title)}</text>',
+    ]
+    legend_x = 10
+    for size, colour in zip(sizes, CHART_COLOURS, strict=False):
+        parts.append(f'<rect x="{legend_x}" y="32" width="12" height="12" fill="{colour}"/>')
+        parts.append(f'<text x="{legend_x + 16}" y="42">{escape(size)}</text>')
+        legend_x += 50
+    if any(_served(all_results[size]) for size in sizes):
+        parts.append(f'<path d="M{legend_x + 6} 32 l6 6 l-6 6 l-6 -6 z" fill="#d94801"/>')
+        parts.append(f'<text x="{legend_x + 16}" y="42">over HTTP (gunicorn)</text>')
+    bottom = top + group_h * len(pages)
+    for tick in ticks:
+        parts.append(
+            f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" y2="{bottom}" stroke="#ddd"/>'
+            f'<text x="{x(tick):.1f}" y="{bottom + 14}" text-anchor="middle">{tick:g}</text>'
+        )
+    parts.append(f'<text x="{label_w + plot_w / 2:.0f}" y="{bottom + 28}" text-anchor="middle">p95, ms</text>')
+    for row, (index, name) in enumerate(pages):
+        y0 = top + row * group_h
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y0 + bar_h * len(sizes) / 2 + 4:.1f}" text-anchor="end">{escape(name)}</text>'
+        )
+        for position, (size, colour) in enumerate(zip(sizes, CHART_COLOURS, strict=False)):
+            result = all_results[size][index]
+            y = y0 + position * bar_h
+            parts.append(
+                f'<rect x="{label_w}" y="{y}" width="{x(result.p95_ms) - label_w:.1f}" height="{bar_h - 1}" '
+                f'fill="{colour}"><title>{escape(name)}, {escape(size)}: p95 {result.p95_ms:.1f} ms</title></rect>'
+            )
+            if result.served_p95_ms is not None:
+                cx, cy = x(result.served_p95_ms), y + (bar_h - 1) / 2
+                parts.append(
+                    f'<path d="M{cx:.1f} {cy - 4:.1f} l4 4 l-4 4 l-4 -4 z" fill="#d94801">'
+                    f"<title>{escape(name)}, {escape(size)}: HTTP p95 {result.served_p95_ms:.1f} ms</title></path>"
+                )
+    parts.append(f'<line x1="{label_w}" y1="{top - 4}" x2="{label_w}" y2="{bottom}" stroke="#333"/>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
 
 
 def write_report(path: Path, generated: str, begin: str = BEGIN_MARK, end: str = END_MARK) -> None:
@@ -756,6 +1041,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the databases' names: <prefix>_s, _m, _l (default crm_bench, or $BENCH_DB_PREFIX)",
     )
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
+    parser.add_argument(
+        "--served",
+        nargs="?",
+        const="all",
+        default="L",
+        help="sizes also timed over HTTP through gunicorn (PostgreSQL only); default L, bare --served: every "
+        'size, "" for none',
+    )
     args = parser.parse_args(argv)
     if args.requests < 50:
         parser.error("--requests must be at least 50")
@@ -765,20 +1058,29 @@ def main(argv: list[str] | None = None) -> int:
     sqlite_sizes = [s.strip().upper() for s in args.sqlite_sizes.split(",") if s.strip()]
     if any(s not in SIZES for s in sqlite_sizes):
         parser.error("--sqlite-sizes takes S, M and/or L")
+    served = sizes if args.served == "all" else [s.strip().upper() for s in args.served.split(",") if s.strip()]
+    if any(s not in SIZES for s in served):
+        parser.error("--served takes S, M and/or L")
     all_results = {}
     for size in sizes:
         print(f"size {size}: {SIZES[size]}")
         url = ensure_database(args.server, size, fresh=args.fresh, prefix=args.db_prefix)
         all_results[size] = measure(url, args.requests)
+        if size in served and args.server != "sqlite":
+            print(f"size {size} over HTTP (gunicorn, {SERVED_WORKERS} workers)")
+            measure_served(url, size, all_results[size], args.requests, redis_url=os.environ.get("REDIS_URL"))
     if args.server == "sqlite":  # --server sqlite: only the SQLite section of docs/benchmarks.md
         generated = report(all_results, args.requests, sqlite=True)
         print(generated)
         write_report(Path(args.output), generated, SQLITE_BEGIN_MARK, SQLITE_END_MARK)
         return 0
-    generated = report(all_results, args.requests)
+    chart_path = Path(args.output).with_name(CHART_NAME)
+    chart_title = f"p95 of each page at {', '.join(sizes)} (ms, fragments included)"
+    chart_path.write_text(growth_chart_svg(all_results, chart_title))
+    generated = report(all_results, args.requests, chart=f"![{chart_title}]({CHART_NAME})")
     print(generated)
     write_report(Path(args.output), generated)
-    print(f"written to {args.output}")
+    print(f"written to {args.output} and {chart_path}")
     if sqlite_sizes:
         sqlite_results = {}
         for size in sqlite_sizes:

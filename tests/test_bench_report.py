@@ -1,6 +1,28 @@
-"""`make bench` rewrites only the generated section of docs/benchmarks.md (bench/run.py)."""
+"""`make bench` rewrites only the generated section of docs/benchmarks.md, counts the fragments each
+page loads on arrival into its row, and draws the growth chart (bench/run.py)."""
 
-from bench.run import BEGIN_MARK, DEFAULT_OUTPUT, END_MARK, SQLITE_BEGIN_MARK, SQLITE_END_MARK, write_report
+from xml.etree import ElementTree
+
+import pytest
+
+from bench.run import (
+    BEGIN_MARK,
+    DEFAULT_OUTPUT,
+    END_MARK,
+    FRAGMENT_HEADERS,
+    SQLITE_BEGIN_MARK,
+    SQLITE_END_MARK,
+    UUID_IN_URL,
+    Result,
+    arrival_fragments,
+    discover_fragments,
+    fires_on_arrival,
+    growth_chart_svg,
+    report,
+    write_report,
+)
+from crm_web.extensions import db
+from tests import factories
 
 
 def test_the_generated_table_replaces_only_what_is_between_the_markers(tmp_path):
@@ -76,3 +98,126 @@ def test_the_bench_adds_its_custom_fields_and_values_once(app, engine_name):
     assert (
         db.session.scalars(select(Contact.custom).where(Contact.org_id == org.id).order_by(Contact.id)).all() == before
     )
+
+
+def test_only_load_revealed_and_intersect_triggers_fire_on_arrival():
+    assert fires_on_arrival("load")
+    assert fires_on_arrival("revealed")
+    assert fires_on_arrival("intersect once")
+    assert fires_on_arrival("deals-changed from:body, load")
+    assert fires_on_arrival("load[window.ready]")
+    assert not fires_on_arrival("load delay:1s")  # a poll that renders itself again
+    assert not fires_on_arrival("every 2s")
+    assert not fires_on_arrival("toggle once")
+    assert not fires_on_arrival("input changed delay:300ms, search")
+    assert not fires_on_arrival("activities-changed from:body")
+    assert not fires_on_arrival("")
+
+
+def test_arrival_fragments_are_read_from_the_html_in_order_and_unescaped():
+    html = """
+    <section hx-get="/companies/1/contacts" hx-trigger="load" hx-swap="outerHTML"></section>
+    <div hx-get="/saved-views/contacts/tabs?current=a&amp;x=1" hx-trigger="load"></div>
+    <div hx-get="/live/poll" hx-trigger="every 2s"></div>
+    <form hx-get="/search" hx-trigger="input changed delay:200ms"></form>
+    <div hx-post="/deals/1/move" hx-trigger="load"></div>
+    <div hx-get="/companies/1/contacts" hx-trigger="load"></div>
+    <div hx-trigger="load"></div>
+    """
+    assert arrival_fragments(html) == ["/companies/1/contacts", "/saved-views/contacts/tabs?current=a&x=1"]
+
+
+def test_fragments_that_load_fragments_are_followed_once_each():
+    pages = {
+        "/a": '<div hx-get="/b" hx-trigger="load"></div><div hx-get="/a" hx-trigger="load"></div>',
+        "/b": '<div hx-get="/a" hx-trigger="load"></div>',
+        "/c": "<p>done</p>",
+    }
+    requested = []
+
+    def get(url):
+        requested.append(url)
+        return pages[url]
+
+    page = '<div hx-get="/a" hx-trigger="load"></div><div hx-get="/c" hx-trigger="revealed"></div>'
+    assert discover_fragments(get, page) == ["/a", "/c", "/b"]
+    assert requested == ["/a", "/c", "/b"]
+    assert discover_fragments(get, "<p>no fragment</p>") == []
+
+
+def test_the_bench_finds_what_real_pages_load_on_arrival(client, login, org):
+    login("admin")
+    company = factories.make_company(org, name="Arrival Ltd")
+    factories.make_contact(org, primary_company_id=company.id)
+    db.session.commit()
+    page = client.get(f"/companies/{company.id}").get_data(as_text=True)
+    fragments = discover_fragments(lambda url: client.get(url, headers=FRAGMENT_HEADERS).get_data(as_text=True), page)
+    assert f"/companies/{company.id}/contacts" in fragments
+    assert any(url.startswith("/activities/timeline") for url in fragments)
+    for url in fragments:
+        assert client.get(url, headers=FRAGMENT_HEADERS).status_code == 200
+    tabs = arrival_fragments(client.get("/contacts").get_data(as_text=True))
+    assert any("tabs" in url for url in tabs)  # a list's saved-view tabs load after it
+
+
+def _results(sizes, *, served=()):
+    out = {}
+    for n, size in enumerate(sizes, start=1):
+        out[size] = [
+            Result("dashboard", "/", 5.0 * n, 6.0 * n, 2, 200),
+            Result("company detail", "/companies/1", 8.0 * n, 9.0 * n, 8, 200, fragments=["/companies/1/contacts"]),
+            Result("A & <B>", "/b", 1.0, 2.0, 3, 200),
+            Result("not here", "(x not built)"),
+        ]
+        if size in served:
+            for result in out[size][:3]:
+                result.served_median_ms, result.served_p95_ms, result.served_status = 10.0, 40.0 * n, 200
+    return out
+
+
+def test_the_growth_chart_is_an_svg_with_a_bar_per_page_and_size():
+    svg = growth_chart_svg(_results(["S", "M", "L"], served=["L"]), "p95 at S, M, L")
+    root = ElementTree.fromstring(svg)  # well-formed, names escaped
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.tag == f"{ns}svg"
+    bars = [rect for rect in root.iter(f"{ns}rect") if rect.find(f"{ns}title") is not None]
+    assert len(bars) == 3 * 3  # three built pages, three sizes; the missing page has none
+    titles = [bar.find(f"{ns}title").text for bar in bars]
+    assert "company detail, L: p95 27.0 ms" in titles and "A & <B>, S: p95 2.0 ms" in titles
+    diamonds = [path for path in root.iter(f"{ns}path") if path.find(f"{ns}title") is not None]
+    assert len(diamonds) == 3 and "HTTP p95 120.0 ms" in diamonds[0].find(f"{ns}title").text
+    widths = {bar.find(f"{ns}title").text: float(bar.get("width")) for bar in bars}
+    assert widths["dashboard, L: p95 18.0 ms"] == pytest.approx(3 * widths["dashboard, S: p95 6.0 ms"])
+
+
+def test_the_report_has_http_columns_where_served_and_names_the_fragments():
+    text = report(_results(["S", "L"], served=["L"]), 50, chart="![chart](benchmarks-growth.svg)")
+    header = next(line for line in text.splitlines() if line.startswith("| page |"))
+    assert header.count("HTTP") == 2 and "S HTTP" not in header and "L HTTP p95" in header
+    row = next(line for line in text.splitlines() if line.startswith("| company detail"))
+    assert "(+1 on arrival)" in row and "HTTP p95 < 35 ms **MISS**" in row
+    assert "- company detail: `/companies/1/contacts`" in text
+    assert UUID_IN_URL.sub("<id>", "/a?company=e93b1137-6f19-42ab-b17b-a15ebd0923e5") == "/a?company=<id>"
+    assert "![chart](benchmarks-growth.svg)" in text
+    assert "Misses: dashboard, company detail, A & <B>" in text
+
+
+def test_the_profile_splits_pages_and_fragments_into_sql_and_template_time(app, client, login, org):
+    """bench.profile's clock: statements and their time from the engine, template time from both
+    Flask's renders and jinja2-fragments' block renders (a fragment is rendered as a block)."""
+    from bench.profile import Split, _Clock, _listen
+
+    login("admin")
+    company = factories.make_company(org, name="Profiled Ltd")
+    factories.make_contact(org, primary_company_id=company.id)
+    db.session.commit()
+    clock = _Clock()
+    stop = _listen(app, db.engine, clock)
+    try:
+        for url, headers in ((f"/companies/{company.id}", {}), (f"/companies/{company.id}/contacts", FRAGMENT_HEADERS)):
+            clock.split = Split()
+            assert client.get(url, headers=headers).status_code == 200
+            assert clock.split.statements >= 2 and clock.split.sql > 0, url
+            assert clock.split.template > 0 and clock.render_depth == 0, url
+    finally:
+        stop()

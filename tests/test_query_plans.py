@@ -99,3 +99,23 @@ def test_sqlite_list_pages_read_the_page_s_rows_by_primary_key(client, login, or
             assert "SEARCH contact_companies USING INDEX ix_contact_companies_company (company_id=?)" in plan, plan
             assert "SEARCH deals USING INDEX ix_deals_org_company (org_id=? AND company_id=?)" in plan, plan
             assert "ix_contacts_org_status_live" not in plan and "ix_deals_org_status_live" not in plan, plan
+
+
+def test_company_and_lead_lists_read_their_page_and_total_from_live_indexes(client, login, org, engine_name):
+    """PostgreSQL: the company list's default order (lower(name), then id) is read from the live
+    companies' index in that order, not sorted from every company of the organisation; the company
+    and lead lists' totals are index-only counts of live rows."""
+    if engine_name != "postgresql":
+        return
+    login("admin")
+    for index in range(3):
+        factories.make_company(org, name=f"Plan {index}")
+        factories.make_lead(org)
+    db.session.commit()
+    statements = _statements(client, "/companies")
+    page = _plan(engine_name, *_one(statements, "companies.name, companies.website"))
+    assert "ix_companies_org_lower_name_live" in page, page
+    total = _plan(engine_name, *_one(statements, "count(*)"))
+    assert "Index Only Scan using ix_companies_org_" in total and "_live on companies" in total, total
+    total = _plan(engine_name, *_one(_statements(client, "/leads"), "count(*)"))
+    assert "Index Only Scan using ix_leads_org_created_at_live" in total, total

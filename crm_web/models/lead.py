@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from crm_web.models.base import Base, CustomValuesMixin, RecordMixin
 from crm_web.models.mixins import (
     full_name,
+    live_index,
     name_order_index,
     search_key_index,
     surname_index,
@@ -34,6 +35,7 @@ class Lead(RecordMixin, CustomValuesMixin, Base):
     __table_args__ = (
         Index("ix_leads_org_status", "org_id", "status"),
         Index("ix_leads_org_created", "org_id", "created_at"),
+        live_index("leads", "created_at"),  # the list's total, and its default order (newest first)
         trash_index("leads"),
         CheckConstraint("score >= 0 AND score <= 100", name="lead_score_valid_range"),
         trigram_index("lead_name_search_idx", "first_name", "last_name"),
