@@ -275,6 +275,29 @@ def test_notifications_on_a_phone_in_dark_mode(phone, live_db, live_server):
     assert errors == []
 
 
+def test_calendar_week_keeps_readable_days_on_a_phone(phone, live_server):
+    """Seven days squeezed into 390 px cut every activity to "13…": the week scrolls sideways instead,
+    says so, and keeps the hours in view."""
+    page, errors = phone("sales")
+    page.goto(f"{live_server}/activities/calendar?mode=week")
+    days = page.locator("table.calendar-week thead th[data-day]")
+    expect(days).to_have_count(7)
+    assert min(days.nth(i).bounding_box()["width"] for i in range(7)) >= 90
+    expect(page.locator("[data-swipe-hint]")).to_be_visible()
+    hour = page.locator("table.calendar-week tbody th.calendar-hour").first
+    left = hour.bounding_box()["x"]
+    page.locator("#calendar .table-wrap").evaluate("(wrap) => { wrap.scrollLeft = wrap.scrollWidth; }")
+    expect(days.nth(6)).to_be_in_viewport()
+    assert abs(hour.bounding_box()["x"] - left) < 2, "the hours scrolled out of view"
+    _assert_fits(page)
+    _shot(page, "calendar-week")
+    page.goto(f"{live_server}/activities/calendar?mode=month")
+    expect(page.locator("table.calendar-month")).to_be_visible()
+    _assert_fits(page)
+    _shot(page, "calendar-month")
+    assert errors == []
+
+
 def _luminance(rgb: str) -> float:
     r, g, b = (int(part) for part in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3])
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
