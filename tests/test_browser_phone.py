@@ -298,6 +298,44 @@ def test_calendar_week_keeps_readable_days_on_a_phone(phone, live_server):
     assert errors == []
 
 
+def test_import_wizard_on_a_phone(phone, live_server, tmp_path):
+    """Upload, map, preview on a phone: the "Create the companies" checkbox sits beside its words (it sat
+    alone above them), and the dry run is its own card below the form, not glued to it."""
+    page, errors = phone("manager")
+    page.goto(f"{live_server}/import")
+    page.select_option("select[name=entity]", "contacts")
+    upload = tmp_path / "phone_contacts.csv"
+    upload.write_text(
+        "First name,Last name,Email,Company\n"
+        "Ana,Phone,ana.phone@example.org,Phone Trading International Holdings\n"
+        "Bo,Phone,bo.phone@example.org,Phone Trading International Holdings\n"
+    )
+    page.set_input_files("input[name=file]", str(upload))
+    page.get_by_role("button", name="Upload and map columns").tap()
+    expect(page.locator("h1")).to_contain_text("phone_contacts.csv")
+    _assert_fits(page)
+    _shot(page, "import-1-mapping")
+    page.get_by_role("button", name="Preview").tap()
+    expect(page.locator("#import-counts")).to_contain_text("Will create 2")
+    beside = page.locator("input[name=create_companies]").evaluate(
+        """(box) => {
+          const words = document.createRange();
+          words.selectNodeContents(box.parentElement);
+          words.setStartAfter(box);
+          const lines = [...words.getClientRects()].filter((r) => r.width > 1);
+          const tick = box.getBoundingClientRect(), middle = tick.top + tick.height / 2;
+          return lines[0].left > tick.right && lines[0].top <= middle && middle <= lines[lines.length - 1].bottom;
+        }"""
+    )
+    assert beside, "the checkbox is not beside its words"
+    form = page.locator("form", has=page.get_by_role("button", name="Preview")).bounding_box()
+    preview = page.locator("#import-preview").bounding_box()
+    assert preview["y"] - (form["y"] + form["height"]) >= 8, "the dry run is glued to the form"
+    _assert_fits(page)
+    _shot(page, "import-2-preview")
+    assert errors == []
+
+
 def _luminance(rgb: str) -> float:
     r, g, b = (int(part) for part in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3])
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
