@@ -336,6 +336,91 @@ def test_import_wizard_on_a_phone(phone, live_server, tmp_path):
     assert errors == []
 
 
+def test_custom_fields_settings_on_a_phone(phone, live_server):
+    """Add a single-select field with a long label on a phone: each option keeps its colour beside it
+    (they stacked into six look-alike boxes), and the "added" message keeps clear of the tabs below it."""
+    page, errors = phone("admin")
+    page.goto(f"{live_server}/settings/fields?entity=lead")
+    form = page.locator("#field-new-form")
+    options = form.locator("[data-options] .inline-form")
+    first = options.first.locator("input[name=option_label]").bounding_box()
+    colour = options.first.locator("select[name=option_colour]").bounding_box()
+    assert abs(first["y"] - colour["y"]) < 4 and colour["x"] > first["x"] + first["width"], "option, colour stacked"
+    _assert_touch_sized(options.first.locator("select[name=option_colour]"), "an option's colour")
+    form.locator("input[name=label]").fill("Preferred meeting place for the first call")
+    form.locator("select[name=type]").select_option("select")
+    options.first.locator("input[name=option_label]").fill("Their office")
+    _shot(page, "custom-field-1-form")
+    form.get_by_role("button", name="Add field").tap()
+    flash = page.locator("main > .alert", has_text="was added")
+    expect(flash).to_be_visible()
+    tabs = page.locator(".settings-nav").bounding_box()
+    below = flash.bounding_box()
+    assert tabs["y"] - (below["y"] + below["height"]) >= 8, "the message touches the settings tabs"
+    expect(page.locator("#custom-fields")).to_contain_text("Preferred meeting place")
+    _assert_fits(page)
+    _shot(page, "custom-field-2-added")
+    assert errors == []
+
+
+# Visible elements with a light, opaque background, other than the accent (dark text on it by
+# design) and the chart legend's swatches (the bars' colours).
+LIGHT_PATCHES = """
+() => {
+  const accent = getComputedStyle(document.querySelector('.btn-primary') || document.body).backgroundColor;
+  const found = new Set();
+  for (const el of document.body.querySelectorAll('*')) {
+    const box = el.getBoundingClientRect();
+    if (box.width < 2 || box.height < 2 || el.closest('.swatch, svg')) continue;
+    const style = getComputedStyle(el);
+    const parts = (style.backgroundColor.match(/[\\d.]+/g) || []).map(Number);
+    if (parts.length < 3 || (parts.length === 4 && parts[3] < 0.5) || style.backgroundColor === accent) continue;
+    if (0.2126 * parts[0] + 0.7152 * parts[1] + 0.0722 * parts[2] > 150) {
+      found.add(el.tagName.toLowerCase() + '.' + String(el.className).trim().split(/\\s+/).join('.'));
+    }
+  }
+  return [...found];
+}
+"""
+
+
+def test_dark_mode_on_a_phone_has_no_light_patches(phone, live_server, live_db):
+    """Dark mode follows the system on every main page: no badge, highlight or panel kept a light colour."""
+    _, last_name = _sales_contact(live_db)
+    page, errors = phone("admin", dark=True)
+    patches = {}
+    for path in (
+        "/",
+        "/my-day",
+        "/contacts",
+        "/leads",
+        "/activities",
+        "/activities/calendar",
+        "/activities/calendar?mode=month",
+        "/deals/board",
+        "/contacts/duplicates",
+        "/import",
+        "/settings/fields",
+        "/settings/currencies",
+        "/notifications",
+        "/trash",
+        f"/search?q={last_name}",
+    ):
+        page.goto(f"{live_server}{path}")
+        page.wait_for_load_state("networkidle")
+        found = page.evaluate(LIGHT_PATCHES)
+        if found:
+            patches[path] = found
+    page.locator("#global-search-input").fill(last_name)
+    expect(page.locator("#search-results mark").first).to_be_visible()
+    found = page.evaluate(LIGHT_PATCHES)
+    if found:
+        patches["the search box"] = found
+    _shot(page, "search-dark")
+    assert patches == {}
+    assert errors == []
+
+
 def _luminance(rgb: str) -> float:
     r, g, b = (int(part) for part in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3])
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
