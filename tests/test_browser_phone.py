@@ -157,6 +157,8 @@ def test_find_a_contact_and_log_an_activity_for_today(phone, live_db, live_serve
     expect(item).to_be_visible()
     toggle = item.locator(".activity-toggle")
     _assert_touch_sized(toggle, "the Complete toggle")
+    box = toggle.bounding_box()
+    assert abs(box["width"] - box["height"]) < 1, f"the toggle is an oval: {box}"
     _assert_fits(page)
     _shot(page, "my-day-1-today")
     toggle.tap()
@@ -333,6 +335,30 @@ def test_import_wizard_on_a_phone(phone, live_server, tmp_path):
     assert preview["y"] - (form["y"] + form["height"]) >= 8, "the dry run is glued to the form"
     _assert_fits(page)
     _shot(page, "import-2-preview")
+    assert errors == []
+
+
+def test_merge_screen_on_a_phone(phone, live_server, live_db):
+    """Two records side by side do not fit 390 px: the table scrolls sideways, says so, and keeps the
+    field names in view."""
+    with live_db.app_context():
+        admin = db.session.scalar(select(User).where(User.email == "admin@example.com"))
+        ids = db.session.scalars(
+            select(Contact.id).where(Contact.org_id == admin.org_id, Contact.deleted_at.is_(None)).limit(2)
+        ).all()
+        db.session.remove()
+    page, errors = phone("manager")
+    page.goto(f"{live_server}/contacts/duplicates/merge?ids={ids[0]}&ids={ids[1]}")
+    table = page.locator("table.merge-table")
+    expect(table).to_be_visible()
+    expect(page.locator("[data-swipe-hint]")).to_be_visible()
+    name = table.locator("tbody th[scope=row]").first
+    left = name.bounding_box()["x"]
+    table.evaluate("(table) => { table.scrollLeft = table.scrollWidth; }")
+    expect(table.locator("thead th").last).to_be_in_viewport()
+    assert abs(name.bounding_box()["x"] - left) < 2, "the field names scrolled out of view"
+    _assert_fits(page)
+    _shot(page, "merge")
     assert errors == []
 
 
