@@ -357,6 +357,12 @@ def test_merge_screen_on_a_phone(phone, live_server, live_db):
     table.evaluate("(table) => { table.scrollLeft = table.scrollWidth; }")
     expect(table.locator("thead th").last).to_be_in_viewport()
     assert abs(name.bounding_box()["x"] - left) < 2, "the field names scrolled out of view"
+    corner = table.locator("thead th").first.bounding_box()
+    on_top = page.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y).closest('th') === document.querySelector('.merge-table thead th')",
+        [corner["x"] + 4, corner["y"] + corner["height"] / 2],
+    )
+    assert on_top, "the records' headers slide over the Field header"
     _assert_fits(page)
     _shot(page, "merge")
     assert errors == []
