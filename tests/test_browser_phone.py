@@ -106,6 +106,16 @@ def test_navigation_shows_every_item_within_the_screen(phone):
             # The Settings menu's items hide behind it: its caret says so, and a tap opens the area.
             toggle = page.locator("nav.main-nav .nav-menu-toggle")
             assert page.evaluate("(el) => getComputedStyle(el, '::after').content", toggle.element_handle()) == '"▾"'
+            menu = page.locator("nav.main-nav .nav-menu-items a").all_text_contents()
+            toggle.tap()
+            page.wait_for_url("**/settings/users")
+            area = page.locator("nav.settings-nav a")
+            # The menu names every part of the Settings area, and the area's tabs all fit the screen.
+            assert menu == area.all_text_contents()
+            for i in range(area.count()):
+                _assert_touch_sized(area.nth(i), f"the settings tab {area.nth(i).inner_text()!r}")
+                box = area.nth(i).bounding_box()
+                assert box["x"] + box["width"] <= PHONE["width"]
         _assert_touch_sized(page.locator("#bell"), "the bell")
         _shot(page, f"nav-{role}")
         assert errors == []
@@ -209,6 +219,15 @@ def test_move_a_deal_on_the_board_with_move_to(phone, live_server):
     expect(dialog).to_be_hidden()
     _assert_fits(page)
     _shot(page, "move-deal-3-moved")
+
+    # And back where it was, so later tests find the board as the demo made it.
+    page.locator(f'[data-deal-id="{deal_id}"] [data-move-open]').tap()
+    expect(dialog).to_be_visible()
+    page.locator("#move-dialog-stage").select_option(source_id)
+    with page.expect_response(re.compile(r"/deals/[0-9a-f-]+/move")) as moved:
+        confirm.tap()
+    assert moved.value.status == 200
+    expect(page.locator(f'.board-column[data-stage-id="{source_id}"] [data-deal-id="{deal_id}"]')).to_have_count(1)
     assert errors == []
 
 
@@ -389,9 +408,17 @@ def test_custom_fields_settings_on_a_phone(phone, live_server):
     tabs = page.locator(".settings-nav").bounding_box()
     below = flash.bounding_box()
     assert tabs["y"] - (below["y"] + below["height"]) >= 8, "the message touches the settings tabs"
-    expect(page.locator("#custom-fields")).to_contain_text("Preferred meeting place")
+    row = page.locator("#custom-fields tbody tr", has_text="Preferred meeting place")
+    expect(row).to_be_visible()
     _assert_fits(page)
     _shot(page, "custom-field-2-added")
+    # Delete it again (to the trash), so the lead forms of later tests are as the demo made them.
+    delete = row.get_by_role("button", name="Delete")
+    _assert_touch_sized(delete, "a field's Delete")
+    delete.tap()
+    expect(page.locator("#trashed-fields")).to_contain_text("Preferred meeting place")
+    expect(page.locator("#custom-fields")).not_to_contain_text("Preferred meeting place")
+    _assert_fits(page)
     assert errors == []
 
 
