@@ -158,6 +158,8 @@ def test_find_a_contact_and_log_an_activity_for_today(phone, live_db, live_serve
     save.tap()
     logged = page.locator(".timeline-item", has_text="Call back from the phone")
     expect(logged).to_be_visible()
+    row, delete = logged.locator(".row").bounding_box(), logged.get_by_role("button", name="Delete").bounding_box()
+    assert abs(row["x"] + row["width"] - (delete["x"] + delete["width"])) < 2, "Delete dangles at the left"
     _shot(page, "log-activity-2-logged")
 
     # Check the day: My day lists it; tick it off with a fingertip-sized toggle.
@@ -426,7 +428,10 @@ def test_custom_fields_settings_on_a_phone(phone, live_server):
 # design) and the chart legend's swatches (the bars' colours).
 LIGHT_PATCHES = """
 () => {
-  const accent = getComputedStyle(document.querySelector('.btn-primary') || document.body).backgroundColor;
+  const probe = document.body.appendChild(document.createElement('i'));
+  probe.style.background = 'var(--accent)';
+  const accent = getComputedStyle(probe).backgroundColor;
+  probe.remove();
   const found = new Set();
   for (const el of document.body.querySelectorAll('*')) {
     const box = el.getBoundingClientRect();
