@@ -126,3 +126,15 @@ def test_dark_mode_follows_the_system_and_keeps_charts_readable(browser, live_se
     context.close()
     assert _luminance(colours["body"]) < 60 and _luminance(colours["text"]) > 180
     assert _luminance(colours["label"]) - _luminance(colours["card"]) > 90  # chart labels stand out
+
+
+def test_activity_toggles_are_round(page, page_errors, live_server, browser_login):
+    """The Complete tick on My day and the timeline is a circle (.btn-icon.btn-sm's width made it an oval)."""
+    browser_login(page, "admin")
+    page.goto(f"{live_server}/my-day")
+    toggles = page.locator(".activity-toggle")
+    expect(toggles.first).to_be_visible()
+    for i in range(toggles.count()):
+        box = toggles.nth(i).bounding_box()
+        assert abs(box["width"] - box["height"]) < 1, box
+    assert page_errors == []

@@ -18,26 +18,57 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "scree
 SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 ROLES = ("admin", "manager", "sales")
 
-# (name, path, roles that may open it); "{contact}" and friends are filled from the lists.
+MANAGERS = ("admin", "manager")
+
+# (name, path, roles that may open it[, what to open on the page before the screenshot]); "{contact}"
+# and friends are filled from the lists.
 PAGES = [
-    ("dashboard", "/", ROLES),
+    ("home", "/", ROLES),  # the dashboard, or My day for a sales user
+    ("dashboard", "/dashboard", ROLES),
+    ("my-day", "/my-day", ROLES),
     ("contacts", "/contacts", ROLES),
+    ("contacts-columns", "/contacts", ROLES, "details.column-chooser > summary"),
+    ("contacts-save-view", "/contacts", ROLES, "details.save-view > summary"),
+    ("contacts-filter", "/contacts", ROLES, "[data-filter-summary]"),
+    ("contacts-tab", "/contacts", ROLES, ".view-tabs a.view-tab:not(.view-tab-plain)"),
+    ("deals-tab", "/deals", ROLES, ".view-tabs a.view-tab:not(.view-tab-plain)"),
     ("contact", "{contact}", ROLES),
     ("contact-new", "/contacts/new", ROLES),
+    ("contact-edit", "{contact}/edit", MANAGERS),
+    ("contact-duplicates", "/contacts/duplicates", ROLES),
+    ("contact-merge", "/contacts/duplicates/merge?ids={contact_id}&ids={contact2_id}", MANAGERS),
     ("companies", "/companies", ROLES),
     ("company", "{company}", ROLES),
+    ("company-new", "/companies/new", ROLES),
+    ("company-duplicates", "/companies/duplicates", ROLES),
     ("leads", "/leads", ROLES),
+    ("lead", "{lead}", ROLES),
+    ("lead-new", "/leads/new", ROLES),
+    ("lead-duplicates", "/leads/duplicates", ROLES),
     ("deals", "/deals", ROLES),
+    ("deals-columns", "/deals", ROLES, "details.column-chooser > summary"),
     ("deal", "{deal}", ROLES),
     ("deal-new", "/deals/new", ROLES),
+    ("deal-edit", "{deal}/edit", MANAGERS),
     ("board", "/deals/board", ROLES),
+    ("board-move", "/deals/board", MANAGERS, "[data-move-open]"),
     ("activities", "/activities", ROLES),
+    ("activity-new", "/activities/new", ROLES),
+    ("calendar-week", "/activities/calendar", ROLES),
+    ("calendar-month", "/activities/calendar?mode=month", ROLES),
+    ("calendar-team", "/activities/calendar?who=team&mode=month", MANAGERS),
     ("search", "/search?q=a", ROLES),
+    ("notifications", "/notifications", ROLES),
     ("account", "/account", ROLES),
-    ("trash", "/trash", ("admin", "manager")),
-    ("users", "/settings/users", ("admin", "manager")),
-    ("pipelines", "/pipelines", ("admin", "manager")),
-    ("tags", "/settings/tags", ("admin", "manager")),
+    ("import", "/import", MANAGERS),
+    ("import-history", "/import/history", MANAGERS),
+    ("trash", "/trash", MANAGERS),
+    ("users", "/settings/users", MANAGERS),
+    ("pipelines", "/pipelines", MANAGERS),
+    ("tags", "/settings/tags", MANAGERS),
+    ("fields", "/settings/fields", MANAGERS),
+    ("fields-deals", "/settings/fields?entity=deal", MANAGERS),
+    ("currencies", "/settings/currencies", MANAGERS),
     ("organisation", "/settings/organisation", ("admin",)),
 ]
 
@@ -74,7 +105,7 @@ OVERFLOW = """
 
 @pytest.fixture(scope="module")
 def record_urls(browser, live_server):
-    """A contact, a company and a deal detail page of the demo organisation."""
+    """Detail pages of the demo organisation: a contact (and a second one's id), a company, a lead, a deal."""
     context = browser.new_context()
     page = context.new_page()
     _sign_in(page, live_server, "admin")
@@ -82,12 +113,19 @@ def record_urls(browser, live_server):
     for key, list_path, table in (
         ("contact", "/contacts", "#contact-table"),
         ("company", "/companies", "#company-table"),
+        ("lead", "/leads", "#lead-table"),
         ("deal", "/deals", "#deal-table"),
     ):
         page.goto(f"{live_server}{list_path}")
-        href = page.locator(f"{table} tbody tr td a[href^='{list_path}/']").first.get_attribute("href")
-        assert href, f"the demo data has a {key}"
-        urls[key] = href
+        links = page.locator(f"{table} tbody tr td a[href^='{list_path}/']")
+        detail = re.compile(re.escape(list_path) + r"/[0-9a-f-]{36}")
+        found = links.evaluate_all("(links) => links.map((a) => a.getAttribute('href'))")
+        hrefs = list(dict.fromkeys(href for href in found if detail.fullmatch(href)))
+        assert hrefs, f"the demo data has a {key}"
+        urls[key] = hrefs[0]
+        urls[f"{key}_id"] = hrefs[0].rsplit("/", 1)[1]
+        if len(hrefs) > 1:
+            urls[f"{key}2_id"] = hrefs[1].rsplit("/", 1)[1]
     context.close()
     return urls
 
@@ -112,13 +150,17 @@ def test_main_pages_render_cleanly(browser, live_server, record_urls, role, size
     _sign_in(page, live_server, role)
     problems = {}
     try:
-        for name, path, roles in PAGES:
+        for name, path, roles, *opening in PAGES:
             if role not in roles:
                 continue
             url = live_server + re.sub(r"\{(\w+)\}", lambda m: record_urls[m.group(1)], path)
             response = page.goto(url)
             assert response is not None and response.status == 200, f"{role} {name}: {response and response.status}"
             page.wait_for_load_state("networkidle")
+            if opening:
+                # A menu, dialog or panel the page opens in place: it must fit the screen too.
+                page.locator(opening[0]).first.click()
+                page.wait_for_load_state("networkidle")
             page.screenshot(path=str(SCREENSHOTS / f"{role}-{size}-{name}.png"))
             if size == "phone":
                 wide = page.evaluate(OVERFLOW)

@@ -416,6 +416,28 @@ def test_views(client, login, org, other_org):
     assert client.get("/widgets/duplicates").status_code == 404
 
 
+def test_merge_page_shows_labels_and_dates_not_stored_values(client, login, org):
+    """The merge screen reads like the detail pages: "Social media", not "social"; dates in the display format."""
+    from datetime import date
+
+    a = factories.make_contact(
+        org, first_name="Ann", status="prospect", lead_source="social", birthday=date(1990, 3, 4)
+    )
+    b = factories.make_contact(org, first_name="Ann", status="customer", lead_source="email_campaign")
+    lead_a = factories.make_lead(org, source="cold_call", status="qualified")
+    lead_b = factories.make_lead(org)
+    login("manager")
+    page = client.get("/contacts/duplicates/merge", query_string={"ids": [str(a.id), str(b.id)]})
+    assert page.status_code == 200
+    for label in ("Prospect", "Customer", "Social media", "04 Mar 1990"):
+        assert label in page.text
+    for raw in ("> social<", "> prospect<", "email_campaign<", "1990-03-04<"):
+        assert raw not in page.text
+    page = client.get("/leads/duplicates/merge", query_string={"ids": [str(lead_a.id), str(lead_b.id)]})
+    assert page.status_code == 200 and "Cold call" in page.text and "Qualified" in page.text
+    assert "cold_call<" not in page.text and "> qualified<" not in page.text
+
+
 # --- property: merge then undo restores the organisation's rows ---------------------------------------
 
 
