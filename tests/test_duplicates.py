@@ -103,6 +103,56 @@ def test_lead_rules(org):
     assert groups_of(org, "lead") == [{"Li Wu"}]
 
 
+def test_a_public_or_example_domain_is_no_shared_attribute(org):
+    """Mailbox providers' and the reserved example domains say nothing about two people (the similar-name
+    rule) or two companies (the same website); an exact email on them still matches."""
+    assert matching.email_domain("j@GMail.com") is None and matching.email_domain("j@yahoo.co.uk") is None
+    assert matching.email_domain("j@example.com") is None and matching.email_domain("j@Acme.com") == "acme.com"
+    assert domain_key("https://www.example.com/about") is None and domain_key("gmail.com") is None
+    initech, globex = factories.make_company(org, name="Initech"), factories.make_company(org, name="Globex")
+    for i, domain in enumerate(["gmail.com", "gmail.com", "example.com", "example.com", "acme.com", "acme.com"]):
+        company = (initech, globex)[i % 2]
+        first, last = (("John", "Smith"), ("Jane", "Doe"), ("Max", "Power"))[i // 2]
+        factories.make_contact(
+            org, first_name=first, last_name=last, email=f"{first}{i}@{domain}", primary_company_id=company.id
+        )
+    factories.make_contact(org, first_name="Ann", last_name="Lee", email="ann.lee@hotmail.com")
+    factories.make_contact(org, first_name="Annie", last_name="Lee", email="ANN.LEE@hotmail.com")
+    assert sorted(groups_of(org, "contact"), key=sorted) == [{"Ann Lee", "Annie Lee"}, {"Max Power"}]
+    factories.make_lead(org, first_name="Li", last_name="Wu", email="li1@example.net", company_name="A")
+    factories.make_lead(org, first_name="Li", last_name="Wu", email="li2@example.net", company_name="B")
+    factories.make_lead(org, first_name="Bo", last_name="Ng", email="bo1@ng.cn", company_name="C")
+    factories.make_lead(org, first_name="Bo", last_name="Ng", email="bo2@ng.cn", company_name="D")
+    assert groups_of(org, "lead") == [{"Bo Ng"}]
+    factories.make_company(org, name="Umbrella", website="https://www.example.com")
+    factories.make_company(org, name="Hooli", website="example.com/hooli")
+    factories.make_company(org, name="Vehement", website="http://gmail.com")
+    factories.make_company(org, name="Vandelay", website="https://gmail.com/x")
+    factories.make_company(org, name="Stark", website="stark.io")
+    factories.make_company(org, name="Stark Industries Europe", website="https://www.stark.io/eu")
+    assert groups_of(org, "company") == [{"Stark", "Stark Industries Europe"}]
+
+
+def test_a_public_or_example_website_warns_of_nothing_and_imports_as_new(client, login, actor, org, tmp_path):
+    """The forms' warning, the lead conversion and the import use the same rule."""
+    from crm_web.imports.service import ImportService, Options
+
+    umbrella = factories.make_company(org, name="Umbrella", website="https://www.example.com")
+    login("sales")
+    response = client.get("/companies/duplicates/check", query_string={"website": "example.com/x"}, headers=HX)
+    assert response.status_code == 200 and f"/companies/{umbrella.id}" not in response.text
+    lead = factories.make_lead(org, first_name="Li", last_name="Wu", company_name="Hooli", website="example.com")
+    assert f'name="link_company" value="{umbrella.id}"' not in client.get(f"/leads/{lead.id}/convert").text
+    path = tmp_path / "companies.csv"
+    path.write_text("name,website\nHooli,http://example.com\nUmbrella Europe,www.example.com/eu\n", encoding="utf-8")
+    importer = ImportService(actor)
+    job = importer.create_import(
+        str(path), "companies", file_name="companies.csv", options=Options(on_duplicate="skip")
+    )
+    outcome = importer.run(job.id)
+    assert (outcome.created, outcome.duplicates) == (2, 0)
+
+
 @pytest.mark.postgres_only
 def test_similar_names_need_a_shared_attribute(org):
     acme = factories.make_company(org, name="Acme")
