@@ -819,6 +819,41 @@ def test_a_large_organisations_page_reads_the_stored_scan(
     assert "card duplicate-group" not in client.get("/companies/duplicates").text
 
 
+def test_the_stored_scan_is_read_a_page_of_groups_at_a_time(
+    app, client, login, org, monkeypatch, count_queries, engine_name
+):
+    """25 groups a page (here 2), a large group's first records (here 3) with "and N more", which opens
+    the whole group; the records of a page in one statement, whatever the groups hold."""
+    from crm_web.services.duplicates import service as duplicates_service
+
+    monkeypatch.setitem(app.config, "DUPLICATE_SCAN_IN_REQUEST", 2)
+    monkeypatch.setattr(duplicates_service, "GROUPS_PER_PAGE", 2)
+    monkeypatch.setattr(duplicates_service, "RECORDS_SHOWN", 3)
+    hooli = [factories.make_company(org, name=f"Hooli {suffix}") for suffix in ("", "Inc", "LLC", "Ltd", "GmbH")]
+    for name in ("Acme", "Globex", "Initech"):
+        factories.make_company(org, name=name)
+        factories.make_company(org, name=f"{name} Inc.")
+    login("manager")
+    first = client.get("/companies/duplicates")
+    assert first.status_code == 200 and "4 groups of likely duplicates" in first.text
+    assert first.text.count("card duplicate-group") == 2 and "Page 1 of 2" in first.text
+    assert "and 2 more" in first.text and f"group={min(str(c.id) for c in hooli)}" in first.text
+    with count_queries() as one:
+        second = client.get("/companies/duplicates?page=2", headers=HX)
+    assert second.text.count("card duplicate-group") == 2 and "Page 2 of 2" in second.text
+    assert 'id="duplicate-groups"' in second.text and "<html" not in second.text  # the groups only
+    assert "Page 2 of 2" in client.get("/companies/duplicates?page=99").text  # clamped to the last
+    for bad in ("0", "abc", "-1"):
+        assert client.get(f"/companies/duplicates?page={bad}").status_code == 400
+    assert client.get("/companies/duplicates?group=nope").status_code == 400
+    with count_queries() as whole:
+        group = client.get(f"/companies/duplicates?group={hooli[3].id}")
+    assert group.status_code == 200 and group.text.count("card duplicate-group") == 1
+    assert all(f"/companies/{c.id}" in group.text for c in hooli) and "and 2 more" not in group.text
+    assert one.count == whole.count == LOGIN_STATEMENTS + 4 + tenant_statements(engine_name, commits=0), whole
+    assert "card duplicate-group" not in client.get(f"/companies/duplicates?group={uuid.uuid4()}").text
+
+
 def test_the_scan_job_goes_to_the_redis_queue_and_the_page_waits_for_it(
     app, client, login, org, redis_url, monkeypatch
 ):

@@ -177,6 +177,7 @@ class Group:
     score: int
     reasons: list[str]
     records: list[Any] = field(default_factory=list)
+    more: int = 0  # records of the group not shown
 
     @property
     def reason_text(self) -> str:
