@@ -333,17 +333,18 @@ class DuplicateService:
         if not ids:
             return {}
         model = self._model(entity_type)
-        name = [model.name, model.name] if entity_type == "company" else [model.first_name, model.last_name]
+        company = entity_type == "company"
+        first, last = (model.name, model.name) if company else (model.first_name, model.last_name)
         website = model.website if entity_type != "contact" else null()
         rows = self.session.execute(
-            select(model.id, *name, model.email, model.phone, website, model.created_at).where(
+            select(model.id, first, last, model.email, model.phone, website, model.created_at).where(
                 model.org_id == self.org_id, model.deleted_at.is_(None), model.id.in_(ids)
             )
         )
         shown = {}
-        for ident, first, last, email, phone, site, created_at in rows:
-            label = first if entity_type == "company" else f"{first or ''} {last or ''}".strip()
-            shown[ident] = ShownRecord(ident, label, email, phone, site, created_at)
+        for row in rows:
+            label = row[1] if company else f"{row[1] or ''} {row[2] or ''}".strip()
+            shown[row[0]] = ShownRecord(row[0], label, row[3], row[4], row[5], row[6])
         return shown
 
     def _stored_scan(self, entity_type: str) -> DuplicateScan | None:
