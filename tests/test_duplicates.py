@@ -839,7 +839,7 @@ def test_the_stored_scan_is_read_a_page_of_groups_at_a_time(
     assert first.text.count("card duplicate-group") == 2 and "Page 1 of 2" in first.text
     assert "and 2 more" in first.text and f"group={min(str(c.id) for c in hooli)}" in first.text
     with count_queries() as one:
-        second = client.get("/companies/duplicates?page=2", headers=HX)
+        second = client.get("/companies/duplicates?page=2", headers={**HX, "HX-Target": "duplicate-groups"})
     assert second.text.count("card duplicate-group") == 2 and "Page 2 of 2" in second.text
     assert 'id="duplicate-groups"' in second.text and "<html" not in second.text  # the groups only
     assert "Page 2 of 2" in client.get("/companies/duplicates?page=99").text  # clamped to the last

@@ -50,7 +50,9 @@ def index(plural: str):
     """The whole page (also after an Undo navigates here); htmx (another page of groups, the refresh
     while a scan runs) gets the groups only, as "Not a duplicate" does. `page`: 25 groups a page;
     `group` (a record id): only that record's group, with all its records."""
-    return _index(plural, block="duplicate_groups")
+    # Only a request aimed at the groups gets them alone (an Undo's HX-Location swaps the whole body).
+    aimed = request.headers.get("HX-Target") == "duplicate-groups"
+    return _index(plural, block="duplicate_groups" if aimed else None)
 
 
 @bp.get(f"/{PLURAL}/duplicates/check")
