@@ -286,7 +286,7 @@ class DuplicateService:
             scan = self.start_scan(entity_type)
         wanted = str(group) if group is not None else None
         if scan is None:
-            rows = [{"ids": [str(i) for i in g.ids], "score": g.score, "reasons": g.reasons} for g in matcher.scan()]
+            rows = matcher.scan_rows()
             dismissed: set[tuple[uuid.UUID, uuid.UUID]] = set()  # the scan left them out already
         else:
             rows, dismissed = scan.groups or [], matcher.dismissed()
