@@ -5,8 +5,8 @@ A row goes through the entity's own rules: its form's validators (the WTForms fo
 create/edit page, filled from the row) and its service's `clean()` (the domain rules), so an import
 accepts exactly what the forms accept. Related records are named in the file and resolved for a
 whole batch at a time, one statement each (companies, contacts, deals, tags; the organisation's
-users and pipelines once per run). A batch is written with one INSERT per table (executemany) and
-committed with the import's progress; a run that fails removes what it wrote and records the line
+users and pipelines once per run). A batch is written with one statement per table (`_insert_rows`)
+and committed with the import's progress; a run that fails removes what it wrote and records the line
 it reached, so a file imports completely or not at all, and running it again gives the same result.
 """
 
