@@ -14,7 +14,19 @@ from crm_web.extensions import db
 from crm_web.imports.fields import guess_mapping, spec_for
 from crm_web.imports.reading import CsvReader, UnreadableFile, detect_format
 from crm_web.imports.service import ImportService, Options
-from crm_web.models import Activity, Company, Contact, Deal, Import, Lead, Tag, contact_tags
+from crm_web.models import (
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    Import,
+    Lead,
+    RecordHistory,
+    SearchWord,
+    Tag,
+    contact_tags,
+    utcnow,
+)
 from tests import factories
 
 DATA = Path(__file__).parent / "data" / "import"
@@ -164,7 +176,8 @@ def test_choices_accept_labels_values_and_synonyms(importer, org, tmp_path):
 
 
 def test_a_role_under_the_tenant_policies_writes_a_batch_without_copy(importer, org, tmp_path, monkeypatch):
-    # COPY FROM refuses tables with row-level security: the web role's batches are executemany INSERTs.
+    # COPY FROM refuses tables with row-level security: on PostgreSQL the web role's batch of a table
+    # is one INSERT from a JSON document (so its statement triggers run once), on SQLite executemany.
     import crm_web.imports.service as service_module
 
     monkeypatch.setattr(service_module, "_may_copy", lambda session: False)
@@ -172,8 +185,26 @@ def test_a_role_under_the_tenant_policies_writes_a_batch_without_copy(importer, 
     assert outcome.summary() == "created 3, updated 0, skipped 0, errors 0"
     ada = db.session.scalar(select(Contact).where(Contact.email == "ada@example.com"))
     assert ada.import_id == job.id and ada.status == "customer" and ada.created_at is not None
+    assert ada.created_at.tzinfo is not None and abs((utcnow() - ada.created_at).total_seconds()) < 600
+    assert ada.phone == "+44 1" and ada.custom is None and ada.do_not_contact is False
     links = db.session.scalar(select(func.count()).select_from(contact_tags).where(contact_tags.c.contact_id == ada.id))
     assert links == 2
+    # The history entry's changes are a JSON object (not its text), as a per-row INSERT stores them.
+    entry = db.session.scalar(select(RecordHistory).where(RecordHistory.entity_id == ada.id))
+    assert entry.changes == {"import": "contacts_utf8.csv", "import_id": str(job.id)}
+    assert entry.entity_label == "Ada Lovelace" and entry.action == "created"
+    if db.session.get_bind().dialect.name == "postgresql":  # the search vocabulary's insert trigger ran
+        words = set(db.session.scalars(select(SearchWord.word).where(SearchWord.org_id == org.id)))
+        assert {"ada", "lovelace", "grace", "hopper", "analytical", "engines"} <= words
+
+
+def test_a_trashed_record_is_not_a_duplicate(importer, org, tmp_path):
+    trashed = factories.make_contact(org, first_name="Gone", email="ADA@example.com")
+    trashed.deleted_at = utcnow()
+    db.session.commit()
+    _, outcome = run(importer, tmp_path, "contacts_utf8.csv", on_duplicate="update")
+    assert (outcome.created, outcome.updated, outcome.duplicates) == (3, 0, 0)
+    assert db.session.get(Contact, trashed.id).first_name == "Gone"
 
 
 def test_run_creates_records_companies_and_tags(importer, org, tmp_path):

@@ -615,9 +615,9 @@ def test_the_role_writes_a_contact_and_its_new_words_join_its_org_vocabulary(rol
 
 
 def test_an_import_runs_as_the_plain_role(role_app, rls_db, tmp_path):
-    """The worker connects as the web role: its batches are executemany INSERTs (COPY FROM refuses
-    tables with row-level security), new companies and tags included. Last in the file: it adds a
-    contact to org A."""
+    """The worker connects as the web role: a batch of a table is one INSERT from a JSON document
+    (COPY FROM refuses tables with row-level security), new companies and tags included, and passes
+    the policies' checks. Last in the file: it adds a contact to org A."""
     from crm_web.database import use_org
     from crm_web.imports.service import ImportService
     from crm_web.models import Company, Role

@@ -5,8 +5,8 @@ A row goes through the entity's own rules: its form's validators (the WTForms fo
 create/edit page, filled from the row) and its service's `clean()` (the domain rules), so an import
 accepts exactly what the forms accept. Related records are named in the file and resolved for a
 whole batch at a time, one statement each (companies, contacts, deals, tags; the organisation's
-users and pipelines once per run). A batch is written with one INSERT per table (executemany) and
-committed with the import's progress; a run that fails removes what it wrote and records the line
+users and pipelines once per run). A batch is written with one statement per table (`_insert_rows`)
+and committed with the import's progress; a run that fails removes what it wrote and records the line
 it reached, so a file imports completely or not at all, and running it again gives the same result.
 """
 
@@ -565,18 +565,21 @@ def _label(values: dict[str, Any]) -> str:
 
 
 def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """A batch's rows of one table: on PostgreSQL a COPY when the role is not subject to the tenant
-    policies (COPY FROM refuses tables with row-level security), so the tables' statement triggers
-    (search vocabulary, tallies) run once for the batch; else one executemany INSERT (psycopg
-    pipelines it; it measured faster than a multi-row INSERT). Every row gets the same columns (a
-    column some rows leave out is NULL in them); columns no row names take their defaults."""
+    """A batch's rows of one table in one statement on PostgreSQL, so the tables' statement triggers
+    (search vocabulary, tallies) run once for the batch, not once per row: a COPY when the role is not
+    subject to the tenant policies, else (COPY FROM refuses tables with row-level security, and the
+    web role is subject to them) one INSERT of the batch's rows sent as one JSON document. On
+    SQLite, whose triggers run per row anyway, one executemany INSERT. Every row gets the same
+    columns (a column some rows leave out is NULL in them); columns no row names take their defaults."""
     if not rows:
         return
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    if session.get_bind().dialect.name == "postgresql" and _may_copy(session):
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(table), [{k: row.get(k) for k in keys} for row in rows])
+    elif _may_copy(session):
         _copy_rows(session, table, keys, rows)
-        return
-    session.execute(insert(table), [{k: row.get(k) for k in keys} for row in rows])
+    else:
+        _insert_json(session, table, keys, rows)
 
 
 def _may_copy(session: Session) -> bool:
@@ -593,34 +596,77 @@ def _json_text(value: Any) -> str:
     return json.dumps(value)
 
 
-def _copy_rows(session: Session, table: Any, keys: list[str], rows: list[dict[str, Any]]) -> None:
-    """`COPY table (columns) FROM STDIN` on the session's connection (its transaction, its RLS
-    setting). Like an INSERT through SQLAlchemy: the columns' Python defaults fill the columns no
-    row names, and each column's bind processing (UTCDateTime, ...) applies; the server defaults
-    fill the rest."""
-    connection = session.connection()
+def _driver_rows(
+    connection: Any, table: Any, keys: list[str], rows: list[dict[str, Any]], *, json_as_text: bool = True
+) -> tuple[list[Any], list[list[Any]]]:
+    """The columns to write and each row's cells as the driver takes them, as an INSERT through
+    SQLAlchemy would send them: the columns' Python defaults fill the columns no row names, and each
+    column's bind processing (UTCDateTime, ...) applies; the server defaults fill the rest. A JSON
+    value (a history entry's changes, custom values) is its text for COPY, which does not adapt a
+    dict, and stays a value inside a JSON document (`json_as_text=False`)."""
     dialect = connection.dialect
     defaults = [c for c in table.columns if c.name not in keys and c.default is not None and not c.default.is_sequence]
     columns = [table.c[k] for k in keys] + defaults
-    # A JSON column (a history entry's changes) is sent as its text: COPY does not adapt a dict.
     processors = [
-        _json_text if isinstance(c.type.dialect_impl(dialect), JSON) else c.type.bind_processor(dialect)
+        (_json_text if json_as_text else None)
+        if isinstance(c.type.dialect_impl(dialect), JSON)
+        else c.type.bind_processor(dialect)
         for c in columns
     ]
+    cells: list[list[Any]] = []
+    for row in rows:
+        values = [row.get(k) for k in keys]
+        for column in defaults:
+            default = column.default
+            values.append(default.arg(None) if default.is_callable else default.arg)
+        processed = [p(v) if p is not None and v is not None else v for p, v in zip(processors, values, strict=True)]
+        if json_as_text:
+            processed = [json.dumps(c) if isinstance(c, (dict, list)) else c for c in processed]
+        cells.append(processed)
+    return columns, cells
+
+
+def _copy_rows(session: Session, table: Any, keys: list[str], rows: list[dict[str, Any]]) -> None:
+    """`COPY table (columns) FROM STDIN` on the session's connection (its transaction, its RLS setting)."""
+    connection = session.connection()
+    columns, cells = _driver_rows(connection, table, keys, rows)
     statement = psycopg_sql.SQL("COPY {} ({}) FROM STDIN").format(
         psycopg_sql.Identifier(table.name), psycopg_sql.SQL(", ").join(psycopg_sql.Identifier(c.name) for c in columns)
     )
     raw = connection.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            values = [row.get(k) for k in keys]
-            for column in defaults:
-                default = column.default
-                values.append(default.arg(None) if default.is_callable else default.arg)
-            cells = [p(v) if p is not None and v is not None else v for p, v in zip(processors, values, strict=True)]
-            # A JSON column (custom values): psycopg adapts a dict only as a bound parameter, COPY takes its text.
-            copy.write_row([json.dumps(c) if isinstance(c, (dict, list)) else c for c in cells])
+        for row in cells:
+            copy.write_row(row)
+
+
+def _json_scalar(value: Any) -> str:
+    """A cell JSON has no type for (a uuid, a date, a timestamp, a decimal), as PostgreSQL reads it."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, Decimal)):
+        return str(value)
+    raise TypeError(f"Cannot write {type(value).__name__} in an import batch.")
+
+
+def _insert_json(session: Session, table: Any, keys: list[str], rows: list[dict[str, Any]]) -> None:
+    """`INSERT INTO table (columns) SELECT columns FROM json_populate_recordset(NULL::table, %s)`: the
+    batch in one statement and one round trip, its rows sent as one JSON document (encoded in C; the
+    server reads each value with its column's input function, so a value too long for its column is
+    refused as by any INSERT), on the session's connection. Never prepared, so each batch is planned
+    with the tables as they are (the tenant policies' checks probe the records a tag link names)."""
+    connection = session.connection()
+    columns, cells = _driver_rows(connection, table, keys, rows, json_as_text=False)
+    names = [c.name for c in columns]
+    document = json.dumps([dict(zip(names, row, strict=True)) for row in cells], default=_json_scalar)
+    listed = psycopg_sql.SQL(", ").join(psycopg_sql.Identifier(name) for name in names)
+    statement = psycopg_sql.SQL(
+        "INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json)"
+    ).format(table=psycopg_sql.Identifier(table.name), columns=listed)
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(statement, [document], prepare=False)
 
 
 def _among(expression: Any, values: list[str]) -> Any:
@@ -1137,9 +1183,20 @@ class _Run:
         scoped = select(model).where(model.org_id == self.org_id, model.deleted_at.is_(None)).order_by(model.created_at)
         found: dict[Any, Any] = {}
         if name in ("contact", "lead"):
+            # Trashed records are left out here rather than in the statement: its `deleted_at IS NULL`
+            # would let the planner pick a partial index of the organisation's live rows over the
+            # (organisation, email) index, and with the statistics of a table this import is filling
+            # (taken while it was empty) it reads the organisation's every row for each batch.
             emails = _among(func.lower(model.email), sorted(set(keys)))
-            for record in self.session.scalars(scoped.where(emails)):
-                found.setdefault(email_key(record.email) or record.email.lower(), record)
+            by_email = (
+                select(model)
+                .where(model.org_id == self.org_id, emails)
+                .order_by(model.created_at)
+                .execution_options(include_deleted=True)
+            )
+            for record in self.session.scalars(by_email):
+                if record.deleted_at is None:
+                    found.setdefault(email_key(record.email) or record.email.lower(), record)
         elif name == "company":
             ids = {self.company_keys[k] for k in keys if k in self.company_keys}
             if ids:
