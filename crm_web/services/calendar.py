@@ -23,6 +23,7 @@ from sqlalchemy.orm import defer, joinedload
 from crm_web import clock
 from crm_web.errors import PermissionDenied, ValidationError
 from crm_web.models import Activity, Role, User
+from crm_web.permissions import can
 from crm_web.services.activities import ActivityService
 from crm_web.services.stats.units import add_months
 
@@ -42,6 +43,7 @@ class CalendarItem:
     activity: Activity
     local: datetime  # the due time in the organisation's time zone
     overdue: bool
+    movable: bool  # the user may reschedule it (a sales user only their own)
 
     @property
     def completed(self) -> bool:
@@ -165,7 +167,8 @@ class CalendarService(ActivityService):
             assert activity.due_at is not None  # the range criteria exclude undated activities
             local = activity.due_at.astimezone(tz)
             overdue = activity.is_open and activity.due_at < now
-            by_day[local.date()].items.append(CalendarItem(activity, local, overdue))
+            movable = can(self.actor, "change", activity)
+            by_day[local.date()].items.append(CalendarItem(activity, local, overdue, movable))
         return Calendar(mode=mode, who=who, anchor=anchor, start=start, end=end, today=today, days=days, total=total)
 
     def shown_loads(self) -> tuple[Any, ...]:
