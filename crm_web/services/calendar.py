@@ -5,7 +5,7 @@ rescheduling one by moving it to another day or hour (the version check and Undo
 A calendar is one SELECT, grouped into days and hours in Python: the statement count does not grow
 with the number of activities or days. A range holds at most CALENDAR_LIMIT activities; more are
 counted and said. Inside the statement the shown activities' ids are cut first, on the activities
-table alone (the live (org_id, due_at, ...) index, counted by a window), and only those rows are
+table alone (the live (org_id, due_at, ...) index, counted by a subquery), and only those rows are
 read whole and joined to their owner: a busy month's team view holds thousands of activities, and
 joining all of them before the cut cost more than the page.
 """
@@ -140,17 +140,18 @@ class CalendarService(ActivityService):
         clause = self.filter_clause(filter_spec, now=now)
         if clause is not None:
             criteria.append(clause)
-        # The range's count rides on every shown id (a window), so a full range costs no second statement.
+        # The range's count rides on every row (a scalar subquery, run once), so a full range costs no
+        # second statement; the ids stop at the cut in index order (a window count would read them all).
         order = (Activity.due_at, Activity.id)
+        total_in_range = self.scoped(select(func.count()).select_from(Activity)).where(*criteria).scalar_subquery()
         shown = (
-            self.scoped(select(Activity.id, func.count().over().label("total")))
-            .where(*criteria)
-            .order_by(*order)
-            .limit(CALENDAR_LIMIT)
-            .subquery("shown")
+            self.scoped(select(Activity.id)).where(*criteria).order_by(*order).limit(CALENDAR_LIMIT).subquery("shown")
         )
         stmt = (
-            self.scoped().join(shown, shown.c.id == Activity.id).add_columns(shown.c.total).options(*self.shown_loads())
+            self.scoped()
+            .join(shown, shown.c.id == Activity.id)
+            .add_columns(total_in_range.label("total"))
+            .options(*self.shown_loads())
         )
         rows = self.session.execute(stmt.order_by(*order)).unique().all()
         total = int(rows[0][1]) if rows else 0
