@@ -103,6 +103,23 @@ def test_statements_do_not_grow_with_activities(client, login, org, users, froze
     assert q.count <= LOGIN_STATEMENTS + 3 + tenant_statements(engine_name, commits=0), q
 
 
+def test_a_full_range_shows_the_earliest_and_counts_the_rest(client, login, org, users, frozen, monkeypatch):
+    """The cap cuts the range's earliest activities (trashed ones neither shown nor counted), each with
+    its owner's name, and the page says how many there are."""
+    monkeypatch.setattr("crm_web.services.calendar.CALENDAR_LIMIT", 3)
+    sales = users["sales"]
+    contact = factories.make_contact(org, first_name="Ada", last_name="Lovelace")
+    made = [due(org, sales, NOW + timedelta(hours=n), contact_id=contact.id) for n in (4, 1, 3, 0, 2)]
+    trashed = due(org, sales, NOW - timedelta(hours=1), deleted_at=NOW)
+    cal = CalendarService(factories.actor_for(sales)).calendar(mode="week")
+    shown = [i.activity for d in cal.days for i in d.items]
+    assert [a.id for a in shown] == [made[3].id, made[1].id, made[4].id] and trashed.id not in {a.id for a in shown}
+    assert (cal.shown, cal.total) == (3, 5) and {a.owner.name for a in shown} == {sales.name}
+    login("sales")
+    html = client.get("/activities/calendar").get_data(as_text=True)
+    assert len(ids_in(html)) == 3 and "Showing the first 3 of 5 activities" in html
+
+
 def reschedule(client, activity, *, version=None, query="", **form):
     data = {"version": str(activity.version if version is None else version), **form}
     return client.post(f"/activities/{activity.id}/reschedule{query}", data=data, headers=HX)

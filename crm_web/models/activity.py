@@ -38,6 +38,9 @@ class Activity(RecordMixin, Base):
         # range counts, the owner filtered inside the index (services/stats/tallies.py).
         live_index("activities", "status", "due_at", "owner_id"),
         live_index("activities", "status", "completed_at", "owner_id"),
+        # The calendar's range, the team's or one owner's: the ids it keeps are cut from the index
+        # (services/calendar.py).
+        live_index("activities", "due_at", "owner_id", "id"),
     )
 
     type: Mapped[str] = mapped_column(String(20), default="task")

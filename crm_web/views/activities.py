@@ -4,6 +4,7 @@ one-click complete/reopen, soft delete with Undo, and record timelines."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import Any
 from urllib.parse import urlencode
@@ -319,6 +320,15 @@ def _calendar_state() -> dict[str, Any]:
     }
 
 
+_SLOT = uuid.UUID(int=0)
+
+
+def _per_activity(endpoint: str, suffix: str = "") -> Callable[[uuid.UUID], str]:
+    """`endpoint`'s URL for any activity id (then `suffix`), routed once for all of a page's items."""
+    before, after = url_for(endpoint, activity_id=_SLOT).split(str(_SLOT))
+    return lambda activity_id: f"{before}{activity_id}{after}{suffix}"
+
+
 def _calendar_context() -> dict[str, Any]:
     query, builder = parse_filtered_list_query(ACTIVITY.filter_fields())
     service = acting(CalendarService)
@@ -328,13 +338,15 @@ def _calendar_context() -> dict[str, Any]:
         calendar = service.calendar(filter_spec=query.filter_spec, **state)
     fields_meta = builder_fields(ACTIVITY.filter_fields(), choices={"owner": service.owner_choices()})
 
-    def calendar_url(endpoint: str = "activities.calendar", *, activity_id: Any = None, **changes: Any) -> str:
-        """This calendar's URL (or a reschedule's) with its view and filter, `changes` applied."""
+    def view_query(**changes: Any) -> str:
         anchor = state["anchor"].isoformat() if state["anchor"] else None
         view = {"mode": state["mode"], "who": state["who"], "date": anchor, **changes}
-        pairs = [(k, str(v)) for k, v in view.items() if v is not None] + list(query.filter_pairs)
+        return urlencode([(k, str(v)) for k, v in view.items() if v is not None] + list(query.filter_pairs))
+
+    def calendar_url(endpoint: str = "activities.calendar", *, activity_id: Any = None, **changes: Any) -> str:
+        """This calendar's URL (or a reschedule's) with its view and filter, `changes` applied."""
         base = url_for(endpoint, activity_id=activity_id) if activity_id else url_for(endpoint)
-        return base + "?" + urlencode(pairs)
+        return base + "?" + view_query(**changes)
 
     return {
         "calendar": calendar,
@@ -343,6 +355,9 @@ def _calendar_context() -> dict[str, Any]:
         "builder": builder,
         "fields_meta": fields_meta,
         "calendar_url": calendar_url,
+        # Every item links to its edit page and its reschedule URL: built once, not per item.
+        "edit_url": _per_activity("activities.edit"),
+        "reschedule_url": _per_activity("activities.reschedule", "?" + view_query()),
         "can_see_team": service.actor.has_role(Role.MANAGER),
         "hours": HOURS,
         "title": "Calendar",
