@@ -7,14 +7,14 @@ owner_id, id) of the live rows: the range is one index range, the owner is check
 and the ids the calendar keeps are read from it. Declared in the models with models/mixins.live_index.
 
 Revision ID: 0031_calendar_index
-Revises: 0024_duplicate_scans
+Revises: 0029_served
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0031_calendar_index"
-down_revision = "0024_duplicate_scans"
+down_revision = "0029_served"
 branch_labels = None
 depends_on = None
 
