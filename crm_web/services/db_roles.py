@@ -23,9 +23,16 @@ from crm_web.database import timeout_values
 from crm_web.errors import ValidationError
 from crm_web.extensions import db
 
-# Built-in functions the search conditions use; marking them LEAKPROOF lets the planner use the
-# trigram indexes under the policies (docs/security.md, "Cost: searches and LEAKPROOF"). Superuser only.
-LEAKPROOF_FUNCTIONS = ("lower(text)", "textcat(text, text)", "texticlike(text, text)", "similarity_op(text, text)")
+# Built-in functions the search conditions use (jsonb_object_field_text is `->>`, a custom text
+# field's value); marking them LEAKPROOF lets the planner use the trigram indexes under the policies
+# (docs/security.md, "Cost: searches and LEAKPROOF"). Superuser only.
+LEAKPROOF_FUNCTIONS = (
+    "lower(text)",
+    "textcat(text, text)",
+    "texticlike(text, text)",
+    "similarity_op(text, text)",
+    "jsonb_object_field_text(jsonb, text)",
+)
 # Tables the web role may read but never change; the schema's bookkeeping it may not even read.
 READ_ONLY_TABLES = ("api_tokens",)
 NO_ACCESS_TABLES = ("alembic_version",)
