@@ -300,6 +300,15 @@ def index_expression(cf: CustomField) -> tuple[str, str]:
     return "btree", f"({text})"
 
 
+def search_index_expression(cf: CustomField) -> str | None:
+    """The expression of the field's PostgreSQL trigram index (gin_trgm_ops), for a text type: the
+    global search's search_key(value_expression), `lower(custom ->> 'key')`, so each of its ILIKE
+    conditions on the field is an index scan. None for the other types (the search skips them)."""
+    if cf.type not in TEXT_TYPES:
+        return None
+    return f"(lower((custom ->> '{cf.key}')))"
+
+
 class _HasAny(FunctionElement[bool]):
     """Whether a multi select value holds any of the bound option ids (or, without ids, any option)."""
 

@@ -904,3 +904,42 @@ def test_the_index_command_creates_every_missing_field_index(app, admin, org):
     assert result.exit_code == 0, result.output
     assert "Every custom field has its index (1 field(s))." in result.output
     assert exists()
+
+
+def test_a_text_field_has_a_trigram_index_for_the_search_until_it_is_trashed(app, admin, org):
+    """Text types get the trigram index the global search's conditions use (PostgreSQL), created with
+    the field and by the index command, dropped in the trash and by a purge; other types get none."""
+    from sqlalchemy import text
+
+    from crm_web.services.custom_fields import search_index_name
+
+    region = _define(admin, "contact", "Region")
+    notes = _define(admin, "deal", "Notes", "long_text")
+    seats = _define(admin, "deal", "Seats", "number")
+    if db.engine.dialect.name != "postgresql":
+        return
+    org_id = org.id
+
+    def definition(cf):
+        return db.session.scalar(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"), {"name": search_index_name(org_id, cf)}
+        )
+
+    assert "gin (lower((custom ->> 'region'::text)) gin_trgm_ops)" in definition(region)
+    assert f"WHERE ((org_id = '{org_id}'::uuid) AND (deleted_at IS NULL))" in definition(region)
+    assert definition(notes) is not None and definition(seats) is None
+    db.session.execute(text(f'DROP INDEX "{search_index_name(org_id, region)}"'))  # as if the role could not
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["crm", "custom-field-indexes"])
+    assert result.exit_code == 0, result.output
+    assert definition(region) is not None
+    service = CustomFieldService(admin)
+    service.update("contact", region.id, FieldInput(label="Region", type="number"))  # no longer text
+    assert definition(region) is None
+    service.delete("deal", notes.id)
+    assert definition(notes) is None
+    service.restore("deal", notes.id)
+    assert definition(notes) is not None
+    service.delete("deal", notes.id)
+    service.purge("deal", notes.id)
+    assert definition(notes) is None

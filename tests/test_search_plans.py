@@ -9,10 +9,13 @@ table's statistics reset as in a fresh database.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, text
 
 from crm_web.extensions import db
+from crm_web.models import Contact
 from tests.conftest import build_app, postgres_database
 from tests.test_search import global_contacts, make_people
 
@@ -38,10 +41,11 @@ NEVER_ANALYSED = """
 """
 
 
-def global_search_plan(user, q: str) -> list[str]:
+def global_search_plan(user, q: str, *, fresh_statistics: bool = True) -> list[str]:
     """EXPLAIN ANALYZE of the contacts statement the global search ran for `q` (sequential scans off:
     in a tiny test table any usable index must be the planner's choice), with the statistics reset as
-    in a fresh database: a catalog change inside the test's transaction, rolled back with it."""
+    in a fresh database (unless the test analysed the rows it made): a catalog change inside the
+    test's transaction, rolled back with it."""
     captured = []
 
     def capture(conn, cursor, statement, parameters, context, executemany):
@@ -54,7 +58,8 @@ def global_search_plan(user, q: str) -> list[str]:
         event.remove(db.engine, "before_cursor_execute", capture)
     ((statement, parameters),) = [(s, p) for s, p in captured if "FROM contacts" in s]
     connection = db.session.connection()
-    connection.execute(text(NEVER_ANALYSED))
+    if fresh_statistics:
+        connection.execute(text(NEVER_ANALYSED))
     connection.execute(text("SET LOCAL enable_seqscan = off"))
     return list(connection.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + statement, parameters).scalars())
 
@@ -108,3 +113,63 @@ def test_a_common_last_name_is_read_from_the_surname_index_and_ranks_nothing(org
     lines = global_search_plan(users["admin"], "williams")
     assert_read_from(lines, "contact_surname_idx", "lower((last_name)::text) =")
     assert_never_runs(lines, "'%williams%'")
+
+
+def test_a_word_in_custom_text_fields_is_read_from_their_trigram_indexes(org, users):
+    """Each custom text field's condition is a scan of its trigram index, OR-ed with the built-in
+    columns' ones (a BitmapOr): with any branch unindexed the whole condition reads every row."""
+    from crm_web.custom_fields import FieldInput
+    from crm_web.services.contacts import ContactService
+    from crm_web.services.custom_fields import CustomFieldService, search_index_name
+    from tests import factories
+
+    admin = factories.actor_for(users["admin"])
+    fields = [
+        CustomFieldService(admin).create("contact", FieldInput(label=label, type=kind))
+        for label, kind in (("Region", "text"), ("Notes", "long_text"), ("Site", "url"))
+    ]
+    for i in range(6):
+        ContactService(admin).create(first_name=f"Ann{i}", last_name="Person", custom_input={"notes": "met zqfair"})
+    # An organisation's worth of rows with values, analysed: in a handful of rows any index of the
+    # organisation's live rows (the fields' own btree ones) is cheaper to read whole than any search.
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "org_id": org.id,
+            "first_name": f"Bulk{i}",
+            "last_name": "Row",
+            "custom": {"region": f"region {i % 50}", "notes": f"note {i}", "site": f"https://s{i}.example"},
+            "version": 1,
+        }
+        for i in range(3000)
+    ]
+    db.session.execute(insert(Contact.__table__), rows)
+    # As (auto)vacuum leaves them: new entries wait in a GIN index's pending list, which the planner
+    # prices as read whole.
+    db.session.execute(
+        text(
+            "SELECT gin_clean_pending_list(i.indexrelid::regclass) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+            "WHERE i.indrelid = 'contacts'::regclass AND a.amname = 'gin'"
+        )
+    )
+    db.session.execute(text("ANALYZE contacts"))
+    # The search plans its statements without their parameters' values (generic plans), which prove a
+    # partial index's `org_id = '<the org>'` only from that literal: the statement must carry it.
+    captured: list[str] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        captured.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        global_contacts(users["admin"], "zqfair")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    (statement,) = [s for s in captured if "FROM contacts" in s]
+    assert f"contacts.org_id = '{org.id}'" in statement, statement[:2000]
+    lines = global_search_plan(users["admin"], "zqfair", fresh_statistics=False)
+    assert "BitmapOr" in "\n".join(lines), "\n".join(lines)
+    for cf in fields:
+        assert_read_from(lines, search_index_name(org.id, cf), "~~*")
+    assert_read_from(lines, "contact_name_trgm_idx", "~~*")

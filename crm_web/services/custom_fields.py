@@ -7,10 +7,11 @@ removes the definition and its values from every record. A type change converts 
 is refused, with the number of records, when some would not convert.
 
 On PostgreSQL each live field has an index on its value (the expression `custom_fields.value_expression`
-compiles to), partial to the organisation's live rows, created when the field is defined and
-replaced when its type changes. The app's role may not own the tables: then the index is not
-created (logged), and `flask crm custom-field-indexes`, run as the tables' owner, creates every
-missing one (ensure_indexes).
+compiles to), and a text field also a trigram index on the lower-cased value the global search
+matches; both partial to the organisation's live rows, created when the field is defined or
+restored, replaced when its type changes, dropped when it goes to the trash. The app's role may
+not own the tables: then the indexes are not created (logged), and `flask crm custom-field-indexes`,
+run as the tables' owner, creates every missing one (ensure_indexes).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from crm_web.custom_fields import (
     live_fields,
     new_id,
     new_key,
+    search_index_expression,
 )
 from crm_web.errors import NotFound, ValidationError
 from crm_web.models import Organization, Role, utcnow
@@ -80,40 +82,58 @@ def index_name(org_id: uuid.UUID, cf: CustomField) -> str:
     return f"cf_{org_id.hex[:12]}_{cf.id}"
 
 
+def search_index_name(org_id: uuid.UUID, cf: CustomField) -> str:
+    return f"{index_name(org_id, cf)}_trgm"
+
+
+def _index_definitions(org_id: uuid.UUID, cf: CustomField) -> list[tuple[str, str, str]]:
+    """(name, method, indexed expression) of each of the field's indexes: the one on its value, and
+    for a text type the trigram index the global search's conditions on it use."""
+    method, expression = index_expression(cf)
+    found = [(index_name(org_id, cf), method, expression)]
+    searched = search_index_expression(cf)
+    if searched is not None:
+        found.append((search_index_name(org_id, cf), "gin", f"{searched} gin_trgm_ops"))
+    return found
+
+
 def create_index(session: Session, org_id: uuid.UUID, entity_name: str, cf: CustomField) -> bool:
-    """The field's index on PostgreSQL (IF NOT EXISTS); False when the role may not create it."""
+    """The field's indexes on PostgreSQL (IF NOT EXISTS); False when the role may not create them."""
     if session.get_bind().dialect.name != "postgresql":
         return False
     table = _model(entity_name).__table__.name
-    method, expression = index_expression(cf)
-    # Inlined: the org id is a UUID and the expression is built from a checked key, never user text.
-    statement = (
-        f'CREATE INDEX IF NOT EXISTS "{index_name(org_id, cf)}" ON {table} USING {method} ({expression}) '
-        f"WHERE org_id = '{org_id}' AND deleted_at IS NULL"
-    )
-    try:
-        with session.begin_nested():
-            session.execute(text(statement))
-    except DBAPIError as error:
-        logger.warning("Custom field index %s not created: %s", index_name(org_id, cf), error.orig)
-        return False
-    return True
+    created = True
+    for name, method, expression in _index_definitions(org_id, cf):
+        # Inlined: the org id is a UUID and the expression is built from a checked key, never user text.
+        statement = (
+            f'CREATE INDEX IF NOT EXISTS "{name}" ON {table} USING {method} ({expression}) '
+            f"WHERE org_id = '{org_id}' AND deleted_at IS NULL"
+        )
+        try:
+            with session.begin_nested():
+                session.execute(text(statement))
+        except DBAPIError as error:
+            logger.warning("Custom field index %s not created: %s", name, error.orig)
+            created = False
+    return created
 
 
 def drop_index(session: Session, org_id: uuid.UUID, cf: CustomField) -> None:
+    """The field's indexes, of any type it had (IF EXISTS)."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    try:
-        with session.begin_nested():
-            session.execute(text(f'DROP INDEX IF EXISTS "{index_name(org_id, cf)}"'))
-    except DBAPIError as error:
-        logger.warning("Custom field index %s not dropped: %s", index_name(org_id, cf), error.orig)
+    for name in (index_name(org_id, cf), search_index_name(org_id, cf)):
+        try:
+            with session.begin_nested():
+                session.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
+        except DBAPIError as error:
+            logger.warning("Custom field index %s not dropped: %s", name, error.orig)
 
 
 def ensure_indexes(session: Session | None = None) -> tuple[int, int]:
     """Every organisation's live fields' indexes, created where missing (PostgreSQL; the command
-    `crm custom-field-indexes`, run as the tables' owner): (fields checked, indexes that could not be
-    created). Committed."""
+    `crm custom-field-indexes`, run as the tables' owner): (fields checked, fields with an index that
+    could not be created). Committed."""
     session = session_or_default(session)
     checked = failed = 0
     for org_id, schema in session.execute(
@@ -256,6 +276,8 @@ class CustomFieldService:
             raise ValidationError("Delete the field before purging it.")
         self._rewrite_values(entity_name, cf.key, lambda _: None)
         self._store(org, entity_name, [f for f in every if f.id != field_id])
+        # Dropped with the move to the trash already; again in case the owner's command recreated them.
+        drop_index(self.session, self.actor.org_id, cf)
         commit_or_refuse(self.session)
         return cf
 

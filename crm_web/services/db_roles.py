@@ -23,8 +23,9 @@ from crm_web.database import timeout_values
 from crm_web.errors import ValidationError
 from crm_web.extensions import db
 
-# Built-in functions the search conditions use, and `->>` that custom field conditions use; marking
-# them LEAKPROOF lets the planner use the trigram and custom field indexes under the policies
+# Built-in functions the search conditions use, and `->>` (jsonb_object_field_text) that custom field
+# conditions and the search of custom text fields use; marking them LEAKPROOF lets the planner use the
+# trigram and custom field indexes under the policies
 # (docs/security.md, "Cost: searches and LEAKPROOF"). Superuser only.
 LEAKPROOF_FUNCTIONS = (
     "lower(text)",

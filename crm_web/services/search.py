@@ -4,8 +4,12 @@ Each type is one SELECT of at most LIMIT rows: the exact matches or, on PostgreS
 none, the matches of the query's words corrected against the organisation's vocabulary (see
 text_search). A word may also be in one of the organisation's custom text fields (text, long text,
 URL, email) of that type: their values join the searched expressions of the same statement, so the
-statement count does not depend on the fields. Those values have no trigram index (a field's index
-is a btree for filtering and sorting): PostgreSQL reads the organisation's rows for them.
+statement count does not depend on the fields. On PostgreSQL each such field has a trigram index
+on exactly the expression searched, partial to its organisation's live rows (services/custom_fields);
+so that a plan made without the parameters' values can prove that predicate, such a statement
+renders the organisation's id into its SQL (a UUID, never user text). The vocabulary of the typo
+tier holds the built-in searched columns' words only (migration 0012): a misspelt word found only
+in a custom field is not corrected, though a correction is looked for in the fields too.
 Results carry the text to highlight; highlighting itself (escape first, then <mark>) happens in
 `highlight`.
 """
@@ -143,10 +147,12 @@ def _statement(index: int, shape: SearchShape, custom_keys: tuple[str, ...] = ()
         value_expression(kind.model, CustomField(id="", key=key, label=key, type="text")) for key in custom_keys
     )
     match = match_terms(SearchTerms(shape, {}), (*search.searched, *custom), surname=kind.surname)
-    return _best(kind.model, search.label, search.detail, match)
+    return _best(
+        kind.model, search.label, search.detail, match, inline_org=bool(custom) and shape.dialect == "postgresql"
+    )
 
 
-def _best(model: Any, label: Any, detail: Any, match: TextMatch) -> AnySelect:
+def _best(model: Any, label: Any, detail: Any, match: TextMatch, *, inline_org: bool = False) -> AnySelect:
     """The LIMIT best rows of one type in ONE statement, each step behind a one-time filter that
     skips it once the steps before found LIMIT rows:
 
@@ -160,9 +166,11 @@ def _best(model: Any, label: Any, detail: Any, match: TextMatch) -> AnySelect:
        index);
     5. only when those found nothing either, the same for the wider corrections ("davd smith").
 
-    The organisation is the bound parameter `org_id`, so the statement serves every organisation.
+    The organisation is the parameter `org_id`, so the statement serves every organisation; with
+    `inline_org` its value is written into the SQL when the statement runs (the custom fields' partial
+    indexes hold one organisation's rows: a generic plan uses them only for that literal).
     """
-    org_id = bindparam("org_id", type_=Uuid)
+    org_id = bindparam("org_id", type_=Uuid, literal_execute=inline_org)
     name_order = match.name_order
     assert name_order is not None  # match_terms always orders by name
 
