@@ -47,14 +47,13 @@ from crm_web.models import (
     utcnow,
 )
 from crm_web.models.mixins import full_name
-from crm_web.services.base import Actor
+from crm_web.services.base import ActorService
 from crm_web.services.cache_versions import renew_epoch
 from crm_web.services.deal_stages import apply_stage
 from crm_web.services.duplicates.matching import company_name_key, domain_key, email_key
 from crm_web.services.history import jsonable
 from crm_web.services.last_activity import refresh_last_activity
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
-from crm_web.services.sql import session_or_default
 
 BATCH = 1000
 PREVIEW_ROWS = 20
@@ -192,16 +191,8 @@ def _from_json(model: Any, name: str, value: Any) -> Any:
     return value
 
 
-class ImportService:
+class ImportService(ActorService):
     """Imports of one organisation, on behalf of one user."""
-
-    def __init__(self, actor: Actor, session: Session | None = None):
-        self.actor = actor
-        self.session: Session = session_or_default(session)
-
-    @property
-    def org_id(self) -> uuid.UUID:
-        return self.actor.org_id
 
     # --- who may import ----------------------------------------------------------------
 

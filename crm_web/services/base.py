@@ -91,6 +91,18 @@ class Actor:
         return clock.local_today(self.time_zone, moment)
 
 
+class ActorService:
+    """A service acting for one Actor, on the given session or the request's."""
+
+    def __init__(self, actor: Actor, session: Session | None = None):
+        self.actor = actor
+        self.session: Session = session_or_default(session)
+
+    @property
+    def org_id(self) -> uuid.UUID:
+        return self.actor.org_id
+
+
 @dataclass
 class Choices:
     """The organisation's users and tags, for owner pickers, tag pickers and the filter builder."""
@@ -99,7 +111,7 @@ class Choices:
     tags: list[tuple[uuid.UUID, str]]
 
 
-class BaseService(Generic[M]):
+class BaseService(ActorService, Generic[M]):
     """Org-scoped CRUD with soft delete, role checks, history and a sort whitelist."""
 
     model: ClassVar[Any]
@@ -127,15 +139,7 @@ class BaseService(Generic[M]):
             cls.SEARCH_COLUMNS = declared.searched
             cls.SEARCH_SURNAME = declared.surname
 
-    def __init__(self, actor: Actor, session: Session | None = None):
-        self.actor = actor
-        self.session: Session = session_or_default(session)
-
     # --- reading -----------------------------------------------------------------
-
-    @property
-    def org_id(self) -> uuid.UUID:
-        return self.actor.org_id
 
     def scoped(self, stmt: AnySelect | None = None) -> AnySelect:
         """The one place the organisation filter is added."""

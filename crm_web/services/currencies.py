@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from crm_web.errors import ValidationError
 from crm_web.models import CURRENCIES, ExchangeRate, Organization, Role, utcnow
 from crm_web.permissions import require_role
-from crm_web.services.base import Actor
+from crm_web.services.base import ActorService
 from crm_web.services.cache_versions import mark_stale
 from crm_web.services.history import record_change
 from crm_web.services.sql import session_or_default
@@ -192,14 +192,10 @@ class RateRow:
     set_at: date | None
 
 
-class ExchangeRateService:
+class ExchangeRateService(ActorService):
     """Settings > Currencies: managers see the rates, admins set and remove them."""
 
     ENTITY = "exchange_rate"
-
-    def __init__(self, actor: Actor, session: Session | None = None):
-        self.actor = actor
-        self.session = session_or_default(session)
 
     def rates(self) -> Rates:
         require_role(self.actor.role, Role.MANAGER, "see the exchange rates")

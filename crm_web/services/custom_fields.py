@@ -52,7 +52,7 @@ from crm_web.custom_fields import (
 from crm_web.errors import NotFound, ValidationError
 from crm_web.models import Organization, Role, utcnow
 from crm_web.permissions import require_role
-from crm_web.services.base import Actor
+from crm_web.services.base import ActorService
 from crm_web.services.integrity import commit_or_refuse
 from crm_web.services.sql import session_or_default
 
@@ -148,11 +148,7 @@ def ensure_indexes(session: Session | None = None) -> tuple[int, int]:
     return checked, failed
 
 
-class CustomFieldService:
-    def __init__(self, actor: Actor, session: Session | None = None):
-        self.actor = actor
-        self.session: Session = session_or_default(session)
-
+class CustomFieldService(ActorService):
     # --- reading -----------------------------------------------------------------------------
 
     def fields(self, entity_name: str, *, trashed: bool = False) -> list[CustomField]:

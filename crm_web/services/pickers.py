@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import String, Uuid, cast, literal, select, union_all
-from sqlalchemy.orm import Session
 
 from crm_web.entities import COMPANY, CONTACT, DEAL, LEAD, Entity
 from crm_web.models import User
 from crm_web.models.mixins import name_order_key
-from crm_web.services.base import Actor
-from crm_web.services.sql import AnySelect, session_or_default
+from crm_web.services.base import ActorService
+from crm_web.services.sql import AnySelect
 from crm_web.services.text_search import MIN_CONTAINS_LENGTH, like_escape, text_match
 
 LIMIT = 20
@@ -42,16 +41,8 @@ class Pick:
     detail: str = ""
 
 
-class PickerService:
+class PickerService(ActorService):
     """Names of this organisation's live records for a picker (never another organisation's)."""
-
-    def __init__(self, actor: Actor, session: Session | None = None):
-        self.actor = actor
-        self.session = session_or_default(session)
-
-    @property
-    def org_id(self) -> uuid.UUID:
-        return self.actor.org_id
 
     def matches(self, kind: str, q: str) -> list[Pick]:
         """At most LIMIT records of `kind` whose name matches `q` (every name, in name order, for an

@@ -24,8 +24,7 @@ from sqlalchemy import or_, select, update
 from crm_web.entities import ENTITIES, Entity
 from crm_web.errors import NotFound, PermissionDenied, ValidationError
 from crm_web.models import Organization, Role, SavedView, User, utcnow
-from crm_web.services.base import Actor
-from crm_web.services.sql import session_or_default
+from crm_web.services.base import ActorService
 
 MAX_NAME = 80
 MAX_QUERY = 4000
@@ -261,12 +260,8 @@ def prefs_of(user: Any, list_key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class SavedViewService:
+class SavedViewService(ActorService):
     """Views of the actor's organisation: the actor's own and the shared ones, never another's private one."""
-
-    def __init__(self, actor: Actor, session: Any = None):
-        self.actor = actor
-        self.session = session_or_default(session)
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -24,14 +24,13 @@ from typing import Any
 
 from markupsafe import Markup, escape
 from sqlalchemy import CTE, ColumnElement, Uuid, bindparam, func, literal, select, union_all
-from sqlalchemy.orm import Session
 
 from crm_web.custom_fields import TEXT_TYPES, CustomField, value_expression
 from crm_web.entities import Entity, GlobalSearch, searched_globally
 from crm_web.formatting import choice_label
-from crm_web.services.base import Actor
+from crm_web.services.base import ActorService
 from crm_web.services.custom_fields import entity_fields
-from crm_web.services.sql import AnySelect, session_or_default
+from crm_web.services.sql import AnySelect
 from crm_web.services.text_search import (
     SearchShape,
     SearchTerms,
@@ -86,12 +85,8 @@ def _search_of(kind: Entity) -> GlobalSearch:
     return kind.global_search
 
 
-class SearchService:
+class SearchService(ActorService):
     """Search everything the actor's organisation owns (soft-deleted rows are hidden globally)."""
-
-    def __init__(self, actor: Actor, session: Session | None = None):
-        self.actor = actor
-        self.session = session_or_default(session)
 
     def search(self, q: str) -> list[SearchGroup]:
         q = " ".join(q.split())[:100]

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import String, delete, func, literal_column, select, union_all, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 
 from crm_web.entities import ENTITIES, Entity
 from crm_web.errors import NotFound, PermissionDenied, ValidationError
@@ -34,11 +34,10 @@ from crm_web.models import (
     utcnow,
 )
 from crm_web.permissions import require_role
-from crm_web.services.base import Actor
+from crm_web.services.base import Actor, ActorService
 from crm_web.services.history import HistoryItem, history_for, readable, record_change
 from crm_web.services.integrity import commit_or_refuse
 from crm_web.services.pagination import Page, clamp_page, clamp_per_page
-from crm_web.services.sql import session_or_default
 
 # Deletes and history inserts go in batches: one IN list per statement stays well below driver limits.
 BATCH = 500
@@ -141,12 +140,8 @@ def link_is_trashed(obj: Any, relation: str, fk: str | None = None) -> bool:
     return getattr(obj, relation) is None and getattr(obj, fk or f"{relation}_id") is not None
 
 
-class TrashService:
+class TrashService(ActorService):
     """The organisation's trash (managers view, admins restore and purge)."""
-
-    def __init__(self, actor: Actor, session: Session | None = None):
-        self.actor = actor
-        self.session: Session = session_or_default(session)
 
     # --- reading -----------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ from itertools import combinations
 from typing import Any
 
 from sqlalchemy import Date, Numeric, Uuid, and_, delete, func, insert, null, or_, select, update
-from sqlalchemy.orm import Session
 
 from crm_web import clock
 from crm_web.errors import Conflict, NotFound, ValidationError
@@ -47,13 +46,12 @@ from crm_web.models import (
     utcnow,
 )
 from crm_web.permissions import has_role, require_role
-from crm_web.services.base import Actor
+from crm_web.services.base import ActorService
 from crm_web.services.conflicts import EditConflict, stale_edit
 from crm_web.services.duplicates.matching import MODELS, Group, Matcher, ordered
 from crm_web.services.history import jsonable, label_of, record_change
 from crm_web.services.integrity import commit_or_refuse
 from crm_web.services.pagination import Page, clamp_page
-from crm_web.services.sql import session_or_default
 
 # The fields a merge chooses a value for, in the order the side-by-side table shows them.
 MERGE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -254,15 +252,7 @@ class UndoPlan:
     done: bool = False
 
 
-class DuplicateService:
-    def __init__(self, actor: Actor, session: Session | None = None):
-        self.actor = actor
-        self.session: Session = session_or_default(session)
-
-    @property
-    def org_id(self) -> uuid.UUID:
-        return self.actor.org_id
-
+class DuplicateService(ActorService):
     def _model(self, entity_type: str) -> Any:
         if entity_type not in MODELS:
             raise NotFound("No such record type.")
