@@ -394,6 +394,18 @@ def live_server(tmp_path_factory):
         db.engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def live_db(live_server, tmp_path_factory):
+    """A second app on the live server's SQLite file: to prepare data the UI cannot make yet, or to look
+    up the demo data."""
+    path = next(tmp_path_factory.getbasetemp().glob("live*/live.sqlite3"))
+    application = build_app(f"sqlite:///{path}")
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
 @pytest.fixture
 def page_errors(page):
     """The page's console errors and uncaught exceptions, collected from the start of the test."""

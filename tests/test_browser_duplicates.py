@@ -8,20 +8,8 @@ from sqlalchemy import select
 
 from crm_web.extensions import db
 from crm_web.models import Company, Contact, Deal, Organization
-from tests.conftest import build_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture
-def live_db(live_server, tmp_path_factory):
-    """A second app on the live server's SQLite file, to prepare the duplicates."""
-    path = next(tmp_path_factory.getbasetemp().glob("live*/live.sqlite3"))
-    application = build_app(f"sqlite:///{path}")
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def test_manager_merges_three_companies_and_undoes_it(page, page_errors, live_server, live_db, browser_login):

@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from crm_web.extensions import db
 from crm_web.models import Contact, Deal, Notification, User
-from tests.conftest import build_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -23,17 +22,6 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "scree
 PHONE = {"width": 390, "height": 844}
 # A fingertip: smaller targets are easy to miss on a phone.
 TOUCH = 32
-
-
-@pytest.fixture
-def live_db(live_server, tmp_path_factory):
-    """A second app on the live server's SQLite file, to look up the demo data."""
-    path = next(tmp_path_factory.getbasetemp().glob("live*/live.sqlite3"))
-    application = build_app(f"sqlite:///{path}")
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture

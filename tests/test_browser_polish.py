@@ -11,20 +11,8 @@ from crm_web.extensions import db
 from crm_web.models import Contact, User
 from crm_web.services.base import Actor
 from crm_web.services.contacts import ContactService
-from tests.conftest import build_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def live_db(live_server, tmp_path_factory):
-    """A second app on the live server's SQLite file, to prepare data."""
-    path = next(tmp_path_factory.getbasetemp().glob("live*/live.sqlite3"))
-    application = build_app(f"sqlite:///{path}")
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def _a_contact(live_db):

@@ -7,7 +7,6 @@ from sqlalchemy import select
 from crm_web.extensions import db
 from crm_web.models import Deal, Organization, User
 from crm_web.services.base import Actor, BaseService
-from tests.conftest import build_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -15,17 +14,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 class Deals(BaseService[Deal]):
     model = Deal
     entity_type = "deal"
-
-
-@pytest.fixture
-def live_db(live_server, tmp_path_factory):
-    """A second app on the live server's SQLite file, to prepare data the UI cannot make yet."""
-    path = next(tmp_path_factory.getbasetemp().glob("live*/live.sqlite3"))
-    application = build_app(f"sqlite:///{path}")
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def test_admin_restores_a_deleted_deal_from_the_trash(page, page_errors, live_server, live_db, browser_login):
