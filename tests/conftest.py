@@ -407,6 +407,22 @@ def live_db(live_server, tmp_path_factory):
 
 
 @pytest.fixture
+def private_redis():
+    """A redis-server of this test's own (tests/redis_support.py): stopping it touches no one else."""
+    import shutil
+
+    from tests.redis_support import PrivateRedis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server")
+    server = PrivateRedis(binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def page_errors(page):
     """The page's console errors and uncaught exceptions, collected from the start of the test."""
     errors: list[str] = []

@@ -26,6 +26,8 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import URL, make_url
 
+from tests.net import free_port
+
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 # Server connections per (database, role): several, so that transactions move between them; enough
 # for the concurrency tests' simultaneous transactions plus the test's own.
@@ -34,12 +36,6 @@ POOL_SIZE = 8
 
 def available() -> bool:
     return os.path.exists(PGBOUNCER)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -54,7 +50,7 @@ class PgBouncer:
     def start(cls, server_url: str, admin_user: str = "postgres") -> PgBouncer:
         server = make_url(server_url)
         directory = Path(tempfile.mkdtemp(prefix="crm_pgbouncer_"))
-        bouncer = cls(directory, _free_port(), server.host or "127.0.0.1", server.port or 5432)
+        bouncer = cls(directory, free_port(), server.host or "127.0.0.1", server.port or 5432)
         (directory / "users.txt").write_text(f'"{admin_user}" ""\n')
         (directory / "pgbouncer.ini").write_text(
             "\n".join(

@@ -14,7 +14,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import psycopg
 
 from crm_web.replica import REPLAYED
+from tests.net import free_port
 
 
 def _bin_dir() -> str | None:
@@ -36,12 +36,6 @@ BIN_DIR = _bin_dir()
 
 def available() -> bool:
     return BIN_DIR is not None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _as_server_user(command: list[str]) -> list[str]:
@@ -89,7 +83,7 @@ class ReplicaPair:
         assert BIN_DIR is not None
         directory = Path(tempfile.mkdtemp(prefix="crm_replica_"))
         _chown(directory)
-        pair = cls(directory, _free_port(), _free_port())
+        pair = cls(directory, free_port(), free_port())
         try:
             _run(
                 [

@@ -14,7 +14,6 @@ import itertools
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from playwright.sync_api import expect
 
 from crm_web.extensions import db
 from tests.conftest import TEST_REDIS_URL, build_app, postgres_database, unavailable
+from tests.net import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -42,12 +42,6 @@ ACCOUNT_LIMIT = "3 per minute"
 STATIC = re.compile(r"^/(static|favicon)")
 # Request headers that belong to one hop, not to the request (RFC 9110 section 7.6.1).
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class RoundRobin:
@@ -210,7 +204,7 @@ def nodes(tmp_path_factory):
             "LOGIN_RATE_LIMIT": "1000 per minute",
         }
         env.pop("DATABASE_REPLICA_URL", None)
-        ports = [_free_port(), _free_port()]
+        ports = [free_port(), free_port()]
         logs = [directory / f"node{n}.log" for n in (1, 2)]
         processes = [_start_node(port, env, log) for port, log in zip(ports, logs, strict=True)]
         proxy = None

@@ -14,7 +14,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -31,17 +30,12 @@ from crm_web.config import cache_settings
 from crm_web.extensions import db
 from tests import factories
 from tests.conftest import HX, TEST_DATABASE_URL, CSRFClient, build_app, postgres_database, unavailable
+from tests.redis_support import free_port
 
 pytestmark = pytest.mark.slow  # each test starts and kills its own server
 
 CACHE_LOGGER = "crm_web.services.cache"
 UNAVAILABLE_TEXT = "briefly unavailable"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _p95(seconds: list[float]) -> float:
@@ -60,79 +54,6 @@ def _closed_breaker():
 
 
 # --- Redis ---------------------------------------------------------------------------------------
-
-
-class PrivateRedis:
-    """A redis-server of our own, so it can be killed or paused without touching anyone else's."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = _free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        import redis
-
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.RedisError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    unavailable(f"a private redis-server on port {self.port}")
-                time.sleep(0.05)
-        client.close()
-
-    def pause(self) -> None:
-        """Hung, not dead: the kernel still accepts connections, nothing answers."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)  # a paused process cannot die of SIGKILL until resumed
-            self.process.kill()
-            self.process.wait(timeout=5)
-        self.process = None
-
-
-@pytest.fixture
-def private_redis():
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server")
-    server = PrivateRedis(binary)
-    server.start()
-    yield server
-    server.stop()
 
 
 class Partition:
@@ -796,7 +717,7 @@ class PrivatePostgres:
 
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
-        self.port = _free_port()
+        self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="crm-pg-"))
         self.data = self.root / "data"
         self.as_root = os.geteuid() == 0

@@ -191,23 +191,6 @@ def test_a_poll_without_a_session_is_refused(client, users):
 # --- several processes, and Redis going away -------------------------------------------------
 
 
-@pytest.fixture
-def private_redis():
-    """A redis-server of this test's own (tests/test_faults.py): stopping it touches no one else."""
-    import shutil
-
-    from tests.conftest import unavailable
-    from tests.test_faults import PrivateRedis
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server")
-    server = PrivateRedis(binary)
-    server.start()
-    yield server
-    server.stop()
-
-
 def _app(tmp_path, redis_url: str):
     from crm_web.config import cache_settings
 
