@@ -39,6 +39,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _init_extensions(app)
     _register_blueprints(app)
 
+    from crm_web.views.live import IdleChecks
+
+    app.wsgi_app = IdleChecks(app, app.wsgi_app)  # type: ignore[method-assign]
+
     from crm_web import htmx, rendering, security
     from crm_web.cli import register_cli
     from crm_web.errors import register_error_handlers

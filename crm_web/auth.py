@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Response, current_app, flash, g, redirect, request, session, url_for
 from flask_login import LoginManager, current_user, login_user, user_loaded_from_cookie, user_logged_in
@@ -138,18 +140,13 @@ def _check_session_age() -> None:
     """End a session past its maximum age or idle timeout, before the user is loaded."""
     if "_user_id" not in session:
         return
-    config = current_app.config
     now = int(time.time())
     started = session.get(SESSION_STARTED)
     seen = session.get(SESSION_SEEN)
     if started is None or seen is None:  # a session from before these settings: its clock starts now
         session[SESSION_STARTED] = started = now if started is None else started
         session[SESSION_SEEN] = seen = now
-    reason = None
-    if now - started > config["SESSION_MAX_AGE_HOURS"] * 3600:
-        reason = "expired"
-    elif now - seen > config["SESSION_IDLE_MINUTES"] * 60:
-        reason = "idle"
+    reason = session_over(started, seen, now, current_app.config)
     if reason is not None:
         # Only the session: a valid remember cookie signs the user in again (a new session).
         for key in ("_user_id", "_fresh", "_id", SESSION_STARTED, SESSION_SEEN):
@@ -157,6 +154,15 @@ def _check_session_age() -> None:
         g.session_ended = reason
     elif now - seen >= SEEN_RESOLUTION_SECONDS and not _is_background():
         session[SESSION_SEEN] = now
+
+
+def session_over(started: int, seen: int, now: int, config: Mapping[str, Any]) -> str | None:
+    """Why a session that started and was last used at these times is over ("expired", "idle"), or None."""
+    if now - started > config["SESSION_MAX_AGE_HOURS"] * 3600:
+        return "expired"
+    if now - seen > config["SESSION_IDLE_MINUTES"] * 60:
+        return "idle"
+    return None
 
 
 def _is_background() -> bool:

@@ -28,15 +28,24 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
-def _add_security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    hsts = current_app.config.get("HSTS_SECONDS", 0)
+def security_headers(config: Any) -> list[tuple[str, str]]:
+    """The headers every response carries (views/live.py's idle answer, made outside Flask, too)."""
+    headers = [
+        ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "same-origin"),
+        ("X-Frame-Options", "DENY"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ]
+    hsts = config.get("HSTS_SECONDS", 0)
     if hsts:
-        response.headers.setdefault("Strict-Transport-Security", f"max-age={int(hsts)}")
+        headers.append(("Strict-Transport-Security", f"max-age={int(hsts)}"))
+    return headers
+
+
+def _add_security_headers(response: Response) -> Response:
+    for name, value in security_headers(current_app.config):
+        response.headers.setdefault(name, value)
     if request.endpoint != "static":
         # Pages and fragments show one user's data: no browser or proxy may keep a copy (the back
         # button after sign-out asks the server again, and gets the login page).

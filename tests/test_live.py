@@ -8,7 +8,9 @@ import re
 from decimal import Decimal
 
 import pytest
+from flask import request_started
 
+from crm_web.auth import SESSION_SEEN
 from crm_web.extensions import db
 from crm_web.services.base import Actor
 from crm_web.services.board import BoardService
@@ -181,6 +183,49 @@ def test_a_detail_page_says_who_changed_its_record(client, login, users, org):
     assert f"Changed by {users['admin'].name} a moment ago" in response.get_data(as_text=True)
     assert client.get("/live/contacts?id=not-a-uuid&s=x").status_code == 400
     assert client.get("/live/nothing?s=x").status_code == 404
+
+
+def test_an_idle_poll_is_answered_in_front_of_the_app(app, client, login, board_setup):
+    """views/live.py IdleChecks: a current stamp never reaches Flask (no request, no hook), and its 204
+    carries the headers every response does; anything it cannot vouch for goes on to the app."""
+    pipeline, _ = board_setup
+    login("manager")
+    poll = _open_board(client, pipeline)
+    started = []
+    with request_started.connected_to(lambda sender, **extra: started.append(1), app):
+        assert client.get(poll).status_code == 204  # the full answer, which records the organisation
+        assert len(started) == 1
+        response = client.get(poll)
+        assert response.status_code == 204 and len(started) == 1
+        assert response.headers["X-Live-Stamp"] in poll and response.headers["Cache-Control"] == "no-store"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        # A stale stamp, a bad id, a NUL and a POST are the app's to answer.
+        assert client.get(re.sub(r"s=[^&]*", "s=stale", poll)).status_code == 200
+        assert client.get(poll + "&id=not-a-uuid").status_code == 400
+        assert client.get(poll + "&x=%00").status_code == 400
+        assert len(started) == 4
+
+
+def test_an_idle_poll_of_a_session_that_is_over_goes_to_the_app(app, client, login, board_setup):
+    """An idle or forged session gets no 204 in front of the app: the app ends it and refuses the poll."""
+    pipeline, _ = board_setup
+    login("manager")
+    poll = _open_board(client, pipeline)
+    assert client.get(poll).status_code == 204
+    assert client.get(poll).status_code == 204
+    with client.session_transaction() as session:
+        session[SESSION_SEEN] -= app.config["SESSION_IDLE_MINUTES"] * 60 + 1
+    response = client.get(poll, headers=HX)
+    assert response.status_code == 401 and "HX-Redirect" in response.headers
+    login("manager")
+    poll = _open_board(client, pipeline)
+    assert client.get(poll).status_code == 204
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    client.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie.value[:-2] + "xx")  # a broken signature
+    response = client.get(poll, headers=HX)
+    assert response.status_code == 401
 
 
 def test_a_poll_without_a_session_is_refused(client, users):

@@ -12,24 +12,37 @@ the user's id. Otherwise the signed-in user is loaded as for any page and the an
 
 The new stamp travels in the `X-Live-Stamp` header. With the cache away the stamp is OFFLINE: the
 page keeps it and catches up once the cache is back.
+
+The idle answer is made in front of the app (IdleChecks, a WSGI layer installed by create_app): a
+poll comes every 2 s from every open page, and going through Flask (request context, session
+object, rate-limit bookkeeping, hooks) cost several times the one cache round trip it needs, in the
+same workers that serve the pages. Whatever it cannot answer goes on to `poll` below, unchanged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
-from flask import Blueprint, Response, current_app, g, request, session
+from flask import Blueprint, Flask, Response, current_app, g, request, session
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
+from itsdangerous import BadSignature
+from werkzeug.http import parse_cookie
 
-from crm_web.auth import public
+from crm_web.auth import SESSION_SEEN, SESSION_STARTED, public, session_over
 from crm_web.entities import DEAL
 from crm_web.errors import NotFound
 from crm_web.htmx import wants_fragment
 from crm_web.models import Role
 from crm_web.params import parse_uuid
 from crm_web.rendering import render_fragments, render_page
+from crm_web.security import security_headers
 from crm_web.services import live
 from crm_web.services.base import Actor
 from crm_web.services.board import BoardService
@@ -82,14 +95,74 @@ def _stamp_live_pages() -> None:
     }
 
 
-def _session_org() -> str | None:
+def _session_org(data: Any = session) -> str | None:
     """The organisation of the signed session, when a full answer of this endpoint recorded it for the
     same user (and session version); else None (then the user is loaded)."""
-    user_key = session.get("_user_id")
-    mark = session.get(SESSION_MARK)
+    user_key = data.get("_user_id")
+    mark = data.get(SESSION_MARK)
     if user_key and isinstance(mark, list) and len(mark) == 2 and mark[0] == user_key:
         return str(mark[1])
     return None
+
+
+class IdleChecks:
+    """WSGI, in front of the app: answers a poll whose stamp is still current (204, no body), with the
+    signed session cookie read as Flask reads it (same serializer and lifetime), the session age
+    checks of auth.py, and one cache round trip. Anything else goes on to the app: no recorded
+    organisation, a stale stamp, a session that is over, a bad id, a NUL, another method."""
+
+    PREFIX = "/live/"
+
+    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]):
+        self.app, self.wsgi_app = app, wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") == "GET" and path.startswith(self.PREFIX):
+            stamp = self._idle_stamp(path[len(self.PREFIX) :], environ)
+            if stamp is not None:
+                headers = [*security_headers(self.app.config), ("Cache-Control", "no-store"), ("X-Live-Stamp", stamp)]
+                start_response("204 NO CONTENT", headers)
+                return []
+        return self.wsgi_app(environ, start_response)
+
+    def _idle_stamp(self, domain: str, environ: dict[str, Any]) -> str | None:
+        query = environ.get("QUERY_STRING", "")
+        if domain not in live.DOMAINS or "%00" in query or "\x00" in query:
+            return None
+        args: dict[str, str] = {}
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            args.setdefault(key, value)  # the first value, as request.args.get gives
+        if args.get("id", "").strip():
+            try:
+                uuid.UUID(args["id"].strip())
+            except ValueError:
+                return None  # the app's 400
+        org = self._session_org(environ)
+        if org is None:
+            return None
+        with self.app.app_context():  # the cache (Flask-Caching) and its breaker live there
+            stamp, _ = live.current(org, domain)
+        return stamp if stamp in (args.get("s", ""), live.OFFLINE) else None
+
+    def _session_org(self, environ: dict[str, Any]) -> str | None:
+        interface = self.app.session_interface
+        if not isinstance(interface, SecureCookieSessionInterface):
+            return None
+        cookie = parse_cookie(environ).get(self.app.config["SESSION_COOKIE_NAME"])
+        serializer = interface.get_signing_serializer(self.app)
+        if not cookie or serializer is None:
+            return None
+        try:
+            data = serializer.loads(cookie, max_age=int(self.app.permanent_session_lifetime.total_seconds()))
+        except BadSignature:
+            return None
+        started, seen = data.get(SESSION_STARTED), data.get(SESSION_SEEN)
+        if not isinstance(started, int) or not isinstance(seen, int):
+            return None
+        if session_over(started, seen, int(time.time()), self.app.config) is not None:
+            return None  # the app ends the session and answers as for a signed-out page
+        return _session_org(data)
 
 
 def _unchanged(stamp: str) -> Response:
