@@ -382,6 +382,7 @@ class BaseService(ActorService, Generic[M]):
             cursor=cursor,
             nulls_high=self.dialect == "postgresql",
             bound=bound,
+            table=self.model.__table__,
         )
         cut.items = list(rows(cut.items)) if cut.items else []
         return cut

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -125,7 +125,7 @@ class Page(Generic[T]):
     @property
     def last_link(self) -> PageLink | None:
         """The last page: its number while the total is exact, else read backwards from the end."""
-        if not self.has_next or self.page == self.pages - 1 and not self.more:
+        if not self.has_next or (self.page == self.pages - 1 and not self.more):
             return None
         return PageLink(cursor=Cursor("last", self.sort)) if self.more else PageLink(page=self.pages)
 
@@ -165,28 +165,30 @@ class SortKey:
         return self.expr.desc() if self.descending else self.expr.asc()
 
 
-def _nullable(expr: Any) -> bool:
-    """Whether an order expression may be NULL: a column says so; lower()/upper() of one is as
-    nullable as it; anything else (a subquery, a custom field) may be."""
+def _nullable(expr: Any, table: Any) -> bool:
+    """Whether an order expression may be NULL: a column of the listed table says so (another table's
+    is outer joined); lower()/upper() of one is as nullable as it; anything else (a subquery, a custom
+    field) may be."""
     if isinstance(expr, Label):
-        return _nullable(expr.element)
+        return _nullable(expr.element, table)
     if isinstance(expr, Column):
-        return bool(expr.nullable)
+        return expr.table is not table or bool(expr.nullable)
     if isinstance(expr, FunctionElement) and expr.name in ("lower", "upper"):
         args = list(expr.clauses)
-        return len(args) != 1 or _nullable(args[0])
+        return len(args) != 1 or _nullable(args[0], table)
     return True
 
 
-def sort_keys(order: Sequence[Any]) -> list[SortKey]:
-    """The order's expressions and directions (the last is the row id, which makes it total)."""
+def sort_keys(order: Sequence[Any], table: Any = None) -> list[SortKey]:
+    """The order's expressions and directions (the last is the row id, which makes it total);
+    `table`: the listed one, whose columns' NOT NULL is trusted."""
     keys = []
     for item in order:
         descending = isinstance(item, UnaryExpression) and item.modifier is operators.desc_op
         if isinstance(item, UnaryExpression) and item.modifier in (operators.desc_op, operators.asc_op):
             item = item.element
         expr = item.element if isinstance(item, Label) else item
-        keys.append(SortKey(expr, descending, _nullable(expr)))
+        keys.append(SortKey(expr, descending, _nullable(expr, table)))
     return keys
 
 
@@ -242,14 +244,15 @@ def read_page(
     cursor: Cursor | None,
     nulls_high: bool,
     bound: int,
+    table: Any = None,
 ) -> Page[Any]:
     """One page's ids (as `items`) with its bounded total and its links, in ONE statement: the ids
     and sort keys of per_page + 1 rows (the extra one says whether more follow) and the total
     (`counted`: a bounded_count). Only a numbered page past the end costs two more (count, re-read)."""
-    keys = sort_keys(order)
+    keys = sort_keys(order, table)
     stmt = ids.add_columns(counted.label("total"), *(key.expr.label(f"k{i}") for i, key in enumerate(keys)))
     numbered = page_count(bound, per_page)
-    if cursor is not None and (cursor.sort != sort or cursor.direction != "last" and len(cursor.values) != len(keys)):
+    if cursor is not None and (cursor.sort != sort or (cursor.direction != "last" and len(cursor.values) != len(keys))):
         cursor = None  # another sort's cursor (the sort changed under it): the first page
     if cursor is None:
         page = max(1, min(page, numbered))
@@ -264,7 +267,7 @@ def read_page(
         backwards = cursor.direction != "next"
         read = [key.flipped() for key in keys] if backwards else keys
         where = [] if cursor.direction == "last" else seek(read, cursor.values, nulls_high=nulls_high)
-        rows = session.execute(stmt.where(*where).order_by(*(key.ordered() for key in read)).limit(per_page + 1)).all()
+        rows = list(session.execute(stmt.where(*where).order_by(*(key.ordered() for key in read)).limit(per_page + 1)))
         if not rows:  # nothing left that side of the cursor (deleted since): the first page
             return read_page(
                 session,
@@ -277,6 +280,7 @@ def read_page(
                 cursor=None,
                 nulls_high=nulls_high,
                 bound=bound,
+                table=table,
             )
         further = len(rows) > per_page
         rows = rows[:per_page]
@@ -342,7 +346,12 @@ def _untagged(value: Any) -> Any:
     if not isinstance(value, list):
         return value
     tag, text = value
-    readers = {"N": Decimal, "T": datetime.fromisoformat, "D": date.fromisoformat, "U": uuid.UUID}
+    readers: dict[str, Callable[[str], Any]] = {
+        "N": Decimal,
+        "T": datetime.fromisoformat,
+        "D": date.fromisoformat,
+        "U": uuid.UUID,
+    }
     return readers[tag](text)
 
 
