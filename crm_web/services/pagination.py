@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import Column, ColumnElement, and_, false, func, or_, select
+from sqlalchemy import Column, ColumnElement, and_, false, func, or_, select, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import Label, UnaryExpression
@@ -219,17 +219,35 @@ def _from(key: SortKey, value: Any, nulls_high: bool) -> ColumnElement[bool] | N
     return or_(bound, key.expr.is_(None)) if key.nullable and after else bound
 
 
-def seek(keys: Sequence[SortKey], values: Sequence[Any], *, nulls_high: bool) -> list[ColumnElement[bool]]:
-    """WHERE clauses for the rows strictly after `values` in the order of `keys`, NULLs where the
-    database sorts them: (k1 > v1) OR (k1 = v1 AND ((k2 > v2) OR ...)), led by k1 >= v1 so the read
-    starts in the index at the cursor instead of filtering every row before it."""
+def _later_chain(keys: Sequence[SortKey], values: Sequence[Any], nulls_high: bool) -> ColumnElement[bool]:
     later: ColumnElement[bool] | None = None
     for key, value in reversed(list(zip(keys, values, strict=True))):
         step = _later(key, value, nulls_high)
         later = step if later is None else or_(step, and_(_same(key, value), later))
     assert later is not None
-    bound = _from(keys[0], values[0], nulls_high)
-    return [later] if bound is None else [bound, later]
+    return later
+
+
+def seek(stmt: AnySelect, keys: Sequence[SortKey], values: Sequence[Any], *, nulls_high: bool, limit: int) -> Any:
+    """`stmt` (the ids and their keys k0, k1, ...) cut to the first `limit` rows strictly after `values`
+    in the order of `keys`, NULLs where the database sorts them: (k1 > v1) OR (k1 = v1 AND ((k2 > v2)
+    OR ...)), led by k1 >= v1 so the read starts in the index at the cursor instead of filtering every
+    row before it. When NULLs of a nullable k1 follow v1, "k1 >= v1 OR k1 IS NULL" is no index range:
+    the two ranges are read apart (each at most `limit` rows) and put back in order."""
+    order = [key.ordered() for key in keys]
+    later = _later_chain(keys, values, nulls_high)
+    first, value = keys[0], values[0]
+    if value is not None and first.nullable and _nulls_after(first, nulls_high):
+        start = first.expr <= value if first.descending else first.expr >= value
+        ranges = [
+            stmt.where(start, later).order_by(*order).limit(limit).subquery(),
+            stmt.where(first.expr.is_(None)).order_by(*order).limit(limit).subquery(),
+        ]
+        both = union_all(*(select(part) for part in ranges)).subquery()
+        ordered = (SortKey(both.c[f"k{i}"], key.descending, key.nullable) for i, key in enumerate(keys))
+        return select(both).order_by(*(key.ordered() for key in ordered)).limit(limit)
+    bound = _from(first, value, nulls_high)
+    return stmt.where(*([later] if bound is None else [bound, later])).order_by(*order).limit(limit)
 
 
 def read_page(
@@ -266,8 +284,11 @@ def read_page(
     else:
         backwards = cursor.direction != "next"
         read = [key.flipped() for key in keys] if backwards else keys
-        where = [] if cursor.direction == "last" else seek(read, cursor.values, nulls_high=nulls_high)
-        rows = list(session.execute(stmt.where(*where).order_by(*(key.ordered() for key in read)).limit(per_page + 1)))
+        if cursor.direction == "last":
+            cut = stmt.order_by(*(key.ordered() for key in read)).limit(per_page + 1)
+        else:
+            cut = seek(stmt, read, cursor.values, nulls_high=nulls_high, limit=per_page + 1)
+        rows = list(session.execute(cut))
         if not rows:  # nothing left that side of the cursor (deleted since): the first page
             return read_page(
                 session,
