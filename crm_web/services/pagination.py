@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import Column, ColumnElement, and_, false, func, or_, select, union_all
+from sqlalchemy import Column, ColumnElement, and_, false, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import Label, UnaryExpression
@@ -229,25 +229,53 @@ def _later_chain(keys: Sequence[SortKey], values: Sequence[Any], nulls_high: boo
     return later
 
 
+def _run(keys: Sequence[SortKey], values: Sequence[Any]) -> int:
+    """How many leading keys share the first one's direction and can hold no NULL (nor does the cursor):
+    those compare as one row value, (k1, k2) >= (v1, v2), which an index on them reads as one range."""
+    run = 0
+    for key, value in zip(keys, values, strict=True):
+        if key.nullable or value is None or key.descending != keys[0].descending:
+            break
+        run += 1
+    return run
+
+
+def _row_value(keys: Sequence[SortKey], values: Sequence[Any]) -> Any:
+    """The cursor's values bound with their keys' types (a UUID as the id column stores it)."""
+    return tuple_(*(literal(value, key.expr.type) for key, value in zip(keys, values, strict=True)))
+
+
 def seek(stmt: AnySelect, keys: Sequence[SortKey], values: Sequence[Any], *, nulls_high: bool, limit: int) -> Any:
     """`stmt` (the ids and their keys k0, k1, ...) cut to the first `limit` rows strictly after `values`
     in the order of `keys`, NULLs where the database sorts them: (k1 > v1) OR (k1 = v1 AND ((k2 > v2)
-    OR ...)), led by k1 >= v1 so the read starts in the index at the cursor instead of filtering every
-    row before it. When NULLs of a nullable k1 follow v1, "k1 >= v1 OR k1 IS NULL" is no index range:
-    the two ranges are read apart (each at most `limit` rows) and put back in order."""
+    OR ...)), led by an inclusive bound on the leading keys, (k1, k2) >= (v1, v2) as a row value, so
+    the read starts in the index at the cursor instead of filtering every row before it; when every
+    key can take part, the row value alone says it. A nullable k1 whose NULLs and values both follow
+    the cursor ("k1 >= v1 OR k1 IS NULL", or "k1 IS NULL AND ... OR k1 IS NOT NULL") is no index
+    range: the two ranges are read apart (each at most `limit` rows) and put back in order."""
     order = [key.ordered() for key in keys]
-    later = _later_chain(keys, values, nulls_high)
     first, value = keys[0], values[0]
-    if value is not None and first.nullable and _nulls_after(first, nulls_high):
-        start = first.expr <= value if first.descending else first.expr >= value
-        ranges = [
-            stmt.where(start, later).order_by(*order).limit(limit).subquery(),
-            stmt.where(first.expr.is_(None)).order_by(*order).limit(limit).subquery(),
-        ]
+    run = _run(keys, values)
+    if run == len(keys):
+        row, cursor = tuple_(*(key.expr for key in keys)), _row_value(keys, values)
+        return stmt.where(row < cursor if first.descending else row > cursor).order_by(*order).limit(limit)
+    later = _later_chain(keys, values, nulls_high)
+    after = _nulls_after(first, nulls_high)
+    if first.nullable and (value is None) != after:
+        if value is None:  # among the NULLs, which come first: the rest of them, then every value
+            parts = [stmt.where(first.expr.is_(None), later), stmt.where(first.expr.is_not(None))]
+        else:  # among the values, whose NULLs come after: the rest of the values, then the NULLs
+            start = first.expr <= value if first.descending else first.expr >= value
+            parts = [stmt.where(start, later), stmt.where(first.expr.is_(None))]
+        ranges = [part.order_by(*order).limit(limit).subquery() for part in parts]
         both = union_all(*(select(part) for part in ranges)).subquery()
         ordered = (SortKey(both.c[f"k{i}"], key.descending, key.nullable) for i, key in enumerate(keys))
         return select(both).order_by(*(key.ordered() for key in ordered)).limit(limit)
-    bound = _from(first, value, nulls_high)
+    if run > 1:
+        row, cursor = tuple_(*(key.expr for key in keys[:run])), _row_value(keys[:run], values[:run])
+        bound: ColumnElement[bool] | None = row <= cursor if first.descending else row >= cursor
+    else:
+        bound = _from(first, value, nulls_high)
     return stmt.where(*([later] if bound is None else [bound, later])).order_by(*order).limit(limit)
 
 
