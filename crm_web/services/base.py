@@ -375,7 +375,7 @@ class BaseService(ActorService, Generic[M]):
             self.session,
             ids,
             order,
-            counted=bounded_count(self.scoped(select(literal(1))).where(*criteria), bound),
+            counted=bounded_count(self.scoped(select(self.model.id)).where(*criteria), bound),
             sort=sort or self.DEFAULT_SORT,
             per_page=per_page,
             page=page,

@@ -145,8 +145,8 @@ def clamp_page(page: int, total: int, per_page: int) -> int:
 
 def bounded_count(filtered: AnySelect, bound: int) -> Any:
     """How many rows `filtered` selects, counting no further than bound + 1 (an index range read that
-    stops there): a scalar subquery. `filtered` selects a constant, so any live index can count it
-    index-only."""
+    stops there): a scalar subquery. `filtered` selects the model's id, not a constant: the soft
+    delete's criteria (models/base.py) apply only to a statement that names the entity."""
     return select(func.count()).select_from(filtered.limit(bound + 1).subquery()).scalar_subquery()
 
 
