@@ -245,20 +245,24 @@ def _row_value(keys: Sequence[SortKey], values: Sequence[Any]) -> Any:
     return tuple_(*(literal(value, key.expr.type) for key, value in zip(keys, values, strict=True)))
 
 
-def seek(stmt: AnySelect, keys: Sequence[SortKey], values: Sequence[Any], *, nulls_high: bool, limit: int) -> Any:
+def seek(
+    stmt: AnySelect, keys: Sequence[SortKey], values: Sequence[Any], *, total: Any, nulls_high: bool, limit: int
+) -> Any:
     """`stmt` (the ids and their keys k0, k1, ...) cut to the first `limit` rows strictly after `values`
     in the order of `keys`, NULLs where the database sorts them: (k1 > v1) OR (k1 = v1 AND ((k2 > v2)
     OR ...)), led by an inclusive bound on the leading keys, (k1, k2) >= (v1, v2) as a row value, so
     the read starts in the index at the cursor instead of filtering every row before it; when every
     key can take part, the row value alone says it. A nullable k1 whose NULLs and values both follow
     the cursor ("k1 >= v1 OR k1 IS NULL", or "k1 IS NULL AND ... OR k1 IS NOT NULL") is no index
-    range: the two ranges are read apart (each at most `limit` rows) and put back in order."""
+    range: the two ranges are read apart (each at most `limit` rows) and put back in order. `total`
+    (a column) is added last, once."""
     order = [key.ordered() for key in keys]
     first, value = keys[0], values[0]
     run = _run(keys, values)
     if run == len(keys):
         row, cursor = tuple_(*(key.expr for key in keys)), _row_value(keys, values)
-        return stmt.where(row < cursor if first.descending else row > cursor).order_by(*order).limit(limit)
+        stmt = stmt.add_columns(total).where(row < cursor if first.descending else row > cursor)
+        return stmt.order_by(*order).limit(limit)
     later = _later_chain(keys, values, nulls_high)
     after = _nulls_after(first, nulls_high)
     if first.nullable and (value is None) != after:
@@ -270,13 +274,14 @@ def seek(stmt: AnySelect, keys: Sequence[SortKey], values: Sequence[Any], *, nul
         ranges = [part.order_by(*order).limit(limit).subquery() for part in parts]
         both = union_all(*(select(part) for part in ranges)).subquery()
         ordered = (SortKey(both.c[f"k{i}"], key.descending, key.nullable) for i, key in enumerate(keys))
-        return select(both).order_by(*(key.ordered() for key in ordered)).limit(limit)
+        return select(*both.c, total).order_by(*(key.ordered() for key in ordered)).limit(limit)
     if run > 1:
         row, cursor = tuple_(*(key.expr for key in keys[:run])), _row_value(keys[:run], values[:run])
         bound: ColumnElement[bool] | None = row <= cursor if first.descending else row >= cursor
     else:
         bound = _from(first, value, nulls_high)
-    return stmt.where(*([later] if bound is None else [bound, later])).order_by(*order).limit(limit)
+    stmt = stmt.add_columns(total).where(*([later] if bound is None else [bound, later]))
+    return stmt.order_by(*order).limit(limit)
 
 
 def read_page(
@@ -297,7 +302,9 @@ def read_page(
     and sort keys of per_page + 1 rows (the extra one says whether more follow) and the total
     (`counted`: a bounded_count). Only a numbered page past the end costs two more (count, re-read)."""
     keys = sort_keys(order, table)
-    stmt = ids.add_columns(counted.label("total"), *(key.expr.label(f"k{i}") for i, key in enumerate(keys)))
+    keyed = ids.add_columns(*(key.expr.label(f"k{i}") for i, key in enumerate(keys)))  # row: id, keys, total
+    total = counted.label("total")
+    stmt = keyed.add_columns(total)
     numbered = page_count(bound, per_page)
     if cursor is not None and (cursor.sort != sort or (cursor.direction != "last" and len(cursor.values) != len(keys))):
         cursor = None  # another sort's cursor (the sort changed under it): the first page
@@ -316,7 +323,7 @@ def read_page(
         if cursor.direction == "last":
             cut = stmt.order_by(*(key.ordered() for key in read)).limit(per_page + 1)
         else:
-            cut = seek(stmt, read, cursor.values, nulls_high=nulls_high, limit=per_page + 1)
+            cut = seek(keyed, read, cursor.values, total=total, nulls_high=nulls_high, limit=per_page + 1)
         rows = list(session.execute(cut))
         if not rows:  # nothing left that side of the cursor (deleted since): the first page
             return read_page(
@@ -341,7 +348,7 @@ def read_page(
             after = False
         page = cursor.page or 0
     rows = rows[:per_page]
-    counted_total = int(rows[0][1]) if rows else 0
+    counted_total = int(rows[0][-1]) if rows else 0
     more = counted_total > bound
     total = bound if more else counted_total
     if cursor is not None and cursor.direction == "last" and not more:
@@ -360,9 +367,9 @@ def read_page(
         before=before,
     )
     if after:
-        result.next_cursor = Cursor("next", sort, tuple(rows[-1][2:]), page + 1 if page else None)
+        result.next_cursor = Cursor("next", sort, tuple(rows[-1][1:-1]), page + 1 if page else None)
     if before:
-        result.prev_cursor = Cursor("prev", sort, tuple(rows[0][2:]), page - 1 if page > 1 else None)
+        result.prev_cursor = Cursor("prev", sort, tuple(rows[0][1:-1]), page - 1 if page > 1 else None)
     return result
 
 
