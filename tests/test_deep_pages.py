@@ -297,3 +297,19 @@ def test_postgres_reads_as_few_rows_for_a_deep_page_as_for_a_shallow_one(org, ad
     assert deep <= shallow + 50 and deep < 300, (shallow, deep)
     # The measure sees what an OFFSET costs: the page at the same depth by number reads every row before it.
     assert rows_read(page=121) >= 3000
+
+
+def test_the_activities_pager_keeps_the_quick_view_in_its_cursor_links(bounded, client, login, org, users):
+    for n in range(8):
+        factories.make_activity(org, owner_id=users["admin"].id, subject=f"Task {n}")
+    db.session.commit()
+    login("admin")
+    url, seen, urls = f"/activities?view=all&per_page={PER_PAGE}", set(), []
+    while url:
+        response = client.get(url, headers=HX)
+        assert response.status_code == 200 and "<html" not in response.text, response.text[:300]
+        seen |= set(re.findall(r"Task (\d+)<", response.text))
+        url = _link(response.text, "next")
+        assert url is None or "view=all" in url
+        urls.append(url)
+    assert seen == {str(n) for n in range(8)} and any("cursor=" in u for u in urls if u)
