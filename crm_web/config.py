@@ -90,6 +90,9 @@ def settings_from_env() -> dict:
         "HSTS_SECONDS": _int("HSTS_SECONDS", 31_536_000) if https else 0,
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "PIPELINE_CACHE_TIMEOUT": 300,
+        # services/pagination.py: a list counts its total exactly up to this many rows, then says "more
+        # than"; pages are numbered (?page=N) while they start within it, deeper ones are read by cursor.
+        "LIST_COUNT_BOUND": _int("LIST_COUNT_BOUND", 10_000),
         # services/stats/cache.py: "overdue" moves with the clock; deal numbers only with writes.
         "ACTIVITY_STATS_CACHE_TIMEOUT": 60,
         "DEAL_STATS_CACHE_TIMEOUT": 3600,

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -371,6 +372,9 @@ def browser_type_launch_args(browser_type_launch_args):
     }
 
 
+LIVE_APPS: dict[str, Any] = {}  # live server URL -> the app it serves (a browser test may change a setting)
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory):
     """The app served over HTTP from a thread, on a fresh SQLite file with the demo data."""
@@ -388,7 +392,9 @@ def live_server(tmp_path_factory):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.application_ref = application
-    yield f"http://127.0.0.1:{server.server_port}"
+    url = f"http://127.0.0.1:{server.server_port}"
+    LIVE_APPS[url] = application
+    yield url
     server.shutdown()
     with application.app_context():
         db.engine.dispose()

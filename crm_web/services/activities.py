@@ -28,7 +28,7 @@ from crm_web.models import (
 )
 from crm_web.services.base import EXPORT_BATCH, Actor, BaseService
 from crm_web.services.last_activity import contacts_of_activities, refresh_last_activity
-from crm_web.services.pagination import Page
+from crm_web.services.pagination import Cursor, Page
 from crm_web.services.sql import AnySelect
 from crm_web.services.stats.units import day_bounds
 from crm_web.services.text_search import text_match
@@ -143,11 +143,13 @@ class ActivityService(BaseService[Activity]):
         sort: str | None = None,
         page: int = 1,
         per_page: int = 25,
+        cursor: Cursor | None = None,
         now: datetime | None = None,
     ) -> Page[Activity]:
-        """One page of a quick view, searched and filtered: a count and one joined SELECT."""
+        """One page of a quick view, searched and filtered: the page's ids with its bounded count, then
+        one joined SELECT."""
         criteria = self.view_list_criteria(view, q=q, scope=scope, filter_spec=filter_spec, now=now)
-        return self.page_of(criteria, None, sort=sort, page=page, per_page=per_page)
+        return self.page_of(criteria, None, sort=sort, page=page, per_page=per_page, cursor=cursor)
 
     def view_list_criteria(
         self, view: str, *, q: str = "", scope: str = "all", filter_spec: Any = None, now: datetime | None = None

@@ -27,7 +27,15 @@ from crm_web.permissions import can, has_role, require_role
 from crm_web.services.conflicts import EditConflict, changed_fields, stale_edit
 from crm_web.services.history import HistoryItem, history_for, jsonable, readable, record_change, snapshot_changes
 from crm_web.services.integrity import commit_or_refuse, integrity_to_validation
-from crm_web.services.pagination import Page, clamp_page, clamp_per_page, page_ids
+from crm_web.services.pagination import (
+    Cursor,
+    Page,
+    bounded_count,
+    clamp_page,
+    clamp_per_page,
+    count_bound,
+    read_page,
+)
 from crm_web.services.sql import AnySelect, insert_ignoring_duplicates, org_is, session_or_default
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_settings, search_terms
 
@@ -346,22 +354,38 @@ class BaseService(ActorService, Generic[M]):
         per_page: int = 25,
         ids: AnySelect | None = None,
         searched: bool = False,
+        sort: str | None = None,
+        cursor: Cursor | None = None,
     ) -> Page[T]:
-        """The one way a list is cut into pages: the ids of the requested page (clamped to the last one),
-        then `rows(page_ids)` loads just those rows with what they show.
+        """The one way a list is cut into pages: the ids of the requested page, then `rows(ids)` loads
+        just those rows with what they show.
 
-        `ids` selects the model's id plus any joins the order needs (default: none). A search counts
-        its matches in the same statement as the page (count(*) OVER (): ranking reads every match
-        anyway); otherwise a COUNT comes first."""
+        `ids` selects the model's id plus any joins the order needs (default: none). A list's page is
+        numbered (an OFFSET, clamped to the last page) while it starts within the count bound, else read
+        from a cursor (services/pagination.read_page); its total is counted up to the bound in the same
+        statement. A search counts its matches with the page (count(*) OVER (): ranking reads every match
+        anyway) and keeps numbered pages."""
         per_page = clamp_per_page(per_page)
         ids = (ids if ids is not None else self.scoped(select(self.model.id))).where(*criteria)
         if searched:
             found, total, page = self._searched_page_ids(ids, order, per_page=per_page, page=page)
             return Page(items=list(rows(found)), total=total, page=page, per_page=per_page)
-        total = self.count(criteria)
-        page = clamp_page(page, total, per_page)
-        items = list(rows(page_ids(ids, order, per_page=per_page, page=page)))
-        return Page(items=items, total=total, page=page, per_page=per_page)
+        bound = count_bound()
+        cut = read_page(
+            self.session,
+            ids,
+            order,
+            counted=bounded_count(self.scoped(select(self.model.id)).where(*criteria), bound),
+            sort=sort or self.DEFAULT_SORT,
+            per_page=per_page,
+            page=page,
+            cursor=cursor,
+            nulls_high=self.dialect == "postgresql",
+            bound=bound,
+            table=self.model.__table__,
+        )
+        cut.items = list(rows(cut.items)) if cut.items else []
+        return cut
 
     def _searched_page_ids(
         self, ids: AnySelect, order: Sequence[Any], *, per_page: int, page: int
@@ -386,11 +410,12 @@ class BaseService(ActorService, Generic[M]):
         sort: str | None = None,
         page: int = 1,
         per_page: int = 25,
+        cursor: Cursor | None = None,
     ) -> Page[Any]:
         """One page of the list: search, "mine" and the filter, in the requested order; a search puts the
         best match first unless sorted. Unknown sort keys: BadRequest, before any list statement runs."""
         criteria, match = self.list_criteria(filter_spec=filter_spec, q=q, scope=scope)
-        return self.page_of(criteria, match, sort=sort, page=page, per_page=per_page)
+        return self.page_of(criteria, match, sort=sort, page=page, per_page=per_page, cursor=cursor)
 
     def page_of(
         self,
@@ -400,6 +425,7 @@ class BaseService(ActorService, Generic[M]):
         sort: str | None,
         page: int,
         per_page: int,
+        cursor: Cursor | None = None,
     ) -> Page[Any]:
         order = self.search_order(sort, match)
         return self.paginate(
@@ -410,6 +436,8 @@ class BaseService(ActorService, Generic[M]):
             per_page=per_page,
             ids=self.list_ids(),
             searched=match is not None,
+            sort=sort,
+            cursor=cursor,
         )
 
     def export_rows(

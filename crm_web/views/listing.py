@@ -4,6 +4,10 @@ and how it builds links that keep the rest of the URL intact.
 With a saved view open (views/saved_views.py) the links name the view: `?view=<id>` while the list
 shows the view's own state, `?view=<id>&state=1&...` (the whole state) once it was changed; the
 page itself is never part of a view.
+
+A page deeper than the numbered ones is named by `cursor` (services/pagination.py): a signed token
+that only the pager's links carry; any other change of the list state (sort, size, search, filter)
+drops it and starts again from the first page.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import request
+from flask import current_app, request
 
+from crm_web.errors import BadRequest
 from crm_web.params import get_choice_param, get_int_param, get_text_param
-from crm_web.services.pagination import PAGE_SIZES
+from crm_web.services.pagination import PAGE_SIZES, BadCursor, Cursor, decode_cursor, encode_cursor
+
+MAX_CURSOR_LENGTH = 2000
 
 # Parameters that belong to the list state (everything else in the URL is the filter).
 LIST_KEYS = ("q", "scope", "sort", "per_page", "page", "cols")
@@ -37,6 +44,7 @@ class ListQuery:
     # The saved view the list was opened with (its key) and that view's state, to tell "modified".
     view_key: str | None = None
     view_pairs: list[tuple[str, str]] | None = None
+    cursor: Cursor | None = None  # a deep page's start (then `page` is 1)
 
     def state_pairs(self, **overrides: Any) -> list[tuple[str, str]]:
         """The list state a saved view stores (everything but the page), in canonical order."""
@@ -72,13 +80,22 @@ class ListQuery:
             "sort": self.sort,
             "page": self.page,
             "per_page": self.per_page,
+            "cursor": self.cursor,
         }
+
+    def _cursor_pairs(self, overrides: dict[str, Any]) -> list[tuple[str, str]]:
+        """The cursor of the page shown (or an override's): kept only while the page is not changed."""
+        cursor = overrides.pop("cursor", None if "page" in overrides else self.cursor)
+        return [("cursor", encode_cursor(cursor, current_app.secret_key or ""))] if cursor else []
 
     def params(self, **overrides: Any) -> list[tuple[str, str]]:
         """The canonical query pairs of this list state, with overrides (None removes a key)."""
+        overrides = dict(overrides)
+        cursor = self._cursor_pairs(overrides)
         if self.view_key is not None:
             page = overrides.get("page", self.page if self.page != 1 else None)
             tail = [("page", str(page))] if page not in (None, "", 1) else []
+            tail += cursor
             current = self.state_pairs(**overrides)
             if current == self.view_pairs:
                 return [("view", self.view_key), *tail]
@@ -93,7 +110,7 @@ class ListQuery:
         }
         state.update(overrides)
         pairs = [(k, str(v)) for k in LIST_KEYS if (v := state.get(k)) not in (None, "")]
-        return [*self.prefix_pairs, *pairs, *self.filter_pairs]
+        return [*self.prefix_pairs, *pairs, *cursor, *self.filter_pairs]
 
     def url(self, base: str, **overrides: Any) -> str:
         pairs = self.params(**overrides)
@@ -122,6 +139,7 @@ def parse_list_query(filter_fields: Any = None, args: Mapping[str, Any] | None =
         q=get_text_param("q", args=args),
         scope=get_choice_param("scope", ("all", "mine"), "all", args=args),
         cols=get_text_param("cols", max_length=2000, args=args) or None,
+        cursor=parse_cursor(get_text_param("cursor", max_length=MAX_CURSOR_LENGTH, args=args)),
     )
     if filter_fields:
         from crm_web.filters import encode_filter, parse_filter
@@ -130,6 +148,16 @@ def parse_list_query(filter_fields: Any = None, args: Mapping[str, Any] | None =
         query.filter_spec = None if spec.is_empty else spec
         query.filter_pairs = encode_filter(spec) if not spec.is_empty else []
     return query
+
+
+def parse_cursor(token: str) -> Cursor | None:
+    """The cursor of a pager link; a forged or garbled one is a 400 that says what to do."""
+    if not token:
+        return None
+    try:
+        return decode_cursor(token, current_app.secret_key or "")
+    except BadCursor:
+        raise BadRequest("This page link is broken or out of date: open the list again from its first page.") from None
 
 
 def query_string(pairs: list[tuple[str, str]]) -> str:

@@ -128,8 +128,9 @@ def open_list(list_key: str) -> ListOpening:
         effective: MultiDict[str, str] = MultiDict((k, v) for k, v in args.items(multi=True) if k != "view")
     else:
         effective = MultiDict(stored)
-        if args.get("page"):
-            effective["page"] = args["page"]
+        for key in ("page", "cursor"):  # where in the view's rows, never part of the view
+            if args.get(key):
+                effective[key] = args[key]
     return ListOpening(vlist, effective, tab=tab, stored=stored, dropped=cleaned.dropped)
 
 
