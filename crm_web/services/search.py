@@ -143,7 +143,9 @@ def _statement(index: int, shape: SearchShape, custom_keys: tuple[str, ...] = ()
     custom = tuple(
         value_expression(kind.model, CustomField(id="", key=key, label=key, type="text")) for key in custom_keys
     )
-    match = match_terms(SearchTerms(shape, {}), (*search.searched, *custom), surname=kind.surname)
+    match = match_terms(
+        SearchTerms(shape, {}), search.searched, surname=kind.surname, document=kind.model.custom, in_document=custom
+    )
     return _best(
         kind.model,
         search.label,
