@@ -17,7 +17,8 @@ the fallback for when no row has the exact words. Scoring every row that
 shares trigrams with a typo would read a common surname's every row ("smiht": every Smith); the
 vocabulary is far shorter than the rows it names. Both tiers are bound-parameter SQL, never
 string-built SQL; the word conditions are ILIKE on search_key(expression), which the trigram GIN indexes
-serve, and the name and surname steps are ranges and equalities the btree indexes serve.
+serve (on SQLite, which has none, LIKE on the expression itself), and the name and surname steps are
+ranges and equalities the btree indexes serve.
 """
 
 from __future__ import annotations
