@@ -8,12 +8,22 @@ from crm_web.extensions import db
 
 NAME_ORDER_INDEXES = {"contact_name_order_idx", "company_name_order_idx", "lead_name_order_idx", "deal_name_order_idx"}
 SURNAME_INDEXES = {"contact_surname_idx", "lead_surname_idx"}
+# SQLite's twins of those (migration 0033): built on SQLite only, where SQLAlchemy cannot reflect them.
+SQLITE_NAME_ORDER_INDEXES = {
+    "contact_name_order_sqlite_idx",
+    "contact_surname_sqlite_idx",
+    "company_name_order_sqlite_idx",
+    "lead_name_order_sqlite_idx",
+    "lead_surname_sqlite_idx",
+    "deal_name_order_sqlite_idx",
+}
 
 
 def _comparable(obj, name, type_, reflected, compare_to) -> bool:
     # Alembic reflects an index expression without its COLLATE, so these would always differ;
-    # test_name_order_indexes_compare_bytes checks them instead.
-    return not (type_ == "index" and name in NAME_ORDER_INDEXES | SURNAME_INDEXES)
+    # test_name_order_indexes_compare_bytes checks them instead; the SQLite ones exist on SQLite only
+    # (test_sqlite_name_order_indexes).
+    return not (type_ == "index" and name in NAME_ORDER_INDEXES | SURNAME_INDEXES | SQLITE_NAME_ORDER_INDEXES)
 
 
 # SQLAlchemy cannot reflect expression indexes on SQLite (the search's trigram ones are PostgreSQL-only,
@@ -103,3 +113,24 @@ def test_surname_indexes_lead_with_the_last_name_then_the_name_in_bytes(app):
     for definition in definitions.values():
         assert "USING btree (org_id, lower((last_name)::text), lower(" in definition and 'COLLATE "C")' in definition
         assert definition.endswith("WHERE (deleted_at IS NULL)")
+
+
+def test_sqlite_name_order_indexes(app):
+    """Migration 0033 and models/mixins.sqlite_name_order_index: (lower(...), org_id, ..., id) of the live
+    rows, on SQLite only."""
+    from sqlalchemy import text
+
+    if db.engine.dialect.name != "sqlite":
+        assert not _index_definitions("%\\_sqlite\\_idx")
+        return
+    with db.engine.connect() as connection:
+        definitions = dict(
+            connection.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name LIKE :name ESCAPE '\\'"),
+                {"name": "%\\_sqlite\\_idx"},
+            ).all()
+        )
+    assert set(definitions) == SQLITE_NAME_ORDER_INDEXES
+    for definition in definitions.values():
+        assert " (lower(" in definition and "), org_id, " in definition
+        assert definition.endswith(", id) WHERE deleted_at IS NULL")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from crm_web.extensions import db
 from crm_web.models import Deal, SearchWord
@@ -118,6 +118,37 @@ def test_the_global_search_costs_the_same_for_one_match_or_many(client, org, log
     with count_queries() as many:
         assert "Person0" in client.get("/search?q=zora").get_data(as_text=True)
     assert one.count == many.count == LOGIN_STATEMENTS + 4 + 2 * (db.engine.dialect.name == "postgresql"), many
+
+
+def test_on_sqlite_the_name_steps_read_the_name_indexes(org, users, engine_name):
+    """SQLite has no statistics to plan with: each type's names that start with the query, and the people
+    whose last name is the query, are read from its name and surname indexes (migration 0033), not
+    found by ranking every row. PostgreSQL's plans: test_search_plans.py."""
+    if engine_name != "sqlite":
+        return
+    make_people(org, "Williams Ray", "Bob Williams")
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("WITH"):
+            captured.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert global_contacts(users["admin"], "williams") == ["Williams Ray", "Bob Williams"]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    plans = {}
+    for statement, parameters in captured:
+        kind = statement.split("FROM ", 1)[1].split()[0]
+        plans[kind] = " ".join(
+            row[3] for row in db.session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        )
+    assert set(plans) == {"contacts", "companies", "leads", "deals"}
+    for table, kind in [("contacts", "contact"), ("companies", "company"), ("leads", "lead"), ("deals", "deal")]:
+        assert f"SEARCH {table} USING INDEX {kind}_name_order_sqlite_idx" in plans[table], plans[table]
+    for table, kind in [("contacts", "contact"), ("leads", "lead")]:
+        assert f"SEARCH {table} USING INDEX {kind}_surname_sqlite_idx" in plans[table], plans[table]
 
 
 @pytest.mark.parametrize("q", ["ab", "a%", "5%", "x\\", "a_ b", "%%"])
@@ -339,7 +370,7 @@ def test_a_person_whose_last_name_is_the_query_ranks_right_after_names_starting_
 
 
 def test_people_called_the_query_fill_the_five_in_name_order(org, users):
-    """Read from the surname index on PostgreSQL (the ranking stops there), ranked on SQLite: the same five."""
+    """Read from the surname index (the ranking stops there): the same five as the list ranks."""
     make_people(org, *(f"Person{i} Williams" for i in range(5, -1, -1)), "Williams Williams", "Williams Ray")
     expected = ["Williams Ray", "Williams Williams", "Person0 Williams", "Person1 Williams", "Person2 Williams"]
     assert global_contacts(users["admin"], "williams") == expected

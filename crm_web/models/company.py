@@ -13,6 +13,7 @@ from crm_web.models.mixins import (
     live_index,
     name_order_index,
     search_key_index,
+    sqlite_name_order_index,
     trash_index,
     trigram_index,
 )
@@ -51,6 +52,8 @@ search_key_index(_t, "company_industry_trgm_idx", _t.c.industry)
 search_key_index(_t, "company_city_trgm_idx", _t.c.city)
 search_key_index(_t, "company_website_trgm_idx", _t.c.website)
 name_order_index(_t, "company_name_order_idx", _t.c.name)
+# SQLite's twin of the one above (the global search; the list's index below leads with org_id).
+sqlite_name_order_index(_t, "company_name_order_sqlite_idx", _t.c.name)
 # The list's default order (sort_fields "name", then id) and its total: read in order and counted
 # from the index instead of sorting and counting every live company of the organisation.
 Index(

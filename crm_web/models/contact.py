@@ -16,6 +16,7 @@ from crm_web.models.mixins import (
     live_index,
     name_order_index,
     search_key_index,
+    sqlite_name_order_index,
     surname_index,
     trash_index,
     trigram_index,
@@ -90,6 +91,11 @@ search_key_index(_t, "contact_email_trgm_idx", _t.c.email)
 Index("ix_contacts_org_email_key", _t.c.org_id, func.lower(_t.c.email))
 name_order_index(_t, "contact_name_order_idx", full_name(_t.c.first_name, _t.c.last_name))
 surname_index(_t, "contact_surname_idx", _t.c.last_name, full_name(_t.c.first_name, _t.c.last_name))
+# SQLite's twins of the two above.
+sqlite_name_order_index(_t, "contact_name_order_sqlite_idx", full_name(_t.c.first_name, _t.c.last_name))
+sqlite_name_order_index(
+    _t, "contact_surname_sqlite_idx", full_name(_t.c.first_name, _t.c.last_name), surname=_t.c.last_name
+)
 del _t
 
 

@@ -12,7 +12,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from crm_web.models.base import Base, CustomValuesMixin, RecordMixin
 from crm_web.models.company import Company
 from crm_web.models.contact import Contact
-from crm_web.models.mixins import live_index, name_order_index, search_key_index, trash_index, trigram_index
+from crm_web.models.mixins import (
+    live_index,
+    name_order_index,
+    search_key_index,
+    sqlite_name_order_index,
+    trash_index,
+    trigram_index,
+)
 from crm_web.models.pipeline import Pipeline, PipelineStage
 from crm_web.models.tag import Tag, deal_tags
 
@@ -69,4 +76,5 @@ class Deal(RecordMixin, CustomValuesMixin, Base):
 _t = Deal.__table__
 search_key_index(_t, "deal_name_trgm_idx", _t.c.name)
 name_order_index(_t, "deal_name_order_idx", _t.c.name)
+sqlite_name_order_index(_t, "deal_name_order_sqlite_idx", _t.c.name)
 del _t

@@ -15,6 +15,7 @@ from crm_web.models.mixins import (
     live_index,
     name_order_index,
     search_key_index,
+    sqlite_name_order_index,
     surname_index,
     trash_index,
     trigram_index,
@@ -80,4 +81,9 @@ Index("ix_leads_org_email_key", _t.c.org_id, func.lower(_t.c.email))
 search_key_index(_t, "lead_company_trgm_idx", _t.c.company_name)
 name_order_index(_t, "lead_name_order_idx", full_name(_t.c.first_name, _t.c.last_name))
 surname_index(_t, "lead_surname_idx", _t.c.last_name, full_name(_t.c.first_name, _t.c.last_name))
+# SQLite's twins of the two above.
+sqlite_name_order_index(_t, "lead_name_order_sqlite_idx", full_name(_t.c.first_name, _t.c.last_name))
+sqlite_name_order_index(
+    _t, "lead_surname_sqlite_idx", full_name(_t.c.first_name, _t.c.last_name), surname=_t.c.last_name
+)
 del _t

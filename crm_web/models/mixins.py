@@ -81,6 +81,21 @@ def surname_index(table: Any, name: str, surname: Any, expression: Any) -> Index
     ).ddl_if(dialect="postgresql")
 
 
+def sqlite_name_order_index(table: Any, name: str, expression: Any, *, surname: Any = None) -> Index:
+    """SQLite's twin of name_order_index, or with `surname` of surname_index, which it cannot build
+    (COLLATE "C"; there name_order_key is plain lower(expression)): the live rows on (lower(name),
+    org_id, id), or (lower(surname), org_id, lower(name), id). The name leads, not org_id: without
+    statistics SQLite takes any index on org_id alike, and this one, the newest, won those ties and
+    read every row of a list in name order rather than in table order. services/search.py reads it
+    with its org_id test kept out of the index choice. Migration 0033."""
+    keys: tuple[Any, ...] = (name_order_key(expression, "sqlite"), table.c.org_id)
+    if surname is not None:
+        keys = (search_key(surname), table.c.org_id, name_order_key(expression, "sqlite"))
+    return Index(name, *keys, table.c.id, sqlite_where=text("deleted_at IS NULL"), _table=table).ddl_if(
+        dialect="sqlite"
+    )
+
+
 def search_key_index(table: Any, name: str, expression: Any) -> Index:
     """A trigram GIN index on search_key(expression) of `table`, which the global and list searches
     match exactly. PostgreSQL only: SQLite's search is a plain scan anyway, and SQLAlchemy cannot

@@ -24,6 +24,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 from sqlalchemy import CTE, ColumnElement, Uuid, bindparam, func, literal, select, union_all
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.expression import UnaryExpression
 
 from crm_web.custom_fields import TEXT_TYPES, CustomField, value_expression
 from crm_web.entities import Entity, GlobalSearch, searched_globally
@@ -141,13 +143,22 @@ def _statement(index: int, shape: SearchShape, custom_keys: tuple[str, ...] = ()
     custom = tuple(
         value_expression(kind.model, CustomField(id="", key=key, label=key, type="text")) for key in custom_keys
     )
-    match = match_terms(SearchTerms(shape, {}), (*search.searched, *custom), surname=kind.surname)
+    match = match_terms(
+        SearchTerms(shape, {}), search.searched, surname=kind.surname, document=kind.model.custom, in_document=custom
+    )
     return _best(
-        kind.model, search.label, search.detail, match, inline_org=bool(custom) and shape.dialect == "postgresql"
+        kind.model,
+        search.label,
+        search.detail,
+        match,
+        inline_org=bool(custom) and shape.dialect == "postgresql",
+        sqlite=shape.dialect == "sqlite",
     )
 
 
-def _best(model: Any, label: Any, detail: Any, match: TextMatch, *, inline_org: bool = False) -> AnySelect:
+def _best(
+    model: Any, label: Any, detail: Any, match: TextMatch, *, inline_org: bool = False, sqlite: bool = False
+) -> AnySelect:
     """The LIMIT best rows of one type in ONE statement, each step behind a one-time filter that
     skips it once the steps before found LIMIT rows:
 
@@ -164,12 +175,16 @@ def _best(model: Any, label: Any, detail: Any, match: TextMatch, *, inline_org: 
     The organisation is the parameter `org_id`, so the statement serves every organisation; with
     `inline_org` its value is written into the SQL when the statement runs (the custom fields' partial
     indexes hold one organisation's rows: a generic plan uses them only for that literal).
+
+    On `sqlite` step 1 tests the organisation as `+org_id`, which no index serves: SQLite, without
+    statistics, prefers any index on org_id to a range of names, and would rank the organisation's
+    every row; its name index leads with the name (models/mixins.sqlite_name_order_index).
     """
     org_id = bindparam("org_id", type_=Uuid, literal_execute=inline_org)
     name_order = match.name_order
     assert name_order is not None  # match_terms always orders by name
 
-    def tier(number: int, clause: Any, rank: Any) -> AnySelect:
+    def tier(number: int, clause: Any, rank: Any, *, org_column: Any = model.org_id) -> AnySelect:
         return (
             select(
                 model.id.label("id"),
@@ -179,7 +194,7 @@ def _best(model: Any, label: Any, detail: Any, match: TextMatch, *, inline_org: 
                 rank.label("rank"),
                 name_order.label("name_order"),
             )
-            .where(model.org_id == org_id, clause)
+            .where(org_column == org_id, clause)
             .order_by(rank, name_order, model.id)
             .limit(LIMIT)
         )
@@ -195,13 +210,14 @@ def _best(model: Any, label: Any, detail: Any, match: TextMatch, *, inline_org: 
 
         read: list[CTE] = []  # steps 1 and 2, each skipped once the ones before hold LIMIT rows
 
-        def read_in_name_order(name: str, clause: Any) -> None:
-            rows = when_needed(tier(number, clause, words.rank).order_by(None).order_by(name_order, model.id))
+        def read_in_name_order(name: str, clause: Any, org_column: Any = model.org_id) -> None:
+            rows = tier(number, clause, words.rank, org_column=org_column)
+            rows = when_needed(rows.order_by(None).order_by(name_order, model.id))
             for earlier in read:
                 rows = rows.where(count(earlier) < LIMIT, model.id.not_in(select(earlier.c.id)))
             read.append(rows.cte(f"{name}{number}"))
 
-        read_in_name_order("starting", words.starts_with)
+        read_in_name_order("starting", words.starts_with, _unindexed(model.org_id) if sqlite else model.org_id)
         if words.surnamed is not None:
             read_in_name_order("surnamed", words.surnamed)
         enough = sum((count(rows) for rows in read[1:]), count(read[0])) >= LIMIT
@@ -215,3 +231,9 @@ def _best(model: Any, label: Any, detail: Any, match: TextMatch, *, inline_org: 
         found = union_all(select(found), select(steps(number, fallback, unless_found=found))).subquery()
         fallback, number = fallback.corrected, number + 1
     return select(found).order_by(found.c.tier, found.c.rank, found.c.name_order, found.c.id).limit(LIMIT)
+
+
+def _unindexed(column: Any) -> ColumnElement[Any]:
+    """`+column`: SQLite's way to keep a test of the column out of its choice of index (the value is
+    the column's own)."""
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)

@@ -17,7 +17,8 @@ the fallback for when no row has the exact words. Scoring every row that
 shares trigrams with a typo would read a common surname's every row ("smiht": every Smith); the
 vocabulary is far shorter than the rows it names. Both tiers are bound-parameter SQL, never
 string-built SQL; the word conditions are ILIKE on search_key(expression), which the trigram GIN indexes
-serve, and the name and surname steps are ranges and equalities the btree indexes serve.
+serve (on SQLite, which has none, LIKE on the expression itself), and the name and surname steps are
+ranges and equalities the btree indexes serve.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, and_, bindparam, case, func, literal, or_, select, union_all
+from sqlalchemy import String, and_, bindparam, case, func, literal, or_, select, type_coerce, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -68,6 +69,11 @@ MIN_CONTAINS_LENGTH = 3
 LIKE_ESCAPE = "\\"
 MAX_WORDS = 6
 LAST_CODE_POINT = "\U0010ffff"
+# The characters that JSON text holds as they are, whoever wrote it (Python's json.dumps escapes the
+# rest of ASCII and, by default, everything past it; SQLite's JSON functions a quote, a backslash and
+# the control characters): a word made of them is in a JSON document's text wherever one of its
+# string values holds it.
+JSON_VERBATIM = frozenset(chr(code) for code in range(0x20, 0x7F)) - {'"', "\\"}
 
 
 def like_escape(text: str) -> str:
@@ -81,6 +87,8 @@ class SearchShape(NamedTuple):
     short_words: tuple[bool, ...]  # per word: fewer than MIN_CONTAINS_LENGTH letters
     corrections: tuple[int, ...] = ()  # per word: how many corrections; empty: no typo tier
     widened: tuple[int, ...] = ()  # per word: how many corrections in the wider tier; empty: none
+    # per word (SQLite): whether JSON text holds it as typed (JSON_VERBATIM); empty: not looked at
+    verbatim: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,14 @@ def search_terms(dialect: str, q: str) -> SearchTerms | None:
             params |= {f"word{index}_start": f"{word}%", f"word{index}_inner": f"% {word}%"}
         else:
             params[f"word{index}"] = f"%{word}%"
-    return SearchTerms(SearchShape(dialect, short), params, tuple(word.lower() for word in words))
+    verbatim: tuple[bool, ...] = ()
+    if dialect == "sqlite":
+        verbatim = tuple(set(word) <= JSON_VERBATIM for word in words)
+        for index, (word, is_short) in enumerate(zip(words, short, strict=False)):
+            if is_short:
+                params[f"word{index}_any"] = f"%{like_escape(word)}%"
+    shape = SearchShape(dialect, short, verbatim=verbatim)
+    return SearchTerms(shape, params, tuple(word.lower() for word in words))
 
 
 def search_settings() -> list[ColumnElement[Any]]:
@@ -252,31 +267,73 @@ def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | 
 
 
 def match_terms(
-    terms: SearchTerms, expressions: Sequence[Any], *, surname: Any = None, reusable: bool = True
+    terms: SearchTerms,
+    expressions: Sequence[Any],
+    *,
+    surname: Any = None,
+    reusable: bool = True,
+    document: Any = None,
+    in_document: Sequence[Any] = (),
 ) -> TextMatch:
     """The SQL for `terms` against `expressions`; `surname`: a person's last name, which ranks a person
     whose last name is the query right after the names that start with it. Reusable: the words are
     bound parameters named as in terms.params and carry no value, so a statement built from it runs
     again with any params of the same shape and refuses to run without them (never with another
-    query's words)."""
-    dialect, short_words, corrections, widened = terms.shape
+    query's words).
+
+    `in_document`: more expressions to match, string values inside the JSON column `document` (the
+    custom text fields). On SQLite, which parses the JSON for each of them on every row it reads, a
+    word the JSON holds as typed (SearchShape.verbatim) is first looked for in the document's text:
+    a row whose document lacks it has it in none of those values, and its JSON is never parsed."""
+    dialect, short_words, corrections, widened = terms.shape[:4]
 
     def value(name: str) -> Any:
         if reusable:
             return bindparam(name, type_=String)
         return bindparam(name, terms.params[name], type_=String, unique=True)
 
+    # SQLite's LIKE ignores the case of A-Z only, and its lower() folds A-Z only: there `expr LIKE p`
+    # is what `lower(lower(expr)) LIKE lower(p)` is, without three calls per row of a scan (SQLite has
+    # no trigram index for search_key to match).
+    sqlite = dialect == "sqlite"
+
     def ilike(key: ColumnElement[str], name: str) -> ColumnElement[bool]:
+        if sqlite:
+            return key.like(value(name), escape=LIKE_ESCAPE)
         return key.ilike(value(name), escape=LIKE_ESCAPE)
 
-    keys = [search_key(e) for e in expressions]
+    keys = [e if sqlite else search_key(e) for e in (*expressions, *in_document)]
+    direct, inside = keys[: len(expressions)], keys[len(expressions) :]
+    # The words looked for in the document's text before its values (SQLite), and how (one pattern).
+    screened = {
+        index: f"word{index}_any" if short else f"word{index}"
+        for index, (short, verbatim) in enumerate(zip(short_words, terms.shape.verbatim, strict=False))
+        if sqlite and verbatim and inside
+    }
 
     def typed(index: int, short: bool) -> list[str]:  # the patterns of the word as typed
         return [f"word{index}_start", f"word{index}_inner"] if short else [f"word{index}"]
 
-    def every_word(patterns: Sequence[Sequence[str]]) -> ColumnElement[bool]:
-        """Each word's patterns (any of them) in one of the keys."""
-        return and_(*(or_(*(ilike(key, pattern) for key in keys for pattern in word)) for word in patterns))
+    def any_key(patterns: Sequence[str], keys: Sequence[Any]) -> ColumnElement[bool]:
+        return or_(*(ilike(key, pattern) for key in keys for pattern in patterns))
+
+    def every_word(patterns: Sequence[Sequence[str]], *, screen: bool = False) -> ColumnElement[bool]:
+        """Each word's patterns (any of them) in one of the keys; with `screen`, the document's text
+        first holds the words in `screened` (the query's words as typed only)."""
+        return and_(
+            *(
+                or_(
+                    any_key(word, direct),
+                    and_(
+                        type_coerce(document, String).like(value(screened[index]), escape=LIKE_ESCAPE),
+                        any_key(word, inside),
+                    ),
+                )
+                if screen and index in screened
+                else any_key(word, keys)
+                for index, word in enumerate(patterns)
+            )
+        )
 
     name = func.rtrim(keys[0])  # a contact with no last name is "john " in full_name
     name_order = name_order_key(expressions[0], dialect)
@@ -324,5 +381,10 @@ def match_terms(
         # The closest corrections first; when they find nothing, every word within reach (widened).
         corrected = tier("fix", corrections, tier("wide", widened, None) if widened else None)
     return TextMatch(
-        every_word(exact), rank("name", "prefix"), corrected, starting("prefix"), name_order, surnamed("prefix")
+        every_word(exact, screen=True),
+        rank("name", "prefix"),
+        corrected,
+        starting("prefix"),
+        name_order,
+        surnamed("prefix"),
     )
