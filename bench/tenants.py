@@ -279,6 +279,19 @@ def statistics_target(url: str, target: int | None) -> None:
     engine.dispose()
 
 
+def migrate(url: str) -> None:
+    """The copy at the newest migration, like the bench databases (a reused copy may be older)."""
+    from flask_migrate import upgrade
+
+    from crm_web import create_app
+    from crm_web.extensions import db
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+    with app.app_context():
+        upgrade(directory=str(run.ROOT / "migrations"))
+        db.engine.dispose()
+
+
 def vacuum_analyze(url: str) -> float:
     statistics_target(url, None)
     started = time.perf_counter()
@@ -667,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         admin.dispose()
     elif not _comment(shared_url):  # a run stopped between its seeding and its VACUUM ANALYZE
         vacuum_analyze(shared_url)
+    migrate(shared_url)
     seeding = _comment(shared_url)
 
     print(f"tenant-0000 alone ({make_url(alone_url).database})")
