@@ -10,7 +10,7 @@ FLASK := $(BIN)/flask --app wsgi
 LOCK := requirements/dev.txt
 PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
 
-.PHONY: run test test-pooled test-fast lint hooks install lock upgrade migrate demo bench bench-import load clean cluster cluster-stop
+.PHONY: run test test-pooled test-fast lint hooks install lock upgrade migrate demo bench bench-import bench-tenants load clean cluster cluster-stop
 
 # Re-installs only when the lock file (or pyproject.toml) changed since the last install.
 $(STAMP): $(LOCK) pyproject.toml
@@ -92,6 +92,11 @@ bench: install
 # CSV import of each entity at 10,000 and 100,000 rows (BENCH_IMPORT_ARGS="--rows 10000" for the small size only).
 bench-import: install
 	$(BIN)/python -m bench.imports $(BENCH_IMPORT_ARGS)
+
+# 1,000 organisations of size S next to the L bench organisation in one database (a copy of L's; XL with
+# BENCH_TENANTS_ARGS="--big-size XL"): one small one's pages there against alone, and their plans.
+bench-tenants: install
+	$(BIN)/python -m bench.tenants $(BENCH_TENANTS_ARGS)
 
 # CLUSTER=1: the fault load test through nginx against `make cluster` (bench/cluster_load.py): kills a
 # node and brings it back, restarts PgBouncer, kills Redis and brings it back, mid-run.

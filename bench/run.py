@@ -75,6 +75,7 @@ class Result:
     served_median_ms: float | None = None  # over HTTP from gunicorn (--served), fragments included
     served_p95_ms: float | None = None
     served_status: int = 0
+    sql: list[tuple[str, Any]] = field(default_factory=list, repr=False)  # the last request's statements, params
 
     @property
     def missing(self) -> bool:
@@ -121,7 +122,7 @@ def ensure_database(server: str, size: str, *, fresh: bool, prefix: str | None =
     from crm_web import create_app
     from crm_web.extensions import db
     from crm_web.models import Contact
-    from crm_web.services import accounts, seeding
+    from crm_web.services import accounts
 
     url = database_url(server, size, prefix)
     name = make_url(url).database
@@ -156,20 +157,7 @@ def ensure_database(server: str, size: str, *, fresh: bool, prefix: str | None =
                     )
                 org = accounts.org_by_slug("bench")
                 started = time.perf_counter()
-                seeding.Seeder(org, seed=1).run(**SIZES[size])
-                for table in TRASHED_TABLES:
-                    if sqlite:  # random(): a signed 64-bit integer; ids are stored as 32 hex digits
-                        trash = (
-                            f"UPDATE {table} SET deleted_at = datetime('now', '-' || abs(random() % 20) || ' days') "
-                            f"WHERE org_id = :org AND abs(random() % 10000) < :share * 10000"
-                        )
-                    else:
-                        trash = (
-                            f"UPDATE {table} SET deleted_at = now() - random() * interval '20 days' "
-                            f"WHERE org_id = :org AND random() < :share"
-                        )
-                    db.session.execute(text(trash), {"org": org.id.hex if sqlite else org.id, "share": TRASHED_SHARE})
-                db.session.commit()
+                seed_org(org, size, sqlite=sqlite)
                 print(f"  seeded {size} in {time.perf_counter() - started:.0f} s")
                 have = True
             filled = []
@@ -195,6 +183,27 @@ def ensure_database(server: str, size: str, *, fresh: bool, prefix: str | None =
         print(f"  {name} holds another volume: re-creating it")
         _recreate(server, name, drop=True)
     raise RuntimeError(f"could not seed {name}")
+
+
+def seed_org(org: Any, size: str, *, sqlite: bool, seed: int = 1) -> None:
+    """The size's volume for `org` (the Seeder), then TRASHED_SHARE of it in the trash; committed."""
+    from crm_web.extensions import db
+    from crm_web.services import seeding
+
+    seeding.Seeder(org, seed=seed).run(**SIZES[size])
+    for table in TRASHED_TABLES:
+        if sqlite:  # random(): a signed 64-bit integer; ids are stored as 32 hex digits
+            trash = (
+                f"UPDATE {table} SET deleted_at = datetime('now', '-' || abs(random() % 20) || ' days') "
+                f"WHERE org_id = :org AND abs(random() % 10000) < :share * 10000"
+            )
+        else:
+            trash = (
+                f"UPDATE {table} SET deleted_at = now() - random() * interval '20 days' "
+                f"WHERE org_id = :org AND random() < :share"
+            )
+        db.session.execute(text(trash), {"org": org.id.hex if sqlite else org.id, "share": TRASHED_SHARE})
+    db.session.commit()
 
 
 # The custom fields every benchmark organisation has (issue 20's "10 on contacts, 5 on deals"): (label,
@@ -338,7 +347,7 @@ def ensure_custom_fields(org: Any, *, sqlite: bool) -> list[str]:
     return filled_tables
 
 
-def store_duplicate_scans(app) -> None:
+def store_duplicate_scans(app, slug: str = "bench") -> None:
     """The stored duplicate scans the Duplicates pages read for an entity with more live records than
     a page scans in its request: computed here, as the background job does, unless already done, so
     those pages measure reading the stored groups, not an empty page waiting for its first scan."""
@@ -349,7 +358,7 @@ def store_duplicate_scans(app) -> None:
     from crm_web.services.duplicates.service import run_scan
 
     with app.app_context():
-        org = accounts.org_by_slug("bench")
+        org = accounts.org_by_slug(slug)
         assert org is not None
         limit = int(app.config.get("DUPLICATE_SCAN_IN_REQUEST", 500))
         done = set(
@@ -390,14 +399,14 @@ def web_role_url(url: str) -> str:
 DEEP_PAGE = 2000  # the page the "deep page" row reads (or the deepest there is), 25 rows a page
 
 
-def _deep_page_cursor(app, *, schema_org: Any) -> str:
+def _deep_page_cursor(app, *, schema_org: Any, slug: str = "bench") -> str:
     """The cursor the contact list's pager links to page DEEP_PAGE with (its Next link there), built
     from the row before it in the list's default order (name, then id); run in an app context."""
     from crm_web.extensions import db
     from crm_web.models import Contact
     from crm_web.services.pagination import Cursor, encode_cursor
 
-    org_id = db.session.scalar(select(schema_org.id).where(schema_org.slug == "bench"))
+    org_id = db.session.scalar(select(schema_org.id).where(schema_org.slug == slug))
     live = (Contact.org_id == org_id, Contact.deleted_at.is_(None))
     rows = db.session.scalar(select(func.count()).select_from(Contact).where(*live)) or 0
     page = max(2, min(DEEP_PAGE, (rows - 1) // 25 + 1))
@@ -413,15 +422,19 @@ def _deep_page_cursor(app, *, schema_org: Any) -> str:
     return encode_cursor(Cursor("next", "name", tuple(before), page), app.secret_key)
 
 
-def page_specs(app) -> list[PageSpec]:
-    """The pages to measure, with ids picked from the data (a company with contacts, etc.)."""
+def page_specs(app, slug: str = "bench") -> list[PageSpec]:
+    """The pages to measure, with ids picked from the organisation's data (a company with contacts, etc.).
+    Picked as the owner, whom row-level security does not filter: every query names the organisation."""
     from crm_web.custom_fields import live_fields
     from crm_web.extensions import db
     from crm_web.models import Company, Contact, Deal, Organization
 
     with app.app_context():
-        schema = db.session.scalar(select(Organization.custom_fields).where(Organization.slug == "bench")) or {}
-        live = (Contact.deleted_at.is_(None),)
+        org_id, schema = db.session.execute(
+            select(Organization.id, Organization.custom_fields).where(Organization.slug == slug)
+        ).one()
+        schema = schema or {}
+        live = (Contact.org_id == org_id, Contact.deleted_at.is_(None))
         company_id = db.session.scalar(
             # A live company: the seeding trashes 1% of them, and a trashed one's page is a 404.
             select(Contact.primary_company_id)
@@ -433,12 +446,14 @@ def page_specs(app) -> list[PageSpec]:
         )
         contact_id = db.session.scalar(
             select(Deal.contact_id)
-            .where(Deal.contact_id.is_not(None), Deal.deleted_at.is_(None))
+            .where(Deal.org_id == org_id, Deal.contact_id.is_not(None), Deal.deleted_at.is_(None))
             .group_by(Deal.contact_id)
             .order_by(func.count().desc())
             .limit(1)
         )
-        deal_id = db.session.scalar(select(Deal.id).where(Deal.deleted_at.is_(None)).order_by(Deal.id).limit(1))
+        deal_id = db.session.scalar(
+            select(Deal.id).where(Deal.org_id == org_id, Deal.deleted_at.is_(None)).order_by(Deal.id).limit(1)
+        )
         # A typical last name, the same at every size (ids are random, so "the first contact" was a
         # different name at each size, sometimes too short for the typo tier): of the last names of 5+
         # letters, the one in the middle by frequency. The commonest first name is the stress row.
@@ -466,7 +481,7 @@ def page_specs(app) -> list[PageSpec]:
             .order_by(func.count().desc(), Contact.last_name)
             .limit(1)
         )
-        deep_cursor = _deep_page_cursor(app, schema_org=Organization)
+        deep_cursor = _deep_page_cursor(app, schema_org=Organization, slug=slug)
         db.session.remove()
 
     def typo(word: str) -> str:  # the last two letters swapped
@@ -651,19 +666,21 @@ class BenchApp:
     org_id: Any
 
 
-def bench_app(url: str) -> BenchApp:
+def bench_app(url: str, slug: str = "bench") -> BenchApp:
     """Every page as the web role; what to request (ids, terms) is picked as the owner, who sees all rows."""
     from crm_web import create_app, freeze_startup_objects
     from crm_web.extensions import db
     from crm_web.models import Organization, User
 
     owner_app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
-    specs = page_specs(owner_app)
+    specs = page_specs(owner_app, slug)
     with owner_app.app_context():
         admin_id, org_id = db.session.execute(
             select(User.id, User.org_id)
             .join(Organization, Organization.id == User.org_id)
-            .where(Organization.slug == "bench", User.role == "admin")
+            .where(Organization.slug == slug, User.role == "admin")
+            .order_by(User.email)
+            .limit(1)
         ).one()
         admin_session_id = db.session.get(User, admin_id).get_id()  # the id and session version
         db.session.remove()
@@ -691,11 +708,12 @@ def bench_app(url: str) -> BenchApp:
     return BenchApp(app, client, specs, org_id)
 
 
-def measure(url: str, requests: int) -> list[Result]:
-    """Every page (and the fragments it loads on arrival) `requests` times, in-process."""
+def measure(url: str, requests: int, slug: str = "bench") -> list[Result]:
+    """Every page (and the fragments it loads on arrival) `requests` times, in-process, as an admin of
+    the organisation `slug`."""
     from crm_web.extensions import cache, db
 
-    bench = bench_app(url)
+    bench = bench_app(url, slug)
     app, client, specs, org_id = bench.app, bench.client, bench.specs, bench.org_id
     with app.app_context():
         engine = db.engine
@@ -749,6 +767,7 @@ def measure(url: str, requests: int) -> list[Result]:
             spec.search,
             fragments=fragments,
             cold=spec.cold,
+            sql=list(captured),
         )
         if spec.search and engine.dialect.name == "postgresql":
             result.plan_indexes = _plan_indexes(engine, page_statements, org_id)

@@ -84,6 +84,34 @@ def test_trigram_functions_are_costed_for_the_planner(app):
     }
 
 
+@pytest.mark.postgres_only
+def test_the_planner_knows_owners_pipelines_and_stages_name_their_organisation(app):
+    """Migration 0035: functional-dependency statistics on org_id and each column whose values belong to
+    one organisation, so "org = small one AND owner = me" is not estimated at one row next to many
+    organisations (docs/benchmarks.md, "Many tenants")."""
+    from sqlalchemy import text
+
+    with db.engine.connect() as connection:
+        found = {
+            table: set(columns)
+            for table, columns in connection.execute(
+                text(
+                    "SELECT s.stxrelid::regclass::text, array_agg(a.attname) FROM pg_statistic_ext s "
+                    "JOIN pg_attribute a ON a.attrelid = s.stxrelid AND a.attnum = ANY (s.stxkeys) "
+                    "WHERE 'f' = ANY (s.stxkind) GROUP BY s.oid, s.stxrelid"
+                )
+            )
+        }
+    assert found == {
+        "contacts": {"org_id", "owner_id"},
+        "companies": {"org_id", "owner_id"},
+        "leads": {"org_id", "owner_id"},
+        "deals": {"org_id", "pipeline_id", "stage_id", "owner_id"},
+        "activities": {"org_id", "owner_id"},
+        "pipeline_stages": {"org_id", "pipeline_id"},
+    }
+
+
 def _index_definitions(name_like: str) -> dict[str, str]:
     from sqlalchemy import text
 
