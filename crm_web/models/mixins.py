@@ -97,13 +97,16 @@ def sqlite_name_order_index(table: Any, name: str, expression: Any, *, surname: 
 
 
 def search_key_index(table: Any, name: str, expression: Any) -> Index:
-    """A trigram GIN index on search_key(expression) of `table`, which the global and list searches
-    match exactly. PostgreSQL only: SQLite's search is a plain scan anyway, and SQLAlchemy cannot
-    reflect SQLite expression indexes (the migration test would warn)."""
+    """A GIN index on (org_id, search_key(expression) as trigrams) of `table`, which the global and list
+    searches match exactly. org_id first (btree_gin, migration 0037): the index scan keeps to the
+    organisation instead of collecting every organisation's matches. PostgreSQL only: SQLite's search
+    is a plain scan anyway, and SQLAlchemy cannot reflect SQLite expression indexes (the migration
+    test would warn)."""
     key = f"{name}_key"
     # Given the table explicitly: an expression holding a literal column does not attach itself.
     return Index(
         name,
+        table.c.org_id,
         search_key(expression).label(key),
         postgresql_using="gin",
         postgresql_ops={key: "gin_trgm_ops"},
