@@ -12,12 +12,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, insert, select, text
 
+from bench.tenants import rows_read
 from crm_web.extensions import db
 from crm_web.models import Contact
+from crm_web.models.mixins import full_name, search_key
 from tests.conftest import build_app, postgres_database
-from tests.test_search import global_contacts, make_people
+from tests.test_search import contact_names, global_contacts, make_people
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +175,82 @@ def test_a_word_in_custom_text_fields_is_read_from_their_trigram_indexes(org, us
     for cf in fields:
         assert_read_from(lines, search_index_name(org.id, cf), "~~*")
     assert_read_from(lines, "contact_name_trgm_idx", "~~*")
+
+
+# The contacts indexes besides contact_name_trgm_idx and the constraints'.
+OTHER_CONTACT_INDEXES = text(
+    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "WHERE i.indrelid = 'contacts'::regclass AND c.relname <> 'contact_name_trgm_idx' "
+    "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)"
+)
+
+
+def index_scans(node: dict) -> list[dict]:
+    """The executed plan's bitmap index scans."""
+    own = [node] if node["Node Type"] == "Bitmap Index Scan" else []
+    return own + [scan for child in node.get("Plans", ()) for scan in index_scans(child)]
+
+
+def test_a_small_organisation_s_search_reads_only_its_own_matches(org, other_org, users):
+    """The trigram indexes lead with org_id (migration 0037): next to an organisation with thousands of
+    matches, a small one's search reads its own few from the index, not everyone's (docs/benchmarks.md,
+    "Many tenants": 21,445 entries against 1,000 alone before)."""
+
+    def bulk(owner, count: int, last_name: str) -> None:
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "org_id": owner.id,
+                "first_name": f"P{i}",
+                "last_name": last_name,
+                "email": f"p{i}@{owner.slug}.example",
+                "version": 1,
+            }
+            for i in range(count)
+        ]
+        db.session.execute(insert(Contact.__table__), rows)
+
+    bulk(other_org, 6000, "Azqsmithe")  # the big organisation: every row matches
+    bulk(org, 1000, "Other")  # the small one: many rows, few matches
+    make_people(org, *(f"Ann{i} Bzqsmithy" for i in range(5)))
+    db.session.execute(
+        text(
+            "SELECT gin_clean_pending_list(i.indexrelid::regclass) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+            "WHERE i.indrelid = 'contacts'::regclass AND a.amname = 'gin'"
+        )
+    )
+    db.session.execute(text("ANALYZE contacts"))
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        captured.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert len(contact_names(users["admin"], "zqsmith")) == 5  # the list search
+        assert len(global_contacts(users["admin"], "zqsmith")) == 5
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    searched = [(s, p) for s, p in captured if "FROM contacts" in s and "zqsmith" in str(p) + s]
+    assert searched
+    connection = db.session.connection()
+    connection.execute(text("SET LOCAL enable_seqscan = off"))  # the small organisation's rows are few
+
+    # Whatever path the planner takes, the searches read about the organisation's own 1,005 rows (index
+    # entries and table rows), not the other's 6,000 matches.
+    for statement, parameters in searched:
+        (plan,) = connection.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters).scalar()
+        assert rows_read(plan["Plan"]) <= 2 * 1_005 + 100, statement
+    # The trigram index's scan itself, the only index left (the others dropped in the test's transaction):
+    # only the organisation's 5 matches (6,005, every organisation's, before migration 0037).
+    for name in connection.scalars(OTHER_CONTACT_INDEXES).all():
+        connection.execute(text(f'DROP INDEX "{name}"'))
+    stmt = select(Contact.id).where(
+        Contact.org_id == org.id, search_key(full_name(Contact.first_name, Contact.last_name)).ilike("%zqsmith%")
+    )
+    compiled = stmt.compile(connection)
+    (plan,) = connection.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), compiled.params).scalar()
+    (scan,) = index_scans(plan["Plan"])
+    assert scan["Index Name"] == "contact_name_trgm_idx" and "org_id =" in scan["Index Cond"], scan
+    assert "~~*" in scan["Index Cond"] and scan["Actual Rows"] == 5, scan
