@@ -709,3 +709,67 @@ def test_custom_field_conditions_under_the_policy_need_the_json_field_operator_m
             conn.execute(text(f"ALTER FUNCTION {function} NOT LEAKPROOF"))
         owner.dispose()
         superuser.dispose()
+
+
+@pytest.mark.parametrize("scoped", [False, True], ids=["policy only", "and the service's org_id"])
+def test_under_the_policy_a_search_reads_only_its_organisation_s_trigram_entries(rls_db, scoped):
+    """Migration 0037's trigram indexes lead with org_id (btree_gin): as the web role, with the LEAKPROOF
+    marks `flask crm web-role` sets, the index scan itself keeps to the organisation, whether org_id comes
+    from the policy alone or from the service's condition too (uuid equality is leakproof already)."""
+    from crm_web.services.db_roles import LEAKPROOF_FUNCTIONS
+
+    # A word of this run's own: the index keeps the entries of rows an earlier run rolled back.
+    word = f"zq{uuid.uuid4().hex[:8]}"
+    org_condition = f"org_id = '{rls_db.a.id}' AND " if scoped else ""
+    query = text(
+        "EXPLAIN (ANALYZE, FORMAT JSON) SELECT id FROM contacts "
+        f"WHERE {org_condition}lower((first_name || ' ') || last_name) ILIKE '%{word}%'"
+    )
+    others = text(
+        "SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = 'contacts'::regclass "
+        "AND i.indexrelid <> 'contact_name_trgm_idx'::regclass "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
+    )
+
+    def people(org_id, count: int) -> list[dict]:
+        return [
+            {"id": uuid.uuid4(), "org_id": org_id, "first_name": f"P{i}", "last_name": f"A{word}e", "version": 1}
+            for i in range(count)
+        ]
+
+    owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
+    superuser = create_engine(rls_db.owner_url)
+    try:
+        with owner.connect() as conn:  # pg_proc is per database: this touches only the test's database
+            for name in LEAKPROOF_FUNCTIONS:
+                conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
+        with superuser.connect() as conn:  # all rolled back
+            conn.execute(insert(Contact.__table__), people(rls_db.b.id, 3000) + people(rls_db.a.id, 5))
+            # Only the search's index left (the org_id ones would win on the policy alone), its pending
+            # entries merged as (auto)vacuum leaves them.
+            for name in conn.scalars(others).all():
+                conn.execute(text(f"DROP INDEX {name}"))
+            conn.execute(text("SELECT gin_clean_pending_list('contact_name_trgm_idx'::regclass)"))
+            conn.execute(text("ANALYZE contacts"))
+            conn.execute(text(f'SET LOCAL ROLE "{rls_db.role}"'))
+            _set_org(conn, rls_db.a.id)
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            (plan,) = conn.execute(query).scalar()
+            conn.rollback()
+        scans = []
+        nodes = [plan["Plan"]]
+        while nodes:
+            node = nodes.pop()
+            nodes.extend(node.get("Plans", ()))
+            if node["Node Type"] == "Bitmap Index Scan":
+                scans.append(node)
+        (scan,) = scans
+        assert scan["Index Name"] == "contact_name_trgm_idx", scan
+        assert "org_id =" in scan["Index Cond"] and "~~*" in scan["Index Cond"], scan["Index Cond"]
+        assert scan["Actual Rows"] == 5, scan  # 3,005 before migration 0037
+    finally:
+        with owner.connect() as conn:
+            for name in LEAKPROOF_FUNCTIONS:
+                conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
+        owner.dispose()
+        superuser.dispose()
