@@ -81,15 +81,23 @@ def may_publish_views() -> bool:
     return bool(current_user.has_role(Role.MANAGER) or current_user.org.sales_can_publish_views)
 
 
-def builtin_view_tabs(list_key: str) -> tuple[Any, list[Any]]:
-    """A list's views declaration and the built-in tabs the signed-in user shows (no statement)."""
+def view_tab_bar(list_key: str) -> dict[str, Any]:
+    """What a list page shows of its saved-view tabs: the list's views declaration, the built-in tabs
+    the signed-in user shows, and the whole tab bar (`tabs`, `has_default`) when the cache has it. No
+    statement: without the cache the bar loads itself after the page."""
     from flask_login import current_user
 
     from crm_web.services.base import Actor
     from crm_web.services.saved_views import SavedViewService, prefs_of, view_list
 
     service = SavedViewService(Actor.of(current_user))
-    return view_list(list_key), service.builtin_tabs(list_key, prefs_of(current_user, list_key))
+    prefs = prefs_of(current_user, list_key)
+    return {
+        "vlist": view_list(list_key),
+        "builtins": service.builtin_tabs(list_key, prefs),
+        "tabs": service.cached_tabs(list_key, prefs),
+        "has_default": bool(prefs.get("default")),
+    }
 
 
 def custom_fields_of(entity_name: str) -> list[Any]:
@@ -154,7 +162,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals.update(GLOBALS)
     app.jinja_env.globals["typo_tolerant"] = typo_tolerant
     app.jinja_env.globals["may_publish_views"] = may_publish_views
-    app.jinja_env.globals["builtin_view_tabs"] = builtin_view_tabs
+    app.jinja_env.globals["view_tab_bar"] = view_tab_bar
     app.jinja_env.globals.update(
         custom_fields_of=custom_fields_of,
         custom_users=custom_users,

@@ -2,7 +2,7 @@
 in the database, so that no cached value can outlive a change, whether or not the cache heard of it.
 
 Cached values belong to a *domain* of an organisation: its pipelines (with their stages), its deal
-numbers (board headers, dashboard rollups) or its activity numbers. Every key carries
+numbers (board headers, dashboard rollups), its activity numbers or its lists' saved-view tabs. Every key carries
 (`versioned_key`):
 
 - the domain's **generation**, kept in the cache itself: any commit that wrote a table of the
@@ -48,6 +48,9 @@ DOMAINS_OF_TABLE: dict[str, tuple[str, ...]] = {
     "deals": ("deals",),
     "exchange_rates": ("deals", "rates"),  # every cached sum is converted with them
     "activities": ("activities",),
+    # A list's saved-view tabs (services/saved_views.py) show the views and their owners' names.
+    "saved_views": ("views",),
+    "users": ("views",),
 }
 EVERY_ORG = "*"
 _TABLE = cast(Table, Organization.__table__)
