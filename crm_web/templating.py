@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g
 
 from crm_web import clock
 from crm_web.charts import nice_scale
@@ -109,7 +109,16 @@ def custom_fields_of(entity_name: str) -> list[Any]:
 
     if entity_name not in CUSTOM_ENTITIES or not getattr(current_user, "is_authenticated", False):
         return []
-    return live_fields(current_user.org.custom_fields, entity_name)
+    # Parsed once per request and schema (the board asks once per card, through board_fields): a
+    # change in the request assigns the organisation a new schema object, which parses afresh.
+    schema = current_user.org.custom_fields
+    memo = g.get("custom_fields_of")
+    if memo is None or memo[0] is not schema:
+        memo = g.custom_fields_of = (schema, {})
+    parsed: dict[str, list[Any]] = memo[1]
+    if entity_name not in parsed:
+        parsed[entity_name] = live_fields(schema, entity_name)
+    return parsed[entity_name]
 
 
 def custom_users(fields: Any, record: Any = None) -> list[tuple[Any, str]]:

@@ -978,3 +978,35 @@ def test_a_field_with_a_btree_index_has_statistics_on_its_value_until_it_is_tras
     assert expressions(tier) is None
     service.restore("deal", tier.id)
     assert expressions(tier) is not None
+
+
+def test_the_board_reads_the_organisation_s_fields_once_per_request_not_per_card(
+    client, login, admin, org, monkeypatch
+):
+    """Every card asks which fields it shows (templating.board_fields): the organisation's schema is
+    parsed once per request, whatever the number of cards; a field defined since shows at once."""
+    import crm_web.custom_fields as custom_fields_module
+
+    pipeline = factories.make_pipeline(org)
+    stage = factories.stages_of(pipeline)[0]
+    _define(admin, "deal", "Seats", "number")
+    login("manager")
+    path = f"/deals/board?pipeline={pipeline.id}"
+    parsed: list[str] = []
+    real = custom_fields_module.live_fields
+
+    def counting(schema, entity_name):
+        parsed.append(entity_name)
+        return real(schema, entity_name)
+
+    monkeypatch.setattr(custom_fields_module, "live_fields", counting)
+    counts = []
+    for more in (1, 11):
+        for _ in range(more):
+            factories.make_deal(org, stage=stage)
+        parsed.clear()
+        assert client.get(path).status_code == 200
+        counts.append(parsed.count("deal"))
+    assert counts[0] == counts[1] <= 2, counts
+    _define(admin, "deal", "Region")
+    assert "Region" in client.get(path).get_data(as_text=True)
