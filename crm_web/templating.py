@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask, g, url_for
 
 from crm_web import clock
 from crm_web.charts import nice_scale
@@ -166,6 +167,25 @@ def _entity_of(name: str) -> Any:
     return entity(name)
 
 
+_ID_SLOT = uuid.UUID(int=0)
+
+
+def record_url(endpoint: str, **record_id: Any) -> str:
+    """url_for(endpoint, <its one argument>=<a record's UUID>), the route built once per request and
+    endpoint and each id put in its place: a list's rows, the board's cards and a timeline's items
+    build hundreds of these, and routing each cost more than its row's other work. Any other value
+    goes through url_for."""
+    ((name, value),) = record_id.items()
+    if not isinstance(value, uuid.UUID):
+        return url_for(endpoint, **record_id)
+    built: dict[tuple[str, str], list[str]] = g.setdefault("record_urls", {})
+    parts = built.get((endpoint, name))
+    if parts is None:
+        slot: dict[str, Any] = {name: _ID_SLOT}
+        parts = built[(endpoint, name)] = url_for(endpoint, **slot).split(str(_ID_SLOT))
+    return f"{parts[0]}{value}{parts[1]}"
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(GLOBALS)
@@ -180,4 +200,5 @@ def register(app: Flask) -> None:
         entity_of=_entity_of,
         columns_of=_columns_of,
         board_fields=board_fields,
+        record_url=record_url,
     )
