@@ -163,7 +163,7 @@ def purge_trash_command(days_text: str | None, dry_run: bool, org_slug: str | No
 
 @crm.command("custom-field-indexes")
 def custom_field_indexes_command() -> None:
-    """Create the missing index of every live custom field (PostgreSQL).
+    """Create the missing index (and statistics) of every live custom field (PostgreSQL).
 
     The web app creates a field's index when the field is defined, unless its role may not (it does
     not own the tables): run this as the tables' owner (the role that ran `db upgrade`)."""

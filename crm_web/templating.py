@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g, url_for
 
 from crm_web import clock
 from crm_web.charts import nice_scale
@@ -81,15 +82,23 @@ def may_publish_views() -> bool:
     return bool(current_user.has_role(Role.MANAGER) or current_user.org.sales_can_publish_views)
 
 
-def builtin_view_tabs(list_key: str) -> tuple[Any, list[Any]]:
-    """A list's views declaration and the built-in tabs the signed-in user shows (no statement)."""
+def view_tab_bar(list_key: str) -> dict[str, Any]:
+    """What a list page shows of its saved-view tabs: the list's views declaration, the built-in tabs
+    the signed-in user shows, and the whole tab bar (`tabs`, `has_default`) when the cache has it. No
+    statement: without the cache the bar loads itself after the page."""
     from flask_login import current_user
 
     from crm_web.services.base import Actor
     from crm_web.services.saved_views import SavedViewService, prefs_of, view_list
 
     service = SavedViewService(Actor.of(current_user))
-    return view_list(list_key), service.builtin_tabs(list_key, prefs_of(current_user, list_key))
+    prefs = prefs_of(current_user, list_key)
+    return {
+        "vlist": view_list(list_key),
+        "builtins": service.builtin_tabs(list_key, prefs),
+        "tabs": service.cached_tabs(list_key, prefs),
+        "has_default": bool(prefs.get("default")),
+    }
 
 
 def custom_fields_of(entity_name: str) -> list[Any]:
@@ -101,7 +110,16 @@ def custom_fields_of(entity_name: str) -> list[Any]:
 
     if entity_name not in CUSTOM_ENTITIES or not getattr(current_user, "is_authenticated", False):
         return []
-    return live_fields(current_user.org.custom_fields, entity_name)
+    # Parsed once per request and schema (the board asks once per card, through board_fields): a
+    # change in the request assigns the organisation a new schema object, which parses afresh.
+    schema = current_user.org.custom_fields
+    memo = g.get("custom_fields_of")
+    if memo is None or memo[0] is not schema:
+        memo = g.custom_fields_of = (schema, {})
+    parsed: dict[str, list[Any]] = memo[1]
+    if entity_name not in parsed:
+        parsed[entity_name] = live_fields(schema, entity_name)
+    return parsed[entity_name]
 
 
 def custom_users(fields: Any, record: Any = None) -> list[tuple[Any, str]]:
@@ -149,12 +167,31 @@ def _entity_of(name: str) -> Any:
     return entity(name)
 
 
+_ID_SLOT = uuid.UUID(int=0)
+
+
+def record_url(endpoint: str, **record_id: Any) -> str:
+    """url_for(endpoint, <its one argument>=<a record's UUID>), the route built once per request and
+    endpoint and each id put in its place: a list's rows, the board's cards and a timeline's items
+    build hundreds of these, and routing each cost more than its row's other work. Any other value
+    goes through url_for."""
+    ((name, value),) = record_id.items()
+    if not isinstance(value, uuid.UUID):
+        return url_for(endpoint, **record_id)
+    built: dict[tuple[str, str], list[str]] = g.setdefault("record_urls", {})
+    parts = built.get((endpoint, name))
+    if parts is None:
+        slot: dict[str, Any] = {name: _ID_SLOT}
+        parts = built[(endpoint, name)] = url_for(endpoint, **slot).split(str(_ID_SLOT))
+    return f"{parts[0]}{value}{parts[1]}"
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(GLOBALS)
     app.jinja_env.globals["typo_tolerant"] = typo_tolerant
     app.jinja_env.globals["may_publish_views"] = may_publish_views
-    app.jinja_env.globals["builtin_view_tabs"] = builtin_view_tabs
+    app.jinja_env.globals["view_tab_bar"] = view_tab_bar
     app.jinja_env.globals.update(
         custom_fields_of=custom_fields_of,
         custom_users=custom_users,
@@ -163,4 +200,5 @@ def register(app: Flask) -> None:
         entity_of=_entity_of,
         columns_of=_columns_of,
         board_fields=board_fields,
+        record_url=record_url,
     )

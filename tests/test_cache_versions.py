@@ -94,3 +94,28 @@ def test_another_organisations_entries_keep_their_epoch(actor, org, other_org, p
         PipelineService(actor).pipeline_update(pipeline.id, name="Ours, renamed")
     assert _epoch_in_the_database(other_org) == 0
     assert PipelineService(stranger).pipeline_get(theirs.id).name == "Theirs"
+
+
+def test_a_request_reads_the_generations_once_and_again_after_its_own_changes(app, client, login, org, monkeypatch):
+    """A page that keys several domains (the board: pipelines, headers, rates, tabs) reads the
+    organisation's generations in one cache round trip; a commit in the request starts new ones, which
+    the rest of the request reads."""
+    reads: list[int] = []
+    real = cache_versions.cache_get_many
+
+    def counting(*keys):
+        reads.append(len(keys))
+        return real(*keys)
+
+    monkeypatch.setattr(cache_versions, "cache_get_many", counting)
+    login("manager")
+    factories.make_pipeline(org)
+    client.get("/deals/board")
+    reads.clear()
+    assert client.get("/deals/board").status_code == 200
+    assert reads == [2 * len(cache_versions.ALL_DOMAINS)], reads
+    with app.test_request_context():
+        first = cache_versions.versioned_key(db.session, org.id, "deals", "x")
+        assert cache_versions.versioned_key(db.session, org.id, "deals", "x") == first
+        factories.make_deal(org)  # commits: a new generation of the deals
+        assert cache_versions.versioned_key(db.session, org.id, "deals", "x") != first

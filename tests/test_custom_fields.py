@@ -964,3 +964,70 @@ def test_a_text_field_has_a_trigram_index_for_the_search_until_it_is_trashed(app
     service.delete("deal", notes.id)
     service.purge("deal", notes.id)
     assert definition(notes) is None
+
+
+def test_a_field_with_a_btree_index_has_statistics_on_its_value_until_it_is_trashed(app, admin, org):
+    """PostgreSQL takes no selectivity from a partial index's statistics: each field with a btree index
+    has extended statistics on the same expression (created with the field and by the index command,
+    dropped in the trash), so the planner knows how many rows a condition on it keeps; a multi select
+    (a GIN index) has none."""
+    from sqlalchemy import text
+
+    from crm_web.services.custom_fields import statistics_name
+
+    tier = _define(admin, "deal", "Tier")
+    seats = _define(admin, "deal", "Seats", "number")
+    if db.engine.dialect.name != "postgresql":
+        return
+    org_id = org.id
+
+    def expressions(cf):
+        return db.session.scalar(
+            text("SELECT pg_get_statisticsobjdef_expressions(oid)::text FROM pg_statistic_ext WHERE stxname = :name"),
+            {"name": statistics_name(org_id, cf)},
+        )
+
+    assert expressions(tier) == "{\"(custom ->> 'tier'::text)\"}", expressions(tier)
+    assert "(custom ->> 'seats'::text))::numeric" in expressions(seats), expressions(seats)
+    db.session.execute(text(f'DROP STATISTICS "{statistics_name(org_id, tier)}"'))  # as if the role could not
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["crm", "custom-field-indexes"])
+    assert result.exit_code == 0, result.output
+    assert expressions(tier) is not None
+    service = CustomFieldService(admin)
+    service.delete("deal", tier.id)
+    assert expressions(tier) is None
+    service.restore("deal", tier.id)
+    assert expressions(tier) is not None
+
+
+def test_the_board_reads_the_organisation_s_fields_once_per_request_not_per_card(
+    client, login, admin, org, monkeypatch
+):
+    """Every card asks which fields it shows (templating.board_fields): the organisation's schema is
+    parsed once per request, whatever the number of cards; a field defined since shows at once."""
+    import crm_web.custom_fields as custom_fields_module
+
+    pipeline = factories.make_pipeline(org)
+    stage = factories.stages_of(pipeline)[0]
+    _define(admin, "deal", "Seats", "number")
+    login("manager")
+    path = f"/deals/board?pipeline={pipeline.id}"
+    parsed: list[str] = []
+    real = custom_fields_module.live_fields
+
+    def counting(schema, entity_name):
+        parsed.append(entity_name)
+        return real(schema, entity_name)
+
+    monkeypatch.setattr(custom_fields_module, "live_fields", counting)
+    counts = []
+    for more in (1, 11):
+        for _ in range(more):
+            factories.make_deal(org, stage=stage)
+        parsed.clear()
+        assert client.get(path).status_code == 200
+        counts.append(parsed.count("deal"))
+    assert counts[0] == counts[1] <= 2, counts
+    _define(admin, "deal", "Region")
+    assert "Region" in client.get(path).get_data(as_text=True)

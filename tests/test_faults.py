@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from crm_web.config import cache_settings
 from crm_web.extensions import db
+from crm_web.services.cache import breaker
 from tests import factories
 from tests.conftest import HX, TEST_DATABASE_URL, CSRFClient, build_app, postgres_database, unavailable
 from tests.redis_support import free_port
@@ -383,6 +384,9 @@ def hung_redis_app(hung_redis, tmp_path):
         org = factories.make_org("hung")
         factories.make_user(org, role="admin", email="admin@hung.redis", password="pw")
         db.session.remove()
+    # Making the user asked the hung cache for a new generation of the saved-view tabs (a users write):
+    # the tests start with the breaker closed.
+    breaker.reset()
     yield application
     _dispose(application)
 

@@ -71,3 +71,21 @@ def test_board_names_the_column_in_view_on_a_phone(client, login, org):
     first = factories.stages_of(pipeline)[0]
     html = client.get(f"/deals/board?pipeline={pipeline.id}").text
     assert "data-board-indicator" in html and f"{first.name} · 1 of" in html
+
+
+def test_record_url_is_url_for_built_once_per_endpoint(app):
+    """Rows, cards and timeline items build their links with templating.record_url: the same URL as
+    url_for, the route built once per request and endpoint; anything but a UUID goes through url_for."""
+    import uuid
+
+    from flask import g, url_for
+
+    from crm_web.templating import record_url
+
+    ids = [uuid.uuid4() for _ in range(3)]
+    with app.test_request_context("/"):
+        for endpoint, name in (("contacts.detail", "contact_id"), ("deals.edit", "deal_id"), ("board.move", "deal_id")):
+            for record_id in ids:
+                assert record_url(endpoint, **{name: record_id}) == url_for(endpoint, **{name: record_id})
+        assert len(g.record_urls) == 3
+        assert record_url("contacts.detail", contact_id=str(ids[0])) == url_for("contacts.detail", contact_id=ids[0])

@@ -120,3 +120,19 @@ def test_company_and_lead_lists_read_their_page_and_total_from_live_indexes(clie
     assert "Index Only Scan using ix_companies_org_" in total and "_live on companies" in total, total
     total = _plan(engine_name, *_one(_statements(client, "/leads"), "count(*)"))
     assert "Index Only Scan using ix_leads_org_created_at_live" in total, total
+
+
+def test_my_day_reads_the_owner_s_open_deals_from_their_index_alone(client, login, org, users, engine_name):
+    """PostgreSQL: My day's deals take their ids from the owner's open live deals index (an index-only
+    scan, with the few stages that rot read once), and read whole only the rows shown: not every open
+    deal of the organisation with a stage looked up per deal."""
+    if engine_name != "postgresql":
+        return
+    login("sales")
+    for _ in range(3):
+        factories.make_deal(org, owner_id=users["sales"].id)
+    db.session.commit()
+    statement, parameters = _one(_statements(client, "/my-day"), "FROM deals")
+    plan = _plan(engine_name, statement, parameters)
+    assert "Index Only Scan using ix_deals_org_owner_open_close_live" in plan, plan
+    assert "ix_deals_org_status_close" not in plan, plan

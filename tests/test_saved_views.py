@@ -401,3 +401,47 @@ def test_the_tab_bar_is_one_statement_whatever_the_number_of_views(client, login
         service(user).create("contacts", name=f"View {i}", query="scope=mine", shared=bool(i % 2))
     many = _statements(client, count_queries, "/views/contacts/tabs", HX)
     assert few == many <= 2  # the user, the views with their owners' names
+
+
+def _inline_bar(html: str) -> bool:
+    """Whether a list page rendered its whole tab bar (no request of its own for it)."""
+    return 'id="view-tabs"' in html and "/views/" not in html.split('id="view-tabs"', 1)[1].split(">", 1)[0]
+
+
+@pytest.mark.parametrize("list_url, list_key", [("/contacts", "contacts"), ("/deals/board", "board")])
+def test_a_list_renders_its_cached_tab_bar_without_a_second_request_or_statement(
+    client, login, users, deals, count_queries, list_url, list_key
+):
+    user = login("manager")
+    service(user).create(list_key, name="Mine only", query="")
+    client.get(list_url)  # warm the list's own caches (the board's pipeline and headers)
+    page = client.get(list_url).get_data(as_text=True)
+    assert not _inline_bar(page) and "Mine only" not in page  # no cached tabs yet: the bar loads itself
+    before = _statements(client, count_queries, list_url)
+    client.get(f"/views/{list_key}/tabs", headers=HX)  # what the bar's own request leaves in the cache
+    with count_queries() as q:
+        page = client.get(list_url).get_data(as_text=True)
+    assert _inline_bar(page) and "Mine only" in page and "data-sortable" in page
+    assert q.count == before  # the whole bar costs the page no statement
+
+
+def test_the_inline_tab_bar_follows_every_change_of_views_and_owners(client, login, users):
+    manager = users["manager"]
+    login("sales")
+    client.get("/views/contacts/tabs", headers=HX)
+    assert _inline_bar(client.get("/contacts").get_data(as_text=True))
+    shared = service(manager).create("contacts", name="Team list", query="", shared=True)
+    # A new view starts a new generation of the tabs: the page never shows the bar without it.
+    page = client.get("/contacts").get_data(as_text=True)
+    assert not _inline_bar(page) or "Team list" in page
+    assert "Team list" in client.get("/views/contacts/tabs", headers=HX).get_data(as_text=True)
+    assert "Team list" in client.get("/contacts").get_data(as_text=True)
+    manager_row = fresh_user(manager)
+    manager_row.name = "Renamed Manager"
+    db.session.commit()
+    client.get("/views/contacts/tabs", headers=HX)
+    assert "Shared with the organisation by Renamed Manager" in client.get("/contacts").get_data(as_text=True)
+    service(manager).delete(shared.id)
+    client.get("/views/contacts/tabs", headers=HX)
+    page = client.get("/contacts").get_data(as_text=True)
+    assert _inline_bar(page) and "Team list" not in page

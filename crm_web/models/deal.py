@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_web.models.base import Base, CustomValuesMixin, RecordMixin
@@ -42,6 +42,18 @@ class Deal(RecordMixin, CustomValuesMixin, Base):
         trash_index("deals"),
         live_index("deals", "status"),
         Index("ix_deals_org_contact", "org_id", "contact_id"),
+        # My day's open deals of one owner, in its order, with what its rotting check reads (0034).
+        Index(
+            "ix_deals_org_owner_open_close_live",
+            "org_id",
+            "owner_id",
+            "expected_close_date",
+            "stage_changed_at",
+            "id",
+            "stage_id",
+            postgresql_where=text("status = 'open' AND deleted_at IS NULL"),
+            sqlite_where=text("status = 'open' AND deleted_at IS NULL"),
+        ),
         trigram_index("deal_name_search_idx", "name"),
     )
 

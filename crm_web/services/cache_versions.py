@@ -2,14 +2,16 @@
 in the database, so that no cached value can outlive a change, whether or not the cache heard of it.
 
 Cached values belong to a *domain* of an organisation: its pipelines (with their stages), its deal
-numbers (board headers, dashboard rollups) or its activity numbers. Every key carries
+numbers (board headers, dashboard rollups), its activity numbers or its lists' saved-view tabs. Every key carries
 (`versioned_key`):
 
 - the domain's **generation**, kept in the cache itself: any commit that wrote a table of the
   domain (the session hooks below notice it, for every write path: forms, board moves, bulk
   statements, the trash, a lead conversion, the CLI) sets a new one right after the commit, so
   every process looks for new keys. Bulk statements outside a signed-in PostgreSQL request do not
-  say which organisation they touched; they start a new generation for every organisation.
+  say which organisation they touched; they start a new generation for every organisation. A
+  request reads its organisation's generations of every domain once, in one round trip, and again
+  after a commit of its own that started new ones.
 - the organisation's **epoch**, kept in PostgreSQL (`organizations.cache_epoch`): it changes only
   when a new generation could not be stored, because the cache was unreachable or its circuit
   breaker open (services/cache.py). Then the change would be hidden by its old entries once the
@@ -32,6 +34,7 @@ from collections.abc import Iterable
 from itertools import chain
 from typing import Any, cast
 
+from flask import g, has_app_context, has_request_context
 from sqlalchemy import Engine, Table, event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
@@ -48,12 +51,17 @@ DOMAINS_OF_TABLE: dict[str, tuple[str, ...]] = {
     "deals": ("deals",),
     "exchange_rates": ("deals", "rates"),  # every cached sum is converted with them
     "activities": ("activities",),
+    # A list's saved-view tabs (services/saved_views.py) show the views and their owners' names.
+    "saved_views": ("views",),
+    "users": ("views",),
 }
+ALL_DOMAINS = tuple(sorted({domain for domains in DOMAINS_OF_TABLE.values() for domain in domains}))
 EVERY_ORG = "*"
 _TABLE = cast(Table, Organization.__table__)
 _EPOCHS = "crm_cache_epochs"  # session.info: {org id: epoch}
 _STALE = "crm_cache_stale"  # session.info: {(org id or EVERY_ORG, domain)} written by the transaction
 _NEW_EPOCHS = "crm_cache_new_epochs"  # session.info: epochs set by the transaction, known once it commits
+_MEMO = "crm_cache_generations"  # g: the generations the request read (_generations)
 
 
 def _new() -> str:
@@ -81,17 +89,41 @@ def _generation_key(org: str, domain: str) -> str:
     return f"generation:{domain}:{org}"
 
 
-def versioned_key(session: AnySession, org_id: uuid.UUID | str, domain: str, *parts: Any) -> str:
-    """`<domain>:<org>:<epoch>:<generations>:<parts...>`: a key no value computed before the last
-    change of the domain can have. One cache round trip for the generations."""
-    org = str(org_id)
-    generations = []
-    owners = (EVERY_ORG, org)
-    for owner, generation in zip(owners, cache_get_many(*(_generation_key(o, domain) for o in owners)), strict=True):
+def _request_memo() -> dict[tuple[str, str], list[str]] | None:
+    """The generations this request has read, {(org, domain): [every org's, the org's]}; None outside
+    a request (a job or a command may outlive many changes)."""
+    if not has_request_context():
+        return None
+    return cast(dict[tuple[str, str], list[str]], g.setdefault(_MEMO, {}))
+
+
+def _generations(org: str, domain: str) -> list[str]:
+    """[every organisation's, the organisation's] generation of `domain`. In a request, the first
+    call reads every domain's in one round trip and the request's later keys reuse them (a page keys
+    several domains: the board its pipelines, headers, rates and tabs); its own commits start new
+    ones and forget them (_new_generations)."""
+    memo = _request_memo()
+    if memo is not None and (org, domain) in memo:
+        return memo[(org, domain)]
+    domains = ALL_DOMAINS if memo is not None else (domain,)
+    owners = [(owner, name) for name in domains for owner in (EVERY_ORG, org)]
+    found = {}
+    for owner, generation in zip(owners, cache_get_many(*(_generation_key(*o) for o in owners)), strict=True):
         if generation is None:  # first use, expired, or the cache is away (then nothing is stored anyway)
             generation = _new()
-            cache_set(_generation_key(owner, domain), generation, timeout=0)
-        generations.append(generation)
+            cache_set(_generation_key(*owner), generation, timeout=0)
+        found[owner] = generation
+    read = {(org, name): [found[(EVERY_ORG, name)], found[(org, name)]] for name in domains}
+    if memo is not None:
+        memo.update(read)
+    return read[(org, domain)]
+
+
+def versioned_key(session: AnySession, org_id: uuid.UUID | str, domain: str, *parts: Any) -> str:
+    """`<domain>:<org>:<epoch>:<generations>:<parts...>`: a key no value computed before the last
+    change of the domain can have. One cache round trip for the generations, the request's first."""
+    org = str(org_id)
+    generations = _generations(org, domain)
     return ":".join([domain, org, f"e{epoch(session, org)}", *generations, *(str(p) for p in parts)])
 
 
@@ -184,6 +216,8 @@ def _new_generations(session: Session) -> None:
             known[org] = value
     if not stale:
         return
+    if has_app_context():
+        g.pop(_MEMO, None)  # this request reads the new generations from now on
     lost = {org for org, domain in sorted(stale) if not cache_set(_generation_key(org, domain), _new(), timeout=0)}
     if lost and new_epochs is None:
         _new_epochs_after_the_commit(session, lost)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import func, select
@@ -62,7 +63,16 @@ class CalendarDay:
     items: list[CalendarItem] = field(default_factory=list)
 
     def at(self, hour: int) -> list[CalendarItem]:
-        return [i for i in self.items if i.local.hour == hour]
+        """The day's items due in that hour: the week view asks for each of the 24 hours of each day,
+        so the items are grouped by hour once (after the calendar is built), not scanned 24 times."""
+        return self._by_hour.get(hour, [])
+
+    @cached_property
+    def _by_hour(self) -> dict[int, list[CalendarItem]]:
+        grouped: dict[int, list[CalendarItem]] = {}
+        for item in self.items:
+            grouped.setdefault(item.local.hour, []).append(item)
+        return grouped
 
 
 @dataclass

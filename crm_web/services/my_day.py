@@ -23,7 +23,7 @@ from crm_web.extensions import db
 from crm_web.models import OPEN_ACTIVITY_STATUSES, Activity, Deal, PipelineStage, RecordHistory
 from crm_web.services.base import Actor
 from crm_web.services.calendar import local_start
-from crm_web.services.rotting import days_in_stage, rotting_sql
+from crm_web.services.rotting import days_in_stage, past_rotting_limit, rotting_limits, rotting_sql
 
 MY_DAY_LIMIT = 50
 RECENT_DAYS = 7
@@ -114,18 +114,31 @@ class MyDayService:
         monday = today - timedelta(days=today.weekday())
         closing = and_(Deal.expected_close_date >= monday, Deal.expected_close_date < monday + timedelta(days=7))
         rotting = rotting_sql(now)
-        stmt = (
-            select(Deal, PipelineStage.name, rotting.label("rotting"))
-            .outerjoin(PipelineStage, (PipelineStage.id == Deal.stage_id) & (PipelineStage.org_id == Deal.org_id))
-            .options(selectinload(Deal.company), selectinload(Deal.contact))
+        with_stage = (PipelineStage.id == Deal.stage_id) & (PipelineStage.org_id == Deal.org_id)
+        order = (Deal.expected_close_date, Deal.stage_changed_at, Deal.id)
+        # The ids first, from the owner's open deals index alone (ix_deals_org_owner_open_close_live,
+        # in this order) and the few stages that rot: only the rows shown are read whole, and no
+        # stage is looked up per deal the check reads.
+        limits = rotting_limits(self.actor.org_id)
+        shown = (
+            select(Deal.id)
+            .outerjoin(limits, limits.c.id == Deal.stage_id)
             .where(
                 Deal.org_id == self.actor.org_id,
                 Deal.owner_id == self.actor.user_id,
                 Deal.status == "open",
-                or_(closing, rotting),
+                or_(closing, past_rotting_limit(limits, now)),
             )
-            .order_by(Deal.expected_close_date, Deal.stage_changed_at, Deal.id)
+            .order_by(*order)
             .limit(MY_DAY_LIMIT)
+            .subquery("shown")
+        )
+        stmt = (
+            select(Deal, PipelineStage.name, rotting.label("rotting"))
+            .join(shown, shown.c.id == Deal.id)
+            .outerjoin(PipelineStage, with_stage)
+            .options(selectinload(Deal.company), selectinload(Deal.contact))
+            .order_by(*order)
         )
         rows = []
         for deal, stage, rots in self.session.execute(stmt):

@@ -18,6 +18,7 @@ from sqlalchemy import Integer, and_, case, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, scoped_session
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import Subquery
 from sqlalchemy.sql.functions import FunctionElement
 
 from crm_web import clock
@@ -78,6 +79,27 @@ def rotting_sql(now: datetime | None = None) -> ColumnElement[bool]:
         PipelineStage.is_lost.is_(False),
         days_in_stage_sql(now) > PipelineStage.rotting_days,
     )
+
+
+def rotting_limits(org_id: Any) -> Subquery:
+    """The organisation's stages that rot (open, with a limit): (id, rotting_days). An open deal is
+    rotting when `past_rotting_limit` holds after an outer join of this on Deal.stage_id. A handful
+    of rows, read once per statement, where a join of PipelineStage looks the stage up per deal."""
+    return (
+        select(PipelineStage.id, PipelineStage.rotting_days)
+        .where(
+            PipelineStage.org_id == org_id,
+            PipelineStage.rotting_days.is_not(None),
+            PipelineStage.is_won.is_(False),
+            PipelineStage.is_lost.is_(False),
+        )
+        .subquery("rotting_limits")
+    )
+
+
+def past_rotting_limit(limits: Subquery, now: datetime | None = None) -> ColumnElement[bool]:
+    """rotting_sql for open deals joined to `rotting_limits` (it does not read the deal's status)."""
+    return days_in_stage_sql(now) > limits.c.rotting_days
 
 
 @dataclass(frozen=True)

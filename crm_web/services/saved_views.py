@@ -24,10 +24,15 @@ from sqlalchemy import or_, select, update
 from crm_web.entities import ENTITIES, Entity
 from crm_web.errors import NotFound, PermissionDenied, ValidationError
 from crm_web.models import Organization, Role, SavedView, User, utcnow
+from crm_web.services import cache_versions
 from crm_web.services.base import ActorService
+from crm_web.services.cache import cache_get, cache_set
 
 MAX_NAME = 80
 MAX_QUERY = 4000
+# The cached tabs are replaced by any write to saved views or users (the "views" domain of
+# services/cache_versions.py); the timeout only bounds what a write outside the app leaves behind.
+VIEWS_CACHE_TIMEOUT = 3600
 MAX_VIEWS_PER_LIST = 100  # a user's own views of one list
 # The parameters of a list's state a view keeps (besides the filter's `f`, `match` and `gN`); `cols`
 # is the column chooser's, kept as it is.
@@ -228,6 +233,18 @@ def state_query(vlist: ViewList, pairs: Sequence[tuple[str, str]]) -> str:
 # --- tabs ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ViewRow:
+    """A saved view as its tab needs it: plain data, cached per user and list (SavedViewService.tabs)."""
+
+    id: uuid.UUID
+    name: str
+    query: str
+    shared: bool
+    owner_id: uuid.UUID
+    owner_name: str
+
+
 @dataclass
 class Tab:
     """A tab above a list: a built-in or a saved view, with what its viewer may do with it."""
@@ -242,7 +259,6 @@ class Tab:
     hidden: bool = False
     default: bool = False
     can_edit: bool = False
-    view: SavedView | None = None
 
 
 @dataclass
@@ -268,11 +284,11 @@ class SavedViewService(ActorService):
     def _visible(self) -> Any:
         return or_(SavedView.shared.is_(True), SavedView.owner_id == self.actor.user_id)
 
-    def can_edit(self, view: SavedView) -> bool:
+    def can_edit(self, view: SavedView | ViewRow) -> bool:
         """The owner changes their view; managers and admins also change the organisation's views."""
         return view.owner_id == self.actor.user_id or (view.shared and self.actor.has_role(Role.MANAGER))
 
-    def _tab(self, view: SavedView, prefs: Mapping[str, Any], owner_name: str = "") -> Tab:
+    def _tab(self, view: SavedView | ViewRow, prefs: Mapping[str, Any], owner_name: str = "") -> Tab:
         key = str(view.id)
         return Tab(
             key=key,
@@ -284,7 +300,6 @@ class SavedViewService(ActorService):
             hidden=key in (prefs.get("hidden") or []),
             default=prefs.get("default") == key,
             can_edit=self.can_edit(view),
-            view=view,
         )
 
     def _builtin_tab(self, builtin: BuiltinView, prefs: Mapping[str, Any]) -> Tab:
@@ -304,18 +319,39 @@ class SavedViewService(ActorService):
         order = {key: i for i, key in enumerate(prefs.get("order") or [])}
         return sorted((t for t in tabs if not t.hidden), key=lambda t: order.get(t.key, len(order)))
 
-    def tabs(self, list_key: str, prefs: Mapping[str, Any]) -> list[Tab]:
-        """Every view of the list the actor may see, in their order (new ones last): one statement."""
-        vlist = view_list(list_key)
+    def _view_rows(self, list_key: str) -> list[ViewRow]:
         rows = self.session.execute(
             select(SavedView, User.name)
             .join(User, User.id == SavedView.owner_id)
             .where(SavedView.org_id == self.actor.org_id, SavedView.list_key == list_key, self._visible())
             .order_by(SavedView.created_at, SavedView.id)
         ).all()
-        tabs = [self._builtin_tab(b, prefs) for b in vlist.builtins] + [self._tab(v, prefs, n) for v, n in rows]
+        return [ViewRow(v.id, v.name, v.query, v.shared, v.owner_id, name) for v, name in rows]
+
+    def _tabs_key(self, list_key: str) -> str:
+        return cache_versions.versioned_key(self.session, self.org_id, "views", "tabs", self.actor.user_id, list_key)
+
+    def _ordered(self, list_key: str, rows: Sequence[ViewRow], prefs: Mapping[str, Any]) -> list[Tab]:
+        tabs = [self._builtin_tab(b, prefs) for b in view_list(list_key).builtins]
+        tabs += [self._tab(row, prefs, row.owner_name) for row in rows]
         order = {key: i for i, key in enumerate(prefs.get("order") or [])}
         return sorted(tabs, key=lambda t: order.get(t.key, len(order)))
+
+    def tabs(self, list_key: str, prefs: Mapping[str, Any]) -> list[Tab]:
+        """Every view of the list the actor may see, in their order (new ones last): one statement, or
+        none when the cache has them (then `cached_tabs` gives the same to a list page)."""
+        key = self._tabs_key(list_key)
+        rows = cache_get(key)
+        if not isinstance(rows, list):
+            rows = self._view_rows(list_key)
+            cache_set(key, rows, timeout=VIEWS_CACHE_TIMEOUT)
+        return self._ordered(list_key, rows, prefs)
+
+    def cached_tabs(self, list_key: str, prefs: Mapping[str, Any]) -> list[Tab] | None:
+        """The tabs as `tabs` gives them, if the cache has them (two cache round trips, no statement);
+        None otherwise, and the page lets the tab bar load itself."""
+        rows = cache_get(self._tabs_key(list_key))
+        return self._ordered(list_key, rows, prefs) if isinstance(rows, list) else None
 
     def open(self, list_key: str, key: str, prefs: Mapping[str, Any]) -> Opened:
         """The view `key` of the list: a built-in (no statement) or a saved view (one statement, which also
