@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0034_served_l"
-down_revision = "0030_custom_field_trgm"
+down_revision = "0037_tenant_trgm"
 branch_labels = None
 depends_on = None
 
