@@ -21,7 +21,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -160,7 +160,7 @@ def ensure_database(server: str, size: str, *, fresh: bool, prefix: str | None =
                     )
                 org = accounts.org_by_slug("bench")
                 started = time.perf_counter()
-                seeding.Seeder(org, seed=1).run(**SIZES[size])
+                seeding.Seeder(org, seed=1).run(**SIZES[size], custom=custom_values(org))
                 for table in TRASHED_TABLES:
                     if sqlite:  # random(): a signed 64-bit integer; ids are stored as 32 hex digits
                         trash = (
@@ -294,23 +294,54 @@ def _custom_value(cf: Any, weights: tuple[tuple[str, float], ...], v: str, table
     return f"'AC-' || lpad(CAST(floor({v} * 100000) AS INTEGER)::text, 5, '0')"
 
 
-def ensure_custom_fields(org: Any, *, sqlite: bool) -> list[str]:
-    """The organisation's CUSTOM_FIELDS (defined through the settings' service, which creates their
-    PostgreSQL indexes) and, when no row of a table has values yet, its values: one set-based UPDATE
-    per table. Idempotent: a database seeded before the fields gets them on its next run. Returns the
-    tables whose values it filled."""
+def _python_value(cf: Any, weights: tuple[tuple[str, float], ...], v: float, table: str, row: dict[str, Any]) -> Any:
+    """One field's stored value from `v`, a uniform number in [0, 1): `_custom_value`'s distribution,
+    drawn in Python while seeding (the seeder writes the values with the rows)."""
+    if cf.has_options:
+        ids = [cf.options[i].id for i in range(len(weights))]
+        if cf.type == "select":
+            total = 0.0
+            for option_id, (_label, share) in zip(ids, weights, strict=True):
+                total += share
+                if v < total:
+                    return option_id
+            return ids[-1]
+        n = len(ids)  # one option, or it and the next
+        k = min(int(v * n), n - 1)
+        return [ids[k]] if v < (k + 0.5) / n else [ids[k], ids[(k + 1) % n]]
+    if cf.type == "number":
+        return int(v * 101)
+    if cf.type == "money":
+        return round(v * 50000, 2)
+    if cf.type == "date":
+        return (datetime.now(UTC).date() + timedelta(days=int(v * 730) - 365)).isoformat()
+    if cf.type == "checkbox":
+        return v < 0.3
+    if cf.type == "url":
+        if table == "contacts":
+            return f"https://www.linkedin.com/in/{row['first_name'].lower()}-{row['last_name'].lower()}"
+        return f"https://www.example.com/{row['id'].hex[:12]}"
+    if cf.type == "long_text":
+        return _SENTENCES[min(int(v * len(_SENTENCES)), len(_SENTENCES) - 1)]
+    if table == "deals":  # text: a competitor's name, else a code
+        names = ("Acme CRM", "Pipeflow", "Salesbook", "Spreadsheets")
+        return names[min(int(v * len(names)), len(names) - 1)]
+    return f"AC-{int(v * 100000):05d}"
+
+
+def define_custom_fields(org: Any) -> dict[str, dict[str, Any]]:
+    """The organisation's CUSTOM_FIELDS, defined through the settings' service (which creates their
+    PostgreSQL indexes) unless they exist: {table: {label: field}}."""
     from crm_web.custom_fields import FieldInput
     from crm_web.extensions import db
     from crm_web.models import Role, User
     from crm_web.services.base import Actor
-    from crm_web.services.custom_fields import CustomFieldService, ensure_indexes, entity_fields
+    from crm_web.services.custom_fields import CustomFieldService, entity_fields
 
     admin = db.session.scalar(select(User).where(User.org_id == org.id, User.role == "admin").limit(1))
     service = CustomFieldService(Actor(org_id=org.id, user_id=admin.id, role=Role.ADMIN, name=admin.name))
-    org_key = org.id.hex if sqlite else org.id
-    filled_tables: list[str] = []
+    fields: dict[str, dict[str, Any]] = {}
     for table, specs in CUSTOM_FIELDS.items():
-        started = time.perf_counter()
         entity_name = table[:-1]
         have = {cf.label for cf in entity_fields(db.session, org.id, entity_name)}
         for label, kind, weights, _share in specs:
@@ -318,12 +349,50 @@ def ensure_custom_fields(org: Any, *, sqlite: bool) -> list[str]:
                 options = [("", option, "blue") for option, _w in weights]
                 service.create(entity_name, FieldInput(label=label, type=kind, options=options))
         db.session.expire_all()
+        fields[table] = {cf.label: cf for cf in entity_fields(db.session, org.id, entity_name)}
+    return fields
+
+
+def custom_values(org: Any) -> dict[str, Any]:
+    """The seeder's custom field values for each table of CUSTOM_FIELDS (seeding.CustomValues): the
+    fields defined first, their values then written with the rows, instead of an UPDATE of every row
+    afterwards (at XL a rewrite of a million contacts and their indexes)."""
+    fields = define_custom_fields(org)
+
+    def maker(table: str) -> Any:
+        specs = [(fields[table][label], weights, share) for label, _kind, weights, share in CUSTOM_FIELDS[table]]
+
+        def values(rng: Any, row: dict[str, Any]) -> dict[str, Any]:
+            made = {}
+            for cf, weights, share in specs:
+                u = rng.random()
+                if u < share:
+                    made[cf.key] = _python_value(cf, weights, u / share, table, row)
+            return made
+
+        return values
+
+    return {table: maker(table) for table in CUSTOM_FIELDS}
+
+
+def ensure_custom_fields(org: Any, *, sqlite: bool) -> list[str]:
+    """The organisation's CUSTOM_FIELDS and, when no row of a table has values yet (a database seeded
+    before the seeder wrote them), its values: one set-based UPDATE per table. Idempotent: a database
+    seeded before the fields gets them on its next run. Returns the tables whose values it filled."""
+    from crm_web.extensions import db
+    from crm_web.services.custom_fields import ensure_indexes
+
+    org_key = org.id.hex if sqlite else org.id
+    filled_tables: list[str] = []
+    by_table = define_custom_fields(org)
+    for table, specs in CUSTOM_FIELDS.items():
+        started = time.perf_counter()
         filled = db.session.scalar(
             text(f"SELECT count(*) FROM {table} WHERE org_id = :org AND custom IS NOT NULL"), {"org": org_key}
         )
         if filled:
             continue
-        by_label = {cf.label: cf for cf in entity_fields(db.session, org.id, entity_name)}
+        by_label = by_table[table]
         members = []
         for position, (label, _kind, weights, share) in enumerate(specs):
             cf = by_label[label]

@@ -3,12 +3,13 @@ PostgreSQL, services/batch_insert.py), never row-by-row ORM adds.
 
 Built for volume (the benchmark's XL: a million contacts, two million activities): each table is
 generated as a stream of batches, never whole in memory; the ids later tables link to are kept as 16
-bytes each (`_Ids`), a contact's company as an index. Everything derives from the seed, ids included,
-so a seed gives the same data every time.
+bytes each (`_Ids`), a contact's company as an index. Everything but the ids derives from the seed,
+so a seed gives the same records every time.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from array import array
@@ -118,11 +119,12 @@ def _stage_rows(stages: Sequence[PipelineStage]) -> list[tuple[uuid.UUID, int, s
 
 
 class _Ids:
-    """A table's generated ids, 16 bytes each: a million uuid.UUID objects in a list take over 100 MB."""
+    """A table's new ids, 16 bytes each: a million uuid.UUID objects in a list take over 100 MB. Random
+    like uuid4() (not from the seed: seeding twice with one seed must not repeat a primary key)."""
 
-    def __init__(self, rng: random.Random, count: int):
+    def __init__(self, count: int):
         self.count = count
-        self.data = rng.randbytes(16 * count)
+        self.data = os.urandom(16 * count)
 
     def __len__(self) -> int:
         return self.count
@@ -308,7 +310,7 @@ class Seeder:
         custom = custom or {}
         self.ensure_tags()
         pipelines = self.ensure_pipelines()
-        company_ids, contact_ids, deal_ids = _Ids(rng, companies), _Ids(rng, contacts), _Ids(rng, deals)
+        company_ids, contact_ids, deal_ids = _Ids(companies), _Ids(contacts), _Ids(deals)
         activity_seed = rng.getrandbits(64)
         last_activity = self._last_activities(
             self._activity_draws(activity_seed, activities, contacts, deals), contacts
@@ -391,7 +393,7 @@ class Seeder:
                     other = rng.randrange(companies)
                     if other != contact_company[i]:
                         yield {
-                            "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+                            "id": uuid.uuid4(),
                             "org_id": org_id,
                             "contact_id": cid,
                             "company_id": company_ids[other],
@@ -409,7 +411,7 @@ class Seeder:
             for i in range(leads):
                 first, last = rng.choice(self.first_names), rng.choice(self.last_names)
                 row = {
-                    "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+                    "id": uuid.uuid4(),
                     "org_id": org_id,
                     "owner_id": self._owner(),
                     "first_name": first,
@@ -470,14 +472,13 @@ class Seeder:
         self._tag(deal_tags, "deal_id", deal_ids, [0, 0, 1], "deal tags")
 
         labels = dict(ACTIVITY_TYPES)
-        activity_ids = random.Random(activity_seed + 1)
 
         def activity_rows() -> Iterator[dict[str, Any]]:
             draws = self._activity_draws(activity_seed, activities, contacts, deals)
             for kind, due_days, due_hours, status, contact, deal, created_days, owner, priority, topic in draws:
                 due = now + timedelta(days=due_days, hours=due_hours)
                 row = {
-                    "id": uuid.UUID(int=activity_ids.getrandbits(128), version=4),
+                    "id": uuid.uuid4(),
                     "org_id": org_id,
                     "owner_id": self.user_ids[owner] if owner >= 0 else None,
                     "type": kind,
