@@ -97,35 +97,18 @@ def _index_definitions(org_id: uuid.UUID, cf: CustomField) -> list[tuple[str, st
     return found
 
 
-def statistics_name(org_id: uuid.UUID, cf: CustomField) -> str:
-    return f"{index_name(org_id, cf)}_stats"
-
-
 def create_index(session: Session, org_id: uuid.UUID, entity_name: str, cf: CustomField) -> bool:
-    """The field's indexes on PostgreSQL (IF NOT EXISTS), and the statistics of its value; False when
-    the role may not create them."""
+    """The field's indexes on PostgreSQL (IF NOT EXISTS); False when the role may not create them."""
     if session.get_bind().dialect.name != "postgresql":
         return False
     table = _model(entity_name).__table__.name
     created = True
-    statements = [
+    for name, method, expression in _index_definitions(org_id, cf):
         # Inlined: the org id is a UUID and the expression is built from a checked key, never user text.
-        (
-            name,
+        statement = (
             f'CREATE INDEX IF NOT EXISTS "{name}" ON {table} USING {method} ({expression}) '
-            f"WHERE org_id = '{org_id}' AND deleted_at IS NULL",
+            f"WHERE org_id = '{org_id}' AND deleted_at IS NULL"
         )
-        for name, method, expression in _index_definitions(org_id, cf)
-    ]
-    method, expression = index_expression(cf)
-    if method == "btree":
-        # The planner takes no statistics from a partial index: without these it guesses 0.5% of the
-        # rows for `tier = Platinum` whatever the data, and at a million contacts a filtered list
-        # reads 45,000 rows through that index instead of walking its sort order (150 times slower).
-        # Over every organisation's rows (ANALYZE fills them; a statistics object cannot be partial).
-        name = statistics_name(org_id, cf)
-        statements.append((name, f'CREATE STATISTICS IF NOT EXISTS "{name}" ON {expression} FROM {table}'))
-    for name, statement in statements:
         try:
             with session.begin_nested():
                 session.execute(text(statement))
@@ -136,18 +119,13 @@ def create_index(session: Session, org_id: uuid.UUID, entity_name: str, cf: Cust
 
 
 def drop_index(session: Session, org_id: uuid.UUID, cf: CustomField) -> None:
-    """The field's indexes, of any type it had, and its statistics (IF EXISTS)."""
+    """The field's indexes, of any type it had (IF EXISTS)."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    drops = [
-        (name, f'DROP INDEX IF EXISTS "{name}"') for name in (index_name(org_id, cf), search_index_name(org_id, cf))
-    ]
-    name = statistics_name(org_id, cf)
-    drops.append((name, f'DROP STATISTICS IF EXISTS "{name}"'))
-    for name, statement in drops:
+    for name in (index_name(org_id, cf), search_index_name(org_id, cf)):
         try:
             with session.begin_nested():
-                session.execute(text(statement))
+                session.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
         except DBAPIError as error:
             logger.warning("Custom field index %s not dropped: %s", name, error.orig)
 
