@@ -1,4 +1,4 @@
-"""`make bench` / `python -m bench`: seed PostgreSQL at S, M and L and time every main page.
+"""`make bench` / `python -m bench`: seed PostgreSQL at S, M and L (XL on request) and time every main page.
 
 The embedded SQLite default is measured too, at S and M (`--sqlite-sizes`): the sizes a team
 starting on it reaches, written into its own section of docs/benchmarks.md.
@@ -21,7 +21,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,11 @@ SIZES = {
     "S": {"companies": 200, "contacts": 1_000, "deals": 500, "activities": 2_000, "leads": 200},
     "M": {"companies": 2_000, "contacts": 10_000, "deals": 5_000, "activities": 20_000, "leads": 2_000},
     "L": {"companies": 20_000, "contacts": 100_000, "deals": 50_000, "activities": 200_000, "leads": 20_000},
+    # Opt-in (`--sizes XL`): ten times L, seeded in about ten minutes by COPY (docs/benchmarks.md).
+    "XL": {"companies": 200_000, "contacts": 1_000_000, "deals": 500_000, "activities": 2_000_000, "leads": 200_000},
 }
+DEFAULT_SIZES = "S,M,L"
+SIZE_NAMES = ", ".join(SIZES)
 # Share of each trashable table soft-deleted after seeding, so the trash page has real volume.
 TRASHED_SHARE = 0.01
 TRASHED_TABLES = ("contacts", "companies", "leads", "deals")
@@ -185,12 +189,13 @@ def ensure_database(server: str, size: str, *, fresh: bool, prefix: str | None =
     raise RuntimeError(f"could not seed {name}")
 
 
-def seed_org(org: Any, size: str, *, sqlite: bool, seed: int = 1) -> None:
-    """The size's volume for `org` (the Seeder), then TRASHED_SHARE of it in the trash; committed."""
+def seed_org(org: Any, size: str, *, sqlite: bool, seed: int = 1, custom: bool = True) -> None:
+    """The size's volume for `org` (the Seeder; with `custom`, CUSTOM_FIELDS and their values too), then
+    TRASHED_SHARE of it in the trash; committed."""
     from crm_web.extensions import db
     from crm_web.services import seeding
 
-    seeding.Seeder(org, seed=seed).run(**SIZES[size])
+    seeding.Seeder(org, seed=seed).run(**SIZES[size], custom=custom_values(org) if custom else None)
     for table in TRASHED_TABLES:
         if sqlite:  # random(): a signed 64-bit integer; ids are stored as 32 hex digits
             trash = (
@@ -299,23 +304,54 @@ def _custom_value(cf: Any, weights: tuple[tuple[str, float], ...], v: str, table
     return f"'AC-' || lpad(CAST(floor({v} * 100000) AS INTEGER)::text, 5, '0')"
 
 
-def ensure_custom_fields(org: Any, *, sqlite: bool) -> list[str]:
-    """The organisation's CUSTOM_FIELDS (defined through the settings' service, which creates their
-    PostgreSQL indexes) and, when no row of a table has values yet, its values: one set-based UPDATE
-    per table. Idempotent: a database seeded before the fields gets them on its next run. Returns the
-    tables whose values it filled."""
+def _python_value(cf: Any, weights: tuple[tuple[str, float], ...], v: float, table: str, row: dict[str, Any]) -> Any:
+    """One field's stored value from `v`, a uniform number in [0, 1): `_custom_value`'s distribution,
+    drawn in Python while seeding (the seeder writes the values with the rows)."""
+    if cf.has_options:
+        ids = [cf.options[i].id for i in range(len(weights))]
+        if cf.type == "select":
+            total = 0.0
+            for option_id, (_label, share) in zip(ids, weights, strict=True):
+                total += share
+                if v < total:
+                    return option_id
+            return ids[-1]
+        n = len(ids)  # one option, or it and the next
+        k = min(int(v * n), n - 1)
+        return [ids[k]] if v < (k + 0.5) / n else [ids[k], ids[(k + 1) % n]]
+    if cf.type == "number":
+        return int(v * 101)
+    if cf.type == "money":
+        return round(v * 50000, 2)
+    if cf.type == "date":
+        return (datetime.now(UTC).date() + timedelta(days=int(v * 730) - 365)).isoformat()
+    if cf.type == "checkbox":
+        return v < 0.3
+    if cf.type == "url":
+        if table == "contacts":
+            return f"https://www.linkedin.com/in/{row['first_name'].lower()}-{row['last_name'].lower()}"
+        return f"https://www.example.com/{row['id'].hex[:12]}"
+    if cf.type == "long_text":
+        return _SENTENCES[min(int(v * len(_SENTENCES)), len(_SENTENCES) - 1)]
+    if table == "deals":  # text: a competitor's name, else a code
+        names = ("Acme CRM", "Pipeflow", "Salesbook", "Spreadsheets")
+        return names[min(int(v * len(names)), len(names) - 1)]
+    return f"AC-{int(v * 100000):05d}"
+
+
+def define_custom_fields(org: Any) -> dict[str, dict[str, Any]]:
+    """The organisation's CUSTOM_FIELDS, defined through the settings' service (which creates their
+    PostgreSQL indexes) unless they exist: {table: {label: field}}."""
     from crm_web.custom_fields import FieldInput
     from crm_web.extensions import db
     from crm_web.models import Role, User
     from crm_web.services.base import Actor
-    from crm_web.services.custom_fields import CustomFieldService, ensure_indexes, entity_fields
+    from crm_web.services.custom_fields import CustomFieldService, entity_fields
 
     admin = db.session.scalar(select(User).where(User.org_id == org.id, User.role == "admin").limit(1))
     service = CustomFieldService(Actor(org_id=org.id, user_id=admin.id, role=Role.ADMIN, name=admin.name))
-    org_key = org.id.hex if sqlite else org.id
-    filled_tables: list[str] = []
+    fields: dict[str, dict[str, Any]] = {}
     for table, specs in CUSTOM_FIELDS.items():
-        started = time.perf_counter()
         entity_name = table[:-1]
         have = {cf.label for cf in entity_fields(db.session, org.id, entity_name)}
         for label, kind, weights, _share in specs:
@@ -323,12 +359,50 @@ def ensure_custom_fields(org: Any, *, sqlite: bool) -> list[str]:
                 options = [("", option, "blue") for option, _w in weights]
                 service.create(entity_name, FieldInput(label=label, type=kind, options=options))
         db.session.expire_all()
+        fields[table] = {cf.label: cf for cf in entity_fields(db.session, org.id, entity_name)}
+    return fields
+
+
+def custom_values(org: Any) -> dict[str, Any]:
+    """The seeder's custom field values for each table of CUSTOM_FIELDS (seeding.CustomValues): the
+    fields defined first, their values then written with the rows, instead of an UPDATE of every row
+    afterwards (at XL a rewrite of a million contacts and their indexes)."""
+    fields = define_custom_fields(org)
+
+    def maker(table: str) -> Any:
+        specs = [(fields[table][label], weights, share) for label, _kind, weights, share in CUSTOM_FIELDS[table]]
+
+        def values(rng: Any, row: dict[str, Any]) -> dict[str, Any]:
+            made = {}
+            for cf, weights, share in specs:
+                u = rng.random()
+                if u < share:
+                    made[cf.key] = _python_value(cf, weights, u / share, table, row)
+            return made
+
+        return values
+
+    return {table: maker(table) for table in CUSTOM_FIELDS}
+
+
+def ensure_custom_fields(org: Any, *, sqlite: bool) -> list[str]:
+    """The organisation's CUSTOM_FIELDS and, when no row of a table has values yet (a database seeded
+    before the seeder wrote them), its values: one set-based UPDATE per table. Idempotent: a database
+    seeded before the fields gets them on its next run. Returns the tables whose values it filled."""
+    from crm_web.extensions import db
+    from crm_web.services.custom_fields import ensure_indexes
+
+    org_key = org.id.hex if sqlite else org.id
+    filled_tables: list[str] = []
+    by_table = define_custom_fields(org)
+    for table, specs in CUSTOM_FIELDS.items():
+        started = time.perf_counter()
         filled = db.session.scalar(
             text(f"SELECT count(*) FROM {table} WHERE org_id = :org AND custom IS NOT NULL"), {"org": org_key}
         )
         if filled:
             continue
-        by_label = {cf.label: cf for cf in entity_fields(db.session, org.id, entity_name)}
+        by_label = by_table[table]
         members = []
         for position, (label, _kind, weights, share) in enumerate(specs):
             cf = by_label[label]
@@ -1100,7 +1174,9 @@ def write_report(path: Path, generated: str, begin: str = BEGIN_MARK, end: str =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="S,M,L", help="comma-separated subset of S,M,L")
+    parser.add_argument(
+        "--sizes", default=DEFAULT_SIZES, help=f"comma-separated subset of {SIZE_NAMES} (default {DEFAULT_SIZES})"
+    )
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument(
         "--server",
@@ -1116,7 +1192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--db-prefix",
         default=DB_PREFIX,
-        help="the databases' names: <prefix>_s, _m, _l (default crm_bench, or $BENCH_DB_PREFIX)",
+        help="the databases' names: <prefix>_s, _m, _l, _xl (default crm_bench, or $BENCH_DB_PREFIX)",
     )
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
     parser.add_argument(
@@ -1132,13 +1208,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--requests must be at least 50")
     sizes = [s.strip().upper() for s in args.sizes.split(",") if s.strip()]
     if not sizes or any(s not in SIZES for s in sizes):
-        parser.error("--sizes takes S, M and/or L")
+        parser.error(f"--sizes takes some of {SIZE_NAMES}")
     sqlite_sizes = [s.strip().upper() for s in args.sqlite_sizes.split(",") if s.strip()]
     if any(s not in SIZES for s in sqlite_sizes):
-        parser.error("--sqlite-sizes takes S, M and/or L")
+        parser.error(f"--sqlite-sizes takes some of {SIZE_NAMES}")
     served = sizes if args.served == "all" else [s.strip().upper() for s in args.served.split(",") if s.strip()]
     if any(s not in SIZES for s in served):
-        parser.error("--served takes S, M and/or L")
+        parser.error(f"--served takes some of {SIZE_NAMES}")
     all_results = {}
     for size in sizes:
         print(f"size {size}: {SIZES[size]}")

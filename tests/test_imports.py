@@ -178,9 +178,9 @@ def test_choices_accept_labels_values_and_synonyms(importer, org, tmp_path):
 def test_a_role_under_the_tenant_policies_writes_a_batch_without_copy(importer, org, tmp_path, monkeypatch):
     # COPY FROM refuses tables with row-level security: on PostgreSQL the web role's batch of a table
     # is one INSERT from a JSON document (so its statement triggers run once), on SQLite executemany.
-    import crm_web.imports.service as service_module
+    from crm_web.services import batch_insert
 
-    monkeypatch.setattr(service_module, "_may_copy", lambda session: False)
+    monkeypatch.setattr(batch_insert, "may_copy", lambda session: False)
     job, outcome = run(importer, tmp_path, "contacts_utf8.csv")
     assert outcome.summary() == "created 3, updated 0, skipped 0, errors 0"
     ada = db.session.scalar(select(Contact).where(Contact.email == "ada@example.com"))

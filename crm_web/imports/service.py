@@ -5,7 +5,7 @@ A row goes through the entity's own rules: its form's validators (the WTForms fo
 create/edit page, filled from the row) and its service's `clean()` (the domain rules), so an import
 accepts exactly what the forms accept. Related records are named in the file and resolved for a
 whole batch at a time, one statement each (companies, contacts, deals, tags; the organisation's
-users and pipelines once per run). A batch is written with one statement per table (`_insert_rows`)
+users and pipelines once per run). A batch is written with one statement per table (`insert_rows`)
 and committed with the import's progress; a run that fails removes what it wrote and records the line
 it reached, so a file imports completely or not at all, and running it again gives the same result.
 """
@@ -13,7 +13,6 @@ it reached, so a file imports completely or not at all, and running it again giv
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import uuid
@@ -23,9 +22,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from psycopg import sql as psycopg_sql
-from sqlalchemy import JSON, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from werkzeug.datastructures import MultiDict
 
 from crm_web.errors import NotFound, PermissionDenied, ValidationError
@@ -48,6 +45,7 @@ from crm_web.models import (
 )
 from crm_web.models.mixins import full_name
 from crm_web.services.base import ActorService
+from crm_web.services.batch_insert import insert_rows
 from crm_web.services.cache_versions import renew_epoch
 from crm_web.services.deal_stages import apply_stage
 from crm_web.services.duplicates.matching import company_name_key, domain_key, email_key
@@ -555,111 +553,6 @@ def _label(values: dict[str, Any]) -> str:
     return person or str(values.get("name") or values.get("subject") or "")
 
 
-def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """A batch's rows of one table in one statement on PostgreSQL, so the tables' statement triggers
-    (search vocabulary, tallies) run once for the batch, not once per row: a COPY when the role is not
-    subject to the tenant policies, else (COPY FROM refuses tables with row-level security, and the
-    web role is subject to them) one INSERT of the batch's rows sent as one JSON document. On
-    SQLite, whose triggers run per row anyway, one executemany INSERT. Every row gets the same
-    columns (a column some rows leave out is NULL in them); columns no row names take their defaults."""
-    if not rows:
-        return
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(table), [{k: row.get(k) for k in keys} for row in rows])
-    elif _may_copy(session):
-        _copy_rows(session, table, keys, rows)
-    else:
-        _insert_json(session, table, keys, rows)
-
-
-def _may_copy(session: Session) -> bool:
-    """Whether the connected role ignores the tenant policies (asked once per connection)."""
-    from crm_web.database import role_bypasses_row_security
-
-    info = session.connection().info
-    if "import_may_copy" not in info:
-        info["import_may_copy"] = role_bypasses_row_security(session)
-    return bool(info["import_may_copy"])
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value)
-
-
-def _driver_rows(
-    connection: Any, table: Any, keys: list[str], rows: list[dict[str, Any]], *, json_as_text: bool = True
-) -> tuple[list[Any], list[list[Any]]]:
-    """The columns to write and each row's cells as the driver takes them, as an INSERT through
-    SQLAlchemy would send them: the columns' Python defaults fill the columns no row names, and each
-    column's bind processing (UTCDateTime, ...) applies; the server defaults fill the rest. A JSON
-    value (a history entry's changes, custom values) is its text for COPY, which does not adapt a
-    dict, and stays a value inside a JSON document (`json_as_text=False`)."""
-    dialect = connection.dialect
-    defaults = [c for c in table.columns if c.name not in keys and c.default is not None and not c.default.is_sequence]
-    columns = [table.c[k] for k in keys] + defaults
-    processors = [
-        (_json_text if json_as_text else None)
-        if isinstance(c.type.dialect_impl(dialect), JSON)
-        else c.type.bind_processor(dialect)
-        for c in columns
-    ]
-    cells: list[list[Any]] = []
-    for row in rows:
-        values = [row.get(k) for k in keys]
-        for column in defaults:
-            default = column.default
-            values.append(default.arg(None) if default.is_callable else default.arg)
-        processed = [p(v) if p is not None and v is not None else v for p, v in zip(processors, values, strict=True)]
-        if json_as_text:
-            processed = [json.dumps(c) if isinstance(c, (dict, list)) else c for c in processed]
-        cells.append(processed)
-    return columns, cells
-
-
-def _copy_rows(session: Session, table: Any, keys: list[str], rows: list[dict[str, Any]]) -> None:
-    """`COPY table (columns) FROM STDIN` on the session's connection (its transaction, its RLS setting)."""
-    connection = session.connection()
-    columns, cells = _driver_rows(connection, table, keys, rows)
-    statement = psycopg_sql.SQL("COPY {} ({}) FROM STDIN").format(
-        psycopg_sql.Identifier(table.name), psycopg_sql.SQL(", ").join(psycopg_sql.Identifier(c.name) for c in columns)
-    )
-    raw = connection.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in cells:
-            copy.write_row(row)
-
-
-def _json_scalar(value: Any) -> str:
-    """A cell JSON has no type for (a uuid, a date, a timestamp, a decimal), as PostgreSQL reads it."""
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, (uuid.UUID, Decimal)):
-        return str(value)
-    raise TypeError(f"Cannot write {type(value).__name__} in an import batch.")
-
-
-def _insert_json(session: Session, table: Any, keys: list[str], rows: list[dict[str, Any]]) -> None:
-    """`INSERT INTO table (columns) SELECT columns FROM json_populate_recordset(NULL::table, %s)`: the
-    batch in one statement and one round trip, its rows sent as one JSON document (encoded in C; the
-    server reads each value with its column's input function, so a value too long for its column is
-    refused as by any INSERT), on the session's connection. Never prepared, so each batch is planned
-    with the tables as they are (the tenant policies' checks probe the records a tag link names)."""
-    connection = session.connection()
-    columns, cells = _driver_rows(connection, table, keys, rows, json_as_text=False)
-    names = [c.name for c in columns]
-    document = json.dumps([dict(zip(names, row, strict=True)) for row in cells], default=_json_scalar)
-    listed = psycopg_sql.SQL(", ").join(psycopg_sql.Identifier(name) for name in names)
-    statement = psycopg_sql.SQL(
-        "INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json)"
-    ).format(table=psycopg_sql.Identifier(table.name), columns=listed)
-    raw = connection.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor:
-        cursor.execute(statement, [document], prepare=False)
-
-
 def _among(expression: Any, values: list[str]) -> Any:
     """`expression IN (values)` for a batch's worth of values, the values written into the statement
     as constants: a statement with a different text every batch is never prepared, so PostgreSQL
@@ -1000,7 +893,7 @@ class _Run:
                 for name in missing
             ]
             if self.write:
-                _insert_rows(self.session, Company.__table__, new)
+                insert_rows(self.session, Company.__table__, new)
             self.outcome.new_companies += len(new)
             found.update({_norm_name(c["name"]): c["id"] for c in new})
         for row in rows:
@@ -1220,8 +1113,8 @@ class _Run:
                         self.tops[stage_id] = top
         new_rows = [self._insert_values(r) for r in creates]
         if new_rows:
-            _insert_rows(self.session, self.model.__table__, new_rows)
-            _insert_rows(self.session, RecordHistory.__table__, self._created_history(new_rows))
+            insert_rows(self.session, self.model.__table__, new_rows)
+            insert_rows(self.session, RecordHistory.__table__, self._created_history(new_rows))
         links: list[dict[str, Any]] = []
         tag_table = self.spec.entity.tag_table
         column = self.spec.entity.tag_column
@@ -1231,7 +1124,7 @@ class _Run:
             self._update(row, tag_ids, links)
         if links and tag_table is not None:
             unique = {(link[column], link["tag_id"]): link for link in links}
-            _insert_rows(self.session, tag_table, list(unique.values()))
+            insert_rows(self.session, tag_table, list(unique.values()))
         if self.spec.name == "activity":
             contacts = {v["contact_id"] for v in new_rows if v.get("contact_id")}
             if contacts:
@@ -1354,7 +1247,7 @@ class _Run:
             {"id": uuid.uuid4(), "org_id": self.org_id, "name": wanted[k]} for k in wanted if k not in found
         ]
         if new:
-            _insert_rows(self.session, Tag.__table__, new)
+            insert_rows(self.session, Tag.__table__, new)
             found.update({t["name"].lower(): t["id"] for t in new})
         return found
 
