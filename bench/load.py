@@ -69,12 +69,19 @@ class Sampler(threading.Thread):
 
 @contextmanager
 def serve(
-    database_url: str, redis_url: str | None, *, workers: int = 4, threads: int = 1, timeout: int = 300
+    database_url: str,
+    redis_url: str | None,
+    *,
+    workers: int = 4,
+    threads: int = 1,
+    timeout: int = 300,
+    secret_key: str | None = None,
 ) -> Iterator[tuple[subprocess.Popen, str]]:
     """The README's production command (gunicorn, CRM_ENV=production) on loopback and a free port, as
     the plain web role made from the owner's `database_url`, with Redis at `redis_url` (None: each
     worker's own in-process cache). Yields the server and its base URL once /healthz answers; stops
-    the server and its workers (its process group) on leaving."""
+    the server and its workers (its process group) on leaving. `secret_key` (default: a random one)
+    when the client brings what the app signed elsewhere (bench/run.py's list cursors)."""
     import requests
 
     from bench.run import web_role_url
@@ -86,7 +93,7 @@ def serve(
         {
             "CRM_ENV": "production",
             "CRM_ALLOW_PLAIN_HTTP": "true",  # loopback without TLS: cookies without Secure, no HSTS
-            "SECRET_KEY": os.urandom(32).hex(),
+            "SECRET_KEY": secret_key or os.urandom(32).hex(),
             "DATABASE_URL": web_role_url(database_url),
         }
     )

@@ -51,6 +51,8 @@ SQLITE_END_MARK = "<!-- bench:sqlite:end -->"
 TARGET_P95_MS = 100.0
 SEARCH_TARGET_P95_MS = 50.0
 PASSWORD = "bench-password"
+# The apps' secret, the served one's too: the deep page row's cursor is signed with it.
+SECRET_KEY = "bench"
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def ensure_database(server: str, size: str, *, fresh: bool, prefix: str | None =
     sqlite = server == "sqlite"
     _recreate(server, name, drop=fresh)
     for _attempt in (1, 2):
-        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET_KEY})
         with app.app_context():
             upgrade(directory=str(ROOT / "migrations"))
             org = accounts.org_by_slug("bench")
@@ -462,7 +464,7 @@ def web_role_url(url: str) -> str:
     from crm_web.extensions import db
     from crm_web.services.db_roles import ensure_web_role
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET_KEY})
     with app.app_context():
         role = ensure_web_role(name=WEB_ROLE)
         db.session.remove()
@@ -777,7 +779,7 @@ def bench_app(url: str, slug: str = "bench") -> BenchApp:
     from crm_web.extensions import db
     from crm_web.models import Organization, User
 
-    owner_app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+    owner_app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET_KEY})
     specs = page_specs(owner_app, slug)
     with owner_app.app_context():
         admin_id, org_id = db.session.execute(
@@ -792,7 +794,7 @@ def bench_app(url: str, slug: str = "bench") -> BenchApp:
         db.engine.dispose()
     config = {
         "SQLALCHEMY_DATABASE_URI": web_role_url(url),
-        "SECRET_KEY": "bench",
+        "SECRET_KEY": SECRET_KEY,
         "WTF_CSRF_ENABLED": False,
         "RATELIMIT_ENABLED": False,
     }
@@ -910,7 +912,7 @@ def measure_served(
     owner = create_engine(url)
     new_epoch = text("UPDATE organizations SET cache_epoch = :epoch WHERE slug = 'bench'")
     headers = {"Accept": "text/html"}
-    with serve(url, redis_url, workers=workers) as (_server, host), http.Session() as client:
+    with serve(url, redis_url, workers=workers, secret_key=SECRET_KEY) as (_server, host), http.Session() as client:
         sign_in(client, host, f"admin-{size.lower()}@bench.example", PASSWORD)
         for result in results:
             if result.missing:

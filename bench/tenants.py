@@ -71,7 +71,7 @@ def _seed_tenants(url: str, indexes: list[int], password_hash: str, report_every
     from crm_web.extensions import db
     from crm_web.models import Organization, User
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": run.SECRET_KEY})
     with app.app_context():
         existing = set(db.session.scalars(select(Organization.slug).where(Organization.slug.like("tenant-%"))))
         done = 0
@@ -182,7 +182,7 @@ def _clone_tenants(url: str, indexes: list[int], sources: list[str], report_ever
     from crm_web.extensions import db
     from crm_web.models import Organization
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": run.SECRET_KEY})
     with app.app_context():
         statements = [text(statement) for statement in clone_statements()]
         found = db.session.execute(select(Organization.slug, Organization.id).where(Organization.slug.like("tenant-%")))
@@ -244,7 +244,7 @@ def add_tenants(url: str, count: int, *, jobs: int, seeded: int | None = None) -
     # serves that statement as well; the VACUUM ANALYZE at the end (statistics_target(url, None)) counts.
     statistics_target(url, 10)
     _seed_tenants(url, [0], password_hash, 1)
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": run.SECRET_KEY})
     with app.app_context():
         org = accounts.org_by_slug(MEASURED)
         assert org is not None
@@ -294,7 +294,7 @@ def migrate(url: str) -> None:
     from crm_web import create_app
     from crm_web.extensions import db
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": run.SECRET_KEY})
     with app.app_context():
         upgrade(directory=str(run.ROOT / "migrations"))
         db.engine.dispose()
