@@ -226,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readers", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    # A browser's connection ends at the proxy in front (nginx keeps it 75 s), not at gunicorn; with
+    # gunicorn's own 2 s default every board's connection closed just before its next poll (and at 5 s,
+    # the mover's before its next move, every 5 s).
+    parser.add_argument("--keep-alive", type=int, default=10, help="gunicorn's keep-alive seconds")
     parser.add_argument("--seconds", type=int, default=30, help="length of each phase")
     args = parser.parse_args(argv)
     import requests
@@ -251,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             str(args.workers),
             "--threads",
             str(args.threads),
+            "--keep-alive",
+            str(args.keep_alive),
             "--bind",
             f"127.0.0.1:{port}",
             "wsgi:app",
@@ -375,7 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         drop(args.database_url)
-    print(f"\ngunicorn {args.workers} workers x {args.threads} threads, polls every {POLL_SECONDS:.0f} s, ")
+    print(
+        f"\ngunicorn {args.workers} workers x {args.threads} threads (keep-alive {args.keep_alive} s), polls every "
+        f"{POLL_SECONDS:.0f} s, "
+    )
     print(f"phases of {args.seconds} s\n")
     for line in results:
         print(line)
