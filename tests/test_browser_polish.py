@@ -3,14 +3,17 @@ Esc and open one at a time, Cancel closes an inline New activity form, compact r
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
 from crm_web.extensions import db
-from crm_web.models import Contact, User
+from crm_web.models import Contact, Organization, User
 from crm_web.services.base import Actor
 from crm_web.services.contacts import ContactService
+from tests import factories
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -116,8 +119,13 @@ def test_dark_mode_follows_the_system_and_keeps_charts_readable(browser, live_se
     assert _luminance(colours["label"]) - _luminance(colours["card"]) > 90  # chart labels stand out
 
 
-def test_activity_toggles_are_round(page, page_errors, live_server, browser_login):
+def test_activity_toggles_are_round(page, page_errors, live_server, live_db, browser_login):
     """The Complete tick on My day and the timeline is a circle (.btn-icon.btn-sm's width made it an oval)."""
+    with live_db.app_context():  # one open activity of the admin's today, whatever the demo data gave them
+        admin = db.session.scalar(select(User).where(User.email == "admin@example.com"))
+        org = db.session.get(Organization, admin.org_id)
+        factories.make_activity(org, owner_id=admin.id, subject="Round tick", due_at=datetime.now(UTC))
+        db.session.remove()
     browser_login(page, "admin")
     page.goto(f"{live_server}/my-day")
     toggles = page.locator(".activity-toggle")

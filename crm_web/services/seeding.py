@@ -201,8 +201,9 @@ class Seeder:
         self.fake.seed_instance(seed)
         self.progress = progress or (lambda label, n: None)
         self.now = datetime.now(UTC)
-        self.user_ids = list(db.session.scalars(select(User.id).where(User.org_id == org.id).order_by(User.id)))
-        self.tag_ids = list(db.session.scalars(select(Tag.id).where(Tag.org_id == org.id).order_by(Tag.id)))
+        # In a stable order (ids are random): the same seed gives each user the same records.
+        self.user_ids = list(db.session.scalars(select(User.id).where(User.org_id == org.id).order_by(User.email)))
+        self.tag_ids = list(db.session.scalars(select(Tag.id).where(Tag.org_id == org.id).order_by(Tag.name)))
         # Pools of fake values: Faker is slow per call, so draw from pools for bulk volume.
         self.first_names = [self.fake.first_name() for _ in range(400)]
         self.last_names = [self.fake.last_name() for _ in range(600)]
