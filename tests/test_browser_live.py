@@ -45,7 +45,7 @@ def test_a_drag_and_a_delete_with_undo_in_one_board_show_in_the_other(browser, l
             mover.mouse.move(grab["x"] + 5, grab["y"] + 5)
             mover.mouse.down()
             mover.mouse.move(grab["x"] + 30, grab["y"] + 30, steps=5)
-            mover.mouse.move(drop["x"] + drop["width"] / 2, drop["y"] + drop["height"] - 10, steps=15)
+            mover.mouse.move(drop["x"] + drop["width"] / 2, drop["y"] + drop["height"] / 2, steps=15)
             mover.mouse.up()
         assert moved.value.status == 200
 
