@@ -8,12 +8,17 @@ their own, one cookie session each); phases of a fixed length:
 3. pages + idle boards: the same page clients with the boards open: their latency again;
 4. changing: the boards while a deal moves every few seconds: each move re-renders every open board.
 
+`--stream`: the boards listen on live streams (crm_web/live_stream.py, served by a gunicorn gthread
+process of its own, as deploy/cluster.sh does) and ask only when told, as static/js/live.js does when
+the server offers a stream.
+
 Loopback only, bounded in time; it stops what it started and drops its database.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import multiprocessing
 import os
 import random
@@ -30,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DATABASE = "crm_bench_live"
 POLL_SECONDS = 2.0
+STREAM_SAFETY_SECONDS = 60.0  # static/js/live.js's STREAM_SAFETY_MS
 STATS_FLUSH = 25  # seconds: idle PostgreSQL backends report their statistics late
 PAGES = ["/deals/board", "/contacts", "/deals", "/activities", "/"]
 
@@ -143,10 +149,11 @@ OUTCOMES = ("204", "200", "error")
 class Board(threading.Thread):
     """One open board: its page once, then a poll every POLL_SECONDS with the stamp it holds."""
 
-    def __init__(self, host: str, cookies, stop, counters, ready, lag):
+    def __init__(self, host: str, cookies, stop, counters, ready, lag, stream_port: int | None = None):
         super().__init__(daemon=True)
         self.host, self.cookies, self.stop, self.counters, self.ready = host, cookies, stop, counters, ready
         self.lag = lag  # [time of the last move, longest wait of a board for a move's update]
+        self.stream_port = stream_port  # listen on a live stream and ask when told, instead of polling
 
     def run(self) -> None:
         import requests
@@ -159,15 +166,16 @@ class Board(threading.Thread):
         stamp = re.search(r'data-live-stamp="([^"]*)"', html).group(1)
         query = re.search(r'data-board-query="([^"]*)"', html).group(1).replace("&amp;", "&")
         self.stop.wait(random.uniform(0, POLL_SECONDS))  # pages open at different moments
-        first = True
-        while not self.stop.is_set():
+        self.stamp, self.first = stamp, True
+
+        def ask() -> None:
             try:
                 response = session.get(
-                    f"{self.host}/live/deals?s={stamp}&n=0&board=1&{query}",
+                    f"{self.host}/live/deals?s={self.stamp}&n=0&board=1&{query}",
                     headers={"HX-Request": "true"},
                     timeout=30,
                 )
-                stamp = response.headers.get("X-Live-Stamp", stamp)
+                self.stamp = response.headers.get("X-Live-Stamp", self.stamp)
                 outcome = OUTCOMES.index(str(response.status_code)) if str(response.status_code) in OUTCOMES else 2
             except requests.RequestException:
                 outcome = 2
@@ -176,18 +184,55 @@ class Board(threading.Thread):
             if outcome == 1:  # an update: how long after the move it reached this board
                 with self.lag.get_lock():
                     self.lag[1] = max(self.lag[1], time.time() - self.lag[0])
-            if first:  # past its first poll (the full one, which loads the user)
-                first = False
+            if self.first:  # past its first poll (the full one, which loads the user)
+                self.first = False
                 with self.ready.get_lock():
                     self.ready.value += 1
+
+        if self.stream_port is not None:
+            self.listen(ask, session)
+            return
+        while not self.stop.is_set():
+            ask()
             self.stop.wait(POLL_SECONDS)
 
+    def listen(self, ask, session) -> None:
+        """As live.js with a stream: ask on opening, then when told that deals changed (and every
+        STREAM_SAFETY_SECONDS); a stream that ends is opened again."""
+        cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+        while not self.stop.is_set():
+            connection = http.client.HTTPConnection("127.0.0.1", self.stream_port, timeout=5)
+            try:
+                connection.request("GET", "/live/stream", headers={"Cookie": cookie, "Accept": "text/event-stream"})
+                response = connection.getresponse()
+                if response.status != 200:
+                    response.read()
+                    ask()
+                    self.stop.wait(POLL_SECONDS)
+                    continue
+                ask()
+                asked = time.monotonic()
+                while not self.stop.is_set():
+                    try:
+                        line = response.readline()
+                    except TimeoutError:  # a quiet stream: only to look at the stop flag and the safety poll
+                        line = b"\n"
+                    if not line:
+                        break  # the stream ended (its lifetime): open it again
+                    if line == b"event: deals\n" or time.monotonic() - asked > STREAM_SAFETY_SECONDS:
+                        ask()
+                        asked = time.monotonic()
+            except OSError:
+                self.stop.wait(1)
+            finally:
+                connection.close()
 
-def run_boards(host: str, people: list, count: int, stop, counters, ready, lag) -> None:
+
+def run_boards(host: str, people: list, count: int, stop, counters, ready, lag, stream_port=None) -> None:
     """The boards, in a process of their own. They stand for browsers on other machines: on these shared
     cores they yield the CPU to the server and the readers (the polls per second show they keep pace)."""
     os.nice(10)
-    boards = [Board(host, people[i % len(people)], stop, counters, ready, lag) for i in range(count)]
+    boards = [Board(host, people[i % len(people)], stop, counters, ready, lag, stream_port) for i in range(count)]
     for board in boards:
         board.start()
     stop.wait()
@@ -231,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     # the mover's before its next move, every 5 s).
     parser.add_argument("--keep-alive", type=int, default=10, help="gunicorn's keep-alive seconds")
     parser.add_argument("--seconds", type=int, default=30, help="length of each phase")
+    parser.add_argument("--stream", action="store_true", help="the boards listen on live streams instead of polling")
     args = parser.parse_args(argv)
     import requests
 
@@ -247,7 +293,31 @@ def main(argv: list[str] | None = None) -> int:
         "DATABASE_URL": url,
         "REDIS_URL": args.redis_url,
         "RATELIMIT_STORAGE_URI": "memory://",
+        "LIVE_STREAM": "1" if args.stream else "",
     }
+    stream_port = free_port() if args.stream else None
+    streams = (
+        subprocess.Popen(
+            [
+                str(BIN / "gunicorn"),
+                "--workers",
+                "1",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(args.boards + 20),
+                "--bind",
+                f"127.0.0.1:{stream_port}",
+                "wsgi:app",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stderr=subprocess.DEVNULL,
+        )
+        if args.stream
+        else None
+    )
     server = subprocess.Popen(
         [
             str(BIN / "gunicorn"),
@@ -275,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             except requests.RequestException:
                 time.sleep(0.2)
         people = [sign_in(host, f"{role}@example.com").cookies for role in ("admin", "manager", "sales")]
-        pids = server_pids(server.pid)
+        pids = server_pids(server.pid) + (server_pids(streams.pid) if streams else [])
 
         def readers_phase(label: str) -> None:
             stop, times = threading.Event(), []
@@ -307,7 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         context = multiprocessing.get_context("fork")
         stop_boards, counters, ready = context.Event(), context.Array("i", 3), context.Value("i", 0)
         lag = context.Array("d", [time.time(), 0.0])
-        boards = context.Process(target=run_boards, args=(host, people, args.boards, stop_boards, counters, ready, lag))
+        boards = context.Process(
+            target=run_boards,
+            args=(host, people, args.boards, stop_boards, counters, ready, lag, stream_port),
+        )
         boards.start()
         deadline = time.time() + 300
         while ready.value < args.boards and time.time() < deadline:  # every board past its first poll
@@ -378,12 +451,18 @@ def main(argv: list[str] | None = None) -> int:
         stop_boards.set()
         boards.join(timeout=60)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        for process in (server, streams):
+            if process is not None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=30)
         drop(args.database_url)
     print(
-        f"\ngunicorn {args.workers} workers x {args.threads} threads (keep-alive {args.keep_alive} s), polls every "
-        f"{POLL_SECONDS:.0f} s, "
+        f"\ngunicorn {args.workers} workers x {args.threads} threads (keep-alive {args.keep_alive} s), "
+        + (
+            f"boards on live streams (one gthread process), asking when told and every {STREAM_SAFETY_SECONDS:.0f} s, "
+            if args.stream
+            else f"polls every {POLL_SECONDS:.0f} s, "
+        )
     )
     print(f"phases of {args.seconds} s\n")
     for line in results:

@@ -42,6 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from crm_web.views.live import IdleChecks
 
     app.wsgi_app = IdleChecks(app, app.wsgi_app)  # type: ignore[method-assign]
+    _serve_live_streams(app)
 
     from crm_web import htmx, rendering, security
     from crm_web.cli import register_cli
@@ -90,6 +91,19 @@ def _warn_about_retired_settings() -> None:
             "api-token create --name legacy --from-env CRM_INTERNAL_TOKEN --scope stats:read --scope usage:write "
             "--all-orgs`, then unset it (README, Internal API)."
         )
+
+
+def _serve_live_streams(app: Flask) -> None:
+    """LIVE_STREAM: pages listen on /live/stream (crm_web/live_stream.py), which needs Redis to hear changes."""
+    if not app.config.get("LIVE_STREAM"):
+        return
+    if not app.config.get("REDIS_URL"):
+        logging.getLogger(__name__).warning("LIVE_STREAM needs REDIS_URL; live pages poll instead.")
+        app.config["LIVE_STREAM"] = False
+        return
+    from crm_web.live_stream import LiveStreams
+
+    app.wsgi_app = LiveStreams(app, app.wsgi_app)  # type: ignore[method-assign]
 
 
 def _trust_proxies(app: Flask) -> None:

@@ -74,6 +74,13 @@ def settings_from_env() -> dict:
         # where jobs run (None: rq with REDIS_URL, else a thread).
         "IMPORT_DIR": os.environ.get("IMPORT_DIR") or None,
         "IMPORT_JOBS": os.environ.get("IMPORT_JOBS") or None,
+        # Live pages listen on a server-sent event stream instead of polling (crm_web/live_stream.py):
+        # needs REDIS_URL, and a proxy that sends /live/stream to processes made to hold open
+        # connections (deploy/). Streams send a heartbeat every LIVE_STREAM_HEARTBEAT seconds and end
+        # after LIVE_STREAM_MAX_SECONDS (the browser reconnects; the session is checked again).
+        "LIVE_STREAM": os.environ.get("LIVE_STREAM", "").lower() in ("1", "true", "yes", "on"),
+        "LIVE_STREAM_HEARTBEAT": float(os.environ.get("LIVE_STREAM_HEARTBEAT", "15")),
+        "LIVE_STREAM_MAX_SECONDS": float(os.environ.get("LIVE_STREAM_MAX_SECONDS", "300")),
         # An upload left as a draft (never run) this long is removed with its file: on the next upload
         # of its organisation, and when a worker starts.
         "IMPORT_DRAFT_MAX_AGE_HOURS": float(os.environ.get("IMPORT_DRAFT_MAX_AGE_HOURS", "24")),

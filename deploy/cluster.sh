@@ -3,6 +3,7 @@
 # (postgresql, pgbouncer, redis-server, nginx-light) and the project's venv, no containers:
 #
 #   nginx :LB_PORT  ->  gunicorn node 1 :NODE1_PORT, node 2 :NODE2_PORT  (+ `flask crm worker`)
+#                   ->  /live/stream: gunicorn gthread :STREAM_PORT (the live streams, one thread per open page)
 #                         |-> PgBouncer :PGBOUNCER_PORT (transaction pooling) -> PostgreSQL primary :PG_PRIMARY_PORT
 #                         |                                                   -> streaming replica :PG_REPLICA_PORT
 #                         '-> Redis :REDIS_PORT (cache, rate limits, import jobs)
@@ -17,6 +18,8 @@ CLUSTER_DIR="${CLUSTER_DIR:-/tmp/crm-cluster}"
 LB_PORT="${LB_PORT:-58080}"
 NODE1_PORT="${NODE1_PORT:-58001}"
 NODE2_PORT="${NODE2_PORT:-58002}"
+STREAM_PORT="${STREAM_PORT:-58003}"
+STREAM_THREADS="${STREAM_THREADS:-500}"
 PG_PRIMARY_PORT="${PG_PRIMARY_PORT:-55432}"
 PG_REPLICA_PORT="${PG_REPLICA_PORT:-55433}"
 PGBOUNCER_PORT="${PGBOUNCER_PORT:-56432}"
@@ -25,7 +28,7 @@ NODE_WORKERS="${NODE_WORKERS:-2}"
 BIN="$ROOT/.venv/bin"
 PG_BIN="$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -1)")"
 cd "$ROOT"
-export CLUSTER_DIR LB_PORT NODE1_PORT NODE2_PORT PG_PRIMARY_PORT PG_REPLICA_PORT PGBOUNCER_PORT REDIS_PORT
+export CLUSTER_DIR LB_PORT NODE1_PORT NODE2_PORT STREAM_PORT PG_PRIMARY_PORT PG_REPLICA_PORT PGBOUNCER_PORT REDIS_PORT
 
 as_postgres() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -58,6 +61,7 @@ app_env() {
   export DATABASE_POOLING=transaction
   export DATABASE_REPLICA_URL="postgresql+psycopg://crm_web@127.0.0.1:$PGBOUNCER_PORT/crm_replica"
   export IMPORT_DIR="$CLUSTER_DIR/imports"
+  export LIVE_STREAM=1  # nginx sends /live/stream to the stream process (start_streams)
 }
 
 start() {
@@ -99,18 +103,19 @@ start() {
   app_env
   start_node 1 "$NODE1_PORT"
   start_node 2 "$NODE2_PORT"
+  start_streams
   if ! alive "$CLUSTER_DIR/worker.pid"; then
     nohup "$BIN/flask" --app wsgi crm worker </dev/null >>"$CLUSTER_DIR/log/worker.log" 2>&1 &
     echo $! > "$CLUSTER_DIR/worker.pid"
   fi
 
   # nginx in front.
-  envsubst '${CLUSTER_DIR} ${NODE1_PORT} ${NODE2_PORT} ${LB_PORT}' < "$ROOT/deploy/nginx.conf.template" > "$CLUSTER_DIR/nginx.conf"
+  envsubst '${CLUSTER_DIR} ${NODE1_PORT} ${NODE2_PORT} ${STREAM_PORT} ${LB_PORT}' < "$ROOT/deploy/nginx.conf.template" > "$CLUSTER_DIR/nginx.conf"
   if ! alive "$CLUSTER_DIR/nginx.pid"; then
     /usr/sbin/nginx -c "$CLUSTER_DIR/nginx.conf" -p "$CLUSTER_DIR" -e "$CLUSTER_DIR/log/nginx-error.log"
   fi
   wait_for "the app behind nginx" curl -fsS "http://127.0.0.1:$LB_PORT/healthz"
-  echo "cluster: http://127.0.0.1:$LB_PORT (nodes :$NODE1_PORT :$NODE2_PORT, PgBouncer :$PGBOUNCER_PORT," \
+  echo "cluster: http://127.0.0.1:$LB_PORT (nodes :$NODE1_PORT :$NODE2_PORT, streams :$STREAM_PORT, PgBouncer :$PGBOUNCER_PORT," \
        "PostgreSQL :$PG_PRIMARY_PORT + replica :$PG_REPLICA_PORT, Redis :$REDIS_PORT; $CLUSTER_DIR)"
   sed -n '2,$p' "$CLUSTER_DIR/log/demo.txt"
 }
@@ -151,6 +156,15 @@ start_node() {  # start_node N PORT (also used by the fault load test to bring a
   wait_for "node $n" curl -fsS "http://127.0.0.1:$port/healthz"
 }
 
+start_streams() {  # the live streams: threads that wait on open connections, no database work
+  alive "$CLUSTER_DIR/streams.pid" && return 0
+  app_env
+  "$BIN/gunicorn" --chdir "$ROOT" --daemon --pid "$CLUSTER_DIR/streams.pid" --workers 1 --worker-class gthread \
+    --threads "$STREAM_THREADS" --timeout 300 --bind "127.0.0.1:$STREAM_PORT" \
+    --error-logfile "$CLUSTER_DIR/log/streams.log" wsgi:app
+  wait_for "the stream process" curl -fsS "http://127.0.0.1:$STREAM_PORT/healthz"
+}
+
 stop_pid() {  # stop_pid PIDFILE [SIGNAL]
   if alive "$1"; then
     local pid; pid="$(head -1 "$1")"
@@ -164,6 +178,7 @@ stop() {
   [ -f "$CLUSTER_DIR/nginx.pid" ] && stop_pid "$CLUSTER_DIR/nginx.pid" QUIT
   stop_pid "$CLUSTER_DIR/node1.pid"
   stop_pid "$CLUSTER_DIR/node2.pid"
+  stop_pid "$CLUSTER_DIR/streams.pid"
   stop_pid "$CLUSTER_DIR/worker.pid"
   stop_pid "$CLUSTER_DIR/pgbouncer/pgbouncer.pid" TERM
   alive "$CLUSTER_DIR/redis.pid" && redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
@@ -175,7 +190,7 @@ stop() {
 }
 
 status() {
-  for name in nginx.pid node1.pid node2.pid worker.pid pgbouncer/pgbouncer.pid redis.pid pg/primary/postmaster.pid pg/replica/postmaster.pid; do
+  for name in nginx.pid node1.pid node2.pid streams.pid worker.pid pgbouncer/pgbouncer.pid redis.pid pg/primary/postmaster.pid pg/replica/postmaster.pid; do
     if alive "$CLUSTER_DIR/$name"; then echo "up    $name"; else echo "down  $name"; fi
   done
 }

@@ -160,12 +160,41 @@ def cache_delete(*keys: str) -> None:
         breaker.succeeded()
 
 
+def redis_client() -> Any | None:
+    """The shared cache's Redis client (Flask-Caching's), or None for the in-process cache."""
+    return getattr(getattr(cache, "cache", None), "_write_client", None)
+
+
+def channel(client: Any, name: str) -> str:
+    """A pub/sub channel of this app's cache: Redis channels are server-wide, not per database, so the
+    key prefix and the database number are part of the name (two apps on one Redis never hear each other)."""
+    prefix = current_app.config.get("CACHE_KEY_PREFIX") or ""
+    return f"{prefix}{client.connection_pool.connection_kwargs.get('db', 0)}:{name}"
+
+
+def cache_publish(messages: list[tuple[str, str]]) -> None:
+    """Publish (channel, message) pairs on the shared cache's Redis in one round trip: what the live
+    streams listen to (crm_web/live_stream.py). Nothing to do with the in-process cache; an unreachable
+    Redis is ignored like any cache write (pages catch up from their stamps)."""
+    client = redis_client()
+    if not messages or client is None or not breaker.allows():
+        return
+    try:
+        pipeline = client.pipeline(transaction=False)
+        for name, message in messages:
+            pipeline.publish(channel(client, name), message)
+        pipeline.execute()
+    except Exception as error:
+        _failed("publish", error)
+    else:
+        breaker.succeeded()
+
+
 def cache_status() -> str:
     """Ask the cache itself (the health check): "ok", "unavailable", or "in-process" (no shared cache).
 
     Always asks, whatever the breaker says, and its answer opens or closes the breaker."""
-    backend = getattr(cache, "cache", None)
-    client = getattr(backend, "_write_client", None)
+    client = redis_client()
     if client is None:
         return "in-process"
     try:

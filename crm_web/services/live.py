@@ -30,7 +30,7 @@ from sqlalchemy import Table, event
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from crm_web.database import CURRENT_ORG_INFO_KEY
-from crm_web.services.cache import breaker, cache_get_many, cache_set
+from crm_web.services.cache import breaker, cache_get_many, cache_publish, cache_set
 
 EVERY_ORG = "*"
 # Which live domain a write to a table changes (the board shows pipelines, stages and converted sums).
@@ -64,6 +64,12 @@ def domain_key(org: str, domain: str) -> str:
 
 def record_key(org: str, domain: str, record_id: uuid.UUID | str) -> str:
     return f"live:{domain}:{org}:{record_id}"
+
+
+def stream_channel(org: str, user: str | None = None) -> str:
+    """What the live streams hear (crm_web/live_stream.py): an organisation's changed domains, and on a
+    user's own channel that their bell has something new. Only names travel, never data."""
+    return f"live:{org}:{user}" if user else f"live:{org}"
 
 
 def bell_key(org: str, user: str) -> str:
@@ -187,6 +193,11 @@ def publish(changed: Iterable[tuple[str, str, str | None]], *, by_id: str = "", 
             return
     for org, user in recipients:
         cache_set(record_key(org, NOTIFICATIONS, user), {"v": secrets.token_hex(6)}, timeout=STAMP_SECONDS)
+    # Then tell the open streams, after the stamps they will ask about are stored.
+    cache_publish(
+        [(stream_channel(org), domain) for org, domain in domains]
+        + [(stream_channel(org, user), "bell") for org, user in recipients]
+    )
 
 
 # --- reading -------------------------------------------------------------------------------------

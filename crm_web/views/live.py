@@ -95,6 +95,20 @@ def _stamp_live_pages() -> None:
     }
 
 
+@bp.before_app_request
+def _record_session_org() -> None:
+    """Write the organisation into the signed session on the first page a user opens, so the layers in
+    front of the app (the idle answer, the live stream) know it without loading the user."""
+    if request.method != "GET" or request.headers.get("HX-Request") == "true":
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "is_background", False) or not current_user.is_authenticated:
+        return  # a poll loads no user while nothing changed
+    mark = [session.get("_user_id"), str(current_user.org_id)]
+    if session.get(SESSION_MARK) != mark:
+        session[SESSION_MARK] = mark
+
+
 def _session_org(data: Any = session) -> str | None:
     """The organisation of the signed session, when a full answer of this endpoint recorded it for the
     same user (and session version); else None (then the user is loaded)."""
@@ -103,6 +117,29 @@ def _session_org(data: Any = session) -> str | None:
     if user_key and isinstance(mark, list) and len(mark) == 2 and mark[0] == user_key:
         return str(mark[1])
     return None
+
+
+def signed_session(app: Flask, environ: dict[str, Any]) -> dict[str, Any] | None:
+    """The signed session cookie of a request, read as Flask reads it (same serializer and lifetime),
+    or None when it is missing, forged, expired, or over by the session age checks of auth.py: for the
+    layers in front of the app (IdleChecks, crm_web/live_stream.py), which answer without a Flask request."""
+    interface = app.session_interface
+    if not isinstance(interface, SecureCookieSessionInterface):
+        return None
+    cookie = parse_cookie(environ).get(app.config["SESSION_COOKIE_NAME"])
+    serializer = interface.get_signing_serializer(app)
+    if not cookie or serializer is None:
+        return None
+    try:
+        data = serializer.loads(cookie, max_age=int(app.permanent_session_lifetime.total_seconds()))
+    except BadSignature:
+        return None
+    started, seen = data.get(SESSION_STARTED), data.get(SESSION_SEEN)
+    if not isinstance(started, int) or not isinstance(seen, int):
+        return None
+    if session_over(started, seen, int(time.time()), app.config) is not None:
+        return None  # the app ends the session and answers as for a signed-out page
+    return dict(data)
 
 
 class IdleChecks:
@@ -138,31 +175,13 @@ class IdleChecks:
                 uuid.UUID(args["id"].strip())
             except ValueError:
                 return None  # the app's 400
-        org = self._session_org(environ)
+        data = signed_session(self.app, environ)
+        org = _session_org(data) if data is not None else None
         if org is None:
             return None
         with self.app.app_context():  # the cache (Flask-Caching) and its breaker live there
             stamp, _ = live.current(org, domain)
         return stamp if stamp in (args.get("s", ""), live.OFFLINE) else None
-
-    def _session_org(self, environ: dict[str, Any]) -> str | None:
-        interface = self.app.session_interface
-        if not isinstance(interface, SecureCookieSessionInterface):
-            return None
-        cookie = parse_cookie(environ).get(self.app.config["SESSION_COOKIE_NAME"])
-        serializer = interface.get_signing_serializer(self.app)
-        if not cookie or serializer is None:
-            return None
-        try:
-            data = serializer.loads(cookie, max_age=int(self.app.permanent_session_lifetime.total_seconds()))
-        except BadSignature:
-            return None
-        started, seen = data.get(SESSION_STARTED), data.get(SESSION_SEEN)
-        if not isinstance(started, int) or not isinstance(seen, int):
-            return None
-        if session_over(started, seen, int(time.time()), self.app.config) is not None:
-            return None  # the app ends the session and answers as for a signed-out page
-        return _session_org(data)
 
 
 def _unchanged(stamp: str) -> Response:

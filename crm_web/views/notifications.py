@@ -83,7 +83,7 @@ def bell():
     basis, _entry = _bell_state(org, user)  # after the reminders' commit
     if basis != live.OFFLINE:
         cache_set(live.bell_key(org, user), {"basis": basis, "next": due.timestamp()}, timeout=live.STAMP_SECONDS)
-    return render_page("components/bell.html", block="bell", count=count, stamp=basis)
+    return render_page("components/bell.html", block="bell", count=count, stamp=basis, next_due=int(due.timestamp()))
 
 
 @bp.get("/notifications")
