@@ -1093,3 +1093,95 @@ def test_a_dismissal_made_while_the_scan_ran_is_not_stored(app, org, users, monk
     assert scan.group_count == 1 and positions == [0] and scan.dismissed == []
     page = service(users).page("company")
     assert page.total == 1 and {r.name for r in page.groups[0].records} == {"Globex", "Globex Ltd"}
+
+
+def test_the_migration_carries_the_stored_scans_over_and_back(engine_name, tmp_path):
+    """0038_duplicate_groups on a database at 0034 holding a stored scan of three groups, one of them
+    dismissed since (a fresh database per engine): the other two become rows in their order, with
+    their members; the downgrade writes them back as the JSON document."""
+    import json
+    from contextlib import nullcontext
+
+    import sqlalchemy as sa
+    from flask_migrate import downgrade, upgrade
+
+    from crm_web import create_app
+    from tests.conftest import MIGRATIONS, base_config, postgres_database
+
+    org = uuid.uuid4()
+    groups = [
+        {"ids": sorted(str(uuid.uuid4()) for _ in range(size)), "score": score, "reasons": reasons}
+        for size, score, reasons in ((3, 100, ["email", "phone"]), (2, 95, ["company_name"]), (2, 90, ["phone"]))
+    ]
+    organizations = sa.table(
+        "organizations",
+        sa.column("id", sa.Uuid()),
+        sa.column("name", sa.String()),
+        sa.column("slug", sa.String()),
+        sa.column("created_at", sa.DateTime()),
+        sa.column("updated_at", sa.DateTime()),
+    )
+    scans = sa.table(
+        "duplicate_scans",
+        sa.column("id", sa.Uuid()),
+        sa.column("org_id", sa.Uuid()),
+        sa.column("entity_type", sa.String()),
+        sa.column("status", sa.String()),
+        sa.column("groups", sa.JSON()),
+        sa.column("started_at", sa.DateTime()),
+    )
+    dismissals = sa.table(
+        "duplicate_dismissals",
+        sa.column("id", sa.Uuid()),
+        sa.column("org_id", sa.Uuid()),
+        sa.column("entity_type", sa.String()),
+        sa.column("first_id", sa.Uuid()),
+        sa.column("second_id", sa.Uuid()),
+        sa.column("created_at", sa.DateTime()),
+    )
+    place = nullcontext(f"sqlite:///{tmp_path / 'm.sqlite3'}") if engine_name == "sqlite" else postgres_database()
+    with place as url:
+        fresh = create_app(base_config(url))
+        with fresh.app_context():
+            engine = db.engine
+            upgrade(directory=MIGRATIONS, revision="0034_served_l")
+            now = utcnow().replace(tzinfo=None)
+            with engine.begin() as c:
+                c.execute(organizations.insert().values(id=org, name="A", slug="a", created_at=now, updated_at=now))
+                c.execute(
+                    scans.insert().values(
+                        id=uuid.uuid4(), org_id=org, entity_type="company", status="done", groups=groups, started_at=now
+                    )
+                )
+                first, second = (uuid.UUID(i) for i in groups[1]["ids"])
+                c.execute(
+                    dismissals.insert().values(
+                        id=uuid.uuid4(),
+                        org_id=org,
+                        entity_type="company",
+                        first_id=first,
+                        second_id=second,
+                        created_at=now,
+                    )
+                )
+            upgrade(directory=MIGRATIONS)
+            with engine.connect() as c:
+                stored = c.execute(
+                    text("SELECT position, score, ids, reasons FROM duplicate_scan_groups ORDER BY position")
+                ).all()
+                members = c.execute(text("SELECT record_id, position FROM duplicate_scan_members")).all()
+                scan = c.execute(text("SELECT group_count, dismissed FROM duplicate_scans")).one()
+            kept = [groups[0], groups[2]]
+            decoded = [(p, s, i if isinstance(i, list) else json.loads(i), r) for p, s, i, r in stored]
+            assert [(p, s, ids) for p, s, ids, _r in decoded] == [(n, g["score"], g["ids"]) for n, g in enumerate(kept)]
+            key = (lambda u: str(uuid.UUID(str(u)))) if engine_name == "sqlite" else str
+            assert sorted((key(r), p) for r, p in members) == sorted(
+                (i, n) for n, g in enumerate(kept) for i in g["ids"]
+            )
+            assert scan[0] == 2 and scan[1] in ([], "[]")
+            downgrade(directory=MIGRATIONS, revision="0034_served_l")
+            with engine.connect() as c:
+                document = c.execute(sa.select(scans.c.groups)).scalar_one()
+            assert document == kept
+            db.session.remove()
+            engine.dispose()

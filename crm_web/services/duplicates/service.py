@@ -362,11 +362,16 @@ class DuplicateService(ActorService):
             .order_by(DuplicateScanGroup.position)
         )
         if wanted is not None:
+            # A record is in one group at most: its position as a scalar subquery, then one primary-key
+            # lookup, a plan that needs no statistics of these tables (a freshly stored scan has none).
             member = DuplicateScanMember
-            holding = select(member.position).where(
-                member.org_id == self.org_id, member.entity_type == scan.entity_type, member.record_id == wanted
+            holding = (
+                select(member.position)
+                .where(member.org_id == self.org_id, member.entity_type == scan.entity_type, member.record_id == wanted)
+                .limit(1)
+                .scalar_subquery()
             )
-            rows = self.session.execute(groups.where(DuplicateScanGroup.position.in_(holding.scalar_subquery()))).all()
+            rows = self.session.execute(groups.where(DuplicateScanGroup.position == holding)).all()
             total, page = len(rows), 1
         else:
             total = max(0, scan.group_count - len(scan.dismissed or []))
@@ -476,11 +481,18 @@ class DuplicateService(ActorService):
         stay right. Their members' rows stay until the next scan: they lead to no group."""
         member, stored = DuplicateScanMember, DuplicateScanGroup
         where = (stored.org_id == self.org_id, stored.entity_type == scan.entity_type)
-        holding = select(member.position).where(
-            member.org_id == self.org_id, member.entity_type == scan.entity_type, member.record_id.in_(ids)
+        # Two primary-key lookups (the positions first, as a list): a plan that needs no statistics.
+        positions = set(
+            self.session.scalars(
+                select(member.position).where(
+                    member.org_id == self.org_id, member.entity_type == scan.entity_type, member.record_id.in_(ids)
+                )
+            )
         )
+        if not positions:
+            return
         candidates = self.session.execute(
-            select(stored.position, stored.ids).where(*where, stored.position.in_(holding))
+            select(stored.position, stored.ids).where(*where, stored.position.in_(sorted(positions)))
         )
         gone = [position for position, group_ids in candidates if not _kept(group_ids, pairs)]
         if not gone:
