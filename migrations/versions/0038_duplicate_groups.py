@@ -70,8 +70,7 @@ def _kept(ids, pairs):
     """services/duplicates/service._kept at this revision: not every pair of the group dismissed."""
     in_pairs = {i for pair in pairs for i in pair}
     return not (
-        all(i in in_pairs for i in ids)
-        and all(((a, b) if a < b else (b, a)) in pairs for a, b in combinations(ids, 2))
+        all(i in in_pairs for i in ids) and all(((a, b) if a < b else (b, a)) in pairs for a, b in combinations(ids, 2))
     )
 
 

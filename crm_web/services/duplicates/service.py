@@ -1056,17 +1056,32 @@ def run_scan(org_id: str, entity_type: str) -> None:
     matcher = Matcher(session(), org, entity_type)
     try:
         groups = matcher.scan_rows()
+        # The scan only read; its transaction ends here (a commit: a rollback would expire the objects
+        # of an inline job's request), so storing begins a transaction of its own (SQLite: at a
+        # snapshot taken with the write lock, not at the scan's, which another connection's write since
+        # would make it refuse).
+        session.commit()
+        _replace_groups(session, org, entity_type, matcher, groups)
     except Exception:
         session.rollback()
         session.execute(update(DuplicateScan).where(*where).values(status="failed"))
         session.commit()
         raise
-    # The scan's row locked ("Not a duplicate" locks it too), the previous groups deleted (on SQLite the
-    # first write, which takes the database's write lock), then the dismissals read again: one made
-    # while the scan ran is left out here, one made from now on waits and sees these groups.
-    scan = session.scalar(
-        select(DuplicateScan).where(*where).with_for_update().execution_options(populate_existing=True)
+
+
+def _replace_groups(session: Any, org: uuid.UUID, entity_type: str, matcher: Matcher, groups: list[Any]) -> None:
+    """The scan's groups replace the previous ones, in one transaction that begins by locking the scan's
+    row with a write (PostgreSQL: that row, which "Not a duplicate" locks too; SQLite: the database).
+    The dismissals are then read again: one made while the scan ran is left out here, one made from
+    now on waits and sees these groups."""
+    where = (DuplicateScan.org_id == org, DuplicateScan.entity_type == entity_type)
+    session.execute(
+        update(DuplicateScan)
+        .where(*where)
+        .values(status=DuplicateScan.status)
+        .execution_options(synchronize_session=False)
     )
+    scan = session.scalar(select(DuplicateScan).where(*where).execution_options(populate_existing=True))
     if scan is None:
         scan = DuplicateScan(org_id=org, entity_type=entity_type)
         session.add(scan)
