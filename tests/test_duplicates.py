@@ -828,7 +828,7 @@ def test_a_large_organisations_page_reads_the_stored_scan(
     assert scan.status == "done" and scan.group_count == 1 and scan.computed_at is not None
     with count_queries() as served:
         page = client.get("/companies/duplicates")
-    # the stored scan, the dismissals, the proposals, the records shown: no scan in the request
+    # the stored scan, its page of groups, the proposals, the records shown: no scan in the request
     assert page.status_code == 200 and "Same name" in page.text
     assert served.count == LOGIN_STATEMENTS + 4 + tenant_statements(engine_name, commits=0), served
     c = factories.make_company(org, name="ACME")  # not in the stored result until scanned again
