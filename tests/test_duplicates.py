@@ -825,10 +825,10 @@ def test_a_large_organisations_page_reads_the_stored_scan(
     assert first.status_code == 200 and "Results computed" in first.text and "Scan again" in first.text
     assert "card duplicate-group" in first.text
     scan = db.session.scalar(select(DuplicateScan).where(DuplicateScan.org_id == org.id))
-    assert scan.status == "done" and len(scan.groups) == 1 and scan.computed_at is not None
+    assert scan.status == "done" and scan.group_count == 1 and scan.computed_at is not None
     with count_queries() as served:
         page = client.get("/companies/duplicates")
-    # the stored scan, the dismissals, the proposals, the records shown: no scan in the request
+    # the stored scan, its page of groups, the proposals, the records shown: no scan in the request
     assert page.status_code == 200 and "Same name" in page.text
     assert served.count == LOGIN_STATEMENTS + 4 + tenant_statements(engine_name, commits=0), served
     c = factories.make_company(org, name="ACME")  # not in the stored result until scanned again
@@ -944,3 +944,244 @@ def test_without_redis_a_job_runs_in_a_thread_of_the_app(app, monkeypatch):
         if thread.name == "test-job":
             thread.join(timeout=10)
     assert _RAN == [("x", True)]
+
+
+# --- the stored groups as rows ------------------------------------------------------------------------
+
+
+def _many_company_groups(org, n: int) -> None:
+    """n groups of two companies ("Firm k" and "Firm k Inc."), in one statement."""
+    from sqlalchemy import insert
+
+    rows = [
+        {"id": uuid.uuid4(), "org_id": org.id, "name": f"Firm {k}{suffix}"}
+        for k in range(n)
+        for suffix in ("", " Inc.")
+    ]
+    db.session.execute(insert(Company), rows)
+    db.session.commit()
+
+
+def _stored(org, entity_type: str = "company"):
+    from crm_web.models import DuplicateScan, DuplicateScanGroup
+
+    db.session.expire_all()
+    scan = db.session.scalar(
+        select(DuplicateScan).where(DuplicateScan.org_id == org.id, DuplicateScan.entity_type == entity_type)
+    )
+    positions = list(
+        db.session.scalars(
+            select(DuplicateScanGroup.position)
+            .where(DuplicateScanGroup.org_id == org.id, DuplicateScanGroup.entity_type == entity_type)
+            .order_by(DuplicateScanGroup.position)
+        )
+    )
+    return scan, positions
+
+
+def _keys(page) -> list[str]:
+    return [",".join(str(i) for i in g.ids) for g in page.groups]
+
+
+def test_a_page_of_many_stored_groups_is_one_range_read(app, org, users, monkeypatch, count_queries, engine_name):
+    """300 stored groups: page 7 shows groups 151-175 of the scan's order, with the statements of page 1
+    and of the last page (the scan's row, the page's groups, the proposals, the records shown)."""
+    from crm_web.services.duplicates.service import run_scan
+
+    monkeypatch.setitem(app.config, "DUPLICATE_SCAN_IN_REQUEST", 2)
+    _many_company_groups(org, 300)
+    run_scan(str(org.id), "company")
+    expected = [",".join(row["ids"]) for row in Matcher(db.session, org.id, "company").scan_rows()]
+    assert len(expected) == 300
+    scan, positions = _stored(org)
+    assert scan.group_count == 300 and scan.dismissed == [] and positions == list(range(300))
+    counts = []
+    manager = service(users)
+    for number in (1, 7, 12):
+        with count_queries() as statements:
+            page = manager.page("company", page=number)
+        counts.append(statements.count)
+        assert page.total == 300 and page.paging.page == number
+        assert _keys(page) == expected[(number - 1) * 25 : number * 25]
+        assert all(len(g.records) == 2 for g in page.groups)
+    assert counts == [4 + tenant_statements(engine_name, commits=0)] * 3, counts
+    assert _keys(service(users).page("company", page=99)) == expected[275:]  # clamped to the last
+
+
+def test_not_a_duplicate_removes_exactly_that_stored_group(app, org, users, monkeypatch, count_queries, engine_name):
+    from crm_web.models import DuplicateScanGroup
+    from crm_web.services.duplicates.service import run_scan
+
+    monkeypatch.setitem(app.config, "DUPLICATE_SCAN_IN_REQUEST", 2)
+    _many_company_groups(org, 60)
+    trio = [factories.make_company(org, name=n) for n in ("Zeta", "Zeta Ltd", "Zeta GmbH")]
+    run_scan(str(org.id), "company")
+    expected = [",".join(row["ids"]) for row in Matcher(db.session, org.id, "company").scan_rows()]
+    assert len(expected) == 61
+    # Groups at ranks 3 and 40 dismissed (the whole group, as the page's button sends it).
+    for rank in (40, 3):
+        ids = [uuid.UUID(i) for i in expected[rank].split(",")]
+        assert service(users).dismiss("company", ids) == 1
+    live = [key for rank, key in enumerate(expected) if rank not in (3, 40)]
+    scan, positions = _stored(org)
+    assert scan.dismissed == [3, 40] and positions == [p for p in range(61) if p not in (3, 40)]
+    manager = service(users)
+    with count_queries() as statements:
+        first = manager.page("company")
+    assert first.total == 59 and _keys(first) == live[:25]
+    assert statements.count == 4 + tenant_statements(engine_name, commits=0), statements
+    assert _keys(service(users).page("company", page=2)) == live[25:50]
+    assert _keys(service(users).page("company", page=3)) == live[50:]
+    # A pair of a group of three: the group still stands (its other pairs are not dismissed) ...
+    trio_key = ",".join(sorted(str(c.id) for c in trio))
+    assert trio_key in expected
+    service(users).dismiss("company", [trio[0].id, trio[1].id])
+    assert _stored(org)[0].dismissed == [3, 40]
+    # ... until every pair of it is.
+    service(users).dismiss("company", [trio[0].id, trio[2].id])
+    service(users).dismiss("company", [trio[1].id, trio[2].id])
+    scan, positions = _stored(org)
+    gone = expected.index(trio_key)
+    assert scan.dismissed == sorted([3, 40, gone]) and gone not in positions
+    assert service(users).page("company").total == 58
+    assert service(users).page("company", group=trio[0].id).groups == []
+    # Scanned again: the rows replaced, positions dense again, nothing left to skip.
+    run_scan(str(org.id), "company")
+    scan, positions = _stored(org)
+    assert scan.group_count == 58 and scan.dismissed == [] and positions == list(range(58))
+    assert db.session.scalar(select(func.count()).select_from(DuplicateScanGroup)) == 58
+
+
+def test_the_group_of_a_record_is_found_through_its_members(app, org, users, monkeypatch, count_queries, engine_name):
+    from crm_web.services.duplicates.service import run_scan
+
+    monkeypatch.setitem(app.config, "DUPLICATE_SCAN_IN_REQUEST", 2)
+    _many_company_groups(org, 40)
+    hooli = [factories.make_company(org, name=f"Hooli {suffix}") for suffix in ("", "Inc", "LLC", "Ltd", "GmbH")]
+    run_scan(str(org.id), "company")
+    manager = service(users)
+    manager.page("company")  # a transaction begun (PostgreSQL: the tenant setting applied)
+    with count_queries() as statements:
+        page = manager.page("company", group=hooli[2].id)
+    assert page.total == 1 and len(page.groups) == 1
+    assert set(page.groups[0].ids) == {c.id for c in hooli} and len(page.groups[0].records) == 5
+    assert statements.count == 4 + tenant_statements(engine_name, commits=0), statements
+    assert service(users).page("company", group=uuid.uuid4()).groups == []
+    loner = factories.make_company(org, name="Unique Name Corp")
+    assert service(users).page("company", group=loner.id).groups == []
+
+
+def test_a_dismissal_made_while_the_scan_ran_is_not_stored(app, org, users, monkeypatch):
+    """The job reads the dismissals again once it holds the scan's row: a group dismissed after the scan
+    read them is not stored."""
+    from crm_web.services.duplicates.service import run_scan
+
+    monkeypatch.setitem(app.config, "DUPLICATE_SCAN_IN_REQUEST", 2)
+    a, b = factories.make_company(org, name="Acme"), factories.make_company(org, name="Acme Inc.")
+    factories.make_company(org, name="Globex"), factories.make_company(org, name="Globex Ltd")
+    original = Matcher.scan_rows
+
+    def scan_then_dismiss(self):
+        rows = original(self)
+        service(users).dismiss("company", [a.id, b.id])  # committed while the job was computing
+        return rows
+
+    monkeypatch.setattr(Matcher, "scan_rows", scan_then_dismiss)
+    run_scan(str(org.id), "company")
+    monkeypatch.setattr(Matcher, "scan_rows", original)
+    scan, positions = _stored(org)
+    assert scan.group_count == 1 and positions == [0] and scan.dismissed == []
+    page = service(users).page("company")
+    assert page.total == 1 and {r.name for r in page.groups[0].records} == {"Globex", "Globex Ltd"}
+
+
+def test_the_migration_carries_the_stored_scans_over_and_back(engine_name, tmp_path):
+    """0038_duplicate_groups on a database at 0034 holding a stored scan of three groups, one of them
+    dismissed since (a fresh database per engine): the other two become rows in their order, with
+    their members; the downgrade writes them back as the JSON document."""
+    import json
+    from contextlib import nullcontext
+
+    import sqlalchemy as sa
+    from flask_migrate import downgrade, upgrade
+
+    from crm_web import create_app
+    from tests.conftest import MIGRATIONS, base_config, postgres_database
+
+    org = uuid.uuid4()
+    groups = [
+        {"ids": sorted(str(uuid.uuid4()) for _ in range(size)), "score": score, "reasons": reasons}
+        for size, score, reasons in ((3, 100, ["email", "phone"]), (2, 95, ["company_name"]), (2, 90, ["phone"]))
+    ]
+    organizations = sa.table(
+        "organizations",
+        sa.column("id", sa.Uuid()),
+        sa.column("name", sa.String()),
+        sa.column("slug", sa.String()),
+        sa.column("created_at", sa.DateTime()),
+        sa.column("updated_at", sa.DateTime()),
+    )
+    scans = sa.table(
+        "duplicate_scans",
+        sa.column("id", sa.Uuid()),
+        sa.column("org_id", sa.Uuid()),
+        sa.column("entity_type", sa.String()),
+        sa.column("status", sa.String()),
+        sa.column("groups", sa.JSON()),
+        sa.column("started_at", sa.DateTime()),
+    )
+    dismissals = sa.table(
+        "duplicate_dismissals",
+        sa.column("id", sa.Uuid()),
+        sa.column("org_id", sa.Uuid()),
+        sa.column("entity_type", sa.String()),
+        sa.column("first_id", sa.Uuid()),
+        sa.column("second_id", sa.Uuid()),
+        sa.column("created_at", sa.DateTime()),
+    )
+    place = nullcontext(f"sqlite:///{tmp_path / 'm.sqlite3'}") if engine_name == "sqlite" else postgres_database()
+    with place as url:
+        fresh = create_app(base_config(url))
+        with fresh.app_context():
+            engine = db.engine
+            upgrade(directory=MIGRATIONS, revision="0034_served_l")
+            now = utcnow().replace(tzinfo=None)
+            with engine.begin() as c:
+                c.execute(organizations.insert().values(id=org, name="A", slug="a", created_at=now, updated_at=now))
+                c.execute(
+                    scans.insert().values(
+                        id=uuid.uuid4(), org_id=org, entity_type="company", status="done", groups=groups, started_at=now
+                    )
+                )
+                first, second = (uuid.UUID(i) for i in groups[1]["ids"])
+                c.execute(
+                    dismissals.insert().values(
+                        id=uuid.uuid4(),
+                        org_id=org,
+                        entity_type="company",
+                        first_id=first,
+                        second_id=second,
+                        created_at=now,
+                    )
+                )
+            upgrade(directory=MIGRATIONS)
+            with engine.connect() as c:
+                stored = c.execute(
+                    text("SELECT position, score, ids, reasons FROM duplicate_scan_groups ORDER BY position")
+                ).all()
+                members = c.execute(text("SELECT record_id, position FROM duplicate_scan_members")).all()
+                scan = c.execute(text("SELECT group_count, dismissed FROM duplicate_scans")).one()
+            kept = [groups[0], groups[2]]
+            decoded = [(p, s, i if isinstance(i, list) else json.loads(i), r) for p, s, i, r in stored]
+            assert [(p, s, ids) for p, s, ids, _r in decoded] == [(n, g["score"], g["ids"]) for n, g in enumerate(kept)]
+            key = (lambda u: str(uuid.UUID(str(u)))) if engine_name == "sqlite" else str
+            assert sorted((key(r), p) for r, p in members) == sorted(
+                (i, n) for n, g in enumerate(kept) for i in g["ids"]
+            )
+            assert scan[0] == 2 and scan[1] in ([], "[]")
+            downgrade(directory=MIGRATIONS, revision="0034_served_l")
+            with engine.connect() as c:
+                document = c.execute(sa.select(scans.c.groups)).scalar_one()
+            assert document == kept
+            db.session.remove()
+            engine.dispose()

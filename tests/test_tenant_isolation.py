@@ -9,6 +9,7 @@ app signed in as a user of one org, running deliberately unscoped queries.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy.exc import ProgrammingError
 from crm_web import create_app
 from crm_web.database import CURRENT_ORG_INFO_KEY
 from crm_web.extensions import db
-from crm_web.models import Activity, Contact, Deal, Organization
+from crm_web.models import Activity, Contact, Deal, DuplicateScanGroup, DuplicateScanMember, Organization
 from crm_web.services.db_roles import ensure_web_role
 from tests import factories
 from tests.conftest import TEST_DATABASE_URL, THROUGH_PGBOUNCER, base_config, build_app, postgres_database
@@ -37,6 +38,14 @@ def _seed_org(slug: str) -> SimpleNamespace:
     db.session.commit()
     deal = factories.make_deal(org, contact_id=contact.id)
     activity = factories.make_activity(org, contact_id=contact.id)
+    # A stored duplicate scan's group and its member (services/duplicates, migration 0038).
+    db.session.add(
+        DuplicateScanGroup(
+            org_id=org.id, entity_type="contact", position=0, score=100, ids=[str(contact.id)], reasons=["email"]
+        )
+    )
+    db.session.add(DuplicateScanMember(org_id=org.id, entity_type="contact", record_id=contact.id, position=0))
+    db.session.commit()
     return SimpleNamespace(
         id=org.id, user_id=user.id, contact_id=contact.id, tag_id=tag.id, deal_id=deal.id, activity_id=activity.id
     )
@@ -109,6 +118,8 @@ def test_the_role_is_subject_to_row_level_security(role_engine):
         "deal_tallies",
         "activity_tallies",
         "search_words",
+        "duplicate_scan_groups",
+        "duplicate_scan_members",
     ],
 )
 def test_unscoped_select_sees_only_the_current_org(role_engine, rls_db, table):
@@ -137,8 +148,9 @@ def test_without_an_org_the_role_sees_nothing_and_writes_nothing(role_engine, rl
     with role_engine.connect() as conn:
         tables = _tenant_tables(conn)
         # 18 + imports, import_updates (0016), exchange_rates (0018), saved_views (0019),
-        # duplicate_dismissals and merges (0021), notifications (0022), merge_proposals and duplicate_scans (0024)
-        assert len(tables) == 27
+        # duplicate_dismissals and merges (0021), notifications (0022), merge_proposals and duplicate_scans (0024),
+        # duplicate_scan_groups and duplicate_scan_members (0038)
+        assert len(tables) == 29
         conn.rollback()
         for setting in (None, ""):  # never set in the session; set to '' (or ended: it then reads '')
             with conn.begin():
@@ -439,15 +451,15 @@ def test_downgrade_removes_the_policies_and_upgrade_restores_them():
     with postgres_database("crm_rls_down") as url:
         application = build_app(url)
         with application.app_context():
-            assert db.session.scalar(query) == 27
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 27
+            assert db.session.scalar(query) == 29
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 29
             db.session.remove()
             downgrade(directory=MIGRATIONS, revision="0001_initial")
             assert db.session.scalar(query) == 0
             assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 0
             db.session.remove()
             upgrade(directory=MIGRATIONS)
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 27
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 29
             db.session.remove()
             db.engine.dispose()
 
@@ -773,3 +785,48 @@ def test_under_the_policy_a_search_reads_only_its_organisation_s_trigram_entries
                 conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
         owner.dispose()
         superuser.dispose()
+
+
+def test_a_stored_duplicate_scan_is_written_read_and_dismissed_as_the_plain_role(role_app, rls_db, monkeypatch):
+    """The scan job stores its groups through the policy (no COPY: the role is subject to it), the page
+    reads a page of them and "Not a duplicate" removes one; the other organisation sees none of them."""
+    from crm_web.models import Company, DuplicateScan
+
+    owner = create_engine(rls_db.owner_url)
+    names = ("Umbrella", "Umbrella Inc.", "Wayne", "Wayne Ltd")
+    ids = [uuid.uuid4() for _ in names]
+    try:
+        with owner.begin() as conn:
+            rows = [{"id": i, "org_id": rls_db.a.id, "name": n} for i, n in zip(ids, names, strict=True)]
+            conn.execute(insert(Company.__table__), rows)
+        monkeypatch.setitem(role_app.config, "DUPLICATE_SCAN_IN_REQUEST", 1)
+        monkeypatch.setitem(role_app.config, "WTF_CSRF_ENABLED", False)
+        client = _signed_in_client(role_app, rls_db.a.user_id)
+        page = client.get("/companies/duplicates")  # the first visit runs the scan (inline here) as the role
+        assert page.status_code == 200 and "2 groups of likely duplicates" in page.text
+        assert client.get(f"/companies/duplicates?group={ids[3]}").text.count("card duplicate-group") == 1
+        dismissed = client.post("/companies/duplicates/dismiss", data={"ids": [str(ids[0]), str(ids[1])]})
+        assert dismissed.status_code == 303
+        after = client.get("/companies/duplicates").text
+        assert "1 group of likely duplicates" in after and f"/companies/{ids[2]}" in after
+        with role_engine_for(rls_db) as engine, engine.begin() as conn:
+            _set_org(conn, rls_db.b.id)
+            assert _org_ids(conn, "duplicate_scan_groups") == {rls_db.b.id}
+            assert conn.scalar(select(func.count()).select_from(DuplicateScan.__table__)) == 0
+    finally:
+        with owner.begin() as conn:
+            conn.execute(text("DELETE FROM duplicate_scans WHERE entity_type = 'company'"))
+            conn.execute(text("DELETE FROM duplicate_scan_groups WHERE entity_type = 'company'"))
+            conn.execute(text("DELETE FROM duplicate_scan_members WHERE entity_type = 'company'"))
+            conn.execute(text("DELETE FROM duplicate_dismissals"))
+            conn.execute(Company.__table__.delete().where(Company.__table__.c.id.in_(ids)))
+        owner.dispose()
+
+
+@contextmanager
+def role_engine_for(rls_db):
+    engine = create_engine(rls_db.role_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

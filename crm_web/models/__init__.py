@@ -13,7 +13,14 @@ from crm_web.models.base import Base, SoftDeleteMixin, utcnow
 from crm_web.models.company import COMPANY_SIZES, Company
 from crm_web.models.contact import CONTACT_STATUSES, LEAD_SOURCES, Contact, ContactCompany
 from crm_web.models.deal import CURRENCIES, DEAL_STATUSES, Deal
-from crm_web.models.duplicate import DuplicateDismissal, DuplicateScan, Merge, MergeProposal
+from crm_web.models.duplicate import (
+    DuplicateDismissal,
+    DuplicateScan,
+    DuplicateScanGroup,
+    DuplicateScanMember,
+    Merge,
+    MergeProposal,
+)
 from crm_web.models.exchange_rate import ExchangeRate
 from crm_web.models.import_job import IMPORT_STATUSES, Import, ImportUpdate
 from crm_web.models.lead import LEAD_STATUSES, Lead
@@ -51,6 +58,8 @@ __all__ = [
     "DealTally",
     "DuplicateDismissal",
     "DuplicateScan",
+    "DuplicateScanGroup",
+    "DuplicateScanMember",
     "ExchangeRate",
     "Import",
     "ImportUpdate",

@@ -60,14 +60,45 @@ class MergeProposal(IdMixin, OrgScopedMixin, Base):
 
 class DuplicateScan(IdMixin, OrgScopedMixin, Base):
     """The stored result of an organisation's duplicate scan of one entity, computed by a background job
-    when the organisation is large (services/duplicates: the page reads it instead of scanning)."""
+    when the organisation is large (services/duplicates: the page reads it instead of scanning). Its
+    groups are rows (DuplicateScanGroup), so a page reads one page of them whatever their number."""
 
     __tablename__ = "duplicate_scans"
     __table_args__ = (UniqueConstraint("org_id", "entity_type", name="uq_duplicate_scan_entity"),)
 
     entity_type: Mapped[str] = mapped_column(String(30))
     status: Mapped[str] = mapped_column(String(20), default="running")  # running, done, failed
-    # [{"ids": [...], "score": n, "reasons": [...]}, ...], best first (every group, not only those shown).
-    groups: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     computed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Groups the scan stored (positions 0 .. group_count - 1, best first).
+    group_count: Mapped[int] = mapped_column(default=0)
+    # Positions of the groups "Not a duplicate" removed since the scan, ascending: few (each one a
+    # manager's click), and what turns the n-th group still shown into a position range, so a page
+    # is one range read of the groups' primary key.
+    dismissed: Mapped[list[int]] = mapped_column(JSON, default=list)
+
+
+class DuplicateScanGroup(Base):
+    """One group of a stored scan: its place in the scan's order (0 = most likely), its records' ids
+    (the scan's order) and why they match. Replaced as a whole by each scan."""
+
+    __tablename__ = "duplicate_scan_groups"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    entity_type: Mapped[str] = mapped_column(String(30), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    score: Mapped[int]
+    ids: Mapped[list[str]] = mapped_column(JSON)
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+
+
+class DuplicateScanMember(Base):
+    """Which stored group holds a record (a record is in at most one group): the `group=<record id>`
+    link and "Not a duplicate" find a group by one primary-key lookup, on both engines."""
+
+    __tablename__ = "duplicate_scan_members"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    entity_type: Mapped[str] = mapped_column(String(30), primary_key=True)
+    record_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    position: Mapped[int]

@@ -35,6 +35,8 @@ from crm_web.models import (
     Deal,
     DuplicateDismissal,
     DuplicateScan,
+    DuplicateScanGroup,
+    DuplicateScanMember,
     Lead,
     Merge,
     MergeProposal,
@@ -143,6 +145,8 @@ MAX_GROUP_SHOWN = 500
 SCAN_IN_REQUEST = 500
 # A scan still "running" after this long lost its worker: "Scan again" is offered again.
 SCAN_STUCK_AFTER = timedelta(minutes=30)
+# Rows of stored groups (or of their members) written by one statement.
+STORE_BATCH = 5000
 
 
 def _from_json(model: Any, name: str, value: Any) -> Any:
@@ -274,14 +278,11 @@ class DuplicateService(ActorService):
         scan = self._stored_scan(entity_type)
         if scan is None and self._live_count(model) > _scan_in_request_limit():
             scan = self.start_scan(entity_type)
-        wanted = str(group) if group is not None else None
         if scan is None:
-            rows = matcher.scan_rows()
-            dismissed: set[tuple[uuid.UUID, uuid.UUID]] = set()  # the scan left them out already
+            shown, total, page = _page_of_groups(matcher.scan_rows(), page=page, per_page=per_page, wanted=group)
         else:
-            rows, dismissed = scan.groups or [], matcher.dismissed()
-        shown, total, page = _page_of_groups(rows, dismissed, page=page, per_page=per_page, wanted=wanted)
-        cap = MAX_GROUP_SHOWN if wanted is not None else RECORDS_SHOWN
+            shown, total, page = self._stored_groups(scan, page=page, per_page=per_page, wanted=group)
+        cap = MAX_GROUP_SHOWN if group is not None else RECORDS_SHOWN
         for g in shown:
             g.more = max(0, len(g.ids) - cap)
         proposals = [
@@ -337,10 +338,47 @@ class DuplicateService(ActorService):
             shown[row[0]] = ShownRecord(row[0], label, row[3], row[4], row[5], row[6])
         return shown
 
-    def _stored_scan(self, entity_type: str) -> DuplicateScan | None:
-        return self.session.scalar(
-            select(DuplicateScan).where(DuplicateScan.org_id == self.org_id, DuplicateScan.entity_type == entity_type)
+    def _stored_scan(self, entity_type: str, *, lock: bool = False) -> DuplicateScan | None:
+        """`lock`: FOR UPDATE (PostgreSQL), which orders "Not a duplicate" against a scan storing its
+        groups (run_scan): each sees what the other committed."""
+        stmt = select(DuplicateScan).where(
+            DuplicateScan.org_id == self.org_id, DuplicateScan.entity_type == entity_type
         )
+        if lock:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return self.session.scalar(stmt)
+
+    def _stored_groups(
+        self, scan: DuplicateScan, *, page: int, per_page: int, wanted: uuid.UUID | None
+    ) -> tuple[list[Group], int, int]:
+        """One page of the stored scan's groups, their number and the page shown (clamped): one
+        statement, a range of the groups' primary key, whatever the number of groups. The total and the
+        page's first position come from the scan's row (its group count less the groups dismissed
+        since, whose positions it keeps). `wanted`: the group holding that record, found through
+        duplicate_scan_members."""
+        groups = (
+            select(DuplicateScanGroup.ids, DuplicateScanGroup.score, DuplicateScanGroup.reasons)
+            .where(DuplicateScanGroup.org_id == self.org_id, DuplicateScanGroup.entity_type == scan.entity_type)
+            .order_by(DuplicateScanGroup.position)
+        )
+        if wanted is not None:
+            # A record is in one group at most: its position as a scalar subquery, then one primary-key
+            # lookup, a plan that needs no statistics of these tables (a freshly stored scan has none).
+            member = DuplicateScanMember
+            holding = (
+                select(member.position)
+                .where(member.org_id == self.org_id, member.entity_type == scan.entity_type, member.record_id == wanted)
+                .limit(1)
+                .scalar_subquery()
+            )
+            rows = self.session.execute(groups.where(DuplicateScanGroup.position == holding)).all()
+            total, page = len(rows), 1
+        else:
+            total = max(0, scan.group_count - len(scan.dismissed or []))
+            page = clamp_page(page, total, per_page)
+            start = _position_of((page - 1) * per_page, scan.dismissed or [])
+            rows = self.session.execute(groups.where(DuplicateScanGroup.position >= start).limit(per_page)).all()
+        return [_group_of(row.ids, row.score, row.reasons) for row in rows], total, page
 
     def _live_count(self, model: Any) -> int:
         live = select(func.count()).select_from(model).where(model.org_id == self.org_id, model.deleted_at.is_(None))
@@ -354,7 +392,7 @@ class DuplicateService(ActorService):
         self._model(entity_type)
         scan = self._stored_scan(entity_type)
         if scan is None:
-            scan = DuplicateScan(org_id=self.org_id, entity_type=entity_type, groups=[])
+            scan = DuplicateScan(org_id=self.org_id, entity_type=entity_type)
             self.session.add(scan)
         scan.status = "running"
         scan.started_at = utcnow()
@@ -408,9 +446,13 @@ class DuplicateService(ActorService):
         return Matcher(self.session, self.org_id, entity_type).candidates(values, exclude_id=exclude_id)
 
     def dismiss(self, entity_type: str, ids: list[uuid.UUID]) -> int:
-        """ "Not a duplicate": every pair of the records is never suggested again (managers, admins)."""
+        """ "Not a duplicate": every pair of the records is never suggested again (managers, admins). A
+        stored scan's group every pair of which is now dismissed leaves the stored groups at once."""
         require_role(self.actor.role, Role.MANAGER, "dismiss duplicates")
         records = self._records(entity_type, ids, minimum=2)
+        # Locked before the dismissals are read: a scan storing its groups meanwhile waits, then reads
+        # these dismissals; or it stored first, and these rows see its groups.
+        scan = self._stored_scan(entity_type, lock=True)
         known = Matcher(self.session, self.org_id, entity_type).dismissed()
         rows = [
             {
@@ -427,8 +469,36 @@ class DuplicateService(ActorService):
         ]
         if rows:
             self.session.execute(insert(DuplicateDismissal), rows)
+        if scan is not None:
+            pairs = {(str(a), str(b)) for a, b in known} | {(str(r["first_id"]), str(r["second_id"])) for r in rows}
+            self._drop_dismissed_groups(scan, [r.id for r in records], pairs)
         commit_or_refuse(self.session)
         return len(rows)
+
+    def _drop_dismissed_groups(self, scan: DuplicateScan, ids: list[uuid.UUID], pairs: set[tuple[str, str]]) -> None:
+        """The stored groups holding `ids` (found through duplicate_scan_members) every pair of which is
+        in `pairs` are deleted, and their positions kept on the scan, so the page's total and ranges
+        stay right. Their members' rows stay until the next scan: they lead to no group."""
+        member, stored = DuplicateScanMember, DuplicateScanGroup
+        where = (stored.org_id == self.org_id, stored.entity_type == scan.entity_type)
+        # Two primary-key lookups (the positions first, as a list): a plan that needs no statistics.
+        positions = set(
+            self.session.scalars(
+                select(member.position).where(
+                    member.org_id == self.org_id, member.entity_type == scan.entity_type, member.record_id.in_(ids)
+                )
+            )
+        )
+        if not positions:
+            return
+        candidates = self.session.execute(
+            select(stored.position, stored.ids).where(*where, stored.position.in_(sorted(positions)))
+        )
+        gone = [position for position, group_ids in candidates if not _kept(group_ids, pairs)]
+        if not gone:
+            return
+        self.session.execute(delete(stored).where(*where, stored.position.in_(gone)))
+        scan.dismissed = sorted({*(scan.dismissed or []), *gone})
 
     def _records(self, entity_type: str, ids: list[uuid.UUID], *, minimum: int = 2) -> list[Any]:
         model = self._model(entity_type)
@@ -931,45 +1001,50 @@ def _scan_in_request_limit() -> int:
     return SCAN_IN_REQUEST
 
 
-def _page_of_groups(
-    rows: list[dict[str, Any]],
-    dismissed: set[tuple[uuid.UUID, uuid.UUID]],
-    *,
-    page: int,
-    per_page: int,
-    wanted: str | None,
-) -> tuple[list[Group], int, int]:
-    """One page of the groups (as the stored scan keeps them), how many there are and the page shown
-    (clamped), less the groups every pair of which was marked "Not a duplicate" since. `wanted`: only
-    the group holding that record id. Only the shown groups become Groups: a large organisation's scan
-    holds thousands, and a group can only be all dismissed if each of its ids is in a dismissal."""
-    pairs = {(str(a), str(b)) for a, b in dismissed}
+def _kept(ids: list[str], pairs: set[tuple[str, str]]) -> bool:
+    """Whether a group of `ids` (text) still stands: not every pair of it is in `pairs` ((smaller, larger)
+    ids as text). A group can only be all dismissed if each of its ids is in a pair: checked first."""
     in_pairs = {i for pair in pairs for i in pair}
+    return not (
+        all(i in in_pairs for i in ids) and all(((a, b) if a < b else (b, a)) in pairs for a, b in combinations(ids, 2))
+    )
 
-    def kept(ids: list[str]) -> bool:
-        return not (
-            all(i in in_pairs for i in ids)
-            and all(((a, b) if a < b else (b, a)) in pairs for a, b in combinations(ids, 2))
-        )
 
+def _group_of(ids: list[str], score: Any, reasons: list[str]) -> Group:
+    return Group(ids=[uuid.UUID(i) for i in ids], score=int(score), reasons=list(reasons))
+
+
+def _position_of(rank: int, dismissed: list[int]) -> int:
+    """The stored position of the group shown `rank`-th (from 0), once the groups at the `dismissed`
+    positions are gone: each of them at or before it moves it one further."""
+    position = rank
+    for gone in sorted(dismissed):
+        if gone > position:
+            break
+        position += 1
+    return position
+
+
+def _page_of_groups(
+    rows: list[dict[str, Any]], *, page: int, per_page: int, wanted: uuid.UUID | None
+) -> tuple[list[Group], int, int]:
+    """A small organisation's scan in the request: one page of its groups (dismissed pairs left out by
+    the scan), how many there are and the page shown (clamped). `wanted`: only the group holding that
+    record id. Only the shown groups become Groups."""
     if wanted is not None:
-        found = [row for row in rows if wanted in row["ids"] and kept(row["ids"])][:1]
-        chosen, total, page = found, len(found), 1
+        chosen = [row for row in rows if str(wanted) in row["ids"]][:1]
+        total, page = len(chosen), 1
     else:
-        live = [row for row in rows if kept(row["ids"])] if in_pairs else rows
-        total = len(live)
+        total = len(rows)
         page = clamp_page(page, total, per_page)
-        chosen = live[(page - 1) * per_page : page * per_page]
-    groups = [
-        Group(ids=[uuid.UUID(i) for i in row["ids"]], score=int(row["score"]), reasons=list(row["reasons"]))
-        for row in chosen
-    ]
-    return groups, total, page
+        chosen = rows[(page - 1) * per_page : page * per_page]
+    return [_group_of(row["ids"], row["score"], row["reasons"]) for row in chosen], total, page
 
 
 def run_scan(org_id: str, entity_type: str) -> None:
-    """The background job: scan one entity of one organisation and store the groups (crm_web/imports/jobs.py
-    runs it: RQ, a thread, or inline)."""
+    """The background job: scan one entity of one organisation and store the groups as rows, replacing
+    the previous scan's in one transaction, so the page shows those until this one is done
+    (crm_web/imports/jobs.py runs it: RQ, a thread, or inline)."""
     from crm_web.database import use_long_limits, use_org
     from crm_web.extensions import db
 
@@ -978,18 +1053,73 @@ def run_scan(org_id: str, entity_type: str) -> None:
     use_org(session(), org)
     use_long_limits(session)
     where = (DuplicateScan.org_id == org, DuplicateScan.entity_type == entity_type)
+    matcher = Matcher(session(), org, entity_type)
     try:
-        groups = Matcher(session(), org, entity_type).scan_rows()
+        groups = matcher.scan_rows()
+        # The scan only read; its transaction ends here (a commit: a rollback would expire the objects
+        # of an inline job's request), so storing begins a transaction of its own (SQLite: at a
+        # snapshot taken with the write lock, not at the scan's, which another connection's write since
+        # would make it refuse).
+        session.commit()
+        _replace_groups(session, org, entity_type, matcher, groups)
     except Exception:
         session.rollback()
         session.execute(update(DuplicateScan).where(*where).values(status="failed"))
         session.commit()
         raise
-    scan = session.scalar(select(DuplicateScan).where(*where))
+
+
+def _replace_groups(session: Any, org: uuid.UUID, entity_type: str, matcher: Matcher, groups: list[Any]) -> None:
+    """The scan's groups replace the previous ones, in one transaction that begins by locking the scan's
+    row with a write (PostgreSQL: that row, which "Not a duplicate" locks too; SQLite: the database).
+    The dismissals are then read again: one made while the scan ran is left out here, one made from
+    now on waits and sees these groups."""
+    where = (DuplicateScan.org_id == org, DuplicateScan.entity_type == entity_type)
+    session.execute(
+        update(DuplicateScan)
+        .where(*where)
+        .values(status=DuplicateScan.status)
+        .execution_options(synchronize_session=False)
+    )
+    scan = session.scalar(select(DuplicateScan).where(*where).execution_options(populate_existing=True))
     if scan is None:
         scan = DuplicateScan(org_id=org, entity_type=entity_type)
         session.add(scan)
-    scan.groups = groups
+    for model in (DuplicateScanGroup, DuplicateScanMember):
+        session.execute(delete(model).where(model.org_id == org, model.entity_type == entity_type))
+    pairs = {(str(a), str(b)) for a, b in matcher.dismissed()}
+    if pairs:
+        groups = [row for row in groups if _kept(row["ids"], pairs)]
+    _store_groups(session(), org, entity_type, groups)
+    scan.group_count = len(groups)
+    scan.dismissed = []
     scan.status = "done"
     scan.computed_at = utcnow()
     session.commit()
+
+
+def _store_groups(session: Any, org: uuid.UUID, entity_type: str, groups: list[dict[str, Any]]) -> None:
+    """The groups as rows, best first from position 0, and each record's group, in batches of
+    STORE_BATCH rows (one statement each)."""
+    from crm_web.services.batch_insert import insert_rows
+
+    rows: list[dict[str, Any]] = []
+    members: list[dict[str, Any]] = []
+    for position, group in enumerate(groups):
+        rows.append(
+            {
+                "org_id": org,
+                "entity_type": entity_type,
+                "position": position,
+                "score": int(group["score"]),
+                "ids": list(group["ids"]),
+                "reasons": list(group["reasons"]),
+            }
+        )
+        members.extend(
+            {"org_id": org, "entity_type": entity_type, "record_id": uuid.UUID(i), "position": position}
+            for i in group["ids"]
+        )
+    for table, batch in ((DuplicateScanGroup.__table__, rows), (DuplicateScanMember.__table__, members)):
+        for start in range(0, len(batch), STORE_BATCH):
+            insert_rows(session, table, batch[start : start + STORE_BATCH])
