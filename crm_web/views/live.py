@@ -102,8 +102,10 @@ def _record_session_org() -> None:
     if request.method != "GET" or request.headers.get("HX-Request") == "true":
         return
     view = current_app.view_functions.get(request.endpoint or "")
-    if getattr(view, "is_background", False) or not current_user.is_authenticated:
-        return  # a poll loads no user while nothing changed
+    if getattr(view, "is_background", False) or getattr(view, "is_public", False):
+        return  # a poll loads no user while nothing changed; /healthz and /login need none
+    if not current_user.is_authenticated:
+        return
     mark = [session.get("_user_id"), str(current_user.org_id)]
     if session.get(SESSION_MARK) != mark:
         session[SESSION_MARK] = mark
