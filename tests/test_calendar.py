@@ -120,6 +120,24 @@ def test_a_full_range_shows_the_earliest_and_counts_the_rest(client, login, org,
     assert len(ids_in(html)) == 3 and "Showing the first 3 of 5 activities" in html
 
 
+def test_a_range_past_the_count_bound_says_more_than_the_bound(client, login, app, org, users, frozen, monkeypatch):
+    """The range's count stops at the lists' bound (LIST_COUNT_BOUND), so a big organisation's busy
+    month costs no count of every activity in it: the page says "more than" the bound."""
+    monkeypatch.setattr("crm_web.services.calendar.CALENDAR_LIMIT", 2)
+    monkeypatch.setitem(app.config, "LIST_COUNT_BOUND", 3)
+    sales = users["sales"]
+    for n in range(5):
+        due(org, sales, NOW + timedelta(hours=n))
+    cal = CalendarService(factories.actor_for(sales)).calendar(mode="week")
+    assert (cal.shown, cal.total, cal.more) == (2, 3, True)
+    login("sales")
+    html = client.get("/activities/calendar").get_data(as_text=True)
+    assert len(ids_in(html)) == 2 and "Showing the first 2 of more than 3 activities" in html
+    monkeypatch.setitem(app.config, "LIST_COUNT_BOUND", 5)  # exactly the bound: counted, not "more"
+    cal = CalendarService(factories.actor_for(sales)).calendar(mode="week")
+    assert (cal.shown, cal.total, cal.more) == (2, 5, False)
+
+
 def reschedule(client, activity, *, version=None, query="", **form):
     data = {"version": str(activity.version if version is None else version), **form}
     return client.post(f"/activities/{activity.id}/reschedule{query}", data=data, headers=HX)

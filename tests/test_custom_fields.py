@@ -662,6 +662,44 @@ def test_filters_and_sorts_by_a_custom_field_use_its_index(client, login, admin,
     assert index_name(org.id, cf) in plan, plan
 
 
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("sort", ["cf_tier", "-cf_tier"])
+def test_a_sort_by_a_custom_field_reads_its_page_in_order_from_the_index_ties_included(client, login, admin, org, sort):
+    """A field's btree index ends with the id, the lists' tiebreaker, in the sort's direction: the
+    page of ids comes from the index in order (backwards for a descending sort), without sorting the
+    rows that share a value (a select's options, the rows without a value; migration 0039)."""
+    from sqlalchemy import event
+
+    from crm_web.services.custom_fields import index_name
+
+    cf = _define(admin, "company", "Tier", "select", options=_options("Gold", "Silver"))
+    for i in range(6):
+        factories.make_company(org, name=f"C{i}", custom={"tier": cf.options[i % 2].id} if i < 4 else None)
+    login("manager")
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        captured.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert client.get(f"/companies?sort={sort}", headers=HX).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    statement, parameters = next((s, p) for s, p in captured if "FROM companies" in s and "LIMIT" in s)
+    cursor = db.session.connection().connection.driver_connection.cursor()
+    try:
+        for setting in ("enable_seqscan", "enable_sort", "enable_incremental_sort", "enable_bitmapscan"):
+            cursor.execute(f"SET LOCAL {setting} = off")
+        cursor.execute("EXPLAIN " + statement, parameters)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        cursor.close()
+    scan = "Index Scan Backward using" if sort.startswith("-") else "Index Scan using"
+    assert f"{scan} {index_name(org.id, cf)}" in plan, plan
+    assert "Sort" not in plan, plan
+
+
 def test_a_trashed_field_is_purged_with_the_trash(admin, org):
     from datetime import timedelta
 

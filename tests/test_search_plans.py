@@ -87,6 +87,23 @@ def assert_read_from(lines: list[str], index: str, condition: str) -> None:
     assert any(index in node and "(never executed)" not in node for node in nodes), "\n".join(lines)
 
 
+def test_the_search_plans_without_parallel_workers_or_jit_for_its_transaction_only(org, users):
+    """A generic plan costs each step for any word: in a big organisation the total passed the
+    thresholds of parallel workers and JIT compilation, paid on every request for steps their
+    one-time filters skip. The search turns both off with its plan setting, for its own transaction."""
+    make_people(org, *(f"John Person{i}" for i in range(6)))
+    settings = text(
+        "SELECT current_setting('plan_cache_mode'), current_setting('max_parallel_workers_per_gather'), "
+        "current_setting('jit')"
+    )
+    before = tuple(db.session.execute(settings).one())
+    assert before[0] == "auto" and before[1] != "0", before
+    assert len(global_contacts(users["admin"], "john")) == 5
+    assert tuple(db.session.execute(settings).one()) == ("force_generic_plan", "0", "off")
+    db.session.rollback()
+    assert tuple(db.session.execute(settings).one()) == before
+
+
 def test_a_common_name_never_runs_the_typo_search(org, users):
     """The typo tier sits behind a one-time filter: with exact hits its steps never run, so a common
     name's type-ahead never pays for its corrections (docs/benchmarks.md)."""

@@ -714,11 +714,76 @@ def test_custom_field_conditions_under_the_policy_need_the_json_field_operator_m
         with owner.connect() as conn:
             conn.execute(text(f"ALTER FUNCTION {function} LEAKPROOF"))
         assert in_index_condition(by_tier, "tier"), plan(by_tier)
-        # The numeric cast (numeric_in, whose error quotes the text) and numeric comparisons stay unmarked.
-        assert not in_index_condition(by_score, "score")
+        # Every mark web-role sets, the numeric comparisons too (for the fields' statistics): the numeric
+        # cast (numeric_in, whose error quotes the text) stays unmarked, so a number condition still
+        # cannot reach the index.
+        with owner.connect() as conn:
+            for name in LEAKPROOF_FUNCTIONS:
+                conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
+        assert not in_index_condition(by_score, "score"), plan(by_score)
     finally:
         with owner.connect() as conn:
-            conn.execute(text(f"ALTER FUNCTION {function} NOT LEAKPROOF"))
+            for name in LEAKPROOF_FUNCTIONS:
+                conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
+        owner.dispose()
+        superuser.dispose()
+
+
+def test_under_the_policy_a_number_condition_is_estimated_from_the_field_statistics_once_marked(rls_db):
+    """Why `flask crm web-role` marks numeric's comparisons LEAKPROOF (docs/security.md): under the
+    policies PostgreSQL reads the field's statistics only through a leakproof operator, and without
+    them took a range on a number field to keep 0.5% of the rows (a list filtered by it sorted every
+    row of the other condition's value instead of walking its sort index)."""
+    from sqlalchemy.dialects import postgresql
+
+    from crm_web.custom_fields import CustomField, index_expression, value_expression
+    from crm_web.services.custom_fields import statistics_name
+    from crm_web.services.db_roles import LEAKPROOF_FUNCTIONS
+
+    score = CustomField(id="s1", key="score", label="Score", type="number")
+    org_id = rls_db.a.id
+    people = [
+        {"id": uuid.uuid4(), "org_id": org_id, "first_name": f"P{i}", "version": 1, "custom": {"score": i % 100}}
+        for i in range(2000)
+    ]
+    # A tenth of them: scores 50 to 59.
+    query = select(Contact.id).where(
+        Contact.org_id == org_id,
+        Contact.deleted_at.is_(None),
+        value_expression(Contact, score) >= 50,
+        value_expression(Contact, score) <= 59,
+    )
+    explain = text(
+        "EXPLAIN (FORMAT JSON) "
+        + str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    )
+    numeric = [name for name in LEAKPROOF_FUNCTIONS if name.startswith("numeric_")]
+    assert len(numeric) == 6
+    owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
+    superuser = create_engine(rls_db.owner_url)
+
+    def estimate() -> float:
+        with superuser.connect() as conn:  # all rolled back
+            conn.execute(insert(Contact.__table__), people)
+            _, expression = index_expression(score)  # the statistics create_index gives a number field
+            conn.execute(text(f'CREATE STATISTICS "{statistics_name(org_id, score)}" ON {expression} FROM contacts'))
+            conn.execute(text("ANALYZE contacts"))
+            conn.execute(text(f'SET LOCAL ROLE "{rls_db.role}"'))
+            _set_org(conn, org_id)
+            (plan,) = conn.execute(explain).scalar()
+            conn.rollback()
+        return plan["Plan"]["Plan Rows"]
+
+    try:
+        assert estimate() < 50  # the default share, whatever the statistics say
+        with owner.connect() as conn:
+            for name in numeric:
+                conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
+        assert 100 <= estimate() <= 400  # about the 200 rows there are
+    finally:
+        with owner.connect() as conn:
+            for name in numeric:
+                conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
         owner.dispose()
         superuser.dispose()
 

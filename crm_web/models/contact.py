@@ -51,6 +51,10 @@ class Contact(RecordMixin, CustomValuesMixin, AddressMixin, Base):
         Index("ix_contacts_org_last_activity", "org_id", "last_activity_at"),
         trash_index("contacts"),
         live_index("contacts", "status"),
+        # The city after the status: a list filtered by status and a city substring counts its bounded
+        # total from the index alone (the ILIKE tested on its entries), not from up to 10,000 matches'
+        # rows read across the table (migration 0039).
+        live_index("contacts", "status", "city"),
         trigram_index("contact_name_search_idx", "first_name", "last_name"),
         trigram_index("contact_email_search_idx", "email"),
     )

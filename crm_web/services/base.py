@@ -191,7 +191,9 @@ class BaseService(ActorService, Generic[M]):
         column = fields[name]
         columns = column if isinstance(column, (list, tuple)) else [column]
         ordered = [c.desc() if descending else c.asc() for c in columns]
-        return [*ordered, self.model.id]  # a stable order for pagination
+        # The id makes the order total (pagination's cursors); in the sort's direction, so an index
+        # ending with it (a custom field's) serves a descending sort read backwards, ties included.
+        return [*ordered, self.model.id.desc() if descending else self.model.id]
 
     # Columns the list's search box matches (services/text_search: the words, else their corrections).
     SEARCH_COLUMNS: ClassVar[Sequence[Any]] = ()

@@ -4,10 +4,12 @@ rescheduling one by moving it to another day or hour (the version check and Undo
 
 A calendar is one SELECT, grouped into days and hours in Python: the statement count does not grow
 with the number of activities or days. A range holds at most CALENDAR_LIMIT activities; more are
-counted and said. Inside the statement the shown activities' ids are cut first, on the activities
-table alone (the live (org_id, due_at, ...) index, counted by a subquery), and only those rows are
-read whole and joined to their owner: a busy month's team view holds thousands of activities, and
-joining all of them before the cut cost more than the page.
+counted, up to the lists' count bound (LIST_COUNT_BOUND, services/pagination: a big organisation's
+busy month is "more than 10,000", not a count of every entry), and said. Inside the statement the
+shown activities' ids are cut first, on the activities table alone (the live (org_id, due_at, ...)
+index, counted by a subquery), and only those rows are read whole and joined to their owner: a
+busy month's team view holds thousands of activities, and joining all of them before the cut cost
+more than the page.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import defer, joinedload
 
 from crm_web import clock
@@ -26,6 +28,7 @@ from crm_web.errors import PermissionDenied, ValidationError
 from crm_web.models import Activity, Role, User
 from crm_web.permissions import can
 from crm_web.services.activities import ActivityService
+from crm_web.services.pagination import bounded_count, count_bound
 from crm_web.services.stats.units import add_months
 
 MODES = ("week", "month")
@@ -84,7 +87,8 @@ class Calendar:
     end: date  # exclusive
     today: date
     days: list[CalendarDay]
-    total: int  # activities in the range (may exceed the ones shown)
+    total: int  # activities in the range (may exceed the ones shown), at most the count bound
+    more: bool = False  # the range holds more than `total` activities (the count stopped at its bound)
 
     @property
     def weeks(self) -> list[list[CalendarDay]]:
@@ -153,7 +157,8 @@ class CalendarService(ActivityService):
         # The range's count rides on every row (a scalar subquery, run once), so a full range costs no
         # second statement; the ids stop at the cut in index order (a window count would read them all).
         order = (Activity.due_at, Activity.id)
-        total_in_range = self.scoped(select(func.count()).select_from(Activity)).where(*criteria).scalar_subquery()
+        bound = count_bound()
+        total_in_range = bounded_count(self.scoped(select(Activity.id)).where(*criteria), bound)
         shown = (
             self.scoped(select(Activity.id)).where(*criteria).order_by(*order).limit(CALENDAR_LIMIT).subquery("shown")
         )
@@ -164,7 +169,8 @@ class CalendarService(ActivityService):
             .options(*self.shown_loads())
         )
         rows = self.session.execute(stmt.order_by(*order)).unique().all()
-        total = int(rows[0][1]) if rows else 0
+        counted = int(rows[0][1]) if rows else 0
+        total = min(counted, bound)
         days = [
             CalendarDay(
                 day=start + timedelta(days=n),
@@ -180,7 +186,17 @@ class CalendarService(ActivityService):
             overdue = activity.is_open and activity.due_at < now
             movable = can(self.actor, "change", activity)
             by_day[local.date()].items.append(CalendarItem(activity, local, overdue, movable))
-        return Calendar(mode=mode, who=who, anchor=anchor, start=start, end=end, today=today, days=days, total=total)
+        return Calendar(
+            mode=mode,
+            who=who,
+            anchor=anchor,
+            start=start,
+            end=end,
+            today=today,
+            days=days,
+            total=total,
+            more=counted > bound,
+        )
 
     def shown_loads(self) -> tuple[Any, ...]:
         """What an item shows, and no more: its own columns and its owner's name (a team view). Its

@@ -101,10 +101,13 @@ def _statistics_statement(org_id: uuid.UUID, table: str, cf: CustomField) -> str
 
 
 def _index_definitions(org_id: uuid.UUID, cf: CustomField) -> list[tuple[str, str, str]]:
-    """(name, method, indexed expression) of each of the field's indexes: the one on its value, and
-    for a text type the trigram index the global search's conditions on it use."""
+    """(name, method, indexed expressions) of each of the field's indexes: the one on its value, and
+    for a text type the trigram index the global search's conditions on it use. A btree index ends
+    with the row's id, the lists' tiebreaker (BaseService.sort_clause): a sort by the field reads its
+    page in order, read backwards for a descending one, instead of sorting every row that shares the
+    first value (a select's commonest option, or the rows without a value)."""
     method, expression = index_expression(cf)
-    found = [(index_name(org_id, cf), method, expression)]
+    found = [(index_name(org_id, cf), method, f"{expression}, id" if method == "btree" else expression)]
     searched = search_index_expression(cf)
     if searched is not None:
         found.append((search_index_name(org_id, cf), "gin", f"{searched} gin_trgm_ops"))

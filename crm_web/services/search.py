@@ -102,8 +102,18 @@ class SearchService(ActorService):
             # other page is affected. (Each request plans them again: psycopg deallocates its
             # prepared statements at every rollback, which is how a read-only request ends.) The same
             # statement sets the typo lookup's threshold.
+            # A generic plan costs each step for any word, a common one's matches included: in a big
+            # organisation that total passed the thresholds of parallel workers and JIT compilation,
+            # which then started workers and compiled the whole CTE tree on every request for steps
+            # their one-time filters skip (at XL the compilation alone took longer than the search).
+            # The statements read a few index ranges and return five rows: neither pays.
             self.session.execute(
-                select(func.set_config("plan_cache_mode", "force_generic_plan", True), *search_settings())
+                select(
+                    func.set_config("plan_cache_mode", "force_generic_plan", True),
+                    func.set_config("max_parallel_workers_per_gather", "0", True),
+                    func.set_config("jit", "off", True),
+                    *search_settings(),
+                )
             )
         terms = correct_spelling(self.session, self.actor.org_id, terms)
         groups = []
