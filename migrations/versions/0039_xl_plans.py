@@ -16,7 +16,7 @@ the id; this rebuilds those of the fields defined before. Frozen here rather tha
 service, like 0030 and 0034. PostgreSQL only.
 
 Revision ID: 0039_xl_plans
-Revises: 0034_served_l
+Revises: 0038_duplicate_groups
 """
 
 import re
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0039_xl_plans"
-down_revision = "0034_served_l"
+down_revision = "0038_duplicate_groups"
 branch_labels = None
 depends_on = None
 
