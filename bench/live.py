@@ -59,6 +59,19 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of the processes (VmRSS from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+    return total / 1024
+
+
 def server_pids(master: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True).stdout
     return [master, *(int(p) for p in out.split())]
@@ -410,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {args.boards} idle boards | {total / elapsed:.0f} polls/s ({idle_polls}) | server CPU "
             f"{100 * cpu / elapsed:.1f} % of one core | {reads} table reads; {xacts} database transactions |"
         )
+        if streams is not None:
+            memory = rss_mb(server_pids(streams.pid))
+            results.append(f"| (the stream process, {args.boards} streams open) | | {memory:.0f} MB resident | |")
 
         clear()
         started, client_cpu = time.time(), cpu_seconds([boards.pid])
