@@ -1198,6 +1198,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
     parser.add_argument(
+        "--seed-only",
+        action="store_true",
+        help="only create and seed the sizes' databases (what a measuring run would do first), then stop",
+    )
+    parser.add_argument(
         "--served",
         nargs="?",
         const="all",
@@ -1217,6 +1222,13 @@ def main(argv: list[str] | None = None) -> int:
     served = sizes if args.served == "all" else [s.strip().upper() for s in args.served.split(",") if s.strip()]
     if any(s not in SIZES for s in served):
         parser.error(f"--served takes some of {SIZE_NAMES}")
+    if args.seed_only:
+        for size in sizes:
+            print(f"size {size}: {SIZES[size]}")
+            started = time.perf_counter()
+            ensure_database(args.server, size, fresh=args.fresh, prefix=args.db_prefix)
+            print(f"  {size} ready in {time.perf_counter() - started:.0f} s")
+        return 0
     all_results = {}
     for size in sizes:
         print(f"size {size}: {SIZES[size]}")

@@ -118,32 +118,54 @@ def _stage_rows(stages: Sequence[PipelineStage]) -> list[tuple[uuid.UUID, int, s
     return [(s.id, s.probability, "won" if s.is_won else "lost" if s.is_lost else None) for s in stages]
 
 
+def _random_uuids(count: int) -> bytearray:
+    """`count` random version 4 UUIDs as 16 bytes each, like uuid4()'s, from one read of the system's
+    random source: the version and variant bits set here once for all, not by each UUID object made
+    from them (uuid.UUID's `version` argument costs more than the rest of making one)."""
+    data = bytearray(os.urandom(16 * count))
+    data[6::16] = bytes(b & 0x0F | 0x40 for b in data[6::16])
+    data[8::16] = bytes(b & 0x3F | 0x80 for b in data[8::16])
+    return data
+
+
 class _Ids:
     """A table's new ids, 16 bytes each: a million uuid.UUID objects in a list take over 100 MB. Random
     like uuid4() (not from the seed: seeding twice with one seed must not repeat a primary key)."""
 
     def __init__(self, count: int):
         self.count = count
-        self.data = os.urandom(16 * count)
+        self.data = bytes(_random_uuids(count))
 
     def __len__(self) -> int:
         return self.count
 
     def __getitem__(self, index: int) -> uuid.UUID:
-        return uuid.UUID(bytes=self.data[16 * index : 16 * index + 16], version=4)
+        return uuid.UUID(bytes=self.data[16 * index : 16 * index + 16])
 
     def __iter__(self) -> Iterator[uuid.UUID]:
         return (self[index] for index in range(self.count))
 
 
+def _new_ids() -> Iterator[uuid.UUID]:
+    """Random ids for the rows nothing else links to (activities, leads), made a batch at a time."""
+    while True:
+        data = bytes(_random_uuids(BATCH))
+        for start in range(0, len(data), 16):
+            yield uuid.UUID(bytes=data[start : start + 16])
+
+
 @contextmanager
 def _indexes_built_after(session: Session, table: str, rows: int) -> Iterator[None]:
-    """Drop the table's secondary indexes while a large volume goes in, and build them again after:
-    one sorted build costs a fraction of updating every index (four trigram indexes on contacts) row
-    by row. Only on PostgreSQL for the tables' owner, and when the rows written are at least
-    REBUILD_AT and as many as the table holds (building an index reads the whole table). Primary keys
-    and unique indexes stay, so every check still runs. The DDL is part of the seeding transaction
-    (a failure leaves the indexes as they were), and holds the table locked until its commit."""
+    """Drop the table's secondary indexes and its foreign keys while a large volume goes in, and build
+    them again after: one sorted build costs a fraction of updating every index (four trigram indexes
+    on contacts) row by row, and one join per foreign key (ADD CONSTRAINT checks every row) a fraction
+    of a referenced-row lookup per row and key (an activity names five records). Only on PostgreSQL
+    for the tables' owner, and when the rows written are at least REBUILD_AT and as many as the table
+    holds (building an index reads the whole table). Primary keys and unique indexes stay, so every
+    check still runs, the foreign keys' once at the end. The DDL is part of the seeding transaction (a
+    failure leaves the indexes and keys as they were), and holds the table, and the tables its keys
+    reference (organizations, users, ...), locked until its commit: a bulk load for a fresh database,
+    not one a server is using."""
     if rows < REBUILD_AT or session.get_bind().dialect.name != "postgresql":
         yield
         return
@@ -166,12 +188,25 @@ def _indexes_built_after(session: Session, table: str, rows: int) -> Iterator[No
         ),
         {"table": table},
     ).all()
+    # Each key as the catalog states it (ON DELETE, DEFERRABLE, NOT VALID included), under its name.
+    keys = session.execute(
+        text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = CAST(:table AS regclass) AND contype = 'f' ORDER BY conname"
+        ),
+        {"table": table},
+    ).all()
     for name, _definition in indexes:
         session.execute(text(f'DROP INDEX "{name}"'))
+    for name, _definition in keys:
+        session.execute(text(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"'))
     yield
+    # The index builds and the keys' checks (their joins use it as work_mem) sort in this much memory.
     session.execute(text("SELECT set_config('maintenance_work_mem', :memory, true)"), {"memory": BUILD_MEMORY})
     for _name, definition in indexes:
         session.execute(text(definition))
+    for name, definition in keys:
+        session.execute(text(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}'))
 
 
 class GeneratorMissing(RuntimeError):
@@ -312,6 +347,7 @@ class Seeder:
         self.ensure_tags()
         pipelines = self.ensure_pipelines()
         company_ids, contact_ids, deal_ids = _Ids(companies), _Ids(contacts), _Ids(deals)
+        new_ids = _new_ids()
         activity_seed = rng.getrandbits(64)
         last_activity = self._last_activities(
             self._activity_draws(activity_seed, activities, contacts, deals), contacts
@@ -394,7 +430,7 @@ class Seeder:
                     other = rng.randrange(companies)
                     if other != contact_company[i]:
                         yield {
-                            "id": uuid.uuid4(),
+                            "id": next(new_ids),
                             "org_id": org_id,
                             "contact_id": cid,
                             "company_id": company_ids[other],
@@ -412,7 +448,7 @@ class Seeder:
             for i in range(leads):
                 first, last = rng.choice(self.first_names), rng.choice(self.last_names)
                 row = {
-                    "id": uuid.uuid4(),
+                    "id": next(new_ids),
                     "org_id": org_id,
                     "owner_id": self._owner(),
                     "first_name": first,
@@ -479,7 +515,7 @@ class Seeder:
             for kind, due_days, due_hours, status, contact, deal, created_days, owner, priority, topic in draws:
                 due = now + timedelta(days=due_days, hours=due_hours)
                 row = {
-                    "id": uuid.uuid4(),
+                    "id": next(new_ids),
                     "org_id": org_id,
                     "owner_id": self.user_ids[owner] if owner >= 0 else None,
                     "type": kind,
