@@ -128,30 +128,42 @@ def _random_uuids(count: int) -> bytearray:
     return data
 
 
+def _uuid_of(data: bytes) -> uuid.UUID:
+    return uuid.UUID(bytes=data)
+
+
+# An id as the rows carry it, from its 16 bytes (Key) or from a uuid.UUID (Seeder.key): a UUID for
+# SQLite's bind processing; on PostgreSQL its 32 hex digits, which COPY sends as they are and the
+# server reads as the uuid, where a UUID object would be made and then formatted again, per cell.
+Key = Callable[[bytes], Any]
+
+
 class _Ids:
     """A table's new ids, 16 bytes each: a million uuid.UUID objects in a list take over 100 MB. Random
-    like uuid4() (not from the seed: seeding twice with one seed must not repeat a primary key)."""
+    like uuid4() (not from the seed: seeding twice with one seed must not repeat a primary key). Each
+    read as `key` makes it."""
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, key: Key = _uuid_of):
         self.count = count
         self.data = bytes(_random_uuids(count))
+        self.key = key
 
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, index: int) -> uuid.UUID:
-        return uuid.UUID(bytes=self.data[16 * index : 16 * index + 16])
+    def __getitem__(self, index: int) -> Any:
+        return self.key(self.data[16 * index : 16 * index + 16])
 
-    def __iter__(self) -> Iterator[uuid.UUID]:
+    def __iter__(self) -> Iterator[Any]:
         return (self[index] for index in range(self.count))
 
 
-def _new_ids() -> Iterator[uuid.UUID]:
+def _new_ids(key: Key = _uuid_of) -> Iterator[Any]:
     """Random ids for the rows nothing else links to (activities, leads), made a batch at a time."""
     while True:
         data = bytes(_random_uuids(BATCH))
         for start in range(0, len(data), 16):
-            yield uuid.UUID(bytes=data[start : start + 16])
+            yield key(data[start : start + 16])
 
 
 @contextmanager
@@ -236,6 +248,8 @@ class Seeder:
         self.fake.seed_instance(seed)
         self.progress = progress or (lambda label, n: None)
         self.now = datetime.now(UTC)
+        postgres = db.session.get_bind().dialect.name == "postgresql"
+        self.id_key: Key = bytes.hex if postgres else _uuid_of
         # In a stable order (ids are random): the same seed gives each user the same records.
         self.user_ids = list(db.session.scalars(select(User.id).where(User.org_id == org.id).order_by(User.email)))
         self.tag_ids = list(db.session.scalars(select(Tag.id).where(Tag.org_id == org.id).order_by(Tag.name)))
@@ -245,8 +259,12 @@ class Seeder:
         self.cities = [self.fake.city() for _ in range(200)]
         self.company_words = [self.fake.last_name() for _ in range(800)]
 
-    def _owner(self) -> uuid.UUID | None:
-        return self.rng.choice(self.user_ids) if self.user_ids else None
+    def key(self, value: uuid.UUID) -> Any:
+        """An existing record's id as the rows carry it (`Key`)."""
+        return self.id_key(value.bytes)
+
+    def _owner(self) -> Any:
+        return self.rng.choice(self.user_keys) if self.user_keys else None
 
     def _insert(self, table: Any, rows: Iterator[dict[str, Any]], label: str, *, expected: int) -> None:
         """Write the rows in batches; `expected` (about how many there are) decides whether the
@@ -261,8 +279,8 @@ class Seeder:
     def _tag(self, table: Any, key: str, ids: _Ids, counts: list[int], label: str) -> None:
         """Link each record to a random few of the tags (how many: a random pick of `counts`)."""
         if self.tag_ids:
-            rng = self.rng
-            rows = ({key: rid, "tag_id": tid} for rid in ids for tid in rng.sample(self.tag_ids, rng.choice(counts)))
+            rng, tags = self.rng, [self.key(tag_id) for tag_id in self.tag_ids]
+            rows = ({key: rid, "tag_id": tid} for rid in ids for tid in rng.sample(tags, rng.choice(counts)))
             self._insert(table, rows, label, expected=len(ids) * sum(counts) // len(counts))
 
     def ensure_tags(self) -> None:
@@ -342,12 +360,16 @@ class Seeder:
         custom: Mapping[str, CustomValues] | None = None,
     ) -> dict[str, int]:
         """Write the volumes; `custom` gives tables ("contacts", "deals", ...) their custom field values."""
-        rng, org_id, now = self.rng, self.org.id, self.now
+        rng, org_id, now = self.rng, self.key(self.org.id), self.now
+        self.user_keys = [self.key(user_id) for user_id in self.user_ids]
         custom = custom or {}
         self.ensure_tags()
-        pipelines = self.ensure_pipelines()
-        company_ids, contact_ids, deal_ids = _Ids(companies), _Ids(contacts), _Ids(deals)
-        new_ids = _new_ids()
+        pipelines = [
+            (self.key(pipeline_id), [(self.key(stage_id), *rest) for stage_id, *rest in stages])
+            for pipeline_id, stages in self.ensure_pipelines()
+        ]
+        company_ids, contact_ids, deal_ids = (_Ids(n, self.id_key) for n in (companies, contacts, deals))
+        new_ids = _new_ids(self.id_key)
         activity_seed = rng.getrandbits(64)
         last_activity = self._last_activities(
             self._activity_draws(activity_seed, activities, contacts, deals), contacts
@@ -389,7 +411,7 @@ class Seeder:
         # Each contact's company as an index into company_ids (-1: none): 4 bytes a contact.
         contact_company = array("i", [-1]) * contacts
 
-        def company_of(contact: int) -> uuid.UUID | None:
+        def company_of(contact: int) -> Any:
             index = contact_company[contact]
             return company_ids[index] if index >= 0 else None
 
@@ -517,7 +539,7 @@ class Seeder:
                 row = {
                     "id": next(new_ids),
                     "org_id": org_id,
-                    "owner_id": self.user_ids[owner] if owner >= 0 else None,
+                    "owner_id": self.user_keys[owner] if owner >= 0 else None,
                     "type": kind,
                     "subject": f"{labels[kind]}: {topic}",
                     "status": status,
@@ -539,7 +561,7 @@ class Seeder:
             # Statistics for the rows just written, for whatever runs next (autovacuum comes later).
             session.execute(text("ANALYZE companies, contacts, contact_companies, leads, deals, activities"))
         # The rows went in without the ORM, whose hooks would have noticed them: drop the cached numbers.
-        renew_epoch(session, org_id)
+        renew_epoch(session, self.org.id)
         db.session.commit()
         return {"companies": companies, "contacts": contacts, "leads": leads, "deals": deals, "activities": activities}
 
