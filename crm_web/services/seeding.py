@@ -132,7 +132,7 @@ def _uuid_of(data: bytes) -> uuid.UUID:
     return uuid.UUID(bytes=data)
 
 
-# An id as the rows carry it, from its 16 bytes (Key) or from a uuid.UUID (Seeder.key): a UUID for
+# An id as the rows carry it, from its 16 bytes (Key) or from a uuid.UUID (Seeder.row_id): a UUID for
 # SQLite's bind processing; on PostgreSQL its 32 hex digits, which COPY sends as they are and the
 # server reads as the uuid, where a UUID object would be made and then formatted again, per cell.
 Key = Callable[[bytes], Any]
@@ -259,7 +259,7 @@ class Seeder:
         self.cities = [self.fake.city() for _ in range(200)]
         self.company_words = [self.fake.last_name() for _ in range(800)]
 
-    def key(self, value: uuid.UUID) -> Any:
+    def row_id(self, value: uuid.UUID) -> Any:
         """An existing record's id as the rows carry it (`Key`)."""
         return self.id_key(value.bytes)
 
@@ -279,7 +279,7 @@ class Seeder:
     def _tag(self, table: Any, key: str, ids: _Ids, counts: list[int], label: str) -> None:
         """Link each record to a random few of the tags (how many: a random pick of `counts`)."""
         if self.tag_ids:
-            rng, tags = self.rng, [self.key(tag_id) for tag_id in self.tag_ids]
+            rng, tags = self.rng, [self.row_id(tag_id) for tag_id in self.tag_ids]
             rows = ({key: rid, "tag_id": tid} for rid in ids for tid in rng.sample(tags, rng.choice(counts)))
             self._insert(table, rows, label, expected=len(ids) * sum(counts) // len(counts))
 
@@ -360,12 +360,12 @@ class Seeder:
         custom: Mapping[str, CustomValues] | None = None,
     ) -> dict[str, int]:
         """Write the volumes; `custom` gives tables ("contacts", "deals", ...) their custom field values."""
-        rng, org_id, now = self.rng, self.key(self.org.id), self.now
-        self.user_keys = [self.key(user_id) for user_id in self.user_ids]
+        rng, org_id, now = self.rng, self.row_id(self.org.id), self.now
+        self.user_keys = [self.row_id(user_id) for user_id in self.user_ids]
         custom = custom or {}
         self.ensure_tags()
         pipelines = [
-            (self.key(pipeline_id), [(self.key(stage_id), *rest) for stage_id, *rest in stages])
+            (self.row_id(pipeline_id), [(self.row_id(stage_id), *rest) for stage_id, *rest in stages])
             for pipeline_id, stages in self.ensure_pipelines()
         ]
         company_ids, contact_ids, deal_ids = (_Ids(n, self.id_key) for n in (companies, contacts, deals))
