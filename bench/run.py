@@ -21,7 +21,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -306,11 +306,19 @@ def _custom_value(cf: Any, weights: tuple[tuple[str, float], ...], v: str, table
     return f"'AC-' || lpad(CAST(floor({v} * 100000) AS INTEGER)::text, 5, '0')"
 
 
-def _python_value(cf: Any, weights: tuple[tuple[str, float], ...], v: float, table: str, row: dict[str, Any]) -> Any:
+def _python_value(
+    cf: Any,
+    ids: list[str],
+    weights: tuple[tuple[str, float], ...],
+    v: float,
+    table: str,
+    row: dict[str, Any],
+    today: date,
+) -> Any:
     """One field's stored value from `v`, a uniform number in [0, 1): `_custom_value`'s distribution,
-    drawn in Python while seeding (the seeder writes the values with the rows)."""
+    drawn in Python while seeding (the seeder writes the values with the rows). `ids`: the ids of the
+    field's first options, one per weight (looked up once per field, not per value)."""
     if cf.has_options:
-        ids = [cf.options[i].id for i in range(len(weights))]
         if cf.type == "select":
             total = 0.0
             for option_id, (_label, share) in zip(ids, weights, strict=True):
@@ -326,13 +334,14 @@ def _python_value(cf: Any, weights: tuple[tuple[str, float], ...], v: float, tab
     if cf.type == "money":
         return round(v * 50000, 2)
     if cf.type == "date":
-        return (datetime.now(UTC).date() + timedelta(days=int(v * 730) - 365)).isoformat()
+        return (today + timedelta(days=int(v * 730) - 365)).isoformat()
     if cf.type == "checkbox":
         return v < 0.3
     if cf.type == "url":
         if table == "contacts":
             return f"https://www.linkedin.com/in/{row['first_name'].lower()}-{row['last_name'].lower()}"
-        return f"https://www.example.com/{row['id'].hex[:12]}"
+        key = row["id"]  # the seeder's key: a UUID, or its hex digits on PostgreSQL
+        return f"https://www.example.com/{(key if isinstance(key, str) else key.hex)[:12]}"
     if cf.type == "long_text":
         return _SENTENCES[min(int(v * len(_SENTENCES)), len(_SENTENCES) - 1)]
     if table == "deals":  # text: a competitor's name, else a code
@@ -372,14 +381,19 @@ def custom_values(org: Any) -> dict[str, Any]:
     fields = define_custom_fields(org)
 
     def maker(table: str) -> Any:
-        specs = [(fields[table][label], weights, share) for label, _kind, weights, share in CUSTOM_FIELDS[table]]
+        specs = []
+        for label, _kind, weights, share in CUSTOM_FIELDS[table]:
+            cf = fields[table][label]
+            ids = [cf.options[i].id for i in range(len(weights))] if cf.has_options else []
+            specs.append((cf, cf.key, ids, weights, share))
+        today = datetime.now(UTC).date()
 
         def values(rng: Any, row: dict[str, Any]) -> dict[str, Any]:
             made = {}
-            for cf, weights, share in specs:
+            for cf, key, ids, weights, share in specs:
                 u = rng.random()
                 if u < share:
-                    made[cf.key] = _python_value(cf, weights, u / share, table, row)
+                    made[key] = _python_value(cf, ids, weights, u / share, table, row, today)
             return made
 
         return values
@@ -1198,6 +1212,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
     parser.add_argument(
+        "--seed-only",
+        action="store_true",
+        help="only create and seed the sizes' databases (what a measuring run would do first), then stop",
+    )
+    parser.add_argument(
         "--served",
         nargs="?",
         const="all",
@@ -1217,6 +1236,13 @@ def main(argv: list[str] | None = None) -> int:
     served = sizes if args.served == "all" else [s.strip().upper() for s in args.served.split(",") if s.strip()]
     if any(s not in SIZES for s in served):
         parser.error(f"--served takes some of {SIZE_NAMES}")
+    if args.seed_only:
+        for size in sizes:
+            print(f"size {size}: {SIZES[size]}")
+            started = time.perf_counter()
+            ensure_database(args.server, size, fresh=args.fresh, prefix=args.db_prefix)
+            print(f"  {size} ready in {time.perf_counter() - started:.0f} s")
+        return 0
     all_results = {}
     for size in sizes:
         print(f"size {size}: {SIZES[size]}")

@@ -37,6 +37,21 @@ def test_the_generated_table_replaces_only_what_is_between_the_markers(tmp_path)
     assert copy.read_text() == f"{head}{BEGIN_MARK}\n| page | new table |\n{END_MARK}{tail}"
 
 
+def test_seed_only_seeds_each_size_and_measures_nothing(tmp_path, monkeypatch):
+    from bench import run
+
+    seeded, measured = [], []
+    monkeypatch.setattr(
+        run, "ensure_database", lambda server, size, *, fresh, prefix=None: seeded.append((size, fresh, prefix))
+    )
+    monkeypatch.setattr(run, "measure", lambda *args, **kwargs: measured.append(args))
+    output = tmp_path / "bench.md"
+    assert run.main(["--sizes", "S,M", "--seed-only", "--fresh", "--db-prefix", "p", "--output", str(output)]) == 0
+    assert seeded == [("S", True, "p"), ("M", True, "p")]
+    assert measured == []
+    assert not output.exists()
+
+
 def test_the_sqlite_table_has_its_own_section(tmp_path):
     current = DEFAULT_OUTPUT.read_text()
     assert current.count(SQLITE_BEGIN_MARK) == 1 and current.count(SQLITE_END_MARK) == 1

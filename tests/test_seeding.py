@@ -4,8 +4,11 @@ after it exactly as they were."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from crm_web.extensions import db
 from crm_web.models import Activity, Company, Contact, Deal, Lead
@@ -82,13 +85,32 @@ def _index_definitions():
     ).all()
 
 
+def _foreign_keys():
+    return db.session.execute(
+        text(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
+            "WHERE contype = 'f' AND connamespace = CAST(current_schema() AS regnamespace) ORDER BY 1, 2"
+        )
+    ).all()
+
+
 @pytest.mark.postgres_only
 def test_a_large_load_builds_the_indexes_after_it_as_they_were(app, monkeypatch, count_queries):
     monkeypatch.setattr(seeding, "REBUILD_AT", 10)
     org = factories.make_org("large")
-    before = _index_definitions()
+    before, keys_before = _index_definitions(), _foreign_keys()
     with count_queries() as q:
         seeded(org)
+    # The foreign keys too, added again (which checks every row) as they were.
+    assert any(
+        statement.startswith('ALTER TABLE "activities" DROP CONSTRAINT "fk_activities_contact_id_contacts"')
+        for statement in q.statements
+    )
+    assert any(
+        statement.startswith('ALTER TABLE "activities" ADD CONSTRAINT "fk_activities_contact_id_contacts" FOREIGN KEY')
+        for statement in q.statements
+    )
+    assert _foreign_keys() == keys_before
     assert any(statement.startswith('DROP INDEX "ix_contacts_org_last_first"') for statement in q.statements)
     assert any(statement.startswith("CREATE INDEX contact_name_trgm_idx") for statement in q.statements)
     assert not any('DROP INDEX "pk_' in statement for statement in q.statements)  # the keys' checks stay
@@ -98,3 +120,30 @@ def test_a_large_load_builds_the_indexes_after_it_as_they_were(app, monkeypatch,
     with count_queries() as q:
         seeding.Seeder(org, seed=5).run(**{**VOLUME, "contacts": 20})
     assert not any(statement.startswith('DROP INDEX "ix_contacts') for statement in q.statements)
+    assert not any('ALTER TABLE "contacts" DROP CONSTRAINT' in statement for statement in q.statements)
+
+
+@pytest.mark.postgres_only
+def test_a_large_load_that_breaks_a_foreign_key_fails_and_leaves_the_keys(app, monkeypatch, count_queries):
+    """The keys are checked when added again: a row naming a missing record fails the load, whose
+    rollback brings back the indexes and keys as they were."""
+    monkeypatch.setattr(seeding, "REBUILD_AT", 10)
+    org = factories.make_org("broken")
+    factories.make_user(org, role="admin")
+    before, keys_before = _index_definitions(), _foreign_keys()
+    real_insert = seeding.insert_rows
+
+    def insert_with_a_stray_company(session, table, rows):
+        if table.name == "deals":
+            rows = [{**rows[0], "company_id": uuid.uuid4()}, *rows[1:]]
+        real_insert(session, table, rows)
+
+    monkeypatch.setattr(seeding, "insert_rows", insert_with_a_stray_company)
+    # More deals than the other tests left in the table: its keys are dropped for the load.
+    with count_queries() as q, pytest.raises(IntegrityError, match="fk_deals_company_id_companies"):
+        seeding.Seeder(org, seed=5).run(**{**VOLUME, "deals": 500})
+    db.session.rollback()
+    assert any('ALTER TABLE "deals" DROP CONSTRAINT "fk_deals_company_id_companies"' in s for s in q.statements)
+    assert _index_definitions() == before
+    assert _foreign_keys() == keys_before
+    assert db.session.scalar(select(func.count()).select_from(Deal).where(Deal.org_id == org.id)) == 0

@@ -69,7 +69,8 @@ def _driver_rows(
         else c.type.bind_processor(dialect)
         for c in columns
     ]
-    # Only the cells that have a processor are visited again: a seeded table has millions of rows.
+    # Only the cells that have a processor are visited again: a seeded table has millions of rows. A
+    # JSON column's cells are its processor's (its text for COPY); no other column takes a dict.
     processed_at = [(i, p) for i, p in enumerate(processors) if p is not None]
     cells: list[list[Any]] = []
     for row in rows:
@@ -80,8 +81,6 @@ def _driver_rows(
         for i, processor in processed_at:
             if values[i] is not None:
                 values[i] = processor(values[i])
-        if json_as_text:
-            values = [json.dumps(c) if isinstance(c, (dict, list)) else c for c in values]
         cells.append(values)
     return columns, cells
 

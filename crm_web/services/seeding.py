@@ -118,32 +118,66 @@ def _stage_rows(stages: Sequence[PipelineStage]) -> list[tuple[uuid.UUID, int, s
     return [(s.id, s.probability, "won" if s.is_won else "lost" if s.is_lost else None) for s in stages]
 
 
+def _random_uuids(count: int) -> bytearray:
+    """`count` random version 4 UUIDs as 16 bytes each, like uuid4()'s, from one read of the system's
+    random source: the version and variant bits set here once for all, not by each UUID object made
+    from them (uuid.UUID's `version` argument costs more than the rest of making one)."""
+    data = bytearray(os.urandom(16 * count))
+    data[6::16] = bytes(b & 0x0F | 0x40 for b in data[6::16])
+    data[8::16] = bytes(b & 0x3F | 0x80 for b in data[8::16])
+    return data
+
+
+def _uuid_of(data: bytes) -> uuid.UUID:
+    return uuid.UUID(bytes=data)
+
+
+# An id as the rows carry it, from its 16 bytes (Key) or from a uuid.UUID (Seeder.row_id): a UUID for
+# SQLite's bind processing; on PostgreSQL its 32 hex digits, which COPY sends as they are and the
+# server reads as the uuid, where a UUID object would be made and then formatted again, per cell.
+Key = Callable[[bytes], Any]
+
+
 class _Ids:
     """A table's new ids, 16 bytes each: a million uuid.UUID objects in a list take over 100 MB. Random
-    like uuid4() (not from the seed: seeding twice with one seed must not repeat a primary key)."""
+    like uuid4() (not from the seed: seeding twice with one seed must not repeat a primary key). Each
+    read as `key` makes it."""
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, key: Key = _uuid_of):
         self.count = count
-        self.data = os.urandom(16 * count)
+        self.data = bytes(_random_uuids(count))
+        self.key = key
 
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, index: int) -> uuid.UUID:
-        return uuid.UUID(bytes=self.data[16 * index : 16 * index + 16], version=4)
+    def __getitem__(self, index: int) -> Any:
+        return self.key(self.data[16 * index : 16 * index + 16])
 
-    def __iter__(self) -> Iterator[uuid.UUID]:
+    def __iter__(self) -> Iterator[Any]:
         return (self[index] for index in range(self.count))
+
+
+def _new_ids(key: Key = _uuid_of) -> Iterator[Any]:
+    """Random ids for the rows nothing else links to (activities, leads), made a batch at a time."""
+    while True:
+        data = bytes(_random_uuids(BATCH))
+        for start in range(0, len(data), 16):
+            yield key(data[start : start + 16])
 
 
 @contextmanager
 def _indexes_built_after(session: Session, table: str, rows: int) -> Iterator[None]:
-    """Drop the table's secondary indexes while a large volume goes in, and build them again after:
-    one sorted build costs a fraction of updating every index (four trigram indexes on contacts) row
-    by row. Only on PostgreSQL for the tables' owner, and when the rows written are at least
-    REBUILD_AT and as many as the table holds (building an index reads the whole table). Primary keys
-    and unique indexes stay, so every check still runs. The DDL is part of the seeding transaction
-    (a failure leaves the indexes as they were), and holds the table locked until its commit."""
+    """Drop the table's secondary indexes and its foreign keys while a large volume goes in, and build
+    them again after: one sorted build costs a fraction of updating every index (four trigram indexes
+    on contacts) row by row, and one join per foreign key (ADD CONSTRAINT checks every row) a fraction
+    of a referenced-row lookup per row and key (an activity names five records). Only on PostgreSQL
+    for the tables' owner, and when the rows written are at least REBUILD_AT and as many as the table
+    holds (building an index reads the whole table). Primary keys and unique indexes stay, so every
+    check still runs, the foreign keys' once at the end. The DDL is part of the seeding transaction (a
+    failure leaves the indexes and keys as they were), and holds the table, and the tables its keys
+    reference (organizations, users, ...), locked until its commit: a bulk load for a fresh database,
+    not one a server is using."""
     if rows < REBUILD_AT or session.get_bind().dialect.name != "postgresql":
         yield
         return
@@ -166,12 +200,25 @@ def _indexes_built_after(session: Session, table: str, rows: int) -> Iterator[No
         ),
         {"table": table},
     ).all()
+    # Each key as the catalog states it (ON DELETE, DEFERRABLE, NOT VALID included), under its name.
+    keys = session.execute(
+        text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = CAST(:table AS regclass) AND contype = 'f' ORDER BY conname"
+        ),
+        {"table": table},
+    ).all()
     for name, _definition in indexes:
         session.execute(text(f'DROP INDEX "{name}"'))
+    for name, _definition in keys:
+        session.execute(text(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"'))
     yield
+    # The index builds and the keys' checks (their joins use it as work_mem) sort in this much memory.
     session.execute(text("SELECT set_config('maintenance_work_mem', :memory, true)"), {"memory": BUILD_MEMORY})
     for _name, definition in indexes:
         session.execute(text(definition))
+    for name, definition in keys:
+        session.execute(text(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}'))
 
 
 class GeneratorMissing(RuntimeError):
@@ -201,6 +248,8 @@ class Seeder:
         self.fake.seed_instance(seed)
         self.progress = progress or (lambda label, n: None)
         self.now = datetime.now(UTC)
+        postgres = db.session.get_bind().dialect.name == "postgresql"
+        self.id_key: Key = bytes.hex if postgres else _uuid_of
         # In a stable order (ids are random): the same seed gives each user the same records.
         self.user_ids = list(db.session.scalars(select(User.id).where(User.org_id == org.id).order_by(User.email)))
         self.tag_ids = list(db.session.scalars(select(Tag.id).where(Tag.org_id == org.id).order_by(Tag.name)))
@@ -210,8 +259,12 @@ class Seeder:
         self.cities = [self.fake.city() for _ in range(200)]
         self.company_words = [self.fake.last_name() for _ in range(800)]
 
-    def _owner(self) -> uuid.UUID | None:
-        return self.rng.choice(self.user_ids) if self.user_ids else None
+    def row_id(self, value: uuid.UUID) -> Any:
+        """An existing record's id as the rows carry it (`Key`)."""
+        return self.id_key(value.bytes)
+
+    def _owner(self) -> Any:
+        return self.rng.choice(self.user_keys) if self.user_keys else None
 
     def _insert(self, table: Any, rows: Iterator[dict[str, Any]], label: str, *, expected: int) -> None:
         """Write the rows in batches; `expected` (about how many there are) decides whether the
@@ -226,8 +279,8 @@ class Seeder:
     def _tag(self, table: Any, key: str, ids: _Ids, counts: list[int], label: str) -> None:
         """Link each record to a random few of the tags (how many: a random pick of `counts`)."""
         if self.tag_ids:
-            rng = self.rng
-            rows = ({key: rid, "tag_id": tid} for rid in ids for tid in rng.sample(self.tag_ids, rng.choice(counts)))
+            rng, tags = self.rng, [self.row_id(tag_id) for tag_id in self.tag_ids]
+            rows = ({key: rid, "tag_id": tid} for rid in ids for tid in rng.sample(tags, rng.choice(counts)))
             self._insert(table, rows, label, expected=len(ids) * sum(counts) // len(counts))
 
     def ensure_tags(self) -> None:
@@ -307,11 +360,16 @@ class Seeder:
         custom: Mapping[str, CustomValues] | None = None,
     ) -> dict[str, int]:
         """Write the volumes; `custom` gives tables ("contacts", "deals", ...) their custom field values."""
-        rng, org_id, now = self.rng, self.org.id, self.now
+        rng, org_id, now = self.rng, self.row_id(self.org.id), self.now
+        self.user_keys = [self.row_id(user_id) for user_id in self.user_ids]
         custom = custom or {}
         self.ensure_tags()
-        pipelines = self.ensure_pipelines()
-        company_ids, contact_ids, deal_ids = _Ids(companies), _Ids(contacts), _Ids(deals)
+        pipelines = [
+            (self.row_id(pipeline_id), [(self.row_id(stage_id), *rest) for stage_id, *rest in stages])
+            for pipeline_id, stages in self.ensure_pipelines()
+        ]
+        company_ids, contact_ids, deal_ids = (_Ids(n, self.id_key) for n in (companies, contacts, deals))
+        new_ids = _new_ids(self.id_key)
         activity_seed = rng.getrandbits(64)
         last_activity = self._last_activities(
             self._activity_draws(activity_seed, activities, contacts, deals), contacts
@@ -353,7 +411,7 @@ class Seeder:
         # Each contact's company as an index into company_ids (-1: none): 4 bytes a contact.
         contact_company = array("i", [-1]) * contacts
 
-        def company_of(contact: int) -> uuid.UUID | None:
+        def company_of(contact: int) -> Any:
             index = contact_company[contact]
             return company_ids[index] if index >= 0 else None
 
@@ -394,7 +452,7 @@ class Seeder:
                     other = rng.randrange(companies)
                     if other != contact_company[i]:
                         yield {
-                            "id": uuid.uuid4(),
+                            "id": next(new_ids),
                             "org_id": org_id,
                             "contact_id": cid,
                             "company_id": company_ids[other],
@@ -412,7 +470,7 @@ class Seeder:
             for i in range(leads):
                 first, last = rng.choice(self.first_names), rng.choice(self.last_names)
                 row = {
-                    "id": uuid.uuid4(),
+                    "id": next(new_ids),
                     "org_id": org_id,
                     "owner_id": self._owner(),
                     "first_name": first,
@@ -479,9 +537,9 @@ class Seeder:
             for kind, due_days, due_hours, status, contact, deal, created_days, owner, priority, topic in draws:
                 due = now + timedelta(days=due_days, hours=due_hours)
                 row = {
-                    "id": uuid.uuid4(),
+                    "id": next(new_ids),
                     "org_id": org_id,
-                    "owner_id": self.user_ids[owner] if owner >= 0 else None,
+                    "owner_id": self.user_keys[owner] if owner >= 0 else None,
                     "type": kind,
                     "subject": f"{labels[kind]}: {topic}",
                     "status": status,
@@ -503,7 +561,7 @@ class Seeder:
             # Statistics for the rows just written, for whatever runs next (autovacuum comes later).
             session.execute(text("ANALYZE companies, contacts, contact_companies, leads, deals, activities"))
         # The rows went in without the ORM, whose hooks would have noticed them: drop the cached numbers.
-        renew_epoch(session, org_id)
+        renew_epoch(session, self.org.id)
         db.session.commit()
         return {"companies": companies, "contacts": contacts, "leads": leads, "deals": deals, "activities": activities}
 
