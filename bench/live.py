@@ -379,10 +379,13 @@ def main(argv: list[str] | None = None) -> int:
         readers_phase(f"pages, {args.readers} readers, no board open")
         time.sleep(STATS_FLUSH)
         reads, xacts, started = table_reads(args.database_url), transactions(args.database_url), time.time()
+        cpu = cpu_seconds(pids)
         time.sleep(args.seconds)
+        cpu = cpu_seconds(pids) - cpu
+        idle_cpu = f"server CPU {100 * cpu / args.seconds:.1f} % of one core"
         time.sleep(STATS_FLUSH)
         results.append(
-            f"| nothing open | | | {table_reads(args.database_url) - reads} table reads; "
+            f"| nothing open | | {idle_cpu} | {table_reads(args.database_url) - reads} table reads; "
             f"{transactions(args.database_url) - xacts} database transactions (autovacuum) in "
             f"{time.time() - started:.0f} s |"
         )
@@ -410,10 +413,11 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(STATS_FLUSH)  # what the first polls read is counted before the phase
         reads, xacts = table_reads(args.database_url), transactions(args.database_url)
         clear()
-        cpu, started = cpu_seconds(pids), time.time()
+        stream_pids = server_pids(streams.pid) if streams else []
+        cpu, stream_cpu, started = cpu_seconds(pids), cpu_seconds(stream_pids), time.time()
         time.sleep(args.seconds)
         elapsed = time.time() - started
-        cpu = cpu_seconds(pids) - cpu
+        cpu, stream_cpu = cpu_seconds(pids) - cpu, cpu_seconds(stream_pids) - stream_cpu
         idle_polls = polls()
         time.sleep(STATS_FLUSH)  # the boards go on polling: anything they read would show
         reads = table_reads(args.database_url) - reads
@@ -425,7 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if streams is not None:
             memory = rss_mb(server_pids(streams.pid))
-            results.append(f"| (the stream process, {args.boards} streams open) | | {memory:.0f} MB resident | |")
+            results.append(
+                f"| (the stream process, {args.boards} streams open) | | {100 * stream_cpu / elapsed:.1f} % of one "
+                f"core of it; {memory:.0f} MB resident | |"
+            )
 
         clear()
         started, client_cpu = time.time(), cpu_seconds([boards.pid])
@@ -466,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         stop_boards.set()
         boards.join(timeout=60)
+        # The same readers once the boards are closed: how much the latencies move between runs anyway.
+        readers_phase(f"pages, {args.readers} readers, no board open (again, after)")
     finally:
         for process in (server, streams):
             if process is not None:
