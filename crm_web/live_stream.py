@@ -5,7 +5,7 @@ organisation that changed (`deals`, `contacts`, ..., from services/live.py's `pu
 when the signed-in user's bell has something new. Only those names travel: the page then asks
 `/live/<domain>` or the bell as it does when it polls, and that answer is rendered for its user as
 usual. A page with a stream open asks only when told (and every STREAM_SAFETY_POLL seconds in case an
-event was lost), so an idle open page costs nothing: no request, no CPU, no statement.
+event was lost), so an idle open page sends no request but that one, and no statement.
 
 A WSGI layer in front of the app (create_app installs it when `LIVE_STREAM` is set), served by
 processes made to hold many open connections: threads that wait (`gunicorn -k gthread --threads N`,
