@@ -139,12 +139,12 @@ class LiveStreams:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH:
             return self.wsgi_app(environ, start_response)
-        from crm_web.views.live import _session_org, signed_session
+        from crm_web.views.live import recorded_org, signed_session
 
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        if environ.get("REQUEST_METHOD") != "GET":
             return self._refuse(start_response, "405 METHOD NOT ALLOWED", "Streams are read with GET.\n")
         data = signed_session(self.app, environ)
-        org = _session_org(data) if data is not None else None
+        org = recorded_org(data) if data is not None else None
         parsed = parse_user_id(str((data or {}).get("_user_id") or ""))
         if org is None or parsed is None:
             # Not signed in, or no organisation recorded yet: the page polls, which records it.

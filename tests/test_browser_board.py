@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+from tests.browser_support import drag_card
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
@@ -27,17 +29,7 @@ def test_drag_card_to_another_column_and_move_by_keyboard(page, page_errors, liv
     card = source.locator("[data-deal-id]").first
     deal_id = card.get_attribute("data-deal-id")
 
-    # Drag with the mouse, in steps, from the card's amount onto the middle of the target column's cards
-    # (its bottom edge can be the last card's: the demo cards fill the column).
-    grab = card.locator(".amount").bounding_box()
-    drop = target.locator(".board-cards").bounding_box()
-    with page.expect_response(re.compile(r"/deals/[0-9a-f-]+/move")) as moved:
-        page.mouse.move(grab["x"] + 5, grab["y"] + 5)
-        page.mouse.down()
-        page.mouse.move(grab["x"] + 30, grab["y"] + 30, steps=5)
-        page.mouse.move(drop["x"] + drop["width"] / 2, drop["y"] + drop["height"] / 2, steps=15)
-        page.mouse.up()
-    assert moved.value.status == 200
+    assert drag_card(page, card, target) == 200
     header = page.locator(f"#stage-header-{target_id} [data-count]")
     page.wait_for_function(
         "([id, n]) => document.querySelector(`#stage-header-${id} [data-count]`).textContent.trim() === String(n)",

@@ -1,9 +1,9 @@
 """Real Chromium, two browser contexts as two managers on one board: a drag in one shows in the other
 within 3 s (card, column headers, board totals); a delete and its Undo too."""
 
-import re
-
 import pytest
+
+from tests.browser_support import drag_card
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,15 +39,7 @@ def test_a_drag_and_a_delete_with_undo_in_one_board_show_in_the_other(browser, l
         before_source, before_target = _header_count(watcher, source_id), _header_count(watcher, target_id)
         totals_before = watcher.locator("#board-totals").inner_text()
 
-        grab = card.locator(".amount").bounding_box()
-        drop = target.locator(".board-cards").bounding_box()
-        with mover.expect_response(re.compile(r"/deals/[0-9a-f-]+/move")) as moved:
-            mover.mouse.move(grab["x"] + 5, grab["y"] + 5)
-            mover.mouse.down()
-            mover.mouse.move(grab["x"] + 30, grab["y"] + 30, steps=5)
-            mover.mouse.move(drop["x"] + drop["width"] / 2, drop["y"] + drop["height"] / 2, steps=15)
-            mover.mouse.up()
-        assert moved.value.status == 200
+        assert drag_card(mover, card, target) == 200
 
         watcher.locator(f'#stage-cards-{target_id} [data-deal-id="{deal_id}"]').wait_for(timeout=WITHIN_MS)
         assert watcher.locator(f'#stage-cards-{source_id} [data-deal-id="{deal_id}"]').count() == 0

@@ -14,6 +14,7 @@ from werkzeug.serving import make_server
 from crm_web.config import cache_settings
 from crm_web.extensions import db
 from crm_web.services import seeding
+from tests.browser_support import drag_card
 from tests.conftest import build_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -86,15 +87,7 @@ def test_a_streamed_board_asks_only_when_told_and_shows_a_drag_in_another(browse
         card = source.locator("[data-deal-id]").first
         deal_id = card.get_attribute("data-deal-id")
         before_target = _header_count(watcher, target_id)
-        grab = card.locator(".amount").bounding_box()
-        drop = target.locator(".board-cards").bounding_box()
-        with mover.expect_response(re.compile(r"/deals/[0-9a-f-]+/move")) as moved:
-            mover.mouse.move(grab["x"] + 5, grab["y"] + 5)
-            mover.mouse.down()
-            mover.mouse.move(grab["x"] + 30, grab["y"] + 30, steps=5)
-            mover.mouse.move(drop["x"] + drop["width"] / 2, drop["y"] + drop["height"] / 2, steps=15)
-            mover.mouse.up()
-        assert moved.value.status == 200
+        assert drag_card(mover, card, target) == 200
 
         watcher.locator(f'#stage-cards-{target_id} [data-deal-id="{deal_id}"]').wait_for(timeout=WITHIN_MS)
         assert watcher.locator(f'#stage-cards-{source_id} [data-deal-id="{deal_id}"]').count() == 0

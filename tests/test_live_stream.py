@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from flask import request_started
 from werkzeug.serving import make_server
 
 from crm_web.extensions import db
@@ -139,10 +140,15 @@ def _create_deal(application: Any, ids: dict[str, Any], **values: Any) -> None:
 
 def test_a_change_reaches_the_streams_of_its_organisation_only(two_orgs):
     application, ids, cookies = two_orgs
-    with served(application) as port:
+    started: list[int] = []
+    with (
+        served(application) as port,
+        request_started.connected_to(lambda sender, **extra: started.append(1), application),
+    ):
         streams = {who: Stream(port, cookie) for who, cookie in cookies.items()}
         try:
             assert all(stream.status == 200 for stream in streams.values())
+            assert started == []  # answered in front of the app: no Flask request, no user loaded
             _create_deal(application, ids, name="Streamed", owner_id=ids["rep"])
             assert streams["manager"].wait_for("deals")
             assert streams["rep"].wait_for("deals")
@@ -164,10 +170,11 @@ def test_a_stream_needs_a_signed_in_session_and_a_get(two_orgs):
         assert anonymous.status == 401 and "Sign in" in anonymous.body
         forged = Stream(port, cookies["manager"][:-2] + "xx")
         assert forged.status == 401
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        connection.request("POST", "/live/stream", headers={"Cookie": cookies["manager"]})
-        assert connection.getresponse().status == 405
-        connection.close()
+        for method in ("POST", "HEAD"):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request(method, "/live/stream", headers={"Cookie": cookies["manager"]})
+            assert connection.getresponse().status == 405, method
+            connection.close()
 
 
 def test_a_stream_ends_after_its_lifetime_and_the_page_says_where_it_is(tmp_path, private_redis):

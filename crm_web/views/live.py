@@ -111,7 +111,7 @@ def _record_session_org() -> None:
         session[SESSION_MARK] = mark
 
 
-def _session_org(data: Any = session) -> str | None:
+def recorded_org(data: Any = session) -> str | None:
     """The organisation of the signed session, when a full answer of this endpoint recorded it for the
     same user (and session version); else None (then the user is loaded)."""
     user_key = data.get("_user_id")
@@ -178,7 +178,7 @@ class IdleChecks:
             except ValueError:
                 return None  # the app's 400
         data = signed_session(self.app, environ)
-        org = _session_org(data) if data is not None else None
+        org = recorded_org(data) if data is not None else None
         if org is None:
             return None
         with self.app.app_context():  # the cache (Flask-Caching) and its breaker live there
@@ -202,7 +202,7 @@ def poll(domain: str):
     record_id = parse_uuid(request.args.get("id"))  # not an id: 400
     record = str(record_id) if record_id else None
     held = request.args.get("s", "")
-    org = _session_org()
+    org = recorded_org()
     if org is not None:
         stamp, stamps = live.current(org, domain)
         if stamp == held or stamp == live.OFFLINE:
