@@ -245,6 +245,25 @@ def test_the_bell_costs_no_statement_while_nothing_changed(client, login, org, u
     assert response.status_code == 200 and "data-bell-count>3<" in response.get_data(as_text=True)
 
 
+def test_a_bell_that_finds_no_new_reminder_leaves_the_users_other_pages_idle(client, login, org):
+    """Two pages of one user, an overdue activity: each page's first bell stores the reminder or finds
+    it stored; after that each page's stamp stays current (204), else each page's bell would make the
+    other's ask again, for ever, on live streams."""
+    sales = login("sales")
+    factories.make_activity(org, subject="Call Ann", owner_id=sales.id, due_at=datetime.now(UTC) - timedelta(hours=1))
+
+    def bell(held: str = "") -> tuple[int, str]:
+        response = client.get(f"/notifications/bell?s={held}", headers={"HX-Request": "true"})
+        html = response.get_data(as_text=True)
+        return response.status_code, html.split('data-bell-stamp="')[1].split('"')[0] if html else held
+
+    status, first = bell()  # the first page: stores the overdue reminder
+    assert status == 200 and _kinds_for(sales) == ["overdue"]
+    status, second = bell()  # the second page: finds it stored
+    assert status == 200 and second == first
+    assert bell(first) == (204, first) and bell(second) == (204, second)
+
+
 def test_notification_settings_on_the_account_page(client, login, users):
     sales = login("sales")
     page = client.get("/account").get_data(as_text=True)

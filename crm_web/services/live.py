@@ -106,8 +106,12 @@ def _note_bulk_statements(state: ORMExecuteState) -> None:
     # The organisation: the request's (PostgreSQL), else the acting user's, known at the commit.
     org = state.session.info.get(CURRENT_ORG_INFO_KEY) or UNKNOWN
     changed = _changed(state.session)
-    if domain == NOTIFICATIONS:  # a user's own "mark read"; reminders are stamped by the bell itself
-        changed.add((org, domain, ME))
+    if domain == NOTIFICATIONS:
+        # A user's own "mark read". The bell's reminders (an INSERT) are noted by `remind` with their
+        # recipient, and only when one is new: a bell that stamped every time it looked would make the
+        # same user's other pages look again, and theirs this one (each tab's stream tells the others).
+        if not state.is_insert:
+            changed.add((org, domain, ME))
         return
     changed.add((org, domain, None))
     changed.update((org, domain, str(record_id)) for record_id in _statement_ids(state)[:RECENT])
@@ -125,6 +129,12 @@ def _statement_ids(state: ORMExecuteState) -> list[Any]:
             if isinstance(value, (list, tuple)):
                 found.extend(value)
     return found
+
+
+def note_notified(session: Session, org_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """New notifications stored by a bulk statement (the bell's reminders): the recipient's bell
+    is told at the commit."""
+    _changed(session).add((str(org_id), NOTIFICATIONS, str(user_id)))
 
 
 def note_actor(session: Session, org_id: uuid.UUID, user_id: uuid.UUID | None, name: str) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from crm_web import clock
 from crm_web.models import NOTIFICATION_KINDS, OPEN_ACTIVITY_STATUSES, Activity, Notification, User
+from crm_web.services import live
 from crm_web.services.base import Actor, BaseService
 from crm_web.services.history import label_of
 
@@ -235,9 +236,14 @@ class NotificationService(BaseService[Notification]):
             )
         if values:
             insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
-            self.session.execute(
-                insert(Notification).values(values).on_conflict_do_nothing(index_elements=["user_id", "dedupe_key"])
-            )
+            stored = self.session.execute(
+                insert(Notification)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=["user_id", "dedupe_key"])
+                .returning(Notification.id)
+            ).all()
+            if stored:  # none when another tab or process stored them first: nothing new to tell
+                live.note_notified(self.session, self.org_id, self.actor.user_id)
             self.commit()
         return min(upcoming)
 
