@@ -1,16 +1,21 @@
 """`python -m bench.live`: what open boards cost. gunicorn (PostgreSQL + Redis, as in production) on
-127.0.0.1 with the demo data; N boards polling as static/js/live.js does (threads in a process of
-their own, one cookie session each); phases of a fixed length:
+127.0.0.1 with the demo data; N boards asking as static/js/live.js does (threads in a process of
+their own, one cookie session each: the board's deals every 2 s and its header's bell every 5 s);
+phases of a fixed length:
 
 1. pages: a few clients reading other pages (board, lists, dashboard) alone: their latency;
 2. idle: the boards alone, nothing changing: requests per second, the server's CPU, and the reads
    of the app's tables (0: an idle poll touches no database);
 3. pages + idle boards: the same page clients with the boards open: their latency again;
-4. changing: the boards while a deal moves every few seconds: each move re-renders every open board.
+4. changing: the boards while a deal moves every few seconds: each move re-renders every open board;
+5. rounds: the page clients again without, then with the idle boards (`--rounds`), since the
+   machine's own speed drifts over minutes by as much as the boards might cost: all rounds' pages
+   with the boards open against all without.
 
 `--stream`: the boards listen on live streams (crm_web/live_stream.py, served by a gunicorn gthread
 process of its own, as deploy/cluster.sh does) and ask only when told, as static/js/live.js does when
-the server offers a stream.
+the server offers a stream (and every 60 s). `--think`: the page clients wait 0.5-2 s between pages
+as the load test's users do (bench/locustfile.py), instead of reading back to back.
 
 Loopback only, bounded in time; it stops what it started and drops its database.
 """
@@ -34,8 +39,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DATABASE = "crm_bench_live"
-POLL_SECONDS = 2.0
+POLL_SECONDS = 2.0  # static/js/live.js's POLL_MS
+BELL_SECONDS = 5.0  # and BELL_MS
 STREAM_SAFETY_SECONDS = 60.0  # static/js/live.js's STREAM_SAFETY_MS
+STREAM_READ_TIMEOUT = 40.0  # seconds; the server sends a heartbeat every LIVE_STREAM_HEARTBEAT (15)
+THINK_SECONDS = (0.5, 2.0)  # bench/locustfile.py's wait_time
 STATS_FLUSH = 25  # seconds: idle PostgreSQL backends report their statistics late
 PAGES = ["/deals/board", "/contacts", "/deals", "/activities", "/"]
 
@@ -160,7 +168,9 @@ OUTCOMES = ("204", "200", "error")
 
 
 class Board(threading.Thread):
-    """One open board: its page once, then a poll every POLL_SECONDS with the stamp it holds."""
+    """One open board, asking as static/js/live.js does: its deals (the stamp it holds) every
+    POLL_SECONDS and its header's bell every BELL_SECONDS; or, on a live stream, each when told and
+    every STREAM_SAFETY_SECONDS."""
 
     def __init__(self, host: str, cookies, stop, counters, ready, lag, stream_port: int | None = None):
         super().__init__(daemon=True)
@@ -178,8 +188,16 @@ class Board(threading.Thread):
         html = session.get(self.host + "/deals/board", timeout=30).text
         stamp = re.search(r'data-live-stamp="([^"]*)"', html).group(1)
         query = re.search(r'data-board-query="([^"]*)"', html).group(1).replace("&amp;", "&")
-        self.stop.wait(random.uniform(0, POLL_SECONDS))  # pages open at different moments
-        self.stamp, self.first = stamp, True
+        # Pages open at different moments (streams too: their heartbeats then fall at different moments).
+        self.stop.wait(random.uniform(0, POLL_SECONDS if self.stream_port is None else 15.0))
+        self.stamp, self.bell_stamp, self.first = stamp, "", True
+
+        def count(outcome: int) -> None:
+            with self.counters.get_lock():
+                self.counters[outcome] += 1
+
+        def outcome_of(response) -> int:
+            return OUTCOMES.index(str(response.status_code)) if str(response.status_code) in OUTCOMES else 2
 
         def ask() -> None:
             try:
@@ -189,11 +207,10 @@ class Board(threading.Thread):
                     timeout=30,
                 )
                 self.stamp = response.headers.get("X-Live-Stamp", self.stamp)
-                outcome = OUTCOMES.index(str(response.status_code)) if str(response.status_code) in OUTCOMES else 2
+                outcome = outcome_of(response)
             except requests.RequestException:
                 outcome = 2
-            with self.counters.get_lock():
-                self.counters[outcome] += 1
+            count(outcome)
             if outcome == 1:  # an update: how long after the move it reached this board
                 with self.lag.get_lock():
                     self.lag[1] = max(self.lag[1], time.time() - self.lag[0])
@@ -202,38 +219,61 @@ class Board(threading.Thread):
                 with self.ready.get_lock():
                     self.ready.value += 1
 
+        def ask_bell() -> None:
+            try:
+                response = session.get(
+                    f"{self.host}/notifications/bell?s={self.bell_stamp}", headers={"HX-Request": "true"}, timeout=30
+                )
+                if response.status_code == 200:
+                    found = re.search(r'data-bell-stamp="([^"]*)"', response.text)
+                    self.bell_stamp = found.group(1) if found else self.bell_stamp
+                outcome = outcome_of(response)
+            except requests.RequestException:
+                outcome = 2
+            count(outcome)
+
         if self.stream_port is not None:
-            self.listen(ask, session)
+            self.listen(ask, ask_bell, session)
             return
+        bell_due = 0.0
         while not self.stop.is_set():
             ask()
+            if time.monotonic() >= bell_due:
+                ask_bell()
+                bell_due = time.monotonic() + BELL_SECONDS
             self.stop.wait(POLL_SECONDS)
 
-    def listen(self, ask, session) -> None:
-        """As live.js with a stream: ask on opening, then when told that deals changed (and every
-        STREAM_SAFETY_SECONDS); a stream that ends is opened again."""
+    def listen(self, ask, ask_bell, session) -> None:
+        """As live.js with a stream: ask on opening, then when told that deals changed or the bell has news
+        (and every STREAM_SAFETY_SECONDS); a stream that ends is opened again."""
         cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
         while not self.stop.is_set():
-            connection = http.client.HTTPConnection("127.0.0.1", self.stream_port, timeout=5)
+            # Longer than the server's heartbeat: a socket that times out cannot be read again (the stream
+            # would be opened anew, and asked, every few seconds); the heartbeat wakes it to see the stop flag.
+            connection = http.client.HTTPConnection("127.0.0.1", self.stream_port, timeout=STREAM_READ_TIMEOUT)
             try:
                 connection.request("GET", "/live/stream", headers={"Cookie": cookie, "Accept": "text/event-stream"})
                 response = connection.getresponse()
                 if response.status != 200:
                     response.read()
                     ask()
+                    ask_bell()
                     self.stop.wait(POLL_SECONDS)
                     continue
                 ask()
+                ask_bell()
                 asked = time.monotonic()
                 while not self.stop.is_set():
-                    try:
-                        line = response.readline()
-                    except TimeoutError:  # a quiet stream: only to look at the stop flag and the safety poll
-                        line = b"\n"
+                    line = response.readline()
                     if not line:
                         break  # the stream ended (its lifetime): open it again
-                    if line == b"event: deals\n" or time.monotonic() - asked > STREAM_SAFETY_SECONDS:
+                    if line == b"event: deals\n":
                         ask()
+                    elif line == b"event: bell\n":
+                        ask_bell()
+                    elif time.monotonic() - asked > STREAM_SAFETY_SECONDS:
+                        ask()
+                        ask_bell()
                         asked = time.monotonic()
             except OSError:
                 self.stop.wait(1)
@@ -254,11 +294,12 @@ def run_boards(host: str, people: list, count: int, stop, counters, ready, lag, 
 
 
 class Reader(threading.Thread):
-    """A user reading other pages back to back: their latencies."""
+    """A user reading other pages, back to back or with the load test's think time between them
+    (bench/locustfile.py): their latencies."""
 
-    def __init__(self, host: str, cookies, stop: threading.Event, times: list[float]):
+    def __init__(self, host: str, cookies, stop: threading.Event, times: list[float], think: bool = False):
         super().__init__(daemon=True)
-        self.host, self.cookies, self.stop, self.times = host, cookies, stop, times
+        self.host, self.cookies, self.stop, self.times, self.think = host, cookies, stop, times, think
 
     def run(self) -> None:
         import requests
@@ -269,6 +310,8 @@ class Reader(threading.Thread):
             started = time.perf_counter()
             session.get(self.host + random.choice(PAGES), timeout=30)
             self.times.append((time.perf_counter() - started) * 1000)
+            if self.think:
+                self.stop.wait(random.uniform(*THINK_SECONDS))
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -289,6 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     # the mover's before its next move, every 5 s).
     parser.add_argument("--keep-alive", type=int, default=10, help="gunicorn's keep-alive seconds")
     parser.add_argument("--seconds", type=int, default=30, help="length of each phase")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="times the readers are timed with the idle boards open (and closed)"
+    )
+    parser.add_argument(
+        "--think",
+        action="store_true",
+        help="the readers wait 0.5-2 s between pages, as the load test's users do (else back to back)",
+    )
     parser.add_argument("--stream", action="store_true", help="the boards listen on live streams instead of polling")
     args = parser.parse_args(argv)
     import requests
@@ -360,9 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         people = [sign_in(host, f"{role}@example.com").cookies for role in ("admin", "manager", "sales")]
         pids = server_pids(server.pid) + (server_pids(streams.pid) if streams else [])
 
-        def readers_phase(label: str) -> None:
+        def readers_phase(label: str) -> list[float]:
             stop, times = threading.Event(), []
-            threads = [Reader(host, people[i % 3], stop, times) for i in range(args.readers)]
+            threads = [Reader(host, people[i % 3], stop, times, args.think) for i in range(args.readers)]
             for thread in threads:
                 thread.start()
             time.sleep(args.seconds)
@@ -373,10 +424,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {label} | {len(times)} pages | p50 {percentile(times, 0.5):.0f} ms | "
                 f"p95 {percentile(times, 0.95):.0f} ms |"
             )
+            return times
 
         readers_phase("warm-up (not counted)")
         results.pop()
-        readers_phase(f"pages, {args.readers} readers, no board open")
+        alone = readers_phase(f"pages, {args.readers} readers, no board open")
         time.sleep(STATS_FLUSH)
         reads, xacts, started = table_reads(args.database_url), transactions(args.database_url), time.time()
         cpu = cpu_seconds(pids)
@@ -391,16 +443,27 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         context = multiprocessing.get_context("fork")
-        stop_boards, counters, ready = context.Event(), context.Array("i", 3), context.Value("i", 0)
-        lag = context.Array("d", [time.time(), 0.0])
-        boards = context.Process(
-            target=run_boards,
-            args=(host, people, args.boards, stop_boards, counters, ready, lag, stream_port),
-        )
-        boards.start()
-        deadline = time.time() + 300
-        while ready.value < args.boards and time.time() < deadline:  # every board past its first poll
-            time.sleep(0.5)
+        counters, lag = context.Array("i", 3), context.Array("d", [time.time(), 0.0])
+
+        def open_boards():
+            """The boards' process, once every board is past its first poll (its page and first answer)."""
+            stop, ready = context.Event(), context.Value("i", 0)
+            process = context.Process(
+                target=run_boards,
+                args=(host, people, args.boards, stop, counters, ready, lag, stream_port),
+            )
+            process.start()
+            deadline = time.time() + 300
+            while ready.value < args.boards and time.time() < deadline:
+                time.sleep(0.5)
+            return process, stop
+
+        def close_boards(boards) -> None:
+            process, stop = boards
+            stop.set()
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
 
         def polls() -> dict[str, int]:
             with counters.get_lock():
@@ -410,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             with counters.get_lock():
                 counters[:] = [0, 0, 0]
 
+        boards = open_boards()
         time.sleep(STATS_FLUSH)  # what the first polls read is counted before the phase
         reads, xacts = table_reads(args.database_url), transactions(args.database_url)
         clear()
@@ -435,9 +499,9 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         clear()
-        started, client_cpu = time.time(), cpu_seconds([boards.pid])
-        readers_phase(f"pages, {args.readers} readers, {args.boards} idle boards open")
-        elapsed, client_cpu = time.time() - started, cpu_seconds([boards.pid]) - client_cpu
+        started, client_cpu = time.time(), cpu_seconds([boards[0].pid])
+        opened = readers_phase(f"pages, {args.readers} readers, {args.boards} idle boards open")
+        elapsed, client_cpu = time.time() - started, cpu_seconds([boards[0].pid]) - client_cpu
         results.append(
             f"| (the boards meanwhile) | {sum(polls().values()) / elapsed:.0f} polls/s | client CPU "
             f"{100 * client_cpu / elapsed:.1f} % of one core | |"
@@ -471,10 +535,21 @@ def main(argv: list[str] | None = None) -> int:
             f"polls/s ({changing}) | server CPU {100 * cpu / elapsed:.1f} % of one core | the last board saw a "
             f"move {lag[1]:.1f} s after it |"
         )
-        stop_boards.set()
-        boards.join(timeout=60)
-        # The same readers once the boards are closed: how much the latencies move between runs anyway.
-        readers_phase(f"pages, {args.readers} readers, no board open (again, after)")
+        close_boards(boards)
+        # Then the readers alternately without and with the idle boards: the machine's own drift over
+        # minutes is as large as what the boards might add, so only pairs timed one after the other compare.
+        for round_ in range(2, args.rounds + 1):
+            alone += readers_phase(f"round {round_}: pages, no board open")
+            boards = open_boards()
+            time.sleep(5)  # past the boards' opening
+            opened += readers_phase(f"round {round_}: pages, {args.boards} idle boards open")
+            close_boards(boards)
+        alone += readers_phase(f"pages, {args.readers} readers, no board open (last)")
+        results.append(
+            f"| all rounds: pages without boards, with boards | {len(alone)}, {len(opened)} "
+            f"pages | p50 {percentile(alone, 0.5):.0f}, {percentile(opened, 0.5):.0f} ms | "
+            f"p95 {percentile(alone, 0.95):.0f}, {percentile(opened, 0.95):.0f} ms |"
+        )
     finally:
         for process in (server, streams):
             if process is not None:
@@ -489,7 +564,11 @@ def main(argv: list[str] | None = None) -> int:
             else f"polls every {POLL_SECONDS:.0f} s, "
         )
     )
-    print(f"phases of {args.seconds} s\n")
+    print(
+        f"{args.readers} readers "
+        + ("waiting 0.5-2 s between pages (the load test's users)" if args.think else "reading back to back")
+        + f", phases of {args.seconds} s, {args.rounds} rounds with the boards open\n"
+    )
     for line in results:
         print(line)
     return 0
