@@ -100,6 +100,8 @@ def settings_from_env() -> dict:
         # services/pagination.py: a list counts its total exactly up to this many rows, then says "more
         # than"; pages are numbered (?page=N) while they start within it, deeper ones are read by cursor.
         "LIST_COUNT_BOUND": _int("LIST_COUNT_BOUND", 10_000),
+        # The same for a list filtered on a custom field, whose count reads each counted row's table block.
+        "LIST_CUSTOM_COUNT_BOUND": _int("LIST_CUSTOM_COUNT_BOUND", 1_000),
         # services/stats/cache.py: "overdue" moves with the clock; deal numbers only with writes.
         "ACTIVITY_STATS_CACHE_TIMEOUT": 60,
         "DEAL_STATS_CACHE_TIMEOUT": 3600,

@@ -156,6 +156,39 @@ def test_a_deep_page_number_stops_at_the_bound(bounded, admin, contacts):
     assert page.next_link.cursor is not None and page.next_link.cursor.page == 3
 
 
+def test_a_list_filtered_on_a_custom_field_counts_to_its_own_bound(app, monkeypatch, admin, contacts):
+    """A custom field's condition is tested on each row read from the table, so such a list counts
+    only to LIST_CUSTOM_COUNT_BOUND, then says "more than"; the same list filtered on a column (or
+    sorted by the field, which reads no row to count) counts to LIST_COUNT_BOUND."""
+    monkeypatch.setitem(app.config, "LIST_COUNT_BOUND", 8)
+    monkeypatch.setitem(app.config, "LIST_CUSTOM_COUNT_BOUND", 4)
+    service = ContactService(admin)
+    by_score = parse_filter({"f": ["cf_score.between.0,2"]}, service.filter_fields())
+    matching = [c for c in contacts if c.custom is not None]
+    assert len(matching) == 15
+    page = service.list_page(filter_spec=by_score, per_page=PER_PAGE)
+    assert (page.total, page.more, len(page.items)) == (4, True, PER_PAGE)
+    seen, _, last = _forwards(service, filter_spec=by_score)
+    assert sorted(seen) == sorted(c.id for c in matching) and not last.has_next  # every row, by cursor
+    assert (service.list_page(sort="cf_score", per_page=PER_PAGE).total, page.pages) == (8, 2)
+    by_city = parse_filter({"f": ["city.equals.Paris"]}, service.filter_fields())
+    assert (service.list_page(filter_spec=by_city, per_page=PER_PAGE).total, page.more) == (8, True)
+    monkeypatch.setitem(app.config, "LIST_CUSTOM_COUNT_BOUND", 15)  # exactly the matches: counted
+    exact = service.list_page(filter_spec=by_score, per_page=PER_PAGE)
+    assert (exact.total, exact.more) == (8, True)  # never past LIST_COUNT_BOUND
+    monkeypatch.setitem(app.config, "LIST_COUNT_BOUND", 100)
+    exact = service.list_page(filter_spec=by_score, per_page=PER_PAGE)
+    assert (exact.total, exact.more) == (15, False)
+
+
+def test_the_pager_of_a_custom_field_filter_says_more_than_its_bound(app, monkeypatch, client, login, contacts):
+    monkeypatch.setitem(app.config, "LIST_CUSTOM_COUNT_BOUND", 4)
+    login("admin")
+    body = client.get(f"/contacts?per_page={PER_PAGE}&f=cf_score.between.0,2").text
+    assert "more than 4 contacts" in body and "1–3 of more than 4" in body
+    assert "20 contacts" in client.get(f"/contacts?per_page={PER_PAGE}").text
+
+
 def _link(body: str, rel: str) -> str | None:
     found = re.search(rf'<a href="([^"]+)"[^>]*rel="{rel}"', body)
     return html.unescape(found.group(1)) if found else None

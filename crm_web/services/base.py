@@ -34,7 +34,9 @@ from crm_web.services.pagination import (
     clamp_page,
     clamp_per_page,
     count_bound,
+    custom_count_bound,
     read_page,
+    reads_column,
 )
 from crm_web.services.sql import AnySelect, insert_ignoring_duplicates, org_is, session_or_default
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_settings, search_terms
@@ -372,7 +374,8 @@ class BaseService(ActorService, Generic[M]):
         if searched:
             found, total, page = self._searched_page_ids(ids, order, per_page=per_page, page=page)
             return Page(items=list(rows(found)), total=total, page=page, per_page=per_page)
-        bound = count_bound()
+        custom = getattr(self.model.__table__.c, "custom", None)
+        bound = custom_count_bound() if custom is not None and reads_column(criteria, custom) else count_bound()
         cut = read_page(
             self.session,
             ids,

@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import Column, ColumnElement, and_, false, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import operators
+from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import Label, UnaryExpression
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -31,6 +31,7 @@ T = TypeVar("T")
 MAX_PER_PAGE = 100
 PAGE_SIZES = (10, 25, 50, 100)
 COUNT_BOUND = 10_000  # LIST_COUNT_BOUND's default
+CUSTOM_COUNT_BOUND = 1_000  # LIST_CUSTOM_COUNT_BOUND's default
 DIRECTIONS = ("next", "prev", "last")
 
 
@@ -39,6 +40,26 @@ def count_bound() -> int:
     from flask import current_app, has_app_context
 
     return int(current_app.config.get("LIST_COUNT_BOUND", COUNT_BOUND)) if has_app_context() else COUNT_BOUND
+
+
+def custom_count_bound() -> int:
+    """How far a list filtered on a custom field counts its rows (the app's LIST_CUSTOM_COUNT_BOUND, never
+    past count_bound()). A custom field's value is inside the row's JSON document, which no index-only
+    scan returns: each row counted is read from the table (a block per row in a big organisation), so
+    such a list says "more than" sooner."""
+    from flask import current_app, has_app_context
+
+    configured = (
+        int(current_app.config.get("LIST_CUSTOM_COUNT_BOUND", CUSTOM_COUNT_BOUND))
+        if has_app_context()
+        else CUSTOM_COUNT_BOUND
+    )
+    return min(configured, count_bound())
+
+
+def reads_column(criteria: Sequence[Any], column: Any) -> bool:
+    """Whether any of the criteria reads `column` (a table's Column)."""
+    return any(element is column for clause in criteria for element in visitors.iterate(clause))
 
 
 @dataclass(frozen=True)
