@@ -71,6 +71,9 @@ def test_get_stats_matches_hand_computed_numbers(fixture_set, actor, count_queri
         "total": 9,
         "open": 6,
         "overdue": 2,
+        "due_today": 2,
+        "due_this_week": 4,
+        "completed_this_week": 1,
         "by_status": {"pending": 5, "in_progress": 1, "completed": 2, "cancelled": 1},
         "by_type": {"task": 4, "note": 1, "call": 2, "email": 1, "meeting": 1},
     }
@@ -78,7 +81,7 @@ def test_get_stats_matches_hand_computed_numbers(fixture_set, actor, count_queri
 
 def test_get_stats_per_user(fixture_set, actor, users):
     stats = get_stats(actor, user_id=users["manager"].id, now=NOW)
-    assert stats["total"] == 1 and stats["open"] == 1 and stats["overdue"] == 0
+    assert stats["total"] == 1 and stats["open"] == 1 and stats["overdue"] == 0 and stats["due_this_week"] == 0
     assert stats["by_type"]["call"] == 1 and stats["by_status"]["pending"] == 1
     assert get_stats(actor, user_id=users["sales"].id, now=NOW)["total"] == 8
 
