@@ -17,11 +17,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, union_all
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.custom_fields import user_name_expression
 from crm_web.errors import BadRequest, Conflict, NotFound
-from crm_web.models import Deal, PipelineStage, User, utcnow
+from crm_web.models import Company, Contact, Deal, PipelineStage, User, utcnow
 from crm_web.services.base import BaseService
 from crm_web.services.currencies import Amounts, Converted, Unconverted, org_rates
 from crm_web.services.custom_fields import entity_fields
@@ -236,7 +236,7 @@ class BoardService(BaseService[Deal]):
             self._cards(
                 select(Deal)
                 .where(Deal.id.in_(union_all(*firsts)))
-                .options(*self.deals.card_loads())
+                .options(*card_loads())
                 .order_by(Deal.position, Deal.id)
             )
             if firsts
@@ -268,7 +268,7 @@ class BoardService(BaseService[Deal]):
         cards = self._cards(
             self.scoped()
             .where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id, *criteria)
-            .options(*self.deals.card_loads())
+            .options(*card_loads())
             .order_by(Deal.position, Deal.id)
             .offset(offset)
             .limit(limit + 1)
@@ -345,6 +345,18 @@ class BoardService(BaseService[Deal]):
             pipeline.id, self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope), currency=pipeline.currency
         )
         return MoveResult(deal=deal, pipeline=pipeline, from_stage=from_stage, to_stage=to_stage, stats=stats)
+
+
+def card_loads() -> tuple[Any, ...]:
+    """What a card shows of its company, contact and owner (components/deal_card.html): their names,
+    not every column of three more records per card (their custom values parsed from JSON included).
+    Anything else read from them raises instead of loading."""
+    return (
+        joinedload(Deal.company).load_only(Company.name, raiseload=True),
+        joinedload(Deal.contact).load_only(Contact.first_name, Contact.last_name, raiseload=True),
+        joinedload(Deal.owner).load_only(User.name, raiseload=True),
+        selectinload(Deal.tags),
+    )
 
 
 def period_start() -> date:
