@@ -177,14 +177,11 @@ class BoardService(BaseService[Deal]):
     def stage_amounts(self) -> dict[uuid.UUID, Amounts]:
         """Count, value and weighted value per currency of every stage's live deals (open, or closed
         this period: services/stats/tallies.py), before any conversion."""
-        since = period_start()
         totals: dict[uuid.UUID, Amounts] = {}
-        for group in tallies.deal_groups(self.session, self.org_id):
-            closed_now = group.closed_month is not None and group.closed_month >= since
-            if group.stage_id is not None and (group.status == "open" or closed_now):
-                totals.setdefault(group.stage_id, Amounts()).add(
-                    group.currency, group.deals, group.value, group.weighted
-                )
+        for stage_id, currency, deals, value, weighted in tallies.stage_sums(
+            self.session, self.org_id, closed_since=period_start()
+        ):
+            totals.setdefault(stage_id, Amounts()).add(currency, deals, value, weighted)
         return totals
 
     def stage_totals(self, amounts: dict[uuid.UUID, Amounts] | None = None) -> dict[uuid.UUID, ColumnStats]:
