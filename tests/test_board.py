@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -62,7 +64,7 @@ def test_board_page(client, login, org, stages):
 
 def test_a_card_shows_its_company_contact_owner_and_tags(client, login, org, pipeline, stages, users):
     """The board reads only the names of a card's company, contact and owner (services/board.card_loads),
-    on the page and in a column's "load more"."""
+    on the page and in a column's "load more"; a card's Delete posts its id."""
     login("manager")
     company = factories.make_company(org, name="Initech", industry="Software", city="Austin")
     contact = factories.make_contact(org, first_name="Peter", last_name="Gibbons")
@@ -87,6 +89,8 @@ def test_a_card_shows_its_company_contact_owner_and_tags(client, login, org, pip
     for shown in ('<span title="Company">Initech</span>', '<span title="Contact">Peter Gibbons</span>'):
         assert shown in card
     assert f'<span title="Owner">{users["sales"].name}</span>' in card
+    vals = re.search(r"hx-vals='([^']+)'", card).group(1)  # the card's Delete posts its own id
+    assert json.loads(vals) == {"ids": [str(first.id)]}
     more = client.get(f"/deals/board/column/{stages[0].id}?offset={BOARD_PAGE_SIZE}", headers=HX)
     assert more.status_code == 200
     html = more.get_data(as_text=True)
