@@ -103,6 +103,31 @@ def test_an_item_shows_its_columns_and_owner_and_says_whether_it_moves(client, l
     assert "data-locked" not in own and "calendar-owner" not in own
 
 
+def test_the_week_puts_each_item_in_its_day_and_hour_slot_and_the_month_in_its_day(client, login, org, users, frozen):
+    sales = users["sales"]
+    noon = due(org, sales, NOW, subject="Noon call")
+    evening = due(org, sales, NOW + timedelta(days=1, hours=7), subject="Evening call")
+    login("sales")
+    week = client.get("/activities/calendar").get_data(as_text=True)
+    slots = re.findall(
+        r'<ol class="calendar-list"[^>]*data-date="([\d-]+)" data-time="(\d\d:00)" aria-label="(\w+) \2">(.*?)</ol>',
+        week,
+        re.S,
+    )
+    assert len(slots) == 7 * 24
+    filled = {(day, at, name): ids_in(items) for day, at, name, items in slots if ids_in(items)}
+    assert filled == {
+        ("2026-05-20", "12:00", "Wednesday"): {str(noon.id)},
+        ("2026-05-21", "19:00", "Thursday"): {str(evening.id)},
+    }
+    month = client.get("/activities/calendar?mode=month").get_data(as_text=True)
+    days = re.findall(r'<ol class="calendar-list"[^>]*data-date="([\d-]+)" aria-label="[^"]+">(.*?)</ol>', month, re.S)
+    assert {day: ids_in(items) for day, items in days if ids_in(items)} == {
+        "2026-05-20": {str(noon.id)},
+        "2026-05-21": {str(evening.id)},
+    }
+
+
 def test_the_list_filter_narrows_the_calendar(client, login, org, users, frozen):
     sales = users["sales"]
     call = due(org, sales, NOW, subject="Call", type="call")
