@@ -62,6 +62,7 @@ FIELD_TYPES: dict[str, str] = {
 COLOURS: tuple[str, ...] = ("gray", "blue", "green", "yellow", "orange", "red", "purple")
 TEXT_TYPES = frozenset({"text", "long_text", "url", "email"})
 _KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_OPTION_ID_RE = re.compile(r"[0-9a-f]{1,32}")  # new_id's, verbatim in the JSON text that holds it
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _URL_RE = re.compile(r"https?://[^\s]+", re.IGNORECASE)
 
@@ -337,6 +338,45 @@ def _has_any_sqlite(element: _HasAny, compiler: Any, **kw: Any) -> str:
     return f"EXISTS (SELECT 1 FROM {source}{where})"
 
 
+class _ChoiceIs(FunctionElement[bool]):
+    """Whether a select field's value is the bound option id. On SQLite the JSON text is first searched
+    for the id (`instr`), which is far cheaper than parsing the document for each row a filtered
+    list or count reads: an option id is hex, so it stands verbatim in the JSON of a row that holds it,
+    and the parse then confirms it is this field's value. PostgreSQL compares the field's indexed
+    expression, as any other condition on it."""
+
+    name = "custom_choice_is"
+    inherit_cache = True
+    # Untyped: a Boolean one is compared with 1 on SQLite (no native boolean), which evaluates the
+    # whole AND for every row.
+
+
+@compiles(_ChoiceIs, "postgresql")
+def _choice_is_pg(element: _ChoiceIs, compiler: Any, **kw: Any) -> str:
+    column, key, _, option = list(element.clauses)
+    return f"(({compiler.process(column, **kw)} ->> {compiler.process(key, **kw)}) = {compiler.process(option, **kw)})"
+
+
+@compiles(_ChoiceIs)
+def _choice_is_sqlite(element: _ChoiceIs, compiler: Any, **kw: Any) -> str:
+    column, _, path, option = list(element.clauses)
+    source, wanted = compiler.process(column, **kw), compiler.process(option, **kw)
+    return f"(instr({source}, {wanted}) > 0 AND json_extract({source}, {compiler.process(path, **kw)}) = {wanted})"
+
+
+def _choice_predicate(model: Any, cf: CustomField) -> Any:
+    column = value_expression(model, cf)
+
+    def predicate(op: str, value: Any) -> ColumnElement[bool]:
+        from sqlalchemy import bindparam
+
+        if op == "equals" and isinstance(value, str) and _OPTION_ID_RE.fullmatch(value):
+            return _ChoiceIs(*_args(model, cf.key), bindparam(None, value, type_=String()))
+        return column == value if op == "equals" else column.in_(list(value))
+
+    return predicate
+
+
 def _multi_predicate(model: Any, cf: CustomField) -> Any:
     def predicate(op: str, value: Any) -> ColumnElement[bool]:
         from sqlalchemy import bindparam
@@ -363,6 +403,8 @@ def filter_field(model: Any, cf: CustomField) -> FilterField:
     choices = tuple((o.id, o.label) for o in cf.options)
     if kind is FieldType.MULTI:
         return FilterField(cf.label, kind, (column,), None, choices, predicate=_multi_predicate(model, cf))
+    if kind is FieldType.CHOICE:
+        return FilterField(cf.label, kind, (column,), None, choices, predicate=_choice_predicate(model, cf))
     return FilterField(cf.label, kind, (column,), None, choices)
 
 

@@ -49,7 +49,10 @@ def can_do(action: str, record: Any = None) -> bool:
     """permissions.can for the signed-in user: whether a page may offer `action` on `record`."""
     from flask_login import current_user
 
-    return can(current_user, action, record) if getattr(current_user, "is_authenticated", False) else False
+    # The user behind the proxy, looked up once: can() reads several of its attributes, and a page
+    # asks once per card or row.
+    user = current_user._get_current_object()
+    return can(user, action, record) if getattr(user, "is_authenticated", False) else False
 
 
 GLOBALS = {

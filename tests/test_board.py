@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -58,6 +60,41 @@ def test_board_page(client, login, org, stages):
     assert "Acme &lt;b&gt;renewal&lt;/b&gt;" in html  # escaped
     assert "HX-Request" in response.headers["Vary"]
     assert "js/board.js" in html
+
+
+def test_a_card_shows_its_company_contact_owner_and_tags(client, login, org, pipeline, stages, users):
+    """The board reads only the names of a card's company, contact and owner (services/board.card_loads),
+    on the page and in a column's "load more"; a card's Delete posts its id."""
+    login("manager")
+    company = factories.make_company(org, name="Initech", industry="Software", city="Austin")
+    contact = factories.make_contact(org, first_name="Peter", last_name="Gibbons")
+    tag = factories.make_tag(org, name="Renewal")
+    add_deals(org, pipeline, stages[:1], BOARD_PAGE_SIZE + 1, tag=tag, company=company)
+    first = factories.make_deal(
+        org,
+        stage=stages[0],
+        name="TPS reports",
+        company_id=company.id,
+        contact_id=contact.id,
+        owner_id=users["sales"].id,
+    )
+    first.position = -1.0
+    from crm_web.extensions import db
+
+    db.session.commit()
+    page = client.get("/deals/board").get_data(as_text=True)
+    card = page[
+        page.index(f'id="deal-card-{first.id}"') : page.index("</article>", page.index(f'id="deal-card-{first.id}"'))
+    ]
+    for shown in ('<span title="Company">Initech</span>', '<span title="Contact">Peter Gibbons</span>'):
+        assert shown in card
+    assert f'<span title="Owner">{users["sales"].name}</span>' in card
+    vals = re.search(r"hx-vals='([^']+)'", card).group(1)  # the card's Delete posts its own id
+    assert json.loads(vals) == {"ids": [str(first.id)]}
+    more = client.get(f"/deals/board/column/{stages[0].id}?offset={BOARD_PAGE_SIZE}", headers=HX)
+    assert more.status_code == 200
+    html = more.get_data(as_text=True)
+    assert html.count("data-deal-id=") == 2 and html.count("Initech") == 2 and "Renewal" in html
 
 
 def test_board_fragment(client, login, org, stages):

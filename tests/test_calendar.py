@@ -73,6 +73,61 @@ def test_team_view_is_for_managers_only(client, login, org, users, frozen):
     assert ids_in(page) == {str(mine.id), str(theirs.id)}
 
 
+def item_html(html: str, activity) -> str:
+    """One calendar item's markup, from its opening tag to its closing one."""
+    start = html.index(f'id="calendar-item-{activity.id}"')
+    return html[html.rindex("<li", 0, start) : html.index("</li>", start)]
+
+
+def test_an_item_shows_its_columns_and_owner_and_says_whether_it_moves(client, login, org, users, frozen):
+    """The items are read as the columns they show (services/calendar.ShownActivity): subject, type,
+    version, the owner's name on the team's view only, and movable by whoever sees it (the team's view is
+    for managers; a sales user's calendar is their own)."""
+    mine = due(org, users["manager"], NOW, subject="Quarterly review", type="meeting")
+    theirs = due(org, users["sales"], NOW + timedelta(hours=1), subject="Intro call", type="call")
+    item = CalendarService(factories.actor_for(users["manager"])).calendar(who="team").days[2].items[0]
+    assert (item.activity.id, item.activity.subject, item.activity.owner_name) == (
+        mine.id,
+        "Quarterly review",
+        users["manager"].name,
+    )
+    login("manager")
+    html = client.get("/activities/calendar?who=team").get_data(as_text=True)
+    shown = item_html(html, theirs)
+    assert "calendar-call" in shown and "Intro call" in shown and f'data-version="{theirs.version}"' in shown
+    assert f'<span class="muted small calendar-owner">{users["sales"].name}</span>' in shown
+    assert "data-locked" not in shown and "data-locked" not in item_html(html, mine)
+    assert "calendar-owner" not in item_html(client.get("/activities/calendar").get_data(as_text=True), mine)
+    login("sales")
+    own = item_html(client.get("/activities/calendar").get_data(as_text=True), theirs)
+    assert "data-locked" not in own and "calendar-owner" not in own
+
+
+def test_the_week_puts_each_item_in_its_day_and_hour_slot_and_the_month_in_its_day(client, login, org, users, frozen):
+    sales = users["sales"]
+    noon = due(org, sales, NOW, subject="Noon call")
+    evening = due(org, sales, NOW + timedelta(days=1, hours=7), subject="Evening call")
+    login("sales")
+    week = client.get("/activities/calendar").get_data(as_text=True)
+    slots = re.findall(
+        r'<ol class="calendar-list"[^>]*data-date="([\d-]+)" data-time="(\d\d:00)" aria-label="(\w+) \2">(.*?)</ol>',
+        week,
+        re.S,
+    )
+    assert len(slots) == 7 * 24
+    filled = {(day, at, name): ids_in(items) for day, at, name, items in slots if ids_in(items)}
+    assert filled == {
+        ("2026-05-20", "12:00", "Wednesday"): {str(noon.id)},
+        ("2026-05-21", "19:00", "Thursday"): {str(evening.id)},
+    }
+    month = client.get("/activities/calendar?mode=month").get_data(as_text=True)
+    days = re.findall(r'<ol class="calendar-list"[^>]*data-date="([\d-]+)" aria-label="[^"]+">(.*?)</ol>', month, re.S)
+    assert {day: ids_in(items) for day, items in days if ids_in(items)} == {
+        "2026-05-20": {str(noon.id)},
+        "2026-05-21": {str(evening.id)},
+    }
+
+
 def test_the_list_filter_narrows_the_calendar(client, login, org, users, frozen):
     sales = users["sales"]
     call = due(org, sales, NOW, subject="Call", type="call")
@@ -114,7 +169,7 @@ def test_a_full_range_shows_the_earliest_and_counts_the_rest(client, login, org,
     cal = CalendarService(factories.actor_for(sales)).calendar(mode="week")
     shown = [i.activity for d in cal.days for i in d.items]
     assert [a.id for a in shown] == [made[3].id, made[1].id, made[4].id] and trashed.id not in {a.id for a in shown}
-    assert (cal.shown, cal.total) == (3, 5) and {a.owner.name for a in shown} == {sales.name}
+    assert (cal.shown, cal.total) == (3, 5) and {a.owner_name for a in shown} == {sales.name}
     login("sales")
     html = client.get("/activities/calendar").get_data(as_text=True)
     assert len(ids_in(html)) == 3 and "Showing the first 3 of 5 activities" in html

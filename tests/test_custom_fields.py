@@ -309,6 +309,17 @@ def test_every_operator_of_every_type_against_hand_computed_rows(admin, typed):
         assert "".join(got) == expected, (raw, got)
 
 
+def test_a_select_filter_matches_the_field_s_value_not_the_option_id_elsewhere_in_the_record(admin, typed):
+    """On SQLite a select's equality first looks for the option id in the record's JSON text
+    (custom_fields._ChoiceIs); the id in another field's value must not make the row match."""
+    CompanyService(admin).create(name="F", custom_input={"code": typed["gold"], "tier": "Silver"})
+    gold, silver = typed["gold"], typed["silver"]
+    assert "".join(_names(admin, {"f": [f"cf_tier.equals.{gold}"]}, sort="name")) == "AD"
+    assert "".join(_names(admin, {"f": [f"cf_tier.notEquals.{gold}"]}, sort="name")) == "BCEF"
+    assert "".join(_names(admin, {"f": [f"cf_tier.equals.{silver}"]}, sort="name")) == "BF"
+    assert "".join(_names(admin, {"f": [f"cf_code.equals.{gold}", f"cf_tier.equals.{silver}"]}, sort="name")) == "F"
+
+
 def test_unknown_and_other_organisations_keys_are_refused(admin, typed):
     fields = CompanyService(admin).filter_fields()
     for raw in ("cf_secret.equals.x", "cf_nothing.equals.x", "cf_seats.contains.1", "cf_tier.equals.nope"):

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from crm_web.errors import NotFound
 from crm_web.extensions import db
-from crm_web.models import Company, Contact, Deal, Pipeline, PipelineStage, utcnow
+from crm_web.models import Company, Contact, Deal, Pipeline, PipelineStage, Role, utcnow
 from crm_web.services.base import Actor, BaseService
 from tests import factories
 
@@ -130,3 +130,12 @@ class TestTenantScoping:
         assert service.delete_many([theirs.id]) == []
         db.session.expire_all()
         assert db.session.get(Company, theirs.id).deleted_at is None
+
+
+def test_roles_are_ordered_sales_manager_admin():
+    """Each role can do everything the roles below it can (Role.at_least, read by permissions.can)."""
+    order = [Role.SALES, Role.MANAGER, Role.ADMIN]
+    assert [role.rank for role in order] == [0, 1, 2]
+    for lower, role in enumerate(order):
+        assert [role.at_least(other) for other in order] == [n <= lower for n in range(3)]
+    assert Role("manager").at_least(Role.SALES) and not Role("sales").at_least(Role.MANAGER)

@@ -81,6 +81,25 @@ def test_company_contacts_fragment_reads_the_company_s_contacts_by_index(client,
         assert " OR " not in plan and "hashed SubPlan" not in plan, plan
 
 
+def test_sqlite_reads_a_company_s_and_a_contact_s_deals_through_their_own_index(client, login, org, engine_name):
+    """The detail pages list the record's deals newest first: on SQLite read through the record's index
+    entries and sorted, not by walking every deal of the organisation in creation order
+    (services/sql.sorted_unindexed). PostgreSQL's plan is its statistics' business."""
+    if engine_name != "sqlite":
+        return
+    login("sales")
+    company = _company_with_contacts(org)
+    contact = factories.make_contact(org)
+    factories.make_deal(org, contact_id=contact.id, company_id=company.id)
+    for path, index in (
+        (f"/companies/{company.id}", "ix_deals_org_company (org_id=? AND company_id=?)"),
+        (f"/contacts/{contact.id}", "ix_deals_org_contact (org_id=? AND contact_id=?)"),
+    ):
+        statement, parameters = _one(_statements(client, path), "FROM deals LEFT OUTER JOIN")
+        plan = _plan(engine_name, statement, parameters)
+        assert plan.splitlines()[0] == f"SEARCH deals USING INDEX {index}", (path, plan)
+
+
 def test_sqlite_list_pages_read_the_page_s_rows_by_primary_key(client, login, org, users, engine_name):
     """SQLite has no statistics: the rows of a page (`id IN (the page's ids)`) are read by primary key,
     not through an org_id index over every row of the organisation; the company list's per-row

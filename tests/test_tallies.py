@@ -244,6 +244,34 @@ def test_folding_keeps_every_number_and_leaves_one_row_per_group(actor, org, wor
     assert_deal_tallies_agree(actor, org, world["owners"])
 
 
+@pytest.mark.parametrize("months_back", [0, 2])
+def test_stage_sums_are_the_groups_the_board_counts(actor, org, world, months_back, monkeypatch, count_queries):
+    """tallies.stage_sums (the board's column headers) sums in SQL what folding every group of
+    deal_groups by stage and currency gives, open deals and those closed since the month only; its
+    read still folds appended rows."""
+    since = _month(-months_back)
+    expected: dict[tuple, list] = {}
+    for group in tallies.deal_groups(db.session, org.id):
+        closed_now = group.closed_month is not None and group.closed_month >= since
+        if group.stage_id is not None and (group.status == "open" or closed_now):
+            sums = expected.setdefault((group.stage_id, group.currency), [0, Decimal(0), Decimal(0)])
+            for index, amount in enumerate((group.deals, group.value, group.weighted)):
+                sums[index] += amount
+    found = {
+        (stage, currency): [n, v, w]
+        for stage, currency, n, v, w in tallies.stage_sums(db.session, org.id, closed_since=since)
+    }
+    assert found == expected and any(n for n, _, _ in found.values())
+    assert all(isinstance(v, Decimal) and v == v.quantize(Decimal("0.01")) for _, v, _ in found.values())
+    every_stage = sum(group.deals for group in tallies.deal_groups(db.session, org.id) if group.stage_id is not None)
+    assert sum(n for n, _, _ in found.values()) < every_stage  # deals closed before `since` are left out
+    monkeypatch.setattr(tallies, "COMPACT_AFTER", 3)
+    with count_queries() as folding:
+        again = tallies.stage_sums(db.session, org.id, closed_since=since)
+    assert folding.count == 3, folding  # the read, then DELETE ... RETURNING and one INSERT
+    assert {(s, c): [n, v, w] for s, c, n, v, w in again} == expected
+
+
 def test_activity_tallies_agree_after_every_kind_of_write(actor, org, users, monkeypatch):
     service = ActivityService(actor)
     owners = [users["admin"].id, users["sales"].id]

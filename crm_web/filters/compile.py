@@ -168,7 +168,7 @@ def _compile_condition(condition: Condition, ff: FilterField, cal: _Calendar) ->
     positive_op = NEGATIONS.get(op, op)
     negate = positive_op != op
     columns = _columns(ff, cal)
-    if ff.type is FieldType.MULTI and ff.predicate is not None:
+    if ff.predicate is not None:
         clause = ff.predicate(positive_op, condition.value)  # NULL for a row without the value
         return not_(func.coalesce(clause, false())) if negate else clause
     if ff.type is FieldType.TAG:

@@ -73,7 +73,8 @@ class FilterField:
     via: Any = None
     choices: tuple[tuple[str, str], ...] = ()
     computed: Callable[[dt.datetime], Any] | None = None
-    # MULTI: (positive operator, value) -> the clause (custom_fields.py builds it per engine).
+    # A custom select or multi select: (positive operator, value) -> the clause (custom_fields.py
+    # builds it per engine).
     predicate: Callable[[str, Any], Any] | None = None
 
     # One-column fields of one type: F.number("Employees", Company.employee_count, via=...).

@@ -26,10 +26,14 @@ class Role(enum.StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(Role).index(self)
+        return _ROLE_RANKS[self]
 
     def at_least(self, other: Role) -> bool:
-        return self.rank >= other.rank
+        return _ROLE_RANKS[self] >= _ROLE_RANKS[other]
+
+
+# Looked up, not searched: permissions.can asks once per card or calendar item a page shows.
+_ROLE_RANKS = {role: rank for rank, role in enumerate(Role)}
 
 
 class Organization(IdMixin, TimestampMixin, Base):

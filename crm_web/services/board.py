@@ -17,11 +17,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, union_all
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.custom_fields import user_name_expression
 from crm_web.errors import BadRequest, Conflict, NotFound
-from crm_web.models import Deal, PipelineStage, User, utcnow
+from crm_web.models import Company, Contact, Deal, PipelineStage, User, utcnow
 from crm_web.services.base import BaseService
 from crm_web.services.currencies import Amounts, Converted, Unconverted, org_rates
 from crm_web.services.custom_fields import entity_fields
@@ -177,14 +177,11 @@ class BoardService(BaseService[Deal]):
     def stage_amounts(self) -> dict[uuid.UUID, Amounts]:
         """Count, value and weighted value per currency of every stage's live deals (open, or closed
         this period: services/stats/tallies.py), before any conversion."""
-        since = period_start()
         totals: dict[uuid.UUID, Amounts] = {}
-        for group in tallies.deal_groups(self.session, self.org_id):
-            closed_now = group.closed_month is not None and group.closed_month >= since
-            if group.stage_id is not None and (group.status == "open" or closed_now):
-                totals.setdefault(group.stage_id, Amounts()).add(
-                    group.currency, group.deals, group.value, group.weighted
-                )
+        for stage_id, currency, deals, value, weighted in tallies.stage_sums(
+            self.session, self.org_id, closed_since=period_start()
+        ):
+            totals.setdefault(stage_id, Amounts()).add(currency, deals, value, weighted)
         return totals
 
     def stage_totals(self, amounts: dict[uuid.UUID, Amounts] | None = None) -> dict[uuid.UUID, ColumnStats]:
@@ -236,7 +233,7 @@ class BoardService(BaseService[Deal]):
             self._cards(
                 select(Deal)
                 .where(Deal.id.in_(union_all(*firsts)))
-                .options(*self.deals.card_loads())
+                .options(*card_loads())
                 .order_by(Deal.position, Deal.id)
             )
             if firsts
@@ -268,7 +265,7 @@ class BoardService(BaseService[Deal]):
         cards = self._cards(
             self.scoped()
             .where(Deal.pipeline_id == pipeline.id, Deal.stage_id == stage.id, *criteria)
-            .options(*self.deals.card_loads())
+            .options(*card_loads())
             .order_by(Deal.position, Deal.id)
             .offset(offset)
             .limit(limit + 1)
@@ -345,6 +342,18 @@ class BoardService(BaseService[Deal]):
             pipeline.id, self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope), currency=pipeline.currency
         )
         return MoveResult(deal=deal, pipeline=pipeline, from_stage=from_stage, to_stage=to_stage, stats=stats)
+
+
+def card_loads() -> tuple[Any, ...]:
+    """What a card shows of its company, contact and owner (components/deal_card.html): their names,
+    not every column of three more records per card (their custom values parsed from JSON included).
+    Anything else read from them raises instead of loading."""
+    return (
+        joinedload(Deal.company).load_only(Company.name, raiseload=True),
+        joinedload(Deal.contact).load_only(Contact.first_name, Contact.last_name, raiseload=True),
+        joinedload(Deal.owner).load_only(User.name, raiseload=True),
+        selectinload(Deal.tags),
+    )
 
 
 def period_start() -> date:

@@ -23,7 +23,7 @@ from crm_web.models import COMPANY_SIZES, Activity, Company, Contact, ContactCom
 from crm_web.services.base import BaseService
 from crm_web.services.currencies import in_org_currency_sql, org_currency_sql, unconverted_sql
 from crm_web.services.history import HistoryItem
-from crm_web.services.sql import AnySelect
+from crm_web.services.sql import AnySelect, sorted_unindexed
 from crm_web.services.stats.units import money
 
 DETAIL_DEALS_LIMIT = 50
@@ -252,7 +252,7 @@ class CompanyService(BaseService[Company]):
                 select(Deal)
                 .where(Deal.org_id == self.org_id, Deal.company_id == company_id)
                 .options(joinedload(Deal.stage), joinedload(Deal.contact), joinedload(Deal.owner))
-                .order_by(Deal.created_at.desc(), Deal.id)
+                .order_by(sorted_unindexed(Deal.created_at, self.dialect).desc(), Deal.id)
                 .limit(DETAIL_DEALS_LIMIT)
             )
         )

@@ -28,7 +28,7 @@ from crm_web.models import (
     User,
 )
 from crm_web.services.base import BaseService
-from crm_web.services.sql import AnySelect
+from crm_web.services.sql import AnySelect, sorted_unindexed
 
 
 @dataclass
@@ -198,7 +198,7 @@ class ContactService(BaseService[Contact]):
             select(Deal)
             .where(Deal.org_id == self.org_id, Deal.contact_id == contact.id)
             .options(joinedload(Deal.stage))
-            .order_by(Deal.created_at.desc())
+            .order_by(sorted_unindexed(Deal.created_at, self.dialect).desc())
         ).all()
         links = [link for link in contact.company_links if link.company is not None]
         duplicate = Twin(twin_id, twin_name.strip()) if twin_id else None

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, literal, or_, select, union_all
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
 from crm_web import clock
 from crm_web.entities import ENTITIES
 from crm_web.extensions import db
-from crm_web.models import OPEN_ACTIVITY_STATUSES, Activity, Deal, PipelineStage, RecordHistory
+from crm_web.models import OPEN_ACTIVITY_STATUSES, Activity, Company, Contact, Deal, Lead, PipelineStage, RecordHistory
 from crm_web.services.base import Actor
 from crm_web.services.calendar import local_start
 from crm_web.services.rotting import days_in_stage, past_rotting_limit, rotting_limits, rotting_sql
@@ -66,6 +66,16 @@ class MyDay:
         return sum(1 for a in self.activities if a.overdue)
 
 
+# What an activity's row shows of the records it links to (components/activity_row.html `related`):
+# their names, not every column of four more records per row. Anything else read from them raises.
+LINK_NAMES = (
+    joinedload(Activity.contact).load_only(Contact.first_name, Contact.last_name, raiseload=True),
+    joinedload(Activity.company).load_only(Company.name, raiseload=True),
+    joinedload(Activity.deal).load_only(Deal.name, raiseload=True),
+    joinedload(Activity.lead).load_only(Lead.first_name, Lead.last_name, raiseload=True),
+)
+
+
 class MyDayService:
     """Everyone's own day (no one sees another user's here)."""
 
@@ -90,12 +100,7 @@ class MyDayService:
         is_open = Activity.status.in_(OPEN_ACTIVITY_STATUSES)
         stmt = (
             select(Activity)
-            .options(
-                joinedload(Activity.contact),
-                joinedload(Activity.company),
-                joinedload(Activity.deal),
-                joinedload(Activity.lead),
-            )
+            .options(*LINK_NAMES)
             .where(
                 Activity.org_id == self.actor.org_id,
                 Activity.owner_id == self.actor.user_id,
@@ -137,7 +142,6 @@ class MyDayService:
             select(Deal, PipelineStage.name, rotting.label("rotting"))
             .join(shown, shown.c.id == Deal.id)
             .outerjoin(PipelineStage, with_stage)
-            .options(selectinload(Deal.company), selectinload(Deal.contact))
             .order_by(*order)
         )
         rows = []

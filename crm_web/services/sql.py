@@ -4,6 +4,8 @@ from typing import Any, TypeAlias, cast
 
 from sqlalchemy import ColumnElement, Select, func
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.expression import UnaryExpression
 
 # A select of any columns (SQLAlchemy 2.1 types a Select by its column tuple).
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
@@ -35,3 +37,13 @@ def org_is(column: Any, org_id: Any, dialect: str) -> ColumnElement[bool]:
     its SQLite database."""
     scope: ColumnElement[bool] = column == org_id
     return func.likely(scope) if dialect == "sqlite" else scope
+
+
+def sorted_unindexed(column: Any, dialect: str) -> ColumnElement[Any]:
+    """`column` as a sort key no index serves, on SQLite (`+column`, the column's own value): without
+    statistics it walked an (org_id, column) index in the sort's order, every row of the organisation,
+    instead of reading a record's few rows through their own index (a company's or contact's deals)
+    and sorting them. The column itself on PostgreSQL, whose planner sees how few rows there are."""
+    if dialect != "sqlite":
+        return column
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
