@@ -242,7 +242,8 @@ class NotificationService(BaseService[Notification]):
                 .on_conflict_do_nothing(index_elements=["user_id", "dedupe_key"])
                 .returning(Notification.id)
             ).all()
-            if stored:  # none when another tab or process stored them first: nothing new to tell
+            # None stored when another tab or process stored them first: nothing new to tell.
+            if stored and self.actor.user_id is not None:
                 live.note_notified(self.session, self.org_id, self.actor.user_id)
             self.commit()
         return min(upcoming)
