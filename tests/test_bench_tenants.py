@@ -13,6 +13,7 @@ from bench.tenants import (
     END_MARK,
     clone_orgs,
     compare_plans,
+    markers,
     plan_shape,
     rows_read,
     shape_text,
@@ -120,6 +121,18 @@ def test_the_section_is_appended_once_then_replaced_between_its_markers(tmp_path
     text = path.read_text()
     assert text.count(BEGIN_MARK) == 1 and text.count(END_MARK) == 1
     assert "Written analysis." in text and "second table" in text and "first table" not in text
+
+
+def test_each_big_size_has_its_own_section(tmp_path):
+    path = tmp_path / "benchmarks.md"
+    write_report(path, "next to L\n")
+    write_report(path, "next to XL\n", "XL")
+    write_report(path, "next to XL again\n", "XL")
+    text = path.read_text()
+    begin, end = markers("XL")
+    assert markers("L") == (BEGIN_MARK, END_MARK) and begin != BEGIN_MARK
+    assert text.count(begin) == 1 and text.count(end) == 1 and text.count(BEGIN_MARK) == 1
+    assert "next to L" in text and "next to XL again" in text and "next to XL\n" not in text
 
 
 # The link tables have no org_id: their rows belong to the organisation of the record they link.
