@@ -8,7 +8,8 @@ VACUUM ANALYZE. The first of them, tenant-0000, is seeded as the S bench databas
 the trash. Then bench/run.py's pages are timed for tenant-0000 there and for the S organisation in its
 own database (the S bench database), as the web role, the same number of requests each, and the SQL of
 each page is EXPLAINed in both (and the big organisation's in the copy and in its own database): a
-plan whose shape differs is reported. The table goes into docs/benchmarks.md between its own markers.
+plan whose shape differs is reported. The table goes into docs/benchmarks.md between its own markers,
+one section per big size.
 """
 
 from __future__ import annotations
@@ -124,90 +125,102 @@ CLONED = (
 )
 
 
+# Organisations copied per statement: a batch's rows go through each table's triggers once.
+CLONE_BATCH = 100
+
+
 def clone_statements() -> list[str]:
-    """SQL that copies the organisation :src to a new one, :new (slug :new_slug, name :new_name):
-    its row, then each CLONED table's rows with new ids and every reference to a copied row renamed,
-    through a temporary id map. The tables' triggers keep the tallies and search words as for any
-    insert. Users' emails are made from their role and the new slug, as _seed_tenants makes them."""
+    """SQL that copies a batch of organisations, each row (src, new, slug, name) of the temporary table
+    clone_orgs: for each, the organisation src as a new one, new (slug, name), then each CLONED table's
+    rows with new ids and every reference to a copied row renamed, through the id map clone_ids (new
+    organisation, old id, new id). One statement per table for the whole batch; the tables' triggers
+    keep the tallies and search words as for any insert. Users' emails are made from their role and the
+    new slug, as _seed_tenants makes them."""
+    from crm_web import models  # noqa: F401 (the tables' metadata)
     from crm_web.extensions import db
 
     tables = db.metadata.tables
-    statements = [
-        "CREATE TEMPORARY TABLE IF NOT EXISTS clone_ids (old uuid PRIMARY KEY, new uuid NOT NULL)",
-        "TRUNCATE clone_ids",
-    ]
+    statements = []
     for name in CLONED:
         if {"id", "org_id"} <= set(tables[name].c.keys()):
-            statements.append(f"INSERT INTO clone_ids SELECT id, gen_random_uuid() FROM {name} WHERE org_id = :src")
+            statements.append(
+                f"INSERT INTO clone_ids SELECT o.new, s.id, gen_random_uuid() "
+                f"FROM clone_orgs o JOIN {name} s ON s.org_id = o.src"
+            )
+    statements.append("ANALYZE clone_orgs, clone_ids")  # temporary tables: nobody else analyzes them
     org = tables["organizations"]
-    renamed = {"id": ":new", "slug": ":new_slug", "name": ":new_name"}
+    renamed = {"id": "o.new", "slug": "o.slug", "name": "o.name"}
     names = [f'"{c.name}"' for c in org.c]
     values = [renamed.get(c.name, "s." + quoted) for c, quoted in zip(org.c, names, strict=True)]
     statements.append(
         f"INSERT INTO organizations ({', '.join(names)}) SELECT {', '.join(values)} "
-        "FROM organizations s WHERE s.id = :src"
+        "FROM clone_orgs o JOIN organizations s ON s.id = o.src"
     )
     for name in CLONED:
         table = tables[name]
-        columns, exprs = [], []
+        if "org_id" in table.c:
+            key = table.c.id
+            rows = f"clone_orgs o JOIN {name} s ON s.org_id = o.src"
+        else:  # a link table: the rows of the organisation's records
+            key = next(c for c in table.c if any(fk.column.table.name in CLONED for fk in c.foreign_keys))
+            target = next(iter(key.foreign_keys)).column.table.name
+            rows = f'clone_orgs o JOIN {target} t ON t.org_id = o.src JOIN {name} s ON s."{key.name}" = t.id'
+        columns, exprs, joins = [], [], []
         for column in table.c:
             quoted = f'"{column.name}"'
             targets = {fk.column.table.name for fk in column.foreign_keys}
             columns.append(quoted)
             if column.name == "org_id":
-                exprs.append(":new")
-            elif (column.name == "id" and "org_id" in table.c) or targets & set(CLONED):
-                exprs.append(f"(SELECT new FROM clone_ids WHERE old = s.{quoted})")
+                exprs.append("o.new")
+            elif column is key or targets & set(CLONED):
+                alias = f"m_{column.name}"
+                joins.append(f"LEFT JOIN clone_ids {alias} ON {alias}.org = o.new AND {alias}.old = s.{quoted}")
+                exprs.append(f"{alias}.new")
             elif name == "users" and column.name == "email":
-                exprs.append("s.role || '@' || :new_slug || '.bench.example'")  # as _seed_tenants names them
+                exprs.append("s.role || '@' || o.slug || '.bench.example'")  # as _seed_tenants names them
             else:
                 exprs.append(f"s.{quoted}")
-        if "org_id" in table.c:
-            where = "s.org_id = :src"
-        else:  # a link table: the rows of the organisation's records
-            column = next(c for c in table.c if any(fk.column.table.name in CLONED for fk in c.foreign_keys))
-            target = next(iter(column.foreign_keys)).column.table.name
-            where = f's."{column.name}" IN (SELECT id FROM {target} WHERE org_id = :src)'
+        # In primary key order: the key's index takes the batch's entries page by page, not at random.
         statements.append(
-            f"INSERT INTO {name} ({', '.join(columns)}) SELECT {', '.join(exprs)} FROM {name} s WHERE {where}"
+            f"INSERT INTO {name} ({', '.join(columns)}) SELECT {', '.join(exprs)} FROM {rows} {' '.join(joins)} "
+            f"ORDER BY m_{key.name}.new"
         )
     return statements
 
 
+def clone_orgs(conn: Any, batch: list[dict[str, Any]]) -> None:
+    """Copy each of `batch` ({"src": id, "new": id, "slug": ..., "name": ...}) in `conn`'s transaction."""
+    for table in (
+        "clone_orgs (src uuid NOT NULL, new uuid PRIMARY KEY, slug text NOT NULL, name text NOT NULL)",
+        "clone_ids (org uuid, old uuid, new uuid NOT NULL, PRIMARY KEY (org, old))",
+    ):
+        conn.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ON COMMIT DELETE ROWS"))
+    conn.execute(text("INSERT INTO clone_orgs VALUES (:src, :new, :slug, :name)"), batch)
+    for statement in clone_statements():
+        conn.execute(text(statement))
+
+
 def _clone_tenants(url: str, indexes: list[int], sources: list[str], report_every: int) -> None:
-    """Create each missing tenant of `indexes` as a copy of one of the seeded tenants `sources`, in turn."""
+    """Create each missing tenant of `indexes` as a copy of one of the seeded tenants `sources`, in turn,
+    CLONE_BATCH at a time (each batch commits as a whole)."""
     import uuid
 
-    from crm_web import create_app
-    from crm_web.extensions import db
-    from crm_web.models import Organization
-
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": run.SECRET_KEY})
-    with app.app_context():
-        statements = [text(statement) for statement in clone_statements()]
-        found = db.session.execute(select(Organization.slug, Organization.id).where(Organization.slug.like("tenant-%")))
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT slug, id FROM organizations WHERE slug LIKE 'tenant-%'"))
         ids = {slug: org_id for slug, org_id in found}
-        db.session.remove()
-        engine = db.engine
-        done = 0
-        for position, index in enumerate(indexes):
-            slug = tenant_slug(index)
-            if slug in ids:
-                continue
-            source = sources[position % len(sources)]
-            params = {
-                "src": ids[source],
-                "new": uuid.uuid4(),
-                "new_slug": slug,
-                "new_name": f"Tenant {index:04d}",
-            }
-            with engine.begin() as conn:
-                for statement in statements:
-                    conn.execute(statement, {k: v for k, v in params.items() if f":{k}" in statement.text})
-            done += 1
-            if done % report_every == 0:
-                print(f"    {done} of {len(indexes)} tenants of this worker cloned", flush=True)
-        engine.dispose()
+    missing = [
+        {"src": ids[sources[position % len(sources)]], "new": uuid.uuid4(), "slug": slug, "name": f"Tenant {index:04d}"}
+        for position, index in enumerate(indexes)
+        if (slug := tenant_slug(index)) not in ids
+    ]
+    for start in range(0, len(missing), CLONE_BATCH):
+        with engine.begin() as conn:
+            clone_orgs(conn, missing[start : start + CLONE_BATCH])
+        done = start + len(missing[start : start + CLONE_BATCH])
+        if done // report_every > start // report_every:
+            print(f"    {done} of {len(missing)} tenants of this worker cloned", flush=True)
+    engine.dispose()
 
 
 def _in_processes(target: Any, shares: list[list[int]], *args: Any) -> None:
@@ -613,13 +626,23 @@ def report(
     )
 
 
-def write_report(path: Path, generated: str) -> None:
-    """The generated section between the markers, or a new section at the end of the file."""
-    if path.exists() and BEGIN_MARK in path.read_text():
-        run.write_report(path, generated, BEGIN_MARK, END_MARK)
+def markers(big_size: str) -> tuple[str, str]:
+    """The generated section's markers: one section per big size (L's, the default, unsuffixed)."""
+    if big_size == "L":
+        return BEGIN_MARK, END_MARK
+    tag = f"bench:tenants-{big_size.lower()}"
+    return f"<!-- {tag}:begin (generated by `make bench-tenants`; edit outside the markers) -->", f"<!-- {tag}:end -->"
+
+
+def write_report(path: Path, generated: str, big_size: str = "L") -> None:
+    """The generated section between its size's markers, or a new section at the end of the file."""
+    begin, end = markers(big_size)
+    if path.exists() and begin in path.read_text():
+        run.write_report(path, generated, begin, end)
         return
+    title = SECTION_TITLE if big_size == "L" else f"## Many tenants next to {big_size} (`make bench-tenants`)"
     current = path.read_text().rstrip("\n") if path.exists() else "# Benchmarks"
-    path.write_text(f"{current}\n\n{SECTION_TITLE}\n\n{BEGIN_MARK}\n{generated}{END_MARK}\n")
+    path.write_text(f"{current}\n\n{title}\n\n{begin}\n{generated}{end}\n")
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -642,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--server", default=run.DEFAULT_SERVER, help="PostgreSQL server URL (database name ignored)")
     parser.add_argument("--db-prefix", default=run.DB_PREFIX, help="the bench databases' prefix (as bench/run.py's)")
+    parser.add_argument("--big-prefix", help="the big size's bench database's prefix, if not --db-prefix")
     parser.add_argument("--jobs", type=int, default=2, help="processes seeding the tenants")
     parser.add_argument(
         "--seeded",
@@ -662,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--server must be a PostgreSQL server")
 
     print(f"the {big} and {TENANT_SIZE} bench databases")
-    big_url = run.ensure_database(args.server, big, fresh=False, prefix=args.db_prefix)
+    big_url = run.ensure_database(args.server, big, fresh=False, prefix=args.big_prefix or args.db_prefix)
     alone_url = run.ensure_database(args.server, TENANT_SIZE, fresh=False, prefix=args.db_prefix)
     name = shared_name(args.db_prefix, big)
     shared_url = make_url(args.server).set(database=name).render_as_string(hide_password=False)
@@ -720,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         seeding=seeding,
     )
     print(generated)
-    write_report(Path(args.output), generated)
+    write_report(Path(args.output), generated, big)
     print(f"written to {args.output}")
     return 0
 
