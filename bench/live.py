@@ -214,10 +214,6 @@ class Board(threading.Thread):
             if outcome == 1:  # an update: how long after the move it reached this board
                 with self.lag.get_lock():
                     self.lag[1] = max(self.lag[1], time.time() - self.lag[0])
-            if self.first:  # past its first poll (the full one, which loads the user)
-                self.first = False
-                with self.ready.get_lock():
-                    self.ready.value += 1
 
         def ask_bell() -> None:
             try:
@@ -231,6 +227,10 @@ class Board(threading.Thread):
             except requests.RequestException:
                 outcome = 2
             count(outcome)
+            if self.first:  # the board is open: its page, its first poll and bell (full answers) are done
+                self.first = False
+                with self.ready.get_lock():
+                    self.ready.value += 1
 
         if self.stream_port is not None:
             self.listen(ask, ask_bell, session)
@@ -247,6 +247,7 @@ class Board(threading.Thread):
         """As live.js with a stream: ask on opening, then when told that deals changed or the bell has news
         (and every STREAM_SAFETY_SECONDS); a stream that ends is opened again."""
         cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+        opening = True
         while not self.stop.is_set():
             # Longer than the server's heartbeat: a socket that times out cannot be read again (the stream
             # would be opened anew, and asked, every few seconds); the heartbeat wakes it to see the stop flag.
@@ -262,7 +263,9 @@ class Board(threading.Thread):
                     continue
                 ask()
                 ask_bell()
-                asked = time.monotonic()
+                # Pages opened at different moments ask their safety question at different moments too.
+                asked = time.monotonic() - (random.uniform(0, STREAM_SAFETY_SECONDS) if opening else 0)
+                opening = False
                 while not self.stop.is_set():
                     line = response.readline()
                     if not line:
@@ -306,6 +309,9 @@ class Reader(threading.Thread):
 
         session = requests.Session()
         session.cookies.update(self.cookies)
+        # A connection of its own per page: a kept-alive one stays with the gunicorn worker that took it,
+        # so both readers on one worker (one GIL) for a whole phase made some phases twice as slow as others.
+        session.headers["Connection"] = "close"
         while not self.stop.is_set():
             started = time.perf_counter()
             session.get(self.host + random.choice(PAGES), timeout=30)
@@ -538,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         close_boards(boards)
         # Then the readers alternately without and with the idle boards: the machine's own drift over
         # minutes is as large as what the boards might add, so only pairs timed one after the other compare.
+        # Each opening (every board's page and first full answers) is over before the readers start.
         for round_ in range(2, args.rounds + 1):
             alone += readers_phase(f"round {round_}: pages, no board open")
             boards = open_boards()
