@@ -4,8 +4,9 @@
 organisation that changed (`deals`, `contacts`, ..., from services/live.py's `publish`), and `bell`
 when the signed-in user's bell has something new. Only those names travel: the page then asks
 `/live/<domain>` or the bell as it does when it polls, and that answer is rendered for its user as
-usual. A page with a stream open asks only when told (and every STREAM_SAFETY_POLL seconds in case an
-event was lost), so an idle open page sends no request but that one, and no statement.
+usual. A page with a stream open asks only when told (and once a minute, its domain and its bell,
+in case an event was lost: static/js/live.js's STREAM_SAFETY_MS), so an idle open page sends two
+requests a minute and runs no statement.
 
 A WSGI layer in front of the app (create_app installs it when `LIVE_STREAM` is set), served by
 processes made to hold many open connections: threads that wait (`gunicorn -k gthread --threads N`,

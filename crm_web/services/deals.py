@@ -91,14 +91,15 @@ class DealService(BaseService[Deal]):
     # --- reading -----------------------------------------------------------------
 
     @staticmethod
-    def card_loads() -> list[Any]:
+    def row_loads() -> list[Any]:
+        """What a deal list row and an export row read of the records a deal names (whole records)."""
         return [joinedload(Deal.company), joinedload(Deal.contact), joinedload(Deal.owner), selectinload(Deal.tags)]
 
     def edit_query(self) -> AnySelect:
         return self.scoped().options(selectinload(Deal.tags))
 
     def optimized_query(self) -> AnySelect:
-        return self.scoped().options(*self.card_loads(), joinedload(Deal.stage))
+        return self.scoped().options(*self.row_loads(), joinedload(Deal.stage))
 
     def criteria(self, *, filter_spec: Any = None, q: str = "", scope: str = "all") -> list[ColumnElement[bool]]:
         """The list/board filter: the filter builder's spec, the search box and the "mine" scope."""
@@ -120,7 +121,7 @@ class DealService(BaseService[Deal]):
         return self.criteria(filter_spec=filter_spec, q=q, scope=scope), None
 
     def export_query(self) -> AnySelect:
-        return self.scoped().options(*self.card_loads()).limit(EXPORT_LIMIT)
+        return self.scoped().options(*self.row_loads()).limit(EXPORT_LIMIT)
 
     def export_stream(self, stmt: AnySelect) -> Iterator[DealRow]:
         """Deals with their pipeline and stage from the cached pipelines."""
