@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, delete, func, literal_column, select, union_all, update
+from sqlalchemy import String, and_, delete, func, literal_column, select, union_all, update
 from sqlalchemy.orm import aliased
 
 from crm_web.entities import ENTITIES, Entity
@@ -203,7 +203,9 @@ class TrashService(ActorService):
             select(
                 trash.c.entity_type, trash.c.id, trash.c.label, trash.c.deleted_at, trash.c.deleted_by_id, deleter.name
             )
-            .outerjoin(deleter, deleter.id == trash.c.deleted_by_id)
+            # The organisation's users only: its planner then reads them from ix_users_org_id, not
+            # every organisation's users for a hash join (row-level security filters, it does not cut).
+            .outerjoin(deleter, and_(deleter.id == trash.c.deleted_by_id, deleter.org_id == self.actor.org_id))
             .order_by(order, trash.c.entity_type, trash.c.id)
             # The rows ARE the soft-deleted ones: skip the global "not deleted" filter.
             .execution_options(include_deleted=True)
