@@ -217,6 +217,30 @@ def test_the_report_has_http_columns_where_served_and_names_the_fragments():
     assert "Misses: dashboard, company detail, A & <B>" in text
 
 
+def test_each_size_is_judged_against_its_own_targets():
+    """L: a page under 100 ms, a search under 50 ms, served under 35 ms; XL: everything under 150 ms;
+    statements the same at every size."""
+
+    def page(name, p95, *, search=False, statements=5, served=None):
+        result = Result(name, "/x", p95 / 2, p95, statements, 200, search=search)
+        if served is not None:
+            result.served_median_ms, result.served_p95_ms, result.served_status = served / 2, served, 200
+        return result
+
+    results = {
+        "S": [page("list", 10), page("search", 10, search=True), page("board", 10, statements=4)],
+        "L": [page("list", 90, served=30), page("search", 60, search=True, served=30), page("board", 40, served=36)],
+        "XL": [page("list", 140), page("search", 120, search=True), page("board", 151)],
+    }
+    rows = {line.split(" | ")[0][2:]: line for line in report(results, 50).splitlines() if line.startswith("| ")}
+    assert rows["list"].endswith("L p95 < 100 ms ok; L HTTP p95 < 35 ms ok; XL p95 < 150 ms ok; statements constant |")
+    assert "L p95 < 50 ms **MISS**; L HTTP p95 < 35 ms ok; XL p95 < 150 ms ok" in rows["search"]
+    assert "L HTTP p95 < 35 ms **MISS**; XL p95 < 150 ms **MISS**; **statements grow**" in rows["board"]
+    assert "Misses: search, board" in report(results, 50)
+    sqlite = report({"S": [page("list", 90)], "M": [page("list", 101)]}, 50, sqlite=True)
+    assert "S p95 < 100 ms ok; M p95 < 100 ms **MISS**; statements constant" in sqlite
+
+
 def test_the_profile_splits_pages_and_fragments_into_sql_and_template_time(app, client, login, org):
     """bench.profile's clock: statements and their time from the engine, template time from both
     Flask's renders and jinja2-fragments' block renders (a fragment is rendered as a block)."""
