@@ -20,6 +20,7 @@ from crm_web.models import (
     ACTIVITY_TYPES,
     OPEN_ACTIVITY_STATUSES,
     Activity,
+    ActivityDueTally,
     ActivityTally,
     Deal,
     DealTally,
@@ -117,6 +118,15 @@ def assert_activity_tallies_agree(actor, org, owners) -> None:
         }
         assert stats["by_type"] == {key: sum(n for (_, t), n in live.items() if t == key) for key, _ in ACTIVITY_TYPES}
         assert stats["open"] == sum(n for (s, _), n in live.items() if s in OPEN_ACTIVITY_STATUSES)
+        assert stats["overdue"] == _overdue(org, owner_id, utcnow())
+
+
+def _overdue(org, owner_id, now: datetime) -> int:
+    """The live open activities due before `now`, counted from the activities themselves."""
+    stmt = select(Activity.due_at).where(Activity.org_id == org.id, Activity.status.in_(OPEN_ACTIVITY_STATUSES))
+    if owner_id is not None:
+        stmt = stmt.where(Activity.owner_id == owner_id)
+    return sum(1 for due in db.session.scalars(stmt) if due is not None and due < now)
 
 
 @pytest.fixture
@@ -296,3 +306,74 @@ def test_activity_tallies_agree_after_every_kind_of_write(actor, org, users, mon
     assert_activity_tallies_agree(actor, org, owners)  # folded on the first read, the same numbers
     appended = select(func.count()).select_from(ActivityTally).where(ActivityTally.compacted.is_(False))
     assert not db.session.scalar(appended)
+
+
+def test_the_overdue_count_from_the_due_day_tallies_is_exact_after_every_kind_of_write(actor, org, users, monkeypatch):
+    """Overdue = open activities tallied by due day before today (UTC) + those due today before now:
+    the same number as counting the activities, for the team and each owner, whatever the hour."""
+    service = ActivityService(actor)
+    owners = [users["admin"].id, users["sales"].id]
+    now = utcnow()
+    midnight = datetime.combine(now.date(), time.min, tzinfo=UTC)
+    dues = [
+        now - timedelta(days=40),
+        now - timedelta(days=1, minutes=1),
+        midnight - timedelta(microseconds=1),  # the last instant of yesterday (UTC)
+        midnight,  # the first instant of today
+        now - timedelta(seconds=1),
+        now + timedelta(seconds=1),
+        midnight + timedelta(days=1),
+        now + timedelta(days=3),
+        None,
+    ]
+    made = [
+        factories.make_activity(
+            org,
+            status=ACTIVITY_STATUSES[i % 4][0],
+            owner_id=([*owners, None])[i % 3],
+            due_at=dues[i % len(dues)],
+        )
+        for i in range(27)
+    ]
+    assert_activity_tallies_agree(actor, org, owners)
+    open_ones = [a for a in made if a.status in OPEN_ACTIVITY_STATUSES]
+    service.update(open_ones[0].id, due_at=now + timedelta(days=2))  # overdue -> upcoming
+    service.update(open_ones[-1].id, due_at=now - timedelta(days=5), owner_id=users["sales"].id)
+    service.set_completed(open_ones[1].id, completed=True)
+    service.delete(open_ones[2].id)
+    service.delete_many([open_ones[3].id, open_ones[4].id])
+    service.restore(open_ones[2].id)
+    db.session.execute(  # a bulk statement: one appended row per day and owner it changed
+        update(Activity).where(Activity.org_id == org.id, Activity.status == "completed").values(status="pending")
+    )
+    db.session.commit()
+    assert_activity_tallies_agree(actor, org, owners)
+    # The clock moves: today's part is read from the activities, the days before from the tallies.
+    for hour in (0, 1, 23):
+        at = midnight + timedelta(hours=hour, minutes=30)
+        stats = compute_activity_stats(db.session, org.id, user_id=None, now=at)
+        assert stats["overdue"] == _overdue(org, None, at), hour
+    monkeypatch.setattr(tallies, "COMPACT_AFTER", 1)
+    assert_activity_tallies_agree(actor, org, owners)  # folded on the first read, the same numbers
+    appended = select(func.count()).select_from(ActivityDueTally).where(ActivityDueTally.compacted.is_(False))
+    assert not db.session.scalar(appended)
+    assert_activity_tallies_agree(actor, org, owners)
+
+
+def test_the_due_day_tallies_count_only_live_open_activities_with_a_due_time(org, users):
+    """The tallies' triggers use the open statuses of the model (OPEN_ACTIVITY_STATUSES)."""
+    day = utcnow().date() - timedelta(days=3)
+    at = datetime.combine(day, time(12), tzinfo=UTC)
+    for status, _ in ACTIVITY_STATUSES:
+        factories.make_activity(org, status=status, owner_id=users["sales"].id, due_at=at)
+    factories.make_activity(org, status="pending", owner_id=users["sales"].id, due_at=None)
+    trashed = factories.make_activity(org, status="pending", owner_id=users["sales"].id, due_at=at)
+    trashed.deleted_at = utcnow()
+    db.session.commit()
+    rows = db.session.execute(
+        select(ActivityDueTally.owner_id, ActivityDueTally.due_day, func.sum(ActivityDueTally.activities))
+        .where(ActivityDueTally.org_id == org.id)
+        .group_by(ActivityDueTally.owner_id, ActivityDueTally.due_day)
+        .having(func.sum(ActivityDueTally.activities) != 0)
+    ).all()
+    assert rows == [(users["sales"].id, day, len(OPEN_ACTIVITY_STATUSES))]

@@ -60,3 +60,14 @@ class ActivityTally(TallyMixin, Base):
     status: Mapped[str] = mapped_column(String(20))
     type: Mapped[str] = mapped_column(String(20))
     activities: Mapped[int] = mapped_column(default=0)
+
+
+class ActivityDueTally(TallyMixin, Base):
+    """Live open activities (pending, in progress) of one owner due on one day (UTC), from migration
+    0041: the dashboard's overdue count sums the days before today instead of reading every overdue task."""
+
+    __tablename__ = "activity_due_tallies"
+    __table_args__ = (Index("ix_activity_due_tallies_org_owner", "org_id", "owner_id"),)
+
+    due_day: Mapped[date]
+    activities: Mapped[int] = mapped_column(default=0)

@@ -1,18 +1,24 @@
 """The activity numbers of the dashboard: totals per status and type from the tallies the database keeps
-(tallies.py), plus index-only counts of what moves with the clock (overdue, due today and this week,
-completed this week); cached per organisation and owner until an activity changes (cache.py)."""
+(tallies.py), plus what moves with the clock (overdue, due today and this week, completed this week);
+cached per organisation and owner until an activity changes (cache.py).
+
+The clock-bound numbers are index-only range counts of one day or one week, in one statement. The
+overdue count would be the one range without a bound (every open task due before now, and they pile
+up), so it is the open activities tallied by due day before today (UTC, tallies.open_due_before,
+kept by triggers: migration 0041) plus those due today before now: exact, and one day's index
+entries read whatever the backlog."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, time, tzinfo
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from crm_web import clock
-from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, OPEN_ACTIVITY_STATUSES, Activity
+from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, OPEN_ACTIVITY_STATUSES, Activity, ActivityDueTally
 from crm_web.services.base import Actor
 from crm_web.services.sql import AnySelect, session_or_default
 from crm_web.services.stats import tallies
@@ -48,8 +54,10 @@ def compute_activity_stats(
     today_start, today_end = day_bounds(now, tz)
     week_start, week_end = week_bounds(now, tz)
     counts = tallies.activity_counts(session, org_id, owner_id=user_id)
+    utc_day = now.astimezone(UTC).date()
+    utc_day_start = datetime.combine(utc_day, time.min, tzinfo=UTC)
     moving = {
-        "overdue": (_open(), Activity.due_at < now),
+        "overdue_today": (_open(), Activity.due_at >= utc_day_start, Activity.due_at < now),
         "due_today": (_open(), Activity.due_at >= today_start, Activity.due_at < today_end),
         "due_this_week": (_open(), Activity.due_at >= week_start, Activity.due_at < week_end),
         "completed_this_week": (
@@ -60,16 +68,23 @@ def compute_activity_stats(
     }
     row = (
         session.execute(
-            select(*(_live_count(org_id, user_id, *criteria).label(name) for name, criteria in moving.items()))
+            select(
+                *(_live_count(org_id, user_id, *criteria).label(name) for name, criteria in moving.items()),
+                tallies.open_due_before(org_id, user_id, utc_day).label("overdue_before_today"),
+                tallies.due_appended(org_id).label("due_appended"),
+            )
         )
         .mappings()
         .one()
     )
+    if int(row["due_appended"] or 0) > tallies.COMPACT_AFTER:
+        tallies.compact(session, ActivityDueTally, org_id)
     by_status = {key: sum(n for (status, _), n in counts.items() if status == key) for key, _ in ACTIVITY_STATUSES}
     return {
         "total": sum(counts.values()),
         "open": sum(by_status[status] for status in OPEN_ACTIVITY_STATUSES),
-        **{name: int(row[name] or 0) for name in moving},
+        "overdue": int(row["overdue_before_today"] or 0) + int(row["overdue_today"] or 0),
+        **{name: int(row[name] or 0) for name in moving if name != "overdue_today"},
         "by_status": by_status,
         "by_type": {key: sum(n for (_, type_), n in counts.items() if type_ == key) for key, _ in ACTIVITY_TYPES},
     }
