@@ -451,15 +451,15 @@ def test_downgrade_removes_the_policies_and_upgrade_restores_them():
     with postgres_database("crm_rls_down") as url:
         application = build_app(url)
         with application.app_context():
-            assert db.session.scalar(query) == 29
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 29
+            assert db.session.scalar(query) == 30
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 30
             db.session.remove()
             downgrade(directory=MIGRATIONS, revision="0001_initial")
             assert db.session.scalar(query) == 0
             assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 0
             db.session.remove()
             upgrade(directory=MIGRATIONS)
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 29
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 30
             db.session.remove()
             db.engine.dispose()
 

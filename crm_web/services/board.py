@@ -194,6 +194,7 @@ class BoardService(BaseService[Deal]):
             getattr(table, "name", "")
             for criterion in criteria
             for table in find_tables(criterion, check_columns=True, include_aliases=True)
+            if table is not None  # a literal's or a label's column has no table
         }
         if not read <= CACHED_FILTER_TABLES:
             return compute()
