@@ -149,7 +149,7 @@ def test_without_an_org_the_role_sees_nothing_and_writes_nothing(role_engine, rl
         tables = _tenant_tables(conn)
         # 18 + imports, import_updates (0016), exchange_rates (0018), saved_views (0019),
         # duplicate_dismissals and merges (0021), notifications (0022), merge_proposals and duplicate_scans (0024),
-        # duplicate_scan_groups and duplicate_scan_members (0038), activity_due_tallies (0041)
+        # duplicate_scan_groups and duplicate_scan_members (0038), activity_day_tallies (0041)
         assert len(tables) == 30
         conn.rollback()
         for setting in (None, ""):  # never set in the session; set to '' (or ended: it then reads '')

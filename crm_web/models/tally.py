@@ -62,12 +62,14 @@ class ActivityTally(TallyMixin, Base):
     activities: Mapped[int] = mapped_column(default=0)
 
 
-class ActivityDueTally(TallyMixin, Base):
-    """Live open activities (pending, in progress) of one owner due on one day (UTC), from migration
-    0041: the dashboard's overdue count sums the days before today instead of reading every overdue task."""
+class ActivityDayTally(TallyMixin, Base):
+    """Live activities of one owner per UTC day, from migration 0041: kind "due", the open ones (pending,
+    in progress) by due day; kind "completed", the completed ones by completion day. The dashboard's
+    overdue and this week's counts sum whole days here instead of reading every task of their range."""
 
-    __tablename__ = "activity_due_tallies"
-    __table_args__ = (Index("ix_activity_due_tallies_org_owner", "org_id", "owner_id"),)
+    __tablename__ = "activity_day_tallies"
+    __table_args__ = (Index("ix_activity_day_tallies_org_owner", "org_id", "owner_id"),)
 
-    due_day: Mapped[date]
+    kind: Mapped[str] = mapped_column(String(10))
+    day: Mapped[date]
     activities: Mapped[int] = mapped_column(default=0)

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select, type_coerce
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from crm_web.models import ActivityDueTally, ActivityTally, DealTally
+from crm_web.models import ActivityDayTally, ActivityTally, DealTally
 
 # Appended rows a read may find (in its scope: the organisation, or one owner) before it folds the
 # organisation's rows: reading that many more costs about a millisecond, and the read that folds
@@ -54,12 +54,12 @@ DEAL_KEYS = (
 DEAL_SUMS = (DealTally.deals, DealTally.value, DealTally.weighted, DealTally.won_days, DealTally.won_timed)
 ACTIVITY_KEYS = (ActivityTally.org_id, ActivityTally.owner_id, ActivityTally.status, ActivityTally.type)
 ACTIVITY_SUMS = (ActivityTally.activities,)
-DUE_KEYS = (ActivityDueTally.org_id, ActivityDueTally.owner_id, ActivityDueTally.due_day)
-DUE_SUMS = (ActivityDueTally.activities,)
+DAY_KEYS = (ActivityDayTally.org_id, ActivityDayTally.owner_id, ActivityDayTally.kind, ActivityDayTally.day)
+DAY_SUMS = (ActivityDayTally.activities,)
 GROUPS: dict[Any, tuple[tuple[InstrumentedAttribute, ...], tuple[InstrumentedAttribute, ...]]] = {
     DealTally: (DEAL_KEYS, DEAL_SUMS),
     ActivityTally: (ACTIVITY_KEYS, ACTIVITY_SUMS),
-    ActivityDueTally: (DUE_KEYS, DUE_SUMS),
+    ActivityDayTally: (DAY_KEYS, DAY_SUMS),
 }
 
 
@@ -110,24 +110,27 @@ def activity_counts(
     return {(status, type_): int(count) for status, type_, count in rows if count}
 
 
-def open_due_before(org_id: uuid.UUID, owner_id: uuid.UUID | None, day: date) -> Any:
-    """A scalar subquery: the live open activities (of the organisation, or of one owner) due on a
-    UTC day before `day`, from the due-day tallies (migration 0041)."""
-    stmt = select(func.coalesce(func.sum(ActivityDueTally.activities), 0)).where(
-        ActivityDueTally.org_id == org_id, ActivityDueTally.due_day < day
+def day_sum(org_id: uuid.UUID, owner_id: uuid.UUID | None, kind: str, first: date | None, end: date) -> Any:
+    """A scalar subquery: the live activities (of the organisation, or of one owner) of `kind` ("due":
+    open, by due day; "completed": by completion day) on the UTC days from `first` (None: from the
+    start) up to `end`, excluded, from the day tallies (migration 0041)."""
+    stmt = select(func.coalesce(func.sum(ActivityDayTally.activities), 0)).where(
+        ActivityDayTally.org_id == org_id, ActivityDayTally.kind == kind, ActivityDayTally.day < end
     )
+    if first is not None:
+        stmt = stmt.where(ActivityDayTally.day >= first)
     if owner_id is not None:
-        stmt = stmt.where(ActivityDueTally.owner_id == owner_id)
+        stmt = stmt.where(ActivityDayTally.owner_id == owner_id)
     return stmt.scalar_subquery()
 
 
-def due_appended(org_id: uuid.UUID) -> Any:
-    """A scalar subquery: the organisation's appended (not yet folded) due-day tally rows; a read that
-    finds more than COMPACT_AFTER folds them (compact)."""
+def days_appended(org_id: uuid.UUID) -> Any:
+    """A scalar subquery: the organisation's appended (not yet folded) day tally rows; a read that finds
+    more than COMPACT_AFTER folds them (compact)."""
     return (
         select(func.count())
-        .select_from(ActivityDueTally)
-        .where(ActivityDueTally.org_id == org_id, ActivityDueTally.compacted.is_(False))
+        .select_from(ActivityDayTally)
+        .where(ActivityDayTally.org_id == org_id, ActivityDayTally.compacted.is_(False))
         .scalar_subquery()
     )
 
