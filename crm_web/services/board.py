@@ -1,10 +1,10 @@
 """The kanban board: its columns, "load more" and moving a deal between and within columns.
 
 The column headers are the deal tallies the database keeps (services/stats/tallies.py; one GROUP BY
-stage over the deals when the board is filtered, cached per filter until a deal changes), plus one select of the first cards of every
-column (a UNION ALL of per-stage index scans; tags in one selectin load): the statement count
-never grows with the number of stages or deals. A move goes through the stage rule
-(services/deal_stages.py) and rewrites one row: positions are fractional.
+stage over the deals when the board is filtered, cached per filter until a deal changes), plus one
+select of the first cards of every column (a UNION ALL of per-stage index scans; tags in one
+selectin load): the statement count never grows with the number of stages or deals. A move goes
+through the stage rule (services/deal_stages.py) and rewrites one row: positions are fractional.
 """
 
 from __future__ import annotations
