@@ -27,8 +27,11 @@ from crm_web.config import database_url_from
 from crm_web.errors import CRMException
 from crm_web.models.base import Base
 
-# Kept by triggers in each database (migrations 0010_tallies, 0012_search_words); api_tokens span organisations.
-NOT_COPIED = frozenset({"deal_tallies", "activity_tallies", "search_words", "api_tokens", "alembic_version"})
+# Kept by triggers in each database (migrations 0010_tallies, 0012_search_words, 0041_xl_board); api_tokens
+# span organisations.
+NOT_COPIED = frozenset(
+    {"deal_tallies", "activity_tallies", "activity_day_tallies", "search_words", "api_tokens", "alembic_version"}
+)
 BATCH = 1000
 
 

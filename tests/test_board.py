@@ -280,3 +280,86 @@ def test_a_move_to_won_reports_the_open_headline(client, login, org, stages):
     response = client.post(f"/deals/{deal.id}/move", data={"stage_id": str(stages[3].id), "version": "1"}, headers=HX)
     totals = response.get_data(as_text=True).split('id="board-totals"', 1)[1].split("</p>", 1)[0]
     assert "<strong>1</strong> deal " in totals and "$250" in totals and "$1,250" not in totals
+
+
+def test_filtered_headers_are_exact_and_cached_until_a_deal_changes(org, users, stages, count_queries):
+    """A board filtered by a custom field: counts, totals and weighted values per stage in the pipeline's
+    currency (other currencies converted or listed apart), this period's closed deals only, trashed
+    deals left out; served from the cache until a deal changes, then aggregated again."""
+    from sqlalchemy import update
+
+    from crm_web.custom_fields import FieldInput
+    from crm_web.extensions import db
+    from crm_web.filters import parse_filter
+    from crm_web.services.board import BoardService, period_start
+    from crm_web.services.custom_fields import CustomFieldService
+    from crm_web.services.deals import DealService
+
+    admin = factories.actor_for(users["admin"])
+    tier = CustomFieldService(admin).create(
+        "deal", FieldInput(label="Tier", type="select", options=[("", "Gold", "blue"), ("", "Silver", "red")])
+    )
+    gold, silver = (o.id for o in tier.options)
+    deals = DealService(admin)
+    long_ago = datetime(period_start().year - 1, 1, 15, tzinfo=UTC)
+
+    def deal(stage, value, option, **extra):
+        made = factories.make_deal(org, stage=stage, value=Decimal(value), **extra)
+        deals.update(made.id, custom_input={tier.key: option})
+        return made
+
+    deal(stages[0], "100", gold)
+    deal(stages[0], "50", gold, probability=50)
+    deal(stages[0], "999", silver)
+    deal(stages[1], "200", gold)
+    deal(stages[1], "70", gold, currency="EUR")  # no rate: counted, listed apart
+    trashed = deal(stages[1], "5000", gold)
+    deals.delete(trashed.id)
+    won_now = deal(stages[3], "300", gold)
+    won_before = deal(stages[3], "400", gold)
+    db.session.execute(update(Deal).where(Deal.id == won_now.id).values(status="won", closed_at=utcnow()))
+    db.session.execute(update(Deal).where(Deal.id == won_before.id).values(status="won", closed_at=long_ago))
+    db.session.commit()
+
+    board = BoardService(admin)
+    criteria = deals.criteria(filter_spec=parse_filter({"f": [f"{tier.name}.equals.{gold}"]}, deals.filter_fields()))
+    pipeline_id = stages[0].pipeline_id
+    with count_queries() as cold:
+        first = board.column_stats(pipeline_id, criteria)
+    assert any("GROUP BY" in s for s in cold.statements), cold
+    probability = [s.probability or 0 for s in stages]
+    assert (first[stages[0].id].count, first[stages[0].id].total) == (2, Decimal("150"))
+    assert first[stages[0].id].weighted == Decimal("100") * probability[0] / 100 + Decimal("25")
+    assert (first[stages[1].id].count, first[stages[1].id].total) == (2, Decimal("200"))
+    assert [(u.currency, u.count, u.value) for u in first[stages[1].id].unconverted] == [("EUR", 1, Decimal("70"))]
+    assert (first[stages[3].id].count, first[stages[3].id].total, first[stages[3].id].weighted) == (
+        1,
+        Decimal("300"),
+        Decimal("300"),
+    )
+    with count_queries() as warm:
+        again = board.column_stats(pipeline_id, criteria)
+    assert again == first and not any("GROUP BY" in s for s in warm.statements), warm
+    deals.update(won_now.id, custom_input={tier.key: silver})  # a committed change: aggregated again
+    with count_queries() as changed:
+        after = board.column_stats(pipeline_id, criteria)
+    assert any("GROUP BY" in s for s in changed.statements), changed
+    assert stages[3].id not in after and after[stages[0].id] == first[stages[0].id]
+
+
+def test_headers_filtered_through_another_table_are_aggregated_on_every_view(org, users, stages, count_queries):
+    """A tag filter reads deal_tags, whose writes the deal numbers' cache is not told of: never cached."""
+    from crm_web.filters import parse_filter
+    from crm_web.services.board import BoardService
+    from crm_web.services.deals import DealService
+
+    admin = factories.actor_for(users["admin"])
+    tag = factories.make_tag(org)
+    add_deals(org, stages[0].pipeline, stages[:1], 2, tag=tag)
+    deals = DealService(admin)
+    criteria = deals.criteria(filter_spec=parse_filter({"f": [f"tags.in.{tag.id}"]}, deals.filter_fields()))
+    board = BoardService(admin)
+    assert board.column_stats(stages[0].pipeline_id, criteria)[stages[0].id].count == 2
+    with count_queries() as q:
+        assert board.column_stats(stages[0].pipeline_id, criteria)[stages[0].id].count == 2
+    assert any("GROUP BY" in s for s in q.statements), q

@@ -240,3 +240,22 @@ def test_budget_does_not_grow_with_data(client, org, login, users, pipeline_data
     with count_queries() as many:
         client.get("/?owner=all")
     assert few.count == many.count
+
+
+def test_the_overdue_kpi_counts_old_and_todays_tasks_and_follows_their_changes(pipeline_data, org, users):
+    """Overdue = the tallied days before today + today's tasks due before now (migration 0041): a task
+    months overdue and one due an instant ago both count; completing or rescheduling one shows at once."""
+    from crm_web.services.activities import ActivityService
+
+    sales = users["sales"]
+    now = utcnow()
+    old = factories.make_activity(org, owner_id=sales.id, status="pending", due_at=now - timedelta(days=90))
+    factories.make_activity(org, owner_id=sales.id, status="pending", due_at=now - timedelta(seconds=5))
+    factories.make_activity(org, owner_id=sales.id, status="pending", due_at=now + timedelta(hours=1))
+    svc = service(users["manager"])
+    assert svc.kpis(svc.resolve_scope("all"))["overdue_tasks"] == 4
+    assert svc.kpis(svc.resolve_scope(str(sales.id)))["overdue_tasks"] == 3
+    ActivityService(factories.actor_for(sales)).set_completed(old.id, completed=True)
+    svc = service(users["manager"])
+    assert svc.kpis(svc.resolve_scope("all"))["overdue_tasks"] == 3
+    assert svc.kpis(svc.resolve_scope(str(sales.id)))["overdue_tasks"] == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -20,6 +21,7 @@ from crm_web.models import (
     ACTIVITY_TYPES,
     OPEN_ACTIVITY_STATUSES,
     Activity,
+    ActivityDayTally,
     ActivityTally,
     Deal,
     DealTally,
@@ -32,6 +34,7 @@ from crm_web.services.pipelines import PipelineService
 from crm_web.services.stats import tallies
 from crm_web.services.stats.activities import compute_activity_stats
 from crm_web.services.stats.deals import rollup
+from crm_web.services.stats.units import day_bounds, week_bounds
 from crm_web.services.trash import TrashRef, TrashService
 from tests import factories
 from tests.stats_oracles import forecast, pipeline_stats
@@ -117,6 +120,9 @@ def assert_activity_tallies_agree(actor, org, owners) -> None:
         }
         assert stats["by_type"] == {key: sum(n for (_, t), n in live.items() if t == key) for key, _ in ACTIVITY_TYPES}
         assert stats["open"] == sum(n for (s, _), n in live.items() if s in OPEN_ACTIVITY_STATUSES)
+        assert {name: stats[name] for name in _clock_counts(org, owner_id, utcnow(), UTC)} == _clock_counts(
+            org, owner_id, utcnow(), UTC
+        )
 
 
 @pytest.fixture
@@ -296,3 +302,119 @@ def test_activity_tallies_agree_after_every_kind_of_write(actor, org, users, mon
     assert_activity_tallies_agree(actor, org, owners)  # folded on the first read, the same numbers
     appended = select(func.count()).select_from(ActivityTally).where(ActivityTally.compacted.is_(False))
     assert not db.session.scalar(appended)
+
+
+def _clock_counts(org, owner_id, now: datetime, tz) -> dict[str, int]:
+    """Overdue, due today and this week, completed this week, counted from the activities themselves."""
+    today = day_bounds(now, tz)
+    week = week_bounds(now, tz)
+    stmt = select(Activity.status, Activity.due_at, Activity.completed_at).where(Activity.org_id == org.id)
+    if owner_id is not None:
+        stmt = stmt.where(Activity.owner_id == owner_id)
+    found = {"overdue": 0, "due_today": 0, "due_this_week": 0, "completed_this_week": 0}
+    for status, due, completed in db.session.execute(stmt):
+        if status in OPEN_ACTIVITY_STATUSES and due is not None:
+            found["overdue"] += due < now
+            found["due_today"] += today[0] <= due < today[1]
+            found["due_this_week"] += week[0] <= due < week[1]
+        if status == "completed" and completed is not None:
+            found["completed_this_week"] += week[0] <= completed < week[1]
+    return found
+
+
+def _assert_clock_counts(org, owners, now: datetime, tz=UTC) -> None:
+    for owner_id in (None, *owners):
+        stats = compute_activity_stats(db.session, org.id, user_id=owner_id, now=now, tz=tz)
+        assert {name: stats[name] for name in _clock_counts(org, owner_id, now, tz)} == _clock_counts(
+            org, owner_id, now, tz
+        ), (owner_id, now, tz)
+
+
+def test_the_clock_bound_counts_from_the_day_tallies_are_exact_after_every_kind_of_write(
+    actor, org, users, monkeypatch
+):
+    """Overdue, due today and this week, completed this week = the whole UTC days of the range from the
+    day tallies + the partial days at its ends from the activities: the same numbers as counting the
+    activities, for the team and each owner, whatever the hour and the organisation's time zone."""
+    service = ActivityService(actor)
+    owners = [users["admin"].id, users["sales"].id]
+    now = utcnow()
+    midnight = datetime.combine(now.date(), time.min, tzinfo=UTC)
+    moments = [
+        now - timedelta(days=40),
+        now - timedelta(days=6, hours=5),
+        now - timedelta(days=1, minutes=1),
+        midnight - timedelta(microseconds=1),  # the last instant of yesterday (UTC)
+        midnight,  # the first instant of today
+        now - timedelta(seconds=1),
+        now + timedelta(seconds=1),
+        midnight + timedelta(days=1),
+        now + timedelta(days=3, hours=7),
+        now + timedelta(days=9),
+        None,
+    ]
+    made = [
+        factories.make_activity(
+            org,
+            status=ACTIVITY_STATUSES[i % 4][0],
+            owner_id=([*owners, None])[i % 3],
+            due_at=moments[i % len(moments)],
+            completed_at=moments[(i + 3) % len(moments)] if ACTIVITY_STATUSES[i % 4][0] == "completed" else None,
+        )
+        for i in range(44)
+    ]
+    zones = [UTC, ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata")]
+    for tz in zones:
+        _assert_clock_counts(org, owners, now, tz)
+    open_ones = [a for a in made if a.status in OPEN_ACTIVITY_STATUSES]
+    service.update(open_ones[0].id, due_at=now + timedelta(days=2))  # overdue -> upcoming
+    service.update(open_ones[-1].id, due_at=now - timedelta(days=5), owner_id=users["sales"].id)
+    service.set_completed(open_ones[1].id, completed=True)
+    service.delete(open_ones[2].id)
+    service.delete_many([open_ones[3].id, open_ones[4].id])
+    service.restore(open_ones[2].id)
+    db.session.execute(  # a bulk statement: one appended row per group it changed
+        update(Activity).where(Activity.org_id == org.id, Activity.type == "note").values(status="pending")
+    )
+    db.session.commit()
+    assert_activity_tallies_agree(actor, org, owners)
+    # The clock moves: the days before and after are read from the tallies, the partial ones from the index.
+    for at in (midnight, midnight + timedelta(minutes=30), midnight + timedelta(hours=23), now + timedelta(days=2)):
+        for tz in zones:
+            _assert_clock_counts(org, owners, at, tz)
+    monkeypatch.setattr(tallies, "COMPACT_AFTER", 1)
+    _assert_clock_counts(org, owners, now)  # folded on the first read, the same numbers
+    appended = select(func.count()).select_from(ActivityDayTally).where(ActivityDayTally.compacted.is_(False))
+    assert not db.session.scalar(appended)
+    for tz in zones:
+        _assert_clock_counts(org, owners, now, tz)
+
+
+def test_the_day_tallies_count_only_live_open_or_completed_activities(org, users):
+    """The tallies' triggers use the open statuses of the model (OPEN_ACTIVITY_STATUSES) by due day, and
+    completed activities by completion day; nothing without the time, nothing trashed."""
+    day = utcnow().date() - timedelta(days=3)
+    at = datetime.combine(day, time(12), tzinfo=UTC)
+    for status, _ in ACTIVITY_STATUSES:
+        factories.make_activity(org, status=status, owner_id=users["sales"].id, due_at=at, completed_at=at)
+    factories.make_activity(org, status="pending", owner_id=users["sales"].id, due_at=None)
+    factories.make_activity(org, status="completed", owner_id=users["sales"].id, completed_at=None)
+    trashed = factories.make_activity(org, status="pending", owner_id=users["sales"].id, due_at=at)
+    trashed.deleted_at = utcnow()
+    db.session.commit()
+    rows = db.session.execute(
+        select(
+            ActivityDayTally.owner_id,
+            ActivityDayTally.kind,
+            ActivityDayTally.day,
+            func.sum(ActivityDayTally.activities),
+        )
+        .where(ActivityDayTally.org_id == org.id)
+        .group_by(ActivityDayTally.owner_id, ActivityDayTally.kind, ActivityDayTally.day)
+        .having(func.sum(ActivityDayTally.activities) != 0)
+        .order_by(ActivityDayTally.kind)
+    ).all()
+    assert rows == [
+        (users["sales"].id, "completed", day, 1),
+        (users["sales"].id, "due", day, len(OPEN_ACTIVITY_STATUSES)),
+    ]

@@ -149,8 +149,8 @@ def test_without_an_org_the_role_sees_nothing_and_writes_nothing(role_engine, rl
         tables = _tenant_tables(conn)
         # 18 + imports, import_updates (0016), exchange_rates (0018), saved_views (0019),
         # duplicate_dismissals and merges (0021), notifications (0022), merge_proposals and duplicate_scans (0024),
-        # duplicate_scan_groups and duplicate_scan_members (0038)
-        assert len(tables) == 29
+        # duplicate_scan_groups and duplicate_scan_members (0038), activity_day_tallies (0041)
+        assert len(tables) == 30
         conn.rollback()
         for setting in (None, ""):  # never set in the session; set to '' (or ended: it then reads '')
             with conn.begin():
@@ -451,15 +451,15 @@ def test_downgrade_removes_the_policies_and_upgrade_restores_them():
     with postgres_database("crm_rls_down") as url:
         application = build_app(url)
         with application.app_context():
-            assert db.session.scalar(query) == 29
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 29
+            assert db.session.scalar(query) == 30
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 30
             db.session.remove()
             downgrade(directory=MIGRATIONS, revision="0001_initial")
             assert db.session.scalar(query) == 0
             assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 0
             db.session.remove()
             upgrade(directory=MIGRATIONS)
-            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 29
+            assert db.session.scalar(text("SELECT count(*) FROM pg_policies")) == 30
             db.session.remove()
             db.engine.dispose()
 

@@ -30,7 +30,7 @@ from crm_web.models.pipeline import Pipeline, PipelineStage
 from crm_web.models.saved_view import SavedView
 from crm_web.models.search_word import SearchWord
 from crm_web.models.tag import Tag, company_tags, contact_tags, deal_tags, lead_tags
-from crm_web.models.tally import ActivityTally, DealTally
+from crm_web.models.tally import ActivityDayTally, ActivityTally, DealTally
 
 __all__ = [
     "ACTIVITY_PRIORITIES",
@@ -48,6 +48,7 @@ __all__ = [
     "NOTIFICATION_KINDS",
     "OPEN_ACTIVITY_STATUSES",
     "Activity",
+    "ActivityDayTally",
     "ActivityTally",
     "ApiToken",
     "Base",

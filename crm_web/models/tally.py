@@ -60,3 +60,16 @@ class ActivityTally(TallyMixin, Base):
     status: Mapped[str] = mapped_column(String(20))
     type: Mapped[str] = mapped_column(String(20))
     activities: Mapped[int] = mapped_column(default=0)
+
+
+class ActivityDayTally(TallyMixin, Base):
+    """Live activities of one owner per UTC day, from migration 0041: kind "due", the open ones (pending,
+    in progress) by due day; kind "completed", the completed ones by completion day. The dashboard's
+    overdue and this week's counts sum whole days here instead of reading every task of their range."""
+
+    __tablename__ = "activity_day_tallies"
+    __table_args__ = (Index("ix_activity_day_tallies_org_owner", "org_id", "owner_id"),)
+
+    kind: Mapped[str] = mapped_column(String(10))
+    day: Mapped[date]
+    activities: Mapped[int] = mapped_column(default=0)

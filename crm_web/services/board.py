@@ -1,14 +1,15 @@
 """The kanban board: its columns, "load more" and moving a deal between and within columns.
 
 The column headers are the deal tallies the database keeps (services/stats/tallies.py; one GROUP BY
-stage over the deals when the board is filtered), plus one select of the first cards of every
-column (a UNION ALL of per-stage index scans; tags in one selectin load): the statement count
-never grows with the number of stages or deals. A move goes through the stage rule
-(services/deal_stages.py) and rewrites one row: positions are fractional.
+stage over the deals when the board is filtered, cached per filter until a deal changes), plus one
+select of the first cards of every column (a UNION ALL of per-stage index scans; tags in one
+selectin load): the statement count never grows with the number of stages or deals. A move goes
+through the stage rule (services/deal_stages.py) and rewrites one row: positions are fractional.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, union_all
 from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.sql.util import find_tables
 
 from crm_web.custom_fields import user_name_expression
 from crm_web.errors import BadRequest, Conflict, NotFound
@@ -34,6 +36,10 @@ from crm_web.services.stats.formula import weighted_value
 
 # Cards per column before "Load more": rendering cards, not SQL, is most of the board's time.
 BOARD_PAGE_SIZE = 20
+# The tables a filtered board's headers may be cached over: a committed write to any of them starts
+# a new generation of the organisation's deal numbers (cache_versions.DOMAINS_OF_TABLE). A filter
+# that reads another table (a tag, a company) is aggregated on every view.
+CACHED_FILTER_TABLES = frozenset({"deals", "pipelines", "pipeline_stages"})
 
 
 @dataclass(frozen=True)
@@ -169,10 +175,33 @@ class BoardService(BaseService[Deal]):
             )
             .group_by(Deal.stage_id, Deal.currency)
         )
-        found: dict[uuid.UUID, Amounts] = {}
-        for stage_id, deal_currency, count, total, weighted in self.session.execute(stmt):
-            found.setdefault(stage_id, Amounts()).add(deal_currency, int(count), total, weighted)
+        found = self._filtered_amounts(stmt, criteria)
         return {stage_id: ColumnStats.of(amounts.convert(rates, currency)) for stage_id, amounts in found.items()}
+
+    def _filtered_amounts(self, stmt: Any, criteria: Sequence[ColumnElement[bool]]) -> dict[uuid.UUID, Amounts]:
+        """The aggregate `stmt` per stage, before conversion; cached like the whole board's headers (until
+        a deal or pipeline changes) when the criteria read only tables whose writes start a new
+        generation of the deal numbers (services/cache_versions.py), keyed by the statement itself
+        (its SQL and parameters: the filter, the search, the owner, the period)."""
+
+        def compute() -> dict[uuid.UUID, Amounts]:
+            found: dict[uuid.UUID, Amounts] = {}
+            for stage_id, deal_currency, count, total, weighted in self.session.execute(stmt):
+                found.setdefault(stage_id, Amounts()).add(deal_currency, int(count), total, weighted)
+            return found
+
+        read = {
+            getattr(table, "name", "")
+            for criterion in criteria
+            for table in find_tables(criterion, check_columns=True, include_aliases=True)
+            if table is not None  # a literal's or a label's column has no table
+        }
+        if not read <= CACHED_FILTER_TABLES:
+            return compute()
+        compiled = stmt.compile(dialect=self.session.get_bind().dialect)
+        params = sorted((name, repr(value)) for name, value in compiled.params.items())
+        digest = hashlib.sha256(f"{compiled}\n{params}".encode()).hexdigest()
+        return cached_stats(self.org_id, "deals", f"board_filtered:{digest}", compute)
 
     def stage_amounts(self) -> dict[uuid.UUID, Amounts]:
         """Count, value and weighted value per currency of every stage's live deals (open, or closed

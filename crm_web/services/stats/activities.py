@@ -1,18 +1,24 @@
 """The activity numbers of the dashboard: totals per status and type from the tallies the database keeps
-(tallies.py), plus index-only counts of what moves with the clock (overdue, due today and this week,
-completed this week); cached per organisation and owner until an activity changes (cache.py)."""
+(tallies.py), plus what moves with the clock (overdue, due today and this week, completed this week);
+cached per organisation and owner until an activity changes (cache.py).
+
+The clock-bound numbers come in one statement. Each (overdue: every open task due before now, and
+they pile up; due today; due this week; completed this week) sums the whole UTC days of its range
+from the day tallies the database keeps (tallies.day_sum, migration 0041) and counts the partial
+days at the range's ends from the index: exact, and at most two days' index entries read whatever
+the backlog."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from crm_web import clock
-from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, OPEN_ACTIVITY_STATUSES, Activity
+from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, OPEN_ACTIVITY_STATUSES, Activity, ActivityDayTally
 from crm_web.services.base import Actor
 from crm_web.services.sql import AnySelect, session_or_default
 from crm_web.services.stats import tallies
@@ -48,31 +54,67 @@ def compute_activity_stats(
     today_start, today_end = day_bounds(now, tz)
     week_start, week_end = week_bounds(now, tz)
     counts = tallies.activity_counts(session, org_id, owner_id=user_id)
+    due, done = (Activity.due_at, _open()), (Activity.completed_at, Activity.status == "completed")
     moving = {
-        "overdue": (_open(), Activity.due_at < now),
-        "due_today": (_open(), Activity.due_at >= today_start, Activity.due_at < today_end),
-        "due_this_week": (_open(), Activity.due_at >= week_start, Activity.due_at < week_end),
-        "completed_this_week": (
-            Activity.status == "completed",
-            Activity.completed_at >= week_start,
-            Activity.completed_at < week_end,
-        ),
+        "overdue": _range_count(org_id, user_id, "due", *due, None, now),
+        "due_today": _range_count(org_id, user_id, "due", *due, today_start, today_end),
+        "due_this_week": _range_count(org_id, user_id, "due", *due, week_start, week_end),
+        "completed_this_week": _range_count(org_id, user_id, "completed", *done, week_start, week_end),
     }
     row = (
         session.execute(
-            select(*(_live_count(org_id, user_id, *criteria).label(name) for name, criteria in moving.items()))
+            select(
+                *(part.label(f"{name}_{i}") for name, parts in moving.items() for i, part in enumerate(parts)),
+                tallies.days_appended(org_id).label("days_appended"),
+            )
         )
-        .mappings()
         .one()
+        ._mapping
     )
+    if int(row["days_appended"] or 0) > tallies.COMPACT_AFTER:
+        tallies.compact(session, ActivityDayTally, org_id)
     by_status = {key: sum(n for (status, _), n in counts.items() if status == key) for key, _ in ACTIVITY_STATUSES}
     return {
         "total": sum(counts.values()),
         "open": sum(by_status[status] for status in OPEN_ACTIVITY_STATUSES),
-        **{name: int(row[name] or 0) for name in moving},
+        **{name: sum(int(row[f"{name}_{i}"] or 0) for i in range(len(parts))) for name, parts in moving.items()},
         "by_status": by_status,
         "by_type": {key: sum(n for (_, type_), n in counts.items() if type_ == key) for key, _ in ACTIVITY_TYPES},
     }
+
+
+def _range_count(
+    org_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    kind: str,
+    column: Any,
+    condition: ColumnElement[bool],
+    start: datetime | None,
+    end: datetime,
+) -> list[Any]:
+    """Scalar subqueries whose sum is the live activities matching `condition` with `column` in
+    [start, end) (start None: unbounded): the whole UTC days of the range from the day tallies of
+    `kind` (the same activities, by the same column's day), the partial days at its ends from the
+    index."""
+    first = None if start is None else _midnight_at_or_after(start)
+    last = _midnight_at_or_before(end)
+    if first is not None and last <= first:  # no whole day inside: all from the index
+        return [_live_count(org_id, user_id, condition, column >= start, column < end)]
+    parts = [tallies.day_sum(org_id, user_id, kind, None if first is None else first.date(), last.date())]
+    if start is not None and first is not None and start < first:
+        parts.append(_live_count(org_id, user_id, condition, column >= start, column < first))
+    if last < end:
+        parts.append(_live_count(org_id, user_id, condition, column >= last, column < end))
+    return parts
+
+
+def _midnight_at_or_before(moment: datetime) -> datetime:
+    return datetime.combine(moment.astimezone(UTC).date(), time.min, tzinfo=UTC)
+
+
+def _midnight_at_or_after(moment: datetime) -> datetime:
+    midnight = _midnight_at_or_before(moment)
+    return midnight if midnight == moment else midnight + timedelta(days=1)
 
 
 def _live_count(org_id: uuid.UUID, user_id: uuid.UUID | None, *criteria: ColumnElement[bool]) -> Any:

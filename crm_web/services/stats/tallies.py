@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select, type_coerce
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from crm_web.models import ActivityTally, DealTally
+from crm_web.models import ActivityDayTally, ActivityTally, DealTally
 
 # Appended rows a read may find (in its scope: the organisation, or one owner) before it folds the
 # organisation's rows: reading that many more costs about a millisecond, and the read that folds
@@ -54,6 +54,13 @@ DEAL_KEYS = (
 DEAL_SUMS = (DealTally.deals, DealTally.value, DealTally.weighted, DealTally.won_days, DealTally.won_timed)
 ACTIVITY_KEYS = (ActivityTally.org_id, ActivityTally.owner_id, ActivityTally.status, ActivityTally.type)
 ACTIVITY_SUMS = (ActivityTally.activities,)
+DAY_KEYS = (ActivityDayTally.org_id, ActivityDayTally.owner_id, ActivityDayTally.kind, ActivityDayTally.day)
+DAY_SUMS = (ActivityDayTally.activities,)
+GROUPS: dict[Any, tuple[tuple[InstrumentedAttribute, ...], tuple[InstrumentedAttribute, ...]]] = {
+    DealTally: (DEAL_KEYS, DEAL_SUMS),
+    ActivityTally: (ACTIVITY_KEYS, ACTIVITY_SUMS),
+    ActivityDayTally: (DAY_KEYS, DAY_SUMS),
+}
 
 
 def deal_groups(session: Session, org_id: uuid.UUID, *, owner_id: uuid.UUID | None = None) -> list[DealGroup]:
@@ -103,6 +110,31 @@ def activity_counts(
     return {(status, type_): int(count) for status, type_, count in rows if count}
 
 
+def day_sum(org_id: uuid.UUID, owner_id: uuid.UUID | None, kind: str, first: date | None, end: date) -> Any:
+    """A scalar subquery: the live activities (of the organisation, or of one owner) of `kind` ("due":
+    open, by due day; "completed": by completion day) on the UTC days from `first` (None: from the
+    start) up to `end`, excluded, from the day tallies (migration 0041)."""
+    stmt = select(func.coalesce(func.sum(ActivityDayTally.activities), 0)).where(
+        ActivityDayTally.org_id == org_id, ActivityDayTally.kind == kind, ActivityDayTally.day < end
+    )
+    if first is not None:
+        stmt = stmt.where(ActivityDayTally.day >= first)
+    if owner_id is not None:
+        stmt = stmt.where(ActivityDayTally.owner_id == owner_id)
+    return stmt.scalar_subquery()
+
+
+def days_appended(org_id: uuid.UUID) -> Any:
+    """A scalar subquery: the organisation's appended (not yet folded) day tally rows; a read that finds
+    more than COMPACT_AFTER folds them (compact)."""
+    return (
+        select(func.count())
+        .select_from(ActivityDayTally)
+        .where(ActivityDayTally.org_id == org_id, ActivityDayTally.compacted.is_(False))
+        .scalar_subquery()
+    )
+
+
 def _read(
     session: Session,
     model: Any,
@@ -132,7 +164,7 @@ def _read(
 
 def compact(session: Session, model: Any, org_id: uuid.UUID) -> None:
     """Fold the organisation's rows of `model` into one per group (groups summing to nothing go)."""
-    keys, sums = (DEAL_KEYS, DEAL_SUMS) if model is DealTally else (ACTIVITY_KEYS, ACTIVITY_SUMS)
+    keys, sums = GROUPS[model]
     removed = session.execute(delete(model).where(model.org_id == org_id).returning(*keys, *sums)).all()
     totals: dict[tuple, list] = {}
     for row in removed:
