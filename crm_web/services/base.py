@@ -14,7 +14,21 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, tzinfo
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, func, inspect, literal, or_, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -255,7 +269,10 @@ class BaseService(ActorService, Generic[M]):
                         self.scoped(select(self.model.id)).where(*clauses, corrected.clause).correlate(None).exists()
                     )
                     match = replace(
-                        corrected, clause=or_(corrected.clause, and_(~closest_found, wider.clause)), corrected=None
+                        corrected,
+                        clause=or_(corrected.clause, and_(~closest_found, wider.clause)),
+                        corrected=None,
+                        tiers=(closest_found, corrected.clause, wider.clause),
                     )
         return [match.clause, *clauses], match
 
@@ -385,9 +402,9 @@ class BaseService(ActorService, Generic[M]):
         bound (search_count_bound) in the statement that reads its page, and keeps numbered pages
         (_searched_page)."""
         per_page = clamp_per_page(per_page)
-        ids = (ids if ids is not None else self.scoped(select(self.model.id))).where(*criteria)
+        ids = ids if ids is not None else self.scoped(select(self.model.id))
         if searched or match is not None:
-            cut = self._searched_page(ids, criteria, order, match if not sort else None, per_page=per_page, page=page)
+            cut = self._searched_page(ids, criteria, order, match, ranked=not sort, per_page=per_page, page=page)
             cut.items = list(rows(cut.items)) if cut.items else []
             cut.sort = sort or self.DEFAULT_SORT
             return cut
@@ -395,7 +412,7 @@ class BaseService(ActorService, Generic[M]):
         bound = custom_count_bound() if custom is not None and reads_column(criteria, custom) else count_bound()
         cut = read_page(
             self.session,
-            ids,
+            ids.where(*criteria),
             order,
             counted=bounded_count(self.scoped(select(self.model.id)).where(*criteria), bound),
             sort=sort or self.DEFAULT_SORT,
@@ -416,6 +433,7 @@ class BaseService(ActorService, Generic[M]):
         order: Sequence[Any],
         match: TextMatch | None,
         *,
+        ranked: bool,
         per_page: int,
         page: int,
     ) -> Page[Any]:
@@ -439,7 +457,17 @@ class BaseService(ActorService, Generic[M]):
         numbered = page_count(bound, per_page)
         page = max(1, min(page, numbered))
         keys = sort_keys(order, self.model.__table__)
-        counted = bounded_count(self.scoped(select(self.model.id)).where(*criteria), bound).label("total")
+
+        def count(*clauses: ColumnElement[bool]) -> Any:
+            return bounded_count(self.scoped(select(self.model.id)).where(*clauses), bound)
+
+        if match is not None and match.tiers is not None:
+            # the closest corrections' count or the wider tier's, each the plan of one tier's words
+            closest_found, closest, wider = match.tiers
+            unmatched = [clause for clause in criteria if clause is not match.clause]
+            counted = case((closest_found, count(closest, *unmatched)), else_=count(wider, *unmatched)).label("total")
+        else:
+            counted = count(*criteria).label("total")
 
         def keyed(stmt: AnySelect, first: Any = None) -> AnySelect:
             """The ids with their sort keys k0, k1, ... (`first`: k0 when it is known for every row)."""
@@ -449,14 +477,26 @@ class BaseService(ActorService, Generic[M]):
             return stmt.add_columns(*(expr.label(f"k{i}") for i, expr in enumerate(exprs)))
 
         upto = page * per_page
-        if match is None or match.starts_with is None:
-            steps: Any = keyed(ids).order_by(*order).subquery()
+        if match is None or match.starts_with is None or not ranked:
+            steps: Any = keyed(ids.where(*criteria)).order_by(*order).subquery()
             stmt = select(steps.c.id, counted).select_from(steps)
         else:
             read: list[Any] = []
 
-            def step(name: str, clause: ColumnElement[bool], first: Any = None, ordered: Sequence[Any] = order) -> None:
-                rows = keyed(ids.where(clause), first).order_by(*ordered).limit(upto)
+            # Steps 1 and 2 test the words on each row they read (IS TRUE: no index condition), so
+            # the plan reads the name or surname index in order and stops after a page, rather than
+            # collecting every match from the trigram indexes to sort them.
+            others = [clause for clause in criteria if clause is not match.clause]
+            tested = match.clause.is_(True)
+
+            def step(
+                name: str,
+                clause: ColumnElement[bool],
+                first: Any = None,
+                ordered: Sequence[Any] = order,
+                words: ColumnElement[bool] = tested,
+            ) -> None:
+                rows = keyed(ids.where(*others, words, clause), first).order_by(*ordered).limit(upto)
                 if read:  # skipped once the steps before hold the pages up to this one
                     held = sum(
                         (select(func.count()).select_from(r).scalar_subquery() for r in read[1:]),
@@ -469,10 +509,14 @@ class BaseService(ActorService, Generic[M]):
             step("starting", starting)
             rest = [starting.is_not(True)]
             if match.surnamed is not None:
-                # rank 2 for every row of this step: it is no name that starts with the query
-                step("surnamed", and_(match.surnamed, *rest), literal(2), order[1:])
+                # Rank 2 for every row of this step: it is no name that starts with the query. A last
+                # name that is the query (or its corrected words) holds each of its words (or their
+                # corrections), so the words are not tested again: the planner then costs the step
+                # by the surname's rows, not by the words' (far rarer looking) patterns, and reads
+                # contact_surname_list_idx in the list's order instead of sorting the surname's every row.
+                step("surnamed", and_(match.surnamed, *rest), literal(2), order[1:], words=true())
                 rest.append(match.surnamed.is_not(True))
-            step("others", and_(*rest))
+            step("others", and_(*rest), words=match.clause)
             both = union_all(*(select(rows) for rows in read)).subquery()
             steps = both
             stmt = select(both.c.id, counted)
@@ -482,7 +526,7 @@ class BaseService(ActorService, Generic[M]):
         stmt = stmt.order_by(*ordered).limit(per_page)
         found = self.session.execute(stmt.offset((page - 1) * per_page)).all()
         if not found and page > 1:
-            total = self.session.scalar(select(counted.element)) or 0
+            total = self.session.scalar(select(counted)) or 0
             page = clamp_page(page, min(total, bound), per_page)
             found = self.session.execute(stmt.offset((page - 1) * per_page)).all()
         counted_total = int(found[0][1]) if found else 0
