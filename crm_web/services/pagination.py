@@ -4,7 +4,9 @@ A list counts its rows only up to `count_bound()` (LIST_COUNT_BOUND): past it th
 the bound, so no page counts a million rows. `?page=N` (an OFFSET) reaches the pages that start within
 the bound; deeper pages, and the last page of a list too long to count, are read by cursor: the sort
 key of the page's last (or first) row plus its id, signed, so the next page is read from the index
-starting right after that row, whatever its depth. See docs/design.md, "Deep pages".
+starting right after that row, whatever its depth. A searched list counts its matches only to
+`search_count_bound()` and keeps numbered pages up to it, without cursors (Page.seekable). See
+docs/design.md, "Deep pages" and "Searched lists".
 """
 
 from __future__ import annotations
