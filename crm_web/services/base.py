@@ -465,9 +465,9 @@ class BaseService(ActorService, Generic[M]):
             # the closest corrections' count or the wider tier's, each the plan of one tier's words
             closest_found, closest, wider = match.tiers
             unmatched = [clause for clause in criteria if clause is not match.clause]
-            counted = case((closest_found, count(closest, *unmatched)), else_=count(wider, *unmatched)).label("total")
+            counted = case((closest_found, count(closest, *unmatched)), else_=count(wider, *unmatched))
         else:
-            counted = count(*criteria).label("total")
+            counted = count(*criteria)
 
         def keyed(stmt: AnySelect, first: Any = None) -> AnySelect:
             """The ids with their sort keys k0, k1, ... (`first`: k0 when it is known for every row)."""
@@ -478,10 +478,16 @@ class BaseService(ActorService, Generic[M]):
 
         upto = page * per_page
         if match is None or match.starts_with is None or not ranked:
-            steps: Any = keyed(ids.where(*criteria)).order_by(*order).subquery()
-            stmt = select(steps.c.id, counted).select_from(steps)
+            # Sorted: the sort's order reads every match anyway, so they are counted on the way.
+            steps: Any = keyed(ids.where(*criteria)).add_columns(func.count().over().label("total")).subquery()
+            stmt = select(steps.c.id, steps.c.total)
         else:
             read: list[Any] = []
+
+            def held() -> Any:
+                """How many rows the steps so far hold (each at most `upto`)."""
+                counts = [select(func.count()).select_from(rows).scalar_subquery() for rows in read]
+                return sum(counts[1:], counts[0])
 
             # Steps 1 and 2 test the words on each row they read (IS TRUE: no index condition), so
             # the plan reads the name or surname index in order and stops after a page, rather than
@@ -498,11 +504,7 @@ class BaseService(ActorService, Generic[M]):
             ) -> None:
                 rows = keyed(ids.where(*others, words, clause), first).order_by(*ordered).limit(upto)
                 if read:  # skipped once the steps before hold the pages up to this one
-                    held = sum(
-                        (select(func.count()).select_from(r).scalar_subquery() for r in read[1:]),
-                        select(func.count()).select_from(read[0]).scalar_subquery(),
-                    )
-                    rows = rows.where(held < upto)
+                    rows = rows.where(held() < upto)
                 read.append(rows.cte(name))
 
             starting = match.starts_with
@@ -516,10 +518,13 @@ class BaseService(ActorService, Generic[M]):
                 # contact_surname_list_idx in the list's order instead of sorting the surname's every row.
                 step("surnamed", and_(match.surnamed, *rest), literal(2), order[1:], words=true())
                 rest.append(match.surnamed.is_not(True))
-            step("others", and_(*rest), words=match.clause)
-            both = union_all(*(select(rows) for rows in read)).subquery()
-            steps = both
-            stmt = select(both.c.id, counted)
+            # Step 3 ranks all its rows whenever it runs (no index gives their order), so it keeps
+            # them all, and the total is then what the three steps hold: the matches are not read twice.
+            before = held()
+            read.append(keyed(ids.where(*others, match.clause, *rest)).where(before < upto).cte("others"))
+            counted = case((before < upto, held()), else_=counted)
+            steps = union_all(*(select(rows) for rows in read)).subquery()
+            stmt = select(steps.c.id, counted.label("total"))
         ordered = [
             (steps.c[f"k{i}"].desc() if key.descending else steps.c[f"k{i}"].asc()) for i, key in enumerate(keys)
         ]
