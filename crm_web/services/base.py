@@ -248,7 +248,13 @@ class BaseService(ActorService, Generic[M]):
         if (
             terms.correctable
             and not self.session.execute(
-                select(self.scoped(select(self.model.id)).where(*clauses, match.clause).exists(), *search_settings())
+                select(
+                    self.scoped(select(self.model.id)).where(*clauses, match.clause).exists(),
+                    *search_settings(),
+                    # The searched page's step 3 is behind a one-time filter that usually skips it;
+                    # a plan with parallel workers started them for it all the same (global search: same).
+                    func.set_config("max_parallel_workers_per_gather", "0", True),
+                )
             ).scalar()
         ):
             corrected = match_terms(
@@ -519,9 +525,11 @@ class BaseService(ActorService, Generic[M]):
                 step("surnamed", and_(match.surnamed, *rest), literal(2), order[1:], words=true())
                 rest.append(match.surnamed.is_not(True))
             # Step 3 ranks all its rows whenever it runs (no index gives their order), so it keeps
-            # them all, and the total is then what the three steps hold: the matches are not read twice.
+            # them, and the total is then what the three steps hold: the matches are not read twice.
+            # At most bound + 1 of them: more and the total is "more than" the bound anyway.
             before = held()
-            read.append(keyed(ids.where(*others, match.clause, *rest)).where(before < upto).cte("others"))
+            rows = keyed(ids.where(*others, match.clause, *rest)).where(before < upto)
+            read.append(rows.order_by(*order).limit(max(upto, bound + 1)).cte("others"))
             counted = case((before < upto, held()), else_=counted)
             steps = union_all(*(select(rows) for rows in read)).subquery()
             stmt = select(steps.c.id, counted.label("total"))
