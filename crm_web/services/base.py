@@ -453,12 +453,13 @@ class BaseService(ActorService, Generic[M]):
         1. names that start with the query (ranks 0 and 1), a range of the name index;
         2. people whose last name is the query (rank 2), from the surname index, read in the list's
            order (last name, first name) by contact_surname_list_idx, only when step 1 holds fewer;
-        3. every other match (ranks 3 and 4), ranked, only when steps 1 and 2 hold fewer.
+        3. every other match (ranks 3 and 4), ranked, only when steps 1 and 2 hold fewer; then the
+           total is what the three steps hold (else a bounded count, of the chosen typo tier).
 
         So the first page of a common name reads a page of index entries instead of ranking and
         counting its every match. The steps split the matches by what decides their rank, so the
-        page is the one ranking every match would give. Sorted (no `match`), one step: the matches
-        in the sort's order."""
+        page is the one ranking every match would give. Sorted (`ranked` false), one step: the
+        matches in the sort's order, counted with the page (count(*) OVER ())."""
         bound = search_count_bound()
         numbered = page_count(bound, per_page)
         page = max(1, min(page, numbered))
