@@ -249,7 +249,7 @@ class BaseService(ActorService, Generic[M]):
             terms.correctable
             and not self.session.execute(
                 select(
-                    self.scoped(select(self.model.id)).where(*clauses, match.clause).exists(),
+                    self._any_match(clauses, match),
                     *search_settings(),
                     # The searched page's step 3 is behind a one-time filter that usually skips it;
                     # a plan with parallel workers started them for it all the same (global search: same).
@@ -281,6 +281,18 @@ class BaseService(ActorService, Generic[M]):
                         tiers=(closest_found, corrected.clause, wider.clause),
                     )
         return [match.clause, *clauses], match
+
+    def _any_match(self, clauses: Sequence[ColumnElement[bool]], match: TextMatch) -> ColumnElement[bool]:
+        """Whether any row has the exact words: first a name that starts with the query, then a
+        person whose last name is it (each an index probe, and each holds the words), and only
+        then the words anywhere (the trigram indexes hand over every candidate first: thousands
+        for a common name). PostgreSQL runs the OR's subqueries in turn and stops at the first found."""
+
+        def found(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+            return self.scoped(select(self.model.id)).where(*clauses, *conditions).exists()
+
+        probes = [match.starts_with, match.surnamed]
+        return or_(*(found(probe) for probe in probes if probe is not None), found(match.clause))
 
     def search_order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
         """The requested order; an unsorted search puts the best match first. Unknown keys: 400."""
