@@ -229,7 +229,8 @@ class BaseService(ActorService, Generic[M]):
         """Search, "mine" and the advanced filter as WHERE clauses (no joins), plus the search's ranking.
 
         The search's exact words win; only when no row has them does the list fall back to their
-        spelling corrections (text_search), decided by one EXISTS that stops at the first exact match.
+        spelling corrections (text_search), decided by one EXISTS that stops at the first exact match
+        (_any_match).
         When the corrections have a wider tier, the choice between the closest corrections and the
         wider ones is a clause of the statements themselves (an uncorrelated EXISTS, evaluated once
         per statement), so a typo search runs the same statements whether or not a wider tier exists."""
