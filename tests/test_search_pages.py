@@ -146,3 +146,18 @@ def test_a_typo_search_runs_the_same_statements_whether_or_not_a_wider_tier_exis
         page = service.list_page(q="davd smith")
     assert _names(page) == ["Dave Smith"] and page.total == 1
     assert without_wider.count == wider.count == closest.count == 5, wider  # EXISTS, lookup, page, rows, tags
+
+
+@pytest.mark.postgres_only
+def test_the_exact_words_are_found_wherever_they_are_before_any_typo_lookup(hills, users, count_queries):
+    """The EXISTS that decides the typo tier probes names and surnames first, then the words anywhere:
+    a word found only in an email still means the exact words stand (no vocabulary lookup)."""
+    service = ContactService(factories.actor_for(users["admin"]))
+    for q, found in (("hillside", ["Pat Quinn"]), ("hillary", ["Hillary Stone"]), ("thornhill", ["Sue Thornhill"])):
+        with count_queries() as queries:
+            page = service.list_page(q=q)
+        assert _names(page) == found
+        assert queries.count == 4, queries  # EXISTS, page, rows, tags: no lookup
+    with count_queries() as queries:
+        assert _names(service.list_page(q="thornhlil")) == ["Sue Thornhill"]  # no row has it: corrected
+    assert queries.count == 5, queries
