@@ -102,6 +102,8 @@ def settings_from_env() -> dict:
         "LIST_COUNT_BOUND": _int("LIST_COUNT_BOUND", 10_000),
         # The same for a list filtered on a custom field, whose count reads each counted row's table block.
         "LIST_CUSTOM_COUNT_BOUND": _int("LIST_CUSTOM_COUNT_BOUND", 1_000),
+        # The same for a searched list (its pages are numbered up to it: past it, narrow the search).
+        "LIST_SEARCH_COUNT_BOUND": _int("LIST_SEARCH_COUNT_BOUND", 1_000),
         # services/stats/cache.py: "overdue" moves with the clock; deal numbers only with writes.
         "ACTIVITY_STATS_CACHE_TIMEOUT": 60,
         "DEAL_STATS_CACHE_TIMEOUT": 3600,

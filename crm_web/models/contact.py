@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_web.models.base import Base, CustomValuesMixin, IdMixin, OrgScopedMixin, RecordMixin, TimestampMixin
@@ -15,6 +15,7 @@ from crm_web.models.mixins import (
     full_name,
     live_index,
     name_order_index,
+    search_key,
     search_key_index,
     sqlite_name_order_index,
     surname_index,
@@ -100,6 +101,17 @@ sqlite_name_order_index(_t, "contact_name_order_sqlite_idx", full_name(_t.c.firs
 sqlite_name_order_index(
     _t, "contact_surname_sqlite_idx", full_name(_t.c.first_name, _t.c.last_name), surname=_t.c.last_name
 )
+# A searched list's people whose last name is the query, in the list's order (name: last, first, id),
+# a page of index entries (BaseService._searched_page; migration 0040).
+Index(
+    "contact_surname_list_idx",
+    _t.c.org_id,
+    search_key(_t.c.last_name),
+    _t.c.last_name,
+    _t.c.first_name,
+    _t.c.id,
+    postgresql_where=text("deleted_at IS NULL"),
+).ddl_if(dialect="postgresql")
 del _t
 
 

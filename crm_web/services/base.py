@@ -10,11 +10,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, tzinfo
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, case, delete, exists, func, inspect, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -35,8 +49,11 @@ from crm_web.services.pagination import (
     clamp_per_page,
     count_bound,
     custom_count_bound,
+    page_count,
     read_page,
     reads_column,
+    search_count_bound,
+    sort_keys,
 )
 from crm_web.services.sql import AnySelect, insert_ignoring_duplicates, org_is, session_or_default
 from crm_web.services.text_search import TextMatch, correct_spelling, match_terms, search_settings, search_terms
@@ -212,7 +229,11 @@ class BaseService(ActorService, Generic[M]):
         """Search, "mine" and the advanced filter as WHERE clauses (no joins), plus the search's ranking.
 
         The search's exact words win; only when no row has them does the list fall back to their
-        spelling corrections (text_search), decided by one EXISTS that stops at the first exact match."""
+        spelling corrections (text_search), decided by one EXISTS that stops at the first exact match
+        (_any_match).
+        When the corrections have a wider tier, the choice between the closest corrections and the
+        wider ones is a clause of the statements themselves (an uncorrelated EXISTS, evaluated once
+        per statement), so a typo search runs the same statements whether or not a wider tier exists."""
         clauses: list[ColumnElement[bool]] = []
         if scope == "mine":
             clauses.append(self.model.owner_id == self.actor.user_id)
@@ -228,7 +249,13 @@ class BaseService(ActorService, Generic[M]):
         if (
             terms.correctable
             and not self.session.execute(
-                select(self.scoped(select(self.model.id)).where(*clauses, match.clause).exists(), *search_settings())
+                select(
+                    self._any_match(clauses, match),
+                    *search_settings(),
+                    # The searched page's step 3 is behind a one-time filter that usually skips it;
+                    # a plan with parallel workers started them for it all the same (global search: same).
+                    func.set_config("max_parallel_workers_per_gather", "0", True),
+                )
             ).scalar()
         ):
             corrected = match_terms(
@@ -240,11 +267,33 @@ class BaseService(ActorService, Generic[M]):
             if corrected is not None:  # else the exact words stand, matching nothing
                 match = corrected
                 wider = corrected.corrected  # every correction within reach, when the closest find nothing
-                if wider is not None and not self.session.scalar(
-                    select(self.scoped(select(self.model.id)).where(*clauses, corrected.clause).exists())
-                ):
-                    match = wider
+                if wider is not None:
+                    # The wider tier's words include the closest ones (text_search._within_reach), so
+                    # this is the closest tier's matches when there are any, else the wider tier's.
+                    # The tiers rank alike (the corrected phrase is the closest words either way).
+                    # Uncorrelated (correlate(None)): the same table inside a statement reading it.
+                    closest_found = (
+                        self.scoped(select(self.model.id)).where(*clauses, corrected.clause).correlate(None).exists()
+                    )
+                    match = replace(
+                        corrected,
+                        clause=or_(corrected.clause, and_(~closest_found, wider.clause)),
+                        corrected=None,
+                        tiers=(closest_found, corrected.clause, wider.clause),
+                    )
         return [match.clause, *clauses], match
+
+    def _any_match(self, clauses: Sequence[ColumnElement[bool]], match: TextMatch) -> ColumnElement[bool]:
+        """Whether any row has the exact words: first a name that starts with the query, then a
+        person whose last name is it (each an index probe, and each holds the words), and only
+        then the words anywhere (the trigram indexes hand over every candidate first: thousands
+        for a common name). PostgreSQL runs the OR's subqueries in turn and stops at the first found."""
+
+        def found(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+            return self.scoped(select(self.model.id)).where(*clauses, *conditions).exists()
+
+        probes = [match.starts_with, match.surnamed]
+        return or_(*(found(probe) for probe in probes if probe is not None), found(match.clause))
 
     def search_order(self, sort: str | None, match: TextMatch | None) -> list[Any]:
         """The requested order; an unsorted search puts the best match first. Unknown keys: 400."""
@@ -358,6 +407,7 @@ class BaseService(ActorService, Generic[M]):
         per_page: int = 25,
         ids: AnySelect | None = None,
         searched: bool = False,
+        match: TextMatch | None = None,
         sort: str | None = None,
         cursor: Cursor | None = None,
     ) -> Page[T]:
@@ -367,18 +417,21 @@ class BaseService(ActorService, Generic[M]):
         `ids` selects the model's id plus any joins the order needs (default: none). A list's page is
         numbered (an OFFSET, clamped to the last page) while it starts within the count bound, else read
         from a cursor (services/pagination.read_page); its total is counted up to the bound in the same
-        statement. A search counts its matches with the page (count(*) OVER (): ranking reads every match
-        anyway) and keeps numbered pages."""
+        statement. A search (`searched`; `match`: its ranking) counts its matches up to the search's
+        bound (search_count_bound) in the statement that reads its page, and keeps numbered pages
+        (_searched_page)."""
         per_page = clamp_per_page(per_page)
-        ids = (ids if ids is not None else self.scoped(select(self.model.id))).where(*criteria)
-        if searched:
-            found, total, page = self._searched_page_ids(ids, order, per_page=per_page, page=page)
-            return Page(items=list(rows(found)), total=total, page=page, per_page=per_page)
+        ids = ids if ids is not None else self.scoped(select(self.model.id))
+        if searched or match is not None:
+            cut = self._searched_page(ids, criteria, order, match, ranked=not sort, per_page=per_page, page=page)
+            cut.items = list(rows(cut.items)) if cut.items else []
+            cut.sort = sort or self.DEFAULT_SORT
+            return cut
         custom = getattr(self.model.__table__.c, "custom", None)
         bound = custom_count_bound() if custom is not None and reads_column(criteria, custom) else count_bound()
         cut = read_page(
             self.session,
-            ids,
+            ids.where(*criteria),
             order,
             counted=bounded_count(self.scoped(select(self.model.id)).where(*criteria), bound),
             sort=sort or self.DEFAULT_SORT,
@@ -392,19 +445,128 @@ class BaseService(ActorService, Generic[M]):
         cut.items = list(rows(cut.items)) if cut.items else []
         return cut
 
-    def _searched_page_ids(
-        self, ids: AnySelect, order: Sequence[Any], *, per_page: int, page: int
-    ) -> tuple[list[uuid.UUID], int, int]:
-        """(ids of one page, total, page) for a search in ONE statement; only a page past the end costs
-        two more (the count, then the clamped page)."""
-        counted = ids.add_columns(func.count().over()).order_by(*order).limit(per_page)
-        found = self.session.execute(counted.offset((page - 1) * per_page)).all()
-        if found or page == 1:
-            return [row[0] for row in found], found[0][1] if found else 0, page
-        total = self.session.scalar(select(func.count()).select_from(ids.subquery())) or 0
-        page = clamp_page(page, total, per_page)
-        found = self.session.execute(counted.offset((page - 1) * per_page)).all()
-        return [row[0] for row in found], total, page
+    def _searched_page(
+        self,
+        ids: AnySelect,
+        criteria: Sequence[ColumnElement[bool]],
+        order: Sequence[Any],
+        match: TextMatch | None,
+        *,
+        ranked: bool,
+        per_page: int,
+        page: int,
+    ) -> Page[Any]:
+        """One page of a search's ids with its total counted up to search_count_bound(), in ONE
+        statement; only a page past the end costs two more (the count, then the clamped page).
+
+        Ranked (`match`, an unsorted search), the page is read best first the way the global search
+        reads its five (services/search.py), each step at most as many rows as the pages up to this
+        one hold, in the list's order:
+
+        1. names that start with the query (ranks 0 and 1), a range of the name index;
+        2. people whose last name is the query (rank 2), from the surname index, read in the list's
+           order (last name, first name) by contact_surname_list_idx, only when step 1 holds fewer;
+        3. every other match (ranks 3 and 4), ranked, only when steps 1 and 2 hold fewer; then the
+           total is what the three steps hold (else a bounded count, of the chosen typo tier).
+
+        So the first page of a common name reads a page of index entries instead of ranking and
+        counting its every match. The steps split the matches by what decides their rank, so the
+        page is the one ranking every match would give. Sorted (`ranked` false), one step: the
+        matches in the sort's order, counted with the page (count(*) OVER ())."""
+        bound = search_count_bound()
+        numbered = page_count(bound, per_page)
+        page = max(1, min(page, numbered))
+        keys = sort_keys(order, self.model.__table__)
+
+        def count(*clauses: ColumnElement[bool]) -> Any:
+            return bounded_count(self.scoped(select(self.model.id)).where(*clauses), bound)
+
+        if match is not None and match.tiers is not None:
+            # the closest corrections' count or the wider tier's, each the plan of one tier's words
+            closest_found, closest, wider = match.tiers
+            unmatched = [clause for clause in criteria if clause is not match.clause]
+            counted = case((closest_found, count(closest, *unmatched)), else_=count(wider, *unmatched))
+        else:
+            counted = count(*criteria)
+
+        def keyed(stmt: AnySelect, first: Any = None) -> AnySelect:
+            """The ids with their sort keys k0, k1, ... (`first`: k0 when it is known for every row)."""
+            exprs = [key.expr for key in keys]
+            if first is not None:
+                exprs[0] = first
+            return stmt.add_columns(*(expr.label(f"k{i}") for i, expr in enumerate(exprs)))
+
+        upto = page * per_page
+        if match is None or match.starts_with is None or not ranked:
+            # Sorted: the sort's order reads every match anyway, so they are counted on the way.
+            steps: Any = keyed(ids.where(*criteria)).add_columns(func.count().over().label("total")).subquery()
+            stmt = select(steps.c.id, steps.c.total)
+        else:
+            read: list[Any] = []
+
+            def held() -> Any:
+                """How many rows the steps so far hold (each at most `upto`)."""
+                counts = [select(func.count()).select_from(rows).scalar_subquery() for rows in read]
+                return sum(counts[1:], counts[0])
+
+            # Steps 1 and 2 test the words on each row they read (IS TRUE: no index condition), so
+            # the plan reads the name or surname index in order and stops after a page, rather than
+            # collecting every match from the trigram indexes to sort them.
+            others = [clause for clause in criteria if clause is not match.clause]
+            tested = match.clause.is_(True)
+
+            def step(
+                name: str,
+                clause: ColumnElement[bool],
+                first: Any = None,
+                ordered: Sequence[Any] = order,
+                words: ColumnElement[bool] = tested,
+            ) -> None:
+                rows = keyed(ids.where(*others, words, clause), first).order_by(*ordered).limit(upto)
+                if read:  # skipped once the steps before hold the pages up to this one
+                    rows = rows.where(held() < upto)
+                read.append(rows.cte(name))
+
+            starting = match.starts_with
+            step("starting", starting)
+            rest = [starting.is_not(True)]
+            if match.surnamed is not None:
+                # Rank 2 for every row of this step: it is no name that starts with the query. A last
+                # name that is the query (or its corrected words) holds each of its words (or their
+                # corrections), so the words are not tested again: the planner then costs the step
+                # by the surname's rows, not by the words' (far rarer looking) patterns, and reads
+                # contact_surname_list_idx in the list's order instead of sorting the surname's every row.
+                step("surnamed", and_(match.surnamed, *rest), literal(2), order[1:], words=true())
+                rest.append(match.surnamed.is_not(True))
+            # Step 3 ranks all its rows whenever it runs (no index gives their order), so it keeps
+            # them, and the total is then what the three steps hold: the matches are not read twice.
+            # At most bound + 1 of them: more and the total is "more than" the bound anyway.
+            before = held()
+            rows = keyed(ids.where(*others, match.clause, *rest)).where(before < upto)
+            read.append(rows.order_by(*order).limit(max(upto, bound + 1)).cte("others"))
+            counted = case((before < upto, held()), else_=counted)
+            steps = union_all(*(select(rows) for rows in read)).subquery()
+            stmt = select(steps.c.id, counted.label("total"))
+        ordered = [
+            (steps.c[f"k{i}"].desc() if key.descending else steps.c[f"k{i}"].asc()) for i, key in enumerate(keys)
+        ]
+        stmt = stmt.order_by(*ordered).limit(per_page)
+        found = self.session.execute(stmt.offset((page - 1) * per_page)).all()
+        if not found and page > 1:
+            total = self.session.scalar(select(counted)) or 0
+            page = clamp_page(page, min(total, bound), per_page)
+            found = self.session.execute(stmt.offset((page - 1) * per_page)).all()
+        counted_total = int(found[0][1]) if found else 0
+        more = counted_total > bound
+        return Page(
+            items=[row[0] for row in found],
+            total=bound if more else counted_total,
+            page=page,
+            per_page=per_page,
+            more=more,
+            numbered=numbered if more else 0,
+            seekable=False,
+        )
 
     def list_page(
         self,
@@ -440,7 +602,7 @@ class BaseService(ActorService, Generic[M]):
             page=page,
             per_page=per_page,
             ids=self.list_ids(),
-            searched=match is not None,
+            match=match,
             sort=sort,
             cursor=cursor,
         )

@@ -4,7 +4,9 @@ A list counts its rows only up to `count_bound()` (LIST_COUNT_BOUND): past it th
 the bound, so no page counts a million rows. `?page=N` (an OFFSET) reaches the pages that start within
 the bound; deeper pages, and the last page of a list too long to count, are read by cursor: the sort
 key of the page's last (or first) row plus its id, signed, so the next page is read from the index
-starting right after that row, whatever its depth. See docs/design.md, "Deep pages".
+starting right after that row, whatever its depth. A searched list counts its matches only to
+`search_count_bound()` and keeps numbered pages up to it, without cursors (Page.seekable). See
+docs/design.md, "Deep pages" and "Searched lists".
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ MAX_PER_PAGE = 100
 PAGE_SIZES = (10, 25, 50, 100)
 COUNT_BOUND = 10_000  # LIST_COUNT_BOUND's default
 CUSTOM_COUNT_BOUND = 1_000  # LIST_CUSTOM_COUNT_BOUND's default
+SEARCH_COUNT_BOUND = 1_000  # LIST_SEARCH_COUNT_BOUND's default
 DIRECTIONS = ("next", "prev", "last")
 
 
@@ -53,6 +56,21 @@ def custom_count_bound() -> int:
         int(current_app.config.get("LIST_CUSTOM_COUNT_BOUND", CUSTOM_COUNT_BOUND))
         if has_app_context()
         else CUSTOM_COUNT_BOUND
+    )
+    return min(configured, count_bound())
+
+
+def search_count_bound() -> int:
+    """How far a searched list counts its matches (the app's LIST_SEARCH_COUNT_BOUND, never past
+    count_bound()). A match is decided on the row itself (its words are tested in the table's row
+    after the trigram index narrowed them down), so each counted match reads a table block: a common
+    name's thousands of matches are "more than" the bound, and its pages are numbered up to it."""
+    from flask import current_app, has_app_context
+
+    configured = (
+        int(current_app.config.get("LIST_SEARCH_COUNT_BOUND", SEARCH_COUNT_BOUND))
+        if has_app_context()
+        else SEARCH_COUNT_BOUND
     )
     return min(configured, count_bound())
 
@@ -96,6 +114,7 @@ class Page(Generic[T]):
     sort: str = ""
     after: bool | None = None  # rows after this page (None: from the total)
     before: bool | None = None  # rows before it (None: from the page number)
+    seekable: bool = True  # False: no cursor reads past the numbered pages (a search: narrow it instead)
 
     @property
     def pages(self) -> int:
@@ -146,7 +165,7 @@ class Page(Generic[T]):
     @property
     def last_link(self) -> PageLink | None:
         """The last page: its number while the total is exact, else read backwards from the end."""
-        if not self.has_next or (self.page == self.pages - 1 and not self.more):
+        if not self.has_next or (self.page == self.pages - 1 and not self.more) or (self.more and not self.seekable):
             return None
         return PageLink(cursor=Cursor("last", self.sort)) if self.more else PageLink(page=self.pages)
 

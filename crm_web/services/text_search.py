@@ -257,6 +257,11 @@ class TextMatch:
     starts_with: ColumnElement[bool] | None = None
     name_order: ColumnElement[str] | None = None
     surnamed: ColumnElement[bool] | None = None
+    # A typo tier with its wider tier folded into `clause` (BaseService.search_criteria): (whether
+    # the closest corrections match, their clause, the wider clause). `clause` is the closest one's
+    # when they match, else the wider one's; a count picks one of the two instead of their OR, which
+    # no index plan serves as well.
+    tiers: tuple[ColumnElement[bool], ColumnElement[bool], ColumnElement[bool]] | None = None
 
 
 def text_match(dialect: str, q: str, expressions: Sequence[Any]) -> TextMatch | None:

@@ -14,7 +14,7 @@ most two days' entries, and still exact. The policy, triggers and backfill:
 migrations/sql/0041_xl_board_<dialect>.sql.
 
 Revision ID: 0041_xl_board
-Revises: 0039_xl_plans
+Revises: 0040_xl_search
 """
 
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from alembic import op
 from crm_web.sql_files import execute_file
 
 revision = "0041_xl_board"
-down_revision = "0039_xl_plans"
+down_revision = "0040_xl_search"
 branch_labels = None
 depends_on = None
 
