@@ -89,7 +89,8 @@ def test_a_search_of_many_matches_counts_to_its_bound_and_says_more_than(app, mo
     login("admin")
     text = client.get("/contacts?q=hill&per_page=2").text
     assert "more than 5" in text
-    assert "cursor=" not in text
+    assert "cursor=" not in text and "Narrow the search" not in text  # page 1 links to the next
+    assert "Narrow the search to see the rest." in client.get("/contacts?q=hill&per_page=2&page=3").text
     assert "more than" not in client.get("/contacts?q=hillary").text
 
 
