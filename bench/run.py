@@ -821,7 +821,7 @@ def bench_app(url: str, slug: str = "bench") -> BenchApp:
             }
         )
     app = create_app(config)
-    freeze_startup_objects()  # as wsgi.py does for every serving process
+    freeze_startup_objects(app)  # as wsgi.py does for every serving process
     client = app.test_client()
     with client.session_transaction() as session:
         session["_user_id"] = admin_session_id
