@@ -13,6 +13,7 @@ from crm_web import create_app
 from crm_web.auth import public
 from crm_web.database import ping_only_when_heard, socket_is_quiet
 from crm_web.extensions import db
+from tests import factories
 from tests.conftest import base_config
 
 
@@ -103,3 +104,89 @@ def test_a_closed_connection_is_never_quiet(app, engine_name):
         raw.invalidate()
     finally:
         engine.dispose()
+
+
+# --- a request's cache reads (services/cache.py) -------------------------------------------------------
+
+
+@pytest.fixture
+def cache_calls(monkeypatch):
+    """The shared cache's reads, counted: what a request's remembered reads save."""
+    from crm_web.extensions import cache
+
+    calls: list[tuple[str, tuple[str, ...]]] = []
+    get, get_many = cache.get, cache.get_many
+    monkeypatch.setattr(cache, "get", lambda key: calls.append(("get", (key,))) or get(key))
+    monkeypatch.setattr(cache, "get_many", lambda *keys: calls.append(("get_many", keys)) or get_many(*keys))
+    return calls
+
+
+def test_a_prefetch_reads_once_and_the_request_writes_keep_it_current(app, cache_calls):
+    from crm_web.extensions import cache
+    from crm_web.services.cache import cache_add, cache_delete, cache_get, cache_prefetch, cache_set
+
+    cache.set("t:one", 1)
+    cache.set("t:two", 2)
+    cache.delete("t:missing")
+    with app.app_context(), app.test_request_context("/"):  # a request of its own, as served
+        cache_prefetch("t:one", "t:two", "t:missing")
+        assert cache_calls == [("get_many", ("t:one", "t:two", "t:missing"))]
+        assert (cache_get("t:one"), cache_get("t:two"), cache_get("t:missing")) == (1, 2, None)
+        assert len(cache_calls) == 1  # answered from the prefetch, a miss included
+        cache_set("t:one", 10)
+        assert cache_get("t:one") == 10 and cache.get("t:one") == 10
+        cache_delete("t:two")
+        assert cache_get("t:two") is None
+        assert cache_calls[-1] == ("get", ("t:two",))  # forgotten: asked again
+        cache.set("t:missing", "someone else's")
+        assert not cache_add("t:missing", "mine")
+        assert cache_get("t:missing") == "someone else's"  # a lost add forgets the remembered miss
+    with app.app_context(), app.test_request_context("/"):
+        cache.set("t:one", 100)  # another process's write between two requests
+        assert cache_get("t:one") == 100  # nothing is remembered across requests
+
+
+def test_remembered_reads_are_per_request_and_never_outside_one(app, cache_calls):
+    from crm_web.extensions import cache
+    from crm_web.services.cache import cache_get, cache_prefetch
+
+    cache.set("t:list", ["a"])
+    with app.app_context(), app.test_request_context("/"):
+        assert cache_get("t:list", remember=True) == ["a"]
+        cache.set("t:list", ["b"])
+        assert cache_get("t:list", remember=True) == ["a"]  # one answer for the whole request
+        assert cache_get("t:list") == ["a"]
+        assert [name for name, _ in cache_calls] == ["get"]
+    # A job or a command has an app context but no request: every read asks the cache.
+    cache_prefetch("t:list")
+    assert cache_get("t:list", remember=True) == ["b"]
+    cache.set("t:list", ["c"])
+    assert cache_get("t:list", remember=True) == ["c"]
+
+
+def test_the_dashboard_and_the_board_read_their_cached_entries_in_one_round_trip(client, login, cache_calls):
+    factories.make_pipeline(login("admin").org, name="Sales")
+    for url in ("/dashboard", "/deals/board"):
+        assert client.get(url).status_code == 200  # fills the cache
+        cache_calls.clear()
+        assert client.get(url).status_code == 200
+        singles = [keys for name, keys in cache_calls if name == "get" and ":stats:" in keys[0]]
+        pipeline_lists = [keys for name, keys in cache_calls if name == "get" and keys[0].endswith(":list")]
+        assert singles == [] and pipeline_lists == [], cache_calls
+
+
+def test_each_organisation_and_user_sees_its_own_prefetched_numbers(client, login, org, other_org, users):
+    from decimal import Decimal
+
+    stage = factories.stages_of(factories.make_pipeline(org, name="Sales"))[0]
+    other_stage = factories.stages_of(factories.make_pipeline(other_org, name="Sales"))[0]
+    factories.make_deal(org, stage=stage, value=Decimal("1234"), owner_id=users["sales"].id)
+    factories.make_deal(other_org, stage=other_stage, value=Decimal("98765"))
+    login("admin")
+    for _ in range(2):  # the second from the cache
+        team = client.get("/dashboard?owner=all").get_data(as_text=True)
+        mine = client.get("/dashboard?owner=me").get_data(as_text=True)
+        assert "1,234" in team and "98,765" not in team
+        assert "1,234" not in mine  # the admin owns none of it
+    factories.make_deal(org, stage=stage, value=Decimal("4000"), owner_id=users["admin"].id)
+    assert "4,000" in client.get("/dashboard?owner=me").get_data(as_text=True)  # a write is seen at once
