@@ -190,3 +190,23 @@ def test_each_organisation_and_user_sees_its_own_prefetched_numbers(client, logi
         assert "1,234" not in mine  # the admin owns none of it
     factories.make_deal(org, stage=stage, value=Decimal("4000"), owner_id=users["admin"].id)
     assert "4,000" in client.get("/dashboard?owner=me").get_data(as_text=True)  # a write is seen at once
+
+
+def test_custom_filter_and_sort_fields_are_built_once_per_model_and_definition(app):
+    from dataclasses import replace
+
+    from crm_web.custom_fields import CustomField, filter_fields, sort_fields
+    from crm_web.filters.types import FieldType
+    from crm_web.models import Contact, Deal
+
+    size = CustomField(id="a1b2c3", key="size", label="Size", type="number")
+    first, again = filter_fields(Contact, [size]), filter_fields(Contact, [size])
+    assert first is not again and first["cf_size"] is again["cf_size"]  # a copy of one built mapping
+    first.clear()
+    assert list(filter_fields(Contact, [size])) == ["cf_size"]  # a caller's change stays its own
+    assert sort_fields(Contact, [size])["cf_size"] is sort_fields(Contact, [size])["cf_size"]
+    assert filter_fields(Deal, [size])["cf_size"] is not again["cf_size"]  # per model
+    renamed = filter_fields(Contact, [replace(size, label="Headcount")])["cf_size"]
+    assert renamed.label == "Headcount"
+    retyped = filter_fields(Contact, [replace(size, type="text")])["cf_size"]
+    assert retyped.type is FieldType.TEXT and again["cf_size"].type is FieldType.NUMBER
