@@ -154,7 +154,9 @@ def ping_only_when_heard(engine: Engine) -> None:
 def socket_is_quiet(dbapi_connection: Any) -> bool:
     """Whether an idle psycopg connection is open with nothing from the server waiting on its socket (no
     goodbye, no end of stream, no error). Anything else, or no way to tell, is False: ask the server."""
-    if not hasattr(io_select, "poll") or getattr(dbapi_connection, "closed", True) or dbapi_connection.broken:
+    if not hasattr(io_select, "poll") or getattr(dbapi_connection, "closed", True):
+        return False
+    if getattr(dbapi_connection, "broken", True):
         return False
     try:
         poller = io_select.poll()
