@@ -3,4 +3,4 @@
 from crm_web import create_app, freeze_startup_objects
 
 app = create_app()
-freeze_startup_objects()
+freeze_startup_objects(app)

@@ -824,7 +824,7 @@ def bench_app(url: str, slug: str = "bench") -> BenchApp:
             }
         )
     app = create_app(config)
-    freeze_startup_objects()  # as wsgi.py does for every serving process
+    freeze_startup_objects(app)  # as wsgi.py does for every serving process
     client = app.test_client()
     with client.session_transaction() as session:
         session["_user_id"] = admin_session_id
@@ -1073,7 +1073,8 @@ def report(all_results: dict[str, list[Result]], requests: int, *, sqlite: bool 
         'statements per request, sign-in user load included. "Cold cache" rows empty the cache before '
         "each request: what the first viewer after a change to deals, activities or pipelines waits "
         "(services/stats/cache.py); the other rows are warm, as for every later viewer. Serving processes "
-        "freeze their start-up objects out of the garbage collector (wsgi.py); so does this bench.\n\n"
+        "freeze their start-up objects out of the garbage collector, and again after their first requests "
+        "(wsgi.py); so does this bench.\n\n"
         "Each row is the page as a user sees it arrive: the page, then every fragment its HTML loads on "
         'arrival (an `hx-get` triggered by `load`, `revealed` or `intersect`; "+N on arrival" after the '
         "page's name), requested one after the other; times and statements are their sums.\n\n"

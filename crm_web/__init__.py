@@ -56,15 +56,42 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def freeze_startup_objects() -> None:
+# A serving process's request counts after which it freezes again what it has built since start-up
+# (see freeze_startup_objects).
+REFREEZE_AFTER_REQUESTS = (25, 100, 400, 1600)
+
+
+def freeze_startup_objects(app: Flask | None = None) -> None:
     """Move everything built so far out of the cyclic garbage collector's reach, for a serving process.
 
     Modules, mappers, compiled templates and the app live as long as the process; without this every
     full collection re-scans them, during whichever request triggers it (often the board, which
-    builds many objects): docs/design.md, "Serving". Not for tests, which build many short-lived apps.
+    builds many objects): docs/design.md, "Serving". Templates are compiled, and SQL statements cached,
+    on the requests that first use them, after start-up: with `app`, the process freezes again after
+    its REFREEZE_AFTER_REQUESTS-th requests, once each response has been sent. Not for tests, which
+    build many short-lived apps.
     """
     gc.collect()
     gc.freeze()
+    if app is not None:
+        _refreeze_after_warm_up(app)
+
+
+def _refreeze_after_warm_up(app: Flask) -> None:
+    from flask import Response
+
+    served = 0
+    checkpoints = set(REFREEZE_AFTER_REQUESTS)
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        nonlocal served
+        served += 1
+        if served in checkpoints:
+            # After the response is sent: the collection runs between requests, not in one. Only
+            # what is still alive is frozen (the collection frees this request's garbage first).
+            response.call_on_close(freeze_startup_objects)
+        return response
 
 
 def _configure_logging() -> None:

@@ -16,6 +16,7 @@ change, so renaming a field or an option keeps the data.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import uuid
@@ -409,10 +410,23 @@ def filter_field(model: Any, cf: CustomField) -> FilterField:
 
 
 def filter_fields(model: Any, fields: Sequence[CustomField]) -> dict[str, FilterField]:
-    return {cf.name: filter_field(model, cf) for cf in fields}
+    return dict(_filter_fields(model, tuple(fields)))
 
 
 def sort_fields(model: Any, fields: Sequence[CustomField]) -> dict[str, Any]:
+    return dict(_sort_fields(model, tuple(fields)))
+
+
+# Built once per model and set of definitions, not on every list request: a definition is immutable
+# and its expressions depend on nothing else (no organisation, user or request), so a changed field
+# is a different key. Callers get a copy of the mapping.
+@functools.lru_cache(maxsize=256)
+def _filter_fields(model: Any, fields: tuple[CustomField, ...]) -> dict[str, FilterField]:
+    return {cf.name: filter_field(model, cf) for cf in fields}
+
+
+@functools.lru_cache(maxsize=256)
+def _sort_fields(model: Any, fields: tuple[CustomField, ...]) -> dict[str, Any]:
     return {cf.name: value_expression(model, cf) for cf in fields}
 
 

@@ -23,6 +23,11 @@ again with a growing pause, for up to DATABASE_CONNECT_RETRY_SECONDS in all (plu
 DB_CONNECT_TIMEOUT_S for an attempt that hangs). Only opening a connection is retried, never a
 statement: a transaction cut in flight may have committed, so it fails. A pooled connection that
 the pooler dropped fails its pre-ping on checkout and is replaced through the same retried connect.
+The pre-ping asks the server only when the connection's socket has something to read: a server or
+pooler that ends a connection says so and closes it, which makes the socket readable, so a quiet
+socket is a live connection and its checkout costs no round trip (`ping_only_when_heard`). A
+connection ended in the instant before its checkout fails in its first statement, like one cut in
+flight (below).
 
 A GET or HEAD whose connection is cut in the middle (PgBouncer or PostgreSQL stopped under it) is
 served once more, from the start, when nothing in it tried to commit: its transaction was rolled
@@ -38,6 +43,7 @@ them 503 with Retry-After.
 from __future__ import annotations
 
 import logging
+import select as io_select
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -111,6 +117,8 @@ def prepare_settings(config: dict[str, Any]) -> None:
 
 
 def configure_engine(engine: Engine, *, connect_retry_s: float = 0) -> None:
+    if engine.dialect.name == "postgresql":
+        ping_only_when_heard(engine)
     if engine.dialect.name == "postgresql" and connect_retry_s > 0:
         wait_out_refused_connects(engine, connect_retry_s)
     if engine.dialect.name != "sqlite":
@@ -129,6 +137,33 @@ def configure_engine(engine: Engine, *, connect_retry_s: float = 0) -> None:
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection):
         connection.exec_driver_sql("BEGIN")
+
+
+def ping_only_when_heard(engine: Engine) -> None:
+    """The pool's pre-ping asks the server (a round trip) only about a connection whose socket is not
+    quiet (module docstring); every request checks a connection out, so most save the round trip."""
+    dialect = engine.dialect
+    ask_server = dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        return socket_is_quiet(dbapi_connection) or bool(ask_server(dbapi_connection))
+
+    dialect.do_ping = do_ping  # type: ignore[method-assign]
+
+
+def socket_is_quiet(dbapi_connection: Any) -> bool:
+    """Whether an idle psycopg connection is open with nothing from the server waiting on its socket (no
+    goodbye, no end of stream, no error). Anything else, or no way to tell, is False: ask the server."""
+    if not hasattr(io_select, "poll") or getattr(dbapi_connection, "closed", True):
+        return False
+    if getattr(dbapi_connection, "broken", True):
+        return False
+    try:
+        poller = io_select.poll()
+        poller.register(dbapi_connection.pgconn.socket, io_select.POLLIN | io_select.POLLPRI)
+        return not poller.poll(0)
+    except Exception:  # a closed libpq connection has no socket (psycopg raises OperationalError)
+        return False
 
 
 # Pauses between connect attempts (seconds): quick at first (a restart is often over in a fraction of

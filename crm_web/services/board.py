@@ -25,13 +25,14 @@ from crm_web.custom_fields import user_name_expression
 from crm_web.errors import BadRequest, Conflict, NotFound
 from crm_web.models import Company, Contact, Deal, PipelineStage, User, utcnow
 from crm_web.services.base import BaseService
+from crm_web.services.cache import cache_prefetch
 from crm_web.services.currencies import Amounts, Converted, Unconverted, org_rates
 from crm_web.services.custom_fields import entity_fields
 from crm_web.services.deal_stages import apply_stage
 from crm_web.services.deals import DealService
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
 from crm_web.services.stats import tallies
-from crm_web.services.stats.cache import cached_stats
+from crm_web.services.stats.cache import cached_stats, stats_key
 from crm_web.services.stats.formula import weighted_value
 
 # Cards per column before "Load more": rendering cards, not SQL, is most of the board's time.
@@ -236,6 +237,13 @@ class BoardService(BaseService[Deal]):
     ) -> Board:
         """The kanban board: headers from the tallies (or one aggregate when filtered), the first cards of
         every column from one select."""
+        columns_key = f"board_columns:{period_start()}"
+        # The cached entries the board reads, in one round trip to the cache (services/cache.py).
+        cache_prefetch(
+            self.pipelines.list_key(),
+            stats_key(self.org_id, "deals", columns_key),
+            stats_key(self.org_id, "rates", "rates"),
+        )
         pipeline, pipelines = self.pipelines.board_pipeline(pipeline_id)
         today = today or self.actor.today()
         if pipeline is None:
@@ -244,8 +252,7 @@ class BoardService(BaseService[Deal]):
         if criteria:
             stats = self.column_stats(pipeline.id, criteria, currency=pipeline.currency)
         else:  # the whole pipeline: from the tallies the database keeps, cached until a deal changes
-            key = f"board_columns:{period_start()}"
-            stats = self.stage_totals(cached_stats(self.org_id, "deals", key, self.stage_amounts))
+            stats = self.stage_totals(cached_stats(self.org_id, "deals", columns_key, self.stage_amounts))
         # One branch per stage, each an index range scan (org, pipeline, stage, position) that stops
         # after per_column rows; a window over the whole pipeline would sort every deal.
         firsts = []

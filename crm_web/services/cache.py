@@ -10,6 +10,11 @@ is skipped for CACHE_BREAKER_SECONDS; then one call tries it again, and success 
 breaker. So a hung Redis costs one socket timeout per process every few seconds, not several per
 request. A change whose invalidation cannot be stored changes the organisation's cache epoch in
 the database instead (services/cache_versions.py), so it is never hidden by an old entry.
+
+A page that reads several entries asks for them in one round trip (`cache_prefetch`), and an entry a
+request reads more than once is fetched once (`cache_get(..., remember=True)`): such reads are
+remembered for the rest of the request only (`g`), kept current by the request's own writes of those
+keys, and never outside a request (a job, a stream's later reads, the refresh after a response).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from flask import current_app, has_app_context
+from flask import current_app, g, has_app_context, has_request_context
 from redis.exceptions import RedisError
 
 from crm_web.extensions import cache
@@ -95,8 +100,26 @@ def _failed(operation: str, error: Exception) -> None:
     breaker.failed(operation, error)
 
 
-def cache_get(key: str) -> Any | None:
-    """The cached value, or None on a miss or when the cache is unreachable."""
+# Where a request keeps the values it read with remember=True or prefetched (g).
+_READS = "crm_cache_reads"
+
+
+def _request_reads(*, create: bool = False) -> dict[str, Any] | None:
+    if not has_request_context():
+        return None
+    reads: dict[str, Any] | None = g.get(_READS)
+    if reads is None and create:
+        reads = {}
+        setattr(g, _READS, reads)
+    return reads
+
+
+def cache_get(key: str, *, remember: bool = False) -> Any | None:
+    """The cached value, or None on a miss or when the cache is unreachable. Served from the request's
+    prefetched or remembered reads when it has the key; `remember`: keep it there for the request."""
+    reads = _request_reads(create=remember)
+    if reads is not None and key in reads:
+        return reads[key]
     if not breaker.allows():
         return None
     try:
@@ -105,7 +128,32 @@ def cache_get(key: str) -> Any | None:
         _failed("get", error)
         return None
     breaker.succeeded()
+    if remember and reads is not None:
+        reads[key] = value
     return value
+
+
+def cache_prefetch(*keys: str) -> None:
+    """Read `keys` in one round trip for this request: its later cache_get of each is answered from
+    what this read found (a miss included). Nothing outside a request."""
+    if not keys or not has_request_context():
+        return
+    reads = _request_reads(create=True)
+    assert reads is not None
+    wanted = [key for key in keys if key not in reads]
+    if wanted and breaker.allows():
+        reads.update(zip(wanted, cache_get_many(*wanted), strict=True))
+
+
+def _wrote(key: str, value: Any = None, *, stored: bool = True) -> None:
+    """Keep the request's reads of `key` current after its own write (stored=False: forget it)."""
+    reads = _request_reads()
+    if reads is None or key not in reads:
+        return
+    if stored:
+        reads[key] = value
+    else:
+        del reads[key]
 
 
 def cache_get_many(*keys: str) -> list[Any | None]:
@@ -123,6 +171,7 @@ def cache_get_many(*keys: str) -> list[Any | None]:
 
 def cache_set(key: str, value: Any, timeout: int | None = None) -> bool:
     """Store `value` for `timeout` seconds; False when the cache is unreachable (or skipped by the breaker)."""
+    _wrote(key, value)
     if not breaker.allows():
         return False
     try:
@@ -138,18 +187,23 @@ def cache_add(key: str, value: Any, timeout: int | None = None) -> bool:
     """Store `value` only if `key` is absent (Redis SET NX; atomic in the in-process cache too): True
     for the one caller that stored it, False for the others and when the cache is unreachable."""
     if not breaker.allows():
+        _wrote(key, stored=False)
         return False
     try:
         added = bool(cache.add(key, value, timeout=timeout))
     except Exception as error:
         _failed("add", error)
+        _wrote(key, stored=False)
         return False
     breaker.succeeded()
+    _wrote(key, value, stored=added)
     return added
 
 
 def cache_delete(*keys: str) -> None:
     """Drop keys; an unreachable cache is ignored."""
+    for key in keys:
+        _wrote(key, stored=False)
     if not keys or not breaker.allows():
         return
     try:

@@ -105,7 +105,8 @@ class PipelineCatalog(BaseService[Pipeline]):
 
     # --- cache -------------------------------------------------------------------
 
-    def _list_key(self) -> str:
+    def list_key(self) -> str:
+        """The cache key of the pipeline list (a page may prefetch it with its other entries)."""
         return versioned_key(self.session, self.org_id, "pipelines", "list")
 
     def _pipeline_key(self, pipeline_id: uuid.UUID) -> str:
@@ -133,12 +134,13 @@ class PipelineCatalog(BaseService[Pipeline]):
 
     def pipeline_list(self) -> list[PipelineInfo]:
         """The org's pipelines with their stages, in order (cached)."""
-        cached = cache_get(self._list_key())
+        # Remembered for the request: a page asks for the list from several panels or helpers.
+        cached = cache_get(self.list_key(), remember=True)
         if cached is not None:
-            return cached
+            return list(cached)
         pipelines = self._load()
         if not served_by_replica(self.session):  # a replica a moment behind must not fill the cache
-            cache_set(self._list_key(), pipelines, self._timeout())
+            cache_set(self.list_key(), pipelines, self._timeout())
         return pipelines
 
     def pipeline_get(self, pipeline_id: uuid.UUID) -> PipelineInfo:

@@ -30,6 +30,11 @@ def _open() -> ColumnElement[bool]:
     return Activity.status.in_(OPEN_ACTIVITY_STATUSES)
 
 
+def activity_stats_name(user_id: uuid.UUID | None) -> str:
+    """The name of a user's (None: everyone's) activity statistics in the stats cache."""
+    return f"activity_stats:{user_id or 'all'}"
+
+
 def activity_stats(
     actor: Actor, *, user_id: uuid.UUID | None = None, now: datetime | None = None, session: Session | None = None
 ) -> dict[str, Any]:
@@ -37,7 +42,7 @@ def activity_stats(
     return cached_stats(
         actor.org_id,
         "activities",
-        f"activity_stats:{user_id or 'all'}",
+        activity_stats_name(user_id),
         lambda: compute_activity_stats(
             session_or_default(session), actor.org_id, user_id=user_id, now=now or clock.now(), tz=actor.zone
         ),

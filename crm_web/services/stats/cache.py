@@ -74,7 +74,7 @@ def cached_stats(
     With `refresh_ahead`, an entry read in the last part of its life is recomputed after the response
     (module docstring); `compute` must then read through `db.session` (the scoped session), which is the
     refresh's own session by then, never a session object of the request."""
-    key = cache_versions.versioned_key(db.session, org_id, domain, "stats", name)
+    key = stats_key(org_id, domain, name)
     found = cache_get(key)
     if isinstance(found, Entry):
         if refresh_ahead and _now() >= found.due_at:
@@ -86,6 +86,11 @@ def cached_stats(
     if not served_by_replica(db.session):  # a replica a moment behind must not fill the cache (replica.py)
         _store(key, domain, value)
     return value
+
+
+def stats_key(org_id: uuid.UUID, domain: str, name: str) -> str:
+    """The cache key of an entry of cached_stats (a page prefetches its entries: services/cache.py)."""
+    return cache_versions.versioned_key(db.session, org_id, domain, "stats", name)
 
 
 def _store(key: str, domain: str, value: Any) -> None:

@@ -24,11 +24,12 @@ from crm_web.errors import NotFound, PermissionDenied
 from crm_web.extensions import db
 from crm_web.models import ACTIVITY_STATUSES, ACTIVITY_TYPES, Role, User
 from crm_web.services.base import Actor
+from crm_web.services.cache import cache_prefetch
 from crm_web.services.pipeline_catalog import PipelineCatalog
 from crm_web.services.rotting import RottingStage, rotting_by_stage
 from crm_web.services.stats import deals as deal_stats
-from crm_web.services.stats.activities import activity_stats
-from crm_web.services.stats.cache import cached_stats
+from crm_web.services.stats.activities import activity_stats, activity_stats_name
+from crm_web.services.stats.cache import cached_stats, stats_key
 from crm_web.services.stats.units import ZERO, add_months, money, month_key
 
 PANELS = ("kpis", "deals_by_stage", "rotting", "forecast", "won_lost", "activity_charts")
@@ -138,7 +139,7 @@ class DashboardService:
             self._rollups[scope.owner_id] = cached_stats(
                 self.actor.org_id,
                 "deals",
-                f"deal_rollup:{scope.owner_id or 'all'}:{self.today}",
+                self._rollup_name(scope),
                 lambda: deal_stats.rollup(
                     self.actor,
                     owner_id=scope.owner_id,
@@ -170,7 +171,7 @@ class DashboardService:
         found = cached_stats(
             self.actor.org_id,
             "deals",
-            f"rotting:{scope.owner_id or 'all'}:{now:%Y-%m-%dT%H}",
+            self._rotting_name(scope, now),
             lambda: rotting_by_stage(self.session, self.actor.org_id, owner_id=scope.owner_id, now=now),
             refresh_ahead=True,
         )
@@ -241,8 +242,26 @@ class DashboardService:
             raise NotFound("No such dashboard panel.")
         return getattr(self, name)(scope)
 
+    def _rollup_name(self, scope: Scope) -> str:
+        return f"deal_rollup:{scope.owner_id or 'all'}:{self.today}"
+
+    @staticmethod
+    def _rotting_name(scope: Scope, now: datetime) -> str:
+        return f"rotting:{scope.owner_id or 'all'}:{now:%Y-%m-%dT%H}"
+
+    def prefetch(self, scope: Scope) -> None:
+        """Every cached entry the panels read, in one round trip to the cache instead of one each."""
+        org_id = self.actor.org_id
+        cache_prefetch(
+            stats_key(org_id, "deals", self._rollup_name(scope)),
+            stats_key(org_id, "deals", self._rotting_name(scope, clock.now())),
+            stats_key(org_id, "activities", activity_stats_name(scope.owner_id)),
+            PipelineCatalog(self.actor).list_key(),
+        )
+
     def dashboard(self, scope: Scope) -> dict[str, Any]:
         """Every panel: the deal panels fold one (cached) rollup, the KPIs share the charts' activity stats."""
+        self.prefetch(scope)
         return {
             "kpis": self.kpis(scope),
             "deals_by_stage": self.deals_by_stage(scope),
