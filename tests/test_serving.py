@@ -60,9 +60,8 @@ def _wait_until_heard(dbapi_connection, seconds: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def test_the_pre_ping_asks_the_server_only_about_a_connection_it_has_heard_from(app, engine_name):
-    if engine_name != "postgresql":
-        pytest.skip("SQLite connections are files: the pool does not ping them")
+@pytest.mark.postgres_only  # SQLite connections are files: the pool does not ping them
+def test_the_pre_ping_asks_the_server_only_about_a_connection_it_has_heard_from(app):
     engine = create_engine(db.engine.url, pool_pre_ping=True, pool_size=1)
     asked: list[object] = []
     ask_server = engine.dialect.do_ping
@@ -91,9 +90,8 @@ def test_the_pre_ping_asks_the_server_only_about_a_connection_it_has_heard_from(
         admin.dispose()
 
 
-def test_a_closed_connection_is_never_quiet(app, engine_name):
-    if engine_name != "postgresql":
-        pytest.skip("psycopg connections only")
+@pytest.mark.postgres_only  # psycopg connections only
+def test_a_closed_connection_is_never_quiet(app):
     engine = create_engine(db.engine.url)
     try:
         raw = engine.raw_connection()
