@@ -94,6 +94,27 @@ def test_a_search_of_many_matches_counts_to_its_bound_and_says_more_than(app, mo
     assert "more than" not in client.get("/contacts?q=hillary").text
 
 
+def test_more_people_of_the_surname_than_the_bound_is_more_than_only_within_the_other_criteria(
+    app, monkeypatch, hills, users
+):
+    """Six Hills pass a bound of 5 (the surname index alone says "more than"); "mine" keeps three."""
+    from sqlalchemy import select
+
+    from crm_web.extensions import db
+    from crm_web.models import Contact
+
+    monkeypatch.setitem(app.config, "LIST_SEARCH_COUNT_BOUND", 5)
+    mine = db.session.scalars(select(Contact).where(Contact.last_name == "Hill").order_by(Contact.first_name)).all()
+    for contact in mine[:3]:
+        contact.owner_id = users["admin"].id
+    db.session.commit()
+    service = ContactService(factories.actor_for(users["admin"]))
+    assert (service.list_page(q="hill").total, service.list_page(q="hill").more) == (5, True)
+    page = service.list_page(q="hill", scope="mine", per_page=2)  # a page of Hills: the total is counted
+    assert (page.total, page.more) == (3, False)
+    assert _names(page) == ["Ann Hill", "Bea Hill"]
+
+
 def test_the_search_bound_never_passes_the_list_bound(app, monkeypatch, hills, users):
     monkeypatch.setitem(app.config, "LIST_COUNT_BOUND", 4)
     page = ContactService(factories.actor_for(users["admin"])).list_page(q="hill", per_page=2)

@@ -253,8 +253,10 @@ class BaseService(ActorService, Generic[M]):
                     self._any_match(clauses, match),
                     *search_settings(),
                     # The searched page's step 3 is behind a one-time filter that usually skips it;
-                    # a plan with parallel workers started them for it all the same (global search: same).
+                    # a plan with parallel workers started them for it all the same, and a plan costed
+                    # past jit_above_cost compiled every expression first (global search: same).
                     func.set_config("max_parallel_workers_per_gather", "0", True),
+                    func.set_config("jit", "off", True),
                 )
             ).scalar()
         ):
@@ -488,6 +490,12 @@ class BaseService(ActorService, Generic[M]):
             counted = case((closest_found, count(closest, *unmatched)), else_=count(wider, *unmatched))
         else:
             counted = count(*criteria)
+        if match is not None and match.surnamed is not None:
+            # Every person whose last name is the query holds its words: when more of them than the
+            # bound are read from the surname index, the total is "more than" the bound without
+            # testing the words on the thousands of rows a common name's count would read.
+            unmatched = [clause for clause in criteria if clause is not match.clause]
+            counted = case((count(match.surnamed, *unmatched) > bound, bound + 1), else_=counted)
 
         def keyed(stmt: AnySelect, first: Any = None) -> AnySelect:
             """The ids with their sort keys k0, k1, ... (`first`: k0 when it is known for every row)."""
