@@ -1,7 +1,7 @@
 """The SQL the database runs by itself (migrations/sql/*.sql) is the schema's, and agrees with the Python.
 
-- The migrated schema holds exactly the trigger functions and triggers those files create, on both
-  engines (so a later migration cannot change one without its own file, and the files are not stale).
+- The migrated schema holds exactly the trigger functions, triggers and shared rules those files
+  create, on both engines (so a later migration cannot change one without its own file, and the files are not stale).
 - The vocabulary triggers (0012) read the columns the app's searches match, table by table.
 - The tally triggers (0010) weigh a deal as services/stats/formula.py does (weighted_value in SQL;
   tests/stats_oracles.weighted_value_of, the same formula in Python), half cents included, on both engines.
@@ -49,13 +49,16 @@ def test_every_sql_file_is_split_into_complete_statements():
 
 
 def _postgresql_definitions(session) -> dict[str, str]:
-    """Every trigger function and trigger of the public schema, as PostgreSQL prints them."""
+    """Every trigger function and trigger of the public schema, and every other function the files
+    create (the rules the triggers share), as PostgreSQL prints them; keyed by signature."""
+    named = sorted({CREATED.match(s).group(2) for s in created_by_files("postgresql") if s[7:15].upper() == "FUNCTION"})
     functions = session.execute(
         text(
-            "SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc p "
+            "SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid) FROM pg_proc p "
             "JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = 'public' AND p.prorettype = 'trigger'::regtype"
-        )
+            "WHERE n.nspname = 'public' AND (p.prorettype = 'trigger'::regtype OR p.proname = ANY(:named))"
+        ),
+        {"named": named},
     ).all()
     triggers = session.execute(
         text("SELECT tgname, tgrelid::regclass::text, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal")
@@ -75,9 +78,9 @@ def test_the_schema_has_exactly_the_functions_and_triggers_of_the_sql_files(app,
     before = _postgresql_definitions(session)
     assert before, "no trigger functions at all"
     for key in before:
-        kind, name = key.split()[:2]
+        kind, signature = key.split(" ", 1)
         if kind == "function":
-            session.execute(text(f"DROP FUNCTION {name}() CASCADE"))  # and its triggers
+            session.execute(text(f"DROP FUNCTION {signature} CASCADE"))  # and a trigger function's triggers
     assert not _postgresql_definitions(session), "a trigger whose function no SQL file creates"
     for statement in created_by_files("postgresql"):
         session.execute(text(statement))

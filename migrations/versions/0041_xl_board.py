@@ -10,7 +10,7 @@ completed that day (kind 'completed'), appended by triggers as each write commit
 as 0010_tallies: statement-level over transition tables on PostgreSQL, row-level on SQLite, rows
 only appended, folded by services/stats/tallies.py). A count is then the tallied whole UTC days of
 its range plus the index entries of the partial days at its ends: a few hundred tally rows and at
-most two days' entries, and still exact. The policy, triggers and backfill:
+most two days' entries, and still exact. The policy, the rule, triggers and backfill:
 migrations/sql/0041_xl_board_<dialect>.sql.
 
 Revision ID: 0041_xl_board
@@ -50,5 +50,6 @@ def downgrade():
         op.execute(f"DROP TRIGGER activity_day_tallies_{event} " + ("ON activities" if dialect == "postgresql" else ""))
     if dialect == "postgresql":
         op.execute("DROP FUNCTION activity_day_tallies_count()")
+        op.execute("DROP FUNCTION activity_day_group(text, timestamptz, timestamptz, timestamptz)")
     op.drop_index("ix_activity_day_tallies_org_owner", table_name="activity_day_tallies")
     op.drop_table("activity_day_tallies")
