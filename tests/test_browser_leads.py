@@ -28,7 +28,7 @@ def test_sales_creates_qualifies_and_converts_a_lead(page, page_errors, live_ser
 
     conversion.get_by_role("link", name="Playwright GmbH", exact=True).click()
     expect(page.locator("#company-stats")).to_contain_text("1 open")
-    expect(page.locator("#company-contacts")).to_contain_text("Brenda Browser")  # the lazy panel loaded
+    expect(page.locator("#company-contacts")).to_contain_text("Brenda Browser")
     assert page_errors == []
 
 

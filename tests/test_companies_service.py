@@ -125,7 +125,7 @@ def test_stats_one_aggregate_plus_one_contact_count(users, world, count_queries)
     assert (empty.deal_count, empty.total_deal_value, empty.contact_count) == (0, 0, 0)
 
 
-def test_detail_is_five_statements(users, world, count_queries):
+def test_detail_is_eight_statements(users, world, count_queries):
     svc = service(users["admin"])
     svc.update(world["acme"].id, description="Tools")
     with count_queries() as q:
@@ -134,10 +134,15 @@ def test_detail_is_five_statements(users, world, count_queries):
         _ = [(d.stage.name, d.contact and d.contact.full_name, d.owner) for d in detail.deals]
         _ = [entry.actor for entry in detail.history]
         _ = (detail.company.owner.name, detail.company.tags)
-    assert q.count == 5
+        _ = [(m.contact.full_name, m.contact.tags) for m in detail.members]
+        _ = [(a.subject, a.owner) for a in detail.timeline]
+    # company, deal aggregate, contact count, deals, history (2); contacts with their tags (2);
+    # the activity timeline
+    assert q.count == 8
     assert len(detail.deals) == 4 and [entry.action for entry in detail.history] == ["updated"]
-    # The activities are the timeline panel's (loaded from its own URL after the page).
-    assert len(ActivityService(Actor.of(users["admin"])).timeline(links=Links(company=world["acme"].id))) == 1
+    assert [m.contact.first_name for m in detail.members] == ["Alice", "Cara", "Bob"]
+    assert detail.timeline == ActivityService(Actor.of(users["admin"])).timeline(links=Links(company=world["acme"].id))
+    assert len(detail.timeline) == 1
 
 
 def test_detail_of_another_org_or_deleted_company_is_not_found(users, world, other_org):

@@ -194,15 +194,20 @@ def test_detail_budget_is_constant(client, login, org, count_queries):
             response = client.get(f"/companies/{company.id}")
         assert response.status_code == 200
         counts.append(q.count)
-    assert counts[0] == counts[1] <= 5 + LOGIN_STATEMENTS
+    # The page as it arrives, contacts and activity timeline included: no request of their own.
+    assert counts[0] == counts[1] <= 8 + LOGIN_STATEMENTS
 
 
-def test_detail_shows_stats_deals_activity_and_lazy_contacts(client, login, org):
+def test_detail_shows_stats_deals_contacts_and_activities(client, login, org):
     login("sales")
     company = _company_with_everything(org, 3)
     html = client.get(f"/companies/{company.id}").get_data(as_text=True)
     assert "1 open · 1 won · 1 lost" in html
-    assert f'hx-get="/companies/{company.id}/contacts"' in html and 'hx-trigger="load"' in html
+    assert 'hx-trigger="load"' not in html  # nothing is left to load after the page
+    contacts = html[html.index('id="company-contacts"') : html.index('id="activity-timeline"')]
+    assert contacts.count("Advisor") == 3 and contacts.count("Primary") == 3 and "P2" in contacts and "A2" in contacts
+    timeline = html[html.index('id="activity-timeline"') :]
+    assert timeline.count('class="timeline-item') == 3
 
 
 def test_contacts_panel_budget_roles_and_fragment(client, login, org, count_queries):

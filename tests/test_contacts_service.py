@@ -176,9 +176,9 @@ def test_detail_loads_everything(people, users, org):
     factories.make_activity(org, contact_id=people["john"].id, subject="Later")
     detail = svc(users["admin"]).detail(people["john"].id)
     assert len(detail.deals) == 2
-    # The activities are the timeline panel's (loaded from its own URL after the page).
+    # The page's activity timeline, as the timeline's own URL reads it.
     timeline = ActivityService(Actor.of(users["admin"])).timeline(links=Links(contact=people["john"].id))
-    assert len(timeline) == 2
+    assert detail.timeline == timeline and len(timeline) == 2
     assert timeline[0].subject == "Later"  # newest first
 
 

@@ -72,6 +72,25 @@ def test_detail_and_other_org(client, login, org, other_org, stages):
     assert client.get("/deals/not-a-uuid").status_code == 404
 
 
+def test_detail_shows_the_timeline_and_its_cards_refresh_without_it(client, login, org, stages, count_queries):
+    """The page reads the deal's activity timeline with it; the summary and history cards that refresh
+    after a change do not pay for it."""
+    login("manager")
+    deal = factories.make_deal(org, stage=stages[1], name="Timed")
+    factories.make_activity(org, deal_id=deal.id, subject="Demo call")
+    with count_queries() as page:
+        html = client.get(f"/deals/{deal.id}").get_data(as_text=True)
+    assert "Demo call" in html[html.index('id="activity-timeline"') :] and 'hx-trigger="load"' not in html
+    with count_queries() as history:
+        card = client.get(f"/deals/{deal.id}/history", headers=HX).get_data(as_text=True)
+    assert 'id="deal-history"' in card and "Demo call" not in card
+
+    def reads_activities(statements):
+        return [s for s in statements if "FROM activities" in s]
+
+    assert len(reads_activities(page.statements)) == 1 and reads_activities(history.statements) == []
+
+
 def test_create_and_edit(client, login, org, stages, users):
     login("manager")
     assert client.get("/deals/new").status_code == 200

@@ -228,14 +228,16 @@ def test_detail_links_to_what_the_lead_became(users, org, count_queries):
             detail.lead.tags,
             detail.lead.owner,
             [entry.actor for entry in detail.history],
+            [activity.owner for activity in detail.timeline],
         )
-    # lead with its links, tags, history; plus one statement naming the records the history mentions
-    # (the converted contact), however many entries there are (tests/test_history_readable.py)
-    assert q.count == 4
+    # lead with its links, tags, the activity timeline, history; plus one statement naming the records
+    # the history mentions (the converted contact), however many entries there are
+    # (tests/test_history_readable.py)
+    assert q.count == 5
     assert detail.lead.converted_contact.id == result.contact.id
     assert "converted" in [entry.action for entry in detail.history]
-    # The activities are the timeline panel's (loaded from its own URL after the page).
-    assert len(ActivityService(Actor.of(users["admin"])).timeline(links=Links(lead=lead.id))) == 1
+    assert detail.timeline == ActivityService(Actor.of(users["admin"])).timeline(links=Links(lead=lead.id))
+    assert len(detail.timeline) == 1
 
 
 def test_soft_delete_bulk_and_restore(users, org):

@@ -733,6 +733,12 @@ class BaseService(ActorService, Generic[M]):
         entries = history_for(self.actor, self.entity_type, record_id, session=self.session)
         return readable(self.actor, self.entity_type, entries, session=self.session)
 
+    def activity_timeline(self, record_id: uuid.UUID) -> list[Any]:
+        """The record's activities as its detail page shows them: one statement (ActivityService.timeline)."""
+        from crm_web.services.activities import ActivityService, Links  # it builds on this module
+
+        return ActivityService(self.actor, self.session).timeline(links=Links(**{self.entity_type: record_id}))
+
     def history(self, obj: Any, action: str, changes: dict[str, Any] | None = None) -> None:
         from crm_web.services.notifications import notify_change  # it builds on this module
 

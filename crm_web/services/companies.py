@@ -2,9 +2,10 @@
 stats, contacts with roles and counts, deals, history), writes, soft delete and export.
 
 Query budgets: the list is three statements (count, rows with their annotations, tags); the
-detail page is five (company with owner and tags, one deal aggregate, one contact count,
-deals, history); the contacts panel is three (company, contacts with their annotations,
-tags). Soft-deleting a company keeps its contacts and deals: nothing cascades.
+detail page is eight (company with owner and tags, one deal aggregate, one contact count, deals,
+history, the company's contacts with their annotations and tags, the activity timeline); the
+contacts panel alone is three (company, contacts, tags). Soft-deleting a company keeps its
+contacts and deals: nothing cascades.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class CompanyDetail:
     company: Company
     stats: CompanyStats
     deals: list[Deal]
+    members: list[CompanyContact]
+    timeline: list[Activity]
     history: list[HistoryItem]
 
 
@@ -244,7 +247,9 @@ class CompanyService(BaseService[Company]):
         )
 
     def detail(self, company_id: uuid.UUID) -> CompanyDetail:
-        """Everything the company page shows, in five statements whatever the company's size."""
+        """Everything the company page shows, in eight statements whatever the company's size: its
+        contacts and activity timeline are part of the page (a panel loaded after it would pay
+        for a request of its own)."""
         company = self.get(company_id)
         stats = self.stats(company_id)
         deals = list(
@@ -256,15 +261,25 @@ class CompanyService(BaseService[Company]):
                 .limit(DETAIL_DEALS_LIMIT)
             )
         )
-        history = self.readable_history(company_id)
-        return CompanyDetail(company=company, stats=stats, deals=deals, history=history)
+        return CompanyDetail(
+            company=company,
+            stats=stats,
+            deals=deals,
+            members=self.members(company_id),
+            timeline=self.activity_timeline(company_id),
+            history=self.readable_history(company_id),
+        )
 
     def contacts(
         self, company_id: uuid.UUID, *, limit: int = COMPANY_CONTACTS_LIMIT
     ) -> tuple[Company, list[CompanyContact]]:
-        """The company's contacts (primary first, then associated with their role), each with its
-        tags and deal and activity counts: three statements (company, contacts, tags)."""
+        """The company and its contacts: three statements (company, contacts, tags)."""
         company = self.get(company_id, query=self.scoped())
+        return company, self.members(company_id, limit=limit)
+
+    def members(self, company_id: uuid.UUID, *, limit: int = COMPANY_CONTACTS_LIMIT) -> list[CompanyContact]:
+        """The contacts of a company found in this organisation (primary first, then associated with
+        their role), each with its tags and deal and activity counts: two statements."""
         role = (
             select(ContactCompany.role)
             .where(ContactCompany.contact_id == Contact.id, ContactCompany.company_id == company_id)
@@ -297,7 +312,7 @@ class CompanyService(BaseService[Company]):
             )
             .limit(limit)
         ).all()
-        return company, [
+        return [
             CompanyContact(contact, contact.primary_company_id == company_id, role_, int(deals or 0), int(acts or 0))
             for contact, role_, deals, acts in rows
         ]

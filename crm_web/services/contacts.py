@@ -51,6 +51,7 @@ class ContactDetail:
     links: list[ContactCompany] = field(default_factory=list)
     duplicate: Twin | None = None
     history: list[Any] = field(default_factory=list)
+    timeline: list[Activity] = field(default_factory=list)
 
 
 class Twin(NamedTuple):
@@ -164,9 +165,8 @@ class ContactService(BaseService[Contact]):
         )
 
     def detail(self, contact_id: uuid.UUID) -> ContactDetail:
-        """The contact (with any live email twin), companies, tags, deals and history: 5 statements.
-
-        The activity timeline is a panel of its own (ActivityService.timeline), loaded after the page."""
+        """The contact (with any live email twin), companies, tags, deals, activity timeline and
+        history: 6 statements."""
         twin = aliased(Contact)
 
         def twin_column(column: Any) -> Any:
@@ -203,7 +203,7 @@ class ContactService(BaseService[Contact]):
         links = [link for link in contact.company_links if link.company is not None]
         duplicate = Twin(twin_id, twin_name.strip()) if twin_id else None
         history = self.readable_history(contact.id)
-        return ContactDetail(contact, list(deals), links, duplicate, history)
+        return ContactDetail(contact, list(deals), links, duplicate, history, self.activity_timeline(contact.id))
 
     def duplicate_of(self, email: str | None, *, exclude_id: uuid.UUID | None = None) -> Contact | None:
         """Another live contact of the organisation with this email (case-insensitive), if any."""

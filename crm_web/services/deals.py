@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, func, select
@@ -16,7 +16,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from crm_web.entities import DEAL
 from crm_web.errors import ValidationError
-from crm_web.models import Company, Contact, Deal, Tag, User, utcnow
+from crm_web.models import Activity, Company, Contact, Deal, Tag, User, utcnow
 from crm_web.services.base import BaseService
 from crm_web.services.deal_stages import apply_stage
 from crm_web.services.history import HistoryItem
@@ -36,6 +36,7 @@ class DealDetail:
     pipeline: PipelineInfo | None
     stage: StageInfo | None
     history: list[HistoryItem]
+    timeline: list[Activity] = field(default_factory=list)  # only the whole page's (detail) reads it
 
 
 @dataclass
@@ -130,14 +131,21 @@ class DealService(BaseService[Deal]):
             pipeline = pipelines.get(deal.pipeline_id)
             yield DealRow(deal, pipeline, pipeline.stage(deal.stage_id) if pipeline else None)
 
-    def detail(self, deal_id: uuid.UUID) -> DealDetail:
-        """The deal with its relations, its pipeline and stage (cached) and its history."""
+    def summary(self, deal_id: uuid.UUID) -> DealDetail:
+        """The deal with its relations, its pipeline and stage (cached) and its history: what the
+        page's summary and history cards show when they refresh."""
         deal = self.get(deal_id)
         pipeline = self.pipeline_of(deal)
         history = self.readable_history(deal.id)
         return DealDetail(
             deal=deal, pipeline=pipeline, stage=pipeline.stage(deal.stage_id) if pipeline else None, history=history
         )
+
+    def detail(self, deal_id: uuid.UUID) -> DealDetail:
+        """The whole deal page: its summary and its activity timeline."""
+        detail = self.summary(deal_id)
+        detail.timeline = self.activity_timeline(deal_id)
+        return detail
 
     def form_choices(self) -> DealChoices:
         """Pipelines (cached) and active users for the deal form (its company and contact are pickers:

@@ -23,6 +23,7 @@ from crm_web.errors import Conflict, ValidationError
 from crm_web.models import (
     LEAD_SOURCES,
     LEAD_STATUSES,
+    Activity,
     Company,
     Contact,
     Deal,
@@ -44,6 +45,7 @@ SOURCE_VALUES = frozenset(value for value, _ in LEAD_SOURCES)
 @dataclass
 class LeadDetail:
     lead: Lead
+    timeline: list[Activity]
     history: list[HistoryItem]
 
 
@@ -97,7 +99,7 @@ class LeadService(BaseService[Lead]):
         return self.scoped().options(joinedload(Lead.owner))
 
     def detail(self, lead_id: uuid.UUID) -> LeadDetail:
-        """The lead with owner, tags and what it became, plus its history (the timeline is its own panel)."""
+        """The lead with owner, tags and what it became, its activity timeline and its history."""
         lead = self.get(
             lead_id,
             query=self.scoped().options(
@@ -108,7 +110,7 @@ class LeadService(BaseService[Lead]):
                 joinedload(Lead.converted_deal),
             ),
         )
-        return LeadDetail(lead=lead, history=self.readable_history(lead_id))
+        return LeadDetail(lead=lead, timeline=self.activity_timeline(lead_id), history=self.readable_history(lead_id))
 
     def default_pipeline(self) -> tuple[Pipeline, PipelineStage] | None:
         """The organisation's default pipeline and its first stage, if both exist (one statement)."""

@@ -139,7 +139,7 @@ def update(deal_id: uuid.UUID):
 @bp.get("/deals/<uuid:deal_id>/history")
 def history(deal_id: uuid.UUID):
     """The history card alone: it refreshes itself after every change of the deal."""
-    detail = acting(DealService).detail(deal_id)  # another organisation's or a trashed deal: 404
+    detail = acting(DealService).summary(deal_id)  # another organisation's or a trashed deal: 404
     if not wants_fragment():
         return see_other(url_for("deals.detail", deal_id=deal_id))
     return render_page("deals/detail.html", block="deal_history", detail=detail)
@@ -170,7 +170,7 @@ def _detail_changed(deal_id: uuid.UUID, message: str) -> Response:
     if not wants_fragment():
         return see_other(url_for("deals.detail", deal_id=deal_id))
     response = render_page(
-        "deals/detail.html", block="deal_summary", detail=acting(DealService).detail(deal_id), lost_form=LostForm()
+        "deals/detail.html", block="deal_summary", detail=acting(DealService).summary(deal_id), lost_form=LostForm()
     )
     return hx_trigger(with_toast(response, message), CHANGED)
 
