@@ -24,6 +24,11 @@ from crm_web.models import (
     ACTIVITY_TYPES,
     OPEN_ACTIVITY_STATUSES,
     Activity,
+    Company,
+    Contact,
+    Deal,
+    Lead,
+    User,
     utcnow,
 )
 from crm_web.services.base import EXPORT_BATCH, Actor, BaseService
@@ -43,6 +48,15 @@ QUICK_VIEWS = [
 QUICK_VIEW_KEYS = tuple(key for key, _ in QUICK_VIEWS)
 UPCOMING_DAYS = 7
 TIMELINE_LIMIT = 50
+
+# What an activity's row shows of the records it links to (components/activity_row.html `related`):
+# their names, not every column of four more records per row. Anything else read from them raises.
+LINK_NAMES = (
+    joinedload(Activity.contact).load_only(Contact.first_name, Contact.last_name, raiseload=True),
+    joinedload(Activity.company).load_only(Company.name, raiseload=True),
+    joinedload(Activity.deal).load_only(Deal.name, raiseload=True),
+    joinedload(Activity.lead).load_only(Lead.first_name, Lead.last_name, raiseload=True),
+)
 
 # The records an activity can be linked to (the entity registry): form/query name -> (column, model).
 LINKS: dict[str, tuple[str, Any]] = {e.name: (e.activity_link, e.model) for e in activity_links() if e.activity_link}
@@ -189,12 +203,14 @@ class ActivityService(BaseService[Activity]):
         return list(self.session.scalars(stmt.order_by(Activity.due_at, Activity.id).limit(limit)).unique())
 
     def timeline(self, *, links: Links, limit: int = TIMELINE_LIMIT) -> list[Activity]:
-        """A record's activities, newest first (by due time, else creation); one joined SELECT."""
+        """A record's activities, newest first (by due time, else creation), with the names of the
+        records each links to and of its owner (components/timeline.html): one joined SELECT."""
         if links.is_empty:
             raise BadRequest("A timeline needs a contact, company, deal or lead.")
         clauses = [getattr(Activity, LINKS[name][0]) == value for name, value in links.items()]
         stmt = (
-            self.optimized_query()
+            self.scoped()
+            .options(*LINK_NAMES, joinedload(Activity.owner).load_only(User.name, raiseload=True))
             .where(or_(*clauses))
             .order_by(func.coalesce(Activity.due_at, Activity.created_at).desc(), Activity.id)
         )

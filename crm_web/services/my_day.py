@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, literal, or_, select, union_all
-from sqlalchemy.orm import joinedload
 
 from crm_web import clock
 from crm_web.entities import ENTITIES
 from crm_web.extensions import db
-from crm_web.models import OPEN_ACTIVITY_STATUSES, Activity, Company, Contact, Deal, Lead, PipelineStage, RecordHistory
+from crm_web.models import OPEN_ACTIVITY_STATUSES, Activity, Deal, PipelineStage, RecordHistory
+from crm_web.services.activities import LINK_NAMES
 from crm_web.services.base import Actor
 from crm_web.services.calendar import local_start
 from crm_web.services.rotting import days_in_stage, past_rotting_limit, rotting_limits, rotting_sql
@@ -64,16 +64,6 @@ class MyDay:
     @property
     def overdue_count(self) -> int:
         return sum(1 for a in self.activities if a.overdue)
-
-
-# What an activity's row shows of the records it links to (components/activity_row.html `related`):
-# their names, not every column of four more records per row. Anything else read from them raises.
-LINK_NAMES = (
-    joinedload(Activity.contact).load_only(Contact.first_name, Contact.last_name, raiseload=True),
-    joinedload(Activity.company).load_only(Company.name, raiseload=True),
-    joinedload(Activity.deal).load_only(Deal.name, raiseload=True),
-    joinedload(Activity.lead).load_only(Lead.first_name, Lead.last_name, raiseload=True),
-)
 
 
 class MyDayService:
