@@ -112,20 +112,23 @@ def test_list_costs_three_statements_whatever_the_page_size(users, org, count_qu
     assert tag
 
 
-def test_stats_one_aggregate_plus_one_contact_count(users, world, count_queries):
+def test_stats_are_one_aggregate_of_deals_and_contacts(users, org, world, count_queries):
     svc = service(users["admin"])
     with count_queries() as q:
         stats = svc.stats(world["acme"].id)
-    assert q.count == 2
+    assert q.count == 1
     assert (stats.deal_count, stats.open_deals, stats.won_deals, stats.lost_deals) == (4, 2, 1, 1)
     assert stats.total_deal_value == Decimal("1307.50")
     assert stats.won_deal_value == Decimal("1000")
     assert stats.contact_count == 3
     empty = svc.stats(world["bare"].id)
     assert (empty.deal_count, empty.total_deal_value, empty.contact_count) == (0, 0, 0)
+    # No deal to aggregate: the contacts are still counted.
+    factories.make_contact(org, primary_company_id=world["bare"].id)
+    assert svc.stats(world["bare"].id).contact_count == 1
 
 
-def test_detail_is_eight_statements(users, world, count_queries):
+def test_detail_is_seven_statements(users, world, count_queries):
     svc = service(users["admin"])
     svc.update(world["acme"].id, description="Tools")
     with count_queries() as q:
@@ -136,9 +139,9 @@ def test_detail_is_eight_statements(users, world, count_queries):
         _ = (detail.company.owner.name, detail.company.tags)
         _ = [(m.contact.full_name, m.contact.tags) for m in detail.members]
         _ = [(a.subject, a.owner) for a in detail.timeline]
-    # company, deal aggregate, contact count, deals, history (2); contacts with their tags (2);
+    # company, one aggregate of its deals and contacts, deals, history, contacts with their tags (2),
     # the activity timeline
-    assert q.count == 8
+    assert q.count == 7
     assert len(detail.deals) == 4 and [entry.action for entry in detail.history] == ["updated"]
     assert [m.contact.first_name for m in detail.members] == ["Alice", "Cara", "Bob"]
     assert detail.timeline == ActivityService(Actor.of(users["admin"])).timeline(links=Links(company=world["acme"].id))

@@ -195,7 +195,7 @@ def test_detail_budget_is_constant(client, login, org, count_queries):
         assert response.status_code == 200
         counts.append(q.count)
     # The page as it arrives, contacts and activity timeline included: no request of their own.
-    assert counts[0] == counts[1] <= 8 + LOGIN_STATEMENTS
+    assert counts[0] == counts[1] <= 7 + LOGIN_STATEMENTS
 
 
 def test_detail_shows_stats_deals_contacts_and_activities(client, login, org):

@@ -2,7 +2,7 @@
 stats, contacts with roles and counts, deals, history), writes, soft delete and export.
 
 Query budgets: the list is three statements (count, rows with their annotations, tags); the
-detail page is eight (company with owner and tags, one deal aggregate, one contact count, deals,
+detail page is seven (company with owner and tags, one aggregate of its deals and contacts, deals,
 history, the company's contacts with their annotations and tags, the activity timeline); the
 contacts panel alone is three (company, contacts, tags). Soft-deleting a company keeps its
 contacts and deals: nothing cascades.
@@ -217,7 +217,7 @@ class CompanyService(BaseService[Company]):
             yield CompanyRow(company, int(contacts or 0), money(open_value), int(unconverted or 0))
 
     def stats(self, company_id: uuid.UUID) -> CompanyStats:
-        """Deal counts and values in one aggregate, plus one count of contacts (primary + associated)."""
+        """Deal counts and values and the count of contacts (primary + associated): one statement."""
         won, lost, open_ = (Deal.status == "won"), (Deal.status == "lost"), (Deal.status == "open")
         converted = in_org_currency_sql(self.org_id, Deal.value, Deal.currency)
         deal_row = self.session.execute(
@@ -230,10 +230,10 @@ class CompanyService(BaseService[Company]):
                 func.coalesce(func.sum(case((won, converted), else_=0)), 0),
                 func.coalesce(func.sum(case((unconverted_sql(self.org_id, Deal.currency), 1), else_=0)), 0),
                 org_currency_sql(self.org_id),
+                contact_count_expr(self.org_id, company_id),
             ).where(Deal.org_id == self.org_id, Deal.company_id == company_id, Deal.deleted_at.is_(None))
         ).one()
-        contact_count = self.session.scalar(select(contact_count_expr(self.org_id, company_id))) or 0
-        deals, open_deals, won_deals, lost_deals, total_value, won_value, unconverted, currency = deal_row
+        deals, open_deals, won_deals, lost_deals, total_value, won_value, unconverted, currency, contacts = deal_row
         return CompanyStats(
             deal_count=int(deals),
             open_deals=int(open_deals),
@@ -241,13 +241,13 @@ class CompanyService(BaseService[Company]):
             lost_deals=int(lost_deals),
             total_deal_value=money(total_value),
             won_deal_value=money(won_value),
-            contact_count=int(contact_count),
+            contact_count=int(contacts or 0),
             currency=currency or "",
             unconverted_deals=int(unconverted),
         )
 
     def detail(self, company_id: uuid.UUID) -> CompanyDetail:
-        """Everything the company page shows, in eight statements whatever the company's size: its
+        """Everything the company page shows, in seven statements whatever the company's size: its
         contacts and activity timeline are part of the page (a panel loaded after it would pay
         for a request of its own)."""
         company = self.get(company_id)
