@@ -113,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="L")
     parser.add_argument("--server", default=DEFAULT_SERVER)
     parser.add_argument("--db-prefix", default=DB_PREFIX)
-    parser.add_argument("--pages", default=DEFAULT_PAGES, help=f"page names of `make bench` (default {DEFAULT_PAGES})")
+    parser.add_argument(
+        "--pages",
+        default=DEFAULT_PAGES,
+        help=f"page names of `make bench`, split by commas, or by | when a name has one (default {DEFAULT_PAGES})",
+    )
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--top", type=int, default=0, help="also print the N functions that took the most time")
     parser.add_argument("--sort", default="cumulative", choices=("cumulative", "tottime"), help="the order of --top")
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = db.engine
     clock = _Clock()
     _listen(app, engine, clock)
-    wanted = [name.strip() for name in args.pages.split(",") if name.strip()]
+    wanted = [name.strip() for name in args.pages.split("|" if "|" in args.pages else ",") if name.strip()]
     specs = {spec.name: spec for spec in bench.specs}
     print(f"{'request':64} {'total':>7} {'SQL':>7} {'template':>8} {'Python':>7} stmts   (medians, ms)")
     for name in wanted:
