@@ -113,6 +113,10 @@ def serve(
             # Several servers may run at once here (one per bench); each would take over the same
             # default control socket in the home directory, and remove it when it stops.
             "--no-control-socket",
+            # The README's command logs every request (`--access-logfile -`): the server formats and
+            # writes each line here too, into nothing, rather than into the bench's own output.
+            "--access-logfile",
+            os.devnull,
             "wsgi:app",
         ],
         cwd=ROOT,
