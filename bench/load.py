@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import os
 import re
 import signal
@@ -20,8 +21,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -152,6 +155,31 @@ def sign_in(session: Any, host: str, email: str, password: str) -> None:
     )
     if response.status_code >= 400 or "/login" in response.url:
         raise RuntimeError(f"signing in as {email} failed (HTTP {response.status_code})")
+
+
+class BareClient:
+    """GETs over `http.client`, a connection each (the sync worker closes every one), carrying the
+    cookies of a signed-in `requests.Session` and those the server sets later. Timing with it leaves
+    out `requests`' own work before it connects and while it reads (proxy settings, the cookie jar,
+    header and cookie parsing), which is the client's time, not the server's."""
+
+    def __init__(self, host: str, cookies: dict[str, str]):
+        self.netloc = urlsplit(host).netloc
+        self.cookies = dict(cookies)
+
+    def get(self, path: str, headers: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+        connection = http.client.HTTPConnection(self.netloc, timeout=timeout)
+        try:
+            cookie = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+            connection.request("GET", path, headers={**headers, "Cookie": cookie})
+            response = connection.getresponse()
+            body = response.read().decode()
+            for header in response.headers.get_all("Set-Cookie") or []:
+                for name, morsel in SimpleCookie(header).items():
+                    self.cookies[name] = morsel.value
+            return response.status, body
+        finally:
+            connection.close()
 
 
 def main(argv: list[str] | None = None) -> int:

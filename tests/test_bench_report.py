@@ -4,7 +4,9 @@ page loads on arrival into its row, and draws the growth chart (bench/run.py).""
 from xml.etree import ElementTree
 
 import pytest
+import requests
 
+from bench.load import BareClient, sign_in
 from bench.run import (
     BEGIN_MARK,
     DEFAULT_OUTPUT,
@@ -165,14 +167,27 @@ def test_the_bench_finds_what_real_pages_load_on_arrival(client, login, org):
     company = factories.make_company(org, name="Arrival Ltd")
     factories.make_contact(org, primary_company_id=company.id)
     db.session.commit()
-    page = client.get(f"/companies/{company.id}").get_data(as_text=True)
-    fragments = discover_fragments(lambda url: client.get(url, headers=FRAGMENT_HEADERS).get_data(as_text=True), page)
-    assert f"/companies/{company.id}/contacts" in fragments
-    assert any(url.startswith("/activities/timeline") for url in fragments)
-    for url in fragments:
-        assert client.get(url, headers=FRAGMENT_HEADERS).status_code == 200
     tabs = arrival_fragments(client.get("/contacts").get_data(as_text=True))
-    assert any("tabs" in url for url in tabs)  # a list's saved-view tabs load after it
+    assert any("tabs" in url for url in tabs)  # a list's saved-view tabs load after it (cold cache)
+    for url in tabs:
+        assert client.get(url, headers=FRAGMENT_HEADERS).status_code == 200
+    # A detail page arrives whole: its contacts and timeline are in it, nothing loads after it.
+    page = client.get(f"/companies/{company.id}").get_data(as_text=True)
+    assert 'id="company-contacts"' in page and 'id="activity-timeline"' in page
+    assert discover_fragments(lambda url: client.get(url, headers=FRAGMENT_HEADERS).get_data(as_text=True), page) == []
+
+
+def test_the_served_client_carries_the_session_and_the_cookies_it_is_given(live_server):
+    with requests.Session() as session:
+        sign_in(session, live_server, "admin@example.com", "demo")
+        signed_in = BareClient(live_server, session.cookies.get_dict())
+    status, html = signed_in.get("/contacts", {"Accept": "text/html"})
+    assert status == 200 and 'id="contact-table"' in html
+    status, html = signed_in.get("/contacts", FRAGMENT_HEADERS)
+    assert status == 200 and "<html" not in html
+    stranger = BareClient(live_server, {})
+    assert stranger.get("/contacts", {})[0] == 302
+    assert stranger.get("/login", {})[0] == 200 and "session" in stranger.cookies  # the one the login page set
 
 
 def _results(sizes, *, served=()):
