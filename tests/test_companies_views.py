@@ -9,10 +9,13 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from flask import get_template_attribute
 from sqlalchemy import select
 
 from crm_web.extensions import db
 from crm_web.models import Company, ContactCompany, company_tags
+from crm_web.services.base import Actor
+from crm_web.services.companies import CompanyService
 from tests import factories
 from tests.conftest import HX, LOGIN_STATEMENTS
 
@@ -208,6 +211,15 @@ def test_detail_shows_stats_deals_contacts_and_activities(client, login, org):
     assert contacts.count("Advisor") == 3 and contacts.count("Primary") == 3 and "P2" in contacts and "A2" in contacts
     timeline = html[html.index('id="activity-timeline"') :]
     assert timeline.count('class="timeline-item') == 3
+
+
+def test_the_contacts_card_says_when_it_shows_only_the_first_of_them(app, org, users):
+    company = _company_with_everything(org, 2)  # two primary contacts, two associated
+    members = CompanyService(Actor.of(users["admin"])).members(company.id)
+    card = get_template_attribute("components/company_contacts.html", "company_contacts")
+    with app.test_request_context():
+        assert "The first 4 of 250 contacts." in card(members, 250)
+        assert "The first" not in card(members, len(members))
 
 
 def test_contacts_panel_budget_roles_and_fragment(client, login, org, count_queries):

@@ -72,6 +72,23 @@ def test_detail_and_other_org(client, login, org, other_org, stages):
     assert client.get("/deals/not-a-uuid").status_code == 404
 
 
+def test_detail_budget_is_the_same_for_few_or_many_activities(client, login, org, stages, count_queries):
+    login("manager")
+    counts = []
+    for n in (1, 12):
+        deal = factories.make_deal(org, stage=stages[1])
+        for _ in range(n):
+            factories.make_activity(org, deal_id=deal.id)
+        client.get(f"/deals/{deal.id}")  # the pipelines are cached from the first view on
+        with count_queries() as q:
+            html = client.get(f"/deals/{deal.id}").get_data(as_text=True)
+        assert html.count('class="timeline-item') == n
+        counts.append(q.count)
+    # the deal with its relations, its tags, its history, its activity timeline (with the names of
+    # what each activity links to)
+    assert counts[0] == counts[1] <= 4 + LOGIN_STATEMENTS
+
+
 def test_detail_shows_the_timeline_and_its_cards_refresh_without_it(client, login, org, stages, count_queries):
     """The page reads the deal's activity timeline with it; the summary and history cards that refresh
     after a change do not pay for it."""
