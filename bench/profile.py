@@ -132,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         engine = db.engine
     clock = _Clock()
     _listen(app, engine, clock)
-    wanted = [name.strip() for name in args.pages.split("|" if "|" in args.pages else ",") if name.strip()]
     specs = {spec.name: spec for spec in bench.specs}
+    wanted = (
+        [args.pages.strip()]
+        if args.pages.strip() in specs
+        else [name.strip() for name in args.pages.split("|" if "|" in args.pages else ",") if name.strip()]
+    )
     print(f"{'request':64} {'total':>7} {'SQL':>7} {'template':>8} {'Python':>7} stmts   (medians, ms)")
     for name in wanted:
         spec = specs[name]

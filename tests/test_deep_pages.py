@@ -181,6 +181,28 @@ def test_a_list_filtered_on_a_custom_field_counts_to_its_own_bound(app, monkeypa
     assert (exact.total, exact.more) == (15, False)
 
 
+def test_a_list_filtered_on_a_substring_counts_to_the_search_bound(app, monkeypatch, client, login, admin, contacts):
+    """A "contains" or "ends with" filter decides each row on its text (no index range finds its rows),
+    so its list counts only to LIST_SEARCH_COUNT_BOUND, pages on by cursor past it, and still reaches
+    every match; "equals" and "starts with" count to LIST_COUNT_BOUND."""
+    monkeypatch.setitem(app.config, "LIST_SEARCH_COUNT_BOUND", 4)
+    service = ContactService(admin)
+    in_paris = [c.id for c in contacts if c.city == "Paris"]
+    for condition in ("city.contains.ari", "city.endsWith.ris"):
+        spec = parse_filter({"f": [condition]}, service.filter_fields())
+        page = service.list_page(filter_spec=spec, per_page=PER_PAGE)
+        assert (page.total, page.more, len(page.items)) == (4, True, PER_PAGE), condition
+        seen, _, last = _forwards(service, filter_spec=spec)
+        assert sorted(seen) == sorted(in_paris) and not last.has_next, condition
+    for condition in ("city.equals.Paris", "city.startsWith.Par"):
+        spec = parse_filter({"f": [condition]}, service.filter_fields())
+        page = service.list_page(filter_spec=spec, per_page=PER_PAGE)
+        assert (page.total, page.more) == (len(in_paris), False), condition
+    login("admin")
+    body = client.get(f"/contacts?per_page={PER_PAGE}&f=city.contains.ari").text
+    assert "more than 4 contacts" in body and "1–3 of more than 4" in body
+
+
 def test_the_pager_of_a_custom_field_filter_says_more_than_its_bound(app, monkeypatch, client, login, contacts):
     monkeypatch.setitem(app.config, "LIST_CUSTOM_COUNT_BOUND", 4)
     login("admin")

@@ -47,11 +47,9 @@ from crm_web.services.pagination import (
     bounded_count,
     clamp_page,
     clamp_per_page,
-    count_bound,
-    custom_count_bound,
+    filtered_count_bound,
     page_count,
     read_page,
-    reads_column,
     search_count_bound,
     sort_keys,
 )
@@ -429,8 +427,7 @@ class BaseService(ActorService, Generic[M]):
             cut.items = list(rows(cut.items)) if cut.items else []
             cut.sort = sort or self.DEFAULT_SORT
             return cut
-        custom = getattr(self.model.__table__.c, "custom", None)
-        bound = custom_count_bound() if custom is not None and reads_column(criteria, custom) else count_bound()
+        bound = filtered_count_bound(criteria, self.model.__table__)
         cut = read_page(
             self.session,
             ids.where(*criteria),

@@ -23,7 +23,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import Column, ColumnElement, and_, false, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators, visitors
-from sqlalchemy.sql.elements import Label, UnaryExpression
+from sqlalchemy.sql.elements import BinaryExpression, Label, UnaryExpression
 from sqlalchemy.sql.functions import FunctionElement
 
 from crm_web.services.sql import AnySelect
@@ -78,6 +78,34 @@ def search_count_bound() -> int:
 def reads_column(criteria: Sequence[Any], column: Any) -> bool:
     """Whether any of the criteria reads `column` (a table's Column)."""
     return any(element is column for clause in criteria for element in visitors.iterate(clause))
+
+
+_PATTERN_OPERATORS = {operators.ilike_op, operators.like_op, operators.not_ilike_op, operators.not_like_op}
+
+
+def tests_substrings(criteria: Sequence[Any]) -> bool:
+    """Whether any of the criteria matches a pattern that starts with a wildcard (a filter's "contains"
+    or "ends with"): no b-tree range finds its rows, so each row is decided on its text."""
+    return any(
+        isinstance(element, BinaryExpression)
+        and element.operator in _PATTERN_OPERATORS
+        and isinstance(getattr(element.right, "value", None), str)
+        and element.right.value.startswith("%")
+        for clause in criteria
+        for element in visitors.iterate(clause)
+    )
+
+
+def filtered_count_bound(criteria: Sequence[Any], table: Any) -> int:
+    """How far a list filtered by `criteria` counts its rows: count_bound(), or the lower bound of a
+    filter that decides each row on the row itself, its text (a substring) or a custom field's value
+    (custom_count_bound)."""
+    custom = getattr(table.c, "custom", None)
+    if custom is not None and reads_column(criteria, custom):
+        return custom_count_bound()
+    if tests_substrings(criteria):
+        return search_count_bound()
+    return count_bound()
 
 
 @dataclass(frozen=True)
