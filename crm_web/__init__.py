@@ -62,37 +62,62 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 # only until the next count, so the full collections until then scan less.
 REFREEZE_AFTER_REQUESTS = (25, 50, 100, 200, 400, 800, 1600, 3200)
 
+# While a serving process answers a request, the collector waits for this many new container objects
+# (instead of 700) before it runs: a page's objects are alive until its response is built, so a
+# collection inside the request scans them all for almost nothing, while after the response their
+# refcounts have freed them and the collection is cheap. A request that builds more (a big bulk
+# action) is still collected inside it.
+REQUEST_GC_THRESHOLD = 100_000
+
 
 def freeze_startup_objects(app: Flask | None = None) -> None:
     """Move everything built so far out of the cyclic garbage collector's reach, for a serving process.
 
     Modules, mappers, compiled templates and the app live as long as the process; without this every
     full collection re-scans them, during whichever request triggers it (often the board, which
-    builds many objects): docs/design.md, "Serving". Templates are compiled, and SQL statements cached,
-    on the requests that first use them, after start-up: with `app`, the process freezes again after
-    its REFREEZE_AFTER_REQUESTS-th requests, once each response has been sent. Not for tests, which
-    build many short-lived apps.
+    builds many objects): docs/design.md, "Serving". With `app`, the process also collects its
+    garbage between requests instead of during them (collect_between_requests). Not for tests,
+    which build many short-lived apps.
     """
     gc.collect()
     gc.freeze()
     if app is not None:
-        _refreeze_after_warm_up(app)
+        collect_between_requests(app)
 
 
-def _refreeze_after_warm_up(app: Flask) -> None:
-    from flask import Response
+def collect_between_requests(app: Flask) -> None:
+    """Hold the collector back while a request runs and collect once its response has been sent:
+    the young generations after every response, everything after every tenth (the collector's own
+    ratio). Templates are compiled, and SQL statements cached, on the requests that first use them,
+    after start-up: after its REFREEZE_AFTER_REQUESTS-th requests the process freezes again. A
+    streamed response (an export, a stream) may run for minutes: the collector is back to normal
+    before its body is produced."""
+    from flask import Response, request_started
 
     served = 0
     checkpoints = set(REFREEZE_AFTER_REQUESTS)
+    normal = gc.get_threshold()
+
+    def hold(sender: Flask, **extra: Any) -> None:
+        gc.set_threshold(REQUEST_GC_THRESHOLD, *normal[1:])
+
+    def collect(full: bool, freeze: bool) -> None:
+        gc.set_threshold(*normal)
+        if freeze:
+            freeze_startup_objects()
+        else:
+            gc.collect(2 if full else 1)
+
+    request_started.connect(hold, app, weak=False)
 
     @app.after_request
-    def _count(response: Response) -> Response:
+    def _collect_after_the_response(response: Response) -> Response:
         nonlocal served
         served += 1
-        if served in checkpoints:
-            # After the response is sent: the collection runs between requests, not in one. Only
-            # what is still alive is frozen (the collection frees this request's garbage first).
-            response.call_on_close(freeze_startup_objects)
+        if response.is_streamed:
+            gc.set_threshold(*normal)
+        full, freeze = served % normal[1] == 0, served in checkpoints
+        response.call_on_close(lambda: collect(full, freeze))
         return response
 
 

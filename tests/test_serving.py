@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
+from flask import Response
 from sqlalchemy import create_engine, text
 
 import crm_web
@@ -17,33 +19,73 @@ from tests import factories
 from tests.conftest import base_config
 
 
-def test_a_serving_process_freezes_again_after_its_first_requests_once_each_response_is_sent(app, monkeypatch):
-    calls: list[str] = []
-    monkeypatch.setattr(crm_web.gc, "collect", lambda *args: calls.append("collect") or 0)
-    monkeypatch.setattr(crm_web.gc, "freeze", lambda: calls.append("freeze"))
-    monkeypatch.setattr(crm_web, "REFREEZE_AFTER_REQUESTS", (2, 4))
+def _serving_app(app):
     serving = create_app(base_config(app.config["SQLALCHEMY_DATABASE_URI"]))
 
     @serving.get("/_test/plain")
     @public
     def plain():
-        return "ok"
+        return f"threshold {gc.get_threshold()[0]}"
 
+    @serving.get("/_test/streamed")
+    @public
+    def streamed():
+        def body():  # runs as the server sends the response, after the request's own work
+            yield f"threshold {gc.get_threshold()[0]}"
+
+        return Response(body())
+
+    return serving
+
+
+def test_a_serving_process_collects_after_each_response_and_freezes_again_after_its_first_requests(app, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(crm_web.gc, "collect", lambda *args: calls.append(f"collect{list(args)}") or 0)
+    monkeypatch.setattr(crm_web.gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(crm_web, "REFREEZE_AFTER_REQUESTS", (2, 4))
+    monkeypatch.setattr(crm_web.gc, "set_threshold", lambda *values: None)  # this test's process keeps its own
+    serving = _serving_app(app)
     crm_web.freeze_startup_objects(serving)
-    assert calls == ["collect", "freeze"]  # at start-up
+    assert calls == ["collect[]", "freeze"]  # at start-up
     client = serving.test_client()
-    frozen = []
-    for _ in range(5):
+    seen = []
+    for _ in range(11):
+        calls.clear()
         response = client.get("/_test/plain")
         assert response.status_code == 200
-        before_close = calls.count("freeze")
+        during = list(calls)
         response.close()  # the server has sent the response
-        frozen.append((before_close, calls.count("freeze")))
-    # Requests 2 and 4 freeze again, each after its response (a collection first): not during it.
-    assert frozen == [(1, 1), (1, 2), (2, 2), (2, 3), (3, 3)]
-    assert calls == ["collect", "freeze"] * 3
+        seen.append((during, calls[len(during) :]))
+    assert all(during == [] for during, _ in seen)  # nothing is collected while a request runs
+    after = [collected for _, collected in seen]
+    # Requests 2 and 4 freeze again (a full collection first); the tenth collects everything, the
+    # others the young generations: each once its response has been sent.
+    assert after[1] == after[3] == ["collect[]", "freeze"]
+    assert after[9] == ["collect[2]"]
+    assert all(after[n] == ["collect[1]"] for n in (0, 2, 4, 5, 6, 7, 8, 10))
     with serving.app_context():
         db.engine.dispose()
+
+
+def test_the_collector_waits_while_a_request_runs_but_not_while_a_response_streams(app):
+    normal = gc.get_threshold()
+    serving = _serving_app(app)
+    try:
+        crm_web.freeze_startup_objects(serving)
+        client = serving.test_client()
+        response = client.get("/_test/plain")
+        assert response.text == f"threshold {crm_web.REQUEST_GC_THRESHOLD}"
+        response.close()
+        assert gc.get_threshold() == normal  # back once the response is sent
+        response = client.get("/_test/streamed")
+        assert response.text == f"threshold {normal[0]}"
+        response.close()
+        assert gc.get_threshold() == normal
+    finally:
+        gc.set_threshold(*normal)
+        gc.unfreeze()
+        with serving.app_context():
+            db.engine.dispose()
 
 
 def test_freezing_without_an_app_freezes_once(monkeypatch):
