@@ -86,20 +86,18 @@ def may_publish_views() -> bool:
 
 
 def view_tab_bar(list_key: str) -> dict[str, Any]:
-    """What a list page shows of its saved-view tabs: the list's views declaration, the built-in tabs
-    the signed-in user shows, and the whole tab bar (`tabs`, `has_default`) when the cache has it. No
-    statement: without the cache the bar loads itself after the page."""
+    """What a list page shows of its saved-view tabs: the list's views declaration and the whole tab
+    bar (`tabs`, `has_default`). No statement when the cache has the user's tabs of the list, else one
+    (which fills it): the page arrives whole, without a request of its own for the bar."""
     from flask_login import current_user
 
     from crm_web.services.base import Actor
     from crm_web.services.saved_views import SavedViewService, prefs_of, view_list
 
-    service = SavedViewService(Actor.of(current_user))
     prefs = prefs_of(current_user, list_key)
     return {
         "vlist": view_list(list_key),
-        "builtins": service.builtin_tabs(list_key, prefs),
-        "tabs": service.cached_tabs(list_key, prefs),
+        "tabs": SavedViewService(Actor.of(current_user)).tabs(list_key, prefs),
         "has_default": bool(prefs.get("default")),
     }
 

@@ -121,11 +121,12 @@ def test_board_statement_budget(client, login, org, count_queries, per_stage, st
     with count_queries() as q:
         response = client.get("/deals/board")
     assert response.status_code == 200
-    # cold pipeline cache, the header aggregate, the exchange rates, the windowed cards, their tags
-    assert q.count == 5 + LOGIN_STATEMENTS, q
+    # cold pipeline cache, the header aggregate, the exchange rates, the windowed cards, their tags,
+    # the user's saved views of the board (its tabs, rendered with it)
+    assert q.count == 6 + LOGIN_STATEMENTS, q
     with count_queries() as q:
         client.get("/deals/board")
-    assert q.count == 2 + LOGIN_STATEMENTS, q  # pipelines and the headers of the whole pipeline from the cache
+    assert q.count == 2 + LOGIN_STATEMENTS, q  # pipelines, headers and tabs from the cache
 
 
 def test_board_filter_drives_cards_and_headers(client, login, org, stages, users):

@@ -409,20 +409,25 @@ def _inline_bar(html: str) -> bool:
 
 
 @pytest.mark.parametrize("list_url, list_key", [("/contacts", "contacts"), ("/deals/board", "board")])
-def test_a_list_renders_its_cached_tab_bar_without_a_second_request_or_statement(
+def test_a_list_arrives_with_its_whole_tab_bar_for_one_statement_then_none(
     client, login, users, deals, count_queries, list_url, list_key
 ):
+    """The page renders its tab bar itself (no request of its own after it): reading the views costs
+    it one statement, which fills the cache, and the next page none."""
     user = login("manager")
     service(user).create(list_key, name="Mine only", query="")
     client.get(list_url)  # warm the list's own caches (the board's pipeline and headers)
-    page = client.get(list_url).get_data(as_text=True)
-    assert not _inline_bar(page) and "Mine only" not in page  # no cached tabs yet: the bar loads itself
-    before = _statements(client, count_queries, list_url)
-    client.get(f"/views/{list_key}/tabs", headers=HX)  # what the bar's own request leaves in the cache
-    with count_queries() as q:
+    service(user).create(list_key, name="Newer", query="scope=mine")  # a new generation of the tabs
+    with count_queries() as cold:
         page = client.get(list_url).get_data(as_text=True)
-    assert _inline_bar(page) and "Mine only" in page and "data-sortable" in page
-    assert q.count == before  # the whole bar costs the page no statement
+    assert _inline_bar(page) and "Mine only" in page and "Newer" in page and "data-sortable" in page
+    assert 'hx-trigger="load"' not in page
+    assert any("saved_views" in statement for statement in cold.statements)
+    with count_queries() as warm:
+        page = client.get(list_url).get_data(as_text=True)
+    assert _inline_bar(page) and "Newer" in page
+    assert warm.count == cold.count - 1  # the whole bar from the cache: no statement
+    assert not any("saved_views" in statement for statement in warm.statements)
 
 
 def test_the_inline_tab_bar_follows_every_change_of_views_and_owners(client, login, users):

@@ -312,13 +312,6 @@ class SavedViewService(ActorService):
             default=prefs.get("default") == builtin.key,
         )
 
-    def builtin_tabs(self, list_key: str, prefs: Mapping[str, Any]) -> list[Tab]:
-        """The list's built-in tabs the actor shows, in their order: no statement (what the page shows
-        until its whole tab bar has loaded)."""
-        tabs = [self._builtin_tab(b, prefs) for b in view_list(list_key).builtins]
-        order = {key: i for i, key in enumerate(prefs.get("order") or [])}
-        return sorted((t for t in tabs if not t.hidden), key=lambda t: order.get(t.key, len(order)))
-
     def _view_rows(self, list_key: str) -> list[ViewRow]:
         rows = self.session.execute(
             select(SavedView, User.name)
@@ -338,20 +331,14 @@ class SavedViewService(ActorService):
         return sorted(tabs, key=lambda t: order.get(t.key, len(order)))
 
     def tabs(self, list_key: str, prefs: Mapping[str, Any]) -> list[Tab]:
-        """Every view of the list the actor may see, in their order (new ones last): one statement, or
-        none when the cache has them (then `cached_tabs` gives the same to a list page)."""
+        """Every view of the list the actor may see, in their order (new ones last): none when the cache
+        has them, else one statement (which fills it)."""
         key = self._tabs_key(list_key)
         rows = cache_get(key)
         if not isinstance(rows, list):
             rows = self._view_rows(list_key)
             cache_set(key, rows, timeout=VIEWS_CACHE_TIMEOUT)
         return self._ordered(list_key, rows, prefs)
-
-    def cached_tabs(self, list_key: str, prefs: Mapping[str, Any]) -> list[Tab] | None:
-        """The tabs as `tabs` gives them, if the cache has them (two cache round trips, no statement);
-        None otherwise, and the page lets the tab bar load itself."""
-        rows = cache_get(self._tabs_key(list_key))
-        return self._ordered(list_key, rows, prefs) if isinstance(rows, list) else None
 
     def open(self, list_key: str, key: str, prefs: Mapping[str, Any]) -> Opened:
         """The view `key` of the list: a built-in (no statement) or a saved view (one statement, which also

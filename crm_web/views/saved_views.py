@@ -5,9 +5,9 @@ changing, deleting (with Undo), ordering, hiding and choosing the default.
 list parses as usual (a view's stored state, or the URL's), so a view costs the list no other code.
 `?view=<id>` shows the view's state; `?view=<id>&state=1&...` the state given in the URL, which the
 page compares with the view's to offer Save / Save as new. A bare list URL (the navigation's link)
-opens the user's default view. A list page spends no statement on its tabs: it renders the whole
-bar when the cache holds the user's tabs of the list (no second request), else the bar loads itself
-(`hx-trigger="load"`, which fills the cache); opening a saved view costs one (a built-in, none).
+opens the user's default view. A list page renders its whole tab bar: no statement when the cache
+holds the user's tabs of the list, else one (which fills it); the bar's own URL re-renders it after a
+change. Opening a saved view costs one statement (a built-in, none).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def _current() -> str | None:
 
 @bp.get("/views/<list_key>/tabs")
 def tabs(list_key: str) -> ResponseReturnValue:
-    """The tab bar of a list (it loads itself after a page that had no cached tabs)."""
+    """The tab bar of a list alone, as a fragment (its page renders the same bar)."""
     vlist = view_list(list_key)
     if not wants_fragment():
         return see_other(url_for(vlist.endpoint))
