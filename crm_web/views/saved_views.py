@@ -6,8 +6,8 @@ list parses as usual (a view's stored state, or the URL's), so a view costs the 
 `?view=<id>` shows the view's state; `?view=<id>&state=1&...` the state given in the URL, which the
 page compares with the view's to offer Save / Save as new. A bare list URL (the navigation's link)
 opens the user's default view. A list page renders its whole tab bar: no statement when the cache
-holds the user's tabs of the list, else one (which fills it); the bar's own URL re-renders it after a
-change. Opening a saved view costs one statement (a built-in, none).
+holds the user's tabs of the list, else one (which fills it); the answers to changes to the views
+render the bar alone. Opening a saved view costs one statement (a built-in, none).
 """
 
 from __future__ import annotations
