@@ -203,6 +203,30 @@ def test_notifications_page_statements_constant(client, login, org, users, count
     assert q.count == 3 + LOGIN_STATEMENTS, q
 
 
+def test_reminders_stored_by_an_earlier_look_are_not_sent_again(client, login, org, count_queries):
+    """The bell and the list derive reminders on every look; those already stored are read by key, not
+    inserted again to be refused by the unique index (which at a hundred reminders cost more than the page)."""
+    sales = login("sales")
+    for i in range(3):
+        factories.make_activity(
+            org, subject=f"Call {i}", owner_id=sales.id, due_at=datetime.now(UTC) - timedelta(hours=i + 1)
+        )
+    assert client.get("/notifications").status_code == 200
+    assert _kinds_for(sales) == ["overdue"] * 3
+    with count_queries() as q:
+        response = client.get("/notifications")
+    assert response.status_code == 200 and response.get_data(as_text=True).count("data-kind=") == 3
+    assert not [s for s in q.statements if s.lstrip().upper().startswith("INSERT")], q
+    # the reminders' select, the stored keys, the page, the unread count
+    assert q.count == 4 + LOGIN_STATEMENTS, q
+    # One more falls due: only it is stored.
+    factories.make_activity(org, subject="Call 3", owner_id=sales.id, due_at=datetime.now(UTC) - timedelta(minutes=5))
+    with count_queries() as q:
+        assert client.get("/notifications").status_code == 200
+    assert len([s for s in q.statements if s.lstrip().upper().startswith("INSERT")]) == 1, q
+    assert _kinds_for(sales) == ["overdue"] * 4
+
+
 def test_mark_read_open_and_mark_all_read(client, login, org, users):
     sales = login("sales")
     _many_notes(org, sales, 3)

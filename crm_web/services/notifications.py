@@ -235,6 +235,19 @@ class NotificationService(BaseService[Notification]):
                 }
             )
         if values:
+            # Most reminders a user is due were stored by an earlier look (the bell polls): read which,
+            # through the (user, key) unique index, rather than send every one again to be refused.
+            stored_keys = set(
+                self.session.scalars(
+                    select(Notification.dedupe_key).where(
+                        Notification.org_id == self.org_id,
+                        Notification.user_id == self.actor.user_id,
+                        Notification.dedupe_key.in_([value["dedupe_key"] for value in values]),
+                    )
+                )
+            )
+            values = [value for value in values if value["dedupe_key"] not in stored_keys]
+        if values:
             insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
             stored = self.session.execute(
                 insert(Notification)
