@@ -247,8 +247,15 @@ def _timeout_columns(profile: str) -> list[Any]:
 
 
 def tenant_settings(org_id: Any, profile: str = "default") -> list[Any]:
-    """Columns that set the transaction's org and timeouts: select them along with the first statement."""
-    return [func.set_config(CURRENT_ORG_SETTING, cast(org_id, String), True), *_timeout_columns(profile)]
+    """Columns that set the transaction's org and timeouts, and turn JIT compilation off: select them
+    along with the first statement. The app's statements read an index range or aggregate a table;
+    compiling one that is costed past `jit_above_cost` (an aggregate over a large organisation's
+    rows) took longer than running it."""
+    return [
+        func.set_config(CURRENT_ORG_SETTING, cast(org_id, String), True),
+        func.set_config(literal("jit"), literal("off"), True),
+        *_timeout_columns(profile),
+    ]
 
 
 @event.listens_for(Session, "after_begin")

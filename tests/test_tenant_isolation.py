@@ -276,7 +276,7 @@ def role_app(rls_db):
 
     @application.route("/_test/limits")
     def limits():
-        names = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+        names = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout", "jit")
         query = select(*(func.current_setting(name) for name in names))
         first = list(db.session.execute(query).one())
         db.session.commit()  # the next transaction gets them again (database.py's after_begin)
@@ -329,12 +329,15 @@ def test_the_app_pages_work_as_the_plain_role(role_app, rls_db):
     assert client.get("/healthz").status_code == 200
 
 
-def test_every_transaction_of_a_request_runs_under_the_timeouts(role_app, rls_db):
+def test_every_transaction_of_a_request_runs_under_the_timeouts_without_jit(role_app, rls_db):
     """Set per transaction (SET LOCAL), in statements the request sends anyway: safe behind a
     transaction pooler, and nothing left on the pooled connection afterwards."""
     response = _signed_in_client(role_app, rls_db.a.user_id).get("/_test/limits")
-    expected = ["10s", "3s", "30s"]  # config.py's defaults, as PostgreSQL shows them
+    expected = ["10s", "3s", "30s", "off"]  # config.py's defaults, as PostgreSQL shows them
     assert response.get_json() == {"first": expected, "second": expected}
+    with role_app.app_context():
+        assert db.session.scalar(text("SELECT current_setting('jit')")) == "on"  # the server's default, kept
+        db.session.remove()
 
 
 def test_the_web_role_is_granted_what_the_app_needs_and_no_more(role_engine, rls_db):

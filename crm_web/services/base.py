@@ -251,10 +251,8 @@ class BaseService(ActorService, Generic[M]):
                     self._any_match(clauses, match),
                     *search_settings(),
                     # The searched page's step 3 is behind a one-time filter that usually skips it;
-                    # a plan with parallel workers started them for it all the same, and a plan costed
-                    # past jit_above_cost compiled every expression first (global search: same).
+                    # a plan with parallel workers started them for it all the same (global search: same).
                     func.set_config("max_parallel_workers_per_gather", "0", True),
-                    func.set_config("jit", "off", True),
                 )
             ).scalar()
         ):

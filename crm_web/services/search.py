@@ -103,15 +103,14 @@ class SearchService(ActorService):
             # prepared statements at every rollback, which is how a read-only request ends.) The same
             # statement sets the typo lookup's threshold.
             # A generic plan costs each step for any word, a common one's matches included: in a big
-            # organisation that total passed the thresholds of parallel workers and JIT compilation,
-            # which then started workers and compiled the whole CTE tree on every request for steps
-            # their one-time filters skip (at XL the compilation alone took longer than the search).
-            # The statements read a few index ranges and return five rows: neither pays.
+            # organisation that total passed the threshold of parallel workers, which then started
+            # on every request for steps their one-time filters skip. The statements read a few index
+            # ranges and return five rows: workers do not pay (nor JIT: off in every transaction,
+            # crm_web/database.py tenant_settings).
             self.session.execute(
                 select(
                     func.set_config("plan_cache_mode", "force_generic_plan", True),
                     func.set_config("max_parallel_workers_per_gather", "0", True),
-                    func.set_config("jit", "off", True),
                     *search_settings(),
                 )
             )
