@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
 
 from crm_web.errors import NotFound, PermissionDenied, ValidationError
+from crm_web.extensions import db
+from crm_web.models import deal_tags
+from crm_web.services.contacts import ContactService
 from crm_web.services.tags import TagService
+from crm_web.services.trash import TrashRef, TrashService
 from tests import factories
-from tests.conftest import HX
+from tests.conftest import HX, LOGIN_STATEMENTS
 
 
 def test_assign_creates_inline_and_reuses_by_name(org, users):
@@ -71,3 +76,41 @@ def test_filter_contacts_by_tag(client, login, org):
     tag = TagService(factories.actor_for(login("admin"))).assign("contact", tagged.id, name="Hot").tags[0]
     text = client.get(f"/contacts?f=tags.in.{tag.id}", headers=HX).text
     assert "Tagged" in text and "Plain" not in text
+
+
+def test_tag_counts_are_cached_and_follow_every_way_a_link_changes(client, login, org, users, count_queries):
+    """The settings page's counts read every link of the organisation: cached, and current after a
+    link written by the tag box, by a bulk action, by a statement on the link table, a tag merge,
+    and a purge that takes a record's links with it."""
+    login("admin")
+    vip, key = factories.make_tag(org, name="VIP"), factories.make_tag(org, name="Key")
+    ann, bob = factories.make_contact(org), factories.make_contact(org)
+    deal = factories.make_deal(org)
+
+    def uses() -> dict[str, int]:
+        html = client.get("/settings/tags").get_data(as_text=True)
+        return {
+            name: int(re.search(rf'data-tag-id="{tag.id}">.*?<td class="num">(\d+)</td>', html, re.S).group(1))
+            for name, tag in (("VIP", vip), ("Key", key))
+        }
+
+    assert uses() == {"VIP": 0, "Key": 0}
+    TagService(factories.actor_for(users["admin"])).assign("contact", ann.id, tag_id=vip.id)
+    assert uses() == {"VIP": 1, "Key": 0}
+    with count_queries() as q:
+        assert uses() == {"VIP": 1, "Key": 0}
+    assert q.count == 1 + LOGIN_STATEMENTS, q  # the tags; their counts from the cache
+    tagged = client.post("/contacts/bulk/tag", data={"ids": [str(bob.id)], "tag_id": str(key.id)}, headers=HX)
+    assert tagged.status_code == 200
+    assert uses() == {"VIP": 1, "Key": 1}
+    db.session.execute(deal_tags.insert(), [{"deal_id": deal.id, "tag_id": vip.id}])
+    db.session.commit()
+    assert uses() == {"VIP": 2, "Key": 1}
+    merged = client.post(f"/settings/tags/{key.id}/merge", data={"into": str(vip.id)}, headers=HX)
+    assert merged.status_code == 200
+    html = client.get("/settings/tags").get_data(as_text=True)
+    assert re.search(rf'data-tag-id="{vip.id}">.*?<td class="num">3</td>', html, re.S)
+    ContactService(factories.actor_for(users["admin"])).delete(ann.id)
+    TrashService(factories.actor_for(users["admin"])).purge([TrashRef("contact", ann.id)])
+    html = client.get("/settings/tags").get_data(as_text=True)
+    assert re.search(rf'data-tag-id="{vip.id}">.*?<td class="num">2</td>', html, re.S)

@@ -2,7 +2,8 @@
 in the database, so that no cached value can outlive a change, whether or not the cache heard of it.
 
 Cached values belong to a *domain* of an organisation: its pipelines (with their stages), its deal
-numbers (board headers, dashboard rollups), its activity numbers or its lists' saved-view tabs. Every key carries
+numbers (board headers, dashboard rollups), its activity numbers, its tags' counts or its lists'
+saved-view tabs. Every key carries
 (`versioned_key`):
 
 - the domain's **generation**, kept in the cache itself: any commit that wrote a table of the
@@ -48,12 +49,22 @@ logger = logging.getLogger(__name__)
 DOMAINS_OF_TABLE: dict[str, tuple[str, ...]] = {
     "pipelines": ("pipelines", "deals"),
     "pipeline_stages": ("pipelines", "deals"),
-    "deals": ("deals",),
+    "deals": ("deals", "tags"),
     "exchange_rates": ("deals", "rates"),  # every cached sum is converted with them
     "activities": ("activities",),
     # A list's saved-view tabs (services/saved_views.py) show the views and their owners' names.
     "saved_views": ("views",),
     "users": ("views",),
+    # How many records carry each tag (the tag settings, services/tags.py): the links, and the records,
+    # whose purge takes their links with them.
+    "tags": ("tags",),
+    "contact_tags": ("tags",),
+    "company_tags": ("tags",),
+    "lead_tags": ("tags",),
+    "deal_tags": ("tags",),
+    "contacts": ("tags",),
+    "companies": ("tags",),
+    "leads": ("tags",),
 }
 ALL_DOMAINS = tuple(sorted({domain for domains in DOMAINS_OF_TABLE.values() for domain in domains}))
 EVERY_ORG = "*"
@@ -169,9 +180,10 @@ def _note_flushed_rows(session: Session, flush_context: Any) -> None:
 
 @event.listens_for(Session, "do_orm_execute")
 def _note_bulk_statements(state: ORMExecuteState) -> None:
-    if not (state.is_update or state.is_delete or state.is_insert) or state.bind_mapper is None:
+    if not (state.is_update or state.is_delete or state.is_insert):
         return
-    domains = DOMAINS_OF_TABLE.get(cast(Table, state.bind_mapper.local_table).name, ())
+    # The statement's table, a mapped class's or a plain one's (the tag links have no class).
+    domains = DOMAINS_OF_TABLE.get(cast(Table, state.statement.table).name, ())
     org = state.session.info.get(CURRENT_ORG_INFO_KEY) or EVERY_ORG
     _stale(state.session).update((org, domain) for domain in domains)
 

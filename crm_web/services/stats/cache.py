@@ -1,6 +1,7 @@
-"""Cached statistics of an organisation: the dashboard's deal rollup, board headers, activity stats.
+"""Cached statistics of an organisation: the dashboard's deal rollup, board headers, activity stats,
+how many records carry each tag.
 
-Every entry belongs to a *domain* (deals or activities) and its key carries the domain's generation
+Every entry belongs to a *domain* (deals, activities or tags) and its key carries the domain's generation
 and the organisation's epoch (services/cache_versions.py): any commit that wrote a table of the
 domain (deals, pipelines and stages; activities) starts a new generation, so no write path (a form,
 a board move, a bulk action, the trash, a lead conversion, a CLI command) can leave a stale number
@@ -47,6 +48,7 @@ TIMEOUT_SETTING = {
     "deals": "DEAL_STATS_CACHE_TIMEOUT",
     "rates": "DEAL_STATS_CACHE_TIMEOUT",
     "activities": "ACTIVITY_STATS_CACHE_TIMEOUT",
+    "tags": "DEAL_STATS_CACHE_TIMEOUT",  # like deal numbers, tag counts move only with writes
 }
 # How long one viewer holds the right to refresh a due entry: the others keep being served the entry
 # meanwhile; a refresh that failed is tried again by a viewer after this.
