@@ -21,6 +21,7 @@ from crm_web.services.currencies import in_org_currency_sql, unconverted_sql
 from crm_web.services.deal_stages import bulk_transition_values
 from crm_web.services.integrity import integrity_to_validation
 from crm_web.services.pipeline_catalog import PipelineCatalog, PipelineInfo, StageInfo
+from crm_web.services.stats.cache import cached_stats
 
 STARTER_STAGES: list[tuple[str, int, str | None]] = [
     ("New", 10, None),
@@ -83,9 +84,11 @@ class PipelineService(PipelineCatalog):
         }
 
     def settings(self) -> PipelineSettings:
-        """The settings page: cached pipelines plus one aggregate for the stage counts."""
+        """The settings page: cached pipelines and stage counts (an aggregate of every deal of the
+        organisation, cached until a deal, a stage or a rate changes)."""
         self._require_manager("manage pipelines")
-        return PipelineSettings(pipelines=self.pipeline_list(), counts=self.stage_counts())
+        counts = cached_stats(self.org_id, "deals", "stage_counts", self.stage_counts)
+        return PipelineSettings(pipelines=self.pipeline_list(), counts=counts)
 
     def settings_pipeline(self, pipeline_id: uuid.UUID) -> PipelineInfo:
         """A pipeline for a settings form (managers and admins only)."""
