@@ -562,6 +562,15 @@ def test_forms_warn_live_about_likely_duplicates(client, login, org):
     assert f"/companies/{acme.id}" not in editing.text
     warned = client.get("/leads/duplicates/check", query_string={"email": "LI@wu.cn"}, headers=HX)
     assert f"/leads/{lead.id}" in warned.text and "same email" in warned.text
+    # A phone typed another way: the same last ten digits (PostgreSQL looks the key up in its index).
+    bob = factories.make_contact(org, first_name="Bob", phone="+1 (555) 123-4567")
+    warned = client.get("/contacts/duplicates/check", query_string={"phone": "555.123.4567"}, headers=HX)
+    assert f"/contacts/{bob.id}" in warned.text and "same phone" in warned.text
+    other = client.get("/contacts/duplicates/check", query_string={"phone": "555.123.4568"}, headers=HX)
+    assert f"/contacts/{bob.id}" not in other.text
+    # The name's start is matched as typed: "_" is no wildcard.
+    factories.make_company(org, name="AXB Ltd")
+    assert "AXB" not in client.get("/companies/duplicates/check", query_string={"name": "A_B Ltd"}, headers=HX).text
 
 
 def test_undo_from_the_survivors_history(client, login, org, users):

@@ -732,6 +732,58 @@ def test_custom_field_conditions_under_the_policy_need_the_json_field_operator_m
         superuser.dispose()
 
 
+def test_a_phone_key_lookup_under_the_policy_needs_its_functions_marked_leakproof(rls_db):
+    """Why `flask crm web-role` marks `translate` and `right` LEAKPROOF (docs/security.md): a form's
+    duplicate warning looks up the typed phone's key (models/mixins.phone_key_sql) in its index
+    (migration 0042) under the policies only then; else it reads every live record of the organisation."""
+    from sqlalchemy.dialects import postgresql
+
+    from crm_web.models.mixins import phone_key_sql
+    from crm_web.services.db_roles import LEAKPROOF_FUNCTIONS
+
+    marks = ("translate(text, text, text)", '"right"(text, integer)')
+    assert set(marks) <= set(LEAKPROOF_FUNCTIONS)
+    org_id = rls_db.a.id
+    query = str(
+        select(Contact.id)
+        .where(Contact.org_id == org_id, Contact.deleted_at.is_(None), phone_key_sql(Contact.phone) == "5551234567")
+        .compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    )
+    others = text(
+        "SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = 'contacts'::regclass "
+        "AND i.indexrelid::regclass::text <> 'contact_phone_key_idx' "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
+    )
+    superuser = create_engine(rls_db.owner_url)
+    owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
+
+    def keyed_by_index() -> bool:
+        # Only the phone key's index: on these tiny tables the org_id indexes, which the policy alone
+        # may use, would always win.
+        with superuser.connect() as conn:
+            for name in conn.scalars(others).all():
+                conn.execute(text(f"DROP INDEX {name}"))
+            conn.execute(text(f'SET LOCAL ROLE "{rls_db.role}"'))
+            _set_org(conn, org_id)
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            lines = conn.scalars(text("EXPLAIN " + query)).all()
+            conn.rollback()
+        return any("Index Cond" in line and "'5551234567'" in line for line in lines)
+
+    try:
+        assert not keyed_by_index()
+        with owner.connect() as conn:
+            for name in marks:
+                conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
+        assert keyed_by_index()
+    finally:
+        with owner.connect() as conn:
+            for name in marks:
+                conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
+        owner.dispose()
+        superuser.dispose()
+
+
 def test_under_the_policy_a_number_condition_is_estimated_from_the_field_statistics_once_marked(rls_db):
     """Why `flask crm web-role` marks numeric's comparisons LEAKPROOF (docs/security.md): under the
     policies PostgreSQL reads the field's statistics only through a leakproof operator, and without

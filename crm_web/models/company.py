@@ -12,6 +12,7 @@ from crm_web.models.mixins import (
     AddressMixin,
     live_index,
     name_order_index,
+    phone_key_index,
     search_key_index,
     sqlite_name_order_index,
     trash_index,
@@ -64,4 +65,6 @@ Index(
     postgresql_where=text("deleted_at IS NULL"),
     sqlite_where=text("deleted_at IS NULL"),
 )
+# The forms' duplicate warning looks up the typed phone's key (Matcher.candidates; migration 0042).
+phone_key_index(_t, "company_phone_key_idx")
 del _t

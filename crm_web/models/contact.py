@@ -15,6 +15,7 @@ from crm_web.models.mixins import (
     full_name,
     live_index,
     name_order_index,
+    phone_key_index,
     search_key,
     search_key_index,
     sqlite_name_order_index,
@@ -112,6 +113,8 @@ Index(
     _t.c.id,
     postgresql_where=text("deleted_at IS NULL"),
 ).ddl_if(dialect="postgresql")
+# The forms' duplicate warning looks up the typed phone's key (Matcher.candidates; migration 0042).
+phone_key_index(_t, "contact_phone_key_idx")
 del _t
 
 

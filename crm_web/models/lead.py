@@ -14,6 +14,7 @@ from crm_web.models.mixins import (
     full_name,
     live_index,
     name_order_index,
+    phone_key_index,
     search_key_index,
     sqlite_name_order_index,
     surname_index,
@@ -86,4 +87,6 @@ sqlite_name_order_index(_t, "lead_name_order_sqlite_idx", full_name(_t.c.first_n
 sqlite_name_order_index(
     _t, "lead_surname_sqlite_idx", full_name(_t.c.first_name, _t.c.last_name), surname=_t.c.last_name
 )
+# The forms' duplicate warning looks up the typed phone's key (Matcher.candidates; migration 0042).
+phone_key_index(_t, "lead_phone_key_idx")
 del _t

@@ -30,6 +30,27 @@ def trigram_index(name: str, *columns: str) -> Index:
     )
 
 
+# How many of a phone number's last digits make its duplicate key (services/duplicates/matching.py).
+PHONE_DIGITS = 10
+
+
+def phone_key_sql(column: Any) -> Any:
+    """phone_key() of services/duplicates/matching.py in SQL (without its length check): the last
+    PHONE_DIGITS digits. The digits are what is left after deleting every character that is not one
+    (translate(): no regular expression to run per row). Literals inline: constant statements, one
+    plan, and the expression of phone_key_index."""
+    not_digits = func.translate(column, literal_column("'0123456789'"), literal_column("''"))
+    return func.right(func.translate(column, not_digits, literal_column("''")), literal_column(str(PHONE_DIGITS)))
+
+
+def phone_key_index(table: Any, name: str) -> Index:
+    """PostgreSQL: an organisation's live records by the key of their phone, for the forms' duplicate
+    warning, which looks up the key of the number being typed (Matcher.candidates)."""
+    return Index(
+        name, table.c.org_id, phone_key_sql(table.c.phone), postgresql_where=text("deleted_at IS NULL")
+    ).ddl_if(dialect="postgresql")
+
+
 def full_name(first: Any, last: Any) -> ColumnElement[str]:
     """`first || ' ' || last` with the space inline, so it matches the trigram expression indexes."""
     return first.op("||")(literal_column("' '")).op("||")(last)

@@ -25,7 +25,8 @@ from crm_web.extensions import db
 
 # Built-in functions the search conditions use, and `->>` (jsonb_object_field_text) that custom field
 # conditions and the search of custom text fields use; marking them LEAKPROOF lets the planner use the
-# trigram and custom field indexes under the policies
+# trigram and custom field indexes under the policies; `translate` and `right` make the phone key
+# (models/mixins.phone_key_sql) of the forms' duplicate warning, looked up in its index
 # (docs/security.md, "Cost: searches and LEAKPROOF"). The numeric comparisons let it use the number and
 # money fields' statistics: under the policies PostgreSQL estimates a condition from statistics only
 # through a leakproof operator, else guesses it keeps 0.5% of the rows. Their conditions still cast
@@ -36,6 +37,8 @@ LEAKPROOF_FUNCTIONS = (
     "texticlike(text, text)",
     "similarity_op(text, text)",
     "jsonb_object_field_text(jsonb, text)",
+    "translate(text, text, text)",
+    '"right"(text, integer)',
     "numeric_eq(numeric, numeric)",
     "numeric_ne(numeric, numeric)",
     "numeric_lt(numeric, numeric)",
