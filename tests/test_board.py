@@ -203,6 +203,26 @@ def test_move_endpoint(client, login, org, stages, count_queries, engine_name):
     assert moved.stage_id == stages[3].id and moved.status == "won" and moved.position == 0.0
 
 
+def test_a_move_on_the_whole_board_reads_the_new_headers_from_the_tallies(client, login, org, stages, count_queries):
+    """The unfiltered board's headers after a move are its tallies' numbers, as the board shows them,
+    not an aggregate of every deal of the pipeline."""
+    login("manager")
+    deals = [factories.make_deal(org, stage=stages[0], value=Decimal("100")) for _ in range(3)]
+
+    def headers(html: str) -> list[str]:
+        return [
+            re.search(rf'id="stage-header-{stage.id}".*?data-count>(\d+)<.*?data-total>([^<]+)<', html, re.S).groups()
+            for stage in stages[:2]
+        ]
+
+    with count_queries() as q:
+        moved = client.post(f"/deals/{deals[0].id}/move", data={"stage_id": str(stages[1].id)}, headers=HX)
+    assert moved.status_code == 200
+    assert not [s for s in q.statements if "FROM deals" in s and "GROUP BY" in s], q
+    assert headers(moved.get_data(as_text=True)) == [("2", "$200"), ("1", "$100")]
+    assert headers(client.get("/deals/board").get_data(as_text=True)) == [("2", "$200"), ("1", "$100")]
+
+
 def test_move_errors(client, login, org, other_org, stages, users):
     login("manager")
     deal = factories.make_deal(org, stage=stages[0])

@@ -214,6 +214,11 @@ class BoardService(BaseService[Deal]):
             totals.setdefault(stage_id, Amounts()).add(currency, deals, value, weighted)
         return totals
 
+    def whole_board_stats(self) -> dict[uuid.UUID, ColumnStats]:
+        """Every stage's live deals, unfiltered: from the tallies the database keeps, cached until a
+        deal changes."""
+        return self.stage_totals(cached_stats(self.org_id, "deals", _columns_key(), self.stage_amounts))
+
     def stage_totals(self, amounts: dict[uuid.UUID, Amounts] | None = None) -> dict[uuid.UUID, ColumnStats]:
         """Every stage's live deals in its pipeline's currency, from the tallies."""
         if amounts is None:
@@ -237,11 +242,10 @@ class BoardService(BaseService[Deal]):
     ) -> Board:
         """The kanban board: headers from the tallies (or one aggregate when filtered), the first cards of
         every column from one select."""
-        columns_key = f"board_columns:{period_start()}"
         # The cached entries the board reads, in one round trip to the cache (services/cache.py).
         cache_prefetch(
             self.pipelines.list_key(),
-            stats_key(self.org_id, "deals", columns_key),
+            stats_key(self.org_id, "deals", _columns_key()),
             stats_key(self.org_id, "rates", "rates"),
         )
         pipeline, pipelines = self.pipelines.board_pipeline(pipeline_id)
@@ -251,8 +255,8 @@ class BoardService(BaseService[Deal]):
         criteria = self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope)
         if criteria:
             stats = self.column_stats(pipeline.id, criteria, currency=pipeline.currency)
-        else:  # the whole pipeline: from the tallies the database keeps, cached until a deal changes
-            stats = self.stage_totals(cached_stats(self.org_id, "deals", columns_key, self.stage_amounts))
+        else:
+            stats = self.whole_board_stats()
         # One branch per stage, each an index range scan (org, pipeline, stage, position) that stops
         # after per_column rows; a window over the whole pipeline would sort every deal.
         firsts = []
@@ -373,10 +377,13 @@ class BoardService(BaseService[Deal]):
             changes.pop("stage_id", None)
         self.history(deal, "moved", changes)
         self.commit()
-        # Every stage in the same one aggregate: the board totals change with the headers.
-        stats = self.column_stats(
-            pipeline.id, self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope), currency=pipeline.currency
-        )
+        # Every stage's numbers at once: the board totals change with the headers. The unfiltered
+        # board's come from the tallies (and fill the cache the next view of the board reads).
+        criteria = self.deals.criteria(filter_spec=filter_spec, q=q, scope=scope)
+        if criteria:
+            stats = self.column_stats(pipeline.id, criteria, currency=pipeline.currency)
+        else:
+            stats = self.whole_board_stats()
         return MoveResult(deal=deal, pipeline=pipeline, from_stage=from_stage, to_stage=to_stage, stats=stats)
 
 
@@ -390,6 +397,11 @@ def card_loads() -> tuple[Any, ...]:
         joinedload(Deal.owner).load_only(User.name, raiseload=True),
         selectinload(Deal.tags),
     )
+
+
+def _columns_key() -> str:
+    """The cache entry of the unfiltered board's numbers (their closed columns count this period's)."""
+    return f"board_columns:{period_start()}"
 
 
 def period_start() -> date:
