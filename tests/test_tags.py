@@ -11,6 +11,7 @@ from crm_web.errors import NotFound, PermissionDenied, ValidationError
 from crm_web.extensions import db
 from crm_web.models import deal_tags
 from crm_web.services.contacts import ContactService
+from crm_web.services.deals import DealService
 from crm_web.services.tags import TagService
 from crm_web.services.trash import TrashRef, TrashService
 from tests import factories
@@ -110,7 +111,20 @@ def test_tag_counts_are_cached_and_follow_every_way_a_link_changes(client, login
     assert merged.status_code == 200
     html = client.get("/settings/tags").get_data(as_text=True)
     assert re.search(rf'data-tag-id="{vip.id}">.*?<td class="num">3</td>', html, re.S)
+    # A record in the trash still carries its tags (a restore brings them back); a purge takes them.
     ContactService(factories.actor_for(users["admin"])).delete(ann.id)
+    html = client.get("/settings/tags").get_data(as_text=True)
+    assert re.search(rf'data-tag-id="{vip.id}">.*?<td class="num">3</td>', html, re.S)
     TrashService(factories.actor_for(users["admin"])).purge([TrashRef("contact", ann.id)])
     html = client.get("/settings/tags").get_data(as_text=True)
     assert re.search(rf'data-tag-id="{vip.id}">.*?<td class="num">2</td>', html, re.S)
+    # A record's other changes leave the counts in the cache; its tags set by its form do not.
+    ContactService(factories.actor_for(users["admin"])).update(bob.id, city="Lyon")
+    with count_queries() as q:
+        client.get("/settings/tags")
+    assert not [s for s in q.statements if "GROUP BY" in s and "_tags" in s], q
+    other = factories.make_deal(org)
+    client.get("/settings/tags")  # the counts in the cache, before the form sets the tags
+    DealService(factories.actor_for(users["admin"])).update(other.id, tag_ids=[vip.id])
+    html = client.get("/settings/tags").get_data(as_text=True)
+    assert re.search(rf'data-tag-id="{vip.id}">.*?<td class="num">3</td>', html, re.S)

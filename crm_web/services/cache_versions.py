@@ -36,8 +36,9 @@ from itertools import chain
 from typing import Any, cast
 
 from flask import g, has_app_context, has_request_context
-from sqlalchemy import Engine, Table, event, select, update
+from sqlalchemy import Engine, Table, event, inspect, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.sql.dml import UpdateBase
 
 from crm_web.database import CURRENT_ORG_INFO_KEY, AnySession
 from crm_web.models import Organization
@@ -49,23 +50,23 @@ logger = logging.getLogger(__name__)
 DOMAINS_OF_TABLE: dict[str, tuple[str, ...]] = {
     "pipelines": ("pipelines", "deals"),
     "pipeline_stages": ("pipelines", "deals"),
-    "deals": ("deals", "tags"),
+    "deals": ("deals",),
     "exchange_rates": ("deals", "rates"),  # every cached sum is converted with them
     "activities": ("activities",),
     # A list's saved-view tabs (services/saved_views.py) show the views and their owners' names.
     "saved_views": ("views",),
     "users": ("views",),
-    # How many records carry each tag (the tag settings, services/tags.py): the links, and the records,
-    # whose purge takes their links with them.
+    # How many records carry each tag (the tag settings, services/tags.py): the tags and their links.
     "tags": ("tags",),
     "contact_tags": ("tags",),
     "company_tags": ("tags",),
     "lead_tags": ("tags",),
     "deal_tags": ("tags",),
-    "contacts": ("tags",),
-    "companies": ("tags",),
-    "leads": ("tags",),
 }
+# The tagged records: deleting one (a purge) takes its links with it, and a flush of one whose tags
+# collection changed writes its links (neither is a write to a link table the hooks see). Their
+# other writes leave the counts alone.
+TAGGED_TABLES = frozenset({"contacts", "companies", "leads", "deals"})
 ALL_DOMAINS = tuple(sorted({domain for domains in DOMAINS_OF_TABLE.values() for domain in domains}))
 EVERY_ORG = "*"
 _TABLE = cast(Table, Organization.__table__)
@@ -169,10 +170,18 @@ def _stale(session: Session) -> set[tuple[str, str]]:
     return session.info.setdefault(_STALE, set())
 
 
+def _tags_changed(obj: Any) -> bool:
+    """Whether the flush writes the record's tag links (its `tags` collection changed; not loaded: no)."""
+    return bool(inspect(obj).attrs["tags"].history.has_changes())
+
+
 @event.listens_for(Session, "after_flush")
 def _note_flushed_rows(session: Session, flush_context: Any) -> None:
     for obj in chain(session.new, session.dirty, session.deleted):
-        domains = DOMAINS_OF_TABLE.get(getattr(obj, "__tablename__", ""), ())
+        table = getattr(obj, "__tablename__", "")
+        domains = DOMAINS_OF_TABLE.get(table, ())
+        if table in TAGGED_TABLES and (obj in session.deleted or _tags_changed(obj)):
+            domains = (*domains, "tags")
         org_id = getattr(obj, "org_id", None) if domains else None
         if org_id:
             _stale(session).update((str(org_id), domain) for domain in domains)
@@ -183,7 +192,10 @@ def _note_bulk_statements(state: ORMExecuteState) -> None:
     if not (state.is_update or state.is_delete or state.is_insert):
         return
     # The statement's table, a mapped class's or a plain one's (the tag links have no class).
-    domains = DOMAINS_OF_TABLE.get(cast(Table, state.statement.table).name, ())
+    table = cast(Table, cast(UpdateBase, state.statement).table).name
+    domains = DOMAINS_OF_TABLE.get(table, ())
+    if state.is_delete and table in TAGGED_TABLES:
+        domains = (*domains, "tags")
     org = state.session.info.get(CURRENT_ORG_INFO_KEY) or EVERY_ORG
     _stale(state.session).update((org, domain) for domain in domains)
 
