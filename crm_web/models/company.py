@@ -65,6 +65,8 @@ Index(
     postgresql_where=text("deleted_at IS NULL"),
     sqlite_where=text("deleted_at IS NULL"),
 )
-# The forms' duplicate warning looks up the typed phone's key (Matcher.candidates; migration 0042).
+# The forms' duplicate warning compares lower(email) and looks up the typed phone's key
+# (Matcher.candidates; migration 0042).
+Index("ix_companies_org_email_key", _t.c.org_id, func.lower(_t.c.email))
 phone_key_index(_t, "company_phone_key_idx")
 del _t

@@ -1,16 +1,20 @@
-"""The live contacts, leads and companies of an organisation by the key of their phone number.
+"""The live contacts, leads and companies of an organisation by the key of their phone number, and
+the companies by their case-folded email.
 
 A form's duplicate warning (and the lead conversion page) looks for records whose phone key (the
 last ten digits, services/duplicates/matching.py) is that of the number being typed. It narrowed
 by the last four digits with LIKE '%1234%', which no index serves: every live record of the
 organisation was read, each time. These indexes hold the key itself (models/mixins.py
 phone_key_index: the same expression), so the lookup is an index range. Partial (live rows),
-PostgreSQL only, declared in the models.
+PostgreSQL only, declared in the models. The warning's conditions are ORed, so one without an index
+reads every row all the same: companies get the (org_id, lower(email)) index contacts and leads
+have (both engines).
 
 Revision ID: 0042_phone_keys
 Revises: 0041_xl_board
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0042_phone_keys"
@@ -23,6 +27,7 @@ KEY = "right(translate(phone, translate(phone, '0123456789', ''), ''), 10)"
 
 
 def upgrade():
+    op.create_index("ix_companies_org_email_key", "companies", ["org_id", sa.text("lower(email)")])
     if op.get_bind().dialect.name != "postgresql":
         return
     for table, name in INDEXES.items():
@@ -31,6 +36,7 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_index("ix_companies_org_email_key", table_name="companies")
     if op.get_bind().dialect.name != "postgresql":
         return
     for table, name in INDEXES.items():

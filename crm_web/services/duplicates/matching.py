@@ -141,8 +141,9 @@ def email_domain(email: str | None) -> str | None:
 
 
 def phone_key(phone: str | None) -> str | None:
-    """Digits only; the last PHONE_DIGITS of them, so "+1 555 123 4567" = "(555) 123-4567"."""
-    digits = re.sub(r"\D", "", phone or "")
+    """Digits only; the last PHONE_DIGITS of them, so "+1 555 123 4567" = "(555) 123-4567". ASCII
+    digits, as phone_key_sql keeps: the database's key and this one always agree."""
+    digits = re.sub(r"[^0-9]", "", phone or "")
     return digits[-PHONE_DIGITS:] if len(digits) >= MIN_PHONE_DIGITS else None
 
 
