@@ -29,7 +29,9 @@ from crm_web.extensions import db
 from crm_web.models import (
     OPEN_ACTIVITY_STATUSES,
     Activity,
+    ActivityTally,
     Deal,
+    DealTally,
     Lead,
     Organization,
     RecordHistory,
@@ -108,6 +110,21 @@ def _open_count(name: str) -> Any:
     )
 
 
+def _open_tally(model: Any) -> Any:
+    """A user's open deals or activities from the tallies the database keeps (services/stats/tallies.py):
+    a few rows per owner, where counting read every open record of theirs."""
+    if model is DealTally:
+        count, still_open = DealTally.deals, DealTally.status == "open"
+    else:
+        count, still_open = ActivityTally.activities, ActivityTally.status.in_(OPEN_ACTIVITY_STATUSES)
+    return (
+        select(func.sum(count))
+        .where(model.org_id == User.org_id, model.owner_id == User.id, still_open)
+        .correlate(User)
+        .scalar_subquery()
+    )
+
+
 class UserService:
     """An organisation's users, for its admins (who change them) and managers (who look)."""
 
@@ -125,7 +142,7 @@ class UserService:
 
     def _rows(self, *criteria: ColumnElement[bool]) -> list[UserRow]:
         """Users with their open deals, leads and activities: one statement, whatever the number of users."""
-        stmt = select(User, _open_count("deal"), _open_count("lead"), _open_count("activity")).where(
+        stmt = select(User, _open_tally(DealTally), _open_count("lead"), _open_tally(ActivityTally)).where(
             User.org_id == self.actor.org_id, *criteria
         )
         rows = self.session.execute(stmt.order_by(User.active.desc(), func.lower(User.name), User.id)).all()
