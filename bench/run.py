@@ -520,7 +520,7 @@ def page_specs(app, slug: str = "bench") -> list[PageSpec]:
     Picked as the owner, whom row-level security does not filter: every query names the organisation."""
     from crm_web.custom_fields import live_fields
     from crm_web.extensions import db
-    from crm_web.models import Company, Contact, Deal, Organization
+    from crm_web.models import Company, Contact, Deal, Lead, Organization
 
     with app.app_context():
         org_id, schema = db.session.execute(
@@ -572,6 +572,20 @@ def page_specs(app, slug: str = "bench") -> list[PageSpec]:
             .where(*live, func.length(Contact.last_name) >= 5)
             .group_by(Contact.last_name)
             .order_by(func.count().desc(), Contact.last_name)
+            .limit(1)
+        )
+        # An open lead with everything its conversion page looks up existing records by.
+        lead_id = db.session.scalar(
+            select(Lead.id)
+            .where(
+                Lead.org_id == org_id,
+                Lead.deleted_at.is_(None),
+                Lead.status.in_(("new", "contacted", "qualified")),
+                Lead.email.is_not(None),
+                Lead.phone.is_not(None),
+                Lead.company_name.is_not(None),
+            )
+            .order_by(Lead.id)
             .limit(1)
         )
         deep_cursor = _deep_page_cursor(app, schema_org=Organization, slug=slug)
@@ -646,6 +660,10 @@ def page_specs(app, slug: str = "bench") -> list[PageSpec]:
         PageSpec("activities calendar", "activities.calendar"),
         PageSpec("my day", "my_day.index"),
         PageSpec("trash", "trash.index"),
+        PageSpec("lead conversion", "leads.convert_form", {"lead_id": lead_id}),
+        PageSpec("users", "settings.users"),
+        PageSpec("tag settings", "settings.tags"),
+        PageSpec("pipeline settings", "pipelines.index"),
         PageSpec("contact duplicates", "duplicates.index", {"plural": "contacts"}),
         PageSpec("company duplicates", "duplicates.index", {"plural": "companies"}),
         PageSpec("lead duplicates", "duplicates.index", {"plural": "leads"}),
