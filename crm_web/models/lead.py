@@ -38,6 +38,7 @@ class Lead(RecordMixin, CustomValuesMixin, Base):
         Index("ix_leads_org_status", "org_id", "status"),
         Index("ix_leads_org_created", "org_id", "created_at"),
         live_index("leads", "created_at"),  # the list's total, and its default order (newest first)
+        live_index("leads", "owner_id", "status"),  # the users list's open leads per user (migration 0042)
         trash_index("leads"),
         CheckConstraint("score >= 0 AND score <= 100", name="lead_score_valid_range"),
         trigram_index("lead_name_search_idx", "first_name", "last_name"),

@@ -1,5 +1,5 @@
-"""The live contacts, leads and companies of an organisation by the key of their phone number, and
-the companies by their case-folded email.
+"""The live contacts, leads and companies of an organisation by the key of their phone number, the
+companies by their case-folded email, and the live leads by owner and status.
 
 A form's duplicate warning (and the lead conversion page) looks for records whose phone key (the
 last ten digits, services/duplicates/matching.py) is that of the number being typed. It narrowed
@@ -9,6 +9,10 @@ phone_key_index: the same expression), so the lookup is an index range. Partial 
 PostgreSQL only, declared in the models. The warning's conditions are ORed, so one without an index
 reads every row all the same: companies get the (org_id, lower(email)) index contacts and leads
 have (both engines).
+
+The users list counts each user's open leads: with the live leads by (org_id, owner_id, status)
+that is an index-only count of the user's entries, not every lead of theirs read from the table
+(both engines).
 
 Revision ID: 0042_phone_keys
 Revises: 0041_xl_board
@@ -28,6 +32,13 @@ KEY = "right(translate(phone, translate(phone, '0123456789', ''), ''), 10)"
 
 def upgrade():
     op.create_index("ix_companies_org_email_key", "companies", ["org_id", sa.text("lower(email)")])
+    op.create_index(
+        "ix_leads_org_owner_id_status_live",
+        "leads",
+        ["org_id", "owner_id", "status"],
+        postgresql_where=sa.text("deleted_at IS NULL"),
+        sqlite_where=sa.text("deleted_at IS NULL"),
+    )
     if op.get_bind().dialect.name != "postgresql":
         return
     for table, name in INDEXES.items():
@@ -37,6 +48,7 @@ def upgrade():
 
 def downgrade():
     op.drop_index("ix_companies_org_email_key", table_name="companies")
+    op.drop_index("ix_leads_org_owner_id_status_live", table_name="leads")
     if op.get_bind().dialect.name != "postgresql":
         return
     for table, name in INDEXES.items():
