@@ -47,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import array as pg_array
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from crm_web.models import Company, Contact, DuplicateDismissal, Lead
 from crm_web.models.mixins import PHONE_DIGITS, full_name, phone_key_sql, search_key
@@ -514,9 +514,17 @@ class Matcher:
             clauses.append(func.lower(m.website).ilike(f"%{like_escape(domain)}%", escape=LIKE_ESCAPE))
         if not clauses:
             return []
-        stmt = select(m).where(*self._live(m), or_(*clauses)).order_by(m.created_at, m.id).limit(100)
+        matching = select(m).where(*self._live(m), or_(*clauses))
         if exclude_id is not None:
-            stmt = stmt.where(m.id != exclude_id)
+            matching = matching.where(m.id != exclude_id)
+        if self.dialect == "postgresql":
+            # Materialized, the matches come from the ORed conditions' indexes; else, for the LIMIT, the
+            # planner walked the live records' created_at index hoping to meet 100 matches early, and
+            # read every record when they are few.
+            candidates = aliased(m, matching.cte("candidates").prefix_with("MATERIALIZED"))
+            stmt = select(candidates).order_by(candidates.created_at, candidates.id).limit(100)
+        else:
+            stmt = matching.order_by(m.created_at, m.id).limit(100)
         found = []
         for record in self.session.scalars(stmt):
             reasons = [
