@@ -9,8 +9,10 @@ app signed in as a user of one org, running deliberately unscoped queries.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from flask import jsonify
@@ -93,6 +95,48 @@ def role_engine(rls_db):
 
 def _set_org(conn, org_id) -> None:
     conn.execute(select(func.set_config("app.current_org", str(org_id), True)))
+
+
+def _plan_with_only_index(rls_db, table: str, index: str, query: Any, params: dict | None = None) -> list[str]:
+    """EXPLAIN `query` as the web role in organisation A, with every other index of `table` but the
+    constraints' dropped in a transaction that is rolled back: the fail-closed policy (org_id = the
+    org) can use the org_id indexes, which on these tiny tables always win, so only `index` is left to
+    show whether a condition may drive a scan at all. Sequential scans off: the index is the cheap path."""
+    others = text(
+        "SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = CAST(:table AS regclass) "
+        "AND i.indexrelid <> CAST(:index AS regclass) "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
+    )
+    superuser = create_engine(rls_db.owner_url)
+    try:
+        with superuser.connect() as conn:
+            for name in conn.scalars(others, {"table": table, "index": index}).all():
+                conn.execute(text(f"DROP INDEX {name}"))
+            conn.execute(text(f'SET LOCAL ROLE "{rls_db.role}"'))
+            _set_org(conn, rls_db.a.id)
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            found = list(conn.scalars(query, params or {}))
+            conn.rollback()
+    finally:
+        superuser.dispose()
+    return found
+
+
+@contextmanager
+def _marked_leakproof(rls_db, *functions: str) -> Iterator[None]:
+    """The functions marked LEAKPROOF while the block runs (pg_proc is per database: this touches only
+    the test's database), unmarked after it."""
+    owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
+    try:
+        with owner.connect() as conn:
+            for name in functions:
+                conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
+        yield
+    finally:
+        with owner.connect() as conn:
+            for name in functions:
+                conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
+        owner.dispose()
 
 
 def _org_ids(conn, table: str) -> set[uuid.UUID]:
@@ -511,47 +555,20 @@ def test_search_under_the_policy_needs_its_operators_marked_leakproof(
 ):
     """Why docs/security.md asks for `ALTER FUNCTION ... LEAKPROOF` on the search's functions."""
     query = text(f"EXPLAIN SELECT id FROM {table} WHERE {key} {condition}")
-    others = text(
-        "SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = CAST(:table AS regclass) "
-        "AND i.indexrelid <> CAST(:index AS regclass) "
-        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
-    )
-    superuser = create_engine(rls_db.owner_url)
 
     def plan() -> str:
-        # The fail-closed policy (org_id = the org) can use the org_id indexes, which on these tiny tables
-        # always win; without them (dropped in a transaction that is rolled back) only the search's index
-        # is left to show whether the search condition may drive a scan at all.
-        with superuser.connect() as conn:
-            for name in conn.scalars(others, {"table": table, "index": index}).all():
-                conn.execute(text(f"DROP INDEX {name}"))
-            conn.execute(text(f'SET LOCAL ROLE "{rls_db.role}"'))
-            _set_org(conn, rls_db.a.id)
-            conn.execute(text("SET LOCAL enable_seqscan = off"))  # tiny table: make the index the cheap path
-            found = list(conn.scalars(query))
-            conn.rollback()
         # The search condition itself in the index's condition (the vocabulary's index starts with org_id,
         # which the policy alone may use).
         searched = condition.split()[-1]
+        found = _plan_with_only_index(rls_db, table, index, query)
         return "\n".join(line for line in found if "Index Cond" in line and searched in line)
 
-    owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
-    try:
-        # Policy conditions run before any non-leakproof condition, so it cannot drive an index scan.
-        assert plan() == ""
-        with owner.connect() as conn:  # pg_proc is per database: this touches only the test's database
-            for name in SEARCH_KEY_FUNCTIONS:
-                conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
+    # Policy conditions run before any non-leakproof condition, so it cannot drive an index scan.
+    assert plan() == ""
+    with _marked_leakproof(rls_db, *SEARCH_KEY_FUNCTIONS):
         assert plan() == ""  # the search key's functions alone are not enough
-        with owner.connect() as conn:
-            conn.execute(text(f"ALTER FUNCTION {function} LEAKPROOF"))
-        assert plan() != ""
-    finally:
-        with owner.connect() as conn:
-            for name in (*SEARCH_KEY_FUNCTIONS, function):
-                conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
-        owner.dispose()
-        superuser.dispose()
+        with _marked_leakproof(rls_db, function):
+            assert plan() != ""
 
 
 def test_the_name_order_range_needs_only_the_search_key_functions_marked(rls_db, role_engine):
@@ -574,18 +591,9 @@ def test_the_name_order_range_needs_only_the_search_key_functions_marked(rls_db,
         conditions = [line for line in plan().splitlines() if "Index Cond" in line]
         return any(">= 'abc'" in line and "< 'abd'" in line for line in conditions)
 
-    owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
-    try:
-        assert not range_in_the_index_condition()  # the policy first: the range filters every org row
-        with owner.connect() as conn:
-            for name in SEARCH_KEY_FUNCTIONS:
-                conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
+    assert not range_in_the_index_condition()  # the policy first: the range filters every org row
+    with _marked_leakproof(rls_db, *SEARCH_KEY_FUNCTIONS):
         assert range_in_the_index_condition(), plan()
-    finally:
-        with owner.connect() as conn:
-            for name in SEARCH_KEY_FUNCTIONS:
-                conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
-        owner.dispose()
 
 
 def test_the_role_writes_deals_and_activities_and_their_tallies_follow(role_engine, rls_db):
@@ -749,39 +757,14 @@ def test_a_phone_key_lookup_under_the_policy_needs_its_functions_marked_leakproo
         .where(Contact.org_id == org_id, Contact.deleted_at.is_(None), phone_key_sql(Contact.phone) == "5551234567")
         .compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
     )
-    others = text(
-        "SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = 'contacts'::regclass "
-        "AND i.indexrelid::regclass::text <> 'contact_phone_key_idx' "
-        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
-    )
-    superuser = create_engine(rls_db.owner_url)
-    owner = create_engine(rls_db.owner_url, isolation_level="AUTOCOMMIT")
 
     def keyed_by_index() -> bool:
-        # Only the phone key's index: on these tiny tables the org_id indexes, which the policy alone
-        # may use, would always win.
-        with superuser.connect() as conn:
-            for name in conn.scalars(others).all():
-                conn.execute(text(f"DROP INDEX {name}"))
-            conn.execute(text(f'SET LOCAL ROLE "{rls_db.role}"'))
-            _set_org(conn, org_id)
-            conn.execute(text("SET LOCAL enable_seqscan = off"))
-            lines = conn.scalars(text("EXPLAIN " + query)).all()
-            conn.rollback()
+        lines = _plan_with_only_index(rls_db, "contacts", "contact_phone_key_idx", text("EXPLAIN " + query))
         return any("Index Cond" in line and "'5551234567'" in line for line in lines)
 
-    try:
-        assert not keyed_by_index()
-        with owner.connect() as conn:
-            for name in marks:
-                conn.execute(text(f"ALTER FUNCTION {name} LEAKPROOF"))
+    assert not keyed_by_index()
+    with _marked_leakproof(rls_db, *marks):
         assert keyed_by_index()
-    finally:
-        with owner.connect() as conn:
-            for name in marks:
-                conn.execute(text(f"ALTER FUNCTION {name} NOT LEAKPROOF"))
-        owner.dispose()
-        superuser.dispose()
 
 
 def test_under_the_policy_a_number_condition_is_estimated_from_the_field_statistics_once_marked(rls_db):
