@@ -15,7 +15,6 @@ from sqlalchemy import Uuid, delete, exists, func, literal, select, union_all, u
 
 from crm_web.entities import ENTITIES, Entity, taggable
 from crm_web.errors import Conflict, NotFound, ValidationError
-from crm_web.extensions import db
 from crm_web.models import Role, Tag
 from crm_web.permissions import require_role
 from crm_web.services.base import BaseService
@@ -191,8 +190,7 @@ class TagService(BaseService[Tag]):
         return [TagUsage(tag, uses.get(str(tag.id), 0)) for tag in tags]
 
     def _count_uses(self) -> dict[str, int]:
-        """{tag id: records carrying it}: one grouped count per link table, in one statement. Through
-        `db.session`, as cached_stats asks of what it computes."""
+        """{tag id: records carrying it}: one grouped count per link table, in one statement."""
         per_table = union_all(
             *(
                 select(table.c.tag_id, func.count().label("uses"))
@@ -202,7 +200,7 @@ class TagService(BaseService[Tag]):
                 for table in _tag_tables()
             )
         ).subquery()
-        rows = db.session.execute(select(per_table.c.tag_id, func.sum(per_table.c.uses)).group_by(per_table.c.tag_id))
+        rows = self.session.execute(select(per_table.c.tag_id, func.sum(per_table.c.uses)).group_by(per_table.c.tag_id))
         return {str(tag_id): int(uses) for tag_id, uses in rows}
 
     def _free_name(self, name: str, keep: uuid.UUID | None = None) -> None:
